@@ -1,0 +1,74 @@
+//! Write sfop API plugins as plain Rust functions over typed requests and responses.
+//!
+//! A plugin is one function from [`Request`] to [`Result<Response, ApiError>`],
+//! exported with [`api!`]:
+//!
+//! ```ignore
+//! use sfop_sdk::{api, ledger, ApiError, Request, Response};
+//!
+//! fn handle(_req: &Request) -> Result<Response, ApiError> {
+//!     let banks = ledger::bank_status()?;
+//!     Ok(Response::success(&serde_json::json!({ "res_cnt": banks.len().to_string() })))
+//! }
+//!
+//! api!(handle);
+//! ```
+//!
+//! Capabilities (`log`, `clock`, `auth_context`, `kv`, `ledger`) are the WIT
+//! imports of `sfop:platform`; a plugin may only use those its manifest
+//! declares, or the gateway refuses to load it.
+
+mod envelope;
+mod request;
+
+pub use envelope::{ApiError, Response, rsp};
+pub use request::Request;
+
+/// Raw bindings generated from `wit/platform@0.1.0`. Plugins rarely need them.
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../../wit/platform@0.1.0",
+        world: "sfop:platform/api@0.1.0",
+        pub_export_macro: true,
+        default_bindings_module: "sfop_sdk::bindings",
+        generate_all,
+    });
+}
+
+pub use bindings::sfop::platform::{auth_context, clock, kv, ledger, log};
+
+/// Exports a handler function `fn(&Request) -> Result<Response, ApiError>` as
+/// the plugin's `sfop:platform/handler`.
+#[macro_export]
+macro_rules! api {
+    ($handler:path) => {
+        struct __SfopApi;
+
+        impl $crate::bindings::exports::sfop::platform::handler::Guest for __SfopApi {
+            fn handle(
+                raw: $crate::bindings::sfop::platform::types::Request,
+            ) -> $crate::bindings::sfop::platform::types::Response {
+                $crate::__private::dispatch(raw, $handler)
+            }
+        }
+
+        $crate::bindings::export!(__SfopApi);
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    use crate::bindings::sfop::platform::types;
+    use crate::{ApiError, Request, Response};
+
+    /// Runs a typed handler over the raw WIT request and turns its outcome,
+    /// success or [`ApiError`], into the raw WIT response.
+    pub fn dispatch(
+        raw: types::Request,
+        handler: impl FnOnce(&Request) -> Result<Response, ApiError>,
+    ) -> types::Response {
+        let request = Request::from_raw(raw);
+        let response = handler(&request).unwrap_or_else(Response::from);
+        response.into_raw()
+    }
+}

@@ -1,0 +1,22 @@
+//! Echoes the request the gateway handed over, plus the platform clock, so
+//! that tests can see exactly what crosses the WIT boundary.
+
+use sfop_sdk::{ApiError, Request, Response, api, clock, log};
+
+fn handle(req: &Request) -> Result<Response, ApiError> {
+    log::log(log::Level::Info, &format!("echo {}", req.path()));
+    Ok(Response::success(&serde_json::json!({
+        "plugin": "echo",
+        "method": req.method(),
+        "path": req.path(),
+        "query_name": req.query("name"),
+        "header_x_test": req.header("x-test"),
+        "body": String::from_utf8_lossy(req.body()),
+        "seen_api_tran_id": req.api_tran_id(),
+        "now_millis": clock::now_millis().to_string(),
+        // A plugin cannot forge the envelope: the gateway overwrites these.
+        "api_tran_id": "forged",
+    })))
+}
+
+api!(handle);

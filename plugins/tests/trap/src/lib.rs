@@ -1,0 +1,12 @@
+//! Panics on every request; with `panic = "abort"` that is a Wasm trap.
+
+use sfop_sdk::{ApiError, Request, Response, api};
+
+fn handle(req: &Request) -> Result<Response, ApiError> {
+    if req.method() != "NEVER" {
+        panic!("test plugin trap: deliberate panic");
+    }
+    Ok(Response::success(&serde_json::json!({})))
+}
+
+api!(handle);

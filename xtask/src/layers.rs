@@ -1,0 +1,89 @@
+//! The dependency rules of the architecture, checked on `cargo metadata`.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::cargo;
+
+#[derive(Deserialize)]
+struct Metadata {
+    packages: Vec<Package>,
+    workspace_members: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Package {
+    id: String,
+    name: String,
+    dependencies: Vec<Dependency>,
+}
+
+#[derive(Deserialize)]
+struct Dependency {
+    name: String,
+    kind: Option<String>,
+}
+
+/// Third-party crates that exactly one workspace crate may name.
+const OWNED: &[(&str, &str)] = &[
+    ("wasmtime", "sfop-runtime"),
+    ("sled", "sfop-store"),
+    ("biscuit-auth", "sfop-auth"),
+];
+
+/// Data-plane crates, which must never depend on control-plane crates.
+const DATA_PLANE: &[&str] = &["sfop-core", "sfop-runtime", "sfop-gateway", "sfop-store"];
+const CONTROL_PLANE_PREFIXES: &[&str] = &["sfop-management", "sfop-testbed", "sfop-portal"];
+
+pub fn check(root: &Path) -> Result<()> {
+    let out = cargo(root)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let meta: Metadata = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+    let members: BTreeSet<&str> = meta.workspace_members.iter().map(String::as_str).collect();
+    // Normal (non-dev, non-build) dependencies of each workspace crate.
+    let deps: BTreeMap<&str, BTreeSet<&str>> = meta
+        .packages
+        .iter()
+        .filter(|p| members.contains(p.id.as_str()))
+        .map(|p| {
+            let normal = p
+                .dependencies
+                .iter()
+                .filter(|d| d.kind.is_none())
+                .map(|d| d.name.as_str())
+                .collect();
+            (p.name.as_str(), normal)
+        })
+        .collect();
+
+    let mut violations = Vec::new();
+    for (krate, owner) in OWNED {
+        for (name, uses) in &deps {
+            if uses.contains(krate) && name != owner {
+                violations.push(format!("{name} depends on {krate}; only {owner} may"));
+            }
+        }
+    }
+    for plane in DATA_PLANE {
+        for dep in deps.get(plane).into_iter().flatten() {
+            if CONTROL_PLANE_PREFIXES.iter().any(|p| dep.starts_with(p)) {
+                violations.push(format!(
+                    "data-plane crate {plane} depends on control-plane crate {dep}"
+                ));
+            }
+        }
+    }
+    if !violations.is_empty() {
+        bail!("dependency rules broken:\n  {}", violations.join("\n  "));
+    }
+    eprintln!("layers: {} crates follow the dependency rules", deps.len());
+    Ok(())
+}
