@@ -1,1 +1,12 @@
-//! placeholder
+//! The shared vocabulary of the sfop data plane: API manifests, the common
+//! response envelope, who-is-to-blame errors and the backend traits that the
+//! runtime offers to plugins as capabilities.
+
+pub mod backend;
+pub mod envelope;
+pub mod manifest;
+pub mod time;
+
+pub use backend::{Bank, BankBackend, BankError, Claims, KvError, KvStore};
+pub use envelope::{ApiTranId, rsp};
+pub use manifest::{Capability, Limits, Manifest, ManifestError, Route};

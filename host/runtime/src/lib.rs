@@ -1,1 +1,360 @@
-//! placeholder
+//! Runs sfop API plugins: compiles each component once, checks that it imports
+//! only the capabilities its manifest declares, pre-links it, and serves every
+//! call from a fresh instance with a memory cap and a CPU deadline. The only
+//! crate that touches wasmtime.
+
+mod bindings;
+mod host;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use sfop_core::{BankBackend, Capability, Claims, KvStore, Manifest};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+
+use crate::bindings::ApiPre;
+use crate::bindings::sfop::platform::{auth_context, clock, kv, ledger, log, types};
+use crate::host::HostState;
+
+/// The WIT package this runtime serves; components must import a
+/// semver-compatible version of it.
+pub const PLATFORM_PACKAGE: &str = "sfop:platform";
+pub const PLATFORM_VERSION: &str = "0.1.0";
+
+/// Why a package could not be loaded. Each message names what is wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a valid WebAssembly component: {0}")]
+    InvalidComponent(String),
+    #[error(
+        "component imports `{import}`, which is not an sfop:platform capability \
+         (allowed: {allowed})"
+    )]
+    ForbiddenImport { import: String, allowed: String },
+    #[error("component imports `{import}` but the manifest does not declare capability `{capability}`")]
+    UndeclaredCapability { import: String, capability: Capability },
+    #[error(
+        "component imports `{import}`, but this platform serves {PLATFORM_PACKAGE}@{PLATFORM_VERSION}"
+    )]
+    UnsupportedVersion { import: String },
+    #[error("component does not fit the sfop:platform/api world: {0}")]
+    Link(String),
+}
+
+/// Why one call failed. Each ends only its own call.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("the plugin exceeded its CPU deadline of {0} ms")]
+    Deadline(u32),
+    #[error("the plugin exceeded its memory cap of {0} MiB")]
+    MemoryExhausted(u32),
+    #[error("the plugin trapped: {0}")]
+    Trap(String),
+    #[error("the plugin answered HTTP status {0}, which is not valid")]
+    BadStatus(u16),
+    #[error("no instance could be created: {0}")]
+    Instantiate(String),
+}
+
+/// The services plugins reach through their capabilities.
+#[derive(Debug, Clone)]
+pub struct Services {
+    pub bank: Arc<dyn BankBackend>,
+    pub kv: Arc<dyn KvStore>,
+    /// Business time zone offset, minutes east of UTC.
+    pub utc_offset_minutes: i32,
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Instances that may be alive at once (the pooling allocator's slots).
+    pub max_instances: u32,
+    /// Epoch tick: the granularity of CPU deadlines and of yielding to other
+    /// requests while a plugin runs.
+    pub tick: Duration,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        Self {
+            max_instances: 256,
+            tick: Duration::from_millis(2),
+        }
+    }
+}
+
+/// The wasmtime engine with its epoch ticker and the services to offer.
+#[derive(Debug)]
+pub struct Runtime {
+    engine: Engine,
+    services: Arc<Services>,
+    tick: Duration,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    pub fn new(services: Services, config: &RuntimeConfig) -> anyhow::Result<Self> {
+        let mut pooling = PoolingAllocationConfig::default();
+        let n = config.max_instances;
+        pooling
+            .total_component_instances(n)
+            // wit-component adapts a module with a few helper core instances.
+            .total_core_instances(n * 4)
+            .total_memories(n)
+            .total_tables(n * 2)
+            .total_stacks(n)
+            .max_memory_size(sfop_core::manifest::MAX_MEMORY_MIB as usize * (1 << 20));
+        let mut wasm = Config::new();
+        wasm.epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
+            .cranelift_opt_level(wasmtime::OptLevel::Speed);
+        let engine = Engine::new(&wasm)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let (ticking, stop, tick) = (engine.clone(), ticker_stop.clone(), config.tick);
+        thread::Builder::new()
+            .name("sfop-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    thread::sleep(tick);
+                    ticking.increment_epoch();
+                }
+            })?;
+        Ok(Self {
+            engine,
+            services: Arc::new(services),
+            tick: config.tick,
+            ticker_stop,
+        })
+    }
+
+    /// Compiles, checks and pre-links one package. Nothing of a package that
+    /// fails here is ever served.
+    pub fn load(&self, manifest: Manifest, component: &[u8]) -> Result<Api, LoadError> {
+        let sha256 = hex::encode(Sha256::digest(component));
+        let compiled = Component::new(&self.engine, component)
+            .map_err(|e| LoadError::InvalidComponent(format!("{e:#}")))?;
+        check_imports(&self.engine, &compiled, &manifest)?;
+
+        let mut linker = Linker::<HostState>::new(&self.engine);
+        link_capabilities(&mut linker, &manifest).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&compiled)
+            .and_then(ApiPre::new)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let tick_ms = u32::try_from(self.tick.as_millis()).unwrap_or(u32::MAX).max(1);
+        Ok(Api {
+            deadline_ticks: u64::from(manifest.limits.cpu_ms.div_ceil(tick_ms)),
+            manifest: Arc::new(manifest),
+            sha256,
+            pre,
+            engine: self.engine.clone(),
+            services: self.services.clone(),
+        })
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Every import must be an `sfop:platform` interface at a served version, and
+/// every capability interface must be declared in the manifest.
+fn check_imports(engine: &Engine, component: &Component, manifest: &Manifest) -> Result<(), LoadError> {
+    let allowed = || {
+        manifest
+            .capabilities
+            .iter()
+            .map(|c| c.interface())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for (import, _) in component.component_type().imports(engine) {
+        let Some((interface, version)) = import
+            .strip_prefix(PLATFORM_PACKAGE)
+            .and_then(|rest| rest.strip_prefix('/'))
+            .and_then(|rest| rest.split_once('@'))
+        else {
+            return Err(LoadError::ForbiddenImport {
+                import: import.to_owned(),
+                allowed: allowed(),
+            });
+        };
+        if !version_compatible(version) {
+            return Err(LoadError::UnsupportedVersion {
+                import: import.to_owned(),
+            });
+        }
+        if interface == "types" {
+            continue; // shapes only, no functions
+        }
+        match Capability::from_interface(interface) {
+            Some(capability) if manifest.capabilities.contains(&capability) => {}
+            Some(capability) => {
+                return Err(LoadError::UndeclaredCapability {
+                    import: import.to_owned(),
+                    capability,
+                });
+            }
+            None => {
+                return Err(LoadError::ForbiddenImport {
+                    import: import.to_owned(),
+                    allowed: allowed(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Semver-compatible with the served version: same `0.minor`, patch not newer.
+fn version_compatible(version: &str) -> bool {
+    let parse = |v: &str| -> Option<(u64, u64, u64)> {
+        let mut parts = v.splitn(3, '.').map(|p| p.parse::<u64>().ok());
+        Some((parts.next()??, parts.next()??, parts.next()??))
+    };
+    match (parse(version), parse(PLATFORM_VERSION)) {
+        (Some((0, minor, patch)), Some((0, served_minor, served_patch))) => {
+            minor == served_minor && patch <= served_patch
+        }
+        (Some((major, minor, _)), Some((served_major, served_minor, _))) => {
+            major == served_major && major > 0 && minor <= served_minor
+        }
+        _ => false,
+    }
+}
+
+/// Links exactly the capabilities the manifest grants: an undeclared
+/// interface is not even present in the linker.
+fn link_capabilities(linker: &mut Linker<HostState>, manifest: &Manifest) -> wasmtime::Result<()> {
+    types::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?;
+    for capability in &manifest.capabilities {
+        match capability {
+            Capability::Log => log::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Clock => clock::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::AuthContext => auth_context::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Kv => kv::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Ledger => ledger::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+        }
+    }
+    Ok(())
+}
+
+/// One call's input.
+#[derive(Debug, Clone, Default)]
+pub struct Call {
+    pub api_tran_id: String,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub caller: Option<Claims>,
+}
+
+/// One call's output, as the plugin produced it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A loaded, pre-linked API package, ready to serve calls.
+pub struct Api {
+    manifest: Arc<Manifest>,
+    sha256: String,
+    pre: ApiPre<HostState>,
+    engine: Engine,
+    services: Arc<Services>,
+    deadline_ticks: u64,
+}
+
+impl std::fmt::Debug for Api {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Api")
+            .field("name", &self.manifest.name)
+            .field("version", &self.manifest.version)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Api {
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Hex sha256 of the component bytes.
+    pub fn sha256(&self) -> &str {
+        &self.sha256
+    }
+
+    /// Serves one call from a fresh instance.
+    pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
+        let limits = &self.manifest.limits;
+        let state = HostState::new(
+            self.manifest.clone(),
+            self.services.clone(),
+            call.api_tran_id.clone(),
+            call.caller.clone(),
+            self.deadline_ticks,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().on_epoch_tick()));
+
+        let outcome = async {
+            let api = self.pre.instantiate_async(&mut store).await?;
+            let request = types::Request {
+                api_tran_id: call.api_tran_id,
+                method: call.method,
+                path: call.path,
+                query: call.query,
+                headers: call.headers,
+                body: call.body,
+            };
+            api.sfop_platform_handler()
+                .call_handle(&mut store, &request)
+                .await
+        }
+        .await;
+
+        let state = store.data();
+        match outcome {
+            Ok(reply) if (100..=599).contains(&reply.status) => Ok(Reply {
+                status: reply.status,
+                headers: reply.headers,
+                body: reply.body,
+            }),
+            Ok(reply) => Err(CallError::BadStatus(reply.status)),
+            Err(_) if state.deadline_hit() => Err(CallError::Deadline(limits.cpu_ms)),
+            Err(_) if state.limits.memory_hit() => Err(CallError::MemoryExhausted(limits.memory_mib)),
+            Err(e) if e.downcast_ref::<wasmtime::Trap>().is_some() => Err(CallError::Trap(format!("{e:#}"))),
+            Err(e) => Err(CallError::Instantiate(format!("{e:#}"))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_follow_semver_for_zero_majors() {
+        assert!(version_compatible("0.1.0"));
+        assert!(!version_compatible("0.1.1")); // newer than served
+        assert!(!version_compatible("0.2.0"));
+        assert!(!version_compatible("1.0.0"));
+        assert!(!version_compatible("0.1"));
+        assert!(!version_compatible("x"));
+    }
+}

@@ -1,0 +1,273 @@
+//! The manifest of an API package (`sfop.toml`): what the gateway needs to
+//! route to a component, authorise calls, grant capabilities and bound its
+//! resources. Parsed strictly: unknown keys are errors that name the key.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Platform maxima; a manifest may ask for less, never more.
+pub const MAX_MEMORY_MIB: u32 = 256;
+pub const MAX_CPU_MS: u32 = 10_000;
+pub const MAX_BODY_KIB: u32 = 10 * 1024;
+
+/// A parsed, validated manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The API's name: lower-case letters, digits and `-`, e.g. `bank-status`.
+    pub name: String,
+    /// The package's semantic version.
+    pub version: semver::Version,
+    /// One line for the catalogue.
+    pub description: String,
+    /// The OAuth scope a caller needs: `login`, `inquiry`, `transfer` or `oob`.
+    pub scope: String,
+    /// Capability interfaces the component may import.
+    #[serde(default)]
+    pub capabilities: BTreeSet<Capability>,
+    /// `METHOD path` pairs served by this API.
+    pub routes: Vec<Route>,
+    /// Resource limits for one call.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// A capability interface of `sfop:platform`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Capability {
+    Log,
+    Clock,
+    AuthContext,
+    Kv,
+    Ledger,
+}
+
+impl Capability {
+    pub const ALL: [Capability; 5] = [
+        Capability::Log,
+        Capability::Clock,
+        Capability::AuthContext,
+        Capability::Kv,
+        Capability::Ledger,
+    ];
+
+    /// The WIT interface name, e.g. `auth-context`.
+    pub fn interface(self) -> &'static str {
+        match self {
+            Capability::Log => "log",
+            Capability::Clock => "clock",
+            Capability::AuthContext => "auth-context",
+            Capability::Kv => "kv",
+            Capability::Ledger => "ledger",
+        }
+    }
+
+    /// The capability whose WIT interface is `name`.
+    pub fn from_interface(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.interface() == name)
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.interface())
+    }
+}
+
+/// One route: an HTTP method and an exact path.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Route {
+    pub method: String,
+    pub path: String,
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+/// Per-call resource limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Linear memory cap of one instance, MiB.
+    pub memory_mib: u32,
+    /// CPU deadline of one call, milliseconds of guest execution.
+    pub cpu_ms: u32,
+    /// Largest request body accepted, KiB.
+    pub max_body_kib: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_mib: 16,
+            cpu_ms: 100,
+            max_body_kib: 64,
+        }
+    }
+}
+
+/// Why a manifest was refused. Every message names the offending key.
+#[derive(Debug, thiserror::Error)]
+pub enum ManifestError {
+    #[error("manifest is not valid TOML for sfop.toml: {0}")]
+    Syntax(#[from] toml::de::Error),
+    #[error("manifest key `{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+const SCOPES: &[&str] = &["login", "inquiry", "transfer", "oob"];
+const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+impl Manifest {
+    /// Parses and validates `sfop.toml` text.
+    pub fn parse(text: &str) -> Result<Self, ManifestError> {
+        let manifest: Manifest = toml::from_str(text)?;
+        manifest.validate()?;
+        Ok(manifest)
+    }
+
+    /// Checks what serde cannot: formats, non-emptiness and platform maxima.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        let invalid = |key, problem: String| Err(ManifestError::Invalid { key, problem });
+        let name_ok = !self.name.is_empty()
+            && self.name.len() <= 64
+            && self
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+            && !self.name.starts_with('-');
+        if !name_ok {
+            return invalid(
+                "name",
+                format!(
+                    "{:?} must be 1-64 lower-case letters, digits or '-'",
+                    self.name
+                ),
+            );
+        }
+        if !SCOPES.contains(&self.scope.as_str()) {
+            return invalid(
+                "scope",
+                format!("{:?} is not one of {}", self.scope, SCOPES.join(", ")),
+            );
+        }
+        if self.routes.is_empty() {
+            return invalid("routes", "at least one route is required".into());
+        }
+        let mut seen = BTreeSet::new();
+        for route in &self.routes {
+            if !METHODS.contains(&route.method.as_str()) {
+                return invalid(
+                    "routes.method",
+                    format!("{:?} is not one of {}", route.method, METHODS.join(", ")),
+                );
+            }
+            let path_ok = route.path.starts_with('/')
+                && route.path.len() <= 256
+                && route
+                    .path
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && b != b'?' && b != b'#');
+            if !path_ok {
+                return invalid(
+                    "routes.path",
+                    format!(
+                        "{:?} must start with '/' and hold no spaces, '?' or '#'",
+                        route.path
+                    ),
+                );
+            }
+            if !seen.insert(route) {
+                return invalid("routes", format!("{route} is listed twice"));
+            }
+        }
+        let limits = &self.limits;
+        for (key, value, max) in [
+            ("limits.memory_mib", limits.memory_mib, MAX_MEMORY_MIB),
+            ("limits.cpu_ms", limits.cpu_ms, MAX_CPU_MS),
+            ("limits.max_body_kib", limits.max_body_kib, MAX_BODY_KIB),
+        ] {
+            if value == 0 || value > max {
+                return invalid(key, format!("{value} must be between 1 and {max}"));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        name = "bank-status"
+        version = "1.0.0"
+        description = "Participant banks"
+        scope = "oob"
+        capabilities = ["ledger", "log"]
+
+        [[routes]]
+        method = "GET"
+        path = "/v2.0/bank/status"
+    "#;
+
+    fn error_of(text: &str) -> String {
+        match Manifest::parse(text) {
+            Ok(m) => panic!("accepted: {m:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn parses_a_good_manifest_with_default_limits() -> Result<(), ManifestError> {
+        let m = Manifest::parse(GOOD)?;
+        assert_eq!(m.name, "bank-status");
+        assert_eq!(m.version, semver::Version::new(1, 0, 0));
+        assert!(m.capabilities.contains(&Capability::Ledger));
+        assert_eq!(m.limits, Limits::default());
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = error_of(&format!("{GOOD}\nrogue = 1\n"));
+        assert!(e.contains("rogue"), "{e}");
+    }
+
+    #[test]
+    fn unknown_capability_is_named() {
+        let e = error_of(&GOOD.replace(r#""ledger", "log""#, r#""ledger", "sockets""#));
+        assert!(e.contains("sockets"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let cases = [
+            (GOOD.replace("bank-status\"", "Bank Status\""), "`name`"),
+            (GOOD.replace("\"oob\"", "\"admin\""), "`scope`"),
+            (GOOD.replace("\"GET\"", "\"FETCH\""), "`routes.method`"),
+            (GOOD.replace("\"/v2.0/bank/status\"", "\"v2/x?y\""), "`routes.path`"),
+            (format!("{GOOD}\n[limits]\nmemory_mib = 100000\n"), "`limits.memory_mib`"),
+            (GOOD.replace("\"1.0.0\"", "\"one\""), "version"),
+        ];
+        for (text, key) in cases {
+            let e = error_of(&text);
+            assert!(e.contains(key), "expected {key} in {e}");
+        }
+    }
+
+    #[test]
+    fn capability_interface_names_round_trip() {
+        for c in Capability::ALL {
+            assert_eq!(Capability::from_interface(c.interface()), Some(c));
+        }
+        assert_eq!(Capability::from_interface("wasi:cli/environment"), None);
+    }
+}

@@ -1,0 +1,111 @@
+//! Everything that can go wrong on the request path, who is to blame, and the
+//! one mapping from that to HTTP status, `rsp_code` and metric label.
+
+use sfop_core::rsp;
+use sfop_runtime::CallError;
+
+/// Who caused a failed request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorSource {
+    /// The caller sent something the platform cannot serve.
+    Client,
+    /// The API's plugin misbehaved (trap, deadline, memory, bad output, failed load).
+    Plugin,
+    /// The platform itself (overload, internal failure).
+    Platform,
+}
+
+impl ErrorSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorSource::Client => "client",
+            ErrorSource::Plugin => "plugin",
+            ErrorSource::Platform => "platform",
+        }
+    }
+}
+
+/// A request the gateway answers with an error envelope.
+#[derive(Debug, thiserror::Error)]
+pub enum Fault {
+    #[error("no API serves {method} {path}")]
+    RouteNotFound { method: String, path: String },
+    #[error("{method} is not allowed on {path}; allowed: {}", allowed.join(", "))]
+    MethodNotAllowed {
+        method: String,
+        path: String,
+        allowed: Vec<String>,
+    },
+    #[error("request body exceeds the API's limit of {limit_kib} KiB")]
+    BodyTooLarge { limit_kib: u32 },
+    #[error("request body could not be read")]
+    BodyUnreadable,
+    #[error("API {api} is unavailable")]
+    RouteClosed { api: String },
+    #[error("API call failed: {0}")]
+    Call(#[from] CallError),
+    #[error("API answered with a malformed JSON body")]
+    BadPluginBody,
+}
+
+impl Fault {
+    pub fn source(&self) -> ErrorSource {
+        match self {
+            Fault::RouteNotFound { .. }
+            | Fault::MethodNotAllowed { .. }
+            | Fault::BodyTooLarge { .. }
+            | Fault::BodyUnreadable => ErrorSource::Client,
+            Fault::RouteClosed { .. } | Fault::BadPluginBody => ErrorSource::Plugin,
+            Fault::Call(CallError::Instantiate(_)) => ErrorSource::Platform,
+            Fault::Call(_) => ErrorSource::Plugin,
+        }
+    }
+
+    /// HTTP status and `rsp_code`.
+    pub fn status_and_code(&self) -> (u16, &'static str) {
+        match self {
+            Fault::RouteNotFound { .. } => (404, rsp::FORMAT),
+            Fault::MethodNotAllowed { .. } => (405, rsp::METHOD_NOT_ALLOWED),
+            Fault::BodyTooLarge { .. } => (413, rsp::FORMAT),
+            Fault::BodyUnreadable => (400, rsp::FORMAT),
+            Fault::RouteClosed { .. } => (503, rsp::UNAVAILABLE),
+            Fault::Call(CallError::Deadline(_)) => (504, rsp::TIMEOUT),
+            Fault::Call(CallError::Instantiate(_)) => (503, rsp::UNAVAILABLE),
+            Fault::Call(_) | Fault::BadPluginBody => (500, rsp::INTERNAL),
+        }
+    }
+
+    /// A short, stable label for metrics and logs.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Fault::RouteNotFound { .. } => "route_not_found",
+            Fault::MethodNotAllowed { .. } => "method_not_allowed",
+            Fault::BodyTooLarge { .. } => "body_too_large",
+            Fault::BodyUnreadable => "body_unreadable",
+            Fault::RouteClosed { .. } => "route_closed",
+            Fault::Call(CallError::Deadline(_)) => "deadline",
+            Fault::Call(CallError::MemoryExhausted(_)) => "memory",
+            Fault::Call(CallError::Trap(_)) => "trap",
+            Fault::Call(CallError::BadStatus(_)) | Fault::BadPluginBody => "bad_response",
+            Fault::Call(CallError::Instantiate(_)) => "overloaded",
+        }
+    }
+
+    /// What the client is told. Client faults say what to fix; plugin and
+    /// platform faults reveal nothing internal: the client quotes `api_tran_id`.
+    pub fn public_message(&self) -> String {
+        match self.source() {
+            ErrorSource::Client => self.to_string(),
+            ErrorSource::Plugin | ErrorSource::Platform => match self {
+                Fault::Call(CallError::Deadline(_)) => {
+                    "the API did not finish in time; quote api_tran_id to the operator".into()
+                }
+                Fault::RouteClosed { .. } | Fault::Call(CallError::Instantiate(_)) => {
+                    "the API is unavailable; retry later or quote api_tran_id to the operator"
+                        .into()
+                }
+                _ => "platform internal error; quote api_tran_id to the operator".into(),
+            },
+        }
+    }
+}
