@@ -81,7 +81,10 @@ fn rustup_has_target() -> bool {
         .stderr(Stdio::null())
         .output()
         .is_ok_and(|out| {
-            out.status.success() && String::from_utf8_lossy(&out.stdout).lines().any(|l| l.trim() == TARGET)
+            out.status.success()
+                && String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .any(|l| l.trim() == TARGET)
         })
 }
 
@@ -161,9 +164,9 @@ impl Toolchain {
             .arg(self.target_dir(root))
             .arg("--workspace");
         if self == Toolchain::Debian {
-            cmd.arg("-Zbuild-std=std,panic_abort").arg("--config").arg(format!(
-                "target.{TARGET}.linker=\"{DEBIAN_WASM_LD}\""
-            ));
+            cmd.arg("-Zbuild-std=std,panic_abort")
+                .arg("--config")
+                .arg(format!("target.{TARGET}.linker=\"{DEBIAN_WASM_LD}\""));
         }
         cmd
     }
@@ -212,7 +215,9 @@ struct Plugin {
 /// Returns the output root.
 pub fn build_plugins(root: &Path) -> Result<PathBuf> {
     let toolchain = setup(root)?;
-    step(&format!("building plugins ({TARGET}, {toolchain:?} toolchain)"));
+    step(&format!(
+        "building plugins ({TARGET}, {toolchain:?} toolchain)"
+    ));
     run(&mut toolchain.cargo(root, "build"))?;
 
     let out_root = root.join("target/sfop-plugins");
@@ -253,12 +258,21 @@ pub fn build_plugins(root: &Path) -> Result<PathBuf> {
 
 fn plugin_crates(root: &Path) -> Result<Vec<Plugin>> {
     let out = cargo(root)
-        .args(["metadata", "--no-deps", "--format-version", "1", "--manifest-path"])
+        .args([
+            "metadata",
+            "--no-deps",
+            "--format-version",
+            "1",
+            "--manifest-path",
+        ])
         .arg(root.join("plugins/Cargo.toml"))
         .output()
         .context("running cargo metadata on plugins/")?;
     if !out.status.success() {
-        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let meta: Metadata = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
     let tests_dir = root.join("plugins/tests");
@@ -285,7 +299,11 @@ fn plugin_crates(root: &Path) -> Result<Vec<Plugin>> {
         }
         plugins.push(Plugin {
             lib_name: lib.name.replace('-', "_"),
-            group: if dir.starts_with(&tests_dir) { "test" } else { "api" },
+            group: if dir.starts_with(&tests_dir) {
+                "test"
+            } else {
+                "api"
+            },
             crate_name: package.name,
             dir,
         });

@@ -44,7 +44,10 @@ pub fn check(root: &Path) -> Result<()> {
         .output()
         .context("running cargo metadata")?;
     if !out.status.success() {
-        bail!("cargo metadata failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let meta: Metadata = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
     let members: BTreeSet<&str> = meta.workspace_members.iter().map(String::as_str).collect();

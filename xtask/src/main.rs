@@ -63,10 +63,18 @@ fn serve(root: &Path, args: &[String]) -> Result<()> {
     guest::build_plugins(root)?;
     let plugins = root.join("target/sfop-plugins/api");
     let mut cmd = cargo(root);
-    cmd.args(["run", "--release", "--locked", "--package", "sfop", "--", "serve"])
-        .arg("--plugins")
-        .arg(&plugins)
-        .args(args);
+    cmd.args([
+        "run",
+        "--release",
+        "--locked",
+        "--package",
+        "sfop",
+        "--",
+        "serve",
+    ])
+    .arg("--plugins")
+    .arg(&plugins)
+    .args(args);
     run(&mut cmd)
 }
 

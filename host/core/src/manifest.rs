@@ -253,8 +253,14 @@ mod tests {
             (GOOD.replace("bank-status\"", "Bank Status\""), "`name`"),
             (GOOD.replace("\"oob\"", "\"admin\""), "`scope`"),
             (GOOD.replace("\"GET\"", "\"FETCH\""), "`routes.method`"),
-            (GOOD.replace("\"/v2.0/bank/status\"", "\"v2/x?y\""), "`routes.path`"),
-            (format!("{GOOD}\n[limits]\nmemory_mib = 100000\n"), "`limits.memory_mib`"),
+            (
+                GOOD.replace("\"/v2.0/bank/status\"", "\"v2/x?y\""),
+                "`routes.path`",
+            ),
+            (
+                format!("{GOOD}\n[limits]\nmemory_mib = 100000\n"),
+                "`limits.memory_mib`",
+            ),
             (GOOD.replace("\"1.0.0\"", "\"one\""), "version"),
         ];
         for (text, key) in cases {

@@ -52,8 +52,14 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(format_dtm(0, 0), "19700101000000000");
         // 2026-11-22T13:28:10.123Z is 22:28:10.123 in KST.
-        assert_eq!(format_dtm(1_795_354_090_123, KST_OFFSET_MINUTES), "20261122222810123");
+        assert_eq!(
+            format_dtm(1_795_354_090_123, KST_OFFSET_MINUTES),
+            "20261122222810123"
+        );
         // Crossing midnight and a leap day: 2024-02-28T20:00Z is 2024-02-29 05:00 KST.
-        assert_eq!(format_dtm(1_709_150_400_000, KST_OFFSET_MINUTES), "20240229050000000");
+        assert_eq!(
+            format_dtm(1_709_150_400_000, KST_OFFSET_MINUTES),
+            "20240229050000000"
+        );
     }
 }

@@ -94,13 +94,18 @@ impl Gateway {
                     let (status, code) = fault.status_and_code();
                     match fault.source() {
                         ErrorSource::Client => tracing::debug!(fault = fault.label(), "{fault}"),
-                        source => tracing::warn!(fault = fault.label(), source = source.as_str(), "{fault}"),
+                        source => tracing::warn!(
+                            fault = fault.label(),
+                            source = source.as_str(),
+                            "{fault}"
+                        ),
                     }
-                    let mut response = self.error_response(&id, status, code, &fault.public_message());
-                    if let Fault::MethodNotAllowed { allowed, .. } = &fault {
-                        if let Ok(v) = HeaderValue::from_str(&allowed.join(", ")) {
-                            response.headers_mut().insert(header::ALLOW, v);
-                        }
+                    let mut response =
+                        self.error_response(&id, status, code, &fault.public_message());
+                    if let Fault::MethodNotAllowed { allowed, .. } = &fault
+                        && let Ok(v) = HeaderValue::from_str(&allowed.join(", "))
+                    {
+                        response.headers_mut().insert(header::ALLOW, v);
                     }
                     response
                 }
@@ -123,11 +128,19 @@ impl Gateway {
             let routes = self.routes.load();
             match routes.lookup(&method, &path) {
                 Ok(Target::Live(api)) => api.clone(),
-                Ok(Target::Closed { api, .. }) => return Err(Fault::RouteClosed { api: api.clone() }),
+                Ok(Target::Closed { api, .. }) => {
+                    return Err(Fault::RouteClosed { api: api.clone() });
+                }
                 Err(allowed) if allowed.is_empty() => {
                     return Err(Fault::RouteNotFound { method, path });
                 }
-                Err(allowed) => return Err(Fault::MethodNotAllowed { method, path, allowed }),
+                Err(allowed) => {
+                    return Err(Fault::MethodNotAllowed {
+                        method,
+                        path,
+                        allowed,
+                    });
+                }
             }
         };
         let manifest = api.manifest();
@@ -165,7 +178,8 @@ impl Gateway {
             k.eq_ignore_ascii_case("content-type") && v.starts_with("application/json")
         });
         let body = if is_json {
-            self.stamp_envelope(id, &reply.body).ok_or(Fault::BadPluginBody)?
+            self.stamp_envelope(id, &reply.body)
+                .ok_or(Fault::BadPluginBody)?
         } else {
             reply.body
         };
@@ -204,7 +218,13 @@ impl Gateway {
         time::format_dtm(time::now_millis(), self.config.utc_offset_minutes)
     }
 
-    fn error_response(&self, id: &ApiTranId, status: u16, code: &str, message: &str) -> Response<Full<Bytes>> {
+    fn error_response(
+        &self,
+        id: &ApiTranId,
+        status: u16,
+        code: &str,
+        message: &str,
+    ) -> Response<Full<Bytes>> {
         let dtm = self.dtm();
         let body = ErrorBody {
             api_tran_id: id.as_str(),
@@ -214,7 +234,8 @@ impl Gateway {
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = Response::new(Full::new(Bytes::from(bytes)));
-        *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        *response.status_mut() =
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON));

@@ -42,7 +42,11 @@ impl Target {
 
 impl RouteTable {
     /// Adds every route of `api` to the table, or none if any is taken.
-    pub fn add(&mut self, routes: &[sfop_core::Route], target: Target) -> Result<(), RouteConflict> {
+    pub fn add(
+        &mut self,
+        routes: &[sfop_core::Route],
+        target: Target,
+    ) -> Result<(), RouteConflict> {
         for route in routes {
             if let Some(owner) = self.get_exact(&route.method, &route.path) {
                 return Err(RouteConflict {

@@ -118,11 +118,21 @@ impl log::Host for HostState {
             self.api_tran_id.as_str(),
         );
         match level {
-            log::Level::Trace => tracing::trace!(target: "sfop::plugin", api, %version, api_tran_id = id, "{message}"),
-            log::Level::Debug => tracing::debug!(target: "sfop::plugin", api, %version, api_tran_id = id, "{message}"),
-            log::Level::Info => tracing::info!(target: "sfop::plugin", api, %version, api_tran_id = id, "{message}"),
-            log::Level::Warn => tracing::warn!(target: "sfop::plugin", api, %version, api_tran_id = id, "{message}"),
-            log::Level::Error => tracing::error!(target: "sfop::plugin", api, %version, api_tran_id = id, "{message}"),
+            log::Level::Trace => {
+                tracing::trace!(target: "sfop::plugin", api, %version, api_tran_id = id, "{message}")
+            }
+            log::Level::Debug => {
+                tracing::debug!(target: "sfop::plugin", api, %version, api_tran_id = id, "{message}")
+            }
+            log::Level::Info => {
+                tracing::info!(target: "sfop::plugin", api, %version, api_tran_id = id, "{message}")
+            }
+            log::Level::Warn => {
+                tracing::warn!(target: "sfop::plugin", api, %version, api_tran_id = id, "{message}")
+            }
+            log::Level::Error => {
+                tracing::error!(target: "sfop::plugin", api, %version, api_tran_id = id, "{message}")
+            }
         }
     }
 }
@@ -158,7 +168,10 @@ fn kv_error(e: sfop_core::KvError) -> kv::Error {
 
 impl kv::Host for HostState {
     fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, kv::Error> {
-        self.services.kv.get(&self.manifest.name, &key).map_err(kv_error)
+        self.services
+            .kv
+            .get(&self.manifest.name, &key)
+            .map_err(kv_error)
     }
 
     fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), kv::Error> {

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use sha2::{Digest, Sha256};
 use sfop_core::{BankBackend, Capability, Claims, KvStore, Manifest};
+use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 
@@ -35,8 +35,13 @@ pub enum LoadError {
          (allowed: {allowed})"
     )]
     ForbiddenImport { import: String, allowed: String },
-    #[error("component imports `{import}` but the manifest does not declare capability `{capability}`")]
-    UndeclaredCapability { import: String, capability: Capability },
+    #[error(
+        "component imports `{import}` but the manifest does not declare capability `{capability}`"
+    )]
+    UndeclaredCapability {
+        import: String,
+        capability: Capability,
+    },
     #[error(
         "component imports `{import}`, but this platform serves {PLATFORM_PACKAGE}@{PLATFORM_VERSION}"
     )]
@@ -147,7 +152,9 @@ impl Runtime {
             .instantiate_pre(&compiled)
             .and_then(ApiPre::new)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let tick_ms = u32::try_from(self.tick.as_millis()).unwrap_or(u32::MAX).max(1);
+        let tick_ms = u32::try_from(self.tick.as_millis())
+            .unwrap_or(u32::MAX)
+            .max(1);
         Ok(Api {
             deadline_ticks: u64::from(manifest.limits.cpu_ms.div_ceil(tick_ms)),
             manifest: Arc::new(manifest),
@@ -167,7 +174,11 @@ impl Drop for Runtime {
 
 /// Every import must be an `sfop:platform` interface at a served version, and
 /// every capability interface must be declared in the manifest.
-fn check_imports(engine: &Engine, component: &Component, manifest: &Manifest) -> Result<(), LoadError> {
+fn check_imports(
+    engine: &Engine,
+    component: &Component,
+    manifest: &Manifest,
+) -> Result<(), LoadError> {
     let allowed = || {
         manifest
             .capabilities
@@ -337,8 +348,12 @@ impl Api {
             }),
             Ok(reply) => Err(CallError::BadStatus(reply.status)),
             Err(_) if state.deadline_hit() => Err(CallError::Deadline(limits.cpu_ms)),
-            Err(_) if state.limits.memory_hit() => Err(CallError::MemoryExhausted(limits.memory_mib)),
-            Err(e) if e.downcast_ref::<wasmtime::Trap>().is_some() => Err(CallError::Trap(format!("{e:#}"))),
+            Err(_) if state.limits.memory_hit() => {
+                Err(CallError::MemoryExhausted(limits.memory_mib))
+            }
+            Err(e) if e.downcast_ref::<wasmtime::Trap>().is_some() => {
+                Err(CallError::Trap(format!("{e:#}")))
+            }
             Err(e) => Err(CallError::Instantiate(format!("{e:#}"))),
         }
     }

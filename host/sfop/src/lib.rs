@@ -56,7 +56,8 @@ pub async fn start(config: ServeConfig) -> anyhow::Result<Platform> {
         kv: Arc::new(PluginKv::open(&store).context("opening plugin storage")?),
         utc_offset_minutes: gateway_config.utc_offset_minutes,
     };
-    let runtime = Runtime::new(services, &RuntimeConfig::default()).context("starting the Wasm runtime")?;
+    let runtime =
+        Runtime::new(services, &RuntimeConfig::default()).context("starting the Wasm runtime")?;
     let (routes, packages) = packages::load_dir(&runtime, &config.plugins)?;
     let gateway = Arc::new(Gateway::new(routes, gateway_config));
 

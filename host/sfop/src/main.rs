@@ -9,7 +9,11 @@ use sfop::{LoadOutcome, ServeConfig};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "sfop", version, about = "Secure open platform for fintech services (ITU-T X.1149)")]
+#[command(
+    name = "sfop",
+    version,
+    about = "Secure open platform for fintech services (ITU-T X.1149)"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -34,7 +38,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_env("SFOP_LOG").unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_env("SFOP_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
@@ -42,12 +48,14 @@ async fn main() -> Result<()> {
             listen,
             plugins,
             data_dir,
-        } => serve(ServeConfig {
-            listen,
-            plugins,
-            data_dir,
-        })
-        .await,
+        } => {
+            serve(ServeConfig {
+                listen,
+                plugins,
+                data_dir,
+            })
+            .await
+        }
     }
 }
 

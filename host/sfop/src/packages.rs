@@ -64,8 +64,9 @@ fn load_one(runtime: &Runtime, folder: &Path, routes: &mut RouteTable) -> LoadOu
     let manifest_path = folder.join(MANIFEST_FILE);
     let manifest = match fs::read_to_string(&manifest_path)
         .map_err(|e| format!("{}: {e}", manifest_path.display()))
-        .and_then(|text| Manifest::parse(&text).map_err(|e| format!("{}: {e}", manifest_path.display())))
-    {
+        .and_then(|text| {
+            Manifest::parse(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))
+        }) {
         Ok(m) => m,
         Err(e) => return refused(e),
     };

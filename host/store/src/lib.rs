@@ -209,7 +209,10 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let kv = PluginKv::open(&Store::open(dir.path())?)?;
         let long_key = "k".repeat(KV_MAX_KEY + 1);
-        assert!(matches!(kv.set("a", &long_key, b""), Err(KvError::TooLarge(_))));
+        assert!(matches!(
+            kv.set("a", &long_key, b""),
+            Err(KvError::TooLarge(_))
+        ));
         let big = vec![0u8; KV_MAX_VALUE + 1];
         assert!(matches!(kv.set("a", "k", &big), Err(KvError::TooLarge(_))));
         Ok(())

@@ -198,9 +198,7 @@ mod tests {
         assert_eq!(r.status(), 200);
         assert_eq!(
             std::str::from_utf8(r.body()).ok(),
-            Some(
-                r#"{"rsp_code":"A0004","rsp_message":"bank_tran_id: required field is missing"}"#
-            )
+            Some(r#"{"rsp_code":"A0004","rsp_message":"bank_tran_id: required field is missing"}"#)
         );
     }
 

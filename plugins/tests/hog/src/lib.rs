@@ -12,7 +12,9 @@ fn handle(_req: &Request) -> Result<Response, ApiError> {
             break;
         }
     }
-    Ok(Response::success(&serde_json::json!({ "chunks": hoard.len().to_string() })))
+    Ok(Response::success(
+        &serde_json::json!({ "chunks": hoard.len().to_string() }),
+    ))
 }
 
 api!(handle);

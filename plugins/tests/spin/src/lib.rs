@@ -10,7 +10,9 @@ fn handle(req: &Request) -> Result<Response, ApiError> {
             break;
         }
     }
-    Ok(Response::success(&serde_json::json!({ "n": n.to_string() })))
+    Ok(Response::success(
+        &serde_json::json!({ "n": n.to_string() }),
+    ))
 }
 
 api!(handle);

@@ -1,0 +1,214 @@
+//! Starting a platform over chosen packages, and a small HTTP client.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::header::HeaderMap;
+use hyper_util::rt::TokioIo;
+use serde_json::Value;
+use sfop::{Platform, ServeConfig};
+use tempfile::TempDir;
+
+/// Where `cargo xtask build-plugins` puts components.
+pub fn built_plugins() -> Result<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/sfop-plugins");
+    if !dir.join("api/bank-status/api.wasm").is_file() {
+        bail!(
+            "plugins are not built in {}: run `cargo xtask build-plugins` (or `cargo xtask ci`)",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// A package folder assembled for a test, from a built component and a manifest.
+pub struct Package {
+    /// Folder name under the plugins dir.
+    pub name: String,
+    /// `group/name` of the built package whose component to use, e.g. `test/echo`.
+    pub component_of: String,
+    /// Manifest text; `None` copies the built package's own manifest.
+    pub manifest: Option<String>,
+    /// Raw bytes to use instead of a built component.
+    pub component_bytes: Option<Vec<u8>>,
+}
+
+impl Package {
+    /// The built package `group/name` as it is.
+    pub fn built(group_and_name: &str) -> Self {
+        let name = group_and_name.rsplit('/').next().unwrap_or(group_and_name);
+        Self {
+            name: name.to_owned(),
+            component_of: group_and_name.to_owned(),
+            manifest: None,
+            component_bytes: None,
+        }
+    }
+
+    /// The built package with its manifest replaced.
+    pub fn with_manifest(mut self, manifest: &str) -> Self {
+        self.manifest = Some(manifest.to_owned());
+        self
+    }
+
+    /// Stored under another folder name.
+    pub fn named(mut self, name: &str) -> Self {
+        self.name = name.to_owned();
+        self
+    }
+
+    /// The component replaced by arbitrary bytes.
+    pub fn with_component_bytes(mut self, bytes: &[u8]) -> Self {
+        self.component_bytes = Some(bytes.to_vec());
+        self
+    }
+
+    fn write(&self, plugins: &Path, built: &Path) -> Result<()> {
+        let src = built.join(&self.component_of);
+        let dst = plugins.join(&self.name);
+        std::fs::create_dir_all(&dst)?;
+        let manifest = match &self.manifest {
+            Some(text) => text.clone(),
+            None => std::fs::read_to_string(src.join("sfop.toml"))
+                .with_context(|| format!("manifest of {}", src.display()))?,
+        };
+        std::fs::write(dst.join("sfop.toml"), manifest)?;
+        let component = match &self.component_bytes {
+            Some(bytes) => bytes.clone(),
+            None => std::fs::read(src.join("api.wasm"))
+                .with_context(|| format!("component of {}", src.display()))?,
+        };
+        std::fs::write(dst.join("api.wasm"), component)?;
+        Ok(())
+    }
+}
+
+/// A platform started for one test, with its temp dirs.
+pub struct TestPlatform {
+    pub platform: Platform,
+    _plugins: TempDir,
+    _data: TempDir,
+}
+
+impl TestPlatform {
+    pub async fn start(packages: Vec<Package>) -> Result<Self> {
+        let built = built_plugins()?;
+        let plugins = tempfile::tempdir()?;
+        let data = tempfile::tempdir()?;
+        for package in &packages {
+            package.write(plugins.path(), &built)?;
+        }
+        let platform = sfop::start(ServeConfig {
+            listen: "127.0.0.1:0".parse()?,
+            plugins: plugins.path().to_owned(),
+            data_dir: data.path().to_owned(),
+        })
+        .await?;
+        Ok(Self {
+            platform,
+            _plugins: plugins,
+            _data: data,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.platform.local_addr
+    }
+
+    /// The load error of package folder `name`, if it was refused.
+    pub fn refusal(&self, name: &str) -> Option<String> {
+        self.platform
+            .packages
+            .iter()
+            .find_map(|p| match &p.outcome {
+                sfop::LoadOutcome::Refused { error } if p.dir.ends_with(name) => {
+                    Some(error.clone())
+                }
+                _ => None,
+            })
+    }
+
+    pub async fn get(&self, path: &str) -> Result<Reply> {
+        send(self.addr(), "GET", path, &[], Vec::new()).await
+    }
+}
+
+/// A response as a test sees it.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn json(&self) -> Result<Value> {
+        serde_json::from_slice(&self.body)
+            .with_context(|| format!("body is not JSON: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+pub async fn send(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> Result<Reply> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let mut req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", addr.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let res = sender
+        .send_request(req.body(Full::new(Bytes::from(body)))?)
+        .await?;
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await?.to_bytes();
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// Asserts the common envelope: `api_tran_id` (also in the header) and a
+/// 17-digit `api_tran_dtm`. Returns `rsp_code`.
+pub fn assert_envelope(reply: &Reply) -> Result<String> {
+    let body = reply.json()?;
+    let id = body["api_tran_id"]
+        .as_str()
+        .context("api_tran_id missing")?;
+    assert!(!id.is_empty() && id.len() <= 40, "api_tran_id {id:?}");
+    assert_eq!(
+        reply.header("x-api-tran-id"),
+        Some(id),
+        "header and body ids differ"
+    );
+    let dtm = body["api_tran_dtm"]
+        .as_str()
+        .context("api_tran_dtm missing")?;
+    assert!(
+        dtm.len() == 17 && dtm.bytes().all(|b| b.is_ascii_digit()),
+        "api_tran_dtm {dtm:?}"
+    );
+    Ok(body["rsp_code"]
+        .as_str()
+        .context("rsp_code missing")?
+        .to_owned())
+}

@@ -1,0 +1,5 @@
+//! End-to-end tests of `sfop`: the real server on an ephemeral port, real HTTP,
+//! real Wasm components built by `cargo xtask build-plugins`, sled in temp dirs.
+
+mod foundation;
+mod harness;
