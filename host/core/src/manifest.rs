@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 pub const MAX_MEMORY_MIB: u32 = 256;
 pub const MAX_CPU_MS: u32 = 10_000;
 pub const MAX_BODY_KIB: u32 = 10 * 1024;
+pub const MAX_TIMEOUT_MS: u32 = 60_000;
 
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,6 +102,11 @@ pub struct Limits {
     pub cpu_ms: u32,
     /// Largest request body accepted, KiB.
     pub max_body_kib: u32,
+    /// Largest response body a plugin may produce, KiB.
+    pub max_response_kib: u32,
+    /// Wall-clock limit of one call, milliseconds, including time spent in
+    /// host capabilities (bank calls) and waiting to be scheduled.
+    pub timeout_ms: u32,
 }
 
 impl Default for Limits {
@@ -109,6 +115,8 @@ impl Default for Limits {
             memory_mib: 16,
             cpu_ms: 100,
             max_body_kib: 64,
+            max_response_kib: 256,
+            timeout_ms: 5_000,
         }
     }
 }
@@ -193,10 +201,25 @@ impl Manifest {
             ("limits.memory_mib", limits.memory_mib, MAX_MEMORY_MIB),
             ("limits.cpu_ms", limits.cpu_ms, MAX_CPU_MS),
             ("limits.max_body_kib", limits.max_body_kib, MAX_BODY_KIB),
+            (
+                "limits.max_response_kib",
+                limits.max_response_kib,
+                MAX_BODY_KIB,
+            ),
+            ("limits.timeout_ms", limits.timeout_ms, MAX_TIMEOUT_MS),
         ] {
             if value == 0 || value > max {
                 return invalid(key, format!("{value} must be between 1 and {max}"));
             }
+        }
+        if limits.timeout_ms < limits.cpu_ms {
+            return invalid(
+                "limits.timeout_ms",
+                format!(
+                    "{} must be at least limits.cpu_ms ({})",
+                    limits.timeout_ms, limits.cpu_ms
+                ),
+            );
         }
         Ok(())
     }
@@ -262,6 +285,10 @@ mod tests {
                 "`limits.memory_mib`",
             ),
             (GOOD.replace("\"1.0.0\"", "\"one\""), "version"),
+            (
+                format!("{GOOD}\n[limits]\ncpu_ms = 500\ntimeout_ms = 100\n"),
+                "`limits.timeout_ms`",
+            ),
         ];
         for (text, key) in cases {
             let e = error_of(&text);

@@ -46,6 +46,8 @@ pub enum Fault {
     Call(#[from] CallError),
     #[error("API answered with a malformed JSON body")]
     BadPluginBody,
+    #[error("API call exceeded its wall-clock limit of {limit_ms} ms")]
+    Timeout { limit_ms: u32 },
 }
 
 impl Fault {
@@ -55,7 +57,9 @@ impl Fault {
             | Fault::MethodNotAllowed { .. }
             | Fault::BodyTooLarge { .. }
             | Fault::BodyUnreadable => ErrorSource::Client,
-            Fault::RouteClosed { .. } | Fault::BadPluginBody => ErrorSource::Plugin,
+            Fault::RouteClosed { .. } | Fault::BadPluginBody | Fault::Timeout { .. } => {
+                ErrorSource::Plugin
+            }
             Fault::Call(CallError::Instantiate(_)) => ErrorSource::Platform,
             Fault::Call(_) => ErrorSource::Plugin,
         }
@@ -69,7 +73,7 @@ impl Fault {
             Fault::BodyTooLarge { .. } => (413, rsp::FORMAT),
             Fault::BodyUnreadable => (400, rsp::FORMAT),
             Fault::RouteClosed { .. } => (503, rsp::UNAVAILABLE),
-            Fault::Call(CallError::Deadline(_)) => (504, rsp::TIMEOUT),
+            Fault::Call(CallError::Deadline(_)) | Fault::Timeout { .. } => (504, rsp::TIMEOUT),
             Fault::Call(CallError::Instantiate(_)) => (503, rsp::UNAVAILABLE),
             Fault::Call(_) | Fault::BadPluginBody => (500, rsp::INTERNAL),
         }
@@ -86,7 +90,9 @@ impl Fault {
             Fault::Call(CallError::Deadline(_)) => "deadline",
             Fault::Call(CallError::MemoryExhausted(_)) => "memory",
             Fault::Call(CallError::Trap(_)) => "trap",
-            Fault::Call(CallError::BadStatus(_)) | Fault::BadPluginBody => "bad_response",
+            Fault::Timeout { .. } => "timeout",
+            Fault::Call(CallError::BadStatus(_) | CallError::ResponseTooLarge(_))
+            | Fault::BadPluginBody => "bad_response",
             Fault::Call(CallError::Instantiate(_)) => "overloaded",
         }
     }
@@ -97,7 +103,7 @@ impl Fault {
         match self.source() {
             ErrorSource::Client => self.to_string(),
             ErrorSource::Plugin | ErrorSource::Platform => match self {
-                Fault::Call(CallError::Deadline(_)) => {
+                Fault::Call(CallError::Deadline(_)) | Fault::Timeout { .. } => {
                     "the API did not finish in time; quote api_tran_id to the operator".into()
                 }
                 Fault::RouteClosed { .. } | Fault::Call(CallError::Instantiate(_)) => {

@@ -3,12 +3,15 @@
 //! envelope (`api_tran_id`, `api_tran_dtm`, `rsp_code`, `rsp_message`).
 
 mod fault;
+mod metrics;
 mod routes;
+pub mod tls;
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -25,10 +28,12 @@ use sfop_core::envelope::ErrorBody;
 use sfop_core::{ApiTranId, time};
 use sfop_runtime::{Api, Call};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
 pub use fault::{ErrorSource, Fault};
-pub use routes::{RouteConflict, RouteTable, Target};
+pub use metrics::{ApiStats, Metrics};
+pub use routes::{Release, RouteConflict, RouteTable, Target};
 
 /// The header that carries `api_tran_id` on every response, JSON or not.
 pub const API_TRAN_ID_HEADER: &str = "x-api-tran-id";
@@ -50,19 +55,70 @@ impl Default for GatewayConfig {
     }
 }
 
+/// What the gateway knows about the connection a request came on.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub peer: SocketAddr,
+    /// The institution's identity when it presented a verified client
+    /// certificate (mutual TLS): the certificate's SHA-256 fingerprint.
+    pub client_cert: Option<String>,
+}
+
 /// The data plane: a swappable route table and the request path.
 #[derive(Debug)]
 pub struct Gateway {
     routes: ArcSwap<RouteTable>,
+    metrics: Metrics,
     config: GatewayConfig,
+    ready: std::sync::atomic::AtomicBool,
 }
 
 impl Gateway {
-    pub fn new(routes: RouteTable, config: GatewayConfig) -> Self {
+    pub fn new(config: GatewayConfig) -> Self {
         Self {
-            routes: ArcSwap::from_pointee(routes),
+            routes: ArcSwap::from_pointee(RouteTable::default()),
+            metrics: Metrics::default(),
             config,
+            ready: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Marks the gateway ready (packages loaded) or not (starting, draining).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready
+            .store(ready, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A route target serving `api`, counted under its name and version.
+    pub fn live(&self, api: Arc<Api>) -> Target {
+        let manifest = api.manifest();
+        let stats = self
+            .metrics
+            .api(&manifest.name, &manifest.version.to_string());
+        Target::Live(Release { api, stats })
+    }
+
+    /// A closed route target for a package of `api` at `version` that failed to load.
+    pub fn closed(&self, api: &str, version: &str, reason: String) -> Target {
+        Target::Closed {
+            api: api.to_owned(),
+            reason,
+            stats: self.metrics.api(api, version),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// Prometheus text for `/metrics`.
+    pub fn render_metrics(&self) -> String {
+        let (live, closed) = self.routes.load().counts();
+        self.metrics.render(live, closed)
     }
 
     /// Replaces the route table atomically. Requests already routed finish on
@@ -78,7 +134,7 @@ impl Gateway {
     }
 
     /// Serves one request. Never fails: every outcome is a response.
-    pub async fn handle(&self, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Full<Bytes>> {
         let id = ApiTranId::generate();
         let span = tracing::info_span!(
             "request",
@@ -86,28 +142,25 @@ impl Gateway {
             method = %req.method(),
             path = req.uri().path(),
             api = tracing::field::Empty,
+            version = tracing::field::Empty,
+            institution = conn.client_cert.as_deref(),
         );
         async {
-            let response = match self.route_and_call(&id, req).await {
-                Ok(response) => response,
-                Err(fault) => {
-                    let (status, code) = fault.status_and_code();
-                    match fault.source() {
-                        ErrorSource::Client => tracing::debug!(fault = fault.label(), "{fault}"),
-                        source => tracing::warn!(
-                            fault = fault.label(),
-                            source = source.as_str(),
-                            "{fault}"
-                        ),
-                    }
-                    let mut response =
-                        self.error_response(&id, status, code, &fault.public_message());
-                    if let Fault::MethodNotAllowed { allowed, .. } = &fault
-                        && let Ok(v) = HeaderValue::from_str(&allowed.join(", "))
-                    {
-                        response.headers_mut().insert(header::ALLOW, v);
+            let started = Instant::now();
+            let (result, stats) = self.route_and_call(&id, req).await;
+            let response = match result {
+                Ok(response) => {
+                    if let Some(stats) = stats {
+                        stats.record("ok", started.elapsed());
                     }
                     response
+                }
+                Err(fault) => {
+                    match &stats {
+                        Some(stats) => stats.record(fault.label(), started.elapsed()),
+                        None => self.metrics.unrouted(fault.label()),
+                    }
+                    self.fault_response(&id, &fault)
                 }
             };
             tracing::debug!(status = response.status().as_u16(), "answered");
@@ -117,34 +170,69 @@ impl Gateway {
         .await
     }
 
+    fn fault_response(&self, id: &ApiTranId, fault: &Fault) -> Response<Full<Bytes>> {
+        let (status, code) = fault.status_and_code();
+        match fault.source() {
+            ErrorSource::Client => tracing::debug!(fault = fault.label(), "{fault}"),
+            source => tracing::warn!(fault = fault.label(), source = source.as_str(), "{fault}"),
+        }
+        let mut response = self.error_response(id, status, code, &fault.public_message());
+        if let Fault::MethodNotAllowed { allowed, .. } = fault
+            && let Ok(v) = HeaderValue::from_str(&allowed.join(", "))
+        {
+            response.headers_mut().insert(header::ALLOW, v);
+        }
+        response
+    }
+
+    /// Routes and runs a request; also returns the counters of the API
+    /// version it was routed to, if any.
     async fn route_and_call(
         &self,
         id: &ApiTranId,
         req: Request<Incoming>,
-    ) -> Result<Response<Full<Bytes>>, Fault> {
+    ) -> (Result<Response<Full<Bytes>>, Fault>, Option<Arc<ApiStats>>) {
         let method = req.method().as_str().to_owned();
         let path = req.uri().path().to_owned();
-        let api: Arc<Api> = {
+        let release = {
             let routes = self.routes.load();
             match routes.lookup(&method, &path) {
-                Ok(Target::Live(api)) => api.clone(),
-                Ok(Target::Closed { api, .. }) => {
-                    return Err(Fault::RouteClosed { api: api.clone() });
+                Ok(Target::Live(release)) => release.clone(),
+                Ok(Target::Closed { api, stats, .. }) => {
+                    let fault = Fault::RouteClosed { api: api.clone() };
+                    return (Err(fault), Some(stats.clone()));
                 }
                 Err(allowed) if allowed.is_empty() => {
-                    return Err(Fault::RouteNotFound { method, path });
+                    return (Err(Fault::RouteNotFound { method, path }), None);
                 }
                 Err(allowed) => {
-                    return Err(Fault::MethodNotAllowed {
-                        method,
-                        path,
-                        allowed,
-                    });
+                    return (
+                        Err(Fault::MethodNotAllowed {
+                            method,
+                            path,
+                            allowed,
+                        }),
+                        None,
+                    );
                 }
             }
         };
+        let result = self.call(id, &release.api, method, path, req).await;
+        (result, Some(release.stats))
+    }
+
+    async fn call(
+        &self,
+        id: &ApiTranId,
+        api: &Api,
+        method: String,
+        path: String,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Fault> {
         let manifest = api.manifest();
-        tracing::Span::current().record("api", manifest.name.as_str());
+        let span = tracing::Span::current();
+        span.record("api", manifest.name.as_str());
+        span.record("version", tracing::field::display(&manifest.version));
 
         let (parts, body) = req.into_parts();
         let limit_kib = manifest.limits.max_body_kib;
@@ -172,7 +260,12 @@ impl Gateway {
             body: body.to_vec(),
             caller: None,
         };
-        let reply = api.call(call).await?;
+        let timeout = Duration::from_millis(u64::from(manifest.limits.timeout_ms));
+        let reply = tokio::time::timeout(timeout, api.call(call))
+            .await
+            .map_err(|_| Fault::Timeout {
+                limit_ms: manifest.limits.timeout_ms,
+            })??;
 
         let is_json = reply.headers.iter().any(|(k, v)| {
             k.eq_ignore_ascii_case("content-type") && v.starts_with("application/json")
@@ -250,45 +343,176 @@ impl Gateway {
     }
 }
 
+/// How a listener speaks.
+#[derive(Debug, Clone)]
+pub enum Transport {
+    /// HTTP over TLS (HTTP/2 or HTTP/1.1 by ALPN).
+    Tls(Arc<rustls::ServerConfig>),
+    /// Cleartext HTTP/1.1 or HTTP/2 (prior knowledge); only when configured.
+    Plain,
+}
+
+/// Longest a client may take to complete the TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Accepts connections on `listener` until `shutdown` resolves, then lets
-/// open connections finish their requests.
+/// open connections finish their requests for at most `drain`.
 pub async fn serve(
+    listener: TcpListener,
+    transport: Transport,
+    gateway: Arc<Gateway>,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) -> std::io::Result<()> {
+    let handler = move |req: Request<Incoming>, conn: Arc<ConnInfo>| {
+        let gateway = gateway.clone();
+        async move { gateway.handle(req, &conn).await }
+    };
+    accept_loop(listener, transport, handler, shutdown, drain).await
+}
+
+/// The accept loop shared by the API listener and the ops listener.
+async fn accept_loop<H, F>(
+    listener: TcpListener,
+    transport: Transport,
+    handler: H,
+    shutdown: impl Future<Output = ()>,
+    drain: Duration,
+) -> std::io::Result<()>
+where
+    H: Fn(Request<Incoming>, Arc<ConnInfo>) -> F + Clone + Send + Sync + 'static,
+    F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
+    let graceful = GracefulShutdown::new();
+    let acceptor = match &transport {
+        Transport::Tls(config) => Some(TlsAcceptor::from(config.clone())),
+        Transport::Plain => None,
+    };
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: keep serving.
+                    tracing::warn!(error = %e, "accept failed");
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let (handler, acceptor) = (handler.clone(), acceptor.clone());
+        // Registered now, so a connection still in its TLS handshake when
+        // shutdown starts is drained like the others.
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let builder = auto::Builder::new(TokioExecutor::new());
+            let service = |conn: Arc<ConnInfo>| {
+                service_fn(move |req| {
+                    let (handler, conn) = (handler.clone(), conn.clone());
+                    async move { Ok::<_, Infallible>(handler(req, conn).await) }
+                })
+            };
+            let result = match acceptor {
+                None => {
+                    let conn = Arc::new(ConnInfo {
+                        peer,
+                        client_cert: None,
+                    });
+                    let connection = builder.serve_connection(TokioIo::new(stream), service(conn));
+                    watcher.watch(connection.into_owned()).await
+                }
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%peer, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    let client_cert = tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(tls::fingerprint);
+                    let conn = Arc::new(ConnInfo { peer, client_cert });
+                    let connection = builder.serve_connection(TokioIo::new(tls), service(conn));
+                    watcher.watch(connection.into_owned()).await
+                }
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(?drain, "drain bound reached; closing remaining connections");
+    }
+    Ok(())
+}
+
+/// Serves the operator endpoints on their own (cleartext, local by default)
+/// listener: `/metrics` (Prometheus text), `/healthz` (the process answers)
+/// and `/readyz` (packages loaded and not draining).
+pub async fn serve_ops(
     listener: TcpListener,
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let graceful = GracefulShutdown::new();
-    let builder = auto::Builder::new(TokioExecutor::new());
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // Out of file descriptors and the like: keep serving.
-                        tracing::warn!(error = %e, "accept failed");
-                        continue;
-                    }
-                };
-                let gateway = gateway.clone();
-                let service = service_fn(move |req| {
-                    let gateway = gateway.clone();
-                    async move { Ok::<_, Infallible>(gateway.handle(req).await) }
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        tracing::debug!(%peer, error = %e, "connection ended with an error");
-                    }
-                });
-            }
-            () = &mut shutdown => break,
+    let handler = move |req: Request<Incoming>, _conn: Arc<ConnInfo>| {
+        let gateway = gateway.clone();
+        async move { ops_response(&gateway, req.uri().path()) }
+    };
+    accept_loop(
+        listener,
+        Transport::Plain,
+        handler,
+        shutdown,
+        Duration::from_secs(1),
+    )
+    .await
+}
+
+fn ops_response(gateway: &Gateway, path: &str) -> Response<Full<Bytes>> {
+    let (status, content_type, body) = match path {
+        "/metrics" => (
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            gateway.render_metrics(),
+        ),
+        "/healthz" => (StatusCode::OK, JSON, r#"{"status":"ok"}"#.to_owned()),
+        "/readyz" if gateway.is_ready() => {
+            (StatusCode::OK, JSON, r#"{"status":"ready"}"#.to_owned())
         }
-    }
-    graceful.shutdown().await;
-    Ok(())
+        "/readyz" => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            JSON,
+            r#"{"status":"not ready"}"#.to_owned(),
+        ),
+        _ => (
+            StatusCode::NOT_FOUND,
+            JSON,
+            r#"{"status":"no such endpoint"}"#.to_owned(),
+        ),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
 }
 
 /// Address helper for logs and tests.

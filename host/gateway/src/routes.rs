@@ -7,13 +7,26 @@ use std::sync::Arc;
 
 use sfop_runtime::Api;
 
+use crate::metrics::ApiStats;
+
+/// A loaded release of an API, with its counters.
+#[derive(Debug, Clone)]
+pub struct Release {
+    pub api: Arc<Api>,
+    pub(crate) stats: Arc<ApiStats>,
+}
+
 /// What a route leads to.
 #[derive(Debug, Clone)]
 pub enum Target {
     /// A loaded release.
-    Live(Arc<Api>),
+    Live(Release),
     /// An API whose package failed to load: its routes stay closed.
-    Closed { api: String, reason: String },
+    Closed {
+        api: String,
+        reason: String,
+        stats: Arc<ApiStats>,
+    },
 }
 
 /// An immutable route table.
@@ -34,7 +47,7 @@ pub struct RouteConflict {
 impl Target {
     fn api_name(&self) -> &str {
         match self {
-            Target::Live(api) => &api.manifest().name,
+            Target::Live(release) => &release.api.manifest().name,
             Target::Closed { api, .. } => api,
         }
     }
@@ -93,5 +106,16 @@ impl RouteTable {
 
     pub fn is_empty(&self) -> bool {
         self.by_path.is_empty()
+    }
+
+    /// Numbers of live and closed routes.
+    pub fn counts(&self) -> (usize, usize) {
+        let closed = self
+            .by_path
+            .values()
+            .flatten()
+            .filter(|(_, t)| matches!(t, Target::Closed { .. }))
+            .count();
+        (self.len() - closed, closed)
     }
 }

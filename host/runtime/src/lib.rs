@@ -4,10 +4,12 @@
 //! crate that touches wasmtime.
 
 mod bindings;
+mod cache;
 mod host;
 
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -61,6 +63,8 @@ pub enum CallError {
     Trap(String),
     #[error("the plugin answered HTTP status {0}, which is not valid")]
     BadStatus(u16),
+    #[error("the plugin's response body exceeds its limit of {0} KiB")]
+    ResponseTooLarge(u32),
     #[error("no instance could be created: {0}")]
     Instantiate(String),
 }
@@ -82,6 +86,8 @@ pub struct RuntimeConfig {
     /// Epoch tick: the granularity of CPU deadlines and of yielding to other
     /// requests while a plugin runs.
     pub tick: Duration,
+    /// Where compiled components are cached; `None` compiles at every start.
+    pub compile_cache: Option<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -89,8 +95,15 @@ impl Default for RuntimeConfig {
         Self {
             max_instances: 256,
             tick: Duration::from_millis(2),
+            compile_cache: None,
         }
     }
+}
+
+/// A process-unique number, for temporary file names.
+pub(crate) fn unique_suffix() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 /// The wasmtime engine with its epoch ticker and the services to offer.
@@ -99,7 +112,21 @@ pub struct Runtime {
     engine: Engine,
     services: Arc<Services>,
     tick: Duration,
-    ticker_stop: Arc<AtomicBool>,
+    ticker: Arc<Ticker>,
+    cache: Option<cache::CompileCache>,
+}
+
+/// Stops the epoch thread when the runtime and every API loaded from it are
+/// gone: deadlines keep working for as long as anything can run.
+#[derive(Debug)]
+struct Ticker {
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Runtime {
@@ -120,8 +147,9 @@ impl Runtime {
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
         let engine = Engine::new(&wasm)?;
 
-        let ticker_stop = Arc::new(AtomicBool::new(false));
-        let (ticking, stop, tick) = (engine.clone(), ticker_stop.clone(), config.tick);
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker = Arc::new(Ticker { stop: stop.clone() });
+        let (ticking, tick) = (engine.clone(), config.tick);
         thread::Builder::new()
             .name("sfop-epoch".into())
             .spawn(move || {
@@ -130,11 +158,16 @@ impl Runtime {
                     ticking.increment_epoch();
                 }
             })?;
+        let cache = config
+            .compile_cache
+            .as_deref()
+            .map(|dir| cache::CompileCache::new(dir, &engine));
         Ok(Self {
             engine,
             services: Arc::new(services),
             tick: config.tick,
-            ticker_stop,
+            ticker,
+            cache,
         })
     }
 
@@ -142,8 +175,17 @@ impl Runtime {
     /// fails here is ever served.
     pub fn load(&self, manifest: Manifest, component: &[u8]) -> Result<Api, LoadError> {
         let sha256 = hex::encode(Sha256::digest(component));
-        let compiled = Component::new(&self.engine, component)
-            .map_err(|e| LoadError::InvalidComponent(format!("{e:#}")))?;
+        let cached = self
+            .cache
+            .as_ref()
+            .and_then(|cache| cache.load(&self.engine, &sha256));
+        let from_cache = cached.is_some();
+        let compiled = match (cached, &self.cache) {
+            (Some(compiled), _) => Ok(compiled),
+            (None, Some(cache)) => cache.compile_and_store(&self.engine, &sha256, component),
+            (None, None) => Component::new(&self.engine, component),
+        }
+        .map_err(|e| LoadError::InvalidComponent(format!("{e:#}")))?;
         check_imports(&self.engine, &compiled, &manifest)?;
 
         let mut linker = Linker::<HostState>::new(&self.engine);
@@ -159,16 +201,12 @@ impl Runtime {
             deadline_ticks: u64::from(manifest.limits.cpu_ms.div_ceil(tick_ms)),
             manifest: Arc::new(manifest),
             sha256,
+            from_cache,
             pre,
             engine: self.engine.clone(),
             services: self.services.clone(),
+            _ticker: self.ticker.clone(),
         })
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.ticker_stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -282,10 +320,12 @@ pub struct Reply {
 pub struct Api {
     manifest: Arc<Manifest>,
     sha256: String,
+    from_cache: bool,
     pre: ApiPre<HostState>,
     engine: Engine,
     services: Arc<Services>,
     deadline_ticks: u64,
+    _ticker: Arc<Ticker>,
 }
 
 impl std::fmt::Debug for Api {
@@ -306,6 +346,11 @@ impl Api {
     /// Hex sha256 of the component bytes.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// Whether the native code came from the compile cache.
+    pub fn from_cache(&self) -> bool {
+        self.from_cache
     }
 
     /// Serves one call from a fresh instance.
@@ -341,6 +386,9 @@ impl Api {
 
         let state = store.data();
         match outcome {
+            Ok(reply) if reply.body.len() > limits.max_response_kib as usize * 1024 => {
+                Err(CallError::ResponseTooLarge(limits.max_response_kib))
+            }
             Ok(reply) if (100..=599).contains(&reply.status) => Ok(Reply {
                 status: reply.status,
                 headers: reply.headers,

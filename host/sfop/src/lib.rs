@@ -1,90 +1,160 @@
 //! The sfop platform as one process: opens the embedded store and virtual
 //! bank, loads the API packages from a folder, and serves them through the
-//! gateway. `main.rs` only parses the command line and calls [`start`].
+//! gateway (HTTPS) and the ops endpoints. `main.rs` only turns the command
+//! line into a [`Config`] and calls [`start`].
 
+pub mod config;
 mod packages;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use sfop_gateway::{Gateway, GatewayConfig};
+use sfop_gateway::{Gateway, GatewayConfig, Transport, tls};
 use sfop_runtime::{Runtime, RuntimeConfig, Services};
 use sfop_store::{PluginKv, Store};
 use sfop_vbank::VirtualBank;
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use config::{Config, ConfigError, TlsMode};
 pub use packages::{LoadOutcome, PackageReport};
-
-/// What `sfop serve` needs.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    /// Address to listen on; port 0 picks a free one.
-    pub listen: SocketAddr,
-    /// Folder of API packages: one sub-folder per package holding
-    /// `sfop.toml` and `api.wasm`.
-    pub plugins: PathBuf,
-    /// Folder of the embedded store (created if missing).
-    pub data_dir: PathBuf,
-}
 
 /// A running platform.
 #[derive(Debug)]
 pub struct Platform {
-    /// The address actually bound.
+    /// The API listener's address.
     pub local_addr: SocketAddr,
+    /// The ops listener's address (`/metrics`, `/healthz`, `/readyz`).
+    pub ops_addr: SocketAddr,
+    /// `https` or `http`.
+    pub scheme: &'static str,
+    /// The certificate clients should trust when TLS is on.
+    pub tls_cert: Option<std::path::PathBuf>,
     /// What happened to each package at start.
     pub packages: Vec<PackageReport>,
     /// The embedded virtual bank (the `ledger` backend).
     pub bank: VirtualBank,
     pub gateway: Arc<Gateway>,
-    shutdown: oneshot::Sender<()>,
-    server: JoinHandle<std::io::Result<()>>,
+    store: Store,
+    shutdown: watch::Sender<bool>,
+    servers: Vec<JoinHandle<std::io::Result<()>>>,
 }
 
-/// Opens the store, loads the packages and starts serving.
-pub async fn start(config: ServeConfig) -> anyhow::Result<Platform> {
+/// Validates `config`, opens the store, loads the packages and starts
+/// serving. Nothing is bound if anything before that fails.
+pub async fn start(config: Config) -> anyhow::Result<Platform> {
+    config.validate()?;
+    let (transport, tls_cert) = transport(&config)?;
+
     let store = Store::open(&config.data_dir)
         .with_context(|| format!("opening the data dir {}", config.data_dir.display()))?;
     let bank = VirtualBank::open(&store).context("opening the virtual bank")?;
-    let gateway_config = GatewayConfig::default();
     let services = Services {
         bank: Arc::new(bank.clone()),
         kv: Arc::new(PluginKv::open(&store).context("opening plugin storage")?),
-        utc_offset_minutes: gateway_config.utc_offset_minutes,
+        utc_offset_minutes: config.utc_offset_minutes,
     };
-    let runtime =
-        Runtime::new(services, &RuntimeConfig::default()).context("starting the Wasm runtime")?;
-    let (routes, packages) = packages::load_dir(&runtime, &config.plugins)?;
-    let gateway = Arc::new(Gateway::new(routes, gateway_config));
+    let runtime = Runtime::new(
+        services,
+        &RuntimeConfig {
+            max_instances: config.runtime.max_instances,
+            compile_cache: config
+                .runtime
+                .compile_cache
+                .then(|| config.data_dir.join("compile-cache")),
+            ..RuntimeConfig::default()
+        },
+    )
+    .context("starting the Wasm runtime")?;
+    let gateway = Arc::new(Gateway::new(GatewayConfig {
+        utc_offset_minutes: config.utc_offset_minutes,
+    }));
+    let (routes, packages) = packages::load_dir(&runtime, &gateway, &config.plugins)?;
+    gateway.swap_routes(routes);
 
     let listener = TcpListener::bind(config.listen)
         .await
-        .with_context(|| format!("binding {}", config.listen))?;
-    let local_addr = listener.local_addr()?;
-    let (shutdown, on_shutdown) = oneshot::channel::<()>();
-    let server = tokio::spawn(sfop_gateway::serve(listener, gateway.clone(), async move {
-        // Either an explicit stop or the handle being dropped ends serving.
-        let _ = on_shutdown.await;
-    }));
+        .with_context(|| format!("binding listen address {}", config.listen))?;
+    let ops_listener = TcpListener::bind(config.ops_listen)
+        .await
+        .with_context(|| format!("binding ops_listen address {}", config.ops_listen))?;
+    let (local_addr, ops_addr) = (listener.local_addr()?, ops_listener.local_addr()?);
+
+    let (shutdown, stopping) = watch::channel(false);
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        // A stop request, or the platform handle dropped.
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let scheme = match transport {
+        Transport::Tls(_) => "https",
+        Transport::Plain => "http",
+    };
+    let drain = Duration::from_millis(config.shutdown.drain_ms);
+    let servers = vec![
+        tokio::spawn(sfop_gateway::serve(
+            listener,
+            transport,
+            gateway.clone(),
+            stopped(stopping.clone()),
+            drain,
+        )),
+        tokio::spawn(sfop_gateway::serve_ops(
+            ops_listener,
+            gateway.clone(),
+            stopped(stopping),
+        )),
+    ];
+    gateway.set_ready(true);
     Ok(Platform {
         local_addr,
+        ops_addr,
+        scheme,
+        tls_cert,
         packages,
         bank,
         gateway,
+        store,
         shutdown,
-        server,
+        servers,
     })
 }
 
+fn transport(config: &Config) -> anyhow::Result<(Transport, Option<std::path::PathBuf>)> {
+    let settings = match config.tls.mode {
+        TlsMode::Off => return Ok((Transport::Plain, None)),
+        TlsMode::SelfSigned => tls::ensure_self_signed(&config.data_dir.join("tls"))?,
+        TlsMode::Files => tls::TlsSettings {
+            cert: config.tls.cert.clone().context("tls.cert")?,
+            key: config.tls.key.clone().context("tls.key")?,
+            client_ca: None,
+        },
+    };
+    let settings = tls::TlsSettings {
+        client_ca: config.tls.client_ca.clone(),
+        ..settings
+    };
+    let server = tls::server_config(&settings)?;
+    Ok((Transport::Tls(server), Some(settings.cert)))
+}
+
 impl Platform {
-    /// Stops accepting, lets open requests finish, and returns.
+    /// The API base URL, e.g. `https://127.0.0.1:8443`.
+    pub fn url(&self) -> String {
+        format!("{}://{}", self.scheme, self.local_addr)
+    }
+
+    /// Graceful stop: not ready, stop accepting, let in-flight requests finish
+    /// (within `shutdown.drain_ms`), flush the store.
     pub async fn stop(self) -> anyhow::Result<()> {
-        let _ = self.shutdown.send(());
-        self.server.await.context("server task panicked")??;
+        self.gateway.set_ready(false);
+        let _ = self.shutdown.send(true);
+        for server in self.servers {
+            server.await.context("server task panicked")??;
+        }
+        self.store.flush().context("flushing the store")?;
         Ok(())
     }
 }

@@ -2,10 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Result;
-use clap::{Parser, Subcommand};
-use sfop::{LoadOutcome, ServeConfig};
+use clap::{Args, Parser, Subcommand};
+use sfop::{Config, LoadOutcome, TlsMode};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -21,46 +22,97 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the gateway with the embedded defaults (sled store, virtual bank).
-    Serve {
-        /// Address to listen on (port 0 picks a free port).
-        #[arg(long, env = "SFOP_LISTEN", default_value = "127.0.0.1:8080")]
-        listen: SocketAddr,
-        /// Folder of API packages (one sub-folder each, with sfop.toml and api.wasm).
-        #[arg(long, env = "SFOP_PLUGINS", default_value = "target/sfop-plugins/api")]
-        plugins: PathBuf,
-        /// Folder of the embedded store.
-        #[arg(long, env = "SFOP_DATA_DIR", default_value = "sfop-data")]
-        data_dir: PathBuf,
-    },
+    /// Run the gateway. With no configuration: HTTPS on 127.0.0.1:8443 with a
+    /// self-signed certificate, sled in ./sfop-data, the virtual bank.
+    Serve(ServeArgs),
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// Each flag overrides its `SFOP_*` variable, which overrides the config file.
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML config file (see docs/configuration.md); every key is optional.
+    #[arg(long, env = "SFOP_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address of the API gateway (port 0 picks a free port).
+    #[arg(long, env = "SFOP_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, env = "SFOP_OPS_LISTEN")]
+    ops_listen: Option<SocketAddr>,
+    /// Folder of API packages.
+    #[arg(long, env = "SFOP_PLUGINS")]
+    plugins: Option<PathBuf>,
+    /// Folder of the embedded store.
+    #[arg(long, env = "SFOP_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// TLS mode.
+    #[arg(long, env = "SFOP_TLS", value_enum)]
+    tls: Option<TlsMode>,
+    /// PEM certificate chain (with --tls files).
+    #[arg(long, env = "SFOP_TLS_CERT")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key (with --tls files).
+    #[arg(long, env = "SFOP_TLS_KEY")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA of institution client certificates: turns on mutual TLS.
+    #[arg(long, env = "SFOP_TLS_CLIENT_CA")]
+    tls_client_ca: Option<PathBuf>,
+}
+
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
+    }
+}
+
+impl ServeArgs {
+    /// File < environment < flags (clap already puts flags over environment).
+    fn into_config(self) -> Result<Config, sfop::ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        set(&mut config.listen, self.listen);
+        set(&mut config.ops_listen, self.ops_listen);
+        set(&mut config.plugins, self.plugins);
+        set(&mut config.data_dir, self.data_dir);
+        set(&mut config.tls.mode, self.tls);
+        if self.tls_cert.is_some() {
+            config.tls.cert = self.tls_cert;
+        }
+        if self.tls_key.is_some() {
+            config.tls.key = self.tls_key;
+        }
+        if self.tls_client_ca.is_some() {
+            config.tls.client_ca = self.tls_client_ca;
+        }
+        Ok(config)
+    }
+}
+
+fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_env("SFOP_LOG").unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
-        Command::Serve {
-            listen,
-            plugins,
-            data_dir,
-        } => {
-            serve(ServeConfig {
-                listen,
-                plugins,
-                data_dir,
-            })
-            .await
+    let result = match Cli::parse().command {
+        Command::Serve(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(serve(args))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
         }
     }
 }
 
-async fn serve(config: ServeConfig) -> Result<()> {
-    let platform = sfop::start(config).await?;
+async fn serve(args: ServeArgs) -> Result<()> {
+    let platform = sfop::start(args.into_config()?).await?;
     let live = platform
         .packages
         .iter()
@@ -68,11 +120,34 @@ async fn serve(config: ServeConfig) -> Result<()> {
         .count();
     // One line on stdout, for people and for scripts that wait for readiness.
     println!(
-        "sfop gateway listening on {} ({live} of {} API packages live)",
-        sfop_gateway::url(platform.local_addr),
-        platform.packages.len()
+        "sfop gateway listening on {} ({live} of {} API packages live; ops on http://{})",
+        platform.url(),
+        platform.packages.len(),
+        platform.ops_addr,
     );
-    tokio::signal::ctrl_c().await?;
-    eprintln!("shutting down: finishing open requests");
+    if let Some(cert) = &platform.tls_cert {
+        eprintln!(
+            "trust the gateway's certificate with: curl --cacert {} ...",
+            cert.display()
+        );
+    }
+    stop_signal().await?;
+    eprintln!("stopping: draining in-flight requests");
     platform.stop().await
+}
+
+/// SIGINT (Ctrl-C) or SIGTERM.
+async fn stop_signal() -> Result<()> {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r?,
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    tokio::signal::ctrl_c().await?;
+    Ok(())
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use sfop_core::Manifest;
-use sfop_gateway::{RouteTable, Target};
+use sfop_gateway::{Gateway, RouteTable};
 use sfop_runtime::Runtime;
 
 /// File names inside a package folder.
@@ -24,14 +24,23 @@ pub struct PackageReport {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoadOutcome {
-    /// Serving `name@version` on its routes.
-    Live { name: String, version: String },
+    /// Serving `name@version` on its routes; `from_cache` when its native
+    /// code came from the compile cache instead of a fresh compile.
+    Live {
+        name: String,
+        version: String,
+        from_cache: bool,
+    },
     /// Refused; the routes listed in its manifest (if readable) are closed.
     Refused { error: String },
 }
 
 /// Loads every package folder under `dir`, in name order.
-pub fn load_dir(runtime: &Runtime, dir: &Path) -> anyhow::Result<(RouteTable, Vec<PackageReport>)> {
+pub fn load_dir(
+    runtime: &Runtime,
+    gateway: &Gateway,
+    dir: &Path,
+) -> anyhow::Result<(RouteTable, Vec<PackageReport>)> {
     let mut folders: Vec<PathBuf> = fs::read_dir(dir)
         .with_context(|| format!("reading the plugins folder {}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -42,10 +51,14 @@ pub fn load_dir(runtime: &Runtime, dir: &Path) -> anyhow::Result<(RouteTable, Ve
     let mut routes = RouteTable::default();
     let mut reports = Vec::with_capacity(folders.len());
     for folder in folders {
-        let outcome = load_one(runtime, &folder, &mut routes);
+        let outcome = load_one(runtime, gateway, &folder, &mut routes);
         match &outcome {
-            LoadOutcome::Live { name, version } => {
-                tracing::info!(api = %name, %version, dir = %folder.display(), "API live");
+            LoadOutcome::Live {
+                name,
+                version,
+                from_cache,
+            } => {
+                tracing::info!(api = %name, %version, from_cache, dir = %folder.display(), "API live");
             }
             LoadOutcome::Refused { error } => {
                 tracing::error!(dir = %folder.display(), "API package refused: {error}");
@@ -59,7 +72,12 @@ pub fn load_dir(runtime: &Runtime, dir: &Path) -> anyhow::Result<(RouteTable, Ve
     Ok((routes, reports))
 }
 
-fn load_one(runtime: &Runtime, folder: &Path, routes: &mut RouteTable) -> LoadOutcome {
+fn load_one(
+    runtime: &Runtime,
+    gateway: &Gateway,
+    folder: &Path,
+    routes: &mut RouteTable,
+) -> LoadOutcome {
     let refused = |error: String| LoadOutcome::Refused { error };
     let manifest_path = folder.join(MANIFEST_FILE);
     let manifest = match fs::read_to_string(&manifest_path)
@@ -79,18 +97,19 @@ fn load_one(runtime: &Runtime, folder: &Path, routes: &mut RouteTable) -> LoadOu
                 .map_err(|e| format!("{}: {e}", component_path.display()))
         });
     let (target, result) = match loaded {
-        Ok(api) => (
-            Target::Live(Arc::new(api)),
-            LoadOutcome::Live {
-                name: manifest.name.clone(),
-                version: manifest.version.to_string(),
-            },
-        ),
+        Ok(api) => {
+            let from_cache = api.from_cache();
+            (
+                gateway.live(Arc::new(api)),
+                LoadOutcome::Live {
+                    name: manifest.name.clone(),
+                    version: manifest.version.to_string(),
+                    from_cache,
+                },
+            )
+        }
         Err(error) => (
-            Target::Closed {
-                api: manifest.name.clone(),
-                reason: error.clone(),
-            },
+            gateway.closed(&manifest.name, &manifest.version.to_string(), error.clone()),
             refused(error),
         ),
     };

@@ -240,7 +240,16 @@ fn the_binary_serves_the_reference_api() -> Result<()> {
     let plugins = built_plugins()?.join("api");
     let data = tempfile::tempdir()?;
     let mut child = Command::new(env!("CARGO_BIN_EXE_sfop"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--plugins"])
+        .args([
+            "serve",
+            "--tls",
+            "off",
+            "--listen",
+            "127.0.0.1:0",
+            "--ops-listen",
+            "127.0.0.1:0",
+            "--plugins",
+        ])
         .arg(&plugins)
         .arg("--data-dir")
         .arg(data.path())

@@ -10,7 +10,7 @@ use hyper::Request;
 use hyper::header::HeaderMap;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use sfop::{Platform, ServeConfig};
+use sfop::{Config, Platform, TlsMode};
 use tempfile::TempDir;
 
 /// Where `cargo xtask build-plugins` puts components.
@@ -95,19 +95,31 @@ pub struct TestPlatform {
 }
 
 impl TestPlatform {
+    /// Over cleartext HTTP, everything else as the embedded default.
     pub async fn start(packages: Vec<Package>) -> Result<Self> {
+        Self::start_with(packages, |config| config.tls.mode = TlsMode::Off).await
+    }
+
+    /// With `configure` applied to a default config on ephemeral ports.
+    pub async fn start_with(
+        packages: Vec<Package>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Result<Self> {
         let built = built_plugins()?;
         let plugins = tempfile::tempdir()?;
         let data = tempfile::tempdir()?;
         for package in &packages {
             package.write(plugins.path(), &built)?;
         }
-        let platform = sfop::start(ServeConfig {
+        let mut config = Config {
             listen: "127.0.0.1:0".parse()?,
+            ops_listen: "127.0.0.1:0".parse()?,
             plugins: plugins.path().to_owned(),
             data_dir: data.path().to_owned(),
-        })
-        .await?;
+            ..Config::default()
+        };
+        configure(&mut config);
+        let platform = sfop::start(config).await?;
         Ok(Self {
             platform,
             _plugins: plugins,
@@ -134,6 +146,44 @@ impl TestPlatform {
 
     pub async fn get(&self, path: &str) -> Result<Reply> {
         send(self.addr(), "GET", path, &[], Vec::new()).await
+    }
+
+    /// GET on the ops listener.
+    pub async fn ops(&self, path: &str) -> Result<Reply> {
+        send(self.platform.ops_addr, "GET", path, &[], Vec::new()).await
+    }
+
+    /// The platform's data dir (kept for a restart).
+    pub fn data_dir(&self) -> &Path {
+        self._data.path()
+    }
+
+    /// Stops the platform and returns its temp dirs, for a restart over them.
+    pub async fn stop_keeping_dirs(self) -> Result<(TempDir, TempDir)> {
+        self.platform.stop().await?;
+        Ok((self._plugins, self._data))
+    }
+
+    /// Starts again over the dirs of a stopped platform.
+    pub async fn restart(dirs: (TempDir, TempDir)) -> Result<Self> {
+        let (plugins, data) = dirs;
+        let platform = sfop::start(Config {
+            listen: "127.0.0.1:0".parse()?,
+            ops_listen: "127.0.0.1:0".parse()?,
+            plugins: plugins.path().to_owned(),
+            data_dir: data.path().to_owned(),
+            tls: sfop::config::TlsConfig {
+                mode: TlsMode::Off,
+                ..Default::default()
+            },
+            ..Config::default()
+        })
+        .await?;
+        Ok(Self {
+            platform,
+            _plugins: plugins,
+            _data: data,
+        })
     }
 }
 

@@ -1,5 +1,8 @@
 //! End-to-end tests of `sfop`: the real server on an ephemeral port, real HTTP,
 //! real Wasm components built by `cargo xtask build-plugins`, sled in temp dirs.
 
+mod containment;
 mod foundation;
 mod harness;
+mod operations;
+mod tls;

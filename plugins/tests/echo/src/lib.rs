@@ -5,6 +5,11 @@ use sfop_sdk::{ApiError, Request, Response, api, clock, log};
 
 fn handle(req: &Request) -> Result<Response, ApiError> {
     log::log(log::Level::Info, &format!("echo {}", req.path()));
+    // JSON bodies are parsed, so malformed JSON gets the SDK's A0004.
+    let json = match req.header("content-type") {
+        Some(t) if t.starts_with("application/json") => Some(req.json::<serde_json::Value>()?),
+        _ => None,
+    };
     Ok(Response::success(&serde_json::json!({
         "plugin": "echo",
         "method": req.method(),
@@ -12,6 +17,7 @@ fn handle(req: &Request) -> Result<Response, ApiError> {
         "query_name": req.query("name"),
         "header_x_test": req.header("x-test"),
         "body": String::from_utf8_lossy(req.body()),
+        "json": json,
         "seen_api_tran_id": req.api_tran_id(),
         "now_millis": clock::now_millis().to_string(),
         // A plugin cannot forge the envelope: the gateway overwrites these.

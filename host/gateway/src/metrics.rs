@@ -1,0 +1,195 @@
+//! Request metrics per API and version, rendered as Prometheus text.
+//!
+//! Counters are plain atomics held by each route target, so counting costs a
+//! few relaxed increments and no lock on the request path.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Outcomes a routed request can have; `ok` is any answer the plugin gave.
+pub(crate) const OUTCOMES: &[&str] = &[
+    "ok",
+    "route_closed",
+    "body_too_large",
+    "body_unreadable",
+    "deadline",
+    "timeout",
+    "memory",
+    "trap",
+    "bad_response",
+    "overloaded",
+];
+
+/// Latency histogram bounds, seconds.
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// Counters of one API version.
+#[derive(Debug, Default)]
+pub struct ApiStats {
+    outcomes: [AtomicU64; OUTCOMES.len()],
+    buckets: [AtomicU64; BUCKETS.len()],
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl ApiStats {
+    pub(crate) fn record(&self, outcome: &str, elapsed: Duration) {
+        let i = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);
+        self.outcomes[i].fetch_add(1, Ordering::Relaxed);
+        let secs = elapsed.as_secs_f64();
+        if let Some(b) = BUCKETS.iter().position(|le| secs <= *le) {
+            self.buckets[b].fetch_add(1, Ordering::Relaxed);
+        }
+        let micros = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX);
+        self.sum_micros.fetch_add(micros, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests of this API version that ended with `outcome`.
+    pub fn outcome(&self, outcome: &str) -> u64 {
+        OUTCOMES
+            .iter()
+            .position(|o| *o == outcome)
+            .map_or(0, |i| self.outcomes[i].load(Ordering::Relaxed))
+    }
+}
+
+/// All metrics of one gateway.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    apis: Mutex<BTreeMap<(String, String), Arc<ApiStats>>>,
+    route_not_found: AtomicU64,
+    method_not_allowed: AtomicU64,
+}
+
+impl Metrics {
+    /// The counters of `api` at `version`, created on first use; the same
+    /// counters across route-table swaps.
+    pub fn api(&self, api: &str, version: &str) -> Arc<ApiStats> {
+        let mut apis = self
+            .apis
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        apis.entry((api.to_owned(), version.to_owned()))
+            .or_default()
+            .clone()
+    }
+
+    pub(crate) fn unrouted(&self, label: &str) {
+        match label {
+            "method_not_allowed" => &self.method_not_allowed,
+            _ => &self.route_not_found,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Prometheus text exposition format 0.0.4.
+    pub fn render(&self, live_routes: usize, closed_routes: usize) -> String {
+        let apis: Vec<((String, String), Arc<ApiStats>)> = {
+            let apis = self
+                .apis
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            apis.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        };
+        let mut out = String::with_capacity(4096);
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+
+        out.push_str("# HELP sfop_requests_total Routed requests by API, version and outcome.\n");
+        out.push_str("# TYPE sfop_requests_total counter\n");
+        for ((api, version), stats) in &apis {
+            for (i, outcome) in OUTCOMES.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "sfop_requests_total{{api=\"{api}\",version=\"{version}\",outcome=\"{outcome}\"}} {}",
+                    load(&stats.outcomes[i])
+                );
+            }
+        }
+        for (name, help, outcomes) in [
+            (
+                "sfop_plugin_traps_total",
+                "Calls ended by a plugin trap (including memory exhaustion).",
+                &["trap", "memory"][..],
+            ),
+            (
+                "sfop_plugin_deadline_hits_total",
+                "Calls ended by the CPU deadline or the wall-clock timeout.",
+                &["deadline", "timeout"][..],
+            ),
+        ] {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for ((api, version), stats) in &apis {
+                let n: u64 = outcomes.iter().map(|o| stats.outcome(o)).sum();
+                let _ = writeln!(out, "{name}{{api=\"{api}\",version=\"{version}\"}} {n}");
+            }
+        }
+
+        out.push_str("# HELP sfop_request_duration_seconds Time from routing to response, by API and version.\n");
+        out.push_str("# TYPE sfop_request_duration_seconds histogram\n");
+        for ((api, version), stats) in &apis {
+            let mut cumulative = 0;
+            for (i, le) in BUCKETS.iter().enumerate() {
+                cumulative += load(&stats.buckets[i]);
+                let _ = writeln!(
+                    out,
+                    "sfop_request_duration_seconds_bucket{{api=\"{api}\",version=\"{version}\",le=\"{le}\"}} {cumulative}"
+                );
+            }
+            let count = load(&stats.count);
+            let _ = writeln!(
+                out,
+                "sfop_request_duration_seconds_bucket{{api=\"{api}\",version=\"{version}\",le=\"+Inf\"}} {count}\n\
+                 sfop_request_duration_seconds_sum{{api=\"{api}\",version=\"{version}\"}} {}\n\
+                 sfop_request_duration_seconds_count{{api=\"{api}\",version=\"{version}\"}} {count}",
+                load(&stats.sum_micros) as f64 / 1e6
+            );
+        }
+
+        let _ = writeln!(
+            out,
+            "# HELP sfop_unrouted_requests_total Requests that matched no route.\n\
+             # TYPE sfop_unrouted_requests_total counter\n\
+             sfop_unrouted_requests_total{{reason=\"route_not_found\"}} {}\n\
+             sfop_unrouted_requests_total{{reason=\"method_not_allowed\"}} {}\n\
+             # HELP sfop_routes Routes in the live table, by state.\n\
+             # TYPE sfop_routes gauge\n\
+             sfop_routes{{state=\"live\"}} {live_routes}\n\
+             sfop_routes{{state=\"closed\"}} {closed_routes}",
+            load(&self.route_not_found),
+            load(&self.method_not_allowed),
+        );
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_outcomes_and_cumulative_buckets() {
+        let metrics = Metrics::default();
+        let stats = metrics.api("bank-status", "1.0.0");
+        stats.record("ok", Duration::from_micros(300));
+        stats.record("trap", Duration::from_millis(3));
+        // The same counters come back for the same API version.
+        assert_eq!(metrics.api("bank-status", "1.0.0").outcome("ok"), 1);
+        let text = metrics.render(1, 0);
+        assert!(text.contains(
+            r#"sfop_requests_total{api="bank-status",version="1.0.0",outcome="trap"} 1"#
+        ));
+        assert!(text.contains(r#"sfop_plugin_traps_total{api="bank-status",version="1.0.0"} 1"#));
+        assert!(text.contains(r#"le="0.0005"} 1"#));
+        assert!(text.contains(r#"le="0.005"} 2"#));
+        assert!(text.contains(r#"le="+Inf"} 2"#));
+        assert!(text.contains(
+            r#"sfop_request_duration_seconds_count{api="bank-status",version="1.0.0"} 2"#
+        ));
+    }
+}

@@ -1,0 +1,262 @@
+//! The platform's configuration: one typed schema, read from a TOML file (all
+//! keys optional), overridden by `SFOP_*` environment variables, overridden
+//! by command-line flags, and validated as a whole before any port is bound.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Everything `sfop serve` needs. `Config::default()` is the embedded default:
+/// HTTPS with a self-signed certificate, sled in `./sfop-data`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the API gateway listens (port 0 picks a free port).
+    pub listen: SocketAddr,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (cleartext; keep local).
+    pub ops_listen: SocketAddr,
+    /// Folder of API packages: one sub-folder each with `sfop.toml` and `api.wasm`.
+    pub plugins: PathBuf,
+    /// Folder of the embedded store, TLS material and compile cache.
+    pub data_dir: PathBuf,
+    /// Business time zone for `api_tran_dtm`, minutes east of UTC (KST: 540).
+    pub utc_offset_minutes: i32,
+    pub tls: TlsConfig,
+    pub runtime: RuntimeSection,
+    pub shutdown: ShutdownSection,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            plugins: PathBuf::from("target/sfop-plugins/api"),
+            data_dir: PathBuf::from("sfop-data"),
+            utc_offset_minutes: sfop_core::time::KST_OFFSET_MINUTES,
+            tls: TlsConfig::default(),
+            runtime: RuntimeSection::default(),
+            shutdown: ShutdownSection::default(),
+        }
+    }
+}
+
+/// How the gateway speaks TLS.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    pub mode: TlsMode,
+    /// PEM certificate chain (mode `files`).
+    pub cert: Option<PathBuf>,
+    /// PEM private key (mode `files`).
+    pub key: Option<PathBuf>,
+    /// PEM CA certificates of institution clients: when set, every client must
+    /// present a certificate they signed (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum TlsMode {
+    /// Generate a certificate for localhost on first run; keep it in the data dir.
+    #[default]
+    SelfSigned,
+    /// Use `tls.cert` and `tls.key`.
+    Files,
+    /// Cleartext HTTP. Only for development behind something that terminates TLS.
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RuntimeSection {
+    /// Plugin instances alive at once (concurrent calls).
+    pub max_instances: u32,
+    /// Keep compiled components in `<data_dir>/compile-cache`.
+    pub compile_cache: bool,
+}
+
+impl Default for RuntimeSection {
+    fn default() -> Self {
+        Self {
+            max_instances: 256,
+            compile_cache: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownSection {
+    /// Longest wait for in-flight requests after a stop signal, milliseconds.
+    pub drain_ms: u64,
+}
+
+impl Default for ShutdownSection {
+    fn default() -> Self {
+        Self { drain_ms: 10_000 }
+    }
+}
+
+/// A configuration that cannot be used. Every message names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("config key `{key}`: {problem}")]
+    Invalid { key: &'static str, problem: String },
+}
+
+impl Config {
+    /// The file's settings over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Checks the configuration as a whole.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
+        match self.tls.mode {
+            TlsMode::Files => {
+                for (key, path) in [("tls.cert", &self.tls.cert), ("tls.key", &self.tls.key)] {
+                    match path {
+                        None => return invalid(key, "required when tls.mode is \"files\""),
+                        Some(p) if !p.is_file() => {
+                            return Err(ConfigError::Invalid {
+                                key,
+                                problem: format!("{} is not a readable file", p.display()),
+                            });
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            TlsMode::SelfSigned | TlsMode::Off => {
+                if self.tls.cert.is_some() || self.tls.key.is_some() {
+                    return invalid(
+                        "tls.mode",
+                        "tls.cert and tls.key are only used with tls.mode \"files\"",
+                    );
+                }
+            }
+        }
+        if let Some(ca) = &self.tls.client_ca {
+            if self.tls.mode == TlsMode::Off {
+                return invalid("tls.client_ca", "mutual TLS needs TLS; tls.mode is \"off\"");
+            }
+            if !ca.is_file() {
+                return Err(ConfigError::Invalid {
+                    key: "tls.client_ca",
+                    problem: format!("{} is not a readable file", ca.display()),
+                });
+            }
+        }
+        if !(-720..=840).contains(&self.utc_offset_minutes) {
+            return invalid("utc_offset_minutes", "must be between -720 and 840");
+        }
+        if !(1..=100_000).contains(&self.runtime.max_instances) {
+            return invalid("runtime.max_instances", "must be between 1 and 100000");
+        }
+        if self.shutdown.drain_ms > 600_000 {
+            return invalid("shutdown.drain_ms", "must be at most 600000 (10 minutes)");
+        }
+        if self.listen == self.ops_listen && self.listen.port() != 0 {
+            return invalid("ops_listen", "must differ from listen");
+        }
+        if !self.plugins.is_dir() {
+            return Err(ConfigError::Invalid {
+                key: "plugins",
+                problem: format!(
+                    "{} is not a folder (build the plugins with `cargo xtask build-plugins`)",
+                    self.plugins.display()
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str::<Config>(text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn empty_file_is_the_embedded_default() {
+        assert_eq!(parse(""), Ok(Config::default()));
+    }
+
+    #[test]
+    fn unknown_keys_are_named_even_in_sections() {
+        let e = parse("[tls]\nmode = \"off\"\ncertificate = \"x\"\n")
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("certificate"), "{e}");
+        let e = parse("listen_addr = \"127.0.0.1:1\"\n")
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("listen_addr"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let plugins = dir.path().to_str().unwrap_or_default();
+        let cases = [
+            ("[tls]\nmode = \"files\"\n", "tls.cert"),
+            ("[tls]\nmode = \"off\"\ncert = \"c.pem\"\n", "tls.mode"),
+            (
+                "[tls]\nmode = \"off\"\nclient_ca = \"ca.pem\"\n",
+                "tls.client_ca",
+            ),
+            ("utc_offset_minutes = 9999\n", "utc_offset_minutes"),
+            ("[runtime]\nmax_instances = 0\n", "runtime.max_instances"),
+            (
+                "listen = \"127.0.0.1:7000\"\nops_listen = \"127.0.0.1:7000\"\n",
+                "ops_listen",
+            ),
+        ];
+        for (text, key) in cases {
+            let config =
+                parse(&format!("plugins = {plugins:?}\n{text}")).map_err(anyhow::Error::msg)?;
+            let e = config
+                .validate()
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.contains(&format!("`{key}`")), "{text}: {e}");
+        }
+        let e = parse("plugins = \"/no/such/dir\"\n")
+            .map_err(anyhow::Error::msg)?
+            .validate()
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.contains("`plugins`"), "{e}");
+        Ok(())
+    }
+}
