@@ -4,6 +4,8 @@
 use sfop_core::rsp;
 use sfop_runtime::CallError;
 
+use crate::authz::Denial;
+
 /// Who caused a failed request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ErrorSource {
@@ -48,6 +50,8 @@ pub enum Fault {
     BadPluginBody,
     #[error("API call exceeded its wall-clock limit of {limit_ms} ms")]
     Timeout { limit_ms: u32 },
+    #[error("not authorised: {0}")]
+    Denied(Denial),
 }
 
 impl Fault {
@@ -56,7 +60,8 @@ impl Fault {
             Fault::RouteNotFound { .. }
             | Fault::MethodNotAllowed { .. }
             | Fault::BodyTooLarge { .. }
-            | Fault::BodyUnreadable => ErrorSource::Client,
+            | Fault::BodyUnreadable
+            | Fault::Denied(_) => ErrorSource::Client,
             Fault::RouteClosed { .. } | Fault::BadPluginBody | Fault::Timeout { .. } => {
                 ErrorSource::Plugin
             }
@@ -68,6 +73,7 @@ impl Fault {
     /// HTTP status and `rsp_code`.
     pub fn status_and_code(&self) -> (u16, &'static str) {
         match self {
+            Fault::Denied(denial) => (denial.status, denial.rsp_code),
             Fault::RouteNotFound { .. } => (404, rsp::FORMAT),
             Fault::MethodNotAllowed { .. } => (405, rsp::METHOD_NOT_ALLOWED),
             Fault::BodyTooLarge { .. } => (413, rsp::FORMAT),
@@ -86,6 +92,7 @@ impl Fault {
             Fault::MethodNotAllowed { .. } => "method_not_allowed",
             Fault::BodyTooLarge { .. } => "body_too_large",
             Fault::BodyUnreadable => "body_unreadable",
+            Fault::Denied(_) => "denied",
             Fault::RouteClosed { .. } => "route_closed",
             Fault::Call(CallError::Deadline(_)) => "deadline",
             Fault::Call(CallError::MemoryExhausted(_)) => "memory",
@@ -101,7 +108,10 @@ impl Fault {
     /// platform faults reveal nothing internal: the client quotes `api_tran_id`.
     pub fn public_message(&self) -> String {
         match self.source() {
-            ErrorSource::Client => self.to_string(),
+            ErrorSource::Client => match self {
+                Fault::Denied(denial) => denial.message.clone(),
+                _ => self.to_string(),
+            },
             ErrorSource::Plugin | ErrorSource::Platform => match self {
                 Fault::Call(CallError::Deadline(_)) | Fault::Timeout { .. } => {
                     "the API did not finish in time; quote api_tran_id to the operator".into()

@@ -2,6 +2,7 @@
 //! of an API, runs it in the Wasm runtime, and writes the common response
 //! envelope (`api_tran_id`, `api_tran_dtm`, `rsp_code`, `rsp_message`).
 
+mod authz;
 mod fault;
 mod metrics;
 mod routes;
@@ -31,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
+pub use authz::{AuthRequest, Authorizer, Denial, NoAuth};
 pub use fault::{ErrorSource, Fault};
 pub use metrics::{ApiStats, Metrics};
 pub use routes::{Release, RouteConflict, RouteTable, Target};
@@ -69,15 +71,19 @@ pub struct ConnInfo {
 pub struct Gateway {
     routes: ArcSwap<RouteTable>,
     metrics: Metrics,
+    authorizer: Arc<dyn Authorizer>,
     config: GatewayConfig,
     ready: std::sync::atomic::AtomicBool,
 }
 
 impl Gateway {
-    pub fn new(config: GatewayConfig) -> Self {
+    /// A gateway with an empty route table that asks `authorizer` about
+    /// every routed request.
+    pub fn new(config: GatewayConfig, authorizer: Arc<dyn Authorizer>) -> Self {
         Self {
             routes: ArcSwap::from_pointee(RouteTable::default()),
             metrics: Metrics::default(),
+            authorizer,
             config,
             ready: std::sync::atomic::AtomicBool::new(false),
         }
@@ -147,7 +153,7 @@ impl Gateway {
         );
         async {
             let started = Instant::now();
-            let (result, stats) = self.route_and_call(&id, req).await;
+            let (result, stats) = self.route_and_call(&id, req, conn).await;
             let response = match result {
                 Ok(response) => {
                     if let Some(stats) = stats {
@@ -191,6 +197,7 @@ impl Gateway {
         &self,
         id: &ApiTranId,
         req: Request<Incoming>,
+        conn: &ConnInfo,
     ) -> (Result<Response<Full<Bytes>>, Fault>, Option<Arc<ApiStats>>) {
         let method = req.method().as_str().to_owned();
         let path = req.uri().path().to_owned();
@@ -217,7 +224,7 @@ impl Gateway {
                 }
             }
         };
-        let result = self.call(id, &release.api, method, path, req).await;
+        let result = self.call(id, &release.api, method, path, req, conn).await;
         (result, Some(release.stats))
     }
 
@@ -228,6 +235,7 @@ impl Gateway {
         method: String,
         path: String,
         req: Request<Incoming>,
+        conn: &ConnInfo,
     ) -> Result<Response<Full<Bytes>>, Fault> {
         let manifest = api.manifest();
         let span = tracing::Span::current();
@@ -247,18 +255,31 @@ impl Gateway {
                 }
             })?
             .to_bytes();
+        let query = parts.uri.query().unwrap_or_default();
+        let caller = self
+            .authorizer
+            .authorize(&AuthRequest {
+                manifest,
+                method: &method,
+                path: &path,
+                query,
+                headers: &parts.headers,
+                body: &body,
+                client_cert: conn.client_cert.as_deref(),
+            })
+            .map_err(Fault::Denied)?;
         let call = Call {
             api_tran_id: id.to_string(),
             method,
             path,
-            query: parts.uri.query().unwrap_or_default().to_owned(),
+            query: query.to_owned(),
             headers: parts
                 .headers
                 .iter()
                 .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
                 .collect(),
             body: body.to_vec(),
-            caller: None,
+            caller,
         };
         let timeout = Duration::from_millis(u64::from(manifest.limits.timeout_ms));
         let reply = tokio::time::timeout(timeout, api.call(call))

@@ -15,6 +15,7 @@ pub(crate) const OUTCOMES: &[&str] = &[
     "route_closed",
     "body_too_large",
     "body_unreadable",
+    "denied",
     "deadline",
     "timeout",
     "memory",

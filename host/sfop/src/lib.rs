@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sfop_gateway::{Gateway, GatewayConfig, Transport, tls};
+use sfop_gateway::{Authorizer, Gateway, GatewayConfig, NoAuth, Transport, tls};
 use sfop_runtime::{Runtime, RuntimeConfig, Services};
 use sfop_store::{PluginKv, Store};
 use sfop_vbank::VirtualBank;
@@ -46,6 +46,14 @@ pub struct Platform {
 /// Validates `config`, opens the store, loads the packages and starts
 /// serving. Nothing is bound if anything before that fails.
 pub async fn start(config: Config) -> anyhow::Result<Platform> {
+    start_with_authorizer(config, Arc::new(NoAuth)).await
+}
+
+/// [`start`] with the given authoriser deciding every routed request.
+pub async fn start_with_authorizer(
+    config: Config,
+    authorizer: Arc<dyn Authorizer>,
+) -> anyhow::Result<Platform> {
     config.validate()?;
     let (transport, tls_cert) = transport(&config)?;
 
@@ -69,9 +77,12 @@ pub async fn start(config: Config) -> anyhow::Result<Platform> {
         },
     )
     .context("starting the Wasm runtime")?;
-    let gateway = Arc::new(Gateway::new(GatewayConfig {
-        utc_offset_minutes: config.utc_offset_minutes,
-    }));
+    let gateway = Arc::new(Gateway::new(
+        GatewayConfig {
+            utc_offset_minutes: config.utc_offset_minutes,
+        },
+        authorizer,
+    ));
     let (routes, packages) = packages::load_dir(&runtime, &gateway, &config.plugins)?;
     gateway.swap_routes(routes);
 

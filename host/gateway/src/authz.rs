@@ -1,0 +1,59 @@
+//! The seam where the gateway asks "may this request reach this API, and as
+//! whom?". The platform's OAuth/biscuit authoriser implements it; the gateway
+//! only knows the trait, so the data plane does not depend on how tokens work.
+
+use std::fmt;
+
+use hyper::HeaderMap;
+use sfop_core::{Claims, Manifest};
+
+/// Everything an authoriser may look at.
+#[derive(Debug)]
+pub struct AuthRequest<'a> {
+    pub manifest: &'a Manifest,
+    pub method: &'a str,
+    pub path: &'a str,
+    /// Raw query string without `?`.
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    /// The request body (already within the API's size cap).
+    pub body: &'a [u8],
+    /// SHA-256 fingerprint of a verified client certificate (mutual TLS).
+    pub client_cert: Option<&'a str>,
+}
+
+/// A refusal: the gateway answers with this status, `rsp_code` and message
+/// in the common envelope. The message must say what to fix without
+/// revealing policy internals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub status: u16,
+    pub rsp_code: &'static str,
+    pub message: String,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.rsp_code, self.message)
+    }
+}
+
+/// Decides every routed request. Implementations deny by default.
+pub trait Authorizer: Send + Sync + fmt::Debug {
+    /// The verified claims the plugin will see through `auth-context`, or a
+    /// denial. `Ok(None)` lets the request through with no caller, which only
+    /// [`NoAuth`] does.
+    fn authorize(&self, request: &AuthRequest<'_>) -> Result<Option<Claims>, Denial>;
+}
+
+/// No authorisation at all: every routed request reaches its API with no
+/// caller. Only for development and for tests of the data plane itself; the
+/// platform never selects it unless told to.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoAuth;
+
+impl Authorizer for NoAuth {
+    fn authorize(&self, _request: &AuthRequest<'_>) -> Result<Option<Claims>, Denial> {
+        Ok(None)
+    }
+}
