@@ -1,0 +1,46 @@
+//! Cross-domain authorisation for sfop: an OAuth 2.0 authorization server
+//! (authorization code + PKCE, refresh, client credentials) that issues biscuit
+//! capability tokens, and the gateway authoriser that checks them with Datalog.
+//! The only crate that names biscuit-auth.
+//!
+//! A token's authority block, signed by the platform root key, states who
+//! (`client`, `user`), what (`scope`) and on which accounts (`account`), with an
+//! expiry check. Holders may attenuate it offline (append blocks with more
+//! checks) and a bank may co-sign consent in a third-party block; the gateway
+//! enforces every block on every request and checks revocation.
+
+pub mod clients;
+pub mod keys;
+pub mod oauth;
+pub mod policy;
+pub mod revocation;
+mod secret;
+pub mod token;
+
+
+pub use keys::KeyRing;
+
+
+pub use policy::{AuthInput, Denial, PolicyConfig, TokenAuthorizer};
+pub use revocation::Revocations;
+pub use token::{AccessGrant, TokenError, Verified};
+
+/// Why an auth operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] sfop_store::Error),
+    #[error("token: {0}")]
+    Token(#[from] biscuit_auth::error::Token),
+    #[error("key material: {0}")]
+    Key(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Seconds since the Unix epoch, now.
+pub(crate) fn now_secs() -> u64 {
+    sfop_core::time::now_millis() / 1000
+}

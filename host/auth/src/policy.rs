@@ -1,0 +1,585 @@
+//! The gateway's decision on each request: verify the bearer biscuit (cached
+//! per token), check revocation, then run a fresh Datalog authoriser with the
+//! request's facts. Deny by default; explicit run limits.
+//!
+//! Facts the authoriser provides, which attenuation blocks may use in their
+//! checks: `time($t)`, `api($name)`, `operation("read" | "transfer")`,
+//! `required_scope($s)`, `resource_account($fintech_use_num)` (each account
+//! the request acts on), `resource_user($user_seq_no)`, `amount($n)`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use biscuit_auth::builder::Term;
+use biscuit_auth::error::{FailedCheck, Logic, Token};
+use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, PublicKey};
+use sfop_core::Claims;
+
+use crate::token::{self, TokenError, Verified};
+use crate::{KeyRing, Revocations};
+
+/// Response codes of authorisation failures (the reference platform's).
+pub mod rsp {
+    /// Authentication parameter error (no bearer token).
+    pub const AUTH_PARAMETER: &str = "O0001";
+    /// Access token rejected (forged, tampered, expired, revoked).
+    pub const TOKEN_REJECTED: &str = "O0002";
+    /// No permission for this API (scope).
+    pub const NO_PERMISSION: &str = "A0011";
+    /// No access (a restriction in the token forbids the request).
+    pub const NO_ACCESS: &str = "A0301";
+    /// fintech_use_num not consented for this token.
+    pub const FINTECH_NUM_MISMATCH: &str = "A0304";
+}
+
+/// A refusal, with the HTTP status, `rsp_code` and a message that says what
+/// is wrong without revealing the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    pub status: u16,
+    pub rsp_code: &'static str,
+    pub message: String,
+}
+
+impl Denial {
+    fn unauthenticated(rsp_code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: 401,
+            rsp_code,
+            message: message.into(),
+        }
+    }
+
+    fn forbidden(rsp_code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: 403,
+            rsp_code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What the authoriser needs to know about one request.
+#[derive(Debug, Clone, Default)]
+pub struct AuthInput<'a> {
+    /// The `Authorization` header, if any.
+    pub authorization: Option<&'a str>,
+    /// The API's name.
+    pub api: &'a str,
+    /// The scope the API requires (from its manifest).
+    pub required_scope: &'a str,
+    /// fintech_use_nums the request acts on.
+    pub accounts: Vec<String>,
+    /// user_seq_no the request names.
+    pub user: Option<String>,
+    /// Amount the request moves, in won.
+    pub amount: Option<i64>,
+}
+
+/// Platform policy settings.
+#[derive(Debug, Clone)]
+pub struct PolicyConfig {
+    /// Datalog run limits per request.
+    pub limits: AuthorizerLimits,
+    /// Banks whose co-signature (a third-party block with
+    /// `bank_consent($fintech_use_num, $scope)`) is required, by public key,
+    /// for requests needing the listed scopes.
+    pub bank_consent: Vec<(PublicKey, Vec<String>)>,
+    /// Verified tokens kept in memory (signature checks saved).
+    pub cache_capacity: usize,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            limits: AuthorizerLimits {
+                max_facts: 1_000,
+                max_iterations: 100,
+                max_time: Duration::from_millis(5),
+            },
+            bank_consent: Vec::new(),
+            cache_capacity: 10_000,
+        }
+    }
+}
+
+/// Decides requests that carry biscuit access tokens.
+#[derive(Debug)]
+pub struct TokenAuthorizer {
+    ring: KeyRing,
+    revocations: Arc<Revocations>,
+    config: PolicyConfig,
+    verified: Mutex<HashMap<String, Arc<Verified>>>,
+}
+
+impl TokenAuthorizer {
+    pub fn new(ring: KeyRing, revocations: Arc<Revocations>, config: PolicyConfig) -> Self {
+        Self {
+            ring,
+            revocations,
+            config,
+            verified: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Signature verification, once per distinct token.
+    fn verify_cached(&self, token: &str) -> Result<Arc<Verified>, TokenError> {
+        let key = crate::secret::sha256_hex(&[token.as_bytes()]);
+        if let Some(v) = self.verified.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+            return Ok(v.clone());
+        }
+        let verified = Arc::new(token::verify(&self.ring, token)?);
+        let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.len() >= self.config.cache_capacity {
+            cache.clear();
+        }
+        cache.insert(key, verified.clone());
+        Ok(verified)
+    }
+
+    /// Verifies a bearer token without a request (for the platform's own
+    /// endpoints, such as unlink and revoke): signature, revocation, expiry.
+    pub fn verify_bearer(&self, authorization: Option<&str>) -> Result<Arc<Verified>, Denial> {
+        let token = bearer(authorization)?;
+        let verified = self.verify_cached(token).map_err(|e| match e {
+            TokenError::TooComplex => Denial::forbidden(rsp::NO_ACCESS, format!("access token refused: {e}")),
+            _ => Denial::unauthenticated(rsp::TOKEN_REJECTED, format!("access token rejected: {e}")),
+        })?;
+        if self.revocations.any_revoked(&verified.revocation_ids) {
+            return Err(Denial::unauthenticated(rsp::TOKEN_REJECTED, "access token revoked"));
+        }
+        if verified.expires_at < crate::now_secs() {
+            return Err(Denial::unauthenticated(rsp::TOKEN_REJECTED, "access token expired"));
+        }
+        Ok(verified)
+    }
+
+    /// The decision for one request: the caller's claims, or a denial.
+    pub fn authorize(&self, input: &AuthInput<'_>) -> Result<Claims, Denial> {
+        let verified = self.verify_bearer(input.authorization)?;
+        let mut checks = Vec::new();
+        let builder = self
+            .request_authorizer(input, &mut checks)
+            .map_err(|e| internal(&e))?;
+        let mut authorizer = builder.build(&verified.biscuit).map_err(|e| internal(&e))?;
+        match authorizer.authorize_with_limits(self.config.limits.clone()) {
+            Ok(_) => Ok(verified.claims.clone()),
+            Err(Token::FailedLogic(Logic::Unauthorized { checks: failed, .. }))
+            | Err(Token::FailedLogic(Logic::NoMatchingPolicy { checks: failed })) => {
+                Err(explain(&failed, &checks, input))
+            }
+            Err(Token::RunLimit(limit)) => Err(Denial::forbidden(
+                rsp::NO_ACCESS,
+                format!("the token's restrictions exceed the platform's evaluation limits ({limit})"),
+            )),
+            Err(e) => Err(internal(&e)),
+        }
+    }
+
+    /// The per-request authoriser; `checks` records what each authoriser
+    /// check (by index) stands for, to explain a failure.
+    fn request_authorizer(
+        &self,
+        input: &AuthInput<'_>,
+        checks: &mut Vec<CheckKind>,
+    ) -> Result<AuthorizerBuilder, Token> {
+        let operation = if input.required_scope == "transfer" { "transfer" } else { "read" };
+        let mut params: HashMap<String, Term> = HashMap::from([
+            ("api".into(), Term::Str(input.api.to_owned())),
+            ("op".into(), Term::Str(operation.into())),
+            ("scope".into(), Term::Str(input.required_scope.to_owned())),
+        ]);
+        let mut code = String::from(
+            "api({api}); operation({op}); required_scope({scope});\n\
+             check if required_scope($s), scope($s);\n",
+        );
+        checks.push(CheckKind::Scope);
+        if let Some(user) = &input.user {
+            params.insert("user".into(), Term::Str(user.clone()));
+            code.push_str("resource_user({user});\ncheck if user({user});\n");
+            checks.push(CheckKind::User);
+        }
+        if let Some(amount) = input.amount {
+            params.insert("amount".into(), Term::Integer(amount));
+            code.push_str("amount({amount});\n");
+        }
+        let mut scope_keys = HashMap::new();
+        for (i, account) in input.accounts.iter().enumerate() {
+            params.insert(format!("acct{i}"), Term::Str(account.clone()));
+            code.push_str(&format!("resource_account({{acct{i}}});\n"));
+            // Institution (oob) tokens carry no accounts: the bank checks
+            // that the fintech_use_num was issued to the institution.
+            if input.required_scope != "oob" {
+                code.push_str(&format!("check if account({{acct{i}}});\n"));
+                checks.push(CheckKind::Account(account.clone()));
+            }
+            for (k, (bank_key, scopes)) in self.config.bank_consent.iter().enumerate() {
+                if scopes.iter().any(|s| s == input.required_scope) {
+                    scope_keys.insert(format!("bank{k}"), *bank_key);
+                    code.push_str(&format!(
+                        "check if bank_consent({{acct{i}}}, {{scope}}) trusting {{bank{k}}};\n"
+                    ));
+                    checks.push(CheckKind::BankConsent(account.clone()));
+                }
+            }
+        }
+        code.push_str("allow if true;\n");
+        AuthorizerBuilder::new()
+            .code_with_params(code, params, scope_keys)
+            .map(|b| b.time().set_limits(self.config.limits.clone()))
+    }
+}
+
+/// What an authoriser-level check stands for.
+#[derive(Debug, Clone)]
+enum CheckKind {
+    Scope,
+    User,
+    Account(String),
+    BankConsent(String),
+}
+
+fn bearer(authorization: Option<&str>) -> Result<&str, Denial> {
+    let missing = || {
+        Denial::unauthenticated(
+            rsp::AUTH_PARAMETER,
+            "Authorization: Bearer <access_token> header is required",
+        )
+    };
+    let value = authorization.ok_or_else(missing)?;
+    let (scheme, token) = value.trim().split_once(' ').ok_or_else(missing)?;
+    if !scheme.eq_ignore_ascii_case("bearer") || token.trim().is_empty() {
+        return Err(missing());
+    }
+    Ok(token.trim())
+}
+
+/// Turns failed checks into the denial a client can act on. The first
+/// failure wins, in this order: expiry, scope, user, accounts, bank consent,
+/// attenuation.
+fn explain(failed: &[FailedCheck], checks: &[CheckKind], input: &AuthInput<'_>) -> Denial {
+    let mut by_kind: BTreeMap<u8, Denial> = BTreeMap::new();
+    for check in failed {
+        let (rank, denial) = match check {
+            FailedCheck::Block(b) if b.block_id == 0 => (
+                0,
+                Denial::unauthenticated(rsp::TOKEN_REJECTED, "access token expired"),
+            ),
+            FailedCheck::Block(_) => (
+                5,
+                Denial::forbidden(
+                    rsp::NO_ACCESS,
+                    "a restriction added to this access token forbids this request",
+                ),
+            ),
+            FailedCheck::Authorizer(a) => match checks.get(a.check_id as usize) {
+                Some(CheckKind::Scope) => (
+                    1,
+                    Denial::forbidden(
+                        rsp::NO_PERMISSION,
+                        format!(
+                            "the access token does not grant scope `{}`, which API {} requires",
+                            input.required_scope, input.api
+                        ),
+                    ),
+                ),
+                Some(CheckKind::User) => (
+                    2,
+                    Denial::forbidden(rsp::NO_ACCESS, "user_seq_no is not the access token's user"),
+                ),
+                Some(CheckKind::Account(f)) => (
+                    3,
+                    Denial::forbidden(
+                        rsp::FINTECH_NUM_MISMATCH,
+                        format!("fintech_use_num {f} is not consented for this access token"),
+                    ),
+                ),
+                Some(CheckKind::BankConsent(f)) => (
+                    4,
+                    Denial::forbidden(
+                        rsp::NO_ACCESS,
+                        format!("fintech_use_num {f} needs the bank's co-signed consent in the token"),
+                    ),
+                ),
+                None => (6, Denial::forbidden(rsp::NO_ACCESS, "not authorised")),
+            },
+        };
+        by_kind.entry(rank).or_insert(denial);
+    }
+    by_kind
+        .into_values()
+        .next()
+        .unwrap_or_else(|| Denial::forbidden(rsp::NO_ACCESS, "not authorised"))
+}
+
+fn internal(e: &Token) -> Denial {
+    tracing::error!(error = %e, "authoriser failed");
+    Denial {
+        status: 500,
+        rsp_code: "A0003",
+        message: "platform internal error while authorising".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use biscuit_auth::builder::Term;
+    use biscuit_auth::{Biscuit, BlockBuilder, KeyPair};
+    use sfop_store::Store;
+
+    use super::*;
+    use crate::AccessGrant;
+
+    const ACCOUNT: &str = "120220038200000000000001";
+    const OTHER: &str = "120220038200000000000002";
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        ring: KeyRing,
+        revocations: Arc<Revocations>,
+    }
+
+    fn fixture() -> anyhow::Result<Fixture> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        Ok(Fixture {
+            ring: KeyRing::open(&store)?,
+            revocations: Arc::new(Revocations::open(&store)?),
+            _dir: dir,
+        })
+    }
+
+    fn grant(scopes: &[&str], expires_at: u64) -> AccessGrant {
+        AccessGrant {
+            client_id: "fintech-app".into(),
+            client_use_code: Some("M202200382".into()),
+            user_seq_no: Some("1100000001".into()),
+            scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
+            fintech_use_nums: vec![ACCOUNT.into()],
+            expires_at,
+        }
+    }
+
+    const FUTURE: u64 = 4_102_444_800;
+
+    fn balance(auth: &str) -> AuthInput<'_> {
+        AuthInput {
+            authorization: Some(auth),
+            api: "balance",
+            required_scope: "inquiry",
+            accounts: vec![ACCOUNT.into()],
+            user: None,
+            amount: None,
+        }
+    }
+
+    fn withdraw(auth: &str, account: &str, amount: i64) -> AuthInput<'static> {
+        AuthInput {
+            authorization: Some(Box::leak(auth.to_owned().into_boxed_str())),
+            api: "withdraw",
+            required_scope: "transfer",
+            accounts: vec![account.into()],
+            user: None,
+            amount: Some(amount),
+        }
+    }
+
+    fn code(result: Result<Claims, Denial>) -> &'static str {
+        match result {
+            Ok(_) => "allowed",
+            Err(d) => d.rsp_code,
+        }
+    }
+
+    fn authorizer(f: &Fixture, config: PolicyConfig) -> TokenAuthorizer {
+        TokenAuthorizer::new(f.ring.clone(), f.revocations.clone(), config)
+    }
+
+    #[test]
+    fn a_good_token_is_allowed_and_its_claims_reach_the_plugin() -> anyhow::Result<()> {
+        let f = fixture()?;
+        let a = authorizer(&f, PolicyConfig::default());
+        let token = format!("Bearer {}", grant(&["inquiry"], FUTURE).issue(&f.ring)?);
+        let claims = a.authorize(&balance(&token)).map_err(|d| anyhow::anyhow!("{d:?}"))?;
+        assert_eq!(claims.user_seq_no.as_deref(), Some("1100000001"));
+        assert_eq!(claims.fintech_use_nums, [ACCOUNT]);
+        Ok(())
+    }
+
+    #[test]
+    fn missing_malformed_forged_and_truncated_tokens_are_refused() -> anyhow::Result<()> {
+        let f = fixture()?;
+        let a = authorizer(&f, PolicyConfig::default());
+        let mut none = balance("");
+        none.authorization = None;
+        assert_eq!(code(a.authorize(&none)), rsp::AUTH_PARAMETER);
+        assert_eq!(code(a.authorize(&balance("Basic abc"))), rsp::AUTH_PARAMETER);
+
+        let forger = KeyRing::from_seed(1, &[9; 32])?;
+        let forged = format!("Bearer {}", grant(&["inquiry"], FUTURE).issue(&forger)?);
+        assert_eq!(code(a.authorize(&balance(&forged))), rsp::TOKEN_REJECTED);
+
+        let good = grant(&["inquiry"], FUTURE).issue(&f.ring)?;
+        let truncated = format!("Bearer {}", &good[..good.len() - 10]);
+        assert_eq!(code(a.authorize(&balance(&truncated))), rsp::TOKEN_REJECTED);
+
+        // Flip one character in the middle of the signed payload.
+        let mut bytes = good.into_bytes();
+        let mid = bytes.len() / 2;
+        bytes[mid] = if bytes[mid] == b'A' { b'B' } else { b'A' };
+        let tampered = format!("Bearer {}", String::from_utf8(bytes)?);
+        assert_eq!(code(a.authorize(&balance(&tampered))), rsp::TOKEN_REJECTED);
+        Ok(())
+    }
+
+    #[test]
+    fn a_tampered_block_is_refused() -> anyhow::Result<()> {
+        use base64::Engine;
+        let f = fixture()?;
+        let a = authorizer(&f, PolicyConfig::default());
+        let engine = base64::engine::general_purpose::URL_SAFE;
+        let token = grant(&["inquiry"], FUTURE).issue(&f.ring)?;
+        let raw = engine.decode(&token)?;
+        // Control: re-encoding the untouched bytes is still accepted.
+        let same = format!("Bearer {}", engine.encode(&raw));
+        assert_eq!(code(a.authorize(&balance(&same))), "allowed");
+        // Rewrite the scope fact inside the signed authority block.
+        let mut edited = raw.clone();
+        let pos = edited
+            .windows(7)
+            .position(|w| w == b"inquiry")
+            .ok_or_else(|| anyhow::anyhow!("scope not found in token bytes"))?;
+        edited[pos..pos + 7].copy_from_slice(b"oobxxxx");
+        let tampered = format!("Bearer {}", engine.encode(&edited));
+        assert_eq!(code(a.authorize(&balance(&tampered))), rsp::TOKEN_REJECTED);
+        Ok(())
+    }
+
+    #[test]
+    fn expired_and_revoked_tokens_are_refused() -> anyhow::Result<()> {
+        let f = fixture()?;
+        let a = authorizer(&f, PolicyConfig::default());
+        let expired = format!("Bearer {}", grant(&["inquiry"], 1_000).issue(&f.ring)?);
+        let denial = a.authorize(&balance(&expired)).err();
+        assert_eq!(denial.map(|d| (d.rsp_code, d.message)), Some((rsp::TOKEN_REJECTED, "access token expired".into())));
+
+        let token = grant(&["inquiry"], FUTURE).issue(&f.ring)?;
+        let bearer = format!("Bearer {token}");
+        assert_eq!(code(a.authorize(&balance(&bearer))), "allowed");
+        let ids = token::verify(&f.ring, &token)?.revocation_ids;
+        f.revocations.revoke(&ids[..1])?;
+        let denial = a.authorize(&balance(&bearer)).err();
+        assert_eq!(denial.map(|d| d.message), Some("access token revoked".into()));
+        Ok(())
+    }
+
+    #[test]
+    fn wrong_scope_and_unconsented_accounts_are_refused() -> anyhow::Result<()> {
+        let f = fixture()?;
+        let a = authorizer(&f, PolicyConfig::default());
+        let inquiry_only = format!("Bearer {}", grant(&["inquiry"], FUTURE).issue(&f.ring)?);
+        assert_eq!(code(a.authorize(&withdraw(&inquiry_only, ACCOUNT, 1000))), rsp::NO_PERMISSION);
+
+        let transfer = format!("Bearer {}", grant(&["transfer"], FUTURE).issue(&f.ring)?);
+        assert_eq!(code(a.authorize(&withdraw(&transfer, ACCOUNT, 1000))), "allowed");
+        assert_eq!(code(a.authorize(&withdraw(&transfer, OTHER, 1000))), rsp::FINTECH_NUM_MISMATCH);
+
+        let mut other_user = balance(&inquiry_only);
+        other_user.user = Some("1100000009".into());
+        other_user.accounts.clear();
+        assert_eq!(code(a.authorize(&other_user)), rsp::NO_ACCESS);
+        Ok(())
+    }
+
+    #[test]
+    fn attenuation_is_enforced_on_every_request() -> anyhow::Result<()> {
+        let f = fixture()?;
+        let a = authorizer(&f, PolicyConfig::default());
+        let token = Biscuit::from_base64(
+            grant(&["inquiry", "transfer"], FUTURE).issue(&f.ring)?,
+            |id| f.ring.public_key(id).ok_or(biscuit_auth::error::Format::UnknownPublicKey),
+        )?;
+        // The fintech company hands a partner: transfers only from ACCOUNT,
+        // at most 50,000 won each. Offline: no platform key involved.
+        let partner = token.append(BlockBuilder::new().code(
+            r#"check if operation("read") or resource_account("120220038200000000000001"), amount($a), $a <= 50000;"#,
+        )?)?;
+        let bearer = format!("Bearer {}", partner.to_base64()?);
+        assert_eq!(code(a.authorize(&withdraw(&bearer, ACCOUNT, 50_000))), "allowed");
+        assert_eq!(code(a.authorize(&withdraw(&bearer, ACCOUNT, 50_001))), rsp::NO_ACCESS);
+        assert_eq!(code(a.authorize(&balance(&bearer))), "allowed");
+
+        // A block cannot widen the grant: a forged scope fact in a later block is ignored.
+        let widened = token.append(BlockBuilder::new().code(r#"scope("oob"); account("120220038200000000000002");"#)?)?;
+        let bearer = format!("Bearer {}", widened.to_base64()?);
+        assert_eq!(code(a.authorize(&withdraw(&bearer, OTHER, 1))), rsp::FINTECH_NUM_MISMATCH);
+        Ok(())
+    }
+
+    #[test]
+    fn bank_co_signed_consent_can_be_required() -> anyhow::Result<()> {
+        let f = fixture()?;
+        let bank = KeyPair::new();
+        let impostor = KeyPair::new();
+        let a = authorizer(
+            &f,
+            PolicyConfig {
+                bank_consent: vec![(bank.public(), vec!["transfer".into()])],
+                ..PolicyConfig::default()
+            },
+        );
+        let token = Biscuit::from_base64(
+            grant(&["inquiry", "transfer"], FUTURE).issue(&f.ring)?,
+            |id| f.ring.public_key(id).ok_or(biscuit_auth::error::Format::UnknownPublicKey),
+        )?;
+        let plain = format!("Bearer {}", token.to_base64()?);
+        assert_eq!(code(a.authorize(&withdraw(&plain, ACCOUNT, 1000))), rsp::NO_ACCESS);
+        // Inquiry does not need the bank's consent.
+        assert_eq!(code(a.authorize(&balance(&plain))), "allowed");
+
+        let consent = |signer: &KeyPair| -> anyhow::Result<String> {
+            let request = token.third_party_request()?;
+            let block = BlockBuilder::new().code_with_params(
+                r#"bank_consent({f}, "transfer");"#,
+                HashMap::from([("f".to_owned(), Term::Str(ACCOUNT.into()))]),
+                HashMap::new(),
+            )?;
+            let signed = request.create_block(&signer.private(), block)?;
+            Ok(format!("Bearer {}", token.append_third_party(signer.public(), signed)?.to_base64()?))
+        };
+        assert_eq!(code(a.authorize(&withdraw(&consent(&bank)?, ACCOUNT, 1000))), "allowed");
+        assert_eq!(code(a.authorize(&withdraw(&consent(&impostor)?, ACCOUNT, 1000))), rsp::NO_ACCESS);
+        Ok(())
+    }
+
+    #[test]
+    fn run_limits_stop_a_degenerate_attenuation() -> anyhow::Result<()> {
+        let f = fixture()?;
+        let a = authorizer(
+            &f,
+            PolicyConfig {
+                limits: AuthorizerLimits {
+                    max_facts: 50,
+                    max_iterations: 10,
+                    max_time: Duration::from_millis(50),
+                },
+                ..PolicyConfig::default()
+            },
+        );
+        let token = Biscuit::from_base64(
+            grant(&["inquiry"], FUTURE).issue(&f.ring)?,
+            |id| f.ring.public_key(id).ok_or(biscuit_auth::error::Format::UnknownPublicKey),
+        )?;
+        let mut block = String::new();
+        for i in 0..100 {
+            block.push_str(&format!("n({i});\n"));
+        }
+        block.push_str("pair($a, $b) <- n($a), n($b);\n");
+        let bloated = format!("Bearer {}", token.append(BlockBuilder::new().code(block)?)?.to_base64()?);
+        assert_eq!(code(a.authorize(&balance(&bloated))), rsp::NO_ACCESS);
+        Ok(())
+    }
+}

@@ -1,0 +1,217 @@
+//! Access tokens: biscuits whose authority block, signed by the platform root
+//! key, carries the grant (client, user, scopes, consented accounts) and an
+//! expiry check.
+
+use std::collections::HashMap;
+
+use biscuit_auth::builder::Term;
+use biscuit_auth::datalog::SymbolTable;
+use biscuit_auth::{AuthorizerBuilder, Biscuit, KeyPair};
+use sfop_core::Claims;
+
+use crate::KeyRing;
+
+/// What an access token grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessGrant {
+    pub client_id: String,
+    pub client_use_code: Option<String>,
+    pub user_seq_no: Option<String>,
+    pub scopes: Vec<String>,
+    /// Accounts the user consented to for this client.
+    pub fintech_use_nums: Vec<String>,
+    /// Seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
+/// Why a presented token was not accepted. Messages are safe to show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the token is malformed or its signature does not verify")]
+    Rejected,
+    #[error("the token was signed by a root key this platform does not accept")]
+    UnknownKey,
+    #[error("the token does not carry a complete grant")]
+    Incomplete,
+    #[error("the token's blocks exceed the platform's evaluation limits")]
+    TooComplex,
+}
+
+impl AccessGrant {
+    fn builder(&self, key_id: u32) -> Result<biscuit_auth::BiscuitBuilder, biscuit_auth::error::Token> {
+        let mut b = Biscuit::builder().root_key_id(key_id);
+        let one = |name: &str, value: &str| -> (String, HashMap<String, Term>) {
+            (
+                format!("{name}({{v}});"),
+                HashMap::from([("v".to_owned(), Term::Str(value.to_owned()))]),
+            )
+        };
+        let mut facts = vec![one("client", &self.client_id)];
+        if let Some(code) = &self.client_use_code {
+            facts.push(one("client_use_code", code));
+        }
+        if let Some(user) = &self.user_seq_no {
+            facts.push(one("user", user));
+        }
+        facts.extend(self.scopes.iter().map(|s| one("scope", s)));
+        facts.extend(self.fintech_use_nums.iter().map(|f| one("account", f)));
+        for (code, params) in facts {
+            b = b.code_with_params(code, params, HashMap::new())?;
+        }
+        let expiry = HashMap::from([("exp".to_owned(), Term::Date(self.expires_at))]);
+        b.code_with_params(
+            "expires({exp}); check if time($t), $t <= {exp};",
+            expiry,
+            HashMap::new(),
+        )
+    }
+
+    /// A token for this grant, signed by the ring's current key.
+    pub fn issue(&self, ring: &KeyRing) -> crate::Result<String> {
+        let (id, root) = ring.current()?;
+        Ok(self.builder(id)?.build(root)?.to_base64()?)
+    }
+
+    /// A token whose bytes depend only on the inputs: the next-block key is
+    /// given instead of drawn at random. For reproducible samples.
+    pub fn issue_deterministic(&self, ring: &KeyRing, next: &KeyPair) -> crate::Result<String> {
+        let (id, root) = ring.current()?;
+        Ok(self
+            .builder(id)?
+            .build_with_key_pair(root, SymbolTable::new(), next)?
+            .to_base64()?)
+    }
+}
+
+/// A token whose signatures verified, with the grant of its authority block.
+#[derive(Debug, Clone)]
+pub struct Verified {
+    pub biscuit: Biscuit,
+    pub claims: Claims,
+    pub expires_at: u64,
+    /// Hex revocation ids of every block.
+    pub revocation_ids: Vec<String>,
+}
+
+/// Checks the signatures of `token` and reads its grant. Does not decide
+/// anything about a request: that is [`crate::policy`].
+pub fn verify(ring: &KeyRing, token: &str) -> Result<Verified, TokenError> {
+    let biscuit = Biscuit::from_base64(token, |id: Option<u32>| {
+        ring.public_key(id)
+            .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
+    })
+    .map_err(|e| match e {
+        biscuit_auth::error::Token::Format(biscuit_auth::error::Format::UnknownPublicKey) => {
+            TokenError::UnknownKey
+        }
+        _ => TokenError::Rejected,
+    })?;
+    let claims = read_grant(&biscuit)?;
+    let revocation_ids = biscuit.revocation_identifiers().iter().map(hex::encode).collect();
+    Ok(Verified {
+        claims: claims.0,
+        expires_at: claims.1,
+        biscuit,
+        revocation_ids,
+    })
+}
+
+/// The authority block's grant: facts only the root key could have signed.
+/// (Queries see the authority block and the authoriser only; facts that later
+/// blocks declare are not trusted by default.)
+fn read_grant(biscuit: &Biscuit) -> Result<(Claims, u64), TokenError> {
+    let mut authorizer = AuthorizerBuilder::new()
+        .build(biscuit)
+        .map_err(|_| TokenError::Rejected)?;
+    let limit_or_incomplete = |e: biscuit_auth::error::Token| match e {
+        biscuit_auth::error::Token::RunLimit(_) => TokenError::TooComplex,
+        _ => TokenError::Incomplete,
+    };
+    let mut strings = |rule: &str| -> Result<Vec<String>, TokenError> {
+        let rows: Vec<(String,)> = authorizer.query(rule).map_err(limit_or_incomplete)?;
+        Ok(rows.into_iter().map(|(s,)| s).collect())
+    };
+    let client_id = strings("data($c) <- client($c)")?
+        .into_iter()
+        .next()
+        .ok_or(TokenError::Incomplete)?;
+    let client_use_code = strings("data($c) <- client_use_code($c)")?.into_iter().next();
+    let user_seq_no = strings("data($u) <- user($u)")?.into_iter().next();
+    let mut scopes = strings("data($s) <- scope($s)")?;
+    scopes.sort();
+    let mut fintech_use_nums = strings("data($f) <- account($f)")?;
+    fintech_use_nums.sort();
+    let expires: Vec<(std::time::SystemTime,)> = authorizer
+        .query("data($e) <- expires($e)")
+        .map_err(limit_or_incomplete)?;
+    let expires_at = expires
+        .first()
+        .and_then(|(e,)| e.duration_since(std::time::UNIX_EPOCH).ok())
+        .ok_or(TokenError::Incomplete)?
+        .as_secs();
+    Ok((
+        Claims {
+            client_id,
+            client_use_code,
+            user_seq_no,
+            scopes,
+            fintech_use_nums,
+        },
+        expires_at,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant() -> AccessGrant {
+        AccessGrant {
+            client_id: "client-1".into(),
+            client_use_code: Some("M202200382".into()),
+            user_seq_no: Some("1100000001".into()),
+            scopes: vec!["inquiry".into(), "login".into()],
+            fintech_use_nums: vec!["120220038288941234567890".into()],
+            expires_at: 4_102_444_800, // 2100-01-01
+        }
+    }
+
+    #[test]
+    fn issued_tokens_verify_and_carry_the_grant() -> anyhow::Result<()> {
+        let ring = KeyRing::from_seed(7, &[1; 32])?;
+        let token = grant().issue(&ring)?;
+        let verified = verify(&ring, &token)?;
+        assert_eq!(verified.claims.client_id, "client-1");
+        assert_eq!(verified.claims.user_seq_no.as_deref(), Some("1100000001"));
+        assert_eq!(verified.claims.scopes, ["inquiry", "login"]);
+        assert_eq!(verified.claims.fintech_use_nums.len(), 1);
+        assert_eq!(verified.expires_at, 4_102_444_800);
+        assert_eq!(verified.biscuit.root_key_id(), Some(7));
+        Ok(())
+    }
+
+    #[test]
+    fn injection_through_values_is_impossible() -> anyhow::Result<()> {
+        let ring = KeyRing::from_seed(1, &[1; 32])?;
+        let mut g = grant();
+        g.client_id = r#"x"); scope("transfer"#.into();
+        let verified = verify(&ring, &g.issue(&ring)?)?;
+        assert_eq!(verified.claims.client_id, g.client_id);
+        assert!(!verified.claims.scopes.contains(&"transfer".to_owned()));
+        Ok(())
+    }
+
+    #[test]
+    fn other_keys_and_garbage_are_rejected() -> anyhow::Result<()> {
+        let ring = KeyRing::from_seed(1, &[1; 32])?;
+        let other = KeyRing::from_seed(1, &[2; 32])?;
+        let token = grant().issue(&other)?;
+        assert_eq!(verify(&ring, &token).err(), Some(TokenError::Rejected));
+        let unknown_id = KeyRing::from_seed(2, &[1; 32])?;
+        assert_eq!(verify(&ring, &grant().issue(&unknown_id)?).err(), Some(TokenError::UnknownKey));
+        assert_eq!(verify(&ring, "not-a-token").err(), Some(TokenError::Rejected));
+        let good = grant().issue(&ring)?;
+        assert_eq!(verify(&ring, &good[..good.len() / 2]).err(), Some(TokenError::Rejected));
+        Ok(())
+    }
+}
