@@ -43,7 +43,10 @@ impl KeyRing {
             let id: u32 = id
                 .parse()
                 .map_err(|_| Error::Key(format!("root key id {id:?} is not a number")))?;
-            keys.insert(id, (Arc::new(keypair_from_hex(&stored.private)?), stored.retired));
+            keys.insert(
+                id,
+                (Arc::new(keypair_from_hex(&stored.private)?), stored.retired),
+            );
         }
         let mut ring = Self {
             keys: Arc::new(keys),

@@ -17,9 +17,8 @@ pub mod revocation;
 mod secret;
 pub mod token;
 
-
+pub use clients::{Client, ClientRegistry, ClientSpec};
 pub use keys::KeyRing;
-
 
 pub use policy::{AuthInput, Denial, PolicyConfig, TokenAuthorizer};
 pub use revocation::Revocations;

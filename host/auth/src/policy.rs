@@ -126,7 +126,12 @@ impl TokenAuthorizer {
     /// Signature verification, once per distinct token.
     fn verify_cached(&self, token: &str) -> Result<Arc<Verified>, TokenError> {
         let key = crate::secret::sha256_hex(&[token.as_bytes()]);
-        if let Some(v) = self.verified.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(v) = self
+            .verified
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(v.clone());
         }
         let verified = Arc::new(token::verify(&self.ring, token)?);
@@ -143,14 +148,24 @@ impl TokenAuthorizer {
     pub fn verify_bearer(&self, authorization: Option<&str>) -> Result<Arc<Verified>, Denial> {
         let token = bearer(authorization)?;
         let verified = self.verify_cached(token).map_err(|e| match e {
-            TokenError::TooComplex => Denial::forbidden(rsp::NO_ACCESS, format!("access token refused: {e}")),
-            _ => Denial::unauthenticated(rsp::TOKEN_REJECTED, format!("access token rejected: {e}")),
+            TokenError::TooComplex => {
+                Denial::forbidden(rsp::NO_ACCESS, format!("access token refused: {e}"))
+            }
+            _ => {
+                Denial::unauthenticated(rsp::TOKEN_REJECTED, format!("access token rejected: {e}"))
+            }
         })?;
         if self.revocations.any_revoked(&verified.revocation_ids) {
-            return Err(Denial::unauthenticated(rsp::TOKEN_REJECTED, "access token revoked"));
+            return Err(Denial::unauthenticated(
+                rsp::TOKEN_REJECTED,
+                "access token revoked",
+            ));
         }
         if verified.expires_at < crate::now_secs() {
-            return Err(Denial::unauthenticated(rsp::TOKEN_REJECTED, "access token expired"));
+            return Err(Denial::unauthenticated(
+                rsp::TOKEN_REJECTED,
+                "access token expired",
+            ));
         }
         Ok(verified)
     }
@@ -171,7 +186,9 @@ impl TokenAuthorizer {
             }
             Err(Token::RunLimit(limit)) => Err(Denial::forbidden(
                 rsp::NO_ACCESS,
-                format!("the token's restrictions exceed the platform's evaluation limits ({limit})"),
+                format!(
+                    "the token's restrictions exceed the platform's evaluation limits ({limit})"
+                ),
             )),
             Err(e) => Err(internal(&e)),
         }
@@ -184,7 +201,11 @@ impl TokenAuthorizer {
         input: &AuthInput<'_>,
         checks: &mut Vec<CheckKind>,
     ) -> Result<AuthorizerBuilder, Token> {
-        let operation = if input.required_scope == "transfer" { "transfer" } else { "read" };
+        let operation = if input.required_scope == "transfer" {
+            "transfer"
+        } else {
+            "read"
+        };
         let mut params: HashMap<String, Term> = HashMap::from([
             ("api".into(), Term::Str(input.api.to_owned())),
             ("op".into(), Term::Str(operation.into())),
@@ -299,7 +320,9 @@ fn explain(failed: &[FailedCheck], checks: &[CheckKind], input: &AuthInput<'_>) 
                     4,
                     Denial::forbidden(
                         rsp::NO_ACCESS,
-                        format!("fintech_use_num {f} needs the bank's co-signed consent in the token"),
+                        format!(
+                            "fintech_use_num {f} needs the bank's co-signed consent in the token"
+                        ),
                     ),
                 ),
                 None => (6, Denial::forbidden(rsp::NO_ACCESS, "not authorised")),
@@ -403,7 +426,9 @@ mod tests {
         let f = fixture()?;
         let a = authorizer(&f, PolicyConfig::default());
         let token = format!("Bearer {}", grant(&["inquiry"], FUTURE).issue(&f.ring)?);
-        let claims = a.authorize(&balance(&token)).map_err(|d| anyhow::anyhow!("{d:?}"))?;
+        let claims = a
+            .authorize(&balance(&token))
+            .map_err(|d| anyhow::anyhow!("{d:?}"))?;
         assert_eq!(claims.user_seq_no.as_deref(), Some("1100000001"));
         assert_eq!(claims.fintech_use_nums, [ACCOUNT]);
         Ok(())
@@ -416,7 +441,10 @@ mod tests {
         let mut none = balance("");
         none.authorization = None;
         assert_eq!(code(a.authorize(&none)), rsp::AUTH_PARAMETER);
-        assert_eq!(code(a.authorize(&balance("Basic abc"))), rsp::AUTH_PARAMETER);
+        assert_eq!(
+            code(a.authorize(&balance("Basic abc"))),
+            rsp::AUTH_PARAMETER
+        );
 
         let forger = KeyRing::from_seed(1, &[9; 32])?;
         let forged = format!("Bearer {}", grant(&["inquiry"], FUTURE).issue(&forger)?);
@@ -464,7 +492,10 @@ mod tests {
         let a = authorizer(&f, PolicyConfig::default());
         let expired = format!("Bearer {}", grant(&["inquiry"], 1_000).issue(&f.ring)?);
         let denial = a.authorize(&balance(&expired)).err();
-        assert_eq!(denial.map(|d| (d.rsp_code, d.message)), Some((rsp::TOKEN_REJECTED, "access token expired".into())));
+        assert_eq!(
+            denial.map(|d| (d.rsp_code, d.message)),
+            Some((rsp::TOKEN_REJECTED, "access token expired".into()))
+        );
 
         let token = grant(&["inquiry"], FUTURE).issue(&f.ring)?;
         let bearer = format!("Bearer {token}");
@@ -472,7 +503,10 @@ mod tests {
         let ids = token::verify(&f.ring, &token)?.revocation_ids;
         f.revocations.revoke(&ids[..1])?;
         let denial = a.authorize(&balance(&bearer)).err();
-        assert_eq!(denial.map(|d| d.message), Some("access token revoked".into()));
+        assert_eq!(
+            denial.map(|d| d.message),
+            Some("access token revoked".into())
+        );
         Ok(())
     }
 
@@ -481,11 +515,20 @@ mod tests {
         let f = fixture()?;
         let a = authorizer(&f, PolicyConfig::default());
         let inquiry_only = format!("Bearer {}", grant(&["inquiry"], FUTURE).issue(&f.ring)?);
-        assert_eq!(code(a.authorize(&withdraw(&inquiry_only, ACCOUNT, 1000))), rsp::NO_PERMISSION);
+        assert_eq!(
+            code(a.authorize(&withdraw(&inquiry_only, ACCOUNT, 1000))),
+            rsp::NO_PERMISSION
+        );
 
         let transfer = format!("Bearer {}", grant(&["transfer"], FUTURE).issue(&f.ring)?);
-        assert_eq!(code(a.authorize(&withdraw(&transfer, ACCOUNT, 1000))), "allowed");
-        assert_eq!(code(a.authorize(&withdraw(&transfer, OTHER, 1000))), rsp::FINTECH_NUM_MISMATCH);
+        assert_eq!(
+            code(a.authorize(&withdraw(&transfer, ACCOUNT, 1000))),
+            "allowed"
+        );
+        assert_eq!(
+            code(a.authorize(&withdraw(&transfer, OTHER, 1000))),
+            rsp::FINTECH_NUM_MISMATCH
+        );
 
         let mut other_user = balance(&inquiry_only);
         other_user.user = Some("1100000009".into());
@@ -500,7 +543,11 @@ mod tests {
         let a = authorizer(&f, PolicyConfig::default());
         let token = Biscuit::from_base64(
             grant(&["inquiry", "transfer"], FUTURE).issue(&f.ring)?,
-            |id| f.ring.public_key(id).ok_or(biscuit_auth::error::Format::UnknownPublicKey),
+            |id| {
+                f.ring
+                    .public_key(id)
+                    .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
+            },
         )?;
         // The fintech company hands a partner: transfers only from ACCOUNT,
         // at most 50,000 won each. Offline: no platform key involved.
@@ -508,14 +555,25 @@ mod tests {
             r#"check if operation("read") or resource_account("120220038200000000000001"), amount($a), $a <= 50000;"#,
         )?)?;
         let bearer = format!("Bearer {}", partner.to_base64()?);
-        assert_eq!(code(a.authorize(&withdraw(&bearer, ACCOUNT, 50_000))), "allowed");
-        assert_eq!(code(a.authorize(&withdraw(&bearer, ACCOUNT, 50_001))), rsp::NO_ACCESS);
+        assert_eq!(
+            code(a.authorize(&withdraw(&bearer, ACCOUNT, 50_000))),
+            "allowed"
+        );
+        assert_eq!(
+            code(a.authorize(&withdraw(&bearer, ACCOUNT, 50_001))),
+            rsp::NO_ACCESS
+        );
         assert_eq!(code(a.authorize(&balance(&bearer))), "allowed");
 
         // A block cannot widen the grant: a forged scope fact in a later block is ignored.
-        let widened = token.append(BlockBuilder::new().code(r#"scope("oob"); account("120220038200000000000002");"#)?)?;
+        let widened = token.append(
+            BlockBuilder::new().code(r#"scope("oob"); account("120220038200000000000002");"#)?,
+        )?;
         let bearer = format!("Bearer {}", widened.to_base64()?);
-        assert_eq!(code(a.authorize(&withdraw(&bearer, OTHER, 1))), rsp::FINTECH_NUM_MISMATCH);
+        assert_eq!(
+            code(a.authorize(&withdraw(&bearer, OTHER, 1))),
+            rsp::FINTECH_NUM_MISMATCH
+        );
         Ok(())
     }
 
@@ -533,10 +591,17 @@ mod tests {
         );
         let token = Biscuit::from_base64(
             grant(&["inquiry", "transfer"], FUTURE).issue(&f.ring)?,
-            |id| f.ring.public_key(id).ok_or(biscuit_auth::error::Format::UnknownPublicKey),
+            |id| {
+                f.ring
+                    .public_key(id)
+                    .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
+            },
         )?;
         let plain = format!("Bearer {}", token.to_base64()?);
-        assert_eq!(code(a.authorize(&withdraw(&plain, ACCOUNT, 1000))), rsp::NO_ACCESS);
+        assert_eq!(
+            code(a.authorize(&withdraw(&plain, ACCOUNT, 1000))),
+            rsp::NO_ACCESS
+        );
         // Inquiry does not need the bank's consent.
         assert_eq!(code(a.authorize(&balance(&plain))), "allowed");
 
@@ -548,10 +613,21 @@ mod tests {
                 HashMap::new(),
             )?;
             let signed = request.create_block(&signer.private(), block)?;
-            Ok(format!("Bearer {}", token.append_third_party(signer.public(), signed)?.to_base64()?))
+            Ok(format!(
+                "Bearer {}",
+                token
+                    .append_third_party(signer.public(), signed)?
+                    .to_base64()?
+            ))
         };
-        assert_eq!(code(a.authorize(&withdraw(&consent(&bank)?, ACCOUNT, 1000))), "allowed");
-        assert_eq!(code(a.authorize(&withdraw(&consent(&impostor)?, ACCOUNT, 1000))), rsp::NO_ACCESS);
+        assert_eq!(
+            code(a.authorize(&withdraw(&consent(&bank)?, ACCOUNT, 1000))),
+            "allowed"
+        );
+        assert_eq!(
+            code(a.authorize(&withdraw(&consent(&impostor)?, ACCOUNT, 1000))),
+            rsp::NO_ACCESS
+        );
         Ok(())
     }
 
@@ -569,16 +645,22 @@ mod tests {
                 ..PolicyConfig::default()
             },
         );
-        let token = Biscuit::from_base64(
-            grant(&["inquiry"], FUTURE).issue(&f.ring)?,
-            |id| f.ring.public_key(id).ok_or(biscuit_auth::error::Format::UnknownPublicKey),
-        )?;
+        let token = Biscuit::from_base64(grant(&["inquiry"], FUTURE).issue(&f.ring)?, |id| {
+            f.ring
+                .public_key(id)
+                .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
+        })?;
         let mut block = String::new();
         for i in 0..100 {
             block.push_str(&format!("n({i});\n"));
         }
         block.push_str("pair($a, $b) <- n($a), n($b);\n");
-        let bloated = format!("Bearer {}", token.append(BlockBuilder::new().code(block)?)?.to_base64()?);
+        let bloated = format!(
+            "Bearer {}",
+            token
+                .append(BlockBuilder::new().code(block)?)?
+                .to_base64()?
+        );
         assert_eq!(code(a.authorize(&balance(&bloated))), rsp::NO_ACCESS);
         Ok(())
     }

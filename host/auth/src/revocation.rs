@@ -17,7 +17,11 @@ pub struct Revocations {
 impl Revocations {
     pub fn open(store: &Store) -> crate::Result<Self> {
         let tree = store.tree("auth.revoked")?;
-        let ids = tree.values_json::<u64>()?.into_iter().map(|(id, _)| id).collect();
+        let ids = tree
+            .values_json::<u64>()?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
         Ok(Self {
             store: store.clone(),
             tree,

@@ -38,7 +38,10 @@ pub enum TokenError {
 }
 
 impl AccessGrant {
-    fn builder(&self, key_id: u32) -> Result<biscuit_auth::BiscuitBuilder, biscuit_auth::error::Token> {
+    fn builder(
+        &self,
+        key_id: u32,
+    ) -> Result<biscuit_auth::BiscuitBuilder, biscuit_auth::error::Token> {
         let mut b = Biscuit::builder().root_key_id(key_id);
         let one = |name: &str, value: &str| -> (String, HashMap<String, Term>) {
             (
@@ -107,7 +110,11 @@ pub fn verify(ring: &KeyRing, token: &str) -> Result<Verified, TokenError> {
         _ => TokenError::Rejected,
     })?;
     let claims = read_grant(&biscuit)?;
-    let revocation_ids = biscuit.revocation_identifiers().iter().map(hex::encode).collect();
+    let revocation_ids = biscuit
+        .revocation_identifiers()
+        .iter()
+        .map(hex::encode)
+        .collect();
     Ok(Verified {
         claims: claims.0,
         expires_at: claims.1,
@@ -135,7 +142,9 @@ fn read_grant(biscuit: &Biscuit) -> Result<(Claims, u64), TokenError> {
         .into_iter()
         .next()
         .ok_or(TokenError::Incomplete)?;
-    let client_use_code = strings("data($c) <- client_use_code($c)")?.into_iter().next();
+    let client_use_code = strings("data($c) <- client_use_code($c)")?
+        .into_iter()
+        .next();
     let user_seq_no = strings("data($u) <- user($u)")?.into_iter().next();
     let mut scopes = strings("data($s) <- scope($s)")?;
     scopes.sort();
@@ -208,10 +217,19 @@ mod tests {
         let token = grant().issue(&other)?;
         assert_eq!(verify(&ring, &token).err(), Some(TokenError::Rejected));
         let unknown_id = KeyRing::from_seed(2, &[1; 32])?;
-        assert_eq!(verify(&ring, &grant().issue(&unknown_id)?).err(), Some(TokenError::UnknownKey));
-        assert_eq!(verify(&ring, "not-a-token").err(), Some(TokenError::Rejected));
+        assert_eq!(
+            verify(&ring, &grant().issue(&unknown_id)?).err(),
+            Some(TokenError::UnknownKey)
+        );
+        assert_eq!(
+            verify(&ring, "not-a-token").err(),
+            Some(TokenError::Rejected)
+        );
         let good = grant().issue(&ring)?;
-        assert_eq!(verify(&ring, &good[..good.len() / 2]).err(), Some(TokenError::Rejected));
+        assert_eq!(
+            verify(&ring, &good[..good.len() / 2]).err(),
+            Some(TokenError::Rejected)
+        );
         Ok(())
     }
 }

@@ -83,6 +83,40 @@ impl Tree {
         self.tree.is_empty()
     }
 
+    /// Removes `key` and returns what it held, atomically: of two concurrent
+    /// takers, exactly one gets the value (single-use codes rely on this).
+    pub fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        Ok(self.tree.remove(key)?.map(|v| v.to_vec()))
+    }
+
+    /// `take` for a JSON value.
+    pub fn take_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.take(key.as_bytes())?
+            .map(|bytes| {
+                serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
+                    key: key.to_owned(),
+                    source,
+                })
+            })
+            .transpose()
+    }
+
+    /// Entries whose key starts with `prefix`, in key order, decoded from JSON.
+    pub fn scan_prefix_json<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<(String, T)>> {
+        self.tree
+            .scan_prefix(prefix.as_bytes())
+            .map(|entry| {
+                let (k, v) = entry?;
+                let key = String::from_utf8_lossy(&k).into_owned();
+                let value = serde_json::from_slice(&v).map_err(|source| Error::Decode {
+                    key: key.clone(),
+                    source,
+                })?;
+                Ok((key, value))
+            })
+            .collect()
+    }
+
     /// The value under `key`, decoded from JSON.
     pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.get(key.as_bytes())?

@@ -1,0 +1,128 @@
+//! The HTML pages of the 3-legged flow: sign-in, consent, errors. Plain
+//! server-rendered forms (no script), every value escaped.
+
+use super::{AccountChoice, HttpResponse};
+use crate::Client;
+
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f4f6f8;margin:0}\
+main{max-width:28rem;margin:3rem auto;background:#fff;padding:2rem;border-radius:8px;box-shadow:0 1px 4px #0002}\
+h1{font-size:1.3rem;margin-top:0}label{display:block;margin:.8rem 0 .2rem}\
+input[type=text],input[type=password]{width:100%;padding:.5rem;box-sizing:border-box}\
+fieldset{border:1px solid #ddd;border-radius:6px;margin:1rem 0}.row label{display:inline;margin:0}\
+.row{margin:.4rem 0}.error{color:#b00020;background:#fde8eb;padding:.5rem;border-radius:4px}\
+button{padding:.6rem 1.2rem;margin-right:.5rem;border-radius:4px;border:1px solid #1a5fb4;cursor:pointer}\
+button.primary{background:#1a5fb4;color:#fff}small{color:#555}";
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+         <title>{}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
+        escape(title)
+    )
+}
+
+fn error_line(message: Option<&str>) -> String {
+    message
+        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
+        .unwrap_or_default()
+}
+
+pub(super) fn sign_in(client: &Client, pending: &str, message: Option<&str>) -> HttpResponse {
+    let body = format!(
+        "<h1>Sign in to connect {name}</h1>\
+         <p><small>{name} asks to use your bank accounts through the open banking platform. \
+         Sign in with your bank credentials; {name} never sees them.</small></p>{error}\
+         <form method=\"post\" action=\"/oauth/2.0/authorize\">\
+         <input type=\"hidden\" name=\"pending\" value=\"{pending}\">\
+         <input type=\"hidden\" name=\"action\" value=\"login\">\
+         <label for=\"login_id\">User ID</label><input type=\"text\" id=\"login_id\" name=\"login_id\" autocomplete=\"username\" required>\
+         <label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
+         <p><button class=\"primary\" type=\"submit\">Sign in</button></p></form>",
+        name = escape(&client.name),
+        error = error_line(message),
+        pending = escape(pending),
+    );
+    HttpResponse::html(200, page("Sign in", &body))
+}
+
+fn scope_text(scope: &str) -> &'static str {
+    match scope {
+        "login" => "See your name and which accounts you registered (user info, account list)",
+        "inquiry" => "See balances and transactions of the accounts you pick",
+        "transfer" => "Withdraw from the accounts you pick (payments)",
+        _ => "Other access",
+    }
+}
+
+pub(super) fn consent(
+    client: &Client,
+    pending: &str,
+    scopes: &[String],
+    accounts: &[AccountChoice],
+    message: Option<&str>,
+) -> HttpResponse {
+    let scope_rows: String = scopes
+        .iter()
+        .map(|s| {
+            format!(
+                "<div class=\"row\"><input type=\"checkbox\" id=\"scope-{s}\" name=\"scope\" value=\"{s}\" checked> \
+                 <label for=\"scope-{s}\"><b>{s}</b>: {text}</label></div>",
+                s = escape(s),
+                text = scope_text(s)
+            )
+        })
+        .collect();
+    let account_rows: String = accounts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            format!(
+                "<div class=\"row\"><input type=\"checkbox\" id=\"account-{i}\" name=\"account\" value=\"{id}\"> \
+                 <label for=\"account-{i}\">{bank} {num} <small>{alias}</small></label></div>",
+                id = escape(&a.id),
+                bank = escape(&a.bank_name),
+                num = escape(&a.account_num_masked),
+                alias = escape(&a.account_alias),
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h1>Allow {name}?</h1>{error}\
+         <form method=\"post\" action=\"/oauth/2.0/authorize\">\
+         <input type=\"hidden\" name=\"pending\" value=\"{pending}\">\
+         <fieldset><legend>Permissions</legend>{scope_rows}</fieldset>\
+         <fieldset><legend>Accounts to register</legend>{account_rows}</fieldset>\
+         <p><small>You can withdraw this consent at any time; {name}'s access ends at once.</small></p>\
+         <p><button class=\"primary\" type=\"submit\" name=\"action\" value=\"consent\">Agree</button>\
+         <button type=\"submit\" name=\"action\" value=\"deny\">Decline</button></p></form>",
+        name = escape(&client.name),
+        error = error_line(message),
+        pending = escape(pending),
+    );
+    HttpResponse::html(200, page("Consent", &body))
+}
+
+pub(super) fn error_page(status: u16, title: &str, message: &str) -> HttpResponse {
+    let body = format!(
+        "<h1>{}</h1><p class=\"error\">{}</p>",
+        escape(title),
+        escape(message)
+    );
+    HttpResponse::html(status, page(title, &body))
+}
