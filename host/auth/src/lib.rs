@@ -13,6 +13,7 @@ pub mod clients;
 pub mod keys;
 pub mod oauth;
 pub mod policy;
+pub mod resource;
 pub mod revocation;
 mod secret;
 pub mod token;

@@ -9,4 +9,4 @@ pub mod time;
 
 pub use backend::{Bank, BankBackend, BankError, Claims, KvError, KvStore};
 pub use envelope::{ApiTranId, rsp};
-pub use manifest::{Capability, Limits, Manifest, ManifestError, Route};
+pub use manifest::{Access, Capability, FieldRef, Limits, Manifest, ManifestError, Route};

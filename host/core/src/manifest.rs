@@ -33,6 +33,50 @@ pub struct Manifest {
     /// Resource limits for one call.
     #[serde(default)]
     pub limits: Limits,
+    /// Where a request names what it acts on, for the gateway's authorisation.
+    #[serde(default)]
+    pub access: Access,
+}
+
+/// Where the gateway finds, in a request, the resources the API acts on. Each
+/// is a field reference: `query:NAME`, `body:NAME` (top-level JSON field) or
+/// `body:LIST[].NAME` (that field of every item of a JSON array).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    /// The fintech_use_num(s) acted on; each must be consented in the token.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// The user_seq_no named; it must be the token's user.
+    #[serde(default)]
+    pub user: Option<String>,
+    /// The amount moved (digits), offered to token restrictions as `amount($n)`.
+    #[serde(default)]
+    pub amount: Option<String>,
+}
+
+/// A parsed field reference of [`Access`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FieldRef<'a> {
+    Query(&'a str),
+    Body(&'a str),
+    BodyList { list: &'a str, field: &'a str },
+}
+
+impl<'a> FieldRef<'a> {
+    /// Parses `query:NAME`, `body:NAME` or `body:LIST[].NAME`.
+    pub fn parse(text: &'a str) -> Option<Self> {
+        let name_ok = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if let Some(name) = text.strip_prefix("query:") {
+            return name_ok(name).then_some(FieldRef::Query(name));
+        }
+        let rest = text.strip_prefix("body:")?;
+        match rest.split_once("[].") {
+            Some((list, field)) if name_ok(list) && name_ok(field) => Some(FieldRef::BodyList { list, field }),
+            Some(_) => None,
+            None => name_ok(rest).then_some(FieldRef::Body(rest)),
+        }
+    }
 }
 
 /// A capability interface of `sfop:platform`.
@@ -212,6 +256,20 @@ impl Manifest {
                 return invalid(key, format!("{value} must be between 1 and {max}"));
             }
         }
+        for (key, value) in [
+            ("access.account", &self.access.account),
+            ("access.user", &self.access.user),
+            ("access.amount", &self.access.amount),
+        ] {
+            if let Some(v) = value
+                && FieldRef::parse(v).is_none()
+            {
+                return invalid(
+                    key,
+                    format!("{v:?} must be query:NAME, body:NAME or body:LIST[].NAME"),
+                );
+            }
+        }
         if limits.timeout_ms < limits.cpu_ms {
             return invalid(
                 "limits.timeout_ms",
@@ -285,6 +343,7 @@ mod tests {
                 "`limits.memory_mib`",
             ),
             (GOOD.replace("\"1.0.0\"", "\"one\""), "version"),
+            (format!("{GOOD}\n[access]\naccount = \"header:x\"\n"), "`access.account`"),
             (
                 format!("{GOOD}\n[limits]\ncpu_ms = 500\ntimeout_ms = 100\n"),
                 "`limits.timeout_ms`",
@@ -294,6 +353,18 @@ mod tests {
             let e = error_of(&text);
             assert!(e.contains(key), "expected {key} in {e}");
         }
+    }
+
+    #[test]
+    fn field_references_parse() {
+        assert_eq!(FieldRef::parse("query:fintech_use_num"), Some(FieldRef::Query("fintech_use_num")));
+        assert_eq!(FieldRef::parse("body:tran_amt"), Some(FieldRef::Body("tran_amt")));
+        assert_eq!(
+            FieldRef::parse("body:req_list[].fintech_use_num"),
+            Some(FieldRef::BodyList { list: "req_list", field: "fintech_use_num" })
+        );
+        assert_eq!(FieldRef::parse("body:"), None);
+        assert_eq!(FieldRef::parse("cookie:x"), None);
     }
 
     #[test]

@@ -57,3 +57,37 @@ impl Authorizer for NoAuth {
         Ok(None)
     }
 }
+
+/// A request to one of the platform's own endpoints (OAuth, admin), which run
+/// natively in the host rather than as Wasm plugins.
+#[derive(Debug)]
+pub struct NativeRequest<'a> {
+    pub api_tran_id: &'a str,
+    pub method: &'a str,
+    pub path: &'a str,
+    pub query: &'a str,
+    pub headers: &'a HeaderMap,
+    pub body: &'a [u8],
+    pub client_cert: Option<&'a str>,
+}
+
+/// A native endpoint's answer. With `envelope`, the gateway adds the common
+/// response header to the JSON body as it does for plugins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub envelope: bool,
+}
+
+/// A platform endpoint mounted on the route table next to the plugins.
+pub trait Endpoint: Send + Sync + fmt::Debug {
+    /// Name for metrics and logs, e.g. `oauth`.
+    fn name(&self) -> &str;
+    /// Largest request body accepted, bytes.
+    fn max_body(&self) -> usize {
+        64 * 1024
+    }
+    fn handle(&self, request: &NativeRequest<'_>) -> NativeResponse;
+}

@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-pub use authz::{AuthRequest, Authorizer, Denial, NoAuth};
+pub use authz::{AuthRequest, Authorizer, Denial, Endpoint, NativeRequest, NativeResponse, NoAuth};
 pub use fault::{ErrorSource, Fault};
 pub use metrics::{ApiStats, Metrics};
 pub use routes::{Release, RouteConflict, RouteTable, Target};
@@ -106,6 +106,12 @@ impl Gateway {
             .metrics
             .api(&manifest.name, &manifest.version.to_string());
         Target::Live(Release { api, stats })
+    }
+
+    /// A route target served by a native platform endpoint.
+    pub fn native(&self, endpoint: Arc<dyn Endpoint>) -> Target {
+        let stats = self.metrics.api(endpoint.name(), "platform");
+        Target::Native { endpoint, stats }
     }
 
     /// A closed route target for a package of `api` at `version` that failed to load.
@@ -205,6 +211,12 @@ impl Gateway {
             let routes = self.routes.load();
             match routes.lookup(&method, &path) {
                 Ok(Target::Live(release)) => release.clone(),
+                Ok(Target::Native { endpoint, stats }) => {
+                    let (endpoint, stats) = (endpoint.clone(), stats.clone());
+                    drop(routes);
+                    let result = self.call_native(id, endpoint.as_ref(), req, conn).await;
+                    return (result, Some(stats));
+                }
                 Ok(Target::Closed { api, stats, .. }) => {
                     let fault = Fault::RouteClosed { api: api.clone() };
                     return (Err(fault), Some(stats.clone()));
@@ -301,6 +313,56 @@ impl Gateway {
         *response.status_mut() = StatusCode::from_u16(reply.status)
             .map_err(|_| Fault::Call(sfop_runtime::CallError::BadStatus(reply.status)))?;
         for (name, value) in &reply.headers {
+            if let (Ok(name), Ok(value)) = (
+                header::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value),
+            ) {
+                response.headers_mut().append(name, value);
+            }
+        }
+        self.tag(id, &mut response);
+        Ok(response)
+    }
+
+    async fn call_native(
+        &self,
+        id: &ApiTranId,
+        endpoint: &dyn Endpoint,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Result<Response<Full<Bytes>>, Fault> {
+        let (parts, body) = req.into_parts();
+        let limit = endpoint.max_body();
+        let body = Limited::new(body, limit)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<LengthLimitError>().is_some() {
+                    Fault::BodyTooLarge {
+                        limit_kib: u32::try_from(limit / 1024).unwrap_or(u32::MAX),
+                    }
+                } else {
+                    Fault::BodyUnreadable
+                }
+            })?
+            .to_bytes();
+        let answer = endpoint.handle(&NativeRequest {
+            api_tran_id: id.as_str(),
+            method: parts.method.as_str(),
+            path: parts.uri.path(),
+            query: parts.uri.query().unwrap_or_default(),
+            headers: &parts.headers,
+            body: &body,
+            client_cert: conn.client_cert.as_deref(),
+        });
+        let body = if answer.envelope {
+            self.stamp_envelope(id, &answer.body).unwrap_or(answer.body)
+        } else {
+            answer.body
+        };
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        for (name, value) in &answer.headers {
             if let (Ok(name), Ok(value)) = (
                 header::HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_str(value),

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use sfop_runtime::Api;
 
+use crate::authz::Endpoint;
 use crate::metrics::ApiStats;
 
 /// A loaded release of an API, with its counters.
@@ -21,6 +22,11 @@ pub struct Release {
 pub enum Target {
     /// A loaded release.
     Live(Release),
+    /// One of the platform's own endpoints (OAuth, admin).
+    Native {
+        endpoint: Arc<dyn Endpoint>,
+        stats: Arc<ApiStats>,
+    },
     /// An API whose package failed to load: its routes stay closed.
     Closed {
         api: String,
@@ -48,6 +54,7 @@ impl Target {
     fn api_name(&self) -> &str {
         match self {
             Target::Live(release) => &release.api.manifest().name,
+            Target::Native { endpoint, .. } => endpoint.name(),
             Target::Closed { api, .. } => api,
         }
     }
