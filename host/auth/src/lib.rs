@@ -23,7 +23,7 @@ pub use keys::KeyRing;
 
 pub use policy::{AuthInput, Denial, PolicyConfig, TokenAuthorizer};
 pub use revocation::Revocations;
-pub use token::{AccessGrant, TokenError, Verified};
+pub use token::{AccessGrant, TokenError, Verified, issue_admin};
 
 /// Why an auth operation failed.
 #[derive(Debug, thiserror::Error)]

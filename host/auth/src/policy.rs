@@ -90,6 +90,18 @@ pub struct PolicyConfig {
     pub cache_capacity: usize,
 }
 
+impl PolicyConfig {
+    /// Requires the bank whose public key is `key` (`ed25519/<hex>`) to
+    /// co-sign consent for requests needing any of `scopes`.
+    pub fn require_bank_consent(mut self, key: &str, scopes: Vec<String>) -> crate::Result<Self> {
+        let key: PublicKey = key
+            .parse()
+            .map_err(|e| crate::Error::Key(format!("bank public key {key:?}: {e}")))?;
+        self.bank_consent.push((key, scopes));
+        Ok(self)
+    }
+}
+
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
@@ -168,6 +180,37 @@ impl TokenAuthorizer {
             ));
         }
         Ok(verified)
+    }
+
+    /// Checks an operator's bearer token for the admin API: signature,
+    /// revocation, expiry and `role("admin")`. Returns the admin's name.
+    pub fn authorize_admin(&self, authorization: Option<&str>) -> Result<String, Denial> {
+        let token = bearer(authorization)?;
+        let rejected = || Denial::unauthenticated(rsp::TOKEN_REJECTED, "admin token rejected");
+        let biscuit = biscuit_auth::Biscuit::from_base64(token, |id: Option<u32>| {
+            self.ring
+                .public_key(id)
+                .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
+        })
+        .map_err(|_| rejected())?;
+        let ids: Vec<String> = biscuit.revocation_identifiers().iter().map(hex::encode).collect();
+        if self.revocations.any_revoked(&ids) {
+            return Err(rejected());
+        }
+        let mut authorizer = AuthorizerBuilder::new()
+            .code(r#"allow if role("admin");"#)
+            .map(|b| b.time().set_limits(self.config.limits.clone()))
+            .and_then(|b| b.build(&biscuit))
+            .map_err(|e| internal(&e))?;
+        authorizer
+            .authorize_with_limits(self.config.limits.clone())
+            .map_err(|_| Denial::forbidden(rsp::NO_PERMISSION, "an admin token (role admin, not expired) is required"))?;
+        let subjects: Vec<(String,)> = authorizer.query("data($s) <- admin($s)").map_err(|e| internal(&e))?;
+        subjects
+            .into_iter()
+            .next()
+            .map(|(s,)| s)
+            .ok_or_else(|| Denial::forbidden(rsp::NO_PERMISSION, "an admin token is required"))
     }
 
     /// The decision for one request: the caller's claims, or a denial.
@@ -628,6 +671,21 @@ mod tests {
             code(a.authorize(&withdraw(&consent(&impostor)?, ACCOUNT, 1000))),
             rsp::NO_ACCESS
         );
+        Ok(())
+    }
+
+    #[test]
+    fn admin_tokens_are_separate_from_access_tokens() -> anyhow::Result<()> {
+        let f = fixture()?;
+        let a = authorizer(&f, PolicyConfig::default());
+        let admin = format!("Bearer {}", crate::token::issue_admin(&f.ring, "operator", FUTURE)?);
+        assert_eq!(a.authorize_admin(Some(&admin)).ok().as_deref(), Some("operator"));
+        let access = format!("Bearer {}", grant(&["oob"], FUTURE).issue(&f.ring)?);
+        assert_eq!(a.authorize_admin(Some(&access)).err().map(|d| d.rsp_code), Some(rsp::NO_PERMISSION));
+        let expired = format!("Bearer {}", crate::token::issue_admin(&f.ring, "operator", 1_000)?);
+        assert!(a.authorize_admin(Some(&expired)).is_err());
+        // An admin token is not an access token for APIs.
+        assert_eq!(code(a.authorize(&balance(&admin))), rsp::TOKEN_REJECTED);
         Ok(())
     }
 

@@ -86,6 +86,25 @@ impl AccessGrant {
     }
 }
 
+/// An operator token for the admin API: `admin(subject)`, `role("admin")`,
+/// and an expiry check, signed by the root key.
+pub fn issue_admin(ring: &KeyRing, subject: &str, expires_at: u64) -> crate::Result<String> {
+    let (id, root) = ring.current()?;
+    let params = HashMap::from([
+        ("subject".to_owned(), Term::Str(subject.to_owned())),
+        ("exp".to_owned(), Term::Date(expires_at)),
+    ]);
+    Ok(Biscuit::builder()
+        .root_key_id(id)
+        .code_with_params(
+            r#"admin({subject}); role("admin"); expires({exp}); check if time($t), $t <= {exp};"#,
+            params,
+            HashMap::new(),
+        )?
+        .build(root)?
+        .to_base64()?)
+}
+
 /// A token whose signatures verified, with the grant of its authority block.
 #[derive(Debug, Clone)]
 pub struct Verified {

@@ -23,6 +23,7 @@ pub struct Config {
     /// Business time zone for `api_tran_dtm`, minutes east of UTC (KST: 540).
     pub utc_offset_minutes: i32,
     pub tls: TlsConfig,
+    pub auth: AuthSection,
     pub runtime: RuntimeSection,
     pub shutdown: ShutdownSection,
 }
@@ -36,6 +37,7 @@ impl Default for Config {
             data_dir: PathBuf::from("sfop-data"),
             utc_offset_minutes: sfop_core::time::KST_OFFSET_MINUTES,
             tls: TlsConfig::default(),
+            auth: AuthSection::default(),
             runtime: RuntimeSection::default(),
             shutdown: ShutdownSection::default(),
         }
@@ -66,6 +68,35 @@ pub enum TlsMode {
     Files,
     /// Cleartext HTTP. Only for development behind something that terminates TLS.
     Off,
+}
+
+/// How API calls are authorised.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSection {
+    pub mode: AuthMode,
+    /// Banks whose co-signed consent (a third-party block in the token) is
+    /// required for the listed scopes.
+    pub bank_consent: Vec<BankConsent>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthMode {
+    /// OAuth 2.0 server on; every API call needs a biscuit access token.
+    #[default]
+    Biscuit,
+    /// No authorisation: every routed call reaches its API with no caller.
+    /// Only for developing the data plane.
+    Off,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BankConsent {
+    /// The bank's public key, `ed25519/<hex>`.
+    pub public_key: String,
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +201,15 @@ impl Config {
                     key: "tls.client_ca",
                     problem: format!("{} is not a readable file", ca.display()),
                 });
+            }
+        }
+        for bank in &self.auth.bank_consent {
+            let hex = bank.public_key.strip_prefix("ed25519/").unwrap_or_default();
+            if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return invalid("auth.bank_consent.public_key", "must be ed25519/ and 64 hex digits");
+            }
+            if bank.scopes.is_empty() {
+                return invalid("auth.bank_consent.scopes", "list at least one scope");
             }
         }
         if !(-720..=840).contains(&self.utc_offset_minutes) {

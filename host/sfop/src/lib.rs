@@ -3,6 +3,7 @@
 //! gateway (HTTPS) and the ops endpoints. `main.rs` only turns the command
 //! line into a [`Config`] and calls [`start`].
 
+mod auth;
 pub mod config;
 mod packages;
 
@@ -19,7 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{Config, ConfigError, TlsMode};
+pub use config::{AuthMode, Config, ConfigError, TlsMode};
 pub use packages::{LoadOutcome, PackageReport};
 
 /// A running platform.
@@ -37,6 +38,8 @@ pub struct Platform {
     pub packages: Vec<PackageReport>,
     /// The embedded virtual bank (the `ledger` backend).
     pub bank: VirtualBank,
+    /// The local operator's admin token (auth mode `biscuit`).
+    pub admin_token: Option<std::path::PathBuf>,
     pub gateway: Arc<Gateway>,
     store: Store,
     shutdown: watch::Sender<bool>,
@@ -46,13 +49,21 @@ pub struct Platform {
 /// Validates `config`, opens the store, loads the packages and starts
 /// serving. Nothing is bound if anything before that fails.
 pub async fn start(config: Config) -> anyhow::Result<Platform> {
-    start_with_authorizer(config, Arc::new(NoAuth)).await
+    start_inner(config, None).await
 }
 
-/// [`start`] with the given authoriser deciding every routed request.
+/// [`start`] with the given authoriser deciding every routed request instead
+/// of the one the configuration selects (the OAuth endpoints stay mounted).
 pub async fn start_with_authorizer(
     config: Config,
     authorizer: Arc<dyn Authorizer>,
+) -> anyhow::Result<Platform> {
+    start_inner(config, Some(authorizer)).await
+}
+
+async fn start_inner(
+    config: Config,
+    authorizer_override: Option<Arc<dyn Authorizer>>,
 ) -> anyhow::Result<Platform> {
     config.validate()?;
     let (transport, tls_cert) = transport(&config)?;
@@ -77,13 +88,27 @@ pub async fn start_with_authorizer(
         },
     )
     .context("starting the Wasm runtime")?;
+    let auth = match config.auth.mode {
+        AuthMode::Off => None,
+        AuthMode::Biscuit => Some(auth::AuthParts::open(&store, &bank, &config)?),
+    };
+    let authorizer = match (authorizer_override, &auth) {
+        (Some(a), _) => a,
+        (None, Some(parts)) => Arc::new(auth::GatewayAuth(parts.authorizer.clone())) as Arc<dyn Authorizer>,
+        (None, None) => Arc::new(NoAuth),
+    };
     let gateway = Arc::new(Gateway::new(
         GatewayConfig {
             utc_offset_minutes: config.utc_offset_minutes,
         },
         authorizer,
     ));
-    let (routes, packages) = packages::load_dir(&runtime, &gateway, &config.plugins)?;
+    // Platform endpoints first: a package cannot take over their routes.
+    let mut routes = sfop_gateway::RouteTable::default();
+    if let Some(parts) = &auth {
+        parts.mount(&gateway, &mut routes)?;
+    }
+    let (routes, packages) = packages::load_dir(&runtime, &gateway, routes, &config.plugins)?;
     gateway.swap_routes(routes);
 
     let listener = TcpListener::bind(config.listen)
@@ -126,6 +151,7 @@ pub async fn start_with_authorizer(
         tls_cert,
         packages,
         bank,
+        admin_token: auth.map(|a| a.admin_token),
         gateway,
         store,
         shutdown,

@@ -39,6 +39,7 @@ pub enum LoadOutcome {
 pub fn load_dir(
     runtime: &Runtime,
     gateway: &Gateway,
+    mut routes: RouteTable,
     dir: &Path,
 ) -> anyhow::Result<(RouteTable, Vec<PackageReport>)> {
     let mut folders: Vec<PathBuf> = fs::read_dir(dir)
@@ -48,7 +49,6 @@ pub fn load_dir(
         .collect();
     folders.sort();
 
-    let mut routes = RouteTable::default();
     let mut reports = Vec::with_capacity(folders.len());
     for folder in folders {
         let outcome = load_one(runtime, gateway, &folder, &mut routes);

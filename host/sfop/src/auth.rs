@@ -1,0 +1,306 @@
+//! Wiring the authorization server into the platform: adapters from
+//! `sfop-auth`'s plain types to the gateway's traits, the virtual bank as the
+//! user directory, the admin endpoint for client registration, and the
+//! operator's bootstrap admin token.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use serde_json::json;
+use sfop_auth::oauth::{AccountChoice, HttpRequest, OAuthServer, UserDirectory};
+use sfop_auth::{ClientSpec, TokenAuthorizer};
+use sfop_core::Claims;
+use sfop_gateway::{AuthRequest, Authorizer, Denial, Endpoint, NativeRequest, NativeResponse};
+use sfop_vbank::VirtualBank;
+
+/// The gateway's authoriser: biscuit access tokens checked with Datalog.
+#[derive(Debug)]
+pub struct GatewayAuth(pub Arc<TokenAuthorizer>);
+
+impl Authorizer for GatewayAuth {
+    fn authorize(&self, r: &AuthRequest<'_>) -> Result<Option<Claims>, Denial> {
+        let resources = sfop_auth::resource::extract(&r.manifest.access, r.query, r.body);
+        let input = sfop_auth::AuthInput {
+            authorization: r.headers.get("authorization").and_then(|v| v.to_str().ok()),
+            api: &r.manifest.name,
+            required_scope: &r.manifest.scope,
+            accounts: resources.accounts,
+            user: resources.user,
+            amount: resources.amount,
+        };
+        self.0.authorize(&input).map(Some).map_err(gateway_denial)
+    }
+}
+
+fn gateway_denial(d: sfop_auth::Denial) -> Denial {
+    Denial {
+        status: d.status,
+        rsp_code: d.rsp_code,
+        message: d.message,
+    }
+}
+
+/// The virtual bank's users, for the sign-in and consent pages.
+#[derive(Debug)]
+pub struct VbankDirectory(pub VirtualBank);
+
+impl UserDirectory for VbankDirectory {
+    fn authenticate(&self, login_id: &str, password: &str) -> Result<Option<String>, String> {
+        self.0.authenticate(login_id, password).map_err(|e| e.to_string())
+    }
+
+    fn accounts(&self, user_seq_no: &str) -> Result<Vec<AccountChoice>, String> {
+        Ok(self
+            .0
+            .accounts_of(user_seq_no)
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|a| AccountChoice {
+                id: a.id,
+                bank_name: a.bank_name,
+                account_num_masked: a.account_num_masked,
+                account_alias: a.account_alias,
+            })
+            .collect())
+    }
+
+    fn register(
+        &self,
+        user_seq_no: &str,
+        client_id: &str,
+        client_use_code: &str,
+        account_ids: &[String],
+        scopes: &[String],
+    ) -> Result<Vec<String>, String> {
+        self.0
+            .register_accounts(
+                user_seq_no,
+                client_id,
+                client_use_code,
+                account_ids,
+                scopes,
+                sfop_core::time::now_millis(),
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    fn unlink(&self, user_seq_no: &str, client_id: &str) -> Result<(), String> {
+        self.0.unlink(user_seq_no, client_id).map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+/// `/oauth/2.0/*` and `/v2.0/user/unlink`, mounted on the gateway.
+#[derive(Debug)]
+pub struct OAuthEndpoint(pub OAuthServer);
+
+fn native(r: sfop_auth::oauth::HttpResponse) -> NativeResponse {
+    NativeResponse {
+        status: r.status,
+        headers: r.headers,
+        body: r.body,
+        envelope: r.envelope,
+    }
+}
+
+fn http_request<'a>(req: &'a NativeRequest<'a>) -> HttpRequest<'a> {
+    HttpRequest {
+        method: req.method,
+        path: req.path,
+        query: req.query,
+        authorization: req.headers.get("authorization").and_then(|v| v.to_str().ok()),
+        body: req.body,
+    }
+}
+
+impl Endpoint for OAuthEndpoint {
+    fn name(&self) -> &str {
+        "oauth"
+    }
+
+    fn handle(&self, req: &NativeRequest<'_>) -> NativeResponse {
+        native(self.0.handle(&http_request(req)))
+    }
+}
+
+/// Routes of the admin API served so far.
+pub const ADMIN_ROUTES: &[(&str, &str)] = &[("GET", "/admin/v1/clients"), ("POST", "/admin/v1/clients")];
+
+/// The admin API: operators register fintech apps. Authorised by admin
+/// biscuits (`role("admin")`); deny by default.
+#[derive(Debug)]
+pub struct AdminEndpoint {
+    pub server: OAuthServer,
+    pub authorizer: Arc<TokenAuthorizer>,
+}
+
+fn json_response(status: u16, body: serde_json::Value) -> NativeResponse {
+    NativeResponse {
+        status,
+        headers: vec![("content-type".into(), "application/json; charset=UTF-8".into())],
+        body: body.to_string().into_bytes(),
+        envelope: true,
+    }
+}
+
+impl Endpoint for AdminEndpoint {
+    fn name(&self) -> &str {
+        "admin"
+    }
+
+    fn handle(&self, req: &NativeRequest<'_>) -> NativeResponse {
+        let authorization = req.headers.get("authorization").and_then(|v| v.to_str().ok());
+        let admin = match self.authorizer.authorize_admin(authorization) {
+            Ok(admin) => admin,
+            Err(d) => return json_response(d.status, json!({ "rsp_code": d.rsp_code, "rsp_message": d.message })),
+        };
+        let clients = self.server.clients();
+        match req.method {
+            "GET" => match clients.list() {
+                Ok(list) => json_response(
+                    200,
+                    json!({
+                        "rsp_code": "A0000",
+                        "rsp_message": "",
+                        "res_cnt": list.len().to_string(),
+                        "res_list": list.iter().map(|c| json!({
+                            "client_id": c.client_id,
+                            "name": c.name,
+                            "client_use_code": c.client_use_code,
+                            "scopes": c.scopes,
+                            "redirect_uris": c.redirect_uris,
+                            "public": c.public,
+                        })).collect::<Vec<_>>(),
+                    }),
+                ),
+                Err(e) => internal(&e),
+            },
+            _ => {
+                let spec: ClientSpec = match serde_json::from_slice(req.body) {
+                    Ok(spec) => spec,
+                    Err(e) => {
+                        return json_response(400, json!({ "rsp_code": "A0004", "rsp_message": format!("request body: {e}") }));
+                    }
+                };
+                match clients.register(spec) {
+                    Ok((client, secret)) => {
+                        tracing::info!(%admin, client_id = %client.client_id, name = %client.name, "client registered");
+                        json_response(
+                            201,
+                            json!({
+                                "rsp_code": "A0000",
+                                "rsp_message": "",
+                                "client_id": client.client_id,
+                                "client_secret": secret,
+                                "client_use_code": client.client_use_code,
+                                "scopes": client.scopes,
+                                "redirect_uris": client.redirect_uris,
+                            }),
+                        )
+                    }
+                    Err(sfop_auth::Error::Invalid(message)) => {
+                        json_response(400, json!({ "rsp_code": "A0004", "rsp_message": message }))
+                    }
+                    Err(e) => internal(&e),
+                }
+            }
+        }
+    }
+}
+
+fn internal(e: &dyn std::fmt::Display) -> NativeResponse {
+    tracing::error!(error = %e, "admin endpoint failed");
+    json_response(500, json!({ "rsp_code": "A0003", "rsp_message": "platform internal error" }))
+}
+
+/// Writes an admin token for the local operator into `data_dir/admin.token`
+/// (mode 0600) unless one is there; returns its path.
+pub fn bootstrap_admin_token(ring: &sfop_auth::KeyRing, data_dir: &Path) -> anyhow::Result<PathBuf> {
+    let path = data_dir.join("admin.token");
+    if path.is_file() {
+        return Ok(path);
+    }
+    // Ten years: the operator rotates it by revoking and deleting the file.
+    let expires = sfop_core::time::now_millis() / 1000 + 10 * 365 * 86_400;
+    let token = sfop_auth::issue_admin(ring, "local-operator", expires)?;
+    write_private(&path, token.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path)
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+/// The authorization side of a running platform.
+#[derive(Debug)]
+pub struct AuthParts {
+    pub authorizer: Arc<TokenAuthorizer>,
+    pub server: OAuthServer,
+    pub admin_token: PathBuf,
+}
+
+impl AuthParts {
+    pub fn open(store: &sfop_store::Store, bank: &VirtualBank, config: &crate::Config) -> anyhow::Result<Self> {
+        let ring = sfop_auth::KeyRing::open(store).context("opening the root key ring")?;
+        let revocations = Arc::new(sfop_auth::Revocations::open(store).context("opening revocations")?);
+        let mut policy = sfop_auth::PolicyConfig::default();
+        for bank_consent in &config.auth.bank_consent {
+            policy = policy
+                .require_bank_consent(&bank_consent.public_key, bank_consent.scopes.clone())
+                .context("auth.bank_consent")?;
+        }
+        let authorizer = Arc::new(TokenAuthorizer::new(ring.clone(), revocations.clone(), policy));
+        let server = OAuthServer::open(
+            store,
+            ring.clone(),
+            revocations,
+            authorizer.clone(),
+            Arc::new(VbankDirectory(bank.clone())),
+            sfop_auth::oauth::OAuthConfig::default(),
+        )
+        .context("opening the authorization server")?;
+        let admin_token = bootstrap_admin_token(&ring, &config.data_dir)?;
+        Ok(Self {
+            authorizer,
+            server,
+            admin_token,
+        })
+    }
+
+    /// Adds the OAuth and admin endpoints to `routes`.
+    pub fn mount(&self, gateway: &sfop_gateway::Gateway, routes: &mut sfop_gateway::RouteTable) -> anyhow::Result<()> {
+        let as_routes = |list: &[(&str, &str)]| -> Vec<sfop_core::Route> {
+            list.iter()
+                .map(|(method, path)| sfop_core::Route {
+                    method: (*method).to_owned(),
+                    path: (*path).to_owned(),
+                })
+                .collect()
+        };
+        routes.add(
+            &as_routes(sfop_auth::oauth::ROUTES),
+            gateway.native(Arc::new(OAuthEndpoint(self.server.clone()))),
+        )?;
+        routes.add(
+            &as_routes(ADMIN_ROUTES),
+            gateway.native(Arc::new(AdminEndpoint {
+                server: self.server.clone(),
+                authorizer: self.authorizer.clone(),
+            })),
+        )?;
+        Ok(())
+    }
+}
