@@ -1,0 +1,3 @@
+//! Unit tests of the virtual bank through its Rust API and the backend trait.
+
+use super::*;
