@@ -66,6 +66,9 @@ impl Store {
     /// it made is applied (and, after a [`Store::flush`], durable) or none
     /// is, also across a crash. `f` may run more than once when it conflicts
     /// with a concurrent transaction, so it must not have other side effects.
+    /// `f` must reach the store only through its [`TxTree`]s: sled holds a
+    /// process-wide lock while `f` runs, and any other read or write of the
+    /// store from inside `f` waits for it forever.
     /// `f` ends the transaction without writing by returning
     /// [`Abort::with`]`(e)`; the call then returns [`TxError::Abort`]`(e)`.
     pub fn transaction<T, E>(

@@ -718,7 +718,13 @@ impl VirtualBank {
         let mut total = 0i128;
         for entry in self.t.accounts.prefix_json::<Account>("") {
             let (id, account) = entry?;
-            let mut replayed = 0i128;
+            let is_treasury = id.ends_with(&format!("/{TREASURY_ACCOUNT_NUM}"));
+            let opening = if is_treasury {
+                i128::from(TREASURY_CAPITAL)
+            } else {
+                0
+            };
+            let mut replayed = opening;
             for line in self.statement(&id)? {
                 let signed = if line.deposit {
                     i128::from(line.amount)
@@ -734,13 +740,10 @@ impl VirtualBank {
                 }
                 *by_seq.entry(line.seq).or_default() += signed;
             }
-            let is_treasury = id.ends_with(&format!("/{TREASURY_ACCOUNT_NUM}"));
-            let opening = if is_treasury { i128::from(TREASURY_CAPITAL) } else { 0 };
-            if replayed + opening != i128::from(account.balance) {
+            if replayed != i128::from(account.balance) {
                 return Ok(Err(format!(
-                    "{id}: balance {} but postings sum to {}",
-                    account.balance,
-                    replayed + opening
+                    "{id}: balance {} but opening and postings sum to {replayed}",
+                    account.balance
                 )));
             }
             total += i128::from(account.balance);

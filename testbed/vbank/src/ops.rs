@@ -7,6 +7,8 @@ use sfop_core::ledger::{
     ReceiveQuery, Recipient, Refusal, RegisteredAccount, RemitQuery, ResultQuery, SortOrder,
     TransferKind, TransferReceipt, UserInfo, WithdrawRequest, codes,
 };
+use std::collections::BTreeMap;
+
 use sfop_core::{Bank, BankBackend, Claims};
 use sfop_store::{Abort, TxTree};
 
@@ -236,15 +238,15 @@ impl VirtualBank {
     }
 
     fn party(&self, account: &Account, print_content: &str, fintech: Option<(&str, &str)>) -> R<Party> {
-        Ok(Party {
-            bank_code_std: account.bank_code.clone(),
-            bank_name: self.bank_name(&account.bank_code).bank()?,
-            account_num_masked: mask_account_num(&account.account_num),
-            account_holder_name: account.holder_name.clone(),
-            print_content: print_content.to_owned(),
-            fintech_use_num: fintech.map(|(n, _)| n.to_owned()),
-            account_alias: fintech.map(|(_, a)| a.to_owned()),
-        })
+        let name = self.bank_name(&account.bank_code).bank()?;
+        Ok(party(name, account, print_content, fintech))
+    }
+
+    /// Every bank's name by code, read before a transaction: sled's
+    /// transactions hold a process-wide lock that a plain read inside one
+    /// would wait on forever.
+    fn bank_names(&self) -> R<BTreeMap<String, String>> {
+        Ok(self.banks().bank()?.into_iter().map(|b| (b.code, b.name)).collect())
     }
 
     fn registered_account(&self, ctx: &Ctx<'_>, key: &str, reg: Registration) -> R<Option<RegisteredAccount>> {
@@ -389,6 +391,7 @@ impl VirtualBank {
     /// outcome under `bank_tran_id`, and makes it durable before answering.
     fn transfer(&self, ctx: &Ctx<'_>, t: Transfer<'_>) -> R<TransferReceipt> {
         let key = format!("{}/{}", ctx.date(), t.bank_tran_id);
+        let names = self.bank_names()?;
         let trees = &self.t;
         let outcome = {
             let _w = self.lock();
@@ -404,7 +407,7 @@ impl VirtualBank {
                             "bank_tran_id: already used today",
                         )));
                     }
-                    let decided = self.decide(ctx, &t, accounts, usage)?;
+                    let decided = decide(ctx, &t, &names, accounts, usage)?;
                     let stored = match decided {
                         Err(refusal) => StoredOutcome::Refused {
                             rsp_code: refusal.rsp_code.clone(),
@@ -461,18 +464,20 @@ impl VirtualBank {
         }
     }
 
-    /// The bank's decision on a transfer, inside its transaction: a refusal
-    /// to record, or what to book.
-    fn decide(
-        &self,
-        ctx: &Ctx<'_>,
-        t: &Transfer<'_>,
-        accounts: &TxTree<'_>,
-        usage: &TxTree<'_>,
-    ) -> Result<Result<Decision, Refusal>, Abort<Refusal>> {
+}
+
+/// The bank's decision on a transfer, inside its transaction (so it reads
+/// only through `accounts` and `usage`): a refusal to record, or what to book.
+fn decide(
+    ctx: &Ctx<'_>,
+    t: &Transfer<'_>,
+    names: &BTreeMap<String, String>,
+    accounts: &TxTree<'_>,
+    usage: &TxTree<'_>,
+) -> Result<Result<Decision, Refusal>, Abort<Refusal>> {
         let answer_bank = match t.kind {
-            TransferKind::Withdraw => Self::bank_code_of(t.wd_key),
-            TransferKind::Deposit => Self::bank_code_of(t.dps_key),
+            TransferKind::Withdraw => VirtualBank::bank_code_of(t.wd_key),
+            TransferKind::Deposit => VirtualBank::bank_code_of(t.dps_key),
         };
         let no = |why| Ok(Err(ctx.bank_refusal(t.bank_tran_id, answer_bank, why)));
         let limit = |code: &str, what: &str| Ok(Err(Refusal::new(code, format!("{what} exceeded"))));
@@ -548,16 +553,25 @@ impl VirtualBank {
         fn fintech(f: &Option<(String, String)>) -> Option<(&str, &str)> {
             f.as_ref().map(|(n, a)| (n.as_str(), a.as_str()))
         }
-        let party = |a: &Account, print: &str, f| {
-            self.party(a, print, f).map_err(|_| Abort::with(Refusal::new(codes::BANK_ERROR, "bank names unreadable")))
-        };
+        let name = |a: &Account| names.get(&a.bank_code).cloned().unwrap_or_default();
         Ok(Ok(Decision {
             answer: ctx.answer(t.bank_tran_id, answer_bank, bank_codes::OK),
-            wd: party(&wd, t.wd_print, fintech(&t.wd_fintech))?,
-            dps: party(&dps, t.dps_print, fintech(&t.dps_fintech))?,
+            wd: party(name(&wd), &wd, t.wd_print, fintech(&t.wd_fintech)),
+            dps: party(name(&dps), &dps, t.dps_print, fintech(&t.dps_fintech)),
             wd_limit_remain_amt,
             usage: new_usage,
         }))
+}
+
+fn party(bank_name: String, account: &Account, print_content: &str, fintech: Option<(&str, &str)>) -> Party {
+    Party {
+        bank_code_std: account.bank_code.clone(),
+        bank_name,
+        account_num_masked: mask_account_num(&account.account_num),
+        account_holder_name: account.holder_name.clone(),
+        print_content: print_content.to_owned(),
+        fintech_use_num: fintech.map(|(n, _)| n.to_owned()),
+        account_alias: fintech.map(|(_, a)| a.to_owned()),
     }
 }
 
