@@ -4,30 +4,83 @@
 
 use std::fmt;
 
-/// A participant bank and whether it takes requests now.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Bank {
-    /// Standard 3-digit bank code, e.g. `097`.
-    pub code: String,
-    pub name: String,
-    pub available: bool,
-}
+pub use crate::ledger::{Bank, BankError};
+use crate::ledger::{
+    BankAnswer, BankCall, Balance, ConsentScope, DepositRequest, HistoryPage, HistoryQuery,
+    RealName, RealNameQuery, ReceiveCheck, ReceiveQuery, Refusal, RegisteredAccount, RemitQuery,
+    ResultQuery, TransferReceipt, UserInfo, WithdrawRequest,
+};
 
-/// Why a bank backend call failed.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BankError {
-    /// The bank did not answer in time.
-    #[error("participant bank timeout")]
-    Timeout,
-    /// The backend failed; the message is safe to show to a plugin.
-    #[error("bank backend: {0}")]
-    Backend(String),
-}
-
-/// The `ledger` capability's backend.
+/// The `ledger` capability's backend. Every call but `bank_status` gets the
+/// verified caller from the host in [`BankCall`] and decides with it: a
+/// plugin cannot choose whom it acts for. Each operation's contract is the
+/// WIT interface `sfop:platform/ledger` (wit/platform@0.1.0/world.wit).
 pub trait BankBackend: Send + Sync + fmt::Debug {
     /// All participant banks, ordered by bank code.
     fn bank_status(&self) -> Result<Vec<Bank>, BankError>;
+
+    /// The caller's user with the accounts they registered with the client.
+    fn user_info(&self, call: &BankCall<'_>, user_seq_no: &str) -> Result<UserInfo, BankError>;
+
+    /// The accounts the caller's user registered with the calling client.
+    fn registered_accounts(
+        &self,
+        call: &BankCall<'_>,
+        user_seq_no: &str,
+        include_cancelled: bool,
+    ) -> Result<Vec<RegisteredAccount>, BankError>;
+
+    fn balance(
+        &self,
+        call: &BankCall<'_>,
+        bank_tran_id: &str,
+        fintech_use_num: &str,
+    ) -> Result<Balance, BankError>;
+
+    fn transactions(
+        &self,
+        call: &BankCall<'_>,
+        query: &HistoryQuery,
+    ) -> Result<HistoryPage, BankError>;
+
+    fn remit_list(&self, call: &BankCall<'_>, query: &RemitQuery)
+    -> Result<HistoryPage, BankError>;
+
+    /// Moves money exactly once per `bank_tran_id`; answers only when durable.
+    fn withdraw(
+        &self,
+        call: &BankCall<'_>,
+        request: &WithdrawRequest,
+    ) -> Result<TransferReceipt, BankError>;
+
+    /// Moves money exactly once per `bank_tran_id`; answers only when durable.
+    fn deposit(
+        &self,
+        call: &BankCall<'_>,
+        request: &DepositRequest,
+    ) -> Result<TransferReceipt, BankError>;
+
+    /// The original outcome of each queried transfer, in order.
+    fn transfer_result(
+        &self,
+        call: &BankCall<'_>,
+        queries: &[ResultQuery],
+    ) -> Result<Vec<Result<TransferReceipt, Refusal>>, BankError>;
+
+    fn real_name(&self, call: &BankCall<'_>, query: &RealNameQuery)
+    -> Result<RealName, BankError>;
+
+    fn receive(&self, call: &BankCall<'_>, query: &ReceiveQuery)
+    -> Result<ReceiveCheck, BankError>;
+
+    /// Withdraws the user's consent of `scope` on the account for the client.
+    fn cancel_account(
+        &self,
+        call: &BankCall<'_>,
+        bank_tran_id: &str,
+        fintech_use_num: &str,
+        scope: ConsentScope,
+    ) -> Result<BankAnswer, BankError>;
 }
 
 /// Why a key-value call failed.

@@ -4,9 +4,11 @@
 
 pub mod backend;
 pub mod envelope;
+pub mod ledger;
 pub mod manifest;
 pub mod time;
 
-pub use backend::{Bank, BankBackend, BankError, Claims, KvError, KvStore};
+pub use backend::{BankBackend, Claims, KvError, KvStore};
+pub use ledger::{Bank, BankCall, BankError, Refusal};
 pub use envelope::{ApiTranId, rsp};
 pub use manifest::{Access, Capability, FieldRef, Limits, Manifest, ManifestError, Route};

@@ -2,7 +2,8 @@
 
 use std::sync::Arc;
 
-use sfop_core::{Manifest, time};
+use sfop_core::ledger as cl;
+use sfop_core::{BankCall, BankError, Manifest, time};
 use wasmtime::{ResourceLimiter, UpdateDeadline};
 
 use crate::Services;
@@ -189,19 +190,389 @@ impl kv::Host for HostState {
     }
 }
 
+impl HostState {
+    /// The caller and clock the bank decides with: from the host, never
+    /// from the plugin.
+    fn bank_call(&self) -> BankCall<'_> {
+        BankCall {
+            caller: self.caller.as_ref(),
+            now_millis: time::now_millis(),
+            utc_offset_minutes: self.services.utc_offset_minutes,
+        }
+    }
+}
+
 impl ledger::Host for HostState {
     fn bank_status(&mut self) -> Result<Vec<ledger::Bank>, ledger::Error> {
-        match self.services.bank.bank_status() {
-            Ok(banks) => Ok(banks
-                .into_iter()
-                .map(|b| ledger::Bank {
-                    bank_code_std: b.code,
-                    bank_name: b.name,
-                    available: b.available,
-                })
-                .collect()),
-            Err(sfop_core::BankError::Timeout) => Err(ledger::Error::Timeout),
-            Err(sfop_core::BankError::Backend(m)) => Err(ledger::Error::Backend(m)),
-        }
+        let banks = self.services.bank.bank_status().map_err(bank_error)?;
+        Ok(banks
+            .into_iter()
+            .map(|b| ledger::Bank {
+                bank_code_std: b.code,
+                bank_name: b.name,
+                available: b.available,
+            })
+            .collect())
+    }
+
+    fn user_info(&mut self, user_seq_no: String) -> Result<ledger::User, ledger::Error> {
+        let u = self
+            .services
+            .bank
+            .user_info(&self.bank_call(), &user_seq_no)
+            .map_err(bank_error)?;
+        Ok(ledger::User {
+            user_seq_no: u.user_seq_no,
+            user_ci: u.user_ci,
+            user_name: u.user_name,
+            accounts: u.accounts.into_iter().map(registered).collect(),
+        })
+    }
+
+    fn registered_accounts(
+        &mut self,
+        user_seq_no: String,
+        include_cancelled: bool,
+    ) -> Result<Vec<ledger::RegisteredAccount>, ledger::Error> {
+        let accounts = self
+            .services
+            .bank
+            .registered_accounts(&self.bank_call(), &user_seq_no, include_cancelled)
+            .map_err(bank_error)?;
+        Ok(accounts.into_iter().map(registered).collect())
+    }
+
+    fn balance(
+        &mut self,
+        bank_tran_id: String,
+        fintech_use_num: String,
+    ) -> Result<ledger::AccountBalance, ledger::Error> {
+        let b = self
+            .services
+            .bank
+            .balance(&self.bank_call(), &bank_tran_id, &fintech_use_num)
+            .map_err(bank_error)?;
+        Ok(ledger::AccountBalance {
+            answer: answer(b.answer),
+            fintech_use_num: b.fintech_use_num,
+            bank_name: b.bank_name,
+            balance_amt: b.balance_amt,
+            available_amt: b.available_amt,
+            account_type: b.account_type,
+            product_name: b.product_name,
+            account_issue_date: b.account_issue_date,
+            maturity_date: b.maturity_date,
+            last_tran_date: b.last_tran_date,
+        })
+    }
+
+    fn transactions(
+        &mut self,
+        q: ledger::HistoryQuery,
+    ) -> Result<ledger::HistoryPage, ledger::Error> {
+        let query = cl::HistoryQuery {
+            bank_tran_id: q.bank_tran_id,
+            fintech_use_num: q.fintech_use_num,
+            inquiry_type: match q.inquiry_type {
+                ledger::InoutFilter::All => cl::InoutFilter::All,
+                ledger::InoutFilter::Deposits => cl::InoutFilter::Deposits,
+                ledger::InoutFilter::Withdrawals => cl::InoutFilter::Withdrawals,
+            },
+            from_dtime: q.from_dtime,
+            to_dtime: q.to_dtime,
+            sort_order: sort_order(q.sort_order),
+            cursor: q.cursor,
+            page_size: q.page_size,
+        };
+        self.services
+            .bank
+            .transactions(&self.bank_call(), &query)
+            .map(history_page)
+            .map_err(bank_error)
+    }
+
+    fn remit_list(&mut self, q: ledger::RemitQuery) -> Result<ledger::HistoryPage, ledger::Error> {
+        let query = cl::RemitQuery {
+            bank_tran_id: q.bank_tran_id,
+            account: cl::AccountRef {
+                bank_code_std: q.bank_code_std,
+                account_num: q.account_num,
+            },
+            from_dtime: q.from_dtime,
+            to_dtime: q.to_dtime,
+            sort_order: sort_order(q.sort_order),
+            cursor: q.cursor,
+            page_size: q.page_size,
+        };
+        self.services
+            .bank
+            .remit_list(&self.bank_call(), &query)
+            .map(history_page)
+            .map_err(bank_error)
+    }
+
+    fn withdraw(
+        &mut self,
+        r: ledger::WithdrawRequest,
+    ) -> Result<ledger::TransferReceipt, ledger::Error> {
+        let request = cl::WithdrawRequest {
+            bank_tran_id: r.bank_tran_id,
+            fintech_use_num: r.fintech_use_num,
+            tran_amt: r.tran_amt,
+            cntr_account_num: r.cntr_account_num,
+            wd_print_content: r.wd_print_content,
+            dps_print_content: r.dps_print_content,
+            req_client_name: r.req_client_name,
+            req_client_num: r.req_client_num,
+            transfer_purpose: r.transfer_purpose,
+            recv_client_name: r.recv_client_name,
+            recv_client_bank_code: r.recv_client_bank_code,
+            recv_client_account_num: r.recv_client_account_num,
+        };
+        self.services
+            .bank
+            .withdraw(&self.bank_call(), &request)
+            .map(receipt)
+            .map_err(bank_error)
+    }
+
+    fn deposit(
+        &mut self,
+        r: ledger::DepositRequest,
+    ) -> Result<ledger::TransferReceipt, ledger::Error> {
+        let request = cl::DepositRequest {
+            bank_tran_id: r.bank_tran_id,
+            recipient: recipient(r.recipient),
+            tran_amt: r.tran_amt,
+            cntr_account_num: r.cntr_account_num,
+            wd_pass_phrase: r.wd_pass_phrase,
+            wd_print_content: r.wd_print_content,
+            print_content: r.print_content,
+            req_client_name: r.req_client_name,
+            req_client_num: r.req_client_num,
+            transfer_purpose: r.transfer_purpose,
+        };
+        self.services
+            .bank
+            .deposit(&self.bank_call(), &request)
+            .map(receipt)
+            .map_err(bank_error)
+    }
+
+    fn transfer_result(
+        &mut self,
+        queries: Vec<ledger::ResultQuery>,
+    ) -> Result<Vec<Result<ledger::TransferReceipt, ledger::Refusal>>, ledger::Error> {
+        let queries: Vec<cl::ResultQuery> = queries
+            .into_iter()
+            .map(|q| cl::ResultQuery {
+                kind: match q.kind {
+                    ledger::TransferKind::Withdraw => cl::TransferKind::Withdraw,
+                    ledger::TransferKind::Deposit => cl::TransferKind::Deposit,
+                },
+                org_bank_tran_id: q.org_bank_tran_id,
+                org_bank_tran_date: q.org_bank_tran_date,
+                org_tran_amt: q.org_tran_amt,
+            })
+            .collect();
+        let results = self
+            .services
+            .bank
+            .transfer_result(&self.bank_call(), &queries)
+            .map_err(bank_error)?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.map(receipt).map_err(refusal))
+            .collect())
+    }
+
+    fn real_name(
+        &mut self,
+        q: ledger::RealNameQuery,
+    ) -> Result<ledger::RealNameResult, ledger::Error> {
+        let query = cl::RealNameQuery {
+            bank_tran_id: q.bank_tran_id,
+            account: account_ref(q.account),
+            account_holder_info_type: q.account_holder_info_type,
+            account_holder_info: q.account_holder_info,
+        };
+        let r = self
+            .services
+            .bank
+            .real_name(&self.bank_call(), &query)
+            .map_err(bank_error)?;
+        Ok(ledger::RealNameResult {
+            answer: answer(r.answer),
+            bank_code_std: r.bank_code_std,
+            bank_name: r.bank_name,
+            account_num: r.account_num,
+            account_holder_info_type: r.account_holder_info_type,
+            account_holder_info: r.account_holder_info,
+            account_holder_name: r.account_holder_name,
+            account_type: r.account_type,
+        })
+    }
+
+    fn receive(
+        &mut self,
+        q: ledger::ReceiveQuery,
+    ) -> Result<ledger::ReceiveCheck, ledger::Error> {
+        let query = cl::ReceiveQuery {
+            bank_tran_id: q.bank_tran_id,
+            recipient: recipient(q.recipient),
+            tran_amt: q.tran_amt,
+            cntr_account_num: q.cntr_account_num,
+            print_content: q.print_content,
+        };
+        let r = self
+            .services
+            .bank
+            .receive(&self.bank_call(), &query)
+            .map_err(bank_error)?;
+        Ok(ledger::ReceiveCheck {
+            answer: answer(r.answer),
+            dps: party(r.dps),
+            wd: party(r.wd),
+            tran_amt: r.tran_amt,
+        })
+    }
+
+    fn cancel_account(
+        &mut self,
+        bank_tran_id: String,
+        fintech_use_num: String,
+        scope: ledger::ConsentScope,
+    ) -> Result<ledger::BankAnswer, ledger::Error> {
+        let scope = match scope {
+            ledger::ConsentScope::Inquiry => cl::ConsentScope::Inquiry,
+            ledger::ConsentScope::Transfer => cl::ConsentScope::Transfer,
+        };
+        self.services
+            .bank
+            .cancel_account(&self.bank_call(), &bank_tran_id, &fintech_use_num, scope)
+            .map(answer)
+            .map_err(bank_error)
+    }
+}
+
+// Conversions between the WIT types and sfop-core's: field for field.
+
+fn bank_error(e: BankError) -> ledger::Error {
+    match e {
+        BankError::Timeout => ledger::Error::Timeout,
+        BankError::Backend(m) => ledger::Error::Backend(m),
+        BankError::Refused(r) => ledger::Error::Refused(refusal(r)),
+    }
+}
+
+fn refusal(r: cl::Refusal) -> ledger::Refusal {
+    ledger::Refusal {
+        rsp_code: r.rsp_code,
+        rsp_message: r.rsp_message,
+        bank: r.bank.map(answer),
+    }
+}
+
+fn answer(a: cl::BankAnswer) -> ledger::BankAnswer {
+    ledger::BankAnswer {
+        bank_tran_id: a.bank_tran_id,
+        bank_tran_date: a.bank_tran_date,
+        bank_code_tran: a.bank_code_tran,
+        bank_rsp_code: a.bank_rsp_code,
+        bank_rsp_message: a.bank_rsp_message,
+    }
+}
+
+fn registered(a: cl::RegisteredAccount) -> ledger::RegisteredAccount {
+    ledger::RegisteredAccount {
+        fintech_use_num: a.fintech_use_num,
+        account_alias: a.account_alias,
+        bank_code_std: a.bank_code_std,
+        bank_name: a.bank_name,
+        account_num_masked: a.account_num_masked,
+        account_holder_name: a.account_holder_name,
+        account_type: a.account_type,
+        inquiry_agree_dtime: a.inquiry_agree_dtime,
+        transfer_agree_dtime: a.transfer_agree_dtime,
+        registered_dtime: a.registered_dtime,
+        cancelled: a.cancelled,
+    }
+}
+
+fn party(p: cl::Party) -> ledger::Party {
+    ledger::Party {
+        bank_code_std: p.bank_code_std,
+        bank_name: p.bank_name,
+        account_num_masked: p.account_num_masked,
+        account_holder_name: p.account_holder_name,
+        print_content: p.print_content,
+        fintech_use_num: p.fintech_use_num,
+        account_alias: p.account_alias,
+    }
+}
+
+fn receipt(r: cl::TransferReceipt) -> ledger::TransferReceipt {
+    ledger::TransferReceipt {
+        answer: answer(r.answer),
+        kind: match r.kind {
+            cl::TransferKind::Withdraw => ledger::TransferKind::Withdraw,
+            cl::TransferKind::Deposit => ledger::TransferKind::Deposit,
+        },
+        tran_amt: r.tran_amt,
+        wd: party(r.wd),
+        dps: party(r.dps),
+        wd_limit_remain_amt: r.wd_limit_remain_amt,
+    }
+}
+
+fn sort_order(o: ledger::SortOrder) -> cl::SortOrder {
+    match o {
+        ledger::SortOrder::Ascending => cl::SortOrder::Ascending,
+        ledger::SortOrder::Descending => cl::SortOrder::Descending,
+    }
+}
+
+fn history_page(p: cl::HistoryPage) -> ledger::HistoryPage {
+    ledger::HistoryPage {
+        answer: answer(p.answer),
+        bank_name: p.bank_name,
+        account_num_masked: p.account_num_masked,
+        balance_amt: p.balance_amt,
+        total_record_cnt: p.total_record_cnt,
+        postings: p
+            .postings
+            .into_iter()
+            .map(|p| ledger::Posting {
+                tran_date: p.tran_date,
+                tran_time: p.tran_time,
+                direction: match p.direction {
+                    cl::Direction::Deposit => ledger::Direction::Deposit,
+                    cl::Direction::Withdrawal => ledger::Direction::Withdrawal,
+                },
+                tran_type: p.tran_type,
+                print_content: p.print_content,
+                tran_amt: p.tran_amt,
+                after_balance_amt: p.after_balance_amt,
+                branch_name: p.branch_name,
+                counterparty_name: p.counterparty_name,
+                counterparty_bank_code: p.counterparty_bank_code,
+                counterparty_account_num_masked: p.counterparty_account_num_masked,
+            })
+            .collect(),
+        next_cursor: p.next_cursor,
+    }
+}
+
+fn account_ref(a: ledger::AccountRef) -> cl::AccountRef {
+    cl::AccountRef {
+        bank_code_std: a.bank_code_std,
+        account_num: a.account_num,
+    }
+}
+
+fn recipient(r: ledger::Recipient) -> cl::Recipient {
+    match r {
+        ledger::Recipient::FintechUseNum(n) => cl::Recipient::FintechUseNum(n),
+        ledger::Recipient::Account((a, holder)) => cl::Recipient::Account(account_ref(a), holder),
     }
 }

@@ -1,11 +1,16 @@
-//! sfop's embedded storage on sled: named trees of bytes, JSON helpers, and the
-//! per-plugin `kv` namespaces. The only crate that names sled.
+//! sfop's embedded storage on sled: named trees of bytes, JSON helpers,
+//! atomic multi-tree transactions, and the per-plugin `kv` namespaces. The
+//! only crate that names sled.
 
+use std::ops::Bound;
 use std::path::Path;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sfop_core::{KvError, KvStore};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, TransactionalTree, UnabortableTransactionError,
+};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +61,124 @@ impl Store {
         self.db.flush()?;
         Ok(())
     }
+
+    /// Runs `f` over `trees` as one atomic transaction: either every write
+    /// it made is applied (and, after a [`Store::flush`], durable) or none
+    /// is, also across a crash. `f` may run more than once when it conflicts
+    /// with a concurrent transaction, so it must not have other side effects.
+    /// `f` must reach the store only through its [`TxTree`]s: sled holds a
+    /// process-wide lock while `f` runs, and any other read or write of the
+    /// store from inside `f` waits for it forever.
+    /// `f` ends the transaction without writing by returning
+    /// [`Abort::with`]`(e)`; the call then returns [`TxError::Abort`]`(e)`.
+    pub fn transaction<T, E>(
+        &self,
+        trees: &[&Tree],
+        f: impl Fn(&[TxTree<'_>]) -> Result<T, Abort<E>>,
+    ) -> Result<T, TxError<E>> {
+        let sled_trees: Vec<&sled::Tree> = trees.iter().map(|t| &t.tree).collect();
+        let result = sled::Transactional::<TxError<E>>::transaction(
+            sled_trees.as_slice(),
+            |views: &Vec<TransactionalTree>| {
+                let wrapped: Vec<TxTree<'_>> = views.iter().map(|tree| TxTree { tree }).collect();
+                f(&wrapped).map_err(|abort| match abort.0 {
+                    AbortKind::User(e) => ConflictableTransactionError::Abort(TxError::Abort(e)),
+                    AbortKind::Sled(e) => e.into(),
+                    AbortKind::Store(e) => ConflictableTransactionError::Abort(TxError::Store(e)),
+                })
+            },
+        );
+        match result {
+            Ok(value) => Ok(value),
+            Err(TransactionError::Abort(e)) => Err(e),
+            Err(TransactionError::Storage(e)) => Err(TxError::Store(Error::Sled(e))),
+        }
+    }
+}
+
+/// Why a [`Store::transaction`] wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum TxError<E> {
+    /// The transaction's function gave up with this value.
+    #[error("transaction aborted")]
+    Abort(E),
+    /// The store failed.
+    #[error(transparent)]
+    Store(Error),
+}
+
+/// How a transaction's function stops: its own reason, or a store failure
+/// from a [`TxTree`] call (propagate those with `?`).
+#[derive(Debug)]
+pub struct Abort<E>(AbortKind<E>);
+
+#[derive(Debug)]
+enum AbortKind<E> {
+    User(E),
+    Sled(UnabortableTransactionError),
+    Store(Error),
+}
+
+impl<E> Abort<E> {
+    /// Ends the transaction, writing nothing, with `reason`.
+    pub fn with(reason: E) -> Self {
+        Self(AbortKind::User(reason))
+    }
+}
+
+impl<E> From<UnabortableTransactionError> for Abort<E> {
+    fn from(e: UnabortableTransactionError) -> Self {
+        Self(AbortKind::Sled(e))
+    }
+}
+
+/// One tree inside a [`Store::transaction`]: reads see the transaction's
+/// own writes.
+pub struct TxTree<'a> {
+    tree: &'a TransactionalTree,
+}
+
+impl std::fmt::Debug for TxTree<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TxTree").finish_non_exhaustive()
+    }
+}
+
+impl TxTree<'_> {
+    pub fn get<E>(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Abort<E>> {
+        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+    }
+
+    pub fn insert<E>(&self, key: &[u8], value: &[u8]) -> Result<(), Abort<E>> {
+        self.tree.insert(key, value)?;
+        Ok(())
+    }
+
+    pub fn remove<E>(&self, key: &[u8]) -> Result<(), Abort<E>> {
+        self.tree.remove(key)?;
+        Ok(())
+    }
+
+    /// The value under `key`, decoded from JSON.
+    pub fn get_json<T: DeserializeOwned, E>(&self, key: &str) -> Result<Option<T>, Abort<E>> {
+        self.get(key.as_bytes())?
+            .map(|bytes| decode(key, &bytes))
+            .transpose()
+            .map_err(|e| Abort(AbortKind::Store(e)))
+    }
+
+    /// Stores `value` as JSON under `key`.
+    pub fn insert_json<T: Serialize, E>(&self, key: &str, value: &T) -> Result<(), Abort<E>> {
+        let bytes = serde_json::to_vec(value).map_err(|e| Abort(AbortKind::Store(Error::Encode(e))))?;
+        self.insert(key.as_bytes(), &bytes)
+    }
+}
+
+fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|source| Error::Decode {
+        key: key.to_owned(),
+        source,
+    })
 }
 
 /// A named keyspace of a [`Store`].
@@ -92,29 +215,49 @@ impl Tree {
     /// `take` for a JSON value.
     pub fn take_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.take(key.as_bytes())?
-            .map(|bytes| {
-                serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
-                    key: key.to_owned(),
-                    source,
-                })
-            })
+            .map(|bytes| decode(key, &bytes))
             .transpose()
     }
 
-    /// Entries whose key starts with `prefix`, in key order, decoded from JSON.
-    pub fn scan_prefix_json<T: DeserializeOwned>(&self, prefix: &str) -> Result<Vec<(String, T)>> {
-        self.tree
-            .scan_prefix(prefix.as_bytes())
-            .map(|entry| {
-                let (k, v) = entry?;
-                let key = String::from_utf8_lossy(&k).into_owned();
-                let value = serde_json::from_slice(&v).map_err(|source| Error::Decode {
-                    key: key.clone(),
-                    source,
-                })?;
-                Ok((key, value))
-            })
-            .collect()
+    /// Entries with keys in `[from, to)` (`to` `None`: to the end), in key
+    /// order or, with `reverse`, backwards, decoded from JSON.
+    pub fn range_json<T: DeserializeOwned>(
+        &self,
+        from: &[u8],
+        to: Option<&[u8]>,
+        reverse: bool,
+    ) -> impl Iterator<Item = Result<(String, T)>> + use<T> {
+        let end = match to {
+            Some(to) => Bound::Excluded(to.to_vec()),
+            None => Bound::Unbounded,
+        };
+        let iter = self
+            .tree
+            .range::<Vec<u8>, _>((Bound::Included(from.to_vec()), end));
+        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
+            Box::new(iter.rev())
+        } else {
+            Box::new(iter)
+        };
+        iter.map(|entry| {
+            let (k, v) = entry?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let value = decode(&key, &v)?;
+            Ok((key, value))
+        })
+    }
+
+    /// Entries whose keys start with `prefix`, in key order, decoded from JSON.
+    pub fn prefix_json<T: DeserializeOwned>(
+        &self,
+        prefix: &str,
+    ) -> impl Iterator<Item = Result<(String, T)>> + use<T> {
+        self.tree.scan_prefix(prefix.as_bytes()).map(|entry| {
+            let (k, v) = entry?;
+            let key = String::from_utf8_lossy(&k).into_owned();
+            let value = decode(&key, &v)?;
+            Ok((key, value))
+        })
     }
 
     /// The value under `key`, decoded from JSON.
@@ -249,6 +392,51 @@ mod tests {
         ));
         let big = vec![0u8; KV_MAX_VALUE + 1];
         assert!(matches!(kv.set("a", "k", &big), Err(KvError::TooLarge(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn transactions_write_all_trees_or_none() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let (a, b) = (store.tree("a")?, store.tree("b")?);
+        store.transaction::<_, ()>(&[&a, &b], |t| {
+            t[0].insert_json("k", &1u32)?;
+            t[1].insert_json("k", &2u32)?;
+            // Reads see the transaction's own writes.
+            assert_eq!(t[0].get_json::<u32, ()>("k")?, Some(1));
+            Ok(())
+        })?;
+        let aborted = store.transaction::<(), &str>(&[&a, &b], |t| {
+            t[0].insert_json("k", &10u32)?;
+            t[1].insert_json("k", &20u32)?;
+            Err(Abort::with("changed my mind"))
+        });
+        assert!(matches!(aborted, Err(TxError::Abort("changed my mind"))));
+        assert_eq!(a.get_json::<u32>("k")?, Some(1));
+        assert_eq!(b.get_json::<u32>("k")?, Some(2));
+        Ok(())
+    }
+
+    #[test]
+    fn ranges_and_prefixes_iterate_in_key_order() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let tree = Store::open(dir.path())?.tree("t")?;
+        for k in ["a/1", "a/2", "a/3", "b/1"] {
+            tree.insert_json(k, &k)?;
+        }
+        let keys = |it: &mut dyn Iterator<Item = Result<(String, String)>>| -> Result<Vec<String>> {
+            it.map(|e| e.map(|(k, _)| k)).collect()
+        };
+        assert_eq!(keys(&mut tree.prefix_json("a/"))?, ["a/1", "a/2", "a/3"]);
+        assert_eq!(
+            keys(&mut tree.range_json(b"a/2", Some(b"b"), false))?,
+            ["a/2", "a/3"]
+        );
+        assert_eq!(
+            keys(&mut tree.range_json(b"a/", Some(b"a/3"), true))?,
+            ["a/2", "a/1"]
+        );
         Ok(())
     }
 

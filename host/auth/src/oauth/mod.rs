@@ -870,7 +870,8 @@ impl OAuthServer {
     fn revoke_all(&self, client_id: &str, user: &str) -> Result<(), HttpResponse> {
         let issued: Vec<(String, Issued)> = self
             .issued
-            .scan_prefix_json(&format!("{client_id}\0{user}\0"))
+            .prefix_json(&format!("{client_id}\0{user}\0"))
+            .collect::<Result<_, _>>()
             .map_err(Self::store_failed)?;
         let ids: Vec<String> = issued
             .iter()

@@ -1,0 +1,189 @@
+//! Password hashes for the sign-in page (PBKDF2-HMAC-SHA256, RFC 8018),
+//! user CIs and fintech numbers.
+
+use sha2::{Digest, Sha256};
+
+/// PBKDF2 iterations for new hashes (stored in each hash, so it can change).
+const ITERATIONS: u32 = 50_000;
+
+fn hmac_sha256(key: &[u8], message: &[&[u8]]) -> [u8; 32] {
+    let mut block = [0u8; 64];
+    if key.len() > 64 {
+        block[..32].copy_from_slice(&Sha256::digest(key));
+    } else {
+        block[..key.len()].copy_from_slice(key);
+    }
+    let mut inner = Sha256::new();
+    inner.update(block.map(|b| b ^ 0x36));
+    for part in message {
+        inner.update(part);
+    }
+    let mut outer = Sha256::new();
+    outer.update(block.map(|b| b ^ 0x5c));
+    outer.update(inner.finalize());
+    outer.finalize().into()
+}
+
+/// PBKDF2-HMAC-SHA256 with a 32-byte output (one block).
+fn pbkdf2(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
+    let mut u = hmac_sha256(password, &[salt, &1u32.to_be_bytes()]);
+    let mut out = u;
+    for _ in 1..iterations {
+        u = hmac_sha256(password, &[&u]);
+        for (o, b) in out.iter_mut().zip(u) {
+            *o ^= b;
+        }
+    }
+    out
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// A new stored hash of `password`; `salt_seed` makes the salt unique (it
+/// need not be secret).
+pub(crate) fn hash_password(password: &str, salt_seed: &str) -> String {
+    let salt = Sha256::digest(format!("sfop-vbank-salt\0{salt_seed}\0{}", unique()));
+    let salt = &salt[..16];
+    let hash = pbkdf2(password.as_bytes(), salt, ITERATIONS);
+    format!("pbkdf2-sha256${ITERATIONS}${}${}", hex(salt), hex(&hash))
+}
+
+/// Whether `password` matches `stored` (compared in constant time).
+pub(crate) fn verify_password(password: &str, stored: &str) -> bool {
+    let mut parts = stored.split('$');
+    let (Some("pbkdf2-sha256"), Some(iterations), Some(salt), Some(hash), None) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return false;
+    };
+    let (Ok(iterations), Some(salt), Some(hash)) = (iterations.parse::<u32>(), unhex(salt), unhex(hash))
+    else {
+        return false;
+    };
+    if iterations == 0 || hash.len() != 32 {
+        return false;
+    }
+    let computed = pbkdf2(password.as_bytes(), &salt, iterations);
+    computed.iter().zip(&hash).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+}
+
+/// Something different on every call in this process and across restarts.
+fn unique() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        sfop_core::time::now_millis(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// An 88-character connecting information (CI) value for a new user, as the
+/// identity verification agencies issue (opaque to everyone but the bank).
+pub(crate) fn user_ci(user_seq_no: &str, name: &str) -> String {
+    let a = hex(&Sha256::digest(format!("ci\0{user_seq_no}\0{name}")));
+    let b = hex(&Sha256::digest(format!("ci2\0{user_seq_no}\0{name}")));
+    let mut ci = a + &b;
+    ci.truncate(88);
+    ci
+}
+
+/// The Luhn check digit of `digits`.
+fn luhn_digit(digits: &str) -> char {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b - b'0');
+            if i % 2 == 0 {
+                let d2 = d * 2;
+                if d2 > 9 { d2 - 9 } else { d2 }
+            } else {
+                d
+            }
+        })
+        .sum();
+    char::from(b'0' + ((10 - sum % 10) % 10) as u8)
+}
+
+/// The fintech_use_num for the `seq`-th issuance to institution
+/// `client_use_code` (a letter and nine digits): `1`, the nine digits, the
+/// sequence in 13 digits and a Luhn check digit: 24 digits.
+pub(crate) fn fintech_use_num(client_use_code: &str, seq: u64) -> Option<String> {
+    let digits = client_use_code.get(1..)?;
+    if digits.len() != 9 || !digits.bytes().all(|b| b.is_ascii_digit()) || seq >= 10u64.pow(13) {
+        return None;
+    }
+    let body = format!("1{digits}{seq:013}");
+    let check = luhn_digit(&body);
+    Some(format!("{body}{check}"))
+}
+
+/// Whether `num` could be a fintech number this bank issued (24 digits with
+/// a valid check digit).
+pub(crate) fn fintech_num_well_formed(num: &str) -> bool {
+    num.len() == 24
+        && num.bytes().all(|b| b.is_ascii_digit())
+        && num
+            .get(..23)
+            .is_some_and(|body| Some(luhn_digit(body)) == num.chars().last())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pbkdf2_matches_the_published_vectors() {
+        // PBKDF2-HMAC-SHA256("password", "salt", c, 32), widely published.
+        assert_eq!(
+            hex(&pbkdf2(b"password", b"salt", 1)),
+            "120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b"
+        );
+        assert_eq!(
+            hex(&pbkdf2(b"password", b"salt", 2)),
+            "ae4d0c95af6b46d32d0adff928f06dd02a303f8ef3c251dfd6e2d85a95474c43"
+        );
+    }
+
+    #[test]
+    fn passwords_verify_and_salts_differ() {
+        let a = hash_password("hong1234", "hong");
+        let b = hash_password("hong1234", "hong");
+        assert_ne!(a, b);
+        assert!(verify_password("hong1234", &a));
+        assert!(!verify_password("hong1235", &a));
+        assert!(!verify_password("hong1234", "garbage"));
+    }
+
+    #[test]
+    fn fintech_numbers_are_24_digits_with_a_check_digit() {
+        let n = fintech_use_num("M202300001", 1).unwrap_or_default();
+        assert_eq!(n.len(), 24);
+        assert!(n.starts_with("1202300001"));
+        assert!(fintech_num_well_formed(&n));
+        let mut bad = n.clone();
+        bad.replace_range(12..13, if &n[12..13] == "1" { "2" } else { "1" });
+        assert!(!fintech_num_well_formed(&bad));
+        assert_eq!(fintech_use_num("bad", 1), None);
+        assert_eq!(user_ci("1100000001", "홍길동").len(), 88);
+    }
+}
