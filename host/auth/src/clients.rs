@@ -82,7 +82,16 @@ impl ClientRegistry {
     /// Registers an app; returns it and, for confidential clients, the secret
     /// (shown once, stored only hashed).
     pub fn register(&self, spec: ClientSpec) -> Result<(Client, Option<String>)> {
+        self.register_as(random_hex(16)?, spec)
+    }
+
+    /// [`register`](Self::register) under a chosen `client_id` (for seeded
+    /// demo clients); refuses an id already taken.
+    pub fn register_as(&self, client_id: String, spec: ClientSpec) -> Result<(Client, Option<String>)> {
         validate(&spec)?;
+        if client_id.is_empty() || client_id.len() > 64 || self.get(&client_id)?.is_some() {
+            return Err(invalid("client_id", &format!("{client_id:?} is empty, too long or taken")));
+        }
         let client_use_code = match spec.client_use_code {
             Some(code) => {
                 if self.codes.get(code.as_bytes())?.is_some() {
@@ -95,7 +104,6 @@ impl ClientRegistry {
             }
             None => self.allocate_code()?,
         };
-        let client_id = random_hex(16)?;
         let salt = random_hex(16)?;
         let secret = if spec.public {
             None

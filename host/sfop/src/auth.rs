@@ -213,6 +213,37 @@ fn internal(e: &dyn std::fmt::Display) -> NativeResponse {
     json_response(500, json!({ "rsp_code": "A0003", "rsp_message": "platform internal error" }))
 }
 
+/// Registers the virtual bank's demo institution as an OAuth client on first
+/// start, so a newcomer can call every API at once. Its secret is random and
+/// written to `data_dir/demo-client.json` (mode 0600), never hard-coded.
+fn seed_demo_client(server: &OAuthServer, data_dir: &Path) -> anyhow::Result<()> {
+    let clients = server.clients();
+    if clients.get(sfop_vbank::seed::DEMO_CLIENT_ID)?.is_some() {
+        return Ok(());
+    }
+    let (client, secret) = clients.register_as(
+        sfop_vbank::seed::DEMO_CLIENT_ID.to_owned(),
+        ClientSpec {
+            name: "sfop demo app".into(),
+            redirect_uris: vec!["http://localhost:8000/callback".into()],
+            scopes: ["login", "inquiry", "transfer", "oob"].map(String::from).to_vec(),
+            client_use_code: Some(sfop_vbank::seed::DEMO_CLIENT_USE_CODE.to_owned()),
+            public: false,
+        },
+    )?;
+    let file = json!({
+        "client_id": client.client_id,
+        "client_secret": secret,
+        "client_use_code": client.client_use_code,
+        "redirect_uri": client.redirect_uris.first(),
+    });
+    let path = data_dir.join("demo-client.json");
+    let _ = std::fs::remove_file(&path);
+    write_private(&path, serde_json::to_string_pretty(&file)?.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
 /// Writes an admin token for the local operator into `data_dir/admin.token`
 /// (mode 0600) unless one is there; returns its path.
 pub fn bootstrap_admin_token(ring: &sfop_auth::KeyRing, data_dir: &Path) -> anyhow::Result<PathBuf> {
@@ -273,6 +304,7 @@ impl AuthParts {
         )
         .context("opening the authorization server")?;
         let admin_token = bootstrap_admin_token(&ring, &config.data_dir)?;
+        seed_demo_client(&server, &config.data_dir)?;
         Ok(Self {
             authorizer,
             server,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use sfop::{Config, LoadOutcome, TlsMode};
+use sfop::{AuthMode, Config, LoadOutcome, TlsMode};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -57,6 +57,9 @@ struct ServeArgs {
     /// PEM CA of institution client certificates: turns on mutual TLS.
     #[arg(long, env = "SFOP_TLS_CLIENT_CA")]
     tls_client_ca: Option<PathBuf>,
+    /// Authorisation mode (`off` only for developing the data plane).
+    #[arg(long, env = "SFOP_AUTH", value_enum)]
+    auth: Option<AuthMode>,
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -77,6 +80,7 @@ impl ServeArgs {
         set(&mut config.plugins, self.plugins);
         set(&mut config.data_dir, self.data_dir);
         set(&mut config.tls.mode, self.tls);
+        set(&mut config.auth.mode, self.auth);
         if self.tls_cert.is_some() {
             config.tls.cert = self.tls_cert;
         }

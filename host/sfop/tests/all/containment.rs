@@ -15,7 +15,7 @@ name = "{name}"
 version = "0.1.0"
 description = "test"
 scope = "oob"
-capabilities = ["log", "clock"]
+capabilities = ["log", "clock", "auth-context"]
 
 [[routes]]
 method = "GET"

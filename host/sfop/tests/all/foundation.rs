@@ -12,7 +12,7 @@ name = "echo"
 version = "0.1.0"
 description = "The echo test plugin mounted on the bank status route."
 scope = "oob"
-capabilities = ["log", "clock"]
+capabilities = ["log", "clock", "auth-context"]
 
 [[routes]]
 method = "GET"
@@ -243,6 +243,8 @@ fn the_binary_serves_the_reference_api() -> Result<()> {
         .args([
             "serve",
             "--tls",
+            "off",
+            "--auth",
             "off",
             "--listen",
             "127.0.0.1:0",

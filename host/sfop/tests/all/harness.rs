@@ -10,7 +10,7 @@ use hyper::Request;
 use hyper::header::HeaderMap;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use sfop::{Config, Platform, TlsMode};
+use sfop::{AuthMode, Config, Platform, TlsMode};
 use tempfile::TempDir;
 
 /// Where `cargo xtask build-plugins` puts components.
@@ -95,9 +95,14 @@ pub struct TestPlatform {
 }
 
 impl TestPlatform {
-    /// Over cleartext HTTP, everything else as the embedded default.
+    /// The data plane alone: cleartext HTTP, no authorisation, everything
+    /// else as the embedded default.
     pub async fn start(packages: Vec<Package>) -> Result<Self> {
-        Self::start_with(packages, |config| config.tls.mode = TlsMode::Off).await
+        Self::start_with(packages, |config| {
+            config.tls.mode = TlsMode::Off;
+            config.auth.mode = AuthMode::Off;
+        })
+        .await
     }
 
     /// With `configure` applied to a default config on ephemeral ports.
@@ -174,6 +179,10 @@ impl TestPlatform {
             data_dir: data.path().to_owned(),
             tls: sfop::config::TlsConfig {
                 mode: TlsMode::Off,
+                ..Default::default()
+            },
+            auth: sfop::config::AuthSection {
+                mode: AuthMode::Off,
                 ..Default::default()
             },
             ..Config::default()

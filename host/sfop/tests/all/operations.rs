@@ -131,6 +131,8 @@ fn sigterm_stops_the_binary_cleanly() -> Result<()> {
             "serve",
             "--tls",
             "off",
+            "--auth",
+            "off",
             "--listen",
             "127.0.0.1:0",
             "--ops-listen",

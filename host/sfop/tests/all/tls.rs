@@ -75,6 +75,7 @@ async fn tls_get(
 async fn https_with_the_generated_certificate_speaks_h2_and_http1() -> Result<()> {
     let t = TestPlatform::start_with(vec![Package::built("api/bank-status")], |c| {
         c.tls.mode = TlsMode::SelfSigned;
+        c.auth.mode = sfop::AuthMode::Off;
     })
     .await?;
     assert!(t.platform.url().starts_with("https://"));
@@ -104,6 +105,10 @@ async fn https_with_the_generated_certificate_speaks_h2_and_http1() -> Result<()
         ops_listen: "127.0.0.1:0".parse()?,
         plugins: dirs.0.path().to_owned(),
         data_dir: dirs.1.path().to_owned(),
+        auth: sfop::config::AuthSection {
+            mode: sfop::AuthMode::Off,
+            ..Default::default()
+        },
         ..sfop::Config::default()
     })
     .await?;
@@ -144,6 +149,7 @@ async fn mutual_tls_refuses_clients_without_an_institution_certificate() -> Resu
     let t = TestPlatform::start_with(vec![Package::built("api/bank-status")], |c| {
         c.tls.mode = TlsMode::SelfSigned;
         c.tls.client_ca = Some(ca.clone());
+        c.auth.mode = sfop::AuthMode::Off;
     })
     .await?;
     let cert = t.platform.tls_cert.clone().context("no certificate path")?;

@@ -1,7 +1,7 @@
 //! Echoes the request the gateway handed over, plus the platform clock, so
 //! that tests can see exactly what crosses the WIT boundary.
 
-use sfop_sdk::{ApiError, Request, Response, api, clock, log};
+use sfop_sdk::{ApiError, Request, Response, api, auth_context, clock, log};
 
 fn handle(req: &Request) -> Result<Response, ApiError> {
     log::log(log::Level::Info, &format!("echo {}", req.path()));
@@ -20,6 +20,13 @@ fn handle(req: &Request) -> Result<Response, ApiError> {
         "json": json,
         "seen_api_tran_id": req.api_tran_id(),
         "now_millis": clock::now_millis().to_string(),
+        "caller": auth_context::caller().map(|c| serde_json::json!({
+            "client_id": c.client_id,
+            "client_use_code": c.client_use_code,
+            "user_seq_no": c.user_seq_no,
+            "scopes": c.scopes,
+            "fintech_use_nums": c.fintech_use_nums,
+        })),
         // A plugin cannot forge the envelope: the gateway overwrites these.
         "api_tran_id": "forged",
     })))

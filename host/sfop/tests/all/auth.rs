@@ -1,0 +1,368 @@
+//! Issue 4, through real HTTP: register a client, drive the authorize pages,
+//! exchange the code, call APIs with the biscuit, refresh, revoke, unlink;
+//! and every refusal the issue lists, each with its code and no side effect.
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+use sfop::{AuthMode, TlsMode};
+
+use crate::harness::{Package, Reply, TestPlatform, send};
+
+const REDIRECT: &str = "https://pay.example/callback";
+const VERIFIER: &str = "a-pkce-code-verifier-of-at-least-43-characters-0123456789";
+
+/// The echo test plugin as an inquiry API acting on `fintech_use_num`.
+const ECHO_INQUIRY: &str = r#"
+name = "echo"
+version = "0.1.0"
+description = "Echo with the caller's claims, guarded like an inquiry API."
+scope = "inquiry"
+capabilities = ["log", "clock", "auth-context"]
+
+[[routes]]
+method = "GET"
+path = "/test/echo"
+
+[access]
+account = "query:fintech_use_num"
+"#;
+
+/// The echo test plugin as a transfer API moving `tran_amt`.
+const ECHO_TRANSFER: &str = r#"
+name = "echo-transfer"
+version = "0.1.0"
+description = "Echo guarded like a withdraw API."
+scope = "transfer"
+capabilities = ["log", "clock", "auth-context"]
+
+[[routes]]
+method = "POST"
+path = "/test/pay"
+
+[access]
+account = "body:fintech_use_num"
+amount = "body:tran_amt"
+"#;
+
+async fn platform() -> Result<TestPlatform> {
+    TestPlatform::start_with(
+        vec![
+            Package::built("api/bank-status"),
+            Package::built("test/echo").with_manifest(ECHO_INQUIRY),
+            Package::built("test/echo").named("echo-transfer").with_manifest(ECHO_TRANSFER),
+        ],
+        |c| {
+            c.tls.mode = TlsMode::Off;
+            c.auth.mode = AuthMode::Biscuit;
+        },
+    )
+    .await
+}
+
+fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+        .into_bytes()
+}
+
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+
+async fn post_form(t: &TestPlatform, path: &str, fields: &[(&str, &str)]) -> Result<Reply> {
+    send(t.addr(), "POST", path, &[FORM], form(fields)).await
+}
+
+async fn get_bearer(t: &TestPlatform, path: &str, token: &str) -> Result<Reply> {
+    let auth = format!("Bearer {token}");
+    send(t.addr(), "GET", path, &[("authorization", &auth)], Vec::new()).await
+}
+
+/// A registered confidential client: (client_id, client_secret, client_use_code).
+async fn register_client(t: &TestPlatform) -> Result<(String, String, String)> {
+    let admin = std::fs::read_to_string(t.platform.admin_token.as_ref().context("no admin token")?)?;
+    let body = json!({
+        "name": "Pay app",
+        "redirect_uris": [REDIRECT],
+        "scopes": ["login", "inquiry", "transfer", "oob"],
+    });
+    let auth = format!("Bearer {admin}");
+    let reply = send(
+        t.addr(),
+        "POST",
+        "/admin/v1/clients",
+        &[("authorization", &auth), ("content-type", "application/json")],
+        body.to_string().into_bytes(),
+    )
+    .await?;
+    assert_eq!(reply.status, 201, "{:?}", reply.body);
+    let v = reply.json()?;
+    let field = |k: &str| v[k].as_str().map(str::to_owned).with_context(|| format!("{k} in {v}"));
+    Ok((field("client_id")?, field("client_secret")?, field("client_use_code")?))
+}
+
+/// The value of the first `name="NAME" value="…"` in an HTML page.
+fn html_value(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let end = html[start..].find('"')?;
+    Some(html[start..start + end].to_owned())
+}
+
+fn query_param(location: &str, name: &str) -> Option<String> {
+    let query = location.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=')?;
+        (k == name).then(|| v.replace("%20", " "))
+    })
+}
+
+/// Drives the authorize pages as user `hong` and returns the redirect's `code`.
+async fn authorize(t: &TestPlatform, client_id: &str, scope: &str) -> Result<String> {
+    let challenge = pkce_s256(VERIFIER);
+    let state = "0123456789abcdef0123456789abcdef";
+    let query = form(&[
+        ("response_type", "code"),
+        ("client_id", client_id),
+        ("redirect_uri", REDIRECT),
+        ("scope", scope),
+        ("state", state),
+        ("auth_type", "0"),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ]);
+    let page = t.get(&format!("/oauth/2.0/authorize?{}", String::from_utf8(query)?)).await?;
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").unwrap_or_default().starts_with("text/html"));
+    let html = String::from_utf8(page.body.to_vec())?;
+    let pending = html_value(&html, "pending").context("no pending id on the sign-in page")?;
+
+    // Wrong password: the page again, with an error, nothing issued.
+    let retry = post_form(t, "/oauth/2.0/authorize", &[("pending", &pending), ("action", "login"), ("login_id", "hong"), ("password", "nope")]).await?;
+    assert!(String::from_utf8_lossy(&retry.body).contains("not correct"));
+
+    let consent = post_form(t, "/oauth/2.0/authorize", &[("pending", &pending), ("action", "login"), ("login_id", "hong"), ("password", "hong1234")]).await?;
+    let html = String::from_utf8(consent.body.to_vec())?;
+    let account = html_value(&html, "account").context("no account on the consent page")?;
+    let mut fields = vec![("pending", pending.as_str()), ("action", "consent"), ("account", account.as_str())];
+    let scopes: Vec<&str> = scope.split(' ').collect();
+    fields.extend(scopes.iter().map(|s| ("scope", *s)));
+    let redirect = post_form(t, "/oauth/2.0/authorize", &fields).await?;
+    assert_eq!(redirect.status, 302, "{}", String::from_utf8_lossy(&redirect.body));
+    let location = redirect.header("location").context("no Location")?.to_owned();
+    assert!(location.starts_with(REDIRECT), "{location}");
+    assert_eq!(query_param(&location, "state").as_deref(), Some(state));
+    query_param(&location, "code").context("no code in the redirect")
+}
+
+fn pkce_s256(verifier: &str) -> String {
+    sfop_auth::oauth::pkce_s256(verifier)
+}
+
+async fn exchange(t: &TestPlatform, client: &(String, String, String), code: &str, verifier: &str, redirect: &str) -> Result<Reply> {
+    post_form(
+        t,
+        "/oauth/2.0/token",
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("client_id", &client.0),
+            ("client_secret", &client.1),
+            ("redirect_uri", redirect),
+            ("code_verifier", verifier),
+        ],
+    )
+    .await
+}
+
+fn token_of(reply: &Reply) -> Result<(String, Value)> {
+    if reply.status != 200 {
+        bail!("token endpoint said {}: {}", reply.status, String::from_utf8_lossy(&reply.body));
+    }
+    let v = reply.json()?;
+    Ok((v["access_token"].as_str().context("access_token")?.to_owned(), v))
+}
+
+fn rsp_code(reply: &Reply) -> String {
+    reply.json().ok().and_then(|v| v["rsp_code"].as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+#[tokio::test]
+async fn register_authorize_call_refresh_revoke() -> Result<()> {
+    let t = platform().await?;
+    let client = register_client(&t).await?;
+    let code = authorize(&t, &client.0, "login inquiry transfer").await?;
+    let (access, token) = token_of(&exchange(&t, &client, &code, VERIFIER, REDIRECT).await?)?;
+    assert_eq!(token["token_type"], "Bearer");
+    assert_eq!(token["expires_in"], 7_775_999);
+    assert_eq!(token["scope"], "login inquiry transfer");
+    assert_eq!(token["user_seq_no"].as_str().map(str::len), Some(10));
+
+    // The code is single-use.
+    let again = exchange(&t, &client, &code, VERIFIER, REDIRECT).await?;
+    assert_eq!((again.status, again.json()?["error"].clone()), (400, json!("invalid_grant")));
+
+    // Call an inquiry API on the consented account: the plugin sees the claims.
+    let echo = get_bearer(&t, "/test/echo", &access).await?;
+    assert_eq!(echo.status, 200, "{}", String::from_utf8_lossy(&echo.body));
+    let caller = echo.json()?["caller"].clone();
+    assert_eq!(caller["client_id"], client.0);
+    assert_eq!(caller["client_use_code"], client.2);
+    assert_eq!(caller["user_seq_no"], token["user_seq_no"]);
+    let fintech = caller["fintech_use_nums"][0].as_str().context("no fintech_use_num")?.to_owned();
+    assert_eq!(fintech.len(), 24);
+    let reply = get_bearer(&t, &format!("/test/echo?fintech_use_num={fintech}"), &access).await?;
+    assert_eq!(rsp_code(&reply), "A0000");
+
+    // Another account is not consented; an oob API is not in scope.
+    let reply = get_bearer(&t, "/test/echo?fintech_use_num=199999999999999999999999", &access).await?;
+    assert_eq!((reply.status, rsp_code(&reply)), (403, "A0304".into()));
+    let reply = get_bearer(&t, "/v2.0/bank/status", &access).await?;
+    assert_eq!((reply.status, rsp_code(&reply)), (403, "A0011".into()));
+
+    // Refresh rotates: the new pair works, the old refresh token is spent.
+    let refresh = token["refresh_token"].as_str().context("refresh_token")?.to_owned();
+    let refreshed = post_form(&t, "/oauth/2.0/token", &[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("client_id", &client.0), ("client_secret", &client.1)]).await?;
+    let (access2, token2) = token_of(&refreshed)?;
+    assert_ne!(access2, access);
+    assert_ne!(token2["refresh_token"], token["refresh_token"]);
+    let reused = post_form(&t, "/oauth/2.0/token", &[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("client_id", &client.0), ("client_secret", &client.1)]).await?;
+    assert_eq!((reused.status, rsp_code(&reused)), (400, "O0002".into()));
+    assert_eq!(rsp_code(&get_bearer(&t, "/test/echo", &access2).await?), "A0000");
+
+    // Revoke: the token dies at once, the other one lives.
+    let revoked = post_form(&t, "/oauth/2.0/revoke", &[("token", &access), ("client_id", &client.0), ("client_secret", &client.1)]).await?;
+    assert_eq!(revoked.status, 200);
+    let reply = get_bearer(&t, "/test/echo", &access).await?;
+    assert_eq!((reply.status, rsp_code(&reply)), (401, "O0002".into()));
+    assert_eq!(rsp_code(&get_bearer(&t, "/test/echo", &access2).await?), "A0000");
+
+    // Unlink: the user withdraws consent; every token of this client dies.
+    let auth = format!("Bearer {access2}");
+    let body = json!({ "client_use_code": client.2, "user_seq_no": token["user_seq_no"] }).to_string();
+    let unlinked = send(t.addr(), "POST", "/v2.0/user/unlink", &[("authorization", &auth), ("content-type", "application/json")], body.into_bytes()).await?;
+    assert_eq!(rsp_code(&unlinked), "A0000", "{}", String::from_utf8_lossy(&unlinked.body));
+    assert!(unlinked.json()?["api_tran_id"].is_string());
+    let reply = get_bearer(&t, "/test/echo", &access2).await?;
+    assert_eq!((reply.status, rsp_code(&reply)), (401, "O0002".into()));
+    t.platform.stop().await
+}
+
+#[tokio::test]
+async fn institution_tokens_and_their_refusals() -> Result<()> {
+    let t = platform().await?;
+    let client = register_client(&t).await?;
+    let cc = |scope: &'static str| {
+        let client = client.clone();
+        let t = &t;
+        async move {
+            post_form(t, "/oauth/2.0/token", &[("grant_type", "client_credentials"), ("scope", scope), ("client_id", &client.0), ("client_secret", &client.1)]).await
+        }
+    };
+    let (oob, token) = token_of(&cc("oob").await?)?;
+    assert_eq!(token["client_use_code"], client.2);
+    assert_eq!(token["scope"], "oob");
+    let reply = get_bearer(&t, "/v2.0/bank/status", &oob).await?;
+    assert_eq!(rsp_code(&reply), "A0000");
+
+    // A user scope through client credentials, and an unknown scope.
+    assert_eq!(rsp_code(&cc("inquiry").await?), "O0001");
+    assert_eq!(rsp_code(&cc("banking").await?), "O0011");
+    // A wrong secret.
+    let wrong = post_form(&t, "/oauth/2.0/token", &[("grant_type", "client_credentials"), ("scope", "oob"), ("client_id", &client.0), ("client_secret", "guess")]).await?;
+    assert_eq!((wrong.status, rsp_code(&wrong)), (401, "O0001".into()));
+
+    // No token, a garbage token.
+    let reply = t.get("/v2.0/bank/status").await?;
+    assert_eq!((reply.status, rsp_code(&reply)), (401, "O0001".into()));
+    assert!(reply.json()?["api_tran_id"].is_string());
+    let reply = get_bearer(&t, "/v2.0/bank/status", "not-a-biscuit").await?;
+    assert_eq!((reply.status, rsp_code(&reply)), (401, "O0002".into()));
+
+    // The admin API refuses access tokens and anonymous calls.
+    let reply = get_bearer(&t, "/admin/v1/clients", &oob).await?;
+    assert_eq!(reply.status, 403);
+    let reply = t.get("/admin/v1/clients").await?;
+    assert_eq!(reply.status, 401);
+    t.platform.stop().await
+}
+
+#[tokio::test]
+async fn code_exchange_refusals_have_no_side_effect() -> Result<()> {
+    let t = platform().await?;
+    let client = register_client(&t).await?;
+
+    // Wrong PKCE verifier: refused, and the code is spent (no second try).
+    let code = authorize(&t, &client.0, "inquiry").await?;
+    let reply = exchange(&t, &client, &code, "x".repeat(43).as_str(), REDIRECT).await?;
+    assert_eq!((reply.status, reply.json()?["error"].clone()), (400, json!("invalid_grant")));
+    let reply = exchange(&t, &client, &code, VERIFIER, REDIRECT).await?;
+    assert_eq!(reply.status, 400);
+
+    // Wrong redirect_uri.
+    let code = authorize(&t, &client.0, "inquiry").await?;
+    let reply = exchange(&t, &client, &code, VERIFIER, "https://evil.example/cb").await?;
+    assert_eq!(reply.status, 400);
+
+    // An unregistered redirect_uri is never redirected to.
+    let page = t
+        .get(&format!("/oauth/2.0/authorize?response_type=code&client_id={}&redirect_uri=https%3A%2F%2Fevil.example%2Fcb&scope=inquiry&state=s", client.0))
+        .await?;
+    assert_eq!(page.status, 400);
+    assert!(page.header("location").is_none());
+
+    // An oob scope cannot be asked of a user: redirected back with an error.
+    let page = t
+        .get(&format!("/oauth/2.0/authorize?response_type=code&client_id={}&redirect_uri={}&scope=oob&state=s", client.0, encode(REDIRECT)))
+        .await?;
+    assert_eq!(page.status, 302);
+    assert_eq!(query_param(page.header("location").unwrap_or_default(), "error").as_deref(), Some("invalid_scope"));
+    t.platform.stop().await
+}
+
+#[tokio::test]
+async fn attenuated_tokens_are_enforced_at_the_gateway() -> Result<()> {
+    use biscuit_auth::{Biscuit, BlockBuilder, UnverifiedBiscuit};
+    let t = platform().await?;
+    let client = register_client(&t).await?;
+    let code = authorize(&t, &client.0, "login inquiry transfer").await?;
+    let (access, _) = token_of(&exchange(&t, &client, &code, VERIFIER, REDIRECT).await?)?;
+    let echo = get_bearer(&t, "/test/echo", &access).await?.json()?;
+    let fintech = echo["caller"]["fintech_use_nums"][0].as_str().context("fintech")?.to_owned();
+
+    // The fintech company restricts the token offline (no platform key) and
+    // hands it to a partner: payments of at most 30,000 won.
+    let unverified = UnverifiedBiscuit::from_base64(&access)?;
+    let partner = unverified
+        .append(BlockBuilder::new().code(r#"check if operation("read") or amount($a), $a <= 30000;"#)?)?
+        .to_base64()?;
+    let pay = |token: String, amount: &'static str| {
+        let (t, fintech) = (&t, fintech.clone());
+        async move {
+            let auth = format!("Bearer {token}");
+            let body = json!({ "fintech_use_num": fintech, "tran_amt": amount }).to_string();
+            send(t.addr(), "POST", "/test/pay", &[("authorization", &auth), ("content-type", "application/json")], body.into_bytes()).await
+        }
+    };
+    assert_eq!(rsp_code(&pay(partner.clone(), "30000").await?), "A0000");
+    let over = pay(partner.clone(), "30001").await?;
+    assert_eq!((over.status, rsp_code(&over)), (403, "A0301".into()));
+    // The unrestricted token still pays more; reads stay allowed to the partner.
+    assert_eq!(rsp_code(&pay(access.clone(), "30001").await?), "A0000");
+    assert_eq!(rsp_code(&get_bearer(&t, "/test/echo", &partner).await?), "A0000");
+    let _ = Biscuit::builder(); // the same crate the platform uses
+    t.platform.stop().await
+}
