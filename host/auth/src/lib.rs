@@ -15,6 +15,8 @@ pub mod oauth;
 pub mod policy;
 pub mod resource;
 pub mod revocation;
+#[cfg(test)]
+mod samples;
 mod secret;
 pub mod token;
 
