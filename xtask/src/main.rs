@@ -37,6 +37,13 @@ enum Task {
     /// Check the crate dependency rules (data plane never depends on the
     /// control plane; sled, wasmtime and biscuit-auth each in one crate).
     Layers,
+    /// Build the plugins, then measure the gateway against a bare hyper
+    /// server (release build); writes target/bench/gateway.json. Extra
+    /// arguments go to `sfop-bench` (e.g. `-- --connections 64`).
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
 }
 
 fn main() -> Result<()> {
@@ -48,6 +55,7 @@ fn main() -> Result<()> {
         Task::Serve { args } => serve(&root, &args),
         Task::Ci => ci(&root),
         Task::Layers => layers::check(&root),
+        Task::Bench { args } => bench(&root, &args),
     }
 }
 
@@ -74,6 +82,21 @@ fn serve(root: &Path, args: &[String]) -> Result<()> {
     ])
     .arg("--plugins")
     .arg(&plugins)
+    .args(args);
+    run(&mut cmd)
+}
+
+fn bench(root: &Path, args: &[String]) -> Result<()> {
+    guest::build_plugins(root)?;
+    let mut cmd = cargo(root);
+    cmd.args([
+        "run",
+        "--release",
+        "--locked",
+        "--package",
+        "sfop-bench",
+        "--",
+    ])
     .args(args);
     run(&mut cmd)
 }

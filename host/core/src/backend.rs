@@ -4,12 +4,12 @@
 
 use std::fmt;
 
-pub use crate::ledger::{Bank, BankError};
 use crate::ledger::{
-    BankAnswer, BankCall, Balance, ConsentScope, DepositRequest, HistoryPage, HistoryQuery,
+    Balance, BankAnswer, BankCall, ConsentScope, DepositRequest, HistoryPage, HistoryQuery,
     RealName, RealNameQuery, ReceiveCheck, ReceiveQuery, Refusal, RegisteredAccount, RemitQuery,
     ResultQuery, TransferReceipt, UserInfo, WithdrawRequest,
 };
+pub use crate::ledger::{Bank, BankError};
 
 /// The `ledger` capability's backend. Every call but `bank_status` gets the
 /// verified caller from the host in [`BankCall`] and decides with it: a
@@ -67,8 +67,7 @@ pub trait BankBackend: Send + Sync + fmt::Debug {
         queries: &[ResultQuery],
     ) -> Result<Vec<Result<TransferReceipt, Refusal>>, BankError>;
 
-    fn real_name(&self, call: &BankCall<'_>, query: &RealNameQuery)
-    -> Result<RealName, BankError>;
+    fn real_name(&self, call: &BankCall<'_>, query: &RealNameQuery) -> Result<RealName, BankError>;
 
     fn receive(&self, call: &BankCall<'_>, query: &ReceiveQuery)
     -> Result<ReceiveCheck, BankError>;

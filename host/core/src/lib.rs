@@ -9,6 +9,6 @@ pub mod manifest;
 pub mod time;
 
 pub use backend::{BankBackend, Claims, KvError, KvStore};
-pub use ledger::{Bank, BankCall, BankError, Refusal};
 pub use envelope::{ApiTranId, rsp};
-pub use manifest::{Access, Capability, FieldRef, Limits, Manifest, ManifestError, Route};
+pub use ledger::{Bank, BankCall, BankError, Refusal};
+pub use manifest::{Access, Capability, Docs, FieldRef, Limits, Manifest, ManifestError, Route};

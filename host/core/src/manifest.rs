@@ -36,6 +36,9 @@ pub struct Manifest {
     /// Where a request names what it acts on, for the gateway's authorisation.
     #[serde(default)]
     pub access: Access,
+    /// What the portal and testbed show: request and response fields, an example.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docs: Option<Docs>,
 }
 
 /// Where the gateway finds, in a request, the resources the API acts on. Each
@@ -77,6 +80,54 @@ impl<'a> FieldRef<'a> {
             None => name_ok(rest).then_some(FieldRef::Body(rest)),
         }
     }
+}
+
+/// The API's documentation, as its package ships it (`[docs]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Docs {
+    /// Request fields (query parameters of a `GET`, JSON body fields otherwise).
+    #[serde(default)]
+    pub request: Vec<FieldDoc>,
+    /// Response fields after the common header.
+    #[serde(default)]
+    pub response: Vec<FieldDoc>,
+    /// `rsp_code`s this API answers besides `A0000`, with their meaning.
+    #[serde(default)]
+    pub codes: Vec<CodeDoc>,
+    pub example: Option<Example>,
+}
+
+/// One documented field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDoc {
+    /// The field's name; items of a list as `res_list[].tran_amt`.
+    pub name: String,
+    /// The reference's notation: `AN(20)` alphanumeric, `N(12)` digits,
+    /// `A(1)`, `Object[]`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default)]
+    pub required: bool,
+    pub description: String,
+}
+
+/// One documented response code.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeDoc {
+    pub code: String,
+    pub meaning: String,
+}
+
+/// An example call: the request (a query string or a JSON body) and the
+/// JSON response.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    pub request: String,
+    pub response: String,
 }
 
 /// A capability interface of `sfop:platform`.
@@ -270,6 +321,9 @@ impl Manifest {
                 );
             }
         }
+        if let Some(docs) = &self.docs {
+            docs.validate()?;
+        }
         if limits.timeout_ms < limits.cpu_ms {
             return invalid(
                 "limits.timeout_ms",
@@ -278,6 +332,62 @@ impl Manifest {
                     limits.timeout_ms, limits.cpu_ms
                 ),
             );
+        }
+        Ok(())
+    }
+}
+
+impl Docs {
+    fn validate(&self) -> Result<(), ManifestError> {
+        let invalid = |key, problem: String| Err(ManifestError::Invalid { key, problem });
+        for (key, fields) in [
+            ("docs.request", &self.request),
+            ("docs.response", &self.response),
+        ] {
+            let mut seen = BTreeSet::new();
+            for f in fields {
+                let name_ok = !f.name.is_empty()
+                    && f.name.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b"_[].".contains(&b)
+                    });
+                if !name_ok {
+                    return invalid(
+                        key,
+                        format!(
+                            "field name {:?} must be lower-case letters, digits, '_', '[]' or '.'",
+                            f.name
+                        ),
+                    );
+                }
+                if f.kind.is_empty() || f.description.is_empty() {
+                    return invalid(
+                        key,
+                        format!("field {:?} needs a type and a description", f.name),
+                    );
+                }
+                if !seen.insert(f.name.as_str()) {
+                    return invalid(key, format!("field {:?} is listed twice", f.name));
+                }
+            }
+        }
+        for c in &self.codes {
+            let ok = c.code.len() == 5 && c.code.bytes().all(|b| b.is_ascii_alphanumeric());
+            if !ok || c.meaning.is_empty() {
+                return invalid(
+                    "docs.codes",
+                    format!("{:?} must be a 5-character rsp_code with a meaning", c.code),
+                );
+            }
+        }
+        if let Some(example) = &self.example {
+            let body: Result<serde_json::Map<String, serde_json::Value>, _> =
+                serde_json::from_str(&example.response);
+            if let Err(e) = body {
+                return invalid(
+                    "docs.example.response",
+                    format!("must be a JSON object: {e}"),
+                );
+            }
         }
         Ok(())
     }
@@ -365,6 +475,53 @@ mod tests {
         );
         assert_eq!(FieldRef::parse("body:"), None);
         assert_eq!(FieldRef::parse("cookie:x"), None);
+    }
+
+    #[test]
+    fn docs_are_optional_and_checked() -> Result<(), ManifestError> {
+        let docs = r#"
+            [docs]
+            codes = [{ code = "A0009", meaning = "bank refused" }]
+            [[docs.request]]
+            name = "bank_tran_id"
+            type = "AN(20)"
+            required = true
+            description = "Transaction id"
+            [[docs.response]]
+            name = "res_list[].bank_name"
+            type = "AN(20)"
+            description = "Bank name"
+            [docs.example]
+            request = ""
+            response = '{"rsp_code":"A0000"}'
+        "#;
+        let m = Manifest::parse(&format!("{GOOD}{docs}"))?;
+        let d = m.docs.unwrap_or_default();
+        assert_eq!(d.request[0].name, "bank_tran_id");
+        assert!(d.request[0].required);
+        assert_eq!(d.codes[0].code, "A0009");
+        let cases = [
+            (docs.replace("bank_tran_id", "Bank Tran"), "`docs.request`"),
+            (
+                docs.replace(r#"{"rsp_code":"A0000"}"#, "[1]"),
+                "`docs.example.response`",
+            ),
+            (docs.replace("A0009", "A9"), "`docs.codes`"),
+            (
+                docs.replace("required = true", "required = true\nrogue = 1"),
+                "rogue",
+            ),
+            (
+                docs.replace("res_list[].bank_name", "bank_tran_id")
+                    .replace("[[docs.response]]", "[[docs.request]]"),
+                "listed twice",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = error_of(&format!("{GOOD}{text}"));
+            assert!(e.contains(key), "expected {key} in {e}");
+        }
+        Ok(())
     }
 
     #[test]

@@ -413,10 +413,7 @@ impl ledger::Host for HostState {
         })
     }
 
-    fn receive(
-        &mut self,
-        q: ledger::ReceiveQuery,
-    ) -> Result<ledger::ReceiveCheck, ledger::Error> {
+    fn receive(&mut self, q: ledger::ReceiveQuery) -> Result<ledger::ReceiveCheck, ledger::Error> {
         let query = cl::ReceiveQuery {
             bank_tran_id: q.bank_tran_id,
             recipient: recipient(q.recipient),

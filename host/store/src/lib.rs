@@ -169,7 +169,8 @@ impl TxTree<'_> {
 
     /// Stores `value` as JSON under `key`.
     pub fn insert_json<T: Serialize, E>(&self, key: &str, value: &T) -> Result<(), Abort<E>> {
-        let bytes = serde_json::to_vec(value).map_err(|e| Abort(AbortKind::Store(Error::Encode(e))))?;
+        let bytes =
+            serde_json::to_vec(value).map_err(|e| Abort(AbortKind::Store(Error::Encode(e))))?;
         self.insert(key.as_bytes(), &bytes)
     }
 }

@@ -36,16 +36,16 @@
 
 mod model;
 mod ops;
-pub mod seed;
 mod secret;
+pub mod seed;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
-pub use model::{AccountState, Limits, Owner, mask_account_num};
 use model::{
     Account, Consent, FintechLink, Institution, Registration, StoredBank, StoredPosting, User,
     account_key,
 };
+pub use model::{AccountState, Limits, Owner, mask_account_num};
 use sfop_core::Bank;
 use sfop_store::{Abort, Store, Tree, TxError};
 
@@ -330,7 +330,9 @@ impl VirtualBank {
         now_millis: u64,
     ) -> Result<Vec<String>> {
         if client_id.is_empty() || client_id.contains('/') {
-            return Err(Error::Invalid(format!("client_id {client_id:?} is not valid")));
+            return Err(Error::Invalid(format!(
+                "client_id {client_id:?} is not valid"
+            )));
         }
         if secret::fintech_use_num(client_use_code, 0).is_none() {
             return Err(Error::Invalid(format!(
@@ -354,7 +356,13 @@ impl VirtualBank {
         let (inquiry, transfer) = (consent("inquiry"), consent("transfer"));
         let t = &self.t;
         let nums = self.store.transaction(
-            &[&t.accounts, &t.fintech, &t.fintech_by_owner, &t.registrations, &t.meta],
+            &[
+                &t.accounts,
+                &t.fintech,
+                &t.fintech_by_owner,
+                &t.registrations,
+                &t.meta,
+            ],
             |tx| {
                 let [accounts, fintech, by_owner, registrations, meta] = tx else {
                     return Err(Abort::with(Error::Invalid("transaction trees".into())));
@@ -378,8 +386,10 @@ impl VirtualBank {
                         None => {
                             let seq = meta.get_json::<u64, _>("fintech_seq")?.unwrap_or(0) + 1;
                             meta.insert_json("fintech_seq", &seq)?;
-                            let num = secret::fintech_use_num(client_use_code, seq)
-                                .ok_or_else(|| Abort::with(Error::Invalid("fintech numbers exhausted".into())))?;
+                            let num =
+                                secret::fintech_use_num(client_use_code, seq).ok_or_else(|| {
+                                    Abort::with(Error::Invalid("fintech numbers exhausted".into()))
+                                })?;
                             by_owner.insert_json(&owner_key, &num)?;
                             fintech.insert_json(
                                 &num,
@@ -541,7 +551,10 @@ impl VirtualBank {
         let password = secret::hash_password(&new.password, &new.login_id);
         let _w = self.lock();
         if self.t.logins.get(new.login_id.as_bytes())?.is_some() {
-            return Err(Error::Invalid(format!("login id {:?} is taken", new.login_id)));
+            return Err(Error::Invalid(format!(
+                "login id {:?} is taken",
+                new.login_id
+            )));
         }
         let seq = self.t.meta.get_json::<u64>("user_seq")?.unwrap_or(0) + 1;
         let user_seq_no = format!("{:010}", 1_100_000_000 + seq);
@@ -556,21 +569,27 @@ impl VirtualBank {
             wd_daily: new.wd_daily,
         };
         let t = &self.t;
-        self.store.transaction(&[&t.meta, &t.users, &t.logins], |tx| {
-            let [meta, users, logins] = tx else {
-                return Err(Abort::with(Error::Invalid("transaction trees".into())));
-            };
-            meta.insert_json("user_seq", &seq)?;
-            users.insert_json(&user_seq_no, &user)?;
-            logins.insert_json(&user.login_id, &user_seq_no)?;
-            Ok(())
-        })?;
+        self.store
+            .transaction(&[&t.meta, &t.users, &t.logins], |tx| {
+                let [meta, users, logins] = tx else {
+                    return Err(Abort::with(Error::Invalid("transaction trees".into())));
+                };
+                meta.insert_json("user_seq", &seq)?;
+                users.insert_json(&user_seq_no, &user)?;
+                logins.insert_json(&user.login_id, &user_seq_no)?;
+                Ok(())
+            })?;
         self.flush()?;
         Ok(user_seq_no)
     }
 
     /// Changes a user's withdrawal limits.
-    pub fn set_user_limits(&self, user_seq_no: &str, wd_per_tran: u64, wd_daily: u64) -> Result<()> {
+    pub fn set_user_limits(
+        &self,
+        user_seq_no: &str,
+        wd_per_tran: u64,
+        wd_daily: u64,
+    ) -> Result<()> {
         let _w = self.lock();
         let mut user: User = self
             .t
@@ -687,7 +706,9 @@ impl VirtualBank {
 
     /// The money created at genesis (the treasuries' capital).
     pub fn capital(&self) -> Result<i128> {
-        Ok(i128::from(self.t.meta.get_json::<u64>("capital")?.unwrap_or(0)))
+        Ok(i128::from(
+            self.t.meta.get_json::<u64>("capital")?.unwrap_or(0),
+        ))
     }
 
     /// Every posting of account `id`, in booking order.
@@ -752,7 +773,10 @@ impl VirtualBank {
             return Ok(Err(format!("transfer {seq} does not balance: {sum}")));
         }
         if total != self.capital()? {
-            return Ok(Err(format!("balances sum to {total}, capital is {}", self.capital()?)));
+            return Ok(Err(format!(
+                "balances sum to {total}, capital is {}",
+                self.capital()?
+            )));
         }
         Ok(Ok(()))
     }

@@ -356,7 +356,7 @@ mod tests {
             state: AccountState::Active,
             overdraft_limit: 1_000,
             balance: -300,
-        last_tran_date: None,
+            last_tran_date: None,
         };
         assert_eq!(a.available(), 700);
         a.balance = -2_000;

@@ -14,8 +14,8 @@ use sfop_store::{Abort, TxTree};
 
 use crate::model::{
     Account, AccountState, AnswerRec, Dir, FintechLink, Institution, PartyRec, Registration,
-    StoredBank, StoredOutcome, StoredPosting, StoredTransfer, TranRecord, User, account_key,
-    dtime, mask_account_num, posting_key,
+    StoredBank, StoredOutcome, StoredPosting, StoredTransfer, TranRecord, User, account_key, dtime,
+    mask_account_num, posting_key,
 };
 use crate::{Error, VirtualBank, secret};
 
@@ -102,7 +102,12 @@ impl<'a> Ctx<'a> {
     }
 
     /// The bank part of the answer for `bank_tran_id` at bank `bank_code`.
-    fn answer(&self, bank_tran_id: &str, bank_code: &str, (code, message): (&str, &str)) -> BankAnswer {
+    fn answer(
+        &self,
+        bank_tran_id: &str,
+        bank_code: &str,
+        (code, message): (&str, &str),
+    ) -> BankAnswer {
         BankAnswer {
             bank_tran_id: bank_tran_id.to_owned(),
             bank_tran_date: self.date().to_owned(),
@@ -146,7 +151,10 @@ fn check_amount(tran_amt: u64) -> R<()> {
 
 fn ensure_dtime(field: &str, value: &str) -> R<()> {
     if value.len() != 14 || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return refuse(codes::FORMAT, format!("{field}: must be 14 digits YYYYMMDDhhmmss"));
+        return refuse(
+            codes::FORMAT,
+            format!("{field}: must be 14 digits YYYYMMDDhhmmss"),
+        );
     }
     Ok(())
 }
@@ -155,7 +163,10 @@ impl VirtualBank {
     fn bank_record(&self, code: &str, field: &str) -> R<StoredBank> {
         match self.t.banks.get_json::<StoredBank>(code).bank()? {
             Some(bank) => Ok(bank),
-            None => refuse(codes::FORMAT, format!("{field}: no participant bank {code:?}")),
+            None => refuse(
+                codes::FORMAT,
+                format!("{field}: no participant bank {code:?}"),
+            ),
         }
     }
 
@@ -173,37 +184,73 @@ impl VirtualBank {
 
     /// The caller's user's account behind `fintech_use_num`.
     fn owned_link(&self, fintech_use_num: &str, user: &str, institution: &str) -> R<FintechLink> {
-        let mismatch = || refuse(codes::FINTECH_NUM_MISMATCH, "fintech_use_num: not a number of the caller's user");
+        let mismatch = || {
+            refuse(
+                codes::FINTECH_NUM_MISMATCH,
+                "fintech_use_num: not a number of the caller's user",
+            )
+        };
         if !secret::fintech_num_well_formed(fintech_use_num) {
             return mismatch();
         }
-        match self.t.fintech.get_json::<FintechLink>(fintech_use_num).bank()? {
-            Some(link) if link.user_seq_no == user && link.client_use_code == institution => Ok(link),
+        match self
+            .t
+            .fintech
+            .get_json::<FintechLink>(fintech_use_num)
+            .bank()?
+        {
+            Some(link) if link.user_seq_no == user && link.client_use_code == institution => {
+                Ok(link)
+            }
             _ => mismatch(),
         }
     }
 
     /// The registration of the account with the caller's client, if consent
     /// of `scope` is live.
-    fn consented(&self, ctx: &Ctx<'_>, user: &str, account: &str, scope: ConsentScope) -> R<Registration> {
+    fn consented(
+        &self,
+        ctx: &Ctx<'_>,
+        user: &str,
+        account: &str,
+        scope: ConsentScope,
+    ) -> R<Registration> {
         let (missing, expired) = match scope {
-            ConsentScope::Inquiry => (codes::INQUIRY_CONSENT_MISSING, codes::INQUIRY_CONSENT_EXPIRED),
-            ConsentScope::Transfer => (codes::TRANSFER_CONSENT_MISSING, codes::TRANSFER_CONSENT_EXPIRED),
+            ConsentScope::Inquiry => (
+                codes::INQUIRY_CONSENT_MISSING,
+                codes::INQUIRY_CONSENT_EXPIRED,
+            ),
+            ConsentScope::Transfer => (
+                codes::TRANSFER_CONSENT_MISSING,
+                codes::TRANSFER_CONSENT_EXPIRED,
+            ),
         };
         let key = format!("{user}/{}/{account}", ctx.caller.client_id);
         let registration: Option<Registration> = self.t.registrations.get_json(&key).bank()?;
         let Some(registration) = registration else {
-            return refuse(missing, format!("no {} consent for this account", scope.as_str()));
+            return refuse(
+                missing,
+                format!("no {} consent for this account", scope.as_str()),
+            );
         };
         let consent = match scope {
             ConsentScope::Inquiry => &registration.inquiry,
             ConsentScope::Transfer => &registration.transfer,
         };
         match consent {
-            Some(c) if c.withdrawn => refuse(missing, format!("the {} consent was withdrawn", scope.as_str())),
-            Some(c) if !c.live(ctx.now_millis) => refuse(expired, format!("the {} consent has expired", scope.as_str())),
+            Some(c) if c.withdrawn => refuse(
+                missing,
+                format!("the {} consent was withdrawn", scope.as_str()),
+            ),
+            Some(c) if !c.live(ctx.now_millis) => refuse(
+                expired,
+                format!("the {} consent has expired", scope.as_str()),
+            ),
             Some(_) => Ok(registration),
-            None => refuse(missing, format!("no {} consent for this account", scope.as_str())),
+            None => refuse(
+                missing,
+                format!("no {} consent for this account", scope.as_str()),
+            ),
         }
     }
 
@@ -212,9 +259,15 @@ impl VirtualBank {
         let key = format!("{}/{bank_tran_id}", ctx.date());
         let _w = self.lock();
         if self.t.tranids.get(key.as_bytes()).bank()?.is_some() {
-            return refuse(codes::DUPLICATE_BANK_TRAN_ID, "bank_tran_id: already used today");
+            return refuse(
+                codes::DUPLICATE_BANK_TRAN_ID,
+                "bank_tran_id: already used today",
+            );
         }
-        self.t.tranids.insert_json(&key, &TranRecord::Inquiry).bank()
+        self.t
+            .tranids
+            .insert_json(&key, &TranRecord::Inquiry)
+            .bank()
     }
 
     /// The institution and its contract account numbered `cntr_account_num`.
@@ -237,7 +290,12 @@ impl VirtualBank {
         }
     }
 
-    fn party(&self, account: &Account, print_content: &str, fintech: Option<(&str, &str)>) -> R<Party> {
+    fn party(
+        &self,
+        account: &Account,
+        print_content: &str,
+        fintech: Option<(&str, &str)>,
+    ) -> R<Party> {
         let name = self.bank_name(&account.bank_code).bank()?;
         Ok(party(name, account, print_content, fintech))
     }
@@ -246,16 +304,28 @@ impl VirtualBank {
     /// transactions hold a process-wide lock that a plain read inside one
     /// would wait on forever.
     fn bank_names(&self) -> R<BTreeMap<String, String>> {
-        Ok(self.banks().bank()?.into_iter().map(|b| (b.code, b.name)).collect())
+        Ok(self
+            .banks()
+            .bank()?
+            .into_iter()
+            .map(|b| (b.code, b.name))
+            .collect())
     }
 
-    fn registered_account(&self, ctx: &Ctx<'_>, key: &str, reg: Registration) -> R<Option<RegisteredAccount>> {
+    fn registered_account(
+        &self,
+        ctx: &Ctx<'_>,
+        key: &str,
+        reg: Registration,
+    ) -> R<Option<RegisteredAccount>> {
         let account_id = key.splitn(3, '/').nth(2).unwrap_or_default();
         let Some(account) = self.account(account_id)? else {
             return Ok(None);
         };
         let live = |c: &Option<crate::model::Consent>| {
-            c.as_ref().filter(|c| c.live(ctx.now_millis)).map(|c| c.agreed_dtime.clone())
+            c.as_ref()
+                .filter(|c| c.live(ctx.now_millis))
+                .map(|c| c.agreed_dtime.clone())
         };
         Ok(Some(RegisteredAccount {
             cancelled: reg.cancelled(),
@@ -272,7 +342,12 @@ impl VirtualBank {
         }))
     }
 
-    fn registrations(&self, ctx: &Ctx<'_>, user_seq_no: &str, include_cancelled: bool) -> R<Vec<RegisteredAccount>> {
+    fn registrations(
+        &self,
+        ctx: &Ctx<'_>,
+        user_seq_no: &str,
+        include_cancelled: bool,
+    ) -> R<Vec<RegisteredAccount>> {
         let user = ctx.user()?;
         if user != user_seq_no {
             return refuse(codes::NO_ACCESS, "user_seq_no: not the caller's user");
@@ -310,9 +385,14 @@ impl VirtualBank {
         ensure_dtime("to", to)?;
         let cursor = match cursor {
             None | Some("") => None,
-            Some(c) if c.len() == 20 && c.bytes().all(|b| b.is_ascii_digit()) => c.parse::<u64>().ok(),
+            Some(c) if c.len() == 20 && c.bytes().all(|b| b.is_ascii_digit()) => {
+                c.parse::<u64>().ok()
+            }
             Some(_) => {
-                return refuse(codes::FORMAT, "befor_inquiry_trace_info: not a cursor this bank issued");
+                return refuse(
+                    codes::FORMAT,
+                    "befor_inquiry_trace_info: not a cursor this bank issued",
+                );
             }
         };
         let page_size = match page_size {
@@ -325,7 +405,11 @@ impl VirtualBank {
         let mut total = 0u32;
         let mut page = Vec::new();
         let mut more = false;
-        for entry in self.t.postings.range_json::<StoredPosting>(prefix.as_bytes(), Some(end.as_bytes()), reverse) {
+        for entry in self.t.postings.range_json::<StoredPosting>(
+            prefix.as_bytes(),
+            Some(end.as_bytes()),
+            reverse,
+        ) {
             let (_, p) = entry.bank()?;
             let wanted = match filter {
                 InoutFilter::All => true,
@@ -346,7 +430,11 @@ impl VirtualBank {
                 more = true;
             }
         }
-        let next_cursor = if more { page.last().map(|p| format!("{:020}", p.seq)) } else { None };
+        let next_cursor = if more {
+            page.last().map(|p| format!("{:020}", p.seq))
+        } else {
+            None
+        };
         Ok(HistoryPage {
             answer: ctx.answer(bank_tran_id, &account.bank_code, bank_codes_ok()),
             bank_name: self.bank_name(&account.bank_code).bank()?,
@@ -360,7 +448,11 @@ impl VirtualBank {
 
     /// The account a deposit or recipient check goes to, and the fintech
     /// number to show, if any.
-    fn recipient(&self, institution: &str, recipient: &Recipient) -> R<(String, Option<(String, String)>, Option<String>)> {
+    fn recipient(
+        &self,
+        institution: &str,
+        recipient: &Recipient,
+    ) -> R<(String, Option<(String, String)>, Option<String>)> {
         match recipient {
             Recipient::FintechUseNum(num) => {
                 let link: Option<FintechLink> = if secret::fintech_num_well_formed(num) {
@@ -370,15 +462,31 @@ impl VirtualBank {
                 };
                 match link {
                     Some(link) if link.client_use_code == institution => {
-                        let alias = self.account(&link.account)?.map(|a| a.alias).unwrap_or_default();
+                        let alias = self
+                            .account(&link.account)?
+                            .map(|a| a.alias)
+                            .unwrap_or_default();
                         Ok((link.account, Some((num.clone(), alias)), None))
                     }
-                    _ => refuse(codes::FINTECH_NUM_MISMATCH, "fintech_use_num: not issued to the caller's institution"),
+                    _ => refuse(
+                        codes::FINTECH_NUM_MISMATCH,
+                        "fintech_use_num: not issued to the caller's institution",
+                    ),
                 }
             }
-            Recipient::Account(AccountRef { bank_code_std, account_num }, holder) => {
+            Recipient::Account(
+                AccountRef {
+                    bank_code_std,
+                    account_num,
+                },
+                holder,
+            ) => {
                 self.bank_record(bank_code_std, "bank_code_std")?;
-                Ok((account_key(bank_code_std, account_num), None, holder.clone()))
+                Ok((
+                    account_key(bank_code_std, account_num),
+                    None,
+                    holder.clone(),
+                ))
             }
         }
     }
@@ -396,10 +504,19 @@ impl VirtualBank {
         let outcome = {
             let _w = self.lock();
             self.store.transaction(
-                &[&trees.accounts, &trees.postings, &trees.tranids, &trees.usage, &trees.meta],
+                &[
+                    &trees.accounts,
+                    &trees.postings,
+                    &trees.tranids,
+                    &trees.usage,
+                    &trees.meta,
+                ],
                 |tx| {
                     let [accounts, postings, tranids, usage, meta] = tx else {
-                        return Err(Abort::with(Refusal::new(codes::BANK_ERROR, "transaction trees")));
+                        return Err(Abort::with(Refusal::new(
+                            codes::BANK_ERROR,
+                            "transaction trees",
+                        )));
                     };
                     if tranids.get(key.as_bytes())?.is_some() {
                         return Err(Abort::with(Refusal::new(
@@ -463,7 +580,6 @@ impl VirtualBank {
             Err(sfop_store::TxError::Store(e)) => Err(backend_failure(&e)),
         }
     }
-
 }
 
 /// The bank's decision on a transfer, inside its transaction (so it reads
@@ -475,95 +591,112 @@ fn decide(
     accounts: &TxTree<'_>,
     usage: &TxTree<'_>,
 ) -> Result<Result<Decision, Refusal>, Abort<Refusal>> {
-        let answer_bank = match t.kind {
-            TransferKind::Withdraw => VirtualBank::bank_code_of(t.wd_key),
-            TransferKind::Deposit => VirtualBank::bank_code_of(t.dps_key),
-        };
-        let no = |why| Ok(Err(ctx.bank_refusal(t.bank_tran_id, answer_bank, why)));
-        let limit = |code: &str, what: &str| Ok(Err(Refusal::new(code, format!("{what} exceeded"))));
-        let Some(wd) = accounts.get_json::<Account, _>(t.wd_key)? else {
-            return no(bank_codes::NO_ACCOUNT);
-        };
-        let Some(dps) = accounts.get_json::<Account, _>(t.dps_key)? else {
-            return no(bank_codes::NO_ACCOUNT);
-        };
-        for account in [&wd, &dps] {
-            match account.state {
-                AccountState::Closed => return no(bank_codes::CLOSED),
-                AccountState::Suspended => return no(bank_codes::SUSPENDED),
-                AccountState::Active => {}
-            }
+    let answer_bank = match t.kind {
+        TransferKind::Withdraw => VirtualBank::bank_code_of(t.wd_key),
+        TransferKind::Deposit => VirtualBank::bank_code_of(t.dps_key),
+    };
+    let no = |why| Ok(Err(ctx.bank_refusal(t.bank_tran_id, answer_bank, why)));
+    let limit = |code: &str, what: &str| Ok(Err(Refusal::new(code, format!("{what} exceeded"))));
+    let Some(wd) = accounts.get_json::<Account, _>(t.wd_key)? else {
+        return no(bank_codes::NO_ACCOUNT);
+    };
+    let Some(dps) = accounts.get_json::<Account, _>(t.dps_key)? else {
+        return no(bank_codes::NO_ACCOUNT);
+    };
+    for account in [&wd, &dps] {
+        match account.state {
+            AccountState::Closed => return no(bank_codes::CLOSED),
+            AccountState::Suspended => return no(bank_codes::SUSPENDED),
+            AccountState::Active => {}
         }
-        if let Some(name) = t.holder_check
-            && name.trim() != dps.holder_name
-        {
-            return no(bank_codes::HOLDER_NAME);
+    }
+    if let Some(name) = t.holder_check
+        && name.trim() != dps.holder_name
+    {
+        return no(bank_codes::HOLDER_NAME);
+    }
+    if !t.pass_phrase_ok {
+        return no(bank_codes::PASS_PHRASE);
+    }
+    let amt = t.tran_amt;
+    let month = &ctx.now[..6];
+    let used =
+        |k: &str| -> Result<u64, Abort<Refusal>> { Ok(usage.get_json::<u64, _>(k)?.unwrap_or(0)) };
+    let mut new_usage = Vec::new();
+    let mut wd_limit_remain_amt = None;
+    if let Some(user) = t.user {
+        let k = format!("uwd/{}/{}/{}", t.institution, user.user_seq_no, ctx.date());
+        let today = used(&k)?;
+        if amt > user.wd_per_tran {
+            return limit(
+                codes::USER_WD_PER_TRAN,
+                "the user's per-transaction withdrawal limit",
+            );
         }
-        if !t.pass_phrase_ok {
-            return no(bank_codes::PASS_PHRASE);
+        if today.saturating_add(amt) > user.wd_daily {
+            return limit(codes::USER_WD_DAILY, "the user's daily withdrawal limit");
         }
-        let amt = t.tran_amt;
-        let month = &ctx.now[..6];
-        let used = |k: &str| -> Result<u64, Abort<Refusal>> { Ok(usage.get_json::<u64, _>(k)?.unwrap_or(0)) };
-        let mut new_usage = Vec::new();
-        let mut wd_limit_remain_amt = None;
-        if let Some(user) = t.user {
-            let k = format!("uwd/{}/{}/{}", t.institution, user.user_seq_no, ctx.date());
-            let today = used(&k)?;
-            if amt > user.wd_per_tran {
-                return limit(codes::USER_WD_PER_TRAN, "the user's per-transaction withdrawal limit");
-            }
-            if today.saturating_add(amt) > user.wd_daily {
-                return limit(codes::USER_WD_DAILY, "the user's daily withdrawal limit");
-            }
-            wd_limit_remain_amt = Some(user.wd_daily - today - amt);
-            new_usage.push((k, today + amt));
-        }
-        let (limits, tag, codes3) = match t.kind {
-            TransferKind::Withdraw => (
-                t.inst.withdraw_limits,
-                "iwd",
-                [codes::INST_WD_PER_TRAN, codes::INST_WD_DAILY, codes::INST_WD_MONTHLY],
-            ),
-            TransferKind::Deposit => (
-                t.inst.deposit_limits,
-                "idp",
-                [codes::INST_DP_PER_TRAN, codes::INST_DP_DAILY, codes::INST_DP_MONTHLY],
-            ),
-        };
-        let (kd, km) = (
-            format!("{tag}/{}/{}", t.institution, ctx.date()),
-            format!("{tag}m/{}/{month}", t.institution),
-        );
-        let (day, mon) = (used(&kd)?, used(&km)?);
-        if amt > limits.per_tran {
-            return limit(codes3[0], "the institution's per-transaction limit");
-        }
-        if day.saturating_add(amt) > limits.daily {
-            return limit(codes3[1], "the institution's daily limit");
-        }
-        if mon.saturating_add(amt) > limits.monthly {
-            return limit(codes3[2], "the institution's monthly limit");
-        }
-        new_usage.push((kd, day + amt));
-        new_usage.push((km, mon + amt));
-        if wd.available() < amt {
-            return no(bank_codes::INSUFFICIENT_FUNDS);
-        }
-        fn fintech(f: &Option<(String, String)>) -> Option<(&str, &str)> {
-            f.as_ref().map(|(n, a)| (n.as_str(), a.as_str()))
-        }
-        let name = |a: &Account| names.get(&a.bank_code).cloned().unwrap_or_default();
-        Ok(Ok(Decision {
-            answer: ctx.answer(t.bank_tran_id, answer_bank, bank_codes::OK),
-            wd: party(name(&wd), &wd, t.wd_print, fintech(&t.wd_fintech)),
-            dps: party(name(&dps), &dps, t.dps_print, fintech(&t.dps_fintech)),
-            wd_limit_remain_amt,
-            usage: new_usage,
-        }))
+        wd_limit_remain_amt = Some(user.wd_daily - today - amt);
+        new_usage.push((k, today + amt));
+    }
+    let (limits, tag, codes3) = match t.kind {
+        TransferKind::Withdraw => (
+            t.inst.withdraw_limits,
+            "iwd",
+            [
+                codes::INST_WD_PER_TRAN,
+                codes::INST_WD_DAILY,
+                codes::INST_WD_MONTHLY,
+            ],
+        ),
+        TransferKind::Deposit => (
+            t.inst.deposit_limits,
+            "idp",
+            [
+                codes::INST_DP_PER_TRAN,
+                codes::INST_DP_DAILY,
+                codes::INST_DP_MONTHLY,
+            ],
+        ),
+    };
+    let (kd, km) = (
+        format!("{tag}/{}/{}", t.institution, ctx.date()),
+        format!("{tag}m/{}/{month}", t.institution),
+    );
+    let (day, mon) = (used(&kd)?, used(&km)?);
+    if amt > limits.per_tran {
+        return limit(codes3[0], "the institution's per-transaction limit");
+    }
+    if day.saturating_add(amt) > limits.daily {
+        return limit(codes3[1], "the institution's daily limit");
+    }
+    if mon.saturating_add(amt) > limits.monthly {
+        return limit(codes3[2], "the institution's monthly limit");
+    }
+    new_usage.push((kd, day + amt));
+    new_usage.push((km, mon + amt));
+    if wd.available() < amt {
+        return no(bank_codes::INSUFFICIENT_FUNDS);
+    }
+    fn fintech(f: &Option<(String, String)>) -> Option<(&str, &str)> {
+        f.as_ref().map(|(n, a)| (n.as_str(), a.as_str()))
+    }
+    let name = |a: &Account| names.get(&a.bank_code).cloned().unwrap_or_default();
+    Ok(Ok(Decision {
+        answer: ctx.answer(t.bank_tran_id, answer_bank, bank_codes::OK),
+        wd: party(name(&wd), &wd, t.wd_print, fintech(&t.wd_fintech)),
+        dps: party(name(&dps), &dps, t.dps_print, fintech(&t.dps_fintech)),
+        wd_limit_remain_amt,
+        usage: new_usage,
+    }))
 }
 
-fn party(bank_name: String, account: &Account, print_content: &str, fintech: Option<(&str, &str)>) -> Party {
+fn party(
+    bank_name: String,
+    account: &Account,
+    print_content: &str,
+    fintech: Option<(&str, &str)>,
+) -> Party {
     Party {
         bank_code_std: account.bank_code.clone(),
         bank_name,
@@ -608,7 +741,12 @@ struct Decision {
 
 fn receipt_of(kind: TransferKind, tran_amt: u64, stored: StoredOutcome) -> R<TransferReceipt> {
     match stored {
-        StoredOutcome::Done { answer, wd, dps, wd_limit_remain_amt } => Ok(TransferReceipt {
+        StoredOutcome::Done {
+            answer,
+            wd,
+            dps,
+            wd_limit_remain_amt,
+        } => Ok(TransferReceipt {
             answer: answer.into(),
             kind,
             tran_amt,
@@ -616,7 +754,11 @@ fn receipt_of(kind: TransferKind, tran_amt: u64, stored: StoredOutcome) -> R<Tra
             dps: dps.into(),
             wd_limit_remain_amt,
         }),
-        StoredOutcome::Refused { rsp_code, rsp_message, answer } => Err(BankError::Refused(Refusal {
+        StoredOutcome::Refused {
+            rsp_code,
+            rsp_message,
+            answer,
+        } => Err(BankError::Refused(Refusal {
             rsp_code,
             rsp_message,
             bank: answer.map(Into::into),
@@ -668,14 +810,18 @@ where
     E: From<Error>,
 {
     let missing = |key: &str| Abort::with(E::from(Error::UnknownAccount(key.to_owned())));
-    let amount = i64::try_from(b.amount).map_err(|_| Abort::with(E::from(Error::Invalid("amount too large".into()))))?;
+    let amount = i64::try_from(b.amount)
+        .map_err(|_| Abort::with(E::from(Error::Invalid("amount too large".into()))))?;
     let seq = meta.get_json::<u64, E>("posting_seq")?.unwrap_or(0) + 1;
     meta.insert_json("posting_seq", &seq)?;
     // Read-modify-write one account at a time, so a transfer to the same
     // account still replays correctly.
     let mut wd: Account = accounts.get_json(b.from)?.ok_or_else(|| missing(b.from))?;
     let dps_view: Account = accounts.get_json(b.to)?.ok_or_else(|| missing(b.to))?;
-    wd.balance = wd.balance.checked_sub(amount).ok_or_else(|| Abort::with(E::from(Error::Invalid("balance overflow".into()))))?;
+    wd.balance = wd
+        .balance
+        .checked_sub(amount)
+        .ok_or_else(|| Abort::with(E::from(Error::Invalid("balance overflow".into()))))?;
     wd.last_tran_date = Some(b.dtime[..8].to_owned());
     postings.insert_json(
         &posting_key(b.from, seq),
@@ -696,7 +842,10 @@ where
     )?;
     accounts.insert_json(b.from, &wd)?;
     let mut dps: Account = accounts.get_json(b.to)?.ok_or_else(|| missing(b.to))?;
-    dps.balance = dps.balance.checked_add(amount).ok_or_else(|| Abort::with(E::from(Error::Invalid("balance overflow".into()))))?;
+    dps.balance = dps
+        .balance
+        .checked_add(amount)
+        .ok_or_else(|| Abort::with(E::from(Error::Invalid("balance overflow".into()))))?;
     dps.last_tran_date = Some(b.dtime[..8].to_owned());
     postings.insert_json(
         &posting_key(b.to, seq),
@@ -731,27 +880,28 @@ pub(crate) fn book_internal(
     print_content: &str,
 ) -> crate::Result<()> {
     let t = &bank.t;
-    bank.store.transaction(&[&t.accounts, &t.postings, &t.meta], |tx| {
-        let [accounts, postings, meta] = tx else {
-            return Err(Abort::with(Error::Invalid("transaction trees".into())));
-        };
-        book::<Error>(
-            accounts,
-            postings,
-            meta,
-            &Booking {
-                from,
-                to,
-                amount,
-                dtime,
-                tran_type,
-                wd_print: print_content,
-                dps_print: print_content,
-                branch: "본점",
-                bank_tran_id: None,
-            },
-        )
-    })?;
+    bank.store
+        .transaction(&[&t.accounts, &t.postings, &t.meta], |tx| {
+            let [accounts, postings, meta] = tx else {
+                return Err(Abort::with(Error::Invalid("transaction trees".into())));
+            };
+            book::<Error>(
+                accounts,
+                postings,
+                meta,
+                &Booking {
+                    from,
+                    to,
+                    amount,
+                    dtime,
+                    tran_type,
+                    wd_print: print_content,
+                    dps_print: print_content,
+                    branch: "본점",
+                    bank_tran_id: None,
+                },
+            )
+        })?;
     Ok(())
 }
 
@@ -784,7 +934,12 @@ impl BankBackend for VirtualBank {
         self.registrations(&ctx, user_seq_no, include_cancelled)
     }
 
-    fn balance(&self, call: &BankCall<'_>, bank_tran_id: &str, fintech_use_num: &str) -> R<Balance> {
+    fn balance(
+        &self,
+        call: &BankCall<'_>,
+        bank_tran_id: &str,
+        fintech_use_num: &str,
+    ) -> R<Balance> {
         let ctx = Ctx::new(call)?;
         let (institution, user) = (ctx.institution()?, ctx.user()?);
         check_tran_id(bank_tran_id, institution)?;
@@ -795,8 +950,16 @@ impl BankBackend for VirtualBank {
         self.consume_tran_id(&ctx, bank_tran_id)?;
         let account = match self.account(&link.account)? {
             Some(a) if a.state != AccountState::Closed => a,
-            Some(_) => return Err(ctx.bank_refusal(bank_tran_id, &bank_code, bank_codes::CLOSED).into()),
-            None => return Err(ctx.bank_refusal(bank_tran_id, &bank_code, bank_codes::NO_ACCOUNT).into()),
+            Some(_) => {
+                return Err(ctx
+                    .bank_refusal(bank_tran_id, &bank_code, bank_codes::CLOSED)
+                    .into());
+            }
+            None => {
+                return Err(ctx
+                    .bank_refusal(bank_tran_id, &bank_code, bank_codes::NO_ACCOUNT)
+                    .into());
+            }
         };
         Ok(Balance {
             answer: ctx.answer(bank_tran_id, &bank_code, bank_codes::OK),
@@ -823,8 +986,16 @@ impl BankBackend for VirtualBank {
         self.consume_tran_id(&ctx, &q.bank_tran_id)?;
         let account = match self.account(&link.account)? {
             Some(a) if a.state != AccountState::Closed => a,
-            Some(_) => return Err(ctx.bank_refusal(&q.bank_tran_id, &bank_code, bank_codes::CLOSED).into()),
-            None => return Err(ctx.bank_refusal(&q.bank_tran_id, &bank_code, bank_codes::NO_ACCOUNT).into()),
+            Some(_) => {
+                return Err(ctx
+                    .bank_refusal(&q.bank_tran_id, &bank_code, bank_codes::CLOSED)
+                    .into());
+            }
+            None => {
+                return Err(ctx
+                    .bank_refusal(&q.bank_tran_id, &bank_code, bank_codes::NO_ACCOUNT)
+                    .into());
+            }
         };
         self.history(
             &ctx,
@@ -847,12 +1018,21 @@ impl BankBackend for VirtualBank {
         let key = account_key(&q.account.bank_code_std, &q.account.account_num);
         let (_, contract) = self.contract(institution, &q.account.account_num)?;
         if contract != key {
-            return refuse(codes::UNREGISTERED_CONTRACT, "account_num: not an account registered to the institution");
+            return refuse(
+                codes::UNREGISTERED_CONTRACT,
+                "account_num: not an account registered to the institution",
+            );
         }
         self.ensure_up(&q.account.bank_code_std)?;
         self.consume_tran_id(&ctx, &q.bank_tran_id)?;
         let Some(account) = self.account(&key)? else {
-            return Err(ctx.bank_refusal(&q.bank_tran_id, &q.account.bank_code_std, bank_codes::NO_ACCOUNT).into());
+            return Err(ctx
+                .bank_refusal(
+                    &q.bank_tran_id,
+                    &q.account.bank_code_std,
+                    bank_codes::NO_ACCOUNT,
+                )
+                .into());
         };
         self.history(
             &ctx,
@@ -880,7 +1060,10 @@ impl BankBackend for VirtualBank {
         };
         self.ensure_up(Self::bank_code_of(&link.account))?;
         self.ensure_up(Self::bank_code_of(&contract))?;
-        let alias = self.account(&link.account)?.map(|a| a.alias).unwrap_or_default();
+        let alias = self
+            .account(&link.account)?
+            .map(|a| a.alias)
+            .unwrap_or_default();
         self.transfer(
             &ctx,
             Transfer {
@@ -932,7 +1115,11 @@ impl BankBackend for VirtualBank {
         )
     }
 
-    fn transfer_result(&self, call: &BankCall<'_>, queries: &[ResultQuery]) -> R<Vec<Result<TransferReceipt, Refusal>>> {
+    fn transfer_result(
+        &self,
+        call: &BankCall<'_>,
+        queries: &[ResultQuery],
+    ) -> R<Vec<Result<TransferReceipt, Refusal>>> {
         let ctx = Ctx::new(call)?;
         let institution = ctx.institution()?;
         let mut out = Vec::with_capacity(queries.len());
@@ -980,19 +1167,30 @@ impl BankBackend for VirtualBank {
         let bank_code = &q.account.bank_code_std;
         self.bank_record(bank_code, "bank_code_std")?;
         if q.account_holder_info_type != " " && q.account_holder_info_type != "6" {
-            return refuse(codes::FORMAT, "account_holder_info_type: must be ' ' (birth date) or '6' (business number)");
+            return refuse(
+                codes::FORMAT,
+                "account_holder_info_type: must be ' ' (birth date) or '6' (business number)",
+            );
         }
         self.ensure_up(bank_code)?;
         self.consume_tran_id(&ctx, &q.bank_tran_id)?;
         let account = match self.account(&account_key(bank_code, &q.account.account_num))? {
             Some(a) if a.state == AccountState::Closed => {
-                return Err(ctx.bank_refusal(&q.bank_tran_id, bank_code, bank_codes::CLOSED).into());
+                return Err(ctx
+                    .bank_refusal(&q.bank_tran_id, bank_code, bank_codes::CLOSED)
+                    .into());
             }
             Some(a) => a,
-            None => return Err(ctx.bank_refusal(&q.bank_tran_id, bank_code, bank_codes::NO_ACCOUNT).into()),
+            None => {
+                return Err(ctx
+                    .bank_refusal(&q.bank_tran_id, bank_code, bank_codes::NO_ACCOUNT)
+                    .into());
+            }
         };
         if account.holder_info != q.account_holder_info {
-            return Err(ctx.bank_refusal(&q.bank_tran_id, bank_code, bank_codes::HOLDER_INFO).into());
+            return Err(ctx
+                .bank_refusal(&q.bank_tran_id, bank_code, bank_codes::HOLDER_INFO)
+                .into());
         }
         Ok(RealName {
             answer: ctx.answer(&q.bank_tran_id, bank_code, bank_codes::OK),
@@ -1017,7 +1215,9 @@ impl BankBackend for VirtualBank {
         self.ensure_up(&bank_code)?;
         self.ensure_up(Self::bank_code_of(&contract))?;
         self.consume_tran_id(&ctx, &q.bank_tran_id)?;
-        let no = |why| -> R<ReceiveCheck> { Err(ctx.bank_refusal(&q.bank_tran_id, &bank_code, why).into()) };
+        let no = |why| -> R<ReceiveCheck> {
+            Err(ctx.bank_refusal(&q.bank_tran_id, &bank_code, why).into())
+        };
         let Some(dps) = self.account(&dps_key)? else {
             return no(bank_codes::NO_ACCOUNT);
         };
@@ -1026,7 +1226,10 @@ impl BankBackend for VirtualBank {
             AccountState::Suspended => return no(bank_codes::SUSPENDED),
             AccountState::Active => {}
         }
-        if holder.as_deref().is_some_and(|h| h.trim() != dps.holder_name) {
+        if holder
+            .as_deref()
+            .is_some_and(|h| h.trim() != dps.holder_name)
+        {
             return no(bank_codes::HOLDER_NAME);
         }
         let Some(wd) = self.account(&contract)? else {
@@ -1062,33 +1265,44 @@ impl BankBackend for VirtualBank {
         let t = &self.t;
         let result = {
             let _w = self.lock();
-            self.store.transaction(&[&t.registrations, &t.tranids], |tx| {
-                let [registrations, tranids] = tx else {
-                    return Err(Abort::with(Refusal::new(codes::BANK_ERROR, "transaction trees")));
-                };
-                if tranids.get(tran_key.as_bytes())?.is_some() {
-                    return Err(Abort::with(Refusal::new(codes::DUPLICATE_BANK_TRAN_ID, "bank_tran_id: already used today")));
-                }
-                let mut reg: Registration = registrations
-                    .get_json(&reg_key)?
-                    .ok_or_else(|| Abort::with(Refusal::new(missing, "the account is not registered with this client")))?;
-                let consent = match scope {
-                    ConsentScope::Inquiry => &mut reg.inquiry,
-                    ConsentScope::Transfer => &mut reg.transfer,
-                };
-                match consent {
-                    Some(c) if !c.withdrawn => c.withdrawn = true,
-                    _ => {
+            self.store
+                .transaction(&[&t.registrations, &t.tranids], |tx| {
+                    let [registrations, tranids] = tx else {
                         return Err(Abort::with(Refusal::new(
-                            missing,
-                            format!("no {} consent to cancel", scope.as_str()),
+                            codes::BANK_ERROR,
+                            "transaction trees",
+                        )));
+                    };
+                    if tranids.get(tran_key.as_bytes())?.is_some() {
+                        return Err(Abort::with(Refusal::new(
+                            codes::DUPLICATE_BANK_TRAN_ID,
+                            "bank_tran_id: already used today",
                         )));
                     }
-                }
-                registrations.insert_json(&reg_key, &reg)?;
-                tranids.insert_json(&tran_key, &TranRecord::Inquiry)?;
-                Ok(())
-            })
+                    let mut reg: Registration =
+                        registrations.get_json(&reg_key)?.ok_or_else(|| {
+                            Abort::with(Refusal::new(
+                                missing,
+                                "the account is not registered with this client",
+                            ))
+                        })?;
+                    let consent = match scope {
+                        ConsentScope::Inquiry => &mut reg.inquiry,
+                        ConsentScope::Transfer => &mut reg.transfer,
+                    };
+                    match consent {
+                        Some(c) if !c.withdrawn => c.withdrawn = true,
+                        _ => {
+                            return Err(Abort::with(Refusal::new(
+                                missing,
+                                format!("no {} consent to cancel", scope.as_str()),
+                            )));
+                        }
+                    }
+                    registrations.insert_json(&reg_key, &reg)?;
+                    tranids.insert_json(&tran_key, &TranRecord::Inquiry)?;
+                    Ok(())
+                })
         };
         self.flush().bank()?;
         match result {

@@ -72,7 +72,8 @@ pub(crate) fn verify_password(password: &str, stored: &str) -> bool {
     ) else {
         return false;
     };
-    let (Ok(iterations), Some(salt), Some(hash)) = (iterations.parse::<u32>(), unhex(salt), unhex(hash))
+    let (Ok(iterations), Some(salt), Some(hash)) =
+        (iterations.parse::<u32>(), unhex(salt), unhex(hash))
     else {
         return false;
     };
@@ -80,7 +81,11 @@ pub(crate) fn verify_password(password: &str, stored: &str) -> bool {
         return false;
     }
     let computed = pbkdf2(password.as_bytes(), &salt, iterations);
-    computed.iter().zip(&hash).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    computed
+        .iter()
+        .zip(&hash)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+        == 0
 }
 
 /// Something different on every call in this process and across restarts.

@@ -12,8 +12,8 @@
 
 use crate::model::{CONSENT_MILLIS, DAY_MILLIS, StoredBank, account_key};
 use crate::{
-    Limits, NewAccount, NewUser, Owner, Result, SEED_BANKS, TREASURY_ACCOUNT_NUM,
-    TREASURY_CAPITAL, VirtualBank,
+    Limits, NewAccount, NewUser, Owner, Result, SEED_BANKS, TREASURY_ACCOUNT_NUM, TREASURY_CAPITAL,
+    VirtualBank,
 };
 
 /// The OAuth client the seed registers consents for.
@@ -124,7 +124,8 @@ pub(crate) fn ensure(bank: &VirtualBank, now_millis: u64) -> Result<()> {
     bank.t.meta.insert_json("capital", &capital)?;
     bank.flush()?;
 
-    let days_ago = |d: u64, hour: u64| now_millis - d * DAY_MILLIS + hour * 3_600_000 - now_millis % 3_600_000;
+    let days_ago =
+        |d: u64, hour: u64| now_millis - d * DAY_MILLIS + hour * 3_600_000 - now_millis % 3_600_000;
     let start = days_ago(40, 0);
 
     // Companies: the demo institution, an employer, a merchant.
@@ -135,19 +136,20 @@ pub(crate) fn ensure(bank: &VirtualBank, now_millis: u64) -> Result<()> {
         DEMO_LIMITS,
         DEMO_LIMITS,
     )?;
-    let company = |bank_code: &str, num: &str, owner: Owner, name: &str, info: &str, money: u64| NewAccount {
-        bank_code: bank_code.into(),
-        account_num: num.into(),
-        owner,
-        holder_name: name.into(),
-        holder_info: info.into(),
-        alias: name.into(),
-        product_name: "기업자유예금".into(),
-        account_type: "1".into(),
-        maturity_date: None,
-        overdraft_limit: 0,
-        opening_balance: money,
-    };
+    let company =
+        |bank_code: &str, num: &str, owner: Owner, name: &str, info: &str, money: u64| NewAccount {
+            bank_code: bank_code.into(),
+            account_num: num.into(),
+            owner,
+            holder_name: name.into(),
+            holder_info: info.into(),
+            alias: name.into(),
+            product_name: "기업자유예금".into(),
+            account_type: "1".into(),
+            maturity_date: None,
+            overdraft_limit: 0,
+            opening_balance: money,
+        };
     bank.open_account(
         &company(
             "097",
@@ -161,11 +163,25 @@ pub(crate) fn ensure(bank: &VirtualBank, now_millis: u64) -> Result<()> {
     )?;
     bank.add_contract_account(DEMO_CLIENT_USE_CODE, "097", DEMO_CONTRACT_ACCOUNT_NUM)?;
     let employer = bank.open_account(
-        &company("003", "3000000000001", Owner::Company, "(주)가나다상사", "1048112345", 500_000_000),
+        &company(
+            "003",
+            "3000000000001",
+            Owner::Company,
+            "(주)가나다상사",
+            "1048112345",
+            500_000_000,
+        ),
         start,
     )?;
     let merchant = bank.open_account(
-        &company("004", "4000000000001", Owner::Company, "(주)편의점", "1208154321", 10_000_000),
+        &company(
+            "004",
+            "4000000000001",
+            Owner::Company,
+            "(주)편의점",
+            "1208154321",
+            10_000_000,
+        ),
         start,
     )?;
 
@@ -181,35 +197,45 @@ pub(crate) fn ensure(bank: &VirtualBank, now_millis: u64) -> Result<()> {
         })?;
         user_nos.push(no);
     }
-    let personal = |bank_code: &str, num: &str, user: usize, alias: &str, product: &str, kind: &str| {
-        let u = &USERS[user];
-        NewAccount {
-            bank_code: bank_code.into(),
-            account_num: num.into(),
-            owner: Owner::User(user_nos[user].clone()),
-            holder_name: u.name.into(),
-            holder_info: u.birth_date.into(),
-            alias: alias.into(),
-            product_name: product.into(),
-            account_type: kind.into(),
-            maturity_date: None,
-            overdraft_limit: 0,
-            opening_balance: 0,
-        }
-    };
+    let personal =
+        |bank_code: &str, num: &str, user: usize, alias: &str, product: &str, kind: &str| {
+            let u = &USERS[user];
+            NewAccount {
+                bank_code: bank_code.into(),
+                account_num: num.into(),
+                owner: Owner::User(user_nos[user].clone()),
+                holder_name: u.name.into(),
+                holder_info: u.birth_date.into(),
+                alias: alias.into(),
+                product_name: product.into(),
+                account_type: kind.into(),
+                maturity_date: None,
+                overdraft_limit: 0,
+                opening_balance: 0,
+            }
+        };
 
     // 홍길동: a salary account with a month of history, savings, an overdraft line.
     let hong_main = bank.open_account(
         &NewAccount {
             opening_balance: 500_000,
-            ..personal("097", "1101234567890", 0, "생활비 통장", "오픈 자유입출금", "1")
+            ..personal(
+                "097",
+                "1101234567890",
+                0,
+                "생활비 통장",
+                "오픈 자유입출금",
+                "1",
+            )
         },
         start,
     )?;
     let hong_savings = bank.open_account(
         &NewAccount {
             opening_balance: 5_000_000,
-            maturity_date: Some(crate::model::dtime(now_millis + CONSENT_MILLIS, 540)[..8].to_owned()),
+            maturity_date: Some(
+                crate::model::dtime(now_millis + CONSENT_MILLIS, 540)[..8].to_owned(),
+            ),
             ..personal("004", "2200012345678", 0, "적금", "KB 정기적금", "2")
         },
         start,
@@ -217,15 +243,36 @@ pub(crate) fn ensure(bank: &VirtualBank, now_millis: u64) -> Result<()> {
     let hong_credit = bank.open_account(
         &NewAccount {
             overdraft_limit: 2_000_000,
-            ..personal("088", "3300098765432", 0, "마이너스 통장", "신한 마이너스통장", "1")
+            ..personal(
+                "088",
+                "3300098765432",
+                0,
+                "마이너스 통장",
+                "신한 마이너스통장",
+                "1",
+            )
         },
         start,
     )?;
-    bank.book_transfer(&hong_credit, &merchant, 300_000, days_ago(35, 13), "카드", "편의점 결제")?;
+    bank.book_transfer(
+        &hong_credit,
+        &merchant,
+        300_000,
+        days_ago(35, 13),
+        "카드",
+        "편의점 결제",
+    )?;
     for (i, day) in (1..=36).rev().enumerate() {
         let at = days_ago(day, 9 + (i as u64 % 9));
         if day % 30 == 25 {
-            bank.book_transfer(&employer, &hong_main, 3_000_000, at, "급여", "가나다상사 급여")?;
+            bank.book_transfer(
+                &employer,
+                &hong_main,
+                3_000_000,
+                at,
+                "급여",
+                "가나다상사 급여",
+            )?;
         } else {
             let amount = 4_000 + (i as u64 * 1_300) % 27_000;
             bank.book_transfer(&hong_main, &merchant, amount, at, "카드", "편의점 결제")?;
@@ -240,11 +287,25 @@ pub(crate) fn ensure(bank: &VirtualBank, now_millis: u64) -> Result<()> {
         },
         start,
     )?;
-    bank.book_transfer(&employer, &kim_main, 2_500_000, days_ago(5, 10), "급여", "가나다상사 급여")?;
+    bank.book_transfer(
+        &employer,
+        &kim_main,
+        2_500_000,
+        days_ago(5, 10),
+        "급여",
+        "가나다상사 급여",
+    )?;
     let kim_frozen = bank.open_account(
         &NewAccount {
             opening_balance: 150_000,
-            ..personal("020", "5500033334444", 1, "예전 통장", "우리 자유입출금", "1")
+            ..personal(
+                "020",
+                "5500033334444",
+                1,
+                "예전 통장",
+                "우리 자유입출금",
+                "1",
+            )
         },
         start,
     )?;
@@ -258,7 +319,17 @@ pub(crate) fn ensure(bank: &VirtualBank, now_millis: u64) -> Result<()> {
         },
         start,
     )?;
-    let lee_closed = bank.open_account(&personal("003", "1230000099999", 2, "해지 통장", "IBK 자유입출금", "1"), start)?;
+    let lee_closed = bank.open_account(
+        &personal(
+            "003",
+            "1230000099999",
+            2,
+            "해지 통장",
+            "IBK 자유입출금",
+            "1",
+        ),
+        start,
+    )?;
     bank.set_account_state(&lee_closed, crate::AccountState::Closed)?;
 
     // Consents for the demo client, given a day ago.

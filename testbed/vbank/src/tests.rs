@@ -76,7 +76,10 @@ fn seeds_once_and_keeps_outages_across_reopen() -> anyhow::Result<()> {
     let bank = VirtualBank::open(&Store::open(dir.path())?)?;
     let open_bank = bank.banks()?.into_iter().find(|b| b.code == "097");
     assert_eq!(open_bank.map(|b| b.available), Some(false));
-    assert_eq!(bank.authenticate("hong", "hong1234")?.as_deref(), Some("1100000001"));
+    assert_eq!(
+        bank.authenticate("hong", "hong1234")?.as_deref(),
+        Some("1100000001")
+    );
     assert_eq!(bank.authenticate("hong", "wrong")?, None);
     assert_eq!(bank.authenticate("nobody", "hong1234")?, None);
     Ok(())
@@ -100,20 +103,35 @@ fn register_reuses_fintech_numbers_and_unlink_withdraws_consent() -> anyhow::Res
     assert_eq!(accounts.len(), 3);
     let ids: Vec<String> = accounts.iter().map(|a| a.id.clone()).collect();
     let scopes = ["inquiry".to_owned()];
-    let first = bank.register_accounts("1100000001", "other-app", "M202300002", &ids, &scopes, now)?;
-    let again = bank.register_accounts("1100000001", "other-app", "M202300002", &ids, &scopes, now)?;
+    let first =
+        bank.register_accounts("1100000001", "other-app", "M202300002", &ids, &scopes, now)?;
+    let again =
+        bank.register_accounts("1100000001", "other-app", "M202300002", &ids, &scopes, now)?;
     assert_eq!(first, again);
     assert!(first.iter().all(|n| n.len() == 24));
     // Another institution gets other numbers for the same accounts.
     let seeded = bank.fintech_use_nums("1100000001", DEMO_CLIENT_ID, now)?;
     assert!(seeded.iter().all(|n| !first.contains(n)));
-    assert_eq!(bank.fintech_use_nums("1100000001", "other-app", now)?.len(), 3);
+    assert_eq!(
+        bank.fintech_use_nums("1100000001", "other-app", now)?.len(),
+        3
+    );
     assert_eq!(bank.unlink("1100000001", "other-app")?, 3);
-    assert!(bank.fintech_use_nums("1100000001", "other-app", now)?.is_empty());
+    assert!(
+        bank.fintech_use_nums("1100000001", "other-app", now)?
+            .is_empty()
+    );
     // Someone else's account cannot be registered.
     let kim = bank.accounts_of("1100000002")?;
     assert!(matches!(
-        bank.register_accounts("1100000001", "x", "M202300002", &[kim[0].id.clone()], &scopes, now),
+        bank.register_accounts(
+            "1100000001",
+            "x",
+            "M202300002",
+            &[kim[0].id.clone()],
+            &scopes,
+            now
+        ),
         Err(Error::NotTheirs { .. })
     ));
     Ok(())
@@ -129,7 +147,9 @@ fn withdraw_moves_money_once_and_is_retrievable() -> anyhow::Result<()> {
         .find(|a| a.bank_code_std == "097")
         .map(|a| a.fintech_use_num.clone())
         .unwrap_or_default();
-    let before = bank.balance(&call(&claims), &tran_id(1), &main)?.balance_amt;
+    let before = bank
+        .balance(&call(&claims), &tran_id(1), &main)?
+        .balance_amt;
     let receipt = bank.withdraw(&call(&claims), &withdraw(&main, 2, 10_000))?;
     assert_eq!(receipt.answer.bank_rsp_code, "000");
     assert_eq!(receipt.wd_limit_remain_amt, Some(5_000_000 - 10_000));
@@ -141,7 +161,9 @@ fn withdraw_moves_money_once_and_is_retrievable() -> anyhow::Result<()> {
         rsp_code(bank.balance(&call(&claims), &tran_id(1), &main)),
         codes::DUPLICATE_BANK_TRAN_ID
     );
-    let after = bank.balance(&call(&claims), &tran_id(3), &main)?.balance_amt;
+    let after = bank
+        .balance(&call(&claims), &tran_id(3), &main)?
+        .balance_amt;
     assert_eq!(after, before - 10_000);
     let date = receipt.answer.bank_tran_date.clone();
     let results = bank.transfer_result(
@@ -163,7 +185,11 @@ fn withdraw_moves_money_once_and_is_retrievable() -> anyhow::Result<()> {
     )?;
     assert_eq!(results[0].as_ref().ok(), Some(&receipt));
     assert_eq!(
-        results[1].as_ref().err().and_then(|r| r.bank.as_ref()).map(|b| b.bank_rsp_code.as_str()),
+        results[1]
+            .as_ref()
+            .err()
+            .and_then(|r| r.bank.as_ref())
+            .map(|b| b.bank_rsp_code.as_str()),
         Some("431")
     );
     assert_eq!(bank.audit()?, Ok(()));
@@ -228,13 +254,22 @@ fn consents_limits_and_funds_are_enforced() -> anyhow::Result<()> {
         codes::INQUIRY_CONSENT_EXPIRED
     );
     // Cancel the inquiry consent.
-    bank.cancel_account(&call(&claims), &tran_id(20), &savings, ConsentScope::Inquiry)?;
+    bank.cancel_account(
+        &call(&claims),
+        &tran_id(20),
+        &savings,
+        ConsentScope::Inquiry,
+    )?;
     assert_eq!(
         rsp_code(bank.balance(&call(&claims), &tran_id(21), &savings)),
         codes::INQUIRY_CONSENT_MISSING
     );
     let listed = bank.registered_accounts(&call(&claims), "1100000001", true)?;
-    assert!(listed.iter().any(|a| a.fintech_use_num == savings && a.cancelled));
+    assert!(
+        listed
+            .iter()
+            .any(|a| a.fintech_use_num == savings && a.cancelled)
+    );
     assert_eq!(bank.audit()?, Ok(()));
     Ok(())
 }

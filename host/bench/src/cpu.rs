@@ -1,0 +1,113 @@
+//! Best-effort CPU accounting per thread group, from `/proc/self/task` (Linux
+//! only; elsewhere every sample is empty and the CPU columns read "-").
+//!
+//! The bench names its runtimes' threads, so the CPU time of the server side
+//! (tokio workers plus the wasmtime epoch ticker) and of the client side can
+//! be told apart. That shows whether a measurement was server-bound or
+//! client-bound, and gives server CPU time per request, which is the cost
+//! that matters independently of the load generator. Minor page faults are
+//! counted too: a fresh Wasm instance per request that touches freshly reset
+//! memory shows up there.
+
+use std::collections::BTreeMap;
+
+/// Kernel clock ticks per second for `utime`/`stime` (USER_HZ); 100 on every
+/// mainstream Linux build.
+const TICKS_PER_SEC: f64 = 100.0;
+
+/// Resources used so far by one thread group.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    /// `utime + stime`, in seconds.
+    pub cpu_secs: f64,
+    /// Minor page faults (`minflt`).
+    pub minor_faults: u64,
+}
+
+/// Usage so far, per thread group.
+#[derive(Debug, Clone, Default)]
+pub struct Sample(BTreeMap<&'static str, Usage>);
+
+/// Thread name prefixes (as in `/proc/.../comm`, at most 15 bytes) and the
+/// group each belongs to.
+const GROUPS: &[(&str, &str)] = &[
+    (crate::SERVER_THREAD_NAME, "server"),
+    ("sfop-epoch", "server"),
+    (crate::CLIENT_THREAD_NAME, "client"),
+];
+
+impl Sample {
+    /// Reads every thread of this process; threads that end between two
+    /// samples are lost (the bench keeps its runtimes alive throughout).
+    pub fn now() -> Self {
+        let mut groups = BTreeMap::new();
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return Self(groups);
+        };
+        for task in tasks.flatten() {
+            let dir = task.path();
+            let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+                continue;
+            };
+            let Some(group) = GROUPS
+                .iter()
+                .find(|(prefix, _)| comm.trim_end().starts_with(prefix))
+                .map(|(_, group)| *group)
+            else {
+                continue;
+            };
+            let Some(usage) = std::fs::read_to_string(dir.join("stat"))
+                .ok()
+                .and_then(|stat| parse_stat(&stat))
+            else {
+                continue;
+            };
+            let total: &mut Usage = groups.entry(group).or_default();
+            total.cpu_secs += usage.cpu_secs;
+            total.minor_faults += usage.minor_faults;
+        }
+        Self(groups)
+    }
+
+    /// What `group` used between `earlier` and `self`.
+    pub fn since(&self, earlier: &Sample, group: &str) -> Option<Usage> {
+        let now = self.0.get(group)?;
+        let before = earlier.0.get(group).copied().unwrap_or_default();
+        Some(Usage {
+            cpu_secs: now.cpu_secs - before.cpu_secs,
+            minor_faults: now.minor_faults.saturating_sub(before.minor_faults),
+        })
+    }
+}
+
+/// Usage in one `/proc/<pid>/task/<tid>/stat` line.
+fn parse_stat(stat: &str) -> Option<Usage> {
+    // The command name (field 2) may hold spaces and parentheses; the fields
+    // after its closing parenthesis start at field 3 (state).
+    let after = stat.get(stat.rfind(')')? + 1..)?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // Field n is at index n - 3: minflt is field 10, utime 14, stime 15.
+    let field = |n: usize| -> Option<u64> { fields.get(n - 3)?.parse().ok() };
+    Some(Usage {
+        cpu_secs: (field(14)? + field(15)?) as f64 / TICKS_PER_SEC,
+        minor_faults: field(10)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_faults_and_cpu_after_an_odd_comm() {
+        let stat = "4242 (bench-srv (x) y) R 1 2 3 4 5 6 77 8 9 10 150 50 0 0 20 0 1 0";
+        assert_eq!(
+            parse_stat(stat),
+            Some(Usage {
+                cpu_secs: 2.0,
+                minor_faults: 77
+            })
+        );
+        assert_eq!(parse_stat("garbage"), None);
+    }
+}
