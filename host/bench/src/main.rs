@@ -240,6 +240,11 @@ fn main() -> Result<()> {
             mode: TlsMode::Off,
             ..TlsConfig::default()
         },
+        // B1 is the data plane alone; authorisation is measured separately.
+        auth: sfop::config::AuthSection {
+            mode: sfop::AuthMode::Off,
+            ..Default::default()
+        },
         ..Config::default()
     }))?;
     for package in &platform.packages {
