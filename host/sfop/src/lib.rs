@@ -3,6 +3,7 @@
 //! gateway (HTTPS) and the ops endpoints. `main.rs` only turns the command
 //! line into a [`Config`] and calls [`start`].
 
+pub mod admin_client;
 mod auth;
 pub mod config;
 mod packages;

@@ -25,6 +25,54 @@ enum Command {
     /// Run the gateway. With no configuration: HTTPS on 127.0.0.1:8443 with a
     /// self-signed certificate, sled in ./sfop-data, the virtual bank.
     Serve(ServeArgs),
+    /// Manage fintech apps (OAuth clients) on a running platform.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+/// How the CLI reaches the admin API of a running platform.
+#[derive(Args)]
+struct AdminArgs {
+    /// The gateway's base URL.
+    #[arg(long, env = "SFOP_URL", default_value = "https://127.0.0.1:8443")]
+    url: String,
+    /// The platform's data dir (for the default certificate and admin token).
+    #[arg(long, env = "SFOP_DATA_DIR", default_value = "sfop-data")]
+    data_dir: PathBuf,
+    /// Certificate to trust [default: DATA_DIR/tls/cert.pem].
+    #[arg(long)]
+    cacert: Option<PathBuf>,
+    /// Admin token file [default: DATA_DIR/admin.token].
+    #[arg(long)]
+    admin_token: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ClientCommand {
+    /// Register an app; prints its client_id and (once) its client_secret.
+    Register {
+        #[command(flatten)]
+        admin: AdminArgs,
+        #[arg(long)]
+        name: String,
+        /// Allowed redirect URI (repeat for several).
+        #[arg(long = "redirect-uri")]
+        redirect_uris: Vec<String>,
+        /// Allowed scope: login, inquiry, transfer, oob (repeat for several).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Institution code (M + 9 digits); allocated when absent.
+        #[arg(long)]
+        client_use_code: Option<String>,
+        /// A public client (no secret; PKCE required).
+        #[arg(long)]
+        public: bool,
+    },
+    /// List registered apps.
+    List {
+        #[command(flatten)]
+        admin: AdminArgs,
+    },
 }
 
 /// Each flag overrides its `SFOP_*` variable, which overrides the config file.
@@ -105,6 +153,9 @@ fn main() -> ExitCode {
         Command::Serve(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(serve(args))),
+        Command::Client(command) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(client(command))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -138,6 +189,46 @@ async fn serve(args: ServeArgs) -> Result<()> {
     stop_signal().await?;
     eprintln!("stopping: draining in-flight requests");
     platform.stop().await
+}
+
+async fn client(command: ClientCommand) -> Result<()> {
+    let (admin, method, body) = match command {
+        ClientCommand::Register {
+            admin,
+            name,
+            redirect_uris,
+            scopes,
+            client_use_code,
+            public,
+        } => (
+            admin,
+            "POST",
+            Some(serde_json::json!({
+                "name": name,
+                "redirect_uris": redirect_uris,
+                "scopes": scopes,
+                "client_use_code": client_use_code,
+                "public": public,
+            })),
+        ),
+        ClientCommand::List { admin } => (admin, "GET", None),
+    };
+    let cacert = admin.cacert.unwrap_or_else(|| admin.data_dir.join("tls/cert.pem"));
+    let token_file = admin.admin_token.unwrap_or_else(|| admin.data_dir.join("admin.token"));
+    let target = sfop::admin_client::AdminTarget {
+        url: &admin.url,
+        cacert: &cacert,
+        token_file: &token_file,
+    };
+    let (status, answer) = sfop::admin_client::call(&target, method, "/admin/v1/clients", body).await?;
+    println!("{}", serde_json::to_string_pretty(&answer)?);
+    if !(200..300).contains(&status) {
+        anyhow::bail!(
+            "the admin API refused ({status}): {}",
+            answer["rsp_message"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
 }
 
 /// SIGINT (Ctrl-C) or SIGTERM.

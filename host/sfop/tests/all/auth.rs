@@ -366,3 +366,50 @@ async fn attenuated_tokens_are_enforced_at_the_gateway() -> Result<()> {
     let _ = Biscuit::builder(); // the same crate the platform uses
     t.platform.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_registers_and_lists_clients_over_https() -> Result<()> {
+    let t = TestPlatform::start_with(vec![Package::built("api/bank-status")], |c| {
+        c.tls.mode = TlsMode::SelfSigned;
+        c.auth.mode = AuthMode::Biscuit;
+    })
+    .await?;
+    let url = t.platform.url();
+    let data_dir = t.data_dir().to_owned();
+    let cli = |args: Vec<String>| {
+        let (url, data_dir) = (url.clone(), data_dir.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sfop"))
+                .arg("client")
+                .args(&args)
+                .arg("--url")
+                .arg(&url)
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .output()
+        })
+    };
+    let out = cli(["register", "--name", "Budget app", "--redirect-uri", "https://budget.example/cb", "--scope", "login", "--scope", "inquiry"]
+        .map(String::from)
+        .to_vec())
+    .await??;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let registered: Value = serde_json::from_slice(&out.stdout)?;
+    let client_id = registered["client_id"].as_str().context("client_id")?.to_owned();
+    assert_eq!(registered["client_secret"].as_str().map(str::len), Some(64));
+
+    let out = cli(vec!["list".into()]).await??;
+    assert!(out.status.success());
+    let listed: Value = serde_json::from_slice(&out.stdout)?;
+    let ids: Vec<&str> = listed["res_list"].as_array().context("res_list")?.iter().filter_map(|c| c["client_id"].as_str()).collect();
+    assert!(ids.contains(&client_id.as_str()), "{ids:?}");
+    // The seeded demo client is there too; secrets are never listed.
+    assert!(ids.contains(&"sfop-demo-client"));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("secret"));
+
+    // A bad spec is refused with the field named, and a non-zero exit.
+    let out = cli(["register", "--name", "X", "--scope", "payments"].map(String::from).to_vec()).await??;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("scopes"));
+    t.platform.stop().await
+}
