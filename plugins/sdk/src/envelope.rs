@@ -14,6 +14,8 @@ pub mod rsp {
     pub const FORMAT: &str = "A0004";
     /// Participant bank timeout.
     pub const BANK_TIMEOUT: &str = "A0017";
+    /// No transactions in the asked range.
+    pub const NO_TRANSACTIONS: &str = "A0018";
 }
 
 const JSON: &str = "application/json; charset=UTF-8";
@@ -47,6 +49,11 @@ impl Response {
     /// `rsp_code`, not the HTTP status, for business outcomes.
     pub fn failure(rsp_code: &str, rsp_message: &str) -> Self {
         Self::envelope(rsp_code, rsp_message, &serde_json::Map::new())
+    }
+
+    /// [`Response::failure`] with more fields (e.g. the bank's answer).
+    pub fn failure_with<T: Serialize>(rsp_code: &str, rsp_message: &str, fields: &T) -> Self {
+        Self::envelope(rsp_code, rsp_message, fields)
     }
 
     fn envelope<T: Serialize>(rsp_code: &str, rsp_message: &str, fields: &T) -> Self {
@@ -118,11 +125,13 @@ fn json_escape(s: &str) -> String {
     quoted[1..quoted.len() - 1].to_owned()
 }
 
-/// A business failure: becomes HTTP 200 with this `rsp_code` and `rsp_message`.
+/// A business failure: becomes HTTP 200 with this `rsp_code` and
+/// `rsp_message`, and any extra `fields` (such as the bank's answer).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub rsp_code: String,
     pub rsp_message: String,
+    pub fields: serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -130,7 +139,17 @@ impl ApiError {
         Self {
             rsp_code: rsp_code.into(),
             rsp_message: rsp_message.into(),
+            fields: serde_json::Map::new(),
         }
+    }
+
+    /// Adds `name` unless the error already carries it (the bank's own
+    /// answer wins over what the plugin knows from the request).
+    pub fn with_field(mut self, name: &str, value: &str) -> Self {
+        self.fields
+            .entry(name)
+            .or_insert_with(|| serde_json::Value::String(value.to_owned()));
+        self
     }
 
     /// `A0004`: the request is malformed; the message says which field and why.
@@ -151,15 +170,67 @@ impl ApiError {
 
 impl From<ApiError> for Response {
     fn from(e: ApiError) -> Self {
-        Response::failure(&e.rsp_code, &e.rsp_message)
+        Response::failure_with(&e.rsp_code, &e.rsp_message, &e.fields)
+    }
+}
+
+/// The bank part of the common response header (`bank_tran_id`,
+/// `bank_tran_date`, `bank_code_tran`, `bank_rsp_code`, `bank_rsp_message`).
+pub fn bank_answer_fields(a: &ledger::BankAnswer) -> serde_json::Map<String, serde_json::Value> {
+    let mut m = serde_json::Map::new();
+    for (k, v) in [
+        ("bank_tran_id", &a.bank_tran_id),
+        ("bank_tran_date", &a.bank_tran_date),
+        ("bank_code_tran", &a.bank_code_tran),
+        ("bank_rsp_code", &a.bank_rsp_code),
+        ("bank_rsp_message", &a.bank_rsp_message),
+    ] {
+        m.insert(k.into(), serde_json::Value::String(v.clone()));
+    }
+    m
+}
+
+/// HTTP 200 `A0000` with the bank part of the common header and `fields`
+/// (a JSON object) merged into the top-level object.
+pub fn bank_success(answer: &ledger::BankAnswer, fields: serde_json::Value) -> Response {
+    let mut map = bank_answer_fields(answer);
+    if let serde_json::Value::Object(fields) = fields {
+        map.extend(fields);
+    }
+    Response::success(&map)
+}
+
+/// `Y` or `N`, as the API writes booleans.
+pub fn yn(b: bool) -> &'static str {
+    if b { "Y" } else { "N" }
+}
+
+impl ApiError {
+    /// The bank's refusal (or timeout) of the call made with
+    /// `bank_tran_id`, which the answer echoes when the bank did not.
+    pub fn from_bank(e: ledger::Error, bank_tran_id: &str) -> Self {
+        ApiError::from(e).with_field("bank_tran_id", bank_tran_id)
+    }
+}
+
+impl From<ledger::Refusal> for ApiError {
+    fn from(r: ledger::Refusal) -> Self {
+        let mut e = Self::new(&r.rsp_code, r.rsp_message);
+        if let Some(bank) = &r.bank {
+            e.fields = bank_answer_fields(bank);
+        }
+        e
     }
 }
 
 impl From<ledger::Error> for ApiError {
+    /// The bank's decision, passed through unchanged: its `rsp_code` and
+    /// message and, when a bank answered, its `bank_*` fields.
     fn from(e: ledger::Error) -> Self {
         match e {
             ledger::Error::Timeout => Self::new(rsp::BANK_TIMEOUT, "participant bank timeout"),
             ledger::Error::Backend(m) => Self::new(rsp::BANK_ERROR, m),
+            ledger::Error::Refused(r) => r.into(),
         }
     }
 }

@@ -19,9 +19,11 @@
 //! declares, or the gateway refuses to load it.
 
 mod envelope;
+pub mod fields;
 mod request;
 
-pub use envelope::{ApiError, Response, rsp};
+pub use envelope::{ApiError, Response, bank_answer_fields, bank_success, rsp, yn};
+pub use fields::Fields;
 pub use request::Request;
 
 /// Raw bindings generated from `wit/platform@0.1.0`. Plugins rarely need them.

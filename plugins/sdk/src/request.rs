@@ -39,6 +39,11 @@ impl Request {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every query parameter, percent-decoded, in order.
+    pub fn query_pairs(&self) -> &[(String, String)] {
+        &self.query
+    }
+
     /// Query parameter `name`, or an `A0004` error naming it.
     pub fn required_query(&self, name: &str) -> Result<&str, ApiError> {
         match self.query(name) {

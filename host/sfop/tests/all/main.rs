@@ -6,4 +6,6 @@ mod containment;
 mod foundation;
 mod harness;
 mod operations;
+mod reference_apis;
 mod tls;
+mod vbank_durability;
