@@ -87,10 +87,17 @@ impl ClientRegistry {
 
     /// [`register`](Self::register) under a chosen `client_id` (for seeded
     /// demo clients); refuses an id already taken.
-    pub fn register_as(&self, client_id: String, spec: ClientSpec) -> Result<(Client, Option<String>)> {
+    pub fn register_as(
+        &self,
+        client_id: String,
+        spec: ClientSpec,
+    ) -> Result<(Client, Option<String>)> {
         validate(&spec)?;
         if client_id.is_empty() || client_id.len() > 64 || self.get(&client_id)?.is_some() {
-            return Err(invalid("client_id", &format!("{client_id:?} is empty, too long or taken")));
+            return Err(invalid(
+                "client_id",
+                &format!("{client_id:?} is empty, too long or taken"),
+            ));
         }
         let client_use_code = match spec.client_use_code {
             Some(code) => {

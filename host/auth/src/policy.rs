@@ -193,7 +193,11 @@ impl TokenAuthorizer {
                 .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
         })
         .map_err(|_| rejected())?;
-        let ids: Vec<String> = biscuit.revocation_identifiers().iter().map(hex::encode).collect();
+        let ids: Vec<String> = biscuit
+            .revocation_identifiers()
+            .iter()
+            .map(hex::encode)
+            .collect();
         if self.revocations.any_revoked(&ids) {
             return Err(rejected());
         }
@@ -204,8 +208,15 @@ impl TokenAuthorizer {
             .map_err(|e| internal(&e))?;
         authorizer
             .authorize_with_limits(self.config.limits.clone())
-            .map_err(|_| Denial::forbidden(rsp::NO_PERMISSION, "an admin token (role admin, not expired) is required"))?;
-        let subjects: Vec<(String,)> = authorizer.query("data($s) <- admin($s)").map_err(|e| internal(&e))?;
+            .map_err(|_| {
+                Denial::forbidden(
+                    rsp::NO_PERMISSION,
+                    "an admin token (role admin, not expired) is required",
+                )
+            })?;
+        let subjects: Vec<(String,)> = authorizer
+            .query("data($s) <- admin($s)")
+            .map_err(|e| internal(&e))?;
         subjects
             .into_iter()
             .next()
@@ -678,11 +689,23 @@ mod tests {
     fn admin_tokens_are_separate_from_access_tokens() -> anyhow::Result<()> {
         let f = fixture()?;
         let a = authorizer(&f, PolicyConfig::default());
-        let admin = format!("Bearer {}", crate::token::issue_admin(&f.ring, "operator", FUTURE)?);
-        assert_eq!(a.authorize_admin(Some(&admin)).ok().as_deref(), Some("operator"));
+        let admin = format!(
+            "Bearer {}",
+            crate::token::issue_admin(&f.ring, "operator", FUTURE)?
+        );
+        assert_eq!(
+            a.authorize_admin(Some(&admin)).ok().as_deref(),
+            Some("operator")
+        );
         let access = format!("Bearer {}", grant(&["oob"], FUTURE).issue(&f.ring)?);
-        assert_eq!(a.authorize_admin(Some(&access)).err().map(|d| d.rsp_code), Some(rsp::NO_PERMISSION));
-        let expired = format!("Bearer {}", crate::token::issue_admin(&f.ring, "operator", 1_000)?);
+        assert_eq!(
+            a.authorize_admin(Some(&access)).err().map(|d| d.rsp_code),
+            Some(rsp::NO_PERMISSION)
+        );
+        let expired = format!(
+            "Bearer {}",
+            crate::token::issue_admin(&f.ring, "operator", 1_000)?
+        );
         assert!(a.authorize_admin(Some(&expired)).is_err());
         // An admin token is not an access token for APIs.
         assert_eq!(code(a.authorize(&balance(&admin))), rsp::TOKEN_REJECTED);

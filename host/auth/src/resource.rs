@@ -89,26 +89,61 @@ mod tests {
 
     #[test]
     fn from_query_body_and_lists() {
-        let r = extract(&access("query:fintech_use_num", None, None), "fintech_use_num=F1&x=1", b"");
+        let r = extract(
+            &access("query:fintech_use_num", None, None),
+            "fintech_use_num=F1&x=1",
+            b"",
+        );
         assert_eq!(r.accounts, ["F1"]);
 
         let body = br#"{"fintech_use_num":"F2","tran_amt":"15000","user_seq_no":"1100000001"}"#;
-        let r = extract(&access("body:fintech_use_num", Some("body:user_seq_no"), Some("body:tran_amt")), "", body);
-        assert_eq!((r.accounts, r.user, r.amount), (vec!["F2".into()], Some("1100000001".into()), Some(15000)));
+        let r = extract(
+            &access(
+                "body:fintech_use_num",
+                Some("body:user_seq_no"),
+                Some("body:tran_amt"),
+            ),
+            "",
+            body,
+        );
+        assert_eq!(
+            (r.accounts, r.user, r.amount),
+            (vec!["F2".into()], Some("1100000001".into()), Some(15000))
+        );
 
         let body = br#"{"req_list":[{"fintech_use_num":"A","tran_amt":"100"},{"fintech_use_num":"B","tran_amt":200}]}"#;
-        let r = extract(&access("body:req_list[].fintech_use_num", None, Some("body:req_list[].tran_amt")), "", body);
+        let r = extract(
+            &access(
+                "body:req_list[].fintech_use_num",
+                None,
+                Some("body:req_list[].tran_amt"),
+            ),
+            "",
+            body,
+        );
         assert_eq!(r.accounts, ["A", "B"]);
         assert_eq!(r.amount, Some(300));
     }
 
     #[test]
     fn malformed_bodies_and_amounts_yield_nothing() {
-        let r = extract(&access("body:fintech_use_num", None, Some("body:tran_amt")), "", b"{not json");
+        let r = extract(
+            &access("body:fintech_use_num", None, Some("body:tran_amt")),
+            "",
+            b"{not json",
+        );
         assert_eq!(r, Resources::default());
-        let r = extract(&access("body:fintech_use_num", None, Some("body:tran_amt")), "", br#"{"tran_amt":"12a"}"#);
+        let r = extract(
+            &access("body:fintech_use_num", None, Some("body:tran_amt")),
+            "",
+            br#"{"tran_amt":"12a"}"#,
+        );
         assert_eq!(r.amount, None);
-        let r = extract(&access("body:fintech_use_num", None, Some("body:tran_amt")), "", br#"{"tran_amt":"99999999999999999999"}"#);
+        let r = extract(
+            &access("body:fintech_use_num", None, Some("body:tran_amt")),
+            "",
+            br#"{"tran_amt":"99999999999999999999"}"#,
+        );
         assert_eq!(r.amount, None);
     }
 }

@@ -54,12 +54,16 @@ pub(crate) fn all() -> crate::Result<Vec<Sample>> {
         ..user_grant()
     }
     .issue_deterministic(&ring, &seeded(2)?)?;
-    let public = |id| ring.public_key(id).ok_or(biscuit_auth::error::Format::UnknownPublicKey);
+    let public = |id| {
+        ring.public_key(id)
+            .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
+    };
     let parsed = Biscuit::from_base64(&user, public)?;
     let attenuated = parsed
         .append_with_keypair(
             &seeded(3)?,
-            BlockBuilder::new().code(r#"check if operation("read") or amount($a), $a <= 30000;"#)?,
+            BlockBuilder::new()
+                .code(r#"check if operation("read") or amount($a), $a <= 30000;"#)?,
         )?
         .to_base64()?;
     let bank = seeded(0x0b)?;
@@ -110,7 +114,8 @@ pub(crate) fn sync(dir: &Path, bless: bool) -> crate::Result<Vec<String>> {
     );
     for sample in all()? {
         let biscuit = Biscuit::from_base64(&sample.token, |id| {
-            ring.public_key(id).ok_or(biscuit_auth::error::Format::UnknownPublicKey)
+            ring.public_key(id)
+                .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
         })?;
         index.push_str(&format!(
             "## {}\n\n{}\n\n```\n{}\n```\n\n",
@@ -123,7 +128,8 @@ pub(crate) fn sync(dir: &Path, bless: bool) -> crate::Result<Vec<String>> {
         if current.trim() != sample.token {
             differ.push(sample.name.to_owned());
             if bless {
-                std::fs::write(&path, format!("{}\n", sample.token)).map_err(|e| crate::Error::Key(e.to_string()))?;
+                std::fs::write(&path, format!("{}\n", sample.token))
+                    .map_err(|e| crate::Error::Key(e.to_string()))?;
             }
         }
     }
@@ -174,24 +180,48 @@ mod tests {
             PolicyConfig::default().require_bank_consent(&bank_key, vec!["transfer".into()])?,
         );
         let samples = all()?;
-        let bearer: Vec<String> = samples.iter().map(|s| format!("Bearer {}", s.token)).collect();
-        let input = |i: usize, scope: &'static str, account: Option<&str>, amount: Option<i64>| AuthInput {
-            authorization: Some(bearer[i].as_str()),
-            api: "sample",
-            required_scope: scope,
-            accounts: account.map(|a| vec![a.to_owned()]).unwrap_or_default(),
-            user: None,
-            amount,
+        let bearer: Vec<String> = samples
+            .iter()
+            .map(|s| format!("Bearer {}", s.token))
+            .collect();
+        let input =
+            |i: usize, scope: &'static str, account: Option<&str>, amount: Option<i64>| AuthInput {
+                authorization: Some(bearer[i].as_str()),
+                api: "sample",
+                required_scope: scope,
+                accounts: account.map(|a| vec![a.to_owned()]).unwrap_or_default(),
+                user: None,
+                amount,
+            };
+        let code = |r: Result<sfop_core::Claims, crate::policy::Denial>| {
+            r.map(|_| "ok").unwrap_or_else(|d| d.rsp_code)
         };
-        let code = |r: Result<sfop_core::Claims, crate::policy::Denial>| r.map(|_| "ok").unwrap_or_else(|d| d.rsp_code);
-        assert_eq!(code(strict.authorize(&input(0, "inquiry", Some(ACCOUNT), None))), "ok");
-        assert_eq!(code(strict.authorize(&input(0, "inquiry", Some("1".repeat(24).as_str()), None))), rsp::FINTECH_NUM_MISMATCH);
-        assert_eq!(code(strict.authorize(&input(0, "oob", None, None))), rsp::NO_PERMISSION);
+        assert_eq!(
+            code(strict.authorize(&input(0, "inquiry", Some(ACCOUNT), None))),
+            "ok"
+        );
+        assert_eq!(
+            code(strict.authorize(&input(0, "inquiry", Some("1".repeat(24).as_str()), None))),
+            rsp::FINTECH_NUM_MISMATCH
+        );
+        assert_eq!(
+            code(strict.authorize(&input(0, "oob", None, None))),
+            rsp::NO_PERMISSION
+        );
         assert_eq!(code(strict.authorize(&input(1, "oob", None, None))), "ok");
-        assert_eq!(code(strict.authorize(&input(2, "transfer", Some(ACCOUNT), Some(30_001)))), rsp::NO_ACCESS);
+        assert_eq!(
+            code(strict.authorize(&input(2, "transfer", Some(ACCOUNT), Some(30_001)))),
+            rsp::NO_ACCESS
+        );
         // Transfers need the bank's co-signature under this policy: only sample 04 has it.
-        assert_eq!(code(strict.authorize(&input(0, "transfer", Some(ACCOUNT), Some(1)))), rsp::NO_ACCESS);
-        assert_eq!(code(strict.authorize(&input(3, "transfer", Some(ACCOUNT), Some(1)))), "ok");
+        assert_eq!(
+            code(strict.authorize(&input(0, "transfer", Some(ACCOUNT), Some(1)))),
+            rsp::NO_ACCESS
+        );
+        assert_eq!(
+            code(strict.authorize(&input(3, "transfer", Some(ACCOUNT), Some(1)))),
+            "ok"
+        );
         Ok(())
     }
 }

@@ -69,13 +69,16 @@ pub enum FieldRef<'a> {
 impl<'a> FieldRef<'a> {
     /// Parses `query:NAME`, `body:NAME` or `body:LIST[].NAME`.
     pub fn parse(text: &'a str) -> Option<Self> {
-        let name_ok = |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        let name_ok =
+            |n: &str| !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
         if let Some(name) = text.strip_prefix("query:") {
             return name_ok(name).then_some(FieldRef::Query(name));
         }
         let rest = text.strip_prefix("body:")?;
         match rest.split_once("[].") {
-            Some((list, field)) if name_ok(list) && name_ok(field) => Some(FieldRef::BodyList { list, field }),
+            Some((list, field)) if name_ok(list) && name_ok(field) => {
+                Some(FieldRef::BodyList { list, field })
+            }
             Some(_) => None,
             None => name_ok(rest).then_some(FieldRef::Body(rest)),
         }
@@ -453,7 +456,10 @@ mod tests {
                 "`limits.memory_mib`",
             ),
             (GOOD.replace("\"1.0.0\"", "\"one\""), "version"),
-            (format!("{GOOD}\n[access]\naccount = \"header:x\"\n"), "`access.account`"),
+            (
+                format!("{GOOD}\n[access]\naccount = \"header:x\"\n"),
+                "`access.account`",
+            ),
             (
                 format!("{GOOD}\n[limits]\ncpu_ms = 500\ntimeout_ms = 100\n"),
                 "`limits.timeout_ms`",
@@ -467,11 +473,20 @@ mod tests {
 
     #[test]
     fn field_references_parse() {
-        assert_eq!(FieldRef::parse("query:fintech_use_num"), Some(FieldRef::Query("fintech_use_num")));
-        assert_eq!(FieldRef::parse("body:tran_amt"), Some(FieldRef::Body("tran_amt")));
+        assert_eq!(
+            FieldRef::parse("query:fintech_use_num"),
+            Some(FieldRef::Query("fintech_use_num"))
+        );
+        assert_eq!(
+            FieldRef::parse("body:tran_amt"),
+            Some(FieldRef::Body("tran_amt"))
+        );
         assert_eq!(
             FieldRef::parse("body:req_list[].fintech_use_num"),
-            Some(FieldRef::BodyList { list: "req_list", field: "fintech_use_num" })
+            Some(FieldRef::BodyList {
+                list: "req_list",
+                field: "fintech_use_num"
+            })
         );
         assert_eq!(FieldRef::parse("body:"), None);
         assert_eq!(FieldRef::parse("cookie:x"), None);

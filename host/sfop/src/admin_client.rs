@@ -25,10 +25,18 @@ pub struct AdminTarget<'a> {
 }
 
 /// Sends one admin request; returns the status and the JSON answer.
-pub async fn call(target: &AdminTarget<'_>, method: &str, path: &str, body: Option<Value>) -> Result<(u16, Value)> {
+pub async fn call(
+    target: &AdminTarget<'_>,
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+) -> Result<(u16, Value)> {
     let token = std::fs::read_to_string(target.token_file)
         .with_context(|| format!("reading the admin token {}", target.token_file.display()))?;
-    let (tls, authority) = match (target.url.strip_prefix("https://"), target.url.strip_prefix("http://")) {
+    let (tls, authority) = match (
+        target.url.strip_prefix("https://"),
+        target.url.strip_prefix("http://"),
+    ) {
         (Some(rest), _) => (true, rest.trim_end_matches('/')),
         (None, Some(rest)) => (false, rest.trim_end_matches('/')),
         _ => bail!("--url {:?} must start with https:// or http://", target.url),
@@ -51,24 +59,33 @@ pub async fn call(target: &AdminTarget<'_>, method: &str, path: &str, body: Opti
         {
             roots.add(cert?)?;
         }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
         let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
         let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, stream).await?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, stream)
+            .await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(conn);
         sender.send_request(req).await?
     } else {
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+        let (mut sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
         sender.send_request(req).await?
     };
     let status = res.status().as_u16();
     let body = res.into_body().collect().await?.to_bytes();
-    let json = serde_json::from_slice(&body)
-        .with_context(|| format!("the admin API answered {status} with {}", String::from_utf8_lossy(&body)))?;
+    let json = serde_json::from_slice(&body).with_context(|| {
+        format!(
+            "the admin API answered {status} with {}",
+            String::from_utf8_lossy(&body)
+        )
+    })?;
     Ok((status, json))
 }

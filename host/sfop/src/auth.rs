@@ -47,7 +47,9 @@ pub struct VbankDirectory(pub VirtualBank);
 
 impl UserDirectory for VbankDirectory {
     fn authenticate(&self, login_id: &str, password: &str) -> Result<Option<String>, String> {
-        self.0.authenticate(login_id, password).map_err(|e| e.to_string())
+        self.0
+            .authenticate(login_id, password)
+            .map_err(|e| e.to_string())
     }
 
     fn accounts(&self, user_seq_no: &str) -> Result<Vec<AccountChoice>, String> {
@@ -86,7 +88,10 @@ impl UserDirectory for VbankDirectory {
     }
 
     fn unlink(&self, user_seq_no: &str, client_id: &str) -> Result<(), String> {
-        self.0.unlink(user_seq_no, client_id).map(|_| ()).map_err(|e| e.to_string())
+        self.0
+            .unlink(user_seq_no, client_id)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
     }
 }
 
@@ -108,7 +113,10 @@ fn http_request<'a>(req: &'a NativeRequest<'a>) -> HttpRequest<'a> {
         method: req.method,
         path: req.path,
         query: req.query,
-        authorization: req.headers.get("authorization").and_then(|v| v.to_str().ok()),
+        authorization: req
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok()),
         body: req.body,
     }
 }
@@ -124,7 +132,8 @@ impl Endpoint for OAuthEndpoint {
 }
 
 /// Routes of the admin API served so far.
-pub const ADMIN_ROUTES: &[(&str, &str)] = &[("GET", "/admin/v1/clients"), ("POST", "/admin/v1/clients")];
+pub const ADMIN_ROUTES: &[(&str, &str)] =
+    &[("GET", "/admin/v1/clients"), ("POST", "/admin/v1/clients")];
 
 /// The admin API: operators register fintech apps. Authorised by admin
 /// biscuits (`role("admin")`); deny by default.
@@ -137,7 +146,10 @@ pub struct AdminEndpoint {
 fn json_response(status: u16, body: serde_json::Value) -> NativeResponse {
     NativeResponse {
         status,
-        headers: vec![("content-type".into(), "application/json; charset=UTF-8".into())],
+        headers: vec![(
+            "content-type".into(),
+            "application/json; charset=UTF-8".into(),
+        )],
         body: body.to_string().into_bytes(),
         envelope: true,
     }
@@ -149,10 +161,18 @@ impl Endpoint for AdminEndpoint {
     }
 
     fn handle(&self, req: &NativeRequest<'_>) -> NativeResponse {
-        let authorization = req.headers.get("authorization").and_then(|v| v.to_str().ok());
+        let authorization = req
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
         let admin = match self.authorizer.authorize_admin(authorization) {
             Ok(admin) => admin,
-            Err(d) => return json_response(d.status, json!({ "rsp_code": d.rsp_code, "rsp_message": d.message })),
+            Err(d) => {
+                return json_response(
+                    d.status,
+                    json!({ "rsp_code": d.rsp_code, "rsp_message": d.message }),
+                );
+            }
         };
         let clients = self.server.clients();
         match req.method {
@@ -179,7 +199,10 @@ impl Endpoint for AdminEndpoint {
                 let spec: ClientSpec = match serde_json::from_slice(req.body) {
                     Ok(spec) => spec,
                     Err(e) => {
-                        return json_response(400, json!({ "rsp_code": "A0004", "rsp_message": format!("request body: {e}") }));
+                        return json_response(
+                            400,
+                            json!({ "rsp_code": "A0004", "rsp_message": format!("request body: {e}") }),
+                        );
                     }
                 };
                 match clients.register(spec) {
@@ -210,7 +233,10 @@ impl Endpoint for AdminEndpoint {
 
 fn internal(e: &dyn std::fmt::Display) -> NativeResponse {
     tracing::error!(error = %e, "admin endpoint failed");
-    json_response(500, json!({ "rsp_code": "A0003", "rsp_message": "platform internal error" }))
+    json_response(
+        500,
+        json!({ "rsp_code": "A0003", "rsp_message": "platform internal error" }),
+    )
 }
 
 /// Registers the virtual bank's demo institution as an OAuth client on first
@@ -226,7 +252,9 @@ fn seed_demo_client(server: &OAuthServer, data_dir: &Path) -> anyhow::Result<()>
         ClientSpec {
             name: "sfop demo app".into(),
             redirect_uris: vec!["http://localhost:8000/callback".into()],
-            scopes: ["login", "inquiry", "transfer", "oob"].map(String::from).to_vec(),
+            scopes: ["login", "inquiry", "transfer", "oob"]
+                .map(String::from)
+                .to_vec(),
             client_use_code: Some(sfop_vbank::seed::DEMO_CLIENT_USE_CODE.to_owned()),
             public: false,
         },
@@ -246,7 +274,10 @@ fn seed_demo_client(server: &OAuthServer, data_dir: &Path) -> anyhow::Result<()>
 
 /// Writes an admin token for the local operator into `data_dir/admin.token`
 /// (mode 0600) unless one is there; returns its path.
-pub fn bootstrap_admin_token(ring: &sfop_auth::KeyRing, data_dir: &Path) -> anyhow::Result<PathBuf> {
+pub fn bootstrap_admin_token(
+    ring: &sfop_auth::KeyRing,
+    data_dir: &Path,
+) -> anyhow::Result<PathBuf> {
     let path = data_dir.join("admin.token");
     if path.is_file() {
         return Ok(path);
@@ -254,7 +285,8 @@ pub fn bootstrap_admin_token(ring: &sfop_auth::KeyRing, data_dir: &Path) -> anyh
     // Ten years: the operator rotates it by revoking and deleting the file.
     let expires = sfop_core::time::now_millis() / 1000 + 10 * 365 * 86_400;
     let token = sfop_auth::issue_admin(ring, "local-operator", expires)?;
-    write_private(&path, token.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    write_private(&path, token.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
 }
 
@@ -284,16 +316,25 @@ pub struct AuthParts {
 }
 
 impl AuthParts {
-    pub fn open(store: &sfop_store::Store, bank: &VirtualBank, config: &crate::Config) -> anyhow::Result<Self> {
+    pub fn open(
+        store: &sfop_store::Store,
+        bank: &VirtualBank,
+        config: &crate::Config,
+    ) -> anyhow::Result<Self> {
         let ring = sfop_auth::KeyRing::open(store).context("opening the root key ring")?;
-        let revocations = Arc::new(sfop_auth::Revocations::open(store).context("opening revocations")?);
+        let revocations =
+            Arc::new(sfop_auth::Revocations::open(store).context("opening revocations")?);
         let mut policy = sfop_auth::PolicyConfig::default();
         for bank_consent in &config.auth.bank_consent {
             policy = policy
                 .require_bank_consent(&bank_consent.public_key, bank_consent.scopes.clone())
                 .context("auth.bank_consent")?;
         }
-        let authorizer = Arc::new(TokenAuthorizer::new(ring.clone(), revocations.clone(), policy));
+        let authorizer = Arc::new(TokenAuthorizer::new(
+            ring.clone(),
+            revocations.clone(),
+            policy,
+        ));
         let server = OAuthServer::open(
             store,
             ring.clone(),
@@ -313,7 +354,11 @@ impl AuthParts {
     }
 
     /// Adds the OAuth and admin endpoints to `routes`.
-    pub fn mount(&self, gateway: &sfop_gateway::Gateway, routes: &mut sfop_gateway::RouteTable) -> anyhow::Result<()> {
+    pub fn mount(
+        &self,
+        gateway: &sfop_gateway::Gateway,
+        routes: &mut sfop_gateway::RouteTable,
+    ) -> anyhow::Result<()> {
         let as_routes = |list: &[(&str, &str)]| -> Vec<sfop_core::Route> {
             list.iter()
                 .map(|(method, path)| sfop_core::Route {

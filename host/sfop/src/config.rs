@@ -206,7 +206,10 @@ impl Config {
         for bank in &self.auth.bank_consent {
             let hex = bank.public_key.strip_prefix("ed25519/").unwrap_or_default();
             if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return invalid("auth.bank_consent.public_key", "must be ed25519/ and 64 hex digits");
+                return invalid(
+                    "auth.bank_consent.public_key",
+                    "must be ed25519/ and 64 hex digits",
+                );
             }
             if bank.scopes.is_empty() {
                 return invalid("auth.bank_consent.scopes", "list at least one scope");

@@ -95,7 +95,9 @@ async fn start_inner(
     };
     let authorizer = match (authorizer_override, &auth) {
         (Some(a), _) => a,
-        (None, Some(parts)) => Arc::new(auth::GatewayAuth(parts.authorizer.clone())) as Arc<dyn Authorizer>,
+        (None, Some(parts)) => {
+            Arc::new(auth::GatewayAuth(parts.authorizer.clone())) as Arc<dyn Authorizer>
+        }
         (None, None) => Arc::new(NoAuth),
     };
     let gateway = Arc::new(Gateway::new(

@@ -213,14 +213,19 @@ async fn client(command: ClientCommand) -> Result<()> {
         ),
         ClientCommand::List { admin } => (admin, "GET", None),
     };
-    let cacert = admin.cacert.unwrap_or_else(|| admin.data_dir.join("tls/cert.pem"));
-    let token_file = admin.admin_token.unwrap_or_else(|| admin.data_dir.join("admin.token"));
+    let cacert = admin
+        .cacert
+        .unwrap_or_else(|| admin.data_dir.join("tls/cert.pem"));
+    let token_file = admin
+        .admin_token
+        .unwrap_or_else(|| admin.data_dir.join("admin.token"));
     let target = sfop::admin_client::AdminTarget {
         url: &admin.url,
         cacert: &cacert,
         token_file: &token_file,
     };
-    let (status, answer) = sfop::admin_client::call(&target, method, "/admin/v1/clients", body).await?;
+    let (status, answer) =
+        sfop::admin_client::call(&target, method, "/admin/v1/clients", body).await?;
     println!("{}", serde_json::to_string_pretty(&answer)?);
     if !(200..300).contains(&status) {
         anyhow::bail!(

@@ -794,21 +794,27 @@ impl OAuthServer {
         let token = f.get("token").ok_or_else(|| {
             HttpResponse::error(400, "O0001", "invalid_request", "token is required")
         })?;
-        if let Some(record) = self
+        let refresh_key = sha256_hex(&[token.as_bytes()]);
+        let refresh: Option<Refresh> = self
             .refresh
-            .get_json::<Refresh>(&sha256_hex(&[token.as_bytes()]))
-            .map_err(Self::store_failed)?
-        {
-            if record.client_id == client.client_id {
+            .get_json(&refresh_key)
+            .map_err(Self::store_failed)?;
+        match refresh {
+            Some(record) if record.client_id == client.client_id => {
                 self.refresh
-                    .remove(sha256_hex(&[token.as_bytes()]).as_bytes())
+                    .remove(refresh_key.as_bytes())
                     .map_err(Self::store_failed)?;
             }
-        } else if let Ok(verified) = crate::token::verify(&self.ring, token) {
-            if verified.claims.client_id == client.client_id {
-                self.revocations
-                    .revoke(&verified.revocation_ids)
-                    .map_err(Self::store_failed)?;
+            Some(_) => {}
+            None => {
+                // An access token of this client: revoke its blocks.
+                if let Ok(verified) = crate::token::verify(&self.ring, token)
+                    && verified.claims.client_id == client.client_id
+                {
+                    self.revocations
+                        .revoke(&verified.revocation_ids)
+                        .map_err(Self::store_failed)?;
+                }
             }
         }
         self.store.flush().map_err(Self::store_failed)?;

@@ -49,7 +49,9 @@ async fn platform() -> Result<TestPlatform> {
         vec![
             Package::built("api/bank-status"),
             Package::built("test/echo").with_manifest(ECHO_INQUIRY),
-            Package::built("test/echo").named("echo-transfer").with_manifest(ECHO_TRANSFER),
+            Package::built("test/echo")
+                .named("echo-transfer")
+                .with_manifest(ECHO_TRANSFER),
         ],
         |c| {
             c.tls.mode = TlsMode::Off;
@@ -88,12 +90,20 @@ async fn post_form(t: &TestPlatform, path: &str, fields: &[(&str, &str)]) -> Res
 
 async fn get_bearer(t: &TestPlatform, path: &str, token: &str) -> Result<Reply> {
     let auth = format!("Bearer {token}");
-    send(t.addr(), "GET", path, &[("authorization", &auth)], Vec::new()).await
+    send(
+        t.addr(),
+        "GET",
+        path,
+        &[("authorization", &auth)],
+        Vec::new(),
+    )
+    .await
 }
 
 /// A registered confidential client: (client_id, client_secret, client_use_code).
 async fn register_client(t: &TestPlatform) -> Result<(String, String, String)> {
-    let admin = std::fs::read_to_string(t.platform.admin_token.as_ref().context("no admin token")?)?;
+    let admin =
+        std::fs::read_to_string(t.platform.admin_token.as_ref().context("no admin token")?)?;
     let body = json!({
         "name": "Pay app",
         "redirect_uris": [REDIRECT],
@@ -104,14 +114,25 @@ async fn register_client(t: &TestPlatform) -> Result<(String, String, String)> {
         t.addr(),
         "POST",
         "/admin/v1/clients",
-        &[("authorization", &auth), ("content-type", "application/json")],
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
         body.to_string().into_bytes(),
     )
     .await?;
     assert_eq!(reply.status, 201, "{:?}", reply.body);
     let v = reply.json()?;
-    let field = |k: &str| v[k].as_str().map(str::to_owned).with_context(|| format!("{k} in {v}"));
-    Ok((field("client_id")?, field("client_secret")?, field("client_use_code")?))
+    let field = |k: &str| {
+        v[k].as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{k} in {v}"))
+    };
+    Ok((
+        field("client_id")?,
+        field("client_secret")?,
+        field("client_use_code")?,
+    ))
 }
 
 /// The value of the first `name="NAME" value="…"` in an HTML page.
@@ -144,25 +165,66 @@ async fn authorize(t: &TestPlatform, client_id: &str, scope: &str) -> Result<Str
         ("code_challenge", &challenge),
         ("code_challenge_method", "S256"),
     ]);
-    let page = t.get(&format!("/oauth/2.0/authorize?{}", String::from_utf8(query)?)).await?;
+    let page = t
+        .get(&format!(
+            "/oauth/2.0/authorize?{}",
+            String::from_utf8(query)?
+        ))
+        .await?;
     assert_eq!(page.status, 200);
-    assert!(page.header("content-type").unwrap_or_default().starts_with("text/html"));
+    assert!(
+        page.header("content-type")
+            .unwrap_or_default()
+            .starts_with("text/html")
+    );
     let html = String::from_utf8(page.body.to_vec())?;
     let pending = html_value(&html, "pending").context("no pending id on the sign-in page")?;
 
     // Wrong password: the page again, with an error, nothing issued.
-    let retry = post_form(t, "/oauth/2.0/authorize", &[("pending", &pending), ("action", "login"), ("login_id", "hong"), ("password", "nope")]).await?;
+    let retry = post_form(
+        t,
+        "/oauth/2.0/authorize",
+        &[
+            ("pending", &pending),
+            ("action", "login"),
+            ("login_id", "hong"),
+            ("password", "nope"),
+        ],
+    )
+    .await?;
     assert!(String::from_utf8_lossy(&retry.body).contains("not correct"));
 
-    let consent = post_form(t, "/oauth/2.0/authorize", &[("pending", &pending), ("action", "login"), ("login_id", "hong"), ("password", "hong1234")]).await?;
+    let consent = post_form(
+        t,
+        "/oauth/2.0/authorize",
+        &[
+            ("pending", &pending),
+            ("action", "login"),
+            ("login_id", "hong"),
+            ("password", "hong1234"),
+        ],
+    )
+    .await?;
     let html = String::from_utf8(consent.body.to_vec())?;
     let account = html_value(&html, "account").context("no account on the consent page")?;
-    let mut fields = vec![("pending", pending.as_str()), ("action", "consent"), ("account", account.as_str())];
+    let mut fields = vec![
+        ("pending", pending.as_str()),
+        ("action", "consent"),
+        ("account", account.as_str()),
+    ];
     let scopes: Vec<&str> = scope.split(' ').collect();
     fields.extend(scopes.iter().map(|s| ("scope", *s)));
     let redirect = post_form(t, "/oauth/2.0/authorize", &fields).await?;
-    assert_eq!(redirect.status, 302, "{}", String::from_utf8_lossy(&redirect.body));
-    let location = redirect.header("location").context("no Location")?.to_owned();
+    assert_eq!(
+        redirect.status,
+        302,
+        "{}",
+        String::from_utf8_lossy(&redirect.body)
+    );
+    let location = redirect
+        .header("location")
+        .context("no Location")?
+        .to_owned();
     assert!(location.starts_with(REDIRECT), "{location}");
     assert_eq!(query_param(&location, "state").as_deref(), Some(state));
     query_param(&location, "code").context("no code in the redirect")
@@ -172,7 +234,13 @@ fn pkce_s256(verifier: &str) -> String {
     sfop_auth::oauth::pkce_s256(verifier)
 }
 
-async fn exchange(t: &TestPlatform, client: &(String, String, String), code: &str, verifier: &str, redirect: &str) -> Result<Reply> {
+async fn exchange(
+    t: &TestPlatform,
+    client: &(String, String, String),
+    code: &str,
+    verifier: &str,
+    redirect: &str,
+) -> Result<Reply> {
     post_form(
         t,
         "/oauth/2.0/token",
@@ -190,14 +258,28 @@ async fn exchange(t: &TestPlatform, client: &(String, String, String), code: &st
 
 fn token_of(reply: &Reply) -> Result<(String, Value)> {
     if reply.status != 200 {
-        bail!("token endpoint said {}: {}", reply.status, String::from_utf8_lossy(&reply.body));
+        bail!(
+            "token endpoint said {}: {}",
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        );
     }
     let v = reply.json()?;
-    Ok((v["access_token"].as_str().context("access_token")?.to_owned(), v))
+    Ok((
+        v["access_token"]
+            .as_str()
+            .context("access_token")?
+            .to_owned(),
+        v,
+    ))
 }
 
 fn rsp_code(reply: &Reply) -> String {
-    reply.json().ok().and_then(|v| v["rsp_code"].as_str().map(str::to_owned)).unwrap_or_default()
+    reply
+        .json()
+        .ok()
+        .and_then(|v| v["rsp_code"].as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 #[tokio::test]
@@ -213,7 +295,10 @@ async fn register_authorize_call_refresh_revoke() -> Result<()> {
 
     // The code is single-use.
     let again = exchange(&t, &client, &code, VERIFIER, REDIRECT).await?;
-    assert_eq!((again.status, again.json()?["error"].clone()), (400, json!("invalid_grant")));
+    assert_eq!(
+        (again.status, again.json()?["error"].clone()),
+        (400, json!("invalid_grant"))
+    );
 
     // Call an inquiry API on the consented account: the plugin sees the claims.
     let echo = get_bearer(&t, "/test/echo", &access).await?;
@@ -222,39 +307,106 @@ async fn register_authorize_call_refresh_revoke() -> Result<()> {
     assert_eq!(caller["client_id"], client.0);
     assert_eq!(caller["client_use_code"], client.2);
     assert_eq!(caller["user_seq_no"], token["user_seq_no"]);
-    let fintech = caller["fintech_use_nums"][0].as_str().context("no fintech_use_num")?.to_owned();
+    let fintech = caller["fintech_use_nums"][0]
+        .as_str()
+        .context("no fintech_use_num")?
+        .to_owned();
     assert_eq!(fintech.len(), 24);
-    let reply = get_bearer(&t, &format!("/test/echo?fintech_use_num={fintech}"), &access).await?;
+    let reply = get_bearer(
+        &t,
+        &format!("/test/echo?fintech_use_num={fintech}"),
+        &access,
+    )
+    .await?;
     assert_eq!(rsp_code(&reply), "A0000");
 
     // Another account is not consented; an oob API is not in scope.
-    let reply = get_bearer(&t, "/test/echo?fintech_use_num=199999999999999999999999", &access).await?;
+    let reply = get_bearer(
+        &t,
+        "/test/echo?fintech_use_num=199999999999999999999999",
+        &access,
+    )
+    .await?;
     assert_eq!((reply.status, rsp_code(&reply)), (403, "A0304".into()));
     let reply = get_bearer(&t, "/v2.0/bank/status", &access).await?;
     assert_eq!((reply.status, rsp_code(&reply)), (403, "A0011".into()));
 
     // Refresh rotates: the new pair works, the old refresh token is spent.
-    let refresh = token["refresh_token"].as_str().context("refresh_token")?.to_owned();
-    let refreshed = post_form(&t, "/oauth/2.0/token", &[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("client_id", &client.0), ("client_secret", &client.1)]).await?;
+    let refresh = token["refresh_token"]
+        .as_str()
+        .context("refresh_token")?
+        .to_owned();
+    let refreshed = post_form(
+        &t,
+        "/oauth/2.0/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &client.0),
+            ("client_secret", &client.1),
+        ],
+    )
+    .await?;
     let (access2, token2) = token_of(&refreshed)?;
     assert_ne!(access2, access);
     assert_ne!(token2["refresh_token"], token["refresh_token"]);
-    let reused = post_form(&t, "/oauth/2.0/token", &[("grant_type", "refresh_token"), ("refresh_token", &refresh), ("client_id", &client.0), ("client_secret", &client.1)]).await?;
+    let reused = post_form(
+        &t,
+        "/oauth/2.0/token",
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", &refresh),
+            ("client_id", &client.0),
+            ("client_secret", &client.1),
+        ],
+    )
+    .await?;
     assert_eq!((reused.status, rsp_code(&reused)), (400, "O0002".into()));
-    assert_eq!(rsp_code(&get_bearer(&t, "/test/echo", &access2).await?), "A0000");
+    assert_eq!(
+        rsp_code(&get_bearer(&t, "/test/echo", &access2).await?),
+        "A0000"
+    );
 
     // Revoke: the token dies at once, the other one lives.
-    let revoked = post_form(&t, "/oauth/2.0/revoke", &[("token", &access), ("client_id", &client.0), ("client_secret", &client.1)]).await?;
+    let revoked = post_form(
+        &t,
+        "/oauth/2.0/revoke",
+        &[
+            ("token", &access),
+            ("client_id", &client.0),
+            ("client_secret", &client.1),
+        ],
+    )
+    .await?;
     assert_eq!(revoked.status, 200);
     let reply = get_bearer(&t, "/test/echo", &access).await?;
     assert_eq!((reply.status, rsp_code(&reply)), (401, "O0002".into()));
-    assert_eq!(rsp_code(&get_bearer(&t, "/test/echo", &access2).await?), "A0000");
+    assert_eq!(
+        rsp_code(&get_bearer(&t, "/test/echo", &access2).await?),
+        "A0000"
+    );
 
     // Unlink: the user withdraws consent; every token of this client dies.
     let auth = format!("Bearer {access2}");
-    let body = json!({ "client_use_code": client.2, "user_seq_no": token["user_seq_no"] }).to_string();
-    let unlinked = send(t.addr(), "POST", "/v2.0/user/unlink", &[("authorization", &auth), ("content-type", "application/json")], body.into_bytes()).await?;
-    assert_eq!(rsp_code(&unlinked), "A0000", "{}", String::from_utf8_lossy(&unlinked.body));
+    let body =
+        json!({ "client_use_code": client.2, "user_seq_no": token["user_seq_no"] }).to_string();
+    let unlinked = send(
+        t.addr(),
+        "POST",
+        "/v2.0/user/unlink",
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body.into_bytes(),
+    )
+    .await?;
+    assert_eq!(
+        rsp_code(&unlinked),
+        "A0000",
+        "{}",
+        String::from_utf8_lossy(&unlinked.body)
+    );
     assert!(unlinked.json()?["api_tran_id"].is_string());
     let reply = get_bearer(&t, "/test/echo", &access2).await?;
     assert_eq!((reply.status, rsp_code(&reply)), (401, "O0002".into()));
@@ -269,7 +421,17 @@ async fn institution_tokens_and_their_refusals() -> Result<()> {
         let client = client.clone();
         let t = &t;
         async move {
-            post_form(t, "/oauth/2.0/token", &[("grant_type", "client_credentials"), ("scope", scope), ("client_id", &client.0), ("client_secret", &client.1)]).await
+            post_form(
+                t,
+                "/oauth/2.0/token",
+                &[
+                    ("grant_type", "client_credentials"),
+                    ("scope", scope),
+                    ("client_id", &client.0),
+                    ("client_secret", &client.1),
+                ],
+            )
+            .await
         }
     };
     let (oob, token) = token_of(&cc("oob").await?)?;
@@ -282,7 +444,17 @@ async fn institution_tokens_and_their_refusals() -> Result<()> {
     assert_eq!(rsp_code(&cc("inquiry").await?), "O0001");
     assert_eq!(rsp_code(&cc("banking").await?), "O0011");
     // A wrong secret.
-    let wrong = post_form(&t, "/oauth/2.0/token", &[("grant_type", "client_credentials"), ("scope", "oob"), ("client_id", &client.0), ("client_secret", "guess")]).await?;
+    let wrong = post_form(
+        &t,
+        "/oauth/2.0/token",
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "oob"),
+            ("client_id", &client.0),
+            ("client_secret", "guess"),
+        ],
+    )
+    .await?;
     assert_eq!((wrong.status, rsp_code(&wrong)), (401, "O0001".into()));
 
     // No token, a garbage token.
@@ -308,7 +480,10 @@ async fn code_exchange_refusals_have_no_side_effect() -> Result<()> {
     // Wrong PKCE verifier: refused, and the code is spent (no second try).
     let code = authorize(&t, &client.0, "inquiry").await?;
     let reply = exchange(&t, &client, &code, "x".repeat(43).as_str(), REDIRECT).await?;
-    assert_eq!((reply.status, reply.json()?["error"].clone()), (400, json!("invalid_grant")));
+    assert_eq!(
+        (reply.status, reply.json()?["error"].clone()),
+        (400, json!("invalid_grant"))
+    );
     let reply = exchange(&t, &client, &code, VERIFIER, REDIRECT).await?;
     assert_eq!(reply.status, 400);
 
@@ -329,7 +504,10 @@ async fn code_exchange_refusals_have_no_side_effect() -> Result<()> {
         .get(&format!("/oauth/2.0/authorize?response_type=code&client_id={}&redirect_uri={}&scope=oob&state=s", client.0, encode(REDIRECT)))
         .await?;
     assert_eq!(page.status, 302);
-    assert_eq!(query_param(page.header("location").unwrap_or_default(), "error").as_deref(), Some("invalid_scope"));
+    assert_eq!(
+        query_param(page.header("location").unwrap_or_default(), "error").as_deref(),
+        Some("invalid_scope")
+    );
     t.platform.stop().await
 }
 
@@ -341,20 +519,36 @@ async fn attenuated_tokens_are_enforced_at_the_gateway() -> Result<()> {
     let code = authorize(&t, &client.0, "login inquiry transfer").await?;
     let (access, _) = token_of(&exchange(&t, &client, &code, VERIFIER, REDIRECT).await?)?;
     let echo = get_bearer(&t, "/test/echo", &access).await?.json()?;
-    let fintech = echo["caller"]["fintech_use_nums"][0].as_str().context("fintech")?.to_owned();
+    let fintech = echo["caller"]["fintech_use_nums"][0]
+        .as_str()
+        .context("fintech")?
+        .to_owned();
 
     // The fintech company restricts the token offline (no platform key) and
     // hands it to a partner: payments of at most 30,000 won.
     let unverified = UnverifiedBiscuit::from_base64(&access)?;
     let partner = unverified
-        .append(BlockBuilder::new().code(r#"check if operation("read") or amount($a), $a <= 30000;"#)?)?
+        .append(
+            BlockBuilder::new()
+                .code(r#"check if operation("read") or amount($a), $a <= 30000;"#)?,
+        )?
         .to_base64()?;
     let pay = |token: String, amount: &'static str| {
         let (t, fintech) = (&t, fintech.clone());
         async move {
             let auth = format!("Bearer {token}");
             let body = json!({ "fintech_use_num": fintech, "tran_amt": amount }).to_string();
-            send(t.addr(), "POST", "/test/pay", &[("authorization", &auth), ("content-type", "application/json")], body.into_bytes()).await
+            send(
+                t.addr(),
+                "POST",
+                "/test/pay",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                body.into_bytes(),
+            )
+            .await
         }
     };
     assert_eq!(rsp_code(&pay(partner.clone(), "30000").await?), "A0000");
@@ -362,7 +556,10 @@ async fn attenuated_tokens_are_enforced_at_the_gateway() -> Result<()> {
     assert_eq!((over.status, rsp_code(&over)), (403, "A0301".into()));
     // The unrestricted token still pays more; reads stay allowed to the partner.
     assert_eq!(rsp_code(&pay(access.clone(), "30001").await?), "A0000");
-    assert_eq!(rsp_code(&get_bearer(&t, "/test/echo", &partner).await?), "A0000");
+    assert_eq!(
+        rsp_code(&get_bearer(&t, "/test/echo", &partner).await?),
+        "A0000"
+    );
     let _ = Biscuit::builder(); // the same crate the platform uses
     t.platform.stop().await
 }
@@ -389,26 +586,51 @@ async fn the_cli_registers_and_lists_clients_over_https() -> Result<()> {
                 .output()
         })
     };
-    let out = cli(["register", "--name", "Budget app", "--redirect-uri", "https://budget.example/cb", "--scope", "login", "--scope", "inquiry"]
-        .map(String::from)
-        .to_vec())
+    let out = cli([
+        "register",
+        "--name",
+        "Budget app",
+        "--redirect-uri",
+        "https://budget.example/cb",
+        "--scope",
+        "login",
+        "--scope",
+        "inquiry",
+    ]
+    .map(String::from)
+    .to_vec())
     .await??;
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let registered: Value = serde_json::from_slice(&out.stdout)?;
-    let client_id = registered["client_id"].as_str().context("client_id")?.to_owned();
+    let client_id = registered["client_id"]
+        .as_str()
+        .context("client_id")?
+        .to_owned();
     assert_eq!(registered["client_secret"].as_str().map(str::len), Some(64));
 
     let out = cli(vec!["list".into()]).await??;
     assert!(out.status.success());
     let listed: Value = serde_json::from_slice(&out.stdout)?;
-    let ids: Vec<&str> = listed["res_list"].as_array().context("res_list")?.iter().filter_map(|c| c["client_id"].as_str()).collect();
+    let ids: Vec<&str> = listed["res_list"]
+        .as_array()
+        .context("res_list")?
+        .iter()
+        .filter_map(|c| c["client_id"].as_str())
+        .collect();
     assert!(ids.contains(&client_id.as_str()), "{ids:?}");
     // The seeded demo client is there too; secrets are never listed.
     assert!(ids.contains(&"sfop-demo-client"));
     assert!(!String::from_utf8_lossy(&out.stdout).contains("secret"));
 
     // A bad spec is refused with the field named, and a non-zero exit.
-    let out = cli(["register", "--name", "X", "--scope", "payments"].map(String::from).to_vec()).await??;
+    let out = cli(["register", "--name", "X", "--scope", "payments"]
+        .map(String::from)
+        .to_vec())
+    .await??;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("scopes"));
     t.platform.stop().await
