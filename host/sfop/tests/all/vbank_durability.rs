@@ -49,10 +49,11 @@ fn child_books_transfers() -> Result<()> {
     let bank = VirtualBank::open(&Store::open(std::path::Path::new(&dir))?)?;
     let claims = hong();
     let fin = bank
-        .fintech_use_nums("1100000001", DEMO_CLIENT_ID, sfop_core::time::now_millis())?
+        .registered_accounts(&call(&claims), "1100000001", false)?
         .into_iter()
-        .next()
-        .context("hong's first fintech number")?;
+        .find(|a| a.bank_code_std == "097")
+        .context("hong's account at 097")?
+        .fintech_use_num;
     for i in 0..2_000u32 {
         let id = format!("{DEMO_CLIENT_USE_CODE}U{i:09}");
         let receipt = bank.withdraw(
@@ -85,7 +86,12 @@ fn acknowledged_transfers_survive_sigkill_exactly_once() -> Result<()> {
         (bank.capital()?, bank.balance_of(HONG_MAIN)?)
     };
     let mut child = Command::new(std::env::current_exe()?)
-        .args(["--exact", "vbank_durability::child_books_transfers", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "vbank_durability::child_books_transfers",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -104,16 +110,26 @@ fn acknowledged_transfers_survive_sigkill_exactly_once() -> Result<()> {
         }
     }
     child.wait()?;
-    assert_eq!(acked.len(), KILL_AFTER, "the child stopped before it was killed");
+    assert_eq!(
+        acked.len(),
+        KILL_AFTER,
+        "the child stopped before it was killed"
+    );
 
     let bank = VirtualBank::open(&Store::open(dir.path())?)?;
     let statement = bank.statement(HONG_MAIN)?;
     for (id, _) in &acked {
-        let n = statement.iter().filter(|p| p.bank_tran_id.as_deref() == Some(id)).count();
+        let n = statement
+            .iter()
+            .filter(|p| p.bank_tran_id.as_deref() == Some(id))
+            .count();
         assert_eq!(n, 1, "acknowledged transfer {id} booked {n} times");
     }
     // Whatever was booked (acknowledged or in flight at the kill), each id once.
-    let mut ids: Vec<&str> = statement.iter().filter_map(|p| p.bank_tran_id.as_deref()).collect();
+    let mut ids: Vec<&str> = statement
+        .iter()
+        .filter_map(|p| p.bank_tran_id.as_deref())
+        .collect();
     let booked = ids.len();
     ids.sort_unstable();
     ids.dedup();
@@ -134,6 +150,10 @@ fn acknowledged_transfers_survive_sigkill_exactly_once() -> Result<()> {
         })
         .collect();
     let results = bank.transfer_result(&call(&claims), &queries)?;
-    assert!(results.iter().all(|r| r.as_ref().is_ok_and(|r| r.answer.bank_rsp_code == "000")));
+    assert!(
+        results
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|r| r.answer.bank_rsp_code == "000"))
+    );
     Ok(())
 }
