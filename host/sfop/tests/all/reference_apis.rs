@@ -318,10 +318,10 @@ fn assert_documented(api: &str, body: &Value) -> Result<()> {
     let manifest = Manifest::parse(&std::fs::read_to_string(&path)?)?;
     let docs = manifest.docs.context("manifest has [docs]")?;
     assert!(!docs.response.is_empty(), "{api} documents its response");
-    let check = |name: &str, kind: &str, v: &Value| {
+    let check = |name: &str, kind: &str, v: &Value| -> Result<()> {
         let s = v
             .as_str()
-            .unwrap_or_else(|| panic!("{api}: {name} is not a string in {body}"));
+            .with_context(|| format!("{api}: {name} is not a string in {body}"))?;
         if kind.starts_with("N(") && !s.is_empty() {
             let digits = s.strip_prefix('-').unwrap_or(s);
             assert!(
@@ -329,18 +329,19 @@ fn assert_documented(api: &str, body: &Value) -> Result<()> {
                 "{api}: {name} = {s:?} is not digits"
             );
         }
+        Ok(())
     };
     for f in &docs.response {
         match f.name.split_once("[].") {
             Some((list, field)) => {
                 let items = body[list]
                     .as_array()
-                    .unwrap_or_else(|| panic!("{api}: {list} missing in {body}"));
+                    .with_context(|| format!("{api}: {list} missing in {body}"))?;
                 for item in items {
-                    check(&f.name, &f.kind, &item[field]);
+                    check(&f.name, &f.kind, &item[field])?;
                 }
             }
-            None => check(&f.name, &f.kind, &body[&f.name]),
+            None => check(&f.name, &f.kind, &body[&f.name])?,
         }
     }
     Ok(())
@@ -487,7 +488,7 @@ async fn balance_answers_and_refuses_as_the_bank_decides() -> Result<()> {
         LEE,
         "other-client",
         DEMO_CLIENT_USE_CODE,
-        &[lee_account.id.clone()],
+        std::slice::from_ref(&lee_account.id),
         &["transfer".to_owned()],
         now(),
     )?;
