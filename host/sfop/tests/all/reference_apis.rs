@@ -1387,7 +1387,8 @@ async fn account_cancel_withdraws_one_consent() -> Result<()> {
     b.stop().await
 }
 
-#[tokio::test]
+// Worker threads, so that the requests reach the bank in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_bank_tran_id_sent_concurrently_moves_money_once() -> Result<()> {
     let b = Arc::new(Bank::start().await?);
     let main = b.fin(HONG, "097").await?;
@@ -1433,6 +1434,7 @@ async fn bank_status_still_serves_with_the_reference_apis() -> Result<()> {
     let status = b
         .call("GET", "/v2.0/bank/status", Some(&institution()), None)
         .await?;
+    assert_documented("bank-status", &status)?;
     let down: Vec<&Value> = status["res_list"]
         .as_array()
         .context("res_list")?
