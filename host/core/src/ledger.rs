@@ -114,12 +114,12 @@ pub enum BankError {
     Backend(String),
     /// A business failure, to be answered with its codes.
     #[error("refused {}: {}", .0.rsp_code, .0.rsp_message)]
-    Refused(Refusal),
+    Refused(Box<Refusal>),
 }
 
 impl From<Refusal> for BankError {
     fn from(r: Refusal) -> Self {
-        BankError::Refused(r)
+        BankError::Refused(Box::new(r))
     }
 }
 

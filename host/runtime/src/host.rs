@@ -359,6 +359,8 @@ impl ledger::Host for HostState {
             .map_err(bank_error)
     }
 
+    // The item type is the WIT interface's `result<transfer-receipt, refusal>`.
+    #[allow(clippy::result_large_err)]
     fn transfer_result(
         &mut self,
         queries: Vec<ledger::ResultQuery>,
@@ -458,7 +460,7 @@ fn bank_error(e: BankError) -> ledger::Error {
     match e {
         BankError::Timeout => ledger::Error::Timeout,
         BankError::Backend(m) => ledger::Error::Backend(m),
-        BankError::Refused(r) => ledger::Error::Refused(refusal(r)),
+        BankError::Refused(r) => ledger::Error::Refused(refusal(*r)),
     }
 }
 

@@ -56,8 +56,7 @@ impl Fields {
         }
     }
 
-    /// A string field that may be absent (or empty, which reads as absent...
-    /// only through [`Fields::required`]; here an empty string is `Some("")`).
+    /// A string field that may be absent; an empty string is `Some("")`.
     pub fn optional(&self, field: &str) -> Result<Option<&str>, ApiError> {
         match self.map.get(field) {
             None | Some(Value::Null) => Ok(None),

@@ -33,6 +33,13 @@
 //! [`VirtualBank::fintech_use_nums`] gives the numbers with a live consent,
 //! for a token's `fintech_use_nums` claim; [`VirtualBank::user`] the name
 //! and CI for the consent page.
+//!
+//! What the bank needs in the verified claims (`sfop_core::Claims`) of
+//! every call: `client_id` (consents are per client), `client_use_code`
+//! (also in user tokens: `bank_tran_id` prefixes, fintech numbers and limits
+//! are per institution) and, for user APIs, `user_seq_no`. The bank decides
+//! from its own records, so `fintech_use_nums` is informational and `scopes`
+//! are the gateway's to check against the manifest.
 
 mod model;
 mod ops;

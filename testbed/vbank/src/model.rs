@@ -172,6 +172,8 @@ impl Registration {
 
 /// What became of a `bank_tran_id` (tree `vbank.tranids`, key:
 /// `date/bank_tran_id`).
+// Stored shapes, decoded one at a time: their size in memory does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum TranRecord {
     /// Used by an inquiry; no money moved.
@@ -210,6 +212,7 @@ impl From<Kind> for TransferKind {
     }
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) enum StoredOutcome {
     Done {

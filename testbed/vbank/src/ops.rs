@@ -60,7 +60,7 @@ fn backend_failure(e: &dyn std::fmt::Display) -> BankError {
 }
 
 fn refuse<T>(code: &str, message: impl Into<String>) -> R<T> {
-    Err(BankError::Refused(Refusal::new(code, message)))
+    Err(Refusal::new(code, message).into())
 }
 
 /// What a call is about: its caller, its clock.
@@ -448,11 +448,7 @@ impl VirtualBank {
 
     /// The account a deposit or recipient check goes to, and the fintech
     /// number to show, if any.
-    fn recipient(
-        &self,
-        institution: &str,
-        recipient: &Recipient,
-    ) -> R<(String, Option<(String, String)>, Option<String>)> {
+    fn recipient(&self, institution: &str, recipient: &Recipient) -> R<Resolved> {
         match recipient {
             Recipient::FintechUseNum(num) => {
                 let link: Option<FintechLink> = if secret::fintech_num_well_formed(num) {
@@ -513,16 +509,16 @@ impl VirtualBank {
                 ],
                 |tx| {
                     let [accounts, postings, tranids, usage, meta] = tx else {
-                        return Err(Abort::with(Refusal::new(
+                        return Err(Abort::with(Box::new(Refusal::new(
                             codes::BANK_ERROR,
                             "transaction trees",
-                        )));
+                        ))));
                     };
                     if tranids.get(key.as_bytes())?.is_some() {
-                        return Err(Abort::with(Refusal::new(
+                        return Err(Abort::with(Box::new(Refusal::new(
                             codes::DUPLICATE_BANK_TRAN_ID,
                             "bank_tran_id: already used today",
-                        )));
+                        ))));
                     }
                     let decided = decide(ctx, &t, &names, accounts, usage)?;
                     let stored = match decided {
@@ -590,7 +586,7 @@ fn decide(
     names: &BTreeMap<String, String>,
     accounts: &TxTree<'_>,
     usage: &TxTree<'_>,
-) -> Result<Result<Decision, Refusal>, Abort<Refusal>> {
+) -> Result<Result<Decision, Refusal>, Abort<Box<Refusal>>> {
     let answer_bank = match t.kind {
         TransferKind::Withdraw => VirtualBank::bank_code_of(t.wd_key),
         TransferKind::Deposit => VirtualBank::bank_code_of(t.dps_key),
@@ -620,8 +616,9 @@ fn decide(
     }
     let amt = t.tran_amt;
     let month = &ctx.now[..6];
-    let used =
-        |k: &str| -> Result<u64, Abort<Refusal>> { Ok(usage.get_json::<u64, _>(k)?.unwrap_or(0)) };
+    let used = |k: &str| -> Result<u64, Abort<Box<Refusal>>> {
+        Ok(usage.get_json::<u64, _>(k)?.unwrap_or(0))
+    };
     let mut new_usage = Vec::new();
     let mut wd_limit_remain_amt = None;
     if let Some(user) = t.user {
@@ -712,6 +709,10 @@ fn bank_codes_ok() -> (&'static str, &'static str) {
     bank_codes::OK
 }
 
+/// A recipient resolved: its account key, the fintech number and alias to
+/// show, and the holder name to check.
+type Resolved = (String, Option<(String, String)>, Option<String>);
+
 /// A transfer to decide.
 struct Transfer<'a> {
     kind: TransferKind,
@@ -758,11 +759,12 @@ fn receipt_of(kind: TransferKind, tran_amt: u64, stored: StoredOutcome) -> R<Tra
             rsp_code,
             rsp_message,
             answer,
-        } => Err(BankError::Refused(Refusal {
+        } => Err(Refusal {
             rsp_code,
             rsp_message,
             bank: answer.map(Into::into),
-        })),
+        }
+        .into()),
     }
 }
 
@@ -1146,7 +1148,7 @@ impl BankBackend for VirtualBank {
                     } else {
                         match receipt_of(q.kind, t.tran_amt, t.outcome) {
                             Ok(receipt) => Ok(receipt),
-                            Err(BankError::Refused(refusal)) => Err(refusal),
+                            Err(BankError::Refused(refusal)) => Err(*refusal),
                             Err(e) => return Err(e),
                         }
                     }
@@ -1268,23 +1270,23 @@ impl BankBackend for VirtualBank {
             self.store
                 .transaction(&[&t.registrations, &t.tranids], |tx| {
                     let [registrations, tranids] = tx else {
-                        return Err(Abort::with(Refusal::new(
+                        return Err(Abort::with(Box::new(Refusal::new(
                             codes::BANK_ERROR,
                             "transaction trees",
-                        )));
+                        ))));
                     };
                     if tranids.get(tran_key.as_bytes())?.is_some() {
-                        return Err(Abort::with(Refusal::new(
+                        return Err(Abort::with(Box::new(Refusal::new(
                             codes::DUPLICATE_BANK_TRAN_ID,
                             "bank_tran_id: already used today",
-                        )));
+                        ))));
                     }
                     let mut reg: Registration =
                         registrations.get_json(&reg_key)?.ok_or_else(|| {
-                            Abort::with(Refusal::new(
+                            Abort::with(Box::new(Refusal::new(
                                 missing,
                                 "the account is not registered with this client",
-                            ))
+                            )))
                         })?;
                     let consent = match scope {
                         ConsentScope::Inquiry => &mut reg.inquiry,
@@ -1293,10 +1295,10 @@ impl BankBackend for VirtualBank {
                     match consent {
                         Some(c) if !c.withdrawn => c.withdrawn = true,
                         _ => {
-                            return Err(Abort::with(Refusal::new(
+                            return Err(Abort::with(Box::new(Refusal::new(
                                 missing,
                                 format!("no {} consent to cancel", scope.as_str()),
-                            )));
+                            ))));
                         }
                     }
                     registrations.insert_json(&reg_key, &reg)?;
@@ -1313,9 +1315,12 @@ impl BankBackend for VirtualBank {
     }
 }
 
-impl From<Error> for Refusal {
+impl From<Error> for Box<Refusal> {
     fn from(e: Error) -> Self {
         tracing::error!(error = %e, "virtual bank: booking failed");
-        Refusal::new(codes::BANK_ERROR, "virtual bank booking failed")
+        Box::new(Refusal::new(
+            codes::BANK_ERROR,
+            "virtual bank booking failed",
+        ))
     }
 }

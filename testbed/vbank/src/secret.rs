@@ -149,7 +149,7 @@ pub(crate) fn fintech_num_well_formed(num: &str) -> bool {
         && num.bytes().all(|b| b.is_ascii_digit())
         && num
             .get(..23)
-            .is_some_and(|body| Some(luhn_digit(body)) == num.chars().last())
+            .is_some_and(|body| num.ends_with(luhn_digit(body)))
 }
 
 #[cfg(test)]

@@ -337,3 +337,42 @@ fn history_pages_with_a_cursor_and_deposits_check_names() -> anyhow::Result<()> 
     assert_eq!(bank.audit()?, Ok(()));
     Ok(())
 }
+
+#[test]
+fn one_bank_tran_id_from_many_threads_moves_money_once() -> anyhow::Result<()> {
+    let (_dir, bank) = open()?;
+    let claims = hong();
+    let main = bank
+        .registered_accounts(&call(&claims), "1100000001", false)?
+        .into_iter()
+        .find(|a| a.bank_code_std == "097")
+        .map(|a| a.fintech_use_num)
+        .unwrap_or_default();
+    let before = bank.balance_of("097/1101234567890")?;
+    let outcomes: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..8)
+            .map(|_| {
+                s.spawn(|| {
+                    rsp_code(
+                        bank.withdraw(&call(&claims), &withdraw(&main, 900, 1_000))
+                            .map(|_| ()),
+                    )
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| "panicked".into()))
+            .collect()
+    });
+    let ok = outcomes.iter().filter(|c| c.starts_with("Ok")).count();
+    assert_eq!(ok, 1, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|c| c.starts_with("Ok") || c == codes::DUPLICATE_BANK_TRAN_ID)
+    );
+    assert_eq!(bank.balance_of("097/1101234567890")?, before - 1_000);
+    assert_eq!(bank.audit()?, Ok(()));
+    Ok(())
+}

@@ -318,10 +318,10 @@ fn assert_documented(api: &str, body: &Value) -> Result<()> {
     let manifest = Manifest::parse(&std::fs::read_to_string(&path)?)?;
     let docs = manifest.docs.context("manifest has [docs]")?;
     assert!(!docs.response.is_empty(), "{api} documents its response");
-    let check = |name: &str, kind: &str, v: &Value| {
+    let check = |name: &str, kind: &str, v: &Value| -> Result<()> {
         let s = v
             .as_str()
-            .unwrap_or_else(|| panic!("{api}: {name} is not a string in {body}"));
+            .with_context(|| format!("{api}: {name} is not a string in {body}"))?;
         if kind.starts_with("N(") && !s.is_empty() {
             let digits = s.strip_prefix('-').unwrap_or(s);
             assert!(
@@ -329,18 +329,19 @@ fn assert_documented(api: &str, body: &Value) -> Result<()> {
                 "{api}: {name} = {s:?} is not digits"
             );
         }
+        Ok(())
     };
     for f in &docs.response {
         match f.name.split_once("[].") {
             Some((list, field)) => {
                 let items = body[list]
                     .as_array()
-                    .unwrap_or_else(|| panic!("{api}: {list} missing in {body}"));
+                    .with_context(|| format!("{api}: {list} missing in {body}"))?;
                 for item in items {
-                    check(&f.name, &f.kind, &item[field]);
+                    check(&f.name, &f.kind, &item[field])?;
                 }
             }
-            None => check(&f.name, &f.kind, &body[&f.name]),
+            None => check(&f.name, &f.kind, &body[&f.name])?,
         }
     }
     Ok(())
@@ -487,7 +488,7 @@ async fn balance_answers_and_refuses_as_the_bank_decides() -> Result<()> {
         LEE,
         "other-client",
         DEMO_CLIENT_USE_CODE,
-        &[lee_account.id.clone()],
+        std::slice::from_ref(&lee_account.id),
         &["transfer".to_owned()],
         now(),
     )?;
@@ -639,7 +640,7 @@ async fn transaction_list_pages_filters_and_validates() -> Result<()> {
     }
     assert_refused(
         &b.get(
-            &url(all).replace(&main, &b.fin(KIM, "081").await?),
+            &url(&format!("{all}&sort_order=D")).replace(&main, &b.fin(KIM, "081").await?),
             &user(HONG),
         )
         .await?,
@@ -1386,7 +1387,8 @@ async fn account_cancel_withdraws_one_consent() -> Result<()> {
     b.stop().await
 }
 
-#[tokio::test]
+// Worker threads, so that the requests reach the bank in parallel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_bank_tran_id_sent_concurrently_moves_money_once() -> Result<()> {
     let b = Arc::new(Bank::start().await?);
     let main = b.fin(HONG, "097").await?;
@@ -1432,6 +1434,7 @@ async fn bank_status_still_serves_with_the_reference_apis() -> Result<()> {
     let status = b
         .call("GET", "/v2.0/bank/status", Some(&institution()), None)
         .await?;
+    assert_documented("bank-status", &status)?;
     let down: Vec<&Value> = status["res_list"]
         .as_array()
         .context("res_list")?

@@ -49,10 +49,11 @@ fn child_books_transfers() -> Result<()> {
     let bank = VirtualBank::open(&Store::open(std::path::Path::new(&dir))?)?;
     let claims = hong();
     let fin = bank
-        .fintech_use_nums("1100000001", DEMO_CLIENT_ID, sfop_core::time::now_millis())?
+        .registered_accounts(&call(&claims), "1100000001", false)?
         .into_iter()
-        .next()
-        .context("hong's first fintech number")?;
+        .find(|a| a.bank_code_std == "097")
+        .context("hong's account at 097")?
+        .fintech_use_num;
     for i in 0..2_000u32 {
         let id = format!("{DEMO_CLIENT_USE_CODE}U{i:09}");
         let receipt = bank.withdraw(
