@@ -153,12 +153,21 @@ fn query_param(location: &str, name: &str) -> Option<String> {
 
 /// Drives the authorize pages as user `hong` and returns the redirect's `code`.
 async fn authorize(t: &TestPlatform, client_id: &str, scope: &str) -> Result<String> {
+    authorize_with(t, client_id, REDIRECT, scope).await
+}
+
+async fn authorize_with(
+    t: &TestPlatform,
+    client_id: &str,
+    redirect_uri: &str,
+    scope: &str,
+) -> Result<String> {
     let challenge = pkce_s256(VERIFIER);
     let state = "0123456789abcdef0123456789abcdef";
     let query = form(&[
         ("response_type", "code"),
         ("client_id", client_id),
-        ("redirect_uri", REDIRECT),
+        ("redirect_uri", redirect_uri),
         ("scope", scope),
         ("state", state),
         ("auth_type", "0"),
@@ -225,7 +234,7 @@ async fn authorize(t: &TestPlatform, client_id: &str, scope: &str) -> Result<Str
         .header("location")
         .context("no Location")?
         .to_owned();
-    assert!(location.starts_with(REDIRECT), "{location}");
+    assert!(location.starts_with(redirect_uri), "{location}");
     assert_eq!(query_param(&location, "state").as_deref(), Some(state));
     query_param(&location, "code").context("no code in the redirect")
 }
@@ -634,4 +643,157 @@ async fn the_cli_registers_and_lists_clients_over_https() -> Result<()> {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("scopes"));
     t.platform.stop().await
+}
+
+/// The reference APIs with real tokens: the demo app, user hong, the 3-legged
+/// flow, then balance and withdraw through the gateway's Datalog decision.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_apis_answer_real_tokens() -> Result<()> {
+    let t = TestPlatform::start_with(
+        vec![
+            Package::built("api/account-balance"),
+            Package::built("api/transfer-withdraw"),
+            Package::built("api/bank-status"),
+        ],
+        |c| {
+            c.tls.mode = TlsMode::Off;
+            c.auth.mode = AuthMode::Biscuit;
+        },
+    )
+    .await?;
+    // The seeded demo app: its institution has a contract account at the bank.
+    let demo: Value =
+        serde_json::from_slice(&std::fs::read(t.data_dir().join("demo-client.json"))?)?;
+    let field = |k: &str| {
+        demo[k]
+            .as_str()
+            .map(str::to_owned)
+            .context("demo-client.json")
+    };
+    let client = (
+        field("client_id")?,
+        field("client_secret")?,
+        field("client_use_code")?,
+    );
+    let redirect = field("redirect_uri")?;
+    let code = authorize_with(&t, &client.0, &redirect, "login inquiry transfer").await?;
+    let (access, token) = token_of(&exchange(&t, &client, &code, VERIFIER, &redirect).await?)?;
+    let echo_free_claims = sfop_auth_claims(&access)?;
+    let fintech = echo_free_claims
+        .first()
+        .context("no consented account")?
+        .clone();
+    let now = "20261122120000";
+
+    let balance = get_bearer(
+        &t,
+        &format!("/v2.0/account/balance/fin_num?bank_tran_id={}U000000001&fintech_use_num={fintech}&tran_dtime={now}", client.2),
+        &access,
+    )
+    .await?;
+    assert_eq!(
+        rsp_code(&balance),
+        "A0000",
+        "{}",
+        String::from_utf8_lossy(&balance.body)
+    );
+    assert!(balance.json()?["balance_amt"].is_string());
+
+    // Someone else's fintech_use_num never reaches the bank.
+    let other = get_bearer(
+        &t,
+        &format!("/v2.0/account/balance/fin_num?bank_tran_id={}U000000002&fintech_use_num=120230000100000000000023&tran_dtime={now}", client.2),
+        &access,
+    )
+    .await?;
+    assert_eq!((other.status, rsp_code(&other)), (403, "A0304".into()));
+
+    let withdraw = |token: String, id: &'static str, amount: &'static str| {
+        let (t, client, fintech) = (&t, client.clone(), fintech.clone());
+        async move {
+            let body = json!({
+                "bank_tran_id": format!("{}{id}", client.2),
+                "cntr_account_type": "N",
+                "cntr_account_num": "5000000000001",
+                "dps_print_content": "sfop test",
+                "fintech_use_num": fintech,
+                "wd_print_content": "coffee",
+                "tran_amt": amount,
+                "tran_dtime": now,
+                "req_client_name": "홍길동",
+                "req_client_num": "HONG",
+                "transfer_purpose": "TR",
+            });
+            let auth = format!("Bearer {token}");
+            send(
+                t.addr(),
+                "POST",
+                "/v2.0/transfer/withdraw/fin_num",
+                &[
+                    ("authorization", &auth),
+                    ("content-type", "application/json"),
+                ],
+                body.to_string().into_bytes(),
+            )
+            .await
+        }
+    };
+    // The user's own token withdraws into the institution's contract account.
+    let paid = withdraw(access.clone(), "U000000003", "5000").await?;
+    assert_eq!(
+        rsp_code(&paid),
+        "A0000",
+        "{}",
+        String::from_utf8_lossy(&paid.body)
+    );
+    assert_eq!(paid.json()?["tran_amt"], "5000");
+
+    // A partner's attenuated copy is stopped at the gateway above its limit.
+    let partner = biscuit_auth::UnverifiedBiscuit::from_base64(&access)?
+        .append(
+            biscuit_auth::BlockBuilder::new()
+                .code(r#"check if operation("read") or amount($a), $a <= 1000;"#)?,
+        )?
+        .to_base64()?;
+    let refused = withdraw(partner, "U000000004", "5000").await?;
+    assert_eq!((refused.status, rsp_code(&refused)), (403, "A0301".into()));
+    assert_eq!(token["scope"], "login inquiry transfer");
+
+    // The institution token of the same app reads bank status, not balances.
+    let (oob, _) = token_of(
+        &post_form(
+            &t,
+            "/oauth/2.0/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "oob"),
+                ("client_id", &client.0),
+                ("client_secret", &client.1),
+            ],
+        )
+        .await?,
+    )?;
+    assert_eq!(
+        rsp_code(&get_bearer(&t, "/v2.0/bank/status", &oob).await?),
+        "A0000"
+    );
+    let reply = get_bearer(&t, &format!("/v2.0/account/balance/fin_num?bank_tran_id={}U000000005&fintech_use_num={fintech}&tran_dtime={now}", client.2), &oob).await?;
+    assert_eq!((reply.status, rsp_code(&reply)), (403, "A0011".into()));
+    t.platform.stop().await
+}
+
+/// The consented accounts in an access token, read as any holder can (the
+/// authority block is readable; only its signature needs the root key).
+fn sfop_auth_claims(token: &str) -> Result<Vec<String>> {
+    let unverified = biscuit_auth::UnverifiedBiscuit::from_base64(token)?;
+    let source = unverified.print_block_source(0)?;
+    Ok(source
+        .lines()
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix("account(\"")?
+                .strip_suffix("\");")
+                .map(str::to_owned)
+        })
+        .collect())
 }
