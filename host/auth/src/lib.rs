@@ -10,6 +10,7 @@
 //! enforces every block on every request and checks revocation.
 
 pub mod clients;
+pub mod holder;
 pub mod keys;
 pub mod oauth;
 pub mod policy;
