@@ -34,6 +34,8 @@ pub struct Target {
     pub expect_status: u16,
     /// Expected body length, when known; a different length is an error.
     pub expect_body_len: Option<usize>,
+    /// `Authorization` header value to send, if any.
+    pub authorization: Option<String>,
 }
 
 /// One run's outcome, over all connections.
@@ -140,10 +142,11 @@ async fn one_request(
     host: &str,
 ) -> Result<(), Failure> {
     sender.ready().await.map_err(|_| Failure::Transport)?;
-    let req = Request::get(target.path.as_str())
-        .header(hyper::header::HOST, host)
-        .body(Empty::new())
-        .map_err(|_| Failure::Answer)?;
+    let mut req = Request::get(target.path.as_str()).header(hyper::header::HOST, host);
+    if let Some(auth) = &target.authorization {
+        req = req.header(hyper::header::AUTHORIZATION, auth.as_str());
+    }
+    let req = req.body(Empty::new()).map_err(|_| Failure::Answer)?;
     let res = sender
         .send_request(req)
         .await
@@ -177,11 +180,17 @@ async fn connect(addr: SocketAddr) -> Result<SendRequest<Empty<Bytes>>> {
 }
 
 /// One GET on a fresh connection: `(status, headers, body)`.
-pub async fn fetch_once(addr: SocketAddr, path: &str) -> Result<(u16, hyper::HeaderMap, Bytes)> {
+pub async fn fetch_once(
+    addr: SocketAddr,
+    path: &str,
+    authorization: Option<&str>,
+) -> Result<(u16, hyper::HeaderMap, Bytes)> {
     let mut sender = connect(addr).await?;
-    let req = Request::get(path)
-        .header(hyper::header::HOST, addr.to_string())
-        .body(Empty::new())?;
+    let mut req = Request::get(path).header(hyper::header::HOST, addr.to_string());
+    if let Some(auth) = authorization {
+        req = req.header(hyper::header::AUTHORIZATION, auth);
+    }
+    let req = req.body(Empty::new())?;
     let res = tokio::time::timeout(REQUEST_TIMEOUT, sender.send_request(req))
         .await
         .with_context(|| format!("GET {path} timed out"))??;
@@ -189,6 +198,29 @@ pub async fn fetch_once(addr: SocketAddr, path: &str) -> Result<(u16, hyper::Hea
     let headers = res.headers().clone();
     let body = res.into_body().collect().await?.to_bytes();
     Ok((status, headers, body))
+}
+
+/// One form POST on a fresh connection; returns the body.
+pub async fn post_form(addr: SocketAddr, path: &str, form: String) -> Result<Bytes> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let (mut sender, conn) =
+        http1::handshake::<_, http_body_util::Full<Bytes>>(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    let req = Request::post(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .header(
+            hyper::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(http_body_util::Full::new(Bytes::from(form)))?;
+    let res = tokio::time::timeout(REQUEST_TIMEOUT, sender.send_request(req))
+        .await
+        .with_context(|| format!("POST {path} timed out"))??;
+    Ok(res.into_body().collect().await?.to_bytes())
 }
 
 fn duration_ns(d: Duration) -> u64 {

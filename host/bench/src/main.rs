@@ -255,7 +255,7 @@ fn main() -> Result<()> {
     let gateway = platform.local_addr;
 
     // Capture the plugin's answer once; B0 repeats it.
-    let (status, headers, body) = client_rt.block_on(load::fetch_once(gateway, ECHO_PATH))?;
+    let (status, headers, body) = client_rt.block_on(load::fetch_once(gateway, ECHO_PATH, None))?;
     let text = String::from_utf8_lossy(&body);
     if status != 200 || !text.contains("\"rsp_code\":\"A0000\"") {
         bail!("GET {ECHO_PATH} answered {status}: {text}");
@@ -263,7 +263,39 @@ fn main() -> Result<()> {
     let body_len = body.len();
     let header_names: Vec<String> = headers.keys().map(|k| k.to_string()).collect();
     let bare = server_rt.block_on(BareServer::start(Canned::new(status, headers, body)?))?;
-    let (status_404, _, body_404) = client_rt.block_on(load::fetch_once(gateway, MISSING_PATH))?;
+    let (status_404, _, body_404) =
+        client_rt.block_on(load::fetch_once(gateway, MISSING_PATH, None))?;
+
+    // B2's platform: the same plugin with authorisation on, called with an
+    // institution (oob) token of the seeded demo client.
+    let auth_data_dir = tempfile::tempdir().context("creating a temp data dir")?;
+    let authed = server_rt.block_on(sfop::start(Config {
+        listen: "127.0.0.1:0".parse()?,
+        ops_listen: "127.0.0.1:0".parse()?,
+        plugins: plugins_dir.path().to_owned(),
+        data_dir: auth_data_dir.path().to_owned(),
+        tls: TlsConfig {
+            mode: TlsMode::Off,
+            ..TlsConfig::default()
+        },
+        ..Config::default()
+    }))?;
+    let bearer = format!(
+        "Bearer {}",
+        client_rt.block_on(oob_token(authed.local_addr, auth_data_dir.path()))?
+    );
+    let (status_auth, _, body_auth) = client_rt.block_on(load::fetch_once(
+        authed.local_addr,
+        ECHO_PATH,
+        Some(&bearer),
+    ))?;
+    if status_auth != 200 || !String::from_utf8_lossy(&body_auth).contains("\"rsp_code\":\"A0000\"")
+    {
+        bail!(
+            "authorised GET {ECHO_PATH} answered {status_auth}: {}",
+            String::from_utf8_lossy(&body_auth)
+        );
+    }
 
     let mut scenarios = vec![
         Scenario {
@@ -279,6 +311,15 @@ fn main() -> Result<()> {
             rounds: Vec::new(),
         },
     ];
+    scenarios.push(Scenario {
+        key: "b2_gateway_echo_auth",
+        label: "B2 gateway + biscuit auth",
+        target: Target {
+            authorization: Some(bearer),
+            ..target(authed.local_addr, ECHO_PATH, 200, body_auth.len())
+        },
+        rounds: Vec::new(),
+    });
     if !args.no_404 {
         scenarios.push(Scenario {
             key: "b1_gateway_404",
@@ -304,6 +345,9 @@ fn main() -> Result<()> {
     // Stop both servers whatever happened; report the measurement error first.
     let stopped = server_rt.block_on(async {
         bare.stop().await?;
+        tokio::time::timeout(Duration::from_secs(10), authed.stop())
+            .await
+            .context("the authorising gateway did not stop within 10 s")??;
         tokio::time::timeout(Duration::from_secs(10), platform.stop())
             .await
             .context("the gateway did not stop within 10 s")?
@@ -364,9 +408,38 @@ async fn measure(args: &Args, scenarios: &mut [Scenario]) -> Result<()> {
 }
 
 fn ratio(scenarios: &[Scenario]) -> Option<f64> {
+    ratio_of(scenarios, "b1_gateway_echo", "b0_bare_hyper")
+}
+
+/// Requests/s of scenario `num` over scenario `den`.
+fn ratio_of(scenarios: &[Scenario], num: &str, den: &str) -> Option<f64> {
     let rps = |key: &str| scenarios.iter().find(|s| s.key == key)?.summary().rps;
-    let (b0, b1) = (rps("b0_bare_hyper")?, rps("b1_gateway_echo")?);
-    (b0 > 0.0).then_some(b1 / b0)
+    let (n, d) = (rps(num)?, rps(den)?);
+    (d > 0.0).then_some(n / d)
+}
+
+/// A client-credentials token of the demo client seeded in `data_dir`.
+async fn oob_token(addr: SocketAddr, data_dir: &std::path::Path) -> Result<String> {
+    let demo: Value = serde_json::from_slice(
+        &std::fs::read(data_dir.join("demo-client.json")).context("reading demo-client.json")?,
+    )?;
+    let field = |k: &str| {
+        demo[k]
+            .as_str()
+            .map(str::to_owned)
+            .context("demo-client.json")
+    };
+    let form = format!(
+        "grant_type=client_credentials&scope=oob&client_id={}&client_secret={}",
+        field("client_id")?,
+        field("client_secret")?
+    );
+    let body = load::post_form(addr, "/oauth/2.0/token", form).await?;
+    let token: Value = serde_json::from_slice(&body)?;
+    token["access_token"]
+        .as_str()
+        .map(str::to_owned)
+        .with_context(|| format!("token endpoint said {}", String::from_utf8_lossy(&body)))
 }
 
 fn print_table(scenarios: &[Scenario]) {
@@ -406,6 +479,13 @@ fn print_table(scenarios: &[Scenario]) {
             if r >= 0.5 { "met" } else { "NOT met" }
         ),
         None => println!("\nB1/B0 requests/s ratio: n/a"),
+    }
+    match ratio_of(scenarios, "b2_gateway_echo_auth", "b1_gateway_echo") {
+        Some(r) => println!(
+            "B2/B1 requests/s ratio (authorised / unauthorised): {r:.3} (target >= 0.7: {})",
+            if r >= 0.7 { "met" } else { "NOT met" }
+        ),
+        None => println!("B2/B1 requests/s ratio: n/a"),
     }
     println!(
         "(medians over rounds; errors summed; srv CPU/req and faults/req = server threads' \
@@ -459,6 +539,8 @@ fn report_json(
         "scenarios": scenarios_json,
         "ratio_b1_over_b0": ratio(scenarios),
         "ratio_target": 0.5,
+        "ratio_b2_over_b1": ratio_of(scenarios, "b2_gateway_echo_auth", "b1_gateway_echo"),
+        "ratio_b2_target": 0.7,
     })
 }
 
@@ -468,6 +550,7 @@ fn target(addr: SocketAddr, path: &str, status: u16, body_len: usize) -> Target 
         path: path.to_owned(),
         expect_status: status,
         expect_body_len: Some(body_len),
+        authorization: None,
     }
 }
 
