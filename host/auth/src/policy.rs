@@ -123,6 +123,8 @@ pub struct TokenAuthorizer {
     revocations: Arc<Revocations>,
     config: PolicyConfig,
     verified: Mutex<HashMap<String, Arc<Verified>>>,
+    /// `allow if true`: every check of every block decides.
+    allow: biscuit_auth::builder::Policy,
 }
 
 impl TokenAuthorizer {
@@ -132,6 +134,15 @@ impl TokenAuthorizer {
             revocations,
             config,
             verified: Mutex::new(HashMap::new()),
+            allow: biscuit_auth::builder::Policy {
+                queries: vec![biscuit_auth::builder::Rule::new(
+                    biscuit_auth::builder::pred("query", &[] as &[Term]),
+                    vec![],
+                    vec![],
+                    vec![],
+                )],
+                kind: biscuit_auth::builder::PolicyKind::Allow,
+            },
         }
     }
 
@@ -249,60 +260,79 @@ impl TokenAuthorizer {
     }
 
     /// The per-request authoriser; `checks` records what each authoriser
-    /// check (by index) stands for, to explain a failure.
+    /// check (by index) stands for, to explain a failure. Built from terms,
+    /// not Datalog text: parsing source on every request cost more than the
+    /// decision itself.
     fn request_authorizer(
         &self,
         input: &AuthInput<'_>,
         checks: &mut Vec<CheckKind>,
     ) -> Result<AuthorizerBuilder, Token> {
+        use biscuit_auth::builder::{self as b, CheckKind as Kind, Rule, Scope};
+        let one = |body: Vec<b::Predicate>, scopes: Vec<Scope>| b::Check {
+            queries: vec![Rule::new(
+                b::pred("query", &[] as &[Term]),
+                body,
+                vec![],
+                scopes,
+            )],
+            kind: Kind::One,
+        };
         let operation = if input.required_scope == "transfer" {
             "transfer"
         } else {
             "read"
         };
-        let mut params: HashMap<String, Term> = HashMap::from([
-            ("api".into(), Term::Str(input.api.to_owned())),
-            ("op".into(), Term::Str(operation.into())),
-            ("scope".into(), Term::Str(input.required_scope.to_owned())),
-        ]);
-        let mut code = String::from(
-            "api({api}); operation({op}); required_scope({scope});\n\
-             check if required_scope($s), scope($s);\n",
-        );
+        let mut builder = AuthorizerBuilder::new()
+            .fact(b::fact("api", &[b::string(input.api)]))?
+            .fact(b::fact("operation", &[b::string(operation)]))?
+            .fact(b::fact(
+                "required_scope",
+                &[b::string(input.required_scope)],
+            ))?
+            .check(one(
+                vec![
+                    b::pred("required_scope", &[b::var("s")]),
+                    b::pred("scope", &[b::var("s")]),
+                ],
+                vec![],
+            ))?;
         checks.push(CheckKind::Scope);
         if let Some(user) = &input.user {
-            params.insert("user".into(), Term::Str(user.clone()));
-            code.push_str("resource_user({user});\ncheck if user({user});\n");
+            builder = builder
+                .fact(b::fact("resource_user", &[b::string(user)]))?
+                .check(one(vec![b::pred("user", &[b::string(user)])], vec![]))?;
             checks.push(CheckKind::User);
         }
         if let Some(amount) = input.amount {
-            params.insert("amount".into(), Term::Integer(amount));
-            code.push_str("amount({amount});\n");
+            builder = builder.fact(b::fact("amount", &[b::int(amount)]))?;
         }
-        let mut scope_keys = HashMap::new();
-        for (i, account) in input.accounts.iter().enumerate() {
-            params.insert(format!("acct{i}"), Term::Str(account.clone()));
-            code.push_str(&format!("resource_account({{acct{i}}});\n"));
+        for account in &input.accounts {
+            builder = builder.fact(b::fact("resource_account", &[b::string(account)]))?;
             // Institution (oob) tokens carry no accounts: the bank checks
             // that the fintech_use_num was issued to the institution.
             if input.required_scope != "oob" {
-                code.push_str(&format!("check if account({{acct{i}}});\n"));
+                builder =
+                    builder.check(one(vec![b::pred("account", &[b::string(account)])], vec![]))?;
                 checks.push(CheckKind::Account(account.clone()));
             }
-            for (k, (bank_key, scopes)) in self.config.bank_consent.iter().enumerate() {
+            for (bank_key, scopes) in &self.config.bank_consent {
                 if scopes.iter().any(|s| s == input.required_scope) {
-                    scope_keys.insert(format!("bank{k}"), *bank_key);
-                    code.push_str(&format!(
-                        "check if bank_consent({{acct{i}}}, {{scope}}) trusting {{bank{k}}};\n"
-                    ));
+                    builder = builder.check(one(
+                        vec![b::pred(
+                            "bank_consent",
+                            &[b::string(account), b::string(input.required_scope)],
+                        )],
+                        vec![Scope::PublicKey(*bank_key)],
+                    ))?;
                     checks.push(CheckKind::BankConsent(account.clone()));
                 }
             }
         }
-        code.push_str("allow if true;\n");
-        AuthorizerBuilder::new()
-            .code_with_params(code, params, scope_keys)
-            .map(|b| b.time().set_limits(self.config.limits.clone()))
+        Ok(builder
+            .policy(self.allow.clone())?
+            .time()
+            .set_limits(self.config.limits.clone()))
     }
 }
 
