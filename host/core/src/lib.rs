@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod envelope;
+pub mod files;
 pub mod ledger;
 pub mod manifest;
 pub mod time;

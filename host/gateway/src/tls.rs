@@ -54,7 +54,7 @@ pub fn ensure_self_signed(dir: &Path) -> Result<TlsSettings, TlsError> {
             "::1".to_owned(),
         ])?;
         std::fs::write(&cert, generated.cert.pem()).map_err(|e| io(&cert, e))?;
-        write_private(&key, generated.signing_key.serialize_pem().as_bytes())
+        sfop_core::files::write_private(&key, generated.signing_key.serialize_pem().as_bytes())
             .map_err(|e| io(&key, e))?;
         tracing::info!(cert = %cert.display(), "generated a self-signed TLS certificate");
     }
@@ -63,24 +63,6 @@ pub fn ensure_self_signed(dir: &Path) -> Result<TlsSettings, TlsError> {
         key,
         client_ca: None,
     })
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
 }
 
 /// Builds the rustls server configuration.

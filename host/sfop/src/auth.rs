@@ -266,8 +266,7 @@ fn seed_demo_client(server: &OAuthServer, data_dir: &Path) -> anyhow::Result<()>
         "redirect_uri": client.redirect_uris.first(),
     });
     let path = data_dir.join("demo-client.json");
-    let _ = std::fs::remove_file(&path);
-    write_private(&path, serde_json::to_string_pretty(&file)?.as_bytes())
+    sfop_core::files::write_private(&path, serde_json::to_string_pretty(&file)?.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
@@ -285,26 +284,9 @@ pub fn bootstrap_admin_token(
     // Ten years: the operator rotates it by revoking and deleting the file.
     let expires = sfop_core::time::now_millis() / 1000 + 10 * 365 * 86_400;
     let token = sfop_auth::issue_admin(ring, "local-operator", expires)?;
-    write_private(&path, token.as_bytes())
+    sfop_core::files::write_private(&path, token.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(path)
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
 }
 
 /// The authorization side of a running platform.
