@@ -11,29 +11,44 @@
 use std::collections::HashMap;
 
 use biscuit_auth::builder::Term;
-use biscuit_auth::{Algorithm, BlockBuilder, KeyPair, PrivateKey, ThirdPartyBlock, ThirdPartyRequest, UnverifiedBiscuit};
+use biscuit_auth::{
+    Algorithm, BlockBuilder, KeyPair, PrivateKey, ThirdPartyBlock, ThirdPartyRequest,
+    UnverifiedBiscuit,
+};
 
 use crate::{Error, Result};
 
 /// `token` with one more block of checks (Datalog source).
 pub fn attenuate(token: &str, checks: &str) -> Result<String> {
     let block = BlockBuilder::new().code(checks)?;
-    Ok(UnverifiedBiscuit::from_base64(token)?.append(block)?.to_base64()?)
+    Ok(UnverifiedBiscuit::from_base64(token)?
+        .append(block)?
+        .to_base64()?)
 }
 
 /// A bank's signing key: `(private key hex, public key "ed25519/<hex>")`.
 pub fn generate_bank_key() -> (String, String) {
     let pair = KeyPair::new();
-    (pair.private().to_bytes_hex(), format!("ed25519/{}", pair.public().to_bytes_hex()))
+    (
+        pair.private().to_bytes_hex(),
+        format!("ed25519/{}", pair.public().to_bytes_hex()),
+    )
 }
 
 /// Step 1 (fintech company): the request a bank needs to co-sign `token`.
 pub fn third_party_request(token: &str) -> Result<String> {
-    Ok(UnverifiedBiscuit::from_base64(token)?.third_party_request()?.serialize_base64()?)
+    Ok(UnverifiedBiscuit::from_base64(token)?
+        .third_party_request()?
+        .serialize_base64()?)
 }
 
 /// Step 2 (bank): sign `bank_consent(fintech_use_num, scope)` for the request.
-pub fn cosign_consent(request: &str, bank_private_hex: &str, fintech_use_num: &str, scope: &str) -> Result<String> {
+pub fn cosign_consent(
+    request: &str,
+    bank_private_hex: &str,
+    fintech_use_num: &str,
+    scope: &str,
+) -> Result<String> {
     let private = PrivateKey::from_bytes_hex(bank_private_hex, Algorithm::Ed25519)
         .map_err(|e| Error::Key(format!("bank private key: {e}")))?;
     let block = BlockBuilder::new().code_with_params(
@@ -44,7 +59,8 @@ pub fn cosign_consent(request: &str, bank_private_hex: &str, fintech_use_num: &s
         ]),
         HashMap::new(),
     )?;
-    let signed: ThirdPartyBlock = ThirdPartyRequest::deserialize_base64(request)?.create_block(&private, block)?;
+    let signed: ThirdPartyBlock =
+        ThirdPartyRequest::deserialize_base64(request)?.create_block(&private, block)?;
     Ok(signed.serialize_base64()?)
 }
 
@@ -84,7 +100,15 @@ mod tests {
             expires_at: 4_102_444_800,
         }
         .issue(&ring)?;
-        let cosigned = append_cosigned(&token, &cosign_consent(&third_party_request(&token)?, &bank_private, account, "transfer")?)?;
+        let cosigned = append_cosigned(
+            &token,
+            &cosign_consent(
+                &third_party_request(&token)?,
+                &bank_private,
+                account,
+                "transfer",
+            )?,
+        )?;
         let partner = attenuate(&cosigned, "check if amount($a), $a <= 10000;")?;
         let decide = |t: &str, amount: i64| {
             let bearer = format!("Bearer {t}");
