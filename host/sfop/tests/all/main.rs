@@ -4,6 +4,7 @@
 mod auth;
 mod containment;
 mod foundation;
+mod gateway_crash;
 mod harness;
 mod operations;
 mod reference_apis;
