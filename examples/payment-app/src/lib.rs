@@ -319,22 +319,7 @@ pub async fn run(options: &Options, out: &mut (dyn Write + Send)) -> Result<Jour
         writeln!(out, "   {}", describe_balance(&answer, masked))?;
         balances.push((a, balance_amt(&answer)?));
     }
-    let payable = |a: &Value| a["transfer_agree_yn"] == "Y";
-    let (paying, balance_before) = match &options.pay_from {
-        Some(wanted) => balances
-            .iter()
-            .find(|(a, _)| a["fintech_use_num"] == wanted.as_str() || a["bank_code_std"] == wanted.as_str())
-            .filter(|(a, _)| payable(a))
-            .with_context(|| format!("--pay-from {wanted}: no registered account with that bank code or fintech_use_num allows payments (transfer) and inquiry"))?,
-        // A real app lets the user pick; this one takes the demand-deposit
-        // account (type 1) with the most money.
-        None => balances
-            .iter()
-            .filter(|(a, _)| payable(a) && a["account_type"] == "1")
-            .max_by_key(|(_, amount)| *amount)
-            .context("no registered demand-deposit account allows payments (transfer) and inquiry")?,
-    };
-    let (paying, balance_before) = (*paying, *balance_before);
+    let (paying, balance_before) = paying_account(&balances, options.pay_from.as_deref())?;
     let fin = text(paying, "fintech_use_num")?;
     writeln!(
         out,
@@ -550,6 +535,36 @@ pub async fn run(options: &Options, out: &mut (dyn Write + Send)) -> Result<Jour
         payment_result,
         refund_result,
     })
+}
+
+/// The account to pay from: `--pay-from` (a bank code or fintech_use_num),
+/// else the demand-deposit account (type 1) with the most money. (A real app
+/// lets the user pick.)
+fn paying_account<'a>(
+    balances: &[(&'a Value, i64)],
+    pay_from: Option<&str>,
+) -> Result<(&'a Value, i64)> {
+    let payable = |a: &Value| a["transfer_agree_yn"] == "Y";
+    let found = match pay_from {
+        Some(wanted) => balances
+            .iter()
+            .filter(|(a, _)| payable(a))
+            .find(|(a, _)| a["fintech_use_num"] == wanted || a["bank_code_std"] == wanted)
+            .with_context(|| {
+                format!(
+                    "--pay-from {wanted}: no registered account with that bank code or \
+                     fintech_use_num allows payments (transfer) and inquiry"
+                )
+            })?,
+        None => balances
+            .iter()
+            .filter(|(a, _)| payable(a) && a["account_type"] == "1")
+            .max_by_key(|(_, amount)| *amount)
+            .context(
+                "no registered demand-deposit account allows payments (transfer) and inquiry",
+            )?,
+    };
+    Ok(*found)
 }
 
 fn step(out: &mut (dyn Write + Send), n: u32, title: &str) -> Result<()> {
@@ -795,6 +810,34 @@ mod tests {
         assert!(err("sfop-pay:v1?merchant=x&amount").contains("key=value"));
         let long = format!("sfop-pay:v1?merchant=x&amount=5&item={}", "가".repeat(21));
         assert!(err(&long).contains("at most 20"));
+    }
+
+    #[test]
+    fn the_paying_account_is_chosen_or_named() -> Result<()> {
+        let account = |fin: &str, bank: &str, kind: &str, transfer: &str| json!({ "fintech_use_num": fin, "bank_code_std": bank, "account_type": kind, "transfer_agree_yn": transfer });
+        let savings = account("F1", "004", "2", "Y");
+        let overdraft = account("F2", "088", "1", "Y");
+        let main = account("F3", "097", "1", "Y");
+        let inquiry_only = account("F4", "081", "1", "N");
+        let balances = [
+            (&savings, 5_000_000),
+            (&overdraft, -300_000),
+            (&main, 2_960_300),
+            (&inquiry_only, 9_000_000),
+        ];
+        let chosen = |pay_from| {
+            paying_account(&balances, pay_from).map(|(a, b)| (a["fintech_use_num"].clone(), b))
+        };
+        assert_eq!(chosen(None)?, (json!("F3"), 2_960_300));
+        assert_eq!(chosen(Some("088"))?, (json!("F2"), -300_000));
+        assert_eq!(chosen(Some("F1"))?, (json!("F1"), 5_000_000));
+        assert!(chosen(Some("081")).is_err(), "no transfer consent");
+        assert!(chosen(Some("999")).is_err());
+        assert!(
+            paying_account(&balances[..1], None).is_err(),
+            "savings only"
+        );
+        Ok(())
     }
 
     #[test]
