@@ -5,7 +5,16 @@
 //! re-send is `A0326` and moves nothing), none is applied twice, and the sum
 //! of all balances is unchanged.
 //!
-//! Readiness is the one line `sfop serve` prints on stdout; nothing sleeps.
+//! Three streams, each sequential (a withdrawal is sent when the previous one
+//! was acknowledged), run side by side so that the kill, after 30
+//! acknowledgements, finds requests at every stage. A withdrawal whose answer
+//! never came is, after the restart, either done or unknown to the bank
+//! (`/v2.0/transfer/result`), never half-booked; both happen across runs.
+//! The bank's books are read last, by opening the store once no process
+//! holds it (sled allows one).
+//!
+//! Readiness is the one line `sfop serve` prints on stdout; nothing sleeps,
+//! and every wait and loop is bounded.
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
