@@ -115,10 +115,9 @@ impl Gateway {
     }
 
     /// A closed route target for a package of `api` at `version` that failed to load.
-    pub fn closed(&self, api: &str, version: &str, reason: String) -> Target {
+    pub fn closed(&self, api: &str, version: &str) -> Target {
         Target::Closed {
             api: api.to_owned(),
-            reason,
             stats: self.metrics.api(api, version),
         }
     }
@@ -285,9 +284,12 @@ impl Gateway {
             method,
             path,
             query: query.to_owned(),
+            // The bearer token stays at the gateway: plugins get the verified
+            // claims through auth-context, never a credential they could replay.
             headers: parts
                 .headers
                 .iter()
+                .filter(|(k, _)| *k != header::AUTHORIZATION)
                 .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
                 .collect(),
             body: body.to_vec(),

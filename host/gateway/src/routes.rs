@@ -28,11 +28,7 @@ pub enum Target {
         stats: Arc<ApiStats>,
     },
     /// An API whose package failed to load: its routes stay closed.
-    Closed {
-        api: String,
-        reason: String,
-        stats: Arc<ApiStats>,
-    },
+    Closed { api: String, stats: Arc<ApiStats> },
 }
 
 /// An immutable route table.

@@ -109,7 +109,7 @@ fn load_one(
             )
         }
         Err(error) => (
-            gateway.closed(&manifest.name, &manifest.version.to_string(), error.clone()),
+            gateway.closed(&manifest.name, &manifest.version.to_string()),
             refused(error),
         ),
     };

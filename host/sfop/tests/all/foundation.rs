@@ -1,11 +1,8 @@
 //! Issue 2: a real Wasm API live end to end, and packages refused at load.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-
 use anyhow::{Context, Result};
 
-use crate::harness::{Package, TestPlatform, assert_envelope, built_plugins, send};
+use crate::harness::{Package, TestPlatform, assert_envelope, send, spawn_serve};
 
 const ECHO_ON_BANK_STATUS: &str = r#"
 name = "echo"
@@ -237,36 +234,9 @@ async fn two_packages_cannot_claim_one_route() -> Result<()> {
 /// README command 1, in miniature: the real binary, started as a user would.
 #[test]
 fn the_binary_serves_the_reference_api() -> Result<()> {
-    let plugins = built_plugins()?.join("api");
     let data = tempfile::tempdir()?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sfop"))
-        .args([
-            "serve",
-            "--tls",
-            "off",
-            "--auth",
-            "off",
-            "--listen",
-            "127.0.0.1:0",
-            "--ops-listen",
-            "127.0.0.1:0",
-            "--plugins",
-        ])
-        .arg(&plugins)
-        .arg("--data-dir")
-        .arg(data.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
+    let (mut child, addr) = spawn_serve(data.path())?;
     let result = (|| -> Result<()> {
-        let stdout = child.stdout.take().context("stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let url = line
-            .split_whitespace()
-            .find(|w| w.starts_with("http://"))
-            .with_context(|| format!("no URL in {line:?}"))?;
-        let addr = url.trim_start_matches("http://").parse()?;
         let runtime = tokio::runtime::Runtime::new()?;
         let reply = runtime.block_on(send(addr, "GET", "/v2.0/bank/status", &[], Vec::new()))?;
         assert_eq!(reply.status, 200);

@@ -271,3 +271,37 @@ pub fn assert_envelope(reply: &Reply) -> Result<String> {
         .context("rsp_code missing")?
         .to_owned())
 }
+
+/// The `sfop serve` binary as a child process on ephemeral ports, cleartext,
+/// no authorisation, the built reference APIs, and `data` as its data dir.
+/// Returns once it printed its listening line, with the API address.
+pub fn spawn_serve(data: &Path) -> Result<(std::process::Child, SocketAddr)> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sfop"))
+        .args(["serve", "--tls", "off", "--auth", "off"])
+        .args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"])
+        .arg("--plugins")
+        .arg(built_plugins()?.join("api"))
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut line = String::new();
+    let stdout = child.stdout.take().context("stdout")?;
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("http://"))
+        .with_context(|| format!("no URL in {line:?}"))
+        .and_then(|a| Ok(a.parse()?));
+    match addr {
+        Ok(addr) => Ok((child, addr)),
+        Err(e) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(e)
+        }
+    }
+}

@@ -1,12 +1,11 @@
 //! Issue 3: what operators rely on: metrics, health, the compile cache across
 //! restarts, configuration errors, and a clean stop on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
-use crate::harness::{Package, TestPlatform, built_plugins, send};
+use crate::harness::{Package, TestPlatform, send, spawn_serve};
 
 #[tokio::test]
 async fn metrics_count_per_api_version_and_health_answers() -> Result<()> {
@@ -126,32 +125,7 @@ fn a_bad_config_key_is_named_and_nothing_starts() -> Result<()> {
 #[test]
 fn sigterm_stops_the_binary_cleanly() -> Result<()> {
     let data = tempfile::tempdir()?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sfop"))
-        .args([
-            "serve",
-            "--tls",
-            "off",
-            "--auth",
-            "off",
-            "--listen",
-            "127.0.0.1:0",
-            "--ops-listen",
-            "127.0.0.1:0",
-            "--plugins",
-        ])
-        .arg(built_plugins()?.join("api"))
-        .arg("--data-dir")
-        .arg(data.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().context("stdout")?).read_line(&mut line)?;
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("http://"))
-        .with_context(|| format!("no URL in {line:?}"))?;
-    let addr = url.trim_start_matches("http://").parse()?;
+    let (child, addr) = spawn_serve(data.path())?;
     let reply = tokio::runtime::Runtime::new()?.block_on(send(
         addr,
         "GET",

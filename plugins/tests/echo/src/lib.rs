@@ -16,6 +16,7 @@ fn handle(req: &Request) -> Result<Response, ApiError> {
         "path": req.path(),
         "query_name": req.query("name"),
         "header_x_test": req.header("x-test"),
+        "header_authorization": req.header("authorization"),
         "body": String::from_utf8_lossy(req.body()),
         "json": json,
         "seen_api_tran_id": req.api_tran_id(),
