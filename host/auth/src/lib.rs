@@ -14,7 +14,6 @@ pub mod holder;
 pub mod keys;
 pub mod oauth;
 pub mod policy;
-pub mod resource;
 pub mod revocation;
 #[cfg(test)]
 mod samples;

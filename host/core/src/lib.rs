@@ -2,9 +2,12 @@
 //! response envelope, who-is-to-blame errors and the backend traits that the
 //! runtime offers to plugins as capabilities.
 
+pub mod access;
 pub mod backend;
+pub mod contract;
 pub mod envelope;
 pub mod files;
+pub mod form;
 pub mod ledger;
 pub mod manifest;
 pub mod time;

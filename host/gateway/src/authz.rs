@@ -3,6 +3,8 @@
 //! only knows the trait, so the data plane does not depend on how tokens work.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 
 use hyper::HeaderMap;
 use sfop_core::{Claims, Manifest};
@@ -81,6 +83,9 @@ pub struct NativeResponse {
     pub envelope: bool,
 }
 
+/// The answer of a native endpoint, in the making.
+pub type EndpointFuture<'a> = Pin<Box<dyn Future<Output = NativeResponse> + Send + 'a>>;
+
 /// A platform endpoint mounted on the route table next to the plugins.
 pub trait Endpoint: Send + Sync + fmt::Debug {
     /// Name for metrics and logs, e.g. `oauth`.
@@ -89,5 +94,7 @@ pub trait Endpoint: Send + Sync + fmt::Debug {
     fn max_body(&self) -> usize {
         64 * 1024
     }
-    fn handle(&self, request: &NativeRequest<'_>) -> NativeResponse;
+    /// Answers one request. Endpoints with slow work (compiling a release,
+    /// running the testbed) await it here instead of blocking a worker.
+    fn handle<'a>(&'a self, request: NativeRequest<'a>) -> EndpointFuture<'a>;
 }

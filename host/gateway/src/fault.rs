@@ -44,6 +44,10 @@ pub enum Fault {
     BodyUnreadable,
     #[error("API {api} is unavailable")]
     RouteClosed { api: String },
+    #[error("API {api} has been retired{}", sunset.as_ref().map(|d| format!(" (sunset {d})")).unwrap_or_default())]
+    Retired { api: String, sunset: Option<String> },
+    #[error("API {api} does not serve version {asked:?} (x-sfop-api-version)")]
+    VersionNotServed { api: String, asked: String },
     #[error("API call failed: {0}")]
     Call(#[from] CallError),
     #[error("API answered with a malformed JSON body")]
@@ -61,6 +65,8 @@ impl Fault {
             | Fault::MethodNotAllowed { .. }
             | Fault::BodyTooLarge { .. }
             | Fault::BodyUnreadable
+            | Fault::Retired { .. }
+            | Fault::VersionNotServed { .. }
             | Fault::Denied(_) => ErrorSource::Client,
             Fault::RouteClosed { .. } | Fault::BadPluginBody | Fault::Timeout { .. } => {
                 ErrorSource::Plugin
@@ -74,7 +80,8 @@ impl Fault {
     pub fn status_and_code(&self) -> (u16, &'static str) {
         match self {
             Fault::Denied(denial) => (denial.status, denial.rsp_code),
-            Fault::RouteNotFound { .. } => (404, rsp::FORMAT),
+            Fault::RouteNotFound { .. } | Fault::VersionNotServed { .. } => (404, rsp::FORMAT),
+            Fault::Retired { .. } => (410, rsp::UNAVAILABLE),
             Fault::MethodNotAllowed { .. } => (405, rsp::METHOD_NOT_ALLOWED),
             Fault::BodyTooLarge { .. } => (413, rsp::FORMAT),
             Fault::BodyUnreadable => (400, rsp::FORMAT),
@@ -89,6 +96,8 @@ impl Fault {
     pub fn label(&self) -> &'static str {
         match self {
             Fault::RouteNotFound { .. } => "route_not_found",
+            Fault::Retired { .. } => "retired",
+            Fault::VersionNotServed { .. } => "version_not_served",
             Fault::MethodNotAllowed { .. } => "method_not_allowed",
             Fault::BodyTooLarge { .. } => "body_too_large",
             Fault::BodyUnreadable => "body_unreadable",

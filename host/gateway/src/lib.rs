@@ -32,13 +32,20 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-pub use authz::{AuthRequest, Authorizer, Denial, Endpoint, NativeRequest, NativeResponse, NoAuth};
+pub use authz::{
+    AuthRequest, Authorizer, Denial, Endpoint, EndpointFuture, NativeRequest, NativeResponse,
+    NoAuth,
+};
 pub use fault::{ErrorSource, Fault};
 pub use metrics::{ApiStats, Metrics};
-pub use routes::{Release, RouteConflict, RouteTable, Target};
+pub use routes::{ApiRoute, Canary, Release, RouteConflict, RouteTable, StickyKey, Target};
 
 /// The header that carries `api_tran_id` on every response, JSON or not.
 pub const API_TRAN_ID_HEADER: &str = "x-api-tran-id";
+
+/// On a response: the version of the API that answered. On a request: the
+/// version a tester wants (the stable release or the canary candidate).
+pub const API_VERSION_HEADER: &str = "x-sfop-api-version";
 
 const JSON: &str = "application/json; charset=UTF-8";
 
@@ -99,13 +106,18 @@ impl Gateway {
         self.ready.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// A route target serving `api`, counted under its name and version.
-    pub fn live(&self, api: Arc<Api>) -> Target {
+    /// A loaded release of `api`, counted under its name and version.
+    pub fn release(&self, api: Arc<Api>) -> Release {
         let manifest = api.manifest();
         let stats = self
             .metrics
             .api(&manifest.name, &manifest.version.to_string());
-        Target::Live(Release { api, stats })
+        Release { api, stats }
+    }
+
+    /// A route target serving `api` alone.
+    pub fn live(&self, api: Arc<Api>) -> Target {
+        Target::Api(Arc::new(ApiRoute::single(self.release(api))))
     }
 
     /// A route target served by a native platform endpoint.
@@ -158,22 +170,30 @@ impl Gateway {
         );
         async {
             let started = Instant::now();
-            let (result, stats) = self.route_and_call(&id, req, conn).await;
-            let response = match result {
+            let (result, routed) = self.route_and_call(&id, req, conn).await;
+            let mut response = match result {
                 Ok(response) => {
-                    if let Some(stats) = stats {
-                        stats.record("ok", started.elapsed());
+                    if let Some(routed) = &routed {
+                        let outcome = if response.status().is_server_error() {
+                            "server_error"
+                        } else {
+                            "ok"
+                        };
+                        routed.stats.record(outcome, started.elapsed());
                     }
                     response
                 }
                 Err(fault) => {
-                    match &stats {
-                        Some(stats) => stats.record(fault.label(), started.elapsed()),
+                    match &routed {
+                        Some(routed) => routed.stats.record(fault.label(), started.elapsed()),
                         None => self.metrics.unrouted(fault.label()),
                     }
                     self.fault_response(&id, &fault)
                 }
             };
+            if let Some(routed) = routed {
+                routed.stamp(&mut response);
+            }
             tracing::debug!(status = response.status().as_u16(), "answered");
             response
         }
@@ -196,29 +216,36 @@ impl Gateway {
         response
     }
 
-    /// Routes and runs a request; also returns the counters of the API
-    /// version it was routed to, if any.
+    /// Routes and runs a request; also says which API version (if any) the
+    /// outcome belongs to.
     async fn route_and_call(
         &self,
         id: &ApiTranId,
         req: Request<Incoming>,
         conn: &ConnInfo,
-    ) -> (Result<Response<Full<Bytes>>, Fault>, Option<Arc<ApiStats>>) {
+    ) -> (Result<Response<Full<Bytes>>, Fault>, Option<Routed>) {
         let method = req.method().as_str().to_owned();
         let path = req.uri().path().to_owned();
-        let release = {
+        let route = {
             let routes = self.routes.load();
             match routes.lookup(&method, &path) {
-                Ok(Target::Live(release)) => release.clone(),
+                Ok(Target::Api(route)) => route.clone(),
                 Ok(Target::Native { endpoint, stats }) => {
                     let (endpoint, stats) = (endpoint.clone(), stats.clone());
                     drop(routes);
                     let result = self.call_native(id, endpoint.as_ref(), req, conn).await;
-                    return (result, Some(stats));
+                    return (result, Some(Routed::native(stats)));
                 }
                 Ok(Target::Closed { api, stats, .. }) => {
                     let fault = Fault::RouteClosed { api: api.clone() };
-                    return (Err(fault), Some(stats.clone()));
+                    return (Err(fault), Some(Routed::native(stats.clone())));
+                }
+                Ok(Target::Retired { api, sunset }) => {
+                    let fault = Fault::Retired {
+                        api: api.clone(),
+                        sunset: sunset.clone(),
+                    };
+                    return (Err(fault), None);
                 }
                 Err(allowed) if allowed.is_empty() => {
                     return (Err(Fault::RouteNotFound { method, path }), None);
@@ -235,55 +262,132 @@ impl Gateway {
                 }
             }
         };
-        let result = self.call(id, &release.api, method, path, req, conn).await;
-        (result, Some(release.stats))
+        self.call(id, &route, method, path, req, conn).await
     }
 
+    /// Runs a request on the release of `route` that serves it: the version
+    /// the caller pinned with `x-sfop-api-version`, else the canary candidate
+    /// for its share of sticky keys, else the stable release.
     async fn call(
+        &self,
+        id: &ApiTranId,
+        route: &ApiRoute,
+        method: String,
+        path: String,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> (Result<Response<Full<Bytes>>, Fault>, Option<Routed>) {
+        let span = tracing::Span::current();
+        span.record("api", route.stable.api.manifest().name.as_str());
+        let (parts, body) = req.into_parts();
+        let limit_kib = std::iter::once(&route.stable)
+            .chain(route.canary.as_ref().map(|c| &c.release))
+            .map(|r| r.api.manifest().limits.max_body_kib)
+            .max()
+            .unwrap_or_default();
+        let body = match read_body(body, limit_kib).await {
+            Ok(body) => body,
+            Err(fault) => return (Err(fault), Some(Routed::api(route, &route.stable))),
+        };
+        let query = parts.uri.query().unwrap_or_default();
+        let auth = |manifest| AuthRequest {
+            manifest,
+            method: &method,
+            path: &path,
+            query,
+            headers: &parts.headers,
+            body: &body,
+            client_cert: conn.client_cert.as_deref(),
+        };
+
+        let pinned = match parts.headers.get(API_VERSION_HEADER) {
+            None => None,
+            Some(value) => match value
+                .to_str()
+                .ok()
+                .and_then(|v| semver::Version::parse(v.trim()).ok())
+                .and_then(|v| route.version(&v))
+            {
+                Some(release) => Some(release),
+                None => {
+                    let fault = Fault::VersionNotServed {
+                        api: route.stable.api.manifest().name.clone(),
+                        asked: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+                    };
+                    return (Err(fault), Some(Routed::api(route, &route.stable)));
+                }
+            },
+        };
+        let first = pinned.unwrap_or(&route.stable);
+        let caller = match self.authorizer.authorize(&auth(first.api.manifest())) {
+            Ok(caller) => caller,
+            Err(denial) => return (Err(Fault::Denied(denial)), Some(Routed::api(route, first))),
+        };
+        let (release, caller) = match (pinned, &route.canary) {
+            (None, Some(canary)) => {
+                let key = match canary.sticky {
+                    StickyKey::Account => sfop_core::access::extract(
+                        &route.stable.api.manifest().access,
+                        query,
+                        &body,
+                    )
+                    .accounts
+                    .into_iter()
+                    .next(),
+                    StickyKey::Client => None,
+                }
+                .or_else(|| caller.as_ref().map(|c| c.client_id.clone()))
+                // No caller and no account: nothing to stick to; split per request.
+                .unwrap_or_else(|| id.to_string());
+                let release = route.pick(&key);
+                let (a, b) = (release.api.manifest(), route.stable.api.manifest());
+                // The candidate is authorised against its own manifest when it
+                // asks for something else than the stable release.
+                if a.scope != b.scope || a.access != b.access {
+                    match self.authorizer.authorize(&auth(a)) {
+                        Ok(caller) => (release, caller),
+                        Err(denial) => {
+                            return (
+                                Err(Fault::Denied(denial)),
+                                Some(Routed::api(route, release)),
+                            );
+                        }
+                    }
+                } else {
+                    (release, caller)
+                }
+            }
+            _ => (first, caller),
+        };
+        let routed = Routed::api(route, release);
+        let result = self
+            .run(id, &release.api, method, path, &parts, body, caller)
+            .await;
+        (result, Some(routed))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn run(
         &self,
         id: &ApiTranId,
         api: &Api,
         method: String,
         path: String,
-        req: Request<Incoming>,
-        conn: &ConnInfo,
+        parts: &hyper::http::request::Parts,
+        body: Bytes,
+        caller: Option<sfop_core::Claims>,
     ) -> Result<Response<Full<Bytes>>, Fault> {
         let manifest = api.manifest();
-        let span = tracing::Span::current();
-        span.record("api", manifest.name.as_str());
-        span.record("version", tracing::field::display(&manifest.version));
-
-        let (parts, body) = req.into_parts();
+        tracing::Span::current().record("version", tracing::field::display(&manifest.version));
         let limit_kib = manifest.limits.max_body_kib;
-        let body = Limited::new(body, limit_kib as usize * 1024)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.downcast_ref::<LengthLimitError>().is_some() {
-                    Fault::BodyTooLarge { limit_kib }
-                } else {
-                    Fault::BodyUnreadable
-                }
-            })?
-            .to_bytes();
-        let query = parts.uri.query().unwrap_or_default();
-        let caller = self
-            .authorizer
-            .authorize(&AuthRequest {
-                manifest,
-                method: &method,
-                path: &path,
-                query,
-                headers: &parts.headers,
-                body: &body,
-                client_cert: conn.client_cert.as_deref(),
-            })
-            .map_err(Fault::Denied)?;
+        if body.len() > limit_kib as usize * 1024 {
+            return Err(Fault::BodyTooLarge { limit_kib });
+        }
         let call = Call {
             api_tran_id: id.to_string(),
             method,
             path,
-            query: query.to_owned(),
+            query: parts.uri.query().unwrap_or_default().to_owned(),
             // The bearer token stays at the gateway: plugins get the verified
             // claims through auth-context, never a credential they could replay.
             headers: parts
@@ -334,29 +438,19 @@ impl Gateway {
         conn: &ConnInfo,
     ) -> Result<Response<Full<Bytes>>, Fault> {
         let (parts, body) = req.into_parts();
-        let limit = endpoint.max_body();
-        let body = Limited::new(body, limit)
-            .collect()
-            .await
-            .map_err(|e| {
-                if e.downcast_ref::<LengthLimitError>().is_some() {
-                    Fault::BodyTooLarge {
-                        limit_kib: u32::try_from(limit / 1024).unwrap_or(u32::MAX),
-                    }
-                } else {
-                    Fault::BodyUnreadable
-                }
-            })?
-            .to_bytes();
-        let answer = endpoint.handle(&NativeRequest {
-            api_tran_id: id.as_str(),
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query().unwrap_or_default(),
-            headers: &parts.headers,
-            body: &body,
-            client_cert: conn.client_cert.as_deref(),
-        });
+        let limit_kib = u32::try_from(endpoint.max_body() / 1024).unwrap_or(u32::MAX);
+        let body = read_body(body, limit_kib).await?;
+        let answer = endpoint
+            .handle(NativeRequest {
+                api_tran_id: id.as_str(),
+                method: parts.method.as_str(),
+                path: parts.uri.path(),
+                query: parts.uri.query().unwrap_or_default(),
+                headers: &parts.headers,
+                body: &body,
+                client_cert: conn.client_cert.as_deref(),
+            })
+            .await;
         let body = if answer.envelope {
             self.stamp_envelope(id, &answer.body).unwrap_or(answer.body)
         } else {
@@ -425,6 +519,62 @@ impl Gateway {
     fn tag(&self, id: &ApiTranId, response: &mut Response<Full<Bytes>>) {
         if let Ok(v) = HeaderValue::from_str(id.as_str()) {
             response.headers_mut().insert(API_TRAN_ID_HEADER, v);
+        }
+    }
+}
+
+/// Reads a request body of at most `limit_kib` KiB.
+async fn read_body(body: Incoming, limit_kib: u32) -> Result<Bytes, Fault> {
+    Limited::new(body, limit_kib as usize * 1024)
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .map_err(|e| {
+            if e.downcast_ref::<LengthLimitError>().is_some() {
+                Fault::BodyTooLarge { limit_kib }
+            } else {
+                Fault::BodyUnreadable
+            }
+        })
+}
+
+/// The API version an answer belongs to: its counters, and the headers
+/// that tell the client which version answered.
+struct Routed {
+    stats: Arc<ApiStats>,
+    version: Option<HeaderValue>,
+    sunset: Option<HeaderValue>,
+}
+
+impl Routed {
+    fn api(route: &ApiRoute, release: &Release) -> Self {
+        Self {
+            stats: release.stats.clone(),
+            version: HeaderValue::from_str(&release.version().to_string()).ok(),
+            sunset: route
+                .sunset
+                .as_deref()
+                .and_then(sfop_core::time::Date::parse)
+                .and_then(|d| HeaderValue::from_str(&d.http_date()).ok()),
+        }
+    }
+
+    fn native(stats: Arc<ApiStats>) -> Self {
+        Self {
+            stats,
+            version: None,
+            sunset: None,
+        }
+    }
+
+    fn stamp(self, response: &mut Response<Full<Bytes>>) {
+        let headers = response.headers_mut();
+        if let Some(version) = self.version {
+            headers.insert(API_VERSION_HEADER, version);
+        }
+        if let Some(sunset) = self.sunset {
+            headers.insert("sunset", sunset);
+            headers.insert("deprecation", HeaderValue::from_static("true"));
         }
     }
 }

@@ -9,13 +9,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Outcomes a routed request can have; `ok` is any answer the plugin gave.
+/// Outcomes a routed request can have; `ok` is any answer the plugin gave
+/// but a 5xx one (`server_error`).
 pub(crate) const OUTCOMES: &[&str] = &[
     "ok",
+    "server_error",
     "route_closed",
     "body_too_large",
     "body_unreadable",
     "denied",
+    "version_not_served",
     "deadline",
     "timeout",
     "memory",
@@ -51,6 +54,11 @@ impl ApiStats {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Requests routed to this API version.
+    pub fn requests(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
     /// Requests of this API version that ended with `outcome`.
     pub fn outcome(&self, outcome: &str) -> u64 {
         OUTCOMES
@@ -66,6 +74,7 @@ pub struct Metrics {
     apis: Mutex<BTreeMap<(String, String), Arc<ApiStats>>>,
     route_not_found: AtomicU64,
     method_not_allowed: AtomicU64,
+    retired: AtomicU64,
 }
 
 impl Metrics {
@@ -84,6 +93,7 @@ impl Metrics {
     pub(crate) fn unrouted(&self, label: &str) {
         match label {
             "method_not_allowed" => &self.method_not_allowed,
+            "retired" => &self.retired,
             _ => &self.route_not_found,
         }
         .fetch_add(1, Ordering::Relaxed);
@@ -158,12 +168,14 @@ impl Metrics {
              # TYPE sfop_unrouted_requests_total counter\n\
              sfop_unrouted_requests_total{{reason=\"route_not_found\"}} {}\n\
              sfop_unrouted_requests_total{{reason=\"method_not_allowed\"}} {}\n\
+             sfop_unrouted_requests_total{{reason=\"retired\"}} {}\n\
              # HELP sfop_routes Routes in the live table, by state.\n\
              # TYPE sfop_routes gauge\n\
              sfop_routes{{state=\"live\"}} {live_routes}\n\
              sfop_routes{{state=\"closed\"}} {closed_routes}",
             load(&self.route_not_found),
             load(&self.method_not_allowed),
+            load(&self.retired),
         );
         out
     }

@@ -17,11 +17,99 @@ pub struct Release {
     pub(crate) stats: Arc<ApiStats>,
 }
 
+impl Release {
+    /// The release's version, as the `x-sfop-api-version` header says it.
+    pub fn version(&self) -> &semver::Version {
+        &self.api.manifest().version
+    }
+
+    /// The counters of this API version.
+    pub fn stats(&self) -> &ApiStats {
+        &self.stats
+    }
+}
+
+/// The releases of one API that its routes lead to: the stable release and,
+/// during a canary, a candidate that takes a share of the traffic.
+#[derive(Debug, Clone)]
+pub struct ApiRoute {
+    pub stable: Release,
+    pub canary: Option<Canary>,
+    /// Deprecation: the date (`YYYY-MM-DD`) after which the API is retired,
+    /// announced on every answer in a `Sunset` header.
+    pub sunset: Option<String>,
+}
+
+/// A candidate release taking `percent` of the traffic, chosen per sticky key.
+#[derive(Debug, Clone)]
+pub struct Canary {
+    pub release: Release,
+    /// Share of sticky keys routed to the candidate, 0..=100.
+    pub percent: u8,
+    pub sticky: StickyKey,
+}
+
+/// What keeps one caller on one version during a canary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StickyKey {
+    /// The OAuth client (fintech app) of the token.
+    Client,
+    /// The account the request acts on (the manifest's `access.account`),
+    /// else the client.
+    Account,
+}
+
+impl ApiRoute {
+    /// A route to one release.
+    pub fn single(stable: Release) -> Self {
+        Self {
+            stable,
+            canary: None,
+            sunset: None,
+        }
+    }
+
+    /// The release that serves `key`: the candidate for `percent` of all keys,
+    /// always the same one for the same key.
+    pub fn pick(&self, key: &str) -> &Release {
+        match &self.canary {
+            Some(canary) if bucket(&self.stable.api.manifest().name, key) < canary.percent => {
+                &canary.release
+            }
+            _ => &self.stable,
+        }
+    }
+
+    /// The release of `version`, when this route serves it.
+    pub fn version(&self, version: &semver::Version) -> Option<&Release> {
+        std::iter::once(&self.stable)
+            .chain(self.canary.as_ref().map(|c| &c.release))
+            .find(|r| r.version() == version)
+    }
+}
+
+/// A stable bucket 0..100 of `key` for `api`: FNV-1a, then MurmurHash3's
+/// 64-bit finaliser so that similar keys spread evenly. Fixed across runs and
+/// platforms, so a key never changes side while the split stays the same.
+fn bucket(api: &str, key: &str) -> u8 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in api.bytes().chain([0]).chain(key.bytes()) {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    hash ^= hash >> 33;
+    u8::try_from(hash % 100).unwrap_or(0)
+}
+
 /// What a route leads to.
 #[derive(Debug, Clone)]
 pub enum Target {
-    /// A loaded release.
-    Live(Release),
+    /// An API's live release (and canary candidate).
+    Api(Arc<ApiRoute>),
     /// One of the platform's own endpoints (OAuth, admin).
     Native {
         endpoint: Arc<dyn Endpoint>,
@@ -29,6 +117,12 @@ pub enum Target {
     },
     /// An API whose package failed to load: its routes stay closed.
     Closed { api: String, stats: Arc<ApiStats> },
+    /// An API taken out of service by the operator.
+    Retired {
+        api: String,
+        /// The announced sunset date, if there was one.
+        sunset: Option<String>,
+    },
 }
 
 /// An immutable route table.
@@ -49,9 +143,9 @@ pub struct RouteConflict {
 impl Target {
     fn api_name(&self) -> &str {
         match self {
-            Target::Live(release) => &release.api.manifest().name,
+            Target::Api(route) => &route.stable.api.manifest().name,
             Target::Native { endpoint, .. } => endpoint.name(),
-            Target::Closed { api, .. } => api,
+            Target::Closed { api, .. } | Target::Retired { api, .. } => api,
         }
     }
 }
@@ -117,8 +211,29 @@ impl RouteTable {
             .by_path
             .values()
             .flatten()
-            .filter(|(_, t)| matches!(t, Target::Closed { .. }))
+            .filter(|(_, t)| matches!(t, Target::Closed { .. } | Target::Retired { .. }))
             .count();
         (self.len() - closed, closed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bucket;
+
+    #[test]
+    fn buckets_are_stable_and_spread() {
+        assert_eq!(bucket("echo", "k1"), bucket("echo", "k1"));
+        let mut counts = [0u32; 100];
+        for i in 0..10_000 {
+            counts[usize::from(bucket("echo", &format!("key-{i}")))] += 1;
+        }
+        // Every bucket is used and none takes more than twice its share.
+        assert!(counts.iter().all(|&c| c > 0 && c < 200), "{counts:?}");
+        // The API name is part of the key: splits of two APIs are independent.
+        let same = (0..1000)
+            .filter(|i| bucket("a", &i.to_string()) == bucket("b", &i.to_string()))
+            .count();
+        assert!(same < 50, "{same}");
     }
 }

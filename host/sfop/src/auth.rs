@@ -11,7 +11,9 @@ use serde_json::json;
 use sfop_auth::oauth::{AccountChoice, HttpRequest, OAuthServer, UserDirectory};
 use sfop_auth::{ClientSpec, TokenAuthorizer};
 use sfop_core::Claims;
-use sfop_gateway::{AuthRequest, Authorizer, Denial, Endpoint, NativeRequest, NativeResponse};
+use sfop_gateway::{
+    AuthRequest, Authorizer, Denial, Endpoint, EndpointFuture, NativeRequest, NativeResponse,
+};
 use sfop_vbank::VirtualBank;
 
 /// The gateway's authoriser: biscuit access tokens checked with Datalog.
@@ -20,7 +22,7 @@ pub struct GatewayAuth(pub Arc<TokenAuthorizer>);
 
 impl Authorizer for GatewayAuth {
     fn authorize(&self, r: &AuthRequest<'_>) -> Result<Option<Claims>, Denial> {
-        let resources = sfop_auth::resource::extract(&r.manifest.access, r.query, r.body);
+        let resources = sfop_core::access::extract(&r.manifest.access, r.query, r.body);
         let input = sfop_auth::AuthInput {
             authorization: r.headers.get("authorization").and_then(|v| v.to_str().ok()),
             api: &r.manifest.name,
@@ -126,8 +128,10 @@ impl Endpoint for OAuthEndpoint {
         "oauth"
     }
 
-    fn handle(&self, req: &NativeRequest<'_>) -> NativeResponse {
-        native(self.0.handle(&http_request(req)))
+    fn handle<'a>(&'a self, req: NativeRequest<'a>) -> EndpointFuture<'a> {
+        Box::pin(std::future::ready(native(
+            self.0.handle(&http_request(&req)),
+        )))
     }
 }
 
@@ -160,7 +164,13 @@ impl Endpoint for AdminEndpoint {
         "admin"
     }
 
-    fn handle(&self, req: &NativeRequest<'_>) -> NativeResponse {
+    fn handle<'a>(&'a self, req: NativeRequest<'a>) -> EndpointFuture<'a> {
+        Box::pin(std::future::ready(self.respond(&req)))
+    }
+}
+
+impl AdminEndpoint {
+    fn respond(&self, req: &NativeRequest<'_>) -> NativeResponse {
         let authorization = req
             .headers
             .get("authorization")

@@ -25,6 +25,7 @@ pub struct Config {
     pub tls: TlsConfig,
     pub auth: AuthSection,
     pub runtime: RuntimeSection,
+    pub management: ManagementSection,
     pub shutdown: ShutdownSection,
 }
 
@@ -39,6 +40,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             auth: AuthSection::default(),
             runtime: RuntimeSection::default(),
+            management: ManagementSection::default(),
             shutdown: ShutdownSection::default(),
         }
     }
@@ -115,6 +117,40 @@ impl Default for RuntimeSection {
             compile_cache: true,
         }
     }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ManagementSection {
+    /// How the packages of the plugins folder go live at start.
+    pub bootstrap: Bootstrap,
+    /// Period of the watchdog that rolls back failing canaries and retires
+    /// APIs past their sunset, milliseconds.
+    pub check_ms: u64,
+    /// Earlier live releases kept compiled per API, for instant rollback.
+    pub keep_warm: usize,
+}
+
+impl Default for ManagementSection {
+    fn default() -> Self {
+        Self {
+            bootstrap: Bootstrap::default(),
+            check_ms: 1_000,
+            keep_warm: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Bootstrap {
+    /// Each package must pass the testbed; its attestation is checked before
+    /// it is promoted, as for any promotion.
+    Testbed,
+    /// Packages go live without the testbed (recorded as such in the audit
+    /// log). Only for developing plugins that are meant to misbehave.
+    #[default]
+    Trusted,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -220,6 +256,12 @@ impl Config {
         }
         if !(1..=100_000).contains(&self.runtime.max_instances) {
             return invalid("runtime.max_instances", "must be between 1 and 100000");
+        }
+        if !(10..=3_600_000).contains(&self.management.check_ms) {
+            return invalid("management.check_ms", "must be between 10 and 3600000");
+        }
+        if self.management.keep_warm > 16 {
+            return invalid("management.keep_warm", "must be at most 16");
         }
         if self.shutdown.drain_ms > 600_000 {
             return invalid("shutdown.drain_ms", "must be at most 600000 (10 minutes)");

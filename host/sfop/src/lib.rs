@@ -6,7 +6,9 @@
 pub mod admin_client;
 mod auth;
 pub mod config;
+mod manage;
 mod packages;
+pub mod plane;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sfop_gateway::{Authorizer, Gateway, GatewayConfig, NoAuth, Transport, tls};
+use sfop_management::{Gate, Management};
 use sfop_runtime::{Runtime, RuntimeConfig, Services};
 use sfop_store::{PluginKv, Store};
 use sfop_vbank::VirtualBank;
@@ -21,8 +24,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use config::{AuthMode, Config, ConfigError, TlsMode};
+pub use config::{AuthMode, Bootstrap, Config, ConfigError, TlsMode};
 pub use packages::{LoadOutcome, PackageReport};
+pub use plane::EmbeddedPlane;
 
 /// A running platform.
 #[derive(Debug)]
@@ -42,30 +46,44 @@ pub struct Platform {
     /// The local operator's admin token (auth mode `biscuit`).
     pub admin_token: Option<std::path::PathBuf>,
     pub gateway: Arc<Gateway>,
+    /// The management center (registry, promotion, canary, audit).
+    pub management: Arc<Management<EmbeddedPlane>>,
     store: Store,
     shutdown: watch::Sender<bool>,
     servers: Vec<JoinHandle<std::io::Result<()>>>,
+    watchdog: JoinHandle<()>,
+}
+
+/// Parts of the platform a caller may supply instead of the configured ones.
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    /// Decides every routed request instead of the configured authoriser
+    /// (the OAuth endpoints stay mounted).
+    pub authorizer: Option<Arc<dyn Authorizer>>,
+    /// The promotion gate instead of the testbed.
+    pub gate: Option<Arc<dyn Gate>>,
 }
 
 /// Validates `config`, opens the store, loads the packages and starts
 /// serving. Nothing is bound if anything before that fails.
 pub async fn start(config: Config) -> anyhow::Result<Platform> {
-    start_inner(config, None).await
+    start_with(config, Overrides::default()).await
 }
 
-/// [`start`] with the given authoriser deciding every routed request instead
-/// of the one the configuration selects (the OAuth endpoints stay mounted).
+/// [`start`] with the given authoriser deciding every routed request.
 pub async fn start_with_authorizer(
     config: Config,
     authorizer: Arc<dyn Authorizer>,
 ) -> anyhow::Result<Platform> {
-    start_inner(config, Some(authorizer)).await
+    let overrides = Overrides {
+        authorizer: Some(authorizer),
+        ..Overrides::default()
+    };
+    start_with(config, overrides).await
 }
 
-async fn start_inner(
-    config: Config,
-    authorizer_override: Option<Arc<dyn Authorizer>>,
-) -> anyhow::Result<Platform> {
+/// [`start`] with some parts replaced.
+pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<Platform> {
     config.validate()?;
     let (transport, tls_cert) = transport(&config)?;
 
@@ -93,7 +111,7 @@ async fn start_inner(
         AuthMode::Off => None,
         AuthMode::Biscuit => Some(auth::AuthParts::open(&store, &bank, &config)?),
     };
-    let authorizer = match (authorizer_override, &auth) {
+    let authorizer = match (overrides.authorizer, &auth) {
         (Some(a), _) => a,
         (None, Some(parts)) => {
             Arc::new(auth::GatewayAuth(parts.authorizer.clone())) as Arc<dyn Authorizer>
@@ -108,11 +126,40 @@ async fn start_inner(
     ));
     // Platform endpoints first: a package cannot take over their routes.
     let mut routes = sfop_gateway::RouteTable::default();
+    let management_slot = manage::Slot::default();
     if let Some(parts) = &auth {
         parts.mount(&gateway, &mut routes)?;
+        manage::mount(
+            &gateway,
+            &mut routes,
+            &management_slot,
+            parts.authorizer.clone(),
+        )?;
     }
-    let (routes, packages) = packages::load_dir(&runtime, &gateway, routes, &config.plugins)?;
-    gateway.swap_routes(routes);
+    let plane = EmbeddedPlane::new(runtime, gateway.clone(), routes);
+    let management = Arc::new(
+        Management::open(
+            &store,
+            Arc::new(plane),
+            overrides.gate,
+            sfop_management::Settings {
+                keep_warm: config.management.keep_warm,
+                utc_offset_minutes: config.utc_offset_minutes,
+            },
+        )
+        .context("opening the management center")?,
+    );
+    management_slot.fill(&management);
+    management
+        .restore()
+        .await
+        .context("restoring the live releases")?;
+    let packages = packages::bootstrap_dir(
+        &management,
+        &config.plugins,
+        config.management.bootstrap == Bootstrap::Trusted,
+    )
+    .await?;
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -132,6 +179,10 @@ async fn start_inner(
         Transport::Plain => "http",
     };
     let drain = Duration::from_millis(config.shutdown.drain_ms);
+    let watchdog = tokio::spawn(management.clone().watch(
+        Duration::from_millis(config.management.check_ms),
+        stopping.clone(),
+    ));
     let servers = vec![
         tokio::spawn(sfop_gateway::serve(
             listener,
@@ -156,9 +207,11 @@ async fn start_inner(
         bank,
         admin_token: auth.map(|a| a.admin_token),
         gateway,
+        management,
         store,
         shutdown,
         servers,
+        watchdog,
     })
 }
 
@@ -194,6 +247,9 @@ impl Platform {
         for server in self.servers {
             server.await.context("server task panicked")??;
         }
+        self.watchdog
+            .await
+            .context("management watchdog panicked")?;
         self.store.flush().context("flushing the store")?;
         Ok(())
     }

@@ -1,5 +1,7 @@
 //! `sfop`: the platform's command line.
 
+mod cli;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,23 +30,127 @@ enum Command {
     /// Manage fintech apps (OAuth clients) on a running platform.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Manage API packages on a running platform: push, test, promote,
+    /// canary, rollback, deprecate, retire.
+    Api(ApiArgs),
+    /// Read and check the management center's audit log.
+    Audit(AuditArgs),
+}
+
+#[derive(Args)]
+struct ApiArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    #[command(subcommand)]
+    command: ApiCommand,
+}
+
+#[derive(Subcommand)]
+enum ApiCommand {
+    /// Upload a package folder (sfop.toml, api.wasm, optional testbed.toml).
+    Push {
+        dir: PathBuf,
+        /// Then run the testbed on it.
+        #[arg(long)]
+        test: bool,
+        /// Then run the testbed and promote it when it passes.
+        #[arg(long, conflicts_with = "test")]
+        promote: bool,
+    },
+    /// Every API with its live version and canary.
+    List,
+    /// One API with all its versions.
+    Show { name: String },
+    /// Versions with their traffic and error counts.
+    Status { name: Option<String> },
+    /// Run the testbed on a registered version.
+    Test { name: String, version: String },
+    /// Make a tested version live.
+    Promote { name: String, version: String },
+    /// Send a share of the traffic to a tested version.
+    Canary {
+        name: String,
+        version: String,
+        /// Share of callers routed to the candidate.
+        #[arg(long, default_value_t = 10)]
+        percent: u8,
+        /// What keeps a caller on one version: client or account.
+        #[arg(long, default_value = "client")]
+        sticky: String,
+        /// Roll back automatically above this error rate (0.0-1.0).
+        #[arg(long)]
+        max_error_rate: Option<f64>,
+        /// Requests before the error rate counts.
+        #[arg(long)]
+        min_requests: Option<u64>,
+    },
+    /// End a canary, or return to the previous live version.
+    Rollback { name: String },
+    /// Announce the date the API will be retired (YYYY-MM-DD).
+    Deprecate {
+        name: String,
+        #[arg(long)]
+        sunset: String,
+    },
+    /// Take an API out of service.
+    Retire { name: String },
+}
+
+#[derive(Args)]
+struct AuditArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    #[command(subcommand)]
+    command: AuditCommand,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Print the log.
+    List,
+    /// Check the log's hash chain; exits non-zero when it was tampered with.
+    Verify,
 }
 
 /// How the CLI reaches the admin API of a running platform.
 #[derive(Args)]
 struct AdminArgs {
     /// The gateway's base URL.
-    #[arg(long, env = "SFOP_URL", default_value = "https://127.0.0.1:8443")]
+    #[arg(
+        long,
+        global = true,
+        env = "SFOP_URL",
+        default_value = "https://127.0.0.1:8443"
+    )]
     url: String,
     /// The platform's data dir (for the default certificate and admin token).
-    #[arg(long, env = "SFOP_DATA_DIR", default_value = "sfop-data")]
+    #[arg(
+        long,
+        global = true,
+        env = "SFOP_DATA_DIR",
+        default_value = "sfop-data"
+    )]
     data_dir: PathBuf,
     /// Certificate to trust [default: DATA_DIR/tls/cert.pem].
-    #[arg(long)]
+    #[arg(long, global = true)]
     cacert: Option<PathBuf>,
     /// Admin token file [default: DATA_DIR/admin.token].
-    #[arg(long)]
+    #[arg(long, global = true)]
     admin_token: Option<PathBuf>,
+}
+
+impl AdminArgs {
+    fn target(self) -> cli::Target {
+        cli::Target {
+            cacert: self
+                .cacert
+                .unwrap_or_else(|| self.data_dir.join("tls/cert.pem")),
+            token_file: self
+                .admin_token
+                .unwrap_or_else(|| self.data_dir.join("admin.token")),
+            url: self.url,
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -156,6 +262,12 @@ fn main() -> ExitCode {
         Command::Client(command) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(client(command))),
+        Command::Api(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(cli::api(args.admin.target(), args.command))),
+        Command::Audit(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(cli::audit(args.admin.target(), args.command))),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -213,19 +325,9 @@ async fn client(command: ClientCommand) -> Result<()> {
         ),
         ClientCommand::List { admin } => (admin, "GET", None),
     };
-    let cacert = admin
-        .cacert
-        .unwrap_or_else(|| admin.data_dir.join("tls/cert.pem"));
-    let token_file = admin
-        .admin_token
-        .unwrap_or_else(|| admin.data_dir.join("admin.token"));
-    let target = sfop::admin_client::AdminTarget {
-        url: &admin.url,
-        cacert: &cacert,
-        token_file: &token_file,
-    };
+    let target = admin.target();
     let (status, answer) =
-        sfop::admin_client::call(&target, method, "/admin/v1/clients", body).await?;
+        sfop::admin_client::call(&target.borrow(), method, "/admin/v1/clients", body).await?;
     println!("{}", serde_json::to_string_pretty(&answer)?);
     if !(200..300).contains(&status) {
         anyhow::bail!(

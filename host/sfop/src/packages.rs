@@ -1,19 +1,16 @@
-//! Loading API packages from a folder into a route table. A package that fails
-//! to load never serves: its routes (when its manifest could be read) answer
-//! "unavailable", and every other package serves as usual.
+//! The plugins folder at start: every package in it is offered to the
+//! management center, which registers it and makes it live when its API has
+//! nothing newer live (through the testbed, unless the operator trusts the
+//! folder). A package that fails never serves: its routes (when its manifest
+//! could be read) answer "unavailable", and every other package serves.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context;
-use sfop_core::Manifest;
-use sfop_gateway::{Gateway, RouteTable};
-use sfop_runtime::Runtime;
+use sfop_management::{Bootstrapped, Management, Package};
 
-/// File names inside a package folder.
-pub const MANIFEST_FILE: &str = "sfop.toml";
-pub const COMPONENT_FILE: &str = "api.wasm";
+use crate::plane::EmbeddedPlane;
 
 /// What happened to one package folder.
 #[derive(Debug, Clone)]
@@ -35,13 +32,12 @@ pub enum LoadOutcome {
     Refused { error: String },
 }
 
-/// Loads every package folder under `dir`, in name order.
-pub fn load_dir(
-    runtime: &Runtime,
-    gateway: &Gateway,
-    mut routes: RouteTable,
+/// Offers every package folder under `dir`, in name order.
+pub async fn bootstrap_dir(
+    management: &Management<EmbeddedPlane>,
     dir: &Path,
-) -> anyhow::Result<(RouteTable, Vec<PackageReport>)> {
+    trusted: bool,
+) -> anyhow::Result<Vec<PackageReport>> {
     let mut folders: Vec<PathBuf> = fs::read_dir(dir)
         .with_context(|| format!("reading the plugins folder {}", dir.display()))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
@@ -51,7 +47,23 @@ pub fn load_dir(
 
     let mut reports = Vec::with_capacity(folders.len());
     for folder in folders {
-        let outcome = load_one(runtime, gateway, &folder, &mut routes);
+        let outcome = match Package::read_dir(&folder) {
+            Ok(package) => match management.bootstrap(package, trusted).await {
+                Bootstrapped::Live {
+                    name,
+                    version,
+                    from_cache,
+                } => LoadOutcome::Live {
+                    name,
+                    version,
+                    from_cache,
+                },
+                Bootstrapped::Refused { error } => LoadOutcome::Refused { error },
+            },
+            Err(e) => LoadOutcome::Refused {
+                error: e.to_string(),
+            },
+        };
         match &outcome {
             LoadOutcome::Live {
                 name,
@@ -69,52 +81,5 @@ pub fn load_dir(
             outcome,
         });
     }
-    Ok((routes, reports))
-}
-
-fn load_one(
-    runtime: &Runtime,
-    gateway: &Gateway,
-    folder: &Path,
-    routes: &mut RouteTable,
-) -> LoadOutcome {
-    let refused = |error: String| LoadOutcome::Refused { error };
-    let manifest_path = folder.join(MANIFEST_FILE);
-    let manifest = match fs::read_to_string(&manifest_path)
-        .map_err(|e| format!("{}: {e}", manifest_path.display()))
-        .and_then(|text| {
-            Manifest::parse(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))
-        }) {
-        Ok(m) => m,
-        Err(e) => return refused(e),
-    };
-    let component_path = folder.join(COMPONENT_FILE);
-    let loaded = fs::read(&component_path)
-        .map_err(|e| format!("{}: {e}", component_path.display()))
-        .and_then(|bytes| {
-            runtime
-                .load(manifest.clone(), &bytes)
-                .map_err(|e| format!("{}: {e}", component_path.display()))
-        });
-    let (target, result) = match loaded {
-        Ok(api) => {
-            let from_cache = api.from_cache();
-            (
-                gateway.live(Arc::new(api)),
-                LoadOutcome::Live {
-                    name: manifest.name.clone(),
-                    version: manifest.version.to_string(),
-                    from_cache,
-                },
-            )
-        }
-        Err(error) => (
-            gateway.closed(&manifest.name, &manifest.version.to_string()),
-            refused(error),
-        ),
-    };
-    match routes.add(&manifest.routes, target) {
-        Ok(()) => result,
-        Err(conflict) => refused(format!("{}: {conflict}", manifest_path.display())),
-    }
+    Ok(reports)
 }

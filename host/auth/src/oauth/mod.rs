@@ -11,7 +11,7 @@
 //! The server speaks plain request/response values ([`HttpRequest`],
 //! [`HttpResponse`]); the platform binary mounts it on the gateway.
 
-mod form;
+use sfop_core::form;
 mod pages;
 
 use std::sync::Arc;

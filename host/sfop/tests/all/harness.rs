@@ -110,6 +110,15 @@ impl TestPlatform {
         packages: Vec<Package>,
         configure: impl FnOnce(&mut Config),
     ) -> Result<Self> {
+        Self::start_overriding(packages, configure, sfop::Overrides::default()).await
+    }
+
+    /// [`TestPlatform::start_with`], with parts of the platform replaced.
+    pub async fn start_overriding(
+        packages: Vec<Package>,
+        configure: impl FnOnce(&mut Config),
+        overrides: sfop::Overrides,
+    ) -> Result<Self> {
         let built = built_plugins()?;
         let plugins = tempfile::tempdir()?;
         let data = tempfile::tempdir()?;
@@ -124,7 +133,7 @@ impl TestPlatform {
             ..Config::default()
         };
         configure(&mut config);
-        let platform = sfop::start(config).await?;
+        let platform = sfop::start_with(config, overrides).await?;
         Ok(Self {
             platform,
             _plugins: plugins,
@@ -171,8 +180,16 @@ impl TestPlatform {
 
     /// Starts again over the dirs of a stopped platform.
     pub async fn restart(dirs: (TempDir, TempDir)) -> Result<Self> {
+        Self::restart_with(dirs, |_| {}).await
+    }
+
+    /// [`TestPlatform::restart`] with `configure` applied to its config.
+    pub async fn restart_with(
+        dirs: (TempDir, TempDir),
+        configure: impl FnOnce(&mut Config),
+    ) -> Result<Self> {
         let (plugins, data) = dirs;
-        let platform = sfop::start(Config {
+        let mut config = Config {
             listen: "127.0.0.1:0".parse()?,
             ops_listen: "127.0.0.1:0".parse()?,
             plugins: plugins.path().to_owned(),
@@ -186,8 +203,9 @@ impl TestPlatform {
                 ..Default::default()
             },
             ..Config::default()
-        })
-        .await?;
+        };
+        configure(&mut config);
+        let platform = sfop::start(config).await?;
         Ok(Self {
             platform,
             _plugins: plugins,

@@ -1,8 +1,8 @@
 //! Reading, from a request, the resources its API acts on (the manifest's
 //! `[access]` field references), for the authoriser's facts.
 
+use crate::manifest::{Access, FieldRef};
 use serde_json::Value;
-use sfop_core::{Access, FieldRef};
 
 /// The resources one request names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,7 +26,7 @@ pub fn extract(access: &Access, query: &str, body: &[u8]) -> Resources {
             return Vec::new();
         };
         match field {
-            FieldRef::Query(name) => crate::oauth::parse_form(query.as_bytes())
+            FieldRef::Query(name) => crate::form::parse(query.as_bytes())
                 .all(name)
                 .into_iter()
                 .map(str::to_owned)

@@ -1,0 +1,107 @@
+//! The management center's admin API on the gateway: `/admin/v1/apis/*` and
+//! `/admin/v1/audit*`, authorised by admin biscuits (`role("admin")`) like
+//! the rest of the admin API; deny by default.
+
+use std::sync::{Arc, OnceLock, Weak};
+
+use serde_json::json;
+use sfop_auth::TokenAuthorizer;
+use sfop_gateway::{Endpoint, EndpointFuture, Gateway, NativeRequest, NativeResponse, RouteTable};
+use sfop_management::{Management, admin};
+
+use crate::plane::EmbeddedPlane;
+
+/// Where the endpoint finds the management center, which is built after the
+/// route table that mounts the endpoint (the data plane owns that table).
+/// Weak: the management center owns the data plane, which owns the table.
+#[derive(Debug, Clone, Default)]
+pub struct Slot(Arc<OnceLock<Weak<Management<EmbeddedPlane>>>>);
+
+impl Slot {
+    pub fn fill(&self, management: &Arc<Management<EmbeddedPlane>>) {
+        // Filled once at start; a second fill would be a wiring bug, and the
+        // first value stays.
+        let _ = self.0.set(Arc::downgrade(management));
+    }
+}
+
+/// Mounts the admin API of the management center.
+pub fn mount(
+    gateway: &Gateway,
+    routes: &mut RouteTable,
+    slot: &Slot,
+    authorizer: Arc<TokenAuthorizer>,
+) -> anyhow::Result<()> {
+    let list: Vec<sfop_core::Route> = admin::ROUTES
+        .iter()
+        .map(|(method, path)| sfop_core::Route {
+            method: (*method).to_owned(),
+            path: (*path).to_owned(),
+        })
+        .collect();
+    routes.add(
+        &list,
+        gateway.native(Arc::new(ManagementEndpoint {
+            slot: slot.clone(),
+            authorizer,
+        })),
+    )?;
+    Ok(())
+}
+
+#[derive(Debug)]
+struct ManagementEndpoint {
+    slot: Slot,
+    authorizer: Arc<TokenAuthorizer>,
+}
+
+impl Endpoint for ManagementEndpoint {
+    fn name(&self) -> &str {
+        "management"
+    }
+
+    fn max_body(&self) -> usize {
+        admin::MAX_UPLOAD
+    }
+
+    fn handle<'a>(&'a self, req: NativeRequest<'a>) -> EndpointFuture<'a> {
+        Box::pin(async move {
+            let authorization = req
+                .headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok());
+            let (status, body) = match self.authorizer.authorize_admin(authorization) {
+                Err(d) => (
+                    d.status,
+                    json!({ "rsp_code": d.rsp_code, "rsp_message": d.message }),
+                ),
+                Ok(actor) => match self.slot.0.get().and_then(Weak::upgrade) {
+                    None => (
+                        503,
+                        json!({ "rsp_code": "A0013", "rsp_message": "the management center is starting" }),
+                    ),
+                    Some(management) => {
+                        admin::handle(
+                            &management,
+                            &actor,
+                            req.method,
+                            req.path,
+                            req.query,
+                            req.body,
+                        )
+                        .await
+                    }
+                },
+            };
+            NativeResponse {
+                status,
+                headers: vec![(
+                    "content-type".into(),
+                    "application/json; charset=UTF-8".into(),
+                )],
+                body: body.to_string().into_bytes(),
+                envelope: true,
+            }
+        })
+    }
+}

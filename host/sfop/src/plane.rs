@@ -1,0 +1,111 @@
+//! The embedded data plane as the management center drives it: the Wasm
+//! runtime compiles releases, and the gateway's route table is rebuilt from
+//! the platform's own endpoints plus every published API, then swapped in.
+
+use std::sync::Arc;
+
+use sfop_core::Manifest;
+use sfop_gateway::{ApiRoute, Canary, Gateway, Release, RouteTable, StickyKey, Target};
+use sfop_management::{DataPlane, Health, Published, Sticky};
+use sfop_runtime::Runtime;
+
+/// The runtime and gateway of this process.
+#[derive(Debug)]
+pub struct EmbeddedPlane {
+    runtime: Runtime,
+    gateway: Arc<Gateway>,
+    /// The platform's own endpoints (OAuth, admin, portal), mounted first so
+    /// that no API can take their routes.
+    base: RouteTable,
+}
+
+impl EmbeddedPlane {
+    pub fn new(runtime: Runtime, gateway: Arc<Gateway>, base: RouteTable) -> Self {
+        Self {
+            runtime,
+            gateway,
+            base,
+        }
+    }
+}
+
+/// Outcomes that are the release's fault, for the canary's error rate.
+const ERROR_OUTCOMES: &[&str] = &[
+    "server_error",
+    "deadline",
+    "timeout",
+    "memory",
+    "trap",
+    "bad_response",
+];
+
+impl DataPlane for EmbeddedPlane {
+    type Release = Release;
+    type Table = RouteTable;
+
+    fn load(&self, manifest: Manifest, component: &[u8]) -> Result<Release, String> {
+        let api = self
+            .runtime
+            .load(manifest, component)
+            .map_err(|e| e.to_string())?;
+        Ok(self.gateway.release(Arc::new(api)))
+    }
+
+    fn compiled_from_cache(&self, release: &Release) -> bool {
+        release.api.from_cache()
+    }
+
+    fn build(&self, apis: &[Published<Release>]) -> Result<RouteTable, String> {
+        let mut table = self.base.clone();
+        for api in apis {
+            let (routes, target) = match api {
+                Published::Serving {
+                    stable,
+                    canary,
+                    sunset,
+                } => (
+                    &stable.api.manifest().routes,
+                    Target::Api(Arc::new(ApiRoute {
+                        stable: stable.clone(),
+                        canary: canary.as_ref().map(|c| Canary {
+                            release: c.release.clone(),
+                            percent: c.percent,
+                            sticky: match c.sticky {
+                                Sticky::Client => StickyKey::Client,
+                                Sticky::Account => StickyKey::Account,
+                            },
+                        }),
+                        sunset: sunset.clone(),
+                    })),
+                ),
+                Published::Closed { manifest } => (
+                    &manifest.routes,
+                    self.gateway
+                        .closed(&manifest.name, &manifest.version.to_string()),
+                ),
+                Published::Retired { manifest, sunset } => (
+                    &manifest.routes,
+                    Target::Retired {
+                        api: manifest.name.clone(),
+                        sunset: sunset.clone(),
+                    },
+                ),
+            };
+            table.add(routes, target).map_err(|e| e.to_string())?;
+        }
+        Ok(table)
+    }
+
+    fn swap(&self, table: RouteTable) {
+        self.gateway.swap_routes(table);
+    }
+
+    fn health(&self, release: &Release) -> Health {
+        let stats = release.stats();
+        let errors = ERROR_OUTCOMES.iter().map(|o| stats.outcome(o)).sum();
+        Health {
+            requests: stats.requests(),
+            errors,
+        }
+    }
+}
