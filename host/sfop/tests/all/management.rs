@@ -654,3 +654,100 @@ async fn deprecate_retire_restart_and_a_tampered_audit_log() -> Result<()> {
     assert_eq!(t.get("/test/echo").await?.status, 410);
     t.platform.stop().await
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_pushes_tests_promotes_and_rolls_back_over_https() -> Result<()> {
+    let t = TestPlatform::start_overriding(
+        vec![Package::built("test/echo").with_manifest(&echo_manifest("1.0.0", "echo"))],
+        |c| {
+            c.tls.mode = TlsMode::SelfSigned;
+            c.auth.mode = AuthMode::Biscuit;
+            c.management.bootstrap = Bootstrap::Testbed;
+        },
+        sfop::Overrides {
+            gate: Some(Arc::new(TestGate)),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let package = tempfile::tempdir()?;
+    std::fs::write(
+        package.path().join("sfop.toml"),
+        echo_manifest("1.1.0", "echo, second component"),
+    )?;
+    std::fs::write(package.path().join("api.wasm"), built("test/release-b")?)?;
+    let (url, data_dir) = (t.platform.url(), t.data_dir().to_owned());
+    let cli = |args: Vec<String>| {
+        let (url, data_dir) = (url.clone(), data_dir.clone());
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(env!("CARGO_BIN_EXE_sfop"))
+                .args(&args)
+                .arg("--url")
+                .arg(&url)
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .output()
+        })
+    };
+    let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    let text = |out: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    };
+
+    let dir = package.path().display().to_string();
+    let out = cli(args(&["api", "push", &dir, "--promote"])).await??;
+    assert!(out.status.success(), "{}", text(&out));
+    // Progress per step, on stderr.
+    let said = text(&out);
+    for step in [
+        "pushing echo@1.1.0",
+        "testing echo@1.1.0",
+        "promoting echo@1.1.0",
+    ] {
+        assert!(said.contains(step), "{step:?} missing from {said}");
+    }
+    let out = cli(args(&["api", "list"])).await??;
+    let listed = text(&out);
+    assert!(
+        listed.contains("echo")
+            && listed.contains("1.1.0 live")
+            && listed.contains("1.0.0 previous"),
+        "{listed}"
+    );
+    // The same push again changes nothing and succeeds; other bytes are refused.
+    let out = cli(args(&["api", "push", &dir])).await??;
+    assert!(out.status.success(), "{}", text(&out));
+    std::fs::write(package.path().join("api.wasm"), built("test/echo")?)?;
+    let out = cli(args(&["api", "push", &dir])).await??;
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("already registered with other bytes"),
+        "{}",
+        text(&out)
+    );
+
+    let out = cli(args(&["api", "rollback", "echo"])).await??;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("live version 1.0.0"), "{}", text(&out));
+    let out = cli(args(&["audit", "verify"])).await??;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("audit log intact"), "{}", text(&out));
+    // A wrong admin token is refused with a non-zero exit.
+    let bad = data_dir.join("bad.token");
+    std::fs::write(&bad, "not-a-token")?;
+    let out = cli(vec![
+        "api".into(),
+        "rollback".into(),
+        "echo".into(),
+        "--admin-token".into(),
+        bad.display().to_string(),
+    ])
+    .await??;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("refused (401"), "{}", text(&out));
+    t.platform.stop().await
+}
