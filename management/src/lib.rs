@@ -91,6 +91,10 @@ impl Default for CanarySpec {
 /// Settings of the management center.
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
+    /// Every release is checked against its testbed attestation again before
+    /// it is loaded to serve (at start, on promotion, on rollback). Off only
+    /// when the operator trusts the plugins folder.
+    pub require_attestation: bool,
     /// Earlier live releases kept compiled per API, for instant rollback.
     pub keep_warm: usize,
     /// Business time zone (sunset dates are days there), minutes east of UTC.
@@ -100,6 +104,7 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Self {
+            require_attestation: true,
             keep_warm: 2,
             utc_offset_minutes: sfop_core::time::KST_OFFSET_MINUTES,
         }
@@ -961,7 +966,11 @@ impl<P: DataPlane> Management<P> {
         if let Some(release) = control.warm.get(&key) {
             return Ok(release.clone());
         }
-        let package = self.package(&self.record(name, version)?)?;
+        let record = self.record(name, version)?;
+        if self.settings.require_attestation {
+            self.check_gate(&record)?;
+        }
+        let package = self.package(&record)?;
         let plane = self.plane.clone();
         let release =
             tokio::task::spawn_blocking(move || plane.load(package.manifest, &package.component))

@@ -143,6 +143,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
             Arc::new(plane),
             overrides.gate,
             sfop_management::Settings {
+                require_attestation: config.management.bootstrap == Bootstrap::Testbed,
                 keep_warm: config.management.keep_warm,
                 utc_offset_minutes: config.utc_offset_minutes,
             },

@@ -188,6 +188,15 @@ impl TestPlatform {
         dirs: (TempDir, TempDir),
         configure: impl FnOnce(&mut Config),
     ) -> Result<Self> {
+        Self::restart_overriding(dirs, configure, sfop::Overrides::default()).await
+    }
+
+    /// [`TestPlatform::restart_with`], with parts of the platform replaced.
+    pub async fn restart_overriding(
+        dirs: (TempDir, TempDir),
+        configure: impl FnOnce(&mut Config),
+        overrides: sfop::Overrides,
+    ) -> Result<Self> {
         let (plugins, data) = dirs;
         let mut config = Config {
             listen: "127.0.0.1:0".parse()?,
@@ -205,7 +214,7 @@ impl TestPlatform {
             ..Config::default()
         };
         configure(&mut config);
-        let platform = sfop::start(config).await?;
+        let platform = sfop::start_with(config, overrides).await?;
         Ok(Self {
             platform,
             _plugins: plugins,

@@ -90,21 +90,27 @@ fn echo_package(version: &str, description: &str) -> Result<Pkg> {
     )?)
 }
 
+fn testbed_mode(c: &mut sfop::Config) {
+    c.tls.mode = TlsMode::Off;
+    c.auth.mode = AuthMode::Off;
+    c.management.bootstrap = Bootstrap::Testbed;
+    c.management.check_ms = 20;
+}
+
+fn gated() -> sfop::Overrides {
+    sfop::Overrides {
+        gate: Some(Arc::new(TestGate)),
+        ..Default::default()
+    }
+}
+
 /// A platform serving echo 1.0.0 (bootstrapped through the test gate) on
 /// cleartext HTTP with no authorisation, the watchdog every 20 ms.
 async fn platform() -> Result<TestPlatform> {
     TestPlatform::start_overriding(
         vec![Package::built("test/echo").with_manifest(&echo_manifest("1.0.0", "echo"))],
-        |c| {
-            c.tls.mode = TlsMode::Off;
-            c.auth.mode = AuthMode::Off;
-            c.management.bootstrap = Bootstrap::Testbed;
-            c.management.check_ms = 20;
-        },
-        sfop::Overrides {
-            gate: Some(Arc::new(TestGate)),
-            ..Default::default()
-        },
+        testbed_mode,
+        gated(),
     )
     .await
 }
@@ -603,21 +609,11 @@ async fn deprecate_retire_restart_and_a_tampered_audit_log() -> Result<()> {
     // folder's 1.0.0.
     drop(mgmt);
     let dirs = t.stop_keeping_dirs().await?;
-    let t = TestPlatform::restart_with(dirs, |c| {
-        c.management.bootstrap = Bootstrap::Testbed;
-    })
-    .await?;
+    let t = TestPlatform::restart_overriding(dirs, testbed_mode, gated()).await?;
     let reply = t.get("/test/echo").await?;
     assert_eq!(version_of(&reply), "1.1.0");
     assert!(reply.header("sunset").is_some());
     let mgmt = t.platform.management.clone();
-    // Without a testbed on this platform nothing new can be promoted.
-    mgmt.push(echo_package("1.2.0", "echo")?, "ops").await?;
-    let refusal = mgmt.promote("echo", &v("1.2.0"), "ops").await;
-    assert!(
-        matches!(&refusal, Err(e) if e.to_string().contains("no testbed")),
-        "{refusal:?}"
-    );
     // Rollback works from the registry after a restart (1.0.0 compiled anew).
     mgmt.rollback("echo", "ops").await?;
     assert_eq!(version_of(&t.get("/test/echo").await?), "1.0.0");
@@ -749,5 +745,48 @@ async fn the_cli_pushes_tests_promotes_and_rolls_back_over_https() -> Result<()>
     .await??;
     assert!(!out.status.success());
     assert!(text(&out).contains("refused (401"), "{}", text(&out));
+    t.platform.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_whose_attestation_was_tampered_with_does_not_load() -> Result<()> {
+    let t = platform().await?;
+    let mgmt = t.platform.management.clone();
+    mgmt.push(echo_package("1.1.0", "echo, next")?, "ops")
+        .await?;
+    mgmt.test("echo", &v("1.1.0"), "ops").await?;
+    mgmt.promote("echo", &v("1.1.0"), "ops").await?;
+    drop(mgmt);
+    let dirs = t.stop_keeping_dirs().await?;
+    // The stored attestation of 1.1.0 is edited while the platform is down.
+    {
+        let store = sfop_store::Store::open(dirs.1.path())?;
+        let tree = store.tree("mgmt.versions")?;
+        let mut record: Value = tree.get_json("echo@1.1.0")?.context("record")?;
+        let attestation = record["test"]["attestation"]
+            .as_str()
+            .context("attestation")?
+            .replace("\"seal\":\"", "\"seal\":\"00");
+        record["test"]["attestation"] = json!(attestation);
+        tree.insert_json("echo@1.1.0", &record)?;
+        store.flush()?;
+    }
+    let t = TestPlatform::restart_overriding(dirs, testbed_mode, gated()).await?;
+    // Fail closed: the live release is not loaded, its routes stay closed,
+    // and the refusal says why.
+    let reply = t.get("/test/echo").await?;
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.json()?["rsp_code"], "A0013");
+    let mgmt = t.platform.management.clone();
+    assert!(mgmt.show("echo").await?.closed);
+    let refusal = mgmt.promote("echo", &v("1.1.0"), "ops").await;
+    assert!(
+        matches!(&refusal, Err(e) if e.to_string().contains("attestation refused")),
+        "{refusal:?}"
+    );
+    // Rolling back to the earlier release, whose attestation is intact, serves.
+    mgmt.rollback("echo", "ops").await?;
+    assert_eq!(version_of(&t.get("/test/echo").await?), "1.0.0");
+    drop(mgmt);
     t.platform.stop().await
 }
