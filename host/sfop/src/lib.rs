@@ -7,6 +7,7 @@ pub mod admin_client;
 mod auth;
 pub mod config;
 mod packages;
+pub mod testbed;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

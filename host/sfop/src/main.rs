@@ -28,6 +28,9 @@ enum Command {
     /// Manage fintech apps (OAuth clients) on a running platform.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Check an API package before it goes live, and sign the verdict.
+    #[command(subcommand)]
+    Testbed(sfop::testbed::TestbedCommand),
 }
 
 /// How the CLI reaches the admin API of a running platform.
@@ -156,6 +159,15 @@ fn main() -> ExitCode {
         Command::Client(command) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(client(command))),
+        // A package that fails the testbed exits 1; an error running it, 2.
+        Command::Testbed(command) => match tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(sfop::testbed::run(command)))
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -280,11 +280,6 @@ impl HttpReply {
         serde_json::from_slice(&self.body).ok()
     }
 
-    /// `rsp_code` of a JSON answer, if any.
-    pub fn rsp_code(&self) -> Option<String> {
-        self.json()?.get("rsp_code")?.as_str().map(str::to_owned)
-    }
-
     /// `STATUS rsp_code rsp_message`, for report details.
     pub fn brief(&self) -> String {
         match self.json() {

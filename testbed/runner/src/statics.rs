@@ -86,6 +86,18 @@ pub const LEDGER_FUNCTIONS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The `ledger` functions that reach a participant bank, which answer
+/// `timeout` (`A0017`) during an outage.
+pub const BANK_FUNCTIONS: &[&str] = &[
+    "balance",
+    "transactions",
+    "remit-list",
+    "withdraw",
+    "deposit",
+    "real-name",
+    "receive",
+];
+
 fn allowed_ledger_functions(scope: &str) -> &'static [&'static str] {
     LEDGER_FUNCTIONS
         .iter()
@@ -119,6 +131,8 @@ fn platform_interface(name: &str) -> Option<(&str, &str)> {
 /// What the static phase learned.
 pub(crate) struct Statics {
     pub checks: Vec<CheckResult>,
+    /// The `ledger` functions the component imports.
+    pub ledger_functions: BTreeSet<String>,
     /// Every static check passed, so loading it is meaningful.
     pub ok: bool,
 }
@@ -191,7 +205,11 @@ pub(crate) fn check(package: &Package) -> Statics {
                     "the component is not valid",
                 ));
             }
-            return Statics { checks, ok: false };
+            return Statics {
+                checks,
+                ledger_functions: BTreeSet::new(),
+                ok: false,
+            };
         }
     };
     let (imports, exports) = top_level_names(&package.component);
@@ -323,7 +341,7 @@ pub(crate) fn check(package: &Package) -> Statics {
         .collect();
     if !forbidden.is_empty() {
         kind_problems.push(format!(
-            "a {} API may not import ledger function(s) {} (allowed: {})",
+            "an API of scope {} may not import ledger function(s) {} (allowed: {})",
             manifest.scope,
             forbidden.join(", "),
             allowed_fns.join(", ")
@@ -355,7 +373,11 @@ pub(crate) fn check(package: &Package) -> Statics {
     let ok = checks
         .iter()
         .all(|c| c.outcome == crate::report::Outcome::Pass);
-    Statics { checks, ok }
+    Statics {
+        checks,
+        ledger_functions,
+        ok,
+    }
 }
 
 fn declared(manifest: &Manifest) -> String {
