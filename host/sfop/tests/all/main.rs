@@ -8,5 +8,6 @@ mod gateway_crash;
 mod harness;
 mod operations;
 mod reference_apis;
+mod testbed;
 mod tls;
 mod vbank_durability;
