@@ -257,8 +257,7 @@ pub fn build_plugins(root: &Path) -> Result<PathBuf> {
         fs::copy(&manifest, &out_manifest)
             .with_context(|| format!("copying {}", manifest.display()))?;
         if cases.is_file() {
-            fs::copy(&cases, &out_cases)
-                .with_context(|| format!("copying {}", cases.display()))?;
+            fs::copy(&cases, &out_cases).with_context(|| format!("copying {}", cases.display()))?;
         } else if out_cases.exists() {
             fs::remove_file(&out_cases)
                 .with_context(|| format!("removing {}", out_cases.display()))?;

@@ -499,10 +499,7 @@ mod tests {
                 "`limits.memory_mib`",
             ),
             (GOOD.replace("\"1.0.0\"", "\"one\""), "version"),
-            (
-                format!("{GOOD}\n[budget]\np99_ms = 0\n"),
-                "`budget.p99_ms`",
-            ),
+            (format!("{GOOD}\n[budget]\np99_ms = 0\n"), "`budget.p99_ms`"),
             (
                 format!("{GOOD}\n[budget]\nmemory_mib = 17\n"),
                 "`budget.memory_mib`",

@@ -110,7 +110,11 @@ async fn run_package(args: &RunArgs) -> anyhow::Result<bool> {
             }
             println!(
                 "failed rules: {}",
-                report.failed_rules().into_iter().collect::<Vec<_>>().join(", ")
+                report
+                    .failed_rules()
+                    .into_iter()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             );
         }
     }

@@ -223,8 +223,16 @@ mod tests {
             "res_cnt": "1", "res_list": [{"bank_nm": "x", "tran_amt": "1"}]
         }));
         let p = field_problems(&docs(), &body);
-        assert!(p.iter().any(|p| p.contains("res_list[0].bank_name is missing")), "{p:?}");
-        assert!(p.iter().any(|p| p.contains("res_list[0].bank_nm is not documented")), "{p:?}");
+        assert!(
+            p.iter()
+                .any(|p| p.contains("res_list[0].bank_name is missing")),
+            "{p:?}"
+        );
+        assert!(
+            p.iter()
+                .any(|p| p.contains("res_list[0].bank_nm is not documented")),
+            "{p:?}"
+        );
     }
 
     #[test]

@@ -182,7 +182,10 @@ impl Attestation {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(AttestationError::Missing(
                 format!("{} does not exist", path.display()),
             )),
-            Err(e) => Err(AttestationError::Missing(format!("{}: {e}", path.display()))),
+            Err(e) => Err(AttestationError::Missing(format!(
+                "{}: {e}",
+                path.display()
+            ))),
         }
     }
 }
@@ -269,8 +272,7 @@ pub fn verify_dir(
     dir: &Path,
     trusted: &[TrustedKey],
 ) -> Result<(Package, Attestation), AttestationError> {
-    let package =
-        Package::read_dir(dir).map_err(|e| AttestationError::Malformed(e.to_string()))?;
+    let package = Package::read_dir(dir).map_err(|e| AttestationError::Malformed(e.to_string()))?;
     let attestation = Attestation::read_dir(dir)?;
     verify(&attestation, trusted, &package)?;
     Ok((package, attestation))
@@ -335,12 +337,20 @@ impl AttestationSigner {
 
     /// Signs the verdict of `report` about `package`. Refuses a report that
     /// did not pass or that is about other bytes.
-    pub fn sign(&self, package: &Package, report: &Report) -> Result<Attestation, AttestationError> {
+    pub fn sign(
+        &self,
+        package: &Package,
+        report: &Report,
+    ) -> Result<Attestation, AttestationError> {
         if !report.passed() {
             return Err(AttestationError::Refused(format!(
                 "the report's verdict is {}; failed rules: {}",
                 report.verdict.as_str(),
-                report.failed_rules().into_iter().collect::<Vec<_>>().join(", ")
+                report
+                    .failed_rules()
+                    .into_iter()
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )));
         }
         if report.component_sha256 != package.component_sha256()

@@ -15,7 +15,9 @@ use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use sfop_core::{Claims, Manifest};
-use sfop_gateway::{AuthRequest, Authorizer, Denial, Gateway, GatewayConfig, RouteTable, Transport};
+use sfop_gateway::{
+    AuthRequest, Authorizer, Denial, Gateway, GatewayConfig, RouteTable, Transport,
+};
 use sfop_runtime::{Api, Runtime, RuntimeConfig, Services};
 use sfop_store::{PluginKv, Store};
 use sfop_vbank::VirtualBank;
@@ -95,10 +97,7 @@ impl Authorizer for PersonaAuth {
             return Err(Denial {
                 status: 403,
                 rsp_code: "O0011",
-                message: format!(
-                    "persona {persona} has no scope {}",
-                    request.manifest.scope
-                ),
+                message: format!("persona {persona} has no scope {}", request.manifest.scope),
             });
         }
         Ok(Some(claims.clone()))
@@ -126,10 +125,7 @@ impl Served {
     /// Calls of this API that ran into the CPU deadline or the wall clock.
     pub fn runaways(&self) -> u64 {
         let m = self.api.manifest();
-        let stats = self
-            .gateway
-            .metrics()
-            .api(&m.name, &m.version.to_string());
+        let stats = self.gateway.metrics().api(&m.name, &m.version.to_string());
         stats.outcome("deadline") + stats.outcome("timeout")
     }
 }
@@ -147,8 +143,8 @@ pub(crate) struct Bench {
 impl Bench {
     /// A fresh store in `dir`, seeded bank, runtime.
     pub fn open(dir: &Path) -> Result<Self, TestbedError> {
-        let store = Store::open(dir)
-            .map_err(|e| TestbedError::Bench(format!("opening the store: {e}")))?;
+        let store =
+            Store::open(dir).map_err(|e| TestbedError::Bench(format!("opening the store: {e}")))?;
         let bank = VirtualBank::open(&store)
             .map_err(|e| TestbedError::Bench(format!("seeding the virtual bank: {e}")))?;
         let kv = PluginKv::open(&store)
@@ -286,7 +282,9 @@ impl HttpReply {
             Some(v) => format!(
                 "HTTP {} {} {}",
                 self.status,
-                v.get("rsp_code").and_then(Value::as_str).unwrap_or("(no rsp_code)"),
+                v.get("rsp_code")
+                    .and_then(Value::as_str)
+                    .unwrap_or("(no rsp_code)"),
                 v.get("rsp_message").and_then(Value::as_str).unwrap_or("")
             ),
             None => format!(
@@ -299,7 +297,11 @@ impl HttpReply {
 }
 
 /// Sends one request on a fresh connection, within `limit`.
-pub async fn send(addr: SocketAddr, req: &HttpRequest, limit: Duration) -> Result<HttpReply, String> {
+pub async fn send(
+    addr: SocketAddr,
+    req: &HttpRequest,
+    limit: Duration,
+) -> Result<HttpReply, String> {
     let started = Instant::now();
     let exchange = async {
         let stream = tokio::net::TcpStream::connect(addr)
@@ -331,8 +333,10 @@ pub async fn send(addr: SocketAddr, req: &HttpRequest, limit: Duration) -> Resul
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         };
-        let (content_type, header_tran_id) =
-            (header("content-type"), header(sfop_gateway::API_TRAN_ID_HEADER));
+        let (content_type, header_tran_id) = (
+            header("content-type"),
+            header(sfop_gateway::API_TRAN_ID_HEADER),
+        );
         let body = response
             .into_body()
             .collect()

@@ -209,7 +209,11 @@ impl Call {
         let req = self.to_http();
         let body = String::from_utf8_lossy(&req.body);
         let body = if body.chars().count() > 160 {
-            format!("{}… ({} bytes)", body.chars().take(160).collect::<String>(), req.body.len())
+            format!(
+                "{}… ({} bytes)",
+                body.chars().take(160).collect::<String>(),
+                req.body.len()
+            )
         } else {
             body.into_owned()
         };
@@ -221,7 +225,10 @@ impl Call {
         if body.is_empty() {
             format!("{} {} as {}", req.method, target, self.persona)
         } else {
-            format!("{} {} as {} body {}", req.method, target, self.persona, body)
+            format!(
+                "{} {} as {} body {}",
+                req.method, target, self.persona, body
+            )
         }
     }
 }

@@ -62,7 +62,13 @@ pub struct ContractChange {
     pub level: Level,
 }
 
-fn change(path: String, what: &str, live: Option<String>, candidate: Option<String>, level: Level) -> ContractChange {
+fn change(
+    path: String,
+    what: &str,
+    live: Option<String>,
+    candidate: Option<String>,
+    level: Level,
+) -> ContractChange {
     ContractChange {
         diff: FieldDiff {
             path,
@@ -89,12 +95,24 @@ pub fn contract_diff(live: &Manifest, candidate: &Manifest) -> Vec<ContractChang
     }
     for r in &live.routes {
         if !candidate.routes.contains(r) {
-            out.push(change(format!("(route) {r}"), "removed", Some(r.to_string()), None, Level::Major));
+            out.push(change(
+                format!("(route) {r}"),
+                "removed",
+                Some(r.to_string()),
+                None,
+                Level::Major,
+            ));
         }
     }
     for r in &candidate.routes {
         if !live.routes.contains(r) {
-            out.push(change(format!("(route) {r}"), "added", None, Some(r.to_string()), Level::Minor));
+            out.push(change(
+                format!("(route) {r}"),
+                "added",
+                None,
+                Some(r.to_string()),
+                Level::Minor,
+            ));
         }
     }
     let empty = Docs::default();
@@ -102,31 +120,58 @@ pub fn contract_diff(live: &Manifest, candidate: &Manifest) -> Vec<ContractChang
         live.docs.as_ref().unwrap_or(&empty),
         candidate.docs.as_ref().unwrap_or(&empty),
     );
-    let describe = |kind: &str, required: bool| {
-        format!("{kind}{}", if required { ", required" } else { "" })
-    };
+    let describe =
+        |kind: &str, required: bool| format!("{kind}{}", if required { ", required" } else { "" });
     // Request fields: clients send these.
     let lreq: BTreeMap<&str, _> = ld.request.iter().map(|f| (f.name.as_str(), f)).collect();
     let creq: BTreeMap<&str, _> = cd.request.iter().map(|f| (f.name.as_str(), f)).collect();
     for (name, l) in &lreq {
         let lt = Some(describe(&l.kind, l.required));
         match creq.get(name) {
-            None => out.push(change(format!("request {name}"), "removed", lt, None, Level::Major)),
+            None => out.push(change(
+                format!("request {name}"),
+                "removed",
+                lt,
+                None,
+                Level::Major,
+            )),
             Some(c) => {
                 let ct = Some(describe(&c.kind, c.required));
                 if c.kind != l.kind {
-                    out.push(change(format!("request {name}"), "type", lt, ct, Level::Major));
+                    out.push(change(
+                        format!("request {name}"),
+                        "type",
+                        lt,
+                        ct,
+                        Level::Major,
+                    ));
                 } else if c.required && !l.required {
-                    out.push(change(format!("request {name}"), "now required", lt, ct, Level::Major));
+                    out.push(change(
+                        format!("request {name}"),
+                        "now required",
+                        lt,
+                        ct,
+                        Level::Major,
+                    ));
                 } else if !c.required && l.required {
-                    out.push(change(format!("request {name}"), "now optional", lt, ct, Level::Minor));
+                    out.push(change(
+                        format!("request {name}"),
+                        "now optional",
+                        lt,
+                        ct,
+                        Level::Minor,
+                    ));
                 }
             }
         }
     }
     for (name, c) in &creq {
         if !lreq.contains_key(name) {
-            let level = if c.required { Level::Major } else { Level::Minor };
+            let level = if c.required {
+                Level::Major
+            } else {
+                Level::Minor
+            };
             out.push(change(
                 format!("request {name}"),
                 "added",
@@ -137,11 +182,25 @@ pub fn contract_diff(live: &Manifest, candidate: &Manifest) -> Vec<ContractChang
         }
     }
     // Response fields: clients read these.
-    let lres: BTreeMap<&str, &str> = ld.response.iter().map(|f| (f.name.as_str(), f.kind.as_str())).collect();
-    let cres: BTreeMap<&str, &str> = cd.response.iter().map(|f| (f.name.as_str(), f.kind.as_str())).collect();
+    let lres: BTreeMap<&str, &str> = ld
+        .response
+        .iter()
+        .map(|f| (f.name.as_str(), f.kind.as_str()))
+        .collect();
+    let cres: BTreeMap<&str, &str> = cd
+        .response
+        .iter()
+        .map(|f| (f.name.as_str(), f.kind.as_str()))
+        .collect();
     for (name, lk) in &lres {
         match cres.get(name) {
-            None => out.push(change(format!("response {name}"), "removed", Some((*lk).into()), None, Level::Major)),
+            None => out.push(change(
+                format!("response {name}"),
+                "removed",
+                Some((*lk).into()),
+                None,
+                Level::Major,
+            )),
             Some(ck) if ck != lk => out.push(change(
                 format!("response {name}"),
                 "type",
@@ -154,17 +213,35 @@ pub fn contract_diff(live: &Manifest, candidate: &Manifest) -> Vec<ContractChang
     }
     for (name, ck) in &cres {
         if !lres.contains_key(name) {
-            out.push(change(format!("response {name}"), "added", None, Some((*ck).into()), Level::Minor));
+            out.push(change(
+                format!("response {name}"),
+                "added",
+                None,
+                Some((*ck).into()),
+                Level::Minor,
+            ));
         }
     }
     for c in &cd.codes {
         if !ld.codes.iter().any(|l| l.code == c.code) {
-            out.push(change(format!("code {}", c.code), "added", None, Some(c.meaning.clone()), Level::Minor));
+            out.push(change(
+                format!("code {}", c.code),
+                "added",
+                None,
+                Some(c.meaning.clone()),
+                Level::Minor,
+            ));
         }
     }
     for l in &ld.codes {
         if !cd.codes.iter().any(|c| c.code == l.code) {
-            out.push(change(format!("code {}", l.code), "removed", Some(l.meaning.clone()), None, Level::Minor));
+            out.push(change(
+                format!("code {}", l.code),
+                "removed",
+                Some(l.meaning.clone()),
+                None,
+                Level::Minor,
+            ));
         }
     }
     out
@@ -174,7 +251,11 @@ pub fn contract_diff(live: &Manifest, candidate: &Manifest) -> Vec<ContractChang
 fn volatile(key: &str) -> bool {
     matches!(
         key,
-        "api_tran_id" | "api_tran_dtm" | "bank_tran_id" | "bank_tran_date" | "befor_inquiry_trace_info"
+        "api_tran_id"
+            | "api_tran_dtm"
+            | "bank_tran_id"
+            | "bank_tran_date"
+            | "befor_inquiry_trace_info"
     ) || key.ends_with("_dtime")
         || key.ends_with("_dtm")
         || key.ends_with("balance_amt")
@@ -283,7 +364,12 @@ pub(crate) async fn run(
             "COMPAT-VERSION",
             PH,
             "successor of the live version",
-            format!("{} → {} ({} bump)", live.label(), package.label(), allowed.as_str()),
+            format!(
+                "{} → {} ({} bump)",
+                live.label(),
+                package.label(),
+                allowed.as_str()
+            ),
         )
     } else {
         CheckResult::fail(
@@ -299,7 +385,11 @@ pub(crate) async fn run(
     });
 
     let changes = contract_diff(lm, cm);
-    let needed = changes.iter().map(|c| c.level).max().unwrap_or(Level::Patch);
+    let needed = changes
+        .iter()
+        .map(|c| c.level)
+        .max()
+        .unwrap_or(Level::Patch);
     let breaking: Vec<String> = changes
         .iter()
         .filter(|c| c.level == Level::Major)
@@ -318,7 +408,11 @@ pub(crate) async fn run(
                 lm.version,
                 cm.version,
                 allowed.as_str(),
-                if documented { "" } else { " (one side documents no fields: routes and scope only)" }
+                if documented {
+                    ""
+                } else {
+                    " (one side documents no fields: routes and scope only)"
+                }
             ),
         )
     } else {
@@ -357,7 +451,8 @@ pub(crate) async fn run(
         }
     };
     let live_index = bench.serve(live_api).await?;
-    let (Some(live_served), Some(cand_served)) = (bench.served(live_index), bench.served(candidate))
+    let (Some(live_served), Some(cand_served)) =
+        (bench.served(live_index), bench.served(candidate))
     else {
         return Ok(());
     };
@@ -383,7 +478,9 @@ pub(crate) async fn run(
             "the live version documents no example and has no cases",
         ));
     }
-    let limit = std::time::Duration::from_millis(u64::from(cm.limits.timeout_ms.max(lm.limits.timeout_ms)) + 5_000);
+    let limit = std::time::Duration::from_millis(
+        u64::from(cm.limits.timeout_ms.max(lm.limits.timeout_ms)) + 5_000,
+    );
     for (name, live_call, cand_call) in replays {
         let lr = send(live_served.addr, &live_call.to_http(), limit).await;
         let cr = send(cand_served.addr, &cand_call.to_http(), limit).await;
@@ -394,11 +491,7 @@ pub(crate) async fn run(
                     "COMPAT-REPLAY",
                     PH,
                     name,
-                    format!(
-                        "no answer: live {:?}, candidate {:?}",
-                        l.err(),
-                        c.err()
-                    ),
+                    format!("no answer: live {:?}, candidate {:?}", l.err(), c.err()),
                 ));
                 continue;
             }
@@ -416,7 +509,10 @@ pub(crate) async fn run(
             cr.brief(),
             diff.len(),
             if outcome == Outcome::Fail {
-                format!(" under a {} bump (breaking needs a major)", allowed.as_str())
+                format!(
+                    " under a {} bump (breaking needs a major)",
+                    allowed.as_str()
+                )
             } else {
                 String::new()
             }

@@ -10,13 +10,13 @@ use serde_json::Value;
 use sfop_core::{BankBackend, BankCall, Claims, FieldRef};
 use sfop_vbank::seed::{DEMO_CLIENT_ID, DEMO_CLIENT_USE_CODE, USERS};
 
+use crate::Log;
 use crate::answer;
 use crate::bench::{Bench, HttpReply, Served, send};
 use crate::call::Call;
 use crate::cases::{Expect, lookup};
 use crate::package::Package;
 use crate::report::{CheckResult, Phase};
-use crate::Log;
 
 const PH: Phase = Phase::Conformance;
 
@@ -113,7 +113,14 @@ pub(crate) async fn run(
                 ..Expect::default()
             };
             prober
-                .probe(log, "CONF-CASE", "documented example", &call, &expect, false)
+                .probe(
+                    log,
+                    "CONF-CASE",
+                    "documented example",
+                    &call,
+                    &expect,
+                    false,
+                )
                 .await;
             call
         }
@@ -288,7 +295,14 @@ pub(crate) async fn run(
                     ..Expect::default()
                 };
                 prober
-                    .probe(log, "CONF-OUTAGE", "participant banks down", &call, &expect, false)
+                    .probe(
+                        log,
+                        "CONF-OUTAGE",
+                        "participant banks down",
+                        &call,
+                        &expect,
+                        false,
+                    )
                     .await;
             }
             Err(e) => log.push(CheckResult::fail(
@@ -312,14 +326,20 @@ pub(crate) async fn run(
 }
 
 /// Accounts to try for consent refusals, with the code each must get.
-fn consent_targets(bench: &Bench, persona: &str, scope: &str) -> Vec<(String, String, &'static str)> {
+fn consent_targets(
+    bench: &Bench,
+    persona: &str,
+    scope: &str,
+) -> Vec<(String, String, &'static str)> {
     let now = sfop_core::time::now_millis();
     let Some(me) = USERS.iter().find(|u| u.login_id == persona) else {
         return Vec::new();
     };
     let mut targets = Vec::new();
     if let Some(other) = USERS.iter().find(|u| u.login_id != persona)
-        && let Ok(nums) = bench.bank.fintech_use_nums(other.user_seq_no, DEMO_CLIENT_ID, now)
+        && let Ok(nums) = bench
+            .bank
+            .fintech_use_nums(other.user_seq_no, DEMO_CLIENT_ID, now)
         && let Some(num) = nums.into_iter().next()
     {
         targets.push((
@@ -446,7 +466,11 @@ pub(crate) fn misfortune(
             rule,
             phase,
             name,
-            format!("the gateway refused the call: {} for {}", reply.brief(), call.describe()),
+            format!(
+                "the gateway refused the call: {} for {}",
+                reply.brief(),
+                call.describe()
+            ),
         ),
         Fate::NoAnswer(e) => CheckResult::fail(rule, phase, name, format!("no answer: {e}")),
     })
@@ -457,11 +481,8 @@ fn judge(rule: &str, name: &str, call: &Call, reply: &HttpReply, expect: &Expect
     let fail = |r: &str, why: String| {
         CheckResult::fail(r, PH, name, format!("{why}; request: {}", call.describe()))
     };
-    let business_failure = expect.status == 200
-        && expect
-            .rsp_code
-            .as_deref()
-            .is_some_and(|c| c != "A0000");
+    let business_failure =
+        expect.status == 200 && expect.rsp_code.as_deref().is_some_and(|c| c != "A0000");
     if business_failure && reply.status != 200 {
         return fail(
             "CONF-BIZ-200",
@@ -473,13 +494,19 @@ fn judge(rule: &str, name: &str, call: &Call, reply: &HttpReply, expect: &Expect
         );
     }
     if reply.status != expect.status {
-        return fail(rule, format!("expected HTTP {}, got {}", expect.status, reply.brief()));
+        return fail(
+            rule,
+            format!("expected HTTP {}, got {}", expect.status, reply.brief()),
+        );
     }
     let body = reply.json().unwrap_or(Value::Null);
     if let Some(code) = &expect.rsp_code
         && body.get("rsp_code").and_then(Value::as_str) != Some(code.as_str())
     {
-        return fail(rule, format!("expected rsp_code {code}, got {}", reply.brief()));
+        return fail(
+            rule,
+            format!("expected rsp_code {code}, got {}", reply.brief()),
+        );
     }
     let mut problems = Vec::new();
     for (path, want) in &expect.fields {
@@ -500,7 +527,10 @@ fn judge(rule: &str, name: &str, call: &Call, reply: &HttpReply, expect: &Expect
         }
     }
     if let Some(text) = &expect.message_contains {
-        let message = body.get("rsp_message").and_then(Value::as_str).unwrap_or("");
+        let message = body
+            .get("rsp_message")
+            .and_then(Value::as_str)
+            .unwrap_or("");
         if !message.contains(text.as_str()) {
             problems.push(format!("rsp_message {message:?} does not contain {text:?}"));
         }
@@ -572,7 +602,12 @@ fn judge_answers(package: &Package, answers: &[(String, HttpReply)], log: &mut L
             "the manifest documents no response fields",
         ));
     } else {
-        log.push(row("CONF-FIELDS", "documented response fields", fields, successes));
+        log.push(row(
+            "CONF-FIELDS",
+            "documented response fields",
+            fields,
+            successes,
+        ));
     }
     log.push(row(
         "CONF-AMOUNTS",

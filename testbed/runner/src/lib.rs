@@ -12,8 +12,8 @@
 //! verify(&attestation?, &[signer.public_key()], &package)?;
 //! ```
 
-pub mod attestation;
 mod answer;
+pub mod attestation;
 mod bench;
 mod call;
 pub mod cases;
@@ -143,7 +143,9 @@ pub async fn run(package: &Package, options: &RunOptions) -> Result<Report, Test
         Some(dir) => {
             std::fs::create_dir_all(dir)
                 .map_err(|e| TestbedError::Bench(format!("{}: {e}", dir.display())))?;
-            tempfile::Builder::new().prefix("sfop-testbed-").tempdir_in(dir)
+            tempfile::Builder::new()
+                .prefix("sfop-testbed-")
+                .tempdir_in(dir)
         }
         None => tempfile::Builder::new().prefix("sfop-testbed-").tempdir(),
     }

@@ -58,25 +58,22 @@ impl Package {
             })
         };
         let manifest_path = dir.join(MANIFEST_FILE);
-        let manifest_text = String::from_utf8(read(MANIFEST_FILE)?).map_err(|e| {
-            PackageError::Manifest {
+        let manifest_text =
+            String::from_utf8(read(MANIFEST_FILE)?).map_err(|e| PackageError::Manifest {
                 path: manifest_path.display().to_string(),
                 source: sfop_core::ManifestError::Invalid {
                     key: "(file)",
                     problem: format!("not UTF-8: {e}"),
                 },
-            }
-        })?;
+            })?;
         let component = read(COMPONENT_FILE)?;
         let cases_path = dir.join(CASES_FILE);
         let cases_text = if cases_path.is_file() {
             let bytes = read(CASES_FILE)?;
-            Some(
-                String::from_utf8(bytes).map_err(|e| PackageError::Cases {
-                    path: cases_path.display().to_string(),
-                    problem: format!("not UTF-8: {e}"),
-                })?,
-            )
+            Some(String::from_utf8(bytes).map_err(|e| PackageError::Cases {
+                path: cases_path.display().to_string(),
+                problem: format!("not UTF-8: {e}"),
+            })?)
         } else {
             None
         };

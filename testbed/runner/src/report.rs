@@ -13,28 +13,91 @@ pub const REPORT_FORMAT: &str = "sfop-testbed-report/1";
 /// Every rule the testbed checks: stable id and what it demands. Ids never
 /// change meaning; a new rule gets a new id.
 pub const RULES: &[(&str, &str)] = &[
-    ("STATIC-SIZE", "component and manifest within the platform's size limits"),
-    ("STATIC-COMPONENT", "api.wasm is a valid WebAssembly component"),
-    ("STATIC-WORLD", "exports sfop:platform/handler (handle) at a supported version"),
-    ("STATIC-IMPORTS", "imports only sfop:platform capabilities at a supported version, each declared in the manifest"),
-    ("STATIC-KIND", "declared capabilities and imported ledger functions are allowed for the API's scope"),
-    ("STATIC-LOAD", "the runtime compiles and links the component with the manifest's grants"),
-    ("CONF-ENVELOPE", "every answer is a JSON object with the common header: api_tran_id, 17-digit api_tran_dtm, 5-character rsp_code, rsp_message"),
-    ("CONF-FIELDS", "a success answer has exactly the documented response fields (list items too)"),
-    ("CONF-AMOUNTS", "documented digit fields (N(..)) are JSON strings of digits"),
-    ("CONF-BIZ-200", "business failures are HTTP 200 with a non-A0000 rsp_code, never an HTTP error"),
-    ("CONF-TRAN-ID", "bank_tran_id: another institution's prefix is A0004, a repeat is A0326"),
-    ("CONF-CONSENT", "accounts are the caller's and consented: another user's number is A0304, no transfer consent is A0306"),
-    ("CONF-OUTAGE", "a participant bank outage is answered HTTP 200 with A0017"),
-    ("CONF-CASE", "the package's own cases (testbed.toml) and documented example answer as expected"),
-    ("ROB-NO-FAULT", "malformed and boundary inputs never make the plugin trap, time out or answer 5xx"),
-    ("ROB-ENVELOPE", "answers to malformed and boundary inputs are well-formed error envelopes"),
-    ("RES-LATENCY", "p99 latency under the short load within the budget"),
+    (
+        "STATIC-SIZE",
+        "component and manifest within the platform's size limits",
+    ),
+    (
+        "STATIC-COMPONENT",
+        "api.wasm is a valid WebAssembly component",
+    ),
+    (
+        "STATIC-WORLD",
+        "exports sfop:platform/handler (handle) at a supported version",
+    ),
+    (
+        "STATIC-IMPORTS",
+        "imports only sfop:platform capabilities at a supported version, each declared in the manifest",
+    ),
+    (
+        "STATIC-KIND",
+        "declared capabilities and imported ledger functions are allowed for the API's scope",
+    ),
+    (
+        "STATIC-LOAD",
+        "the runtime compiles and links the component with the manifest's grants",
+    ),
+    (
+        "CONF-ENVELOPE",
+        "every answer is a JSON object with the common header: api_tran_id, 17-digit api_tran_dtm, 5-character rsp_code, rsp_message",
+    ),
+    (
+        "CONF-FIELDS",
+        "a success answer has exactly the documented response fields (list items too)",
+    ),
+    (
+        "CONF-AMOUNTS",
+        "documented digit fields (N(..)) are JSON strings of digits",
+    ),
+    (
+        "CONF-BIZ-200",
+        "business failures are HTTP 200 with a non-A0000 rsp_code, never an HTTP error",
+    ),
+    (
+        "CONF-TRAN-ID",
+        "bank_tran_id: another institution's prefix is A0004, a repeat is A0326",
+    ),
+    (
+        "CONF-CONSENT",
+        "accounts are the caller's and consented: another user's number is A0304, no transfer consent is A0306",
+    ),
+    (
+        "CONF-OUTAGE",
+        "a participant bank outage is answered HTTP 200 with A0017",
+    ),
+    (
+        "CONF-CASE",
+        "the package's own cases (testbed.toml) and documented example answer as expected",
+    ),
+    (
+        "ROB-NO-FAULT",
+        "malformed and boundary inputs never make the plugin trap, time out or answer 5xx",
+    ),
+    (
+        "ROB-ENVELOPE",
+        "answers to malformed and boundary inputs are well-formed error envelopes",
+    ),
+    (
+        "RES-LATENCY",
+        "p99 latency under the short load within the budget",
+    ),
     ("RES-MEMORY", "peak linear memory within the budget"),
-    ("RES-RUNAWAY", "no call runs into the CPU deadline (busy loops)"),
-    ("COMPAT-VERSION", "the candidate is the live API's name with a higher version"),
-    ("COMPAT-SEMVER", "the documented contract's changes fit the version bump (breaking needs a major)"),
-    ("COMPAT-REPLAY", "the live version's requests answer alike on the candidate (field-level diff), unless a major bump"),
+    (
+        "RES-RUNAWAY",
+        "no call runs into the CPU deadline (busy loops)",
+    ),
+    (
+        "COMPAT-VERSION",
+        "the candidate is the live API's name with a higher version",
+    ),
+    (
+        "COMPAT-SEMVER",
+        "the documented contract's changes fit the version bump (breaking needs a major)",
+    ),
+    (
+        "COMPAT-REPLAY",
+        "the live version's requests answer alike on the candidate (field-level diff), unless a major bump",
+    ),
 ];
 
 /// What a rule id means, for reports.
@@ -151,15 +214,30 @@ impl CheckResult {
         }
     }
 
-    pub fn pass(rule: &str, phase: Phase, name: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub fn pass(
+        rule: &str,
+        phase: Phase,
+        name: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(rule, phase, name, Outcome::Pass, detail)
     }
 
-    pub fn fail(rule: &str, phase: Phase, name: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub fn fail(
+        rule: &str,
+        phase: Phase,
+        name: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(rule, phase, name, Outcome::Fail, detail)
     }
 
-    pub fn skip(rule: &str, phase: Phase, name: impl Into<String>, detail: impl Into<String>) -> Self {
+    pub fn skip(
+        rule: &str,
+        phase: Phase,
+        name: impl Into<String>,
+        detail: impl Into<String>,
+    ) -> Self {
         Self::new(rule, phase, name, Outcome::Skip, detail)
     }
 }
@@ -228,7 +306,11 @@ impl Report {
                         .filter(|c| c.rule == *rule && c.outcome == o)
                         .count()
                 };
-                let (p, f, s) = (count(Outcome::Pass), count(Outcome::Fail), count(Outcome::Skip));
+                let (p, f, s) = (
+                    count(Outcome::Pass),
+                    count(Outcome::Fail),
+                    count(Outcome::Skip),
+                );
                 (p + f + s > 0).then_some((*rule, p, f, s))
             })
             .collect()
@@ -237,7 +319,11 @@ impl Report {
     /// A plain-text summary table, one line per rule.
     pub fn summary_table(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(out, "{:<17} {:>5} {:>5} {:>5}  result", "rule", "pass", "fail", "skip");
+        let _ = writeln!(
+            out,
+            "{:<17} {:>5} {:>5} {:>5}  result",
+            "rule", "pass", "fail", "skip"
+        );
         for (rule, p, f, s) in self.by_rule() {
             let result = if f > 0 {
                 "FAIL"
@@ -292,7 +378,13 @@ impl Report {
         );
         h.push_str("<h2>Summary</h2>\n<table><tr><th>rule</th><th>meaning</th><th>pass</th><th>fail</th><th>skip</th></tr>\n");
         for (rule, p, f, s) in self.by_rule() {
-            let class = if f > 0 { "fail" } else if p > 0 { "pass" } else { "skip" };
+            let class = if f > 0 {
+                "fail"
+            } else if p > 0 {
+                "pass"
+            } else {
+                "skip"
+            };
             let _ = writeln!(
                 h,
                 "<tr class=\"{class}\"><td><code>{rule}</code></td><td>{}</td><td>{p}</td><td>{f}</td><td>{s}</td></tr>",
@@ -311,7 +403,9 @@ impl Report {
                 o = c.outcome.as_str(),
             );
             if !c.diff.is_empty() {
-                h.push_str("<table><tr><th>field</th><th>change</th><th>live</th><th>candidate</th></tr>");
+                h.push_str(
+                    "<table><tr><th>field</th><th>change</th><th>live</th><th>candidate</th></tr>",
+                );
                 for d in &c.diff {
                     let _ = write!(
                         h,
@@ -365,7 +459,12 @@ mod tests {
             verdict: Verdict::Pass,
             checks: vec![
                 CheckResult::pass("STATIC-SIZE", Phase::Static, "size", "ok"),
-                CheckResult::fail("CONF-FIELDS", Phase::Conformance, "case <b>", "bank_nm & co"),
+                CheckResult::fail(
+                    "CONF-FIELDS",
+                    Phase::Conformance,
+                    "case <b>",
+                    "bank_nm & co",
+                ),
             ],
         };
         r.decide();
@@ -376,7 +475,10 @@ mod tests {
     fn verdict_and_failed_rules_follow_the_checks() {
         let r = report();
         assert_eq!(r.verdict, Verdict::Fail);
-        assert_eq!(r.failed_rules().into_iter().collect::<Vec<_>>(), ["CONF-FIELDS"]);
+        assert_eq!(
+            r.failed_rules().into_iter().collect::<Vec<_>>(),
+            ["CONF-FIELDS"]
+        );
         assert!(r.summary_table().contains("CONF-FIELDS"));
     }
 

@@ -58,7 +58,11 @@ fn inputs(package: &Package, base: &Call) -> Vec<(String, Call)> {
         };
         let json_ct = Some("application/json");
         out.push(raw("empty body", Vec::new(), json_ct));
-        out.push(raw("body is not JSON", b"{\"bank_tran_id\":".to_vec(), json_ct));
+        out.push(raw(
+            "body is not JSON",
+            b"{\"bank_tran_id\":".to_vec(),
+            json_ct,
+        ));
         out.push(raw("body is JSON null", b"null".to_vec(), json_ct));
         out.push(raw("body is a JSON array", b"[1,2,3]".to_vec(), json_ct));
         out.push(raw("body is a JSON string", b"\"x\"".to_vec(), json_ct));
@@ -73,7 +77,11 @@ fn inputs(package: &Package, base: &Call) -> Vec<(String, Call)> {
             json_ct,
         ));
         let base_bytes = base.to_http().body;
-        out.push(raw("JSON body sent as text/plain", base_bytes, Some("text/plain")));
+        out.push(raw(
+            "JSON body sent as text/plain",
+            base_bytes,
+            Some("text/plain"),
+        ));
         for field in &top_fields {
             for (what, value) in [
                 ("a number", json!(12345)),
@@ -97,7 +105,10 @@ fn inputs(package: &Package, base: &Call) -> Vec<(String, Call)> {
                 ("an empty list", json!([])),
                 ("an object", json!({})),
                 ("a string", json!("x")),
-                ("a list of 1,000 empty objects", Value::Array(vec![json!({}); 1000])),
+                (
+                    "a list of 1,000 empty objects",
+                    Value::Array(vec![json!({}); 1000]),
+                ),
             ] {
                 out.push(with(format!("{list} is {what}"), &|c: &mut Call| {
                     c.set_field(list, value.clone())
@@ -110,9 +121,10 @@ fn inputs(package: &Package, base: &Call) -> Vec<(String, Call)> {
                 ("null", Value::Null),
                 ("unicode and control characters", json!(unicode)),
             ] {
-                out.push(with(format!("{list}[].{field} is {what}"), &|c: &mut Call| {
-                    c.set_list_field(list, field, value.clone())
-                }));
+                out.push(with(
+                    format!("{list}[].{field} is {what}"),
+                    &|c: &mut Call| c.set_list_field(list, field, value.clone()),
+                ));
             }
         }
     } else {
@@ -200,7 +212,8 @@ pub(crate) async fn run(bench: &Bench, candidate: usize, package: &Package, log:
     let Some(served) = bench.served(candidate) else {
         return;
     };
-    let mut base = Call::example(&package.manifest).unwrap_or_else(|| Call::on_route(&package.manifest));
+    let mut base =
+        Call::example(&package.manifest).unwrap_or_else(|| Call::on_route(&package.manifest));
     base.refresh_tran_ids(bench);
     let inputs = inputs(package, &base);
     let total = inputs.len();
@@ -273,15 +286,26 @@ pub(crate) async fn run(bench: &Bench, candidate: usize, package: &Package, log:
         "ROB-NO-FAULT",
         PH,
         "malformed inputs: no plugin fault",
-        if ok { crate::Outcome::Pass } else { crate::Outcome::Fail },
+        if ok {
+            crate::Outcome::Pass
+        } else {
+            crate::Outcome::Fail
+        },
         detail,
     ));
-    let (ok, detail) = summary(envelope, format!("{sent} answers are well-formed envelopes"));
+    let (ok, detail) = summary(
+        envelope,
+        format!("{sent} answers are well-formed envelopes"),
+    );
     log.push(CheckResult::new(
         "ROB-ENVELOPE",
         PH,
         "malformed inputs: error envelopes",
-        if ok { crate::Outcome::Pass } else { crate::Outcome::Fail },
+        if ok {
+            crate::Outcome::Pass
+        } else {
+            crate::Outcome::Fail
+        },
         detail,
     ));
     if !statuses.is_empty() {
@@ -325,12 +349,13 @@ pub(crate) async fn budget(
             "calls already ran into the CPU deadline",
         ));
     } else {
-        let mut base =
-            Call::example(manifest).unwrap_or_else(|| Call::on_route(manifest));
+        let mut base = Call::example(manifest).unwrap_or_else(|| Call::on_route(manifest));
         base.refresh_tran_ids(bench);
         let limit = Duration::from_millis(u64::from(manifest.limits.timeout_ms) + 5_000);
         let deadline = Instant::now() + options.load_time;
-        let per_worker = options.load_requests.div_ceil(options.load_concurrency.max(1));
+        let per_worker = options
+            .load_requests
+            .div_ceil(options.load_concurrency.max(1));
         let calls: Vec<Vec<crate::bench::HttpRequest>> = (0..options.load_concurrency.max(1))
             .map(|_| {
                 (0..per_worker)

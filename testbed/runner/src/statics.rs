@@ -331,7 +331,12 @@ pub(crate) fn check(package: &Package) -> Statics {
         .capabilities
         .iter()
         .filter(|c| !allowed.contains(c))
-        .map(|c| format!("capability `{c}` is not allowed for scope {}", manifest.scope))
+        .map(|c| {
+            format!(
+                "capability `{c}` is not allowed for scope {}",
+                manifest.scope
+            )
+        })
         .collect();
     let allowed_fns = allowed_ledger_functions(&manifest.scope);
     let forbidden: Vec<&str> = ledger_functions
@@ -357,7 +362,11 @@ pub(crate) fn check(package: &Package) -> Statics {
             } else {
                 format!(
                     "ledger functions: {}",
-                    ledger_functions.iter().cloned().collect::<Vec<_>>().join(", ")
+                    ledger_functions
+                        .iter()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             },
         )
@@ -381,7 +390,11 @@ pub(crate) fn check(package: &Package) -> Statics {
 }
 
 fn declared(manifest: &Manifest) -> String {
-    let names: Vec<String> = manifest.capabilities.iter().map(|c| c.to_string()).collect();
+    let names: Vec<String> = manifest
+        .capabilities
+        .iter()
+        .map(|c| c.to_string())
+        .collect();
     list_or_none(&names)
 }
 
@@ -447,9 +460,8 @@ mod tests {
         let s = check(&package);
         assert!(!s.ok);
         assert!(
-            s.checks
-                .iter()
-                .any(|c| c.rule == "STATIC-COMPONENT" && c.detail.contains("not a WebAssembly component"))
+            s.checks.iter().any(|c| c.rule == "STATIC-COMPONENT"
+                && c.detail.contains("not a WebAssembly component"))
         );
         Ok(())
     }

@@ -41,7 +41,10 @@ async fn every_reference_api_passes_within_a_minute() -> Result<()> {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
     names.sort();
-    ensure!(names.len() >= 12, "expected the 12 reference APIs, found {names:?}");
+    ensure!(
+        names.len() >= 12,
+        "expected the 12 reference APIs, found {names:?}"
+    );
     for name in names {
         let package = package(&format!("api/{name}"))?;
         ensure!(
@@ -156,10 +159,13 @@ async fn a_breaking_change_needs_a_major_bump() -> Result<()> {
     assert!(report.passed(), "2.0.0 should pass:{}", failures(&report));
 
     // A candidate that is not a successor at all.
-    let older = run(&live, &RunOptions {
-        live: Some(live.clone()),
-        ..RunOptions::default()
-    })
+    let older = run(
+        &live,
+        &RunOptions {
+            live: Some(live.clone()),
+            ..RunOptions::default()
+        },
+    )
     .await?;
     assert!(older.failed_rules().contains("COMPAT-VERSION"));
     Ok(())
@@ -196,7 +202,8 @@ async fn attestations_bind_the_exact_bytes() -> Result<()> {
     let trusted = [signer.public_key()];
     let package = package("api/bank-status")?;
     let (report, attestation) = run_and_attest(&package, &RunOptions::default(), &signer).await?;
-    let attestation = attestation.with_context(|| format!("no attestation:{}", failures(&report)))?;
+    let attestation =
+        attestation.with_context(|| format!("no attestation:{}", failures(&report)))?;
     assert_eq!(attestation.format, "sfop-attestation/1");
     assert_eq!(attestation.wit_world, "sfop:platform/api@0.1.0");
     assert_eq!(attestation.component_sha256, package.component_sha256());
@@ -209,7 +216,9 @@ async fn attestations_bind_the_exact_bytes() -> Result<()> {
     let parsed = sfop_testbed::Attestation::from_json(&attestation.to_json())?;
     verify(&parsed, &trusted, &package)?;
 
-    let refused = |a: &sfop_testbed::Attestation, p: &Package, keys: &[sfop_testbed::TrustedKey]| {
+    let refused = |a: &sfop_testbed::Attestation,
+                   p: &Package,
+                   keys: &[sfop_testbed::TrustedKey]| {
         match verify(a, keys, p) {
             Ok(()) => panic!("accepted"),
             Err(e) => e,
@@ -265,7 +274,9 @@ async fn attestations_bind_the_exact_bytes() -> Result<()> {
         built_plugins()?.join("api/user-me/api.wasm"),
         folder.join("api.wasm"),
     )?;
-    let e = verify_dir(&folder, &trusted).err().context("accepted swapped bytes")?;
+    let e = verify_dir(&folder, &trusted)
+        .err()
+        .context("accepted swapped bytes")?;
     assert!(e.to_string().contains("attestation for other bytes"), "{e}");
     Ok(())
 }
@@ -287,15 +298,29 @@ async fn the_cli_writes_reports_and_exits_non_zero_on_failure() -> Result<()> {
     let good = copy_package("api/account-balance", &dir.path().join("good"))?;
     let out = cli(&good, &dir.path().join("good-out"))?;
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("verdict: PASS") && stdout.contains("STATIC-IMPORTS"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("verdict: PASS") && stdout.contains("STATIC-IMPORTS"),
+        "{stdout}"
+    );
     for file in ["report.json", "report.html", "attestation.json"] {
-        assert!(dir.path().join("good-out").join(file).is_file(), "{file} missing");
+        assert!(
+            dir.path().join("good-out").join(file).is_file(),
+            "{file} missing"
+        );
     }
     // The attestation the CLI wrote verifies with the key in DATA_DIR/testbed.
     let signer = AttestationSigner::open_or_create(&data.join("testbed"))?;
     let attestation = sfop_testbed::Attestation::read_dir(&dir.path().join("good-out"))?;
-    verify(&attestation, &[signer.public_key()], &Package::read_dir(&good)?)?;
+    verify(
+        &attestation,
+        &[signer.public_key()],
+        &Package::read_dir(&good)?,
+    )?;
 
     let bad = copy_package("test/tb-wrong-field", &dir.path().join("bad"))?;
     let out = cli(&bad, &bad)?;
