@@ -1,7 +1,7 @@
 //! Attestations: the testbed's signed statement that exactly these bytes
 //! (component and manifest) passed, under this WIT world and testbed
 //! version. The management center verifies one before promotion and the
-//! gateway before loading a release (see docs/adr/0007-testbed-attestation.md).
+//! gateway before loading a release (see docs/adr/0009-testbed-attestation.md).
 //!
 //! # Format (`sfop-attestation/1`)
 //! A JSON object with the fields of [`Attestation`]. `signature` is the

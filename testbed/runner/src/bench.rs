@@ -36,7 +36,7 @@ pub const PERSONA_HEADER: &str = "x-sfop-testbed-as";
 /// per request by [`PERSONA_HEADER`]. The testbed judges the plugin, not the
 /// token path (sfop-auth has its own tests), and these claims are exactly
 /// what a plugin sees through `auth-context` and the bank decides with
-/// (ADR 7 says why not real biscuit tokens).
+/// (ADR 9 says why not real biscuit tokens).
 #[derive(Debug)]
 pub(crate) struct PersonaAuth {
     personas: BTreeMap<&'static str, Claims>,
