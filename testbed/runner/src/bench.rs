@@ -27,6 +27,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::TestbedError;
+use crate::faults::{FaultScript, ScriptedBank};
 
 /// The request header naming the persona a call is made as. Only the
 /// testbed's own in-process gateway reads it; the platform never does.
@@ -133,6 +134,8 @@ impl Served {
 /// The environment of one run.
 pub(crate) struct Bench {
     pub bank: VirtualBank,
+    /// Scripted faults in front of the bank, as plugins reach it.
+    pub faults: FaultScript,
     store: Store,
     runtime: Runtime,
     auth: Arc<PersonaAuth>,
@@ -149,8 +152,9 @@ impl Bench {
             .map_err(|e| TestbedError::Bench(format!("seeding the virtual bank: {e}")))?;
         let kv = PluginKv::open(&store)
             .map_err(|e| TestbedError::Bench(format!("opening plugin storage: {e}")))?;
+        let faults = FaultScript::default();
         let services = Services {
-            bank: Arc::new(bank.clone()),
+            bank: Arc::new(ScriptedBank::new(bank.clone(), faults.clone())),
             kv: Arc::new(kv),
             utc_offset_minutes: sfop_core::time::KST_OFFSET_MINUTES,
         };
@@ -165,6 +169,7 @@ impl Bench {
         let auth = Arc::new(PersonaAuth::new(&bank)?);
         Ok(Self {
             bank,
+            faults,
             store,
             runtime,
             auth,

@@ -40,6 +40,10 @@ pub struct Case {
     /// Participant banks (3-digit codes) taken down for this case only.
     #[serde(default)]
     pub banks_down: Vec<String>,
+    /// Scripted faults in front of the bank for this case only
+    /// (`crate::faults`): e.g. `{ operation = "withdraw", fault = "timeout" }`.
+    #[serde(default)]
+    pub faults: Vec<crate::faults::FaultRule>,
     /// Send the same request twice; `expect` applies to the second answer
     /// (a repeated `bank_tran_id`, for example).
     #[serde(default)]
@@ -102,6 +106,10 @@ impl Cases {
                     case.name,
                     PERSONAS.join(", ")
                 ));
+            }
+            for rule in &case.faults {
+                rule.validate()
+                    .map_err(|e| format!("case {:?}: faults: {e}", case.name))?;
             }
             if let Some(body) = &case.body
                 && serde_json::from_str::<serde_json::Value>(&fill_for_check(body)).is_err()
@@ -174,6 +182,10 @@ mod tests {
         assert!(err("[[case]]\nname = \"a\"\nas = \"root\"\n").contains("root"));
         assert!(err("[[case]]\nname = \"a\"\n[[case]]\nname = \"a\"\n").contains("twice"));
         assert!(err("[[case]]\nname = \"a\"\nbody = \"{\"\n").contains("not JSON"));
+        assert!(
+            err("[[case]]\nname = \"a\"\nfaults = [{ fault = \"refuse\" }]\n")
+                .contains("needs rsp_code")
+        );
     }
 
     #[test]

@@ -138,6 +138,9 @@ pub(crate) async fn run(
     // The package's own cases.
     for case in package.cases().cases {
         let call = Call::from_case(manifest, &case, bench);
+        for rule in &case.faults {
+            let _ = bench.faults.add(rule.clone());
+        }
         if let Err(e) = bench.set_banks(&case.banks_down, false) {
             log.push(CheckResult::fail(
                 "CONF-CASE",
@@ -158,6 +161,7 @@ pub(crate) async fn run(
             )
             .await;
         let _ = bench.set_banks(&case.banks_down, true);
+        bench.faults.clear();
     }
 
     // Business failures are HTTP 200: each required field left out.

@@ -19,6 +19,7 @@ mod call;
 pub mod cases;
 mod compat;
 mod conformance;
+pub mod faults;
 pub mod package;
 pub mod report;
 mod robustness;
@@ -33,6 +34,7 @@ pub use attestation::{
     Attestation, AttestationError, AttestationSigner, TrustedKey, verify, verify_dir,
 };
 pub use cases::{Case, Cases, Expect};
+pub use faults::{FaultKind, FaultRule, FaultScript, ScriptedBank};
 pub use package::{Package, PackageError};
 pub use report::{CheckResult, FieldDiff, Outcome, Phase, Report, Verdict};
 
