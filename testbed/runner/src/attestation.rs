@@ -79,6 +79,8 @@ pub enum AttestationError {
     Missing(String),
     #[error("attestation is not a valid sfop attestation document: {0}")]
     Malformed(String),
+    #[error("package: {0}")]
+    Package(String),
     #[error("unsupported attestation format {0:?} (this platform reads {ATTESTATION_FORMAT})")]
     UnsupportedFormat(String),
     #[error("attestation is for WIT world {attested:?}, but this platform serves {served}")]
@@ -123,6 +125,37 @@ impl TrustedKey {
             key_id: key_id(public_key),
             public_key: public_key.to_vec(),
         }
+    }
+}
+
+impl TrustedKey {
+    /// Reads trusted keys from a JSON file holding one key (as the signer
+    /// writes `testbed-signing.pub.json`) or a list of keys.
+    pub fn read_file(path: &Path) -> Result<Vec<TrustedKey>, AttestationError> {
+        let key_error = |problem: String| AttestationError::Key {
+            path: path.display().to_string(),
+            problem,
+        };
+        let bytes = std::fs::read(path).map_err(|e| key_error(e.to_string()))?;
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum OneOrMany {
+            One(TrustedKey),
+            Many(Vec<TrustedKey>),
+        }
+        let keys = match serde_json::from_slice(&bytes).map_err(|e| key_error(e.to_string()))? {
+            OneOrMany::One(k) => vec![k],
+            OneOrMany::Many(ks) => ks,
+        };
+        for k in &keys {
+            if k.key_id != key_id(&k.public_key) {
+                return Err(key_error(format!(
+                    "key_id {} is not derived from its public key",
+                    k.key_id
+                )));
+            }
+        }
+        Ok(keys)
     }
 }
 

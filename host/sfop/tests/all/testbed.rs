@@ -200,6 +200,11 @@ async fn attestations_bind_the_exact_bytes() -> Result<()> {
         assert_eq!(mode & 0o777, 0o600);
     }
     let trusted = [signer.public_key()];
+    // What operators copy to gateways and management centers.
+    assert_eq!(
+        sfop_testbed::TrustedKey::read_file(&keys.path().join("testbed-signing.pub.json"))?,
+        trusted
+    );
     let package = package("api/bank-status")?;
     let (report, attestation) = run_and_attest(&package, &RunOptions::default(), &signer).await?;
     let attestation =
