@@ -1093,18 +1093,19 @@ impl<P: DataPlane> Management<P> {
 }
 
 /// The rule ids of a failed report, for messages (`checks[].rule` where
-/// `passed` is false), or a generic phrase.
+/// `outcome` is `fail`), or a generic phrase.
 fn failed_rules(report: &serde_json::Value) -> String {
-    let rules: Vec<&str> = report["checks"]
+    let mut rules: Vec<&str> = report["checks"]
         .as_array()
         .map(|checks| {
             checks
                 .iter()
-                .filter(|c| c["passed"] == serde_json::Value::Bool(false))
+                .filter(|c| c["outcome"] == "fail")
                 .filter_map(|c| c["rule"].as_str())
                 .collect()
         })
         .unwrap_or_default();
+    rules.dedup();
     if rules.is_empty() {
         "see the testbed report".into()
     } else {

@@ -210,7 +210,8 @@ struct Plugin {
 }
 
 /// Builds all plugin crates and writes, for each,
-/// `target/sfop-plugins/<group>/<dir name>/{api.wasm, sfop.toml}`, where the
+/// `target/sfop-plugins/<group>/<dir name>/{api.wasm, sfop.toml}` (and the
+/// crate's `testbed.toml`, when it has one), where the
 /// group is `api` for reference APIs and `test` for crates under plugins/tests.
 /// Returns the output root.
 pub fn build_plugins(root: &Path) -> Result<PathBuf> {
@@ -237,7 +238,16 @@ pub fn build_plugins(root: &Path) -> Result<PathBuf> {
         let out = out_root.join(plugin.group).join(dir_name);
         let component = out.join("api.wasm");
         let out_manifest = out.join("sfop.toml");
-        if is_fresh(&component, &[&module]) && is_fresh(&out_manifest, &[&manifest]) {
+        // The package's own testbed cases travel with it (testbed/README.md).
+        let cases = plugin.dir.join("testbed.toml");
+        let out_cases = out.join("testbed.toml");
+        let cases_fresh = if cases.is_file() {
+            is_fresh(&out_cases, &[&cases])
+        } else {
+            !out_cases.exists()
+        };
+        if is_fresh(&component, &[&module]) && is_fresh(&out_manifest, &[&manifest]) && cases_fresh
+        {
             continue;
         }
         fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
@@ -246,6 +256,12 @@ pub fn build_plugins(root: &Path) -> Result<PathBuf> {
         fs::write(&component, bytes).with_context(|| format!("writing {}", component.display()))?;
         fs::copy(&manifest, &out_manifest)
             .with_context(|| format!("copying {}", manifest.display()))?;
+        if cases.is_file() {
+            fs::copy(&cases, &out_cases).with_context(|| format!("copying {}", cases.display()))?;
+        } else if out_cases.exists() {
+            fs::remove_file(&out_cases)
+                .with_context(|| format!("removing {}", out_cases.display()))?;
+        }
         written += 1;
     }
     eprintln!(

@@ -35,8 +35,20 @@ const OWNED: &[(&str, &str)] = &[
 ];
 
 /// Data-plane crates, which must never depend on control-plane crates.
-const DATA_PLANE: &[&str] = &["sfop-core", "sfop-runtime", "sfop-gateway", "sfop-store"];
+const DATA_PLANE: &[&str] = &[
+    "sfop-core",
+    "sfop-runtime",
+    "sfop-gateway",
+    "sfop-store",
+    "sfop-auth",
+];
 const CONTROL_PLANE_PREFIXES: &[&str] = &["sfop-management", "sfop-testbed", "sfop-portal"];
+
+/// Control-plane crates and the control-plane crates they must not depend
+/// on: the testbed judges packages for the management center and the
+/// portal, so it cannot depend on either (they depend on it).
+const CONTROL_PLANE_RULES: &[(&str, &[&str])] =
+    &[("sfop-testbed", &["sfop-management", "sfop-portal"])];
 
 pub fn check(root: &Path) -> Result<()> {
     let out = cargo(root)
@@ -81,6 +93,13 @@ pub fn check(root: &Path) -> Result<()> {
                 violations.push(format!(
                     "data-plane crate {plane} depends on control-plane crate {dep}"
                 ));
+            }
+        }
+    }
+    for (krate, forbidden) in CONTROL_PLANE_RULES {
+        for dep in deps.get(krate).into_iter().flatten() {
+            if forbidden.iter().any(|p| dep.starts_with(p)) {
+                violations.push(format!("{krate} depends on {dep}; it must not"));
             }
         }
     }

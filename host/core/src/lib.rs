@@ -15,4 +15,6 @@ pub mod time;
 pub use backend::{BankBackend, Claims, KvError, KvStore};
 pub use envelope::{ApiTranId, rsp};
 pub use ledger::{Bank, BankCall, BankError, Refusal};
-pub use manifest::{Access, Capability, Docs, FieldRef, Limits, Manifest, ManifestError, Route};
+pub use manifest::{
+    Access, Budget, Capability, Docs, FieldRef, Limits, Manifest, ManifestError, Route,
+};

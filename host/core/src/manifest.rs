@@ -39,6 +39,22 @@ pub struct Manifest {
     /// What the portal and testbed show: request and response fields, an example.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docs: Option<Docs>,
+    /// What the testbed holds the API to under a short load (`[budget]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub budget: Option<Budget>,
+}
+
+/// The resource budget a package declares for the testbed's load check.
+/// Absent keys take the testbed's defaults (testbed/README.md).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// 99th percentile latency of one call under the short load, ms.
+    #[serde(default)]
+    pub p99_ms: Option<u32>,
+    /// Peak linear memory of one instance, MiB; at most `limits.memory_mib`.
+    #[serde(default)]
+    pub memory_mib: Option<u32>,
 }
 
 /// Where the gateway finds, in a request, the resources the API acts on. Each
@@ -327,6 +343,30 @@ impl Manifest {
         if let Some(docs) = &self.docs {
             docs.validate()?;
         }
+        if let Some(budget) = &self.budget {
+            if let Some(p99) = budget.p99_ms
+                && (p99 == 0 || p99 > limits.timeout_ms)
+            {
+                return invalid(
+                    "budget.p99_ms",
+                    format!(
+                        "{p99} must be between 1 and limits.timeout_ms ({})",
+                        limits.timeout_ms
+                    ),
+                );
+            }
+            if let Some(mib) = budget.memory_mib
+                && (mib == 0 || mib > limits.memory_mib)
+            {
+                return invalid(
+                    "budget.memory_mib",
+                    format!(
+                        "{mib} must be between 1 and limits.memory_mib ({})",
+                        limits.memory_mib
+                    ),
+                );
+            }
+        }
         if limits.timeout_ms < limits.cpu_ms {
             return invalid(
                 "limits.timeout_ms",
@@ -426,6 +466,9 @@ mod tests {
         assert_eq!(m.version, semver::Version::new(1, 0, 0));
         assert!(m.capabilities.contains(&Capability::Ledger));
         assert_eq!(m.limits, Limits::default());
+        assert_eq!(m.budget, None);
+        let m = Manifest::parse(&format!("{GOOD}\n[budget]\np99_ms = 50\n"))?;
+        assert_eq!(m.budget.and_then(|b| b.p99_ms), Some(50));
         Ok(())
     }
 
@@ -456,6 +499,11 @@ mod tests {
                 "`limits.memory_mib`",
             ),
             (GOOD.replace("\"1.0.0\"", "\"one\""), "version"),
+            (format!("{GOOD}\n[budget]\np99_ms = 0\n"), "`budget.p99_ms`"),
+            (
+                format!("{GOOD}\n[budget]\nmemory_mib = 17\n"),
+                "`budget.memory_mib`",
+            ),
             (
                 format!("{GOOD}\n[access]\naccount = \"header:x\"\n"),
                 "`access.account`",

@@ -42,6 +42,7 @@ impl HostState {
             limits: Limits {
                 memory_bytes,
                 memory_hit: false,
+                peak_bytes: 0,
             },
         }
     }
@@ -67,11 +68,17 @@ impl HostState {
 pub(crate) struct Limits {
     memory_bytes: usize,
     memory_hit: bool,
+    /// The largest linear memory size granted to this instance.
+    peak_bytes: usize,
 }
 
 impl Limits {
     pub(crate) fn memory_hit(&self) -> bool {
         self.memory_hit
+    }
+
+    pub(crate) fn peak_bytes(&self) -> usize {
+        self.peak_bytes
     }
 }
 
@@ -88,6 +95,7 @@ impl ResourceLimiter for Limits {
             self.memory_hit = true;
             return Err(wasmtime::Error::msg("memory cap reached"));
         }
+        self.peak_bytes = self.peak_bytes.max(desired);
         Ok(true)
     }
 

@@ -217,6 +217,7 @@ impl Runtime {
             pre,
             engine: self.engine.clone(),
             services: self.services.clone(),
+            peak_memory: AtomicU64::new(0),
             _ticker: self.ticker.clone(),
         })
     }
@@ -337,6 +338,8 @@ pub struct Api {
     engine: Engine,
     services: Arc<Services>,
     deadline_ticks: u64,
+    /// The largest linear memory any call's instance reached, bytes.
+    peak_memory: AtomicU64,
     _ticker: Arc<Ticker>,
 }
 
@@ -358,6 +361,12 @@ impl Api {
     /// Hex sha256 of the component bytes.
     pub fn sha256(&self) -> &str {
         &self.sha256
+    }
+
+    /// The largest linear memory (bytes) that any instance of this release
+    /// has reached so far: what the testbed compares with a memory budget.
+    pub fn peak_memory_bytes(&self) -> u64 {
+        self.peak_memory.load(Ordering::Relaxed)
     }
 
     /// Whether the native code came from the compile cache.
@@ -397,6 +406,10 @@ impl Api {
         .await;
 
         let state = store.data();
+        self.peak_memory.fetch_max(
+            u64::try_from(state.limits.peak_bytes()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
         match outcome {
             Ok(reply) if reply.body.len() > limits.max_response_kib as usize * 1024 => {
                 Err(CallError::ResponseTooLarge(limits.max_response_kib))

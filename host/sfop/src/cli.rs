@@ -213,7 +213,7 @@ async fn run_test(target: &Target, name: &str, version: &str) -> Result<()> {
     )
     .await?;
     for check in answer["report"]["checks"].as_array().into_iter().flatten() {
-        if check["passed"] == false {
+        if check["outcome"] == "fail" {
             eprintln!(
                 "  ✗ {}: {}",
                 check["rule"].as_str().unwrap_or("?"),

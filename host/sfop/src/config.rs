@@ -145,11 +145,12 @@ impl Default for ManagementSection {
 #[serde(rename_all = "kebab-case")]
 pub enum Bootstrap {
     /// Each package must pass the testbed; its attestation is checked before
-    /// it is promoted, as for any promotion.
+    /// it is promoted and whenever a release is loaded, as for any promotion.
+    #[default]
     Testbed,
     /// Packages go live without the testbed (recorded as such in the audit
-    /// log). Only for developing plugins that are meant to misbehave.
-    #[default]
+    /// log), and releases load without an attestation. Only for developing
+    /// the data plane with plugins that are meant to misbehave.
     Trusted,
 }
 

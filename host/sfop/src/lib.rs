@@ -6,9 +6,11 @@
 pub mod admin_client;
 mod auth;
 pub mod config;
+mod gate;
 mod manage;
 mod packages;
 pub mod plane;
+pub mod testbed;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -60,7 +62,7 @@ pub struct Overrides {
     /// Decides every routed request instead of the configured authoriser
     /// (the OAuth endpoints stay mounted).
     pub authorizer: Option<Arc<dyn Authorizer>>,
-    /// The promotion gate instead of the testbed.
+    /// The promotion gate instead of the embedded testbed.
     pub gate: Option<Arc<dyn Gate>>,
 }
 
@@ -137,11 +139,15 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         )?;
     }
     let plane = EmbeddedPlane::new(runtime, gateway.clone(), routes);
+    let gate = match overrides.gate {
+        Some(gate) => gate,
+        None => Arc::new(gate::TestbedGate::open(&config.data_dir).context("opening the testbed")?),
+    };
     let management = Arc::new(
         Management::open(
             &store,
             Arc::new(plane),
-            overrides.gate,
+            Some(gate),
             sfop_management::Settings {
                 require_attestation: config.management.bootstrap == Bootstrap::Testbed,
                 keep_warm: config.management.keep_warm,

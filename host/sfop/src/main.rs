@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
-use sfop::{AuthMode, Config, LoadOutcome, TlsMode};
+use sfop::{AuthMode, Bootstrap, Config, LoadOutcome, TlsMode};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -35,6 +35,9 @@ enum Command {
     Api(ApiArgs),
     /// Read and check the management center's audit log.
     Audit(AuditArgs),
+    /// Check an API package before it goes live, and sign the verdict.
+    #[command(subcommand)]
+    Testbed(sfop::testbed::TestbedCommand),
 }
 
 #[derive(Args)]
@@ -214,6 +217,10 @@ struct ServeArgs {
     /// Authorisation mode (`off` only for developing the data plane).
     #[arg(long, env = "SFOP_AUTH", value_enum)]
     auth: Option<AuthMode>,
+    /// How the plugins folder's packages go live (`trusted` skips the
+    /// testbed; only for developing the data plane).
+    #[arg(long, env = "SFOP_BOOTSTRAP", value_enum)]
+    bootstrap: Option<Bootstrap>,
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -235,6 +242,7 @@ impl ServeArgs {
         set(&mut config.data_dir, self.data_dir);
         set(&mut config.tls.mode, self.tls);
         set(&mut config.auth.mode, self.auth);
+        set(&mut config.management.bootstrap, self.bootstrap);
         if self.tls_cert.is_some() {
             config.tls.cert = self.tls_cert;
         }
@@ -268,6 +276,15 @@ fn main() -> ExitCode {
         Command::Audit(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(cli::audit(args.admin.target(), args.command))),
+        // A package that fails the testbed exits 1; an error running it, 2.
+        Command::Testbed(command) => match tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(sfop::testbed::run(command)))
+        {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(1),
+            Err(e) => Err(e),
+        },
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

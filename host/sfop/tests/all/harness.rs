@@ -83,6 +83,11 @@ impl Package {
                 .with_context(|| format!("component of {}", src.display()))?,
         };
         std::fs::write(dst.join("api.wasm"), component)?;
+        // The package's own testbed cases travel with it.
+        let cases = src.join("testbed.toml");
+        if self.manifest.is_none() && cases.is_file() {
+            std::fs::copy(cases, dst.join("testbed.toml"))?;
+        }
         Ok(())
     }
 }
@@ -130,6 +135,12 @@ impl TestPlatform {
             ops_listen: "127.0.0.1:0".parse()?,
             plugins: plugins.path().to_owned(),
             data_dir: data.path().to_owned(),
+            // Tests of the data plane load plugins that misbehave on
+            // purpose; the testbed-gated path has its own tests.
+            management: sfop::config::ManagementSection {
+                bootstrap: sfop::Bootstrap::Trusted,
+                ..Default::default()
+            },
             ..Config::default()
         };
         configure(&mut config);
@@ -209,6 +220,10 @@ impl TestPlatform {
             },
             auth: sfop::config::AuthSection {
                 mode: AuthMode::Off,
+                ..Default::default()
+            },
+            management: sfop::config::ManagementSection {
+                bootstrap: sfop::Bootstrap::Trusted,
                 ..Default::default()
             },
             ..Config::default()
@@ -306,7 +321,15 @@ pub fn spawn_serve(data: &Path) -> Result<(std::process::Child, SocketAddr)> {
     use std::io::{BufRead, BufReader};
     use std::process::{Command, Stdio};
     let mut child = Command::new(env!("CARGO_BIN_EXE_sfop"))
-        .args(["serve", "--tls", "off", "--auth", "off"])
+        .args([
+            "serve",
+            "--tls",
+            "off",
+            "--auth",
+            "off",
+            "--bootstrap",
+            "trusted",
+        ])
         .args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"])
         .arg("--plugins")
         .arg(built_plugins()?.join("api"))

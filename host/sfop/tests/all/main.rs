@@ -9,5 +9,6 @@ mod harness;
 mod management;
 mod operations;
 mod reference_apis;
+mod testbed;
 mod tls;
 mod vbank_durability;

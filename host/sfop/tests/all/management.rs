@@ -36,7 +36,11 @@ impl Gate for TestGate {
         Box::pin(async move {
             Ok(Verdict {
                 passed,
-                report: json!({ "checks": [{ "rule": "test-gate", "passed": passed, "detail": "" }] }),
+                report: json!({ "checks": [{
+                    "rule": "test-gate",
+                    "outcome": if passed { "pass" } else { "fail" },
+                    "detail": "",
+                }] }),
                 report_html: "<p>test gate</p>".into(),
                 attestation: passed
                     .then(|| json!({ "component_sha256": sha, "seal": seal(&sha) }).to_string()),
@@ -787,6 +791,74 @@ async fn a_release_whose_attestation_was_tampered_with_does_not_load() -> Result
     // Rolling back to the earlier release, whose attestation is intact, serves.
     mgmt.rollback("echo", "ops").await?;
     assert_eq!(version_of(&t.get("/test/echo").await?), "1.0.0");
+    drop(mgmt);
+    t.platform.stop().await
+}
+
+/// The package of a built plugin, with its manifest's version replaced.
+fn built_package(group_and_name: &str, version: Option<&str>) -> Result<Pkg> {
+    let dir = crate::harness::built_plugins()?.join(group_and_name);
+    let mut package = Pkg::read_dir(&dir)?;
+    if let Some(version) = version {
+        let text = package.manifest_text.replacen(
+            &format!("version = \"{}\"", package.manifest.version),
+            &format!("version = \"{version}\""),
+            1,
+        );
+        package = Pkg::new(text, package.component, package.cases)?;
+    }
+    Ok(package)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_testbed_gates_start_and_promotion() -> Result<()> {
+    // The embedded default: the folder's package goes live through the testbed.
+    let t = TestPlatform::start_with(vec![Package::built("api/bank-status")], |c| {
+        c.tls.mode = TlsMode::Off;
+        c.auth.mode = AuthMode::Off;
+        c.management.bootstrap = Bootstrap::Testbed;
+    })
+    .await?;
+    let reply = t.get("/v2.0/bank/status").await?;
+    assert_eq!(
+        (reply.status, version_of(&reply).as_str()),
+        (200, "1.0.0"),
+        "{:?}",
+        t.platform.packages
+    );
+    let mgmt = t.platform.management.clone();
+    let first = mgmt.version("bank-status", &v("1.0.0"))?;
+    let test = first.test.context("bootstrap ran the testbed")?;
+    assert!(test.passed && test.attestation.is_some());
+    assert!(test.report_html.contains("bank-status"));
+
+    // A candidate that breaks the contract with a minor bump fails the
+    // testbed, and promotion is refused naming why.
+    mgmt.push(built_package("test/tb-breaking-minor", None)?, "ops")
+        .await?;
+    let test = mgmt.test("bank-status", &v("1.1.0"), "ops").await?;
+    assert!(!test.passed);
+    let refusal = mgmt.promote("bank-status", &v("1.1.0"), "ops").await;
+    assert!(
+        matches!(&refusal, Err(e) if e.to_string().contains("failed the testbed")),
+        "{refusal:?}"
+    );
+    let audit = mgmt.audit()?;
+    let failed = audit
+        .iter()
+        .rev()
+        .find(|e| e.action == "test")
+        .context("test entry")?;
+    assert!(failed.detail.starts_with("failed: "), "{}", failed.detail);
+
+    // A compatible candidate passes, is attested, and goes live.
+    mgmt.push(built_package("api/bank-status", Some("1.0.1"))?, "ops")
+        .await?;
+    let test = mgmt.test("bank-status", &v("1.0.1"), "ops").await?;
+    assert!(test.passed, "{}", test.report);
+    mgmt.promote("bank-status", &v("1.0.1"), "ops").await?;
+    let reply = t.get("/v2.0/bank/status").await?;
+    assert_eq!((reply.status, version_of(&reply).as_str()), (200, "1.0.1"));
     drop(mgmt);
     t.platform.stop().await
 }

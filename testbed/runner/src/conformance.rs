@@ -1,0 +1,622 @@
+//! Conformance: the package's own cases and the documented example, plus
+//! the platform-wide cases its kind implies (format errors, `bank_tran_id`
+//! rules, consents, outages), each through the real gateway; then every
+//! answer is held to the common envelope, the documented fields and digit
+//! strings.
+
+use std::time::Duration;
+
+use serde_json::Value;
+use sfop_core::{BankBackend, BankCall, Claims, FieldRef};
+use sfop_vbank::seed::{DEMO_CLIENT_ID, DEMO_CLIENT_USE_CODE, USERS};
+
+use crate::Log;
+use crate::answer;
+use crate::bench::{Bench, HttpReply, Served, send};
+use crate::call::Call;
+use crate::cases::{Expect, lookup};
+use crate::package::Package;
+use crate::report::{CheckResult, Phase};
+
+const PH: Phase = Phase::Conformance;
+
+/// How one call ended, from the gateway's counters around it.
+pub(crate) enum Fate {
+    /// The plugin answered (any status it chose).
+    Answered(HttpReply),
+    /// The gateway answered for the plugin: trap, memory, bad response.
+    Fault(String, HttpReply),
+    /// The call ran into the CPU deadline or the wall clock.
+    Runaway(HttpReply),
+    /// The gateway refused before the plugin ran (body too large, ...).
+    Gateway(HttpReply),
+    /// No HTTP answer at all.
+    NoAnswer(String),
+}
+
+const FAULTS: &[&str] = &["trap", "memory", "bad_response", "overloaded"];
+const RUNAWAYS: &[&str] = &["deadline", "timeout"];
+const OUTCOMES: &[&str] = &[
+    "ok",
+    "deadline",
+    "timeout",
+    "memory",
+    "trap",
+    "bad_response",
+    "overloaded",
+];
+
+/// Sends one call and tells how it ended. Calls must not overlap on the
+/// same API for the attribution to hold.
+pub(crate) async fn fate(served: &Served, call: &Call) -> Fate {
+    let limit = Duration::from_millis(u64::from(served.api.manifest().limits.timeout_ms) + 5_000);
+    let before = outcomes(served);
+    let reply = match send(served.addr, &call.to_http(), limit).await {
+        Ok(r) => r,
+        Err(e) => return Fate::NoAnswer(e),
+    };
+    let after = outcomes(served);
+    let grew = |label: &str| {
+        let i = OUTCOMES.iter().position(|o| *o == label).unwrap_or(0);
+        after[i] > before[i]
+    };
+    if RUNAWAYS.iter().any(|l| grew(l)) {
+        Fate::Runaway(reply)
+    } else if let Some(label) = FAULTS.iter().find(|l| grew(l)) {
+        Fate::Fault((*label).to_owned(), reply)
+    } else if grew("ok") {
+        Fate::Answered(reply)
+    } else {
+        Fate::Gateway(reply)
+    }
+}
+
+fn outcomes(served: &Served) -> Vec<u64> {
+    let m = served.api.manifest();
+    let stats = served
+        .gateway
+        .metrics()
+        .api(&m.name, &m.version.to_string());
+    OUTCOMES.iter().map(|o| stats.outcome(o)).collect()
+}
+
+/// Runs the conformance phase.
+pub(crate) async fn run(
+    bench: &Bench,
+    candidate: usize,
+    package: &Package,
+    touches_banks: bool,
+    log: &mut Log,
+) {
+    let Some(served) = bench.served(candidate) else {
+        return;
+    };
+    let manifest = &package.manifest;
+    let mut prober = Prober {
+        served,
+        answers: Vec::new(),
+    };
+
+    // The documented example, which is also the base of derived cases.
+    let base = match Call::example(manifest) {
+        Some(mut call) => {
+            call.refresh_tran_ids(bench);
+            let expected = manifest
+                .docs
+                .as_ref()
+                .and_then(|d| d.example.as_ref())
+                .and_then(|e| serde_json::from_str::<Value>(&e.response).ok())
+                .and_then(|v| v.get("rsp_code")?.as_str().map(str::to_owned))
+                .unwrap_or_else(|| "A0000".into());
+            let expect = Expect {
+                rsp_code: Some(expected),
+                ..Expect::default()
+            };
+            prober
+                .probe(
+                    log,
+                    "CONF-CASE",
+                    "documented example",
+                    &call,
+                    &expect,
+                    false,
+                )
+                .await;
+            call
+        }
+        None => {
+            log.push(CheckResult::skip(
+                "CONF-CASE",
+                PH,
+                "documented example",
+                "the manifest has no [docs.example]",
+            ));
+            Call::on_route(manifest)
+        }
+    };
+
+    // The package's own cases.
+    for case in package.cases().cases {
+        let call = Call::from_case(manifest, &case, bench);
+        for rule in &case.faults {
+            let _ = bench.faults.add(rule.clone());
+        }
+        if let Err(e) = bench.set_banks(&case.banks_down, false) {
+            log.push(CheckResult::fail(
+                "CONF-CASE",
+                PH,
+                format!("case: {}", case.name),
+                e,
+            ));
+            continue;
+        }
+        prober
+            .probe(
+                log,
+                "CONF-CASE",
+                &format!("case: {}", case.name),
+                &call,
+                &case.expect,
+                case.send_twice,
+            )
+            .await;
+        let _ = bench.set_banks(&case.banks_down, true);
+        bench.faults.clear();
+    }
+
+    // Business failures are HTTP 200: each required field left out.
+    let docs = manifest.docs.clone().unwrap_or_default();
+    let required: Vec<&str> = docs
+        .request
+        .iter()
+        .filter(|f| f.required && !f.name.contains('[') && base.field(&f.name).is_some())
+        .map(|f| f.name.as_str())
+        .take(8)
+        .collect();
+    if required.is_empty() {
+        log.push(CheckResult::skip(
+            "CONF-BIZ-200",
+            PH,
+            "required field missing",
+            "the API documents no required top-level request field",
+        ));
+    }
+    for field in required {
+        let mut call = base.clone();
+        call.refresh_tran_ids(bench);
+        call.remove_field(field);
+        let expect = Expect {
+            rsp_code: Some("A0004".into()),
+            ..Expect::default()
+        };
+        prober
+            .probe(
+                log,
+                "CONF-BIZ-200",
+                &format!("required field {field} missing"),
+                &call,
+                &expect,
+                false,
+            )
+            .await;
+    }
+
+    // bank_tran_id: another institution's prefix, and a repeat.
+    let in_list = docs
+        .request
+        .iter()
+        .find_map(|f| f.name.strip_suffix("[].bank_tran_id"));
+    let top_level = base.field("bank_tran_id").is_some();
+    if top_level || in_list.is_some() {
+        let mut foreign = base.clone();
+        foreign.refresh_tran_ids(bench);
+        let other = Value::String(format!("M999999999U{:09}", 1));
+        match in_list {
+            Some(list) if !top_level => foreign.set_list_field(list, "bank_tran_id", other),
+            _ => foreign.set_field("bank_tran_id", other),
+        }
+        let expect = |code: &str| Expect {
+            rsp_code: Some(code.into()),
+            ..Expect::default()
+        };
+        prober
+            .probe(
+                log,
+                "CONF-TRAN-ID",
+                "bank_tran_id of another institution",
+                &foreign,
+                &expect("A0004"),
+                false,
+            )
+            .await;
+        if touches_banks {
+            let mut repeat = base.clone();
+            repeat.refresh_tran_ids(bench);
+            prober
+                .probe(
+                    log,
+                    "CONF-TRAN-ID",
+                    "bank_tran_id repeated",
+                    &repeat,
+                    &expect("A0326"),
+                    true,
+                )
+                .await;
+        } else {
+            log.push(CheckResult::skip(
+                "CONF-TRAN-ID",
+                PH,
+                "bank_tran_id repeated",
+                "the API reaches no participant bank, where a repeat is decided",
+            ));
+        }
+    } else {
+        log.push(CheckResult::skip(
+            "CONF-TRAN-ID",
+            PH,
+            "bank_tran_id rules",
+            "the API takes no bank_tran_id",
+        ));
+    }
+
+    // Consents: another user's account; an account without transfer consent.
+    match (&manifest.access.account, base.persona.as_str()) {
+        (Some(reference), persona) if persona != "institution" && persona != "none" => {
+            let targets = consent_targets(bench, persona, &manifest.scope);
+            for (name, number, code) in targets {
+                let mut call = base.clone();
+                call.refresh_tran_ids(bench);
+                set_reference(&mut call, reference, &number);
+                let expect = Expect {
+                    rsp_code: Some(code.into()),
+                    ..Expect::default()
+                };
+                prober
+                    .probe(log, "CONF-CONSENT", &name, &call, &expect, false)
+                    .await;
+            }
+        }
+        _ => log.push(CheckResult::skip(
+            "CONF-CONSENT",
+            PH,
+            "account consents",
+            "the API names no user account (manifest [access] account)",
+        )),
+    }
+
+    // A bank outage, where the API calls a participant bank.
+    if touches_banks {
+        let all: Vec<String> = sfop_vbank::SEED_BANKS
+            .iter()
+            .map(|(code, _)| (*code).to_owned())
+            .collect();
+        let mut call = base.clone();
+        call.refresh_tran_ids(bench);
+        match bench.set_banks(&all, false) {
+            Ok(()) => {
+                let expect = Expect {
+                    rsp_code: Some("A0017".into()),
+                    ..Expect::default()
+                };
+                prober
+                    .probe(
+                        log,
+                        "CONF-OUTAGE",
+                        "participant banks down",
+                        &call,
+                        &expect,
+                        false,
+                    )
+                    .await;
+            }
+            Err(e) => log.push(CheckResult::fail(
+                "CONF-OUTAGE",
+                PH,
+                "participant banks down",
+                e,
+            )),
+        }
+        let _ = bench.set_banks(&all, true);
+    } else {
+        log.push(CheckResult::skip(
+            "CONF-OUTAGE",
+            PH,
+            "participant banks down",
+            "the API imports no ledger function that reaches a participant bank",
+        ));
+    }
+
+    judge_answers(package, &prober.answers, log);
+}
+
+/// Accounts to try for consent refusals, with the code each must get.
+fn consent_targets(
+    bench: &Bench,
+    persona: &str,
+    scope: &str,
+) -> Vec<(String, String, &'static str)> {
+    let now = sfop_core::time::now_millis();
+    let Some(me) = USERS.iter().find(|u| u.login_id == persona) else {
+        return Vec::new();
+    };
+    let mut targets = Vec::new();
+    if let Some(other) = USERS.iter().find(|u| u.login_id != persona)
+        && let Ok(nums) = bench
+            .bank
+            .fintech_use_nums(other.user_seq_no, DEMO_CLIENT_ID, now)
+        && let Some(num) = nums.into_iter().next()
+    {
+        targets.push((
+            format!("another user's account ({})", other.login_id),
+            num,
+            "A0304",
+        ));
+    }
+    if scope == "transfer" {
+        let claims = Claims {
+            client_id: DEMO_CLIENT_ID.into(),
+            client_use_code: Some(DEMO_CLIENT_USE_CODE.into()),
+            user_seq_no: Some(me.user_seq_no.into()),
+            scopes: vec!["login".into()],
+            fintech_use_nums: Vec::new(),
+        };
+        let call = BankCall {
+            caller: Some(&claims),
+            now_millis: now,
+            utc_offset_minutes: sfop_core::time::KST_OFFSET_MINUTES,
+        };
+        if let Ok(accounts) = bench.bank.registered_accounts(&call, me.user_seq_no, false)
+            && let Some(a) = accounts
+                .into_iter()
+                .find(|a| a.transfer_agree_dtime.is_none() && !a.cancelled)
+        {
+            targets.push((
+                "own account without transfer consent".into(),
+                a.fintech_use_num,
+                "A0306",
+            ));
+        }
+    }
+    targets
+}
+
+/// Puts `value` where a manifest field reference points.
+fn set_reference(call: &mut Call, reference: &str, value: &str) {
+    match FieldRef::parse(reference) {
+        Some(FieldRef::Query(name) | FieldRef::Body(name)) => {
+            call.set_field(name, Value::String(value.into()));
+        }
+        Some(FieldRef::BodyList { list, field }) => {
+            call.set_list_field(list, field, Value::String(value.into()));
+        }
+        None => {}
+    }
+}
+
+/// Sends probes and judges them, keeping every plugin answer.
+struct Prober<'a> {
+    served: &'a Served,
+    answers: Vec<(String, HttpReply)>,
+}
+
+impl Prober<'_> {
+    async fn probe(
+        &mut self,
+        log: &mut Log,
+        rule: &str,
+        name: &str,
+        call: &Call,
+        expect: &Expect,
+        twice: bool,
+    ) {
+        if twice {
+            match fate(self.served, call).await {
+                Fate::Answered(reply) => self.answers.push((name.to_owned(), reply)),
+                other => {
+                    if let Some(c) = misfortune(PH, rule, name, call, other, self.served) {
+                        log.push(c);
+                    }
+                    return;
+                }
+            }
+        }
+        match fate(self.served, call).await {
+            Fate::Answered(reply) => {
+                log.push(judge(rule, name, call, &reply, expect));
+                self.answers.push((name.to_owned(), reply));
+            }
+            other => {
+                if let Some(c) = misfortune(PH, rule, name, call, other, self.served) {
+                    log.push(c);
+                }
+            }
+        }
+    }
+}
+
+/// The check for a call the plugin did not answer itself.
+pub(crate) fn misfortune(
+    phase: Phase,
+    rule: &str,
+    name: &str,
+    call: &Call,
+    fate: Fate,
+    served: &Served,
+) -> Option<CheckResult> {
+    let cpu_ms = served.api.manifest().limits.cpu_ms;
+    Some(match fate {
+        Fate::Answered(_) => return None,
+        Fate::Runaway(reply) => CheckResult::fail(
+            "RES-RUNAWAY",
+            phase,
+            name,
+            format!(
+                "ran into the CPU deadline ({cpu_ms} ms) or the wall clock: {} for {}",
+                reply.brief(),
+                call.describe()
+            ),
+        ),
+        Fate::Fault(label, reply) => CheckResult::fail(
+            "ROB-NO-FAULT",
+            phase,
+            name,
+            format!(
+                "the plugin failed ({label}): {} for {}",
+                reply.brief(),
+                call.describe()
+            ),
+        ),
+        Fate::Gateway(reply) => CheckResult::fail(
+            rule,
+            phase,
+            name,
+            format!(
+                "the gateway refused the call: {} for {}",
+                reply.brief(),
+                call.describe()
+            ),
+        ),
+        Fate::NoAnswer(e) => CheckResult::fail(rule, phase, name, format!("no answer: {e}")),
+    })
+}
+
+/// Judges a plugin's answer against what was expected.
+fn judge(rule: &str, name: &str, call: &Call, reply: &HttpReply, expect: &Expect) -> CheckResult {
+    let fail = |r: &str, why: String| {
+        CheckResult::fail(r, PH, name, format!("{why}; request: {}", call.describe()))
+    };
+    let business_failure =
+        expect.status == 200 && expect.rsp_code.as_deref().is_some_and(|c| c != "A0000");
+    if business_failure && reply.status != 200 {
+        return fail(
+            "CONF-BIZ-200",
+            format!(
+                "a business failure ({}) must be HTTP 200, got {}",
+                expect.rsp_code.as_deref().unwrap_or_default(),
+                reply.brief()
+            ),
+        );
+    }
+    if reply.status != expect.status {
+        return fail(
+            rule,
+            format!("expected HTTP {}, got {}", expect.status, reply.brief()),
+        );
+    }
+    let body = reply.json().unwrap_or(Value::Null);
+    if let Some(code) = &expect.rsp_code
+        && body.get("rsp_code").and_then(Value::as_str) != Some(code.as_str())
+    {
+        return fail(
+            rule,
+            format!("expected rsp_code {code}, got {}", reply.brief()),
+        );
+    }
+    let mut problems = Vec::new();
+    for (path, want) in &expect.fields {
+        match lookup(&body, path) {
+            Some(Value::String(s)) if s == want => {}
+            Some(other) => problems.push(format!("{path} is {other}, expected {want:?}")),
+            None => problems.push(format!("{path} is missing, expected {want:?}")),
+        }
+    }
+    for path in &expect.present {
+        if lookup(&body, path).is_none() {
+            problems.push(format!("{path} is missing"));
+        }
+    }
+    for path in &expect.absent {
+        if lookup(&body, path).is_some() {
+            problems.push(format!("{path} should be absent"));
+        }
+    }
+    if let Some(text) = &expect.message_contains {
+        let message = body
+            .get("rsp_message")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        if !message.contains(text.as_str()) {
+            problems.push(format!("rsp_message {message:?} does not contain {text:?}"));
+        }
+    }
+    if problems.is_empty() {
+        CheckResult::pass(rule, PH, name, reply.brief())
+    } else {
+        fail(rule, problems.join("; "))
+    }
+}
+
+/// The envelope, documented fields and digit strings of every answer.
+fn judge_answers(package: &Package, answers: &[(String, HttpReply)], log: &mut Log) {
+    let docs = package.manifest.docs.as_ref();
+    let mut envelope = Vec::new();
+    let mut fields = Vec::new();
+    let mut amounts = Vec::new();
+    let mut successes = 0;
+    for (name, reply) in answers {
+        for p in answer::envelope_problems(reply) {
+            envelope.push(format!("{name}: {p}"));
+        }
+        let Some(Value::Object(body)) = reply.json() else {
+            continue;
+        };
+        if reply.status != 200 || body.get("rsp_code").and_then(Value::as_str) != Some("A0000") {
+            continue;
+        }
+        successes += 1;
+        if let Some(d) = docs.filter(|d| !d.response.is_empty()) {
+            for p in answer::field_problems(d, &body) {
+                fields.push(format!("{name}: {p}"));
+            }
+        }
+        for p in answer::amount_problems(docs, &body) {
+            amounts.push(format!("{name}: {p}"));
+        }
+    }
+    let row = |rule: &str, what: &str, problems: Vec<String>, checked: usize| {
+        if problems.is_empty() {
+            CheckResult::pass(rule, PH, what, format!("{checked} answers checked"))
+        } else {
+            let n = problems.len();
+            let mut shown: Vec<String> = problems.into_iter().take(12).collect();
+            if n > shown.len() {
+                shown.push(format!("… and {} more", n - shown.len()));
+            }
+            CheckResult::fail(rule, PH, what, shown.join("; "))
+        }
+    };
+    log.push(row(
+        "CONF-ENVELOPE",
+        "common header on every answer",
+        envelope,
+        answers.len(),
+    ));
+    if successes == 0 {
+        log.push(CheckResult::skip(
+            "CONF-FIELDS",
+            PH,
+            "documented response fields",
+            "no success answer to check",
+        ));
+    } else if docs.is_none_or(|d| d.response.is_empty()) {
+        log.push(CheckResult::skip(
+            "CONF-FIELDS",
+            PH,
+            "documented response fields",
+            "the manifest documents no response fields",
+        ));
+    } else {
+        log.push(row(
+            "CONF-FIELDS",
+            "documented response fields",
+            fields,
+            successes,
+        ));
+    }
+    log.push(row(
+        "CONF-AMOUNTS",
+        "amounts and counts as digit strings",
+        amounts,
+        successes,
+    ));
+}
