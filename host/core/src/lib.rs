@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod envelope;
 pub mod files;
+pub mod html;
 pub mod ledger;
 pub mod manifest;
 pub mod time;

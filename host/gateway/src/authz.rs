@@ -3,7 +3,11 @@
 //! only knows the trait, so the data plane does not depend on how tokens work.
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
+use bytes::Bytes;
 use hyper::HeaderMap;
 use sfop_core::{Claims, Manifest};
 
@@ -71,6 +75,39 @@ pub struct NativeRequest<'a> {
     pub client_cert: Option<&'a str>,
 }
 
+/// A [`NativeRequest`] that owns its parts, for endpoints that answer
+/// asynchronously.
+#[derive(Debug, Clone)]
+pub struct OwnedNativeRequest {
+    pub api_tran_id: String,
+    pub method: String,
+    pub path: String,
+    pub query: String,
+    /// The `host[:port]` the client addressed: the URI's authority (HTTP/2)
+    /// or the `Host` header (HTTP/1.1).
+    pub authority: Option<String>,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub client_cert: Option<String>,
+}
+
+impl OwnedNativeRequest {
+    pub fn borrowed(&self) -> NativeRequest<'_> {
+        NativeRequest {
+            api_tran_id: &self.api_tran_id,
+            method: &self.method,
+            path: &self.path,
+            query: &self.query,
+            headers: &self.headers,
+            body: &self.body,
+            client_cert: self.client_cert.as_deref(),
+        }
+    }
+}
+
+/// The answer of [`Endpoint::handle_async`].
+pub type NativeFuture = Pin<Box<dyn Future<Output = NativeResponse> + Send>>;
+
 /// A native endpoint's answer. With `envelope`, the gateway adds the common
 /// response header to the JSON body as it does for plugins.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,4 +127,11 @@ pub trait Endpoint: Send + Sync + fmt::Debug {
         64 * 1024
     }
     fn handle(&self, request: &NativeRequest<'_>) -> NativeResponse;
+    /// Answers a request that may have to wait (the developer portal's
+    /// "try it" calls an API through the gateway). The gateway always calls
+    /// this; by default it runs [`handle`](Self::handle) at once.
+    fn handle_async(self: Arc<Self>, request: OwnedNativeRequest) -> NativeFuture {
+        let answer = self.handle(&request.borrowed());
+        Box::pin(std::future::ready(answer))
+    }
 }

@@ -32,7 +32,10 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
-pub use authz::{AuthRequest, Authorizer, Denial, Endpoint, NativeRequest, NativeResponse, NoAuth};
+pub use authz::{
+    AuthRequest, Authorizer, Denial, Endpoint, NativeFuture, NativeRequest, NativeResponse, NoAuth,
+    OwnedNativeRequest,
+};
 pub use fault::{ErrorSource, Fault};
 pub use metrics::{ApiStats, Metrics};
 pub use routes::{Release, RouteConflict, RouteTable, Target};
@@ -213,7 +216,7 @@ impl Gateway {
                 Ok(Target::Native { endpoint, stats }) => {
                     let (endpoint, stats) = (endpoint.clone(), stats.clone());
                     drop(routes);
-                    let result = self.call_native(id, endpoint.as_ref(), req, conn).await;
+                    let result = self.call_native(id, endpoint, req, conn).await;
                     return (result, Some(stats));
                 }
                 Ok(Target::Closed { api, stats, .. }) => {
@@ -329,7 +332,7 @@ impl Gateway {
     async fn call_native(
         &self,
         id: &ApiTranId,
-        endpoint: &dyn Endpoint,
+        endpoint: Arc<dyn Endpoint>,
         req: Request<Incoming>,
         conn: &ConnInfo,
     ) -> Result<Response<Full<Bytes>>, Fault> {
@@ -348,15 +351,26 @@ impl Gateway {
                 }
             })?
             .to_bytes();
-        let answer = endpoint.handle(&NativeRequest {
-            api_tran_id: id.as_str(),
-            method: parts.method.as_str(),
-            path: parts.uri.path(),
-            query: parts.uri.query().unwrap_or_default(),
-            headers: &parts.headers,
-            body: &body,
-            client_cert: conn.client_cert.as_deref(),
-        });
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| {
+                let host = parts.headers.get(header::HOST)?;
+                host.to_str().ok().map(str::to_owned)
+            });
+        let answer = endpoint
+            .handle_async(OwnedNativeRequest {
+                api_tran_id: id.to_string(),
+                method: parts.method.as_str().to_owned(),
+                path: parts.uri.path().to_owned(),
+                query: parts.uri.query().unwrap_or_default().to_owned(),
+                authority,
+                headers: parts.headers,
+                body,
+                client_cert: conn.client_cert.clone(),
+            })
+            .await;
         let body = if answer.envelope {
             self.stamp_envelope(id, &answer.body).unwrap_or(answer.body)
         } else {

@@ -7,6 +7,7 @@ pub mod admin_client;
 mod auth;
 pub mod config;
 mod packages;
+mod portal;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -111,6 +112,30 @@ async fn start_inner(
     if let Some(parts) = &auth {
         parts.mount(&gateway, &mut routes)?;
     }
+    let scheme = match transport {
+        Transport::Tls(_) => "https",
+        Transport::Plain => "http",
+    };
+    let loopback = Arc::new(portal::Loopback::new(tls_cert.as_deref())?);
+    let clients = match &auth {
+        Some(parts) => parts.server.clients().clone(),
+        None => sfop_auth::ClientRegistry::open(&store).context("opening the client registry")?,
+    };
+    let developer_portal = sfop_portal::Portal::open(
+        &store,
+        Arc::new(portal::LiveCatalog::new(Arc::downgrade(&gateway))),
+        clients,
+        loopback.clone(),
+        sfop_portal::PortalConfig {
+            scheme: scheme.to_owned(),
+            ..sfop_portal::PortalConfig::default()
+        },
+    )
+    .context("opening the developer portal")?;
+    routes.add_prefix(
+        sfop_portal::PREFIX,
+        gateway.native(Arc::new(portal::PortalEndpoint(Arc::new(developer_portal)))),
+    )?;
     let (routes, packages) = packages::load_dir(&runtime, &gateway, routes, &config.plugins)?;
     gateway.swap_routes(routes);
 
@@ -121,15 +146,12 @@ async fn start_inner(
         .await
         .with_context(|| format!("binding ops_listen address {}", config.ops_listen))?;
     let (local_addr, ops_addr) = (listener.local_addr()?, ops_listener.local_addr()?);
+    loopback.set_addr(local_addr);
 
     let (shutdown, stopping) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         // A stop request, or the platform handle dropped.
         let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let scheme = match transport {
-        Transport::Tls(_) => "https",
-        Transport::Plain => "http",
     };
     let drain = Duration::from_millis(config.shutdown.drain_ms);
     let servers = vec![
