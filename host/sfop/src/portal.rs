@@ -69,7 +69,12 @@ impl Catalog for LiveCatalog {
         };
         for (manifest, sha) in &live {
             let versions = seen.entry(manifest.name.clone()).or_default();
-            if !versions.iter().any(|s| s.sha256 == *sha) {
+            // A release is a manifest and a component: the same component
+            // under a new version is a new release.
+            let known = versions
+                .iter()
+                .any(|s| s.sha256 == *sha && s.manifest.version == manifest.version);
+            if !known {
                 versions.push(Seen {
                     manifest: (*manifest).clone(),
                     sha256: (*sha).to_owned(),
@@ -82,7 +87,10 @@ impl Catalog for LiveCatalog {
                 let mut versions: Vec<VersionEntry> = versions
                     .iter()
                     .map(|s| VersionEntry {
-                        state: if live.iter().any(|(_, sha)| *sha == s.sha256) {
+                        state: if live
+                            .iter()
+                            .any(|(m, sha)| *sha == s.sha256 && m.version == s.manifest.version)
+                        {
                             VersionState::Live
                         } else {
                             VersionState::Retired

@@ -7,6 +7,7 @@ mod foundation;
 mod gateway_crash;
 mod harness;
 mod operations;
+mod portal;
 mod reference_apis;
 mod tls;
 mod vbank_durability;
