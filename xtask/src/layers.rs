@@ -35,7 +35,15 @@ const OWNED: &[(&str, &str)] = &[
 ];
 
 /// Data-plane crates, which must never depend on control-plane crates.
-const DATA_PLANE: &[&str] = &["sfop-core", "sfop-runtime", "sfop-gateway", "sfop-store"];
+const DATA_PLANE: &[&str] = &[
+    "sfop-core",
+    "sfop-runtime",
+    "sfop-gateway",
+    "sfop-store",
+    "sfop-auth",
+];
+/// Crates the portal must not depend on.
+const PORTAL_MAY_NOT: &[&str] = &["sfop-runtime", "sfop-gateway", "sfop-vbank", "wasmtime"];
 const CONTROL_PLANE_PREFIXES: &[&str] = &["sfop-management", "sfop-testbed", "sfop-portal"];
 
 pub fn check(root: &Path) -> Result<()> {
@@ -82,6 +90,15 @@ pub fn check(root: &Path) -> Result<()> {
                     "data-plane crate {plane} depends on control-plane crate {dep}"
                 ));
             }
+        }
+    }
+    // The portal sees the platform only through its own traits (`Catalog`,
+    // `Upstream`), so it can run beside the gateway or apart from it.
+    for dep in deps.get("sfop-portal").into_iter().flatten() {
+        if PORTAL_MAY_NOT.contains(dep) {
+            violations.push(format!(
+                "sfop-portal depends on {dep}; it reads the platform through its Catalog and Upstream traits"
+            ));
         }
     }
     if !violations.is_empty() {

@@ -97,7 +97,7 @@ impl RouteTable {
             });
         }
         self.prefixes.push((prefix.to_owned(), target));
-        self.prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+        self.prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         Ok(())
     }
 
