@@ -1,7 +1,7 @@
 //! The look every platform web page shares: the OAuth sign-in and consent
 //! pages (sfop-auth) and the developer portal (sfop-portal). It lives here,
 //! in the one crate both already depend on, because sfop-auth is data plane
-//! and may not depend on the portal (ADR 0007). Plain server-rendered HTML
+//! and may not depend on the portal (ADR 0008). Plain server-rendered HTML
 //! with one inline stylesheet and no script.
 
 /// Escapes text for HTML element content and quoted attribute values.
