@@ -195,7 +195,7 @@ fn catalogue(ctx: &Ctx<'_>) -> PortalResponse {
         let m = &v.manifest;
         let _ = write!(
             rows,
-            "<tr><td><a href=\"/portal/apis/{href}\">{name}</a></td><td>{version}</td><td>{routes}</td>\
+            "<tr><td class=\"nowrap\"><a href=\"/portal/apis/{href}\">{name}</a></td><td>{version}</td><td>{routes}</td>\
              <td>{scope}</td><td>{description}</td><td>{status}</td></tr>",
             href = encode(&api.name),
             name = escape(&api.name),

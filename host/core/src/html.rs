@@ -51,7 +51,7 @@ fieldset{border:1px solid var(--line);border-radius:6px;margin:1rem 0}\
 button,.button{display:inline-block;padding:.55rem 1.1rem;margin:.2rem .5rem .2rem 0;border-radius:4px;border:1px solid var(--accent);\
 background:#fff;color:var(--accent);cursor:pointer;font:inherit;text-decoration:none}\
 button.primary,.button.primary{background:var(--accent);color:#fff}\
-small,.muted{color:var(--muted)}\
+small,.muted{color:var(--muted)}.nowrap{white-space:nowrap}\
 .badge{display:inline-block;padding:.05rem .45rem;border-radius:999px;font-size:.8rem;font-weight:600;background:#e8eef7;color:#1a4a8a}\
 .badge.live{background:#e3f4e8;color:#17692f}.badge.canary{background:#fff1d6;color:#8a5a00}\
 .badge.deprecated{background:#fde8eb;color:#9b1c2c}.badge.retired{background:#eceff2;color:#5b6573}\

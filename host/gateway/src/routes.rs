@@ -97,7 +97,8 @@ impl RouteTable {
             });
         }
         self.prefixes.push((prefix.to_owned(), target));
-        self.prefixes.sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        self.prefixes
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
         Ok(())
     }
 
@@ -145,9 +146,9 @@ impl RouteTable {
         out
     }
 
-    /// Number of routes (a prefix counts as one).
+    /// Number of exact routes (prefixes are platform pages, not API routes).
     pub fn len(&self) -> usize {
-        self.by_path.values().map(Vec::len).sum::<usize>() + self.prefixes.len()
+        self.by_path.values().map(Vec::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -228,7 +229,8 @@ mod tests {
                 "{path}"
             );
         }
-        assert_eq!(table.len(), 1);
+        assert_eq!(table.len(), 0);
+        assert!(!table.is_empty());
         Ok(())
     }
 

@@ -296,3 +296,42 @@ async fn try_it_sends_the_form_with_the_test_token_only_when_signed_in() -> Resu
     assert!(t.upstream.0.lock().map(|s| s.is_empty()).unwrap_or(false));
     Ok(())
 }
+
+#[tokio::test]
+async fn testbed_reports_and_permissions_come_from_the_catalogue() -> Result<()> {
+    let mut v = version(BALANCE_V1, VersionState::Live, 1_000)?;
+    v.report_html = Some("<h2>Conformance: 12 of 12 passed</h2>".into());
+    let t = TestPortal::new(vec![balance(vec![v])])?;
+    let api = t.get("/portal/apis/account-balance").await.text();
+    assert!(
+        api.contains("href=\"/portal/reports/account-balance/1.0.0\""),
+        "{api}"
+    );
+    let report = t.get("/portal/reports/account-balance/1.0.0").await;
+    assert_eq!(report.status(), 200);
+    // Rendered and escaped by the testbed: shown as it is.
+    assert!(
+        report
+            .text()
+            .contains("<h2>Conformance: 12 of 12 passed</h2>")
+    );
+    assert_eq!(
+        t.get("/portal/reports/account-balance/9.9.9")
+            .await
+            .status(),
+        404
+    );
+    let permissions = t.get("/portal/permissions").await.text();
+    let inquiry_row = permissions
+        .split("<tr>")
+        .find(|row| row.contains(">inquiry</span>"))
+        .context("no inquiry row")?;
+    assert!(
+        inquiry_row.contains("/portal/apis/account-balance"),
+        "{inquiry_row}"
+    );
+    assert!(
+        permissions.contains("check if operation(&quot;read&quot;) or amount($a), $a &lt;= 30000")
+    );
+    Ok(())
+}

@@ -149,6 +149,16 @@ def main():
         expect('"balance_amt"' in response, f"balance in the answer {response!r}")
         driver.execute_script("document.getElementById('try').scrollIntoView()")
         shot("10-try-it-result.png")
+
+        step("read the permissions and the change notices")
+        driver.find_element(By.LINK_TEXT, "Permissions").click()
+        wait.until(ec.title_contains("Permissions"))
+        expect("check if operation" in driver.page_source, "the attenuation example")
+        shot("11-permissions.png")
+        driver.find_element(By.LINK_TEXT, "Changes").click()
+        wait.until(ec.title_contains("Change notices"))
+        expect("First version." in driver.page_source, "a notice per first version")
+        shot("12-changes.png")
         print("journey: ok")
     except Exception as e:  # noqa: BLE001 - report any failure with the page
         print(f"journey failed: {e}", file=sys.stderr)
