@@ -397,6 +397,106 @@ async fn promoting_a_release_changes_catalogue_api_page_and_feed_without_restart
     t.platform.stop().await
 }
 
+#[tokio::test]
+async fn try_it_calls_an_api_through_the_platform_with_an_oob_token() -> Result<()> {
+    let t = platform(TlsMode::Off).await?;
+    let cookie = sign_up(&t, "ops@example.com").await?;
+    let apps = send(
+        t.addr(),
+        "GET",
+        "/portal/apps",
+        &[("cookie", &cookie)],
+        Vec::new(),
+    )
+    .await?;
+    let csrf = html_value(&text(&apps), "csrf").context("csrf")?;
+    let registered = send(
+        t.addr(),
+        "POST",
+        "/portal/apps",
+        &[FORM, ("cookie", &cookie)],
+        form(&[("csrf", &csrf), ("name", "Ops app"), ("scope", "oob")]),
+    )
+    .await?;
+    assert_eq!(registered.status, 201, "{}", text(&registered));
+    let page = text(&registered);
+    let value_of = |id: &str| -> Result<String> {
+        let marker = format!("id=\"{id}\">");
+        let start = page.find(&marker).context("field")? + marker.len();
+        let end = page[start..].find('<').context("end")?;
+        Ok(page[start..start + end].to_owned())
+    };
+    let (client_id, secret) = (value_of("client-id")?, value_of("client-secret")?);
+    // The secret is shown once: the app's page never shows it again.
+    let app = send(
+        t.addr(),
+        "GET",
+        &format!("/portal/apps/{client_id}"),
+        &[("cookie", &cookie)],
+        Vec::new(),
+    )
+    .await?;
+    assert!(!text(&app).contains(&secret));
+
+    // A wrong secret is refused by the token endpoint, and said so.
+    let wrong = send(
+        t.addr(),
+        "POST",
+        &format!("/portal/apps/{client_id}/oob-token"),
+        &[FORM, ("cookie", &cookie)],
+        form(&[("csrf", &csrf), ("client_secret", "not-the-secret")]),
+    )
+    .await?;
+    assert!(
+        text(&wrong).contains("client_id or client_secret is not correct"),
+        "{}",
+        text(&wrong)
+    );
+    let got = send(
+        t.addr(),
+        "POST",
+        &format!("/portal/apps/{client_id}/oob-token"),
+        &[FORM, ("cookie", &cookie)],
+        form(&[("csrf", &csrf), ("client_secret", &secret)]),
+    )
+    .await?;
+    assert_eq!(got.status, 303, "{}", text(&got));
+
+    // "Try it" on bank status: the portal calls the API through the
+    // platform's own listener with the developer's token.
+    let tried = send(
+        t.addr(),
+        "POST",
+        "/portal/try/bank-status",
+        &[FORM, ("cookie", &cookie)],
+        form(&[("csrf", &csrf)]),
+    )
+    .await?;
+    let html = text(&tried);
+    assert_eq!(tried.status, 200, "{html}");
+    assert!(
+        html.contains("<b>HTTP 200</b> from <code>GET /v2.0/bank/status</code>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("&quot;rsp_code&quot;: &quot;A0000&quot;"),
+        "{html}"
+    );
+    assert!(
+        html.contains("산업은행"),
+        "the bank list, in Korean: {html}"
+    );
+    // The call went through the gateway: it is counted under the API.
+    let metrics = text(&t.ops("/metrics").await?);
+    assert!(
+        metrics.contains(
+            "sfop_requests_total{api=\"bank-status\",version=\"1.0.0\",outcome=\"ok\"} 1"
+        ),
+        "{metrics}"
+    );
+    t.platform.stop().await
+}
+
 /// Where the browser test leaves its screenshots.
 fn screenshot_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/portal-screenshots")
