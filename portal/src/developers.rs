@@ -3,10 +3,17 @@
 //! guessable passwords, unlike the 256-bit client secrets sfop-auth hashes
 //! with one SHA-256); session ids are random and stored only hashed.
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use sfop_store::{Store, Tree};
+use tokio::sync::Semaphore;
 
-use crate::{Result, random_hex, sha256_hex};
+use crate::{Error, Result, random_hex, sha256_hex};
+
+/// Password hashes computed at once; more wait their turn, so a flood of
+/// sign-in attempts cannot take every core.
+const CONCURRENT_HASHES: usize = 2;
 
 /// A registered developer, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -76,6 +83,7 @@ pub struct Developers {
     sessions: Tree,
     rounds: u32,
     session_ttl_ms: u64,
+    hashing: Arc<Semaphore>,
 }
 
 fn now_ms() -> u64 {
@@ -115,7 +123,47 @@ impl Developers {
             sessions: store.tree("portal.sessions")?,
             rounds: rounds.max(1),
             session_ttl_ms: session_ttl_secs * 1000,
+            hashing: Arc::new(Semaphore::new(CONCURRENT_HASHES)),
         })
+    }
+
+    /// Runs `f` (which hashes a password: a good fraction of a CPU second)
+    /// on the blocking pool, at most [`CONCURRENT_HASHES`] at a time, so the
+    /// async workers keep serving.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Developers) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| Error::Hashing(e.to_string()))?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| Error::Hashing(e.to_string()))?
+    }
+
+    /// [`sign_up`](Self::sign_up) off the async workers.
+    pub async fn sign_up_async(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Result<Developer, SignUpError>> {
+        let (email, password) = (email.to_owned(), password.to_owned());
+        self.hashing(move |d| d.sign_up(&email, &password)).await
+    }
+
+    /// [`authenticate`](Self::authenticate) off the async workers.
+    pub async fn authenticate_async(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Option<Developer>> {
+        let (email, password) = (email.to_owned(), password.to_owned());
+        self.hashing(move |d| d.authenticate(&email, &password))
+            .await
     }
 
     /// Registers a developer. The e-mail address is the account name,
@@ -173,7 +221,14 @@ impl Developers {
     }
 
     /// Starts a session; returns the id for the cookie (stored only hashed).
+    /// Sessions that have expired are swept out on the way.
     pub fn start_session(&self, email: &str) -> Result<String> {
+        let now = now_ms();
+        for (key, session) in self.sessions.values_json::<Session>()? {
+            if session.expires_at_ms <= now {
+                self.sessions.remove(key.as_bytes())?;
+            }
+        }
         let id = random_hex(32)?;
         let session = Session {
             email: email.to_owned(),
@@ -282,6 +337,28 @@ mod tests {
         assert!(developers.session("forged")?.is_none());
         developers.end_session(&id)?;
         assert!(developers.session(&id)?.is_none());
+
+        // Expired sessions are refused, and swept out when the next starts.
+        let short = Developers::open(&store, 1000, 0)?;
+        let old = short.start_session("dev@example.com")?;
+        assert!(short.session(&old)?.is_none());
+        let tree = store.tree("portal.sessions")?;
+        short.start_session("dev@example.com")?;
+        assert_eq!(tree.values_json::<Session>()?.len(), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn hashing_runs_off_the_async_workers() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let developers = Developers::open(&Store::open(dir.path())?, 1000, 60)?;
+        developers
+            .sign_up_async("dev@example.com", "correct horse battery")
+            .await??;
+        let found = developers
+            .authenticate_async("dev@example.com", "correct horse battery")
+            .await?;
+        assert_eq!(found.map(|d| d.email).as_deref(), Some("dev@example.com"));
         Ok(())
     }
 }

@@ -203,6 +203,8 @@ pub enum Error {
     Auth(#[from] sfop_auth::Error),
     #[error("OS randomness: {0}")]
     Random(String),
+    #[error("a password check did not finish: {0}")]
+    Hashing(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -54,12 +54,13 @@ pub(super) fn signed_in(ctx: &Ctx<'_>, email: &str) -> Result<PortalResponse> {
     ))
 }
 
-pub(super) fn sign_up(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<PortalResponse> {
+pub(super) async fn sign_up(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<PortalResponse> {
     let email = form_get(form, "email");
     match ctx
         .portal
         .developers
-        .sign_up(email, form_get(form, "password"))?
+        .sign_up_async(email, form_get(form, "password"))
+        .await?
     {
         Ok(dev) => signed_in(ctx, &dev.email),
         Err(e @ (SignUpError::BadEmail | SignUpError::WeakPassword | SignUpError::Taken)) => {
@@ -68,12 +69,13 @@ pub(super) fn sign_up(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<Portal
     }
 }
 
-pub(super) fn sign_in(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<PortalResponse> {
+pub(super) async fn sign_in(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<PortalResponse> {
     let email = form_get(form, "email");
     match ctx
         .portal
         .developers
-        .authenticate(email, form_get(form, "password"))?
+        .authenticate_async(email, form_get(form, "password"))
+        .await?
     {
         Some(dev) => signed_in(ctx, &dev.email),
         None => Ok(sign_in_page(

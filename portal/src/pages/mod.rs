@@ -115,9 +115,9 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
         ("GET", ["changes.atom"]) => Ok(atom(&ctx)),
         ("GET", ["reports", name, version]) => Ok(report(&ctx, name, version)),
         ("GET", ["signup"]) => Ok(sign_up_page(None, "")),
-        ("POST", ["signup"]) => sign_up(&ctx, &form),
+        ("POST", ["signup"]) => sign_up(&ctx, &form).await,
         ("GET", ["signin"]) => Ok(sign_in_page(None, "")),
-        ("POST", ["signin"]) => sign_in(&ctx, &form),
+        ("POST", ["signin"]) => sign_in(&ctx, &form).await,
         ("POST", ["signout"]) => {
             if let Some((id, _)) = &ctx.session {
                 portal.developers.end_session(id)?;
