@@ -104,19 +104,57 @@ pub fn document(title: &str, chrome: &Chrome<'_>, body: &str) -> String {
     )
 }
 
-/// The security headers every platform page is sent with: no framing, no
-/// script, forms only to this origin.
+/// The content-security-policy of every platform page: no script, no
+/// framing, forms only to this origin.
+pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// The security headers every platform page is sent with.
 pub const PAGE_HEADERS: &[(&str, &str)] = &[
     ("content-type", "text/html; charset=UTF-8"),
     ("cache-control", "no-store"),
     ("x-frame-options", "DENY"),
     ("x-content-type-options", "nosniff"),
     ("referrer-policy", "same-origin"),
-    (
-        "content-security-policy",
-        "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    ),
+    ("content-security-policy", CSP),
 ];
+
+/// `scheme://host[:port]` of an absolute URI, if it is a plain one.
+pub fn origin_of(uri: &str) -> Option<&str> {
+    let (scheme, rest) = uri.split_once("://")?;
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..end];
+    let plain = matches!(scheme, "https" | "http")
+        && !authority.is_empty()
+        && authority
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    plain.then(|| &uri[..scheme.len() + 3 + end])
+}
+
+/// [`PAGE_HEADERS`] for a page whose form ends in a redirect to another
+/// origin (the OAuth consent page redirects to the app): browsers apply
+/// `form-action` to the redirect too, so the origins of `redirect_uris` are
+/// allowed besides this one.
+pub fn page_headers_redirecting_to(redirect_uris: &[String]) -> Vec<(String, String)> {
+    let mut origins: Vec<&str> = redirect_uris.iter().filter_map(|u| origin_of(u)).collect();
+    origins.sort_unstable();
+    origins.dedup();
+    let form_action = std::iter::once("'self'")
+        .chain(origins)
+        .collect::<Vec<_>>()
+        .join(" ");
+    PAGE_HEADERS
+        .iter()
+        .map(|(k, v)| {
+            let v = if *k == "content-security-policy" {
+                CSP.replace("form-action 'self'", &format!("form-action {form_action}"))
+            } else {
+                (*v).to_owned()
+            };
+            ((*k).to_owned(), v)
+        })
+        .collect()
+}
 
 #[cfg(test)]
 mod tests {
@@ -129,6 +167,33 @@ mod tests {
             "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
         );
         assert_eq!(escape("홍길동"), "홍길동");
+    }
+
+    #[test]
+    fn redirect_origins_join_form_action() {
+        assert_eq!(
+            origin_of("https://pay.example:8443/cb?x=1"),
+            Some("https://pay.example:8443")
+        );
+        assert_eq!(origin_of("http://[::1]:8000/cb"), Some("http://[::1]:8000"));
+        assert_eq!(origin_of("javascript:alert(1)"), None);
+        assert_eq!(origin_of("https://a b/"), None);
+        let headers = page_headers_redirecting_to(&[
+            "https://pay.example/cb".into(),
+            "https://pay.example/other".into(),
+            "http://localhost:8000/callback".into(),
+            "https://x;script-src *".into(),
+        ]);
+        let csp = headers
+            .iter()
+            .find(|(k, _)| k == "content-security-policy")
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_default();
+        assert!(
+            csp.contains("form-action 'self' http://localhost:8000 https://pay.example;"),
+            "{csp}"
+        );
+        assert!(!csp.contains("script-src"), "{csp}");
     }
 
     #[test]

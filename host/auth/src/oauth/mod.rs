@@ -89,6 +89,14 @@ impl HttpResponse {
         }
     }
 
+    /// A page whose form may end in a redirect to one of `redirect_uris`.
+    fn html_redirecting_to(status: u16, page: String, redirect_uris: &[String]) -> Self {
+        Self {
+            headers: sfop_core::html::page_headers_redirecting_to(redirect_uris),
+            ..Self::html(status, page)
+        }
+    }
+
     fn redirect(location: String) -> Self {
         Self {
             status: 302,

@@ -38,7 +38,7 @@ pub(super) fn sign_in(client: &Client, pending: &str, message: Option<&str>) -> 
         error = error_line(message),
         pending = escape(pending),
     );
-    HttpResponse::html(200, page("Sign in", &body))
+    HttpResponse::html_redirecting_to(200, page("Sign in", &body), &client.redirect_uris)
 }
 
 fn scope_text(scope: &str) -> &'static str {
@@ -95,7 +95,9 @@ pub(super) fn consent(
         error = error_line(message),
         pending = escape(pending),
     );
-    HttpResponse::html(200, page("Consent", &body))
+    // Agree and Decline end in a redirect to the app, which `form-action`
+    // governs too.
+    HttpResponse::html_redirecting_to(200, page("Consent", &body), &client.redirect_uris)
 }
 
 pub(super) fn error_page(status: u16, title: &str, message: &str) -> HttpResponse {

@@ -12,16 +12,38 @@ Exits non-zero, saying which step failed, when anything is not as expected.
 
 import argparse
 import base64
+import http.server
 import os
 import re
 import sys
+import threading
 import time
+import urllib.parse
 
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
+
+
+class AppCallback(http.server.BaseHTTPRequestHandler):
+    """The app's own redirect URI, on another origin than the platform: it
+    records the query the browser brings back."""
+
+    received = []
+
+    def do_GET(self):  # noqa: N802 - the http.server API
+        AppCallback.received.append(self.path)
+        body = b"<!doctype html><title>app</title><p>callback received</p>"
+        self.send_response(200)
+        self.send_header("content-type", "text/html")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
 
 
 def main():
@@ -47,6 +69,9 @@ def main():
     driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
     wait = WebDriverWait(driver, 30)
     base = args.url.rstrip("/")
+    app = http.server.HTTPServer(("127.0.0.1", 0), AppCallback)
+    threading.Thread(target=app.serve_forever, daemon=True).start()
+    app_callback = f"http://127.0.0.1:{app.server_address[1]}/callback"
 
     def shot(name):
         metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
@@ -97,7 +122,7 @@ def main():
 
         step("register an app")
         driver.find_element(By.ID, "name").send_keys("Pay app 페이앱")
-        driver.find_element(By.ID, "redirect_uris").send_keys("https://pay.example/callback")
+        driver.find_element(By.ID, "redirect_uris").send_keys(app_callback)
         driver.find_element(By.ID, "scope-login").click()
         driver.find_element(By.ID, "scope-inquiry").click()
         shot("04-register-form.png")
@@ -159,6 +184,28 @@ def main():
         wait.until(ec.title_contains("Change notices"))
         expect("First version." in driver.page_source, "a notice per first version")
         shot("12-changes.png")
+
+        step("the consent page hands the code to the app's own redirect URI")
+        query = urllib.parse.urlencode({
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": app_callback,
+            "scope": "login",
+            "state": "0123456789abcdef",
+        })
+        driver.get(f"{base}/oauth/2.0/authorize?{query}")
+        wait.until(ec.presence_of_element_located((By.ID, "login_id")))
+        driver.find_element(By.ID, "login_id").send_keys("hong")
+        driver.find_element(By.ID, "password").send_keys("hong1234")
+        driver.find_element(By.CSS_SELECTOR, "button.primary").click()
+        wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "button[value=consent]")))
+        driver.find_element(By.CSS_SELECTOR, "button[value=consent]").click()
+        wait.until(
+            lambda d: AppCallback.received,
+            "the app's redirect URI was never reached: did the consent page's form-action block it?",
+        )
+        got = urllib.parse.parse_qs(urllib.parse.urlparse(AppCallback.received[0]).query)
+        expect("code" in got and got.get("state") == ["0123456789abcdef"], f"app callback {AppCallback.received}")
         print("journey: ok")
     except Exception as e:  # noqa: BLE001 - report any failure with the page
         print(f"journey failed: {e}", file=sys.stderr)
