@@ -56,6 +56,7 @@ small,.muted{color:var(--muted)}.nowrap{white-space:nowrap}\
 .badge.live{background:#e3f4e8;color:#17692f}.badge.canary{background:#fff1d6;color:#8a5a00}\
 .badge.deprecated{background:#fde8eb;color:#9b1c2c}.badge.retired{background:#eceff2;color:#5b6573}\
 .badge.scope{background:#efe9fb;color:#5a3a9a}\
+.entry{border-bottom:1px solid var(--line);padding:.3rem 0 .5rem}.entry h3{margin:.3rem 0}.entry p,.entry ul{margin:.25rem 0}\
 .cols{display:grid;grid-template-columns:1fr 1fr;gap:1rem}@media(max-width:50rem){.cols{grid-template-columns:1fr}}\
 footer{max-width:64rem;margin:0 auto 2rem;padding:0 2rem;color:var(--muted);font-size:.85rem}";
 

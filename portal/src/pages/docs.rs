@@ -406,7 +406,14 @@ pub(super) fn changes_page(ctx: &Ctx<'_>) -> PortalResponse {
          Subscribe: <a href=\"/portal/changes.atom\">Atom feed</a>.</p>",
     );
     for n in &list {
-        body.push_str(&notice_html(n));
+        let _ = write!(
+            body,
+            "<section class=\"entry\">{}</section>",
+            notice_html(n)
+        );
+    }
+    if list.is_empty() {
+        body.push_str("<p class=\"muted\">Nothing published yet.</p>");
     }
     ctx.page("Change notices", "/portal/changes", &body)
 }
