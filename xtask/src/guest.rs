@@ -112,7 +112,7 @@ fn debian_ready() -> std::result::Result<(), String> {
     }
 }
 
-fn apt_install(packages: &[&str]) -> Result<()> {
+pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
     let quiet = |cmd: &mut Command| -> Result<()> {
         let out = cmd
             .env("DEBIAN_FRONTEND", "noninteractive")

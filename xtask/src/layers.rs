@@ -44,11 +44,24 @@ const DATA_PLANE: &[&str] = &[
 ];
 const CONTROL_PLANE_PREFIXES: &[&str] = &["sfop-management", "sfop-testbed", "sfop-portal"];
 
-/// Control-plane crates and the control-plane crates they must not depend
-/// on: the testbed judges packages for the management center and the
-/// portal, so it cannot depend on either (they depend on it).
-const CONTROL_PLANE_RULES: &[(&str, &[&str])] =
-    &[("sfop-testbed", &["sfop-management", "sfop-portal"])];
+/// Control-plane crates and the crates they must not depend on: the testbed
+/// judges packages for the management center and the portal, so it cannot
+/// depend on either; the portal sees the platform only through its own
+/// traits (`Catalog`, `Upstream`), so it can run beside the gateway or apart.
+const CONTROL_PLANE_RULES: &[(&str, &[&str])] = &[
+    ("sfop-testbed", &["sfop-management", "sfop-portal"]),
+    (
+        "sfop-portal",
+        &[
+            "sfop-runtime",
+            "sfop-gateway",
+            "sfop-vbank",
+            "wasmtime",
+            "sfop-management",
+            "sfop-testbed",
+        ],
+    ),
+];
 
 pub fn check(root: &Path) -> Result<()> {
     let out = cargo(root)

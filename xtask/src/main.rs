@@ -3,6 +3,7 @@
 
 mod guest;
 mod layers;
+mod portal_tools;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,8 +33,12 @@ enum Task {
         args: Vec<String>,
     },
     /// Everything CI does: setup, build-plugins, fmt, clippy, dependency
-    /// rules, tests.
+    /// rules, the portal's test tools, tests.
     Ci,
+    /// Install what the developer portal's acceptance tests use: headless
+    /// Chromium and chromedriver (Debian), selenium and
+    /// openapi-spec-validator (PyPI). Idempotent; part of `ci`.
+    PortalTestTools,
     /// Check the crate dependency rules (data plane never depends on the
     /// control plane; sled, wasmtime and biscuit-auth each in one crate).
     Layers,
@@ -55,6 +60,7 @@ fn main() -> Result<()> {
         Task::Serve { args } => serve(&root, &args),
         Task::Ci => ci(&root),
         Task::Layers => layers::check(&root),
+        Task::PortalTestTools => portal_tools::install(),
         Task::Bench { args } => bench(&root, &args),
     }
 }
@@ -134,6 +140,9 @@ fn ci(root: &Path) -> Result<()> {
         .args(["test", "--locked", "--manifest-path"])
         .arg(&plugins_manifest)
         .args(["--package", "sfop-sdk"]))?;
+
+    // The portal's tests validate its OpenAPI and drive a real browser.
+    portal_tools::install()?;
 
     step("tests (host workspace)");
     run(cargo(root).args(["test", "--locked", "--workspace"]))?;

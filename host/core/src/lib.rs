@@ -8,6 +8,7 @@ pub mod contract;
 pub mod envelope;
 pub mod files;
 pub mod form;
+pub mod html;
 pub mod ledger;
 pub mod manifest;
 pub mod time;

@@ -71,6 +71,9 @@ pub struct NativeRequest<'a> {
     pub headers: &'a HeaderMap,
     pub body: &'a [u8],
     pub client_cert: Option<&'a str>,
+    /// The `host[:port]` the client addressed: the URI's authority (HTTP/2)
+    /// or the `Host` header (HTTP/1.1).
+    pub authority: Option<&'a str>,
 }
 
 /// A native endpoint's answer. With `envelope`, the gateway adds the common

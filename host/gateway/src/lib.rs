@@ -440,6 +440,11 @@ impl Gateway {
         let (parts, body) = req.into_parts();
         let limit_kib = u32::try_from(endpoint.max_body() / 1024).unwrap_or(u32::MAX);
         let body = read_body(body, limit_kib).await?;
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str())
+            .or_else(|| parts.headers.get(header::HOST)?.to_str().ok());
         let answer = endpoint
             .handle(NativeRequest {
                 api_tran_id: id.as_str(),
@@ -449,6 +454,7 @@ impl Gateway {
                 headers: &parts.headers,
                 body: &body,
                 client_cert: conn.client_cert.as_deref(),
+                authority,
             })
             .await;
         let body = if answer.envelope {

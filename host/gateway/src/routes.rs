@@ -129,6 +129,9 @@ pub enum Target {
 #[derive(Debug, Default, Clone)]
 pub struct RouteTable {
     by_path: HashMap<String, Vec<(String, Target)>>,
+    /// Path prefixes served whole (every method), longest first; consulted
+    /// only when no exact route has the path.
+    prefixes: Vec<(String, Target)>,
 }
 
 /// A route that another API already serves.
@@ -175,6 +178,34 @@ impl RouteTable {
         Ok(())
     }
 
+    /// Serves every method on `prefix` and every path below it: `/portal`
+    /// matches `/portal` and `/portal/...`, not `/portalx`. Exact routes win;
+    /// among prefixes the longest wins. Refused if `prefix` is taken.
+    pub fn add_prefix(&mut self, prefix: &str, target: Target) -> Result<(), RouteConflict> {
+        let prefix = prefix.trim_end_matches('/');
+        if let Some((_, owner)) = self.prefixes.iter().find(|(p, _)| p == prefix) {
+            return Err(RouteConflict {
+                method: "*".into(),
+                path: format!("{prefix}/..."),
+                owner: owner.api_name().to_owned(),
+            });
+        }
+        self.prefixes.push((prefix.to_owned(), target));
+        self.prefixes
+            .sort_by_key(|(p, _)| std::cmp::Reverse(p.len()));
+        Ok(())
+    }
+
+    fn get_prefix(&self, path: &str) -> Option<&Target> {
+        self.prefixes
+            .iter()
+            .find(|(prefix, _)| {
+                path.strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+            })
+            .map(|(_, t)| t)
+    }
+
     fn get_exact(&self, method: &str, path: &str) -> Option<&Target> {
         self.by_path
             .get(path)?
@@ -187,7 +218,7 @@ impl RouteTable {
     /// (empty when the path is unknown).
     pub fn lookup(&self, method: &str, path: &str) -> Result<&Target, Vec<String>> {
         let Some(methods) = self.by_path.get(path) else {
-            return Err(Vec::new());
+            return self.get_prefix(path).ok_or_else(Vec::new);
         };
         methods
             .iter()
@@ -196,13 +227,13 @@ impl RouteTable {
             .ok_or_else(|| methods.iter().map(|(m, _)| m.clone()).collect())
     }
 
-    /// Number of routes.
+    /// Number of exact routes (prefixes are platform pages, not API routes).
     pub fn len(&self) -> usize {
         self.by_path.values().map(Vec::len).sum()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.by_path.is_empty()
+        self.by_path.is_empty() && self.prefixes.is_empty()
     }
 
     /// Numbers of live and closed routes.
@@ -219,7 +250,119 @@ impl RouteTable {
 
 #[cfg(test)]
 mod tests {
-    use super::bucket;
+    use super::*;
+    use crate::{NativeRequest, NativeResponse};
+
+    #[derive(Debug)]
+    struct Named(&'static str);
+
+    impl Endpoint for Named {
+        fn name(&self) -> &str {
+            self.0
+        }
+        fn handle<'a>(&'a self, _request: NativeRequest<'a>) -> crate::EndpointFuture<'a> {
+            Box::pin(std::future::ready(NativeResponse {
+                status: 200,
+                headers: Vec::new(),
+                body: Vec::new(),
+                envelope: false,
+            }))
+        }
+    }
+
+    fn native(name: &'static str) -> Target {
+        Target::Native {
+            endpoint: Arc::new(Named(name)),
+            stats: Arc::default(),
+        }
+    }
+
+    fn served_by(table: &RouteTable, method: &str, path: &str) -> Option<String> {
+        table
+            .lookup(method, path)
+            .ok()
+            .map(|t| t.api_name().to_owned())
+    }
+
+    fn route(method: &str, path: &str) -> sfop_core::Route {
+        sfop_core::Route {
+            method: method.into(),
+            path: path.into(),
+        }
+    }
+
+    #[test]
+    fn a_prefix_serves_itself_and_below_only() -> Result<(), RouteConflict> {
+        let mut table = RouteTable::default();
+        table.add_prefix("/portal", native("portal"))?;
+        for path in ["/portal", "/portal/", "/portal/apis/x", "/portal/a/b/c"] {
+            for method in ["GET", "POST"] {
+                assert_eq!(
+                    served_by(&table, method, path).as_deref(),
+                    Some("portal"),
+                    "{method} {path}"
+                );
+            }
+        }
+        for path in ["/portalx", "/portal.json", "/", "/por", "/v2.0/portal"] {
+            assert!(
+                matches!(table.lookup("GET", path), Err(allowed) if allowed.is_empty()),
+                "{path}"
+            );
+        }
+        assert_eq!(table.len(), 0);
+        assert!(!table.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn exact_routes_win_then_the_longest_prefix() -> Result<(), RouteConflict> {
+        let mut table = RouteTable::default();
+        // A trailing slash is the same prefix.
+        table.add_prefix("/portal/", native("portal"))?;
+        table.add_prefix("/portal/admin", native("portal-admin"))?;
+        table.add(&[route("GET", "/portal/exact")], native("exact"))?;
+        assert_eq!(
+            served_by(&table, "GET", "/portal/exact").as_deref(),
+            Some("exact")
+        );
+        // The exact path's other methods stay "method not allowed".
+        assert!(matches!(table.lookup("POST", "/portal/exact"), Err(m) if m == ["GET"]));
+        assert_eq!(
+            served_by(&table, "GET", "/portal/admin/x").as_deref(),
+            Some("portal-admin")
+        );
+        assert_eq!(
+            served_by(&table, "GET", "/portal/adminx").as_deref(),
+            Some("portal")
+        );
+        assert_eq!(
+            served_by(&table, "GET", "/portal").as_deref(),
+            Some("portal")
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn a_taken_prefix_is_a_conflict_naming_its_owner() -> Result<(), RouteConflict> {
+        let mut table = RouteTable::default();
+        table.add_prefix("/portal", native("portal"))?;
+        let conflict = table
+            .add_prefix("/portal/", native("other"))
+            .err()
+            .map(|c| c.to_string())
+            .unwrap_or_default();
+        assert!(
+            conflict.contains("/portal/...") && conflict.contains("portal"),
+            "{conflict}"
+        );
+        // The table is unchanged: the first owner still serves.
+        assert_eq!(
+            served_by(&table, "GET", "/portal/x").as_deref(),
+            Some("portal")
+        );
+        Ok(())
+    }
 
     #[test]
     fn buckets_are_stable_and_spread() {

@@ -10,6 +10,7 @@ mod gate;
 mod manage;
 mod packages;
 pub mod plane;
+mod portal;
 pub mod testbed;
 
 use std::net::SocketAddr;
@@ -138,6 +139,30 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
             parts.authorizer.clone(),
         )?;
     }
+    let scheme = match transport {
+        Transport::Tls(_) => "https",
+        Transport::Plain => "http",
+    };
+    let loopback = Arc::new(portal::Loopback::new(tls_cert.as_deref())?);
+    let clients = match &auth {
+        Some(parts) => parts.server.clients().clone(),
+        None => sfop_auth::ClientRegistry::open(&store).context("opening the client registry")?,
+    };
+    let developer_portal = sfop_portal::Portal::open(
+        &store,
+        Arc::new(portal::RegistryCatalog::new(management_slot.clone())),
+        clients,
+        loopback.clone(),
+        sfop_portal::PortalConfig {
+            scheme: scheme.to_owned(),
+            ..sfop_portal::PortalConfig::default()
+        },
+    )
+    .context("opening the developer portal")?;
+    routes.add_prefix(
+        sfop_portal::PREFIX,
+        gateway.native(Arc::new(portal::PortalEndpoint(Arc::new(developer_portal)))),
+    )?;
     let plane = EmbeddedPlane::new(runtime, gateway.clone(), routes);
     let gate = match overrides.gate {
         Some(gate) => gate,
@@ -175,15 +200,12 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         .await
         .with_context(|| format!("binding ops_listen address {}", config.ops_listen))?;
     let (local_addr, ops_addr) = (listener.local_addr()?, ops_listener.local_addr()?);
+    loopback.set_addr(local_addr);
 
     let (shutdown, stopping) = watch::channel(false);
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         // A stop request, or the platform handle dropped.
         let _ = rx.wait_for(|stop| *stop).await;
-    };
-    let scheme = match transport {
-        Transport::Tls(_) => "https",
-        Transport::Plain => "http",
     };
     let drain = Duration::from_millis(config.shutdown.drain_ms);
     let watchdog = tokio::spawn(management.clone().watch(

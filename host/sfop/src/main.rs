@@ -309,6 +309,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
         platform.packages.len(),
         platform.ops_addr,
     );
+    eprintln!("developer portal: {}/portal", platform.url());
     if let Some(cert) = &platform.tls_cert {
         eprintln!(
             "trust the gateway's certificate with: curl --cacert {} ...",

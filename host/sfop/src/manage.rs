@@ -23,6 +23,11 @@ impl Slot {
         // first value stays.
         let _ = self.0.set(Arc::downgrade(management));
     }
+
+    /// The management center, once it is open and while the platform runs.
+    pub fn get(&self) -> Option<Arc<Management<EmbeddedPlane>>> {
+        self.0.get().and_then(Weak::upgrade)
+    }
 }
 
 /// Mounts the admin API of the management center.
@@ -75,7 +80,7 @@ impl Endpoint for ManagementEndpoint {
                     d.status,
                     json!({ "rsp_code": d.rsp_code, "rsp_message": d.message }),
                 ),
-                Ok(actor) => match self.slot.0.get().and_then(Weak::upgrade) {
+                Ok(actor) => match self.slot.get() {
                     None => (
                         503,
                         json!({ "rsp_code": "A0013", "rsp_message": "the management center is starting" }),

@@ -78,18 +78,22 @@ impl HttpResponse {
     fn html(status: u16, page: String) -> Self {
         Self {
             status,
-            headers: vec![
-                ("content-type".into(), "text/html; charset=UTF-8".into()),
-                ("cache-control".into(), "no-store".into()),
-                // The consent page must not be framed by another site.
-                ("x-frame-options".into(), "DENY".into()),
-                (
-                    "content-security-policy".into(),
-                    "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'".into(),
-                ),
-            ],
+            // The platform's page headers: among them, the consent page must
+            // not be framed by another site.
+            headers: sfop_core::html::PAGE_HEADERS
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
             body: page.into_bytes(),
             envelope: false,
+        }
+    }
+
+    /// A page whose form may end in a redirect to one of `redirect_uris`.
+    fn html_redirecting_to(status: u16, page: String, redirect_uris: &[String]) -> Self {
+        Self {
+            headers: sfop_core::html::page_headers_redirecting_to(redirect_uris),
+            ..Self::html(status, page)
         }
     }
 

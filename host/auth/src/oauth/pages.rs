@@ -4,36 +4,16 @@
 use super::{AccountChoice, HttpResponse};
 use crate::Client;
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-const STYLE: &str = "body{font-family:system-ui,sans-serif;background:#f4f6f8;margin:0}\
-main{max-width:28rem;margin:3rem auto;background:#fff;padding:2rem;border-radius:8px;box-shadow:0 1px 4px #0002}\
-h1{font-size:1.3rem;margin-top:0}label{display:block;margin:.8rem 0 .2rem}\
-input[type=text],input[type=password]{width:100%;padding:.5rem;box-sizing:border-box}\
-fieldset{border:1px solid #ddd;border-radius:6px;margin:1rem 0}.row label{display:inline;margin:0}\
-.row{margin:.4rem 0}.error{color:#b00020;background:#fde8eb;padding:.5rem;border-radius:4px}\
-button{padding:.6rem 1.2rem;margin-right:.5rem;border-radius:4px;border:1px solid #1a5fb4;cursor:pointer}\
-button.primary{background:#1a5fb4;color:#fff}small{color:#555}";
+use sfop_core::html::{Chrome, document, escape};
 
 fn page(title: &str, body: &str) -> String {
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{}</title><style>{STYLE}</style></head><body><main>{body}</main></body></html>",
-        escape(title)
+    document(
+        title,
+        &Chrome {
+            narrow: true,
+            ..Chrome::default()
+        },
+        body,
     )
 }
 
@@ -58,7 +38,7 @@ pub(super) fn sign_in(client: &Client, pending: &str, message: Option<&str>) -> 
         error = error_line(message),
         pending = escape(pending),
     );
-    HttpResponse::html(200, page("Sign in", &body))
+    HttpResponse::html_redirecting_to(200, page("Sign in", &body), &client.redirect_uris)
 }
 
 fn scope_text(scope: &str) -> &'static str {
@@ -115,7 +95,9 @@ pub(super) fn consent(
         error = error_line(message),
         pending = escape(pending),
     );
-    HttpResponse::html(200, page("Consent", &body))
+    // Agree and Decline end in a redirect to the app, which `form-action`
+    // governs too.
+    HttpResponse::html_redirecting_to(200, page("Consent", &body), &client.redirect_uris)
 }
 
 pub(super) fn error_page(status: u16, title: &str, message: &str) -> HttpResponse {

@@ -8,6 +8,7 @@ mod gateway_crash;
 mod harness;
 mod management;
 mod operations;
+mod portal;
 mod reference_apis;
 mod testbed;
 mod tls;

@@ -1,0 +1,242 @@
+//! Wiring the developer portal into the platform: a [`Catalog`] over the
+//! management center's registry, the loopback HTTPS client the portal's "try it" and code exchange go
+//! through, and the native endpoint mounted under `/portal`.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+
+use anyhow::Context;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use sfop_core::Manifest;
+use sfop_gateway::{Endpoint, EndpointFuture, NativeRequest, NativeResponse};
+use sfop_management::VersionState as Registered;
+use sfop_management::registry::state_of;
+use sfop_portal::{
+    ApiEntry, Catalog, Portal, PortalRequest, Upstream, UpstreamFuture, UpstreamRequest,
+    UpstreamResponse, VersionEntry, VersionState,
+};
+
+use crate::manage::Slot;
+
+/// The catalogue as the management center's registry has it: every API
+/// with every version and its state, read on each call, so a promotion,
+/// canary or deprecation shows at once.
+#[derive(Debug)]
+pub struct RegistryCatalog {
+    management: Slot,
+}
+
+impl RegistryCatalog {
+    pub fn new(management: Slot) -> Self {
+        Self { management }
+    }
+}
+
+impl Catalog for RegistryCatalog {
+    fn apis(&self) -> Vec<ApiEntry> {
+        let Some(management) = self.management.get() else {
+            return Vec::new();
+        };
+        let records = match management.apis() {
+            Ok(records) => records,
+            Err(e) => {
+                tracing::error!("portal catalogue: {e}");
+                return Vec::new();
+            }
+        };
+        let mut names: Vec<String> = records.iter().map(|a| a.name.clone()).collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|name| {
+                let api = records.iter().find(|a| a.name == name);
+                let versions = management
+                    .versions(&name)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .rev()
+                    .filter_map(|record| {
+                        let state = match state_of(api, &record) {
+                            Registered::Uploaded => VersionState::Uploaded,
+                            Registered::Failed => VersionState::Tested { passed: false },
+                            Registered::Tested => VersionState::Tested { passed: true },
+                            Registered::Live => VersionState::Live,
+                            Registered::Canary => VersionState::Canary {
+                                percent: api
+                                    .and_then(|a| a.canary.as_ref())
+                                    .map_or(0, |c| c.percent),
+                            },
+                            Registered::Deprecated => VersionState::Deprecated {
+                                sunset: api.and_then(|a| a.sunset.clone()).unwrap_or_default(),
+                            },
+                            Registered::Previous | Registered::Retired => VersionState::Retired,
+                        };
+                        Some(VersionEntry {
+                            manifest: Manifest::parse(&record.manifest).ok()?,
+                            sha256: record.component_sha256,
+                            state,
+                            uploaded_at_ms: record.uploaded_at_ms,
+                            report_html: record.test.map(|t| t.report_html),
+                        })
+                    })
+                    .collect();
+                ApiEntry { name, versions }
+            })
+            .collect()
+    }
+}
+
+/// An HTTPS (or, with TLS off, HTTP) client of the platform's own API
+/// listener, trusting the platform's certificate. Its address is set once
+/// the listener is bound.
+#[derive(Debug)]
+pub struct Loopback {
+    addr: OnceLock<SocketAddr>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Loopback {
+    /// A client trusting the certificates in `cert` (PEM), or cleartext
+    /// when `cert` is `None`.
+    pub fn new(cert: Option<&Path>) -> anyhow::Result<Self> {
+        let tls = match cert {
+            None => None,
+            Some(path) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_file_iter(path)
+                    .with_context(|| format!("reading {}", path.display()))?
+                {
+                    roots.add(c.with_context(|| format!("reading {}", path.display()))?)?;
+                }
+                let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                    rustls::crypto::ring::default_provider(),
+                ))
+                .with_safe_default_protocol_versions()?
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+                Some(Arc::new(config))
+            }
+        };
+        Ok(Self {
+            addr: OnceLock::new(),
+            tls,
+        })
+    }
+
+    /// Where the API listener is bound (an unspecified address is reached
+    /// over loopback).
+    pub fn set_addr(&self, addr: SocketAddr) {
+        let ip = match addr.ip() {
+            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            ip => ip,
+        };
+        let _ = self.addr.set(SocketAddr::new(ip, addr.port()));
+    }
+}
+
+async fn send(
+    addr: SocketAddr,
+    tls: Option<Arc<rustls::ClientConfig>>,
+    request: UpstreamRequest,
+) -> anyhow::Result<UpstreamResponse> {
+    let authority = request.authority.unwrap_or_else(|| addr.to_string());
+    let mut builder = Request::builder()
+        .method(request.method.as_str())
+        .uri(request.path_and_query.as_str())
+        .header("host", authority.as_str());
+    for (name, value) in &request.headers {
+        builder = builder.header(name.as_str(), value.as_str());
+    }
+    let req = builder.body(Full::new(Bytes::from(request.body)))?;
+    let stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    let res = match tls {
+        Some(config) => {
+            // The name the browser used, so the certificate check is the one
+            // it passed.
+            let host = match authority.rsplit_once(':') {
+                Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
+                _ => authority.as_str(),
+            };
+            let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())?;
+            let tls = tokio_rustls::TlsConnector::from(config)
+                .connect(name, stream)
+                .await
+                .context("TLS handshake with the platform")?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+            tokio::spawn(conn);
+            sender.send_request(req).await?
+        }
+        None => {
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            sender.send_request(req).await?
+        }
+    };
+    let status = res.status().as_u16();
+    let body = res.into_body().collect().await?.to_bytes().to_vec();
+    Ok(UpstreamResponse { status, body })
+}
+
+impl Upstream for Loopback {
+    fn send(&self, request: UpstreamRequest) -> UpstreamFuture {
+        let addr = self.addr.get().copied();
+        let tls = self.tls.clone();
+        Box::pin(async move {
+            let addr = addr.ok_or_else(|| "the platform is not listening yet".to_owned())?;
+            send(addr, tls, request).await.map_err(|e| format!("{e:#}"))
+        })
+    }
+}
+
+/// `/portal` and everything below it, mounted on the gateway.
+#[derive(Debug)]
+pub struct PortalEndpoint(pub Arc<Portal>);
+
+impl Endpoint for PortalEndpoint {
+    fn name(&self) -> &str {
+        "portal"
+    }
+
+    fn handle<'a>(&'a self, request: NativeRequest<'a>) -> EndpointFuture<'a> {
+        Box::pin(async move {
+            let header = |name: &str| {
+                request
+                    .headers
+                    .get_all(name)
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            };
+            let cookie = header("cookie");
+            let answer = self
+                .0
+                .handle(PortalRequest {
+                    method: request.method.to_owned(),
+                    path: request.path.to_owned(),
+                    query: request.query.to_owned(),
+                    authority: request.authority.map(str::to_owned),
+                    cookie: (!cookie.is_empty()).then_some(cookie),
+                    body: request.body.to_vec(),
+                })
+                .await;
+            NativeResponse {
+                status: answer.status,
+                headers: answer.headers,
+                body: answer.body,
+                envelope: false,
+            }
+        })
+    }
+}

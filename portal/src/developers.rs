@@ -1,0 +1,364 @@
+//! Developer accounts and their sessions, in their own sled trees.
+//! Passwords are stored as salted PBKDF2-HMAC-SHA256 (people choose
+//! guessable passwords, unlike the 256-bit client secrets sfop-auth hashes
+//! with one SHA-256); session ids are random and stored only hashed.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sfop_store::{Store, Tree};
+use tokio::sync::Semaphore;
+
+use crate::{Error, Result, random_hex, sha256_hex};
+
+/// Password hashes computed at once; more wait their turn, so a flood of
+/// sign-in attempts cannot take every core.
+const CONCURRENT_HASHES: usize = 2;
+
+/// A registered developer, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Developer {
+    pub email: String,
+    salt: String,
+    rounds: u32,
+    /// Hex PBKDF2 output.
+    hash: String,
+    pub created_at_ms: u64,
+    /// client_ids of the apps this developer registered.
+    pub apps: Vec<String>,
+}
+
+/// A token the developer obtained through the portal, for "try it".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestToken {
+    pub client_id: String,
+    pub client_use_code: String,
+    pub access_token: String,
+    pub scope: String,
+    pub user_seq_no: Option<String>,
+    /// fintech_use_nums the token may act on (from the account list API).
+    pub accounts: Vec<String>,
+    pub expires_at_ms: u64,
+}
+
+/// An authorization request the developer started from the portal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PendingAuthorization {
+    pub client_id: String,
+    pub state: String,
+    pub code_verifier: String,
+}
+
+/// A signed-in browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub email: String,
+    /// Sent back in every form; a post without it is refused.
+    pub csrf: String,
+    pub expires_at_ms: u64,
+    #[serde(default)]
+    pub user_token: Option<TestToken>,
+    #[serde(default)]
+    pub oob_token: Option<TestToken>,
+    #[serde(default)]
+    pub pending: Option<PendingAuthorization>,
+}
+
+/// Why a sign-up was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SignUpError {
+    #[error("Enter a valid e-mail address.")]
+    BadEmail,
+    #[error("Choose a password of at least 10 characters.")]
+    WeakPassword,
+    #[error("This e-mail address is already registered. Sign in instead.")]
+    Taken,
+}
+
+/// Developers and sessions.
+#[derive(Debug, Clone)]
+pub struct Developers {
+    store: Store,
+    developers: Tree,
+    sessions: Tree,
+    rounds: u32,
+    session_ttl_ms: u64,
+    hashing: Arc<Semaphore>,
+}
+
+fn now_ms() -> u64 {
+    sfop_core::time::now_millis()
+}
+
+fn pbkdf2_hex(password: &str, salt: &str, rounds: u32) -> String {
+    let mut out = [0u8; 32];
+    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt.as_bytes(), rounds, &mut out);
+    hex::encode(out)
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn email_ok(email: &str) -> bool {
+    let Some((local, domain)) = email.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && email.len() <= 254
+        && !email
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '<' || c == '>')
+        && !domain.contains('@')
+}
+
+impl Developers {
+    pub fn open(store: &Store, rounds: u32, session_ttl_secs: u64) -> Result<Self> {
+        Ok(Self {
+            store: store.clone(),
+            developers: store.tree("portal.developers")?,
+            sessions: store.tree("portal.sessions")?,
+            rounds: rounds.max(1),
+            session_ttl_ms: session_ttl_secs * 1000,
+            hashing: Arc::new(Semaphore::new(CONCURRENT_HASHES)),
+        })
+    }
+
+    /// Runs `f` (which hashes a password: a good fraction of a CPU second)
+    /// on the blocking pool, at most [`CONCURRENT_HASHES`] at a time, so the
+    /// async workers keep serving.
+    async fn hashing<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Developers) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let _permit = self
+            .hashing
+            .acquire()
+            .await
+            .map_err(|e| Error::Hashing(e.to_string()))?;
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || f(&this))
+            .await
+            .map_err(|e| Error::Hashing(e.to_string()))?
+    }
+
+    /// [`sign_up`](Self::sign_up) off the async workers.
+    pub async fn sign_up_async(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Result<Developer, SignUpError>> {
+        let (email, password) = (email.to_owned(), password.to_owned());
+        self.hashing(move |d| d.sign_up(&email, &password)).await
+    }
+
+    /// [`authenticate`](Self::authenticate) off the async workers.
+    pub async fn authenticate_async(
+        &self,
+        email: &str,
+        password: &str,
+    ) -> Result<Option<Developer>> {
+        let (email, password) = (email.to_owned(), password.to_owned());
+        self.hashing(move |d| d.authenticate(&email, &password))
+            .await
+    }
+
+    /// Registers a developer. The e-mail address is the account name,
+    /// compared case-insensitively.
+    pub fn sign_up(&self, email: &str, password: &str) -> Result<Result<Developer, SignUpError>> {
+        let email = email.trim().to_lowercase();
+        if !email_ok(&email) {
+            return Ok(Err(SignUpError::BadEmail));
+        }
+        if password.chars().count() < 10 {
+            return Ok(Err(SignUpError::WeakPassword));
+        }
+        if self.get(&email)?.is_some() {
+            return Ok(Err(SignUpError::Taken));
+        }
+        let salt = random_hex(16)?;
+        let developer = Developer {
+            hash: pbkdf2_hex(password, &salt, self.rounds),
+            salt,
+            rounds: self.rounds,
+            email: email.clone(),
+            created_at_ms: now_ms(),
+            apps: Vec::new(),
+        };
+        self.developers.insert_json(&email, &developer)?;
+        self.store.flush()?;
+        Ok(Ok(developer))
+    }
+
+    /// The developer with these credentials, if they match.
+    pub fn authenticate(&self, email: &str, password: &str) -> Result<Option<Developer>> {
+        let email = email.trim().to_lowercase();
+        let Some(developer) = self.get(&email)? else {
+            // Spend the same time as a real check, so timing does not say
+            // which addresses are registered.
+            let _ = pbkdf2_hex(password, "no-such-developer", self.rounds);
+            return Ok(None);
+        };
+        let candidate = pbkdf2_hex(password, &developer.salt, developer.rounds);
+        Ok(constant_time_eq(candidate.as_bytes(), developer.hash.as_bytes()).then_some(developer))
+    }
+
+    pub fn get(&self, email: &str) -> Result<Option<Developer>> {
+        Ok(self.developers.get_json(email)?)
+    }
+
+    /// Records that `email` registered app `client_id`.
+    pub fn add_app(&self, email: &str, client_id: &str) -> Result<()> {
+        if let Some(mut developer) = self.get(email)? {
+            developer.apps.push(client_id.to_owned());
+            self.developers.insert_json(email, &developer)?;
+            self.store.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Starts a session; returns the id for the cookie (stored only hashed).
+    /// Sessions that have expired are swept out on the way.
+    pub fn start_session(&self, email: &str) -> Result<String> {
+        let now = now_ms();
+        for (key, session) in self.sessions.values_json::<Session>()? {
+            if session.expires_at_ms <= now {
+                self.sessions.remove(key.as_bytes())?;
+            }
+        }
+        let id = random_hex(32)?;
+        let session = Session {
+            email: email.to_owned(),
+            csrf: random_hex(16)?,
+            expires_at_ms: now_ms() + self.session_ttl_ms,
+            user_token: None,
+            oob_token: None,
+            pending: None,
+        };
+        self.sessions
+            .insert_json(&sha256_hex(id.as_bytes()), &session)?;
+        Ok(id)
+    }
+
+    /// The live session with cookie value `id`.
+    pub fn session(&self, id: &str) -> Result<Option<Session>> {
+        if id.is_empty() {
+            return Ok(None);
+        }
+        let key = sha256_hex(id.as_bytes());
+        match self.sessions.get_json::<Session>(&key)? {
+            Some(s) if s.expires_at_ms > now_ms() => Ok(Some(s)),
+            Some(_) => {
+                self.sessions.remove(key.as_bytes())?;
+                Ok(None)
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub fn save_session(&self, id: &str, session: &Session) -> Result<()> {
+        Ok(self
+            .sessions
+            .insert_json(&sha256_hex(id.as_bytes()), session)?)
+    }
+
+    pub fn end_session(&self, id: &str) -> Result<()> {
+        Ok(self.sessions.remove(sha256_hex(id.as_bytes()).as_bytes())?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_salted_slow_hashes() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let developers = Developers::open(&Store::open(dir.path())?, 1000, 60)?;
+        let dev = developers.sign_up("Dev@Example.com", "correct horse battery")??;
+        assert_eq!(dev.email, "dev@example.com");
+        let stored = serde_json::to_string(&developers.get("dev@example.com")?)?;
+        assert!(
+            !stored.contains("correct horse"),
+            "password stored in clear"
+        );
+        assert!(
+            developers
+                .authenticate("dev@example.com", "correct horse battery")?
+                .is_some()
+        );
+        assert!(
+            developers
+                .authenticate("DEV@example.com ", "correct horse battery")?
+                .is_some()
+        );
+        assert!(
+            developers
+                .authenticate("dev@example.com", "wrong password!")?
+                .is_none()
+        );
+        assert!(
+            developers
+                .authenticate("nobody@example.com", "x")?
+                .is_none()
+        );
+        assert_eq!(
+            developers.sign_up("dev@example.com", "another password")?,
+            Err(SignUpError::Taken)
+        );
+        assert_eq!(
+            developers.sign_up("<b>@x", "0123456789")?,
+            Err(SignUpError::BadEmail)
+        );
+        assert_eq!(
+            developers.sign_up("a@b.co", "short")?,
+            Err(SignUpError::WeakPassword)
+        );
+        // Same password, different salt, different hash.
+        let other = developers.sign_up("other@example.com", "correct horse battery")??;
+        assert_ne!(other.hash, dev.hash);
+        Ok(())
+    }
+
+    #[test]
+    fn sessions_are_stored_hashed_and_end() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let store = Store::open(dir.path())?;
+        let developers = Developers::open(&store, 1000, 60)?;
+        let id = developers.start_session("dev@example.com")?;
+        assert_eq!(
+            developers.session(&id)?.map(|s| s.email).as_deref(),
+            Some("dev@example.com")
+        );
+        assert!(store.tree("portal.sessions")?.get(id.as_bytes())?.is_none());
+        assert!(developers.session("forged")?.is_none());
+        developers.end_session(&id)?;
+        assert!(developers.session(&id)?.is_none());
+
+        // Expired sessions are refused, and swept out when the next starts.
+        let short = Developers::open(&store, 1000, 0)?;
+        let old = short.start_session("dev@example.com")?;
+        assert!(short.session(&old)?.is_none());
+        let tree = store.tree("portal.sessions")?;
+        short.start_session("dev@example.com")?;
+        assert_eq!(tree.values_json::<Session>()?.len(), 1);
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn hashing_runs_off_the_async_workers() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let developers = Developers::open(&Store::open(dir.path())?, 1000, 60)?;
+        developers
+            .sign_up_async("dev@example.com", "correct horse battery")
+            .await??;
+        let found = developers
+            .authenticate_async("dev@example.com", "correct horse battery")
+            .await?;
+        assert_eq!(found.map(|d| d.email).as_deref(), Some("dev@example.com"));
+        Ok(())
+    }
+}

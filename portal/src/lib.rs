@@ -1,0 +1,278 @@
+//! The sfop developer portal: catalogue, per-API docs, OpenAPI 3.1, scopes and
+//! permissions, change notices (with an Atom feed), testbed reports, developer
+//! sign-up, app registration and "try it", all generated on every request
+//! from the [`Catalog`] of what the platform runs, so the portal cannot drift
+//! from it.
+//!
+//! The portal speaks plain request/response values ([`PortalRequest`],
+//! [`PortalResponse`]); the platform binary mounts it on the gateway under
+//! `/portal`. Calls it makes to the platform (code exchange, "try it") go
+//! through an [`Upstream`], which the binary implements as an HTTPS client of
+//! its own listener, so they take the same path as any client's.
+
+mod changes;
+mod developers;
+mod openapi;
+mod pages;
+mod render;
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use sfop_auth::ClientRegistry;
+use sfop_core::Manifest;
+use sfop_store::Store;
+
+pub use changes::{Change, ChangeKind, contract_diff};
+pub use developers::{Developer, Developers};
+pub use openapi::openapi;
+
+/// Every API the platform knows. Implemented by the management center's
+/// registry; until then the platform binary implements it over the live route
+/// table. Read on every request: nothing is cached across requests.
+pub trait Catalog: Send + Sync + fmt::Debug {
+    /// Every API the platform knows, each with all its versions, newest first.
+    fn apis(&self) -> Vec<ApiEntry>;
+}
+
+/// One API and its versions, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiEntry {
+    pub name: String,
+    pub versions: Vec<VersionEntry>,
+}
+
+/// One uploaded version of an API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionEntry {
+    pub manifest: Manifest,
+    /// Hex SHA-256 of the component.
+    pub sha256: String,
+    pub state: VersionState,
+    pub uploaded_at_ms: u64,
+    /// The testbed's report, already rendered as HTML and escaped by the
+    /// testbed; the portal shows it as it is.
+    pub report_html: Option<String>,
+}
+
+/// Where a version is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionState {
+    Uploaded,
+    Tested {
+        passed: bool,
+    },
+    Live,
+    /// Serving `percent` of calls next to the live version.
+    Canary {
+        percent: u8,
+    },
+    /// Still served until `sunset` (`YYYY-MM-DD`).
+    Deprecated {
+        sunset: String,
+    },
+    Retired,
+}
+
+impl VersionState {
+    /// Whether calls reach this version.
+    pub fn is_served(&self) -> bool {
+        matches!(
+            self,
+            VersionState::Live | VersionState::Canary { .. } | VersionState::Deprecated { .. }
+        )
+    }
+
+    /// A short label, e.g. `canary 10%`.
+    pub fn label(&self) -> String {
+        match self {
+            VersionState::Uploaded => "uploaded".into(),
+            VersionState::Tested { passed: true } => "tested: passed".into(),
+            VersionState::Tested { passed: false } => "tested: failed".into(),
+            VersionState::Live => "live".into(),
+            VersionState::Canary { percent } => format!("canary {percent}%"),
+            VersionState::Deprecated { sunset } => format!("deprecated, sunset {sunset}"),
+            VersionState::Retired => "retired".into(),
+        }
+    }
+
+    /// The CSS class of its badge.
+    fn class(&self) -> &'static str {
+        match self {
+            VersionState::Live => "live",
+            VersionState::Canary { .. } => "canary",
+            VersionState::Deprecated { .. } => "deprecated",
+            VersionState::Retired => "retired",
+            VersionState::Uploaded | VersionState::Tested { .. } => "",
+        }
+    }
+}
+
+impl ApiEntry {
+    /// The version the docs describe: the live one, else a deprecated one
+    /// still served, else a canary.
+    pub fn current(&self) -> Option<&VersionEntry> {
+        let find = |f: fn(&VersionState) -> bool| self.versions.iter().find(|v| f(&v.state));
+        find(|s| matches!(s, VersionState::Live))
+            .or_else(|| find(|s| matches!(s, VersionState::Deprecated { .. })))
+            .or_else(|| find(|s| matches!(s, VersionState::Canary { .. })))
+    }
+}
+
+/// A request the platform sends on the portal's behalf.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamRequest {
+    pub method: String,
+    /// Path and query, e.g. `/v2.0/bank/status?x=1`.
+    pub path_and_query: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The `host[:port]` the developer's browser used, for TLS name checks.
+    pub authority: Option<String>,
+}
+
+/// What came back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// A boxed future of an upstream answer.
+pub type UpstreamFuture =
+    Pin<Box<dyn Future<Output = Result<UpstreamResponse, String>> + Send + 'static>>;
+
+/// Sends requests to the platform's own API listener (token endpoint, APIs).
+pub trait Upstream: Send + Sync + fmt::Debug {
+    fn send(&self, request: UpstreamRequest) -> UpstreamFuture;
+}
+
+/// One request to the portal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PortalRequest {
+    pub method: String,
+    pub path: String,
+    /// Raw query string without `?`.
+    pub query: String,
+    /// `host[:port]` the client addressed.
+    pub authority: Option<String>,
+    /// The `Cookie` header.
+    pub cookie: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// The portal's answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortalResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// Portal settings.
+#[derive(Debug, Clone)]
+pub struct PortalConfig {
+    /// `https` or `http`: how browsers reach the platform (for the portal's
+    /// OAuth callback and the OpenAPI server URL).
+    pub scheme: String,
+    /// PBKDF2-HMAC-SHA256 rounds for developer passwords.
+    pub password_rounds: u32,
+    /// How long a developer stays signed in, seconds.
+    pub session_ttl_secs: u64,
+}
+
+impl Default for PortalConfig {
+    fn default() -> Self {
+        Self {
+            scheme: "https".into(),
+            // OWASP's 2023 figure for PBKDF2-HMAC-SHA256.
+            password_rounds: 600_000,
+            session_ttl_secs: 8 * 3600,
+        }
+    }
+}
+
+/// Why a portal operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] sfop_store::Error),
+    #[error(transparent)]
+    Auth(#[from] sfop_auth::Error),
+    #[error("OS randomness: {0}")]
+    Random(String),
+    #[error("a password check did not finish: {0}")]
+    Hashing(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The mount point.
+pub const PREFIX: &str = "/portal";
+
+/// The developer portal.
+#[derive(Debug, Clone)]
+pub struct Portal {
+    catalog: Arc<dyn Catalog>,
+    clients: ClientRegistry,
+    developers: Developers,
+    upstream: Arc<dyn Upstream>,
+    config: PortalConfig,
+}
+
+impl Portal {
+    /// A portal over `catalog`, registering apps in `clients`, keeping
+    /// developers and sessions in `store`, calling the platform through
+    /// `upstream`.
+    pub fn open(
+        store: &Store,
+        catalog: Arc<dyn Catalog>,
+        clients: ClientRegistry,
+        upstream: Arc<dyn Upstream>,
+        config: PortalConfig,
+    ) -> Result<Self> {
+        Ok(Self {
+            developers: Developers::open(store, config.password_rounds, config.session_ttl_secs)?,
+            catalog,
+            clients,
+            upstream,
+            config,
+        })
+    }
+
+    /// The developer accounts.
+    pub fn developers(&self) -> &Developers {
+        &self.developers
+    }
+
+    /// Answers one request under [`PREFIX`]. Never fails: every outcome is a
+    /// page.
+    pub async fn handle(&self, req: PortalRequest) -> PortalResponse {
+        match pages::route(self, &req).await {
+            Ok(response) => response,
+            Err(e) => {
+                tracing::error!(error = %e, "portal failed");
+                render::error_page(
+                    500,
+                    "Something went wrong",
+                    "The portal could not answer. Try again.",
+                )
+            }
+        }
+    }
+}
+
+/// `n` random bytes, hex.
+pub(crate) fn random_hex(n: usize) -> Result<String> {
+    let mut buf = vec![0u8; n];
+    getrandom::fill(&mut buf).map_err(|e| Error::Random(e.to_string()))?;
+    Ok(hex::encode(buf))
+}
+
+/// Hex SHA-256 of `s`.
+pub(crate) fn sha256_hex(s: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(s))
+}

@@ -1,0 +1,614 @@
+//! Developers and their apps: sign-up and sign-in, app registration (the
+//! secret shown once), and test tokens through the consent page or client
+//! credentials.
+
+use super::*;
+
+// ---------- developers ----------
+
+pub(super) fn sign_up_page(message: Option<&str>, email: &str) -> PortalResponse {
+    let error = message
+        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
+        .unwrap_or_default();
+    narrow_page(
+        if message.is_some() { 400 } else { 200 },
+        "Sign up",
+        &format!(
+            "<h1>Create a developer account</h1>{error}\
+             <form method=\"post\" action=\"/portal/signup\">\
+             <label for=\"email\">E-mail</label><input type=\"email\" id=\"email\" name=\"email\" value=\"{email}\" autocomplete=\"email\" required>\
+             <label for=\"password\">Password <small>(10 characters or more)</small></label>\
+             <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"new-password\" required>\
+             <p><button class=\"primary\" type=\"submit\">Sign up</button></p></form>\
+             <p><small>Already registered? <a href=\"/portal/signin\">Sign in</a>.</small></p>",
+            email = escape(email),
+        ),
+    )
+}
+
+pub(super) fn sign_in_page(message: Option<&str>, email: &str) -> PortalResponse {
+    let error = message
+        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
+        .unwrap_or_default();
+    narrow_page(
+        if message.is_some() { 401 } else { 200 },
+        "Sign in",
+        &format!(
+            "<h1>Sign in to the developer portal</h1>{error}\
+             <form method=\"post\" action=\"/portal/signin\">\
+             <label for=\"email\">E-mail</label><input type=\"email\" id=\"email\" name=\"email\" value=\"{email}\" autocomplete=\"username\" required>\
+             <label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
+             <p><button class=\"primary\" type=\"submit\">Sign in</button></p></form>\
+             <p><small>New here? <a href=\"/portal/signup\">Create an account</a>.</small></p>",
+            email = escape(email),
+        ),
+    )
+}
+
+pub(super) fn signed_in(ctx: &Ctx<'_>, email: &str) -> Result<PortalResponse> {
+    let id = ctx.portal.developers.start_session(email)?;
+    Ok(with_header(
+        redirect("/portal/apps"),
+        "set-cookie",
+        session_cookie(&id, ctx.portal.config.session_ttl_secs),
+    ))
+}
+
+pub(super) async fn sign_up(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<PortalResponse> {
+    let email = form_get(form, "email");
+    match ctx
+        .portal
+        .developers
+        .sign_up_async(email, form_get(form, "password"))
+        .await?
+    {
+        Ok(dev) => signed_in(ctx, &dev.email),
+        Err(e @ (SignUpError::BadEmail | SignUpError::WeakPassword | SignUpError::Taken)) => {
+            Ok(sign_up_page(Some(&e.to_string()), email))
+        }
+    }
+}
+
+pub(super) async fn sign_in(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<PortalResponse> {
+    let email = form_get(form, "email");
+    match ctx
+        .portal
+        .developers
+        .authenticate_async(email, form_get(form, "password"))
+        .await?
+    {
+        Some(dev) => signed_in(ctx, &dev.email),
+        None => Ok(sign_in_page(
+            Some("The e-mail address or password is not correct."),
+            email,
+        )),
+    }
+}
+
+// ---------- apps ----------
+
+pub(super) fn owned_app(ctx: &Ctx<'_>, client_id: &str) -> Result<Option<sfop_auth::Client>> {
+    let Some((_, session)) = &ctx.session else {
+        return Ok(None);
+    };
+    let owns = ctx
+        .portal
+        .developers
+        .get(&session.email)?
+        .is_some_and(|d| d.apps.iter().any(|a| a == client_id));
+    if !owns {
+        return Ok(None);
+    }
+    Ok(ctx.portal.clients.get(client_id)?)
+}
+
+pub(super) fn apps_page(ctx: &Ctx<'_>, message: Option<&str>) -> Result<PortalResponse> {
+    let Some((_, session)) = &ctx.session else {
+        return Ok(redirect("/portal/signin"));
+    };
+    let developer = ctx.portal.developers.get(&session.email)?;
+    let mut rows = String::new();
+    for id in developer.map(|d| d.apps).unwrap_or_default() {
+        if let Some(c) = ctx.portal.clients.get(&id)? {
+            let _ = write!(
+                rows,
+                "<tr><td><a href=\"/portal/apps/{href}\">{name}</a></td><td><code>{id}</code></td><td>{code}</td><td>{scopes}</td></tr>",
+                href = encode(&c.client_id),
+                name = escape(&c.name),
+                id = escape(&c.client_id),
+                code = escape(&c.client_use_code),
+                scopes = c
+                    .scopes
+                    .iter()
+                    .map(|s| scope_badge(s))
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            );
+        }
+    }
+    let list = if rows.is_empty() {
+        "<p class=\"muted\">No apps yet.</p>".to_owned()
+    } else {
+        format!(
+            "<table><thead><tr><th>App</th><th>client_id</th><th>client_use_code</th><th>Scopes</th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    };
+    let error = message
+        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
+        .unwrap_or_default();
+    let scope_boxes: String = SCOPES
+        .iter()
+        .map(|s| {
+            format!(
+                "<div class=\"row\"><input type=\"checkbox\" id=\"scope-{s}\" name=\"scope\" value=\"{s}\"> \
+                 <label for=\"scope-{s}\"><b>{s}</b>: {}</label></div>",
+                escape(scope_text(s))
+            )
+        })
+        .collect();
+    let body = format!(
+        "<h1>My apps</h1>{list}<h2>Register an app</h2>{error}\
+         <form method=\"post\" action=\"/portal/apps\">{csrf}\
+         <label for=\"name\">App name <small>(users see it on the consent page)</small></label>\
+         <input type=\"text\" id=\"name\" name=\"name\" maxlength=\"100\" required>\
+         <label for=\"redirect_uris\">Redirect URIs <small>(one per line; https://, or http:// on localhost)</small></label>\
+         <textarea id=\"redirect_uris\" name=\"redirect_uris\" rows=\"3\"></textarea>\
+         <p><small>The portal's own callback <code>{callback}</code> is added, so you can get test tokens here.</small></p>\
+         <fieldset><legend>Scopes</legend>{scope_boxes}</fieldset>\
+         <p><button class=\"primary\" type=\"submit\" id=\"register\">Register</button></p></form>",
+        csrf = ctx.csrf_field(),
+        callback = escape(&ctx.callback_url()),
+    );
+    Ok(ctx.page("My apps", "/portal/apps", &body))
+}
+
+pub(super) fn register_app(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<PortalResponse> {
+    let Some((_, session)) = &ctx.session else {
+        return Ok(redirect("/portal/signin"));
+    };
+    let mut redirect_uris: Vec<String> = form_get(form, "redirect_uris")
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_owned)
+        .collect();
+    redirect_uris.push(ctx.callback_url());
+    let spec = ClientSpec {
+        name: form_get(form, "name").trim().to_owned(),
+        redirect_uris,
+        scopes: form_all(form, "scope")
+            .into_iter()
+            .map(str::to_owned)
+            .collect(),
+        client_use_code: None,
+        public: false,
+    };
+    let (client, secret) = match ctx.portal.clients.register(spec) {
+        Ok(registered) => registered,
+        Err(sfop_auth::Error::Invalid(message)) => return apps_page(ctx, Some(&message)),
+        Err(e) => return Err(e.into()),
+    };
+    ctx.portal
+        .developers
+        .add_app(&session.email, &client.client_id)?;
+    tracing::info!(developer = %session.email, client_id = %client.client_id, "app registered on the portal");
+    let body = format!(
+        "<h1>{name} is registered</h1>\
+         <p class=\"notice\"><b>Copy the client secret now.</b> It is shown this once and stored only hashed; if you lose it, register the app again.</p>\
+         <table><tbody>\
+         <tr><th>client_id</th><td><code id=\"client-id\">{id}</code></td></tr>\
+         <tr><th>client_secret</th><td><code id=\"client-secret\">{secret}</code></td></tr>\
+         <tr><th>client_use_code</th><td><code>{code}</code></td></tr>\
+         <tr><th>Scopes</th><td>{scopes}</td></tr>\
+         <tr><th>Redirect URIs</th><td>{uris}</td></tr></tbody></table>\
+         <p><a class=\"button primary\" href=\"/portal/apps/{href}\" id=\"continue\">Continue to the app</a></p>",
+        name = escape(&client.name),
+        id = escape(&client.client_id),
+        secret = escape(secret.as_deref().unwrap_or_default()),
+        code = escape(&client.client_use_code),
+        scopes = client
+            .scopes
+            .iter()
+            .map(|s| scope_badge(s))
+            .collect::<Vec<_>>()
+            .join(" "),
+        uris = client
+            .redirect_uris
+            .iter()
+            .map(|u| format!("<code>{}</code>", escape(u)))
+            .collect::<Vec<_>>()
+            .join("<br>"),
+        href = encode(&client.client_id),
+    );
+    let mut r = ctx.page("App registered", "/portal/apps", &body);
+    r.status = 201;
+    Ok(r)
+}
+
+pub(super) fn token_html(label: &str, t: &TestToken) -> String {
+    format!(
+        "<h3>{label}</h3><table><tbody>\
+         <tr><th>Scope</th><td>{scope}</td></tr>\
+         <tr><th>User</th><td>{user}</td></tr>\
+         <tr><th>Accounts (fintech_use_num)</th><td id=\"token-accounts\">{accounts}</td></tr>\
+         <tr><th>Expires</th><td>{expires}</td></tr></tbody></table>\
+         <label>Access token <small>(send as <code>Authorization: Bearer …</code>)</small></label>\
+         <textarea readonly rows=\"3\">{token}</textarea>",
+        scope = escape(&t.scope),
+        user = escape(t.user_seq_no.as_deref().unwrap_or("— (institution)")),
+        accounts = if t.accounts.is_empty() {
+            "—".to_owned()
+        } else {
+            t.accounts
+                .iter()
+                .map(|a| format!("<code>{}</code>", escape(a)))
+                .collect::<Vec<_>>()
+                .join("<br>")
+        },
+        expires = kst(t.expires_at_ms),
+        token = escape(&t.access_token),
+    )
+}
+
+pub(super) fn app_page(
+    ctx: &Ctx<'_>,
+    client_id: &str,
+    message: Option<&str>,
+) -> Result<PortalResponse> {
+    let Some(client) = owned_app(ctx, client_id)? else {
+        return Ok(error_page(
+            404,
+            "No such app",
+            "You have no app with this client_id.",
+        ));
+    };
+    let Some((_, session)) = &ctx.session else {
+        return Ok(redirect("/portal/signin"));
+    };
+    let href = encode(&client.client_id);
+    let error = message
+        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
+        .unwrap_or_default();
+    let mut body = format!(
+        "<h1>{name}</h1>{error}<table><tbody>\
+         <tr><th>client_id</th><td><code>{id}</code></td></tr>\
+         <tr><th>client_use_code</th><td><code>{code}</code></td></tr>\
+         <tr><th>Scopes</th><td>{scopes}</td></tr>\
+         <tr><th>Redirect URIs</th><td>{uris}</td></tr></tbody></table>\
+         <h2>Test tokens</h2><p class=\"muted\">Tokens for calling the APIs from their pages (\"try it\") against the virtual bank. \
+         Its users sign in on the consent page, e.g. <code>hong</code> / <code>hong1234</code>.</p>",
+        name = escape(&client.name),
+        id = escape(&client.client_id),
+        code = escape(&client.client_use_code),
+        scopes = client
+            .scopes
+            .iter()
+            .map(|s| scope_badge(s))
+            .collect::<Vec<_>>()
+            .join(" "),
+        uris = client
+            .redirect_uris
+            .iter()
+            .map(|u| format!("<code>{}</code>", escape(u)))
+            .collect::<Vec<_>>()
+            .join("<br>"),
+    );
+    let user_scopes: Vec<&String> = client
+        .scopes
+        .iter()
+        .filter(|s| sfop_auth::oauth::USER_SCOPES.contains(&s.as_str()))
+        .collect();
+    if let Some(t) = session
+        .user_token
+        .as_ref()
+        .filter(|t| t.client_id == client.client_id)
+    {
+        body.push_str(&token_html("User token", t));
+    }
+    if !user_scopes.is_empty() {
+        let boxes: String = user_scopes
+            .iter()
+            .map(|s| {
+                format!(
+                    "<div class=\"row\"><input type=\"checkbox\" id=\"ts-{s}\" name=\"scope\" value=\"{s}\" checked> \
+                     <label for=\"ts-{s}\"><b>{s}</b></label></div>",
+                    s = escape(s)
+                )
+            })
+            .collect();
+        let _ = write!(
+            body,
+            "<form method=\"post\" action=\"/portal/apps/{href}/authorize\">{csrf}\
+             <fieldset><legend>Get a user token through the consent page</legend>{boxes}\
+             <p><button class=\"primary\" type=\"submit\" id=\"get-user-token\">Get a user token</button></p></fieldset></form>",
+            csrf = ctx.csrf_field(),
+        );
+    }
+    if let Some(t) = session
+        .oob_token
+        .as_ref()
+        .filter(|t| t.client_id == client.client_id)
+    {
+        body.push_str(&token_html("Institution (oob) token", t));
+    }
+    if client.allows_scope("oob") {
+        let _ = write!(
+            body,
+            "<form method=\"post\" action=\"/portal/apps/{href}/oob-token\">{csrf}\
+             <fieldset><legend>Get an institution (oob) token: client credentials</legend>\
+             <label for=\"oob-secret\">client_secret</label><input type=\"password\" id=\"oob-secret\" name=\"client_secret\" autocomplete=\"off\" required>\
+             <p><button type=\"submit\">Get an oob token</button></p></fieldset></form>",
+            csrf = ctx.csrf_field(),
+        );
+    }
+    Ok(ctx.page(&client.name, "/portal/apps", &body))
+}
+
+pub(super) fn start_authorization(
+    ctx: &mut Ctx<'_>,
+    client_id: &str,
+    form: &[(String, String)],
+) -> Result<PortalResponse> {
+    let Some(client) = owned_app(ctx, client_id)? else {
+        return Ok(error_page(
+            404,
+            "No such app",
+            "You have no app with this client_id.",
+        ));
+    };
+    let scopes: Vec<&str> = form_all(form, "scope")
+        .into_iter()
+        .filter(|s| client.allows_scope(s) && sfop_auth::oauth::USER_SCOPES.contains(s))
+        .collect();
+    if scopes.is_empty() {
+        return app_page(ctx, client_id, Some("Pick at least one scope."));
+    }
+    let pending = PendingAuthorization {
+        client_id: client.client_id.clone(),
+        state: random_hex(16)?,
+        code_verifier: random_hex(32)?,
+    };
+    let challenge = sfop_auth::oauth::pkce_s256(&pending.code_verifier);
+    let location = format!(
+        "/oauth/2.0/authorize?response_type=code&client_id={}&redirect_uri={}&scope={}&state={}&code_challenge={}&code_challenge_method=S256",
+        encode(&client.client_id),
+        encode(&ctx.callback_url()),
+        encode(&scopes.join(" ")),
+        encode(&pending.state),
+        encode(&challenge),
+    );
+    if let Some((id, session)) = &mut ctx.session {
+        session.pending = Some(pending);
+        ctx.portal.developers.save_session(id, session)?;
+    }
+    Ok(redirect(&location))
+}
+
+pub(super) fn callback_page(ctx: &Ctx<'_>) -> PortalResponse {
+    let q = parse_form(ctx.req.query.as_bytes());
+    let pending = ctx.session.as_ref().and_then(|(_, s)| s.pending.as_ref());
+    let Some(pending) = pending.filter(|p| p.state == form_get(&q, "state")) else {
+        return error_page(
+            400,
+            "Authorization not recognised",
+            "This callback does not match an authorization you started here. Start again from your app's page.",
+        );
+    };
+    if !form_get(&q, "error").is_empty() {
+        return error_page(
+            400,
+            "Authorization refused",
+            &format!(
+                "{} ({})",
+                form_get(&q, "error_description"),
+                form_get(&q, "error")
+            ),
+        );
+    }
+    let body = format!(
+        "<h1>Exchange the code for a token</h1>\
+         <p>The user agreed; the platform sent back an authorization code for <code>{client}</code> with scope <code>{scope}</code>. \
+         Your server would now call <code>POST /oauth/2.0/token</code> with the code, the PKCE verifier and its client secret. \
+         The portal does it for you: enter the secret you were shown at registration.</p>\
+         <form method=\"post\" action=\"/portal/callback\">{csrf}\
+         <input type=\"hidden\" name=\"code\" value=\"{code}\">\
+         <label for=\"client_secret\">client_secret</label>\
+         <input type=\"password\" id=\"client_secret\" name=\"client_secret\" autocomplete=\"off\" required>\
+         <p><button class=\"primary\" type=\"submit\" id=\"exchange\">Get the token</button></p></form>",
+        client = escape(&pending.client_id),
+        scope = escape(form_get(&q, "scope")),
+        csrf = ctx.csrf_field(),
+        code = escape(form_get(&q, "code")),
+    );
+    ctx.page("Exchange the code", "/portal/apps", &body)
+}
+
+/// POSTs a form to the token endpoint; the JSON answer or the reason.
+pub(super) async fn token_request(
+    ctx: &Ctx<'_>,
+    fields: &[(&str, &str)],
+) -> std::result::Result<Value, String> {
+    let body = fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let answer = ctx
+        .portal
+        .upstream
+        .send(UpstreamRequest {
+            method: "POST".into(),
+            path_and_query: "/oauth/2.0/token".into(),
+            headers: vec![(
+                "content-type".into(),
+                "application/x-www-form-urlencoded".into(),
+            )],
+            body: body.into_bytes(),
+            authority: ctx.req.authority.clone(),
+        })
+        .await?;
+    let json: Value = serde_json::from_slice(&answer.body)
+        .map_err(|_| format!("the token endpoint answered {}", answer.status))?;
+    if answer.status != 200 {
+        return Err(format!(
+            "{} ({})",
+            json["rsp_message"].as_str().unwrap_or("refused"),
+            json["rsp_code"].as_str().unwrap_or_default()
+        ));
+    }
+    Ok(json)
+}
+
+pub(super) fn test_token(client: &sfop_auth::Client, json: &Value) -> Option<TestToken> {
+    Some(TestToken {
+        client_id: client.client_id.clone(),
+        client_use_code: client.client_use_code.clone(),
+        access_token: json["access_token"].as_str()?.to_owned(),
+        scope: json["scope"].as_str().unwrap_or_default().to_owned(),
+        user_seq_no: json["user_seq_no"].as_str().map(str::to_owned),
+        accounts: Vec::new(),
+        expires_at_ms: sfop_core::time::now_millis()
+            + json["expires_in"].as_u64().unwrap_or_default() * 1000,
+    })
+}
+
+/// The fintech_use_nums the token may use, from the account list API (when
+/// it is live and the token has `login`).
+pub(super) async fn accounts_of(ctx: &Ctx<'_>, token: &TestToken) -> Vec<String> {
+    let Some(user) = &token.user_seq_no else {
+        return Vec::new();
+    };
+    if !token.scope.split_whitespace().any(|s| s == "login") {
+        return Vec::new();
+    }
+    let answer = ctx
+        .portal
+        .upstream
+        .send(UpstreamRequest {
+            method: "GET".into(),
+            path_and_query: format!(
+                "/v2.0/account/list?user_seq_no={}&include_cancel_yn=N&sort_order=D",
+                encode(user)
+            ),
+            headers: vec![(
+                "authorization".into(),
+                format!("Bearer {}", token.access_token),
+            )],
+            body: Vec::new(),
+            authority: ctx.req.authority.clone(),
+        })
+        .await;
+    let Ok(answer) = answer else {
+        return Vec::new();
+    };
+    let json: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    json["res_list"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|a| a["fintech_use_num"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub(super) async fn exchange_code(
+    ctx: &mut Ctx<'_>,
+    form: &[(String, String)],
+) -> Result<PortalResponse> {
+    let Some(pending) = ctx.session.as_ref().and_then(|(_, s)| s.pending.clone()) else {
+        return Ok(error_page(
+            400,
+            "Authorization not recognised",
+            "Start again from your app's page.",
+        ));
+    };
+    let Some(client) = owned_app(ctx, &pending.client_id)? else {
+        return Ok(error_page(
+            404,
+            "No such app",
+            "You have no app with this client_id.",
+        ));
+    };
+    let callback = ctx.callback_url();
+    let answer = token_request(
+        ctx,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", form_get(form, "code")),
+            ("client_id", &client.client_id),
+            ("client_secret", form_get(form, "client_secret")),
+            ("redirect_uri", &callback),
+            ("code_verifier", &pending.code_verifier),
+        ],
+    )
+    .await;
+    let token = match answer.map(|json| test_token(&client, &json)) {
+        Ok(Some(token)) => token,
+        Ok(None) => {
+            return Ok(error_page(
+                502,
+                "No token",
+                "The token endpoint sent no access_token.",
+            ));
+        }
+        Err(message) => {
+            return Ok(error_page(
+                400,
+                "The token endpoint refused",
+                &format!("{message}. Start again from your app's page."),
+            ));
+        }
+    };
+    let accounts = accounts_of(ctx, &token).await;
+    let token = TestToken { accounts, ..token };
+    if let Some((id, session)) = &mut ctx.session {
+        session.pending = None;
+        session.user_token = Some(token);
+        ctx.portal.developers.save_session(id, session)?;
+    }
+    Ok(redirect(&format!(
+        "/portal/apps/{}",
+        encode(&client.client_id)
+    )))
+}
+
+pub(super) async fn oob_token(
+    ctx: &mut Ctx<'_>,
+    client_id: &str,
+    form: &[(String, String)],
+) -> Result<PortalResponse> {
+    let Some(client) = owned_app(ctx, client_id)? else {
+        return Ok(error_page(
+            404,
+            "No such app",
+            "You have no app with this client_id.",
+        ));
+    };
+    let answer = token_request(
+        ctx,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "oob"),
+            ("client_id", &client.client_id),
+            ("client_secret", form_get(form, "client_secret")),
+        ],
+    )
+    .await;
+    let token = match answer.map(|json| test_token(&client, &json)) {
+        Ok(Some(token)) => token,
+        Ok(None) => {
+            return app_page(
+                ctx,
+                client_id,
+                Some("The token endpoint sent no access_token."),
+            );
+        }
+        Err(message) => return app_page(ctx, client_id, Some(&message)),
+    };
+    if let Some((id, session)) = &mut ctx.session {
+        session.oob_token = Some(token);
+        ctx.portal.developers.save_session(id, session)?;
+    }
+    Ok(redirect(&format!("/portal/apps/{}", encode(client_id))))
+}

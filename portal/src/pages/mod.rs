@@ -1,0 +1,148 @@
+//! The portal's pages and their routes. Every page reads the catalogue
+//! afresh; every string that came from a package, a developer or an API
+//! answer goes through `escape`.
+
+mod apps;
+mod docs;
+mod try_it;
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+use sfop_auth::ClientSpec;
+
+use crate::changes::{Notice, notices};
+use crate::developers::{PendingAuthorization, Session, SignUpError, TestToken};
+use crate::openapi::parse_kind;
+use crate::render::{
+    COOKIE, Viewer, cookie_value, encode, error_page, escape, form_all, form_get, json_response,
+    kst, narrow_page, page, parse_form, pretty_json, redirect, rfc3339, scope_text, session_cookie,
+    with_header,
+};
+use crate::{
+    ApiEntry, Portal, PortalRequest, PortalResponse, Result, UpstreamRequest, VersionEntry,
+    VersionState, random_hex,
+};
+
+use apps::*;
+use docs::*;
+use try_it::*;
+
+const SCOPES: &[&str] = &["login", "inquiry", "transfer", "oob"];
+
+/// The request in the portal's terms.
+struct Ctx<'a> {
+    portal: &'a Portal,
+    req: &'a PortalRequest,
+    /// The session cookie's value and the session, when signed in.
+    session: Option<(String, Session)>,
+    viewer: Viewer,
+}
+
+impl Ctx<'_> {
+    fn base_url(&self) -> String {
+        let authority = self.req.authority.as_deref().unwrap_or("localhost");
+        format!("{}://{authority}", self.portal.config.scheme)
+    }
+
+    fn callback_url(&self) -> String {
+        format!("{}/portal/callback", self.base_url())
+    }
+
+    fn page(&self, title: &str, current: &str, body: &str) -> PortalResponse {
+        page(200, title, current, &self.viewer, body)
+    }
+
+    fn csrf_field(&self) -> String {
+        format!(
+            "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+            escape(&self.viewer.csrf)
+        )
+    }
+}
+
+pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<PortalResponse> {
+    let sub = req
+        .path
+        .strip_prefix(crate::PREFIX)
+        .unwrap_or(&req.path)
+        .trim_end_matches('/');
+    let session = match cookie_value(req.cookie.as_deref(), COOKIE) {
+        Some(id) => portal.developers.session(id)?.map(|s| (id.to_owned(), s)),
+        None => None,
+    };
+    let viewer = Viewer {
+        email: session.as_ref().map(|(_, s)| s.email.clone()),
+        csrf: session
+            .as_ref()
+            .map(|(_, s)| s.csrf.clone())
+            .unwrap_or_default(),
+    };
+    let mut ctx = Ctx {
+        portal,
+        req,
+        session,
+        viewer,
+    };
+    let form = if req.method == "POST" {
+        parse_form(&req.body)
+    } else {
+        Vec::new()
+    };
+    // Every post of a signed-in browser carries the session's CSRF token.
+    if req.method == "POST"
+        && let Some((_, s)) = &ctx.session
+        && form_get(&form, "csrf") != s.csrf
+        && !matches!(sub, "/signin" | "/signup")
+    {
+        return Ok(error_page(
+            403,
+            "Form expired",
+            "This form is no longer valid. Reload the page and try again.",
+        ));
+    }
+    let segments: Vec<&str> = sub.split('/').skip(1).collect();
+    match (req.method.as_str(), segments.as_slice()) {
+        ("GET", []) => Ok(catalogue(&ctx)),
+        ("GET", ["apis", name]) => Ok(api_page(&ctx, name, None)),
+        ("GET", ["openapi.json"]) => {
+            let doc = crate::openapi(&portal.catalog.apis(), &ctx.base_url());
+            let body = serde_json::to_vec_pretty(&doc).unwrap_or_default();
+            Ok(json_response(200, "application/json; charset=UTF-8", body))
+        }
+        ("GET", ["permissions"]) => Ok(permissions(&ctx)),
+        ("GET", ["changes"]) => Ok(changes_page(&ctx)),
+        ("GET", ["changes.atom"]) => Ok(atom(&ctx)),
+        ("GET", ["reports", name, version]) => Ok(report(&ctx, name, version)),
+        ("GET", ["signup"]) => Ok(sign_up_page(None, "")),
+        ("POST", ["signup"]) => sign_up(&ctx, &form).await,
+        ("GET", ["signin"]) => Ok(sign_in_page(None, "")),
+        ("POST", ["signin"]) => sign_in(&ctx, &form).await,
+        ("POST", ["signout"]) => {
+            if let Some((id, _)) = &ctx.session {
+                portal.developers.end_session(id)?;
+            }
+            Ok(with_header(
+                redirect("/portal"),
+                "set-cookie",
+                session_cookie("", 0),
+            ))
+        }
+        (_, ["apps", ..]) | (_, ["callback"]) | ("POST", ["try", _]) if ctx.session.is_none() => {
+            Ok(redirect("/portal/signin"))
+        }
+        ("GET", ["apps"]) => apps_page(&ctx, None),
+        ("POST", ["apps"]) => register_app(&ctx, &form),
+        ("GET", ["apps", id]) => app_page(&ctx, id, None),
+        ("POST", ["apps", id, "authorize"]) => start_authorization(&mut ctx, id, &form),
+        ("POST", ["apps", id, "oob-token"]) => oob_token(&mut ctx, id, &form).await,
+        ("GET", ["callback"]) => Ok(callback_page(&ctx)),
+        ("POST", ["callback"]) => exchange_code(&mut ctx, &form).await,
+        ("POST", ["try", name]) => try_it(&ctx, name, &form).await,
+        _ => Ok(error_page(
+            404,
+            "Not found",
+            "There is no such page on the developer portal.",
+        )),
+    }
+}

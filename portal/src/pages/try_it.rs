@@ -1,0 +1,267 @@
+//! "Try it": a form on each API page, prefilled from the example and the
+//! developer's test token, sent to the API through the platform.
+
+use super::*;
+
+/// What "try it" showed after a call.
+pub(super) struct TryResult {
+    request_line: String,
+    request_body: String,
+    status: u16,
+    response: String,
+}
+
+/// Example request values, with what must be fresh or the caller's own
+/// filled in from the developer's test token.
+pub(super) fn prefill(field: &str, example: Option<&Value>, token: &TestToken) -> String {
+    match field {
+        "bank_tran_id" => {
+            let n = random_hex(8)
+                .ok()
+                .and_then(|h| u64::from_str_radix(&h, 16).ok())
+                .unwrap_or_default()
+                % 1_000_000_000;
+            format!("{}U{n:09}", token.client_use_code)
+        }
+        "tran_dtime" => {
+            let d = sfop_core::time::format_dtm(
+                sfop_core::time::now_millis(),
+                sfop_core::time::KST_OFFSET_MINUTES,
+            );
+            d[..14].to_owned()
+        }
+        "fintech_use_num" if !token.accounts.is_empty() => token.accounts[0].clone(),
+        "user_seq_no" if token.user_seq_no.is_some() => {
+            token.user_seq_no.clone().unwrap_or_default()
+        }
+        _ => match example {
+            Some(Value::String(s)) => s.clone(),
+            Some(v) => v.to_string(),
+            None => String::new(),
+        },
+    }
+}
+
+pub(super) fn prefill_json(value: &mut Value, token: &TestToken) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map.iter_mut() {
+                if v.is_string()
+                    && matches!(
+                        k.as_str(),
+                        "bank_tran_id" | "tran_dtime" | "fintech_use_num" | "user_seq_no"
+                    )
+                {
+                    *v = Value::String(prefill(k, Some(v), token));
+                } else {
+                    prefill_json(v, token);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| prefill_json(v, token)),
+        _ => {}
+    }
+}
+
+/// The token "try it" uses for an API of `scope`.
+pub(super) fn token_for<'a>(session: &'a Session, scope: &str) -> Option<&'a TestToken> {
+    if scope == "oob" {
+        session.oob_token.as_ref()
+    } else {
+        session
+            .user_token
+            .as_ref()
+            .filter(|t| t.scope.split_whitespace().any(|s| s == scope))
+    }
+}
+
+pub(super) fn try_it_section(
+    ctx: &Ctx<'_>,
+    api: &ApiEntry,
+    v: &VersionEntry,
+    tried: Option<(TryResult, Vec<(String, String)>)>,
+) -> String {
+    let m = &v.manifest;
+    let mut out = String::from("<h2 id=\"try\">Try it</h2>");
+    let Some((_, session)) = &ctx.session else {
+        out.push_str("<p class=\"muted\"><a href=\"/portal/signin\">Sign in</a>, register an app and get a test token to call this API from here against the virtual bank.</p>");
+        return out;
+    };
+    let Some(token) = token_for(session, &m.scope) else {
+        let _ = write!(
+            out,
+            "<p class=\"muted\">You need a test token with scope {} first: open one of <a href=\"/portal/apps\">your apps</a> and get one.</p>",
+            scope_badge(&m.scope)
+        );
+        return out;
+    };
+    let Some(route) = m.routes.first() else {
+        return out;
+    };
+    if let Some((result, _)) = &tried {
+        let class = if (200..300).contains(&result.status) {
+            "ok"
+        } else {
+            "error"
+        };
+        let _ = write!(
+            out,
+            "<div class=\"{class}\" id=\"try-result\"><b>HTTP {status}</b> from <code>{line}</code></div>\
+             <div class=\"cols\"><div><h3>Sent</h3><pre>{line}\nauthorization: Bearer {token_start}…{sent}</pre></div>\
+             <div><h3>Answer</h3><pre id=\"try-response\">{response}</pre></div></div>",
+            status = result.status,
+            line = escape(&result.request_line),
+            token_start = escape(token.access_token.get(..16).unwrap_or_default()),
+            sent = if result.request_body.is_empty() {
+                String::new()
+            } else {
+                format!("\n\n{}", escape(&pretty_json(&result.request_body)))
+            },
+            response = escape(&pretty_json(&result.response)),
+        );
+    }
+    let docs = m.docs.clone().unwrap_or_default();
+    let example_text = docs
+        .example
+        .as_ref()
+        .map(|e| e.request.clone())
+        .unwrap_or_default();
+    let sent = tried.as_ref().map(|(_, form)| form);
+    let _ = write!(
+        out,
+        "<p class=\"muted\">Calls <code>{method} {path}</code> with your test token for app <code>{client}</code> ({scope}) against the virtual bank.</p>\
+         <form method=\"post\" action=\"/portal/try/{href}#try\">{csrf}",
+        method = escape(&route.method),
+        path = escape(&route.path),
+        client = escape(&token.client_id),
+        scope = escape(&token.scope),
+        href = encode(&api.name),
+        csrf = ctx.csrf_field(),
+    );
+    if route.method == "GET" || route.method == "DELETE" {
+        let examples: Vec<(String, String)> = parse_form(example_text.as_bytes());
+        for f in docs.request.iter().filter(|f| !f.name.contains("[]")) {
+            let example = examples
+                .iter()
+                .find(|(k, _)| *k == f.name)
+                .map(|(_, v)| Value::String(v.clone()));
+            let value = match sent {
+                Some(form) => form_get(form, &f.name).to_owned(),
+                None => prefill(&f.name, example.as_ref(), token),
+            };
+            let _ = write!(
+                out,
+                "<label for=\"f-{name}\"><code>{name}</code> <small>{kind}{required} — {description}</small></label>\
+                 <input type=\"text\" id=\"f-{name}\" name=\"{name}\" value=\"{value}\">",
+                name = escape(&f.name),
+                kind = escape(&f.kind),
+                required = if f.required { ", required" } else { "" },
+                description = escape(&f.description),
+                value = escape(&value),
+            );
+        }
+    } else {
+        let body = match sent {
+            Some(form) => form_get(form, "body").to_owned(),
+            None => {
+                let mut value: Value = serde_json::from_str(&example_text)
+                    .unwrap_or(Value::Object(Default::default()));
+                prefill_json(&mut value, token);
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            }
+        };
+        let _ = write!(
+            out,
+            "<label for=\"f-body\">JSON body</label><textarea id=\"f-body\" name=\"body\" rows=\"14\">{}</textarea>",
+            escape(&body)
+        );
+    }
+    out.push_str(
+        "<p><button class=\"primary\" type=\"submit\" id=\"try-send\">Send</button></p></form>",
+    );
+    out
+}
+
+pub(super) async fn try_it(
+    ctx: &Ctx<'_>,
+    name: &str,
+    form: &[(String, String)],
+) -> Result<PortalResponse> {
+    let Some(api) = find_api(ctx, name) else {
+        return Ok(error_page(
+            404,
+            "No such API",
+            "The platform does not know this API.",
+        ));
+    };
+    let Some(v) = api.current() else {
+        return Ok(error_page(
+            404,
+            "Not served",
+            "This API has no version serving calls.",
+        ));
+    };
+    let m = &v.manifest;
+    let (Some(route), Some((_, session))) = (m.routes.first(), &ctx.session) else {
+        return Ok(redirect("/portal/signin"));
+    };
+    let Some(token) = token_for(session, &m.scope) else {
+        return Ok(redirect(&format!("/portal/apis/{}#try", encode(name))));
+    };
+    let docs = m.docs.clone().unwrap_or_default();
+    let get_like = route.method == "GET" || route.method == "DELETE";
+    let (path_and_query, body, headers) = if get_like {
+        let query: Vec<String> = docs
+            .request
+            .iter()
+            .filter(|f| !f.name.contains("[]"))
+            .filter_map(|f| {
+                let value = form_get(form, &f.name);
+                (!value.is_empty()).then(|| format!("{}={}", f.name, encode(value)))
+            })
+            .collect();
+        let pq = if query.is_empty() {
+            route.path.clone()
+        } else {
+            format!("{}?{}", route.path, query.join("&"))
+        };
+        (pq, String::new(), Vec::new())
+    } else {
+        (
+            route.path.clone(),
+            form_get(form, "body").to_owned(),
+            vec![(
+                "content-type".to_owned(),
+                "application/json; charset=UTF-8".to_owned(),
+            )],
+        )
+    };
+    let mut headers = headers;
+    headers.push((
+        "authorization".into(),
+        format!("Bearer {}", token.access_token),
+    ));
+    let request_line = format!("{} {}", route.method, path_and_query);
+    let answer = ctx
+        .portal
+        .upstream
+        .send(UpstreamRequest {
+            method: route.method.clone(),
+            path_and_query,
+            headers,
+            body: body.clone().into_bytes(),
+            authority: ctx.req.authority.clone(),
+        })
+        .await;
+    let (status, response) = match answer {
+        Ok(r) => (r.status, String::from_utf8_lossy(&r.body).into_owned()),
+        Err(e) => (502, format!("The platform could not be reached: {e}")),
+    };
+    let result = TryResult {
+        request_line,
+        request_body: body,
+        status,
+        response,
+    };
+    Ok(api_page(ctx, name, Some((result, form.to_vec()))))
+}

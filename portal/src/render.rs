@@ -1,0 +1,289 @@
+//! Small pieces every page uses: the shared layout, escaping, forms, cookies
+//! and times.
+
+use sfop_core::html::{Chrome, PAGE_HEADERS, document};
+
+use crate::PortalResponse;
+
+pub(crate) use sfop_core::html::escape;
+
+/// The portal's top bar.
+pub(crate) const NAV: &[(&str, &str)] = &[
+    ("/portal", "APIs"),
+    ("/portal/permissions", "Permissions"),
+    ("/portal/changes", "Changes"),
+    ("/portal/apps", "My apps"),
+    ("/portal/openapi.json", "OpenAPI"),
+];
+
+/// The name of the session cookie.
+pub(crate) const COOKIE: &str = "sfop_portal";
+
+/// Who is looking at a page, for its top bar.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Viewer {
+    pub email: Option<String>,
+    pub csrf: String,
+}
+
+impl Viewer {
+    fn account_html(&self) -> String {
+        match &self.email {
+            Some(email) => format!(
+                "<span>{}</span><form method=\"post\" action=\"/portal/signout\" style=\"display:inline\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
+                 <button type=\"submit\" style=\"margin:0;padding:.2rem .6rem\">Sign out</button></form>",
+                escape(email),
+                escape(&self.csrf)
+            ),
+            None => "<a href=\"/portal/signin\">Sign in</a><a href=\"/portal/signup\">Sign up</a>"
+                .to_owned(),
+        }
+    }
+}
+
+/// A portal page with status `status`.
+pub(crate) fn page(
+    status: u16,
+    title: &str,
+    current: &str,
+    viewer: &Viewer,
+    body: &str,
+) -> PortalResponse {
+    let account = viewer.account_html();
+    let html = document(
+        title,
+        &Chrome {
+            nav: NAV,
+            current,
+            account: &account,
+            narrow: false,
+        },
+        body,
+    );
+    html_response(status, html)
+}
+
+/// A narrow page (sign-in, sign-up), like the OAuth pages.
+pub(crate) fn narrow_page(status: u16, title: &str, body: &str) -> PortalResponse {
+    let html = document(
+        title,
+        &Chrome {
+            nav: NAV,
+            current: "",
+            account: "",
+            narrow: true,
+        },
+        body,
+    );
+    html_response(status, html)
+}
+
+pub(crate) fn html_response(status: u16, html: String) -> PortalResponse {
+    PortalResponse {
+        status,
+        headers: PAGE_HEADERS
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        body: html.into_bytes(),
+    }
+}
+
+pub(crate) fn error_page(status: u16, title: &str, message: &str) -> PortalResponse {
+    page(
+        status,
+        title,
+        "",
+        &Viewer::default(),
+        &format!(
+            "<h1>{}</h1><p class=\"error\">{}</p><p><a href=\"/portal\">Back to the APIs</a></p>",
+            escape(title),
+            escape(message)
+        ),
+    )
+}
+
+pub(crate) fn redirect(location: &str) -> PortalResponse {
+    PortalResponse {
+        status: 303,
+        headers: vec![
+            ("location".into(), location.to_owned()),
+            ("cache-control".into(), "no-store".into()),
+        ],
+        body: Vec::new(),
+    }
+}
+
+pub(crate) fn with_header(mut r: PortalResponse, name: &str, value: String) -> PortalResponse {
+    r.headers.push((name.to_owned(), value));
+    r
+}
+
+/// `Set-Cookie` for a session: not readable by script, sent only over HTTPS
+/// (browsers treat `localhost` as secure too) and only with same-site requests.
+pub(crate) fn session_cookie(id: &str, max_age_secs: u64) -> String {
+    format!(
+        "{COOKIE}={id}; Path=/portal; Max-Age={max_age_secs}; HttpOnly; Secure; SameSite=Strict"
+    )
+}
+
+pub(crate) fn cookie_value<'a>(header: Option<&'a str>, name: &str) -> Option<&'a str> {
+    header?.split(';').find_map(|pair| {
+        let (k, v) = pair.trim().split_once('=')?;
+        (k == name).then_some(v)
+    })
+}
+
+pub(crate) fn json_response(status: u16, content_type: &str, body: Vec<u8>) -> PortalResponse {
+    PortalResponse {
+        status,
+        headers: vec![
+            ("content-type".into(), content_type.to_owned()),
+            ("cache-control".into(), "no-cache".into()),
+            ("x-content-type-options".into(), "nosniff".into()),
+            ("access-control-allow-origin".into(), "*".into()),
+        ],
+        body,
+    }
+}
+
+/// `application/x-www-form-urlencoded` (or a query string) as pairs, in order.
+pub(crate) fn parse_form(input: &[u8]) -> Vec<(String, String)> {
+    input
+        .split(|b| *b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let mut it = pair.splitn(2, |b| *b == b'=');
+            let k = decode(it.next().unwrap_or_default());
+            let v = decode(it.next().unwrap_or_default());
+            (k, v)
+        })
+        .collect()
+}
+
+fn decode(s: &[u8]) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < s.len() => {
+                let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Percent-encodes for a query string or form body.
+pub(crate) fn encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+pub(crate) fn form_get<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
+    form.iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .unwrap_or_default()
+}
+
+pub(crate) fn form_all<'a>(form: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    form.iter()
+        .filter(|(k, _)| k == name)
+        .map(|(_, v)| v.as_str())
+        .collect()
+}
+
+/// What a scope lets an app do.
+pub(crate) fn scope_text(scope: &str) -> &'static str {
+    match scope {
+        "login" => {
+            "See the user's name and which accounts they registered (user info, account list)"
+        }
+        "inquiry" => "See balances and transactions of the accounts the user picked",
+        "transfer" => "Withdraw from the accounts the user picked (payments)",
+        "oob" => "Act as the institution itself: bank status, deposits, real-name checks",
+        _ => "Other access",
+    }
+}
+
+/// `2026-11-22T13:05:09Z`.
+pub(crate) fn rfc3339(ms: u64) -> String {
+    let d = sfop_core::time::format_dtm(ms, 0);
+    format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        &d[0..4],
+        &d[4..6],
+        &d[6..8],
+        &d[8..10],
+        &d[10..12],
+        &d[12..14]
+    )
+}
+
+/// `2026-11-22 22:05` in KST.
+pub(crate) fn kst(ms: u64) -> String {
+    let d = sfop_core::time::format_dtm(ms, sfop_core::time::KST_OFFSET_MINUTES);
+    format!(
+        "{}-{}-{} {}:{} KST",
+        &d[0..4],
+        &d[4..6],
+        &d[6..8],
+        &d[8..10],
+        &d[10..12]
+    )
+}
+
+/// A JSON text pretty-printed, or as it is when it is not JSON.
+pub(crate) fn pretty_json(text: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| text.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_round_trip() {
+        let text = format!("a={}&b=x+y&c=%ZZ&d", encode("홍 <&>="));
+        let form = parse_form(text.as_bytes());
+        assert_eq!(form_get(&form, "a"), "홍 <&>=");
+        assert_eq!(form_get(&form, "b"), "x y");
+        assert_eq!(form_get(&form, "c"), "%ZZ");
+        assert_eq!(form_get(&form, "d"), "");
+        assert_eq!(form_get(&form, "e"), "");
+        assert_eq!(parse_form(b"x=%4"), vec![("x".into(), "%4".into())]);
+    }
+
+    #[test]
+    fn cookies_and_times() {
+        assert_eq!(
+            cookie_value(Some("a=1; sfop_portal=abc; b=2"), COOKIE),
+            Some("abc")
+        );
+        assert_eq!(cookie_value(None, COOKIE), None);
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(kst(0), "1970-01-01 09:00 KST");
+    }
+}
