@@ -128,12 +128,13 @@ pub fn contract_diff(live: &Manifest, candidate: &Manifest) -> Vec<ContractChang
     for (name, l) in &lreq {
         let lt = Some(describe(&l.kind, l.required));
         match creq.get(name) {
+            // The API ignores what callers still send: not breaking.
             None => out.push(change(
                 format!("request {name}"),
                 "removed",
                 lt,
                 None,
-                Level::Major,
+                Level::Minor,
             )),
             Some(c) => {
                 let ct = Some(describe(&c.kind, c.required));

@@ -294,6 +294,18 @@ impl Report {
         bytes
     }
 
+    /// Lower-case hex SHA-256 of [`Report::to_json`]: what an attestation's
+    /// `report_sha256` names. A report stored as a `serde_json::Value` and
+    /// read back with [`Report::from_json`] hashes the same.
+    pub fn sha256(&self) -> String {
+        crate::package::sha256_hex(&self.to_json())
+    }
+
+    /// Parses a report JSON document.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
     /// Per rule: how many checks passed, failed and were skipped, in the
     /// order of [`RULES`].
     pub fn by_rule(&self) -> Vec<(&'static str, usize, usize, usize)> {
