@@ -326,7 +326,144 @@ pub(crate) async fn run(
         ));
     }
 
+    paging(bench, &mut prober, &base, &docs, log).await;
+
     judge_answers(package, &prober.answers, log);
+}
+
+/// Most pages a paging walk follows.
+const MAX_PAGES: usize = 20;
+
+/// Paging, for APIs that document `next_page_yn` and the cursor
+/// `befor_inquiry_trace_info`: follow the cursor from the example's first
+/// page to the last; every `Y` page carries a cursor, no item repeats, and
+/// the items add up to `total_record_cnt` when the API documents it.
+async fn paging(
+    bench: &Bench,
+    prober: &mut Prober<'_>,
+    base: &Call,
+    docs: &sfop_core::Docs,
+    log: &mut Log,
+) {
+    const CURSOR: &str = "befor_inquiry_trace_info";
+    let documents =
+        |list: &[sfop_core::manifest::FieldDoc], name: &str| list.iter().any(|f| f.name == name);
+    if !(documents(&docs.response, "next_page_yn")
+        && documents(&docs.response, CURSOR)
+        && documents(&docs.request, CURSOR))
+    {
+        log.push(CheckResult::skip(
+            "CONF-PAGING",
+            PH,
+            "paging",
+            "the API documents no next_page_yn / befor_inquiry_trace_info paging",
+        ));
+        return;
+    }
+    let mut call = base.clone();
+    let mut seen: Vec<String> = Vec::new();
+    let mut total: Option<String> = None;
+    let mut problems = Vec::new();
+    let mut pages = 0;
+    loop {
+        call.refresh_tran_ids(bench);
+        pages += 1;
+        let name = format!("paging: page {pages}");
+        let reply = match fate(prober.served, &call).await {
+            Fate::Answered(reply) => reply,
+            other => {
+                if let Some(c) = misfortune(PH, "CONF-PAGING", &name, &call, other, prober.served) {
+                    log.push(c);
+                }
+                return;
+            }
+        };
+        prober.answers.push((name, reply.clone()));
+        let body = reply.json().unwrap_or(Value::Null);
+        if body.get("rsp_code").and_then(Value::as_str) != Some("A0000") {
+            if pages == 1 {
+                log.push(CheckResult::skip(
+                    "CONF-PAGING",
+                    PH,
+                    "paging",
+                    format!("the example's first page answered {}", reply.brief()),
+                ));
+            } else {
+                problems.push(format!("page {pages} answered {}", reply.brief()));
+            }
+            break;
+        }
+        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+        if let Some(t) = text("total_record_cnt") {
+            if total.as_ref().is_some_and(|prev| *prev != t) {
+                problems.push(format!("total_record_cnt changed between pages to {t}"));
+            }
+            total = Some(t);
+        }
+        let items = body
+            .get("res_list")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(n) = text("page_record_cnt")
+            && n != items.len().to_string()
+        {
+            problems.push(format!(
+                "page {pages}: page_record_cnt {n} but {} items",
+                items.len()
+            ));
+        }
+        for item in items {
+            let key = item.to_string();
+            if seen.contains(&key) {
+                problems.push(format!("page {pages} repeats an item of an earlier page"));
+                break;
+            }
+            seen.push(key);
+        }
+        match (text("next_page_yn").as_deref(), text(CURSOR)) {
+            (Some("N"), _) => break,
+            (Some("Y"), Some(cursor)) if !cursor.is_empty() => {
+                if pages >= MAX_PAGES {
+                    problems.push(format!("still next_page_yn Y after {MAX_PAGES} pages"));
+                    break;
+                }
+                call.set_field(CURSOR, Value::String(cursor));
+            }
+            (Some("Y"), _) => {
+                problems.push(format!("page {pages}: next_page_yn Y without a cursor"));
+                break;
+            }
+            (other, _) => {
+                problems.push(format!(
+                    "page {pages}: next_page_yn is {other:?}, not Y or N"
+                ));
+                break;
+            }
+        }
+    }
+    if let Some(t) = &total
+        && problems.is_empty()
+        && *t != seen.len().to_string()
+    {
+        problems.push(format!(
+            "total_record_cnt {t}, but the pages held {} items",
+            seen.len()
+        ));
+    }
+    if log.checks.iter().any(|c| c.rule == "CONF-PAGING") {
+        return; // skipped or a misfortune already reported
+    }
+    log.push(if problems.is_empty() {
+        CheckResult::pass(
+            "CONF-PAGING",
+            PH,
+            "paging",
+            format!("{pages} pages, {} items, none repeated", seen.len()),
+        )
+    } else {
+        CheckResult::fail("CONF-PAGING", PH, "paging", problems.join("; "))
+    });
 }
 
 /// Accounts to try for consent refusals, with the code each must get.

@@ -62,6 +62,10 @@ pub const RULES: &[(&str, &str)] = &[
         "accounts are the caller's and consented: another user's number is A0304, no transfer consent is A0306",
     ),
     (
+        "CONF-PAGING",
+        "paging follows befor_inquiry_trace_info to the last page without repeats, and the items add up to total_record_cnt",
+    ),
+    (
         "CONF-OUTAGE",
         "a participant bank outage is answered HTTP 200 with A0017",
     ),
@@ -501,6 +505,16 @@ mod tests {
         assert!(html.contains("x&lt;script&gt;"));
         assert!(html.contains("bank_nm &amp; co"));
         assert!(html.contains("case &lt;b&gt;"));
+    }
+
+    #[test]
+    fn a_report_stored_as_a_json_value_hashes_the_same() -> Result<(), serde_json::Error> {
+        let r = report();
+        let stored = serde_json::to_value(&r)?;
+        let back: Report = serde_json::from_value(stored)?;
+        assert_eq!(back.sha256(), r.sha256());
+        assert_eq!(Report::from_json(&r.to_json())?, r);
+        Ok(())
     }
 
     #[test]
