@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use sfop_core::ledger::{ResultQuery, TransferKind};
 use sfop_core::{BankBackend, BankCall, Claims, FieldRef};
 use sfop_vbank::seed::{DEMO_CLIENT_ID, DEMO_CLIENT_USE_CODE, USERS};
 
@@ -15,6 +16,7 @@ use crate::answer;
 use crate::bench::{Bench, HttpReply, Served, send};
 use crate::call::Call;
 use crate::cases::{Expect, lookup};
+use crate::faults::{FaultKind, FaultRule};
 use crate::package::Package;
 use crate::report::{CheckResult, Phase};
 
@@ -85,9 +87,12 @@ pub(crate) async fn run(
     bench: &Bench,
     candidate: usize,
     package: &Package,
-    touches_banks: bool,
+    ledger_functions: &std::collections::BTreeSet<String>,
     log: &mut Log,
 ) {
+    let touches_banks = ledger_functions
+        .iter()
+        .any(|f| crate::statics::BANK_FUNCTIONS.contains(&f.as_str()));
     let Some(served) = bench.served(candidate) else {
         return;
     };
@@ -317,6 +322,14 @@ pub(crate) async fn run(
             )),
         }
         let _ = bench.set_banks(&all, true);
+        for (function, kind) in [
+            ("withdraw", TransferKind::Withdraw),
+            ("deposit", TransferKind::Deposit),
+        ] {
+            if ledger_functions.contains(function) {
+                lost_answer(bench, &mut prober, &base, function, kind, log).await;
+            }
+        }
     } else {
         log.push(CheckResult::skip(
             "CONF-OUTAGE",
@@ -463,6 +476,101 @@ async fn paging(
         )
     } else {
         CheckResult::fail("CONF-PAGING", PH, "paging", problems.join("; "))
+    });
+}
+
+/// A transfer the bank booked but whose answer was lost (a scripted
+/// `timeout`): the plugin must answer `A0017` with the request's
+/// `bank_tran_id`, and the transfer must be found by `transfer-result`
+/// under that id, so the client can reconcile.
+async fn lost_answer(
+    bench: &Bench,
+    prober: &mut Prober<'_>,
+    base: &Call,
+    function: &str,
+    kind: TransferKind,
+    log: &mut Log,
+) {
+    let name = format!("{function} booked but its answer lost");
+    let mut call = base.clone();
+    call.refresh_tran_ids(bench);
+    let (Some(id), Some(amount)) = (call.tran_id(), call.amount()) else {
+        log.push(CheckResult::skip(
+            "CONF-OUTAGE",
+            PH,
+            name,
+            "the documented example names no bank_tran_id and tran_amt",
+        ));
+        return;
+    };
+    let _ = bench.faults.add(FaultRule {
+        client_id: None,
+        operation: Some(function.into()),
+        fault: FaultKind::Timeout,
+        rsp_code: None,
+        rsp_message: None,
+        times: Some(1),
+    });
+    let fate = fate(prober.served, &call).await;
+    bench.faults.clear();
+    let reply = match fate {
+        Fate::Answered(reply) => reply,
+        other => {
+            if let Some(c) = misfortune(PH, "CONF-OUTAGE", &name, &call, other, prober.served) {
+                log.push(c);
+            }
+            return;
+        }
+    };
+    let expect = Expect {
+        rsp_code: Some("A0017".into()),
+        fields: std::collections::BTreeMap::from([("bank_tran_id".to_owned(), id.clone())]),
+        ..Expect::default()
+    };
+    let judged = judge("CONF-OUTAGE", &name, &call, &reply, &expect);
+    prober.answers.push((name.clone(), reply));
+    if judged.outcome != crate::Outcome::Pass {
+        log.push(judged);
+        return;
+    }
+    let institution = Claims {
+        client_id: DEMO_CLIENT_ID.into(),
+        client_use_code: Some(DEMO_CLIENT_USE_CODE.into()),
+        user_seq_no: None,
+        scopes: vec!["oob".into()],
+        fintech_use_nums: Vec::new(),
+    };
+    let now = sfop_core::time::now_millis();
+    let date = sfop_core::time::format_dtm(now, sfop_core::time::KST_OFFSET_MINUTES);
+    let found = bench.bank.transfer_result(
+        &BankCall {
+            caller: Some(&institution),
+            now_millis: now,
+            utc_offset_minutes: sfop_core::time::KST_OFFSET_MINUTES,
+        },
+        &[ResultQuery {
+            kind,
+            org_bank_tran_id: id.clone(),
+            org_bank_tran_date: date.get(..8).unwrap_or_default().into(),
+            org_tran_amt: amount,
+        }],
+    );
+    log.push(match found.as_deref() {
+        Ok([Ok(_)]) => CheckResult::pass(
+            "CONF-OUTAGE",
+            PH,
+            name,
+            format!("A0017 with bank_tran_id {id}; transfer-result finds the booked transfer"),
+        ),
+        other => CheckResult::fail(
+            "CONF-OUTAGE",
+            PH,
+            name,
+            format!(
+                "A0017 with bank_tran_id {id}, but transfer-result does not find it \
+                 (the plugin asked the bank under another id?): {other:?}"
+            ),
+        ),
     });
 }
 

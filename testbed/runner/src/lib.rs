@@ -136,10 +136,6 @@ pub async fn run(package: &Package, options: &RunOptions) -> Result<Report, Test
     for c in statics.checks {
         log.push(c);
     }
-    let touches_banks = statics
-        .ledger_functions
-        .iter()
-        .any(|f| statics::BANK_FUNCTIONS.contains(&f.as_str()));
 
     let scratch = match &options.scratch_dir {
         Some(dir) => {
@@ -188,7 +184,14 @@ pub async fn run(package: &Package, options: &RunOptions) -> Result<Report, Test
     match loaded {
         Some(api) => {
             let candidate = bench.serve(api).await?;
-            conformance::run(&bench, candidate, package, touches_banks, &mut log).await;
+            conformance::run(
+                &bench,
+                candidate,
+                package,
+                &statics.ledger_functions,
+                &mut log,
+            )
+            .await;
             robustness::run(&bench, candidate, package, &mut log).await;
             robustness::budget(&bench, candidate, package, options, &mut log).await;
             match &options.live {

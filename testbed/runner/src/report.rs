@@ -67,7 +67,7 @@ pub const RULES: &[(&str, &str)] = &[
     ),
     (
         "CONF-OUTAGE",
-        "a participant bank outage is answered HTTP 200 with A0017",
+        "a participant bank outage is answered HTTP 200 with A0017; a transfer booked whose answer was lost is A0017 with its bank_tran_id, and transfer-result finds it",
     ),
     (
         "CONF-CASE",
