@@ -254,3 +254,33 @@ pub async fn run_and_attest(
     };
     Ok((report, attestation))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The management center runs the testbed inside boxed `Send` futures
+    /// (its promotion gate); this stops compiling if a run stops being `Send`.
+    #[allow(dead_code)]
+    fn runs_are_send<'a>(
+        package: &'a Package,
+        options: &'a RunOptions,
+        signer: &'a AttestationSigner,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = Result<(Report, Option<Attestation>), TestbedError>>
+                + Send
+                + 'a,
+        >,
+    > {
+        Box::pin(run_and_attest(package, options, signer))
+    }
+
+    #[test]
+    fn signer_and_keys_are_shareable() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<AttestationSigner>();
+        shareable::<TrustedKey>();
+        shareable::<RunOptions>();
+    }
+}
