@@ -259,6 +259,9 @@ pub async fn run_and_attest(
 mod tests {
     use super::*;
 
+    type Outcome = Result<(Report, Option<Attestation>), TestbedError>;
+    type SendFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>>;
+
     /// The management center runs the testbed inside boxed `Send` futures
     /// (its promotion gate); this stops compiling if a run stops being `Send`.
     #[allow(dead_code)]
@@ -266,13 +269,7 @@ mod tests {
         package: &'a Package,
         options: &'a RunOptions,
         signer: &'a AttestationSigner,
-    ) -> std::pin::Pin<
-        Box<
-            dyn std::future::Future<Output = Result<(Report, Option<Attestation>), TestbedError>>
-                + Send
-                + 'a,
-        >,
-    > {
+    ) -> SendFuture<'a> {
         Box::pin(run_and_attest(package, options, signer))
     }
 
