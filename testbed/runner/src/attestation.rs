@@ -21,7 +21,7 @@ use ring::signature::{ED25519, Ed25519KeyPair, KeyPair, UnparsedPublicKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::package::{ATTESTATION_FILE, Package, sha256_hex};
+use crate::package::{ATTESTATION_FILE, Package};
 use crate::report::Report;
 
 /// The only attestation format this code reads and writes.
@@ -402,7 +402,7 @@ impl AttestationSigner {
             wit_world: wit_world(),
             testbed_version: crate::TESTBED_VERSION.into(),
             verdict: "pass".into(),
-            report_sha256: sha256_hex(&report.to_json()),
+            report_sha256: report.sha256(),
             issued_at: sfop_core::time::now_millis(),
             key_id: self.trusted.key_id.clone(),
             signature: String::new(),

@@ -132,6 +132,34 @@ impl Call {
             .map(|(_, v)| v.clone())
     }
 
+    /// The request's `bank_tran_id`: top level, or of the first list item.
+    pub fn tran_id(&self) -> Option<String> {
+        self.field("bank_tran_id")
+            .or_else(|| self.list_field("bank_tran_id"))
+    }
+
+    /// The request's amount `tran_amt`, top level or of the first list item.
+    pub fn amount(&self) -> Option<u64> {
+        self.field("tran_amt")
+            .or_else(|| self.list_field("tran_amt"))?
+            .parse()
+            .ok()
+    }
+
+    /// A string field of the first item of the first list in the body.
+    fn list_field(&self, name: &str) -> Option<String> {
+        let Some(Value::Object(map)) = &self.body else {
+            return None;
+        };
+        map.values().find_map(|v| {
+            v.as_array()?
+                .first()?
+                .get(name)?
+                .as_str()
+                .map(str::to_owned)
+        })
+    }
+
     /// Sets a top-level request field (query or body) to a string.
     pub fn set_field(&mut self, name: &str, value: Value) {
         if let Some(Value::Object(map)) = &mut self.body {

@@ -11,6 +11,7 @@ use sfop_core::{Docs, Manifest};
 use crate::answer::json_type;
 use crate::bench::{Bench, HttpReply, send};
 use crate::call::Call;
+use crate::cases::Case;
 use crate::package::Package;
 use crate::report::{CheckResult, FieldDiff, Outcome, Phase};
 use crate::{Log, TestbedError};
@@ -128,12 +129,13 @@ pub fn contract_diff(live: &Manifest, candidate: &Manifest) -> Vec<ContractChang
     for (name, l) in &lreq {
         let lt = Some(describe(&l.kind, l.required));
         match creq.get(name) {
+            // The API ignores what callers still send: not breaking.
             None => out.push(change(
                 format!("request {name}"),
                 "removed",
                 lt,
                 None,
-                Level::Major,
+                Level::Minor,
             )),
             Some(c) => {
                 let ct = Some(describe(&c.kind, c.required));
@@ -451,23 +453,25 @@ pub(crate) async fn run(
         }
     };
     let live_index = bench.serve(live_api).await?;
+    let bench: &Bench = bench;
     let (Some(live_served), Some(cand_served)) =
         (bench.served(live_index), bench.served(candidate))
     else {
         return Ok(());
     };
-    let mut replays: Vec<(String, Call, Call)> = Vec::new();
+    let mut replays: Vec<(String, Call, Call, Option<Case>)> = Vec::new();
     if let Some(call) = Call::example(lm) {
         let (mut a, mut b) = (call.clone(), call);
         a.refresh_tran_ids(bench);
         b.refresh_tran_ids(bench);
-        replays.push(("documented example of the live version".into(), a, b));
+        replays.push(("documented example of the live version".into(), a, b, None));
     }
     for case in live.cases().cases {
         replays.push((
             format!("live case: {}", case.name),
             Call::from_case(lm, &case, bench),
             Call::from_case(lm, &case, bench),
+            Some(case),
         ));
     }
     if replays.is_empty() {
@@ -481,9 +485,39 @@ pub(crate) async fn run(
     let limit = std::time::Duration::from_millis(
         u64::from(cm.limits.timeout_ms.max(lm.limits.timeout_ms)) + 5_000,
     );
-    for (name, live_call, cand_call) in replays {
-        let lr = send(live_served.addr, &live_call.to_http(), limit).await;
-        let cr = send(cand_served.addr, &cand_call.to_http(), limit).await;
+    for (name, live_call, cand_call, case) in replays {
+        // Each side sees the case's conditions (outages, faults, a repeat).
+        let exchange = |addr, call: Call| {
+            let case = case.clone();
+            async move {
+                let case = case.unwrap_or_else(|| Case {
+                    name: String::new(),
+                    persona: None,
+                    method: None,
+                    path: None,
+                    query: None,
+                    body: None,
+                    banks_down: Vec::new(),
+                    faults: Vec::new(),
+                    send_twice: false,
+                    expect: Default::default(),
+                });
+                for rule in &case.faults {
+                    let _ = bench.faults.add(rule.clone());
+                }
+                let _ = bench.set_banks(&case.banks_down, false);
+                let request = call.to_http();
+                let mut reply = send(addr, &request, limit).await;
+                if case.send_twice && reply.is_ok() {
+                    reply = send(addr, &request, limit).await;
+                }
+                let _ = bench.set_banks(&case.banks_down, true);
+                bench.faults.clear();
+                reply
+            }
+        };
+        let lr = exchange(live_served.addr, live_call).await;
+        let cr = exchange(cand_served.addr, cand_call).await;
         let (lr, cr) = match (lr, cr) {
             (Ok(l), Ok(c)) => (l, c),
             (l, c) => {

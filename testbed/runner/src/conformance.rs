@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
+use sfop_core::ledger::{ResultQuery, TransferKind};
 use sfop_core::{BankBackend, BankCall, Claims, FieldRef};
 use sfop_vbank::seed::{DEMO_CLIENT_ID, DEMO_CLIENT_USE_CODE, USERS};
 
@@ -15,6 +16,7 @@ use crate::answer;
 use crate::bench::{Bench, HttpReply, Served, send};
 use crate::call::Call;
 use crate::cases::{Expect, lookup};
+use crate::faults::{FaultKind, FaultRule};
 use crate::package::Package;
 use crate::report::{CheckResult, Phase};
 
@@ -85,9 +87,12 @@ pub(crate) async fn run(
     bench: &Bench,
     candidate: usize,
     package: &Package,
-    touches_banks: bool,
+    ledger_functions: &std::collections::BTreeSet<String>,
     log: &mut Log,
 ) {
+    let touches_banks = ledger_functions
+        .iter()
+        .any(|f| crate::statics::BANK_FUNCTIONS.contains(&f.as_str()));
     let Some(served) = bench.served(candidate) else {
         return;
     };
@@ -317,6 +322,14 @@ pub(crate) async fn run(
             )),
         }
         let _ = bench.set_banks(&all, true);
+        for (function, kind) in [
+            ("withdraw", TransferKind::Withdraw),
+            ("deposit", TransferKind::Deposit),
+        ] {
+            if ledger_functions.contains(function) {
+                lost_answer(bench, &mut prober, &base, function, kind, log).await;
+            }
+        }
     } else {
         log.push(CheckResult::skip(
             "CONF-OUTAGE",
@@ -326,7 +339,239 @@ pub(crate) async fn run(
         ));
     }
 
+    paging(bench, &mut prober, &base, &docs, log).await;
+
     judge_answers(package, &prober.answers, log);
+}
+
+/// Most pages a paging walk follows.
+const MAX_PAGES: usize = 20;
+
+/// Paging, for APIs that document `next_page_yn` and the cursor
+/// `befor_inquiry_trace_info`: follow the cursor from the example's first
+/// page to the last; every `Y` page carries a cursor, no item repeats, and
+/// the items add up to `total_record_cnt` when the API documents it.
+async fn paging(
+    bench: &Bench,
+    prober: &mut Prober<'_>,
+    base: &Call,
+    docs: &sfop_core::Docs,
+    log: &mut Log,
+) {
+    const CURSOR: &str = "befor_inquiry_trace_info";
+    let documents =
+        |list: &[sfop_core::manifest::FieldDoc], name: &str| list.iter().any(|f| f.name == name);
+    if !(documents(&docs.response, "next_page_yn")
+        && documents(&docs.response, CURSOR)
+        && documents(&docs.request, CURSOR))
+    {
+        log.push(CheckResult::skip(
+            "CONF-PAGING",
+            PH,
+            "paging",
+            "the API documents no next_page_yn / befor_inquiry_trace_info paging",
+        ));
+        return;
+    }
+    let mut call = base.clone();
+    let mut seen: Vec<String> = Vec::new();
+    let mut total: Option<String> = None;
+    let mut problems = Vec::new();
+    let mut pages = 0;
+    loop {
+        call.refresh_tran_ids(bench);
+        pages += 1;
+        let name = format!("paging: page {pages}");
+        let reply = match fate(prober.served, &call).await {
+            Fate::Answered(reply) => reply,
+            other => {
+                if let Some(c) = misfortune(PH, "CONF-PAGING", &name, &call, other, prober.served) {
+                    log.push(c);
+                }
+                return;
+            }
+        };
+        prober.answers.push((name, reply.clone()));
+        let body = reply.json().unwrap_or(Value::Null);
+        if body.get("rsp_code").and_then(Value::as_str) != Some("A0000") {
+            if pages == 1 {
+                log.push(CheckResult::skip(
+                    "CONF-PAGING",
+                    PH,
+                    "paging",
+                    format!("the example's first page answered {}", reply.brief()),
+                ));
+            } else {
+                problems.push(format!("page {pages} answered {}", reply.brief()));
+            }
+            break;
+        }
+        let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_owned);
+        if let Some(t) = text("total_record_cnt") {
+            if total.as_ref().is_some_and(|prev| *prev != t) {
+                problems.push(format!("total_record_cnt changed between pages to {t}"));
+            }
+            total = Some(t);
+        }
+        let items = body
+            .get("res_list")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if let Some(n) = text("page_record_cnt")
+            && n != items.len().to_string()
+        {
+            problems.push(format!(
+                "page {pages}: page_record_cnt {n} but {} items",
+                items.len()
+            ));
+        }
+        for item in items {
+            let key = item.to_string();
+            if seen.contains(&key) {
+                problems.push(format!("page {pages} repeats an item of an earlier page"));
+                break;
+            }
+            seen.push(key);
+        }
+        match (text("next_page_yn").as_deref(), text(CURSOR)) {
+            (Some("N"), _) => break,
+            (Some("Y"), Some(cursor)) if !cursor.is_empty() => {
+                if pages >= MAX_PAGES {
+                    problems.push(format!("still next_page_yn Y after {MAX_PAGES} pages"));
+                    break;
+                }
+                call.set_field(CURSOR, Value::String(cursor));
+            }
+            (Some("Y"), _) => {
+                problems.push(format!("page {pages}: next_page_yn Y without a cursor"));
+                break;
+            }
+            (other, _) => {
+                problems.push(format!(
+                    "page {pages}: next_page_yn is {other:?}, not Y or N"
+                ));
+                break;
+            }
+        }
+    }
+    if let Some(t) = &total
+        && problems.is_empty()
+        && *t != seen.len().to_string()
+    {
+        problems.push(format!(
+            "total_record_cnt {t}, but the pages held {} items",
+            seen.len()
+        ));
+    }
+    if log.checks.iter().any(|c| c.rule == "CONF-PAGING") {
+        return; // skipped or a misfortune already reported
+    }
+    log.push(if problems.is_empty() {
+        CheckResult::pass(
+            "CONF-PAGING",
+            PH,
+            "paging",
+            format!("{pages} pages, {} items, none repeated", seen.len()),
+        )
+    } else {
+        CheckResult::fail("CONF-PAGING", PH, "paging", problems.join("; "))
+    });
+}
+
+/// A transfer the bank booked but whose answer was lost (a scripted
+/// `timeout`): the plugin must answer `A0017` with the request's
+/// `bank_tran_id`, and the transfer must be found by `transfer-result`
+/// under that id, so the client can reconcile.
+async fn lost_answer(
+    bench: &Bench,
+    prober: &mut Prober<'_>,
+    base: &Call,
+    function: &str,
+    kind: TransferKind,
+    log: &mut Log,
+) {
+    let name = format!("{function} booked but its answer lost");
+    let mut call = base.clone();
+    call.refresh_tran_ids(bench);
+    let (Some(id), Some(amount)) = (call.tran_id(), call.amount()) else {
+        log.push(CheckResult::skip(
+            "CONF-OUTAGE",
+            PH,
+            name,
+            "the documented example names no bank_tran_id and tran_amt",
+        ));
+        return;
+    };
+    let _ = bench.faults.add(FaultRule {
+        client_id: None,
+        operation: Some(function.into()),
+        fault: FaultKind::Timeout,
+        rsp_code: None,
+        rsp_message: None,
+        times: Some(1),
+    });
+    let fate = fate(prober.served, &call).await;
+    bench.faults.clear();
+    let reply = match fate {
+        Fate::Answered(reply) => reply,
+        other => {
+            if let Some(c) = misfortune(PH, "CONF-OUTAGE", &name, &call, other, prober.served) {
+                log.push(c);
+            }
+            return;
+        }
+    };
+    let expect = Expect {
+        rsp_code: Some("A0017".into()),
+        fields: std::collections::BTreeMap::from([("bank_tran_id".to_owned(), id.clone())]),
+        ..Expect::default()
+    };
+    let judged = judge("CONF-OUTAGE", &name, &call, &reply, &expect);
+    prober.answers.push((name.clone(), reply));
+    if judged.outcome != crate::Outcome::Pass {
+        log.push(judged);
+        return;
+    }
+    let institution = Claims {
+        client_id: DEMO_CLIENT_ID.into(),
+        client_use_code: Some(DEMO_CLIENT_USE_CODE.into()),
+        user_seq_no: None,
+        scopes: vec!["oob".into()],
+        fintech_use_nums: Vec::new(),
+    };
+    let now = sfop_core::time::now_millis();
+    let date = sfop_core::time::format_dtm(now, sfop_core::time::KST_OFFSET_MINUTES);
+    let found = bench.bank.transfer_result(
+        &BankCall {
+            caller: Some(&institution),
+            now_millis: now,
+            utc_offset_minutes: sfop_core::time::KST_OFFSET_MINUTES,
+        },
+        &[ResultQuery {
+            kind,
+            org_bank_tran_id: id.clone(),
+            org_bank_tran_date: date.get(..8).unwrap_or_default().into(),
+            org_tran_amt: amount,
+        }],
+    );
+    log.push(match found.as_deref() {
+        Ok([Ok(_)]) => CheckResult::pass(
+            "CONF-OUTAGE",
+            PH,
+            name,
+            format!("A0017 with bank_tran_id {id}; transfer-result finds the booked transfer"),
+        ),
+        other => CheckResult::fail(
+            "CONF-OUTAGE",
+            PH,
+            name,
+            format!(
+                "A0017 with bank_tran_id {id}, but transfer-result does not find it \
+                 (the plugin asked the bank under another id?): {other:?}"
+            ),
+        ),
+    });
 }
 
 /// Accounts to try for consent refusals, with the code each must get.

@@ -136,10 +136,6 @@ pub async fn run(package: &Package, options: &RunOptions) -> Result<Report, Test
     for c in statics.checks {
         log.push(c);
     }
-    let touches_banks = statics
-        .ledger_functions
-        .iter()
-        .any(|f| statics::BANK_FUNCTIONS.contains(&f.as_str()));
 
     let scratch = match &options.scratch_dir {
         Some(dir) => {
@@ -188,7 +184,14 @@ pub async fn run(package: &Package, options: &RunOptions) -> Result<Report, Test
     match loaded {
         Some(api) => {
             let candidate = bench.serve(api).await?;
-            conformance::run(&bench, candidate, package, touches_banks, &mut log).await;
+            conformance::run(
+                &bench,
+                candidate,
+                package,
+                &statics.ledger_functions,
+                &mut log,
+            )
+            .await;
             robustness::run(&bench, candidate, package, &mut log).await;
             robustness::budget(&bench, candidate, package, options, &mut log).await;
             match &options.live {
@@ -250,4 +253,31 @@ pub async fn run_and_attest(
         None
     };
     Ok((report, attestation))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Outcome = Result<(Report, Option<Attestation>), TestbedError>;
+    type SendFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Outcome> + Send + 'a>>;
+
+    /// The management center runs the testbed inside boxed `Send` futures
+    /// (its promotion gate); this stops compiling if a run stops being `Send`.
+    #[allow(dead_code)]
+    fn runs_are_send<'a>(
+        package: &'a Package,
+        options: &'a RunOptions,
+        signer: &'a AttestationSigner,
+    ) -> SendFuture<'a> {
+        Box::pin(run_and_attest(package, options, signer))
+    }
+
+    #[test]
+    fn signer_and_keys_are_shareable() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<AttestationSigner>();
+        shareable::<TrustedKey>();
+        shareable::<RunOptions>();
+    }
 }

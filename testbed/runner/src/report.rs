@@ -62,8 +62,12 @@ pub const RULES: &[(&str, &str)] = &[
         "accounts are the caller's and consented: another user's number is A0304, no transfer consent is A0306",
     ),
     (
+        "CONF-PAGING",
+        "paging follows befor_inquiry_trace_info to the last page without repeats, and the items add up to total_record_cnt",
+    ),
+    (
         "CONF-OUTAGE",
-        "a participant bank outage is answered HTTP 200 with A0017",
+        "a participant bank outage is answered HTTP 200 with A0017; a transfer booked whose answer was lost is A0017 with its bank_tran_id, and transfer-result finds it",
     ),
     (
         "CONF-CASE",
@@ -294,6 +298,18 @@ impl Report {
         bytes
     }
 
+    /// Lower-case hex SHA-256 of [`Report::to_json`]: what an attestation's
+    /// `report_sha256` names. A report stored as a `serde_json::Value` and
+    /// read back with [`Report::from_json`] hashes the same.
+    pub fn sha256(&self) -> String {
+        crate::package::sha256_hex(&self.to_json())
+    }
+
+    /// Parses a report JSON document.
+    pub fn from_json(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
     /// Per rule: how many checks passed, failed and were skipped, in the
     /// order of [`RULES`].
     pub fn by_rule(&self) -> Vec<(&'static str, usize, usize, usize)> {
@@ -489,6 +505,16 @@ mod tests {
         assert!(html.contains("x&lt;script&gt;"));
         assert!(html.contains("bank_nm &amp; co"));
         assert!(html.contains("case &lt;b&gt;"));
+    }
+
+    #[test]
+    fn a_report_stored_as_a_json_value_hashes_the_same() -> Result<(), serde_json::Error> {
+        let r = report();
+        let stored = serde_json::to_value(&r)?;
+        let back: Report = serde_json::from_value(stored)?;
+        assert_eq!(back.sha256(), r.sha256());
+        assert_eq!(Report::from_json(&r.to_json())?, r);
+        Ok(())
     }
 
     #[test]

@@ -336,3 +336,49 @@ async fn the_cli_writes_reports_and_exits_non_zero_on_failure() -> Result<()> {
     assert!(!bad.join("attestation.json").exists());
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn own_cases_and_declared_budgets_are_held_to() -> Result<()> {
+    let bank_status = package("api/bank-status")?;
+    // A case whose expectation the API does not meet.
+    let wrong_case = Package::from_parts(
+        bank_status.manifest_text.clone(),
+        bank_status.component.clone(),
+        Some(
+            "[[case]]\nname = \"nine banks\"\n[case.expect]\nfields = { res_cnt = \"9\" }\n".into(),
+        ),
+    )?;
+    let report = run(&wrong_case, &RunOptions::default()).await?;
+    assert_eq!(
+        report.failed_rules(),
+        BTreeSet::from(["CONF-CASE"]),
+        "{}",
+        failures(&report)
+    );
+    let row = report
+        .checks
+        .iter()
+        .find(|c| c.name == "case: nine banks")
+        .context("the case's row")?;
+    assert!(
+        row.detail.contains("res_cnt is \"8\", expected \"9\""),
+        "{}",
+        row.detail
+    );
+
+    // A memory budget below what the component needs (its initial memory
+    // alone is over 1 MiB).
+    let tight = Package::from_parts(
+        format!("{}\n[budget]\nmemory_mib = 1\n", bank_status.manifest_text),
+        bank_status.component.clone(),
+        None,
+    )?;
+    let report = run(&tight, &RunOptions::default()).await?;
+    assert_eq!(
+        report.failed_rules(),
+        BTreeSet::from(["RES-MEMORY"]),
+        "{}",
+        failures(&report)
+    );
+    Ok(())
+}
