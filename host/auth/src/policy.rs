@@ -9,7 +9,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use biscuit_auth::builder::Term;
 use biscuit_auth::error::{FailedCheck, Logic, Token};
@@ -105,11 +104,7 @@ impl PolicyConfig {
 impl Default for PolicyConfig {
     fn default() -> Self {
         Self {
-            limits: AuthorizerLimits {
-                max_facts: 1_000,
-                max_iterations: 100,
-                max_time: Duration::from_millis(5),
-            },
+            limits: crate::token::run_limits(),
             bank_consent: Vec::new(),
             cache_capacity: 10_000,
         }
@@ -751,7 +746,7 @@ mod tests {
                 limits: AuthorizerLimits {
                     max_facts: 50,
                     max_iterations: 10,
-                    max_time: Duration::from_millis(50),
+                    max_time: std::time::Duration::from_millis(50),
                 },
                 ..PolicyConfig::default()
             },

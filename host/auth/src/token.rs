@@ -142,11 +142,25 @@ pub fn verify(ring: &KeyRing, token: &str) -> Result<Verified, TokenError> {
     })
 }
 
+/// Datalog run limits for reading and deciding a token. Facts and
+/// iterations bound the work a hostile attenuation block can cause; the time
+/// limit is wall-clock time, a backstop only, so it is generous enough that a
+/// preempted thread on a loaded machine does not turn a valid token into a
+/// refusal (biscuit's default, 1 ms, did: tokens were refused under load).
+pub fn run_limits() -> biscuit_auth::AuthorizerLimits {
+    biscuit_auth::AuthorizerLimits {
+        max_facts: 1_000,
+        max_iterations: 100,
+        max_time: std::time::Duration::from_millis(100),
+    }
+}
+
 /// The authority block's grant: facts only the root key could have signed.
 /// (Queries see the authority block and the authoriser only; facts that later
 /// blocks declare are not trusted by default.)
 fn read_grant(biscuit: &Biscuit) -> Result<(Claims, u64), TokenError> {
     let mut authorizer = AuthorizerBuilder::new()
+        .set_limits(run_limits())
         .build(biscuit)
         .map_err(|_| TokenError::Rejected)?;
     let limit_or_incomplete = |e: biscuit_auth::error::Token| match e {

@@ -40,6 +40,7 @@ const FAULTS: &[&str] = &["trap", "memory", "bad_response", "overloaded"];
 const RUNAWAYS: &[&str] = &["deadline", "timeout"];
 const OUTCOMES: &[&str] = &[
     "ok",
+    "server_error",
     "deadline",
     "timeout",
     "memory",
@@ -66,7 +67,8 @@ pub(crate) async fn fate(served: &Served, call: &Call) -> Fate {
         Fate::Runaway(reply)
     } else if let Some(label) = FAULTS.iter().find(|l| grew(l)) {
         Fate::Fault((*label).to_owned(), reply)
-    } else if grew("ok") {
+    } else if grew("ok") || grew("server_error") {
+        // The plugin answered (a 5xx answer is its own, counted apart).
         Fate::Answered(reply)
     } else {
         Fate::Gateway(reply)
