@@ -2,175 +2,9 @@
 //! (documented fields, response codes, routes, scope), and deprecations with
 //! their sunset dates.
 
-use std::collections::BTreeMap;
-
-use sfop_core::Manifest;
-use sfop_core::manifest::FieldDoc;
+use sfop_core::contract::{Change, diff};
 
 use crate::{ApiEntry, VersionState};
-
-/// What happened to one part of the contract.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum ChangeKind {
-    Added,
-    Removed,
-    Changed,
-}
-
-impl ChangeKind {
-    pub fn label(self) -> &'static str {
-        match self {
-            ChangeKind::Added => "added",
-            ChangeKind::Removed => "removed",
-            ChangeKind::Changed => "changed",
-        }
-    }
-}
-
-/// One difference between two versions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    pub kind: ChangeKind,
-    /// What changed, e.g. `response field balance_amt`.
-    pub subject: String,
-    /// How, e.g. `N(12) → N(13)`; empty when `kind` says it all.
-    pub detail: String,
-    /// Whether existing callers may break: a removed or newly required
-    /// request field, a removed response field, a changed type or route.
-    pub breaking: bool,
-}
-
-fn field_text(f: &FieldDoc) -> String {
-    format!("{}{}", f.kind, if f.required { ", required" } else { "" })
-}
-
-fn diff_fields(out: &mut Vec<Change>, side: &str, old: &[FieldDoc], new: &[FieldDoc]) {
-    let old: BTreeMap<&str, &FieldDoc> = old.iter().map(|f| (f.name.as_str(), f)).collect();
-    let new: BTreeMap<&str, &FieldDoc> = new.iter().map(|f| (f.name.as_str(), f)).collect();
-    let request = side == "request";
-    for (name, f) in &new {
-        match old.get(name) {
-            None => out.push(Change {
-                kind: ChangeKind::Added,
-                subject: format!("{side} field {name}"),
-                detail: field_text(f),
-                breaking: request && f.required,
-            }),
-            Some(o) => {
-                let mut details = Vec::new();
-                if o.kind != f.kind {
-                    details.push(format!("type {} → {}", o.kind, f.kind));
-                }
-                if o.required != f.required {
-                    details.push(if f.required {
-                        "now required".to_owned()
-                    } else {
-                        "now optional".to_owned()
-                    });
-                }
-                if o.description != f.description {
-                    details.push(format!("description: {}", f.description));
-                }
-                if !details.is_empty() {
-                    out.push(Change {
-                        kind: ChangeKind::Changed,
-                        subject: format!("{side} field {name}"),
-                        detail: details.join("; "),
-                        breaking: o.kind != f.kind || (request && f.required && !o.required),
-                    });
-                }
-            }
-        }
-    }
-    for name in old.keys().filter(|n| !new.contains_key(*n)) {
-        out.push(Change {
-            kind: ChangeKind::Removed,
-            subject: format!("{side} field {name}"),
-            detail: String::new(),
-            breaking: !request,
-        });
-    }
-}
-
-/// The contract diff from `old` to `new`.
-pub fn contract_diff(old: &Manifest, new: &Manifest) -> Vec<Change> {
-    let mut out = Vec::new();
-    if old.scope != new.scope {
-        out.push(Change {
-            kind: ChangeKind::Changed,
-            subject: "scope".into(),
-            detail: format!("{} → {}", old.scope, new.scope),
-            breaking: true,
-        });
-    }
-    for route in new.routes.iter().filter(|r| !old.routes.contains(r)) {
-        out.push(Change {
-            kind: ChangeKind::Added,
-            subject: format!("route {route}"),
-            detail: String::new(),
-            breaking: false,
-        });
-    }
-    for route in old.routes.iter().filter(|r| !new.routes.contains(r)) {
-        out.push(Change {
-            kind: ChangeKind::Removed,
-            subject: format!("route {route}"),
-            detail: String::new(),
-            breaking: true,
-        });
-    }
-    let empty = sfop_core::Docs::default();
-    let (od, nd) = (
-        old.docs.as_ref().unwrap_or(&empty),
-        new.docs.as_ref().unwrap_or(&empty),
-    );
-    diff_fields(&mut out, "request", &od.request, &nd.request);
-    diff_fields(&mut out, "response", &od.response, &nd.response);
-    let old_codes: BTreeMap<&str, &str> = od
-        .codes
-        .iter()
-        .map(|c| (c.code.as_str(), c.meaning.as_str()))
-        .collect();
-    let new_codes: BTreeMap<&str, &str> = nd
-        .codes
-        .iter()
-        .map(|c| (c.code.as_str(), c.meaning.as_str()))
-        .collect();
-    for (code, meaning) in &new_codes {
-        match old_codes.get(code) {
-            None => out.push(Change {
-                kind: ChangeKind::Added,
-                subject: format!("response code {code}"),
-                detail: (*meaning).to_owned(),
-                breaking: false,
-            }),
-            Some(m) if m != meaning => out.push(Change {
-                kind: ChangeKind::Changed,
-                subject: format!("response code {code}"),
-                detail: (*meaning).to_owned(),
-                breaking: false,
-            }),
-            Some(_) => {}
-        }
-    }
-    for code in old_codes.keys().filter(|c| !new_codes.contains_key(*c)) {
-        out.push(Change {
-            kind: ChangeKind::Removed,
-            subject: format!("response code {code}"),
-            detail: String::new(),
-            breaking: false,
-        });
-    }
-    if old.description != new.description {
-        out.push(Change {
-            kind: ChangeKind::Changed,
-            subject: "description".into(),
-            detail: new.description.clone(),
-            breaking: false,
-        });
-    }
-    out
-}
 
 /// One change notice: a version and what it changes, or a deprecation.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,7 +37,7 @@ pub(crate) fn notices(apis: &[ApiEntry]) -> Vec<Notice> {
                 state: v.state.clone(),
                 at_ms: v.uploaded_at_ms,
                 changes: previous
-                    .map(|p| contract_diff(&p.manifest, &v.manifest))
+                    .map(|p| diff(&p.manifest, &v.manifest))
                     .unwrap_or_default(),
             });
         }
@@ -215,6 +49,8 @@ pub(crate) fn notices(apis: &[ApiEntry]) -> Vec<Notice> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sfop_core::Manifest;
+    use sfop_core::contract::ChangeKind;
 
     fn manifest(version: &str, extra: &str) -> Manifest {
         let text = format!(
@@ -278,19 +114,19 @@ mod tests {
             description = "Withdrawable"
             "#,
         );
-        let changes = contract_diff(&old, &new);
+        let changes = diff(&old, &new);
         let find = |subject: &str| changes.iter().find(|c| c.subject == subject);
         let added = find("request field tran_dtime");
-        assert!(matches!(added, Some(c) if c.kind == ChangeKind::Added && c.breaking));
+        assert!(matches!(added, Some(c) if c.kind == ChangeKind::Added && c.is_breaking()));
         let changed = find("response field balance_amt");
         assert!(
-            matches!(changed, Some(c) if c.kind == ChangeKind::Changed && c.detail == "type N(12) → N(13)")
+            matches!(changed, Some(c) if c.kind == ChangeKind::Changed && c.detail() == "N(12) → N(13)")
         );
-        assert!(matches!(find("response field available_amt"), Some(c) if !c.breaking));
+        assert!(matches!(find("response field available_amt"), Some(c) if !c.is_breaking()));
         assert!(
-            matches!(find("response field bank_name"), Some(c) if c.kind == ChangeKind::Removed && c.breaking)
+            matches!(find("response field bank_name"), Some(c) if c.kind == ChangeKind::Removed && c.is_breaking())
         );
         assert_eq!(changes.len(), 4, "{changes:?}");
-        assert!(contract_diff(&old, &old).is_empty());
+        assert!(diff(&old, &old).is_empty());
     }
 }

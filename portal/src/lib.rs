@@ -25,9 +25,9 @@ use sfop_auth::ClientRegistry;
 use sfop_core::Manifest;
 use sfop_store::Store;
 
-pub use changes::{Change, ChangeKind, contract_diff};
 pub use developers::{Developer, Developers};
 pub use openapi::openapi;
+pub use sfop_core::contract::{Change, ChangeKind};
 
 /// Every API the platform knows. Implemented by the management center's
 /// registry; until then the platform binary implements it over the live route

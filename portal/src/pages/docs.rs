@@ -381,12 +381,11 @@ pub(super) fn notice_html(n: &Notice) -> String {
                     "<li><b>{}</b> {}{}{}</li>",
                     c.kind.label(),
                     escape(&c.subject),
-                    if c.detail.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", escape(&c.detail))
+                    match c.detail() {
+                        d if d.is_empty() => String::new(),
+                        d => format!(": {}", escape(&d)),
                     },
-                    if c.breaking {
+                    if c.is_breaking() {
                         " <span class=\"badge deprecated\">breaking</span>"
                     } else {
                         ""

@@ -83,7 +83,7 @@ async fn promotion_changes_catalogue_api_page_and_feed_without_restart() -> Resu
     );
     // The diff, as escaped HTML inside the XML.
     assert!(feed.contains("response field available_amt"), "{feed}");
-    assert!(feed.contains("type N(12) → N(13)"), "{feed}");
+    assert!(feed.contains("N(12) → N(13)"), "{feed}");
     let changes = t.get("/portal/changes").await.text();
     assert!(
         changes.contains("<b>added</b> response field available_amt"),

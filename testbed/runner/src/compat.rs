@@ -2,11 +2,9 @@
 //! checked against the semver bump, and a replay of the live version's
 //! example and cases against both versions with a field-level diff.
 
-use std::collections::BTreeMap;
-
 use semver::Version;
 use serde_json::Value;
-use sfop_core::{Docs, Manifest};
+use sfop_core::contract::{Bump, Change, diff};
 
 use crate::answer::json_type;
 use crate::bench::{Bench, HttpReply, send};
@@ -18,235 +16,24 @@ use crate::{Log, TestbedError};
 
 const PH: Phase = Phase::Compatibility;
 
-/// How big a change or a version bump is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Patch,
-    Minor,
-    Major,
+/// The step from the live version to the candidate; an equal or lower
+/// version (refused by `COMPAT-VERSION`) counts as a patch.
+fn bump(live: &Version, candidate: &Version) -> Bump {
+    Bump::between(live, candidate).unwrap_or(Bump::Patch)
 }
 
-impl Level {
-    fn as_str(self) -> &'static str {
-        match self {
-            Level::Patch => "patch",
-            Level::Minor => "minor",
-            Level::Major => "major",
-        }
-    }
-}
-
-/// What a version bump allows: for `0.y.z`, a `y` bump may break and a `z`
-/// bump may add (Cargo's reading of semver).
-pub fn bump(live: &Version, candidate: &Version) -> Level {
-    if live.major != candidate.major {
-        Level::Major
-    } else if live.major == 0 {
-        if live.minor != candidate.minor {
-            Level::Major
-        } else if live.patch != candidate.patch {
-            Level::Minor
-        } else {
-            Level::Patch
-        }
-    } else if live.minor != candidate.minor {
-        Level::Minor
-    } else {
-        Level::Patch
-    }
-}
-
-/// One change of the documented contract.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContractChange {
-    pub diff: FieldDiff,
-    pub level: Level,
-}
-
-fn change(
-    path: String,
-    what: &str,
-    live: Option<String>,
-    candidate: Option<String>,
-    level: Level,
-) -> ContractChange {
-    ContractChange {
-        diff: FieldDiff {
-            path,
-            change: what.into(),
-            live,
-            candidate,
-        },
-        level,
-    }
-}
-
-/// The contract diff between two manifests: scope, routes, documented
-/// request and response fields, response codes.
-pub fn contract_diff(live: &Manifest, candidate: &Manifest) -> Vec<ContractChange> {
-    let mut out = Vec::new();
-    if live.scope != candidate.scope {
-        out.push(change(
-            "(scope)".into(),
-            "changed",
-            Some(live.scope.clone()),
-            Some(candidate.scope.clone()),
-            Level::Major,
-        ));
-    }
-    for r in &live.routes {
-        if !candidate.routes.contains(r) {
-            out.push(change(
-                format!("(route) {r}"),
-                "removed",
-                Some(r.to_string()),
-                None,
-                Level::Major,
-            ));
-        }
-    }
-    for r in &candidate.routes {
-        if !live.routes.contains(r) {
-            out.push(change(
-                format!("(route) {r}"),
-                "added",
-                None,
-                Some(r.to_string()),
-                Level::Minor,
-            ));
-        }
-    }
-    let empty = Docs::default();
-    let (ld, cd) = (
-        live.docs.as_ref().unwrap_or(&empty),
-        candidate.docs.as_ref().unwrap_or(&empty),
-    );
-    let describe =
-        |kind: &str, required: bool| format!("{kind}{}", if required { ", required" } else { "" });
-    // Request fields: clients send these.
-    let lreq: BTreeMap<&str, _> = ld.request.iter().map(|f| (f.name.as_str(), f)).collect();
-    let creq: BTreeMap<&str, _> = cd.request.iter().map(|f| (f.name.as_str(), f)).collect();
-    for (name, l) in &lreq {
-        let lt = Some(describe(&l.kind, l.required));
-        match creq.get(name) {
-            // The API ignores what callers still send: not breaking.
-            None => out.push(change(
-                format!("request {name}"),
-                "removed",
-                lt,
-                None,
-                Level::Minor,
-            )),
-            Some(c) => {
-                let ct = Some(describe(&c.kind, c.required));
-                if c.kind != l.kind {
-                    out.push(change(
-                        format!("request {name}"),
-                        "type",
-                        lt,
-                        ct,
-                        Level::Major,
-                    ));
-                } else if c.required && !l.required {
-                    out.push(change(
-                        format!("request {name}"),
-                        "now required",
-                        lt,
-                        ct,
-                        Level::Major,
-                    ));
-                } else if !c.required && l.required {
-                    out.push(change(
-                        format!("request {name}"),
-                        "now optional",
-                        lt,
-                        ct,
-                        Level::Minor,
-                    ));
-                }
-            }
-        }
-    }
-    for (name, c) in &creq {
-        if !lreq.contains_key(name) {
-            let level = if c.required {
-                Level::Major
-            } else {
-                Level::Minor
-            };
-            out.push(change(
-                format!("request {name}"),
-                "added",
-                None,
-                Some(describe(&c.kind, c.required)),
-                level,
-            ));
-        }
-    }
-    // Response fields: clients read these.
-    let lres: BTreeMap<&str, &str> = ld
-        .response
+/// The documented contract's changes (`sfop_core::contract`, the one
+/// definition the management center and the portal use too), as report rows.
+fn contract_rows(changes: &[Change]) -> Vec<FieldDiff> {
+    changes
         .iter()
-        .map(|f| (f.name.as_str(), f.kind.as_str()))
-        .collect();
-    let cres: BTreeMap<&str, &str> = cd
-        .response
-        .iter()
-        .map(|f| (f.name.as_str(), f.kind.as_str()))
-        .collect();
-    for (name, lk) in &lres {
-        match cres.get(name) {
-            None => out.push(change(
-                format!("response {name}"),
-                "removed",
-                Some((*lk).into()),
-                None,
-                Level::Major,
-            )),
-            Some(ck) if ck != lk => out.push(change(
-                format!("response {name}"),
-                "type",
-                Some((*lk).into()),
-                Some((*ck).into()),
-                Level::Major,
-            )),
-            Some(_) => {}
-        }
-    }
-    for (name, ck) in &cres {
-        if !lres.contains_key(name) {
-            out.push(change(
-                format!("response {name}"),
-                "added",
-                None,
-                Some((*ck).into()),
-                Level::Minor,
-            ));
-        }
-    }
-    for c in &cd.codes {
-        if !ld.codes.iter().any(|l| l.code == c.code) {
-            out.push(change(
-                format!("code {}", c.code),
-                "added",
-                None,
-                Some(c.meaning.clone()),
-                Level::Minor,
-            ));
-        }
-    }
-    for l in &ld.codes {
-        if !cd.codes.iter().any(|c| c.code == l.code) {
-            out.push(change(
-                format!("code {}", l.code),
-                "removed",
-                Some(l.meaning.clone()),
-                None,
-                Level::Minor,
-            ));
-        }
-    }
-    out
+        .map(|c| FieldDiff {
+            path: c.subject.clone(),
+            change: format!("{} ({} change)", c.kind.label(), c.needs),
+            live: c.before.clone(),
+            candidate: c.after.clone(),
+        })
+        .collect()
 }
 
 /// Keys whose values differ between any two calls (ids, times, balances).
@@ -386,16 +173,12 @@ pub(crate) async fn run(
         )
     });
 
-    let changes = contract_diff(lm, cm);
-    let needed = changes
-        .iter()
-        .map(|c| c.level)
-        .max()
-        .unwrap_or(Level::Patch);
+    let changes = diff(lm, cm);
+    let needed = Bump::required(&changes);
     let breaking: Vec<String> = changes
         .iter()
-        .filter(|c| c.level == Level::Major)
-        .map(|c| format!("{} {}", c.diff.path, c.diff.change))
+        .filter(|c| c.is_breaking())
+        .map(ToString::to_string)
         .collect();
     let documented = lm.docs.is_some() && cm.docs.is_some();
     let mut row = if allowed >= needed {
@@ -436,7 +219,7 @@ pub(crate) async fn run(
             ),
         )
     };
-    row.diff = changes.into_iter().map(|c| c.diff).collect();
+    row.diff = contract_rows(&changes);
     log.push(row);
 
     // Replay the live version's requests against both.
@@ -532,7 +315,7 @@ pub(crate) async fn run(
         };
         let diff = replay_diff(&lr, &cr);
         let broken = diff.iter().filter(|d| breaks(d)).count();
-        let outcome = if broken > 0 && allowed < Level::Major {
+        let outcome = if broken > 0 && allowed < Bump::Major {
             Outcome::Fail
         } else {
             Outcome::Pass
@@ -585,11 +368,11 @@ mod tests {
     #[test]
     fn bumps_read_semver_like_cargo() {
         let v = |s: &str| Version::parse(s).unwrap_or_else(|_| Version::new(0, 0, 0));
-        assert_eq!(bump(&v("1.0.0"), &v("2.0.0")), Level::Major);
-        assert_eq!(bump(&v("1.0.0"), &v("1.1.0")), Level::Minor);
-        assert_eq!(bump(&v("1.0.0"), &v("1.0.1")), Level::Patch);
-        assert_eq!(bump(&v("0.1.0"), &v("0.2.0")), Level::Major);
-        assert_eq!(bump(&v("0.1.0"), &v("0.1.1")), Level::Minor);
+        assert_eq!(bump(&v("1.0.0"), &v("2.0.0")), Bump::Major);
+        assert_eq!(bump(&v("1.0.0"), &v("1.1.0")), Bump::Minor);
+        assert_eq!(bump(&v("1.0.0"), &v("1.0.1")), Bump::Patch);
+        assert_eq!(bump(&v("0.1.0"), &v("0.2.0")), Bump::Major);
+        assert_eq!(bump(&v("0.1.0"), &v("0.1.1")), Bump::Minor);
     }
 
     #[test]
