@@ -22,7 +22,7 @@ use semver::Version;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{CanarySpec, DataPlane, Error, Management, Package, Sticky, Upload};
+use crate::{CanarySpec, DataPlane, Error, Management, Sticky, Upload};
 
 /// The routes this module answers.
 pub const ROUTES: &[(&str, &str)] = &[
@@ -122,8 +122,9 @@ async fn route<P: DataPlane>(
         }
         ("POST", "/admin/v1/apis/push") => {
             let upload: Upload = parse(body)?;
-            let package =
-                Package::from_upload(upload).map_err(|e| Error::Invalid(e.to_string()))?;
+            let package = upload
+                .into_package()
+                .map_err(|e| Error::Invalid(e.to_string()))?;
             let record = mgmt.push(package, actor).await?;
             created(json!({
                 "name": record.name,

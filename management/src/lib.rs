@@ -27,9 +27,10 @@ use sfop_core::time::now_millis;
 use sfop_store::{Store, TxError};
 use tokio::sync::{Mutex, watch};
 
-pub use package::{Package, PackageError, Upload};
+pub use package::Upload;
 pub use plane::{CanarySplit, DataPlane, Gate, GateFuture, Health, Published, Sticky, Verdict};
 pub use registry::{ApiRecord, CanaryRecord, TestRecord, VersionRecord, VersionState};
+pub use sfop_core::package::{Package, PackageError};
 
 use audit::Event;
 use registry::{Trees, version_key};
@@ -287,7 +288,7 @@ impl<P: DataPlane> Management<P> {
             component_sha256: component_sha256.clone(),
             manifest_sha256,
             manifest: package.manifest_text,
-            cases: package.cases,
+            cases: package.cases_text,
             uploaded_at_ms: now_millis(),
             uploaded_by: actor.to_owned(),
             test: None,
@@ -951,7 +952,7 @@ impl<P: DataPlane> Management<P> {
                 record.name, record.version
             ))
         })?;
-        Package::new(record.manifest.clone(), component, record.cases.clone())
+        Package::from_parts(record.manifest.clone(), component, record.cases.clone())
             .map_err(|e| Error::Invalid(e.to_string()))
     }
 

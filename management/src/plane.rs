@@ -9,7 +9,7 @@ use std::pin::Pin;
 
 use sfop_core::Manifest;
 
-use crate::package::Package;
+use sfop_core::package::Package;
 
 /// How one API is served after a publish.
 #[derive(Debug, Clone)]

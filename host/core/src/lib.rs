@@ -11,6 +11,7 @@ pub mod form;
 pub mod html;
 pub mod ledger;
 pub mod manifest;
+pub mod package;
 pub mod time;
 
 pub use backend::{BankBackend, Claims, KvError, KvStore};

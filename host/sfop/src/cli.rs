@@ -70,7 +70,7 @@ pub async fn api(target: Target, command: ApiCommand) -> Result<()> {
                 package.manifest.version.to_string(),
             );
             let kib = package.component.len() / 1024;
-            let upload = serde_json::to_value(package.to_upload())?;
+            let upload = serde_json::to_value(sfop_management::Upload::of(&package))?;
             let pushed = step(
                 &format!("pushing {name}@{version} ({kib} KiB)"),
                 target.send("POST", "/admin/v1/apis/push", Some(upload)),

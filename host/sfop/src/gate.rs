@@ -30,26 +30,16 @@ impl TestbedGate {
     }
 }
 
-fn testbed_package(package: &Package) -> Result<sfop_testbed::Package, String> {
-    sfop_testbed::Package::from_parts(
-        package.manifest_text.clone(),
-        package.component.clone(),
-        package.cases.clone(),
-    )
-    .map_err(|e| e.to_string())
-}
-
 impl Gate for TestbedGate {
     fn test<'a>(&'a self, candidate: &'a Package, live: Option<&'a Package>) -> GateFuture<'a> {
         Box::pin(async move {
-            let candidate = testbed_package(candidate)?;
             let options = RunOptions {
-                live: live.map(testbed_package).transpose()?,
+                live: live.cloned(),
                 scratch_dir: Some(self.scratch.clone()),
                 ..RunOptions::default()
             };
             let (report, attestation) =
-                sfop_testbed::run_and_attest(&candidate, &options, &self.signer)
+                sfop_testbed::run_and_attest(candidate, &options, &self.signer)
                     .await
                     .map_err(|e| e.to_string())?;
             Ok(Verdict {
@@ -65,7 +55,6 @@ impl Gate for TestbedGate {
     fn verify(&self, attestation: &str, package: &Package) -> Result<(), String> {
         let attestation =
             Attestation::from_json(attestation.as_bytes()).map_err(|e| e.to_string())?;
-        sfop_testbed::verify(&attestation, &self.trusted, &testbed_package(package)?)
-            .map_err(|e| e.to_string())
+        sfop_testbed::verify(&attestation, &self.trusted, package).map_err(|e| e.to_string())
     }
 }

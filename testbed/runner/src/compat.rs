@@ -249,7 +249,7 @@ pub(crate) async fn run(
         b.refresh_tran_ids(bench);
         replays.push(("documented example of the live version".into(), a, b, None));
     }
-    for case in live.cases().cases {
+    for case in crate::package::cases(live).unwrap_or_default().cases {
         replays.push((
             format!("live case: {}", case.name),
             Call::from_case(lm, &case, bench),

@@ -143,7 +143,7 @@ pub(crate) async fn run(
     };
 
     // The package's own cases.
-    for case in package.cases().cases {
+    for case in crate::package::cases(package).unwrap_or_default().cases {
         let call = Call::from_case(manifest, &case, bench);
         for rule in &case.faults {
             let _ = bench.faults.add(rule.clone());

@@ -18,6 +18,10 @@ pub const RULES: &[(&str, &str)] = &[
         "component and manifest within the platform's size limits",
     ),
     (
+        "STATIC-CASES",
+        "the package's testbed.toml, when it has one, parses",
+    ),
+    (
         "STATIC-COMPONENT",
         "api.wasm is a valid WebAssembly component",
     ),

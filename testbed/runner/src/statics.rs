@@ -171,6 +171,23 @@ pub(crate) fn check(package: &Package) -> Statics {
     } else {
         CheckResult::fail("STATIC-SIZE", ph, "package size", too_big.join("; "))
     });
+    if package.cases_text.is_some() {
+        checks.push(match crate::package::cases(package) {
+            Ok(cases) => CheckResult::pass(
+                "STATIC-CASES",
+                ph,
+                "testbed.toml parses",
+                format!("{} cases", cases.cases.len()),
+            ),
+            // A package never reaches the testbed with cases it ignores.
+            Err(problem) => CheckResult::fail(
+                "STATIC-CASES",
+                ph,
+                "testbed.toml parses",
+                format!("testbed.toml: {problem}"),
+            ),
+        });
+    }
 
     // Validity first: nothing else can be read from an invalid component.
     let types = if !Parser::is_component(&package.component) {

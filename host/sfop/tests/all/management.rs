@@ -87,7 +87,7 @@ fn built(group_and_name: &str) -> Result<Vec<u8>> {
 }
 
 fn echo_package(version: &str, description: &str) -> Result<Pkg> {
-    Ok(Pkg::new(
+    Ok(Pkg::from_parts(
         echo_manifest(version, description),
         built("test/echo")?,
         None,
@@ -145,7 +145,7 @@ async fn swap_under_load_fails_no_request_and_mixes_no_versions() -> Result<()> 
     let t = platform().await?;
     let mgmt = t.platform.management.clone();
     // 1.1.0 is another component, so each answer shows which one ran.
-    let next = Pkg::new(
+    let next = Pkg::from_parts(
         echo_manifest("1.1.0", "echo, second component"),
         built("test/release-b")?,
         None,
@@ -283,7 +283,7 @@ async fn canary_splits_sticks_and_rolls_back_a_failing_candidate() -> Result<()>
 
     // Operator ends this canary; then a candidate that traps is tried.
     mgmt.rollback("echo", "ops").await?;
-    let trap = Pkg::new(
+    let trap = Pkg::from_parts(
         echo_manifest("1.2.0", "echo that traps"),
         built("test/trap")?,
         None,
@@ -371,7 +371,7 @@ impl Admin<'_> {
 }
 
 fn upload(package: &Pkg) -> Result<Value> {
-    Ok(serde_json::to_value(package.to_upload())?)
+    Ok(serde_json::to_value(sfop_management::Upload::of(package))?)
 }
 
 fn refused(reply: &Reply, status: u16, needle: &str) {
@@ -416,7 +416,7 @@ async fn admin_api_refusals_change_nothing() -> Result<()> {
     let before = admin.state().await?;
 
     // Each refusal: status, the reason named, and nothing changed.
-    let garbage = Pkg::new(echo_manifest("1.1.0", "echo"), b"not wasm".to_vec(), None)?;
+    let garbage = Pkg::from_parts(echo_manifest("1.1.0", "echo"), b"not wasm".to_vec(), None)?;
     let mut other = echo_package("1.1.0", "echo, other bytes")?;
     other.component.extend_from_slice(b"\0");
     let cases: Vec<(&str, &str, Option<Value>, u16, &str)> = vec![
@@ -458,7 +458,7 @@ async fn admin_api_refusals_change_nothing() -> Result<()> {
         (
             "POST",
             "/admin/v1/apis/push",
-            Some(upload(&Pkg::new(
+            Some(upload(&Pkg::from_parts(
                 echo_manifest("3.0.0", "x"),
                 b"\0asm-not".to_vec(),
                 None,
@@ -548,7 +548,7 @@ async fn admin_api_refusals_change_nothing() -> Result<()> {
         )
         .await?;
     refused(&reply, 422, "not higher than the live version 1.1.0");
-    let breaking = Pkg::new(
+    let breaking = Pkg::from_parts(
         echo_manifest("1.2.0", "echo").replace(
             "[[routes]]\nmethod = \"GET\"\npath = \"/test/echo\"",
             "[[routes]]\nmethod = \"GET\"\npath = \"/test/echo2\"",
@@ -805,7 +805,7 @@ fn built_package(group_and_name: &str, version: Option<&str>) -> Result<Pkg> {
             &format!("version = \"{version}\""),
             1,
         );
-        package = Pkg::new(text, package.component, package.cases)?;
+        package = Pkg::from_parts(text, package.component, package.cases_text)?;
     }
     Ok(package)
 }

@@ -354,8 +354,11 @@ async fn promoting_a_release_changes_catalogue_api_page_and_feed_without_restart
             "[docs.example]",
             "[[docs.response]]\nname = \"tran_limit_amt\"\ntype = \"N(12)\"\ndescription = \"한도 (limit)\"\n\n[docs.example]",
         );
-    let package =
-        sfop_management::Package::new(manifest_text, std::fs::read(built.join("api.wasm"))?, None)?;
+    let package = sfop_management::Package::from_parts(
+        manifest_text,
+        std::fs::read(built.join("api.wasm"))?,
+        None,
+    )?;
     let mgmt = t.platform.management.clone();
     let version = semver::Version::new(1, 1, 0);
     mgmt.push(package, "ops").await?;
