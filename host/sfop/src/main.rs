@@ -296,6 +296,7 @@ fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> Result<()> {
+    let stop = stop_signal()?;
     let platform = sfop::start(args.into_config()?).await?;
     let live = platform
         .packages
@@ -316,7 +317,7 @@ async fn serve(args: ServeArgs) -> Result<()> {
             cert.display()
         );
     }
-    stop_signal().await?;
+    stop.await;
     eprintln!("stopping: draining in-flight requests");
     platform.stop().await
 }
@@ -356,18 +357,24 @@ async fn client(command: ClientCommand) -> Result<()> {
     Ok(())
 }
 
-/// SIGINT (Ctrl-C) or SIGTERM.
-async fn stop_signal() -> Result<()> {
+/// SIGINT (Ctrl-C) or SIGTERM, listened for from the moment this returns:
+/// a signal that arrives while the platform starts is not lost, and never
+/// kills the process without its drain.
+fn stop_signal() -> Result<impl Future<Output = ()>> {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
         let mut term = signal(SignalKind::terminate())?;
-        tokio::select! {
-            r = tokio::signal::ctrl_c() => r?,
-            _ = term.recv() => {}
-        }
+        let mut interrupt = signal(SignalKind::interrupt())?;
+        Ok(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = interrupt.recv() => {}
+            }
+        })
     }
     #[cfg(not(unix))]
-    tokio::signal::ctrl_c().await?;
-    Ok(())
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
 }

@@ -41,9 +41,6 @@ pub use report::{CheckResult, FieldDiff, Outcome, Phase, Report, Verdict};
 /// The version of this testbed, as reports and attestations name it.
 pub const TESTBED_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// p99 latency budget when the manifest declares none, ms.
-pub const DEFAULT_P99_MS: u32 = 500;
-
 /// Why a run could not be made at all (as opposed to a package failing it).
 #[derive(Debug, thiserror::Error)]
 pub enum TestbedError {

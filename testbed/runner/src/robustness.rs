@@ -12,7 +12,7 @@ use crate::call::Call;
 use crate::conformance::{Fate, fate, misfortune};
 use crate::package::Package;
 use crate::report::{CheckResult, Phase};
-use crate::{DEFAULT_P99_MS, Log, RunOptions};
+use crate::{Log, RunOptions};
 
 const PH: Phase = Phase::Robustness;
 
@@ -335,7 +335,10 @@ pub(crate) async fn budget(
     let p99_budget = manifest
         .budget
         .and_then(|b| b.p99_ms)
-        .unwrap_or(DEFAULT_P99_MS.min(manifest.limits.timeout_ms));
+        // Undeclared, the call's own wall-clock limit is the bound: a
+        // latency the package never promised is measured and reported, not
+        // judged against a number a loaded machine can miss.
+        .unwrap_or(manifest.limits.timeout_ms);
     let memory_budget = manifest
         .budget
         .and_then(|b| b.memory_mib)

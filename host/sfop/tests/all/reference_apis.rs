@@ -121,6 +121,12 @@ impl Bank {
                 mode: TlsMode::Off,
                 ..Default::default()
             },
+            // The APIs' behaviour is under test here; going live through the
+            // testbed has its own tests (management, gateway_crash, examples).
+            management: sfop::config::ManagementSection {
+                bootstrap: sfop::Bootstrap::Trusted,
+                ..Default::default()
+            },
             ..Config::default()
         };
         let platform = sfop::start_with_authorizer(config, Arc::new(HeaderClaims)).await?;
