@@ -57,6 +57,8 @@ enum SandboxCommand {
     Fault(FaultCommand),
 }
 
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum FaultCommand {
     /// Add a rule; prints its id. The platform checks every field.
