@@ -172,7 +172,8 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
             ..sfop_portal::PortalConfig::default()
         },
     )
-    .context("opening the developer portal")?;
+    .context("opening the developer portal")?
+    .with_sandbox(Arc::new(portal::PortalSandbox(faults.clone())));
     routes.add_prefix(
         sfop_portal::PREFIX,
         gateway.native(Arc::new(portal::PortalEndpoint(Arc::new(developer_portal)))),

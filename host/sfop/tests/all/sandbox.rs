@@ -530,3 +530,117 @@ async fn the_cli_scripts_faults() -> Result<()> {
     assert!(t.platform.faults.rules().is_empty());
     t.platform.stop().await
 }
+
+/// A developer scripts faults for their own app on its portal page, and
+/// only for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_developer_scripts_their_own_app_on_the_portal() -> Result<()> {
+    use crate::portal::{form, html_value, sign_up, text};
+    const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+    let t = platform().await?;
+    let cookie = sign_up(&t, "sandbox@example.com").await?;
+    let get = |cookie: String, path: String| {
+        let addr = t.addr();
+        async move { send(addr, "GET", &path, &[("cookie", &cookie)], Vec::new()).await }
+    };
+    let post = |cookie: String, path: String, body: Vec<u8>| {
+        let addr = t.addr();
+        async move { send(addr, "POST", &path, &[FORM, ("cookie", &cookie)], body).await }
+    };
+    let csrf = html_value(
+        &text(&get(cookie.clone(), "/portal/apps".into()).await?),
+        "csrf",
+    )
+    .context("csrf")?;
+    let registered = post(
+        cookie.clone(),
+        "/portal/apps".into(),
+        form(&[("csrf", &csrf), ("name", "Flaky app"), ("scope", "oob")]),
+    )
+    .await?;
+    assert_eq!(registered.status, 201, "{}", text(&registered));
+    let page = text(&registered);
+    let marker = "id=\"client-id\">";
+    let start = page.find(marker).context("client-id")? + marker.len();
+    let client_id = page[start..]
+        .split('<')
+        .next()
+        .context("client-id")?
+        .to_owned();
+    let faults = format!("/portal/apps/{client_id}/faults");
+
+    let added = post(
+        cookie.clone(),
+        faults.clone(),
+        form(&[
+            ("csrf", &csrf),
+            ("fault", "outage"),
+            ("operation", "balance"),
+            ("times", "2"),
+            ("bank_code", ""),
+        ]),
+    )
+    .await?;
+    assert_eq!(added.status, 303, "{}", text(&added));
+    let rules = t.platform.faults.rules();
+    assert_eq!(rules.len(), 1);
+    let rule = &rules[0];
+    assert_eq!(rule.rule.client_id.as_deref(), Some(client_id.as_str()));
+    assert_eq!(
+        (rule.rule.operation.as_deref(), rule.rule.times),
+        (Some("balance"), Some(2))
+    );
+    let app = text(&get(cookie.clone(), format!("/portal/apps/{client_id}")).await?);
+    assert!(
+        app.contains("id=\"faults\"") && app.contains("outage"),
+        "{app}"
+    );
+
+    // Bad fields: the page again with the field named, nothing stored.
+    for (fields, field) in [
+        (vec![("fault", "explode")], "fault:"),
+        (vec![("fault", "timeout"), ("times", "0")], "times:"),
+        (vec![("fault", "timeout"), ("times", "many")], "times:"),
+    ] {
+        let mut all = vec![("csrf", csrf.as_str())];
+        all.extend(fields);
+        let refused = post(cookie.clone(), faults.clone(), form(&all)).await?;
+        assert_eq!(refused.status, 400);
+        assert!(text(&refused).contains(field), "{field}");
+    }
+    assert_eq!(t.platform.faults.rules().len(), 1);
+
+    // Another developer can neither add to nor remove from this app.
+    let other = sign_up(&t, "other@example.com").await?;
+    let other_csrf = html_value(
+        &text(&get(other.clone(), "/portal/apps".into()).await?),
+        "csrf",
+    )
+    .context("csrf")?;
+    let id = rule.id.to_string();
+    let refused = post(
+        other.clone(),
+        faults.clone(),
+        form(&[("csrf", &other_csrf), ("fault", "timeout")]),
+    )
+    .await?;
+    assert_eq!(refused.status, 404);
+    let refused = post(
+        other,
+        format!("{faults}/remove"),
+        form(&[("csrf", &other_csrf), ("id", &id)]),
+    )
+    .await?;
+    assert_eq!(refused.status, 404);
+    assert_eq!(t.platform.faults.rules().len(), 1);
+
+    let removed = post(
+        cookie,
+        format!("{faults}/remove"),
+        form(&[("csrf", &csrf), ("id", &id)]),
+    )
+    .await?;
+    assert_eq!(removed.status, 303);
+    assert!(t.platform.faults.rules().is_empty());
+    t.platform.stop().await
+}
