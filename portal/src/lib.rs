@@ -37,6 +37,20 @@ pub trait Catalog: Send + Sync + fmt::Debug {
     fn apis(&self) -> Vec<ApiEntry>;
 }
 
+/// The sandbox's scripted faults, as a developer may see and change them for
+/// their own apps. Implemented by the platform binary over the virtual
+/// bank's fault script (the portal does not name the bank). Rules are JSON
+/// objects in the admin API's shape (`testbed/README.md`).
+pub trait Sandbox: Send + Sync + fmt::Debug {
+    /// The rules of `client_id`, oldest first, each with its `id`.
+    fn rules(&self, client_id: &str) -> Vec<serde_json::Value>;
+    /// Adds `rule` for `client_id` (its own `client_id` is ignored); the
+    /// new id, or a message that starts with the offending field.
+    fn add(&self, client_id: &str, rule: serde_json::Value) -> Result<u64, String>;
+    /// Removes rule `id` if it is one of `client_id`'s; whether it was.
+    fn remove(&self, client_id: &str, id: u64) -> Result<bool, String>;
+}
+
 /// One API and its versions, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiEntry {
@@ -219,6 +233,7 @@ pub struct Portal {
     clients: ClientRegistry,
     developers: Developers,
     upstream: Arc<dyn Upstream>,
+    sandbox: Option<Arc<dyn Sandbox>>,
     config: PortalConfig,
 }
 
@@ -238,8 +253,16 @@ impl Portal {
             catalog,
             clients,
             upstream,
+            sandbox: None,
             config,
         })
+    }
+
+    /// Lets developers script the sandbox's faults for their own apps on
+    /// each app's page.
+    pub fn with_sandbox(mut self, sandbox: Arc<dyn Sandbox>) -> Self {
+        self.sandbox = Some(sandbox);
+        self
     }
 
     /// The developer accounts.

@@ -11,13 +11,14 @@ use crate::ledger::{
 };
 pub use crate::ledger::{Bank, BankError};
 
-/// The `ledger` capability's backend. Every call but `bank_status` gets the
-/// verified caller from the host in [`BankCall`] and decides with it: a
-/// plugin cannot choose whom it acts for. Each operation's contract is the
+/// The `ledger` capability's backend. Every call gets the verified caller
+/// from the host in [`BankCall`] and decides with it: a plugin cannot choose
+/// whom it acts for. Each operation's contract is the
 /// WIT interface `sfop:platform/ledger` (wit/platform@0.1.0/world.wit).
 pub trait BankBackend: Send + Sync + fmt::Debug {
-    /// All participant banks, ordered by bank code.
-    fn bank_status(&self) -> Result<Vec<Bank>, BankError>;
+    /// All participant banks, ordered by bank code. The same for every
+    /// caller at a real bank; the caller lets a sandbox script outages per app.
+    fn bank_status(&self, call: &BankCall<'_>) -> Result<Vec<Bank>, BankError>;
 
     /// The caller's user with the accounts they registered with the client.
     fn user_info(&self, call: &BankCall<'_>, user_seq_no: &str) -> Result<UserInfo, BankError>;

@@ -212,7 +212,11 @@ impl HostState {
 
 impl ledger::Host for HostState {
     fn bank_status(&mut self) -> Result<Vec<ledger::Bank>, ledger::Error> {
-        let banks = self.services.bank.bank_status().map_err(bank_error)?;
+        let banks = self
+            .services
+            .bank
+            .bank_status(&self.bank_call())
+            .map_err(bank_error)?;
         Ok(banks
             .into_iter()
             .map(|b| ledger::Bank {

@@ -1,5 +1,6 @@
-//! `sfop api …` and `sfop audit …`: the operator's commands for the
-//! management center, spoken to a running platform over its admin API.
+//! `sfop api …`, `sfop audit …` and `sfop sandbox …`: the operator's
+//! commands for the management center and the sandbox, spoken to a running
+//! platform over its admin API.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use serde_json::{Value, json};
 use sfop::admin_client::{AdminTarget, call};
 use sfop_management::Package;
 
-use crate::{ApiCommand, AuditCommand};
+use crate::{ApiCommand, AuditCommand, FaultCommand, SandboxCommand};
 
 /// Where the admin API is, owned.
 pub struct Target {
@@ -319,6 +320,103 @@ pub async fn audit(target: Target, command: AuditCommand) -> Result<()> {
                     answer["rsp_message"].as_str().unwrap_or_default()
                 )
             }
+        }
+    }
+}
+
+pub async fn sandbox(target: Target, command: SandboxCommand) -> Result<()> {
+    let SandboxCommand::Fault(command) = command;
+    match command {
+        FaultCommand::Add {
+            client_id,
+            fault,
+            operation,
+            bank_code,
+            rsp_code,
+            bank_rsp_code,
+            rsp_message,
+            times,
+            balance_amt,
+            available_amt,
+            product_name,
+            account_holder_name,
+        } => {
+            let fixture = json!({
+                "balance_amt": balance_amt,
+                "available_amt": available_amt,
+                "product_name": product_name,
+                "account_holder_name": account_holder_name,
+            });
+            let any_fixture = fixture
+                .as_object()
+                .is_some_and(|f| f.values().any(|v| !v.is_null()));
+            let rule = json!({
+                "client_id": client_id,
+                "fault": fault,
+                "operation": operation,
+                "bank_code": bank_code,
+                "rsp_code": rsp_code,
+                "bank_rsp_code": bank_rsp_code,
+                "rsp_message": rsp_message,
+                "times": times,
+                "fixture": if any_fixture { fixture } else { Value::Null },
+            });
+            let answer = target
+                .send("POST", "/admin/v1/sandbox/faults", Some(rule))
+                .await?;
+            println!("{}", answer["id"]);
+            Ok(())
+        }
+        FaultCommand::List { client_id } => {
+            let answer = target.send("GET", "/admin/v1/sandbox/faults", None).await?;
+            println!(
+                "{:>4} {:<24} {:<20} {:<9} {:<5} {:>5} DETAIL",
+                "ID", "CLIENT", "OPERATION", "FAULT", "BANK", "TIMES"
+            );
+            let text = |v: &Value, or: &str| v.as_str().unwrap_or(or).to_owned();
+            for rule in answer["res_list"].as_array().into_iter().flatten() {
+                if client_id.as_deref().is_some_and(|c| rule["client_id"] != c) {
+                    continue;
+                }
+                let detail = ["rsp_code", "bank_rsp_code", "rsp_message", "fixture"]
+                    .iter()
+                    .filter(|k| !rule[**k].is_null())
+                    .map(|k| format!("{k}={}", rule[*k]))
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                println!(
+                    "{:>4} {:<24} {:<20} {:<9} {:<5} {:>5} {detail}",
+                    rule["id"],
+                    text(&rule["client_id"], "*"),
+                    text(&rule["operation"], "*"),
+                    text(&rule["fault"], "?"),
+                    text(&rule["bank_code"], "*"),
+                    rule["times"].as_u64().map_or("-".into(), |n| n.to_string()),
+                );
+            }
+            Ok(())
+        }
+        FaultCommand::Remove { id } => {
+            target
+                .send(
+                    "POST",
+                    "/admin/v1/sandbox/faults/remove",
+                    Some(json!({ "id": id })),
+                )
+                .await?;
+            println!("removed {id}");
+            Ok(())
+        }
+        FaultCommand::Clear { client_id } => {
+            let answer = target
+                .send(
+                    "POST",
+                    "/admin/v1/sandbox/faults/clear",
+                    Some(json!({ "client_id": client_id })),
+                )
+                .await?;
+            println!("removed {}", answer["removed"]);
+            Ok(())
         }
     }
 }

@@ -11,6 +11,7 @@ mod manage;
 mod packages;
 pub mod plane;
 mod portal;
+mod sandbox;
 pub mod testbed;
 
 use std::net::SocketAddr;
@@ -23,6 +24,7 @@ use sfop_management::{Gate, Management};
 use sfop_runtime::{Runtime, RuntimeConfig, Services};
 use sfop_store::{PluginKv, Store};
 use sfop_vbank::VirtualBank;
+use sfop_vbank::faults::{FaultScript, ScriptedBank};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -46,6 +48,9 @@ pub struct Platform {
     pub packages: Vec<PackageReport>,
     /// The embedded virtual bank (the `ledger` backend).
     pub bank: VirtualBank,
+    /// The sandbox's scripted faults in front of the bank, per OAuth client
+    /// (kept in the store; `/admin/v1/sandbox/faults`).
+    pub faults: FaultScript,
     /// The local operator's admin token (auth mode `biscuit`).
     pub admin_token: Option<std::path::PathBuf>,
     pub gateway: Arc<Gateway>,
@@ -93,8 +98,10 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     let store = Store::open(&config.data_dir)
         .with_context(|| format!("opening the data dir {}", config.data_dir.display()))?;
     let bank = VirtualBank::open(&store).context("opening the virtual bank")?;
+    let faults = FaultScript::open(&store).context("opening the sandbox's scripted faults")?;
     let services = Services {
-        bank: Arc::new(bank.clone()),
+        // Stateful for every client without a rule (docs/adr/0010-sandbox-faults.md).
+        bank: Arc::new(ScriptedBank::new(bank.clone(), faults.clone())),
         kv: Arc::new(PluginKv::open(&store).context("opening plugin storage")?),
         utc_offset_minutes: config.utc_offset_minutes,
     };
@@ -138,6 +145,13 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
             &management_slot,
             parts.authorizer.clone(),
         )?;
+        sandbox::mount(
+            &gateway,
+            &mut routes,
+            faults.clone(),
+            parts.server.clients().clone(),
+            parts.authorizer.clone(),
+        )?;
     }
     let scheme = match transport {
         Transport::Tls(_) => "https",
@@ -158,7 +172,8 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
             ..sfop_portal::PortalConfig::default()
         },
     )
-    .context("opening the developer portal")?;
+    .context("opening the developer portal")?
+    .with_sandbox(Arc::new(portal::PortalSandbox(faults.clone())));
     routes.add_prefix(
         sfop_portal::PREFIX,
         gateway.native(Arc::new(portal::PortalEndpoint(Arc::new(developer_portal)))),
@@ -234,6 +249,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         tls_cert,
         packages,
         bank,
+        faults,
         admin_token: auth.map(|a| a.admin_token),
         gateway,
         management,

@@ -38,6 +38,81 @@ enum Command {
     /// Check an API package before it goes live, and sign the verdict.
     #[command(subcommand)]
     Testbed(sfop::testbed::TestbedCommand),
+    /// Script the sandbox's virtual bank per app: faults and fixture answers.
+    Sandbox(SandboxArgs),
+}
+
+#[derive(Args)]
+struct SandboxArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    #[command(subcommand)]
+    command: SandboxCommand,
+}
+
+#[derive(Subcommand)]
+enum SandboxCommand {
+    /// Scripted faults of one app's calls to the virtual bank.
+    #[command(subcommand)]
+    Fault(FaultCommand),
+}
+
+// Parsed once per process: the size of a variant does not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Subcommand)]
+enum FaultCommand {
+    /// Add a rule; prints its id. The platform checks every field.
+    Add {
+        /// The OAuth client whose calls it applies to.
+        #[arg(long)]
+        client_id: String,
+        /// timeout, outage, duplicate, refuse or fixture.
+        #[arg(long)]
+        fault: String,
+        /// The ledger operation (e.g. withdraw, balance, bank-status); all when absent.
+        #[arg(long)]
+        operation: Option<String>,
+        /// Only calls about accounts at this bank (3 digits).
+        #[arg(long)]
+        bank_code: Option<String>,
+        /// refuse: the rsp_code to answer.
+        #[arg(long)]
+        rsp_code: Option<String>,
+        /// refuse: the bank's own 3-digit code (a bank failure, A0009).
+        #[arg(long)]
+        bank_rsp_code: Option<String>,
+        /// refuse: the message.
+        #[arg(long)]
+        rsp_message: Option<String>,
+        /// Apply to this many matching calls, then disappear.
+        #[arg(long)]
+        times: Option<u32>,
+        /// fixture (balance): balance_amt to answer.
+        #[arg(long, allow_hyphen_values = true)]
+        balance_amt: Option<i64>,
+        /// fixture (balance): available_amt to answer.
+        #[arg(long)]
+        available_amt: Option<u64>,
+        /// fixture (balance): product_name to answer.
+        #[arg(long)]
+        product_name: Option<String>,
+        /// fixture (real-name, receive): account_holder_name to answer.
+        #[arg(long)]
+        account_holder_name: Option<String>,
+    },
+    /// The rules in force, oldest first (the first matching rule applies).
+    List {
+        /// Only this app's rules.
+        #[arg(long)]
+        client_id: Option<String>,
+    },
+    /// Remove one rule by id.
+    Remove { id: u64 },
+    /// Remove every rule, or every rule of one app.
+    Clear {
+        #[arg(long)]
+        client_id: Option<String>,
+    },
 }
 
 #[derive(Args)]
@@ -273,6 +348,9 @@ fn main() -> ExitCode {
         Command::Api(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(cli::api(args.admin.target(), args.command))),
+        Command::Sandbox(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(cli::sandbox(args.admin.target(), args.command))),
         Command::Audit(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(cli::audit(args.admin.target(), args.command))),

@@ -240,3 +240,50 @@ impl Endpoint for PortalEndpoint {
         })
     }
 }
+
+/// The sandbox's fault script as the portal shows it: a developer sees and
+/// changes only the rules of their own app (the portal checks ownership;
+/// this checks the rule's client on removal too).
+#[derive(Debug)]
+pub struct PortalSandbox(pub sfop_vbank::faults::FaultScript);
+
+impl sfop_portal::Sandbox for PortalSandbox {
+    fn rules(&self, client_id: &str) -> Vec<serde_json::Value> {
+        self.0
+            .rules()
+            .iter()
+            .filter(|s| s.rule.client_id.as_deref() == Some(client_id))
+            .filter_map(|s| serde_json::to_value(s).ok())
+            .collect()
+    }
+
+    fn add(&self, client_id: &str, rule: serde_json::Value) -> Result<u64, String> {
+        let mut rule = rule;
+        if let Some(obj) = rule.as_object_mut() {
+            obj.insert("client_id".into(), client_id.into());
+        }
+        let rule = sfop_vbank::faults::FaultRule::from_json(&rule).map_err(|e| e.to_string())?;
+        self.0.add(rule).map_err(|e| match e {
+            sfop_vbank::faults::FaultError::Invalid(e) => e.to_string(),
+            other => {
+                tracing::error!(error = %other, "portal: adding a sandbox fault");
+                "the fault could not be stored; try again".to_owned()
+            }
+        })
+    }
+
+    fn remove(&self, client_id: &str, id: u64) -> Result<bool, String> {
+        let theirs = self
+            .0
+            .rules()
+            .iter()
+            .any(|s| s.id == id && s.rule.client_id.as_deref() == Some(client_id));
+        if !theirs {
+            return Ok(false);
+        }
+        self.0.remove(id).map_err(|e| {
+            tracing::error!(error = %e, "portal: removing a sandbox fault");
+            "the fault could not be removed; try again".to_owned()
+        })
+    }
+}

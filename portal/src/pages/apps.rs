@@ -341,7 +341,156 @@ pub(super) fn app_page(
             csrf = ctx.csrf_field(),
         );
     }
+    if let Some(sandbox) = &ctx.portal.sandbox {
+        body.push_str(&faults_html(ctx, sandbox.as_ref(), &client.client_id));
+    }
     Ok(ctx.page(&client.name, "/portal/apps", &body))
+}
+
+/// The ledger operations a fault can name, for the form.
+const FAULT_OPERATIONS: &[&str] = &[
+    "bank-status",
+    "user-info",
+    "registered-accounts",
+    "balance",
+    "transactions",
+    "remit-list",
+    "withdraw",
+    "deposit",
+    "transfer-result",
+    "real-name",
+    "receive",
+    "cancel-account",
+];
+
+/// The app's scripted faults with a remove button each, and the form to add one.
+fn faults_html(ctx: &Ctx<'_>, sandbox: &dyn crate::Sandbox, client_id: &str) -> String {
+    let href = encode(client_id);
+    let text = |v: &Value, or: &str| escape(v.as_str().unwrap_or(or));
+    let mut rows = String::new();
+    for rule in sandbox.rules(client_id) {
+        let detail = ["rsp_code", "bank_rsp_code", "rsp_message", "fixture"]
+            .iter()
+            .filter(|k| !rule[**k].is_null())
+            .map(|k| format!("{k}={}", escape(&rule[*k].to_string())))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let _ = write!(
+            rows,
+            "<tr><td>{id}</td><td>{op}</td><td>{fault}</td><td>{bank}</td><td>{times}</td><td>{detail}</td>             <td><form method=\"post\" action=\"/portal/apps/{href}/faults/remove\">{csrf}             <input type=\"hidden\" name=\"id\" value=\"{id}\"><button type=\"submit\">Remove</button></form></td></tr>",
+            id = rule["id"].as_u64().unwrap_or_default(),
+            op = text(&rule["operation"], "any"),
+            fault = text(&rule["fault"], "?"),
+            bank = text(&rule["bank_code"], "any"),
+            times = rule["times"]
+                .as_u64()
+                .map_or("until removed".to_owned(), |n| n.to_string()),
+            csrf = ctx.csrf_field(),
+        );
+    }
+    let list = if rows.is_empty() {
+        "<p class=\"muted\" id=\"no-faults\">None: this app sees the stateful virtual bank.</p>"
+            .to_owned()
+    } else {
+        format!(
+            "<table id=\"faults\"><thead><tr><th>Id</th><th>Operation</th><th>Fault</th><th>Bank</th><th>Times left</th><th>Detail</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
+        )
+    };
+    let options = |list: &[&str]| -> String {
+        list.iter()
+            .map(|o| format!("<option value=\"{o}\">{o}</option>"))
+            .collect()
+    };
+    format!(
+        "<h2>Sandbox faults</h2><p class=\"muted\">Script the virtual bank for this app only, as a real bank misbehaves: \
+         <b>timeout</b> (the bank books it, the answer is lost: A0017, find it with transfer result), \
+         <b>outage</b> (A0017, nothing happens; bank status N), <b>duplicate</b> (A0326), \
+         <b>refuse</b> (your rsp_code, or a bank code as A0009). Other apps are not affected.</p>{list}\
+         <form method=\"post\" action=\"/portal/apps/{href}/faults\">{csrf}\
+         <fieldset><legend>Add a fault</legend>\
+         <label for=\"f-fault\">Fault</label><select id=\"f-fault\" name=\"fault\">{faults}</select>\
+         <label for=\"f-operation\">Operation</label><select id=\"f-operation\" name=\"operation\"><option value=\"\">any</option>{operations}</select>\
+         <label for=\"f-times\">Times <small>(empty: until removed)</small></label><input type=\"number\" min=\"1\" id=\"f-times\" name=\"times\">\
+         <label for=\"f-bank\">Bank code <small>(optional, 3 digits)</small></label><input type=\"text\" id=\"f-bank\" name=\"bank_code\" maxlength=\"3\">\
+         <label for=\"f-rsp\">rsp_code <small>(refuse)</small></label><input type=\"text\" id=\"f-rsp\" name=\"rsp_code\" maxlength=\"5\">\
+         <label for=\"f-bank-rsp\">bank_rsp_code <small>(refuse)</small></label><input type=\"text\" id=\"f-bank-rsp\" name=\"bank_rsp_code\" maxlength=\"3\">\
+         <p><button type=\"submit\" id=\"add-fault\">Add the fault</button></p></fieldset></form>",
+        csrf = ctx.csrf_field(),
+        faults = options(&["timeout", "outage", "duplicate", "refuse"]),
+        operations = options(FAULT_OPERATIONS),
+    )
+}
+
+fn no_such_app() -> PortalResponse {
+    error_page(404, "No such app", "You have no app with this client_id.")
+}
+
+/// `POST /portal/apps/{id}/faults`: a fault for the developer's own app.
+pub(super) fn add_fault(
+    ctx: &Ctx<'_>,
+    client_id: &str,
+    form: &[(String, String)],
+) -> Result<PortalResponse> {
+    let (Some(client), Some(sandbox)) = (owned_app(ctx, client_id)?, &ctx.portal.sandbox) else {
+        return Ok(no_such_app());
+    };
+    let mut rule = serde_json::Map::new();
+    for key in [
+        "fault",
+        "operation",
+        "bank_code",
+        "rsp_code",
+        "bank_rsp_code",
+    ] {
+        let value = form_get(form, key).trim();
+        if !value.is_empty() {
+            rule.insert(key.to_owned(), Value::String(value.to_owned()));
+        }
+    }
+    let times = form_get(form, "times").trim();
+    if !times.is_empty() {
+        let Ok(n) = times.parse::<u64>() else {
+            return fault_refused(ctx, client_id, "times: not a whole number");
+        };
+        rule.insert("times".to_owned(), Value::from(n));
+    }
+    match sandbox.add(&client.client_id, Value::Object(rule)) {
+        Ok(id) => {
+            tracing::info!(client_id = %client.client_id, id, "sandbox fault added on the portal");
+            Ok(redirect(&format!(
+                "/portal/apps/{}",
+                encode(&client.client_id)
+            )))
+        }
+        Err(message) => fault_refused(ctx, client_id, &message),
+    }
+}
+
+fn fault_refused(ctx: &Ctx<'_>, client_id: &str, message: &str) -> Result<PortalResponse> {
+    let mut page = app_page(ctx, client_id, Some(message))?;
+    page.status = 400;
+    Ok(page)
+}
+
+/// `POST /portal/apps/{id}/faults/remove`.
+pub(super) fn remove_fault(
+    ctx: &Ctx<'_>,
+    client_id: &str,
+    form: &[(String, String)],
+) -> Result<PortalResponse> {
+    let (Some(client), Some(sandbox)) = (owned_app(ctx, client_id)?, &ctx.portal.sandbox) else {
+        return Ok(no_such_app());
+    };
+    let Ok(id) = form_get(form, "id").parse::<u64>() else {
+        return fault_refused(ctx, client_id, "id: not a rule id");
+    };
+    match sandbox.remove(&client.client_id, id) {
+        Ok(_) => Ok(redirect(&format!(
+            "/portal/apps/{}",
+            encode(&client.client_id)
+        ))),
+        Err(message) => fault_refused(ctx, client_id, &message),
+    }
 }
 
 pub(super) fn start_authorization(

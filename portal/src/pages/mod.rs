@@ -136,6 +136,8 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
         ("GET", ["apps", id]) => app_page(&ctx, id, None),
         ("POST", ["apps", id, "authorize"]) => start_authorization(&mut ctx, id, &form),
         ("POST", ["apps", id, "oob-token"]) => oob_token(&mut ctx, id, &form).await,
+        ("POST", ["apps", id, "faults"]) => add_fault(&ctx, id, &form),
+        ("POST", ["apps", id, "faults", "remove"]) => remove_fault(&ctx, id, &form),
         ("GET", ["callback"]) => Ok(callback_page(&ctx)),
         ("POST", ["callback"]) => exchange_code(&mut ctx, &form).await,
         ("POST", ["try", name]) => try_it(&ctx, name, &form).await,

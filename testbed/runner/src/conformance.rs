@@ -509,8 +509,11 @@ async fn lost_answer(
         client_id: None,
         operation: Some(function.into()),
         fault: FaultKind::Timeout,
+        bank_code: None,
         rsp_code: None,
+        bank_rsp_code: None,
         rsp_message: None,
+        fixture: None,
         times: Some(1),
     });
     let fate = fate(prober.served, &call).await;

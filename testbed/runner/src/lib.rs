@@ -19,7 +19,6 @@ mod call;
 pub mod cases;
 mod compat;
 mod conformance;
-pub mod faults;
 pub mod package;
 pub mod report;
 mod robustness;
@@ -34,9 +33,11 @@ pub use attestation::{
     Attestation, AttestationError, AttestationSigner, TrustedKey, verify, verify_dir,
 };
 pub use cases::{Case, Cases, Expect};
-pub use faults::{FaultKind, FaultRule, FaultScript, ScriptedBank};
 pub use package::{Package, PackageError};
 pub use report::{CheckResult, FieldDiff, Outcome, Phase, Report, Verdict};
+/// Scripted faults live with the virtual bank, which the running platform's
+/// sandbox shares; the testbed registers them per case.
+pub use sfop_vbank::faults::{self, FaultKind, FaultRule, FaultScript, Fixture, ScriptedBank};
 
 /// The version of this testbed, as reports and attestations name it.
 pub const TESTBED_VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -41,6 +41,7 @@
 //! from its own records, so `fintech_use_nums` is informational and `scopes`
 //! are the gateway's to check against the manifest.
 
+pub mod faults;
 mod model;
 mod ops;
 mod secret;

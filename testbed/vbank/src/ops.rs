@@ -908,7 +908,7 @@ pub(crate) fn book_internal(
 }
 
 impl BankBackend for VirtualBank {
-    fn bank_status(&self) -> R<Vec<Bank>> {
+    fn bank_status(&self, _call: &BankCall<'_>) -> R<Vec<Bank>> {
         self.banks().bank()
     }
 

@@ -8,8 +8,8 @@ use sfop::{AuthMode, TlsMode};
 
 use crate::harness::{Package, Reply, TestPlatform, send};
 
-const REDIRECT: &str = "https://pay.example/callback";
-const VERIFIER: &str = "a-pkce-code-verifier-of-at-least-43-characters-0123456789";
+pub(crate) const REDIRECT: &str = "https://pay.example/callback";
+pub(crate) const VERIFIER: &str = "a-pkce-code-verifier-of-at-least-43-characters-0123456789";
 
 /// The echo test plugin as an inquiry API acting on `fintech_use_num`.
 const ECHO_INQUIRY: &str = r#"
@@ -61,7 +61,7 @@ async fn platform() -> Result<TestPlatform> {
     .await
 }
 
-fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn form(fields: &[(&str, &str)]) -> Vec<u8> {
     fields
         .iter()
         .map(|(k, v)| format!("{k}={}", encode(v)))
@@ -84,11 +84,15 @@ fn encode(s: &str) -> String {
 
 const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
 
-async fn post_form(t: &TestPlatform, path: &str, fields: &[(&str, &str)]) -> Result<Reply> {
+pub(crate) async fn post_form(
+    t: &TestPlatform,
+    path: &str,
+    fields: &[(&str, &str)],
+) -> Result<Reply> {
     send(t.addr(), "POST", path, &[FORM], form(fields)).await
 }
 
-async fn get_bearer(t: &TestPlatform, path: &str, token: &str) -> Result<Reply> {
+pub(crate) async fn get_bearer(t: &TestPlatform, path: &str, token: &str) -> Result<Reply> {
     let auth = format!("Bearer {token}");
     send(
         t.addr(),
@@ -101,7 +105,7 @@ async fn get_bearer(t: &TestPlatform, path: &str, token: &str) -> Result<Reply> 
 }
 
 /// A registered confidential client: (client_id, client_secret, client_use_code).
-async fn register_client(t: &TestPlatform) -> Result<(String, String, String)> {
+pub(crate) async fn register_client(t: &TestPlatform) -> Result<(String, String, String)> {
     let admin =
         std::fs::read_to_string(t.platform.admin_token.as_ref().context("no admin token")?)?;
     let body = json!({
@@ -156,7 +160,7 @@ async fn authorize(t: &TestPlatform, client_id: &str, scope: &str) -> Result<Str
     authorize_with(t, client_id, REDIRECT, scope).await
 }
 
-async fn authorize_with(
+pub(crate) async fn authorize_with(
     t: &TestPlatform,
     client_id: &str,
     redirect_uri: &str,
@@ -243,7 +247,7 @@ fn pkce_s256(verifier: &str) -> String {
     sfop_auth::oauth::pkce_s256(verifier)
 }
 
-async fn exchange(
+pub(crate) async fn exchange(
     t: &TestPlatform,
     client: &(String, String, String),
     code: &str,
@@ -265,7 +269,7 @@ async fn exchange(
     .await
 }
 
-fn token_of(reply: &Reply) -> Result<(String, Value)> {
+pub(crate) fn token_of(reply: &Reply) -> Result<(String, Value)> {
     if reply.status != 200 {
         bail!(
             "token endpoint said {}: {}",
@@ -283,7 +287,7 @@ fn token_of(reply: &Reply) -> Result<(String, Value)> {
     ))
 }
 
-fn rsp_code(reply: &Reply) -> String {
+pub(crate) fn rsp_code(reply: &Reply) -> String {
     reply
         .json()
         .ok()
@@ -778,7 +782,7 @@ async fn reference_apis_answer_real_tokens() -> Result<()> {
 }
 
 /// The consented accounts in an access token, read as any holder can.
-fn consented_accounts(token: &str) -> Result<Vec<String>> {
+pub(crate) fn consented_accounts(token: &str) -> Result<Vec<String>> {
     Ok(sfop_auth::holder::authority_facts(token)?
         .iter()
         .filter_map(|f| {

@@ -10,6 +10,7 @@ mod management;
 mod operations;
 mod portal;
 mod reference_apis;
+mod sandbox;
 mod testbed;
 mod tls;
 mod vbank_durability;

@@ -35,7 +35,7 @@ async fn platform(tls: TlsMode) -> Result<TestPlatform> {
     .await
 }
 
-fn text(reply: &Reply) -> String {
+pub(crate) fn text(reply: &Reply) -> String {
     String::from_utf8_lossy(&reply.body).into_owned()
 }
 
@@ -51,7 +51,7 @@ fn encode(s: &str) -> String {
         .collect()
 }
 
-fn form(fields: &[(&str, &str)]) -> Vec<u8> {
+pub(crate) fn form(fields: &[(&str, &str)]) -> Vec<u8> {
     fields
         .iter()
         .map(|(k, v)| format!("{k}={}", encode(v)))
@@ -231,7 +231,7 @@ async fn portal_openapi_validates_and_a_request_built_from_it_succeeds() -> Resu
 }
 
 /// A signed-up developer's session cookie (`name=value`).
-async fn sign_up(t: &TestPlatform, email: &str) -> Result<String> {
+pub(crate) async fn sign_up(t: &TestPlatform, email: &str) -> Result<String> {
     let reply = send(
         t.addr(),
         "POST",
@@ -248,7 +248,7 @@ async fn sign_up(t: &TestPlatform, email: &str) -> Result<String> {
     Ok(cookie.split(';').next().unwrap_or_default().to_owned())
 }
 
-fn html_value(html: &str, name: &str) -> Option<String> {
+pub(crate) fn html_value(html: &str, name: &str) -> Option<String> {
     let marker = format!("name=\"{name}\" value=\"");
     let start = html.find(&marker)? + marker.len();
     let end = html[start..].find('"')?;
