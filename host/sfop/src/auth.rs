@@ -16,6 +16,8 @@ use sfop_gateway::{
 };
 use sfop_vbank::VirtualBank;
 
+use crate::admin_http;
+
 /// The gateway's authoriser: biscuit access tokens checked with Datalog.
 #[derive(Debug)]
 pub struct GatewayAuth(pub Arc<TokenAuthorizer>);
@@ -147,18 +149,6 @@ pub struct AdminEndpoint {
     pub authorizer: Arc<TokenAuthorizer>,
 }
 
-fn json_response(status: u16, body: serde_json::Value) -> NativeResponse {
-    NativeResponse {
-        status,
-        headers: vec![(
-            "content-type".into(),
-            "application/json; charset=UTF-8".into(),
-        )],
-        body: body.to_string().into_bytes(),
-        envelope: true,
-    }
-}
-
 impl Endpoint for AdminEndpoint {
     fn name(&self) -> &str {
         "admin"
@@ -171,23 +161,14 @@ impl Endpoint for AdminEndpoint {
 
 impl AdminEndpoint {
     fn respond(&self, req: &NativeRequest<'_>) -> NativeResponse {
-        let authorization = req
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let admin = match self.authorizer.authorize_admin(authorization) {
+        let admin = match admin_http::admin(&self.authorizer, req) {
             Ok(admin) => admin,
-            Err(d) => {
-                return json_response(
-                    d.status,
-                    json!({ "rsp_code": d.rsp_code, "rsp_message": d.message }),
-                );
-            }
+            Err(refusal) => return refusal,
         };
         let clients = self.server.clients();
         match req.method {
             "GET" => match clients.list() {
-                Ok(list) => json_response(
+                Ok(list) => admin_http::json(
                     200,
                     json!({
                         "rsp_code": "A0000",
@@ -203,13 +184,13 @@ impl AdminEndpoint {
                         })).collect::<Vec<_>>(),
                     }),
                 ),
-                Err(e) => internal(&e),
+                Err(e) => admin_http::internal("the clients admin endpoint", &e),
             },
             _ => {
                 let spec: ClientSpec = match serde_json::from_slice(req.body) {
                     Ok(spec) => spec,
                     Err(e) => {
-                        return json_response(
+                        return admin_http::json(
                             400,
                             json!({ "rsp_code": "A0004", "rsp_message": format!("request body: {e}") }),
                         );
@@ -218,7 +199,7 @@ impl AdminEndpoint {
                 match clients.register(spec) {
                     Ok((client, secret)) => {
                         tracing::info!(%admin, client_id = %client.client_id, name = %client.name, "client registered");
-                        json_response(
+                        admin_http::json(
                             201,
                             json!({
                                 "rsp_code": "A0000",
@@ -231,22 +212,15 @@ impl AdminEndpoint {
                             }),
                         )
                     }
-                    Err(sfop_auth::Error::Invalid(message)) => {
-                        json_response(400, json!({ "rsp_code": "A0004", "rsp_message": message }))
-                    }
-                    Err(e) => internal(&e),
+                    Err(sfop_auth::Error::Invalid(message)) => admin_http::json(
+                        400,
+                        json!({ "rsp_code": "A0004", "rsp_message": message }),
+                    ),
+                    Err(e) => admin_http::internal("the clients admin endpoint", &e),
                 }
             }
         }
     }
-}
-
-fn internal(e: &dyn std::fmt::Display) -> NativeResponse {
-    tracing::error!(error = %e, "admin endpoint failed");
-    json_response(
-        500,
-        json!({ "rsp_code": "A0003", "rsp_message": "platform internal error" }),
-    )
 }
 
 /// Registers the virtual bank's demo institution as an OAuth client on first

@@ -4,6 +4,7 @@
 //! line into a [`Config`] and calls [`start`].
 
 pub mod admin_client;
+mod admin_http;
 mod auth;
 pub mod config;
 mod gate;

@@ -6,9 +6,10 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use serde_json::json;
 use sfop_auth::TokenAuthorizer;
-use sfop_gateway::{Endpoint, EndpointFuture, Gateway, NativeRequest, NativeResponse, RouteTable};
+use sfop_gateway::{Endpoint, EndpointFuture, Gateway, NativeRequest, RouteTable};
 use sfop_management::{Management, admin};
 
+use crate::admin_http;
 use crate::plane::EmbeddedPlane;
 
 /// Where the endpoint finds the management center, which is built after the
@@ -71,42 +72,26 @@ impl Endpoint for ManagementEndpoint {
 
     fn handle<'a>(&'a self, req: NativeRequest<'a>) -> EndpointFuture<'a> {
         Box::pin(async move {
-            let authorization = req
-                .headers
-                .get("authorization")
-                .and_then(|v| v.to_str().ok());
-            let (status, body) = match self.authorizer.authorize_admin(authorization) {
-                Err(d) => (
-                    d.status,
-                    json!({ "rsp_code": d.rsp_code, "rsp_message": d.message }),
-                ),
-                Ok(actor) => match self.slot.get() {
-                    None => (
-                        503,
-                        json!({ "rsp_code": "A0013", "rsp_message": "the management center is starting" }),
-                    ),
-                    Some(management) => {
-                        admin::handle(
-                            &management,
-                            &actor,
-                            req.method,
-                            req.path,
-                            req.query,
-                            req.body,
-                        )
-                        .await
-                    }
-                },
+            let actor = match admin_http::admin(&self.authorizer, &req) {
+                Ok(actor) => actor,
+                Err(refusal) => return refusal,
             };
-            NativeResponse {
-                status,
-                headers: vec![(
-                    "content-type".into(),
-                    "application/json; charset=UTF-8".into(),
-                )],
-                body: body.to_string().into_bytes(),
-                envelope: true,
-            }
+            let Some(management) = self.slot.get() else {
+                return admin_http::json(
+                    503,
+                    json!({ "rsp_code": "A0013", "rsp_message": "the management center is starting" }),
+                );
+            };
+            let (status, body) = admin::handle(
+                &management,
+                &actor,
+                req.method,
+                req.path,
+                req.query,
+                req.body,
+            )
+            .await;
+            admin_http::json(status, body)
         })
     }
 }

@@ -12,6 +12,8 @@ use sfop_auth::{ClientRegistry, TokenAuthorizer};
 use sfop_gateway::{Endpoint, EndpointFuture, Gateway, NativeRequest, NativeResponse, RouteTable};
 use sfop_vbank::faults::{FaultError, FaultRule, FaultScript, RuleError, Scripted};
 
+use crate::admin_http;
+
 /// The list, and adding a rule.
 pub const FAULTS: &str = "/admin/v1/sandbox/faults";
 /// Removing one rule by id: `{"id": 3}`.
@@ -77,30 +79,10 @@ impl Endpoint for SandboxEndpoint {
     }
 }
 
-fn respond(status: u16, body: Value) -> NativeResponse {
-    NativeResponse {
-        status,
-        headers: vec![(
-            "content-type".into(),
-            "application/json; charset=UTF-8".into(),
-        )],
-        body: body.to_string().into_bytes(),
-        envelope: true,
-    }
-}
-
 fn invalid(field: &str, message: impl std::fmt::Display) -> NativeResponse {
-    respond(
+    admin_http::json(
         400,
         json!({ "rsp_code": "A0004", "rsp_message": format!("{field}: {message}") }),
-    )
-}
-
-fn internal(e: &dyn std::fmt::Display) -> NativeResponse {
-    tracing::error!(error = %e, "sandbox endpoint failed");
-    respond(
-        500,
-        json!({ "rsp_code": "A0003", "rsp_message": "platform internal error" }),
     )
 }
 
@@ -115,21 +97,12 @@ fn listed(rules: &[Scripted]) -> Value {
 
 impl SandboxEndpoint {
     fn respond(&self, req: &NativeRequest<'_>) -> NativeResponse {
-        let authorization = req
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok());
-        let admin = match self.authorizer.authorize_admin(authorization) {
+        let admin = match admin_http::admin(&self.authorizer, req) {
             Ok(admin) => admin,
-            Err(d) => {
-                return respond(
-                    d.status,
-                    json!({ "rsp_code": d.rsp_code, "rsp_message": d.message }),
-                );
-            }
+            Err(refusal) => return refusal,
         };
         if req.method == "GET" {
-            return respond(200, listed(&self.faults.rules()));
+            return admin_http::json(200, listed(&self.faults.rules()));
         }
         let body: Value = if req.body.is_empty() {
             json!({})
@@ -161,7 +134,7 @@ impl SandboxEndpoint {
         match self.clients.get(client_id) {
             Ok(Some(_)) => {}
             Ok(None) => return invalid("client_id", format!("no registered client {client_id:?}")),
-            Err(e) => return internal(&e),
+            Err(e) => return admin_http::internal("the sandbox endpoint", &e),
         }
         let shown = serde_json::to_value(&rule).unwrap_or(Value::Null);
         match self.faults.add(rule) {
@@ -171,10 +144,10 @@ impl SandboxEndpoint {
                 if let (Some(a), Some(r)) = (answer.as_object_mut(), shown.as_object()) {
                     a.extend(r.clone());
                 }
-                respond(201, answer)
+                admin_http::json(201, answer)
             }
             Err(FaultError::Invalid(RuleError { field, message })) => invalid(field, message),
-            Err(e) => internal(&e),
+            Err(e) => admin_http::internal("the sandbox endpoint", &e),
         }
     }
 
@@ -185,16 +158,16 @@ impl SandboxEndpoint {
         match self.faults.remove(id) {
             Ok(true) => {
                 tracing::info!(%admin, id, "sandbox fault removed");
-                respond(
+                admin_http::json(
                     200,
                     json!({ "rsp_code": "A0000", "rsp_message": "", "id": id }),
                 )
             }
-            Ok(false) => respond(
+            Ok(false) => admin_http::json(
                 404,
                 json!({ "rsp_code": "A0004", "rsp_message": format!("id: no rule {id}") }),
             ),
-            Err(e) => internal(&e),
+            Err(e) => admin_http::internal("the sandbox endpoint", &e),
         }
     }
 
@@ -207,12 +180,12 @@ impl SandboxEndpoint {
         match self.faults.clear_client(client_id) {
             Ok(removed) => {
                 tracing::info!(%admin, client_id, removed, "sandbox faults cleared");
-                respond(
+                admin_http::json(
                     200,
                     json!({ "rsp_code": "A0000", "rsp_message": "", "removed": removed }),
                 )
             }
-            Err(e) => internal(&e),
+            Err(e) => admin_http::internal("the sandbox endpoint", &e),
         }
     }
 }

@@ -366,7 +366,7 @@ impl Report {
 
     /// A self-contained HTML page; every value from the package is escaped.
     pub fn to_html(&self) -> String {
-        let e = escape;
+        let e = sfop_core::html::escape;
         let mut h = String::with_capacity(16 * 1024);
         let _ = write!(
             h,
@@ -443,22 +443,6 @@ impl Report {
         h.push_str("</table>\n</body></html>\n");
         h
     }
-}
-
-/// HTML-escapes text for element content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,0 +1,46 @@
+//! What every admin endpoint on the gateway shares: the admin check (an
+//! admin biscuit, `role("admin")`; deny by default) and JSON answers in the
+//! common envelope.
+
+use serde_json::{Value, json};
+use sfop_auth::TokenAuthorizer;
+use sfop_gateway::{NativeRequest, NativeResponse};
+
+/// A JSON answer; the gateway adds `api_tran_id` and `api_tran_dtm`.
+pub fn json(status: u16, body: Value) -> NativeResponse {
+    NativeResponse {
+        status,
+        headers: vec![(
+            "content-type".into(),
+            "application/json; charset=UTF-8".into(),
+        )],
+        body: body.to_string().into_bytes(),
+        envelope: true,
+    }
+}
+
+/// A failure of the platform itself: logged with `what`, never shown.
+pub fn internal(what: &str, e: &dyn std::fmt::Display) -> NativeResponse {
+    tracing::error!(error = %e, "{what} failed");
+    json(
+        500,
+        json!({ "rsp_code": "A0003", "rsp_message": "platform internal error" }),
+    )
+}
+
+/// The admin behind `req`'s bearer token, or the refusal to answer with.
+pub fn admin(
+    authorizer: &TokenAuthorizer,
+    req: &NativeRequest<'_>,
+) -> Result<String, NativeResponse> {
+    let authorization = req
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    authorizer.authorize_admin(authorization).map_err(|d| {
+        json(
+            d.status,
+            json!({ "rsp_code": d.rsp_code, "rsp_message": d.message }),
+        )
+    })
+}
