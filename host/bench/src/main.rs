@@ -707,11 +707,9 @@ impl Swapper {
                 promote = !promote;
             }
             // Leave the bootstrapped version live for the other scenarios.
-            if !promote {
-                if let Err(e) = mgmt.rollback("echo", "bench").await {
-                    eprintln!("  final rollback failed: {e:#}");
-                    failed += 1;
-                }
+            if !promote && let Err(e) = mgmt.rollback("echo", "bench").await {
+                eprintln!("  final rollback failed: {e:#}");
+                failed += 1;
             }
             (swaps, failed)
         });
