@@ -28,6 +28,10 @@ use sfop_store::{PluginKv, Store};
 use sfop_vbank::seed::{DEMO_CLIENT_ID, DEMO_CLIENT_USE_CODE, DEMO_CONTRACT_ACCOUNT_NUM};
 use sfop_vbank::{NewAccount, NewUser, Owner, VirtualBank};
 
+/// As in the `sfop` binary.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn plugins() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/sfop-plugins")
 }

@@ -67,6 +67,11 @@ use crate::bare::{BareServer, Canned};
 use crate::cpu::Usage;
 use crate::load::{RunResult, Target, Transport};
 
+/// The same global allocator as the `sfop` binary, so that the gateway is
+/// measured as it runs in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Thread name prefix of the server runtime's workers (see [`cpu`]).
 pub(crate) const SERVER_THREAD_NAME: &str = "bench-srv";
 /// Thread name prefix of the client runtime's workers.
