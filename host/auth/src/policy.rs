@@ -14,8 +14,8 @@ use std::time::Duration;
 use biscuit_auth::builder::Term;
 use biscuit_auth::error::{FailedCheck, Logic, Token};
 use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, PublicKey};
-use sha2::Digest;
 use sfop_core::Claims;
+use sha2::Digest;
 
 use crate::token::{self, TokenError, Verified};
 use crate::{KeyRing, Revocations};

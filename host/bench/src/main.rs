@@ -108,13 +108,13 @@ struct Args {
     #[arg(long, default_value_t = 32)]
     connections: usize,
     /// Seconds per measurement.
-    #[arg(long, default_value_t = 4.0)]
+    #[arg(long, default_value_t = 2.5)]
     duration_secs: f64,
     /// Seconds of warm-up per scenario, before the first round.
     #[arg(long, default_value_t = 1.0)]
     warmup_secs: f64,
     /// Rounds over all scenarios; medians are taken over rounds.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Worker threads of the server runtime (all servers share it).
     #[arg(long, default_value_t = 1)]
@@ -291,7 +291,9 @@ struct SwapStats {
     failed_calls: usize,
     /// Per swap: from the call to the first answer by the new version, µs.
     to_first_answer_us: Vec<f64>,
-    /// Swaps after which no answer from the new version was seen.
+    /// Swaps after which answers came, but none from the new version
+    /// before the next swap (swaps after the run's last answer are not
+    /// counted at all).
     unobserved: usize,
     /// Per swap: how long the promote/rollback call took, µs.
     call_us: Vec<f64>,
@@ -308,6 +310,12 @@ impl SwapStats {
             out.call_us.push(swap.took.as_secs_f64() * 1e6);
             let until = swaps.get(i + 1).map(|s| s.at);
             let from = seen.partition_point(|s| s.at < swap.at);
+            if from >= seen.len() {
+                // Made after the last answer of the run: nothing to observe.
+                out.swaps -= 1;
+                out.call_us.pop();
+                continue;
+            }
             let first = seen
                 .get(from..)
                 .unwrap_or_default()
@@ -318,6 +326,11 @@ impl SwapStats {
                 Some(s) => out
                     .to_first_answer_us
                     .push(s.at.duration_since(swap.at).as_secs_f64() * 1e6),
+                // The last swap may simply have come too close to the end.
+                None if until.is_none() => {
+                    out.swaps -= 1;
+                    out.call_us.pop();
+                }
                 None => out.unobserved += 1,
             }
         }
@@ -797,6 +810,30 @@ fn ratio_of(scenarios: &[Scenario], num: &str, den: &str) -> Option<f64> {
     (d > 0.0).then_some(n / d)
 }
 
+/// Server CPU per request of `den` over that of `num`: the requests/s ratio
+/// the two would have if the server were the only bottleneck (on a shared
+/// machine, steadier than requests/s).
+fn cpu_ratio(scenarios: &[Scenario], num: &str, den: &str) -> Option<f64> {
+    let cpu = |key: &str| {
+        scenarios
+            .iter()
+            .find(|s| s.key == key)?
+            .summary()
+            .server_cpu_us_per_req
+    };
+    let (n, d) = (cpu(num)?, cpu(den)?);
+    (n > 0.0).then_some(d / n)
+}
+
+/// The ratios of the targets, from server CPU per request.
+fn cpu_ratios(scenarios: &[Scenario]) -> Vec<(&'static str, Option<f64>)> {
+    vec![
+        ("B1/B0", cpu_ratio(scenarios, key::B1, key::B0)),
+        ("B2/B1b", cpu_ratio(scenarios, key::B2, key::B1_STATUS)),
+        ("T1/B1", cpu_ratio(scenarios, key::T1, key::B1)),
+    ]
+}
+
 /// p99 of scenario `num` over that of `den`.
 fn p99_ratio(scenarios: &[Scenario], num: &str, den: &str) -> Option<f64> {
     let p99 = |key: &str| scenarios.iter().find(|s| s.key == key)?.summary().p99_us;
@@ -911,6 +948,14 @@ fn print_table(scenarios: &[Scenario]) {
             if higher { ">=" } else { "<=" },
         );
     }
+    let by_cpu: Vec<String> = cpu_ratios(scenarios)
+        .into_iter()
+        .map(|(name, r)| format!("{name} {}", r.map_or("-".into(), |r| format!("{r:.3}"))))
+        .collect();
+    println!(
+        "same ratios from server CPU per request (den/num): {}",
+        by_cpu.join(", ")
+    );
     println!(
         "(medians over rounds, max = worst round, errors summed; srv CPU/req and flt/req = \
          server threads' CPU time and minor page faults per request; busy = CPU cores in use \
@@ -993,6 +1038,10 @@ fn report_json(
             "b4_over_b0": ratio_of(scenarios, key::B4, key::B0),
         },
         "targets": targets_json,
+        "cpu_ratios": cpu_ratios(scenarios)
+            .into_iter()
+            .map(|(name, r)| (name.to_owned(), json!(r)))
+            .collect::<serde_json::Map<String, Value>>(),
     })
 }
 
