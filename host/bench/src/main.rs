@@ -134,8 +134,9 @@ struct Args {
     /// Skip the diagnostic B1-404 scenario (gateway without Wasm).
     #[arg(long)]
     no_404: bool,
-    /// Run only the scenarios whose key contains one of these words
-    /// (comma-separated, e.g. `b0,b1_gateway,s_`); B0 always runs.
+    /// Run only the scenarios whose key starts with one of these prefixes
+    /// (comma-separated, e.g. `b1_gateway,s_`; keys are in the JSON report);
+    /// B0 always runs.
     #[arg(long)]
     only: Option<String>,
 }
@@ -168,7 +169,7 @@ impl Args {
             || self
                 .only
                 .as_deref()
-                .is_none_or(|only| only.split(',').any(|w| !w.is_empty() && key.contains(w)))
+                .is_none_or(|only| only.split(',').any(|w| !w.is_empty() && key.starts_with(w)))
     }
 }
 
