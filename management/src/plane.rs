@@ -62,7 +62,7 @@ pub trait DataPlane: Send + Sync + 'static {
     /// A compiled, pre-linked release, cheap to clone.
     type Release: Clone + Send + Sync + 'static;
     /// A complete routing, built but not yet serving.
-    type Table: Send;
+    type Table: Send + 'static;
 
     /// Validates, compiles and pre-links a component (slow: called on a
     /// blocking thread, never on the request path).

@@ -43,9 +43,17 @@ enum Task {
     /// control plane; sled, wasmtime and biscuit-auth each in one crate).
     Layers,
     /// Build the plugins, then measure the gateway against a bare hyper
-    /// server (release build); writes target/bench/gateway.json. Extra
-    /// arguments go to `sfop-bench` (e.g. `-- --connections 64`).
+    /// server in one run (B0-B4, T1, T2, S; release build); prints the table
+    /// and writes target/bench/gateway.json. Extra arguments go to
+    /// `sfop-bench` (e.g. `-- --connections 64`, `-- --only b1_,s_`).
     Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Build the plugins, then run the criterion micro-benchmarks
+    /// (instantiate+call, token verification, durable ledger commit).
+    /// Extra arguments go to criterion (e.g. a name filter: `-- ledger`).
+    BenchMicro {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
@@ -62,6 +70,7 @@ fn main() -> Result<()> {
         Task::Layers => layers::check(&root),
         Task::PortalTestTools => portal_tools::install(),
         Task::Bench { args } => bench(&root, &args),
+        Task::BenchMicro { args } => bench_micro(&root, &args),
     }
 }
 
@@ -101,6 +110,22 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
         "--locked",
         "--package",
         "sfop-bench",
+        "--",
+    ])
+    .args(args);
+    run(&mut cmd)
+}
+
+fn bench_micro(root: &Path, args: &[String]) -> Result<()> {
+    guest::build_plugins(root)?;
+    let mut cmd = cargo(root);
+    cmd.args([
+        "bench",
+        "--locked",
+        "--package",
+        "sfop-bench",
+        "--bench",
+        "micro",
         "--",
     ])
     .args(args);

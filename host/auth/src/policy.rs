@@ -14,6 +14,7 @@ use biscuit_auth::builder::Term;
 use biscuit_auth::error::{FailedCheck, Logic, Token};
 use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, PublicKey};
 use sfop_core::Claims;
+use sha2::Digest;
 
 use crate::token::{self, TokenError, Verified};
 use crate::{KeyRing, Revocations};
@@ -117,7 +118,9 @@ pub struct TokenAuthorizer {
     ring: KeyRing,
     revocations: Arc<Revocations>,
     config: PolicyConfig,
-    verified: Mutex<HashMap<String, Arc<Verified>>>,
+    /// Verified tokens by the SHA-256 of the token text (collision-resistant:
+    /// a token can never be answered with another's verification).
+    verified: Mutex<HashMap<[u8; 32], Arc<Verified>>>,
     /// `allow if true`: every check of every block decides.
     allow: biscuit_auth::builder::Policy,
 }
@@ -143,7 +146,7 @@ impl TokenAuthorizer {
 
     /// Signature verification, once per distinct token.
     fn verify_cached(&self, token: &str) -> Result<Arc<Verified>, TokenError> {
-        let key = crate::secret::sha256_hex(&[token.as_bytes()]);
+        let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         if let Some(v) = self
             .verified
             .lock()

@@ -1,99 +1,131 @@
-//! `sfop-bench`: what the gateway costs over a bare HTTP server.
+//! `sfop-bench`: what the gateway costs over a bare HTTP server, in one run
+//! on one machine (issue 9). Every row is read as a ratio to the bare server
+//! measured alongside it, since absolute numbers move with the machine.
 //!
-//! Measured in one process run, on the same machine:
+//! Scenarios (all HTTP/1.1, `--connections` concurrent connections):
 //!
-//! - **B0** a bare hyper 1 HTTP/1.1 server answering every request with the
-//!   status, headers and body captured once from the gateway's `GET
-//!   /test/echo` (so the same response bytes, and the same size);
-//! - **B1** the sfop gateway (`sfop::start`, `tls.mode = off`, everything
-//!   else at its defaults) serving the test
-//!   plugin `test/echo`, mounted from `target/sfop-plugins/test/echo` into a
-//!   temp plugins dir, with a temp data dir;
-//! - **B1-404** (diagnostic, `--no-404` skips it) the same gateway answering
-//!   a route that does not exist: routing, envelope and error body, but no
-//!   Wasm. B1 minus B1-404 is what the Wasm call costs.
+//! - **B0** a bare hyper server answering every request with the status,
+//!   headers and body captured once from the gateway's `GET /test/echo` (the
+//!   same bytes): the ceiling;
+//! - **B1** the sfop gateway (`sfop::start`, cleartext, auth off, everything
+//!   else at its defaults, pooling allocator on) serving the trivial test
+//!   plugin `test/echo`, a fresh Wasm instance per request;
+//! - **B1b** the same gateway serving `api/bank-status` without auth, the
+//!   baseline of B2 (echo would echo the claims, doing more work only when
+//!   authorised);
+//! - **B2** `api/bank-status` on a second gateway with biscuit authorisation
+//!   on, called with the demo client's `oob` token;
+//! - **B3** balance inquiry through the real `account-balance` plugin and the
+//!   virtual bank, with a user token obtained through the authorize pages
+//!   (a fresh `bank_tran_id` per request);
+//! - **B4** 1-won withdrawals through `transfer-withdraw`, each acknowledged
+//!   only after the ledger is flushed to disk (fresh `bank_tran_id` each);
+//! - **T1** B1 over TLS (rustls, self-signed, TLS 1.3) with keep-alive;
+//! - **T2** B1 over TLS with a new TCP connection and a full TLS handshake
+//!   per request (session resumption off);
+//! - **S** B1 while the management center swaps the API between two
+//!   versions every `--swap-ms` (promote, rollback, promote, ...): failed
+//!   requests, p99 against B1, and the time from each promote/rollback call
+//!   to the first answer from the new version (`x-sfop-api-version`);
+//! - **B1-404** (diagnostic, `--no-404` skips it) the gateway answering an
+//!   unknown route: routing, envelope and error body, no Wasm.
 //!
-//! Each is loaded by the same generator ([`load`]): `--connections`
-//! keep-alive HTTP/1.1 connections sending GETs back to back. After one
-//! warm-up per scenario, the scenarios run in turn, `--rounds` times
-//! (B0, B1, B1-404, B0, B1, ...), and the table reports the median over
-//! rounds of requests/s, p50 and p99, the summed errors, and the ratio of the
-//! B1 and B0 medians.
+//! After one warm-up per scenario, the scenarios run in turn, `--rounds`
+//! times, and the table reports medians over rounds (max latency: the worst
+//! round), errors summed.
 //!
 //! # Runtimes
 //!
-//! Server and client run in this process on two separate tokio runtimes, each
-//! multi-threaded with **one worker by default** (`--server-threads`,
+//! Servers and client run in this process on two separate tokio runtimes,
+//! each multi-threaded with **one worker by default** (`--server-threads`,
 //! `--client-threads`). The reference machine has 2 cores: one worker per
 //! side keeps the two from fighting over the same core and makes B0 and B1
 //! comparable, since the only thing that changes between them is the work the
-//! server does per request. Default runtimes (one worker per core on each
-//! side) would oversubscribe 2 cores 2:1 and mostly measure the scheduler.
-//! The gateway's wasmtime epoch ticker thread is counted as server CPU.
-//!
-//! Because the client has a single worker too, a very cheap server (B0) can
-//! end up client-bound; the CPU columns (from `/proc/self/task`, see [`cpu`])
-//! show that, and "server CPU per request" is comparable either way.
+//! server does per request. The gateways' wasmtime epoch ticker threads are
+//! counted as server CPU ([`cpu`]).
 
 mod bare;
 mod cpu;
 mod load;
+mod setup;
 mod stats;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde_json::{Value, json};
 use sfop::config::TlsConfig;
-use sfop::{Config, LoadOutcome, TlsMode};
+use sfop::{AuthMode, Config, LoadOutcome, Platform, TlsMode};
 use tokio::runtime::Runtime;
 
 use crate::bare::{BareServer, Canned};
 use crate::cpu::Usage;
-use crate::load::{RunResult, Target};
+use crate::load::{RunResult, Target, Transport};
+
+/// The same global allocator as the `sfop` binary, so that the gateway is
+/// measured as it runs in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Thread name prefix of the server runtime's workers (see [`cpu`]).
 pub(crate) const SERVER_THREAD_NAME: &str = "bench-srv";
 /// Thread name prefix of the client runtime's workers.
 pub(crate) const CLIENT_THREAD_NAME: &str = "bench-cli";
 
-/// The plugin B1 serves, as built by `cargo xtask build-plugins`.
-const PLUGIN: &str = "test/echo";
-/// The API of the authorisation scenarios (B1-auth-off vs B2).
-const AUTH_PLUGIN: &str = "api/bank-status";
-const AUTH_PATH: &str = "/v2.0/bank/status";
 const ECHO_PATH: &str = "/test/echo";
+const STATUS_PATH: &str = "/v2.0/bank/status";
+const WITHDRAW_PATH: &str = "/v2.0/transfer/withdraw/fin_num";
 const MISSING_PATH: &str = "/bench/no-such-route";
+const OK: &str = "\"rsp_code\":\"A0000\"";
+/// The version the hot-swap scenario swaps to and from the bootstrapped one.
+const SWAP_VERSION: &str = "0.2.0";
+
+mod key {
+    pub const B0: &str = "b0_bare_hyper";
+    pub const B1: &str = "b1_gateway_echo";
+    pub const B1_STATUS: &str = "b1b_bank_status_no_auth";
+    pub const B2: &str = "b2_bank_status_biscuit";
+    pub const B3: &str = "b3_balance_inquiry";
+    pub const B4: &str = "b4_withdraw_durable";
+    pub const T1: &str = "t1_tls_keepalive";
+    pub const T2: &str = "t2_tls_new_connection";
+    pub const S: &str = "s_hot_swap";
+    pub const B1_404: &str = "b1_404_no_wasm";
+}
 
 #[derive(Parser, Debug)]
 #[command(
     name = "sfop-bench",
-    about = "Gateway overhead: a bare hyper server (B0) against sfop serving test/echo (B1)"
+    about = "Gateway overhead against a bare hyper server: B0-B4, T1, T2, S (issue 9)"
 )]
 struct Args {
-    /// Concurrent keep-alive connections.
+    /// Concurrent connections per scenario.
     #[arg(long, default_value_t = 32)]
     connections: usize,
     /// Seconds per measurement.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 2.5)]
     duration_secs: f64,
     /// Seconds of warm-up per scenario, before the first round.
     #[arg(long, default_value_t = 1.0)]
     warmup_secs: f64,
     /// Rounds over all scenarios; medians are taken over rounds.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
-    /// Worker threads of the server runtime (both servers share it).
+    /// Worker threads of the server runtime (all servers share it).
     #[arg(long, default_value_t = 1)]
     server_threads: usize,
     /// Worker threads of the load generator's runtime.
     #[arg(long, default_value_t = 1)]
     client_threads: usize,
-    /// Built plugins (holding test/echo/{sfop.toml,api.wasm}); default
-    /// <project>/target/sfop-plugins.
+    /// Milliseconds between two swaps in scenario S.
+    #[arg(long, default_value_t = 250)]
+    swap_ms: u64,
+    /// Built plugins (`test/echo`, `api/*`); default <project>/target/sfop-plugins.
     #[arg(long)]
     plugins: Option<PathBuf>,
     /// Where to write the JSON report; default <project>/target/bench/gateway.json.
@@ -102,6 +134,11 @@ struct Args {
     /// Skip the diagnostic B1-404 scenario (gateway without Wasm).
     #[arg(long)]
     no_404: bool,
+    /// Run only the scenarios whose key starts with one of these prefixes
+    /// (comma-separated, e.g. `b1_gateway,s_`; keys are in the JSON report);
+    /// B0 always runs.
+    #[arg(long)]
+    only: Option<String>,
 }
 
 impl Args {
@@ -121,7 +158,18 @@ impl Args {
         if !(1..=64).contains(&self.server_threads) || !(1..=64).contains(&self.client_threads) {
             bail!("--server-threads and --client-threads must be 1..=64");
         }
+        if !(20..=60_000).contains(&self.swap_ms) {
+            bail!("--swap-ms must be 20..=60000");
+        }
         Ok(())
+    }
+
+    fn wants(&self, key: &str) -> bool {
+        key == key::B0
+            || self
+                .only
+                .as_deref()
+                .is_none_or(|only| only.split(',').any(|w| !w.is_empty() && key.starts_with(w)))
     }
 }
 
@@ -138,11 +186,16 @@ struct Round {
     run: RunResult,
     server: Option<Usage>,
     client: Option<Usage>,
+    swaps: Option<SwapStats>,
 }
 
 impl Round {
     fn p_us(&self, p: f64) -> Option<f64> {
         stats::percentile(&self.run.latencies_ns, p).map(|ns| ns as f64 / 1000.0)
+    }
+
+    fn max_us(&self) -> Option<f64> {
+        self.run.latencies_ns.last().map(|ns| *ns as f64 / 1000.0)
     }
 
     fn per_request(&self, total: f64) -> Option<f64> {
@@ -168,16 +221,18 @@ impl Round {
             "requests_per_sec": self.run.requests_per_sec(),
             "ok": self.run.ok(),
             "errors": self.run.errors,
+            "first_failures": self.run.failures,
             "elapsed_secs": self.run.elapsed.as_secs_f64(),
             "p50_us": self.p_us(50.0),
             "p99_us": self.p_us(99.0),
-            "max_us": self.run.latencies_ns.last().map(|ns| *ns as f64 / 1000.0),
+            "max_us": self.max_us(),
             "server_cpu_secs": self.server.map(|u| u.cpu_secs),
             "client_cpu_secs": self.client.map(|u| u.cpu_secs),
             "server_cpu_us_per_req": self.server_cpu_us_per_req(),
             "server_minor_faults_per_req": self.server_faults_per_req(),
             "server_cores_busy": self.busy(self.server),
             "client_cores_busy": self.busy(self.client),
+            "swaps": self.swaps.as_ref().map(SwapStats::to_json),
         })
     }
 }
@@ -187,6 +242,7 @@ struct Summary {
     rps: Option<f64>,
     p50_us: Option<f64>,
     p99_us: Option<f64>,
+    max_us: Option<f64>,
     errors: u64,
     server_cpu_us_per_req: Option<f64>,
     server_faults_per_req: Option<f64>,
@@ -204,6 +260,11 @@ impl Scenario {
             rps: med(&|r| Some(r.run.requests_per_sec())),
             p50_us: med(&|r| r.p_us(50.0)),
             p99_us: med(&|r| r.p_us(99.0)),
+            max_us: self
+                .rounds
+                .iter()
+                .filter_map(Round::max_us)
+                .reduce(f64::max),
             errors: self.rounds.iter().map(|r| r.run.errors).sum(),
             server_cpu_us_per_req: med(&|r| r.server_cpu_us_per_req()),
             server_faults_per_req: med(&|r| r.server_faults_per_req()),
@@ -211,6 +272,104 @@ impl Scenario {
             client_busy: med(&|r| r.busy(r.client)),
         }
     }
+}
+
+/// One promote or rollback during scenario S.
+#[derive(Debug, Clone)]
+struct Swap {
+    /// When the call was made.
+    at: Instant,
+    /// How long the call took.
+    took: Duration,
+    /// The version it made live.
+    to: String,
+}
+
+/// What the swaps of one S round did.
+#[derive(Debug, Clone, Default)]
+struct SwapStats {
+    swaps: usize,
+    failed_calls: usize,
+    /// Per swap: from the call to the first answer by the new version, µs.
+    to_first_answer_us: Vec<f64>,
+    /// Swaps after which answers came, but none from the new version
+    /// before the next swap (swaps after the run's last answer are not
+    /// counted at all).
+    unobserved: usize,
+    /// Per swap: how long the promote/rollback call took, µs.
+    call_us: Vec<f64>,
+}
+
+impl SwapStats {
+    fn of(swaps: &[Swap], failed_calls: usize, seen: &[load::Seen]) -> Self {
+        let mut out = Self {
+            swaps: swaps.len(),
+            failed_calls,
+            ..Self::default()
+        };
+        for (i, swap) in swaps.iter().enumerate() {
+            out.call_us.push(swap.took.as_secs_f64() * 1e6);
+            let until = swaps.get(i + 1).map(|s| s.at);
+            let from = seen.partition_point(|s| s.at < swap.at);
+            if from >= seen.len() {
+                // Made after the last answer of the run: nothing to observe.
+                out.swaps -= 1;
+                out.call_us.pop();
+                continue;
+            }
+            let first = seen
+                .get(from..)
+                .unwrap_or_default()
+                .iter()
+                .take_while(|s| until.is_none_or(|u| s.at < u))
+                .find(|s| s.version == swap.to);
+            match first {
+                Some(s) => out
+                    .to_first_answer_us
+                    .push(s.at.duration_since(swap.at).as_secs_f64() * 1e6),
+                // The last swap may simply have come too close to the end.
+                None if until.is_none() => {
+                    out.swaps -= 1;
+                    out.call_us.pop();
+                }
+                None => out.unobserved += 1,
+            }
+        }
+        out
+    }
+
+    fn median_first_us(&self) -> Option<f64> {
+        stats::median(&self.to_first_answer_us)
+    }
+
+    fn max_first_us(&self) -> Option<f64> {
+        self.to_first_answer_us.iter().copied().reduce(f64::max)
+    }
+
+    fn to_json(&self) -> Value {
+        json!({
+            "swaps": self.swaps,
+            "failed_calls": self.failed_calls,
+            "unobserved": self.unobserved,
+            "promote_to_first_answer_us_median": self.median_first_us(),
+            "promote_to_first_answer_us_max": self.max_first_us(),
+            "call_us_median": stats::median(&self.call_us),
+            "call_us_max": self.call_us.iter().copied().reduce(f64::max),
+        })
+    }
+}
+
+/// The platforms under test, kept alive for the whole run.
+struct Platforms {
+    /// Cleartext, no auth: B1, B1b, S, B1-404.
+    plain: Platform,
+    /// Cleartext, biscuit auth: B2, B3, B4.
+    authed: Platform,
+    /// TLS (self-signed), no auth: T1, T2.
+    tls: Platform,
+    /// The authorising platform's data dir (`demo-client.json`).
+    authed_data: tempfile::TempDir,
+    _dirs: Vec<tempfile::TempDir>,
 }
 
 fn main() -> Result<()> {
@@ -229,129 +388,13 @@ fn main() -> Result<()> {
     let server_rt = runtime(SERVER_THREAD_NAME, args.server_threads)?;
     let client_rt = runtime(CLIENT_THREAD_NAME, args.client_threads)?;
 
-    // B1's platform: test/echo alone in a temp plugins dir, temp data dir.
-    let plugins_dir = tempfile::tempdir().context("creating a temp plugins dir")?;
-    let data_dir = tempfile::tempdir().context("creating a temp data dir")?;
-    mount_plugin(&plugins.join(PLUGIN), &plugins_dir.path().join("echo"))?;
-    // Authorisation is measured on an API whose answer does not depend on the
-    // caller (echo would echo the claims, doing more work only when authorised).
-    mount_plugin(
-        &plugins.join(AUTH_PLUGIN),
-        &plugins_dir.path().join("bank-status"),
-    )?;
-    let platform = server_rt.block_on(sfop::start(Config {
-        listen: "127.0.0.1:0".parse()?,
-        ops_listen: "127.0.0.1:0".parse()?,
-        plugins: plugins_dir.path().to_owned(),
-        data_dir: data_dir.path().to_owned(),
-        // Plain HTTP: B0 is plain too, and TLS is not what is measured here.
-        tls: TlsConfig {
-            mode: TlsMode::Off,
-            ..TlsConfig::default()
-        },
-        // B1 is the data plane alone; authorisation is measured separately.
-        auth: sfop::config::AuthSection {
-            mode: sfop::AuthMode::Off,
-            ..Default::default()
-        },
-        ..Config::default()
-    }))?;
-    for package in &platform.packages {
-        if let LoadOutcome::Refused { error } = &package.outcome {
-            bail!("the gateway refused {}: {error}", package.dir.display());
-        }
-    }
-    let gateway = platform.local_addr;
-
-    // Capture the plugin's answer once; B0 repeats it.
-    let (status, headers, body) = client_rt.block_on(load::fetch_once(gateway, ECHO_PATH, None))?;
-    let text = String::from_utf8_lossy(&body);
-    if status != 200 || !text.contains("\"rsp_code\":\"A0000\"") {
-        bail!("GET {ECHO_PATH} answered {status}: {text}");
-    }
-    let body_len = body.len();
-    let header_names: Vec<String> = headers.keys().map(|k| k.to_string()).collect();
-    let bare = server_rt.block_on(BareServer::start(Canned::new(status, headers, body)?))?;
-    let (status_404, _, body_404) =
-        client_rt.block_on(load::fetch_once(gateway, MISSING_PATH, None))?;
-
-    // B2's platform: the same plugin with authorisation on, called with an
-    // institution (oob) token of the seeded demo client.
-    let auth_data_dir = tempfile::tempdir().context("creating a temp data dir")?;
-    let authed = server_rt.block_on(sfop::start(Config {
-        listen: "127.0.0.1:0".parse()?,
-        ops_listen: "127.0.0.1:0".parse()?,
-        plugins: plugins_dir.path().to_owned(),
-        data_dir: auth_data_dir.path().to_owned(),
-        tls: TlsConfig {
-            mode: TlsMode::Off,
-            ..TlsConfig::default()
-        },
-        ..Config::default()
-    }))?;
-    let bearer = format!(
-        "Bearer {}",
-        client_rt.block_on(oob_token(authed.local_addr, auth_data_dir.path()))?
-    );
-    let (status_auth, _, body_auth) = client_rt.block_on(load::fetch_once(
-        authed.local_addr,
-        AUTH_PATH,
-        Some(&bearer),
-    ))?;
-    if status_auth != 200 || !String::from_utf8_lossy(&body_auth).contains("\"rsp_code\":\"A0000\"")
-    {
-        bail!(
-            "authorised GET {AUTH_PATH} answered {status_auth}: {}",
-            String::from_utf8_lossy(&body_auth)
-        );
-    }
-    let (status_open, _, body_open) =
-        client_rt.block_on(load::fetch_once(gateway, AUTH_PATH, None))?;
-    if status_open != 200 {
-        bail!("GET {AUTH_PATH} without auth answered {status_open}");
-    }
-
-    let mut scenarios = vec![
-        Scenario {
-            key: "b0_bare_hyper",
-            label: "B0 bare hyper",
-            target: target(bare.local_addr, ECHO_PATH, 200, body_len),
-            rounds: Vec::new(),
-        },
-        Scenario {
-            key: "b1_gateway_echo",
-            label: "B1 gateway test/echo",
-            target: target(gateway, ECHO_PATH, 200, body_len),
-            rounds: Vec::new(),
-        },
-    ];
-    scenarios.push(Scenario {
-        key: "b1_gateway_bank_status",
-        label: "B1 bank-status, no auth",
-        target: target(gateway, AUTH_PATH, 200, body_open.len()),
-        rounds: Vec::new(),
-    });
-    scenarios.push(Scenario {
-        key: "b2_gateway_bank_status_auth",
-        label: "B2 bank-status + biscuit",
-        target: Target {
-            authorization: Some(bearer),
-            ..target(authed.local_addr, AUTH_PATH, 200, body_auth.len())
-        },
-        rounds: Vec::new(),
-    });
-    if !args.no_404 {
-        scenarios.push(Scenario {
-            key: "b1_gateway_404",
-            label: "B1-404 gateway, no Wasm",
-            target: target(gateway, MISSING_PATH, status_404, body_404.len()),
-            rounds: Vec::new(),
-        });
-    }
+    let platforms = server_rt.block_on(start_platforms(&plugins))?;
+    let (mut scenarios, bare, echo_body_len, echo_headers) =
+        client_rt.block_on(prepare(&args, &platforms, &server_rt))?;
 
     eprintln!(
         "sfop-bench: {} connections, {}s x {} rounds (+{}s warm-up), server {} worker(s), \
-         client {} worker(s), {} CPU(s); response {body_len} bytes",
+         client {} worker(s), {} CPU(s); echo response {echo_body_len} bytes",
         args.connections,
         args.duration_secs,
         args.rounds,
@@ -360,24 +403,30 @@ fn main() -> Result<()> {
         args.client_threads,
         cpus(),
     );
-    let measured = client_rt.block_on(measure(&args, &mut scenarios));
+    let management = platforms.plain.management.clone();
+    let swapper = Swapper {
+        management,
+        every: Duration::from_millis(args.swap_ms),
+        runtime: server_rt.handle().clone(),
+    };
+    let measured = client_rt.block_on(measure(&args, &mut scenarios, &swapper));
 
-    // Stop both servers whatever happened; report the measurement error first.
+    // Stop everything whatever happened; report the measurement error first.
     let stopped = server_rt.block_on(async {
         bare.stop().await?;
-        tokio::time::timeout(Duration::from_secs(10), authed.stop())
-            .await
-            .context("the authorising gateway did not stop within 10 s")??;
-        tokio::time::timeout(Duration::from_secs(10), platform.stop())
-            .await
-            .context("the gateway did not stop within 10 s")?
+        for platform in [platforms.plain, platforms.authed, platforms.tls] {
+            tokio::time::timeout(Duration::from_secs(10), platform.stop())
+                .await
+                .context("a gateway did not stop within 10 s")??;
+        }
+        Ok::<_, anyhow::Error>(())
     });
     measured?;
     stopped?;
     client_rt.shutdown_timeout(Duration::from_secs(2));
     server_rt.shutdown_timeout(Duration::from_secs(2));
 
-    let report = report_json(&args, &scenarios, body_len, &header_names);
+    let report = report_json(&args, &scenarios, echo_body_len, &echo_headers);
     print_table(&scenarios);
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -388,8 +437,307 @@ fn main() -> Result<()> {
     Ok(())
 }
 
+async fn start_platforms(plugins: &Path) -> Result<Platforms> {
+    // One plugins dir per platform, each with only what it serves.
+    let plain_plugins = tempfile::tempdir().context("creating a temp plugins dir")?;
+    mount_plugin(
+        &plugins.join("test/echo"),
+        &plain_plugins.path().join("echo"),
+    )?;
+    mount_plugin(
+        &plugins.join("api/bank-status"),
+        &plain_plugins.path().join("bank-status"),
+    )?;
+    let authed_plugins = tempfile::tempdir().context("creating a temp plugins dir")?;
+    for name in ["bank-status", "account-balance", "transfer-withdraw"] {
+        mount_plugin(
+            &plugins.join("api").join(name),
+            &authed_plugins.path().join(name),
+        )?;
+    }
+    let tls_plugins = tempfile::tempdir().context("creating a temp plugins dir")?;
+    mount_plugin(&plugins.join("test/echo"), &tls_plugins.path().join("echo"))?;
+
+    let (plain_data, authed_data, tls_data) = (
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    );
+    let config = |plugins: &Path, data: &Path, tls: TlsMode, auth: AuthMode| Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ops_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        plugins: plugins.to_owned(),
+        data_dir: data.to_owned(),
+        tls: TlsConfig {
+            mode: tls,
+            ..TlsConfig::default()
+        },
+        auth: sfop::config::AuthSection {
+            mode: auth,
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let plain = sfop::start_with(
+        config(
+            plain_plugins.path(),
+            plain_data.path(),
+            TlsMode::Off,
+            AuthMode::Off,
+        ),
+        sfop::Overrides {
+            gate: Some(Arc::new(setup::BenchGate)),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let authed = sfop::start(config(
+        authed_plugins.path(),
+        authed_data.path(),
+        TlsMode::Off,
+        AuthMode::Biscuit,
+    ))
+    .await?;
+    let tls = sfop::start(config(
+        tls_plugins.path(),
+        tls_data.path(),
+        TlsMode::SelfSigned,
+        AuthMode::Off,
+    ))
+    .await?;
+    for platform in [&plain, &authed, &tls] {
+        for package in &platform.packages {
+            if let LoadOutcome::Refused { error } = &package.outcome {
+                bail!("the gateway refused {}: {error}", package.dir.display());
+            }
+        }
+    }
+    // The second version of echo for scenario S: the same component under
+    // another version, so S measures the swap and not a different plugin.
+    let echo_dir = plugins.join("test/echo");
+    let manifest = std::fs::read_to_string(echo_dir.join("sfop.toml"))?;
+    let manifest = manifest
+        .lines()
+        .map(|line| {
+            if line.starts_with("version = ") {
+                format!("version = \"{SWAP_VERSION}\"")
+            } else {
+                line.to_owned()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let component = std::fs::read(echo_dir.join("api.wasm"))?;
+    let package = sfop_management::Package::new(manifest, component, None)?;
+    let mgmt = &plain.management;
+    mgmt.push(package, "bench").await?;
+    mgmt.test("echo", &semver::Version::parse(SWAP_VERSION)?, "bench")
+        .await?;
+
+    Ok(Platforms {
+        plain,
+        authed,
+        tls,
+        authed_data,
+        _dirs: vec![
+            plain_plugins,
+            authed_plugins,
+            tls_plugins,
+            plain_data,
+            tls_data,
+        ],
+    })
+}
+
+/// Checks every target answers as expected once, starts B0 on the captured
+/// echo answer, and lists the scenarios.
+async fn prepare(
+    args: &Args,
+    p: &Platforms,
+    server_rt: &Runtime,
+) -> Result<(Vec<Scenario>, BareServer, usize, Vec<String>)> {
+    let gateway = p.plain.local_addr;
+    let echo = Target::get(gateway, ECHO_PATH);
+    let (status, headers, body) = load::fetch_once(&echo).await?;
+    let text = String::from_utf8_lossy(&body);
+    if status != 200 || !text.contains(OK) {
+        bail!("GET {ECHO_PATH} answered {status}: {text}");
+    }
+    let echo_len = body.len();
+    let header_names: Vec<String> = headers.keys().map(|k| k.to_string()).collect();
+    let canned = Canned::new(status, headers, body)?;
+    let bare = server_rt.spawn(BareServer::start(canned)).await??;
+    let bare_addr = bare.local_addr;
+
+    let fixed = |target: Target, len: usize| Target {
+        expect_body_len: Some(len),
+        ..target
+    };
+    let status_open = Target::get(gateway, STATUS_PATH);
+    let (s, _, body_open) = load::fetch_once(&status_open).await?;
+    if s != 200 {
+        bail!("GET {STATUS_PATH} without auth answered {s}");
+    }
+
+    let authed = p.authed.local_addr;
+    let authed_dir = p.authed_data.path();
+    let oob = format!("Bearer {}", setup::oob_token(authed, authed_dir).await?);
+    let status_auth = Target {
+        authorization: Some(oob),
+        ..Target::get(authed, STATUS_PATH)
+    };
+    let user = setup::bench_user(&p.authed.bank, authed, authed_dir).await?;
+    let bearer = format!("Bearer {}", user.access_token);
+    let balance = Target {
+        authorization: Some(bearer.clone()),
+        expect_body_contains: Some(OK.into()),
+        ..Target::get(authed, &setup::balance_path(&user.fintech_use_num))
+    };
+    let withdraw = Target {
+        method: hyper::Method::POST,
+        body: Some(setup::withdraw_body(&user.fintech_use_num)),
+        authorization: Some(bearer),
+        expect_body_contains: Some(OK.into()),
+        ..Target::get(authed, WITHDRAW_PATH)
+    };
+    let cert = p
+        .tls
+        .tls_cert
+        .clone()
+        .context("the TLS platform has no certificate")?;
+    let tls_keepalive = Target {
+        transport: Transport::Tls(setup::tls_client(&cert, true)?),
+        ..Target::get(p.tls.local_addr, ECHO_PATH)
+    };
+    let tls_new = Target {
+        transport: Transport::Tls(setup::tls_client(&cert, false)?),
+        connection_per_request: true,
+        ..Target::get(p.tls.local_addr, ECHO_PATH)
+    };
+    let swap = Target {
+        expect_body_len: Some(echo_len),
+        record_versions: true,
+        ..echo.clone()
+    };
+    let missing = Target {
+        expect_status: 404,
+        ..Target::get(gateway, MISSING_PATH)
+    };
+
+    let mut all = vec![
+        (
+            key::B0,
+            "B0 bare hyper",
+            fixed(Target::get(bare_addr, ECHO_PATH), echo_len),
+        ),
+        (key::B1, "B1 gateway, test/echo", fixed(echo, echo_len)),
+        (
+            key::B1_STATUS,
+            "B1b bank-status, no auth",
+            fixed(status_open, body_open.len()),
+        ),
+        (key::B2, "B2 bank-status + biscuit", status_auth),
+        (key::B3, "B3 balance inquiry", balance),
+        (key::B4, "B4 withdraw, durable", withdraw),
+        (key::T1, "T1 TLS keep-alive", tls_keepalive),
+        (key::T2, "T2 TLS new conn/request", tls_new),
+        (key::S, "S hot swap every 250ms", swap),
+    ];
+    if !args.no_404 {
+        all.push((key::B1_404, "B1-404 gateway, no Wasm", missing));
+    }
+    let mut scenarios = Vec::new();
+    for (key, label, target) in all {
+        if !args.wants(key) {
+            continue;
+        }
+        // Every scenario answers as expected before it is measured.
+        let (status, _, body) = load::fetch_once(&target).await?;
+        let text = String::from_utf8_lossy(&body);
+        let body_ok = target
+            .expect_body_contains
+            .as_deref()
+            .is_none_or(|n| text.contains(n));
+        if status != target.expect_status || !body_ok {
+            bail!(
+                "{label}: {} {} answered {status}: {text}",
+                target.method,
+                target.path
+            );
+        }
+        // B2's body is that of bank-status, learnt here.
+        let target = if key == key::B2 {
+            fixed(target, body.len())
+        } else {
+            target
+        };
+        scenarios.push(Scenario {
+            key,
+            label,
+            target,
+            rounds: Vec::new(),
+        });
+    }
+    Ok((scenarios, bare, echo_len, header_names))
+}
+
+/// Swaps the echo API between its two versions while scenario S runs.
+struct Swapper {
+    management: Arc<sfop_management::Management<sfop::EmbeddedPlane>>,
+    every: Duration,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Swapper {
+    /// Starts swapping on the server runtime (where the admin API would run
+    /// it); stop with the returned flag, then await the handle.
+    fn start(&self) -> (Arc<AtomicBool>, tokio::task::JoinHandle<(Vec<Swap>, usize)>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (mgmt, every, flag) = (self.management.clone(), self.every, stop.clone());
+        let handle = self.runtime.spawn(async move {
+            let (mut swaps, mut failed) = (Vec::new(), 0usize);
+            let next = semver::Version::new(0, 2, 0);
+            let mut ticker = tokio::time::interval(every);
+            ticker.tick().await; // the first tick is immediate
+            let mut promote = true;
+            while !flag.load(Ordering::Relaxed) {
+                ticker.tick().await;
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                let at = Instant::now();
+                let result = if promote {
+                    mgmt.promote("echo", &next, "bench").await
+                } else {
+                    mgmt.rollback("echo", "bench").await
+                };
+                let took = at.elapsed();
+                match result {
+                    Ok(record) => swaps.push(Swap {
+                        at,
+                        took,
+                        to: record.live.map(|v| v.to_string()).unwrap_or_default(),
+                    }),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("  swap failed: {e:#}");
+                    }
+                }
+                promote = !promote;
+            }
+            // Leave the bootstrapped version live for the other scenarios.
+            if !promote && let Err(e) = mgmt.rollback("echo", "bench").await {
+                eprintln!("  final rollback failed: {e:#}");
+                failed += 1;
+            }
+            (swaps, failed)
+        });
+        (stop, handle)
+    }
+}
+
 /// Warm-up, then `rounds` rounds over every scenario in turn.
-async fn measure(args: &Args, scenarios: &mut [Scenario]) -> Result<()> {
+async fn measure(args: &Args, scenarios: &mut [Scenario], swapper: &Swapper) -> Result<()> {
     let duration = Duration::from_secs_f64(args.duration_secs);
     if args.warmup_secs > 0.0 {
         let warmup = Duration::from_secs_f64(args.warmup_secs);
@@ -405,30 +753,55 @@ async fn measure(args: &Args, scenarios: &mut [Scenario]) -> Result<()> {
     }
     for round in 1..=args.rounds {
         for scenario in scenarios.iter_mut() {
+            let swapping = (scenario.key == key::S).then(|| swapper.start());
             let before = cpu::Sample::now();
             let run = load::run(&scenario.target, args.connections, duration).await?;
             let after = cpu::Sample::now();
-            let round_result = Round {
+            let swaps = match swapping {
+                Some((stop, handle)) => {
+                    stop.store(true, Ordering::Relaxed);
+                    let (swaps, failed) = handle.await.context("the swapper panicked")?;
+                    Some(SwapStats::of(&swaps, failed, &run.versions))
+                }
+                None => None,
+            };
+            let mut round_result = Round {
                 server: after.since(&before, "server"),
                 client: after.since(&before, "client"),
                 run,
+                swaps,
             };
+            // The versions seen are only needed for the swap statistics.
+            round_result.run.versions = Vec::new();
             eprintln!(
-                "  round {round}  {:<26} {:>9.0} req/s, p50 {} ms, p99 {} ms, {} errors",
+                "  round {round}  {:<26} {:>9.0} req/s, p50 {} ms, p99 {} ms, {} errors{}",
                 scenario.label,
                 round_result.run.requests_per_sec(),
                 ms(round_result.p_us(50.0)),
                 ms(round_result.p_us(99.0)),
-                round_result.run.errors
+                round_result.run.errors,
+                round_result
+                    .run
+                    .failures
+                    .first()
+                    .map(|f| format!(" (first: {f})"))
+                    .unwrap_or_default(),
             );
+            if let Some(s) = &round_result.swaps {
+                eprintln!(
+                    "           {} swaps ({} failed calls, {} unobserved), call to first answer: \
+                     median {} ms, max {} ms",
+                    s.swaps,
+                    s.failed_calls,
+                    s.unobserved,
+                    ms(s.median_first_us()),
+                    ms(s.max_first_us()),
+                );
+            }
             scenario.rounds.push(round_result);
         }
     }
     Ok(())
-}
-
-fn ratio(scenarios: &[Scenario]) -> Option<f64> {
-    ratio_of(scenarios, "b1_gateway_echo", "b0_bare_hyper")
 }
 
 /// Requests/s of scenario `num` over scenario `den`.
@@ -438,52 +811,102 @@ fn ratio_of(scenarios: &[Scenario], num: &str, den: &str) -> Option<f64> {
     (d > 0.0).then_some(n / d)
 }
 
-/// A client-credentials token of the demo client seeded in `data_dir`.
-async fn oob_token(addr: SocketAddr, data_dir: &std::path::Path) -> Result<String> {
-    let demo: Value = serde_json::from_slice(
-        &std::fs::read(data_dir.join("demo-client.json")).context("reading demo-client.json")?,
-    )?;
-    let field = |k: &str| {
-        demo[k]
-            .as_str()
-            .map(str::to_owned)
-            .context("demo-client.json")
+/// Server CPU per request of `den` over that of `num`: the requests/s ratio
+/// the two would have if the server were the only bottleneck (on a shared
+/// machine, steadier than requests/s).
+fn cpu_ratio(scenarios: &[Scenario], num: &str, den: &str) -> Option<f64> {
+    let cpu = |key: &str| {
+        scenarios
+            .iter()
+            .find(|s| s.key == key)?
+            .summary()
+            .server_cpu_us_per_req
     };
-    let form = format!(
-        "grant_type=client_credentials&scope=oob&client_id={}&client_secret={}",
-        field("client_id")?,
-        field("client_secret")?
-    );
-    let body = load::post_form(addr, "/oauth/2.0/token", form).await?;
-    let token: Value = serde_json::from_slice(&body)?;
-    token["access_token"]
-        .as_str()
-        .map(str::to_owned)
-        .with_context(|| format!("token endpoint said {}", String::from_utf8_lossy(&body)))
+    let (n, d) = (cpu(num)?, cpu(den)?);
+    (n > 0.0).then_some(d / n)
+}
+
+/// The ratios of the targets, from server CPU per request.
+fn cpu_ratios(scenarios: &[Scenario]) -> Vec<(&'static str, Option<f64>)> {
+    vec![
+        ("B1/B0", cpu_ratio(scenarios, key::B1, key::B0)),
+        ("B2/B1b", cpu_ratio(scenarios, key::B2, key::B1_STATUS)),
+        ("T1/B1", cpu_ratio(scenarios, key::T1, key::B1)),
+    ]
+}
+
+/// p99 of scenario `num` over that of `den`.
+fn p99_ratio(scenarios: &[Scenario], num: &str, den: &str) -> Option<f64> {
+    let p99 = |key: &str| scenarios.iter().find(|s| s.key == key)?.summary().p99_us;
+    let (n, d) = (p99(num)?, p99(den)?);
+    (d > 0.0).then_some(n / d)
+}
+
+/// The targets of issues 3, 4 and 9: (name, value, target, higher is better).
+fn targets(scenarios: &[Scenario]) -> Vec<(&'static str, Option<f64>, f64, bool)> {
+    let s_errors = scenarios
+        .iter()
+        .find(|s| s.key == key::S)
+        .map(|s| s.summary().errors as f64);
+    vec![
+        (
+            "B1/B0 req/s",
+            ratio_of(scenarios, key::B1, key::B0),
+            0.5,
+            true,
+        ),
+        (
+            "B2/B1b req/s (auth/no auth)",
+            ratio_of(scenarios, key::B2, key::B1_STATUS),
+            0.7,
+            true,
+        ),
+        (
+            "T1/B1 req/s",
+            ratio_of(scenarios, key::T1, key::B1),
+            0.85,
+            true,
+        ),
+        ("S failed requests", s_errors, 0.0, false),
+        (
+            "S p99 / B1 p99",
+            p99_ratio(scenarios, key::S, key::B1),
+            1.2,
+            false,
+        ),
+    ]
+}
+
+fn met(value: Option<f64>, target: f64, higher: bool) -> Option<bool> {
+    value.map(|v| if higher { v >= target } else { v <= target })
 }
 
 fn print_table(scenarios: &[Scenario]) {
     println!();
     println!(
-        "{:<26} {:>10} {:>9} {:>9} {:>7} {:>12} {:>11} {:>9} {:>9}",
+        "{:<27} {:>9} {:>6} {:>8} {:>8} {:>8} {:>6} {:>11} {:>7} {:>8} {:>8}",
         "scenario",
         "req/s",
+        "/B0",
         "p50 ms",
         "p99 ms",
+        "max ms",
         "errors",
         "srv CPU/req",
-        "faults/req",
+        "flt/req",
         "srv busy",
         "cli busy"
     );
     for scenario in scenarios {
         let s = scenario.summary();
         println!(
-            "{:<26} {:>10} {:>9} {:>9} {:>7} {:>12} {:>11} {:>9} {:>9}",
+            "{:<27} {:>9} {:>6} {:>8} {:>8} {:>8} {:>6} {:>11} {:>7} {:>8} {:>8}",
             scenario.label,
             s.rps.map_or("-".into(), |v| format!("{v:.0}")),
+            ratio_of(scenarios, scenario.key, key::B0).map_or("-".into(), |r| format!("{r:.2}")),
             ms(s.p50_us),
             ms(s.p99_us),
+            ms(s.max_us),
             s.errors,
             s.server_cpu_us_per_req
                 .map_or("-".into(), |v| format!("{v:.1} us")),
@@ -493,27 +916,51 @@ fn print_table(scenarios: &[Scenario]) {
             pct(s.client_busy),
         );
     }
-    match ratio(scenarios) {
-        Some(r) => println!(
-            "\nB1/B0 requests/s ratio: {r:.3} (target >= 0.5: {})",
-            if r >= 0.5 { "met" } else { "NOT met" }
-        ),
-        None => println!("\nB1/B0 requests/s ratio: n/a"),
+    if let Some(s) = scenarios.iter().find(|s| s.key == key::S) {
+        let all: Vec<&SwapStats> = s.rounds.iter().filter_map(|r| r.swaps.as_ref()).collect();
+        let firsts: Vec<f64> = all
+            .iter()
+            .flat_map(|s| s.to_first_answer_us.iter().copied())
+            .collect();
+        let calls: Vec<f64> = all.iter().flat_map(|s| s.call_us.iter().copied()).collect();
+        println!(
+            "\nS: {} swaps, {} failed swap calls, {} swaps with no answer seen from the new \
+             version; promote/rollback call to first answer by the new version: median {} ms, \
+             max {} ms; the call itself: median {} ms, max {} ms",
+            all.iter().map(|s| s.swaps).sum::<usize>(),
+            all.iter().map(|s| s.failed_calls).sum::<usize>(),
+            all.iter().map(|s| s.unobserved).sum::<usize>(),
+            ms(stats::median(&firsts)),
+            ms(firsts.iter().copied().reduce(f64::max)),
+            ms(stats::median(&calls)),
+            ms(calls.iter().copied().reduce(f64::max)),
+        );
     }
-    match ratio_of(
-        scenarios,
-        "b2_gateway_bank_status_auth",
-        "b1_gateway_bank_status",
-    ) {
-        Some(r) => println!(
-            "B2/B1 requests/s ratio (authorised / unauthorised): {r:.3} (target >= 0.7: {})",
-            if r >= 0.7 { "met" } else { "NOT met" }
-        ),
-        None => println!("B2/B1 requests/s ratio: n/a"),
+    println!();
+    for (name, value, target, higher) in targets(scenarios) {
+        let verdict = match met(value, target, higher) {
+            Some(true) => "met",
+            Some(false) => "NOT met",
+            None => "n/a",
+        };
+        println!(
+            "{name:<30} {:>8}  (target {} {target}: {verdict})",
+            value.map_or("-".into(), |v| format!("{v:.3}")),
+            if higher { ">=" } else { "<=" },
+        );
     }
+    let by_cpu: Vec<String> = cpu_ratios(scenarios)
+        .into_iter()
+        .map(|(name, r)| format!("{name} {}", r.map_or("-".into(), |r| format!("{r:.3}"))))
+        .collect();
     println!(
-        "(medians over rounds; errors summed; srv CPU/req and faults/req = server threads' \
-         CPU time and minor page faults per request; busy = CPU cores in use by that side)"
+        "same ratios from server CPU per request (den/num): {}",
+        by_cpu.join(", ")
+    );
+    println!(
+        "(medians over rounds, max = worst round, errors summed; srv CPU/req and flt/req = \
+         server threads' CPU time and minor page faults per request; busy = CPU cores in use \
+         by that side)"
     );
 }
 
@@ -529,7 +976,10 @@ fn report_json(
             let s = scenario.summary();
             let value = json!({
                 "label": scenario.label,
+                "method": scenario.target.method.as_str(),
                 "path": scenario.target.path,
+                "tls": matches!(scenario.target.transport, Transport::Tls(_)),
+                "connection_per_request": scenario.target.connection_per_request,
                 "expect_status": scenario.target.expect_status,
                 "median": {
                     "requests_per_sec": s.rps,
@@ -540,14 +990,32 @@ fn report_json(
                     "server_cores_busy": s.server_busy,
                     "client_cores_busy": s.client_busy,
                 },
+                "max_us": s.max_us,
+                "ratio_to_b0": ratio_of(scenarios, scenario.key, key::B0),
                 "errors": s.errors,
                 "rounds": scenario.rounds.iter().map(Round::to_json).collect::<Vec<_>>(),
             });
             (scenario.key.to_owned(), value)
         })
         .collect();
+    let targets_json: Vec<Value> = targets(scenarios)
+        .into_iter()
+        .map(|(name, value, target, higher)| {
+            json!({
+                "name": name,
+                "value": value,
+                "target": target,
+                "higher_is_better": higher,
+                "met": met(value, target, higher),
+            })
+        })
+        .collect();
     json!({
-        "bench": "sfop gateway overhead",
+        "bench": "sfop gateway overhead (issue 9)",
+        "machine": {
+            "cpus": cpus(),
+            "cpu_model": cpu_model(),
+        },
         "config": {
             "connections": args.connections,
             "duration_secs": args.duration_secs,
@@ -555,27 +1023,27 @@ fn report_json(
             "rounds": args.rounds,
             "server_threads": args.server_threads,
             "client_threads": args.client_threads,
-            "cpus": cpus(),
-            "plugin": PLUGIN,
-            "response_body_bytes": body_len,
-            "response_headers": header_names,
+            "swap_ms": args.swap_ms,
+            "echo_response_body_bytes": body_len,
+            "echo_response_headers": header_names,
         },
         "scenarios": scenarios_json,
-        "ratio_b1_over_b0": ratio(scenarios),
-        "ratio_target": 0.5,
-        "ratio_b2_over_b1": ratio_of(scenarios, "b2_gateway_bank_status_auth", "b1_gateway_bank_status"),
-        "ratio_b2_target": 0.7,
+        "ratios": {
+            "b1_over_b0": ratio_of(scenarios, key::B1, key::B0),
+            "b2_over_b1b": ratio_of(scenarios, key::B2, key::B1_STATUS),
+            "t1_over_b1": ratio_of(scenarios, key::T1, key::B1),
+            "t2_over_b1": ratio_of(scenarios, key::T2, key::B1),
+            "s_over_b1": ratio_of(scenarios, key::S, key::B1),
+            "s_p99_over_b1_p99": p99_ratio(scenarios, key::S, key::B1),
+            "b3_over_b0": ratio_of(scenarios, key::B3, key::B0),
+            "b4_over_b0": ratio_of(scenarios, key::B4, key::B0),
+        },
+        "targets": targets_json,
+        "cpu_ratios": cpu_ratios(scenarios)
+            .into_iter()
+            .map(|(name, r)| (name.to_owned(), json!(r)))
+            .collect::<serde_json::Map<String, Value>>(),
     })
-}
-
-fn target(addr: SocketAddr, path: &str, status: u16, body_len: usize) -> Target {
-    Target {
-        addr,
-        path: path.to_owned(),
-        expect_status: status,
-        expect_body_len: Some(body_len),
-        authorization: None,
-    }
 }
 
 /// Copies a built package (`sfop.toml`, `api.wasm`) into `dst`.
@@ -613,6 +1081,14 @@ fn project_root() -> Result<PathBuf> {
 
 fn cpus() -> usize {
     std::thread::available_parallelism().map_or(0, |n| n.get())
+}
+
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    info.lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
 }
 
 fn ms(us: Option<f64>) -> String {

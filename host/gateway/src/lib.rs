@@ -3,6 +3,7 @@
 //! envelope (`api_tran_id`, `api_tran_dtm`, `rsp_code`, `rsp_message`).
 
 mod authz;
+mod envelope;
 mod fault;
 mod metrics;
 mod routes;
@@ -24,7 +25,6 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use serde_json::{Map, Value};
 use sfop_core::envelope::ErrorBody;
 use sfop_core::{ApiTranId, time};
 use sfop_runtime::{Api, Call};
@@ -481,16 +481,7 @@ impl Gateway {
     /// values a plugin wrote under those keys are replaced. `None` when the
     /// body is not a JSON object.
     fn stamp_envelope(&self, id: &ApiTranId, body: &[u8]) -> Option<Vec<u8>> {
-        let fields: Map<String, Value> = serde_json::from_slice(body).ok()?;
-        let mut stamped = Map::with_capacity(fields.len() + 2);
-        stamped.insert("api_tran_id".into(), Value::String(id.to_string()));
-        stamped.insert("api_tran_dtm".into(), Value::String(self.dtm()));
-        for (k, v) in fields {
-            if k != "api_tran_id" && k != "api_tran_dtm" {
-                stamped.insert(k, v);
-            }
-        }
-        serde_json::to_vec(&stamped).ok()
+        envelope::stamp(body, id.as_str(), &self.dtm())
     }
 
     fn dtm(&self) -> String {

@@ -11,6 +11,12 @@ use clap::{Args, Parser, Subcommand};
 use sfop::{AuthMode, Bootstrap, Config, LoadOutcome, TlsMode};
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc rather than the system allocator: measured with `cargo xtask
+/// bench`, the request path (hyper, biscuit's per-request Datalog world,
+/// wasmtime stores) spends a large share of its time in malloc/free.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "sfop",

@@ -18,6 +18,9 @@
 //! imports of `sfop:platform`; a plugin may only use those its manifest
 //! declares, or the gateway refuses to load it.
 
+// The guest's global allocator (see the module for why).
+#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+mod alloc;
 mod envelope;
 pub mod fields;
 mod request;
