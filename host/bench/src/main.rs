@@ -528,7 +528,7 @@ async fn start_platforms(plugins: &Path) -> Result<Platforms> {
         .collect::<Vec<_>>()
         .join("\n");
     let component = std::fs::read(echo_dir.join("api.wasm"))?;
-    let package = sfop_management::Package::new(manifest, component, None)?;
+    let package = sfop_management::Package::from_parts(manifest, component, None)?;
     let mgmt = &plain.management;
     mgmt.push(package, "bench").await?;
     mgmt.test("echo", &semver::Version::parse(SWAP_VERSION)?, "bench")
