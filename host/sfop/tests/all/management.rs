@@ -108,6 +108,21 @@ fn gated() -> sfop::Overrides {
     }
 }
 
+/// Echo 1.0.0 through the test gate, with biscuit authorisation: the admin
+/// API and the operator's admin token.
+async fn admin_platform(tls: TlsMode) -> Result<TestPlatform> {
+    TestPlatform::start_overriding(
+        vec![Package::built("test/echo").with_manifest(&echo_manifest("1.0.0", "echo"))],
+        |c| {
+            c.tls.mode = tls;
+            c.auth.mode = AuthMode::Biscuit;
+            c.management.bootstrap = Bootstrap::Testbed;
+        },
+        gated(),
+    )
+    .await
+}
+
 /// A platform serving echo 1.0.0 (bootstrapped through the test gate) on
 /// cleartext HTTP with no authorisation, the watchdog every 20 ms.
 async fn platform() -> Result<TestPlatform> {
@@ -382,19 +397,7 @@ fn refused(reply: &Reply, status: u16, needle: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_api_refusals_change_nothing() -> Result<()> {
-    let t = TestPlatform::start_overriding(
-        vec![Package::built("test/echo").with_manifest(&echo_manifest("1.0.0", "echo"))],
-        |c| {
-            c.tls.mode = TlsMode::Off;
-            c.auth.mode = AuthMode::Biscuit;
-            c.management.bootstrap = Bootstrap::Testbed;
-        },
-        sfop::Overrides {
-            gate: Some(Arc::new(TestGate)),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let t = admin_platform(TlsMode::Off).await?;
     let token_file = t.platform.admin_token.clone().context("admin token")?;
     let admin = Admin {
         t: &t,
@@ -657,19 +660,7 @@ async fn deprecate_retire_restart_and_a_tampered_audit_log() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_pushes_tests_promotes_and_rolls_back_over_https() -> Result<()> {
-    let t = TestPlatform::start_overriding(
-        vec![Package::built("test/echo").with_manifest(&echo_manifest("1.0.0", "echo"))],
-        |c| {
-            c.tls.mode = TlsMode::SelfSigned;
-            c.auth.mode = AuthMode::Biscuit;
-            c.management.bootstrap = Bootstrap::Testbed;
-        },
-        sfop::Overrides {
-            gate: Some(Arc::new(TestGate)),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let t = admin_platform(TlsMode::SelfSigned).await?;
     let package = tempfile::tempdir()?;
     std::fs::write(
         package.path().join("sfop.toml"),
