@@ -146,7 +146,6 @@ pub struct Management<P: DataPlane> {
     trees: Trees,
     settings: Settings,
     control: Mutex<Control<P::Release>>,
-    changes: watch::Sender<u64>,
 }
 
 impl<P: DataPlane> std::fmt::Debug for Management<P> {
@@ -206,13 +205,7 @@ impl<P: DataPlane> Management<P> {
                 closed: BTreeMap::new(),
                 baselines: HashMap::new(),
             }),
-            changes: watch::channel(0).0,
         })
-    }
-
-    /// A receiver that changes after every applied operation.
-    pub fn changes(&self) -> watch::Receiver<u64> {
-        self.changes.subscribe()
     }
 
     /// Loads and publishes every API that was live (and its canary) when
@@ -239,7 +232,6 @@ impl<P: DataPlane> Management<P> {
         }
         let table = self.build(&control, None)?;
         self.plane.swap(table);
-        self.notify();
         Ok(())
     }
 
@@ -317,7 +309,6 @@ impl<P: DataPlane> Management<P> {
             .warm
             .insert((name.clone(), version.clone()), release);
         tracing::info!(api = %name, %version, %actor, "package pushed");
-        self.notify();
         Ok(record)
     }
 
@@ -364,7 +355,6 @@ impl<P: DataPlane> Management<P> {
             Ok::<_, sfop_store::Abort<Error>>(())
         })?;
         self.store.flush()?;
-        self.notify();
         Ok(test)
     }
 
@@ -945,7 +935,7 @@ impl<P: DataPlane> Management<P> {
     }
 
     /// The stored package of a version.
-    pub fn package(&self, record: &VersionRecord) -> Result<Package> {
+    fn package(&self, record: &VersionRecord) -> Result<Package> {
         let component = self.trees.blob(&record.component_sha256)?.ok_or_else(|| {
             Error::NotFound(format!(
                 "the component of {}@{} is missing from the store",
@@ -1034,7 +1024,6 @@ impl<P: DataPlane> Management<P> {
         .map_err(|e| Error::Refused(format!("recording the {action} failed: {e}")))??;
         tracing::info!(api = %api.name, version = ?version.map(ToString::to_string), %actor, "{action}: {detail}");
         self.evict(control, &api);
-        self.notify();
         Ok(api)
     }
 
@@ -1109,10 +1098,6 @@ impl<P: DataPlane> Management<P> {
         }
         self.plane.build(&published).map_err(Error::Refused)
     }
-
-    fn notify(&self) {
-        self.changes.send_modify(|n| *n += 1);
-    }
 }
 
 /// The rule ids of a failed report, for messages (`checks[].rule` where
@@ -1128,6 +1113,7 @@ fn failed_rules(report: &serde_json::Value) -> String {
                 .collect()
         })
         .unwrap_or_default();
+    rules.sort_unstable();
     rules.dedup();
     if rules.is_empty() {
         "see the testbed report".into()

@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use sfop_management::{Bootstrapped, Management, Package};
+use sfop_management::{Management, Package};
 
 use crate::plane::EmbeddedPlane;
 
@@ -19,18 +19,9 @@ pub struct PackageReport {
     pub outcome: LoadOutcome,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LoadOutcome {
-    /// Serving `name@version` on its routes; `from_cache` when its native
-    /// code came from the compile cache instead of a fresh compile.
-    Live {
-        name: String,
-        version: String,
-        from_cache: bool,
-    },
-    /// Refused; the routes listed in its manifest (if readable) are closed.
-    Refused { error: String },
-}
+/// What happened to one package folder: live (with the version that serves,
+/// which is newer when the registry already had one), or refused and why.
+pub use sfop_management::Bootstrapped as LoadOutcome;
 
 /// Offers every package folder under `dir`, in name order.
 pub async fn bootstrap_dir(
@@ -48,18 +39,7 @@ pub async fn bootstrap_dir(
     let mut reports = Vec::with_capacity(folders.len());
     for folder in folders {
         let outcome = match Package::read_dir(&folder) {
-            Ok(package) => match management.bootstrap(package, trusted).await {
-                Bootstrapped::Live {
-                    name,
-                    version,
-                    from_cache,
-                } => LoadOutcome::Live {
-                    name,
-                    version,
-                    from_cache,
-                },
-                Bootstrapped::Refused { error } => LoadOutcome::Refused { error },
-            },
+            Ok(package) => management.bootstrap(package, trusted).await,
             Err(e) => LoadOutcome::Refused {
                 error: e.to_string(),
             },

@@ -117,12 +117,7 @@ pub(super) fn apps_page(ctx: &Ctx<'_>, message: Option<&str>) -> Result<PortalRe
                 name = escape(&c.name),
                 id = escape(&c.client_id),
                 code = escape(&c.client_use_code),
-                scopes = c
-                    .scopes
-                    .iter()
-                    .map(|s| scope_badge(s))
-                    .collect::<Vec<_>>()
-                    .join(" "),
+                scopes = scope_badges(&c.scopes),
             );
         }
     }
@@ -206,18 +201,8 @@ pub(super) fn register_app(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<P
         id = escape(&client.client_id),
         secret = escape(secret.as_deref().unwrap_or_default()),
         code = escape(&client.client_use_code),
-        scopes = client
-            .scopes
-            .iter()
-            .map(|s| scope_badge(s))
-            .collect::<Vec<_>>()
-            .join(" "),
-        uris = client
-            .redirect_uris
-            .iter()
-            .map(|u| format!("<code>{}</code>", escape(u)))
-            .collect::<Vec<_>>()
-            .join("<br>"),
+        scopes = scope_badges(&client.scopes),
+        uris = uri_lines(&client.redirect_uris),
         href = encode(&client.client_id),
     );
     let mut r = ctx.page("App registered", "/portal/apps", &body);
@@ -280,18 +265,8 @@ pub(super) fn app_page(
         name = escape(&client.name),
         id = escape(&client.client_id),
         code = escape(&client.client_use_code),
-        scopes = client
-            .scopes
-            .iter()
-            .map(|s| scope_badge(s))
-            .collect::<Vec<_>>()
-            .join(" "),
-        uris = client
-            .redirect_uris
-            .iter()
-            .map(|u| format!("<code>{}</code>", escape(u)))
-            .collect::<Vec<_>>()
-            .join("<br>"),
+        scopes = scope_badges(&client.scopes),
+        uris = uri_lines(&client.redirect_uris),
     );
     let user_scopes: Vec<&String> = client
         .scopes
@@ -760,4 +735,21 @@ pub(super) async fn oob_token(
         ctx.portal.developers.save_session(id, session)?;
     }
     Ok(redirect(&format!("/portal/apps/{}", encode(client_id))))
+}
+
+/// An app's scopes as badges.
+fn scope_badges(scopes: &[String]) -> String {
+    scopes
+        .iter()
+        .map(|s| scope_badge(s))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// An app's redirect URIs, escaped, one a line.
+fn uri_lines(uris: &[String]) -> String {
+    uris.iter()
+        .map(|u| format!("<code>{}</code>", escape(u)))
+        .collect::<Vec<_>>()
+        .join("<br>")
 }

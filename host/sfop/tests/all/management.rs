@@ -134,6 +134,22 @@ async fn platform() -> Result<TestPlatform> {
     .await
 }
 
+/// Pushes `package` and runs the (test) gate on it, as an operator would
+/// before a promotion or canary.
+async fn register(
+    mgmt: &sfop_management::Management<sfop::EmbeddedPlane>,
+    package: Pkg,
+) -> Result<()> {
+    let (name, version) = (
+        package.manifest.name.clone(),
+        package.manifest.version.clone(),
+    );
+    mgmt.push(package, "ops").await?;
+    let test = mgmt.test(&name, &version, "ops").await?;
+    anyhow::ensure!(test.passed, "{name}@{version} failed the gate");
+    Ok(())
+}
+
 fn v(text: &str) -> Version {
     Version::parse(text).unwrap_or_else(|_| Version::new(0, 0, 0))
 }
@@ -165,8 +181,7 @@ async fn swap_under_load_fails_no_request_and_mixes_no_versions() -> Result<()> 
         built("test/release-b")?,
         None,
     )?;
-    mgmt.push(next, "ops").await?;
-    mgmt.test("echo", &v("1.1.0"), "ops").await?;
+    register(&mgmt, next).await?;
     let component = HashMap::from([("1.0.0", "echo"), ("1.1.0", "release-b")]);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -242,9 +257,7 @@ async fn swap_under_load_fails_no_request_and_mixes_no_versions() -> Result<()> 
 async fn canary_splits_sticks_and_rolls_back_a_failing_candidate() -> Result<()> {
     let t = platform().await?;
     let mgmt = t.platform.management.clone();
-    mgmt.push(echo_package("1.1.0", "echo, next")?, "ops")
-        .await?;
-    mgmt.test("echo", &v("1.1.0"), "ops").await?;
+    register(&mgmt, echo_package("1.1.0", "echo, next")?).await?;
     let spec = CanarySpec {
         percent: 30,
         sticky: Sticky::Account,
@@ -303,10 +316,7 @@ async fn canary_splits_sticks_and_rolls_back_a_failing_candidate() -> Result<()>
         built("test/trap")?,
         None,
     )?;
-    mgmt.push(trap, "ops").await?;
-    mgmt.test("echo", &v("1.2.0"), "ops").await?;
-    let mut changes = mgmt.changes();
-    changes.borrow_and_update();
+    register(&mgmt, trap).await?;
     let spec = CanarySpec {
         percent: 50,
         sticky: Sticky::Account,
@@ -314,7 +324,6 @@ async fn canary_splits_sticks_and_rolls_back_a_failing_candidate() -> Result<()>
         min_requests: 10,
     };
     mgmt.canary("echo", &v("1.2.0"), spec, "ops").await?;
-    changes.borrow_and_update();
     let failures = Arc::new(AtomicUsize::new(0));
     let rolled_back = async {
         // Traffic until the watchdog acts (bounded).
@@ -599,9 +608,7 @@ async fn admin_api_refusals_change_nothing() -> Result<()> {
 async fn deprecate_retire_restart_and_a_tampered_audit_log() -> Result<()> {
     let t = platform().await?;
     let mgmt = t.platform.management.clone();
-    mgmt.push(echo_package("1.1.0", "echo, next")?, "ops")
-        .await?;
-    mgmt.test("echo", &v("1.1.0"), "ops").await?;
+    register(&mgmt, echo_package("1.1.0", "echo, next")?).await?;
     mgmt.promote("echo", &v("1.1.0"), "ops").await?;
     assert!(mgmt.deprecate("echo", "2026-02-30", "ops").await.is_err());
     mgmt.deprecate("echo", "2999-12-31", "ops").await?;
@@ -747,9 +754,7 @@ async fn the_cli_pushes_tests_promotes_and_rolls_back_over_https() -> Result<()>
 async fn a_release_whose_attestation_was_tampered_with_does_not_load() -> Result<()> {
     let t = platform().await?;
     let mgmt = t.platform.management.clone();
-    mgmt.push(echo_package("1.1.0", "echo, next")?, "ops")
-        .await?;
-    mgmt.test("echo", &v("1.1.0"), "ops").await?;
+    register(&mgmt, echo_package("1.1.0", "echo, next")?).await?;
     mgmt.promote("echo", &v("1.1.0"), "ops").await?;
     drop(mgmt);
     let dirs = t.stop_keeping_dirs().await?;
