@@ -33,6 +33,7 @@ pub struct Sample(BTreeMap<&'static str, Usage>);
 const GROUPS: &[(&str, &str)] = &[
     (crate::SERVER_THREAD_NAME, "server"),
     ("sfop-epoch", "server"),
+    ("sfop-instances", "server"),
     (crate::CLIENT_THREAD_NAME, "client"),
 ];
 

@@ -140,8 +140,11 @@ impl Gateway {
 
     /// Prometheus text for `/metrics`.
     pub fn render_metrics(&self) -> String {
-        let (live, closed) = self.routes.load().counts();
-        self.metrics.render(live, closed)
+        let routes = self.routes.load();
+        let (live, closed) = routes.counts();
+        let mut out = self.metrics.render(live, closed);
+        metrics::render_instances(&mut out, &routes.releases());
+        out
     }
 
     /// Replaces the route table atomically. Requests already routed finish on

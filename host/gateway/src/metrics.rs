@@ -181,6 +181,39 @@ impl Metrics {
     }
 }
 
+/// How the served releases' calls got their instances (see
+/// `sfop_runtime::InstanceCounts`).
+pub(crate) fn render_instances(out: &mut String, releases: &[Arc<sfop_runtime::Api>]) {
+    out.push_str(
+        "# HELP sfop_instances_total Calls by how their fresh instance was made: ahead of the call (prepared) or when it came (on_request).\n\
+         # TYPE sfop_instances_total counter\n",
+    );
+    for api in releases {
+        let (m, n) = (api.manifest(), api.instances());
+        let (name, version) = (&m.name, &m.version);
+        let _ = writeln!(
+            out,
+            "sfop_instances_total{{api=\"{name}\",version=\"{version}\",source=\"prepared\"}} {}\n\
+             sfop_instances_total{{api=\"{name}\",version=\"{version}\",source=\"on_request\"}} {}",
+            n.prepared, n.on_request
+        );
+    }
+    out.push_str(
+        "# HELP sfop_instances_ready Fresh instances made and waiting for a call.\n\
+         # TYPE sfop_instances_ready gauge\n",
+    );
+    for api in releases {
+        let m = api.manifest();
+        let _ = writeln!(
+            out,
+            "sfop_instances_ready{{api=\"{}\",version=\"{}\"}} {}",
+            m.name,
+            m.version,
+            api.instances().ready
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -236,6 +236,22 @@ impl RouteTable {
         self.by_path.is_empty() && self.prefixes.is_empty()
     }
 
+    /// Every release the table serves (stable and canary), once each.
+    pub fn releases(&self) -> Vec<Arc<Api>> {
+        let mut seen: Vec<Arc<Api>> = Vec::new();
+        for (_, target) in self.by_path.values().flatten() {
+            if let Target::Api(route) = target {
+                let canary = route.canary.as_ref().map(|c| &c.release);
+                for release in std::iter::once(&route.stable).chain(canary) {
+                    if !seen.iter().any(|a| Arc::ptr_eq(a, &release.api)) {
+                        seen.push(release.api.clone());
+                    }
+                }
+            }
+        }
+        seen
+    }
+
     /// Numbers of live and closed routes.
     pub fn counts(&self) -> (usize, usize) {
         let closed = self

@@ -24,19 +24,18 @@ pub struct HostState {
 }
 
 impl HostState {
+    /// The state of an instance made before its call is known.
     pub(crate) fn new(
         manifest: Arc<Manifest>,
         services: Arc<Services>,
-        api_tran_id: String,
-        caller: Option<sfop_core::Claims>,
         deadline_ticks: u64,
     ) -> Self {
         let memory_bytes = manifest.limits.memory_mib as usize * (1 << 20);
         Self {
             manifest,
             services,
-            api_tran_id,
-            caller,
+            api_tran_id: String::new(),
+            caller: None,
             ticks_left: deadline_ticks,
             deadline_hit: false,
             limits: Limits {
@@ -45,6 +44,20 @@ impl HostState {
                 peak_bytes: 0,
             },
         }
+    }
+
+    /// Binds the instance to the one call it serves; the CPU budget starts
+    /// now, not when the instance was made.
+    pub(crate) fn begin(
+        &mut self,
+        api_tran_id: String,
+        caller: Option<sfop_core::Claims>,
+        deadline_ticks: u64,
+    ) {
+        self.api_tran_id = api_tran_id;
+        self.caller = caller;
+        self.ticks_left = deadline_ticks;
+        self.deadline_hit = false;
     }
 
     /// Called by wasmtime each epoch tick while the guest runs: yield to

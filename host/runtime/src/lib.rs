@@ -6,6 +6,7 @@
 mod bindings;
 mod cache;
 mod host;
+mod warm;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use sfop_core::{BankBackend, Capability, Claims, KvStore, Manifest};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::ApiPre;
 use crate::bindings::sfop::platform::{auth_context, clock, kv, ledger, log, types};
@@ -116,16 +117,19 @@ pub struct Runtime {
     cache: Option<cache::CompileCache>,
 }
 
-/// Stops the epoch thread when the runtime and every API loaded from it are
-/// gone: deadlines keep working for as long as anything can run.
+/// Stops the epoch and instance threads when the runtime and every API
+/// loaded from it are gone: deadlines keep working for as long as anything
+/// can run.
 #[derive(Debug)]
 struct Ticker {
     stop: Arc<AtomicBool>,
+    factory: Arc<warm::Factory>,
 }
 
 impl Drop for Ticker {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.factory.stop();
     }
 }
 
@@ -160,7 +164,10 @@ impl Runtime {
         let engine = Engine::new(&wasm)?;
 
         let stop = Arc::new(AtomicBool::new(false));
-        let ticker = Arc::new(Ticker { stop: stop.clone() });
+        let ticker = Arc::new(Ticker {
+            stop: stop.clone(),
+            factory: warm::Factory::start(n)?,
+        });
         let (ticking, tick) = (engine.clone(), config.tick);
         thread::Builder::new()
             .name("sfop-epoch".into())
@@ -209,14 +216,21 @@ impl Runtime {
         let tick_ms = u32::try_from(self.tick.as_millis())
             .unwrap_or(u32::MAX)
             .max(1);
-        Ok(Api {
-            deadline_ticks: u64::from(manifest.limits.cpu_ms.div_ceil(tick_ms)),
-            manifest: Arc::new(manifest),
-            sha256,
-            from_cache,
+        let deadline_ticks = u64::from(manifest.limits.cpu_ms.div_ceil(tick_ms));
+        let manifest = Arc::new(manifest);
+        let maker = warm::Maker {
             pre,
             engine: self.engine.clone(),
+            manifest: manifest.clone(),
             services: self.services.clone(),
+            deadline_ticks,
+        };
+        Ok(Api {
+            deadline_ticks,
+            manifest,
+            sha256,
+            from_cache,
+            shelf: warm::Shelf::new(maker, self.ticker.factory.clone()),
             peak_memory: AtomicU64::new(0),
             _ticker: self.ticker.clone(),
         })
@@ -329,14 +343,25 @@ pub struct Reply {
     pub body: Vec<u8>,
 }
 
+/// How a release's calls got their instances. Every call gets a fresh one;
+/// these say whether it was made ahead of the call or when the call came.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InstanceCounts {
+    /// Instances made and waiting for a call now.
+    pub ready: usize,
+    /// Calls served by an instance made ahead.
+    pub prepared: u64,
+    /// Calls that had to make their instance (none was ready).
+    pub on_request: u64,
+}
+
 /// A loaded, pre-linked API package, ready to serve calls.
 pub struct Api {
     manifest: Arc<Manifest>,
     sha256: String,
     from_cache: bool,
-    pre: ApiPre<HostState>,
-    engine: Engine,
-    services: Arc<Services>,
+    /// Fresh instances of this release, made ahead of their calls.
+    shelf: Arc<warm::Shelf>,
     deadline_ticks: u64,
     /// The largest linear memory any call's instance reached, bytes.
     peak_memory: AtomicU64,
@@ -369,6 +394,11 @@ impl Api {
         self.peak_memory.load(Ordering::Relaxed)
     }
 
+    /// How this release's calls got their (always fresh) instances.
+    pub fn instances(&self) -> InstanceCounts {
+        self.shelf.counts()
+    }
+
     /// Whether the native code came from the compile cache.
     pub fn from_cache(&self) -> bool {
         self.from_cache
@@ -376,36 +406,50 @@ impl Api {
 
     /// Serves one call from a fresh instance.
     pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
-        let limits = &self.manifest.limits;
-        let state = HostState::new(
-            self.manifest.clone(),
-            self.services.clone(),
-            call.api_tran_id.clone(),
-            call.caller.clone(),
-            self.deadline_ticks,
-        );
-        let mut store = Store::new(&self.engine, state);
-        store.limiter(|s| &mut s.limits);
+        let warm::Ready {
+            mut store,
+            bindings,
+        } = self
+            .shelf
+            .take()
+            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
+        let Call {
+            api_tran_id,
+            method,
+            path,
+            query,
+            headers,
+            body,
+            caller,
+        } = call;
+        store
+            .data_mut()
+            .begin(api_tran_id.clone(), caller, self.deadline_ticks);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().on_epoch_tick()));
+        let request = types::Request {
+            api_tran_id,
+            method,
+            path,
+            query,
+            headers,
+            body,
+        };
+        let outcome = bindings
+            .sfop_platform_handler()
+            .call_handle(&mut store, &request)
+            .await;
+        let result = self.outcome(store.data(), outcome);
+        self.shelf.retire(store);
+        result
+    }
 
-        let outcome = async {
-            let api = self.pre.instantiate_async(&mut store).await?;
-            let request = types::Request {
-                api_tran_id: call.api_tran_id,
-                method: call.method,
-                path: call.path,
-                query: call.query,
-                headers: call.headers,
-                body: call.body,
-            };
-            api.sfop_platform_handler()
-                .call_handle(&mut store, &request)
-                .await
-        }
-        .await;
-
-        let state = store.data();
+    fn outcome(
+        &self,
+        state: &HostState,
+        outcome: wasmtime::Result<types::Response>,
+    ) -> Result<Reply, CallError> {
+        let limits = &self.manifest.limits;
         self.peak_memory.fetch_max(
             u64::try_from(state.limits.peak_bytes()).unwrap_or(u64::MAX),
             Ordering::Relaxed,

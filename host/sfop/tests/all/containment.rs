@@ -222,3 +222,61 @@ async fn malformed_requests_get_an_error_and_the_gateway_stays_up() -> Result<()
     bank_status_still_serves(&t).await?;
     t.platform.stop().await
 }
+
+/// The `sfop_instances_*` series of one release, from `/metrics`.
+fn instance_series(metrics: &str, series: &str) -> u64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(series))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Every request runs in an instance nothing ran in before, also once the
+/// gateway makes instances ahead of their requests: a plugin's globals never
+/// carry one caller's data into another request.
+#[tokio::test]
+async fn every_request_gets_a_fresh_instance_also_when_made_ahead() -> Result<()> {
+    let t = TestPlatform::start(vec![Package::built("test/echo")]).await?;
+    let metrics = || async {
+        Ok::<_, anyhow::Error>(String::from_utf8(t.ops("/metrics").await?.body.to_vec())?)
+    };
+    let ready = r#"sfop_instances_ready{api="echo",version="0.1.0"}"#;
+    let prepared = r#"sfop_instances_total{api="echo",version="0.1.0",source="prepared"}"#;
+    let on_request = r#"sfop_instances_total{api="echo",version="0.1.0",source="on_request"}"#;
+
+    // No request yet: nothing is made for an API nobody calls.
+    assert_eq!(instance_series(&metrics().await?, ready), 0);
+    let first = t.get("/test/echo").await?;
+    assert_eq!(first.json()?["instance_calls"], 1);
+    // The first call made its own instance and asked for more to be made.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while instance_series(&metrics().await?, ready) == 0 {
+        anyhow::ensure!(Instant::now() < deadline, "no instance was made ahead");
+        tokio::task::yield_now().await;
+    }
+
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..48 {
+        let addr = t.addr();
+        calls.spawn(async move { send(addr, "GET", "/test/echo", &[], Vec::new()).await });
+    }
+    while let Some(reply) = calls.join_next().await {
+        let reply = reply??;
+        assert_eq!(reply.status, 200);
+        assert_eq!(
+            reply.json()?["instance_calls"],
+            1,
+            "an instance served twice"
+        );
+    }
+    let text = metrics().await?;
+    let (made_ahead, made_on_request) = (
+        instance_series(&text, prepared),
+        instance_series(&text, on_request),
+    );
+    assert_eq!(made_ahead + made_on_request, 49, "{text}");
+    assert!(made_ahead >= 1, "{text}");
+    Ok(())
+}

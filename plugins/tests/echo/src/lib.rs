@@ -1,7 +1,13 @@
 //! Echoes the request the gateway handed over, plus the platform clock, so
 //! that tests can see exactly what crosses the WIT boundary.
 
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use sfop_sdk::{ApiError, Request, Response, api, auth_context, clock, log};
+
+/// Calls this instance has served, this one included: a global that would
+/// carry state from one request to the next if an instance were reused.
+static CALLS: AtomicU32 = AtomicU32::new(0);
 
 fn handle(req: &Request) -> Result<Response, ApiError> {
     log::log(log::Level::Info, &format!("echo {}", req.path()));
@@ -21,6 +27,7 @@ fn handle(req: &Request) -> Result<Response, ApiError> {
         "json": json,
         "seen_api_tran_id": req.api_tran_id(),
         "now_millis": clock::now_millis().to_string(),
+        "instance_calls": CALLS.fetch_add(1, Ordering::Relaxed) + 1,
         "caller": auth_context::caller().map(|c| serde_json::json!({
             "client_id": c.client_id,
             "client_use_code": c.client_use_code,

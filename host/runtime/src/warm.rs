@@ -1,0 +1,309 @@
+//! Fresh instances made before their request arrives, and used stores torn
+//! down after their reply has left: both off the request's path.
+//!
+//! Every call still gets an instance that nothing ran in before and that is
+//! thrown away after that one call. What moves is *when* the two costly ends
+//! of an instance's life happen. Instantiating (pool slot, vmctx, the
+//! adapter's core instances, lazy tables) and resetting a slot on drop
+//! (dirty-page scan and zeroing) take about as long as the call itself for a
+//! small API. One `sfop-instances` thread per runtime does both, in batches,
+//! while the gateway's workers serve; a worker only pops a ready instance
+//! and pushes the used store back.
+//!
+//! Bounds keep this from changing what the pool can serve: each release
+//! keeps at most [`DEPTH`] instances ready, all releases together at most a
+//! quarter of the pool's slots, and when the thread falls behind (too many
+//! stores waiting to be dropped, or no ready instance) the worker simply
+//! instantiates or drops inline, as it did before.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, Weak};
+use std::thread;
+use std::time::Duration;
+
+use wasmtime::Store;
+
+use sfop_core::Manifest;
+
+use crate::Services;
+use crate::bindings::{Api as Bindings, ApiPre};
+use crate::host::HostState;
+
+/// Instances each release keeps ready.
+pub(crate) const DEPTH: usize = 32;
+/// Used stores waiting for the thread before a worker wakes it.
+const BATCH: usize = 16;
+/// Used stores waiting beyond which workers drop their own.
+const MAX_WAITING: usize = 256;
+/// How long the thread sleeps with nothing to do before it drops what is
+/// waiting anyway, so that a quiet gateway does not hold used slots.
+const IDLE: Duration = Duration::from_millis(20);
+
+/// One instance ready for one call.
+pub(crate) struct Ready {
+    pub(crate) store: Store<HostState>,
+    pub(crate) bindings: Bindings,
+}
+
+/// What a release needs to make instances of itself.
+pub(crate) struct Maker {
+    pub(crate) pre: ApiPre<HostState>,
+    pub(crate) engine: wasmtime::Engine,
+    pub(crate) manifest: Arc<Manifest>,
+    pub(crate) services: Arc<Services>,
+    pub(crate) deadline_ticks: u64,
+}
+
+impl Maker {
+    /// A new instance. Instantiation runs no guest code of an sfop plugin
+    /// except the component adapter's table set-up, but a start function
+    /// could; it is bounded by the same CPU deadline as a call.
+    pub(crate) fn make(&self) -> wasmtime::Result<Ready> {
+        let state = HostState::new(
+            self.manifest.clone(),
+            self.services.clone(),
+            self.deadline_ticks,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limits);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(self.deadline_ticks.max(1));
+        let bindings = self.pre.instantiate(&mut store)?;
+        Ok(Ready { store, bindings })
+    }
+}
+
+/// The ready instances of one release.
+pub(crate) struct Shelf {
+    pub(crate) maker: Maker,
+    ready: Mutex<Vec<Ready>>,
+    /// A refill of this shelf is queued or running.
+    refilling: AtomicBool,
+    factory: Arc<Factory>,
+    /// Calls served by an instance made ahead, and by one made on request.
+    prepared: AtomicU64,
+    on_request: AtomicU64,
+}
+
+impl Shelf {
+    pub(crate) fn new(maker: Maker, factory: Arc<Factory>) -> Arc<Self> {
+        Arc::new(Self {
+            maker,
+            ready: Mutex::new(Vec::with_capacity(DEPTH)),
+            refilling: AtomicBool::new(false),
+            factory,
+            prepared: AtomicU64::new(0),
+            on_request: AtomicU64::new(0),
+        })
+    }
+
+    /// An instance for one call: a ready one if there is one, else made now.
+    /// Asks for a refill when the shelf runs low.
+    pub(crate) fn take(self: &Arc<Self>) -> wasmtime::Result<Ready> {
+        let (ready, left) = match self.ready.lock() {
+            Ok(mut shelf) => {
+                let ready = shelf.pop();
+                (ready, shelf.len())
+            }
+            Err(_) => (None, 0),
+        };
+        if left <= DEPTH / 2 && !self.refilling.swap(true, Ordering::AcqRel) {
+            self.factory.refill(Arc::downgrade(self));
+        }
+        match ready {
+            Some(ready) => {
+                self.factory.shelved.fetch_sub(1, Ordering::Relaxed);
+                self.prepared.fetch_add(1, Ordering::Relaxed);
+                Ok(ready)
+            }
+            None => {
+                self.on_request.fetch_add(1, Ordering::Relaxed);
+                self.maker.make()
+            }
+        }
+    }
+
+    /// Instances ready now, and how calls were served so far.
+    pub(crate) fn counts(&self) -> crate::InstanceCounts {
+        crate::InstanceCounts {
+            ready: self.ready.lock().map_or(0, |s| s.len()),
+            prepared: self.prepared.load(Ordering::Relaxed),
+            on_request: self.on_request.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Hands a used store to the thread, to be dropped off the request path.
+    pub(crate) fn retire(&self, store: Store<HostState>) {
+        self.factory.retire(store);
+    }
+
+    /// Makes instances until the shelf is full or the runtime-wide budget
+    /// of ready instances is spent. Runs on the factory thread.
+    fn refill(&self) {
+        loop {
+            let missing = self
+                .ready
+                .lock()
+                .map_or(0, |s| DEPTH.saturating_sub(s.len()));
+            if missing == 0 || !self.factory.reserve() {
+                break;
+            }
+            match self.maker.make() {
+                Ok(ready) => match self.ready.lock() {
+                    Ok(mut shelf) => shelf.push(ready),
+                    Err(_) => {
+                        self.factory.shelved.fetch_sub(1, Ordering::Relaxed);
+                        break;
+                    }
+                },
+                Err(e) => {
+                    // The call that takes an instance will make its own and
+                    // report the error as that call's outcome.
+                    self.factory.shelved.fetch_sub(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "could not prepare an instance");
+                    break;
+                }
+            }
+        }
+        self.refilling.store(false, Ordering::Release);
+    }
+}
+
+impl Drop for Shelf {
+    fn drop(&mut self) {
+        if let Ok(shelf) = self.ready.get_mut() {
+            self.factory
+                .shelved
+                .fetch_sub(shelf.len(), Ordering::Relaxed);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Work {
+    used: Vec<Store<HostState>>,
+    refill: Vec<Weak<Shelf>>,
+    asleep: bool,
+    stop: bool,
+}
+
+/// The runtime's `sfop-instances` thread and its inbox.
+pub(crate) struct Factory {
+    work: Mutex<Work>,
+    wake: Condvar,
+    /// Instances on all shelves.
+    shelved: AtomicUsize,
+    /// Most instances all shelves may hold together.
+    budget: usize,
+}
+
+impl std::fmt::Debug for Factory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Factory")
+            .field("shelved", &self.shelved.load(Ordering::Relaxed))
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Factory {
+    /// Starts the thread; it ends when [`Factory::stop`] is called.
+    pub(crate) fn start(max_instances: u32) -> std::io::Result<Arc<Self>> {
+        let factory = Arc::new(Self {
+            work: Mutex::new(Work::default()),
+            wake: Condvar::new(),
+            shelved: AtomicUsize::new(0),
+            budget: max_instances as usize / 4,
+        });
+        let worker = factory.clone();
+        thread::Builder::new()
+            .name("sfop-instances".into())
+            .spawn(move || worker.run())?;
+        Ok(factory)
+    }
+
+    pub(crate) fn stop(&self) {
+        if let Ok(mut work) = self.work.lock() {
+            work.stop = true;
+        }
+        self.wake.notify_one();
+    }
+
+    fn reserve(&self) -> bool {
+        self.shelved
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |n| {
+                (n < self.budget).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    fn refill(&self, shelf: Weak<Shelf>) {
+        let Ok(mut work) = self.work.lock() else {
+            return;
+        };
+        work.refill.push(shelf);
+        self.wake_if_asleep(work);
+    }
+
+    fn retire(&self, store: Store<HostState>) {
+        let Ok(mut work) = self.work.lock() else {
+            return; // dropped here
+        };
+        if work.used.len() >= MAX_WAITING || work.stop {
+            drop(work);
+            drop(store);
+            return;
+        }
+        work.used.push(store);
+        if work.used.len() >= BATCH {
+            self.wake_if_asleep(work);
+        }
+    }
+
+    fn wake_if_asleep(&self, mut work: std::sync::MutexGuard<'_, Work>) {
+        if work.asleep {
+            work.asleep = false;
+            drop(work);
+            self.wake.notify_one();
+        }
+    }
+
+    fn run(&self) {
+        let mut used = Vec::new();
+        let mut refill = Vec::new();
+        loop {
+            {
+                let Ok(mut work) = self.work.lock() else {
+                    return;
+                };
+                if work.refill.is_empty() && work.used.len() < BATCH && !work.stop {
+                    work.asleep = true;
+                    // Used stores below a batch are dropped after a pause,
+                    // so that a quiet gateway does not hold used slots.
+                    let woken = if work.used.is_empty() {
+                        self.wake.wait(work).ok()
+                    } else {
+                        self.wake.wait_timeout(work, IDLE).ok().map(|(w, _)| w)
+                    };
+                    let Some(mut woken) = woken else {
+                        return;
+                    };
+                    woken.asleep = false;
+                    work = woken;
+                }
+                if work.stop {
+                    return;
+                }
+                std::mem::swap(&mut used, &mut work.used);
+                std::mem::swap(&mut refill, &mut work.refill);
+            }
+            // Refill first: a worker may be about to run out.
+            for shelf in refill.drain(..) {
+                if let Some(shelf) = shelf.upgrade() {
+                    shelf.refill();
+                }
+            }
+            used.clear();
+        }
+    }
+}
