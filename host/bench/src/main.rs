@@ -5,11 +5,15 @@
 //! Scenarios (all HTTP/1.1, `--connections` concurrent connections):
 //!
 //! - **B0** a bare hyper server answering every request with the status,
-//!   headers and body captured once from the gateway's `GET /test/echo` (the
+//!   headers and body captured once from the gateway's `GET /test/hello` (the
 //!   same bytes): the ceiling;
 //! - **B1** the sfop gateway (`sfop::start`, cleartext, auth off, everything
 //!   else at its defaults, pooling allocator on) serving the trivial test
-//!   plugin `test/echo`, a fresh Wasm instance per request;
+//!   plugin `test/hello` (a constant answer, no capability), a fresh Wasm
+//!   instance per request;
+//! - **B1e** the same gateway serving `test/echo`, which reflects the request
+//!   through three capabilities (log, clock, auth-context): what a plugin
+//!   that does some work of its own costs;
 //! - **B1b** the same gateway serving `api/bank-status` without auth, the
 //!   baseline of B2 (echo would echo the claims, doing more work only when
 //!   authorised);
@@ -77,6 +81,7 @@ pub(crate) const SERVER_THREAD_NAME: &str = "bench-srv";
 /// Thread name prefix of the client runtime's workers.
 pub(crate) const CLIENT_THREAD_NAME: &str = "bench-cli";
 
+const HELLO_PATH: &str = "/test/hello";
 const ECHO_PATH: &str = "/test/echo";
 const STATUS_PATH: &str = "/v2.0/bank/status";
 const WITHDRAW_PATH: &str = "/v2.0/transfer/withdraw/fin_num";
@@ -87,7 +92,8 @@ const SWAP_VERSION: &str = "0.2.0";
 
 mod key {
     pub const B0: &str = "b0_bare_hyper";
-    pub const B1: &str = "b1_gateway_echo";
+    pub const B1: &str = "b1_gateway_hello";
+    pub const B1_ECHO: &str = "b1e_gateway_echo";
     pub const B1_STATUS: &str = "b1b_bank_status_no_auth";
     pub const B2: &str = "b2_bank_status_biscuit";
     pub const B3: &str = "b3_balance_inquiry";
@@ -125,7 +131,7 @@ struct Args {
     /// Milliseconds between two swaps in scenario S.
     #[arg(long, default_value_t = 250)]
     swap_ms: u64,
-    /// Built plugins (`test/echo`, `api/*`); default <project>/target/sfop-plugins.
+    /// Built plugins (`test/hello`, `test/echo`, `api/*`); default <project>/target/sfop-plugins.
     #[arg(long)]
     plugins: Option<PathBuf>,
     /// Where to write the JSON report; default <project>/target/bench/gateway.json.
@@ -389,12 +395,12 @@ fn main() -> Result<()> {
     let client_rt = runtime(CLIENT_THREAD_NAME, args.client_threads)?;
 
     let platforms = server_rt.block_on(start_platforms(&plugins))?;
-    let (mut scenarios, bare, echo_body_len, echo_headers) =
+    let (mut scenarios, bare, hello_body_len, hello_headers) =
         client_rt.block_on(prepare(&args, &platforms, &server_rt))?;
 
     eprintln!(
         "sfop-bench: {} connections, {}s x {} rounds (+{}s warm-up), server {} worker(s), \
-         client {} worker(s), {} CPU(s); echo response {echo_body_len} bytes",
+         client {} worker(s), {} CPU(s); hello response {hello_body_len} bytes",
         args.connections,
         args.duration_secs,
         args.rounds,
@@ -426,7 +432,7 @@ fn main() -> Result<()> {
     client_rt.shutdown_timeout(Duration::from_secs(2));
     server_rt.shutdown_timeout(Duration::from_secs(2));
 
-    let report = report_json(&args, &scenarios, echo_body_len, &echo_headers);
+    let report = report_json(&args, &scenarios, hello_body_len, &hello_headers);
     print_table(&scenarios);
     if let Some(dir) = out.parent() {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -440,10 +446,12 @@ fn main() -> Result<()> {
 async fn start_platforms(plugins: &Path) -> Result<Platforms> {
     // One plugins dir per platform, each with only what it serves.
     let plain_plugins = tempfile::tempdir().context("creating a temp plugins dir")?;
-    mount_plugin(
-        &plugins.join("test/echo"),
-        &plain_plugins.path().join("echo"),
-    )?;
+    for name in ["hello", "echo"] {
+        mount_plugin(
+            &plugins.join("test").join(name),
+            &plain_plugins.path().join(name),
+        )?;
+    }
     mount_plugin(
         &plugins.join("api/bank-status"),
         &plain_plugins.path().join("bank-status"),
@@ -456,7 +464,10 @@ async fn start_platforms(plugins: &Path) -> Result<Platforms> {
         )?;
     }
     let tls_plugins = tempfile::tempdir().context("creating a temp plugins dir")?;
-    mount_plugin(&plugins.join("test/echo"), &tls_plugins.path().join("echo"))?;
+    mount_plugin(
+        &plugins.join("test/hello"),
+        &tls_plugins.path().join("hello"),
+    )?;
 
     let (plain_data, authed_data, tls_data) = (
         tempfile::tempdir()?,
@@ -512,10 +523,10 @@ async fn start_platforms(plugins: &Path) -> Result<Platforms> {
             }
         }
     }
-    // The second version of echo for scenario S: the same component under
+    // The second version of hello for scenario S: the same component under
     // another version, so S measures the swap and not a different plugin.
-    let echo_dir = plugins.join("test/echo");
-    let manifest = std::fs::read_to_string(echo_dir.join("sfop.toml"))?;
+    let hello_dir = plugins.join("test/hello");
+    let manifest = std::fs::read_to_string(hello_dir.join("sfop.toml"))?;
     let manifest = manifest
         .lines()
         .map(|line| {
@@ -527,11 +538,11 @@ async fn start_platforms(plugins: &Path) -> Result<Platforms> {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    let component = std::fs::read(echo_dir.join("api.wasm"))?;
+    let component = std::fs::read(hello_dir.join("api.wasm"))?;
     let package = sfop_management::Package::from_parts(manifest, component, None)?;
     let mgmt = &plain.management;
     mgmt.push(package, "bench").await?;
-    mgmt.test("echo", &semver::Version::parse(SWAP_VERSION)?, "bench")
+    mgmt.test("hello", &semver::Version::parse(SWAP_VERSION)?, "bench")
         .await?;
 
     Ok(Platforms {
@@ -550,20 +561,20 @@ async fn start_platforms(plugins: &Path) -> Result<Platforms> {
 }
 
 /// Checks every target answers as expected once, starts B0 on the captured
-/// echo answer, and lists the scenarios.
+/// hello answer, and lists the scenarios.
 async fn prepare(
     args: &Args,
     p: &Platforms,
     server_rt: &Runtime,
 ) -> Result<(Vec<Scenario>, BareServer, usize, Vec<String>)> {
     let gateway = p.plain.local_addr;
-    let echo = Target::get(gateway, ECHO_PATH);
-    let (status, headers, body) = load::fetch_once(&echo).await?;
+    let hello = Target::get(gateway, HELLO_PATH);
+    let (status, headers, body) = load::fetch_once(&hello).await?;
     let text = String::from_utf8_lossy(&body);
     if status != 200 || !text.contains(OK) {
-        bail!("GET {ECHO_PATH} answered {status}: {text}");
+        bail!("GET {HELLO_PATH} answered {status}: {text}");
     }
-    let echo_len = body.len();
+    let hello_len = body.len();
     let header_names: Vec<String> = headers.keys().map(|k| k.to_string()).collect();
     let canned = Canned::new(status, headers, body)?;
     let bare = server_rt.spawn(BareServer::start(canned)).await??;
@@ -607,17 +618,21 @@ async fn prepare(
         .context("the TLS platform has no certificate")?;
     let tls_keepalive = Target {
         transport: Transport::Tls(setup::tls_client(&cert, true)?),
-        ..Target::get(p.tls.local_addr, ECHO_PATH)
+        ..Target::get(p.tls.local_addr, HELLO_PATH)
     };
     let tls_new = Target {
         transport: Transport::Tls(setup::tls_client(&cert, false)?),
         connection_per_request: true,
-        ..Target::get(p.tls.local_addr, ECHO_PATH)
+        ..Target::get(p.tls.local_addr, HELLO_PATH)
     };
     let swap = Target {
-        expect_body_len: Some(echo_len),
+        expect_body_len: Some(hello_len),
         record_versions: true,
-        ..echo.clone()
+        ..hello.clone()
+    };
+    let echo = Target {
+        expect_body_contains: Some(OK.into()),
+        ..Target::get(gateway, ECHO_PATH)
     };
     let missing = Target {
         expect_status: 404,
@@ -628,9 +643,9 @@ async fn prepare(
         (
             key::B0,
             "B0 bare hyper",
-            fixed(Target::get(bare_addr, ECHO_PATH), echo_len),
+            fixed(Target::get(bare_addr, HELLO_PATH), hello_len),
         ),
-        (key::B1, "B1 gateway, test/echo", fixed(echo, echo_len)),
+        (key::B1, "B1 gateway, test/hello", fixed(hello, hello_len)),
         (
             key::B1_STATUS,
             "B1b bank-status, no auth",
@@ -642,6 +657,7 @@ async fn prepare(
         (key::T1, "T1 TLS keep-alive", tls_keepalive),
         (key::T2, "T2 TLS new conn/request", tls_new),
         (key::S, "S hot swap every 250ms", swap),
+        (key::B1_ECHO, "B1e gateway, test/echo", echo),
     ];
     if !args.no_404 {
         all.push((key::B1_404, "B1-404 gateway, no Wasm", missing));
@@ -678,10 +694,10 @@ async fn prepare(
             rounds: Vec::new(),
         });
     }
-    Ok((scenarios, bare, echo_len, header_names))
+    Ok((scenarios, bare, hello_len, header_names))
 }
 
-/// Swaps the echo API between its two versions while scenario S runs.
+/// Swaps the hello API between its two versions while scenario S runs.
 struct Swapper {
     management: Arc<sfop_management::Management<sfop::EmbeddedPlane>>,
     every: Duration,
@@ -707,9 +723,9 @@ impl Swapper {
                 }
                 let at = Instant::now();
                 let result = if promote {
-                    mgmt.promote("echo", &next, "bench").await
+                    mgmt.promote("hello", &next, "bench").await
                 } else {
-                    mgmt.rollback("echo", "bench").await
+                    mgmt.rollback("hello", "bench").await
                 };
                 let took = at.elapsed();
                 match result {
@@ -726,7 +742,7 @@ impl Swapper {
                 promote = !promote;
             }
             // Leave the bootstrapped version live for the other scenarios.
-            if !promote && let Err(e) = mgmt.rollback("echo", "bench").await {
+            if !promote && let Err(e) = mgmt.rollback("hello", "bench").await {
                 eprintln!("  final rollback failed: {e:#}");
                 failed += 1;
             }
@@ -1024,8 +1040,8 @@ fn report_json(
             "server_threads": args.server_threads,
             "client_threads": args.client_threads,
             "swap_ms": args.swap_ms,
-            "echo_response_body_bytes": body_len,
-            "echo_response_headers": header_names,
+            "b0_response_body_bytes": body_len,
+            "b0_response_headers": header_names,
         },
         "scenarios": scenarios_json,
         "ratios": {

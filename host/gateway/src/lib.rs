@@ -150,8 +150,21 @@ impl Gateway {
     /// Replaces the route table atomically. Requests already routed finish on
     /// the release they started on; releases no longer referenced are dropped
     /// when their last request ends.
+    ///
+    /// Releases that enter the table start keeping instances ready; releases
+    /// that leave it (a rolled-back or superseded version the management
+    /// center keeps compiled) give theirs back to the pool.
     pub fn swap_routes(&self, routes: RouteTable) {
-        self.routes.store(Arc::new(routes));
+        let serving = routes.releases();
+        for api in &serving {
+            api.set_serving(true);
+        }
+        let old = self.routes.swap(Arc::new(routes));
+        for api in old.releases() {
+            if !serving.iter().any(|s| Arc::ptr_eq(s, &api)) {
+                api.set_serving(false);
+            }
+        }
     }
 
     /// The current route table.

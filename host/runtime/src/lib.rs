@@ -399,6 +399,12 @@ impl Api {
         self.shelf.counts()
     }
 
+    /// Whether this release is routed. Only a routed release keeps
+    /// instances made ahead; one that stops being routed drops them now.
+    pub fn set_serving(&self, serving: bool) {
+        self.shelf.set_serving(serving);
+    }
+
     /// Whether the native code came from the compile cache.
     pub fn from_cache(&self) -> bool {
         self.from_cache

@@ -79,6 +79,8 @@ pub(crate) struct Shelf {
     ready: Mutex<Vec<Ready>>,
     /// A refill of this shelf is queued or running.
     refilling: AtomicBool,
+    /// The release is routed; one that is not keeps nothing ready.
+    serving: AtomicBool,
     factory: Arc<Factory>,
     /// Calls served by an instance made ahead, and by one made on request.
     prepared: AtomicU64,
@@ -91,6 +93,7 @@ impl Shelf {
             maker,
             ready: Mutex::new(Vec::with_capacity(DEPTH)),
             refilling: AtomicBool::new(false),
+            serving: AtomicBool::new(true),
             factory,
             prepared: AtomicU64::new(0),
             on_request: AtomicU64::new(0),
@@ -107,7 +110,10 @@ impl Shelf {
             }
             Err(_) => (None, 0),
         };
-        if left <= DEPTH / 2 && !self.refilling.swap(true, Ordering::AcqRel) {
+        if left <= DEPTH / 2
+            && self.serving.load(Ordering::Relaxed)
+            && !self.refilling.swap(true, Ordering::AcqRel)
+        {
             self.factory.refill(Arc::downgrade(self));
         }
         match ready {
@@ -120,6 +126,19 @@ impl Shelf {
                 self.on_request.fetch_add(1, Ordering::Relaxed);
                 self.maker.make()
             }
+        }
+    }
+
+    pub(crate) fn set_serving(&self, serving: bool) {
+        self.serving.store(serving, Ordering::Relaxed);
+        if !serving {
+            let dropped = match self.ready.lock() {
+                Ok(mut shelf) => std::mem::take(&mut *shelf),
+                Err(_) => Vec::new(),
+            };
+            self.factory
+                .shelved
+                .fetch_sub(dropped.len(), Ordering::Relaxed);
         }
     }
 
@@ -145,11 +164,20 @@ impl Shelf {
                 .ready
                 .lock()
                 .map_or(0, |s| DEPTH.saturating_sub(s.len()));
-            if missing == 0 || !self.factory.reserve() {
+            if missing == 0
+                || !self.serving.load(Ordering::Relaxed)
+                || self.factory.stopping()
+                || !self.factory.reserve()
+            {
                 break;
             }
             match self.maker.make() {
                 Ok(ready) => match self.ready.lock() {
+                    // Made for a release that stopped being routed meanwhile.
+                    Ok(_) if !self.serving.load(Ordering::Relaxed) => {
+                        self.factory.shelved.fetch_sub(1, Ordering::Relaxed);
+                        break;
+                    }
                     Ok(mut shelf) => shelf.push(ready),
                     Err(_) => {
                         self.factory.shelved.fetch_sub(1, Ordering::Relaxed);
@@ -190,6 +218,7 @@ struct Work {
 /// The runtime's `sfop-instances` thread and its inbox.
 pub(crate) struct Factory {
     work: Mutex<Work>,
+    thread: Mutex<Option<thread::JoinHandle<()>>>,
     wake: Condvar,
     /// Instances on all shelves.
     shelved: AtomicUsize,
@@ -211,22 +240,45 @@ impl Factory {
     pub(crate) fn start(max_instances: u32) -> std::io::Result<Arc<Self>> {
         let factory = Arc::new(Self {
             work: Mutex::new(Work::default()),
+            thread: Mutex::new(None),
             wake: Condvar::new(),
             shelved: AtomicUsize::new(0),
             budget: max_instances as usize / 4,
         });
         let worker = factory.clone();
-        thread::Builder::new()
+        let handle = thread::Builder::new()
             .name("sfop-instances".into())
             .spawn(move || worker.run())?;
+        if let Ok(mut thread) = factory.thread.lock() {
+            *thread = Some(handle);
+        }
         Ok(factory)
     }
 
+    /// Ends the thread and drops every store it held before returning: the
+    /// services those stores reach (the sled store among them) are released
+    /// when the runtime is, not some time later.
     pub(crate) fn stop(&self) {
-        if let Ok(mut work) = self.work.lock() {
-            work.stop = true;
-        }
+        let waiting = match self.work.lock() {
+            Ok(mut work) => {
+                work.stop = true;
+                work.refill.clear();
+                std::mem::take(&mut work.used)
+            }
+            Err(_) => Vec::new(),
+        };
         self.wake.notify_one();
+        drop(waiting);
+        let handle = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(handle) = handle
+            && handle.thread().id() != thread::current().id()
+        {
+            let _ = handle.join();
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.work.lock().map_or(true, |w| w.stop)
     }
 
     fn reserve(&self) -> bool {
