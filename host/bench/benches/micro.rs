@@ -87,7 +87,7 @@ fn runtime(c: &mut Criterion) -> Result<()> {
     // A failed call would measure the error path: check once.
     let reply = rt.block_on(api.call(call.clone()))?;
     anyhow::ensure!(reply.status == 200, "echo answered {}", reply.status);
-    c.bench_function("runtime/instantiate_and_call_echo", |b| {
+    c.bench_function("runtime/call_echo", |b| {
         b.iter(|| rt.block_on(api.call(call.clone())))
     });
     Ok(())

@@ -400,7 +400,7 @@ impl Gateway {
             return Err(Fault::BodyTooLarge { limit_kib });
         }
         let call = Call {
-            api_tran_id: id.to_string(),
+            api_tran_id: id.as_str().to_owned(),
             method,
             path,
             query: parts.uri.query().unwrap_or_default().to_owned(),

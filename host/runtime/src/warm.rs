@@ -33,8 +33,6 @@ use crate::host::HostState;
 pub(crate) const DEPTH: usize = 32;
 /// Used stores waiting for the thread before a worker wakes it.
 const BATCH: usize = 16;
-/// Used stores waiting beyond which workers drop their own.
-const MAX_WAITING: usize = 256;
 /// How long the thread sleeps with nothing to do before it drops what is
 /// waiting anyway, so that a quiet gateway does not hold used slots.
 const IDLE: Duration = Duration::from_millis(20);
@@ -224,6 +222,8 @@ pub(crate) struct Factory {
     shelved: AtomicUsize,
     /// Most instances all shelves may hold together.
     budget: usize,
+    /// Most used stores waiting to be dropped; beyond, workers drop their own.
+    max_waiting: usize,
 }
 
 impl std::fmt::Debug for Factory {
@@ -244,6 +244,7 @@ impl Factory {
             wake: Condvar::new(),
             shelved: AtomicUsize::new(0),
             budget: max_instances as usize / 4,
+            max_waiting: max_instances as usize / 8,
         });
         let worker = factory.clone();
         let handle = thread::Builder::new()
@@ -301,7 +302,7 @@ impl Factory {
         let Ok(mut work) = self.work.lock() else {
             return; // dropped here
         };
-        if work.used.len() >= MAX_WAITING || work.stop {
+        if work.used.len() >= self.max_waiting || work.stop {
             drop(work);
             drop(store);
             return;
@@ -349,13 +350,13 @@ impl Factory {
                 std::mem::swap(&mut used, &mut work.used);
                 std::mem::swap(&mut refill, &mut work.refill);
             }
-            // Refill first: a worker may be about to run out.
+            // Drop first: that frees the pool slots a refill needs.
+            used.clear();
             for shelf in refill.drain(..) {
                 if let Some(shelf) = shelf.upgrade() {
                     shelf.refill();
                 }
             }
-            used.clear();
         }
     }
 }

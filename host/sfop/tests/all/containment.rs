@@ -280,3 +280,36 @@ async fn every_request_gets_a_fresh_instance_also_when_made_ahead() -> Result<()
     assert!(made_ahead >= 1, "{text}");
     Ok(())
 }
+
+/// Instances made ahead and used stores waiting to be dropped never take
+/// the pool slots that requests in flight need: with a pool of 16 slots,
+/// 8 clients in parallel, each sending requests back to back, get no error.
+#[tokio::test]
+async fn instances_made_ahead_leave_the_pool_to_requests_in_flight() -> Result<()> {
+    let t = TestPlatform::start_with(vec![Package::built("test/hello")], |config| {
+        config.tls.mode = sfop::TlsMode::Off;
+        config.auth.mode = sfop::AuthMode::Off;
+        config.runtime.max_instances = 16;
+    })
+    .await?;
+    let mut clients = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let addr = t.addr();
+        clients.spawn(async move {
+            for _ in 0..60 {
+                let reply = send(addr, "GET", "/test/hello", &[], Vec::new()).await?;
+                anyhow::ensure!(
+                    reply.status == 200,
+                    "{}: {}",
+                    reply.status,
+                    String::from_utf8_lossy(&reply.body)
+                );
+            }
+            Ok(())
+        });
+    }
+    while let Some(client) = clients.join_next().await {
+        client??;
+    }
+    Ok(())
+}
