@@ -30,9 +30,9 @@ use crate::bindings::{Api as Bindings, ApiPre};
 use crate::host::HostState;
 
 /// Instances each release keeps ready.
-pub(crate) const DEPTH: usize = 32;
+pub(crate) const DEPTH: usize = 64;
 /// Used stores waiting for the thread before a worker wakes it.
-const BATCH: usize = 16;
+const BATCH: usize = 32;
 /// How long the thread sleeps with nothing to do before it drops what is
 /// waiting anyway, so that a quiet gateway does not hold used slots.
 const IDLE: Duration = Duration::from_millis(20);
