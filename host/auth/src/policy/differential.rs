@@ -296,8 +296,25 @@ fn fast_path_agrees_with_biscuit() -> anyhow::Result<()> {
     }
     // Third-party blocks by the bank and by an impostor, alone, followed by
     // attenuations, and after an attenuation.
+    // Sources naming public keys: kept in the third-party block's own
+    // symbol table, translated into the authoriser's.
+    let keyed = [
+        format!(
+            r#"bank_consent({{f}}, "transfer"); check if bank_consent($f, "transfer") trusting ed25519/{};"#,
+            bank.public().to_bytes_hex()
+        ),
+        format!(
+            r#"bank_consent({{f}}, "transfer"); check if partner_ok(true) trusting previous, ed25519/{};"#,
+            impostor.public().to_bytes_hex()
+        ),
+    ];
+    let sources: Vec<&str> = BANK_BLOCKS
+        .iter()
+        .copied()
+        .chain(keyed.iter().map(String::as_str))
+        .collect();
     for signer in [&bank, &impostor] {
-        for source in BANK_BLOCKS {
+        for &source in &sources {
             let cosigned = third_party(&root, signer, source)?;
             tokens.push(cosigned.to_base64()?);
             for block in blocks.iter().step_by(4) {
