@@ -1,6 +1,9 @@
 //! The gateway's decision on each request: verify the bearer biscuit (cached
-//! per token), check revocation, then run a fresh Datalog authoriser with the
-//! request's facts. Deny by default; explicit run limits.
+//! per token), check revocation, then run a fresh Datalog world with the
+//! request's facts. Deny by default; explicit run limits. The token's blocks
+//! are loaded into that world's form once per token (`crate::prepared`,
+//! ADR 0012); biscuit-auth's own authoriser is the reference it is tested
+//! against and the fallback.
 //!
 //! Facts the authoriser provides, which attenuation blocks may use in their
 //! checks: `time($t)`, `api($name)`, `operation("read" | "transfer")`,
@@ -334,10 +337,11 @@ impl TokenAuthorizer {
         authorizer.authorize_with_limits(self.config.limits.clone())
     }
 
-    /// The per-request authoriser; `checks` records what each authoriser
-    /// check (by index) stands for, to explain a failure. Built from terms,
-    /// not Datalog text: parsing source on every request cost more than the
-    /// decision itself.
+    /// The per-request authoriser of the reference path (the fast path
+    /// builds the same facts and checks in [`Self::decide`]); `checks`
+    /// records what each authoriser check (by index) stands for, to explain
+    /// a failure. Built from terms, not Datalog text: parsing source on every
+    /// request cost more than the decision itself.
     fn request_authorizer(
         &self,
         input: &AuthInput<'_>,
