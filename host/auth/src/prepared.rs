@@ -15,7 +15,7 @@
 //! limits and evaluates every check and the policy, in the order and with the
 //! scoping rules of biscuit-auth's `Authorizer::authorize_with_limits`
 //! (`token/authorizer.rs`, `authorize_inner`), mirrored statement by
-//! statement. `policy::tests::fast_path_agrees_with_biscuit` compares both
+//! statement. `policy::differential::fast_path_agrees_with_biscuit` compares both
 //! on every token and request of the auth tests and many generated
 //! attenuations.
 
