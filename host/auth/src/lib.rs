@@ -14,6 +14,7 @@ pub mod holder;
 pub mod keys;
 pub mod oauth;
 pub mod policy;
+mod prepared;
 pub mod revocation;
 #[cfg(test)]
 mod samples;

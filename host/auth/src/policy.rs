@@ -1,6 +1,9 @@
 //! The gateway's decision on each request: verify the bearer biscuit (cached
-//! per token), check revocation, then run a fresh Datalog authoriser with the
-//! request's facts. Deny by default; explicit run limits.
+//! per token), check revocation, then run a fresh Datalog world with the
+//! request's facts. Deny by default; explicit run limits. The token's blocks
+//! are loaded into that world's form once per token (`crate::prepared`,
+//! ADR 0012); biscuit-auth's own authoriser is the reference it is tested
+//! against and the fallback.
 //!
 //! Facts the authoriser provides, which attenuation blocks may use in their
 //! checks: `time($t)`, `api($name)`, `operation("read" | "transfer")`,
@@ -8,7 +11,7 @@
 //! the request acts on), `resource_user($user_seq_no)`, `amount($n)`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use biscuit_auth::builder::Term;
 use biscuit_auth::error::{FailedCheck, Logic, Token};
@@ -16,6 +19,7 @@ use biscuit_auth::{AuthorizerBuilder, AuthorizerLimits, PublicKey};
 use sfop_core::Claims;
 use sha2::Digest;
 
+use crate::prepared::{FactName, PreparedToken, RequestCheck, Value};
 use crate::token::{self, TokenError, Verified};
 use crate::{KeyRing, Revocations};
 
@@ -120,7 +124,7 @@ pub struct TokenAuthorizer {
     config: PolicyConfig,
     /// Verified tokens by the SHA-256 of the token text (collision-resistant:
     /// a token can never be answered with another's verification).
-    verified: Mutex<HashMap<[u8; 32], Arc<Verified>>>,
+    verified: Mutex<HashMap<[u8; 32], Arc<CachedToken>>>,
     /// `allow if true`: every check of every block decides.
     allow: biscuit_auth::builder::Policy,
 }
@@ -145,7 +149,7 @@ impl TokenAuthorizer {
     }
 
     /// Signature verification, once per distinct token.
-    fn verify_cached(&self, token: &str) -> Result<Arc<Verified>, TokenError> {
+    fn verify_cached(&self, token: &str) -> Result<Arc<CachedToken>, TokenError> {
         let key: [u8; 32] = sha2::Sha256::digest(token.as_bytes()).into();
         if let Some(v) = self
             .verified
@@ -155,7 +159,10 @@ impl TokenAuthorizer {
         {
             return Ok(v.clone());
         }
-        let verified = Arc::new(token::verify(&self.ring, token)?);
+        let verified = Arc::new(CachedToken {
+            verified: Arc::new(token::verify(&self.ring, token)?),
+            prepared: OnceLock::new(),
+        });
         let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= self.config.cache_capacity {
             cache.clear();
@@ -167,6 +174,12 @@ impl TokenAuthorizer {
     /// Verifies a bearer token without a request (for the platform's own
     /// endpoints, such as unlink and revoke): signature, revocation, expiry.
     pub fn verify_bearer(&self, authorization: Option<&str>) -> Result<Arc<Verified>, Denial> {
+        self.verify_entry(authorization)
+            .map(|entry| entry.verified.clone())
+    }
+
+    /// [`Self::verify_bearer`], with the token's cache entry.
+    fn verify_entry(&self, authorization: Option<&str>) -> Result<Arc<CachedToken>, Denial> {
         let token = bearer(authorization)?;
         let verified = self.verify_cached(token).map_err(|e| match e {
             TokenError::TooComplex => {
@@ -176,13 +189,16 @@ impl TokenAuthorizer {
                 Denial::unauthenticated(rsp::TOKEN_REJECTED, format!("access token rejected: {e}"))
             }
         })?;
-        if self.revocations.any_revoked(&verified.revocation_ids) {
+        if self
+            .revocations
+            .any_revoked(&verified.verified.revocation_ids)
+        {
             return Err(Denial::unauthenticated(
                 rsp::TOKEN_REJECTED,
                 "access token revoked",
             ));
         }
-        if verified.expires_at < crate::now_secs() {
+        if verified.verified.expires_at < crate::now_secs() {
             return Err(Denial::unauthenticated(
                 rsp::TOKEN_REJECTED,
                 "access token expired",
@@ -235,14 +251,16 @@ impl TokenAuthorizer {
 
     /// The decision for one request: the caller's claims, or a denial.
     pub fn authorize(&self, input: &AuthInput<'_>) -> Result<Claims, Denial> {
-        let verified = self.verify_bearer(input.authorization)?;
+        let entry = self.verify_entry(input.authorization)?;
         let mut checks = Vec::new();
-        let builder = self
-            .request_authorizer(input, &mut checks)
-            .map_err(|e| internal(&e))?;
-        let mut authorizer = builder.build(&verified.biscuit).map_err(|e| internal(&e))?;
-        match authorizer.authorize_with_limits(self.config.limits.clone()) {
-            Ok(_) => Ok(verified.claims.clone()),
+        let result = match entry.prepared(&self.config) {
+            Some(prepared) => self.decide(prepared, input, &mut checks),
+            // A token the fast path could not load: biscuit-auth decides
+            // (and reports the same loading error, if it is one).
+            None => self.decide_reference(&entry.verified, input, &mut checks),
+        };
+        match result {
+            Ok(_) => Ok(entry.verified.claims.clone()),
             Err(Token::FailedLogic(Logic::Unauthorized { checks: failed, .. }))
             | Err(Token::FailedLogic(Logic::NoMatchingPolicy { checks: failed })) => {
                 Err(explain(&failed, &checks, input))
@@ -257,10 +275,73 @@ impl TokenAuthorizer {
         }
     }
 
-    /// The per-request authoriser; `checks` records what each authoriser
-    /// check (by index) stands for, to explain a failure. Built from terms,
-    /// not Datalog text: parsing source on every request cost more than the
-    /// decision itself.
+    /// The decision on the token's prepared world (ADR 0012): the same
+    /// facts and checks as [`Self::request_authorizer`], in the same order.
+    fn decide(
+        &self,
+        prepared: &PreparedToken,
+        input: &AuthInput<'_>,
+        checks: &mut Vec<CheckKind>,
+    ) -> Result<usize, Token> {
+        let operation = if input.required_scope == "transfer" {
+            "transfer"
+        } else {
+            "read"
+        };
+        let mut facts = Vec::with_capacity(4 + input.accounts.len());
+        facts.push((FactName::Api, Value::Str(input.api)));
+        facts.push((FactName::Operation, Value::Str(operation)));
+        facts.push((FactName::RequiredScope, Value::Str(input.required_scope)));
+        let mut request_checks = Vec::with_capacity(2 + 2 * input.accounts.len());
+        request_checks.push(RequestCheck::Scope);
+        checks.push(CheckKind::Scope);
+        if let Some(user) = &input.user {
+            facts.push((FactName::ResourceUser, Value::Str(user)));
+            request_checks.push(RequestCheck::User(user));
+            checks.push(CheckKind::User);
+        }
+        if let Some(amount) = input.amount {
+            facts.push((FactName::Amount, Value::Int(amount)));
+        }
+        for account in &input.accounts {
+            facts.push((FactName::ResourceAccount, Value::Str(account)));
+            if input.required_scope != "oob" {
+                request_checks.push(RequestCheck::Account(account));
+                checks.push(CheckKind::Account(account.clone()));
+            }
+            for (bank, (_, scopes)) in self.config.bank_consent.iter().enumerate() {
+                if scopes.iter().any(|s| s == input.required_scope) {
+                    request_checks.push(RequestCheck::BankConsent {
+                        bank,
+                        account,
+                        scope: input.required_scope,
+                    });
+                    checks.push(CheckKind::BankConsent(account.clone()));
+                }
+            }
+        }
+        prepared.authorize(&facts, &request_checks, &self.config.limits)
+    }
+
+    /// The same decision by biscuit-auth itself: a fresh authoriser built
+    /// from the token on every call. The reference the fast path is tested
+    /// against, and the fallback for tokens it cannot load.
+    fn decide_reference(
+        &self,
+        verified: &Verified,
+        input: &AuthInput<'_>,
+        checks: &mut Vec<CheckKind>,
+    ) -> Result<usize, Token> {
+        let builder = self.request_authorizer(input, checks)?;
+        let mut authorizer = builder.build(&verified.biscuit)?;
+        authorizer.authorize_with_limits(self.config.limits.clone())
+    }
+
+    /// The per-request authoriser of the reference path (the fast path
+    /// builds the same facts and checks in [`Self::decide`]); `checks`
+    /// records what each authoriser check (by index) stands for, to explain
+    /// a failure. Built from terms, not Datalog text: parsing source on every
+    /// request cost more than the decision itself.
     fn request_authorizer(
         &self,
         input: &AuthInput<'_>,
@@ -334,8 +415,32 @@ impl TokenAuthorizer {
     }
 }
 
+/// A verified token and, once a request needed it, the token-only part of
+/// its decision.
+#[derive(Debug)]
+struct CachedToken {
+    verified: Arc<Verified>,
+    /// `None` if the fast path could not load the token.
+    prepared: OnceLock<Option<PreparedToken>>,
+}
+
+impl CachedToken {
+    fn prepared(&self, config: &PolicyConfig) -> Option<&PreparedToken> {
+        self.prepared
+            .get_or_init(|| {
+                let banks: Vec<PublicKey> = config.bank_consent.iter().map(|(k, _)| *k).collect();
+                PreparedToken::new(&self.verified.biscuit, &banks)
+                    .map_err(
+                        |e| tracing::warn!(error = %e, "token not prepared; biscuit-auth decides"),
+                    )
+                    .ok()
+            })
+            .as_ref()
+    }
+}
+
 /// What an authoriser-level check stands for.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum CheckKind {
     Scope,
     User,
@@ -426,6 +531,9 @@ fn internal(e: &Token) -> Denial {
         message: "platform internal error while authorising".into(),
     }
 }
+
+#[cfg(test)]
+mod differential;
 
 #[cfg(test)]
 mod tests {

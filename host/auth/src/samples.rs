@@ -12,7 +12,7 @@ use biscuit_auth::{Algorithm, Biscuit, BlockBuilder, KeyPair, PrivateKey};
 
 use crate::{AccessGrant, KeyRing};
 
-fn seeded(byte: u8) -> crate::Result<KeyPair> {
+pub(crate) fn seeded(byte: u8) -> crate::Result<KeyPair> {
     let private = PrivateKey::from_bytes(&[byte; 32], Algorithm::Ed25519)
         .map_err(|e| crate::Error::Key(e.to_string()))?;
     Ok(KeyPair::from(&private))
