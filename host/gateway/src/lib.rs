@@ -154,17 +154,35 @@ impl Gateway {
     /// Releases that enter the table start keeping instances ready; releases
     /// that leave it (a rolled-back or superseded version the management
     /// center keeps compiled) give theirs back to the pool.
+    ///
+    /// A release that replaces another version of the same API starts with
+    /// as many instances ready as the one it replaces had: a promotion or
+    /// rollback under load does not make the first requests after it pay
+    /// for instantiation. This runs on the caller's thread (the management
+    /// center's blocking thread), before the swap.
     pub fn swap_routes(&self, routes: RouteTable) {
         let serving = routes.releases();
-        for api in &serving {
-            api.set_serving(true);
-        }
-        let old = self.routes.swap(Arc::new(routes));
-        for api in old.releases() {
-            if !serving.iter().any(|s| Arc::ptr_eq(s, &api)) {
+        let before = self.routes.load().releases();
+        let mut heat = Vec::new();
+        for api in &before {
+            if !serving.iter().any(|s| Arc::ptr_eq(s, api)) {
+                heat.push((api.manifest().name.clone(), api.instances().ready));
                 api.set_serving(false);
             }
         }
+        for api in &serving {
+            api.set_serving(true);
+            if !before.iter().any(|b| Arc::ptr_eq(b, api)) {
+                let inherited = heat
+                    .iter()
+                    .filter(|(name, _)| *name == api.manifest().name)
+                    .map(|(_, ready)| *ready)
+                    .max()
+                    .unwrap_or(0);
+                api.prepare_instances(inherited.min(16));
+            }
+        }
+        self.routes.store(Arc::new(routes));
     }
 
     /// The current route table.

@@ -405,6 +405,12 @@ impl Api {
         self.shelf.set_serving(serving);
     }
 
+    /// Makes up to `n` fresh instances ahead, now, on the calling thread
+    /// (within the runtime's budget of ready instances).
+    pub fn prepare_instances(&self, n: usize) {
+        self.shelf.prepare(n);
+    }
+
     /// Whether the native code came from the compile cache.
     pub fn from_cache(&self) -> bool {
         self.from_cache

@@ -36,6 +36,11 @@ const BATCH: usize = 32;
 /// How long the thread sleeps with nothing to do before it drops what is
 /// waiting anyway, so that a quiet gateway does not hold used slots.
 const IDLE: Duration = Duration::from_millis(20);
+/// A shelf nobody took from for this long gives way when another needs the
+/// budget.
+const EVICT_IDLE_MS: u64 = 100;
+/// A shelf nobody took from for this long is given back to the pool.
+const RELEASE_IDLE_MS: u64 = 5_000;
 
 /// One instance ready for one call.
 pub(crate) struct Ready {
@@ -83,6 +88,8 @@ pub(crate) struct Shelf {
     /// Calls served by an instance made ahead, and by one made on request.
     prepared: AtomicU64,
     on_request: AtomicU64,
+    /// When a call last took an instance, ms on the factory's clock.
+    last_take_ms: AtomicU64,
 }
 
 impl Shelf {
@@ -95,12 +102,15 @@ impl Shelf {
             factory,
             prepared: AtomicU64::new(0),
             on_request: AtomicU64::new(0),
+            last_take_ms: AtomicU64::new(0),
         })
     }
 
     /// An instance for one call: a ready one if there is one, else made now.
     /// Asks for a refill when the shelf runs low.
     pub(crate) fn take(self: &Arc<Self>) -> wasmtime::Result<Ready> {
+        self.last_take_ms
+            .store(self.factory.now_ms(), Ordering::Relaxed);
         let (ready, left) = match self.ready.lock() {
             Ok(mut shelf) => {
                 let ready = shelf.pop();
@@ -130,14 +140,47 @@ impl Shelf {
     pub(crate) fn set_serving(&self, serving: bool) {
         self.serving.store(serving, Ordering::Relaxed);
         if !serving {
-            let dropped = match self.ready.lock() {
-                Ok(mut shelf) => std::mem::take(&mut *shelf),
-                Err(_) => Vec::new(),
-            };
-            self.factory
-                .shelved
-                .fetch_sub(dropped.len(), Ordering::Relaxed);
+            self.drain();
         }
+    }
+
+    /// Makes up to `n` instances now, on the calling thread, within the
+    /// budget: a release about to replace a busy one starts warm.
+    pub(crate) fn prepare(&self, n: usize) {
+        // Counts as use: the instances are for the traffic about to come.
+        self.last_take_ms
+            .store(self.factory.now_ms(), Ordering::Relaxed);
+        for _ in 0..n.min(DEPTH) {
+            if !self.factory.reserve() {
+                break;
+            }
+            match (self.maker.make(), self.ready.lock()) {
+                (Ok(ready), Ok(mut shelf)) => shelf.push(ready),
+                _ => {
+                    self.factory.shelved.fetch_sub(1, Ordering::Relaxed);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Gives every ready instance back to the pool.
+    fn drain(&self) {
+        let dropped = match self.ready.lock() {
+            Ok(mut shelf) => std::mem::take(&mut *shelf),
+            Err(_) => Vec::new(),
+        };
+        self.factory
+            .shelved
+            .fetch_sub(dropped.len(), Ordering::Relaxed);
+    }
+
+    fn idle_for_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.last_take_ms.load(Ordering::Relaxed))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.ready.lock().map_or(true, |s| s.is_empty())
     }
 
     /// Instances ready now, and how calls were served so far.
@@ -162,10 +205,14 @@ impl Shelf {
                 .ready
                 .lock()
                 .map_or(0, |s| DEPTH.saturating_sub(s.len()));
-            if missing == 0
-                || !self.serving.load(Ordering::Relaxed)
-                || self.factory.stopping()
-                || !self.factory.reserve()
+            if missing == 0 || !self.serving.load(Ordering::Relaxed) || self.factory.stopping() {
+                break;
+            }
+            // Instances follow the traffic: when the budget is spent, shelves
+            // that nobody took from lately give theirs back first.
+            if !self.factory.reserve()
+                && (self.factory.evict_idle(Some(self), EVICT_IDLE_MS) == 0
+                    || !self.factory.reserve())
             {
                 break;
             }
@@ -224,6 +271,10 @@ pub(crate) struct Factory {
     budget: usize,
     /// Most used stores waiting to be dropped; beyond, workers drop their own.
     max_waiting: usize,
+    /// Every shelf the thread has filled, to give back idle ones.
+    shelves: Mutex<Vec<Weak<Shelf>>>,
+    /// The factory's clock, for when shelves were last used.
+    epoch: std::time::Instant,
 }
 
 impl std::fmt::Debug for Factory {
@@ -245,6 +296,8 @@ impl Factory {
             shelved: AtomicUsize::new(0),
             budget: max_instances as usize / 4,
             max_waiting: max_instances as usize / 8,
+            shelves: Mutex::new(Vec::new()),
+            epoch: std::time::Instant::now(),
         });
         let worker = factory.clone();
         let handle = thread::Builder::new()
@@ -280,6 +333,36 @@ impl Factory {
 
     fn stopping(&self) -> bool {
         self.work.lock().map_or(true, |w| w.stop)
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Drains the shelves (other than `keep`) that no call took from for
+    /// `idle_ms`; returns how many were drained. Forgets dropped shelves.
+    fn evict_idle(&self, keep: Option<&Shelf>, idle_ms: u64) -> usize {
+        let now = self.now_ms();
+        let idle: Vec<Arc<Shelf>> = match self.shelves.lock() {
+            Ok(mut shelves) => {
+                shelves.retain(|s| s.strong_count() > 0);
+                shelves
+                    .iter()
+                    .filter_map(Weak::upgrade)
+                    .filter(|s| keep.is_none_or(|keep| !std::ptr::eq(&**s, keep)))
+                    .filter(|s| s.idle_for_ms(now) >= idle_ms && !s.is_empty())
+                    .collect()
+            }
+            Err(_) => Vec::new(),
+        };
+        for shelf in &idle {
+            shelf.drain();
+        }
+        idle.len()
+    }
+
+    fn any_shelved(&self) -> bool {
+        self.shelved.load(Ordering::Relaxed) > 0
     }
 
     fn reserve(&self) -> bool {
@@ -332,11 +415,17 @@ impl Factory {
                 if work.refill.is_empty() && work.used.len() < BATCH && !work.stop {
                     work.asleep = true;
                     // Used stores below a batch are dropped after a pause,
-                    // so that a quiet gateway does not hold used slots.
-                    let woken = if work.used.is_empty() {
-                        self.wake.wait(work).ok()
-                    } else {
+                    // and shelves nobody uses are given back after a while,
+                    // so that a quiet gateway does not hold slots.
+                    let woken = if !work.used.is_empty() {
                         self.wake.wait_timeout(work, IDLE).ok().map(|(w, _)| w)
+                    } else if self.any_shelved() {
+                        self.wake
+                            .wait_timeout(work, Duration::from_millis(RELEASE_IDLE_MS))
+                            .ok()
+                            .map(|(w, _)| w)
+                    } else {
+                        self.wake.wait(work).ok()
                     };
                     let Some(mut woken) = woken else {
                         return;
@@ -354,8 +443,16 @@ impl Factory {
             used.clear();
             for shelf in refill.drain(..) {
                 if let Some(shelf) = shelf.upgrade() {
+                    if let Ok(mut shelves) = self.shelves.lock()
+                        && !shelves.iter().any(|s| std::ptr::eq(s.as_ptr(), &*shelf))
+                    {
+                        shelves.push(Arc::downgrade(&shelf));
+                    }
                     shelf.refill();
                 }
+            }
+            if self.any_shelved() {
+                self.evict_idle(None, RELEASE_IDLE_MS);
             }
         }
     }
