@@ -6,7 +6,9 @@
 use sfop_sdk::{ApiError, Request, Response, api};
 
 fn handle(_req: &Request) -> Result<Response, ApiError> {
-    Ok(Response::success(&serde_json::json!({ "greeting": "hello" })))
+    Ok(Response::success(
+        &serde_json::json!({ "greeting": "hello" }),
+    ))
 }
 
 api!(handle);
