@@ -295,7 +295,7 @@ impl Factory {
             wake: Condvar::new(),
             shelved: AtomicUsize::new(0),
             budget: max_instances as usize / 4,
-            max_waiting: max_instances as usize / 8,
+            max_waiting: max_instances as usize / 4,
             shelves: Mutex::new(Vec::new()),
             epoch: std::time::Instant::now(),
         });
