@@ -64,15 +64,7 @@ pub async fn bench_user(
         sfop_core::time::now_millis(),
     )?;
 
-    let demo: Value = serde_json::from_slice(
-        &std::fs::read(data_dir.join("demo-client.json")).context("reading demo-client.json")?,
-    )?;
-    let field = |k: &str| {
-        demo[k]
-            .as_str()
-            .map(str::to_owned)
-            .with_context(|| format!("{k} in demo-client.json"))
-    };
+    let field = demo_client(data_dir)?;
     let (client_id, secret, redirect) = (
         field("client_id")?,
         field("client_secret")?,
@@ -158,17 +150,23 @@ pub async fn bench_user(
     })
 }
 
-/// A client-credentials (`oob`) token of the demo client seeded in `data_dir`.
-pub async fn oob_token(addr: SocketAddr, data_dir: &Path) -> Result<String> {
+/// The demo client seeded in `data_dir` (`demo-client.json`): its fields by
+/// name.
+fn demo_client(data_dir: &Path) -> Result<impl Fn(&str) -> Result<String>> {
     let demo: Value = serde_json::from_slice(
         &std::fs::read(data_dir.join("demo-client.json")).context("reading demo-client.json")?,
     )?;
-    let field = |k: &str| {
+    Ok(move |k: &str| {
         demo[k]
             .as_str()
             .map(str::to_owned)
-            .context("demo-client.json")
-    };
+            .with_context(|| format!("{k} in demo-client.json"))
+    })
+}
+
+/// A client-credentials (`oob`) token of the demo client seeded in `data_dir`.
+pub async fn oob_token(addr: SocketAddr, data_dir: &Path) -> Result<String> {
+    let field = demo_client(data_dir)?;
     let body = form(&[
         ("grant_type", "client_credentials"),
         ("scope", "oob"),

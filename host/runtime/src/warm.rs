@@ -88,8 +88,11 @@ pub(crate) struct Shelf {
     /// Calls served by an instance made ahead, and by one made on request.
     prepared: AtomicU64,
     on_request: AtomicU64,
-    /// When a call last took an instance, ms on the factory's clock.
-    last_take_ms: AtomicU64,
+    /// A call took an instance since the thread last looked; the thread
+    /// turns it into `last_use_ms`, so that taking reads no clock.
+    taken: AtomicBool,
+    /// When the thread last saw the shelf used, ms on the factory's clock.
+    last_use_ms: AtomicU64,
 }
 
 impl Shelf {
@@ -102,15 +105,15 @@ impl Shelf {
             factory,
             prepared: AtomicU64::new(0),
             on_request: AtomicU64::new(0),
-            last_take_ms: AtomicU64::new(0),
+            taken: AtomicBool::new(false),
+            last_use_ms: AtomicU64::new(0),
         })
     }
 
     /// An instance for one call: a ready one if there is one, else made now.
     /// Asks for a refill when the shelf runs low.
     pub(crate) fn take(self: &Arc<Self>) -> wasmtime::Result<Ready> {
-        self.last_take_ms
-            .store(self.factory.now_ms(), Ordering::Relaxed);
+        self.taken.store(true, Ordering::Relaxed);
         let (ready, left) = match self.ready.lock() {
             Ok(mut shelf) => {
                 let ready = shelf.pop();
@@ -126,7 +129,7 @@ impl Shelf {
         }
         match ready {
             Some(ready) => {
-                self.factory.shelved.fetch_sub(1, Ordering::Relaxed);
+                self.factory.unreserve(1);
                 self.prepared.fetch_add(1, Ordering::Relaxed);
                 Ok(ready)
             }
@@ -148,18 +151,36 @@ impl Shelf {
     /// budget: a release about to replace a busy one starts warm.
     pub(crate) fn prepare(&self, n: usize) {
         // Counts as use: the instances are for the traffic about to come.
-        self.last_take_ms
-            .store(self.factory.now_ms(), Ordering::Relaxed);
+        self.taken.store(true, Ordering::Relaxed);
         for _ in 0..n.min(DEPTH) {
-            if !self.factory.reserve() {
+            if !self.factory.reserve() || !self.stock_one() {
                 break;
             }
-            match (self.maker.make(), self.ready.lock()) {
-                (Ok(ready), Ok(mut shelf)) => shelf.push(ready),
-                _ => {
-                    self.factory.shelved.fetch_sub(1, Ordering::Relaxed);
-                    break;
-                }
+        }
+    }
+
+    /// Makes one instance under a reservation already held and puts it on
+    /// the shelf; gives the reservation back when it cannot.
+    fn stock_one(&self) -> bool {
+        let ready = match self.maker.make() {
+            Ok(ready) => ready,
+            Err(e) => {
+                // The call that takes an instance will make its own and
+                // report the error as that call's outcome.
+                tracing::debug!(error = %e, "could not prepare an instance");
+                self.factory.unreserve(1);
+                return false;
+            }
+        };
+        match self.ready.lock() {
+            // Not for a release that stopped being routed meanwhile.
+            Ok(mut shelf) if self.serving.load(Ordering::Relaxed) => {
+                shelf.push(ready);
+                true
+            }
+            _ => {
+                self.factory.unreserve(1);
+                false
             }
         }
     }
@@ -170,13 +191,15 @@ impl Shelf {
             Ok(mut shelf) => std::mem::take(&mut *shelf),
             Err(_) => Vec::new(),
         };
-        self.factory
-            .shelved
-            .fetch_sub(dropped.len(), Ordering::Relaxed);
+        self.factory.unreserve(dropped.len());
     }
 
+    /// How long no call took from this shelf, as far as the thread knows.
     fn idle_for_ms(&self, now_ms: u64) -> u64 {
-        now_ms.saturating_sub(self.last_take_ms.load(Ordering::Relaxed))
+        if self.taken.swap(false, Ordering::Relaxed) {
+            self.last_use_ms.store(now_ms, Ordering::Relaxed);
+        }
+        now_ms.saturating_sub(self.last_use_ms.load(Ordering::Relaxed))
     }
 
     fn is_empty(&self) -> bool {
@@ -200,44 +223,16 @@ impl Shelf {
     /// Makes instances until the shelf is full or the runtime-wide budget
     /// of ready instances is spent. Runs on the factory thread.
     fn refill(&self) {
-        loop {
-            let missing = self
-                .ready
-                .lock()
-                .map_or(0, |s| DEPTH.saturating_sub(s.len()));
-            if missing == 0 || !self.serving.load(Ordering::Relaxed) || self.factory.stopping() {
-                break;
-            }
+        while self.ready.lock().is_ok_and(|s| s.len() < DEPTH)
+            && self.serving.load(Ordering::Relaxed)
+            && !self.factory.stopping()
             // Instances follow the traffic: when the budget is spent, shelves
             // that nobody took from lately give theirs back first.
-            if !self.factory.reserve()
-                && (self.factory.evict_idle(Some(self), EVICT_IDLE_MS) == 0
-                    || !self.factory.reserve())
-            {
-                break;
-            }
-            match self.maker.make() {
-                Ok(ready) => match self.ready.lock() {
-                    // Made for a release that stopped being routed meanwhile.
-                    Ok(_) if !self.serving.load(Ordering::Relaxed) => {
-                        self.factory.shelved.fetch_sub(1, Ordering::Relaxed);
-                        break;
-                    }
-                    Ok(mut shelf) => shelf.push(ready),
-                    Err(_) => {
-                        self.factory.shelved.fetch_sub(1, Ordering::Relaxed);
-                        break;
-                    }
-                },
-                Err(e) => {
-                    // The call that takes an instance will make its own and
-                    // report the error as that call's outcome.
-                    self.factory.shelved.fetch_sub(1, Ordering::Relaxed);
-                    tracing::debug!(error = %e, "could not prepare an instance");
-                    break;
-                }
-            }
-        }
+            && (self.factory.reserve()
+                || (self.factory.evict_idle(Some(self), EVICT_IDLE_MS) > 0
+                    && self.factory.reserve()))
+            && self.stock_one()
+        {}
         self.refilling.store(false, Ordering::Release);
     }
 }
@@ -245,9 +240,7 @@ impl Shelf {
 impl Drop for Shelf {
     fn drop(&mut self) {
         if let Ok(shelf) = self.ready.get_mut() {
-            self.factory
-                .shelved
-                .fetch_sub(shelf.len(), Ordering::Relaxed);
+            self.factory.unreserve(shelf.len());
         }
     }
 }
@@ -363,6 +356,12 @@ impl Factory {
 
     fn any_shelved(&self) -> bool {
         self.shelved.load(Ordering::Relaxed) > 0
+    }
+
+    /// Gives back `n` places of the budget (instances taken, dropped, or
+    /// never made).
+    fn unreserve(&self, n: usize) {
+        self.shelved.fetch_sub(n, Ordering::Relaxed);
     }
 
     fn reserve(&self) -> bool {
