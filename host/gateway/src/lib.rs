@@ -3,6 +3,7 @@
 //! envelope (`api_tran_id`, `api_tran_dtm`, `rsp_code`, `rsp_message`).
 
 mod authz;
+mod coalesce;
 mod envelope;
 mod fault;
 mod metrics;
@@ -13,6 +14,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -31,6 +33,8 @@ use sfop_runtime::{Api, Call};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
+
+use crate::coalesce::Coalesce;
 
 pub use authz::{
     AuthRequest, Authorizer, Denial, Endpoint, EndpointFuture, NativeRequest, NativeResponse,
@@ -434,9 +438,9 @@ impl Gateway {
             caller,
         };
         let timeout = Duration::from_millis(u64::from(manifest.limits.timeout_ms));
-        let reply = tokio::time::timeout(timeout, api.call(call))
+        let reply = within(timeout, api.call(call))
             .await
-            .map_err(|_| Fault::Timeout {
+            .ok_or(Fault::Timeout {
                 limit_ms: manifest.limits.timeout_ms,
             })??;
 
@@ -551,6 +555,21 @@ impl Gateway {
         if let Ok(v) = HeaderValue::from_str(id.as_str()) {
             response.headers_mut().insert(API_TRAN_ID_HEADER, v);
         }
+    }
+}
+
+/// Runs `future` for at most `limit` of wall-clock time; `None` when the
+/// limit passed first. The timer is armed only if the first poll does not
+/// finish the future: a plugin that needs no host I/O answers in that poll
+/// (its CPU is bounded by the epoch deadline), and registering and removing
+/// a timer per request is measurable at gateway rates.
+async fn within<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut future = std::pin::pin!(future);
+    let first = std::future::poll_fn(|cx| Poll::Ready(future.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(output) => Some(output),
+        Poll::Pending => tokio::time::timeout_at(deadline, future).await.ok(),
     }
 }
 
@@ -687,12 +706,16 @@ where
                         peer,
                         client_cert: None,
                     });
-                    let connection = builder.serve_connection(TokioIo::new(stream), service(conn));
+                    let connection = builder
+                        .serve_connection(TokioIo::new(Coalesce::new(stream)), service(conn));
                     watcher.watch(connection.into_owned()).await
                 }
                 Some(acceptor) => {
-                    let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
-                        .await
+                    let tls = match tokio::time::timeout(
+                        HANDSHAKE_TIMEOUT,
+                        acceptor.accept(Coalesce::new(stream)),
+                    )
+                    .await
                     {
                         Ok(Ok(tls)) => tls,
                         Ok(Err(e)) => {
