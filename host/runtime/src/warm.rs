@@ -293,9 +293,16 @@ impl Factory {
             epoch: std::time::Instant::now(),
         });
         let worker = factory.clone();
+        let (started, policy_set) = std::sync::mpsc::sync_channel(1);
         let handle = thread::Builder::new()
             .name("sfop-instances".into())
-            .spawn(move || worker.run())?;
+            .spawn(move || {
+                batch_policy();
+                let _ = started.send(());
+                worker.run();
+            })?;
+        // The thread runs under its policy before the runtime is used.
+        let _ = policy_set.recv();
         if let Ok(mut thread) = factory.thread.lock() {
             *thread = Some(handle);
         }
@@ -454,5 +461,66 @@ impl Factory {
                 self.evict_idle(None, RELEASE_IDLE_MS);
             }
         }
+    }
+}
+
+/// Puts the calling thread (the instance thread) under `SCHED_BATCH`: the
+/// same share of CPU as any other thread, but its wake-ups do not preempt a
+/// running one. Work done ahead of requests then waits for a free moment
+/// instead of interrupting the worker or the client mid-request. A lower
+/// priority (nice, `SCHED_IDLE`) was tried and rejected: a starved instance
+/// thread holding one of wasmtime's pool locks stalls the workers (ADR 0014).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn batch_policy() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `sched_setscheduler` only reads the `sched_param` passed, which
+    // is initialised and outlives the call; pid 0 names the calling thread.
+    let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) };
+    if rc != 0 {
+        tracing::debug!(
+            error = %std::io::Error::last_os_error(),
+            "SCHED_BATCH refused; the instance thread keeps the default policy"
+        );
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn batch_policy() {}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// Scheduling policy 3 is `SCHED_BATCH` in `/proc/<pid>/task/<tid>/sched`.
+    fn batch_instance_threads() -> usize {
+        let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+            return 0;
+        };
+        tasks
+            .flatten()
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("comm"))
+                    .is_ok_and(|comm| comm.trim() == "sfop-instances")
+            })
+            .filter(|task| {
+                std::fs::read_to_string(task.path().join("sched")).is_ok_and(|sched| {
+                    sched.lines().any(|line| {
+                        line.starts_with("policy")
+                            && line.rsplit(':').next().map(str::trim) == Some("3")
+                    })
+                })
+            })
+            .count()
+    }
+
+    #[test]
+    fn the_instance_thread_runs_as_a_batch_thread() {
+        let factory = Factory::start(16).expect("thread starts");
+        assert!(
+            batch_instance_threads() >= 1,
+            "no sfop-instances thread runs under SCHED_BATCH"
+        );
+        factory.stop();
     }
 }
