@@ -10,7 +10,7 @@
 //! wakes the client and the others find it awake. Under light load nothing
 //! else is queued and the yield costs one extra poll of the connection.
 //!
-//! See docs/adr/0014-write-coalescing.md for the measurements.
+//! See docs/adr/0014-write-coalescing-and-batch-thread.md for the measurements.
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
