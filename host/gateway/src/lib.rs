@@ -809,3 +809,40 @@ fn ops_response(gateway: &Gateway, path: &str) -> Response<Full<Bytes>> {
 pub fn url(addr: SocketAddr) -> String {
     format!("http://{addr}")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: Duration = Duration::from_millis(10);
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_finishes_in_its_first_poll_needs_no_timer() {
+        assert_eq!(within(LIMIT, async { 7 }).await, Some(7));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_never_finishes_ends_at_the_limit() {
+        let started = tokio::time::Instant::now();
+        assert_eq!(within(LIMIT, std::future::pending::<u8>()).await, None);
+        assert_eq!(started.elapsed(), LIMIT);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_that_waits_answers_in_time_or_ends_at_the_limit() {
+        let started = tokio::time::Instant::now();
+        let late = async {
+            tokio::time::sleep(LIMIT / 2).await;
+            tokio::time::sleep(LIMIT).await;
+            3
+        };
+        assert_eq!(within(LIMIT, late).await, None);
+        assert_eq!(started.elapsed(), LIMIT);
+
+        let in_time = async {
+            tokio::time::sleep(LIMIT / 2).await;
+            4
+        };
+        assert_eq!(within(LIMIT, in_time).await, Some(4));
+    }
+}
