@@ -275,52 +275,74 @@ impl TokenAuthorizer {
         }
     }
 
-    /// The decision on the token's prepared world (ADR 0012): the same
-    /// facts and checks as [`Self::request_authorizer`], in the same order.
+    /// What one request adds to the token's world: its facts, and its
+    /// checks with what each stands for. Both decision paths are built from
+    /// this one description, so they cannot drift apart.
+    fn request_terms<'a>(&self, input: &'a AuthInput<'_>) -> RequestTerms<'a> {
+        let operation = if input.required_scope == "transfer" {
+            "transfer"
+        } else {
+            "read"
+        };
+        let mut terms = RequestTerms {
+            facts: vec![
+                (FactName::Api, Value::Str(input.api)),
+                (FactName::Operation, Value::Str(operation)),
+                (FactName::RequiredScope, Value::Str(input.required_scope)),
+            ],
+            checks: vec![(RequestCheck::Scope, CheckKind::Scope)],
+        };
+        if let Some(user) = &input.user {
+            terms.facts.push((FactName::ResourceUser, Value::Str(user)));
+            terms
+                .checks
+                .push((RequestCheck::User(user), CheckKind::User));
+        }
+        if let Some(amount) = input.amount {
+            terms.facts.push((FactName::Amount, Value::Int(amount)));
+        }
+        for account in &input.accounts {
+            terms
+                .facts
+                .push((FactName::ResourceAccount, Value::Str(account)));
+            // Institution (oob) tokens carry no accounts: the bank checks
+            // that the fintech_use_num was issued to the institution.
+            if input.required_scope != "oob" {
+                terms.checks.push((
+                    RequestCheck::Account(account),
+                    CheckKind::Account(account.clone()),
+                ));
+            }
+            for (bank, (_, scopes)) in self.config.bank_consent.iter().enumerate() {
+                if scopes.iter().any(|s| s == input.required_scope) {
+                    terms.checks.push((
+                        RequestCheck::BankConsent {
+                            bank,
+                            account,
+                            scope: input.required_scope,
+                        },
+                        CheckKind::BankConsent(account.clone()),
+                    ));
+                }
+            }
+        }
+        terms
+    }
+
+    /// The decision on the token's prepared world (ADR 0012).
     fn decide(
         &self,
         prepared: &PreparedToken,
         input: &AuthInput<'_>,
         checks: &mut Vec<CheckKind>,
     ) -> Result<usize, Token> {
-        let operation = if input.required_scope == "transfer" {
-            "transfer"
-        } else {
-            "read"
-        };
-        let mut facts = Vec::with_capacity(4 + input.accounts.len());
-        facts.push((FactName::Api, Value::Str(input.api)));
-        facts.push((FactName::Operation, Value::Str(operation)));
-        facts.push((FactName::RequiredScope, Value::Str(input.required_scope)));
-        let mut request_checks = Vec::with_capacity(2 + 2 * input.accounts.len());
-        request_checks.push(RequestCheck::Scope);
-        checks.push(CheckKind::Scope);
-        if let Some(user) = &input.user {
-            facts.push((FactName::ResourceUser, Value::Str(user)));
-            request_checks.push(RequestCheck::User(user));
-            checks.push(CheckKind::User);
-        }
-        if let Some(amount) = input.amount {
-            facts.push((FactName::Amount, Value::Int(amount)));
-        }
-        for account in &input.accounts {
-            facts.push((FactName::ResourceAccount, Value::Str(account)));
-            if input.required_scope != "oob" {
-                request_checks.push(RequestCheck::Account(account));
-                checks.push(CheckKind::Account(account.clone()));
-            }
-            for (bank, (_, scopes)) in self.config.bank_consent.iter().enumerate() {
-                if scopes.iter().any(|s| s == input.required_scope) {
-                    request_checks.push(RequestCheck::BankConsent {
-                        bank,
-                        account,
-                        scope: input.required_scope,
-                    });
-                    checks.push(CheckKind::BankConsent(account.clone()));
-                }
-            }
-        }
-        prepared.authorize(&facts, &request_checks, &self.config.limits)
+        let RequestTerms {
+            facts,
+            checks: request,
+        } = self.request_terms(input);
+        let (request, kinds): (Vec<_>, Vec<_>) = request.into_iter().unzip();
+        checks.extend(kinds);
+        prepared.authorize(&facts, &request, &self.config.limits)
     }
 
     /// The same decision by biscuit-auth itself: a fresh authoriser built
@@ -337,82 +359,82 @@ impl TokenAuthorizer {
         authorizer.authorize_with_limits(self.config.limits.clone())
     }
 
-    /// The per-request authoriser of the reference path (the fast path
-    /// builds the same facts and checks in [`Self::decide`]); `checks`
-    /// records what each authoriser check (by index) stands for, to explain
-    /// a failure. Built from terms, not Datalog text: parsing source on every
-    /// request cost more than the decision itself.
+    /// The per-request authoriser of the reference path, from the same
+    /// [`RequestTerms`] as the fast path; `checks` records what each
+    /// authoriser check (by index) stands for, to explain a failure. Built
+    /// from terms, not Datalog text: parsing source on every request cost
+    /// more than the decision itself.
     fn request_authorizer(
         &self,
         input: &AuthInput<'_>,
         checks: &mut Vec<CheckKind>,
     ) -> Result<AuthorizerBuilder, Token> {
         use biscuit_auth::builder::{self as b, CheckKind as Kind, Rule, Scope};
-        let one = |body: Vec<b::Predicate>, scopes: Vec<Scope>| b::Check {
-            queries: vec![Rule::new(
-                b::pred("query", &[] as &[Term]),
-                body,
-                vec![],
-                scopes,
-            )],
-            kind: Kind::One,
-        };
-        let operation = if input.required_scope == "transfer" {
-            "transfer"
-        } else {
-            "read"
-        };
-        let mut builder = AuthorizerBuilder::new()
-            .fact(b::fact("api", &[b::string(input.api)]))?
-            .fact(b::fact("operation", &[b::string(operation)]))?
-            .fact(b::fact(
-                "required_scope",
-                &[b::string(input.required_scope)],
-            ))?
-            .check(one(
-                vec![
-                    b::pred("required_scope", &[b::var("s")]),
-                    b::pred("scope", &[b::var("s")]),
-                ],
-                vec![],
-            ))?;
-        checks.push(CheckKind::Scope);
-        if let Some(user) = &input.user {
-            builder = builder
-                .fact(b::fact("resource_user", &[b::string(user)]))?
-                .check(one(vec![b::pred("user", &[b::string(user)])], vec![]))?;
-            checks.push(CheckKind::User);
+        let terms = self.request_terms(input);
+        let mut builder = AuthorizerBuilder::new();
+        for (name, value) in &terms.facts {
+            let value = match value {
+                Value::Str(s) => b::string(s),
+                Value::Int(i) => b::int(*i),
+            };
+            builder = builder.fact(b::fact(name.as_str(), &[value]))?;
         }
-        if let Some(amount) = input.amount {
-            builder = builder.fact(b::fact("amount", &[b::int(amount)]))?;
-        }
-        for account in &input.accounts {
-            builder = builder.fact(b::fact("resource_account", &[b::string(account)]))?;
-            // Institution (oob) tokens carry no accounts: the bank checks
-            // that the fintech_use_num was issued to the institution.
-            if input.required_scope != "oob" {
-                builder =
-                    builder.check(one(vec![b::pred("account", &[b::string(account)])], vec![]))?;
-                checks.push(CheckKind::Account(account.clone()));
-            }
-            for (bank_key, scopes) in &self.config.bank_consent {
-                if scopes.iter().any(|s| s == input.required_scope) {
-                    builder = builder.check(one(
+        for (check, kind) in terms.checks {
+            let (body, scopes) = match check {
+                RequestCheck::Scope => (
+                    vec![
+                        b::pred("required_scope", &[b::var("s")]),
+                        b::pred("scope", &[b::var("s")]),
+                    ],
+                    vec![],
+                ),
+                RequestCheck::User(user) => (vec![b::pred("user", &[b::string(user)])], vec![]),
+                RequestCheck::Account(account) => {
+                    (vec![b::pred("account", &[b::string(account)])], vec![])
+                }
+                RequestCheck::BankConsent {
+                    bank,
+                    account,
+                    scope,
+                } => {
+                    let (key, _) = self
+                        .config
+                        .bank_consent
+                        .get(bank)
+                        .ok_or(Token::InternalError)?;
+                    (
                         vec![b::pred(
                             "bank_consent",
-                            &[b::string(account), b::string(input.required_scope)],
+                            &[b::string(account), b::string(scope)],
                         )],
-                        vec![Scope::PublicKey(*bank_key)],
-                    ))?;
-                    checks.push(CheckKind::BankConsent(account.clone()));
+                        vec![Scope::PublicKey(*key)],
+                    )
                 }
-            }
+            };
+            builder = builder.check(b::Check {
+                queries: vec![Rule::new(
+                    b::pred("query", &[] as &[Term]),
+                    body,
+                    vec![],
+                    scopes,
+                )],
+                kind: Kind::One,
+            })?;
+            checks.push(kind);
         }
         Ok(builder
             .policy(self.allow.clone())?
             .time()
             .set_limits(self.config.limits.clone()))
     }
+}
+
+/// The facts and checks one request adds (see
+/// [`TokenAuthorizer::request_terms`]).
+struct RequestTerms<'a> {
+    facts: Vec<(FactName, Value<'a>)>,
+    /// Each check with what it stands for, in authoriser order.
+    checks: Vec<(RequestCheck<'a>, CheckKind)>,
 }
 
 /// A verified token and, once a request needed it, the token-only part of

@@ -75,6 +75,20 @@ pub(crate) enum FactName {
     Amount,
 }
 
+impl FactName {
+    /// The fact's predicate name in Datalog.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            FactName::Api => "api",
+            FactName::Operation => "operation",
+            FactName::RequiredScope => "required_scope",
+            FactName::ResourceUser => "resource_user",
+            FactName::ResourceAccount => "resource_account",
+            FactName::Amount => "amount",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Value<'a> {
     Str(&'a str),
@@ -237,14 +251,14 @@ impl PreparedToken {
 
         // The platform's names, so that requests intern nothing but values.
         let names = Names {
-            api: symbols.insert("api"),
-            operation: symbols.insert("operation"),
-            required_scope: symbols.insert("required_scope"),
+            api: symbols.insert(FactName::Api.as_str()),
+            operation: symbols.insert(FactName::Operation.as_str()),
+            required_scope: symbols.insert(FactName::RequiredScope.as_str()),
             scope: symbols.insert("scope"),
-            resource_user: symbols.insert("resource_user"),
+            resource_user: symbols.insert(FactName::ResourceUser.as_str()),
             user: symbols.insert("user"),
-            amount: symbols.insert("amount"),
-            resource_account: symbols.insert("resource_account"),
+            amount: symbols.insert(FactName::Amount.as_str()),
+            resource_account: symbols.insert(FactName::ResourceAccount.as_str()),
             account: symbols.insert("account"),
             bank_consent: symbols.insert("bank_consent"),
             time: symbols.insert("time"),

@@ -184,12 +184,16 @@ impl Metrics {
 /// How the served releases' calls got their instances (see
 /// `sfop_runtime::InstanceCounts`).
 pub(crate) fn render_instances(out: &mut String, releases: &[Arc<sfop_runtime::Api>]) {
+    // One look at each shelf, so both families agree.
+    let counts: Vec<_> = releases
+        .iter()
+        .map(|api| (api.manifest(), api.instances()))
+        .collect();
     out.push_str(
         "# HELP sfop_instances_total Calls by how their fresh instance was made: ahead of the call (prepared) or when it came (on_request).\n\
          # TYPE sfop_instances_total counter\n",
     );
-    for api in releases {
-        let (m, n) = (api.manifest(), api.instances());
+    for (m, n) in &counts {
         let (name, version) = (&m.name, &m.version);
         let _ = writeln!(
             out,
@@ -202,14 +206,11 @@ pub(crate) fn render_instances(out: &mut String, releases: &[Arc<sfop_runtime::A
         "# HELP sfop_instances_ready Fresh instances made and waiting for a call.\n\
          # TYPE sfop_instances_ready gauge\n",
     );
-    for api in releases {
-        let m = api.manifest();
+    for (m, n) in &counts {
         let _ = writeln!(
             out,
             "sfop_instances_ready{{api=\"{}\",version=\"{}\"}} {}",
-            m.name,
-            m.version,
-            api.instances().ready
+            m.name, m.version, n.ready
         );
     }
 }

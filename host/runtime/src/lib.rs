@@ -217,17 +217,14 @@ impl Runtime {
             .unwrap_or(u32::MAX)
             .max(1);
         let deadline_ticks = u64::from(manifest.limits.cpu_ms.div_ceil(tick_ms));
-        let manifest = Arc::new(manifest);
         let maker = warm::Maker {
             pre,
             engine: self.engine.clone(),
-            manifest: manifest.clone(),
+            manifest: Arc::new(manifest),
             services: self.services.clone(),
             deadline_ticks,
         };
         Ok(Api {
-            deadline_ticks,
-            manifest,
             sha256,
             from_cache,
             shelf: warm::Shelf::new(maker, self.ticker.factory.clone()),
@@ -357,12 +354,11 @@ pub struct InstanceCounts {
 
 /// A loaded, pre-linked API package, ready to serve calls.
 pub struct Api {
-    manifest: Arc<Manifest>,
     sha256: String,
     from_cache: bool,
-    /// Fresh instances of this release, made ahead of their calls.
+    /// Fresh instances of this release, made ahead of their calls; its
+    /// maker holds the manifest and the CPU budget in epoch ticks.
     shelf: Arc<warm::Shelf>,
-    deadline_ticks: u64,
     /// The largest linear memory any call's instance reached, bytes.
     peak_memory: AtomicU64,
     _ticker: Arc<Ticker>,
@@ -371,8 +367,8 @@ pub struct Api {
 impl std::fmt::Debug for Api {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Api")
-            .field("name", &self.manifest.name)
-            .field("version", &self.manifest.version)
+            .field("name", &self.manifest().name)
+            .field("version", &self.manifest().version)
             .field("sha256", &self.sha256)
             .finish_non_exhaustive()
     }
@@ -380,7 +376,7 @@ impl std::fmt::Debug for Api {
 
 impl Api {
     pub fn manifest(&self) -> &Manifest {
-        &self.manifest
+        &self.shelf.maker.manifest
     }
 
     /// Hex sha256 of the component bytes.
@@ -425,27 +421,20 @@ impl Api {
             .shelf
             .take()
             .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
-        let Call {
-            api_tran_id,
-            method,
-            path,
-            query,
-            headers,
-            body,
-            caller,
-        } = call;
-        store
-            .data_mut()
-            .begin(api_tran_id.clone(), caller, self.deadline_ticks);
+        store.data_mut().begin(
+            call.api_tran_id.clone(),
+            call.caller,
+            self.shelf.maker.deadline_ticks,
+        );
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().on_epoch_tick()));
         let request = types::Request {
-            api_tran_id,
-            method,
-            path,
-            query,
-            headers,
-            body,
+            api_tran_id: call.api_tran_id,
+            method: call.method,
+            path: call.path,
+            query: call.query,
+            headers: call.headers,
+            body: call.body,
         };
         let outcome = bindings
             .sfop_platform_handler()
@@ -461,7 +450,7 @@ impl Api {
         state: &HostState,
         outcome: wasmtime::Result<types::Response>,
     ) -> Result<Reply, CallError> {
-        let limits = &self.manifest.limits;
+        let limits = &self.manifest().limits;
         self.peak_memory.fetch_max(
             u64::try_from(state.limits.peak_bytes()).unwrap_or(u64::MAX),
             Ordering::Relaxed,

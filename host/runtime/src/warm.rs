@@ -15,6 +15,9 @@
 //! quarter of the pool's slots, and when the thread falls behind (too many
 //! stores waiting to be dropped, or no ready instance) the worker simply
 //! instantiates or drops inline, as it did before.
+//!
+//! The thread runs under `SCHED_BATCH` (ADR 0014): it gets its share of CPU
+//! but never preempts a worker or client in the middle of a request.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
