@@ -22,7 +22,7 @@ mod secret;
 pub mod token;
 
 pub use clients::{Client, ClientRegistry, ClientSpec};
-pub use keys::KeyRing;
+pub use keys::{KeyRing, KeyStatus, PublishedKey, PublishedKeys};
 
 pub use policy::{AuthInput, Denial, PolicyConfig, TokenAuthorizer};
 pub use revocation::Revocations;

@@ -122,6 +122,7 @@ fn http_request<'a>(req: &'a NativeRequest<'a>) -> HttpRequest<'a> {
             .get("authorization")
             .and_then(|v| v.to_str().ok()),
         body: req.body,
+        peer: Some(req.peer),
     }
 }
 
@@ -276,6 +277,8 @@ pub fn bootstrap_admin_token(
 /// The authorization side of a running platform.
 #[derive(Debug)]
 pub struct AuthParts {
+    /// The root keys (shared with the authoriser and the server).
+    pub ring: sfop_auth::KeyRing,
     pub authorizer: Arc<TokenAuthorizer>,
     pub server: OAuthServer,
     pub admin_token: PathBuf,
@@ -287,7 +290,8 @@ impl AuthParts {
         bank: &VirtualBank,
         config: &crate::Config,
     ) -> anyhow::Result<Self> {
-        let ring = sfop_auth::KeyRing::open(store).context("opening the root key ring")?;
+        let ring = sfop_auth::KeyRing::load(&config.data_dir.join("keys"), store)
+            .context("opening the root key ring")?;
         let revocations =
             Arc::new(sfop_auth::Revocations::open(store).context("opening revocations")?);
         let mut policy = sfop_auth::PolicyConfig::default();
@@ -313,6 +317,7 @@ impl AuthParts {
         let admin_token = bootstrap_admin_token(&ring, &config.data_dir)?;
         seed_demo_client(&server, &config.data_dir)?;
         Ok(Self {
+            ring,
             authorizer,
             server,
             admin_token,
