@@ -1,8 +1,13 @@
 //! Reading, from a request, the resources its API acts on (the manifest's
 //! `[access]` field references), for the authoriser's facts.
 
-use crate::manifest::{Access, FieldRef};
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
+
+use crate::manifest::{Access, FieldRef};
 
 /// The resources one request names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,6 +61,172 @@ pub fn extract(access: &Access, query: &str, body: &[u8]) -> Resources {
                     .try_fold(0i64, |sum, a| sum.checked_add(a?))
             })
             .flatten(),
+    }
+}
+
+/// A field a request gives more than once, where a reader could take either
+/// value: the same name twice in the query string, in a form body, or in one
+/// JSON object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repeated {
+    pub place: Place,
+    /// The decoded name.
+    pub field: String,
+}
+
+/// Where a [`Repeated`] field is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Place {
+    Query,
+    Form,
+    Json,
+}
+
+impl fmt::Display for Repeated {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let place = match self.place {
+            Place::Query => "query parameter",
+            Place::Form => "form field",
+            Place::Json => "JSON key",
+        };
+        write!(f, "{}: {place} given more than once", self.field)
+    }
+}
+
+/// The first field `query` or `body` gives twice, if any. The gateway refuses
+/// such a request before it authorises it: the authoriser checks every value
+/// it finds while a plugin serves one, so a repeat would let a request be
+/// authorised for one account and served for another. Every field of a
+/// query, a form and a JSON object is single-valued; a list is a JSON array.
+///
+/// The body is read as JSON whatever its content type (the SDK and
+/// [`extract`] do the same), and as a form when `content_type` says so. A
+/// body that is not JSON has no JSON keys to repeat: [`extract`] finds
+/// nothing in it and the plugin refuses its format.
+pub fn repeated(query: &str, content_type: Option<&str>, body: &[u8]) -> Option<Repeated> {
+    if let Some(field) = crate::form::repeated_name(query.as_bytes()) {
+        return Some(Repeated {
+            place: Place::Query,
+            field,
+        });
+    }
+    let is_form = content_type.is_some_and(|t| {
+        t.split(';').next().is_some_and(|m| {
+            m.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+    });
+    if is_form && let Some(field) = crate::form::repeated_name(body) {
+        return Some(Repeated {
+            place: Place::Form,
+            field,
+        });
+    }
+    let starts_json = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| matches!(b, b'{' | b'['));
+    if starts_json {
+        let mut reader = serde_json::Deserializer::from_slice(body);
+        if let Ok(Some(field)) = UniqueKeys.deserialize(&mut reader)
+            && reader.end().is_ok()
+        {
+            return Some(Repeated {
+                place: Place::Json,
+                field,
+            });
+        }
+    }
+    None
+}
+
+/// Walks a JSON value and yields the first key repeated within one object.
+/// serde_json keeps the last of repeated keys without a word, so the walk
+/// looks at each object's keys itself.
+struct UniqueKeys;
+
+impl<'de> DeserializeSeed<'de> for UniqueKeys {
+    type Value = Option<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for UniqueKeys {
+    type Value = Option<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(inner) = seq.next_element_seed(UniqueKeys)? {
+            found = found.or(inner);
+        }
+        Ok(found)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut keys: Vec<Cow<'de, str>> = Vec::new();
+        let mut found = None;
+        while let Some(key) = map.next_key_seed(Key)? {
+            keys.push(key);
+            found = found.or(map.next_value_seed(UniqueKeys)?);
+        }
+        keys.sort_unstable();
+        let here = keys
+            .windows(2)
+            .find(|w| w[0] == w[1])
+            .map(|w| w[0].clone().into_owned());
+        Ok(here.or(found))
+    }
+}
+
+/// A JSON object key, borrowed from the body unless it has escapes.
+struct Key;
+
+impl<'de> DeserializeSeed<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Key {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(v.to_owned()))
     }
 }
 
@@ -145,5 +316,57 @@ mod tests {
             br#"{"tran_amt":"99999999999999999999"}"#,
         );
         assert_eq!(r.amount, None);
+    }
+
+    #[test]
+    fn repeated_fields_are_found_in_query_form_and_json() {
+        let found =
+            |q: &str, t: Option<&str>, b: &[u8]| repeated(q, t, b).map(|r| (r.place, r.field));
+        assert_eq!(found("fintech_use_num=A&tran_dtime=1", None, b""), None);
+        assert_eq!(
+            found("fintech_use_num=OTHER&fintech_use_num=MINE", None, b""),
+            Some((Place::Query, "fintech_use_num".into()))
+        );
+        let form = Some("application/x-www-form-urlencoded; charset=UTF-8");
+        assert_eq!(found("", form, b"a=1&a=2"), Some((Place::Form, "a".into())));
+        // Not a form: the same bytes are not read as one.
+        assert_eq!(found("", Some("text/plain"), b"a=1&a=2"), None);
+        assert_eq!(
+            found(
+                "",
+                None,
+                br#"{"fintech_use_num":"A","tran_amt":"1","fintech_use_num":"B"}"#
+            ),
+            Some((Place::Json, "fintech_use_num".into()))
+        );
+        // Escapes decode to the same key.
+        assert_eq!(
+            found(
+                "",
+                None,
+                br#"{"fintech_use_num":"A","fintech\u005fuse_num":"B"}"#
+            ),
+            Some((Place::Json, "fintech_use_num".into()))
+        );
+        // In any object, however deep; the same key in sibling objects is fine.
+        assert_eq!(
+            found(
+                "",
+                None,
+                br#"{"req_list":[{"tran_amt":"1"},{"tran_amt":"2","tran_amt":"3"}]}"#
+            ),
+            Some((Place::Json, "tran_amt".into()))
+        );
+        assert_eq!(
+            found(
+                "",
+                Some("application/json"),
+                br#" {"req_cnt":"2","req_list":[{"fintech_use_num":"A","tran_amt":"1"},{"fintech_use_num":"B","tran_amt":2,"x":{"y":[null,true,1.5]}}]}"#
+            ),
+            None
+        );
+        // Not JSON, or JSON with trailing bytes: no keys to repeat.
+        assert_eq!(found("", None, br#"{"a":1,"a":2"#), None);
+        assert_eq!(found("", None, br#"{"a":1,"a":2} x"#), None);
     }
 }

@@ -7,6 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use hyper::HeaderMap;
+use hyper::http;
 use sfop_core::{Claims, Manifest};
 
 /// Everything an authoriser may look at.
@@ -74,6 +75,8 @@ pub struct NativeRequest<'a> {
     /// The `host[:port]` the client addressed: the URI's authority (HTTP/2)
     /// or the `Host` header (HTTP/1.1).
     pub authority: Option<&'a str>,
+    /// The client's address (the TCP peer), e.g. for sign-in throttling.
+    pub peer: std::net::IpAddr,
 }
 
 /// A native endpoint's answer. With `envelope`, the gateway adds the common
@@ -89,13 +92,30 @@ pub struct NativeResponse {
 /// The answer of a native endpoint, in the making.
 pub type EndpointFuture<'a> = Pin<Box<dyn Future<Output = NativeResponse> + Send + 'a>>;
 
+/// The largest body the gateway reads for a request its endpoint has not
+/// authenticated from the request head: enough for any OAuth or portal form.
+pub const UNAUTHENTICATED_MAX_BODY: usize = 64 * 1024;
+
 /// A platform endpoint mounted on the route table next to the plugins.
 pub trait Endpoint: Send + Sync + fmt::Debug {
     /// Name for metrics and logs, e.g. `oauth`.
     fn name(&self) -> &str;
-    /// Largest request body accepted, bytes.
+    /// Largest request body accepted once [`Endpoint::admit`] let the
+    /// request in, bytes.
     fn max_body(&self) -> usize {
-        64 * 1024
+        UNAUTHENTICATED_MAX_BODY
+    }
+    /// Decides from the request head alone, before any of the body is read,
+    /// whether the request may go on, and how many body bytes the gateway
+    /// may then read. A refusal is the answer, and the body is never read.
+    ///
+    /// An endpoint that authenticates its callers checks their credentials
+    /// here (so an anonymous client cannot make the gateway buffer a large
+    /// body) and only then allows [`Endpoint::max_body`]. The default lets
+    /// every request in with at most [`UNAUTHENTICATED_MAX_BODY`].
+    fn admit(&self, head: &http::request::Parts) -> Result<usize, NativeResponse> {
+        let _ = head;
+        Ok(self.max_body().min(UNAUTHENTICATED_MAX_BODY))
     }
     /// Answers one request. Endpoints with slow work (compiling a release,
     /// running the testbed) await it here instead of blocking a worker.

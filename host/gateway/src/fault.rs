@@ -56,6 +56,9 @@ pub enum Fault {
     Timeout { limit_ms: u32 },
     #[error("not authorised: {0}")]
     Denied(Denial),
+    /// A single-valued field given twice (query, form or JSON object key).
+    #[error("{0}")]
+    Repeated(sfop_core::access::Repeated),
 }
 
 impl Fault {
@@ -67,7 +70,8 @@ impl Fault {
             | Fault::BodyUnreadable
             | Fault::Retired { .. }
             | Fault::VersionNotServed { .. }
-            | Fault::Denied(_) => ErrorSource::Client,
+            | Fault::Denied(_)
+            | Fault::Repeated(_) => ErrorSource::Client,
             Fault::RouteClosed { .. } | Fault::BadPluginBody | Fault::Timeout { .. } => {
                 ErrorSource::Plugin
             }
@@ -84,7 +88,7 @@ impl Fault {
             Fault::Retired { .. } => (410, rsp::UNAVAILABLE),
             Fault::MethodNotAllowed { .. } => (405, rsp::METHOD_NOT_ALLOWED),
             Fault::BodyTooLarge { .. } => (413, rsp::FORMAT),
-            Fault::BodyUnreadable => (400, rsp::FORMAT),
+            Fault::BodyUnreadable | Fault::Repeated(_) => (400, rsp::FORMAT),
             Fault::RouteClosed { .. } => (503, rsp::UNAVAILABLE),
             Fault::Call(CallError::Deadline(_)) | Fault::Timeout { .. } => (504, rsp::TIMEOUT),
             Fault::Call(CallError::Instantiate(_)) => (503, rsp::UNAVAILABLE),
@@ -102,6 +106,7 @@ impl Fault {
             Fault::BodyTooLarge { .. } => "body_too_large",
             Fault::BodyUnreadable => "body_unreadable",
             Fault::Denied(_) => "denied",
+            Fault::Repeated(_) => "repeated_field",
             Fault::RouteClosed { .. } => "route_closed",
             Fault::Call(CallError::Deadline(_)) => "deadline",
             Fault::Call(CallError::MemoryExhausted(_)) => "memory",

@@ -14,6 +14,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -24,13 +25,13 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use sfop_core::envelope::ErrorBody;
 use sfop_core::{ApiTranId, time};
 use sfop_runtime::{Api, Call};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
@@ -38,7 +39,7 @@ use crate::coalesce::Coalesce;
 
 pub use authz::{
     AuthRequest, Authorizer, Denial, Endpoint, EndpointFuture, NativeRequest, NativeResponse,
-    NoAuth,
+    NoAuth, UNAUTHENTICATED_MAX_BODY,
 };
 pub use fault::{ErrorSource, Fault};
 pub use metrics::{ApiStats, Metrics};
@@ -53,28 +54,58 @@ pub const API_VERSION_HEADER: &str = "x-sfop-api-version";
 
 const JSON: &str = "application/json; charset=UTF-8";
 
+const NO_STORE: &str = "no-store";
+
+/// HSTS on every HTTPS answer: a year, subdomains included (RFC 6797).
+const HSTS: &str = "max-age=31536000; includeSubDomains";
+
+/// The headers every answer of the gateway carries, errors included: no
+/// content sniffing, no caching unless the endpoint chose a policy (a portal
+/// page may), and HSTS when the answer went over TLS.
+fn harden(headers: &mut header::HeaderMap, tls: bool) {
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static(NO_STORE));
+    if tls {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static(HSTS),
+        );
+    }
+}
+
 /// Gateway settings.
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// Business time zone for `api_tran_dtm`, minutes east of UTC.
     pub utc_offset_minutes: i32,
+    /// How long a connection may be slow or idle.
+    pub conn: ConnLimits,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             utc_offset_minutes: time::KST_OFFSET_MINUTES,
+            conn: ConnLimits::default(),
         }
     }
 }
 
 /// What the gateway knows about the connection a request came on.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ConnInfo {
     pub peer: SocketAddr,
+    /// The request came over TLS.
+    pub tls: bool,
     /// The institution's identity when it presented a verified client
     /// certificate (mutual TLS): the certificate's SHA-256 fingerprint.
     pub client_cert: Option<String>,
+    activity: Activity,
 }
 
 /// The data plane: a swappable route table and the request path.
@@ -232,6 +263,7 @@ impl Gateway {
             if let Some(routed) = routed {
                 routed.stamp(&mut response);
             }
+            harden(response.headers_mut(), conn.tls);
             tracing::debug!(status = response.status().as_u16(), "answered");
             response
         }
@@ -328,6 +360,19 @@ impl Gateway {
             Err(fault) => return (Err(fault), Some(Routed::api(route, &route.stable))),
         };
         let query = parts.uri.query().unwrap_or_default();
+        // One reading of the request for the authoriser and the plugin: a
+        // field given twice could be authorised on one value and served on
+        // the other, so it is refused before anyone reads it.
+        let content_type = parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if let Some(repeated) = sfop_core::access::repeated(query, content_type, &body) {
+            return (
+                Err(Fault::Repeated(repeated)),
+                Some(Routed::api(route, &route.stable)),
+            );
+        }
         let auth = |manifest| AuthRequest {
             manifest,
             method: &method,
@@ -464,6 +509,11 @@ impl Gateway {
                 response.headers_mut().append(name, value);
             }
         }
+        // An API answer is about one caller's accounts: no cache keeps it,
+        // whatever the plugin said.
+        response
+            .headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
         self.tag(id, &mut response);
         Ok(response)
     }
@@ -476,7 +526,13 @@ impl Gateway {
         conn: &ConnInfo,
     ) -> Result<Response<Full<Bytes>>, Fault> {
         let (parts, body) = req.into_parts();
-        let limit_kib = u32::try_from(endpoint.max_body() / 1024).unwrap_or(u32::MAX);
+        // Who is calling is decided from the head: a refused request's body
+        // is never read, and an anonymous one is read only up to a small cap.
+        let limit = match endpoint.admit(&parts) {
+            Ok(limit) => limit,
+            Err(refusal) => return Ok(self.native_response(id, refusal)),
+        };
+        let limit_kib = u32::try_from(limit / 1024).unwrap_or(u32::MAX);
         let body = read_body(body, limit_kib).await?;
         let authority = parts
             .uri
@@ -493,8 +549,13 @@ impl Gateway {
                 body: &body,
                 client_cert: conn.client_cert.as_deref(),
                 authority,
+                peer: conn.peer.ip(),
             })
             .await;
+        Ok(self.native_response(id, answer))
+    }
+
+    fn native_response(&self, id: &ApiTranId, answer: NativeResponse) -> Response<Full<Bytes>> {
         let body = if answer.envelope {
             self.stamp_envelope(id, &answer.body).unwrap_or(answer.body)
         } else {
@@ -512,7 +573,7 @@ impl Gateway {
             }
         }
         self.tag(id, &mut response);
-        Ok(response)
+        response
     }
 
     /// Puts `api_tran_id` and `api_tran_dtm` first in a plugin's JSON object;
@@ -638,8 +699,63 @@ pub enum Transport {
     Plain,
 }
 
-/// Longest a client may take to complete the TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the gateway waits for a client: what keeps slow or idle
+/// connections (slowloris) from holding sockets and memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// Longest a client may take to complete the TLS handshake.
+    pub handshake_timeout: Duration,
+    /// Longest an HTTP/1.1 client may take to send a request head, counted
+    /// from the first byte read for it, or on a kept-alive connection from
+    /// the end of the previous answer.
+    pub header_read_timeout: Duration,
+    /// A connection with no request in progress and none started for this
+    /// long is closed gracefully (HTTP/2: `GOAWAY`); checked once per
+    /// period, so it closes between one and two periods after its last
+    /// request. This also ends a client that never sends a first request.
+    pub idle_timeout: Duration,
+    /// HTTP/2 pings to a connection that sent nothing for this long.
+    pub h2_keep_alive_interval: Duration,
+    /// An HTTP/2 ping unanswered for this long closes the connection.
+    pub h2_keep_alive_timeout: Duration,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        Self {
+            handshake_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            h2_keep_alive_interval: Duration::from_secs(20),
+            h2_keep_alive_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Requests of one connection, for its idle timeout: two relaxed counters
+/// per request, no timer.
+#[derive(Debug, Default)]
+struct Activity {
+    in_flight: AtomicUsize,
+    started: AtomicU64,
+}
+
+/// A request in progress on a connection; ends when dropped.
+struct Busy(Arc<ConnInfo>);
+
+impl Busy {
+    fn new(conn: Arc<ConnInfo>) -> Self {
+        conn.activity.started.fetch_add(1, Ordering::Relaxed);
+        conn.activity.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(conn)
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.activity.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// Accepts connections on `listener` until `shutdown` resolves, then lets
 /// open connections finish their requests for at most `drain`.
@@ -650,17 +766,19 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) -> std::io::Result<()> {
+    let limits = gateway.config.conn;
     let handler = move |req: Request<Incoming>, conn: Arc<ConnInfo>| {
         let gateway = gateway.clone();
         async move { gateway.handle(req, &conn).await }
     };
-    accept_loop(listener, transport, handler, shutdown, drain).await
+    accept_loop(listener, transport, limits, handler, shutdown, drain).await
 }
 
 /// The accept loop shared by the API listener and the ops listener.
 async fn accept_loop<H, F>(
     listener: TcpListener,
     transport: Transport,
+    limits: ConnLimits,
     handler: H,
     shutdown: impl Future<Output = ()>,
     drain: Duration,
@@ -669,11 +787,23 @@ where
     H: Fn(Request<Incoming>, Arc<ConnInfo>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    let graceful = GracefulShutdown::new();
+    // Every connection task holds a receiver: the sender learns when the
+    // last one ended, which is the end of the drain.
+    let (stop, stopping) = watch::channel(false);
     let acceptor = match &transport {
         Transport::Tls(config) => Some(TlsAcceptor::from(config.clone())),
         Transport::Plain => None,
     };
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(limits.h2_keep_alive_interval)
+        .keep_alive_timeout(limits.h2_keep_alive_timeout);
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -687,32 +817,47 @@ where
             },
             () = &mut shutdown => break,
         };
-        let (handler, acceptor) = (handler.clone(), acceptor.clone());
-        // Registered now, so a connection still in its TLS handshake when
+        let (handler, acceptor, builder) = (handler.clone(), acceptor.clone(), builder.clone());
+        // Taken now, so a connection still in its TLS handshake when
         // shutdown starts is drained like the others.
-        let watcher = graceful.watcher();
+        let mut stopping = stopping.clone();
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let builder = auto::Builder::new(TokioExecutor::new());
             let service = |conn: Arc<ConnInfo>| {
                 service_fn(move |req| {
-                    let (handler, conn) = (handler.clone(), conn.clone());
-                    async move { Ok::<_, Infallible>(handler(req, conn).await) }
+                    let busy = Busy::new(conn.clone());
+                    let handler = handler.clone();
+                    async move {
+                        let response = handler(req, busy.0.clone()).await;
+                        drop(busy);
+                        Ok::<_, Infallible>(response)
+                    }
                 })
             };
             let result = match acceptor {
                 None => {
                     let conn = Arc::new(ConnInfo {
                         peer,
+                        tls: false,
                         client_cert: None,
+                        activity: Activity::default(),
                     });
-                    let connection = builder
-                        .serve_connection(TokioIo::new(Coalesce::new(stream)), service(conn));
-                    watcher.watch(connection.into_owned()).await
+                    let connection = builder.serve_connection(
+                        TokioIo::new(Coalesce::new(stream)),
+                        service(conn.clone()),
+                    );
+                    drive(
+                        connection,
+                        |c| c.graceful_shutdown(),
+                        &conn.activity,
+                        limits.idle_timeout,
+                        &mut stopping,
+                    )
+                    .await
                 }
                 Some(acceptor) => {
                     let tls = match tokio::time::timeout(
-                        HANDSHAKE_TIMEOUT,
+                        limits.handshake_timeout,
                         acceptor.accept(Coalesce::new(stream)),
                     )
                     .await
@@ -727,15 +872,34 @@ where
                             return;
                         }
                     };
-                    let client_cert = tls
-                        .get_ref()
-                        .1
+                    let session = tls.get_ref().1;
+                    let client_cert = session
                         .peer_certificates()
                         .and_then(|chain| chain.first())
                         .map(tls::fingerprint);
-                    let conn = Arc::new(ConnInfo { peer, client_cert });
-                    let connection = builder.serve_connection(TokioIo::new(tls), service(conn));
-                    watcher.watch(connection.into_owned()).await
+                    // ALPN already chose the protocol: no sniffing of the
+                    // first bytes (which a silent client would never send).
+                    let builder = match session.alpn_protocol() {
+                        Some(b"h2") => builder.http2_only(),
+                        Some(b"http/1.1") => builder.http1_only(),
+                        _ => builder,
+                    };
+                    let conn = Arc::new(ConnInfo {
+                        peer,
+                        tls: true,
+                        client_cert,
+                        activity: Activity::default(),
+                    });
+                    let connection =
+                        builder.serve_connection(TokioIo::new(tls), service(conn.clone()));
+                    drive(
+                        connection,
+                        |c| c.graceful_shutdown(),
+                        &conn.activity,
+                        limits.idle_timeout,
+                        &mut stopping,
+                    )
+                    .await
                 }
             };
             if let Err(e) = result {
@@ -744,13 +908,51 @@ where
         });
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    let _ = stop.send(true);
+    drop(stopping);
+    if tokio::time::timeout(drain, stop.closed()).await.is_err() {
         tracing::warn!(?drain, "drain bound reached; closing remaining connections");
     }
     Ok(())
+}
+
+/// Runs one connection to its end, asking it to close gracefully when the
+/// listener stops or when it has been idle (no request in progress, none
+/// started) for a whole `idle` period.
+async fn drive<C, E>(
+    connection: C,
+    graceful_shutdown: impl Fn(std::pin::Pin<&mut C>),
+    activity: &Activity,
+    idle: Duration,
+    stopping: &mut watch::Receiver<bool>,
+) -> Result<(), E>
+where
+    C: Future<Output = Result<(), E>>,
+{
+    let mut connection = std::pin::pin!(connection);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seen = activity.started.load(Ordering::Relaxed);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => return result,
+            // A stop, or the listener gone.
+            _ = stopping.wait_for(|stop| *stop), if !closing => {
+                graceful_shutdown(connection.as_mut());
+                closing = true;
+            }
+            _ = ticks.tick(), if !closing => {
+                let started = activity.started.load(Ordering::Relaxed);
+                if started == seen && activity.in_flight.load(Ordering::Relaxed) == 0 {
+                    tracing::debug!(?idle, "closing an idle connection");
+                    graceful_shutdown(connection.as_mut());
+                    closing = true;
+                }
+                seen = started;
+            }
+        }
+    }
 }
 
 /// Serves the operator endpoints on their own (cleartext, local by default)
@@ -761,13 +963,16 @@ pub async fn serve_ops(
     gateway: Arc<Gateway>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
+    let ops = gateway.clone();
     let handler = move |req: Request<Incoming>, _conn: Arc<ConnInfo>| {
-        let gateway = gateway.clone();
+        let gateway = ops.clone();
         async move { ops_response(&gateway, req.uri().path()) }
     };
+    let limits = gateway.config.conn;
     accept_loop(
         listener,
         Transport::Plain,
+        limits,
         handler,
         shutdown,
         Duration::from_secs(1),
@@ -802,6 +1007,7 @@ fn ops_response(gateway: &Gateway, path: &str) -> Response<Full<Bytes>> {
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    harden(response.headers_mut(), false);
     response
 }
 

@@ -33,10 +33,24 @@ pub fn admin(
     authorizer: &TokenAuthorizer,
     req: &NativeRequest<'_>,
 ) -> Result<String, NativeResponse> {
-    let authorization = req
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok());
+    admin_of(authorizer, req.headers)
+}
+
+/// An admin endpoint's admission: the caller must be an admin before the
+/// gateway reads any of the body, then up to `max_body` bytes are read.
+pub fn admit(
+    authorizer: &TokenAuthorizer,
+    head: &hyper::http::request::Parts,
+    max_body: usize,
+) -> Result<usize, NativeResponse> {
+    admin_of(authorizer, &head.headers).map(|_| max_body)
+}
+
+fn admin_of(
+    authorizer: &TokenAuthorizer,
+    headers: &hyper::HeaderMap,
+) -> Result<String, NativeResponse> {
+    let authorization = headers.get("authorization").and_then(|v| v.to_str().ok());
     authorizer.authorize_admin(authorization).map_err(|d| {
         json(
             d.status,

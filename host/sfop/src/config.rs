@@ -23,6 +23,7 @@ pub struct Config {
     /// Business time zone for `api_tran_dtm`, minutes east of UTC (KST: 540).
     pub utc_offset_minutes: i32,
     pub tls: TlsConfig,
+    pub gateway: GatewaySection,
     pub auth: AuthSection,
     pub runtime: RuntimeSection,
     pub management: ManagementSection,
@@ -38,6 +39,7 @@ impl Default for Config {
             data_dir: PathBuf::from("sfop-data"),
             utc_offset_minutes: sfop_core::time::KST_OFFSET_MINUTES,
             tls: TlsConfig::default(),
+            gateway: GatewaySection::default(),
             auth: AuthSection::default(),
             runtime: RuntimeSection::default(),
             management: ManagementSection::default(),
@@ -70,6 +72,86 @@ pub enum TlsMode {
     Files,
     /// Cleartext HTTP. Only for development behind something that terminates TLS.
     Off,
+}
+
+/// How long the gateway waits for a client (slowloris and idle connections).
+/// Every key is in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySection {
+    /// Longest a client may take to complete the TLS handshake. Default 10 s.
+    pub tls_handshake_timeout_ms: u64,
+    /// Longest an HTTP/1.1 client may take to send a request's head, from
+    /// the first byte (or, on a kept-alive connection, from the end of the
+    /// previous answer). Default 10 s.
+    pub header_read_timeout_ms: u64,
+    /// A connection (HTTP/1.1 or HTTP/2) with no request in progress and
+    /// none started for this long is closed, gracefully (HTTP/2 `GOAWAY`).
+    /// It is closed between one and two periods after its last request.
+    /// Default 60 s.
+    pub idle_timeout_ms: u64,
+    /// HTTP/2: how often to ping a connection that sent nothing. Default 20 s.
+    pub h2_keep_alive_interval_ms: u64,
+    /// HTTP/2: how long to wait for a ping's answer before closing. Default 10 s.
+    pub h2_keep_alive_timeout_ms: u64,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        let limits = sfop_gateway::ConnLimits::default();
+        let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        Self {
+            tls_handshake_timeout_ms: ms(limits.handshake_timeout),
+            header_read_timeout_ms: ms(limits.header_read_timeout),
+            idle_timeout_ms: ms(limits.idle_timeout),
+            h2_keep_alive_interval_ms: ms(limits.h2_keep_alive_interval),
+            h2_keep_alive_timeout_ms: ms(limits.h2_keep_alive_timeout),
+        }
+    }
+}
+
+impl GatewaySection {
+    /// The connection limits the gateway applies.
+    pub fn conn_limits(&self) -> sfop_gateway::ConnLimits {
+        use std::time::Duration;
+        sfop_gateway::ConnLimits {
+            handshake_timeout: Duration::from_millis(self.tls_handshake_timeout_ms),
+            header_read_timeout: Duration::from_millis(self.header_read_timeout_ms),
+            idle_timeout: Duration::from_millis(self.idle_timeout_ms),
+            h2_keep_alive_interval: Duration::from_millis(self.h2_keep_alive_interval_ms),
+            h2_keep_alive_timeout: Duration::from_millis(self.h2_keep_alive_timeout_ms),
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            (
+                "gateway.tls_handshake_timeout_ms",
+                self.tls_handshake_timeout_ms,
+            ),
+            (
+                "gateway.header_read_timeout_ms",
+                self.header_read_timeout_ms,
+            ),
+            ("gateway.idle_timeout_ms", self.idle_timeout_ms),
+            (
+                "gateway.h2_keep_alive_interval_ms",
+                self.h2_keep_alive_interval_ms,
+            ),
+            (
+                "gateway.h2_keep_alive_timeout_ms",
+                self.h2_keep_alive_timeout_ms,
+            ),
+        ] {
+            if !(100..=3_600_000).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: "must be between 100 and 3600000 (an hour)".to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 /// How API calls are authorised.
@@ -252,6 +334,7 @@ impl Config {
                 return invalid("auth.bank_consent.scopes", "list at least one scope");
             }
         }
+        self.gateway.validate()?;
         if !(-720..=840).contains(&self.utc_offset_minutes) {
             return invalid("utc_offset_minutes", "must be between -720 and 840");
         }
@@ -321,6 +404,10 @@ mod tests {
             ),
             ("utc_offset_minutes = 9999\n", "utc_offset_minutes"),
             ("[runtime]\nmax_instances = 0\n", "runtime.max_instances"),
+            (
+                "[gateway]\nheader_read_timeout_ms = 0\n",
+                "gateway.header_read_timeout_ms",
+            ),
             (
                 "listen = \"127.0.0.1:7000\"\nops_listen = \"127.0.0.1:7000\"\n",
                 "ops_listen",

@@ -132,6 +132,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     let gateway = Arc::new(Gateway::new(
         GatewayConfig {
             utc_offset_minutes: config.utc_offset_minutes,
+            conn: config.gateway.conn_limits(),
         },
         authorizer,
     ));

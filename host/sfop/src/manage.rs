@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock, Weak};
 
 use serde_json::json;
 use sfop_auth::TokenAuthorizer;
-use sfop_gateway::{Endpoint, EndpointFuture, Gateway, NativeRequest, RouteTable};
+use sfop_gateway::{Endpoint, EndpointFuture, Gateway, NativeRequest, NativeResponse, RouteTable};
 use sfop_management::{Management, admin};
 
 use crate::admin_http;
@@ -68,6 +68,11 @@ impl Endpoint for ManagementEndpoint {
 
     fn max_body(&self) -> usize {
         admin::MAX_UPLOAD
+    }
+
+    /// Admins only, checked before the gateway reads the body.
+    fn admit(&self, head: &hyper::http::request::Parts) -> Result<usize, NativeResponse> {
+        admin_http::admit(&self.authorizer, head, self.max_body())
     }
 
     fn handle<'a>(&'a self, req: NativeRequest<'a>) -> EndpointFuture<'a> {

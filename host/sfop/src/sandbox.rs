@@ -74,6 +74,11 @@ impl Endpoint for SandboxEndpoint {
         MAX_BODY
     }
 
+    /// Admins only, checked before the gateway reads the body.
+    fn admit(&self, head: &hyper::http::request::Parts) -> Result<usize, NativeResponse> {
+        admin_http::admit(&self.authorizer, head, self.max_body())
+    }
+
     fn handle<'a>(&'a self, req: NativeRequest<'a>) -> EndpointFuture<'a> {
         Box::pin(std::future::ready(self.respond(&req)))
     }
