@@ -122,7 +122,6 @@ fn http_request<'a>(req: &'a NativeRequest<'a>) -> HttpRequest<'a> {
             .get("authorization")
             .and_then(|v| v.to_str().ok()),
         body: req.body,
-        peer: Some(req.peer),
     }
 }
 
