@@ -234,6 +234,8 @@ pub struct Portal {
     developers: Developers,
     upstream: Arc<dyn Upstream>,
     sandbox: Option<Arc<dyn Sandbox>>,
+    /// The platform's root keys, for the keys page (public halves only).
+    keys: Option<sfop_auth::KeyRing>,
     config: PortalConfig,
 }
 
@@ -254,6 +256,7 @@ impl Portal {
             clients,
             upstream,
             sandbox: None,
+            keys: None,
             config,
         })
     }
@@ -262,6 +265,13 @@ impl Portal {
     /// each app's page.
     pub fn with_sandbox(mut self, sandbox: Arc<dyn Sandbox>) -> Self {
         self.sandbox = Some(sandbox);
+        self
+    }
+
+    /// Lists the platform's root public keys on `/portal/keys`, with how to
+    /// verify and attenuate tokens offline.
+    pub fn with_keys(mut self, ring: sfop_auth::KeyRing) -> Self {
+        self.keys = Some(ring);
         self
     }
 

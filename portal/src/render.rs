@@ -11,6 +11,7 @@ pub(crate) use sfop_core::html::escape;
 pub(crate) const NAV: &[(&str, &str)] = &[
     ("/portal", "APIs"),
     ("/portal/permissions", "Permissions"),
+    ("/portal/keys", "Keys"),
     ("/portal/changes", "Changes"),
     ("/portal/apps", "My apps"),
     ("/portal/openapi.json", "OpenAPI"),

@@ -1,6 +1,6 @@
-//! `sfop api …`, `sfop audit …` and `sfop sandbox …`: the operator's
-//! commands for the management center and the sandbox, spoken to a running
-//! platform over its admin API.
+//! `sfop api …`, `sfop audit …`, `sfop sandbox …` and `sfop keys …`: the
+//! operator's commands for the management center, the sandbox and the root
+//! keys, spoken to a running platform over its admin API.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use sfop::admin_client::{AdminTarget, call};
 use sfop_management::Package;
 
-use crate::{ApiCommand, AuditCommand, FaultCommand, SandboxCommand};
+use crate::{ApiCommand, AuditCommand, FaultCommand, KeysCommand, SandboxCommand};
 
 /// Where the admin API is, owned.
 pub struct Target {
@@ -419,4 +419,65 @@ pub async fn sandbox(target: Target, command: SandboxCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `sfop keys …`: the root keys through `/admin/v1/keys`.
+pub async fn keys(target: Target, command: KeysCommand) -> Result<()> {
+    use sfop::keys::{KeysAnswer, LIST, RETIRE, ROTATE, RetireRequest};
+    let answer = match &command {
+        KeysCommand::List => target.send("GET", LIST, None).await?,
+        KeysCommand::Rotate => target.send("POST", ROTATE, None).await?,
+        KeysCommand::Retire { root_key_id } => {
+            let body = serde_json::to_value(RetireRequest {
+                root_key_id: *root_key_id,
+            })?;
+            target.send("POST", RETIRE, Some(body)).await?
+        }
+    };
+    let answer: KeysAnswer =
+        serde_json::from_value(answer).context("the keys admin API's answer")?;
+    match command {
+        KeysCommand::List => {}
+        KeysCommand::Rotate => {
+            if let Some(id) = answer.root_key_id {
+                eprintln!(
+                    "root key {id} signs from now on; older keys keep verifying until retired"
+                );
+            }
+        }
+        KeysCommand::Retire { root_key_id } => {
+            eprintln!("root key {root_key_id} retired: tokens it signed are refused");
+            if answer.admin_token_reissued {
+                eprintln!(
+                    "the admin token {} was signed by it and has been replaced",
+                    target.token_file.display()
+                );
+            }
+        }
+    }
+    println!("{:>4} {:<8} {:<12} PUBLIC KEY", "ID", "STATUS", "CREATED");
+    for key in &answer.keys {
+        let status = serde_json::to_value(key.status)?;
+        let created = if key.created_at == 0 {
+            "-".to_owned()
+        } else {
+            sfop_core::time::format_dtm(key.created_at * 1000, 0)
+                .get(..8)
+                .unwrap_or_default()
+                .to_owned()
+        };
+        println!(
+            "{:>4} {:<8} {:<12} {}{}",
+            key.root_key_id,
+            status.as_str().unwrap_or_default(),
+            created,
+            key.public_key,
+            if key.exposed {
+                "  (was in the store: retire once its tokens expire)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@ mod admin_http;
 mod auth;
 pub mod config;
 mod gate;
+pub mod keys;
 mod manage;
 mod packages;
 pub mod plane;
@@ -94,6 +95,7 @@ pub async fn start_with_authorizer(
 /// [`start`] with some parts replaced.
 pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<Platform> {
     config.validate()?;
+    private_data_dir(&config.data_dir)?;
     let (transport, tls_cert) = transport(&config)?;
 
     let store = Store::open(&config.data_dir)
@@ -154,6 +156,13 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
             parts.server.clients().clone(),
             parts.authorizer.clone(),
         )?;
+        keys::mount(
+            &gateway,
+            &mut routes,
+            parts.ring.clone(),
+            parts.authorizer.clone(),
+            config.data_dir.clone(),
+        )?;
     }
     let scheme = match transport {
         Transport::Tls(_) => "https",
@@ -176,6 +185,10 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     )
     .context("opening the developer portal")?
     .with_sandbox(Arc::new(portal::PortalSandbox(faults.clone())));
+    let developer_portal = match &auth {
+        Some(parts) => developer_portal.with_keys(parts.ring.clone()),
+        None => developer_portal,
+    };
     routes.add_prefix(
         sfop_portal::PREFIX,
         gateway.native(Arc::new(portal::PortalEndpoint(Arc::new(developer_portal)))),
@@ -260,6 +273,50 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         servers,
         watchdog,
     })
+}
+
+/// Creates the data dir mode 0700, or makes an existing one private: it
+/// holds the store, the root keys, TLS keys and the admin token, and the
+/// store's own files are created with the process's umask. A data dir
+/// that group or others could enter is narrowed to 0700 with a warning;
+/// one that cannot be narrowed (another owner) is refused.
+fn private_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .with_context(|| format!("creating the data dir {}", dir.display()))?;
+        }
+        let mode = std::fs::metadata(dir)
+            .with_context(|| format!("reading the data dir {}", dir.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).with_context(
+                || {
+                    format!(
+                        "the data dir {path} has mode {mode:04o}: others may read the store; \
+                         it could not be made private. Fix: chmod 700 {path}",
+                        path = dir.display(),
+                        mode = mode & 0o7777,
+                    )
+                },
+            )?;
+            tracing::warn!(
+                data_dir = %dir.display(),
+                was = format!("{:04o}", mode & 0o7777),
+                "the data dir was open to group or others; it is now mode 0700"
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the data dir {}", dir.display()))?;
+    Ok(())
 }
 
 fn transport(config: &Config) -> anyhow::Result<(Transport, Option<std::path::PathBuf>)> {

@@ -46,6 +46,30 @@ enum Command {
     Testbed(sfop::testbed::TestbedCommand),
     /// Script the sandbox's virtual bank per app: faults and fixture answers.
     Sandbox(SandboxArgs),
+    /// The root keys that sign tokens, on a running platform: list, rotate,
+    /// retire (docs/keys.md).
+    Keys(KeysArgs),
+}
+
+#[derive(Args)]
+struct KeysArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    #[command(subcommand)]
+    command: KeysCommand,
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Every root key: id, status (current, active, retired), public key.
+    List,
+    /// A new key signs from now on; tokens signed by older keys keep verifying.
+    Rotate,
+    /// Tokens signed by this key stop verifying at once. Not the current key.
+    Retire {
+        /// The key's `root_key_id`.
+        root_key_id: u32,
+    },
 }
 
 #[derive(Args)]
@@ -357,6 +381,9 @@ fn main() -> ExitCode {
         Command::Sandbox(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(cli::sandbox(args.admin.target(), args.command))),
+        Command::Keys(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(cli::keys(args.admin.target(), args.command))),
         Command::Audit(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(cli::audit(args.admin.target(), args.command))),

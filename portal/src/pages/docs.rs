@@ -327,7 +327,8 @@ pub(super) fn permissions(ctx: &Ctx<'_>) -> PortalResponse {
          <pre>{sample}</pre>\
          <p>A withdrawal of ₩30,001 with this token is refused (<code>A0301</code>); a balance inquiry passes. \
          A bank can also co-sign consent in a third-party block, which the gateway requires for the scopes the operator configures. \
-         <code>examples/cross-domain</code> in the sfop repository runs all of this end to end.</p>",
+         <code>examples/cross-domain</code> in the sfop repository runs all of this end to end. \
+         To check a token's signatures yourself, use the platform's public keys on <a href=\"/portal/keys\">Keys</a>.</p>",
         sample = escape(ATTENUATION_SAMPLE),
     );
     ctx.page("Permissions", "/portal/permissions", &body)

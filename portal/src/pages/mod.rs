@@ -4,6 +4,7 @@
 
 mod apps;
 mod docs;
+mod keys;
 mod try_it;
 
 use std::fmt::Write as _;
@@ -26,6 +27,7 @@ use crate::{
 
 use apps::*;
 use docs::*;
+use keys::*;
 use try_it::*;
 
 const SCOPES: &[&str] = &["login", "inquiry", "transfer", "oob"];
@@ -111,6 +113,7 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
             Ok(json_response(200, "application/json; charset=UTF-8", body))
         }
         ("GET", ["permissions"]) => Ok(permissions(&ctx)),
+        ("GET", ["keys"]) => Ok(keys_page(&ctx)),
         ("GET", ["changes"]) => Ok(changes_page(&ctx)),
         ("GET", ["changes.atom"]) => Ok(atom(&ctx)),
         ("GET", ["reports", name, version]) => Ok(report(&ctx, name, version)),
