@@ -6,6 +6,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use sfop_auth::oauth::throttle::SignInThrottle;
 use sfop_store::{Store, Tree};
 use tokio::sync::Semaphore;
 
@@ -84,6 +85,8 @@ pub struct Developers {
     rounds: u32,
     session_ttl_ms: u64,
     hashing: Arc<Semaphore>,
+    /// Failed sign-ins per e-mail address and per client address.
+    sign_in: Arc<SignInThrottle>,
 }
 
 fn now_ms() -> u64 {
@@ -124,6 +127,7 @@ impl Developers {
             rounds: rounds.max(1),
             session_ttl_ms: session_ttl_secs * 1000,
             hashing: Arc::new(Semaphore::new(CONCURRENT_HASHES)),
+            sign_in: Arc::new(SignInThrottle::default()),
         })
     }
 
@@ -153,6 +157,28 @@ impl Developers {
     ) -> Result<Result<Developer, SignUpError>> {
         let (email, password) = (email.to_owned(), password.to_owned());
         self.hashing(move |d| d.sign_up(&email, &password)).await
+    }
+
+    /// [`authenticate_async`](Self::authenticate_async) behind the guessing
+    /// throttle (per e-mail address and per client address):
+    /// `Err(seconds to wait)` while either is closed, checked before any
+    /// hash is computed.
+    pub async fn sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        peer: Option<std::net::IpAddr>,
+    ) -> Result<Result<Option<Developer>, u64>> {
+        let now = now_ms() / 1000;
+        if let Err(wait) = self.sign_in.check(email, peer, now) {
+            return Ok(Err(wait));
+        }
+        let found = self.authenticate_async(email, password).await?;
+        match &found {
+            Some(_) => self.sign_in.success(email),
+            None => self.sign_in.failure(email, peer, now_ms() / 1000),
+        }
+        Ok(Ok(found))
     }
 
     /// [`authenticate`](Self::authenticate) off the async workers.

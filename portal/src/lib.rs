@@ -175,6 +175,8 @@ pub struct PortalRequest {
     /// The `Cookie` header.
     pub cookie: Option<String>,
     pub body: Vec<u8>,
+    /// The client's address, for the sign-in throttle.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// The portal's answer.

@@ -166,6 +166,58 @@ impl ClientRegistry {
     }
 }
 
+/// Whether `uri` may be registered (and redirected to) as an OAuth redirect
+/// URI: parsed as a browser parses it (WHATWG, the `url` crate), an
+/// absolute `https` URI with a host, or `http` to the loopback interface
+/// (RFC 8252 §7.3: `127.0.0.0/8`, `[::1]`, `localhost`; any port), with no
+/// user information and no fragment. Returns the problem otherwise.
+pub fn check_redirect_uri(uri: &str) -> std::result::Result<url::Url, String> {
+    let refuse = |why: &str| Err(format!("{uri:?} {why}"));
+    if uri.len() > 512 {
+        return refuse("is longer than 512 characters");
+    }
+    if uri.contains('#') {
+        return refuse("must not have a fragment");
+    }
+    let parsed = match url::Url::parse(uri) {
+        Ok(u) => u,
+        Err(e) => return refuse(&format!("is not an absolute URI ({e})")),
+    };
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return refuse("must not carry user information (user@host)");
+    }
+    // The host must be written where a reader expects it: WHATWG parsing
+    // forgives `https:///host`, `http://127.1` and the like, which a
+    // developer or a reviewer reading the registration would misread.
+    let written = format!(
+        "{}://{}",
+        parsed.scheme(),
+        parsed.host_str().unwrap_or_default()
+    );
+    if !uri
+        .get(..written.len())
+        .is_some_and(|start| start.eq_ignore_ascii_case(&written))
+    {
+        return refuse(&format!("must be written {written}/..."));
+    }
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return refuse("has no host"),
+    };
+    match parsed.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        _ => {
+            return refuse(
+                "must be https://host/..., or http:// on the loopback interface (localhost, 127.0.0.1, [::1])",
+            );
+        }
+    }
+    Ok(parsed)
+}
+
 fn validate(spec: &ClientSpec) -> Result<()> {
     if spec.name.trim().is_empty() || spec.name.len() > 100 {
         return Err(invalid("name", "must be 1-100 characters"));
@@ -187,15 +239,7 @@ fn validate(spec: &ClientSpec) -> Result<()> {
         ));
     }
     for uri in &spec.redirect_uris {
-        let local = ["http://localhost", "http://127.0.0.1", "http://[::1]"]
-            .iter()
-            .any(|p| uri.starts_with(p));
-        if !(uri.starts_with("https://") || local) || uri.contains('#') || uri.len() > 512 {
-            return Err(invalid(
-                "redirect_uris",
-                &format!("{uri:?} must be https:// (or http:// on localhost) without a fragment"),
-            ));
-        }
+        check_redirect_uri(uri).map_err(|problem| invalid("redirect_uris", &problem))?;
     }
     if spec.public && spec.scopes.iter().any(|s| s == "oob") {
         return Err(invalid(
@@ -300,6 +344,13 @@ mod tests {
             ),
             (
                 ClientSpec {
+                    redirect_uris: vec!["http://localhost.evil.example/cb".into()],
+                    ..spec()
+                },
+                "redirect_uris",
+            ),
+            (
+                ClientSpec {
                     client_use_code: Some("X1".into()),
                     ..spec()
                 },
@@ -322,5 +373,37 @@ mod tests {
             assert!(e.starts_with(field), "{field}: {e}");
         }
         Ok(())
+    }
+
+    #[test]
+    fn redirect_uris_are_parsed_not_prefixed() {
+        for good in [
+            "https://pay.example/callback",
+            "https://pay.example:8443/cb?x=1",
+            "https://192.0.2.1/cb",
+            "http://localhost/cb",
+            "http://localhost:8000/callback",
+            "http://127.0.0.1:49152/cb",
+            "http://[::1]:8080/cb",
+        ] {
+            assert!(check_redirect_uri(good).is_ok(), "{good} refused");
+        }
+        for bad in [
+            "http://localhost.evil.example/cb",
+            "http://localhost@evil.example/cb",
+            "https://user:pw@pay.example/cb",
+            "https://",
+            "https:///cb",
+            "https://pay.example/cb#frag",
+            "http://evil.example/cb",
+            "http://127.0.0.1.evil.example/cb",
+            "http://[::2]/cb",
+            "javascript:alert(1)",
+            "custom.scheme:/cb",
+            "/relative/cb",
+            "",
+        ] {
+            assert!(check_redirect_uri(bad).is_err(), "{bad} accepted");
+        }
     }
 }

@@ -6,7 +6,7 @@
 //! against and the fallback.
 //!
 //! Facts the authoriser provides, which attenuation blocks may use in their
-//! checks: `time($t)`, `api($name)`, `operation("read" | "transfer")`,
+//! checks: `time($t)`, `api($name)`, `operation("read" | "transfer" | "unlink")`,
 //! `required_scope($s)`, `resource_account($fintech_use_num)` (each account
 //! the request acts on), `resource_user($user_seq_no)`, `amount($n)`.
 
@@ -279,10 +279,11 @@ impl TokenAuthorizer {
     /// checks with what each stands for. Both decision paths are built from
     /// this one description, so they cannot drift apart.
     fn request_terms<'a>(&self, input: &'a AuthInput<'_>) -> RequestTerms<'a> {
-        let operation = if input.required_scope == "transfer" {
-            "transfer"
-        } else {
-            "read"
+        let operation = match (input.required_scope, input.api) {
+            ("transfer", _) => "transfer",
+            // Withdrawing consent is not a read (issue 15, defect 2).
+            (_, crate::oauth::UNLINK_API) => "unlink",
+            _ => "read",
         };
         let mut terms = RequestTerms {
             facts: vec![

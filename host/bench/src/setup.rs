@@ -71,6 +71,10 @@ pub async fn bench_user(
         field("redirect_uri")?,
     );
     let state = "bench0123456789abcdef";
+    // PKCE, as every client must: BASE64URL(SHA256(verifier)), worked out
+    // once (the bench does not link the auth crate).
+    let verifier = "bench-pkce-verifier-0123456789abcdefghijklmnopqrstuvwxyz";
+    let challenge = "nNXSXIAPh_gvnj1fakhR9r29EIkizMk0nlEpUHWvF7c";
     let query = form(&[
         ("response_type", "code"),
         ("client_id", &client_id),
@@ -78,6 +82,8 @@ pub async fn bench_user(
         ("scope", "login inquiry transfer"),
         ("state", state),
         ("auth_type", "0"),
+        ("code_challenge", challenge),
+        ("code_challenge_method", "S256"),
     ]);
     let page = load::fetch_once(&load::Target::get(
         addr,
@@ -131,6 +137,7 @@ pub async fn bench_user(
             ("client_id", &client_id),
             ("client_secret", &secret),
             ("redirect_uri", &redirect),
+            ("code_verifier", verifier),
         ]),
     )
     .await?;

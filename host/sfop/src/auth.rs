@@ -99,9 +99,27 @@ impl UserDirectory for VbankDirectory {
     }
 }
 
-/// `/oauth/2.0/*` and `/v2.0/user/unlink`, mounted on the gateway.
+/// `/oauth/2.0/*` and `/v2.0/user/unlink`, mounted on the gateway. Each
+/// request runs on the blocking pool, at most [`OAUTH_BLOCKING`] at a time:
+/// sign-in hashes a password (tens of milliseconds of CPU) and the token
+/// endpoint flushes the store, neither of which may hold an async worker.
 #[derive(Debug)]
-pub struct OAuthEndpoint(pub OAuthServer);
+pub struct OAuthEndpoint {
+    server: OAuthServer,
+    blocking: Arc<tokio::sync::Semaphore>,
+}
+
+/// OAuth requests being answered at once; more wait their turn.
+pub const OAUTH_BLOCKING: usize = 4;
+
+impl OAuthEndpoint {
+    pub fn new(server: OAuthServer) -> Self {
+        Self {
+            server,
+            blocking: Arc::new(tokio::sync::Semaphore::new(OAUTH_BLOCKING)),
+        }
+    }
+}
 
 fn native(r: sfop_auth::oauth::HttpResponse) -> NativeResponse {
     NativeResponse {
@@ -122,6 +140,7 @@ fn http_request<'a>(req: &'a NativeRequest<'a>) -> HttpRequest<'a> {
             .get("authorization")
             .and_then(|v| v.to_str().ok()),
         body: req.body,
+        peer: Some(req.peer),
     }
 }
 
@@ -131,10 +150,55 @@ impl Endpoint for OAuthEndpoint {
     }
 
     fn handle<'a>(&'a self, req: NativeRequest<'a>) -> EndpointFuture<'a> {
-        Box::pin(std::future::ready(native(
-            self.0.handle(&http_request(&req)),
-        )))
+        // The request's parts, owned, for the blocking pool.
+        let owned = OwnedRequest {
+            method: req.method.to_owned(),
+            path: req.path.to_owned(),
+            query: req.query.to_owned(),
+            authorization: http_request(&req).authorization.map(str::to_owned),
+            body: req.body.to_vec(),
+            peer: req.peer,
+        };
+        let server = self.server.clone();
+        let blocking = self.blocking.clone();
+        Box::pin(async move {
+            let busy = || NativeResponse {
+                status: 500,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: br#"{"rsp_code":"A0003","rsp_message":"platform internal error"}"#.to_vec(),
+                envelope: true,
+            };
+            let Ok(_permit) = blocking.acquire_owned().await else {
+                return busy();
+            };
+            tokio::task::spawn_blocking(move || {
+                native(server.handle(&HttpRequest {
+                    method: &owned.method,
+                    path: &owned.path,
+                    query: &owned.query,
+                    authorization: owned.authorization.as_deref(),
+                    body: &owned.body,
+                    peer: Some(owned.peer),
+                }))
+            })
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(error = %e, "OAuth request failed on the blocking pool");
+                busy()
+            })
+        })
     }
+}
+
+/// A request's parts, owned, to move to the blocking pool.
+#[derive(Debug)]
+struct OwnedRequest {
+    method: String,
+    path: String,
+    query: String,
+    authorization: Option<String>,
+    body: Vec<u8>,
+    peer: std::net::IpAddr,
 }
 
 /// Routes of the admin API served so far.
@@ -273,6 +337,17 @@ pub fn bootstrap_admin_token(
     Ok(path)
 }
 
+impl AuthParts {
+    /// The OAuth server on `clock` instead of the system's (tests expire
+    /// codes and reopen throttles without waiting).
+    pub fn with_oauth_clock(mut self, clock: Option<sfop_auth::oauth::Clock>) -> Self {
+        if let Some(clock) = clock {
+            self.server = self.server.with_clock(clock);
+        }
+        self
+    }
+}
+
 /// The authorization side of a running platform.
 #[derive(Debug)]
 pub struct AuthParts {
@@ -339,7 +414,7 @@ impl AuthParts {
         };
         routes.add(
             &as_routes(sfop_auth::oauth::ROUTES),
-            gateway.native(Arc::new(OAuthEndpoint(self.server.clone()))),
+            gateway.native(Arc::new(OAuthEndpoint::new(self.server.clone()))),
         )?;
         routes.add(
             &as_routes(ADMIN_ROUTES),

@@ -72,6 +72,8 @@ pub struct Overrides {
     pub authorizer: Option<Arc<dyn Authorizer>>,
     /// The promotion gate instead of the embedded testbed.
     pub gate: Option<Arc<dyn Gate>>,
+    /// The OAuth server's clock instead of the system's (tests).
+    pub oauth_clock: Option<sfop_auth::oauth::Clock>,
 }
 
 /// Validates `config`, opens the store, loads the packages and starts
@@ -122,7 +124,10 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     .context("starting the Wasm runtime")?;
     let auth = match config.auth.mode {
         AuthMode::Off => None,
-        AuthMode::Biscuit => Some(auth::AuthParts::open(&store, &bank, &config)?),
+        AuthMode::Biscuit => Some(
+            auth::AuthParts::open(&store, &bank, &config)?
+                .with_oauth_clock(overrides.oauth_clock.clone()),
+        ),
     };
     let authorizer = match (overrides.authorizer, &auth) {
         (Some(a), _) => a,

@@ -229,6 +229,7 @@ impl Endpoint for PortalEndpoint {
                     authority: request.authority.map(str::to_owned),
                     cookie: (!cookie.is_empty()).then_some(cookie),
                     body: request.body.to_vec(),
+                    peer: Some(request.peer),
                 })
                 .await;
             NativeResponse {

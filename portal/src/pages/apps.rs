@@ -74,14 +74,24 @@ pub(super) async fn sign_in(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<
     match ctx
         .portal
         .developers
-        .authenticate_async(email, form_get(form, "password"))
+        .sign_in(email, form_get(form, "password"), ctx.req.peer)
         .await?
     {
-        Some(dev) => signed_in(ctx, &dev.email),
-        None => Ok(sign_in_page(
+        Ok(Some(dev)) => signed_in(ctx, &dev.email),
+        Ok(None) => Ok(sign_in_page(
             Some("The e-mail address or password is not correct."),
             email,
         )),
+        Err(wait) => {
+            let mut page = sign_in_page(
+                Some(&format!(
+                    "Too many failed sign-ins. Wait {wait} s before trying again."
+                )),
+                email,
+            );
+            page.status = 429;
+            Ok(with_header(page, "retry-after", wait.to_string()))
+        }
     }
 }
 
@@ -146,7 +156,7 @@ pub(super) fn apps_page(ctx: &Ctx<'_>, message: Option<&str>) -> Result<PortalRe
          <form method=\"post\" action=\"/portal/apps\">{csrf}\
          <label for=\"name\">App name <small>(users see it on the consent page)</small></label>\
          <input type=\"text\" id=\"name\" name=\"name\" maxlength=\"100\" required>\
-         <label for=\"redirect_uris\">Redirect URIs <small>(one per line; https://, or http:// on localhost)</small></label>\
+         <label for=\"redirect_uris\">Redirect URIs <small>(one per line, matched exactly: https://host/path, or http:// on localhost, 127.0.0.1 or [::1]; no fragment or user@)</small></label>\
          <textarea id=\"redirect_uris\" name=\"redirect_uris\" rows=\"3\"></textarea>\
          <p><small>The portal's own callback <code>{callback}</code> is added, so you can get test tokens here.</small></p>\
          <fieldset><legend>Scopes</legend>{scope_boxes}</fieldset>\

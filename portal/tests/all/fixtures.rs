@@ -156,6 +156,7 @@ impl TestPortal {
                 authority: Some("portal.test".into()),
                 cookie: cookie.map(str::to_owned),
                 body: body.as_bytes().to_vec(),
+                peer: None,
             })
             .await;
         Page(response)

@@ -279,13 +279,17 @@ impl VirtualBank {
 
     /// The `user_seq_no` of the user signing in, if the password is right.
     pub fn authenticate(&self, login_id: &str, password: &str) -> Result<Option<String>> {
-        let Some(user_seq_no) = self.t.logins.get_json::<String>(login_id)? else {
-            return Ok(None);
+        let user: Option<User> = match self.t.logins.get_json::<String>(login_id)? {
+            Some(user_seq_no) => self.t.users.get_json(&user_seq_no)?,
+            None => None,
         };
-        let user: Option<User> = self.t.users.get_json(&user_seq_no)?;
-        Ok(user
-            .filter(|u| secret::verify_password(password, &u.password))
-            .map(|u| u.user_seq_no))
+        // An unknown login costs the same hash as a known one: the time of
+        // the answer does not say whether the login exists.
+        let stored = user
+            .as_ref()
+            .map_or(secret::dummy_hash(), |u| u.password.as_str());
+        let matches = secret::verify_password(password, stored);
+        Ok(user.filter(|_| matches).map(|u| u.user_seq_no))
     }
 
     /// The user's name and CI.

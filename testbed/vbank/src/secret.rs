@@ -88,6 +88,22 @@ pub(crate) fn verify_password(password: &str, stored: &str) -> bool {
         == 0
 }
 
+/// A stored hash no password matches, with the same cost as a real one: a
+/// sign-in with an unknown login is checked against it, so that its time
+/// does not say whether the login exists.
+pub(crate) fn dummy_hash() -> &'static str {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DUMMY.get_or_init(|| {
+        let salt = Sha256::digest(format!("sfop-vbank-dummy\0{}", unique()));
+        let hash = Sha256::digest(format!("no password hashes to this\0{}", unique()));
+        format!(
+            "pbkdf2-sha256${ITERATIONS}${}${}",
+            hex(&salt[..16]),
+            hex(&hash)
+        )
+    })
+}
+
 /// Something different on every call in this process and across restarts.
 fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};

@@ -8,22 +8,34 @@
 //! | `POST /oauth/2.0/revoke` | revoke an access or refresh token |
 //! | `POST /v2.0/user/unlink` | the user withdraws consent for a client; its tokens die |
 //!
+//! Clients authenticate at the token and revoke endpoints with their secret
+//! in the form or with HTTP Basic (RFC 6749 §2.3.1), never both. Every
+//! client uses PKCE (S256). Codes live at most [`MAX_CODE_TTL`] seconds and
+//! are redeemed at most once; a replayed code or a replayed (rotated)
+//! refresh token revokes every token of its authorization (its family).
+//! Sign-in is throttled per account and per client address
+//! ([`throttle`]).
+//!
 //! The server speaks plain request/response values ([`HttpRequest`],
 //! [`HttpResponse`]); the platform binary mounts it on the gateway.
 
 use sfop_core::form;
 mod pages;
+pub mod throttle;
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sfop_store::{Store, Tree};
+use sfop_store::{Abort, Store, Tree, TxError};
 
 use crate::policy::Denial;
 use crate::secret::{random_hex, sha256_hex};
-use crate::{AccessGrant, Client, ClientRegistry, KeyRing, Revocations, TokenAuthorizer};
+use crate::{
+    AccessGrant, AuthInput, Client, ClientRegistry, KeyRing, Revocations, TokenAuthorizer,
+};
 
 pub use form::parse as parse_form;
 
@@ -47,6 +59,8 @@ pub struct HttpRequest<'a> {
     pub query: &'a str,
     pub authorization: Option<&'a str>,
     pub body: &'a [u8],
+    /// The client's address (the TCP peer), for the sign-in throttle.
+    pub peer: Option<IpAddr>,
 }
 
 /// One response. `envelope` asks the gateway to add the common response
@@ -118,13 +132,51 @@ impl HttpResponse {
         )
     }
 
+    /// A refusal of a bearer-token request; a 401 or 403 carries
+    /// `WWW-Authenticate` (RFC 6750 §3).
     fn denial(d: &Denial) -> Self {
         let mut r = Self::json(
             d.status,
             json!({ "rsp_code": d.rsp_code, "rsp_message": d.message }),
         );
         r.envelope = true;
+        let challenge = match (d.status, d.rsp_code) {
+            // No token at all: no error code (RFC 6750 §3.1).
+            (401, crate::policy::rsp::AUTH_PARAMETER) => Some("Bearer realm=\"sfop\"".to_owned()),
+            (401, _) => Some(
+                "Bearer realm=\"sfop\", error=\"invalid_token\", error_description=\"the access token was rejected\""
+                    .to_owned(),
+            ),
+            (403, crate::policy::rsp::NO_PERMISSION) => Some(
+                "Bearer realm=\"sfop\", error=\"insufficient_scope\", scope=\"login\"".to_owned(),
+            ),
+            _ => None,
+        };
+        if let Some(challenge) = challenge {
+            r.headers.push(("www-authenticate".into(), challenge));
+        }
         r
+    }
+
+    /// A client authentication failure (RFC 6749 §5.2): 401 with a Basic
+    /// challenge.
+    fn invalid_client() -> Self {
+        let mut r = Self::error(
+            401,
+            "O0001",
+            "invalid_client",
+            "client_id or client_secret is not correct",
+        );
+        r.headers
+            .push(("www-authenticate".into(), "Basic realm=\"sfop\"".into()));
+        r
+    }
+
+    /// 429 with `Retry-After`.
+    fn with_retry_after(mut self, secs: u64) -> Self {
+        self.status = 429;
+        self.headers.push(("retry-after".into(), secs.to_string()));
+        self
     }
 }
 
@@ -159,12 +211,18 @@ pub trait UserDirectory: Send + Sync + std::fmt::Debug {
     fn unlink(&self, user_seq_no: &str, client_id: &str) -> Result<(), String>;
 }
 
+/// The longest an authorization code lives, seconds, whatever the config
+/// says (RFC 6749 §4.1.2 recommends at most ten minutes; a code only has
+/// to survive one redirect and one back-channel call).
+pub const MAX_CODE_TTL: u64 = 60;
+
 /// Lifetimes of what the server issues.
 #[derive(Debug, Clone)]
 pub struct OAuthConfig {
     /// Access token lifetime, seconds (the reference: about 90 days).
     pub access_ttl: u64,
     pub refresh_ttl: u64,
+    /// Authorization code lifetime, seconds; capped at [`MAX_CODE_TTL`].
     pub code_ttl: u64,
     /// Time a user has to finish the sign-in and consent pages.
     pub pending_ttl: u64,
@@ -175,9 +233,36 @@ impl Default for OAuthConfig {
         Self {
             access_ttl: 7_775_999,
             refresh_ttl: 8_639_999,
-            code_ttl: 600,
+            code_ttl: MAX_CODE_TTL,
             pending_ttl: 900,
         }
+    }
+}
+
+/// The server's clock, seconds since the Unix epoch. Tests set it to
+/// expire codes and open throttles without waiting.
+#[derive(Clone)]
+pub struct Clock(Arc<dyn Fn() -> u64 + Send + Sync>);
+
+impl Clock {
+    pub fn new(now: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        Self(Arc::new(now))
+    }
+
+    pub fn now(&self) -> u64 {
+        (self.0)()
+    }
+}
+
+impl Default for Clock {
+    fn default() -> Self {
+        Self::new(crate::now_secs)
+    }
+}
+
+impl std::fmt::Debug for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Clock").field(&self.now()).finish()
     }
 }
 
@@ -193,7 +278,8 @@ struct Pending {
     expires_at: u64,
 }
 
-/// An issued authorization code (stored under its hash).
+/// An issued authorization code (stored under its hash). After its one
+/// redemption it stays, marked, so that a replay is recognised.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Code {
     client_id: String,
@@ -203,9 +289,13 @@ struct Code {
     fintech_use_nums: Vec<String>,
     code_challenge: Option<String>,
     expires_at: u64,
+    /// The token family its redemption started, once redeemed.
+    #[serde(default)]
+    redeemed: Option<String>,
 }
 
-/// A refresh token (stored under its hash).
+/// A refresh token (stored under its hash). Rotation marks it used rather
+/// than removing it, so that a replay is recognised.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Refresh {
     client_id: String,
@@ -213,13 +303,44 @@ struct Refresh {
     scopes: Vec<String>,
     fintech_use_nums: Vec<String>,
     expires_at: u64,
+    /// The authorization this token descends from.
+    #[serde(default)]
+    family: Option<String>,
+    /// Already exchanged for a new pair.
+    #[serde(default)]
+    rotated: bool,
 }
 
-/// What was issued to a (client, user) pair, so that unlink can revoke it all.
+/// What was issued to a (client, user) pair, so that unlink can revoke it
+/// all, and a replay the family it belongs to.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Issued {
     revocation_ids: Vec<String>,
     refresh_hash: Option<String>,
+    #[serde(default)]
+    family: Option<String>,
+}
+
+/// Why a code redemption failed, decided inside the store transaction.
+#[derive(Debug)]
+enum Redeem {
+    Unknown,
+    OtherClient,
+    Expired,
+    RedirectMismatch,
+    NoVerifier,
+    BadVerifier,
+    /// Redeemed before: the family it started.
+    Replayed(Code),
+}
+
+/// Why a refresh failed, decided inside the store transaction.
+#[derive(Debug)]
+enum Rotate {
+    Unknown,
+    /// A scope that was not granted.
+    Scope(String),
+    Replayed(Refresh),
 }
 
 /// The authorization server.
@@ -236,6 +357,10 @@ pub struct OAuthServer {
     codes: Tree,
     refresh: Tree,
     issued: Tree,
+    /// Families revoked by a replay (a token issued into one dies at once).
+    revoked_families: Tree,
+    clock: Clock,
+    sign_in: Arc<throttle::SignInThrottle>,
 }
 
 type Outcome = Result<HttpResponse, HttpResponse>;
@@ -261,7 +386,24 @@ impl OAuthServer {
             codes: store.tree("auth.codes")?,
             refresh: store.tree("auth.refresh")?,
             issued: store.tree("auth.issued")?,
+            revoked_families: store.tree("auth.revoked-families")?,
+            clock: Clock::default(),
+            sign_in: Arc::new(throttle::SignInThrottle::default()),
         })
+    }
+
+    /// The same server on another clock (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now(&self) -> u64 {
+        self.clock.now()
+    }
+
+    fn code_ttl(&self) -> u64 {
+        self.config.code_ttl.min(MAX_CODE_TTL)
     }
 
     pub fn clients(&self) -> &ClientRegistry {
@@ -272,9 +414,9 @@ impl OAuthServer {
     pub fn handle(&self, req: &HttpRequest<'_>) -> HttpResponse {
         let outcome = match (req.method, req.path) {
             ("GET", "/oauth/2.0/authorize") => self.authorize_start(req.query),
-            ("POST", "/oauth/2.0/authorize") => self.authorize_step(req.body),
-            ("POST", "/oauth/2.0/token") => self.token(req.body),
-            ("POST", "/oauth/2.0/revoke") => self.revoke(req.body),
+            ("POST", "/oauth/2.0/authorize") => self.authorize_step(req),
+            ("POST", "/oauth/2.0/token") => self.token(req),
+            ("POST", "/oauth/2.0/revoke") => self.revoke(req),
             ("POST", "/v2.0/user/unlink") => self.unlink(req),
             _ => Err(HttpResponse::error(
                 404,
@@ -307,7 +449,11 @@ impl OAuthServer {
             }
         };
         let redirect_uri = q.get("redirect_uri").unwrap_or_default();
-        if !client.redirect_uris.iter().any(|u| u == redirect_uri) {
+        // Exact match with a registered URI, and that URI still a valid one
+        // (clients registered before URIs were parsed are held to it too).
+        if !client.redirect_uris.iter().any(|u| u == redirect_uri)
+            || crate::clients::check_redirect_uri(redirect_uri).is_err()
+        {
             // Never redirect to an unregistered URI: show the error here.
             return Err(pages::error_page(
                 400,
@@ -374,14 +520,15 @@ impl OAuthServer {
                     "code_challenge must be a base64url SHA-256 with code_challenge_method=S256",
                 ));
             }
-            (None, _) if client.public => {
+            // Every client, confidential or public (OAuth 2.1, RFC 9700
+            // §2.1.1): a stolen code is useless without the verifier.
+            (None, _) => {
                 return Err(fail(
                     "invalid_request",
                     "O0001",
-                    "public clients must use PKCE (code_challenge, S256)",
+                    "code_challenge with code_challenge_method=S256 is required (PKCE)",
                 ));
             }
-            (None, _) => None,
         };
         let id = random_hex(32).map_err(Self::store_failed)?;
         let pending = Pending {
@@ -391,7 +538,7 @@ impl OAuthServer {
             state,
             code_challenge,
             user_seq_no: None,
-            expires_at: crate::now_secs() + self.config.pending_ttl,
+            expires_at: self.now() + self.config.pending_ttl,
         };
         self.pending
             .insert_json(&id, &pending)
@@ -399,8 +546,8 @@ impl OAuthServer {
         Ok(pages::sign_in(&client, &id, None))
     }
 
-    fn authorize_step(&self, body: &[u8]) -> Outcome {
-        let f = form::parse(body);
+    fn authorize_step(&self, req: &HttpRequest<'_>) -> Outcome {
+        let f = form::parse(req.body);
         let id = f.get("pending").unwrap_or_default();
         let expired = || {
             pages::error_page(
@@ -413,7 +560,7 @@ impl OAuthServer {
             Some(p) if !id.is_empty() => p,
             _ => return Err(expired()),
         };
-        if pending.expires_at < crate::now_secs() {
+        if pending.expires_at < self.now() {
             let _ = self.pending.remove(id.as_bytes());
             return Err(expired());
         }
@@ -424,20 +571,32 @@ impl OAuthServer {
             .ok_or_else(expired)?;
         match (f.get("action"), &pending.user_seq_no) {
             (Some("login"), _) => {
+                let login_id = f.get("login_id").unwrap_or_default();
+                // Checked before the password: a closed account or address
+                // costs no hash and learns nothing.
+                if let Err(wait) = self.sign_in.check(login_id, req.peer, self.now()) {
+                    return Err(pages::sign_in(
+                        &client,
+                        id,
+                        Some(&format!(
+                            "Too many failed sign-ins. Wait {wait} s before trying again."
+                        )),
+                    )
+                    .with_retry_after(wait));
+                }
                 let user = self
                     .directory
-                    .authenticate(
-                        f.get("login_id").unwrap_or_default(),
-                        f.get("password").unwrap_or_default(),
-                    )
+                    .authenticate(login_id, f.get("password").unwrap_or_default())
                     .map_err(Self::store_failed)?;
                 let Some(user) = user else {
+                    self.sign_in.failure(login_id, req.peer, self.now());
                     return Ok(pages::sign_in(
                         &client,
                         id,
                         Some("The ID or password is not correct."),
                     ));
                 };
+                self.sign_in.success(login_id);
                 let accounts = self.directory.accounts(&user).map_err(Self::store_failed)?;
                 pending.user_seq_no = Some(user);
                 self.pending
@@ -499,6 +658,24 @@ impl OAuthServer {
                 Some(message),
             ));
         }
+        // The accounts must be the signed-in user's own: another user's or
+        // an unknown account is the client's error (400), not the server's.
+        let choices = self.directory.accounts(user).map_err(Self::store_failed)?;
+        if let Some(bad) = accounts
+            .iter()
+            .find(|a| !choices.iter().any(|c| &c.id == *a))
+        {
+            tracing::info!(account = %bad, "consent names an account that is not the user's");
+            let mut page = pages::consent(
+                client,
+                id,
+                &pending.scopes,
+                &choices,
+                Some("An account you chose is not one of yours. Choose among those listed."),
+            );
+            page.status = 400;
+            return Err(page);
+        }
         // Single use: whoever takes the pending record finishes the flow.
         if self
             .pending
@@ -530,7 +707,8 @@ impl OAuthServer {
             scopes: scopes.clone(),
             fintech_use_nums,
             code_challenge: pending.code_challenge.clone(),
-            expires_at: crate::now_secs() + self.config.code_ttl,
+            expires_at: self.now() + self.code_ttl(),
+            redeemed: None,
         };
         self.codes
             .insert_json(&sha256_hex(&[code.as_bytes()]), &record)
@@ -548,9 +726,9 @@ impl OAuthServer {
 
     // ---------- token endpoint ----------
 
-    fn token(&self, body: &[u8]) -> Outcome {
-        let f = form::parse(body);
-        let client = self.authenticate_client(&f)?;
+    fn token(&self, req: &HttpRequest<'_>) -> Outcome {
+        let f = form::parse(req.body);
+        let client = self.authenticate_client(req.authorization, &f)?;
         match f.get("grant_type") {
             Some("authorization_code") => self.grant_code(&client, &f),
             Some("refresh_token") => self.grant_refresh(&client, &f),
@@ -570,26 +748,49 @@ impl OAuthServer {
         }
     }
 
-    fn authenticate_client(&self, f: &form::Form) -> Result<Client, HttpResponse> {
-        let unauthorized = || {
-            HttpResponse::error(
-                401,
-                "O0001",
-                "invalid_client",
-                "client_id or client_secret is not correct",
-            )
+    /// The client, from HTTP Basic (RFC 6749 §2.3.1) or the form's
+    /// `client_id` and `client_secret`: one way only.
+    fn authenticate_client(
+        &self,
+        authorization: Option<&str>,
+        f: &form::Form,
+    ) -> Result<Client, HttpResponse> {
+        let bad_request = |m: &str| HttpResponse::error(400, "O0001", "invalid_request", m);
+        if f.all("client_id").len() > 1 || f.all("client_secret").len() > 1 {
+            return Err(bad_request("client_id and client_secret may be given once"));
+        }
+        let basic = match authorization.map(str::trim).and_then(|v| v.split_once(' ')) {
+            Some((scheme, credentials)) if scheme.eq_ignore_ascii_case("basic") => {
+                Some(parse_basic(credentials.trim()).ok_or_else(HttpResponse::invalid_client)?)
+            }
+            _ => None,
         };
-        let client_id = f.get("client_id").ok_or_else(|| {
-            HttpResponse::error(400, "O0001", "invalid_request", "client_id is required")
-        })?;
+        let (client_id, secret) = match basic {
+            Some((id, secret)) => {
+                if f.get("client_secret").is_some()
+                    || f.get("client_id").is_some_and(|form_id| form_id != id)
+                {
+                    return Err(bad_request(
+                        "client credentials must be sent one way: HTTP Basic or the form, not both",
+                    ));
+                }
+                (id, Some(secret))
+            }
+            None => (
+                f.get("client_id")
+                    .ok_or_else(|| bad_request("client_id is required"))?
+                    .to_owned(),
+                f.get("client_secret").map(str::to_owned),
+            ),
+        };
         let client = self
             .clients
-            .get(client_id)
+            .get(&client_id)
             .map_err(Self::store_failed)?
-            .ok_or_else(unauthorized)?;
-        let secret = f.get("client_secret").filter(|s| !s.is_empty());
-        if !client.secret_matches(secret) {
-            return Err(unauthorized());
+            .ok_or_else(HttpResponse::invalid_client)?;
+        let secret = secret.filter(|s| !s.is_empty());
+        if !client.secret_matches(secret.as_deref()) {
+            return Err(HttpResponse::invalid_client());
         }
         Ok(client)
     }
@@ -597,36 +798,79 @@ impl OAuthServer {
     fn grant_code(&self, client: &Client, f: &form::Form) -> Outcome {
         let invalid = |m: &str| HttpResponse::error(400, "O0001", "invalid_grant", m);
         let code = f.get("code").ok_or_else(|| invalid("code is required"))?;
-        // Single use: the first redemption removes it.
-        let record: Code = self
-            .codes
-            .take_json(&sha256_hex(&[code.as_bytes()]))
-            .map_err(Self::store_failed)?
-            .ok_or_else(|| invalid("code is unknown, expired or already used"))?;
-        if record.client_id != client.client_id {
-            return Err(invalid("code was issued to another client"));
-        }
-        if record.expires_at < crate::now_secs() {
-            return Err(invalid("code is unknown, expired or already used"));
-        }
-        if f.get("redirect_uri") != Some(record.redirect_uri.as_str()) {
-            return Err(invalid(
-                "redirect_uri does not match the authorization request",
-            ));
-        }
-        if let Some(challenge) = &record.code_challenge {
-            let verifier = f
-                .get("code_verifier")
-                .ok_or_else(|| invalid("code_verifier is required (PKCE)"))?;
-            if !(43..=128).contains(&verifier.len()) || &pkce_s256(verifier) != challenge {
-                return Err(invalid("code_verifier does not match code_challenge"));
+        let key = sha256_hex(&[code.as_bytes()]);
+        let family = random_hex(16).map_err(Self::store_failed)?;
+        let now = self.now();
+        let (redirect_uri, verifier) = (f.get("redirect_uri"), f.get("code_verifier"));
+        // At most once, and only by the client it was issued to with the
+        // right redirect_uri and verifier: every check runs inside one
+        // transaction that marks the code redeemed only if all pass, so a
+        // failed attempt (another client, a wrong verifier) leaves the code
+        // to its rightful client, and two concurrent redemptions cannot
+        // both win.
+        let outcome = self.store.transaction(&[&self.codes], |tx| {
+            let [codes] = tx else {
+                return Err(Abort::with(Redeem::Unknown));
+            };
+            let mut record: Code = codes
+                .get_json(&key)?
+                .ok_or_else(|| Abort::with(Redeem::Unknown))?;
+            if record.redeemed.is_some() {
+                return Err(Abort::with(Redeem::Replayed(record)));
             }
-        }
+            if record.client_id != client.client_id {
+                return Err(Abort::with(Redeem::OtherClient));
+            }
+            if record.expires_at <= now {
+                return Err(Abort::with(Redeem::Expired));
+            }
+            if redirect_uri != Some(record.redirect_uri.as_str()) {
+                return Err(Abort::with(Redeem::RedirectMismatch));
+            }
+            let (Some(challenge), Some(verifier)) = (&record.code_challenge, verifier) else {
+                return Err(Abort::with(Redeem::NoVerifier));
+            };
+            if !(43..=128).contains(&verifier.len()) || &pkce_s256(verifier) != challenge {
+                return Err(Abort::with(Redeem::BadVerifier));
+            }
+            record.redeemed = Some(family.clone());
+            codes.insert_json(&key, &record)?;
+            Ok(record)
+        });
+        let record = match outcome {
+            Ok(record) => record,
+            Err(TxError::Store(e)) => return Err(Self::store_failed(e)),
+            Err(TxError::Abort(why)) => {
+                return Err(invalid(match why {
+                    Redeem::Unknown | Redeem::Expired => "code is unknown, expired or already used",
+                    Redeem::OtherClient => "code was issued to another client",
+                    Redeem::RedirectMismatch => {
+                        "redirect_uri does not match the authorization request"
+                    }
+                    Redeem::NoVerifier => "code_verifier is required (PKCE)",
+                    Redeem::BadVerifier => "code_verifier does not match code_challenge",
+                    Redeem::Replayed(record) => {
+                        // RFC 6749 §4.1.2: the code leaked; what it gave is
+                        // revoked.
+                        tracing::warn!(
+                            client_id = %record.client_id,
+                            "authorization code replayed: its tokens are revoked"
+                        );
+                        if let Some(family) = &record.redeemed {
+                            self.revoke_family(&record.client_id, &record.user_seq_no, family)?;
+                        }
+                        "code is unknown, expired or already used"
+                    }
+                }));
+            }
+        };
+        self.store.flush().map_err(Self::store_failed)?;
         self.issue_user_tokens(
             client,
             &record.user_seq_no,
             &record.scopes,
             &record.fintech_use_nums,
+            &family,
         )
     }
 
@@ -636,8 +880,9 @@ impl OAuthServer {
         user: &str,
         scopes: &[String],
         accounts: &[String],
+        family: &str,
     ) -> Outcome {
-        let now = crate::now_secs();
+        let now = self.now();
         let grant = AccessGrant {
             client_id: client.client_id.clone(),
             client_use_code: Some(client.client_use_code.clone()),
@@ -658,10 +903,18 @@ impl OAuthServer {
                     scopes: scopes.to_vec(),
                     fintech_use_nums: accounts.to_vec(),
                     expires_at: now + self.config.refresh_ttl,
+                    family: Some(family.to_owned()),
+                    rotated: false,
                 },
             )
             .map_err(Self::store_failed)?;
-        self.record_issued(&client.client_id, user, &access, Some(refresh_hash))?;
+        self.record_issued(
+            &client.client_id,
+            user,
+            &access,
+            Some(refresh_hash),
+            Some(family),
+        )?;
         Ok(HttpResponse::json(
             200,
             json!({
@@ -681,6 +934,7 @@ impl OAuthServer {
         user: &str,
         access: &str,
         refresh_hash: Option<String>,
+        family: Option<&str>,
     ) -> Result<(), HttpResponse> {
         let verified = crate::token::verify(&self.ring, access).map_err(Self::store_failed)?;
         let key = format!(
@@ -693,9 +947,27 @@ impl OAuthServer {
                 &Issued {
                     revocation_ids: verified.revocation_ids,
                     refresh_hash,
+                    family: family.map(str::to_owned),
                 },
             )
             .map_err(Self::store_failed)?;
+        // A replay that revoked the family while these were being issued:
+        // they die with it.
+        if let Some(family) = family
+            && self
+                .revoked_families
+                .get(family.as_bytes())
+                .map_err(Self::store_failed)?
+                .is_some()
+        {
+            self.revoke_family(client_id, user, family)?;
+            return Err(HttpResponse::error(
+                400,
+                "O0001",
+                "invalid_grant",
+                "this authorization was revoked",
+            ));
+        }
         self.store.flush().map_err(Self::store_failed)
     }
 
@@ -704,38 +976,76 @@ impl OAuthServer {
         let token = f
             .get("refresh_token")
             .ok_or_else(|| invalid("refresh_token is required"))?;
-        // Rotation: the presented token is consumed whatever happens next.
-        let record: Refresh = self
-            .refresh
-            .take_json(&sha256_hex(&[token.as_bytes()]))
-            .map_err(Self::store_failed)?
-            .ok_or_else(|| invalid("refresh_token is unknown, expired or already used"))?;
-        if record.client_id != client.client_id || record.expires_at < crate::now_secs() {
-            return Err(invalid("refresh_token is unknown, expired or already used"));
-        }
-        // A narrower scope may be asked for, never a wider one.
-        let scopes = match f
+        let key = sha256_hex(&[token.as_bytes()]);
+        let asked: Option<Vec<String>> = f
             .get("scope")
             .map(|s| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-        {
-            Some(asked) if !asked.is_empty() => {
-                if let Some(extra) = asked.iter().find(|s| !record.scopes.contains(s)) {
-                    return Err(HttpResponse::error(
-                        400,
-                        "O0011",
-                        "invalid_scope",
-                        &format!("scope {extra} was not granted"),
-                    ));
-                }
-                asked
+            .filter(|asked| !asked.is_empty());
+        let now = self.now();
+        // Rotation: a token is exchanged once; it stays, marked, so that a
+        // second use (a replay: someone else holds a copy) is recognised.
+        let outcome = self.store.transaction(&[&self.refresh], |tx| {
+            let [refresh] = tx else {
+                return Err(Abort::with(Rotate::Unknown));
+            };
+            let mut record: Refresh = refresh
+                .get_json(&key)?
+                .ok_or_else(|| Abort::with(Rotate::Unknown))?;
+            if record.rotated {
+                return Err(Abort::with(Rotate::Replayed(record)));
             }
-            _ => record.scopes.clone(),
+            if record.client_id != client.client_id || record.expires_at <= now {
+                return Err(Abort::with(Rotate::Unknown));
+            }
+            // A narrower scope may be asked for, never a wider one.
+            if let Some(extra) = asked.iter().flatten().find(|s| !record.scopes.contains(s)) {
+                return Err(Abort::with(Rotate::Scope(extra.clone())));
+            }
+            record.rotated = true;
+            refresh.insert_json(&key, &record)?;
+            Ok(record)
+        });
+        let record = match outcome {
+            Ok(record) => record,
+            Err(TxError::Store(e)) => return Err(Self::store_failed(e)),
+            Err(TxError::Abort(Rotate::Unknown)) => {
+                return Err(invalid("refresh_token is unknown, expired or already used"));
+            }
+            Err(TxError::Abort(Rotate::Scope(extra))) => {
+                return Err(HttpResponse::error(
+                    400,
+                    "O0011",
+                    "invalid_scope",
+                    &format!("scope {extra} was not granted"),
+                ));
+            }
+            Err(TxError::Abort(Rotate::Replayed(record))) => {
+                // RFC 9700 §4.14.2: a rotated refresh token used again
+                // means two parties hold it; the whole family dies.
+                tracing::warn!(
+                    client_id = %record.client_id,
+                    "rotated refresh token replayed: its token family is revoked"
+                );
+                match &record.family {
+                    Some(family) => {
+                        self.revoke_family(&record.client_id, &record.user_seq_no, family)?
+                    }
+                    None => self.revoke_all(&record.client_id, &record.user_seq_no)?,
+                }
+                return Err(invalid("refresh_token is unknown, expired or already used"));
+            }
+        };
+        self.store.flush().map_err(Self::store_failed)?;
+        let family = match record.family.clone() {
+            Some(family) => family,
+            None => random_hex(16).map_err(Self::store_failed)?,
         };
         self.issue_user_tokens(
             client,
             &record.user_seq_no,
-            &scopes,
+            asked.as_deref().unwrap_or(&record.scopes),
             &record.fintech_use_nums,
+            &family,
         )
     }
 
@@ -774,10 +1084,10 @@ impl OAuthServer {
             user_seq_no: None,
             scopes: vec!["oob".into()],
             fintech_use_nums: Vec::new(),
-            expires_at: crate::now_secs() + self.config.access_ttl,
+            expires_at: self.now() + self.config.access_ttl,
         };
         let access = grant.issue(&self.ring).map_err(Self::store_failed)?;
-        self.record_issued(&client.client_id, "", &access, None)?;
+        self.record_issued(&client.client_id, "", &access, None, None)?;
         Ok(HttpResponse::json(
             200,
             json!({
@@ -792,9 +1102,9 @@ impl OAuthServer {
 
     // ---------- revoke and unlink ----------
 
-    fn revoke(&self, body: &[u8]) -> Outcome {
-        let f = form::parse(body);
-        let client = self.authenticate_client(&f)?;
+    fn revoke(&self, req: &HttpRequest<'_>) -> Outcome {
+        let f = form::parse(req.body);
+        let client = self.authenticate_client(req.authorization, &f)?;
         let token = f.get("token").ok_or_else(|| {
             HttpResponse::error(400, "O0001", "invalid_request", "token is required")
         })?;
@@ -805,13 +1115,21 @@ impl OAuthServer {
             .map_err(Self::store_failed)?;
         match refresh {
             Some(record) if record.client_id == client.client_id => {
-                self.refresh
-                    .remove(refresh_key.as_bytes())
-                    .map_err(Self::store_failed)?;
+                // RFC 7009 §2.1: the access tokens of the same grant go too.
+                match &record.family {
+                    Some(family) => {
+                        self.revoke_family(&record.client_id, &record.user_seq_no, family)?
+                    }
+                    None => self
+                        .refresh
+                        .remove(refresh_key.as_bytes())
+                        .map_err(Self::store_failed)?,
+                }
             }
             Some(_) => {}
             None => {
-                // An access token of this client: revoke its blocks.
+                // An access token of this client (authenticated by its
+                // secret, not by the token): revoke its blocks.
                 if let Ok(verified) = crate::token::verify(&self.ring, token)
                     && verified.claims.client_id == client.client_id
                 {
@@ -829,19 +1147,16 @@ impl OAuthServer {
         ))
     }
 
+    /// `POST /v2.0/user/unlink`: decided like any API call, by the full
+    /// authorisation with every block of the token (a holder's attenuation
+    /// included), as API [`UNLINK_API`] needing scope `login` on the body's
+    /// user. Withdrawing consent is not a read: a token narrowed with
+    /// `check if operation("read")` cannot unlink.
     fn unlink(&self, req: &HttpRequest<'_>) -> Outcome {
-        let verified = self
-            .authorizer
+        // Who is calling, before the body is looked at.
+        self.authorizer
             .verify_bearer(req.authorization)
             .map_err(|d| HttpResponse::denial(&d))?;
-        let claims = &verified.claims;
-        if !claims.scopes.iter().any(|s| s == "login") {
-            return Err(HttpResponse::denial(&Denial {
-                status: 403,
-                rsp_code: crate::policy::rsp::NO_PERMISSION,
-                message: "unlink needs an access token with scope login".into(),
-            }));
-        }
         #[derive(Deserialize)]
         struct Body {
             client_use_code: String,
@@ -849,15 +1164,24 @@ impl OAuthServer {
         }
         let body: Body = serde_json::from_slice(req.body).map_err(|e| {
             let mut r = HttpResponse::json(
-                200,
+                400,
                 json!({ "rsp_code": "A0004", "rsp_message": format!("request body: {e}") }),
             );
             r.envelope = true;
             r
         })?;
-        if Some(&body.user_seq_no) != claims.user_seq_no.as_ref()
-            || Some(&body.client_use_code) != claims.client_use_code.as_ref()
-        {
+        let claims = self
+            .authorizer
+            .authorize(&AuthInput {
+                authorization: req.authorization,
+                api: UNLINK_API,
+                required_scope: "login",
+                accounts: Vec::new(),
+                user: Some(body.user_seq_no.clone()),
+                amount: None,
+            })
+            .map_err(|d| HttpResponse::denial(&d))?;
+        if Some(&body.client_use_code) != claims.client_use_code.as_ref() {
             return Err(HttpResponse::denial(&Denial {
                 status: 403,
                 rsp_code: crate::policy::rsp::NO_ACCESS,
@@ -878,9 +1202,28 @@ impl OAuthServer {
 
     /// Revokes every access and refresh token issued to `client_id` for `user`.
     fn revoke_all(&self, client_id: &str, user: &str) -> Result<(), HttpResponse> {
+        self.revoke_where(client_id, user, |_| true)
+    }
+
+    /// Revokes every token of one authorization (its code and the refresh
+    /// tokens descended from it), now and if any is issued later.
+    fn revoke_family(&self, client_id: &str, user: &str, family: &str) -> Result<(), HttpResponse> {
+        self.revoked_families
+            .insert(family.as_bytes(), b"1")
+            .map_err(Self::store_failed)?;
+        self.revoke_where(client_id, user, |i| i.family.as_deref() == Some(family))
+    }
+
+    fn revoke_where(
+        &self,
+        client_id: &str,
+        user: &str,
+        which: impl Fn(&Issued) -> bool,
+    ) -> Result<(), HttpResponse> {
         let issued: Vec<(String, Issued)> = self
             .issued
             .prefix_json(&format!("{client_id}\0{user}\0"))
+            .filter(|entry| entry.as_ref().map_or(true, |(_, i)| which(i)))
             .collect::<Result<_, _>>()
             .map_err(Self::store_failed)?;
         let ids: Vec<String> = issued
@@ -900,6 +1243,31 @@ impl OAuthServer {
         }
         self.store.flush().map_err(Self::store_failed)
     }
+}
+
+/// The API name unlink is authorised as (attenuation blocks may name it in
+/// `api($name)` checks).
+pub const UNLINK_API: &str = "user/unlink";
+
+/// `client_id` and `client_secret` from the credentials of an HTTP Basic
+/// header: `base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).
+fn parse_basic(credentials: &str) -> Option<(String, String)> {
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(credentials)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    let unescape = |part: &str| -> Option<String> {
+        // One urlencoded value: `&` and `=` would be escaped in it.
+        if part.contains('&') {
+            return None;
+        }
+        form::parse(format!("v={part}").as_bytes())
+            .get("v")
+            .map(str::to_owned)
+    };
+    let (id, secret) = (unescape(id)?, unescape(secret)?);
+    (!id.is_empty()).then_some((id, secret))
 }
 
 /// `BASE64URL(SHA256(verifier))` without padding (RFC 7636 S256).

@@ -289,8 +289,9 @@ async fn portal_and_consent_pages_escape_a_hostile_app_name() -> Result<()> {
     let client_id = page[start..start + 32].to_owned();
     let escaped = "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt; 핀테크";
     let consent = format!(
-        "/oauth/2.0/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=login&state=0123456789abcdef",
-        encode("https://pay.example/callback")
+        "/oauth/2.0/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=login&state=0123456789abcdef&code_challenge={}&code_challenge_method=S256",
+        encode("https://pay.example/callback"),
+        sfop_auth::oauth::pkce_s256(crate::auth::VERIFIER)
     );
     for (path, cookie) in [
         ("/portal/apps".to_owned(), Some(&cookie)),
