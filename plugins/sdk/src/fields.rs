@@ -21,7 +21,7 @@ pub struct Fields {
 impl Fields {
     /// The request body, which must be a JSON object.
     pub fn from_body(req: &Request) -> Result<Self, ApiError> {
-        match serde_json::from_slice::<Value>(req.body()) {
+        match crate::unique::parse(req.body()) {
             Ok(Value::Object(map)) => Ok(Self {
                 map,
                 path: String::new(),
@@ -31,7 +31,8 @@ impl Fields {
         }
     }
 
-    /// The query parameters (first value of each name).
+    /// The query parameters (each name is given once: [`crate::api!`]
+    /// refuses a query that repeats one before the handler runs).
     pub fn from_query(req: &Request) -> Self {
         let mut map = Map::new();
         for (k, v) in req.query_pairs() {

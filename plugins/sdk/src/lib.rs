@@ -24,6 +24,7 @@ mod alloc;
 mod envelope;
 pub mod fields;
 mod request;
+mod unique;
 
 pub use envelope::{ApiError, Response, bank_answer_fields, bank_success, rsp, yn};
 pub use fields::Fields;
@@ -73,7 +74,14 @@ pub mod __private {
         handler: impl FnOnce(&Request) -> Result<Response, ApiError>,
     ) -> types::Response {
         let request = Request::from_raw(raw);
-        let response = handler(&request).unwrap_or_else(Response::from);
+        // A query that names a field twice is ambiguous: refused before the
+        // handler reads either value (the gateway refuses it too).
+        let response = match request.repeated_query() {
+            Some(name) => Response::from(ApiError::format(format!(
+                "{name}: query parameter given more than once"
+            ))),
+            None => handler(&request).unwrap_or_else(Response::from),
+        };
         response.into_raw()
     }
 }

@@ -31,7 +31,13 @@ impl Request {
         &self.raw.path
     }
 
-    /// The first value of query parameter `name`, percent-decoded.
+    /// A query parameter given more than once, if any. [`crate::api!`]
+    /// answers `A0004` for such a request before the handler runs.
+    pub fn repeated_query(&self) -> Option<&str> {
+        repeated(&self.query)
+    }
+
+    /// The value of query parameter `name`, percent-decoded.
     pub fn query(&self, name: &str) -> Option<&str> {
         self.query
             .iter()
@@ -67,53 +73,27 @@ impl Request {
     }
 
     /// The body as JSON of type `T`, or an `A0004` error that says what is wrong
-    /// (serde names the field).
+    /// (serde names the field). A key repeated in any object is refused.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
-        serde_json::from_slice(&self.raw.body)
+        crate::unique::parse(&self.raw.body)
+            .and_then(T::deserialize)
             .map_err(|e| ApiError::format(format!("request body: {e}")))
     }
 }
 
+/// The query's fields, decoded by `form_urlencoded` as the gateway decodes
+/// them (`+` is a space, invalid escapes stay as they are).
 fn parse_query(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|pair| !pair.is_empty())
-        .map(|pair| {
-            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
-        })
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect()
 }
 
-/// Decodes `%XX` escapes and `+` (as space); invalid escapes are kept verbatim.
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex(b: u8) -> Option<u8> {
-    match b {
-        b'0'..=b'9' => Some(b - b'0'),
-        b'a'..=b'f' => Some(b - b'a' + 10),
-        b'A'..=b'F' => Some(b - b'A' + 10),
-        _ => None,
-    }
+/// A name given more than once, if any.
+fn repeated(pairs: &[(String, String)]) -> Option<&str> {
+    let mut names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    names.sort_unstable();
+    names.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
 }
 
 #[cfg(test)]
@@ -128,5 +108,12 @@ mod tests {
         assert_eq!(q[2], ("flag".into(), "".into()));
         assert_eq!(q[3], ("bad".into(), "%zz".into()));
         assert_eq!(q[4], ("end".into(), "%4".into()));
+        assert_eq!(repeated(&q), None);
+    }
+
+    #[test]
+    fn repeated_names_are_found_after_decoding() {
+        let q = parse_query("fintech_use_num=OTHER&x=1&fintech%5Fuse%5Fnum=MINE");
+        assert_eq!(repeated(&q), Some("fintech_use_num"));
     }
 }
