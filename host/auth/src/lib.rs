@@ -9,9 +9,11 @@
 //! checks) and a bank may co-sign consent in a third-party block; the gateway
 //! enforces every block on every request and checks revocation.
 
+mod blocks;
 pub mod clients;
 pub mod holder;
 pub mod keys;
+pub mod limits;
 pub mod oauth;
 pub mod policy;
 mod prepared;
@@ -24,6 +26,7 @@ pub mod token;
 pub use clients::{Client, ClientRegistry, ClientSpec};
 pub use keys::{KeyRing, KeyStatus, PublishedKey, PublishedKeys};
 
+pub use limits::{LimitError, TokenLimits};
 pub use policy::{AuthInput, Denial, PolicyConfig, TokenAuthorizer};
 pub use revocation::Revocations;
 pub use token::{AccessGrant, TokenError, Verified, issue_admin};

@@ -92,6 +92,9 @@ pub struct PolicyConfig {
     pub bank_consent: Vec<(PublicKey, Vec<String>)>,
     /// Verified tokens kept in memory (signature checks saved).
     pub cache_capacity: usize,
+    /// What a token may ask of the authoriser (ADR 0015): checked when it is
+    /// verified; `max_work` is also each decision's work budget.
+    pub token_limits: crate::TokenLimits,
 }
 
 impl PolicyConfig {
@@ -112,6 +115,7 @@ impl Default for PolicyConfig {
             limits: crate::token::run_limits(),
             bank_consent: Vec::new(),
             cache_capacity: 10_000,
+            token_limits: crate::TokenLimits::default(),
         }
     }
 }
@@ -122,9 +126,11 @@ pub struct TokenAuthorizer {
     ring: KeyRing,
     revocations: Arc<Revocations>,
     config: PolicyConfig,
-    /// Verified tokens by the SHA-256 of the token text (collision-resistant:
-    /// a token can never be answered with another's verification).
-    verified: Mutex<HashMap<[u8; 32], Arc<CachedToken>>>,
+    /// Verified tokens, and tokens refused for their limits, by the SHA-256
+    /// of the token text (collision-resistant: a token can never be answered
+    /// with another's verification). A refused token costs its verification
+    /// once, not on every request.
+    verified: Mutex<HashMap<[u8; 32], Verification>>,
     /// `allow if true`: every check of every block decides.
     allow: biscuit_auth::builder::Policy,
 }
@@ -157,18 +163,24 @@ impl TokenAuthorizer {
             .unwrap_or_else(|p| p.into_inner())
             .get(&key)
         {
-            return Ok(v.clone());
+            return v.clone();
         }
-        let verified = Arc::new(CachedToken {
-            verified: Arc::new(token::verify(&self.ring, token)?),
-            prepared: OnceLock::new(),
-        });
+        let verified = match token::verify_within(&self.ring, token, &self.config.token_limits) {
+            Ok(v) => Ok(Arc::new(CachedToken {
+                verified: Arc::new(v),
+                prepared: OnceLock::new(),
+            })),
+            Err(e @ TokenError::TooComplex(_)) => Err(e),
+            // Forgeries and garbage are not kept: they would only crowd out
+            // tokens worth keeping.
+            Err(e) => return Err(e),
+        };
         let mut cache = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if cache.len() >= self.config.cache_capacity {
             cache.clear();
         }
         cache.insert(key, verified.clone());
-        Ok(verified)
+        verified
     }
 
     /// Verifies a bearer token without a request (for the platform's own
@@ -181,13 +193,8 @@ impl TokenAuthorizer {
     /// [`Self::verify_bearer`], with the token's cache entry.
     fn verify_entry(&self, authorization: Option<&str>) -> Result<Arc<CachedToken>, Denial> {
         let token = bearer(authorization)?;
-        let verified = self.verify_cached(token).map_err(|e| match e {
-            TokenError::TooComplex => {
-                Denial::forbidden(rsp::NO_ACCESS, format!("access token refused: {e}"))
-            }
-            _ => {
-                Denial::unauthenticated(rsp::TOKEN_REJECTED, format!("access token rejected: {e}"))
-            }
+        let verified = self.verify_cached(token).map_err(|e| {
+            Denial::unauthenticated(rsp::TOKEN_REJECTED, format!("access token rejected: {e}"))
         })?;
         if self
             .revocations
@@ -212,12 +219,15 @@ impl TokenAuthorizer {
     pub fn authorize_admin(&self, authorization: Option<&str>) -> Result<String, Denial> {
         let token = bearer(authorization)?;
         let rejected = || Denial::unauthenticated(rsp::TOKEN_REJECTED, "admin token rejected");
-        let biscuit = biscuit_auth::Biscuit::from_base64(token, |id: Option<u32>| {
-            self.ring
-                .public_key(id)
-                .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
-        })
-        .map_err(|_| rejected())?;
+        let biscuit = token::parse_within(&self.ring, token, &self.config.token_limits).map_err(
+            |e| match e {
+                TokenError::TooComplex(_) => Denial::unauthenticated(
+                    rsp::TOKEN_REJECTED,
+                    format!("admin token rejected: {e}"),
+                ),
+                _ => rejected(),
+            },
+        )?;
         let ids: Vec<String> = biscuit
             .revocation_identifiers()
             .iter()
@@ -343,7 +353,12 @@ impl TokenAuthorizer {
         } = self.request_terms(input);
         let (request, kinds): (Vec<_>, Vec<_>) = request.into_iter().unzip();
         checks.extend(kinds);
-        prepared.authorize(&facts, &request, &self.config.limits)
+        prepared.authorize(
+            &facts,
+            &request,
+            &self.config.limits,
+            self.config.token_limits.max_work,
+        )
     }
 
     /// The same decision by biscuit-auth itself: a fresh authoriser built
@@ -437,6 +452,9 @@ struct RequestTerms<'a> {
     /// Each check with what it stands for, in authoriser order.
     checks: Vec<(RequestCheck<'a>, CheckKind)>,
 }
+
+/// What verifying one token text came to: kept, either way.
+type Verification = Result<Arc<CachedToken>, TokenError>;
 
 /// A verified token and, once a request needed it, the token-only part of
 /// its decision.
@@ -901,7 +919,15 @@ mod tests {
                 .append(BlockBuilder::new().code(block)?)?
                 .to_base64()?
         );
-        assert_eq!(code(a.authorize(&balance(&bloated))), rsp::NO_ACCESS);
+        // Refused when verified, before any evaluation, naming the limit.
+        let denial = a.authorize(&balance(&bloated)).err();
+        assert_eq!(
+            denial.as_ref().map(|d| d.rsp_code),
+            Some(rsp::TOKEN_REJECTED)
+        );
+        assert!(
+            denial.is_some_and(|d| d.message.contains("block 1 has 100 facts; the limit is 32")),
+        );
         Ok(())
     }
 }

@@ -20,18 +20,20 @@
 //! attenuations.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::Mutex;
-use std::time::{Instant, SystemTime};
+use std::time::SystemTime;
 
 use biscuit_auth::builder::{self, CheckKind, Convert};
 use biscuit_auth::datalog::{
-    Check, Fact, Origin, Predicate, Rule, RunLimits, SymbolIndex, SymbolTable, Term,
-    TrustedOrigins, World,
+    Check, CombineIt, ExternFunc, Fact, FactSet, MatchedVariables, Origin, Predicate, Rule,
+    RunLimits, SymbolIndex, SymbolTable, TemporarySymbolTable, Term, TrustedOrigins, World,
 };
-use biscuit_auth::error::{self, FailedCheck, Token};
-use biscuit_auth::format::{convert::proto_block_to_token_block, schema};
+use biscuit_auth::error::{self, Execution, FailedCheck, Token};
 use biscuit_auth::{Biscuit, PublicKey};
-use prost::Message;
+
+use crate::blocks::Blocks;
+use crate::limits::{Meter, Metered, match_cost};
 
 /// The authoriser's origin (`usize::MAX` in biscuit-auth).
 const AUTHORIZER: usize = usize::MAX;
@@ -138,47 +140,18 @@ pub(crate) struct PreparedToken {
     spare: Mutex<Vec<SymbolTable>>,
 }
 
-fn decode(bytes: &[u8]) -> Result<schema::Block, Token> {
-    schema::Block::decode(bytes).map_err(|e| {
-        Token::Format(error::Format::BlockDeserializationError(format!(
-            "error deserializing block: {e:?}"
-        )))
-    })
-}
-
 impl PreparedToken {
     /// Loads `biscuit` as `AuthorizerBuilder::build` does (`build_inner` and
     /// `load_and_translate_block`), once. `bank_keys` are the keys the
     /// policy's bank-consent checks trust.
     pub(crate) fn new(biscuit: &Biscuit, bank_keys: &[PublicKey]) -> Result<Self, Token> {
-        let proto = biscuit.container().to_proto();
-        let mut raw = Vec::with_capacity(1 + proto.blocks.len());
-        raw.push(decode(&proto.authority.block)?);
-        for block in &proto.blocks {
-            raw.push(decode(&block.block)?);
-        }
-        // [None, external key of block 1, ...]; the authority block never
-        // has one (biscuit-auth refuses it when deserialising).
-        let external = biscuit.external_public_keys();
-        if external.len() != raw.len() {
-            return Err(Token::InternalError);
-        }
+        Self::from_blocks(&Blocks::of(biscuit)?, bank_keys)
+    }
 
-        // The token's own symbol table (`Biscuit::symbols` is crate-private),
-        // built as `SerializedBiscuit::extract_blocks` builds it: the
-        // authority block's and first-party blocks' symbols and public keys.
-        let mut token_strings = Vec::new();
-        let mut token_keys = Vec::new();
-        for (block, key) in raw.iter().zip(&external) {
-            if key.is_none() {
-                token_strings.extend(block.symbols.iter().cloned());
-                for pk in &block.public_keys {
-                    token_keys.push(PublicKey::from_proto(pk)?);
-                }
-            }
-        }
-        let token_symbols = SymbolTable::from_symbols_and_public_keys(token_strings, token_keys)?;
-
+    /// [`Self::new`] from blocks already decoded (and checked against the
+    /// limits: see [`crate::token::verify`]).
+    pub(crate) fn from_blocks(loaded: &Blocks, bank_keys: &[PublicKey]) -> Result<Self, Token> {
+        let external = &loaded.external;
         // build_inner: the third-party signers' keys go first into the
         // authoriser's table, in block order, deduplicated.
         let mut signers: Vec<PublicKey> = Vec::new();
@@ -200,23 +173,16 @@ impl PreparedToken {
 
         // load_and_translate_block, per block.
         let mut world = World::new();
-        let mut blocks = Vec::with_capacity(raw.len());
-        for (i, (proto, key)) in raw.iter().zip(&external).enumerate() {
-            let block = proto_block_to_token_block(proto, *key).map_err(Token::Format)?;
-            let block_symbols = if i == 0 || block.external_key.is_none() {
-                &token_symbols
-            } else {
-                &block.symbols
-            };
+        let mut blocks = Vec::with_capacity(loaded.blocks.len());
+        for (i, block) in loaded.blocks.iter().enumerate() {
+            let block_symbols = loaded.symbols(i);
             let mut origin = Origin::default();
             origin.insert(i);
             let scopes = block
                 .scopes
                 .iter()
-                .map(|s| {
-                    builder::Scope::convert_from(s, block_symbols).map(|s| s.convert(&mut symbols))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
+                .map(|s| s.convert(&mut symbols))
+                .collect::<Vec<_>>();
             let block_trusted =
                 TrustedOrigins::from_scopes(&scopes, &TrustedOrigins::default(), i, map);
             for fact in &block.facts {
@@ -331,6 +297,7 @@ impl PreparedToken {
         facts: &[(FactName, Value<'_>)],
         checks: &[RequestCheck<'_>],
         limits: &RunLimits,
+        budget: u64,
     ) -> Result<usize, Token> {
         let mut strings = Interner {
             base: &self.symbols,
@@ -419,7 +386,8 @@ impl PreparedToken {
             request_checks.push(prepared);
         }
 
-        let result = self.evaluate(world, &request_checks, strings.table(), limits);
+        let meter = Meter::new(budget);
+        let result = self.evaluate(world, &request_checks, strings.table(), limits, &meter);
         strings.release(self.base_len);
         result
     }
@@ -432,11 +400,9 @@ impl PreparedToken {
         request_checks: &[Option<(Check, &TrustedOrigins)>],
         symbols: &SymbolTable,
         limits: &RunLimits,
+        meter: &Meter,
     ) -> Result<usize, Token> {
-        world.run_with_limits(symbols, limits.clone())?;
-
-        let start = Instant::now();
-        let time_limit = start + limits.max_time;
+        run_world(&mut world, symbols, limits, meter)?;
         let mut errors = Vec::new();
         let mut policy_result: Option<Result<usize, usize>> = None;
 
@@ -446,7 +412,7 @@ impl PreparedToken {
                 Some((check, origins)) => (check, std::slice::from_ref(*origins)),
                 None => (&self.scope_check.check, self.scope_check.origins.as_slice()),
             };
-            if !run_check(&world, check, origins, AUTHORIZER, symbols, time_limit)? {
+            if !run_check(&world, check, origins, AUTHORIZER, symbols, meter)? {
                 errors.push(FailedCheck::Authorizer(error::FailedAuthorizerCheck {
                     check_id: i as u32,
                     rule: symbols.print_check(check),
@@ -456,22 +422,19 @@ impl PreparedToken {
 
         // Checks of the authority block.
         if let Some(authority) = self.blocks.first() {
-            self.block_checks(&world, 0, authority, symbols, time_limit, &mut errors)?;
+            self.block_checks(&world, 0, authority, symbols, meter, &mut errors)?;
         }
 
         // Policies: `allow if true` only.
         let (allow, origins) = &self.allow;
-        let matched = world.query_match(allow.clone(), AUTHORIZER, origins, symbols)?;
-        if Instant::now() >= time_limit {
-            return Err(Token::RunLimit(error::RunLimit::Timeout));
-        }
+        let matched = find_match(&world, allow, AUTHORIZER, origins, symbols, meter)?;
         if matched {
             policy_result = Some(Ok(0));
         }
 
         // Checks of blocks 1..n.
         for (i, block) in self.blocks.iter().enumerate().skip(1) {
-            self.block_checks(&world, i, block, symbols, time_limit, &mut errors)?;
+            self.block_checks(&world, i, block, symbols, meter, &mut errors)?;
         }
 
         match (policy_result, errors.is_empty()) {
@@ -496,7 +459,7 @@ impl PreparedToken {
         block_id: usize,
         checks: &[PreparedCheck],
         symbols: &SymbolTable,
-        time_limit: Instant,
+        meter: &Meter,
         errors: &mut Vec<FailedCheck>,
     ) -> Result<(), Token> {
         for (j, prepared) in checks.iter().enumerate() {
@@ -506,7 +469,7 @@ impl PreparedToken {
                 &prepared.origins,
                 block_id,
                 symbols,
-                time_limit,
+                meter,
             )?;
             if !ok {
                 errors.push(FailedCheck::Block(error::FailedBlockCheck {
@@ -521,33 +484,195 @@ impl PreparedToken {
 }
 
 /// One check: true if a query succeeds (`check if`: one match; `check all`:
-/// every match; `reject if`: no match). Stops at the time limit after each
-/// query, as `authorize_inner` does.
+/// every match; `reject if`: no match).
 fn run_check(
     world: &World,
     check: &Check,
     origins: &[TrustedOrigins],
     block_id: usize,
     symbols: &SymbolTable,
-    time_limit: Instant,
+    meter: &Meter,
 ) -> Result<bool, Token> {
     if origins.len() != check.queries.len() {
         return Err(Token::InternalError);
     }
     for (query, trusted) in check.queries.iter().zip(origins) {
         let res = match check.kind {
-            CheckKind::One => world.query_match(query.clone(), block_id, trusted, symbols)?,
-            CheckKind::All => world.query_match_all(query.clone(), trusted, symbols)?,
-            CheckKind::Reject => !world.query_match(query.clone(), block_id, trusted, symbols)?,
+            CheckKind::One => find_match(world, query, block_id, trusted, symbols, meter)?,
+            CheckKind::All => all_match(world, query, trusted, symbols, meter)?,
+            CheckKind::Reject => !find_match(world, query, block_id, trusted, symbols, meter)?,
         };
-        if Instant::now() >= time_limit {
-            return Err(Token::RunLimit(error::RunLimit::Timeout));
-        }
         if res {
             return Ok(true);
         }
     }
     Ok(false)
+}
+
+// The engine's loops (`World::run_with_limits`, `Rule::find_match`,
+// `Rule::check_match_all`, `Rule::apply`), statement by statement, with
+// every fact visited and every combination evaluated charged to the meter
+// (`crate::limits`, ADR 0015). A spent meter ends the loops early and turns
+// the result into a run-limit refusal, so an early end never reads as
+// "no match".
+
+/// The refusal when the meter is spent.
+fn spent() -> Token {
+    Token::RunLimit(error::RunLimit::TooManyIterations)
+}
+
+/// Runs the world's rules to a fixpoint within the fact and iteration limits.
+fn run_world(
+    world: &mut World,
+    symbols: &SymbolTable,
+    limits: &RunLimits,
+    meter: &Meter,
+) -> Result<(), Token> {
+    let mut index = 0;
+    loop {
+        let mut new_facts = FactSet::default();
+        for (scope, rules) in world.rules.inner.iter() {
+            for (origin, rule) in rules {
+                let cost = match_cost(&rule.expressions);
+                let facts = Metered {
+                    inner: world.facts.iterator(scope),
+                    meter,
+                };
+                let vars = MatchedVariables::new(variables(rule));
+                for (mut found, values) in CombineIt::new(vars, &rule.body, facts, symbols) {
+                    if !meter.charge(cost) {
+                        break;
+                    }
+                    if !holds(rule, &values, symbols, &world.extern_funcs)? {
+                        continue;
+                    }
+                    let mut head = rule.head.clone();
+                    let mut complete = true;
+                    for term in head.terms.iter_mut() {
+                        if let Term::Variable(v) = term {
+                            match values.get(v) {
+                                Some(value) => *term = value.clone(),
+                                None => complete = false,
+                            }
+                        }
+                    }
+                    if complete {
+                        found.insert(*origin);
+                        new_facts.insert(&found, Fact { predicate: head });
+                    }
+                }
+                if meter.spent() {
+                    return Err(spent());
+                }
+            }
+        }
+        let len = world.facts.len();
+        world.facts.merge(new_facts);
+        if world.facts.len() == len {
+            return Ok(());
+        }
+        index += 1;
+        if index == limits.max_iterations {
+            return Err(Token::RunLimit(error::RunLimit::TooManyIterations));
+        }
+        if world.facts.len() >= limits.max_facts as usize {
+            return Err(Token::RunLimit(error::RunLimit::TooManyFacts));
+        }
+    }
+}
+
+/// Whether some combination of facts matches `rule` and its expressions.
+fn find_match(
+    world: &World,
+    rule: &Rule,
+    _origin: usize,
+    scope: &TrustedOrigins,
+    symbols: &SymbolTable,
+    meter: &Meter,
+) -> Result<bool, Token> {
+    let cost = match_cost(&rule.expressions);
+    let facts = Metered {
+        inner: world.facts.iterator(scope),
+        meter,
+    };
+    let vars = MatchedVariables::new(variables(rule));
+    let mut found = false;
+    for (_, values) in CombineIt::new(vars, &rule.body, facts, symbols) {
+        if !meter.charge(cost) {
+            break;
+        }
+        if holds(rule, &values, symbols, &world.extern_funcs)? {
+            found = true;
+            break;
+        }
+    }
+    if meter.spent() {
+        return Err(spent());
+    }
+    Ok(found)
+}
+
+/// Whether some combination matches `rule` and every one satisfies its
+/// expressions (`check all`).
+fn all_match(
+    world: &World,
+    rule: &Rule,
+    scope: &TrustedOrigins,
+    symbols: &SymbolTable,
+    meter: &Meter,
+) -> Result<bool, Token> {
+    let cost = match_cost(&rule.expressions);
+    let facts = Metered {
+        inner: world.facts.iterator(scope),
+        meter,
+    };
+    let vars = MatchedVariables::new(variables(rule));
+    let mut found = false;
+    for (_, values) in CombineIt::new(vars, &rule.body, facts, symbols) {
+        if !meter.charge(cost) {
+            break;
+        }
+        found = true;
+        if !holds(rule, &values, symbols, &world.extern_funcs)? {
+            return Ok(false);
+        }
+    }
+    if meter.spent() {
+        return Err(spent());
+    }
+    Ok(found)
+}
+
+/// The variables of a rule's body (`Rule::variables_set`).
+fn variables(rule: &Rule) -> HashSet<u32> {
+    rule.body
+        .iter()
+        .flat_map(|p| {
+            p.terms.iter().filter_map(|t| match t {
+                Term::Variable(v) => Some(*v),
+                _ => None,
+            })
+        })
+        .collect()
+}
+
+/// Whether every expression of `rule` is true for one combination.
+fn holds(
+    rule: &Rule,
+    values: &HashMap<u32, Term>,
+    symbols: &SymbolTable,
+    extern_funcs: &HashMap<String, ExternFunc>,
+) -> Result<bool, Token> {
+    let mut temporary = TemporarySymbolTable::new(symbols);
+    for e in &rule.expressions {
+        match e.evaluate(values, &mut temporary, extern_funcs) {
+            Ok(Term::Bool(true)) => {}
+            Ok(Term::Bool(false)) => return Ok(false),
+            Ok(_) => return Err(Execution::Expression(error::Expression::InvalidType).into()),
+            Err(e) => return Err(Execution::Expression(e).into()),
+        }
+    }
+    Ok(true)
 }
 
 /// Interns a request's strings: found in the token's table (the usual case:

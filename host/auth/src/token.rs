@@ -10,6 +10,8 @@ use biscuit_auth::{AuthorizerBuilder, Biscuit, KeyPair};
 use sfop_core::Claims;
 
 use crate::KeyRing;
+use crate::blocks::Blocks;
+use crate::limits::{self, LimitError, TokenLimits};
 
 /// What an access token grants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,8 +35,8 @@ pub enum TokenError {
     UnknownKey,
     #[error("the token does not carry a complete grant")]
     Incomplete,
-    #[error("the token's blocks exceed the platform's evaluation limits")]
-    TooComplex,
+    #[error("the token exceeds the platform's published limits: {0}")]
+    TooComplex(#[from] LimitError),
 }
 
 impl AccessGrant {
@@ -115,19 +117,20 @@ pub struct Verified {
     pub revocation_ids: Vec<String>,
 }
 
-/// Checks the signatures of `token` and reads its grant. Does not decide
-/// anything about a request: that is [`crate::policy`].
+/// Checks the signatures of `token`, holds it to the published limits
+/// ([`TokenLimits::default`]) and reads its grant. Does not decide anything
+/// about a request: that is [`crate::policy`].
 pub fn verify(ring: &KeyRing, token: &str) -> Result<Verified, TokenError> {
-    let biscuit = Biscuit::from_base64(token, |id: Option<u32>| {
-        ring.public_key(id)
-            .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
-    })
-    .map_err(|e| match e {
-        biscuit_auth::error::Token::Format(biscuit_auth::error::Format::UnknownPublicKey) => {
-            TokenError::UnknownKey
-        }
-        _ => TokenError::Rejected,
-    })?;
+    verify_within(ring, token, &TokenLimits::default())
+}
+
+/// [`verify`] under the given limits.
+pub fn verify_within(
+    ring: &KeyRing,
+    token: &str,
+    limits: &TokenLimits,
+) -> Result<Verified, TokenError> {
+    let biscuit = parse_within(ring, token, limits)?;
     let claims = read_grant(&biscuit)?;
     let revocation_ids = biscuit
         .revocation_identifiers()
@@ -142,9 +145,37 @@ pub fn verify(ring: &KeyRing, token: &str) -> Result<Verified, TokenError> {
     })
 }
 
-/// Datalog run limits for reading and deciding a token. Facts and
-/// iterations bound the work a hostile attenuation block can cause; the time
-/// limit is wall-clock time, a backstop only, so it is generous enough that a
+/// Checks the signatures of `token` and holds it to `limits`, before any of
+/// its Datalog is evaluated: the encoded size and block count before the
+/// signatures are checked, every block's shape and the work estimate after.
+pub fn parse_within(
+    ring: &KeyRing,
+    token: &str,
+    limits: &TokenLimits,
+) -> Result<Biscuit, TokenError> {
+    if !limits::check_encoded(token, limits)? {
+        return Err(TokenError::Rejected);
+    }
+    let biscuit = Biscuit::from_base64(token, |id: Option<u32>| {
+        ring.public_key(id)
+            .ok_or(biscuit_auth::error::Format::UnknownPublicKey)
+    })
+    .map_err(|e| match e {
+        biscuit_auth::error::Token::Format(biscuit_auth::error::Format::UnknownPublicKey) => {
+            TokenError::UnknownKey
+        }
+        _ => TokenError::Rejected,
+    })?;
+    let blocks = Blocks::of(&biscuit).map_err(|_| TokenError::Rejected)?;
+    limits::check_blocks(&blocks, limits)?;
+    Ok(biscuit)
+}
+
+/// Datalog run limits for reading and deciding a token. What bounds the work
+/// a hostile attenuation block can cause is [`TokenLimits`], checked before
+/// evaluation, and the work meter of the decision (ADR 0015). The time limit
+/// is wall-clock time, a backstop of biscuit-auth's own authoriser only
+/// (reading the grant, admin tokens), so it is generous enough that a
 /// preempted thread on a loaded machine does not turn a valid token into a
 /// refusal (biscuit's default, 1 ms, did: tokens were refused under load).
 pub fn run_limits() -> biscuit_auth::AuthorizerLimits {
@@ -164,7 +195,10 @@ fn read_grant(biscuit: &Biscuit) -> Result<(Claims, u64), TokenError> {
         .build(biscuit)
         .map_err(|_| TokenError::Rejected)?;
     let limit_or_incomplete = |e: biscuit_auth::error::Token| match e {
-        biscuit_auth::error::Token::RunLimit(_) => TokenError::TooComplex,
+        biscuit_auth::error::Token::RunLimit(_) => TokenError::TooComplex(LimitError::Work {
+            estimate: u64::MAX,
+            max: TokenLimits::default().max_work,
+        }),
         _ => TokenError::Incomplete,
     };
     let mut strings = |rule: &str| -> Result<Vec<String>, TokenError> {

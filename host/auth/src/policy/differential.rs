@@ -201,6 +201,22 @@ fn attenuations(bank: &KeyPair) -> anyhow::Result<Vec<BlockBuilder>> {
         "reach($a, $b) <- edge($a, $b);\nreach($a, $c) <- reach($a, $b), edge($b, $c);\n",
     );
     blocks.push(code(&chain)?);
+    // The attack shapes of issue 15 (defect 1), at a size both paths decide
+    // quickly: a join of three over one predicate with arithmetic, the same
+    // as a rule, and closures over sets.
+    let mut f = String::new();
+    for i in 0..10 {
+        f.push_str(&format!("f({i});\n"));
+    }
+    blocks.push(code(&format!(
+        "{f}check if f($a), f($b), f($c), $a + $b + $c == -1;"
+    ))?);
+    blocks.push(code(&format!(
+        "{f}g($a) <- f($a), f($b), $a + $b == 7;\ncheck if g(3);"
+    ))?);
+    blocks.push(code(
+        r#"check if [1, 2, 3].all($x -> $x < 4), [4, 5].any($y -> $y > 4), amount($a), $a > 0 or operation("read");"#,
+    )?);
     Ok(blocks)
 }
 
@@ -233,9 +249,18 @@ fn fast_path_agrees_with_biscuit() -> anyhow::Result<()> {
     let revocations = Arc::new(Revocations::open(&store)?);
     let bank = KeyPair::new();
     let impostor = KeyPair::new();
+    // The published token limits would refuse the costlier attenuations
+    // below at verification; here both paths must decide them, and agree.
+    let generous = || PolicyConfig {
+        token_limits: crate::TokenLimits {
+            max_work: u64::MAX,
+            ..crate::TokenLimits::default()
+        },
+        ..PolicyConfig::default()
+    };
     let configs = [
-        PolicyConfig::default(),
-        PolicyConfig::default()
+        generous(),
+        generous()
             .require_bank_consent(
                 &format!("ed25519/{}", bank.public().to_bytes_hex()),
                 vec!["transfer".into()],
@@ -250,7 +275,7 @@ fn fast_path_agrees_with_biscuit() -> anyhow::Result<()> {
                 max_iterations: 10,
                 max_time: std::time::Duration::from_secs(5),
             },
-            ..PolicyConfig::default()
+            ..generous()
         },
     ];
 
@@ -349,8 +374,8 @@ fn fast_path_agrees_with_biscuit() -> anyhow::Result<()> {
         crate::samples::seeded(0x0b)?.public().to_bytes_hex()
     );
     for config in [
-        PolicyConfig::default(),
-        PolicyConfig::default().require_bank_consent(&sample_bank, vec!["transfer".into()])?,
+        generous(),
+        generous().require_bank_consent(&sample_bank, vec!["transfer".into()])?,
     ] {
         let a = TokenAuthorizer::new(sample_ring.clone(), revocations.clone(), config);
         for sample in crate::samples::all()? {
