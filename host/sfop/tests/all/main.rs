@@ -11,6 +11,7 @@ mod operations;
 mod portal;
 mod reference_apis;
 mod sandbox;
+mod security_gateway;
 mod security_keys;
 mod testbed;
 mod tls;
