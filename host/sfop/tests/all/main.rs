@@ -13,6 +13,8 @@ mod reference_apis;
 mod sandbox;
 mod security_gateway;
 mod security_keys;
+mod security_tokens;
+mod served;
 mod testbed;
 mod tls;
 mod vbank_durability;

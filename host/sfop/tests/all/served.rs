@@ -1,0 +1,244 @@
+//! The real `sfop serve` binary as a child process, over real HTTPS: started
+//! on ephemeral ports with a data dir of the test's, reached through
+//! connections that trust the certificate it generated, stopped with
+//! SIGTERM. For tests where the process itself matters (file modes, exit
+//! codes, CPU time, signals).
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde_json::Value;
+
+use crate::harness::{Reply, built_plugins};
+
+/// `sfop serve` as a child: HTTPS with the generated certificate, biscuit
+/// authorisation, the built reference APIs (trusted at bootstrap, so the
+/// start takes a second, not a testbed run per API).
+pub struct Served {
+    child: Child,
+    pub addr: SocketAddr,
+    pub data: PathBuf,
+    /// Where the child's stderr goes (outside the data dir).
+    pub log: PathBuf,
+}
+
+/// The command [`Served::start`] runs, for tests that run it themselves.
+pub fn serve_command(data: &Path, log: &Path) -> Result<Command> {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sfop"));
+    cmd.args(["serve", "--tls", "self-signed", "--auth", "biscuit"])
+        .args(["--bootstrap", "trusted"])
+        .args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"])
+        .arg("--plugins")
+        .arg(built_plugins()?.join("api"))
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log)?);
+    Ok(cmd)
+}
+
+impl Served {
+    /// Starts and waits for the listening line.
+    pub fn start(data: &Path, log: &Path) -> Result<Self> {
+        Self::spawn(serve_command(data, log)?, data, log)
+    }
+
+    /// Runs `cmd` (a [`serve_command`], changed) and waits for its
+    /// listening line.
+    pub fn spawn(mut cmd: Command, data: &Path, log: &Path) -> Result<Self> {
+        let mut child = cmd.spawn()?;
+        let mut line = String::new();
+        let stdout = child.stdout.take().context("stdout")?;
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("https://"))
+            .and_then(|a| a.parse().ok());
+        match addr {
+            Some(addr) => Ok(Self {
+                child,
+                addr,
+                data: data.to_owned(),
+                log: log.to_owned(),
+            }),
+            None => {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "no https URL in {line:?}; stderr: {}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                )
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// CPU time the process has run so far, every thread, in nanoseconds
+    /// from the scheduler's account (`/proc/<pid>/task/*/schedstat`): time
+    /// spent waiting for a core is not counted. Threads that ended are not
+    /// either, so compare readings taken while the same threads run.
+    pub fn cpu(&self) -> Result<Duration> {
+        let mut total = 0u64;
+        for task in std::fs::read_dir(format!("/proc/{}/task", self.pid()))? {
+            let Ok(stat) = std::fs::read_to_string(task?.path().join("schedstat")) else {
+                continue; // the thread ended meanwhile
+            };
+            total += stat
+                .split_whitespace()
+                .next()
+                .context("schedstat")?
+                .parse::<u64>()?;
+        }
+        Ok(Duration::from_nanos(total))
+    }
+
+    /// SIGTERM, then waits: the platform drains and flushes its store.
+    pub fn stop(mut self) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?;
+        assert!(status.success(), "kill -TERM failed");
+        let exit = self.child.wait()?;
+        assert!(
+            exit.success(),
+            "sfop serve exited {exit:?}: {}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+        Ok(())
+    }
+
+    /// A keep-alive HTTP/1.1 connection over TLS, trusting the generated
+    /// certificate.
+    pub async fn connect(&self) -> Result<Connection> {
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(self.data.join("tls/cert.pem"))? {
+            roots.add(cert?)?;
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(self.addr).await?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(ServerName::try_from("localhost")?, tcp)
+            .await?;
+        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+        tokio::spawn(conn);
+        Ok(Connection {
+            sender,
+            host: format!("localhost:{}", self.addr.port()),
+        })
+    }
+
+    /// One request on a fresh connection.
+    pub async fn https(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Reply> {
+        self.connect()
+            .await?
+            .send(method, path, headers, body)
+            .await
+    }
+
+    /// A client-credentials (`oob`) token of the seeded demo app.
+    pub async fn oob_token(&self) -> Result<String> {
+        let demo: Value = serde_json::from_str(&std::fs::read_to_string(
+            self.data.join("demo-client.json"),
+        )?)?;
+        let form = format!(
+            "grant_type=client_credentials&scope=oob&client_id={}&client_secret={}",
+            demo["client_id"].as_str().context("client_id")?,
+            demo["client_secret"].as_str().context("client_secret")?,
+        );
+        let reply = self
+            .https(
+                "POST",
+                "/oauth/2.0/token",
+                &[("content-type", "application/x-www-form-urlencoded")],
+                form.into_bytes(),
+            )
+            .await?;
+        let body = reply.json()?;
+        Ok(body["access_token"]
+            .as_str()
+            .with_context(|| format!("no access_token in {body}"))?
+            .to_owned())
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        // A test that failed before `stop` leaves no server behind.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One keep-alive connection to a [`Served`] platform.
+pub struct Connection {
+    sender: SendRequest<Full<Bytes>>,
+    host: String,
+}
+
+impl Connection {
+    pub async fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Reply> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.host);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.sender.ready().await?;
+        let res = self
+            .sender
+            .send_request(req.body(Full::new(Bytes::from(body)))?)
+            .await?;
+        let status = res.status().as_u16();
+        let headers = res.headers().clone();
+        let body = res.into_body().collect().await?.to_bytes();
+        Ok(Reply {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// `GET path` with a bearer token.
+    pub async fn get_bearer(&mut self, path: &str, token: &str) -> Result<Reply> {
+        let auth = format!("Bearer {token}");
+        self.send("GET", path, &[("authorization", &auth)], Vec::new())
+            .await
+    }
+}
