@@ -169,14 +169,13 @@ impl Developers {
         password: &str,
         peer: Option<std::net::IpAddr>,
     ) -> Result<Result<Option<Developer>, u64>> {
-        let now = now_ms() / 1000;
-        if let Err(wait) = self.sign_in.check(email, peer, now) {
+        if let Err(wait) = self.sign_in.check(email, peer, now_ms()) {
             return Ok(Err(wait));
         }
         let found = self.authenticate_async(email, password).await?;
         match &found {
             Some(_) => self.sign_in.success(email),
-            None => self.sign_in.failure(email, peer, now_ms() / 1000),
+            None => self.sign_in.failure(email, peer, now_ms()),
         }
         Ok(Ok(found))
     }

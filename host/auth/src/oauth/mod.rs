@@ -331,7 +331,7 @@ enum Redeem {
     NoVerifier,
     BadVerifier,
     /// Redeemed before: the family it started.
-    Replayed(Code),
+    Replayed(Box<Code>),
 }
 
 /// Why a refresh failed, decided inside the store transaction.
@@ -340,7 +340,7 @@ enum Rotate {
     Unknown,
     /// A scope that was not granted.
     Scope(String),
-    Replayed(Refresh),
+    Replayed(Box<Refresh>),
 }
 
 /// The authorization server.
@@ -574,7 +574,7 @@ impl OAuthServer {
                 let login_id = f.get("login_id").unwrap_or_default();
                 // Checked before the password: a closed account or address
                 // costs no hash and learns nothing.
-                if let Err(wait) = self.sign_in.check(login_id, req.peer, self.now()) {
+                if let Err(wait) = self.sign_in.check(login_id, req.peer, self.now() * 1000) {
                     return Err(pages::sign_in(
                         &client,
                         id,
@@ -589,7 +589,7 @@ impl OAuthServer {
                     .authenticate(login_id, f.get("password").unwrap_or_default())
                     .map_err(Self::store_failed)?;
                 let Some(user) = user else {
-                    self.sign_in.failure(login_id, req.peer, self.now());
+                    self.sign_in.failure(login_id, req.peer, self.now() * 1000);
                     return Ok(pages::sign_in(
                         &client,
                         id,
@@ -816,7 +816,7 @@ impl OAuthServer {
                 .get_json(&key)?
                 .ok_or_else(|| Abort::with(Redeem::Unknown))?;
             if record.redeemed.is_some() {
-                return Err(Abort::with(Redeem::Replayed(record)));
+                return Err(Abort::with(Redeem::Replayed(Box::new(record))));
             }
             if record.client_id != client.client_id {
                 return Err(Abort::with(Redeem::OtherClient));
@@ -992,7 +992,7 @@ impl OAuthServer {
                 .get_json(&key)?
                 .ok_or_else(|| Abort::with(Rotate::Unknown))?;
             if record.rotated {
-                return Err(Abort::with(Rotate::Replayed(record)));
+                return Err(Abort::with(Rotate::Replayed(Box::new(record))));
             }
             if record.client_id != client.client_id || record.expires_at <= now {
                 return Err(Abort::with(Rotate::Unknown));

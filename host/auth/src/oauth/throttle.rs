@@ -49,12 +49,19 @@ impl ThrottlePolicy {
     };
 }
 
+/// Times are milliseconds since the epoch: a closure of one second lasts a
+/// second from the failure, not until the next turn of the clock's second.
 #[derive(Debug, Clone, Copy)]
 struct Entry {
     failures: u32,
-    /// Seconds since the epoch until which the key is closed.
+    /// Until when the key is closed.
     closed_until: u64,
     last_failure: u64,
+}
+
+/// Whole seconds to wait for `ms` milliseconds, rounded up.
+fn secs(ms: u64) -> u64 {
+    ms.div_ceil(1000)
 }
 
 /// Failure counts per key, bounded in size.
@@ -76,20 +83,23 @@ impl Throttle {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// `Err(seconds to wait)` while `key` is closed at `now`.
-    pub fn check(&self, key: &str, now: u64) -> Result<(), u64> {
+    /// `Err(seconds to wait)` while `key` is closed at `now_ms`.
+    pub fn check(&self, key: &str, now_ms: u64) -> Result<(), u64> {
         match self.entries().get(key) {
-            Some(e) if e.closed_until > now => Err(e.closed_until - now),
+            Some(e) if e.closed_until > now_ms => Err(secs(e.closed_until - now_ms)),
             _ => Ok(()),
         }
     }
 
-    /// Counts a failure for `key`; returns how long it is now closed, if it is.
-    pub fn failure(&self, key: &str, now: u64) -> Option<u64> {
+    /// Counts a failure for `key` at `now_ms`; returns how many seconds it
+    /// is now closed for, if it is.
+    pub fn failure(&self, key: &str, now_ms: u64) -> Option<u64> {
         let p = self.policy;
+        let now = now_ms;
+        let forget_ms = p.forget_after_secs.saturating_mul(1000);
         let mut entries = self.entries();
         if entries.len() >= p.capacity && !entries.contains_key(key) {
-            entries.retain(|_, e| now.saturating_sub(e.last_failure) < p.forget_after_secs);
+            entries.retain(|_, e| now.saturating_sub(e.last_failure) < forget_ms);
             if entries.len() >= p.capacity
                 && let Some(stalest) = entries
                     .iter()
@@ -104,7 +114,7 @@ impl Throttle {
             closed_until: 0,
             last_failure: now,
         });
-        if now.saturating_sub(entry.last_failure) >= p.forget_after_secs {
+        if now.saturating_sub(entry.last_failure) >= forget_ms {
             entry.failures = 0;
         }
         entry.failures = entry.failures.saturating_add(1);
@@ -117,7 +127,7 @@ impl Throttle {
             .base_secs
             .saturating_mul(1u64 << (over - 1).min(32))
             .min(p.max_secs);
-        entry.closed_until = now.saturating_add(wait);
+        entry.closed_until = now.saturating_add(wait.saturating_mul(1000));
         Some(wait)
     }
 
@@ -176,8 +186,9 @@ impl SignInThrottle {
         format!("acct:{}", account.trim().to_lowercase())
     }
 
-    /// `Err(seconds to wait)` if the account or the address is closed:
-    /// checked before the password is, so a closed key costs no hash.
+    /// `Err(seconds to wait)` if the account or the address is closed at
+    /// `now_ms`: checked before the password is, so a closed key costs no
+    /// hash.
     pub fn check(&self, account: &str, peer: Option<IpAddr>, now: u64) -> Result<(), u64> {
         let by_account = self.accounts.check(&Self::account_key(account), now);
         let by_address = peer.map_or(Ok(()), |ip| self.addresses.check(&address_key(ip), now));
@@ -187,7 +198,8 @@ impl SignInThrottle {
         }
     }
 
-    /// A wrong password (or an unknown account): counted on both keys.
+    /// A wrong password (or an unknown account) at `now_ms`: counted on
+    /// both keys.
     pub fn failure(&self, account: &str, peer: Option<IpAddr>, now: u64) {
         self.accounts.failure(&Self::account_key(account), now);
         if let Some(ip) = peer {
@@ -216,24 +228,28 @@ mod tests {
             forget_after_secs: 100,
             capacity: 10,
         });
-        assert_eq!(t.failure("a", 1000), None);
-        assert_eq!(t.failure("a", 1000), None);
-        assert_eq!(t.check("a", 1000), Ok(()));
-        assert_eq!(t.failure("a", 1000), Some(1));
-        assert_eq!(t.check("a", 1000), Err(1));
-        assert_eq!(t.check("a", 1001), Ok(()));
-        assert_eq!(t.failure("a", 1001), Some(2));
-        assert_eq!(t.failure("a", 1001), Some(4));
-        assert_eq!(t.failure("a", 1001), Some(8));
-        assert_eq!(t.failure("a", 1001), Some(8));
-        assert_eq!(t.check("b", 1001), Ok(()));
+        let s = 1_000_000;
+        assert_eq!(t.failure("a", s), None);
+        assert_eq!(t.failure("a", s), None);
+        assert_eq!(t.check("a", s), Ok(()));
+        assert_eq!(t.failure("a", s), Some(1));
+        assert_eq!(t.check("a", s), Err(1));
+        // A second from the failure, to the millisecond.
+        assert_eq!(t.check("a", s + 999), Err(1));
+        assert_eq!(t.check("a", s + 1000), Ok(()));
+        assert_eq!(t.failure("a", s + 1000), Some(2));
+        assert_eq!(t.check("a", s + 1001), Err(2));
+        assert_eq!(t.failure("a", s + 1000), Some(4));
+        assert_eq!(t.failure("a", s + 1000), Some(8));
+        assert_eq!(t.failure("a", s + 1000), Some(8));
+        assert_eq!(t.check("b", s + 1000), Ok(()));
         t.success("a");
-        assert_eq!(t.check("a", 1001), Ok(()));
+        assert_eq!(t.check("a", s + 1000), Ok(()));
         // Idle long enough: forgotten.
         t.failure("c", 0);
         t.failure("c", 0);
         assert_eq!(t.failure("c", 0), Some(1));
-        assert_eq!(t.failure("c", 200), None);
+        assert_eq!(t.failure("c", 200_000), None);
     }
 
     #[test]
@@ -243,7 +259,7 @@ mod tests {
             ..ThrottlePolicy::PER_ACCOUNT
         });
         for i in 0..100u64 {
-            t.failure(&format!("k{i}"), i);
+            t.failure(&format!("k{i}"), i * 1000);
         }
         assert_eq!(t.len(), 4);
         // The newest keys are the ones kept.

@@ -13,6 +13,7 @@ mod reference_apis;
 mod sandbox;
 mod security_gateway;
 mod security_keys;
+mod security_oauth;
 mod security_tokens;
 mod served;
 mod testbed;
