@@ -283,6 +283,20 @@ impl Gateway {
         {
             response.headers_mut().insert(header::ALLOW, v);
         }
+        // RFC 6750 §3: a bearer-token refusal names its scheme; a missing
+        // token (O0001) gets no error code.
+        if let Fault::Denied(denial) = fault
+            && denial.status == 401
+        {
+            let challenge = match denial.rsp_code {
+                "O0001" => r#"Bearer realm="sfop""#,
+                _ => r#"Bearer realm="sfop", error="invalid_token""#,
+            };
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
+        }
         response
     }
 

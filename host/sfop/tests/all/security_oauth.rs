@@ -482,6 +482,18 @@ async fn unlink_obeys_every_block_of_the_token() -> Result<()> {
         reply.header("www-authenticate")
     );
 
+    // The gateway's own bearer refusals carry the challenge too.
+    let reply = s.get("/test/echo").await?;
+    assert_eq!(
+        (reply.status, reply.header("www-authenticate")),
+        (401, Some("Bearer realm=\"sfop\""))
+    );
+    let reply = s.get_bearer("/test/echo", "not-a-biscuit").await?;
+    assert_eq!(
+        (reply.status, reply.header("www-authenticate")),
+        (401, Some("Bearer realm=\"sfop\", error=\"invalid_token\""))
+    );
+
     // The unlink-only token unlinks, and then every token of the client dies.
     let reply = s.unlink(&unlink_only, &client, &tokens.user).await?;
     assert_eq!(rsp_code(&reply), "A0000", "{}", text(&reply));
