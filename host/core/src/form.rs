@@ -36,7 +36,12 @@ impl Form {
 
     /// A name given more than once, if any (the first in sorted order).
     pub fn repeated(&self) -> Option<&str> {
-        let mut names: Vec<&str> = self.fields.iter().map(|(k, _)| k.as_str()).collect();
+        let mut names: Vec<&str> = self
+            .fields
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .filter(|k| !k.is_empty())
+            .collect();
         names.sort_unstable();
         names.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
     }
@@ -53,11 +58,15 @@ pub fn parse(input: &[u8]) -> Form {
 }
 
 /// The first name (in sorted order) that `input` gives more than once,
-/// decoded, without decoding the values: what the gateway checks before it
-/// authorises a request. Sorting keeps it `O(n log n)` in the number of
-/// fields, whatever a client sends.
+/// decoded: what the gateway checks before it authorises a request. An
+/// empty name is no field anyone reads and is not counted. Sorting keeps it
+/// `O(n log n)` in the number of fields, whatever a client sends.
 pub fn repeated_name(input: &[u8]) -> Option<String> {
-    first_repeated(form_urlencoded::parse(input).map(|(k, _)| k))
+    first_repeated(
+        form_urlencoded::parse(input)
+            .map(|(k, _)| k)
+            .filter(|k| !k.is_empty()),
+    )
 }
 
 fn first_repeated<'a>(names: impl Iterator<Item = Cow<'a, str>>) -> Option<String> {
@@ -109,6 +118,8 @@ mod tests {
     fn repeated_names_are_found_after_decoding() {
         assert_eq!(repeated_name(b""), None);
         assert_eq!(repeated_name(b"a=1&b=2&&c"), None);
+        // Garbage with nameless fields names no field twice.
+        assert_eq!(repeated_name(b"&&==&=&%"), None);
         assert_eq!(
             repeated_name(b"fintech_use_num=OTHER&x=1&fintech_use_num=MINE").as_deref(),
             Some("fintech_use_num")

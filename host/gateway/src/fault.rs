@@ -139,3 +139,43 @@ impl Fault {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A label the counters do not know would be counted as `ok`.
+    #[test]
+    fn every_label_is_a_counted_outcome() {
+        // The faults of a routed request (counted per API version).
+        let faults = [
+            Fault::BodyTooLarge { limit_kib: 1 },
+            Fault::BodyUnreadable,
+            Fault::RouteClosed { api: "a".into() },
+            Fault::Repeated(sfop_core::access::Repeated {
+                place: sfop_core::access::Place::Query,
+                field: "fintech_use_num".into(),
+            }),
+            Fault::Denied(Denial {
+                status: 403,
+                rsp_code: "A0304",
+                message: String::new(),
+            }),
+            Fault::BadPluginBody,
+            Fault::Timeout { limit_ms: 1 },
+        ];
+        for fault in &faults {
+            assert!(
+                crate::metrics::OUTCOMES.contains(&fault.label()),
+                "{}",
+                fault.label()
+            );
+        }
+        let repeated = &faults[3];
+        assert_eq!(repeated.status_and_code(), (400, "A0004"));
+        assert_eq!(
+            repeated.public_message(),
+            "fintech_use_num: query parameter given more than once"
+        );
+    }
+}

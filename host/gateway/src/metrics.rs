@@ -17,6 +17,7 @@ pub(crate) const OUTCOMES: &[&str] = &[
     "route_closed",
     "body_too_large",
     "body_unreadable",
+    "repeated_field",
     "denied",
     "version_not_served",
     "deadline",

@@ -89,9 +89,14 @@ fn parse_query(query: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// A name given more than once, if any.
+/// A name given more than once, if any (an empty name is no field and is
+/// not counted, as at the gateway).
 fn repeated(pairs: &[(String, String)]) -> Option<&str> {
-    let mut names: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
+    let mut names: Vec<&str> = pairs
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .filter(|k| !k.is_empty())
+        .collect();
     names.sort_unstable();
     names.windows(2).find(|w| w[0] == w[1]).map(|w| w[0])
 }
@@ -115,5 +120,6 @@ mod tests {
     fn repeated_names_are_found_after_decoding() {
         let q = parse_query("fintech_use_num=OTHER&x=1&fintech%5Fuse%5Fnum=MINE");
         assert_eq!(repeated(&q), Some("fintech_use_num"));
+        assert_eq!(repeated(&parse_query("&&==&=&%")), None);
     }
 }
