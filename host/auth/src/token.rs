@@ -2,11 +2,11 @@
 //! key, carries the grant (client, user, scopes, consented accounts) and an
 //! expiry check.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use biscuit_auth::builder::Term;
-use biscuit_auth::datalog::SymbolTable;
-use biscuit_auth::{AuthorizerBuilder, Biscuit, KeyPair};
+use biscuit_auth::datalog::{SymbolTable, Term as DatalogTerm};
+use biscuit_auth::{Biscuit, KeyPair};
 use sfop_core::Claims;
 
 use crate::KeyRing;
@@ -130,8 +130,8 @@ pub fn verify_within(
     token: &str,
     limits: &TokenLimits,
 ) -> Result<Verified, TokenError> {
-    let biscuit = parse_within(ring, token, limits)?;
-    let claims = read_grant(&biscuit)?;
+    let (biscuit, blocks) = parse_blocks(ring, token, limits)?;
+    let claims = read_grant(&blocks)?;
     let revocation_ids = biscuit
         .revocation_identifiers()
         .iter()
@@ -153,6 +153,15 @@ pub fn parse_within(
     token: &str,
     limits: &TokenLimits,
 ) -> Result<Biscuit, TokenError> {
+    Ok(parse_blocks(ring, token, limits)?.0)
+}
+
+/// [`parse_within`], with the token's decoded blocks.
+fn parse_blocks(
+    ring: &KeyRing,
+    token: &str,
+    limits: &TokenLimits,
+) -> Result<(Biscuit, Blocks), TokenError> {
     if !limits::check_encoded(token, limits)? {
         return Err(TokenError::Rejected);
     }
@@ -168,14 +177,14 @@ pub fn parse_within(
     })?;
     let blocks = Blocks::of(&biscuit).map_err(|_| TokenError::Rejected)?;
     limits::check_blocks(&blocks, limits)?;
-    Ok(biscuit)
+    Ok((biscuit, blocks))
 }
 
 /// Datalog run limits for reading and deciding a token. What bounds the work
 /// a hostile attenuation block can cause is [`TokenLimits`], checked before
 /// evaluation, and the work meter of the decision (ADR 0015). The time limit
 /// is wall-clock time, a backstop of biscuit-auth's own authoriser only
-/// (reading the grant, admin tokens), so it is generous enough that a
+/// (admin tokens, the fast path's fallback), so it is generous enough that a
 /// preempted thread on a loaded machine does not turn a valid token into a
 /// refusal (biscuit's default, 1 ms, did: tokens were refused under load).
 pub fn run_limits() -> biscuit_auth::AuthorizerLimits {
@@ -186,45 +195,50 @@ pub fn run_limits() -> biscuit_auth::AuthorizerLimits {
     }
 }
 
-/// The authority block's grant: facts only the root key could have signed.
-/// (Queries see the authority block and the authoriser only; facts that later
-/// blocks declare are not trusted by default.)
-fn read_grant(biscuit: &Biscuit) -> Result<(Claims, u64), TokenError> {
-    let mut authorizer = AuthorizerBuilder::new()
-        .set_limits(run_limits())
-        .build(biscuit)
-        .map_err(|_| TokenError::Rejected)?;
-    let limit_or_incomplete = |e: biscuit_auth::error::Token| match e {
-        biscuit_auth::error::Token::RunLimit(_) => TokenError::TooComplex(LimitError::Work {
-            estimate: u64::MAX,
-            max: TokenLimits::default().max_work,
-        }),
-        _ => TokenError::Incomplete,
+/// The authority block's grant: facts only the root key could have signed,
+/// read from the block itself. No Datalog runs (nothing of a later block can
+/// add to the grant, and reading it costs no evaluation and no clock); rules
+/// in the authority block are not followed, and a grant that names two
+/// clients, users, codes or expiries is incomplete.
+fn read_grant(blocks: &Blocks) -> Result<(Claims, u64), TokenError> {
+    let authority = blocks.blocks.first().ok_or(TokenError::Incomplete)?;
+    let symbols = blocks.symbols(0);
+    let mut grant: BTreeMap<&str, BTreeSet<String>> = BTreeMap::new();
+    let mut expiries = BTreeSet::new();
+    for fact in &authority.facts {
+        let name = symbols
+            .get_symbol(fact.predicate.name)
+            .ok_or(TokenError::Rejected)?;
+        match (name, fact.predicate.terms.as_slice()) {
+            ("expires", [DatalogTerm::Date(at)]) => {
+                expiries.insert(*at);
+            }
+            (
+                name @ ("client" | "client_use_code" | "user" | "scope" | "account"),
+                [DatalogTerm::Str(value)],
+            ) => {
+                let value = symbols.get_symbol(*value).ok_or(TokenError::Rejected)?;
+                grant.entry(name).or_default().insert(value.to_owned());
+            }
+            _ => {}
+        }
+    }
+    let mut take = |name: &str| grant.remove(name).unwrap_or_default();
+    let single = |values: BTreeSet<String>| -> Result<Option<String>, TokenError> {
+        match values.len() {
+            0 | 1 => Ok(values.into_iter().next()),
+            _ => Err(TokenError::Incomplete),
+        }
     };
-    let mut strings = |rule: &str| -> Result<Vec<String>, TokenError> {
-        let rows: Vec<(String,)> = authorizer.query(rule).map_err(limit_or_incomplete)?;
-        Ok(rows.into_iter().map(|(s,)| s).collect())
+    let client_id = single(take("client"))?.ok_or(TokenError::Incomplete)?;
+    let client_use_code = single(take("client_use_code"))?;
+    let user_seq_no = single(take("user"))?;
+    let scopes = take("scope").into_iter().collect();
+    let fintech_use_nums = take("account").into_iter().collect();
+    let expires_at = match expiries.len() {
+        1 => expiries.into_iter().next().ok_or(TokenError::Incomplete)?,
+        _ => return Err(TokenError::Incomplete),
     };
-    let client_id = strings("data($c) <- client($c)")?
-        .into_iter()
-        .next()
-        .ok_or(TokenError::Incomplete)?;
-    let client_use_code = strings("data($c) <- client_use_code($c)")?
-        .into_iter()
-        .next();
-    let user_seq_no = strings("data($u) <- user($u)")?.into_iter().next();
-    let mut scopes = strings("data($s) <- scope($s)")?;
-    scopes.sort();
-    let mut fintech_use_nums = strings("data($f) <- account($f)")?;
-    fintech_use_nums.sort();
-    let expires: Vec<(std::time::SystemTime,)> = authorizer
-        .query("data($e) <- expires($e)")
-        .map_err(limit_or_incomplete)?;
-    let expires_at = expires
-        .first()
-        .and_then(|(e,)| e.duration_since(std::time::UNIX_EPOCH).ok())
-        .ok_or(TokenError::Incomplete)?
-        .as_secs();
     Ok((
         Claims {
             client_id,
