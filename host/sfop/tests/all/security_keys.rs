@@ -9,211 +9,60 @@
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
+use std::process::Command;
 
-use anyhow::{Context, Result, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use anyhow::{Context, Result};
 use serde_json::Value;
 use sfop_auth::keys::{KEY_FILE, verify_offline};
 use sfop_auth::{KeyStatus, PublishedKey};
 
-use crate::harness::{Reply, built_plugins};
+use crate::served::{Served, serve_command};
 
-/// `sfop serve` as a child: HTTPS with the generated certificate, biscuit
-/// authorisation, the built reference APIs, `data` as its data dir.
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    data: PathBuf,
-    /// Where the child's stderr goes (outside the data dir).
-    log: PathBuf,
+/// The published keys, checking the document's shape and caching.
+async fn published_keys(server: &Served) -> Result<Vec<PublishedKey>> {
+    let reply = server
+        .https("GET", "/.well-known/sfop-keys.json", &[], Vec::new())
+        .await?;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    assert_eq!(reply.header("cache-control"), Some("public, max-age=300"));
+    let doc = reply.json()?;
+    let text = doc.to_string();
+    assert!(!text.contains("private"), "{text}");
+    for key in doc["keys"].as_array().context("keys")? {
+        let mut fields: Vec<&str> = key
+            .as_object()
+            .context("a key")?
+            .keys()
+            .map(String::as_str)
+            .collect();
+        fields.sort_unstable();
+        assert_eq!(
+            fields,
+            ["algorithm", "public_key", "root_key_id", "status"],
+            "{text}"
+        );
+        assert_eq!(key["algorithm"], "ed25519");
+    }
+    Ok(serde_json::from_value::<sfop_auth::PublishedKeys>(doc)?.keys)
 }
 
-fn serve_command(data: &Path, log: &Path) -> Result<Command> {
+/// `sfop keys ARGS` against this server; (success, stdout, stderr).
+async fn keys_cli(server: &Served, args: &[&str]) -> Result<(bool, String, String)> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sfop"));
-    cmd.args(["serve", "--tls", "self-signed", "--auth", "biscuit"])
-        .args(["--bootstrap", "trusted"])
-        .args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"])
-        .arg("--plugins")
-        .arg(built_plugins()?.join("api"))
+    cmd.arg("keys")
+        .args(args)
+        .arg("--url")
+        .arg(server.url())
         .arg("--data-dir")
-        .arg(data)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log)?);
-    Ok(cmd)
-}
-
-impl Server {
-    /// Starts and waits for the listening line.
-    fn start(data: &Path, log: &Path) -> Result<Self> {
-        let mut child = serve_command(data, log)?.spawn()?;
-        let mut line = String::new();
-        let stdout = child.stdout.take().context("stdout")?;
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("https://"))
-            .and_then(|a| a.parse().ok());
-        match addr {
-            Some(addr) => Ok(Self {
-                child,
-                addr,
-                data: data.to_owned(),
-                log: log.to_owned(),
-            }),
-            None => {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!(
-                    "no https URL in {line:?}; stderr: {}",
-                    std::fs::read_to_string(log).unwrap_or_default()
-                )
-            }
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("https://{}", self.addr)
-    }
-
-    /// SIGTERM, then waits: the platform drains and flushes its store.
-    fn stop(mut self) -> Result<()> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()?;
-        assert!(status.success(), "kill -TERM failed");
-        let exit = self.child.wait()?;
-        assert!(
-            exit.success(),
-            "sfop serve exited {exit:?}: {}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
-        Ok(())
-    }
-
-    /// One HTTPS/1.1 request trusting the generated certificate.
-    async fn https(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Vec<u8>,
-    ) -> Result<Reply> {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(self.data.join("tls/cert.pem"))? {
-            roots.add(cert?)?;
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let tcp = tokio::net::TcpStream::connect(self.addr).await?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(ServerName::try_from("localhost")?, tcp)
-            .await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-        tokio::spawn(conn);
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", format!("localhost:{}", self.addr.port()));
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let res = sender
-            .send_request(req.body(Full::new(Bytes::from(body)))?)
-            .await?;
-        let status = res.status().as_u16();
-        let headers = res.headers().clone();
-        let body = res.into_body().collect().await?.to_bytes();
-        Ok(Reply {
-            status,
-            headers,
-            body,
-        })
-    }
-
-    /// The published keys, checking the document's shape and caching.
-    async fn published(&self) -> Result<Vec<PublishedKey>> {
-        let reply = self
-            .https("GET", "/.well-known/sfop-keys.json", &[], Vec::new())
-            .await?;
-        assert_eq!(reply.status, 200, "{:?}", reply.body);
-        assert_eq!(reply.header("cache-control"), Some("public, max-age=300"));
-        let doc = reply.json()?;
-        let text = doc.to_string();
-        assert!(!text.contains("private"), "{text}");
-        for key in doc["keys"].as_array().context("keys")? {
-            let mut fields: Vec<&str> = key
-                .as_object()
-                .context("a key")?
-                .keys()
-                .map(String::as_str)
-                .collect();
-            fields.sort_unstable();
-            assert_eq!(
-                fields,
-                ["algorithm", "public_key", "root_key_id", "status"],
-                "{text}"
-            );
-            assert_eq!(key["algorithm"], "ed25519");
-        }
-        Ok(serde_json::from_value::<sfop_auth::PublishedKeys>(doc)?.keys)
-    }
-
-    /// A client-credentials (`oob`) token of the seeded demo app.
-    async fn oob_token(&self) -> Result<String> {
-        let demo: Value = serde_json::from_str(&std::fs::read_to_string(
-            self.data.join("demo-client.json"),
-        )?)?;
-        let form = format!(
-            "grant_type=client_credentials&scope=oob&client_id={}&client_secret={}",
-            demo["client_id"].as_str().context("client_id")?,
-            demo["client_secret"].as_str().context("client_secret")?,
-        );
-        let reply = self
-            .https(
-                "POST",
-                "/oauth/2.0/token",
-                &[("content-type", "application/x-www-form-urlencoded")],
-                form.into_bytes(),
-            )
-            .await?;
-        let body = reply.json()?;
-        Ok(body["access_token"]
-            .as_str()
-            .with_context(|| format!("no access_token in {body}"))?
-            .to_owned())
-    }
-
-    /// `sfop keys ARGS` against this server; (success, stdout, stderr).
-    async fn keys_cli(&self, args: &[&str]) -> Result<(bool, String, String)> {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sfop"));
-        cmd.arg("keys")
-            .args(args)
-            .arg("--url")
-            .arg(self.url())
-            .arg("--data-dir")
-            .arg(&self.data);
-        let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
-        Ok((
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        ))
-    }
+        .arg(&server.data);
+    let out = tokio::task::spawn_blocking(move || cmd.output()).await??;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
 }
 
 fn mode(path: &Path) -> Result<u32> {
@@ -275,7 +124,7 @@ fn files_holding(dir: &Path, hex: &str) -> Result<Vec<PathBuf>> {
 async fn keys_live_in_a_private_file_are_published_and_rotate() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let data = tmp.path().join("data");
-    let server = Server::start(&data, &tmp.path().join("serve.log"))?;
+    let server = Served::start(&data, &tmp.path().join("serve.log"))?;
 
     // Modes: the data dir and keys dir are the owner's, the key file too.
     assert_eq!(mode(&data)?, 0o700, "data dir");
@@ -284,7 +133,7 @@ async fn keys_live_in_a_private_file_are_published_and_rotate() -> Result<()> {
 
     // The well-known document has one current key, and it verifies a token
     // the platform issued, before and after the holder attenuated it.
-    let published = server.published().await?;
+    let published = published_keys(&server).await?;
     assert_eq!(published.len(), 1);
     assert_eq!(
         (published[0].root_key_id, published[0].status),
@@ -318,10 +167,10 @@ async fn keys_live_in_a_private_file_are_published_and_rotate() -> Result<()> {
     assert!(html.contains("biscuit inspect --public-key"));
 
     // Rotation through the CLI: key 2 signs, key 1 still verifies.
-    let (ok, _, err) = server.keys_cli(&["rotate"]).await?;
+    let (ok, _, err) = keys_cli(&server, &["rotate"]).await?;
     assert!(ok, "{err}");
     assert!(err.contains("root key 2 signs"), "{err}");
-    let (ok, out, err) = server.keys_cli(&["list"]).await?;
+    let (ok, out, err) = keys_cli(&server, &["list"]).await?;
     assert!(ok, "{err}");
     let lines: Vec<Vec<&str>> = out
         .lines()
@@ -331,7 +180,7 @@ async fn keys_live_in_a_private_file_are_published_and_rotate() -> Result<()> {
     assert_eq!(lines.len(), 2, "{out}");
     assert_eq!(lines[0][..2], ["1", "active"], "{out}");
     assert_eq!(lines[1][..2], ["2", "current"], "{out}");
-    let published = server.published().await?;
+    let published = published_keys(&server).await?;
     let second = server.oob_token().await?;
     assert_eq!(verify_offline(&second, &published)?, 2);
     assert_eq!(verify_offline(&first, &published)?, 1);
@@ -339,17 +188,17 @@ async fn keys_live_in_a_private_file_are_published_and_rotate() -> Result<()> {
 
     // The current key cannot retire; key 1 can, and its tokens die, the
     // admin token it signed is replaced and the CLI keeps working.
-    let (ok, _, err) = server.keys_cli(&["retire", "2"]).await?;
+    let (ok, _, err) = keys_cli(&server, &["retire", "2"]).await?;
     assert!(!ok && err.contains("rotate first"), "{err}");
     let admin_before = std::fs::read_to_string(data.join("admin.token"))?;
     assert_eq!(sfop_auth::keys::root_key_id_of(&admin_before), Some(1));
-    let (ok, _, err) = server.keys_cli(&["retire", "1"]).await?;
+    let (ok, _, err) = keys_cli(&server, &["retire", "1"]).await?;
     assert!(ok, "{err}");
     assert!(err.contains("has been replaced"), "{err}");
     assert_eq!(mode(&data.join("admin.token"))?, 0o600);
-    let (ok, out, err) = server.keys_cli(&["list"]).await?;
+    let (ok, out, err) = keys_cli(&server, &["list"]).await?;
     assert!(ok && out.contains("retired"), "{out}{err}");
-    let published = server.published().await?;
+    let published = published_keys(&server).await?;
     assert_eq!(published[0].status, KeyStatus::Retired);
     assert!(verify_offline(&first, &published).is_err());
     let auth = format!("Bearer {first}");
@@ -458,14 +307,14 @@ async fn a_store_with_keys_from_an_older_version_is_migrated() -> Result<()> {
     )?;
     sfop_core::files::write_private(&data.join("admin.token"), old_admin.as_bytes())?;
 
-    let server = Server::start(&data, &tmp.path().join("serve.log"))?;
+    let server = Served::start(&data, &tmp.path().join("serve.log"))?;
     assert_eq!(mode(&data)?, 0o700, "the open data dir was narrowed");
     let log = std::fs::read_to_string(&server.log)?;
     assert!(log.contains("now mode 0700"), "{log}");
     assert!(log.contains("moved out of the store"), "{log}");
 
     // Key 1 is the old one and still verifies; a fresh key 2 signs.
-    let published = server.published().await?;
+    let published = published_keys(&server).await?;
     let summary: Vec<_> = published
         .iter()
         .map(|k| (k.root_key_id, k.status))
@@ -478,7 +327,7 @@ async fn a_store_with_keys_from_an_older_version_is_migrated() -> Result<()> {
     assert_eq!(verify_offline(&old_admin, &published)?, 1);
     assert_eq!(verify_offline(&server.oob_token().await?, &published)?, 2);
     // The old admin token still works, and the CLI flags the exposed key.
-    let (ok, out, err) = server.keys_cli(&["list"]).await?;
+    let (ok, out, err) = keys_cli(&server, &["list"]).await?;
     assert!(ok, "{err}");
     assert!(out.contains("was in the store"), "{out}");
     server.stop()?;

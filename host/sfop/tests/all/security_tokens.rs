@@ -117,7 +117,8 @@ async fn costly_datalog_in_a_token_is_refused_cheaply_and_slows_no_one() -> Resu
     }
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut attackers = Vec::new();
-    for (_, token) in tokens.iter().take(4).cloned() {
+    for (_, token) in tokens.iter().take(4) {
+        let token = token.clone();
         let mut attacker = server.connect().await?;
         let stop = stop.clone();
         attackers.push(tokio::spawn(async move {
