@@ -148,7 +148,7 @@ impl HttpResponse {
                     .to_owned(),
             ),
             (403, crate::policy::rsp::NO_PERMISSION) => Some(
-                "Bearer realm=\"sfop\", error=\"insufficient_scope\", scope=\"login\"".to_owned(),
+                "Bearer realm=\"sfop\", error=\"insufficient_scope\"".to_owned(),
             ),
             _ => None,
         };
@@ -1164,7 +1164,7 @@ impl OAuthServer {
         }
         let body: Body = serde_json::from_slice(req.body).map_err(|e| {
             let mut r = HttpResponse::json(
-                400,
+                200,
                 json!({ "rsp_code": "A0004", "rsp_message": format!("request body: {e}") }),
             );
             r.envelope = true;

@@ -482,6 +482,16 @@ async fn unlink_obeys_every_block_of_the_token() -> Result<()> {
         reply.header("www-authenticate")
     );
 
+    // A token without scope login: 403 naming the missing scope's error.
+    let inquiry = s.tokens(&client, "inquiry").await?;
+    let reply = s.unlink(&inquiry.access, &client, &inquiry.user).await?;
+    assert_eq!((reply.status, rsp_code(&reply).as_str()), (403, "A0011"));
+    assert_eq!(
+        reply.header("www-authenticate"),
+        Some("Bearer realm=\"sfop\", error=\"insufficient_scope\"")
+    );
+    assert!(s.works(&inquiry.access).await?);
+
     // The gateway's own bearer refusals carry the challenge too.
     let reply = s.get("/test/echo").await?;
     assert_eq!(
