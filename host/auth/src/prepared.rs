@@ -21,6 +21,7 @@
 
 use std::collections::HashMap;
 use std::collections::HashSet;
+use std::ops::ControlFlow;
 use std::sync::Mutex;
 use std::time::SystemTime;
 
@@ -412,7 +413,7 @@ impl PreparedToken {
                 Some((check, origins)) => (check, std::slice::from_ref(*origins)),
                 None => (&self.scope_check.check, self.scope_check.origins.as_slice()),
             };
-            if !run_check(&world, check, origins, AUTHORIZER, symbols, meter)? {
+            if !run_check(&world, check, origins, symbols, meter)? {
                 errors.push(FailedCheck::Authorizer(error::FailedAuthorizerCheck {
                     check_id: i as u32,
                     rule: symbols.print_check(check),
@@ -427,7 +428,7 @@ impl PreparedToken {
 
         // Policies: `allow if true` only.
         let (allow, origins) = &self.allow;
-        let matched = find_match(&world, allow, AUTHORIZER, origins, symbols, meter)?;
+        let matched = find_match(&world, allow, origins, symbols, meter)?;
         if matched {
             policy_result = Some(Ok(0));
         }
@@ -463,14 +464,7 @@ impl PreparedToken {
         errors: &mut Vec<FailedCheck>,
     ) -> Result<(), Token> {
         for (j, prepared) in checks.iter().enumerate() {
-            let ok = run_check(
-                world,
-                &prepared.check,
-                &prepared.origins,
-                block_id,
-                symbols,
-                meter,
-            )?;
+            let ok = run_check(world, &prepared.check, &prepared.origins, symbols, meter)?;
             if !ok {
                 errors.push(FailedCheck::Block(error::FailedBlockCheck {
                     block_id: block_id as u32,
@@ -489,7 +483,6 @@ fn run_check(
     world: &World,
     check: &Check,
     origins: &[TrustedOrigins],
-    block_id: usize,
     symbols: &SymbolTable,
     meter: &Meter,
 ) -> Result<bool, Token> {
@@ -498,9 +491,9 @@ fn run_check(
     }
     for (query, trusted) in check.queries.iter().zip(origins) {
         let res = match check.kind {
-            CheckKind::One => find_match(world, query, block_id, trusted, symbols, meter)?,
+            CheckKind::One => find_match(world, query, trusted, symbols, meter)?,
             CheckKind::All => all_match(world, query, trusted, symbols, meter)?,
-            CheckKind::Reject => !find_match(world, query, block_id, trusted, symbols, meter)?,
+            CheckKind::Reject => !find_match(world, query, trusted, symbols, meter)?,
         };
         if res {
             return Ok(true);
@@ -533,37 +526,33 @@ fn run_world(
         let mut new_facts = FactSet::default();
         for (scope, rules) in world.rules.inner.iter() {
             for (origin, rule) in rules {
-                let cost = match_cost(&rule.expressions);
-                let facts = Metered {
-                    inner: world.facts.iterator(scope),
+                for_each_match(
+                    &world.facts,
+                    rule,
+                    scope,
+                    symbols,
                     meter,
-                };
-                let vars = MatchedVariables::new(variables(rule));
-                for (mut found, values) in CombineIt::new(vars, &rule.body, facts, symbols) {
-                    if !meter.charge(cost) {
-                        break;
-                    }
-                    if !holds(rule, &values, symbols, &world.extern_funcs)? {
-                        continue;
-                    }
-                    let mut head = rule.head.clone();
-                    let mut complete = true;
-                    for term in head.terms.iter_mut() {
-                        if let Term::Variable(v) = term {
-                            match values.get(v) {
-                                Some(value) => *term = value.clone(),
-                                None => complete = false,
+                    |mut found, values| {
+                        if !holds(rule, &values, symbols, &world.extern_funcs)? {
+                            return Ok(ControlFlow::Continue(()));
+                        }
+                        // `Rule::apply`: the head with the body's values.
+                        let mut head = rule.head.clone();
+                        for term in head.terms.iter_mut() {
+                            if let Term::Variable(v) = term {
+                                match values.get(v) {
+                                    Some(value) => *term = value.clone(),
+                                    // Refused when the token was loaded
+                                    // (`validate_variables`); skipped as there.
+                                    None => return Ok(ControlFlow::Continue(())),
+                                }
                             }
                         }
-                    }
-                    if complete {
                         found.insert(*origin);
                         new_facts.insert(&found, Fact { predicate: head });
-                    }
-                }
-                if meter.spent() {
-                    return Err(spent());
-                }
+                        Ok(ControlFlow::Continue(()))
+                    },
+                )?;
             }
         }
         let len = world.facts.len();
@@ -581,39 +570,57 @@ fn run_world(
     }
 }
 
-/// Whether some combination of facts matches `rule` and its expressions.
-fn find_match(
-    world: &World,
+/// Visits every combination of the facts in `scope` that matches `rule`'s
+/// body (`CombineIt`), each fact visited and each combination charged to
+/// the meter, until `visit` breaks. A spent meter is a refusal.
+fn for_each_match(
+    facts: &FactSet,
     rule: &Rule,
-    _origin: usize,
     scope: &TrustedOrigins,
     symbols: &SymbolTable,
     meter: &Meter,
-) -> Result<bool, Token> {
+    mut visit: impl FnMut(Origin, HashMap<u32, Term>) -> Result<ControlFlow<()>, Token>,
+) -> Result<(), Token> {
     let cost = match_cost(&rule.expressions);
     let facts = Metered {
-        inner: world.facts.iterator(scope),
+        inner: facts.iterator(scope),
         meter,
     };
     let vars = MatchedVariables::new(variables(rule));
-    let mut found = false;
-    for (_, values) in CombineIt::new(vars, &rule.body, facts, symbols) {
-        if !meter.charge(cost) {
-            break;
-        }
-        if holds(rule, &values, symbols, &world.extern_funcs)? {
-            found = true;
+    for (origin, values) in CombineIt::new(vars, &rule.body, facts, symbols) {
+        if !meter.charge(cost) || visit(origin, values)?.is_break() {
             break;
         }
     }
     if meter.spent() {
         return Err(spent());
     }
+    Ok(())
+}
+
+/// Whether some combination of facts matches `rule` and its expressions
+/// (`Rule::find_match`).
+fn find_match(
+    world: &World,
+    rule: &Rule,
+    scope: &TrustedOrigins,
+    symbols: &SymbolTable,
+    meter: &Meter,
+) -> Result<bool, Token> {
+    let mut found = false;
+    for_each_match(&world.facts, rule, scope, symbols, meter, |_, values| {
+        found = holds(rule, &values, symbols, &world.extern_funcs)?;
+        Ok(if found {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        })
+    })?;
     Ok(found)
 }
 
 /// Whether some combination matches `rule` and every one satisfies its
-/// expressions (`check all`).
+/// expressions (`check all`, `Rule::check_match_all`).
 fn all_match(
     world: &World,
     rule: &Rule,
@@ -621,26 +628,17 @@ fn all_match(
     symbols: &SymbolTable,
     meter: &Meter,
 ) -> Result<bool, Token> {
-    let cost = match_cost(&rule.expressions);
-    let facts = Metered {
-        inner: world.facts.iterator(scope),
-        meter,
-    };
-    let vars = MatchedVariables::new(variables(rule));
-    let mut found = false;
-    for (_, values) in CombineIt::new(vars, &rule.body, facts, symbols) {
-        if !meter.charge(cost) {
-            break;
-        }
+    let (mut found, mut all) = (false, true);
+    for_each_match(&world.facts, rule, scope, symbols, meter, |_, values| {
         found = true;
-        if !holds(rule, &values, symbols, &world.extern_funcs)? {
-            return Ok(false);
-        }
-    }
-    if meter.spent() {
-        return Err(spent());
-    }
-    Ok(found)
+        all = holds(rule, &values, symbols, &world.extern_funcs)?;
+        Ok(if all {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
+        })
+    })?;
+    Ok(found && all)
 }
 
 /// The variables of a rule's body (`Rule::variables_set`).
