@@ -42,6 +42,7 @@
 //! are the gateway's to check against the manifest.
 
 pub mod faults;
+mod institutions;
 mod model;
 mod ops;
 mod secret;
@@ -49,11 +50,12 @@ pub mod seed;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use institutions::{ContractAccount, InstitutionView, NewInstitution};
 use model::{
     Account, Consent, FintechLink, Institution, Registration, StoredBank, StoredPosting, User,
     account_key,
 };
-pub use model::{AccountState, Limits, Owner, mask_account_num};
+pub use model::{AccountState, InstitutionState, Limits, Owner, mask_account_num};
 use sfop_core::Bank;
 use sfop_store::{Abort, Store, Tree, TxError};
 
@@ -486,7 +488,9 @@ impl VirtualBank {
 
     // ---- For operators and tests -------------------------------------
 
-    /// Registers (or replaces) a using institution with its pass phrase and limits.
+    /// Registers (or replaces) a using institution with its pass phrase and
+    /// limits; a new one is active at once (seeds and tests; operators
+    /// onboard through [`Self::create_institution`]).
     pub fn add_institution(
         &self,
         client_use_code: &str,
@@ -501,12 +505,13 @@ impl VirtualBank {
             )));
         }
         let _w = self.lock();
-        let contract_accounts = self
+        let previous = self
             .t
             .institutions
-            .get_json::<Institution>(client_use_code)?
-            .map(|i| i.contract_accounts)
-            .unwrap_or_default();
+            .get_json::<Institution>(client_use_code)?;
+        let (contract_accounts, unverified_accounts, state) = previous
+            .map(|i| (i.contract_accounts, i.unverified_accounts, i.state))
+            .unwrap_or((Vec::new(), Vec::new(), InstitutionState::Active));
         self.t.institutions.insert_json(
             client_use_code,
             &Institution {
@@ -515,6 +520,8 @@ impl VirtualBank {
                 wd_pass_phrase: wd_pass_phrase.to_owned(),
                 withdraw_limits,
                 deposit_limits,
+                state,
+                unverified_accounts,
             },
         )?;
         self.flush()

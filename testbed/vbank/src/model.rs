@@ -31,6 +31,40 @@ pub(crate) struct Institution {
     pub wd_pass_phrase: String,
     pub withdraw_limits: Limits,
     pub deposit_limits: Limits,
+    /// Records stored before institutions had a state were live.
+    #[serde(default = "InstitutionState::active")]
+    pub state: InstitutionState,
+    /// Account keys registered as contract accounts but not yet verified
+    /// by the operator: transfers do not use them (`A0322`).
+    #[serde(default)]
+    pub unverified_accounts: Vec<String>,
+}
+
+/// Where a using institution is in its onboarding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InstitutionState {
+    /// Asked for (by a developer or the operator), not yet approved: no
+    /// money moves.
+    Requested,
+    /// Approved: its apps move money within its limits.
+    Active,
+    /// Stopped by the operator: no money moves until resumed.
+    Suspended,
+}
+
+impl InstitutionState {
+    fn active() -> Self {
+        Self::Active
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Active => "active",
+            Self::Suspended => "suspended",
+        }
+    }
 }
 
 /// A bank customer (tree `vbank.users`, key: `user_seq_no`).

@@ -13,9 +13,9 @@ use sfop_core::{Bank, BankBackend, Claims};
 use sfop_store::{Abort, TxTree};
 
 use crate::model::{
-    Account, AccountState, AnswerRec, Dir, FintechLink, Institution, PartyRec, Registration,
-    StoredBank, StoredOutcome, StoredPosting, StoredTransfer, TranRecord, User, account_key, dtime,
-    mask_account_num, posting_key,
+    Account, AccountState, AnswerRec, Dir, FintechLink, Institution, InstitutionState, PartyRec,
+    Registration, StoredBank, StoredOutcome, StoredPosting, StoredTransfer, TranRecord, User,
+    account_key, dtime, mask_account_num, posting_key,
 };
 use crate::{Error, VirtualBank, secret};
 
@@ -273,6 +273,23 @@ impl VirtualBank {
     /// The institution and its contract account numbered `cntr_account_num`.
     fn contract(&self, institution: &str, cntr_account_num: &str) -> R<(Institution, String)> {
         let inst: Option<Institution> = self.t.institutions.get_json(institution).bank()?;
+        // Only an approved institution moves money or reads its contract
+        // accounts (docs/adr/0016-institutions.md).
+        match inst.as_ref().map(|i| i.state) {
+            Some(InstitutionState::Suspended) => {
+                return refuse(
+                    codes::NO_ACCESS,
+                    "the institution is suspended by the platform operator",
+                );
+            }
+            Some(InstitutionState::Requested) => {
+                return refuse(
+                    codes::NO_ACCESS,
+                    "the institution is not yet approved by the platform operator",
+                );
+            }
+            Some(InstitutionState::Active) | None => {}
+        }
         let found = inst.and_then(|inst| {
             let key = inst
                 .contract_accounts
