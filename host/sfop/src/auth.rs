@@ -211,11 +211,18 @@ pub const ADMIN_ROUTES: &[(&str, &str)] =
 pub struct AdminEndpoint {
     pub server: OAuthServer,
     pub authorizer: Arc<TokenAuthorizer>,
+    /// Where institutions are onboarded: an app joins only one that exists.
+    pub bank: VirtualBank,
 }
 
 impl Endpoint for AdminEndpoint {
     fn name(&self) -> &str {
         "admin"
+    }
+
+    /// Admins only, decided from the head: an anonymous body is never read.
+    fn admit(&self, head: &hyper::http::request::Parts) -> Result<usize, NativeResponse> {
+        admin_http::admit(&self.authorizer, head, self.max_body())
     }
 
     fn handle<'a>(&'a self, req: NativeRequest<'a>) -> EndpointFuture<'a> {
@@ -260,6 +267,18 @@ impl AdminEndpoint {
                         );
                     }
                 };
+                if let Some(code) = &spec.institution {
+                    match self.bank.institution(code) {
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            return admin_http::json(
+                                400,
+                                json!({ "rsp_code": "A0004", "rsp_message": format!("institution: no institution {code}; create it with sfop institution create") }),
+                            );
+                        }
+                        Err(e) => return admin_http::internal("the clients admin endpoint", &e),
+                    }
+                }
                 match clients.register(spec) {
                     Ok((client, secret)) => {
                         tracing::info!(%admin, client_id = %client.client_id, name = %client.name, "client registered");
@@ -305,6 +324,7 @@ fn seed_demo_client(server: &OAuthServer, data_dir: &Path) -> anyhow::Result<()>
                 .to_vec(),
             client_use_code: Some(sfop_vbank::seed::DEMO_CLIENT_USE_CODE.to_owned()),
             public: false,
+            institution: None,
         },
     )?;
     let file = json!({
@@ -356,6 +376,8 @@ pub struct AuthParts {
     pub authorizer: Arc<TokenAuthorizer>,
     pub server: OAuthServer,
     pub admin_token: PathBuf,
+    /// The virtual bank, where institutions are kept.
+    pub bank: VirtualBank,
 }
 
 impl AuthParts {
@@ -395,6 +417,7 @@ impl AuthParts {
             authorizer,
             server,
             admin_token,
+            bank: bank.clone(),
         })
     }
 
@@ -421,6 +444,7 @@ impl AuthParts {
             gateway.native(Arc::new(AdminEndpoint {
                 server: self.server.clone(),
                 authorizer: self.authorizer.clone(),
+                bank: self.bank.clone(),
             })),
         )?;
         Ok(())

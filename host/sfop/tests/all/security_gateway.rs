@@ -428,7 +428,12 @@ async fn admin_bodies_are_read_only_after_the_caller_is_known() -> Result<()> {
 
     // HTTP/1.1: a head announcing 30 MiB and no body byte sent. The answer
     // comes at once, so it did not wait for the body.
-    for path in ["/admin/v1/apis/push", "/admin/v1/sandbox/faults"] {
+    for path in [
+        "/admin/v1/apis/push",
+        "/admin/v1/sandbox/faults",
+        "/admin/v1/clients",
+        "/admin/v1/keys/rotate",
+    ] {
         let mut tls = https.connect(b"http/1.1").await?;
         let head = format!(
             "POST {path} HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {PUSH}\r\n\r\n"
