@@ -211,8 +211,6 @@ pub const ADMIN_ROUTES: &[(&str, &str)] =
 pub struct AdminEndpoint {
     pub server: OAuthServer,
     pub authorizer: Arc<TokenAuthorizer>,
-    /// Where institutions are onboarded: an app joins only one that exists.
-    pub bank: VirtualBank,
 }
 
 impl Endpoint for AdminEndpoint {
@@ -267,18 +265,6 @@ impl AdminEndpoint {
                         );
                     }
                 };
-                if let Some(code) = &spec.institution {
-                    match self.bank.institution(code) {
-                        Ok(Some(_)) => {}
-                        Ok(None) => {
-                            return admin_http::json(
-                                400,
-                                json!({ "rsp_code": "A0004", "rsp_message": format!("institution: no institution {code}; create it with sfop institution create") }),
-                            );
-                        }
-                        Err(e) => return admin_http::internal("the clients admin endpoint", &e),
-                    }
-                }
                 match clients.register(spec) {
                     Ok((client, secret)) => {
                         tracing::info!(%admin, client_id = %client.client_id, name = %client.name, "client registered");
@@ -324,7 +310,6 @@ fn seed_demo_client(server: &OAuthServer, data_dir: &Path) -> anyhow::Result<()>
                 .to_vec(),
             client_use_code: Some(sfop_vbank::seed::DEMO_CLIENT_USE_CODE.to_owned()),
             public: false,
-            institution: None,
         },
     )?;
     let file = json!({
@@ -376,8 +361,6 @@ pub struct AuthParts {
     pub authorizer: Arc<TokenAuthorizer>,
     pub server: OAuthServer,
     pub admin_token: PathBuf,
-    /// The virtual bank, where institutions are kept.
-    pub bank: VirtualBank,
 }
 
 impl AuthParts {
@@ -417,7 +400,6 @@ impl AuthParts {
             authorizer,
             server,
             admin_token,
-            bank: bank.clone(),
         })
     }
 
@@ -444,7 +426,6 @@ impl AuthParts {
             gateway.native(Arc::new(AdminEndpoint {
                 server: self.server.clone(),
                 authorizer: self.authorizer.clone(),
-                bank: self.bank.clone(),
             })),
         )?;
         Ok(())
