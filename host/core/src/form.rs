@@ -62,10 +62,16 @@ pub fn parse(input: &[u8]) -> Form {
 /// empty name is no field anyone reads and is not counted. Sorting keeps it
 /// `O(n log n)` in the number of fields, whatever a client sends.
 pub fn repeated_name(input: &[u8]) -> Option<String> {
+    repeated_name_except(input, &[])
+}
+
+/// [`repeated_name`], for a form whose fields named in `lists` may repeat
+/// (a consent form's accounts).
+pub fn repeated_name_except(input: &[u8], lists: &[&str]) -> Option<String> {
     first_repeated(
         form_urlencoded::parse(input)
             .map(|(k, _)| k)
-            .filter(|k| !k.is_empty()),
+            .filter(|k| !k.is_empty() && !lists.contains(&k.as_ref())),
     )
 }
 

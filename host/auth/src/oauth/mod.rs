@@ -412,6 +412,15 @@ impl OAuthServer {
 
     /// Answers one request to one of [`ROUTES`].
     pub fn handle(&self, req: &HttpRequest<'_>) -> HttpResponse {
+        if let Some(field) = repeated_parameter(req) {
+            let message = format!("{field}: given more than once (RFC 6749 §3.1)");
+            return match (req.method, req.path) {
+                // A browser's pages: an error page, no redirect (the client
+                // and its redirect URI are among what may be ambiguous).
+                (_, "/oauth/2.0/authorize") => pages::error_page(400, "Invalid request", &message),
+                _ => HttpResponse::error(400, "O0001", "invalid_request", &message),
+            };
+        }
         let outcome = match (req.method, req.path) {
             ("GET", "/oauth/2.0/authorize") => self.authorize_start(req.query),
             ("POST", "/oauth/2.0/authorize") => self.authorize_step(req),
@@ -1248,6 +1257,22 @@ impl OAuthServer {
 /// The API name unlink is authorised as (attenuation blocks may name it in
 /// `api($name)` checks).
 pub const UNLINK_API: &str = "user/unlink";
+
+/// The first parameter `req` gives twice, where a reader could take either
+/// value: RFC 6749 §3.1 forbids it for every request of the protocol. The
+/// consent form alone lists the accounts and scopes the user grants. Unlink
+/// reads a JSON body once, for its authorisation and its action alike.
+fn repeated_parameter(req: &HttpRequest<'_>) -> Option<String> {
+    let query = form::repeated_name(req.query.as_bytes());
+    match (req.method, req.path) {
+        ("POST", "/oauth/2.0/authorize") => {
+            query.or_else(|| form::repeated_name_except(req.body, &["account", "scope"]))
+        }
+        ("POST", "/v2.0/user/unlink") => query,
+        ("POST", _) => query.or_else(|| form::repeated_name(req.body)),
+        _ => query,
+    }
+}
 
 /// `client_id` and `client_secret` from the credentials of an HTTP Basic
 /// header: `base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).

@@ -123,6 +123,14 @@ fn inputs() -> Vec<AuthInput<'static>> {
             Some(5),
         ),
         req("bank-status", "oob", &[], None, None),
+        // Unlink, authorised with the token's blocks (operation "unlink").
+        req(
+            crate::oauth::UNLINK_API,
+            "login",
+            &[],
+            Some("1100000001"),
+            None,
+        ),
         req("real-name", "oob", &[ACCOUNT], None, None),
         req("a-brand-new-api", "inquiry", &[ACCOUNT], None, None),
         req(
@@ -164,6 +172,7 @@ fn attenuations(bank: &KeyPair) -> anyhow::Result<Vec<BlockBuilder>> {
             r#"check if bank_consent($f, "transfer") trusting ed25519/{bank_hex};"#
         ))?,
         code(r#"check if operation($op), $op.length() > 4;"#)?,
+        code(r#"check if operation("read") or operation("transfer");"#)?,
         code(r#"check if api($a), $a.starts_with("with") or required_scope("inquiry");"#)?,
         code(r#"check if resource_account($f), $f.ends_with("0001"), $f.length() == 24;"#)?,
         code(r#"check if amount($a), $a <= 1000 or operation("read");"#)?,

@@ -1087,3 +1087,71 @@ async fn sign_in_time_does_not_tell_whether_a_login_exists() -> Result<()> {
     assert!(k > Duration::from_millis(1), "no hash was computed: {k:?}");
     s.t.platform.stop().await
 }
+
+/// RFC 6749 §3.1: a parameter of the protocol given twice is refused, so no
+/// reader can take one value while another takes the other (the gateway
+/// refuses repeats for the APIs; this is the authorization server's part).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_oauth_parameters_are_refused() -> Result<()> {
+    let s = Secure::start().await?;
+    let client = s.client().await?;
+
+    // The token endpoint: two scopes, two grant types.
+    for fields in [
+        vec![
+            ("grant_type", "client_credentials"),
+            ("scope", "oob"),
+            ("scope", "transfer"),
+        ],
+        vec![
+            ("grant_type", "client_credentials"),
+            ("grant_type", "authorization_code"),
+            ("scope", "oob"),
+        ],
+    ] {
+        let mut all = fields.clone();
+        all.extend([
+            ("client_id", client.id.as_str()),
+            ("client_secret", client.secret.as_str()),
+        ]);
+        let reply = s.post_form("/oauth/2.0/token", &all).await?;
+        assert_eq!(
+            (reply.status, error_of(&reply)),
+            (400, json!("invalid_request")),
+            "{}",
+            text(&reply)
+        );
+        assert!(
+            text(&reply).contains("given more than once"),
+            "{}",
+            text(&reply)
+        );
+    }
+
+    // The authorize page: a second redirect_uri is an error page, not a
+    // redirect to either.
+    let url = s.authorize_url(&client, "login inquiry")?;
+    let reply = s
+        .get(&format!(
+            "{url}&redirect_uri=https%3A%2F%2Fevil.example%2Fcb"
+        ))
+        .await?;
+    assert_eq!(reply.status, 400, "{}", text(&reply));
+    assert!(reply.header("location").is_none());
+    assert!(text(&reply).contains("redirect_uri: given more than once"));
+
+    // The same client's single-valued request still works.
+    let reply = s
+        .post_form(
+            "/oauth/2.0/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "oob"),
+                ("client_id", &client.id),
+                ("client_secret", &client.secret),
+            ],
+        )
+        .await?;
+    assert_eq!(reply.status, 200, "{}", text(&reply));
+    Ok(())
+}
