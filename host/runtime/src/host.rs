@@ -8,6 +8,7 @@ use wasmtime::{ResourceLimiter, UpdateDeadline};
 
 use crate::Services;
 use crate::bindings::sfop::platform::{auth_context, clock, kv, ledger, log, types};
+use crate::meter::Meter;
 
 /// Longest log message a plugin may write; the rest is cut.
 const MAX_LOG_MESSAGE: usize = 4096;
@@ -18,7 +19,14 @@ pub struct HostState {
     services: Arc<Services>,
     api_tran_id: String,
     caller: Option<sfop_core::Claims>,
-    ticks_left: u64,
+    /// CPU time the instance may run, ns: first its instantiation, then
+    /// (measured afresh) its call.
+    cpu_budget_ns: u64,
+    /// The CPU time charged so far, shared with the poll loop of the call.
+    pub(crate) meter: Arc<Meter>,
+    /// The call began: ticks yield to other requests (instantiation is
+    /// synchronous and cannot).
+    calling: bool,
     deadline_hit: bool,
     pub(crate) limits: Limits,
 }
@@ -28,7 +36,7 @@ impl HostState {
     pub(crate) fn new(
         manifest: Arc<Manifest>,
         services: Arc<Services>,
-        deadline_ticks: u64,
+        cpu_budget_ns: u64,
     ) -> Self {
         let memory_bytes = manifest.limits.memory_mib as usize * (1 << 20);
         Self {
@@ -36,7 +44,9 @@ impl HostState {
             services,
             api_tran_id: String::new(),
             caller: None,
-            ticks_left: deadline_ticks,
+            cpu_budget_ns,
+            meter: Arc::new(Meter::default()),
+            calling: false,
             deadline_hit: false,
             limits: Limits {
                 memory_bytes,
@@ -47,28 +57,28 @@ impl HostState {
     }
 
     /// Binds the instance to the one call it serves; the CPU budget starts
-    /// now, not when the instance was made.
-    pub(crate) fn begin(
-        &mut self,
-        api_tran_id: String,
-        caller: Option<sfop_core::Claims>,
-        deadline_ticks: u64,
-    ) {
+    /// now, not when the instance was made, and its instantiation is not
+    /// charged to it.
+    pub(crate) fn begin(&mut self, api_tran_id: String, caller: Option<sfop_core::Claims>) {
         self.api_tran_id = api_tran_id;
         self.caller = caller;
-        self.ticks_left = deadline_ticks;
+        self.calling = true;
         self.deadline_hit = false;
+        self.meter.reset();
     }
 
-    /// Called by wasmtime each epoch tick while the guest runs: yield to
-    /// other requests, or end the call once its CPU budget is spent.
+    /// Called by wasmtime at each epoch tick that finds the guest running
+    /// (instantiating or serving): ends it once the CPU it really ran, as
+    /// its thread's CPU clock tells, exceeds the budget. A call yields to
+    /// other requests at every tick; an instantiation cannot yield.
     pub(crate) fn on_epoch_tick(&mut self) -> UpdateDeadline {
-        if self.ticks_left == 0 {
+        if self.meter.tick() > self.cpu_budget_ns {
             self.deadline_hit = true;
             UpdateDeadline::Interrupt
-        } else {
-            self.ticks_left -= 1;
+        } else if self.calling {
             UpdateDeadline::Yield(1)
+        } else {
+            UpdateDeadline::Continue(1)
         }
     }
 

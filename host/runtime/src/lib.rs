@@ -6,6 +6,7 @@
 mod bindings;
 mod cache;
 mod host;
+mod meter;
 mod warm;
 
 use std::path::PathBuf;
@@ -112,9 +113,29 @@ pub(crate) fn unique_suffix() -> u64 {
 pub struct Runtime {
     engine: Engine,
     services: Arc<Services>,
-    tick: Duration,
     ticker: Arc<Ticker>,
     cache: Option<cache::CompileCache>,
+    loads: Arc<Loads>,
+}
+
+/// How the runtime got the native code of the components it loaded: a
+/// release kept warm by the management center is not loaded again at all.
+#[derive(Debug, Default)]
+pub struct Loads {
+    compiled: AtomicU64,
+    from_cache: AtomicU64,
+}
+
+impl Loads {
+    /// Components compiled (Cranelift ran).
+    pub fn compiled(&self) -> u64 {
+        self.compiled.load(Ordering::Relaxed)
+    }
+
+    /// Components whose native code came from the compile cache.
+    pub fn from_cache(&self) -> u64 {
+        self.from_cache.load(Ordering::Relaxed)
+    }
 }
 
 /// Stops the epoch and instance threads when the runtime and every API
@@ -184,10 +205,16 @@ impl Runtime {
         Ok(Self {
             engine,
             services: Arc::new(services),
-            tick: config.tick,
             ticker,
             cache,
+            loads: Arc::new(Loads::default()),
         })
+    }
+
+    /// How many components this runtime compiled, and loaded from the
+    /// compile cache, so far.
+    pub fn loads(&self) -> Arc<Loads> {
+        self.loads.clone()
     }
 
     /// Compiles, checks and pre-links one package. Nothing of a package that
@@ -205,6 +232,12 @@ impl Runtime {
             (None, None) => Component::new(&self.engine, component),
         }
         .map_err(|e| LoadError::InvalidComponent(format!("{e:#}")))?;
+        let counter = if from_cache {
+            &self.loads.from_cache
+        } else {
+            &self.loads.compiled
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         check_imports(&self.engine, &compiled, &manifest)?;
 
         let mut linker = Linker::<HostState>::new(&self.engine);
@@ -213,16 +246,13 @@ impl Runtime {
             .instantiate_pre(&compiled)
             .and_then(ApiPre::new)
             .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let tick_ms = u32::try_from(self.tick.as_millis())
-            .unwrap_or(u32::MAX)
-            .max(1);
-        let deadline_ticks = u64::from(manifest.limits.cpu_ms.div_ceil(tick_ms));
+        let cpu_budget_ns = u64::from(manifest.limits.cpu_ms) * 1_000_000;
         let maker = warm::Maker {
             pre,
             engine: self.engine.clone(),
             manifest: Arc::new(manifest),
             services: self.services.clone(),
-            deadline_ticks,
+            cpu_budget_ns,
         };
         Ok(Api {
             sha256,
@@ -357,7 +387,7 @@ pub struct Api {
     sha256: String,
     from_cache: bool,
     /// Fresh instances of this release, made ahead of their calls; its
-    /// maker holds the manifest and the CPU budget in epoch ticks.
+    /// maker holds the manifest and the CPU budget.
     shelf: Arc<warm::Shelf>,
     /// The largest linear memory any call's instance reached, bytes.
     peak_memory: AtomicU64,
@@ -412,22 +442,19 @@ impl Api {
         self.from_cache
     }
 
-    /// Serves one call from a fresh instance.
+    /// Serves one call from a fresh instance. Its CPU budget starts when the
+    /// call does (after the instance was made) and counts only the CPU the
+    /// call's polls really ran (see `meter`).
     pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
         let warm::Ready {
             mut store,
             bindings,
-        } = self
-            .shelf
-            .take()
-            .map_err(|e| CallError::Instantiate(format!("{e:#}")))?;
-        store.data_mut().begin(
-            call.api_tran_id.clone(),
-            call.caller,
-            self.shelf.maker.deadline_ticks,
-        );
+        } = self.shelf.take().map_err(|e| self.instantiate_error(&e))?;
+        store
+            .data_mut()
+            .begin(call.api_tran_id.clone(), call.caller);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().on_epoch_tick()));
+        let meter = store.data().meter.clone();
         let request = types::Request {
             api_tran_id: call.api_tran_id,
             method: call.method,
@@ -436,13 +463,27 @@ impl Api {
             headers: call.headers,
             body: call.body,
         };
-        let outcome = bindings
-            .sfop_platform_handler()
-            .call_handle(&mut store, &request)
-            .await;
+        let outcome = {
+            let mut running = std::pin::pin!(
+                bindings
+                    .sfop_platform_handler()
+                    .call_handle(&mut store, &request)
+            );
+            std::future::poll_fn(|cx| meter.poll(|| running.as_mut().poll(cx))).await
+        };
         let result = self.outcome(store.data(), outcome);
         self.shelf.retire(store);
         result
+    }
+
+    /// An instance that could not be made: a start function that ran out of
+    /// its CPU budget is the plugin's doing; anything else (no pool slot) is
+    /// the platform's.
+    fn instantiate_error(&self, e: &wasmtime::Error) -> CallError {
+        match e.downcast_ref::<wasmtime::Trap>() {
+            Some(wasmtime::Trap::Interrupt) => CallError::Deadline(self.manifest().limits.cpu_ms),
+            _ => CallError::Instantiate(format!("{e:#}")),
+        }
     }
 
     fn outcome(

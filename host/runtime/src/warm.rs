@@ -57,23 +57,29 @@ pub(crate) struct Maker {
     pub(crate) engine: wasmtime::Engine,
     pub(crate) manifest: Arc<Manifest>,
     pub(crate) services: Arc<Services>,
-    pub(crate) deadline_ticks: u64,
+    /// CPU time an instantiation, and then separately its call, may run, ns.
+    pub(crate) cpu_budget_ns: u64,
 }
 
 impl Maker {
     /// A new instance. Instantiation runs no guest code of an sfop plugin
     /// except the component adapter's table set-up, but a start function
-    /// could; it is bounded by the same CPU deadline as a call.
+    /// could: it gets its own CPU budget, as large as a call's and measured
+    /// on the thread's CPU clock, so that neither waiting for a pool slot
+    /// nor a busy machine counts, and nothing of it is charged to the call
+    /// (the call's budget starts in [`HostState::begin`]).
     pub(crate) fn make(&self) -> wasmtime::Result<Ready> {
         let state = HostState::new(
             self.manifest.clone(),
             self.services.clone(),
-            self.deadline_ticks,
+            self.cpu_budget_ns,
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(self.deadline_ticks.max(1));
+        // One callback for the store's life (no box per call): it reads
+        // which phase the instance is in.
+        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().on_epoch_tick()));
+        store.set_epoch_deadline(1);
         let bindings = self.pre.instantiate(&mut store)?;
         Ok(Ready { store, bindings })
     }
