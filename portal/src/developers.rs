@@ -40,6 +40,63 @@ pub struct TestToken {
     /// fintech_use_nums the token may act on (from the account list API).
     pub accounts: Vec<String>,
     pub expires_at_ms: u64,
+    /// The app's institution's first verified contract account, for "try
+    /// it" (`cntr_account_num`).
+    #[serde(default)]
+    pub contract_account: Option<String>,
+}
+
+/// A contract account of an institution, as the app page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContractAccountInfo {
+    pub bank_code_std: String,
+    pub bank_name: String,
+    pub account_num: String,
+    pub account_holder_name: String,
+    /// Transfers use only verified contract accounts.
+    pub verified: bool,
+    pub balance_amt: i64,
+}
+
+/// The using institution an app belongs to, as the app page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InstitutionInfo {
+    pub client_use_code: String,
+    pub name: String,
+    /// `requested`, `active` or `suspended`.
+    pub state: String,
+    pub contract_accounts: Vec<ContractAccountInfo>,
+    /// Per transaction, daily, monthly, in won.
+    pub withdraw_limits: [u64; 3],
+    pub deposit_limits: [u64; 3],
+}
+
+impl InstitutionInfo {
+    /// The account number transfers use: the first verified one.
+    pub fn contract_account(&self) -> Option<&str> {
+        self.contract_accounts
+            .iter()
+            .find(|a| a.verified)
+            .map(|a| a.account_num.as_str())
+    }
+}
+
+/// Institution onboarding, as a developer may see and ask for it for their
+/// own apps. Implemented by the platform binary over the virtual bank's
+/// records (the portal does not name the bank; docs/adr/0016-institutions.md).
+pub trait Institutions: Send + Sync + std::fmt::Debug {
+    /// The institution with code `client_use_code`, if there is one.
+    fn get(&self, client_use_code: &str) -> std::result::Result<Option<InstitutionInfo>, String>;
+    /// Requests an institution named `name` under the app's code, pending
+    /// until the operator approves it; with `sandbox_account`, a contract
+    /// account at the virtual bank is opened at once with test funds. A
+    /// refusal is a message that starts with the offending field.
+    fn request(
+        &self,
+        client_use_code: &str,
+        name: &str,
+        sandbox_account: bool,
+    ) -> std::result::Result<InstitutionInfo, String>;
 }
 
 /// An authorization request the developer started from the portal.

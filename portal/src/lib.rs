@@ -25,7 +25,7 @@ use sfop_auth::ClientRegistry;
 use sfop_core::Manifest;
 use sfop_store::Store;
 
-pub use developers::{Developer, Developers};
+pub use developers::{ContractAccountInfo, Developer, Developers, InstitutionInfo, Institutions};
 pub use openapi::openapi;
 pub use sfop_core::contract::{Change, ChangeKind};
 
@@ -236,6 +236,7 @@ pub struct Portal {
     developers: Developers,
     upstream: Arc<dyn Upstream>,
     sandbox: Option<Arc<dyn Sandbox>>,
+    institutions: Option<Arc<dyn Institutions>>,
     /// The platform's root keys, for the keys page (public halves only).
     keys: Option<sfop_auth::KeyRing>,
     config: PortalConfig,
@@ -258,6 +259,7 @@ impl Portal {
             clients,
             upstream,
             sandbox: None,
+            institutions: None,
             keys: None,
             config,
         })
@@ -267,6 +269,13 @@ impl Portal {
     /// each app's page.
     pub fn with_sandbox(mut self, sandbox: Arc<dyn Sandbox>) -> Self {
         self.sandbox = Some(sandbox);
+        self
+    }
+
+    /// Shows each app's institution on its page, and lets developers
+    /// request one (docs/adr/0016-institutions.md).
+    pub fn with_institutions(mut self, institutions: Arc<dyn Institutions>) -> Self {
+        self.institutions = Some(institutions);
         self
     }
 

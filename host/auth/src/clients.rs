@@ -23,6 +23,11 @@ pub struct ClientSpec {
     /// A public client (mobile or browser app) has no secret and must use PKCE.
     #[serde(default)]
     pub public: bool,
+    /// Join this existing institution (its `client_use_code`): several apps
+    /// may belong to one institution and share its contract accounts and
+    /// limits. Not with `client_use_code`.
+    #[serde(default)]
+    pub institution: Option<String>,
 }
 
 /// A registered client, as stored.
@@ -99,8 +104,20 @@ impl ClientRegistry {
                 &format!("{client_id:?} is empty, too long or taken"),
             ));
         }
-        let client_use_code = match spec.client_use_code {
-            Some(code) => {
+        let client_use_code = match (spec.institution, spec.client_use_code) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "institution",
+                    "give either institution (join one) or client_use_code (a new one)",
+                ));
+            }
+            (Some(code), None) => {
+                if self.codes.get(code.as_bytes())?.is_none() {
+                    return Err(invalid("institution", &format!("no institution {code}")));
+                }
+                code
+            }
+            (None, Some(code)) => {
                 if self.codes.get(code.as_bytes())?.is_some() {
                     return Err(invalid(
                         "client_use_code",
@@ -109,7 +126,7 @@ impl ClientRegistry {
                 }
                 code
             }
-            None => self.allocate_code()?,
+            (None, None) => self.allocate_code()?,
         };
         let salt = random_hex(16)?;
         let secret = if spec.public {
@@ -130,11 +147,47 @@ impl ClientRegistry {
             public: spec.public,
             created_at: crate::now_secs(),
         };
-        self.codes
-            .insert(client_use_code.as_bytes(), client_id.as_bytes())?;
+        // The code's first app is kept; later apps join it.
+        if self
+            .codes
+            .get(client_use_code.as_bytes())?
+            .is_none_or(|v| v.is_empty())
+        {
+            self.codes
+                .insert(client_use_code.as_bytes(), client_id.as_bytes())?;
+        }
         self.clients.insert_json(&client_id, &client)?;
         self.store.flush()?;
         Ok((client, secret))
+    }
+
+    /// Claims an institution code before any app has it (an operator
+    /// onboards the institution first): `code`, or a new one when `None`.
+    /// A code that apps already use is returned as it is (the institution
+    /// takes over that code). Durable when it returns.
+    pub fn reserve_code(&self, code: Option<&str>) -> Result<String> {
+        let code = match code {
+            Some(code) => {
+                check_code("client_use_code", code)?;
+                if self.codes.get(code.as_bytes())?.is_some() {
+                    return Ok(code.to_owned());
+                }
+                code.to_owned()
+            }
+            None => self.allocate_code()?,
+        };
+        self.codes.insert(code.as_bytes(), b"")?;
+        self.store.flush()?;
+        Ok(code)
+    }
+
+    /// The apps of institution `code`.
+    pub fn of_institution(&self, code: &str) -> Result<Vec<Client>> {
+        Ok(self
+            .list()?
+            .into_iter()
+            .filter(|c| c.client_use_code == code)
+            .collect())
     }
 
     fn allocate_code(&self) -> Result<String> {
@@ -248,12 +301,19 @@ fn validate(spec: &ClientSpec) -> Result<()> {
         ));
     }
     if let Some(code) = &spec.client_use_code {
-        let ok = code.len() == 10
-            && code.starts_with('M')
-            && code[1..].bytes().all(|b| b.is_ascii_digit());
-        if !ok {
-            return Err(invalid("client_use_code", "must be M followed by 9 digits"));
-        }
+        check_code("client_use_code", code)?;
+    }
+    if let Some(code) = &spec.institution {
+        check_code("institution", code)?;
+    }
+    Ok(())
+}
+
+fn check_code(field: &str, code: &str) -> Result<()> {
+    let ok =
+        code.len() == 10 && code.starts_with('M') && code[1..].bytes().all(|b| b.is_ascii_digit());
+    if !ok {
+        return Err(invalid(field, "must be M followed by 9 digits"));
     }
     Ok(())
 }
@@ -274,6 +334,7 @@ mod tests {
             ],
             client_use_code: Some("M202200382".into()),
             public: false,
+            institution: None,
         }
     }
 
@@ -306,6 +367,35 @@ mod tests {
             ..spec()
         })?;
         assert!(other.client_use_code.starts_with('M') && other.client_use_code.len() == 10);
+        // A second app joins the first one's institution.
+        let (joined, _) = registry.register(ClientSpec {
+            client_use_code: None,
+            institution: Some("M202200382".into()),
+            ..spec()
+        })?;
+        assert_eq!(joined.client_use_code, "M202200382");
+        assert_eq!(registry.of_institution("M202200382")?.len(), 2);
+        for (institution, code) in [("M999999999", None), ("M202200382", Some("M202200383"))] {
+            let e = registry
+                .register(ClientSpec {
+                    client_use_code: code.map(str::to_owned),
+                    institution: Some(institution.into()),
+                    ..spec()
+                })
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(e.starts_with("institution"), "{e}");
+        }
+        // An institution onboarded before its first app.
+        let reserved = registry.reserve_code(None)?;
+        let (first, _) = registry.register(ClientSpec {
+            client_use_code: None,
+            institution: Some(reserved.clone()),
+            ..spec()
+        })?;
+        assert_eq!(first.client_use_code, reserved);
+        assert_eq!(registry.reserve_code(Some(&reserved))?, reserved);
         Ok(())
     }
 

@@ -133,6 +133,18 @@ pub struct FieldDoc {
 }
 
 /// One documented response code.
+impl FieldDoc {
+    /// `n` when the type is `N(n)`: a string of digits.
+    pub fn digits(&self) -> Option<usize> {
+        self.kind
+            .strip_prefix("N(")?
+            .strip_suffix(')')?
+            .parse()
+            .ok()
+            .filter(|n| *n > 0)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CodeDoc {
@@ -259,6 +271,12 @@ impl Manifest {
     pub fn validate(&self) -> Result<(), ManifestError> {
         let invalid = |key, problem: String| Err(ManifestError::Invalid { key, problem });
         let name_ok = !self.name.is_empty()
+    /// The documented request field `name` (`[[docs.request]]`; items of a
+    /// list as `req_list[].tran_amt`), if any.
+    pub fn request_field(&self, name: &str) -> Option<&FieldDoc> {
+        self.docs.as_ref()?.request.iter().find(|f| f.name == name)
+    }
+
             && self.name.len() <= 64
             && self
                 .name

@@ -187,6 +187,7 @@ pub(super) fn register_app(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<P
             .collect(),
         client_use_code: None,
         public: false,
+        institution: None,
     };
     let (client, secret) = match ctx.portal.clients.register(spec) {
         Ok(registered) => registered,
@@ -269,7 +270,7 @@ pub(super) fn app_page(
          <tr><th>client_id</th><td><code>{id}</code></td></tr>\
          <tr><th>client_use_code</th><td><code>{code}</code></td></tr>\
          <tr><th>Scopes</th><td>{scopes}</td></tr>\
-         <tr><th>Redirect URIs</th><td>{uris}</td></tr></tbody></table>\
+         <tr><th>Redirect URIs</th><td>{uris}</td></tr></tbody></table>{institution}\
          <h2>Test tokens</h2><p class=\"muted\">Tokens for calling the APIs from their pages (\"try it\") against the virtual bank. \
          Its users sign in on the consent page, e.g. <code>hong</code> / <code>hong1234</code>.</p>",
         name = escape(&client.name),
@@ -277,6 +278,7 @@ pub(super) fn app_page(
         code = escape(&client.client_use_code),
         scopes = scope_badges(&client.scopes),
         uris = uri_lines(&client.redirect_uris),
+        institution = institution_html(ctx, &client),
     );
     let user_scopes: Vec<&String> = client
         .scopes
@@ -603,7 +605,137 @@ pub(super) fn test_token(client: &sfop_auth::Client, json: &Value) -> Option<Tes
         accounts: Vec::new(),
         expires_at_ms: sfop_core::time::now_millis()
             + json["expires_in"].as_u64().unwrap_or_default() * 1000,
+        contract_account: None,
     })
+}
+
+// ---------- institutions ----------
+
+/// The app's institution, for its test tokens: its first verified
+/// contract account ("try it" pre-fills `cntr_account_num` with it).
+fn contract_account_of(ctx: &Ctx<'_>, client: &sfop_auth::Client) -> Option<String> {
+    let institution = ctx
+        .portal
+        .institutions
+        .as_ref()?
+        .get(&client.client_use_code)
+        .ok()??;
+    institution.contract_account().map(str::to_owned)
+}
+
+fn won(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    format!("{out} won")
+}
+
+/// The app page's institution section: the institution with its contract
+/// accounts and limits, or the form to request one.
+fn institution_html(ctx: &Ctx<'_>, client: &sfop_auth::Client) -> String {
+    let Some(institutions) = &ctx.portal.institutions else {
+        return String::new();
+    };
+    let href = encode(&client.client_id);
+    match institutions.get(&client.client_use_code) {
+        Ok(Some(i)) => {
+            let state = match i.state.as_str() {
+                "active" => "<span class=\"badge live\">active</span>".to_owned(),
+                "requested" => "<span class=\"badge canary\">requested: waiting for the operator's approval</span>".to_owned(),
+                other => format!("<span class=\"badge retired\">{}</span>", escape(other)),
+            };
+            let accounts = if i.contract_accounts.is_empty() {
+                "<p class=\"muted\">No contract account yet: the operator registers one.</p>"
+                    .to_owned()
+            } else {
+                let rows: String = i
+                    .contract_accounts
+                    .iter()
+                    .map(|a| {
+                        format!(
+                            "<tr><td>{bank} ({code})</td><td><code class=\"contract-account\">{num}</code></td><td>{holder}</td><td>{verified}</td><td>{balance}</td></tr>",
+                            bank = escape(&a.bank_name),
+                            code = escape(&a.bank_code_std),
+                            num = escape(&a.account_num),
+                            holder = escape(&a.account_holder_name),
+                            verified = if a.verified { "verified" } else { "waiting for verification" },
+                            balance = escape(&a.balance_amt.to_string()),
+                        )
+                    })
+                    .collect();
+                format!(
+                    "<table id=\"contract-accounts\"><thead><tr><th>Bank</th><th>Contract account (cntr_account_num)</th><th>Holder</th><th>Status</th><th>Balance (won)</th></tr></thead><tbody>{rows}</tbody></table>"
+                )
+            };
+            let limits = |l: &[u64; 3]| format!("{} / {} / {}", won(l[0]), won(l[1]), won(l[2]));
+            format!(
+                "<h2>Institution</h2><table id=\"institution\"><tbody>\
+                 <tr><th>Name</th><td>{name}</td></tr>\
+                 <tr><th>client_use_code</th><td><code>{code}</code></td></tr>\
+                 <tr><th>State</th><td id=\"institution-state\">{state}</td></tr>\
+                 <tr><th>Withdrawal limits <small>(per transaction / daily / monthly)</small></th><td>{wd}</td></tr>\
+                 <tr><th>Deposit limits <small>(per transaction / daily / monthly)</small></th><td>{dp}</td></tr>\
+                 </tbody></table>{accounts}\
+                 <p class=\"muted\">Withdrawals are collected into the contract account and deposits are paid from it. Every app of the institution shares it and its limits.</p>",
+                name = escape(&i.name),
+                code = escape(&i.client_use_code),
+                wd = limits(&i.withdraw_limits),
+                dp = limits(&i.deposit_limits),
+            )
+        }
+        Ok(None) => format!(
+            "<h2>Institution</h2><p>To move money (withdraw, deposit), the app needs an institution with a contract account \
+             (where withdrawals are collected and deposits are paid from). Request one; the platform operator approves it.</p>\
+             <form method=\"post\" action=\"/portal/apps/{href}/institution\">{csrf}\
+             <label for=\"institution-name\">Institution (company) name</label>\
+             <input type=\"text\" id=\"institution-name\" name=\"name\" maxlength=\"50\" required>\
+             <div class=\"row\"><input type=\"checkbox\" id=\"sandbox-account\" name=\"sandbox_account\" value=\"yes\" checked> \
+             <label for=\"sandbox-account\">Open a sandbox contract account at the virtual bank (opened at once, with test funds)</label></div>\
+             <p><button class=\"primary\" type=\"submit\" id=\"request-institution\">Request the institution</button></p></form>",
+            csrf = ctx.csrf_field(),
+        ),
+        Err(message) => format!(
+            "<h2>Institution</h2><p class=\"error\">{}</p>",
+            escape(&message)
+        ),
+    }
+}
+
+/// `POST /portal/apps/{id}/institution`: the developer requests an
+/// institution for their app, pending until the operator approves it.
+pub(super) fn request_institution(
+    ctx: &Ctx<'_>,
+    client_id: &str,
+    form: &[(String, String)],
+) -> Result<PortalResponse> {
+    let (Some(client), Some(institutions)) = (owned_app(ctx, client_id)?, &ctx.portal.institutions)
+    else {
+        return Ok(no_such_app());
+    };
+    let sandbox_account = form_get(form, "sandbox_account") == "yes";
+    match institutions.request(
+        &client.client_use_code,
+        form_get(form, "name").trim(),
+        sandbox_account,
+    ) {
+        Ok(_) => {
+            tracing::info!(client_id = %client.client_id, client_use_code = %client.client_use_code, "institution requested on the portal");
+            Ok(redirect(&format!(
+                "/portal/apps/{}",
+                encode(&client.client_id)
+            )))
+        }
+        Err(message) => {
+            let mut page = app_page(ctx, client_id, Some(&message))?;
+            page.status = 400;
+            Ok(page)
+        }
+    }
 }
 
 /// The fintech_use_nums the token may use, from the account list API (when
@@ -695,7 +827,11 @@ pub(super) async fn exchange_code(
         }
     };
     let accounts = accounts_of(ctx, &token).await;
-    let token = TestToken { accounts, ..token };
+    let token = TestToken {
+        accounts,
+        contract_account: contract_account_of(ctx, &client),
+        ..token
+    };
     if let Some((id, session)) = &mut ctx.session {
         session.pending = None;
         session.user_token = Some(token);
@@ -739,6 +875,10 @@ pub(super) async fn oob_token(
             );
         }
         Err(message) => return app_page(ctx, client_id, Some(&message)),
+    };
+    let token = TestToken {
+        contract_account: contract_account_of(ctx, &client),
+        ..token
     };
     if let Some((id, session)) = &mut ctx.session {
         session.oob_token = Some(token);

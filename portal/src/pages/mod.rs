@@ -140,6 +140,7 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
         ("POST", ["apps", id, "authorize"]) => start_authorization(&mut ctx, id, &form),
         ("POST", ["apps", id, "oob-token"]) => oob_token(&mut ctx, id, &form).await,
         ("POST", ["apps", id, "faults"]) => add_fault(&ctx, id, &form),
+        ("POST", ["apps", id, "institution"]) => request_institution(&ctx, id, &form),
         ("POST", ["apps", id, "faults", "remove"]) => remove_fault(&ctx, id, &form),
         ("GET", ["callback"]) => Ok(callback_page(&ctx)),
         ("POST", ["callback"]) => exchange_code(&mut ctx, &form).await,

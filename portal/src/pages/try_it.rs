@@ -31,6 +31,9 @@ pub(super) fn prefill(field: &str, example: Option<&Value>, token: &TestToken) -
             d[..14].to_owned()
         }
         "fintech_use_num" if !token.accounts.is_empty() => token.accounts[0].clone(),
+        "cntr_account_num" if token.contract_account.is_some() => {
+            token.contract_account.clone().unwrap_or_default()
+        }
         "user_seq_no" if token.user_seq_no.is_some() => {
             token.user_seq_no.clone().unwrap_or_default()
         }
@@ -49,7 +52,11 @@ pub(super) fn prefill_json(value: &mut Value, token: &TestToken) {
                 if v.is_string()
                     && matches!(
                         k.as_str(),
-                        "bank_tran_id" | "tran_dtime" | "fintech_use_num" | "user_seq_no"
+                        "bank_tran_id"
+                            | "tran_dtime"
+                            | "fintech_use_num"
+                            | "user_seq_no"
+                            | "cntr_account_num"
                     )
                 {
                     *v = Value::String(prefill(k, Some(v), token));
