@@ -134,12 +134,19 @@ pub(crate) fn apt_install(packages: &[&str]) -> Result<()> {
     )
 }
 
+/// Overrides the guest target dir (default `plugins/target`), e.g. to share
+/// compiled dependencies between copies of the project.
+const TARGET_DIR_ENV: &str = "SFOP_GUEST_TARGET_DIR";
+
 impl Toolchain {
     fn target_dir(self, root: &Path) -> PathBuf {
+        let base = std::env::var_os(TARGET_DIR_ENV)
+            .filter(|v| !v.is_empty())
+            .map_or_else(|| root.join("plugins/target"), PathBuf::from);
         match self {
-            Toolchain::Rustup => root.join("plugins/target"),
+            Toolchain::Rustup => base,
             // std built from source: keep it apart from rustup's artefacts.
-            Toolchain::Debian => root.join("plugins/target/debian"),
+            Toolchain::Debian => base.join("debian"),
         }
     }
 
@@ -157,12 +164,14 @@ impl Toolchain {
             }
         };
         cmd.arg(subcommand)
-            .args(["--release", "--locked", "--target", TARGET])
+            .args(["--release", "--target", TARGET])
             .arg("--manifest-path")
             .arg(root.join("plugins/Cargo.toml"))
             .arg("--target-dir")
-            .arg(self.target_dir(root))
-            .arg("--workspace");
+            .arg(self.target_dir(root));
+        if locked(root) {
+            cmd.arg("--locked");
+        }
         if self == Toolchain::Debian {
             cmd.arg("-Zbuild-std=std,panic_abort")
                 .arg("--config")
@@ -177,10 +186,64 @@ impl Toolchain {
             eprintln!("clippy: skipped for guests (Debian's rustc-web ships no clippy)");
             return Ok(());
         }
-        run(self
-            .cargo(root, "clippy")
-            .args(["--all-targets", "--", "-D", "warnings"]))
+        run(self.cargo(root, "clippy").args([
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ]))
     }
+}
+
+/// Whether cargo may not touch plugins/Cargo.lock: always in CI (`CI` set,
+/// not `false` or `0`), so a lock file that lags behind fails the build;
+/// elsewhere only when the lock file already lists every member, so that a
+/// crate just added to the workspace builds and is added to the lock file.
+fn locked(root: &Path) -> bool {
+    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+    if in_ci {
+        return true;
+    }
+    let lock = fs::read_to_string(root.join("plugins/Cargo.lock")).unwrap_or_default();
+    let listed = lock_packages(&lock);
+    match members(root) {
+        Ok(members) => {
+            let missing: Vec<&String> = members.iter().filter(|m| !listed.contains(m)).collect();
+            if missing.is_empty() {
+                return true;
+            }
+            eprintln!(
+                "plugins/Cargo.lock does not list {} yet: building without --locked, \
+                 cargo adds it (commit plugins/Cargo.lock)",
+                missing
+                    .iter()
+                    .map(|m| m.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            false
+        }
+        // cargo itself will say what is wrong with the workspace.
+        Err(_) => true,
+    }
+}
+
+/// The package names a lock file lists.
+fn lock_packages(lock: &str) -> Vec<String> {
+    lock.lines()
+        .filter_map(|l| l.trim().strip_prefix("name = "))
+        .map(|n| n.trim_matches('"').to_owned())
+        .collect()
+}
+
+/// The guest workspace's members (names), without resolving dependencies.
+fn members(root: &Path) -> Result<Vec<String>> {
+    Ok(metadata(root)?
+        .packages
+        .into_iter()
+        .map(|p| p.name)
+        .collect())
 }
 
 #[derive(Deserialize)]
@@ -214,16 +277,27 @@ struct Plugin {
 /// crate's `testbed.toml`, when it has one), where the
 /// group is `api` for reference APIs and `test` for crates under plugins/tests.
 /// Returns the output root.
-pub fn build_plugins(root: &Path) -> Result<PathBuf> {
+pub fn build_plugins(root: &Path, package: Option<&str>) -> Result<PathBuf> {
     let toolchain = setup(root)?;
+    let mut plugins = plugin_crates(root)?;
+    if let Some(name) = package {
+        plugins.retain(|p| p.crate_name == name);
+        if plugins.is_empty() {
+            bail!("no plugin crate {name} in plugins/Cargo.toml (a member with an sfop.toml)");
+        }
+    }
     step(&format!(
         "building plugins ({TARGET}, {toolchain:?} toolchain)"
     ));
-    run(&mut toolchain.cargo(root, "build"))?;
+    let mut build = toolchain.cargo(root, "build");
+    match package {
+        Some(name) => build.args(["--package", name]),
+        None => build.arg("--workspace"),
+    };
+    run(&mut build)?;
 
     let out_root = root.join("target/sfop-plugins");
     let mut written = 0;
-    let plugins = plugin_crates(root)?;
     for plugin in &plugins {
         let module = toolchain
             .target_dir(root)
@@ -272,7 +346,8 @@ pub fn build_plugins(root: &Path) -> Result<PathBuf> {
     Ok(out_root)
 }
 
-fn plugin_crates(root: &Path) -> Result<Vec<Plugin>> {
+/// `cargo metadata --no-deps` of the guest workspace (reads no lock file).
+fn metadata(root: &Path) -> Result<Metadata> {
     let out = cargo(root)
         .args([
             "metadata",
@@ -290,7 +365,11 @@ fn plugin_crates(root: &Path) -> Result<Vec<Plugin>> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    let meta: Metadata = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+    serde_json::from_slice(&out.stdout).context("parsing cargo metadata")
+}
+
+fn plugin_crates(root: &Path) -> Result<Vec<Plugin>> {
+    let meta = metadata(root)?;
     let tests_dir = root.join("plugins/tests");
     let mut plugins = Vec::new();
     for package in meta.packages {

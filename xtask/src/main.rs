@@ -23,9 +23,21 @@ enum Task {
     /// Make the Wasm guest toolchain available (rustup target, or Debian's
     /// rustc-web fallback). Idempotent and quiet when already done.
     Setup,
-    /// Build every guest crate under plugins/ into validated components in
-    /// target/sfop-plugins/{api,test}/<name>/.
-    BuildPlugins,
+    /// Build every guest crate under plugins/ (or only `--package NAME`) into
+    /// validated components in target/sfop-plugins/{api,test}/<name>/.
+    ///
+    /// Cargo runs `--locked` when the environment variable `CI` is set (not
+    /// `false` or `0`), and otherwise whenever plugins/Cargo.lock already
+    /// lists every member of plugins/Cargo.toml. A crate just added as a
+    /// member is therefore built at once, cargo adding it to the lock file
+    /// (commit that change); CI refuses a lock file that lags behind.
+    /// `SFOP_GUEST_TARGET_DIR` overrides the guest target dir
+    /// (default plugins/target).
+    BuildPlugins {
+        /// Build only this plugin crate (the name in its Cargo.toml).
+        #[arg(short, long)]
+        package: Option<String>,
+    },
     /// Set up, build the plugins and run the platform with its embedded
     /// defaults (release build). Extra arguments go to `sfop serve`.
     Serve {
@@ -64,7 +76,9 @@ fn main() -> Result<()> {
     let root = project_root()?;
     match cli.task {
         Task::Setup => guest::setup(&root).map(|_| ()),
-        Task::BuildPlugins => guest::build_plugins(&root).map(|_| ()),
+        Task::BuildPlugins { package } => {
+            guest::build_plugins(&root, package.as_deref()).map(|_| ())
+        }
         Task::Serve { args } => serve(&root, &args),
         Task::Ci => ci(&root),
         Task::Layers => layers::check(&root),
@@ -74,16 +88,34 @@ fn main() -> Result<()> {
     }
 }
 
+/// The project this xtask works on: the nearest directory, from the current
+/// one upwards, that holds a workspace `Cargo.toml` and `xtask/` (`cargo
+/// xtask` runs us from where it was typed). Not the directory this binary
+/// was compiled from: a copy of the project, or a binary built elsewhere,
+/// works on the project it is run in.
 fn project_root() -> Result<PathBuf> {
-    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
-    manifest_dir
-        .parent()
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    find_root(&cwd).with_context(|| {
+        format!(
+            "no sfop project here: neither {} nor a parent holds a workspace \
+             Cargo.toml next to xtask/",
+            cwd.display()
+        )
+    })
+}
+
+fn find_root(from: &Path) -> Option<PathBuf> {
+    from.ancestors()
+        .find(|dir| {
+            dir.join("xtask/Cargo.toml").is_file()
+                && std::fs::read_to_string(dir.join("Cargo.toml"))
+                    .is_ok_and(|text| text.lines().any(|l| l.trim() == "[workspace]"))
+        })
         .map(Path::to_path_buf)
-        .context("xtask must live one level below the project root")
 }
 
 fn serve(root: &Path, args: &[String]) -> Result<()> {
-    guest::build_plugins(root)?;
+    guest::build_plugins(root, None)?;
     let plugins = root.join("target/sfop-plugins/api");
     let mut cmd = cargo(root);
     cmd.args([
@@ -102,7 +134,7 @@ fn serve(root: &Path, args: &[String]) -> Result<()> {
 }
 
 fn bench(root: &Path, args: &[String]) -> Result<()> {
-    guest::build_plugins(root)?;
+    guest::build_plugins(root, None)?;
     let mut cmd = cargo(root);
     cmd.args([
         "run",
@@ -117,7 +149,7 @@ fn bench(root: &Path, args: &[String]) -> Result<()> {
 }
 
 fn bench_micro(root: &Path, args: &[String]) -> Result<()> {
-    guest::build_plugins(root)?;
+    guest::build_plugins(root, None)?;
     let mut cmd = cargo(root);
     cmd.args([
         "bench",
@@ -144,7 +176,7 @@ fn ci(root: &Path) -> Result<()> {
     layers::check(root)?;
 
     // Plugins first: the host's tests load them.
-    guest::build_plugins(root)?;
+    guest::build_plugins(root, None)?;
 
     step("clippy (host workspace)");
     run(cargo(root).args([
@@ -193,4 +225,31 @@ fn run(cmd: &mut Command) -> Result<()> {
         bail!("{cmd:?} failed with {status}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::find_root;
+
+    #[test]
+    fn the_root_is_found_from_any_folder_inside_it() -> anyhow::Result<()> {
+        let tmp = std::env::temp_dir().join(format!("xtask-root-{}", std::process::id()));
+        let deep = tmp.join("project/plugins/some-api/src");
+        std::fs::create_dir_all(&deep)?;
+        std::fs::create_dir_all(tmp.join("project/xtask"))?;
+        std::fs::write(tmp.join("project/xtask/Cargo.toml"), "[package]\n")?;
+        // A member's own Cargo.toml is not the workspace's.
+        std::fs::write(
+            tmp.join("project/plugins/some-api/Cargo.toml"),
+            "[package]\n",
+        )?;
+        std::fs::write(
+            tmp.join("project/Cargo.toml"),
+            "[workspace]\nmembers = []\n",
+        )?;
+        assert_eq!(find_root(&deep), Some(tmp.join("project")));
+        assert_eq!(find_root(&tmp), None);
+        std::fs::remove_dir_all(&tmp)?;
+        Ok(())
+    }
 }

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
-use crate::manifest::{Access, FieldRef};
+use crate::manifest::{Access, FieldRef, Manifest};
 
 /// The resources one request names.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -62,6 +62,121 @@ pub fn extract(access: &Access, query: &str, body: &[u8]) -> Resources {
             })
             .flatten(),
     }
+}
+
+/// A field the authoriser reads (`[access]`) whose value is not in the format
+/// its `[[docs.request]]` type says. The gateway answers it with `A0004`
+/// before it decides ownership, as the plugin would have: a malformed
+/// `user_seq_no` is a format error in the testbed and live alike, not a
+/// refusal for another user. The message is the SDK's for the same check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed {
+    /// As the SDK names it: `user_seq_no`, `req_list[1].tran_amt`.
+    pub field: String,
+    pub problem: Problem,
+}
+
+/// What is wrong with a [`Malformed`] field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Problem {
+    /// Present but empty.
+    Missing,
+    /// A JSON body's value that is not a string (the API sends every value
+    /// as a string).
+    NotString,
+    /// An account or user reference that is not exactly this many digits.
+    Digits(usize),
+    /// An amount that is not 1 to this many digits, or zero.
+    Amount(usize),
+}
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let field = &self.field;
+        match self.problem {
+            Problem::Missing => write!(f, "{field}: required field is missing"),
+            Problem::NotString => write!(f, "{field}: must be a JSON string"),
+            Problem::Digits(n) => write!(f, "{field}: must be {n} digits"),
+            Problem::Amount(n) => write!(
+                f,
+                "{field}: must be an amount in won as a string of 1 to {n} digits, not zero"
+            ),
+        }
+    }
+}
+
+/// The first `[access]` field of the request whose value breaks the format
+/// its documented type (`N(n)`) sets: users and accounts are exactly `n`
+/// digits, amounts 1 to `n` digits and not zero. Fields without a
+/// documented `N(n)` type, absent fields and bodies that are not JSON are
+/// left to the plugin (an absent field gives the authoriser nothing to
+/// check; the plugin answers it).
+pub fn malformed(manifest: &Manifest, query: &str, body: &[u8]) -> Option<Malformed> {
+    let access = &manifest.access;
+    let mut json: Option<Option<Value>> = None;
+    for (reference, amount) in [
+        (&access.user, false),
+        (&access.account, false),
+        (&access.amount, true),
+    ] {
+        let Some(field) = reference.as_deref().and_then(FieldRef::parse) else {
+            continue;
+        };
+        let documented = match field {
+            FieldRef::Query(name) | FieldRef::Body(name) => manifest.request_field(name),
+            FieldRef::BodyList { list, field } => {
+                manifest.request_field(&format!("{list}[].{field}"))
+            }
+        };
+        let Some(n) = documented.and_then(|d| d.digits()) else {
+            continue;
+        };
+        let check = |name: String, value: &Value| -> Option<Malformed> {
+            let problem = match value {
+                Value::Null => return None,
+                Value::String(s) if s.is_empty() => Problem::Missing,
+                Value::String(s) => {
+                    let digits = s.bytes().all(|b| b.is_ascii_digit());
+                    match amount {
+                        false if digits && s.len() == n => return None,
+                        false => Problem::Digits(n),
+                        true if digits && s.len() <= n && s.bytes().any(|b| b != b'0') => {
+                            return None;
+                        }
+                        true => Problem::Amount(n),
+                    }
+                }
+                _ => Problem::NotString,
+            };
+            Some(Malformed {
+                field: name,
+                problem,
+            })
+        };
+        let found = match field {
+            FieldRef::Query(name) => crate::form::parse(query.as_bytes())
+                .all(name)
+                .into_iter()
+                .find_map(|v| check(name.to_owned(), &Value::String(v.to_owned()))),
+            FieldRef::Body(name) => json
+                .get_or_insert_with(|| serde_json::from_slice(body).ok())
+                .as_ref()
+                .and_then(|j| check(name.to_owned(), j.get(name)?)),
+            FieldRef::BodyList { list, field } => json
+                .get_or_insert_with(|| serde_json::from_slice(body).ok())
+                .as_ref()
+                .and_then(|j| j.get(list)?.as_array())
+                .and_then(|items| {
+                    items.iter().enumerate().find_map(|(i, item)| {
+                        check(format!("{list}[{i}].{field}"), item.get(field)?)
+                    })
+                }),
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
 }
 
 /// A field a request gives more than once, where a reader could take either
@@ -316,6 +431,105 @@ mod tests {
             br#"{"tran_amt":"99999999999999999999"}"#,
         );
         assert_eq!(r.amount, None);
+    }
+
+    fn manifest(access: &str, request: &[(&str, &str)]) -> Manifest {
+        let fields: String = request
+            .iter()
+            .map(|(name, kind)| {
+                format!(
+                    "[[docs.request]]\nname = \"{name}\"\ntype = \"{kind}\"\ndescription = \"d\"\n"
+                )
+            })
+            .collect();
+        let text = format!(
+            "name = \"t\"\nversion = \"1.0.0\"\ndescription = \"t\"\nscope = \"transfer\"\n\
+             [[routes]]\nmethod = \"POST\"\npath = \"/t\"\n[docs]\n{fields}[access]\n{access}\n"
+        );
+        match Manifest::parse(&text) {
+            Ok(m) => m,
+            Err(e) => panic!("{e}: {text}"),
+        }
+    }
+
+    #[test]
+    fn malformed_access_fields_say_what_the_sdk_says() {
+        let user = manifest("user = \"query:user_seq_no\"", &[("user_seq_no", "N(10)")]);
+        let said = |m: &Manifest, q: &str, b: &[u8]| malformed(m, q, b).map(|e| e.to_string());
+        assert_eq!(said(&user, "user_seq_no=1100000001", b""), None);
+        assert_eq!(
+            said(&user, "user_seq_no=12345", b""),
+            Some("user_seq_no: must be 10 digits".into())
+        );
+        assert_eq!(
+            said(&user, "user_seq_no=110000000a", b""),
+            Some("user_seq_no: must be 10 digits".into())
+        );
+        assert_eq!(
+            said(&user, "user_seq_no=", b""),
+            Some("user_seq_no: required field is missing".into())
+        );
+        // Absent: the plugin answers it.
+        assert_eq!(said(&user, "other=1", b""), None);
+
+        let withdraw = manifest(
+            "account = \"body:fintech_use_num\"\namount = \"body:tran_amt\"",
+            &[("fintech_use_num", "N(24)"), ("tran_amt", "N(12)")],
+        );
+        let ok = br#"{"fintech_use_num":"120230000100000000000015","tran_amt":"1000"}"#;
+        assert_eq!(said(&withdraw, "", ok), None);
+        assert_eq!(
+            said(
+                &withdraw,
+                "",
+                br#"{"fintech_use_num":"1202300001","tran_amt":"1000"}"#
+            ),
+            Some("fintech_use_num: must be 24 digits".into())
+        );
+        assert_eq!(
+            said(
+                &withdraw,
+                "",
+                br#"{"fintech_use_num":120230000100000000000015,"tran_amt":"1000"}"#
+            ),
+            Some("fintech_use_num: must be a JSON string".into())
+        );
+        for bad in ["0", "-5", "1.5", "1234567890123"] {
+            let body =
+                format!(r#"{{"fintech_use_num":"120230000100000000000015","tran_amt":"{bad}"}}"#);
+            assert_eq!(
+                said(&withdraw, "", body.as_bytes()),
+                Some(
+                    "tran_amt: must be an amount in won as a string of 1 to 12 digits, not zero"
+                        .into()
+                ),
+                "{bad}"
+            );
+        }
+        // Not JSON, or the field null: the plugin's to answer.
+        assert_eq!(said(&withdraw, "", b"{not json"), None);
+        assert_eq!(said(&withdraw, "", br#"{"fintech_use_num":null}"#), None);
+
+        let deposit = manifest(
+            "amount = \"body:req_list[].tran_amt\"",
+            &[("req_list[].tran_amt", "N(12)")],
+        );
+        assert_eq!(
+            said(
+                &deposit,
+                "",
+                br#"{"req_list":[{"tran_amt":"5"},{"tran_amt":"x"}]}"#
+            ),
+            Some(
+                "req_list[1].tran_amt: must be an amount in won as a string of 1 to 12 digits, not zero"
+                    .into()
+            )
+        );
+        // Undocumented, or not N(n): nothing to hold the value to.
+        let loose = manifest("user = \"query:user_seq_no\"", &[("user_seq_no", "AN(10)")]);
+        assert_eq!(said(&loose, "user_seq_no=12345", b""), None);
+        let undocumented = manifest("user = \"query:user_seq_no\"", &[]);
+        assert_eq!(said(&undocumented, "user_seq_no=12345", b""), None);
     }
 
     #[test]

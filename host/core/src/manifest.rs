@@ -132,7 +132,6 @@ pub struct FieldDoc {
     pub description: String,
 }
 
-/// One documented response code.
 impl FieldDoc {
     /// `n` when the type is `N(n)`: a string of digits.
     pub fn digits(&self) -> Option<usize> {
@@ -145,6 +144,7 @@ impl FieldDoc {
     }
 }
 
+/// One documented response code.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CodeDoc {
@@ -260,6 +260,12 @@ const SCOPES: &[&str] = &["login", "inquiry", "transfer", "oob"];
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
 
 impl Manifest {
+    /// The documented request field `name` (`[[docs.request]]`; items of a
+    /// list as `req_list[].tran_amt`), if any.
+    pub fn request_field(&self, name: &str) -> Option<&FieldDoc> {
+        self.docs.as_ref()?.request.iter().find(|f| f.name == name)
+    }
+
     /// Parses and validates `sfop.toml` text.
     pub fn parse(text: &str) -> Result<Self, ManifestError> {
         let manifest: Manifest = toml::from_str(text)?;
@@ -271,12 +277,6 @@ impl Manifest {
     pub fn validate(&self) -> Result<(), ManifestError> {
         let invalid = |key, problem: String| Err(ManifestError::Invalid { key, problem });
         let name_ok = !self.name.is_empty()
-    /// The documented request field `name` (`[[docs.request]]`; items of a
-    /// list as `req_list[].tran_amt`), if any.
-    pub fn request_field(&self, name: &str) -> Option<&FieldDoc> {
-        self.docs.as_ref()?.request.iter().find(|f| f.name == name)
-    }
-
             && self.name.len() <= 64
             && self
                 .name
