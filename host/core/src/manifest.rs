@@ -12,6 +12,7 @@ pub const MAX_MEMORY_MIB: u32 = 256;
 pub const MAX_CPU_MS: u32 = 10_000;
 pub const MAX_BODY_KIB: u32 = 10 * 1024;
 pub const MAX_TIMEOUT_MS: u32 = 60_000;
+pub const MAX_CONCURRENCY: u32 = 100_000;
 
 /// A parsed, validated manifest.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -233,6 +234,15 @@ pub struct Limits {
     /// Wall-clock limit of one call, milliseconds, including time spent in
     /// host capabilities (bank calls) and waiting to be scheduled.
     pub timeout_ms: u32,
+    /// Calls of this version running at once; one more is answered `503
+    /// A0013` at once. 0 (the default): the platform's per-API bound
+    /// (`gateway.api_max_in_flight`), which also caps any value given here.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub max_concurrency: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Default for Limits {
@@ -243,6 +253,7 @@ impl Default for Limits {
             max_body_kib: 64,
             max_response_kib: 256,
             timeout_ms: 5_000,
+            max_concurrency: 0,
         }
     }
 }
@@ -343,6 +354,15 @@ impl Manifest {
             if value == 0 || value > max {
                 return invalid(key, format!("{value} must be between 1 and {max}"));
             }
+        }
+        if limits.max_concurrency > MAX_CONCURRENCY {
+            return invalid(
+                "limits.max_concurrency",
+                format!(
+                    "{} must be at most {MAX_CONCURRENCY} (0: the platform's bound)",
+                    limits.max_concurrency
+                ),
+            );
         }
         for (key, value) in [
             ("access.account", &self.access.account),
@@ -515,6 +535,10 @@ mod tests {
             (
                 format!("{GOOD}\n[limits]\nmemory_mib = 100000\n"),
                 "`limits.memory_mib`",
+            ),
+            (
+                format!("{GOOD}\n[limits]\nmax_concurrency = 100001\n"),
+                "`limits.max_concurrency`",
             ),
             (GOOD.replace("\"1.0.0\"", "\"one\""), "version"),
             (format!("{GOOD}\n[budget]\np99_ms = 0\n"), "`budget.p99_ms`"),

@@ -4,6 +4,7 @@
 use sfop_core::rsp;
 use sfop_runtime::CallError;
 
+use crate::admission::Shed;
 use crate::authz::Denial;
 
 /// Who caused a failed request.
@@ -59,6 +60,10 @@ pub enum Fault {
     /// A single-valued field given twice (query, form or JSON object key).
     #[error("{0}")]
     Repeated(sfop_core::access::Repeated),
+    /// Refused at once because a bound of admission control was reached
+    /// (answered with `Retry-After`).
+    #[error("shed: the {} bound was reached", .0.as_str())]
+    Shed(Shed),
 }
 
 impl Fault {
@@ -75,7 +80,7 @@ impl Fault {
             Fault::RouteClosed { .. } | Fault::BadPluginBody | Fault::Timeout { .. } => {
                 ErrorSource::Plugin
             }
-            Fault::Call(CallError::Instantiate(_)) => ErrorSource::Platform,
+            Fault::Call(CallError::Instantiate(_)) | Fault::Shed(_) => ErrorSource::Platform,
             Fault::Call(_) => ErrorSource::Plugin,
         }
     }
@@ -91,7 +96,7 @@ impl Fault {
             Fault::BodyUnreadable | Fault::Repeated(_) => (400, rsp::FORMAT),
             Fault::RouteClosed { .. } => (503, rsp::UNAVAILABLE),
             Fault::Call(CallError::Deadline(_)) | Fault::Timeout { .. } => (504, rsp::TIMEOUT),
-            Fault::Call(CallError::Instantiate(_)) => (503, rsp::UNAVAILABLE),
+            Fault::Call(CallError::Instantiate(_)) | Fault::Shed(_) => (503, rsp::UNAVAILABLE),
             Fault::Call(_) | Fault::BadPluginBody => (500, rsp::INTERNAL),
         }
     }
@@ -115,6 +120,7 @@ impl Fault {
             Fault::Call(CallError::BadStatus(_) | CallError::ResponseTooLarge(_))
             | Fault::BadPluginBody => "bad_response",
             Fault::Call(CallError::Instantiate(_)) => "overloaded",
+            Fault::Shed(_) => "shed",
         }
     }
 
@@ -129,6 +135,9 @@ impl Fault {
             ErrorSource::Plugin | ErrorSource::Platform => match self {
                 Fault::Call(CallError::Deadline(_)) | Fault::Timeout { .. } => {
                     "the API did not finish in time; quote api_tran_id to the operator".into()
+                }
+                Fault::Shed(_) => {
+                    "the platform is busy; retry after the time in Retry-After".into()
                 }
                 Fault::RouteClosed { .. } | Fault::Call(CallError::Instantiate(_)) => {
                     "the API is unavailable; retry later or quote api_tran_id to the operator"
@@ -163,6 +172,7 @@ mod tests {
             }),
             Fault::BadPluginBody,
             Fault::Timeout { limit_ms: 1 },
+            Fault::Shed(Shed::ApiInFlight),
         ];
         for fault in &faults {
             assert!(
@@ -177,5 +187,9 @@ mod tests {
             repeated.public_message(),
             "fintech_use_num: query parameter given more than once"
         );
+        let shed = Fault::Shed(Shed::InFlight);
+        assert_eq!(shed.status_and_code(), (503, "A0013"));
+        assert_eq!(shed.source(), ErrorSource::Platform);
+        assert!(!shed.public_message().contains("in_flight"), "no internals");
     }
 }

@@ -2,6 +2,7 @@
 //! of an API, runs it in the Wasm runtime, and writes the common response
 //! envelope (`api_tran_id`, `api_tran_dtm`, `rsp_code`, `rsp_message`).
 
+mod admission;
 mod authz;
 mod coalesce;
 mod envelope;
@@ -14,7 +15,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -24,19 +25,21 @@ use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
-use hyper::{Request, Response, StatusCode};
+use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use sfop_core::envelope::ErrorBody;
 use sfop_core::{ApiTranId, time};
 use sfop_runtime::{Api, Call};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio_rustls::TlsAcceptor;
 use tracing::Instrument;
 
+use crate::admission::Admission;
 use crate::coalesce::Coalesce;
 
+pub use admission::{AdmissionLimits, RETRY_AFTER_SECS, Shed};
 pub use authz::{
     AuthRequest, Authorizer, Denial, Endpoint, EndpointFuture, NativeRequest, NativeResponse,
     NoAuth, UNAUTHENTICATED_MAX_BODY,
@@ -85,6 +88,9 @@ pub struct GatewayConfig {
     pub utc_offset_minutes: i32,
     /// How long a connection may be slow or idle.
     pub conn: ConnLimits,
+    /// How many connections, handshakes and requests the API listener
+    /// takes at once.
+    pub admission: AdmissionLimits,
 }
 
 impl Default for GatewayConfig {
@@ -92,6 +98,7 @@ impl Default for GatewayConfig {
         Self {
             utc_offset_minutes: time::KST_OFFSET_MINUTES,
             conn: ConnLimits::default(),
+            admission: AdmissionLimits::default(),
         }
     }
 }
@@ -105,7 +112,9 @@ pub struct ConnInfo {
     /// The institution's identity when it presented a verified client
     /// certificate (mutual TLS): the certificate's SHA-256 fingerprint.
     pub client_cert: Option<String>,
-    activity: Activity,
+    activity: Arc<Activity>,
+    /// The listener is draining: HTTP/1.x answers carry `Connection: close`.
+    draining: Arc<AtomicBool>,
 }
 
 /// The data plane: a swappable route table and the request path.
@@ -116,6 +125,7 @@ pub struct Gateway {
     authorizer: Arc<dyn Authorizer>,
     config: GatewayConfig,
     ready: std::sync::atomic::AtomicBool,
+    admission: Arc<Admission>,
 }
 
 impl Gateway {
@@ -126,6 +136,7 @@ impl Gateway {
             routes: ArcSwap::from_pointee(RouteTable::default()),
             metrics: Metrics::default(),
             authorizer,
+            admission: Arc::new(Admission::new(config.admission)),
             config,
             ready: std::sync::atomic::AtomicBool::new(false),
         }
@@ -141,13 +152,26 @@ impl Gateway {
         self.ready.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// A loaded release of `api`, counted under its name and version.
+    /// A loaded release of `api`, counted under its name and version, with
+    /// its bound on calls at once: the manifest's `limits.max_concurrency`,
+    /// never above the platform's per-API bound.
     pub fn release(&self, api: Arc<Api>) -> Release {
         let manifest = api.manifest();
         let stats = self
             .metrics
             .api(&manifest.name, &manifest.version.to_string());
+        let platform = self.config.admission.api_max_in_flight;
+        let max = match usize::try_from(manifest.limits.max_concurrency) {
+            Ok(0) | Err(_) => platform,
+            Ok(own) => own.min(platform),
+        };
+        stats.set_max_in_flight(max);
         Release { api, stats }
+    }
+
+    /// Connections and requests refused by admission control, by bound.
+    pub fn shed(&self, bound: Shed) -> u64 {
+        self.admission.shed(bound)
     }
 
     /// A route target serving `api` alone.
@@ -179,6 +203,7 @@ impl Gateway {
         let (live, closed) = routes.counts();
         let mut out = self.metrics.render(live, closed);
         metrics::render_instances(&mut out, &routes.releases());
+        metrics::render_admission(&mut out, &self.admission);
         out
     }
 
@@ -223,6 +248,22 @@ impl Gateway {
     /// The current route table.
     pub fn routes(&self) -> Arc<RouteTable> {
         self.routes.load_full()
+    }
+
+    /// Serves one request if the listener has room for it (fewer than
+    /// `max_in_flight` in progress); otherwise answers `503 A0013` with
+    /// `Retry-After` at once, before routing or reading the body.
+    async fn admit(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Full<Bytes>> {
+        match self.admission.in_flight.try_enter() {
+            Some(_permit) => self.handle(req, conn).await,
+            None => {
+                self.admission.count(Shed::InFlight);
+                let id = ApiTranId::generate();
+                let mut response = self.fault_response(&id, &Fault::Shed(Shed::InFlight));
+                harden(response.headers_mut(), conn.tls);
+                response
+            }
+        }
     }
 
     /// Serves one request. Never fails: every outcome is a response.
@@ -274,6 +315,11 @@ impl Gateway {
     fn fault_response(&self, id: &ApiTranId, fault: &Fault) -> Response<Full<Bytes>> {
         let (status, code) = fault.status_and_code();
         match fault.source() {
+            // Shed under overload: one line each would flood the log; the
+            // counters say it (sfop_shed_total).
+            _ if matches!(fault, Fault::Shed(_)) => {
+                tracing::debug!(fault = fault.label(), "{fault}")
+            }
             ErrorSource::Client => tracing::debug!(fault = fault.label(), "{fault}"),
             source => tracing::warn!(fault = fault.label(), source = source.as_str(), "{fault}"),
         }
@@ -282,6 +328,11 @@ impl Gateway {
             && let Ok(v) = HeaderValue::from_str(&allowed.join(", "))
         {
             response.headers_mut().insert(header::ALLOW, v);
+        }
+        if let Fault::Shed(_) = fault {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
         }
         // RFC 6750 §3: a bearer-token refusal names its scheme; a missing
         // token (O0001) gets no error code.
@@ -457,6 +508,12 @@ impl Gateway {
             _ => (first, caller),
         };
         let routed = Routed::api(route, release);
+        // One API cannot take every place of the listener: over its own
+        // bound it is answered at once, before an instance is taken.
+        let Some(_running) = release.stats.try_enter() else {
+            self.admission.count(Shed::ApiInFlight);
+            return (Err(Fault::Shed(Shed::ApiInFlight)), Some(routed));
+        };
         let result = self
             .run(id, &release.api, method, path, &parts, body, caller)
             .await;
@@ -746,12 +803,16 @@ impl Default for ConnLimits {
     }
 }
 
-/// Requests of one connection, for its idle timeout: two relaxed counters
-/// per request, no timer.
+/// Requests of one connection, for its idle timeout and its drain: three
+/// relaxed counters, no timer.
 #[derive(Debug, Default)]
 struct Activity {
     in_flight: AtomicUsize,
     started: AtomicU64,
+    /// Reads that brought bytes (under TLS: raw bytes), so a draining
+    /// connection knows a request may be arriving that hyper has not
+    /// parsed yet.
+    reads: AtomicU64,
 }
 
 /// A request in progress on a connection; ends when dropped.
@@ -771,8 +832,104 @@ impl Drop for Busy {
     }
 }
 
+/// A connection's socket, counting the reads that brought bytes.
+struct Watched<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Watched<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.reads.fetch_add(1, Ordering::Relaxed);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Watched<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Where a listener is in its stop, sent by its owner on a watch channel.
+/// A sender dropped counts as [`Phase::Stopped`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Phase {
+    /// Accepting and serving.
+    Serving,
+    /// Still accepting and serving (a load balancer may still send while
+    /// it notices `/readyz`), but every HTTP/1.x answer carries
+    /// `Connection: close` and HTTP/2 connections get `GOAWAY`, so clients
+    /// move away.
+    Draining,
+    /// The listener is closed. Requests already read are answered (with
+    /// `Connection: close`); a connection closes once it is quiet.
+    Stopped,
+}
+
+/// Once the listener is closed, a connection with no request in progress
+/// is closed after it has read nothing for a whole period this long. A
+/// request the client wrote before the listener closed is in the socket by
+/// then and is read, answered and only then followed by the close; hyper
+/// alone would close an idle HTTP/1.1 connection at once and lose it.
+pub const DRAIN_QUIET: Duration = Duration::from_millis(100);
+
+/// After a failed `accept` (out of file descriptors and the like), the
+/// loop waits this long instead of spinning on the error.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(20);
+
+/// What a cleartext connection over `gateway.max_connections` is told
+/// before it is closed. (Over TLS the connection is closed at once: a
+/// handshake only to refuse would spend what the bound protects.)
+const SHED_CONNECTION: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json; charset=UTF-8\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 94\r\n\
+\r\n\
+{\"rsp_code\":\"A0013\",\"rsp_message\":\"the platform is busy; retry after the time in Retry-After\"}";
+
 /// Accepts connections on `listener` until `shutdown` resolves, then lets
-/// open connections finish their requests for at most `drain`.
+/// open connections finish their requests for at most `drain`: a stop
+/// with no grace period ([`serve_phased`] has one).
 pub async fn serve(
     listener: TcpListener,
     transport: Transport,
@@ -780,12 +937,39 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
     drain: Duration,
 ) -> std::io::Result<()> {
+    let (phase, phased) = watch::channel(Phase::Serving);
+    let stop = async move {
+        shutdown.await;
+        drop(phase); // counts as Phase::Stopped
+        std::future::pending::<std::io::Result<()>>().await
+    };
+    tokio::select! {
+        served = serve_phased(listener, transport, gateway, phased, drain) => served,
+        never = stop => never,
+    }
+}
+
+/// Accepts connections on `listener` until `phase` says [`Phase::Stopped`],
+/// then lets open connections finish their requests for at most `drain`.
+/// Over the bounds of `gateway.max_*` connections are closed and requests
+/// answered `503` at once (see `admission`).
+pub async fn serve_phased(
+    listener: TcpListener,
+    transport: Transport,
+    gateway: Arc<Gateway>,
+    phase: watch::Receiver<Phase>,
+    drain: Duration,
+) -> std::io::Result<()> {
     let limits = gateway.config.conn;
+    let admission = gateway.admission.clone();
     let handler = move |req: Request<Incoming>, conn: Arc<ConnInfo>| {
         let gateway = gateway.clone();
-        async move { gateway.handle(req, &conn).await }
+        async move { gateway.admit(req, &conn).await }
     };
-    accept_loop(listener, transport, limits, handler, shutdown, drain).await
+    accept_loop(
+        listener, transport, limits, admission, handler, phase, drain,
+    )
+    .await
 }
 
 /// The accept loop shared by the API listener and the ops listener.
@@ -793,19 +977,21 @@ async fn accept_loop<H, F>(
     listener: TcpListener,
     transport: Transport,
     limits: ConnLimits,
+    admission: Arc<Admission>,
     handler: H,
-    shutdown: impl Future<Output = ()>,
+    mut phase: watch::Receiver<Phase>,
     drain: Duration,
 ) -> std::io::Result<()>
 where
     H: Fn(Request<Incoming>, Arc<ConnInfo>) -> F + Clone + Send + Sync + 'static,
     F: Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
-    // Every connection task holds a receiver: the sender learns when the
-    // last one ended, which is the end of the drain.
-    let (stop, stopping) = watch::channel(false);
-    let acceptor = match &transport {
-        Transport::Tls(config) => Some(TlsAcceptor::from(config.clone())),
+    // Every connection task holds a receiver: the sender passes the phase
+    // on, and learns when the last one ended, which is the end of the drain.
+    let (stage, staged) = watch::channel(Phase::Serving);
+    let draining = Arc::new(AtomicBool::new(false));
+    let config = match &transport {
+        Transport::Tls(config) => Some(config.clone()),
         Transport::Plain => None,
     };
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -818,73 +1004,100 @@ where
         .timer(TokioTimer::new())
         .keep_alive_interval(limits.h2_keep_alive_interval)
         .keep_alive_timeout(limits.h2_keep_alive_timeout);
-    tokio::pin!(shutdown);
+    // The phase it starts in counts as a change.
+    phase.mark_changed();
     loop {
         let (stream, peer) = tokio::select! {
+            changed = phase.changed() => {
+                let now = match changed {
+                    Ok(()) => *phase.borrow_and_update(),
+                    Err(_) => Phase::Stopped,
+                };
+                if now >= Phase::Draining {
+                    draining.store(true, Ordering::Relaxed);
+                }
+                stage.send_replace(now);
+                if now == Phase::Stopped {
+                    break;
+                }
+                continue;
+            }
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(e) => {
                     // Out of file descriptors and the like: keep serving.
                     tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
                     continue;
                 }
             },
-            () = &mut shutdown => break,
         };
-        let (handler, acceptor, builder) = (handler.clone(), acceptor.clone(), builder.clone());
-        // Taken now, so a connection still in its TLS handshake when
-        // shutdown starts is drained like the others.
-        let mut stopping = stopping.clone();
+        let Some(slot) = admission.try_connection() else {
+            admission.count(Shed::Connections);
+            if config.is_none() {
+                // A fresh socket's send buffer is empty: this never blocks.
+                let _ = stream.try_write(SHED_CONNECTION);
+            }
+            continue; // dropped: closed
+        };
+        let (handler, config, builder) = (handler.clone(), config.clone(), builder.clone());
+        let (admission, draining) = (admission.clone(), draining.clone());
+        // Taken now, so a connection still in its TLS handshake when the
+        // listener stops is drained like the others.
+        let mut stopping = staged.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let _ = stream.set_nodelay(true);
+            let activity = Arc::new(Activity::default());
+            let io = Coalesce::new(Watched {
+                inner: stream,
+                activity: activity.clone(),
+            });
             let service = |conn: Arc<ConnInfo>| {
-                service_fn(move |req| {
+                service_fn(move |req: Request<Incoming>| {
                     let busy = Busy::new(conn.clone());
                     let handler = handler.clone();
                     async move {
-                        let response = handler(req, busy.0.clone()).await;
+                        let http1 = req.version() < Version::HTTP_2;
+                        let mut response = handler(req, busy.0.clone()).await;
+                        // Draining: the client is told to take its next
+                        // request elsewhere; hyper closes after this answer.
+                        if http1 && busy.0.draining.load(Ordering::Relaxed) {
+                            response
+                                .headers_mut()
+                                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                        }
                         drop(busy);
                         Ok::<_, Infallible>(response)
                     }
                 })
             };
-            let result = match acceptor {
+            let result = match config {
                 None => {
                     let conn = Arc::new(ConnInfo {
                         peer,
                         tls: false,
                         client_cert: None,
-                        activity: Activity::default(),
+                        activity,
+                        draining,
                     });
-                    let connection = builder.serve_connection(
-                        TokioIo::new(Coalesce::new(stream)),
-                        service(conn.clone()),
-                    );
+                    let connection =
+                        builder.serve_connection(TokioIo::new(io), service(conn.clone()));
                     drive(
                         connection,
                         |c| c.graceful_shutdown(),
                         &conn.activity,
                         limits.idle_timeout,
+                        false,
                         &mut stopping,
                     )
                     .await
                 }
-                Some(acceptor) => {
-                    let tls = match tokio::time::timeout(
-                        limits.handshake_timeout,
-                        acceptor.accept(Coalesce::new(stream)),
-                    )
-                    .await
-                    {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(e)) => {
-                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(%peer, "TLS handshake timed out");
-                            return;
-                        }
+                Some(config) => {
+                    let Some(tls) =
+                        handshake(io, config, &admission, peer, limits.handshake_timeout).await
+                    else {
+                        return;
                     };
                     let session = tls.get_ref().1;
                     let client_cert = session
@@ -893,16 +1106,17 @@ where
                         .map(tls::fingerprint);
                     // ALPN already chose the protocol: no sniffing of the
                     // first bytes (which a silent client would never send).
-                    let builder = match session.alpn_protocol() {
-                        Some(b"h2") => builder.http2_only(),
-                        Some(b"http/1.1") => builder.http1_only(),
-                        _ => builder,
+                    let (builder, h2) = match session.alpn_protocol() {
+                        Some(b"h2") => (builder.http2_only(), true),
+                        Some(b"http/1.1") => (builder.http1_only(), false),
+                        _ => (builder, false),
                     };
                     let conn = Arc::new(ConnInfo {
                         peer,
                         tls: true,
                         client_cert,
-                        activity: Activity::default(),
+                        activity,
+                        draining,
                     });
                     let connection =
                         builder.serve_connection(TokioIo::new(tls), service(conn.clone()));
@@ -911,6 +1125,7 @@ where
                         |c| c.graceful_shutdown(),
                         &conn.activity,
                         limits.idle_timeout,
+                        h2,
                         &mut stopping,
                     )
                     .await
@@ -922,23 +1137,63 @@ where
         });
     }
     drop(listener);
-    let _ = stop.send(true);
-    drop(stopping);
-    if tokio::time::timeout(drain, stop.closed()).await.is_err() {
+    drop(staged);
+    if tokio::time::timeout(drain, stage.closed()).await.is_err() {
         tracing::warn!(?drain, "drain bound reached; closing remaining connections");
     }
     Ok(())
 }
 
-/// Runs one connection to its end, asking it to close gracefully when the
-/// listener stops or when it has been idle (no request in progress, none
-/// started) for a whole `idle` period.
+/// The TLS handshake of one connection, within `timeout`. The client's
+/// hello is awaited without holding a place; the work of the handshake
+/// (key exchange, signature) takes one of `gateway.max_handshakes`, and
+/// when none is free the connection is closed at once instead of queueing
+/// behind the others. `None`: closed.
+async fn handshake<S>(
+    io: S,
+    config: Arc<rustls::ServerConfig>,
+    admission: &Admission,
+    peer: SocketAddr,
+    timeout: Duration,
+) -> Option<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let accept = async {
+        let start =
+            tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io).await?;
+        let Some(_place) = admission.handshakes.try_enter() else {
+            admission.count(Shed::Handshakes);
+            return Err(std::io::Error::other("too many TLS handshakes in progress"));
+        };
+        start.into_stream(config).await
+    };
+    match tokio::time::timeout(timeout, accept).await {
+        Ok(Ok(tls)) => Some(tls),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// Runs one connection to its end, asking it to close gracefully when it
+/// has been idle (no request in progress, none started) for a whole `idle`
+/// period, and as the listener stops: an HTTP/2 connection (`h2`) at once
+/// when draining starts (`GOAWAY`; its streams finish), any connection
+/// once the listener is closed and it has read nothing and had no request
+/// in progress for [`DRAIN_QUIET`].
 async fn drive<C, E>(
     connection: C,
     graceful_shutdown: impl Fn(std::pin::Pin<&mut C>),
     activity: &Activity,
     idle: Duration,
-    stopping: &mut watch::Receiver<bool>,
+    h2: bool,
+    stage: &mut watch::Receiver<Phase>,
 ) -> Result<(), E>
 where
     C: Future<Output = Result<(), E>>,
@@ -946,24 +1201,51 @@ where
     let mut connection = std::pin::pin!(connection);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + idle, idle);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut seen = activity.started.load(Ordering::Relaxed);
+    let started = || activity.started.load(Ordering::Relaxed);
+    let reads = || activity.reads.load(Ordering::Relaxed);
+    let mut seen = (started(), 0);
     let mut closing = false;
+    let mut stopped = false;
     loop {
         tokio::select! {
+            // The connection first: bytes already in the socket are read
+            // (and a request in them started) before a tick can find the
+            // connection quiet.
+            biased;
             result = connection.as_mut() => return result,
-            // A stop, or the listener gone.
-            _ = stopping.wait_for(|stop| *stop), if !closing => {
-                graceful_shutdown(connection.as_mut());
-                closing = true;
-            }
-            _ = ticks.tick(), if !closing => {
-                let started = activity.started.load(Ordering::Relaxed);
-                if started == seen && activity.in_flight.load(Ordering::Relaxed) == 0 {
-                    tracing::debug!(?idle, "closing an idle connection");
+            changed = stage.changed(), if !stopped => {
+                let phase = match changed {
+                    Ok(()) => *stage.borrow_and_update(),
+                    Err(_) => Phase::Stopped,
+                };
+                if h2 && phase >= Phase::Draining && !closing {
                     graceful_shutdown(connection.as_mut());
                     closing = true;
                 }
-                seen = started;
+                if phase == Phase::Stopped {
+                    stopped = true;
+                    ticks = tokio::time::interval_at(
+                        tokio::time::Instant::now() + DRAIN_QUIET,
+                        DRAIN_QUIET,
+                    );
+                    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    seen = (started(), reads());
+                }
+            }
+            _ = ticks.tick(), if !closing => {
+                // Idle: no request started (an HTTP/2 ping's answer does
+                // not count). Stopped: nothing read either.
+                let now = (started(), if stopped { reads() } else { 0 });
+                if now == seen && activity.in_flight.load(Ordering::Relaxed) == 0 {
+                    if stopped {
+                        tracing::trace!("closing a quiet connection of a stopped listener");
+                    } else {
+                        tracing::debug!(?idle, "closing an idle connection");
+                    }
+                    graceful_shutdown(connection.as_mut());
+                    closing = true;
+                }
+                seen = now;
             }
         }
     }
@@ -971,11 +1253,12 @@ where
 
 /// Serves the operator endpoints on their own (cleartext, local by default)
 /// listener: `/metrics` (Prometheus text), `/healthz` (the process answers)
-/// and `/readyz` (packages loaded and not draining).
+/// and `/readyz` (packages loaded and not draining). No admission bound:
+/// they keep answering when the API listener sheds.
 pub async fn serve_ops(
     listener: TcpListener,
     gateway: Arc<Gateway>,
-    shutdown: impl Future<Output = ()>,
+    phase: watch::Receiver<Phase>,
 ) -> std::io::Result<()> {
     let ops = gateway.clone();
     let handler = move |req: Request<Incoming>, _conn: Arc<ConnInfo>| {
@@ -987,8 +1270,9 @@ pub async fn serve_ops(
         listener,
         Transport::Plain,
         limits,
+        Arc::new(Admission::new(AdmissionLimits::UNBOUNDED)),
         handler,
-        shutdown,
+        phase,
         Duration::from_secs(1),
     )
     .await
@@ -1043,6 +1327,101 @@ mod tests {
         let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
         let mut call = std::pin::pin!(within(LIMIT, async { 7 }));
         assert_eq!(call.as_mut().poll(&mut cx), Poll::Ready(Some(7)));
+    }
+
+    #[test]
+    fn a_refused_connection_gets_one_complete_answer() -> Result<(), Box<dyn std::error::Error>> {
+        let text = std::str::from_utf8(SHED_CONNECTION)?;
+        let (head, body) = text.split_once("\r\n\r\n").ok_or("no head")?;
+        assert!(head.starts_with("HTTP/1.1 503 "));
+        let lines: Vec<&str> = head.split("\r\n").collect();
+        assert!(lines.contains(&format!("content-length: {}", body.len()).as_str()));
+        assert!(lines.contains(&format!("retry-after: {RETRY_AFTER_SECS}").as_str()));
+        let body: serde_json::Value = serde_json::from_str(body)?;
+        assert_eq!(body["rsp_code"], "A0013");
+        Ok(())
+    }
+
+    /// A plain listener answering `ok` to everything, with its phase sender.
+    async fn listener() -> std::io::Result<(SocketAddr, watch::Sender<Phase>)> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (phase, phased) = watch::channel(Phase::Serving);
+        let handler = |_req: Request<Incoming>, _conn: Arc<ConnInfo>| async {
+            Response::new(Full::new(Bytes::from_static(b"ok")))
+        };
+        tokio::spawn(accept_loop(
+            listener,
+            Transport::Plain,
+            ConnLimits::default(),
+            Arc::new(Admission::new(AdmissionLimits::UNBOUNDED)),
+            handler,
+            phased,
+            Duration::from_secs(5),
+        ));
+        Ok((addr, phase))
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+
+    /// Reads one answer (its head and the 2-byte body).
+    async fn answer(conn: &mut tokio::net::TcpStream) -> std::io::Result<String> {
+        use tokio::io::AsyncReadExt;
+        let mut got = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !got.ends_with(b"\r\n\r\nok") {
+            let n = conn.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        Ok(String::from_utf8_lossy(&got).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_request_in_the_socket_when_the_listener_stops_is_answered()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let (addr, phase) = listener().await?;
+        let mut conn = tokio::net::TcpStream::connect(addr).await?;
+        conn.write_all(GET).await?;
+        let first = answer(&mut conn).await?;
+        assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+        assert!(!first.contains("connection: close"), "{first}");
+        // Idle and kept alive. The next request is written, and at once,
+        // before the server had a chance to read it, the listener stops:
+        // hyper's own graceful shutdown would close the idle connection
+        // and lose it.
+        conn.write_all(GET).await?;
+        phase.send(Phase::Stopped)?;
+        let second = answer(&mut conn).await?;
+        assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+        assert!(second.contains("connection: close"), "{second}");
+        // Then the connection closes, and the listener is gone.
+        assert_eq!(conn.read(&mut [0u8; 16]).await?, 0);
+        assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+        Ok(())
+    }
+
+    #[tokio::test]
+    async fn draining_answers_carry_connection_close_and_new_connections_are_served()
+    -> Result<(), Box<dyn std::error::Error>> {
+        use tokio::io::AsyncWriteExt;
+        let (addr, phase) = listener().await?;
+        let mut idle = tokio::net::TcpStream::connect(addr).await?;
+        phase.send(Phase::Draining)?;
+        // Accepted and served during the grace period, told to go away.
+        let mut fresh = tokio::net::TcpStream::connect(addr).await?;
+        fresh.write_all(GET).await?;
+        let reply = answer(&mut fresh).await?;
+        assert!(reply.contains("connection: close"), "{reply}");
+        // A connection opened before the drain is served the same way.
+        idle.write_all(GET).await?;
+        let reply = answer(&mut idle).await?;
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.contains("connection: close"), "{reply}");
+        Ok(())
     }
 
     #[tokio::test(start_paused = true)]

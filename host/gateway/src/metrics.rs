@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -26,6 +26,7 @@ pub(crate) const OUTCOMES: &[&str] = &[
     "trap",
     "bad_response",
     "overloaded",
+    "shed",
 ];
 
 /// Latency histogram bounds, seconds.
@@ -40,6 +41,10 @@ pub struct ApiStats {
     buckets: [AtomicU64; BUCKETS.len()],
     sum_micros: AtomicU64,
     count: AtomicU64,
+    /// Calls of this version running now, and their bound (0: none; see
+    /// [`ApiStats::try_enter`]).
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 impl ApiStats {
@@ -60,12 +65,43 @@ impl ApiStats {
         self.count.load(Ordering::Relaxed)
     }
 
+    /// Bounds the calls of this version running at once (0: no bound).
+    pub(crate) fn set_max_in_flight(&self, max: usize) {
+        self.max_in_flight.store(max, Ordering::Relaxed);
+    }
+
+    /// A place for one more call of this version, unless it has as many
+    /// running as its bound: two relaxed atomics, no lock, no queue.
+    pub(crate) fn try_enter(&self) -> Option<ApiPermit<'_>> {
+        let max = self.max_in_flight.load(Ordering::Relaxed);
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) < max || max == 0 {
+            Some(ApiPermit(&self.in_flight))
+        } else {
+            self.in_flight.fetch_sub(1, Ordering::Relaxed);
+            None
+        }
+    }
+
+    /// Calls of this version running now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// Requests of this API version that ended with `outcome`.
     pub fn outcome(&self, outcome: &str) -> u64 {
         OUTCOMES
             .iter()
             .position(|o| *o == outcome)
             .map_or(0, |i| self.outcomes[i].load(Ordering::Relaxed))
+    }
+}
+
+/// A running call of one API version; given back when dropped.
+pub(crate) struct ApiPermit<'a>(&'a AtomicUsize);
+
+impl Drop for ApiPermit<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -163,6 +199,16 @@ impl Metrics {
             );
         }
 
+        out.push_str("# HELP sfop_api_in_flight Calls running now, by API and version.\n");
+        out.push_str("# TYPE sfop_api_in_flight gauge\n");
+        for ((api, version), stats) in &apis {
+            let _ = writeln!(
+                out,
+                "sfop_api_in_flight{{api=\"{api}\",version=\"{version}\"}} {}",
+                stats.in_flight()
+            );
+        }
+
         let _ = writeln!(
             out,
             "# HELP sfop_unrouted_requests_total Requests that matched no route.\n\
@@ -180,6 +226,42 @@ impl Metrics {
         );
         out
     }
+}
+
+/// What admission control holds and what it refused (see `crate::admission`).
+pub(crate) fn render_admission(out: &mut String, admission: &crate::admission::Admission) {
+    out.push_str(
+        "# HELP sfop_shed_total Connections closed and requests answered 503 at once because a bound was reached, by bound.\n\
+         # TYPE sfop_shed_total counter\n",
+    );
+    for shed in crate::admission::Shed::ALL {
+        let _ = writeln!(
+            out,
+            "sfop_shed_total{{reason=\"{}\"}} {}",
+            shed.as_str(),
+            admission.shed(shed)
+        );
+    }
+    let limits = &admission.limits;
+    let _ = writeln!(
+        out,
+        "# HELP sfop_open Connections open, TLS handshakes and requests in progress on the API listener.\n\
+         # TYPE sfop_open gauge\n\
+         sfop_open{{what=\"connections\"}} {}\n\
+         sfop_open{{what=\"handshakes\"}} {}\n\
+         sfop_open{{what=\"in_flight\"}} {}\n\
+         # HELP sfop_open_max The bounds of sfop_open (gateway.max_connections, max_handshakes, max_in_flight).\n\
+         # TYPE sfop_open_max gauge\n\
+         sfop_open_max{{what=\"connections\"}} {}\n\
+         sfop_open_max{{what=\"handshakes\"}} {}\n\
+         sfop_open_max{{what=\"in_flight\"}} {}",
+        admission.connections.now(),
+        admission.handshakes.now(),
+        admission.in_flight.now(),
+        limits.max_connections,
+        limits.max_handshakes,
+        limits.max_in_flight,
+    );
 }
 
 /// How the served releases' calls got their instances (see

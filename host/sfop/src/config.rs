@@ -94,13 +94,31 @@ pub struct GatewaySection {
     pub h2_keep_alive_interval_ms: u64,
     /// HTTP/2: how long to wait for a ping's answer before closing. Default 10 s.
     pub h2_keep_alive_timeout_ms: u64,
+    /// Open connections on the API listener; one more is closed at once
+    /// (cleartext: after a `503`). Default 10000.
+    pub max_connections: usize,
+    /// TLS handshakes in progress (counted from the client's hello); one
+    /// more connection is closed at once rather than queued. Default 256.
+    pub max_handshakes: usize,
+    /// Requests in progress on the API listener; one more is answered
+    /// `503 A0013` with `Retry-After` at once. Default 1024.
+    pub max_in_flight: usize,
+    /// Requests in progress on one API version, so one API cannot take the
+    /// whole pool: the default of an API whose manifest sets no
+    /// `limits.max_concurrency`, and the cap of one that does. Default 256.
+    pub api_max_in_flight: usize,
 }
 
 impl Default for GatewaySection {
     fn default() -> Self {
         let limits = sfop_gateway::ConnLimits::default();
+        let admission = sfop_gateway::AdmissionLimits::default();
         let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         Self {
+            max_connections: admission.max_connections,
+            max_handshakes: admission.max_handshakes,
+            max_in_flight: admission.max_in_flight,
+            api_max_in_flight: admission.api_max_in_flight,
             tls_handshake_timeout_ms: ms(limits.handshake_timeout),
             header_read_timeout_ms: ms(limits.header_read_timeout),
             idle_timeout_ms: ms(limits.idle_timeout),
@@ -123,7 +141,30 @@ impl GatewaySection {
         }
     }
 
+    /// The admission bounds the API listener applies.
+    pub fn admission(&self) -> sfop_gateway::AdmissionLimits {
+        sfop_gateway::AdmissionLimits {
+            max_connections: self.max_connections,
+            max_handshakes: self.max_handshakes,
+            max_in_flight: self.max_in_flight,
+            api_max_in_flight: self.api_max_in_flight,
+        }
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("gateway.max_connections", self.max_connections),
+            ("gateway.max_handshakes", self.max_handshakes),
+            ("gateway.max_in_flight", self.max_in_flight),
+            ("gateway.api_max_in_flight", self.api_max_in_flight),
+        ] {
+            if !(1..=1_000_000).contains(&value) {
+                return Err(ConfigError::Invalid {
+                    key,
+                    problem: "must be between 1 and 1000000".to_owned(),
+                });
+            }
+        }
         for (key, value) in [
             (
                 "gateway.tls_handshake_timeout_ms",
@@ -239,13 +280,22 @@ pub enum Bootstrap {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ShutdownSection {
-    /// Longest wait for in-flight requests after a stop signal, milliseconds.
+    /// After a stop signal, how long the gateway keeps accepting and
+    /// serving while `/readyz` answers 503, so a load balancer stops
+    /// sending; answers carry `Connection: close` (HTTP/2: `GOAWAY`) meanwhile.
+    /// Milliseconds; default 5 s.
+    pub grace_ms: u64,
+    /// Then, with the listener closed, the longest wait for the requests
+    /// already read to be answered, milliseconds; default 10 s.
     pub drain_ms: u64,
 }
 
 impl Default for ShutdownSection {
     fn default() -> Self {
-        Self { drain_ms: 10_000 }
+        Self {
+            grace_ms: 5_000,
+            drain_ms: 10_000,
+        }
     }
 }
 
@@ -350,6 +400,9 @@ impl Config {
         if self.shutdown.drain_ms > 600_000 {
             return invalid("shutdown.drain_ms", "must be at most 600000 (10 minutes)");
         }
+        if self.shutdown.grace_ms > 600_000 {
+            return invalid("shutdown.grace_ms", "must be at most 600000 (10 minutes)");
+        }
         if self.listen == self.ops_listen && self.listen.port() != 0 {
             return invalid("ops_listen", "must differ from listen");
         }
@@ -408,6 +461,8 @@ mod tests {
                 "[gateway]\nheader_read_timeout_ms = 0\n",
                 "gateway.header_read_timeout_ms",
             ),
+            ("[gateway]\nmax_in_flight = 0\n", "gateway.max_in_flight"),
+            ("[shutdown]\ngrace_ms = 600001\n", "shutdown.grace_ms"),
             (
                 "listen = \"127.0.0.1:7000\"\nops_listen = \"127.0.0.1:7000\"\n",
                 "ops_listen",

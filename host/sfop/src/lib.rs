@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use sfop_gateway::{Authorizer, Gateway, GatewayConfig, NoAuth, Transport, tls};
+use sfop_gateway::{Authorizer, Gateway, GatewayConfig, NoAuth, Phase, Transport, tls};
 use sfop_management::{Gate, Management};
 use sfop_runtime::{Runtime, RuntimeConfig, Services};
 use sfop_store::{PluginKv, Store};
@@ -59,9 +59,17 @@ pub struct Platform {
     /// The management center (registry, promotion, canary, audit).
     pub management: Arc<Management<EmbeddedPlane>>,
     store: Store,
+    /// The API listener's phase (serving, draining, stopped).
+    phase: watch::Sender<Phase>,
+    /// The ops listener's phase: stopped last, so `/readyz` says 503 for
+    /// the whole drain.
+    ops_phase: watch::Sender<Phase>,
+    /// Stops the management watchdog.
     shutdown: watch::Sender<bool>,
-    servers: Vec<JoinHandle<std::io::Result<()>>>,
+    api_server: JoinHandle<std::io::Result<()>>,
+    ops_server: JoinHandle<std::io::Result<()>>,
     watchdog: JoinHandle<()>,
+    grace: Duration,
 }
 
 /// Parts of the platform a caller may supply instead of the configured ones.
@@ -140,6 +148,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         GatewayConfig {
             utc_offset_minutes: config.utc_offset_minutes,
             conn: config.gateway.conn_limits(),
+            admission: config.gateway.admission(),
         },
         authorizer,
     ));
@@ -237,30 +246,28 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     let (local_addr, ops_addr) = (listener.local_addr()?, ops_listener.local_addr()?);
     loopback.set_addr(local_addr);
 
+    // Dropping a sender (the platform handle dropped) stops its listener.
     let (shutdown, stopping) = watch::channel(false);
-    let stopped = |mut rx: watch::Receiver<bool>| async move {
-        // A stop request, or the platform handle dropped.
-        let _ = rx.wait_for(|stop| *stop).await;
-    };
+    let (phase, api_phase) = watch::channel(Phase::Serving);
+    let (ops_phase, ops_phased) = watch::channel(Phase::Serving);
     let drain = Duration::from_millis(config.shutdown.drain_ms);
-    let watchdog = tokio::spawn(management.clone().watch(
-        Duration::from_millis(config.management.check_ms),
-        stopping.clone(),
+    let watchdog = tokio::spawn(
+        management
+            .clone()
+            .watch(Duration::from_millis(config.management.check_ms), stopping),
+    );
+    let api_server = tokio::spawn(sfop_gateway::serve_phased(
+        listener,
+        transport,
+        gateway.clone(),
+        api_phase,
+        drain,
     ));
-    let servers = vec![
-        tokio::spawn(sfop_gateway::serve(
-            listener,
-            transport,
-            gateway.clone(),
-            stopped(stopping.clone()),
-            drain,
-        )),
-        tokio::spawn(sfop_gateway::serve_ops(
-            ops_listener,
-            gateway.clone(),
-            stopped(stopping),
-        )),
-    ];
+    let ops_server = tokio::spawn(sfop_gateway::serve_ops(
+        ops_listener,
+        gateway.clone(),
+        ops_phased,
+    ));
     gateway.set_ready(true);
     Ok(Platform {
         local_addr,
@@ -274,9 +281,13 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         gateway,
         management,
         store,
+        phase,
+        ops_phase,
         shutdown,
-        servers,
+        api_server,
+        ops_server,
         watchdog,
+        grace: Duration::from_millis(config.shutdown.grace_ms),
     })
 }
 
@@ -348,18 +359,45 @@ impl Platform {
         format!("{}://{}", self.scheme, self.local_addr)
     }
 
-    /// Graceful stop: not ready, stop accepting, let in-flight requests finish
-    /// (within `shutdown.drain_ms`), flush the store.
+    /// What `sfop serve` does on SIGTERM (docs/adr/0017-shutdown-and-admission.md):
+    /// 1. `/readyz` answers 503 at once;
+    /// 2. for `shutdown.grace_ms` the gateway keeps accepting and serving,
+    ///    every HTTP/1.x answer with `Connection: close`, HTTP/2 connections
+    ///    with `GOAWAY`, so a load balancer and clients move away;
+    /// 3. the listener closes; every request already read is answered, and
+    ///    connections close once quiet, within `shutdown.drain_ms`;
+    /// 4. the watchdog and the ops listener stop, and the store is flushed last.
+    pub async fn terminate(self) -> anyhow::Result<()> {
+        let grace = self.grace;
+        self.stop_after(grace).await
+    }
+
+    /// [`Platform::terminate`] with no grace period: for a platform no load
+    /// balancer sends to (embedded, tests). Nothing read is left unanswered.
     pub async fn stop(self) -> anyhow::Result<()> {
+        self.stop_after(Duration::ZERO).await
+    }
+
+    async fn stop_after(self, grace: Duration) -> anyhow::Result<()> {
         self.gateway.set_ready(false);
+        let _ = self.phase.send(Phase::Draining);
+        tracing::info!(
+            grace_ms = grace.as_millis(),
+            "draining: /readyz answers 503; answers carry Connection: close"
+        );
+        tokio::time::sleep(grace).await;
+        let _ = self.phase.send(Phase::Stopped);
+        tracing::info!("listener closed; answering the requests already read");
+        let served = self.api_server.await.context("API server task panicked");
         let _ = self.shutdown.send(true);
-        for server in self.servers {
-            server.await.context("server task panicked")??;
-        }
+        let _ = self.ops_phase.send(Phase::Stopped);
+        let ops = self.ops_server.await.context("ops server task panicked");
         self.watchdog
             .await
             .context("management watchdog panicked")?;
         self.store.flush().context("flushing the store")?;
+        served??;
+        ops??;
         Ok(())
     }
 }

@@ -429,8 +429,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         );
     }
     stop.await;
-    eprintln!("stopping: draining in-flight requests");
-    platform.stop().await
+    eprintln!("stopping: draining in-flight requests (/readyz answers 503; see shutdown.grace_ms)");
+    platform.terminate().await
 }
 
 async fn client(command: ClientCommand) -> Result<()> {
