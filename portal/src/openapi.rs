@@ -1,10 +1,16 @@
 //! OpenAPI 3.1 for every served API, generated from the manifests' `[docs]`.
 //! Field types in the reference's notation (`AN(20)`, `N(12)`, `Object[]`)
 //! become JSON Schema strings with `maxLength` (the open-banking wire format
-//! sends numbers as strings) and keep the notation in `x-sfop-type`.
+//! sends numbers as strings), digit fields (`N(n)`) with a `pattern`, and
+//! keep the notation in `x-sfop-type`. Each route gets the fields that name
+//! it (or name no route) and the example that names it (the first route:
+//! `[docs.example]`), so two routes of one package can differ. Response
+//! examples get the common header the gateway stamps (`api_tran_id`,
+//! `api_tran_dtm`) when the package's example leaves it out, and every
+//! HTTP-level refusal is documented with the envelope schema.
 
 use serde_json::{Map, Value, json};
-use sfop_core::manifest::FieldDoc;
+use sfop_core::manifest::{Example, FieldDoc};
 
 use crate::{ApiEntry, VersionState};
 
@@ -22,6 +28,9 @@ pub(crate) fn parse_kind(kind: &str) -> (&str, Option<u32>) {
 struct Node<'a> {
     doc: Option<&'a FieldDoc>,
     list: bool,
+    /// A response field: may be empty when it does not apply (e.g. no
+    /// maturity date), and an amount may be negative (an overdrawn line).
+    response: bool,
     children: Vec<(String, Node<'a>)>,
 }
 
@@ -30,16 +39,27 @@ impl<'a> Node<'a> {
         let i = match self.children.iter().position(|(n, _)| n == name) {
             Some(i) => i,
             None => {
-                self.children.push((name.to_owned(), Node::default()));
+                let child = Node {
+                    response: self.response,
+                    ..Node::default()
+                };
+                self.children.push((name.to_owned(), child));
                 self.children.len() - 1
             }
         };
         &mut self.children[i].1
     }
 
-    fn build(fields: &'a [FieldDoc]) -> Node<'a> {
-        let mut root = Node::default();
-        for f in fields {
+    /// The fields of `route` (those that name it or name no route).
+    fn build(fields: &'a [FieldDoc], route: &str, response: bool) -> Node<'a> {
+        let mut root = Node {
+            response,
+            ..Node::default()
+        };
+        let of_route = fields
+            .iter()
+            .filter(|f| f.routes.is_empty() || f.routes.iter().any(|r| r == route));
+        for f in of_route {
             let parts: Vec<&str> = f.name.split("[].").collect();
             let mut node = &mut root;
             for (i, part) in parts.iter().enumerate() {
@@ -91,6 +111,10 @@ impl<'a> Node<'a> {
                 Some((base, _)) if base.eq_ignore_ascii_case("object") => {
                     json!({ "type": "object" })
                 }
+                Some((base, Some(len))) if base == "N" => {
+                    let name = self.doc.map(|d| d.name.as_str()).unwrap_or_default();
+                    digits_schema(name, len, self.response)
+                }
                 Some((_, Some(len))) => json!({ "type": "string", "maxLength": len }),
                 _ => json!({ "type": "string" }),
             }
@@ -103,6 +127,55 @@ impl<'a> Node<'a> {
     }
 }
 
+/// Digit fields whose length is fixed: dates, times, codes, user and
+/// fintech numbers. Amounts, counts and account numbers are 1 to `n` digits.
+fn fixed_length(name: &str) -> bool {
+    let last = name.rsplit('.').next().unwrap_or(name);
+    ["fintech_use_num", "user_seq_no"]
+        .iter()
+        .any(|s| last.ends_with(s))
+        || [
+            "_date",
+            "_dtime",
+            "_time",
+            "_dtm",
+            "code_std",
+            "code_tran",
+            "rsp_code",
+            "bank_code",
+        ]
+        .iter()
+        .any(|s| last.ends_with(s))
+}
+
+/// The schema of an `N(len)` field: a string of digits. A response field may
+/// be empty when it does not apply, and an amount may be negative.
+fn digits_schema(name: &str, len: u32, response: bool) -> Value {
+    let amount = name.ends_with("_amt");
+    match (fixed_length(name), response) {
+        (true, false) => json!({
+            "type": "string", "minLength": len, "maxLength": len,
+            "pattern": format!("^[0-9]{{{len}}}$"),
+        }),
+        (true, true) => json!({
+            "type": "string", "maxLength": len,
+            "pattern": format!("^([0-9]{{{len}}})?$"),
+        }),
+        (false, false) => json!({
+            "type": "string", "minLength": 1, "maxLength": len,
+            "pattern": format!("^[0-9]{{1,{len}}}$"),
+        }),
+        (false, true) if amount => json!({
+            "type": "string", "maxLength": len + 1,
+            "pattern": format!("^-?[0-9]{{0,{len}}}$"),
+        }),
+        (false, true) => json!({
+            "type": "string", "maxLength": len,
+            "pattern": format!("^[0-9]{{0,{len}}}$"),
+        }),
+    }
+}
+
 /// `a=1&b=2` → {a: "1", b: "2"} (percent-decoded).
 fn query_example(query: &str) -> Map<String, Value> {
     crate::render::parse_form(query.as_bytes())
@@ -111,26 +184,140 @@ fn query_example(query: &str) -> Map<String, Value> {
         .collect()
 }
 
-const ENVELOPE: &[(&str, &str)] = &[
+/// The common header of every answer, with its schema.
+fn envelope_properties() -> Map<String, Value> {
+    let mut props = Map::new();
+    props.insert(
+        "api_tran_id".into(),
+        json!({ "type": "string", "minLength": 1, "maxLength": 40,
+                "description": "The platform's id of this call; quote it to the operator" }),
+    );
+    props.insert(
+        "api_tran_dtm".into(),
+        json!({ "type": "string", "pattern": "^[0-9]{17}$", "minLength": 17, "maxLength": 17,
+                "description": "When the platform answered, YYYYMMDDhhmmssSSS (KST)" }),
+    );
+    props.insert(
+        "rsp_code".into(),
+        json!({ "type": "string", "pattern": "^[A-Z][0-9]{4}$",
+                "description": "A0000 on success; otherwise the reason" }),
+    );
+    props.insert(
+        "rsp_message".into(),
+        json!({ "type": "string", "description": "Empty on success; otherwise what to fix" }),
+    );
+    props
+}
+
+/// The header values shown in examples (the gateway stamps real ones).
+pub(crate) const EXAMPLE_API_TRAN_ID: &str = "0192f3a1c2d34e5f8a6b7c8d9e0f1a2b";
+pub(crate) const EXAMPLE_API_TRAN_DTM: &str = "20261122120000123";
+
+/// A package's example response with the common header first, as the
+/// gateway sends it: `api_tran_id` and `api_tran_dtm` are the gateway's, so
+/// packages may leave them out of their examples.
+pub(crate) fn stamped_example(response: &str) -> Option<Value> {
+    let Ok(Value::Object(body)) = serde_json::from_str::<Value>(response) else {
+        return None;
+    };
+    let mut out = Map::new();
+    out.insert("api_tran_id".into(), json!(EXAMPLE_API_TRAN_ID));
+    out.insert("api_tran_dtm".into(), json!(EXAMPLE_API_TRAN_DTM));
+    for key in ["rsp_code", "rsp_message"] {
+        out.insert(key.into(), body.get(key).cloned().unwrap_or(json!("")));
+    }
+    out.extend(body);
+    Some(Value::Object(out))
+}
+
+/// The documented example of `route` (a path) of an API: the one that names
+/// it, else `[docs.example]` when it names no route and `route` is the
+/// package's first.
+pub fn example_of<'a>(manifest: &'a sfop_core::Manifest, route: &str) -> Option<&'a Example> {
+    let docs = manifest.docs.as_ref()?;
+    let first = manifest.routes.first().map(|r| r.path.as_str());
+    docs.example
+        .iter()
+        .chain(&docs.examples)
+        .find(|e| e.route.as_deref() == Some(route))
+        .or_else(|| {
+            docs.example
+                .as_ref()
+                .filter(|e| e.route.is_none() && first == Some(route))
+        })
+}
+
+/// HTTP-level answers: (status, component name, when, example rsp_code).
+const HTTP_ANSWERS: &[(u16, &str, &str, &str)] = &[
     (
-        "api_tran_id",
-        "The platform's id of this call; quote it to the operator",
+        400,
+        "BadRequest",
+        "The request could not be read (a field given twice, a body that is not what the API takes)",
+        "A0004",
     ),
     (
-        "api_tran_dtm",
-        "When the platform answered, YYYYMMDDhhmmssSSS (KST)",
+        401,
+        "Unauthorized",
+        "No access token, or one the platform rejects (O0001 missing or malformed, O0002 rejected or expired); the answer carries WWW-Authenticate",
+        "O0002",
     ),
-    ("rsp_code", "A0000 on success; otherwise the reason"),
-    ("rsp_message", "Empty on success; otherwise what to fix"),
+    (
+        403,
+        "Forbidden",
+        "The token is valid but does not allow this call: a scope it lacks (O0011), an account or user it was not granted, a check of one of its blocks",
+        "O0011",
+    ),
+    (
+        404,
+        "NotFound",
+        "No API serves this path (or the pinned version is not served)",
+        "A0004",
+    ),
+    (
+        405,
+        "MethodNotAllowed",
+        "The path is served, with another method",
+        "O0010",
+    ),
+    (
+        413,
+        "PayloadTooLarge",
+        "The body is larger than the API's limit",
+        "A0004",
+    ),
+    (
+        429,
+        "TooManyRequests",
+        "Too many requests from this client; retry after the time in Retry-After",
+        "A0013",
+    ),
+    (
+        503,
+        "ServiceUnavailable",
+        "The API is closed or busy; nothing was done, retry later",
+        "A0013",
+    ),
 ];
 
-fn envelope_properties() -> Map<String, Value> {
-    ENVELOPE
+fn http_responses() -> Map<String, Value> {
+    HTTP_ANSWERS
         .iter()
-        .map(|(name, description)| {
+        .map(|(status, name, when, code)| {
+            let example = json!({
+                "api_tran_id": EXAMPLE_API_TRAN_ID,
+                "api_tran_dtm": EXAMPLE_API_TRAN_DTM,
+                "rsp_code": code,
+                "rsp_message": when,
+            });
             (
                 (*name).to_owned(),
-                json!({ "type": "string", "description": description }),
+                json!({
+                    "description": format!("HTTP {status}: {when}"),
+                    "content": { "application/json": {
+                        "schema": { "$ref": "#/components/schemas/ErrorEnvelope" },
+                        "example": example,
+                    } }
+                }),
             )
         })
         .collect()
@@ -164,43 +351,61 @@ pub fn openapi(apis: &[ApiEntry], server_url: &str) -> Value {
         let m = &current.manifest;
         tags.push(json!({ "name": m.name, "description": m.description }));
         let docs = m.docs.clone().unwrap_or_default();
-        let request = Node::build(&docs.request);
-        let response = Node::build(&docs.response);
-        let example = docs.example.as_ref();
-        let mut response_schema = response.object_schema();
-        if let Some(props) = response_schema["properties"].as_object_mut() {
-            let mut all = envelope_properties();
-            all.extend(std::mem::take(props));
-            *props = all;
-        }
-        response_schema["required"] =
-            json!(["api_tran_id", "api_tran_dtm", "rsp_code", "rsp_message"]);
-        let mut ok = json!({
-            "description": "Answered. rsp_code A0000 is success; any other rsp_code (also with status 200) is documented below.",
-            "content": { "application/json": { "schema": response_schema } }
-        });
-        if let Some(parsed) = example.and_then(|e| serde_json::from_str::<Value>(&e.response).ok())
-        {
-            ok["content"]["application/json"]["example"] = parsed;
-        }
         let codes: Vec<Value> = docs
             .codes
             .iter()
             .map(|c| json!({ "rsp_code": c.code, "meaning": c.meaning }))
             .collect();
         for (i, route) in m.routes.iter().enumerate() {
+            let request = Node::build(&docs.request, &route.path, false);
+            let response = Node::build(&docs.response, &route.path, true);
+            let example = example_of(m, &route.path);
+            let mut response_schema = response.object_schema();
+            if let Some(props) = response_schema["properties"].as_object_mut() {
+                let mut all = envelope_properties();
+                all.extend(std::mem::take(props));
+                *props = all;
+            }
+            let mut required = vec![
+                json!("api_tran_id"),
+                json!("api_tran_dtm"),
+                json!("rsp_code"),
+                json!("rsp_message"),
+            ];
+            if let Some(own) = response_schema["required"].as_array() {
+                required.extend(own.iter().cloned());
+            }
+            response_schema["required"] = Value::Array(required);
+            let mut ok = json!({
+                "description": "Answered. rsp_code A0000 is success; any other rsp_code (also with status 200) is documented in x-sfop-rsp-codes.",
+                "content": { "application/json": { "schema": response_schema } }
+            });
+            if let Some(parsed) = example.and_then(|e| stamped_example(&e.response)) {
+                ok["content"]["application/json"]["example"] = parsed;
+            }
+            let reference =
+                |name: &str| json!({ "$ref": format!("#/components/responses/{name}") });
+            let mut responses = Map::new();
+            responses.insert("200".into(), ok);
+            for (status, name, _, _) in HTTP_ANSWERS {
+                if *status == 413 && (route.method == "GET" || route.method == "DELETE") {
+                    continue;
+                }
+                responses.insert(status.to_string(), reference(name));
+            }
+            responses.insert(
+                "default".into(),
+                json!({
+                    "description": "Refused before or by the API, in the common envelope (e.g. 504 A0007 when the API did not answer in time)",
+                    "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorEnvelope" } } }
+                }),
+            );
             let mut op = json!({
                 "operationId": if i == 0 { m.name.clone() } else { format!("{}-{}", m.name, i + 1) },
                 "summary": m.description,
                 "tags": [m.name],
                 "security": [{ "openBanking": [m.scope] }],
-                "responses": {
-                    "200": ok,
-                    "default": {
-                        "description": "Refused before or by the API, in the common envelope",
-                        "content": { "application/json": { "schema": { "$ref": "#/components/schemas/ErrorEnvelope" } } }
-                    }
-                },
+                "responses": responses,
                 "x-sfop-version": m.version.to_string(),
                 "x-sfop-scope": m.scope,
                 "x-sfop-rsp-codes": codes,
@@ -261,7 +466,7 @@ pub fn openapi(apis: &[ApiEntry], server_url: &str) -> Value {
         "info": {
             "title": "sfop open banking APIs",
             "version": catalogue_version(apis),
-            "description": "Every API live on this platform, generated from the packages that serve it. Calls need an OAuth 2.0 access token (a biscuit) with the operation's scope; user scopes are granted by the account holder on the consent page, oob by client credentials.",
+            "description": "Every API live on this platform, generated from the packages that serve it. Calls need an OAuth 2.0 access token (a biscuit) with the operation's scope; user scopes are granted by the account holder on the consent page, oob by client credentials (PKCE is required in the authorization code flow). Business refusals are HTTP 200 with an rsp_code other than A0000; HTTP 4xx/5xx answers are the platform's own (components/responses).",
         },
         "servers": [{ "url": base }],
         "tags": tags,
@@ -289,11 +494,12 @@ pub fn openapi(apis: &[ApiEntry], server_url: &str) -> Value {
                     }
                 }
             },
+            "responses": http_responses(),
             "schemas": {
                 "ErrorEnvelope": {
                     "type": "object",
                     "properties": envelope_properties(),
-                    "required": ["api_tran_id", "rsp_code", "rsp_message"]
+                    "required": ["api_tran_id", "api_tran_dtm", "rsp_code", "rsp_message"]
                 }
             }
         }
@@ -318,6 +524,7 @@ mod tests {
             kind: kind.into(),
             required,
             description: format!("{name} 설명"),
+            routes: Vec::new(),
         };
         let fields = [
             f("res_cnt", "N(5)", true),
@@ -325,7 +532,7 @@ mod tests {
             f("res_list[].bank_name", "AH(20)", true),
             f("res_list[].bank_code_std", "N(3)", false),
         ];
-        let schema = Node::build(&fields).object_schema();
+        let schema = Node::build(&fields, "/any", false).object_schema();
         assert_eq!(schema["required"], json!(["res_cnt", "res_list"]));
         assert_eq!(schema["properties"]["res_cnt"]["maxLength"], json!(5));
         let list = &schema["properties"]["res_list"];

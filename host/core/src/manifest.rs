@@ -115,7 +115,12 @@ pub struct Docs {
     /// `rsp_code`s this API answers besides `A0000`, with their meaning.
     #[serde(default)]
     pub codes: Vec<CodeDoc>,
+    /// The example of the first route (or of its own `route`).
     pub example: Option<Example>,
+    /// Examples of the other routes, each naming its `route`
+    /// (`[[docs.examples]]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<Example>,
 }
 
 /// One documented field.
@@ -131,6 +136,10 @@ pub struct FieldDoc {
     #[serde(default)]
     pub required: bool,
     pub description: String,
+    /// The paths of the routes this field belongs to (e.g. only
+    /// `/v2.0/transfer/deposit/acnt_num`); empty: every route.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
 }
 
 impl FieldDoc {
@@ -158,6 +167,9 @@ pub struct CodeDoc {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Example {
+    /// The path of the route it calls; none: the first route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route: Option<String>,
     pub request: String,
     pub response: String,
 }
@@ -380,6 +392,29 @@ impl Manifest {
         }
         if let Some(docs) = &self.docs {
             docs.validate()?;
+            let paths: Vec<&str> = self.routes.iter().map(|r| r.path.as_str()).collect();
+            let fields = docs.request.iter().chain(&docs.response);
+            let named = fields
+                .flat_map(|f| f.routes.iter().map(move |r| ("docs.request", r)))
+                .chain(
+                    docs.examples
+                        .iter()
+                        .map(|e| ("docs.examples", e.route.as_ref()))
+                        .filter_map(|(k, r)| Some((k, r?))),
+                )
+                .chain(
+                    docs.example
+                        .iter()
+                        .filter_map(|e| Some(("docs.example", e.route.as_ref()?))),
+                );
+            for (key, route) in named {
+                if !paths.contains(&route.as_str()) {
+                    return invalid(key, format!("route {route:?} is not one of [[routes]]"));
+                }
+            }
+            if docs.examples.iter().any(|e| e.route.is_none()) {
+                return invalid("docs.examples", "each example names its route".into());
+            }
         }
         if let Some(budget) = &self.budget {
             if let Some(p99) = budget.p99_ms
@@ -460,7 +495,7 @@ impl Docs {
                 );
             }
         }
-        if let Some(example) = &self.example {
+        for example in self.example.iter().chain(&self.examples) {
             let body: Result<serde_json::Map<String, serde_json::Value>, _> =
                 serde_json::from_str(&example.response);
             if let Err(e) = body {

@@ -201,6 +201,7 @@ mod tests {
             kind: kind.into(),
             required: false,
             description: "d".into(),
+            routes: Vec::new(),
         };
         Docs {
             response: vec![
