@@ -20,7 +20,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use semver::Version;
 use serde::Serialize;
 use sfop_core::Manifest;
 use sfop_core::time::now_millis;
@@ -30,6 +29,8 @@ use tokio::sync::{Mutex, watch};
 pub use package::Upload;
 pub use plane::{CanarySplit, DataPlane, Gate, GateFuture, Health, Published, Sticky, Verdict};
 pub use registry::{ApiRecord, CanaryRecord, TestRecord, VersionRecord, VersionState};
+/// API versions, as the registry and [`DataPlane`] name them.
+pub use semver::Version;
 pub use sfop_core::package::{Package, PackageError};
 
 use audit::Event;
@@ -130,8 +131,12 @@ type Key = (String, Version);
 
 /// In-memory state next to the records: compiled releases and counters.
 struct Control<R> {
-    /// Releases kept compiled: live, canary and the last `keep_warm` earlier ones.
+    /// Releases kept compiled: live, canary, the last `keep_warm` rollback
+    /// targets and the last `keep_warm` releases that stopped serving.
     warm: HashMap<Key, R>,
+    /// Per API, the versions that stopped serving in this process (promoted
+    /// over, rolled back from, canaries ended), most recent last.
+    left: HashMap<String, Vec<Version>>,
     /// APIs whose live release could not be loaded: their routes stay closed.
     closed: BTreeMap<String, Manifest>,
     /// A canary candidate's counters when its canary started.
@@ -202,6 +207,7 @@ impl<P: DataPlane> Management<P> {
             settings,
             control: Mutex::new(Control {
                 warm: HashMap::new(),
+                left: HashMap::new(),
                 closed: BTreeMap::new(),
                 baselines: HashMap::new(),
             }),
@@ -821,10 +827,13 @@ impl<P: DataPlane> Management<P> {
             .into_iter()
             .rev()
             .map(|record| {
+                // Counted as long as the registry knows the version, warm
+                // or not.
                 let health = control
                     .warm
                     .get(&(name.to_owned(), record.version.clone()))
                     .map(|r| self.plane.health(r))
+                    .or_else(|| self.plane.recorded(name, &record.version))
                     .unwrap_or_default();
                 VersionView {
                     state: registry::state_of(api.as_ref(), &record),
@@ -984,6 +993,7 @@ impl<P: DataPlane> Management<P> {
         detail: String,
     ) -> Result<ApiRecord> {
         let table = self.build(control, Some(&api))?;
+        let served_before = self.trees.api(&api.name)?.map(|a| serving(&a));
         let at = now_millis();
         // The write, its flush (an fsync) and the swap run on a blocking
         // thread: on a gateway worker the fsync would stall every request
@@ -1023,22 +1033,45 @@ impl<P: DataPlane> Management<P> {
         .await
         .map_err(|e| Error::Refused(format!("recording the {action} failed: {e}")))??;
         tracing::info!(api = %api.name, version = ?version.map(ToString::to_string), %actor, "{action}: {detail}");
+        let serving_now = serving(&api);
+        let left = control.left.entry(api.name.clone()).or_default();
+        for version in served_before.unwrap_or_default() {
+            if !serving_now.contains(&version) {
+                left.retain(|v| v != &version);
+                left.push(version);
+            }
+        }
         self.evict(control, &api);
         Ok(api)
     }
 
-    /// Keeps compiled only what may serve soon: live, canary and the last
-    /// `keep_warm` earlier versions.
+    /// Keeps compiled only what may serve soon: live, canary, the last
+    /// `keep_warm` earlier live versions (rollback targets) and the last
+    /// `keep_warm` versions that stopped serving (a version rolled back from
+    /// can be promoted again at once). A release kept warm but not routed
+    /// holds its compiled code and pre-linked `InstancePre`, no instances.
     fn evict(&self, control: &mut Control<P::Release>, api: &ApiRecord) {
-        let keep: Vec<&Version> = api
-            .live
+        let serving = serving(api);
+        let left = control.left.entry(api.name.clone()).or_default();
+        let mut stopped: Vec<Version> = left
             .iter()
-            .chain(api.canary.as_ref().map(|c| &c.version))
-            .chain(api.previous.iter().rev().take(self.settings.keep_warm))
+            .rev()
+            .filter(|v| !serving.contains(v))
+            .take(self.settings.keep_warm)
+            .cloned()
             .collect();
-        control
-            .warm
-            .retain(|(name, version), _| name != &api.name || keep.contains(&version));
+        // Older ones are no longer kept: forget them.
+        left.retain(|v| serving.contains(v) || stopped.contains(v));
+        stopped.extend(
+            api.previous
+                .iter()
+                .rev()
+                .take(self.settings.keep_warm)
+                .cloned(),
+        );
+        control.warm.retain(|(name, version), _| {
+            name != &api.name || serving.contains(version) || stopped.contains(version)
+        });
     }
 
     /// The routing of every API, with `changed` in place of its stored record.
@@ -1098,6 +1131,16 @@ impl<P: DataPlane> Management<P> {
         }
         self.plane.build(&published).map_err(Error::Refused)
     }
+}
+
+/// The versions of `api` that take traffic: live (unless retired) and canary.
+fn serving(api: &ApiRecord) -> Vec<Version> {
+    api.live
+        .iter()
+        .filter(|_| api.retired_at_ms.is_none())
+        .chain(api.canary.as_ref().map(|c| &c.version))
+        .cloned()
+        .collect()
 }
 
 /// The rule ids of a failed report, for messages (`checks[].rule` where

@@ -77,6 +77,11 @@ pub trait DataPlane: Send + Sync + 'static {
     fn swap(&self, table: Self::Table);
     /// The counters of a release.
     fn health(&self, release: &Self::Release) -> Health;
+    /// The counters of `name` at `version` in this process, whether or not
+    /// a release of it is loaded now (a version rolled back from and no
+    /// longer kept compiled still shows what it served); `None` when the
+    /// data plane never counted it.
+    fn recorded(&self, name: &str, version: &semver::Version) -> Option<Health>;
 }
 
 /// A testbed run's outcome.

@@ -112,6 +112,8 @@ pub struct Metrics {
     route_not_found: AtomicU64,
     method_not_allowed: AtomicU64,
     retired: AtomicU64,
+    /// The runtime's component loads, once wired ([`Metrics::count_loads`]).
+    loads: std::sync::OnceLock<Arc<sfop_runtime::Loads>>,
 }
 
 impl Metrics {
@@ -125,6 +127,22 @@ impl Metrics {
         apis.entry((api.to_owned(), version.to_owned()))
             .or_default()
             .clone()
+    }
+
+    /// The counters of `api` at `version` if it was ever counted; unlike
+    /// [`Metrics::api`], a lookup creates nothing.
+    pub fn existing(&self, api: &str, version: &str) -> Option<Arc<ApiStats>> {
+        self.apis
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .get(&(api.to_owned(), version.to_owned()))
+            .cloned()
+    }
+
+    /// Reports the runtime's component loads (compiled or from the compile
+    /// cache) in `/metrics`; the first runtime wired stays.
+    pub fn count_loads(&self, loads: Arc<sfop_runtime::Loads>) {
+        let _ = self.loads.set(loads);
     }
 
     pub(crate) fn unrouted(&self, label: &str) {
@@ -224,6 +242,17 @@ impl Metrics {
             load(&self.method_not_allowed),
             load(&self.retired),
         );
+        if let Some(loads) = self.loads.get() {
+            let _ = writeln!(
+                out,
+                "# HELP sfop_component_loads_total Components loaded by the runtime, by where their native code came from (a warm release is not loaded again).\n\
+                 # TYPE sfop_component_loads_total counter\n\
+                 sfop_component_loads_total{{source=\"compiled\"}} {}\n\
+                 sfop_component_loads_total{{source=\"compile_cache\"}} {}",
+                loads.compiled(),
+                loads.from_cache(),
+            );
+        }
         out
     }
 }

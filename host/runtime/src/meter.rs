@@ -70,6 +70,7 @@ impl Meter {
     }
 
     /// CPU time charged so far, ns.
+    #[cfg(test)]
     pub(crate) fn spent_ns(&self) -> u64 {
         self.spent.load(Ordering::Relaxed)
     }

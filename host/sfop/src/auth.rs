@@ -24,9 +24,24 @@ pub struct GatewayAuth(pub Arc<TokenAuthorizer>);
 
 impl Authorizer for GatewayAuth {
     fn authorize(&self, r: &AuthRequest<'_>) -> Result<Option<Claims>, Denial> {
+        let authorization = r.headers.get("authorization").and_then(|v| v.to_str().ok());
+        // Format before ownership: a malformed user or account is the format
+        // error the plugin would answer (HTTP 200, A0004, the SDK's message),
+        // as in the testbed, not a refusal for someone else's resource. Only
+        // for a caller with a valid token.
+        if let Some(bad) = sfop_core::access::malformed(r.manifest, r.query, r.body) {
+            self.0
+                .verify_bearer(authorization)
+                .map_err(gateway_denial)?;
+            return Err(Denial {
+                status: 200,
+                rsp_code: sfop_core::rsp::FORMAT,
+                message: bad.to_string(),
+            });
+        }
         let resources = sfop_core::access::extract(&r.manifest.access, r.query, r.body);
         let input = sfop_auth::AuthInput {
-            authorization: r.headers.get("authorization").and_then(|v| v.to_str().ok()),
+            authorization,
             api: &r.manifest.name,
             required_scope: &r.manifest.scope,
             accounts: resources.accounts,

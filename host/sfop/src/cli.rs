@@ -1,6 +1,7 @@
-//! `sfop api …`, `sfop audit …`, `sfop sandbox …` and `sfop keys …`: the
-//! operator's commands for the management center, the sandbox and the root
-//! keys, spoken to a running platform over its admin API.
+//! `sfop api …`, `sfop audit …`, `sfop sandbox …`, `sfop keys …` and `sfop
+//! token …`: the operator's commands for the management center, the sandbox,
+//! the root keys and test tokens, spoken to a running platform over its admin
+//! API; and `sfop api new`, which scaffolds a plugin crate.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -11,7 +12,9 @@ use serde_json::{Value, json};
 use sfop::admin_client::{AdminTarget, call};
 use sfop_management::Package;
 
-use crate::{ApiCommand, AuditCommand, FaultCommand, KeysCommand, SandboxCommand};
+use crate::{
+    AdminArgs, ApiCommand, AuditCommand, FaultCommand, KeysCommand, SandboxCommand, TokenCommand,
+};
 
 /// Where the admin API is, owned.
 pub struct Target {
@@ -61,8 +64,55 @@ async fn step<T>(
     result
 }
 
+/// `sfop api new NAME`: scaffolds `plugins/NAME` in the project around the
+/// current directory and says what to run next.
+pub fn new_plugin(name: &str) -> Result<()> {
+    let cwd = std::env::current_dir().context("reading the current directory")?;
+    let dir = crate::scaffold::new_plugin(name, &cwd)?;
+    eprintln!(
+        "created {} (Cargo.toml, sfop.toml, testbed.toml, src/lib.rs); added to \
+         plugins/Cargo.toml and plugins/Cargo.lock\n\
+         next: cargo xtask build-plugins -p {name}\n      \
+         cargo run -q -p sfop -- testbed run target/sfop-plugins/api/{name} --out /tmp/{name}",
+        dir.display()
+    );
+    Ok(())
+}
+
+/// `sfop token …`.
+pub async fn token(admin: AdminArgs, command: TokenCommand) -> Result<()> {
+    let data_dir = admin.data_dir.clone();
+    let target = admin.target();
+    match command {
+        TokenCommand::User {
+            login,
+            password,
+            client,
+            client_secret,
+            redirect_uri,
+            scopes,
+        } => {
+            crate::user_token::user_token(
+                &target,
+                crate::user_token::UserTokenRequest {
+                    login,
+                    password,
+                    client_id: client,
+                    client_secret,
+                    redirect_uri,
+                    scopes,
+                    data_dir,
+                },
+            )
+            .await
+        }
+    }
+}
+
 pub async fn api(target: Target, command: ApiCommand) -> Result<()> {
     match command {
+        // Handled without a runtime before a target is needed (main).
+        ApiCommand::New { name } => new_plugin(&name),
         ApiCommand::Push { dir, test, promote } => {
             let package = Package::read_dir(&dir)
                 .with_context(|| format!("reading the package {}", dir.display()))?;

@@ -1,6 +1,8 @@
 //! `sfop`: the platform's command line.
 
 mod cli;
+mod scaffold;
+mod user_token;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +51,46 @@ enum Command {
     /// The root keys that sign tokens, on a running platform: list, rotate,
     /// retire (docs/keys.md).
     Keys(KeysArgs),
+    /// Access tokens for trying APIs on a running platform (the sandbox).
+    Token(TokenArgs),
+}
+
+#[derive(Args)]
+struct TokenArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    #[command(subcommand)]
+    command: TokenCommand,
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// A user's access token through the real 3-legged flow: the CLI signs
+    /// in on the authorize page as the user, agrees to every scope asked
+    /// for and every account offered, and exchanges the code with PKCE.
+    /// Prints the access token.
+    User {
+        /// The user's sign-in id, e.g. hong.
+        #[arg(long)]
+        login: String,
+        /// Their password [default: a seeded virtual-bank user's].
+        #[arg(long, env = "SFOP_USER_PASSWORD")]
+        password: Option<String>,
+        /// The app (OAuth client) the token is for.
+        #[arg(long, default_value = "sfop-demo-client")]
+        client: String,
+        /// Its secret [default: DATA_DIR/demo-client.json's for the demo
+        /// app; none for a public client].
+        #[arg(long, env = "SFOP_CLIENT_SECRET")]
+        client_secret: Option<String>,
+        /// A registered redirect URI [default: the client's first].
+        #[arg(long)]
+        redirect_uri: Option<String>,
+        /// login, inquiry or transfer (repeat for several) [default: every
+        /// one the client may ask for].
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+    },
 }
 
 #[derive(Args)]
@@ -155,6 +197,13 @@ struct ApiArgs {
 
 #[derive(Subcommand)]
 enum ApiCommand {
+    /// Scaffold a plugin crate plugins/NAME (a user API that builds and
+    /// passes the testbed as it is), add it to plugins/Cargo.toml and
+    /// plugins/Cargo.lock. Works offline; needs no running platform.
+    New {
+        /// The crate, package and route name: lower-case letters, digits, '-'.
+        name: String,
+    },
     /// Upload a package folder (sfop.toml, api.wasm, optional testbed.toml).
     Push {
         dir: PathBuf,
@@ -375,9 +424,16 @@ fn main() -> ExitCode {
         Command::Client(command) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(client(command))),
+        Command::Api(ApiArgs {
+            command: ApiCommand::New { name },
+            ..
+        }) => cli::new_plugin(&name),
         Command::Api(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(cli::api(args.admin.target(), args.command))),
+        Command::Token(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(cli::token(args.admin, args.command))),
         Command::Sandbox(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(cli::sandbox(args.admin.target(), args.command))),

@@ -5,8 +5,8 @@
 use std::sync::Arc;
 
 use sfop_core::Manifest;
-use sfop_gateway::{ApiRoute, Canary, Gateway, Release, RouteTable, StickyKey, Target};
-use sfop_management::{DataPlane, Health, Published, Sticky};
+use sfop_gateway::{ApiRoute, ApiStats, Canary, Gateway, Release, RouteTable, StickyKey, Target};
+use sfop_management::{DataPlane, Health, Published, Sticky, Version};
 use sfop_runtime::Runtime;
 
 /// The runtime and gateway of this process.
@@ -21,6 +21,7 @@ pub struct EmbeddedPlane {
 
 impl EmbeddedPlane {
     pub fn new(runtime: Runtime, gateway: Arc<Gateway>, base: RouteTable) -> Self {
+        gateway.metrics().count_loads(runtime.loads());
         Self {
             runtime,
             gateway,
@@ -101,11 +102,22 @@ impl DataPlane for EmbeddedPlane {
     }
 
     fn health(&self, release: &Release) -> Health {
-        let stats = release.stats();
-        let errors = ERROR_OUTCOMES.iter().map(|o| stats.outcome(o)).sum();
-        Health {
-            requests: stats.requests(),
-            errors,
-        }
+        health(release.stats())
+    }
+
+    fn recorded(&self, name: &str, version: &Version) -> Option<Health> {
+        // The gateway keeps each version's counters for the process's life.
+        self.gateway
+            .metrics()
+            .existing(name, &version.to_string())
+            .map(|stats| health(&stats))
+    }
+}
+
+fn health(stats: &ApiStats) -> Health {
+    let errors = ERROR_OUTCOMES.iter().map(|o| stats.outcome(o)).sum();
+    Health {
+        requests: stats.requests(),
+        errors,
     }
 }
