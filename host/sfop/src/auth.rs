@@ -226,6 +226,8 @@ pub const ADMIN_ROUTES: &[(&str, &str)] =
 pub struct AdminEndpoint {
     pub server: OAuthServer,
     pub authorizer: Arc<TokenAuthorizer>,
+    /// Where institutions are onboarded: an app joins only one that exists.
+    pub bank: VirtualBank,
 }
 
 impl Endpoint for AdminEndpoint {
@@ -280,6 +282,18 @@ impl AdminEndpoint {
                         );
                     }
                 };
+                if let Some(code) = &spec.institution {
+                    match self.bank.institution(code) {
+                        Ok(Some(_)) => {}
+                        Ok(None) => {
+                            return admin_http::json(
+                                400,
+                                json!({ "rsp_code": "A0004", "rsp_message": format!("institution: no institution {code}; create it with sfop institution create") }),
+                            );
+                        }
+                        Err(e) => return admin_http::internal("the clients admin endpoint", &e),
+                    }
+                }
                 match clients.register(spec) {
                     Ok((client, secret)) => {
                         tracing::info!(%admin, client_id = %client.client_id, name = %client.name, "client registered");
@@ -325,6 +339,7 @@ fn seed_demo_client(server: &OAuthServer, data_dir: &Path) -> anyhow::Result<()>
                 .to_vec(),
             client_use_code: Some(sfop_vbank::seed::DEMO_CLIENT_USE_CODE.to_owned()),
             public: false,
+            institution: None,
         },
     )?;
     let file = json!({
@@ -376,6 +391,8 @@ pub struct AuthParts {
     pub authorizer: Arc<TokenAuthorizer>,
     pub server: OAuthServer,
     pub admin_token: PathBuf,
+    /// The virtual bank, where institutions are kept.
+    pub bank: VirtualBank,
 }
 
 impl AuthParts {
@@ -415,6 +432,7 @@ impl AuthParts {
             authorizer,
             server,
             admin_token,
+            bank: bank.clone(),
         })
     }
 
@@ -441,6 +459,7 @@ impl AuthParts {
             gateway.native(Arc::new(AdminEndpoint {
                 server: self.server.clone(),
                 authorizer: self.authorizer.clone(),
+                bank: self.bank.clone(),
             })),
         )?;
         Ok(())

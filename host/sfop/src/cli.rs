@@ -531,3 +531,205 @@ pub async fn keys(target: Target, command: KeysCommand) -> Result<()> {
     }
     Ok(())
 }
+
+/// `sfop institution …`: onboarding using institutions through
+/// `/admin/v1/institutions` (docs/adr/0016-institutions.md).
+#[derive(clap::Subcommand)]
+pub enum InstitutionCommand {
+    /// A new institution, requested until approved; prints its code.
+    Create {
+        #[arg(long)]
+        name: String,
+        /// `M` and 9 digits; allocated when absent. The code of apps
+        /// registered without --institution makes them its apps.
+        #[arg(long)]
+        client_use_code: Option<String>,
+        /// What deposits must carry as wd_pass_phrase [default: NONE].
+        #[arg(long)]
+        wd_pass_phrase: Option<String>,
+    },
+    /// Register a contract account: an existing account (verify it next),
+    /// or --open-sandbox for one opened at the virtual bank with test funds.
+    AddAccount {
+        client_use_code: String,
+        #[arg(long, required_unless_present = "open_sandbox")]
+        bank_code: Option<String>,
+        #[arg(long, required_unless_present = "open_sandbox")]
+        account_num: Option<String>,
+        #[arg(long, conflicts_with_all = ["bank_code", "account_num"])]
+        open_sandbox: bool,
+        /// Test funds of a sandbox account, in won.
+        #[arg(long, requires = "open_sandbox")]
+        opening_balance: Option<u64>,
+    },
+    /// Verify a registered contract account (held by the institution, open).
+    VerifyAccount {
+        client_use_code: String,
+        #[arg(long)]
+        bank_code: String,
+        #[arg(long)]
+        account_num: String,
+    },
+    /// Set limits in won: per transaction, daily, monthly (e.g. 1000000,10000000,100000000).
+    Limits {
+        client_use_code: String,
+        #[arg(long, value_parser = parse_limits)]
+        withdraw: Option<sfop_vbank::Limits>,
+        #[arg(long, value_parser = parse_limits)]
+        deposit: Option<sfop_vbank::Limits>,
+    },
+    /// Approve a requested institution: its apps move money from now on.
+    Approve { client_use_code: String },
+    /// Stop an institution's transfers until resumed.
+    Suspend { client_use_code: String },
+    /// Let a suspended institution's transfers through again.
+    Resume { client_use_code: String },
+    /// Every institution with its state, contract accounts, limits and apps.
+    List,
+}
+
+fn parse_limits(s: &str) -> Result<sfop_vbank::Limits> {
+    let parts: Vec<u64> = s
+        .split(',')
+        .map(|p| p.trim().replace('_', "").parse::<u64>())
+        .collect::<Result<_, _>>()
+        .context("limits are three whole numbers of won: per_tran,daily,monthly")?;
+    let [per_tran, daily, monthly] = parts[..] else {
+        bail!("limits are three numbers: per_tran,daily,monthly");
+    };
+    Ok(sfop_vbank::Limits {
+        per_tran,
+        daily,
+        monthly,
+    })
+}
+
+/// `sfop institution …`.
+pub async fn institution(target: Target, command: InstitutionCommand) -> Result<()> {
+    use sfop::institutions::{
+        ACCOUNTS, APPROVE, AccountRequest, CodeRequest, CreateRequest, InstitutionsAnswer, LIMITS,
+        LIST, LimitsRequest, RESUME, SUSPEND, VERIFY, VerifyRequest,
+    };
+    let code = |c: &str| {
+        serde_json::to_value(CodeRequest {
+            client_use_code: c.to_owned(),
+        })
+    };
+    let (path, body) = match &command {
+        InstitutionCommand::List => (LIST, None),
+        InstitutionCommand::Create {
+            name,
+            client_use_code,
+            wd_pass_phrase,
+        } => (
+            LIST,
+            Some(serde_json::to_value(CreateRequest {
+                name: name.clone(),
+                client_use_code: client_use_code.clone(),
+                wd_pass_phrase: wd_pass_phrase.clone(),
+                ..CreateRequest::default()
+            })?),
+        ),
+        InstitutionCommand::AddAccount {
+            client_use_code,
+            bank_code,
+            account_num,
+            open_sandbox,
+            opening_balance,
+        } => (
+            ACCOUNTS,
+            Some(serde_json::to_value(AccountRequest {
+                client_use_code: client_use_code.clone(),
+                bank_code_std: bank_code.clone(),
+                account_num: account_num.clone(),
+                open_sandbox: *open_sandbox,
+                opening_balance: *opening_balance,
+            })?),
+        ),
+        InstitutionCommand::VerifyAccount {
+            client_use_code,
+            bank_code,
+            account_num,
+        } => (
+            VERIFY,
+            Some(serde_json::to_value(VerifyRequest {
+                client_use_code: client_use_code.clone(),
+                bank_code_std: bank_code.clone(),
+                account_num: account_num.clone(),
+            })?),
+        ),
+        InstitutionCommand::Limits {
+            client_use_code,
+            withdraw,
+            deposit,
+        } => (
+            LIMITS,
+            Some(serde_json::to_value(LimitsRequest {
+                client_use_code: client_use_code.clone(),
+                withdraw_limits: *withdraw,
+                deposit_limits: *deposit,
+            })?),
+        ),
+        InstitutionCommand::Approve { client_use_code } => (APPROVE, Some(code(client_use_code)?)),
+        InstitutionCommand::Suspend { client_use_code } => (SUSPEND, Some(code(client_use_code)?)),
+        InstitutionCommand::Resume { client_use_code } => (RESUME, Some(code(client_use_code)?)),
+    };
+    let method = if body.is_some() { "POST" } else { "GET" };
+    let answer: InstitutionsAnswer = serde_json::from_value(target.send(method, path, body).await?)
+        .context("the institutions admin API's answer")?;
+    if let Some(num) = &answer.account_num {
+        eprintln!("sandbox contract account 097 {num} opened");
+    }
+    if let InstitutionCommand::Create { .. } = command
+        && let Some(created) = answer.res_list.first()
+    {
+        eprintln!(
+            "institution created (requested): add and verify a contract account, then sfop institution approve {}",
+            created.institution.client_use_code
+        );
+        println!("{}", created.institution.client_use_code);
+        return Ok(());
+    }
+    println!(
+        "{:<11} {:<10} {:<20} {:<34} {:<36} APPS",
+        "CODE", "STATE", "NAME", "CONTRACT ACCOUNTS", "WITHDRAW / DEPOSIT LIMITS (per tran)"
+    );
+    for entry in &answer.res_list {
+        let i = &entry.institution;
+        let accounts = i
+            .contract_accounts
+            .iter()
+            .map(|a| {
+                format!(
+                    "{} {}{}",
+                    a.bank_code_std,
+                    a.account_num,
+                    if a.verified { "" } else { " (unverified)" }
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        println!(
+            "{:<11} {:<10} {:<20} {:<34} {:<36} {}",
+            i.client_use_code,
+            i.state.as_str(),
+            i.name,
+            if accounts.is_empty() {
+                "-".to_owned()
+            } else {
+                accounts
+            },
+            format!(
+                "{}/{}/{} · {}/{}/{}",
+                i.withdraw_limits.per_tran,
+                i.withdraw_limits.daily,
+                i.withdraw_limits.monthly,
+                i.deposit_limits.per_tran,
+                i.deposit_limits.daily,
+                i.deposit_limits.monthly
+            ),
+            entry.apps.join(", ")
+        );
+    }
+    Ok(())
+}

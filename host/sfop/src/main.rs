@@ -51,6 +51,9 @@ enum Command {
     /// The root keys that sign tokens, on a running platform: list, rotate,
     /// retire (docs/keys.md).
     Keys(KeysArgs),
+    /// Onboard using institutions: create, contract accounts, limits,
+    /// approve, suspend (docs/adr/0016-institutions.md).
+    Institution(InstitutionArgs),
     /// Access tokens for trying APIs on a running platform (the sandbox).
     Token(TokenArgs),
 }
@@ -91,6 +94,14 @@ enum TokenCommand {
         #[arg(long = "scope")]
         scopes: Vec<String>,
     },
+}
+
+#[derive(Args)]
+struct InstitutionArgs {
+    #[command(flatten)]
+    admin: AdminArgs,
+    #[command(subcommand)]
+    command: cli::InstitutionCommand,
 }
 
 #[derive(Args)]
@@ -324,9 +335,13 @@ enum ClientCommand {
         /// Allowed scope: login, inquiry, transfer, oob (repeat for several).
         #[arg(long = "scope", required = true)]
         scopes: Vec<String>,
-        /// Institution code (M + 9 digits); allocated when absent.
-        #[arg(long)]
+        /// A new institution code (M + 9 digits); allocated when absent.
+        #[arg(long, conflicts_with = "institution")]
         client_use_code: Option<String>,
+        /// Join this existing institution (its code): the app uses its
+        /// contract accounts and limits (`sfop institution list`).
+        #[arg(long)]
+        institution: Option<String>,
         /// A public client (no secret; PKCE required).
         #[arg(long)]
         public: bool,
@@ -424,6 +439,9 @@ fn main() -> ExitCode {
         Command::Client(command) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(client(command))),
+        Command::Sandbox(args) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(cli::sandbox(args.admin.target(), args.command))),
         Command::Api(ApiArgs {
             command: ApiCommand::New { name },
             ..
@@ -434,9 +452,9 @@ fn main() -> ExitCode {
         Command::Token(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(cli::token(args.admin, args.command))),
-        Command::Sandbox(args) => tokio::runtime::Runtime::new()
+        Command::Institution(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(cli::sandbox(args.admin.target(), args.command))),
+            .and_then(|rt| rt.block_on(cli::institution(args.admin.target(), args.command))),
         Command::Keys(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(cli::keys(args.admin.target(), args.command))),
@@ -497,6 +515,7 @@ async fn client(command: ClientCommand) -> Result<()> {
             redirect_uris,
             scopes,
             client_use_code,
+            institution,
             public,
         } => (
             admin,
@@ -506,6 +525,7 @@ async fn client(command: ClientCommand) -> Result<()> {
                 "redirect_uris": redirect_uris,
                 "scopes": scopes,
                 "client_use_code": client_use_code,
+                "institution": institution,
                 "public": public,
             })),
         ),

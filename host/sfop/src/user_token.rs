@@ -1,0 +1,385 @@
+//! `sfop token user`: a sandbox user's access token through the platform's
+//! real 3-legged flow (authorize pages with PKCE, then the token endpoint),
+//! played by the CLI as a browser would, so that a team can call a user API
+//! without scripting HTML forms.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::Request;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, ServerName};
+use serde::Deserialize;
+use sfop_core::form;
+
+use crate::cli::Target;
+
+/// What `sfop token user` was asked for.
+#[derive(Debug)]
+pub struct UserTokenRequest {
+    pub login: String,
+    /// `None`: the seeded password of a virtual-bank user.
+    pub password: Option<String>,
+    pub client_id: String,
+    /// `None`: the demo app's secret from `DATA_DIR/demo-client.json`, or a
+    /// public client.
+    pub client_secret: Option<String>,
+    /// `None`: the client's first registered redirect URI.
+    pub redirect_uri: Option<String>,
+    /// Empty: every user scope the client may ask for.
+    pub scopes: Vec<String>,
+    pub data_dir: PathBuf,
+}
+
+/// The user scopes, in the order consent pages show them.
+const USER_SCOPES: &[&str] = &["login", "inquiry", "transfer"];
+
+/// One registered client, as `GET /admin/v1/clients` lists it.
+#[derive(Debug, Deserialize)]
+struct ClientEntry {
+    client_id: String,
+    scopes: Vec<String>,
+    redirect_uris: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ClientList {
+    res_list: Vec<ClientEntry>,
+}
+
+/// `DATA_DIR/demo-client.json`, written by the first start.
+#[derive(Debug, Deserialize)]
+struct DemoClient {
+    client_id: String,
+    client_secret: String,
+}
+
+/// The token endpoint's answer.
+#[derive(Debug, Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    scope: String,
+    user_seq_no: String,
+}
+
+/// Runs the flow and prints the access token on stdout (what it is for on
+/// stderr).
+pub async fn user_token(target: &Target, req: UserTokenRequest) -> Result<()> {
+    let (status, answer) =
+        sfop::admin_client::call(&target.borrow(), "GET", "/admin/v1/clients", None).await?;
+    if status != 200 {
+        bail!(
+            "listing the clients was refused ({status}): {}",
+            answer["rsp_message"].as_str().unwrap_or_default()
+        );
+    }
+    let list: ClientList =
+        serde_json::from_value(answer).context("the clients admin API's answer")?;
+    let client = list
+        .res_list
+        .into_iter()
+        .find(|c| c.client_id == req.client_id)
+        .with_context(|| format!("no client {} (sfop client list shows them)", req.client_id))?;
+    let redirect_uri = match req.redirect_uri {
+        Some(uri) => uri,
+        None => client.redirect_uris.first().cloned().with_context(|| {
+            format!("client {} has no redirect URI registered", client.client_id)
+        })?,
+    };
+    let scopes: Vec<String> = if req.scopes.is_empty() {
+        USER_SCOPES
+            .iter()
+            .filter(|s| client.scopes.iter().any(|c| c == *s))
+            .map(|s| (*s).to_owned())
+            .collect()
+    } else {
+        req.scopes
+    };
+    let secret = match req.client_secret {
+        Some(secret) => Some(secret),
+        None => demo_secret(&req.data_dir, &client.client_id)?,
+    };
+    let password = match req.password {
+        Some(p) => p,
+        None => sfop_vbank::seed::USERS
+            .iter()
+            .find(|u| u.login_id == req.login)
+            .map(|u| u.password.to_owned())
+            .with_context(|| {
+                format!(
+                    "{} is not a seeded virtual-bank user: give --password",
+                    req.login
+                )
+            })?,
+    };
+    let https = Https::new(&target.url, &target.cacert)?;
+
+    // 1. The app sends the browser to the authorize page, with PKCE.
+    let verifier = random_hex(32)?;
+    let state = random_hex(16)?;
+    let scope = scopes.join(" ");
+    let challenge = sfop_auth::oauth::pkce_s256(&verifier);
+    let query = encode(&[
+        ("response_type", "code"),
+        ("client_id", &client.client_id),
+        ("redirect_uri", &redirect_uri),
+        ("scope", &scope),
+        ("state", &state),
+        ("code_challenge", &challenge),
+        ("code_challenge_method", "S256"),
+    ]);
+    let page = https
+        .send("GET", &format!("/oauth/2.0/authorize?{query}"), None)
+        .await?;
+    let refused = |what: &str, page: &Reply| {
+        anyhow::anyhow!(
+            "{what} (HTTP {}{}): {}",
+            page.status,
+            page.location
+                .as_deref()
+                .map(|l| format!(", to {l}"))
+                .unwrap_or_default(),
+            page.error_text()
+        )
+    };
+    let pending = match (page.status, page.values("pending").into_iter().next()) {
+        (200, Some(p)) => p,
+        _ => return Err(refused("the authorize page refused the request", &page)),
+    };
+
+    // 2. The user signs in.
+    let consent = https
+        .send(
+            "POST",
+            "/oauth/2.0/authorize",
+            Some(encode(&[
+                ("pending", &pending),
+                ("action", "login"),
+                ("login_id", &req.login),
+                ("password", &password),
+            ])),
+        )
+        .await?;
+    let accounts = consent.values("account");
+    let offered = consent.values("scope");
+    if consent.status != 200 || offered.is_empty() {
+        return Err(refused(
+            &format!("signing in as {} failed", req.login),
+            &consent,
+        ));
+    }
+
+    // 3. And agrees: every scope asked for, every account offered.
+    let mut fields = vec![("pending", pending.as_str()), ("action", "consent")];
+    fields.extend(offered.iter().map(|s| ("scope", s.as_str())));
+    fields.extend(accounts.iter().map(|a| ("account", a.as_str())));
+    let back = https
+        .send("POST", "/oauth/2.0/authorize", Some(encode(&fields)))
+        .await?;
+    let location = match (back.status, &back.location) {
+        (302 | 303, Some(l)) => l.clone(),
+        _ => return Err(refused("the consent was not accepted", &back)),
+    };
+    let returned = form::parse(location.split_once('?').map_or("", |(_, q)| q).as_bytes());
+    if let Some(error) = returned.get("error") {
+        bail!(
+            "the platform redirected with {error}: {}",
+            returned.get("error_description").unwrap_or_default()
+        );
+    }
+    if returned.get("state") != Some(state.as_str()) {
+        bail!("the redirect's state is not ours: {location}");
+    }
+    let code = returned.get("code").context("no code in the redirect")?;
+
+    // 4. The app's server exchanges the code.
+    let mut token_form = vec![
+        ("grant_type", "authorization_code"),
+        ("code", code),
+        ("redirect_uri", redirect_uri.as_str()),
+        ("code_verifier", verifier.as_str()),
+        ("client_id", client.client_id.as_str()),
+    ];
+    if let Some(secret) = &secret {
+        token_form.push(("client_secret", secret));
+    }
+    let reply = https
+        .send("POST", "/oauth/2.0/token", Some(encode(&token_form)))
+        .await?;
+    if reply.status != 200 {
+        return Err(refused("the token endpoint refused the code", &reply));
+    }
+    let token: TokenAnswer =
+        serde_json::from_slice(&reply.body).context("the token endpoint's answer")?;
+    eprintln!(
+        "user {} ({}), client {}, scope \"{}\", {} account(s) registered",
+        req.login,
+        token.user_seq_no,
+        client.client_id,
+        token.scope,
+        accounts.len()
+    );
+    println!("{}", token.access_token);
+    Ok(())
+}
+
+/// The demo app's secret when `client_id` is the demo app, else `None`.
+fn demo_secret(data_dir: &Path, client_id: &str) -> Result<Option<String>> {
+    let path = data_dir.join("demo-client.json");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(None);
+    };
+    let demo: DemoClient =
+        serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
+    Ok((demo.client_id == client_id).then_some(demo.client_secret))
+}
+
+fn encode(pairs: &[(&str, &str)]) -> String {
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{}={}", form::encode(k), form::encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+fn random_hex(bytes: usize) -> Result<String> {
+    use std::io::Read;
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .context("reading /dev/urandom")?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// One answer of the platform.
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    location: Option<String>,
+    body: Bytes,
+}
+
+impl Reply {
+    /// The `value`s of the form inputs named `name`, in page order.
+    fn values(&self, name: &str) -> Vec<String> {
+        let html = String::from_utf8_lossy(&self.body);
+        let marker = format!("name=\"{name}\" value=\"");
+        html.match_indices(&marker)
+            .filter_map(|(at, _)| {
+                let rest = &html[at + marker.len()..];
+                rest.find('"').map(|end| unescape(&rest[..end]))
+            })
+            .collect()
+    }
+
+    /// The error a page or JSON answer shows.
+    fn error_text(&self) -> String {
+        let text = String::from_utf8_lossy(&self.body);
+        if let Ok(json) = serde_json::from_slice::<serde_json::Value>(&self.body) {
+            return json.to_string();
+        }
+        match text.find("class=\"error\"") {
+            Some(at) => {
+                let rest = &text[at..];
+                let start = rest.find('>').map_or(0, |i| i + 1);
+                let end = rest.find("</p>").unwrap_or(rest.len());
+                unescape(rest.get(start..end).unwrap_or_default())
+            }
+            None => text.chars().take(200).collect(),
+        }
+    }
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
+}
+
+/// HTTPS (or HTTP) to the platform, trusting its certificate; a connection
+/// per request.
+struct Https {
+    tls: bool,
+    authority: String,
+    config: Arc<rustls::ClientConfig>,
+}
+
+impl Https {
+    fn new(url: &str, cacert: &Path) -> Result<Self> {
+        let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
+            (Some(rest), _) => (true, rest),
+            (None, Some(rest)) => (false, rest),
+            _ => bail!("--url {url:?} must start with https:// or http://"),
+        };
+        let mut roots = rustls::RootCertStore::empty();
+        if tls {
+            for cert in CertificateDer::pem_file_iter(cacert)
+                .with_context(|| format!("reading --cacert {}", cacert.display()))?
+            {
+                roots.add(cert?)?;
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        Ok(Self {
+            tls,
+            authority: rest.trim_end_matches('/').to_owned(),
+            config: Arc::new(config),
+        })
+    }
+
+    async fn send(&self, method: &str, path: &str, form_body: Option<String>) -> Result<Reply> {
+        let stream = tokio::net::TcpStream::connect(&self.authority)
+            .await
+            .with_context(|| format!("connecting to {}", self.authority))?;
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &self.authority);
+        if form_body.is_some() {
+            req = req.header("content-type", "application/x-www-form-urlencoded");
+        }
+        let req = req.body(Full::new(Bytes::from(form_body.unwrap_or_default())))?;
+        let res = if self.tls {
+            let host = self
+                .authority
+                .rsplit_once(':')
+                .map_or(self.authority.as_str(), |(h, _)| h);
+            let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())?;
+            let tls = tokio_rustls::TlsConnector::from(self.config.clone())
+                .connect(name, stream)
+                .await?;
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
+            tokio::spawn(conn);
+            sender.send_request(req).await?
+        } else {
+            let (mut sender, conn) =
+                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            sender.send_request(req).await?
+        };
+        let status = res.status().as_u16();
+        let location = res
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = res.into_body().collect().await?.to_bytes();
+        Ok(Reply {
+            status,
+            location,
+            body,
+        })
+    }
+}
