@@ -8,6 +8,7 @@ mod admin_http;
 mod auth;
 pub mod config;
 mod gate;
+pub mod institutions;
 pub mod keys;
 mod manage;
 mod packages;
@@ -177,6 +178,13 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
             parts.authorizer.clone(),
             config.data_dir.clone(),
         )?;
+        institutions::mount(
+            &gateway,
+            &mut routes,
+            bank.clone(),
+            parts.server.clients().clone(),
+            parts.authorizer.clone(),
+        )?;
     }
     let scheme = match transport {
         Transport::Tls(_) => "https",
@@ -190,7 +198,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     let developer_portal = sfop_portal::Portal::open(
         &store,
         Arc::new(portal::RegistryCatalog::new(management_slot.clone())),
-        clients,
+        clients.clone(),
         loopback.clone(),
         sfop_portal::PortalConfig {
             scheme: scheme.to_owned(),
@@ -198,7 +206,11 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         },
     )
     .context("opening the developer portal")?
-    .with_sandbox(Arc::new(portal::PortalSandbox(faults.clone())));
+    .with_sandbox(Arc::new(portal::PortalSandbox(faults.clone())))
+    .with_institutions(Arc::new(institutions::PortalInstitutions::new(
+        bank.clone(),
+        clients.clone(),
+    )));
     let developer_portal = match &auth {
         Some(parts) => developer_portal.with_keys(parts.ring.clone()),
         None => developer_portal,

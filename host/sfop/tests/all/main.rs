@@ -6,6 +6,7 @@ mod containment;
 mod foundation;
 mod gateway_crash;
 mod harness;
+mod institutions;
 mod management;
 mod operations;
 mod portal;

@@ -1,0 +1,521 @@
+//! Institution onboarding on the admin API: `/admin/v1/institutions` (list,
+//! create) and its actions (register, verify or open a contract account,
+//! limits, approve, suspend, resume), authorised by admin biscuits
+//! (`role("admin")`) before the body is read, like the rest of the admin
+//! API; deny by default. The request and answer bodies are the types here,
+//! shared by the server and `sfop institution …`. The developer portal's
+//! institution requests go through [`PortalInstitutions`]. The records live
+//! in the virtual bank, which reads them in the transaction that books a
+//! transfer (docs/adr/0016-institutions.md).
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sfop_auth::{ClientRegistry, TokenAuthorizer};
+use sfop_gateway::{Endpoint, EndpointFuture, Gateway, NativeRequest, NativeResponse, RouteTable};
+use sfop_vbank::{InstitutionState, InstitutionView, Limits, NewInstitution, VirtualBank};
+
+use crate::admin_http;
+
+/// `GET`: every institution; `POST` [`CreateRequest`]: a new one (requested).
+pub const LIST: &str = "/admin/v1/institutions";
+/// [`AccountRequest`]: register an existing account, or open a sandbox one.
+pub const ACCOUNTS: &str = "/admin/v1/institutions/accounts";
+/// [`VerifyRequest`]: verify a registered contract account.
+pub const VERIFY: &str = "/admin/v1/institutions/accounts/verify";
+/// [`LimitsRequest`].
+pub const LIMITS: &str = "/admin/v1/institutions/limits";
+/// [`CodeRequest`]: requested → active (needs a verified contract account).
+pub const APPROVE: &str = "/admin/v1/institutions/approve";
+/// [`CodeRequest`]: no money moves until resumed (`A0301`).
+pub const SUSPEND: &str = "/admin/v1/institutions/suspend";
+/// [`CodeRequest`]: suspended → active.
+pub const RESUME: &str = "/admin/v1/institutions/resume";
+
+/// The routes of the endpoint.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", LIST),
+    ("POST", LIST),
+    ("POST", ACCOUNTS),
+    ("POST", VERIFY),
+    ("POST", LIMITS),
+    ("POST", APPROVE),
+    ("POST", SUSPEND),
+    ("POST", RESUME),
+];
+
+/// Test funds a sandbox contract account opens with, in won.
+pub const SANDBOX_TEST_FUNDS: u64 = 100_000_000;
+
+/// Largest request body: a request is a few hundred bytes.
+const MAX_BODY: usize = 16 * 1024;
+
+/// Body of `POST` [`LIST`].
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateRequest {
+    pub name: String,
+    /// `M` and 9 digits; allocated when absent. A code apps already use
+    /// (an app registered without `--institution`) becomes theirs.
+    #[serde(default)]
+    pub client_use_code: Option<String>,
+    /// `wd_pass_phrase` deposits must carry; `NONE` when absent.
+    #[serde(default)]
+    pub wd_pass_phrase: Option<String>,
+    #[serde(default)]
+    pub withdraw_limits: Option<Limits>,
+    #[serde(default)]
+    pub deposit_limits: Option<Limits>,
+}
+
+/// Body of [`ACCOUNTS`]: either `bank_code_std` and `account_num` of an
+/// existing account (registered unverified), or `open_sandbox` (an account
+/// opened at the virtual bank with test funds, verified at once).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRequest {
+    pub client_use_code: String,
+    #[serde(default)]
+    pub bank_code_std: Option<String>,
+    #[serde(default)]
+    pub account_num: Option<String>,
+    #[serde(default)]
+    pub open_sandbox: bool,
+    /// Test funds of a sandbox account; [`SANDBOX_TEST_FUNDS`] when absent.
+    #[serde(default)]
+    pub opening_balance: Option<u64>,
+}
+
+/// Body of [`VERIFY`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    pub client_use_code: String,
+    pub bank_code_std: String,
+    pub account_num: String,
+}
+
+/// Body of [`LIMITS`]: the limits given change, the others stay.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsRequest {
+    pub client_use_code: String,
+    #[serde(default)]
+    pub withdraw_limits: Option<Limits>,
+    #[serde(default)]
+    pub deposit_limits: Option<Limits>,
+}
+
+/// Body of [`APPROVE`], [`SUSPEND`] and [`RESUME`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    pub client_use_code: String,
+}
+
+/// One institution and the apps (`client_id`s) that belong to it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstitutionEntry {
+    #[serde(flatten)]
+    pub institution: InstitutionView,
+    #[serde(default)]
+    pub apps: Vec<String>,
+}
+
+/// The answer of every route (besides the common envelope): the
+/// institutions listed, or the one the call changed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InstitutionsAnswer {
+    pub rsp_code: String,
+    #[serde(default)]
+    pub rsp_message: String,
+    #[serde(default)]
+    pub res_list: Vec<InstitutionEntry>,
+    /// [`ACCOUNTS`] with `open_sandbox`: the new account's number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_num: Option<String>,
+}
+
+/// Mounts the endpoint.
+pub fn mount(
+    gateway: &Gateway,
+    routes: &mut RouteTable,
+    bank: VirtualBank,
+    clients: ClientRegistry,
+    authorizer: Arc<TokenAuthorizer>,
+) -> anyhow::Result<()> {
+    let list: Vec<sfop_core::Route> = ROUTES
+        .iter()
+        .map(|(method, path)| sfop_core::Route {
+            method: (*method).to_owned(),
+            path: (*path).to_owned(),
+        })
+        .collect();
+    routes.add(
+        &list,
+        gateway.native(Arc::new(InstitutionsEndpoint {
+            onboarding: Onboarding { bank, clients },
+            authorizer,
+        })),
+    )?;
+    Ok(())
+}
+
+#[derive(Debug)]
+struct InstitutionsEndpoint {
+    onboarding: Onboarding,
+    authorizer: Arc<TokenAuthorizer>,
+}
+
+/// Why a call was refused.
+enum Refused {
+    /// The caller's fault: 400 (404 for an unknown institution), `A0004`.
+    Invalid(u16, String),
+    Internal(String),
+}
+
+impl From<sfop_vbank::Error> for Refused {
+    fn from(e: sfop_vbank::Error) -> Self {
+        match e {
+            sfop_vbank::Error::Invalid(m) => Refused::Invalid(400, m),
+            sfop_vbank::Error::UnknownInstitution(code) => {
+                Refused::Invalid(404, format!("client_use_code: no institution {code}"))
+            }
+            sfop_vbank::Error::UnknownBank(code) => {
+                Refused::Invalid(400, format!("bank_code_std: no participant bank {code}"))
+            }
+            e => Refused::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<sfop_auth::Error> for Refused {
+    fn from(e: sfop_auth::Error) -> Self {
+        match e {
+            sfop_auth::Error::Invalid(m) => Refused::Invalid(400, m),
+            e => Refused::Internal(e.to_string()),
+        }
+    }
+}
+
+/// The onboarding operations, over the bank's records and the client
+/// registry's codes.
+#[derive(Debug, Clone)]
+struct Onboarding {
+    bank: VirtualBank,
+    clients: ClientRegistry,
+}
+
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Refused> {
+    serde_json::from_slice(bytes).map_err(|e| Refused::Invalid(400, format!("body: {e}")))
+}
+
+impl Onboarding {
+    fn entry(&self, institution: InstitutionView) -> Result<InstitutionEntry, Refused> {
+        let apps = self
+            .clients
+            .of_institution(&institution.client_use_code)?
+            .into_iter()
+            .map(|c| c.client_id)
+            .collect();
+        Ok(InstitutionEntry { institution, apps })
+    }
+
+    fn answer(
+        &self,
+        institution: InstitutionView,
+        account_num: Option<String>,
+    ) -> Result<InstitutionsAnswer, Refused> {
+        Ok(InstitutionsAnswer {
+            rsp_code: "A0000".into(),
+            rsp_message: String::new(),
+            res_list: vec![self.entry(institution)?],
+            account_num,
+        })
+    }
+
+    fn list(&self) -> Result<InstitutionsAnswer, Refused> {
+        let res_list = self
+            .bank
+            .institutions()?
+            .into_iter()
+            .map(|i| self.entry(i))
+            .collect::<Result<_, _>>()?;
+        Ok(InstitutionsAnswer {
+            rsp_code: "A0000".into(),
+            rsp_message: String::new(),
+            res_list,
+            account_num: None,
+        })
+    }
+
+    fn create(
+        &self,
+        r: CreateRequest,
+        state: InstitutionState,
+    ) -> Result<InstitutionView, Refused> {
+        if let Some(code) = &r.client_use_code
+            && self.bank.institution(code)?.is_some()
+        {
+            return Err(Refused::Invalid(
+                409,
+                format!("client_use_code: institution {code} exists"),
+            ));
+        }
+        let code = self.clients.reserve_code(r.client_use_code.as_deref())?;
+        Ok(self.bank.create_institution(&NewInstitution {
+            client_use_code: code,
+            name: r.name,
+            state,
+            wd_pass_phrase: r.wd_pass_phrase,
+            withdraw_limits: r.withdraw_limits,
+            deposit_limits: r.deposit_limits,
+        })?)
+    }
+
+    fn account(&self, r: AccountRequest) -> Result<(InstitutionView, Option<String>), Refused> {
+        if r.open_sandbox {
+            if r.account_num.is_some() {
+                return Err(Refused::Invalid(
+                    400,
+                    "account_num: not with open_sandbox (the bank numbers the new account)".into(),
+                ));
+            }
+            let (view, num) = self.bank.open_sandbox_contract_account(
+                &r.client_use_code,
+                r.opening_balance.unwrap_or(SANDBOX_TEST_FUNDS),
+                sfop_core::time::now_millis(),
+            )?;
+            return Ok((view, Some(num)));
+        }
+        let (Some(bank_code), Some(num)) = (&r.bank_code_std, &r.account_num) else {
+            return Err(Refused::Invalid(
+                400,
+                "account_num: bank_code_std and account_num of an existing account, or open_sandbox"
+                    .into(),
+            ));
+        };
+        Ok((
+            self.bank
+                .register_contract_account(&r.client_use_code, bank_code, num)?,
+            None,
+        ))
+    }
+
+    /// One admin call, on the blocking pool (it flushes the store).
+    fn respond(
+        &self,
+        path: &str,
+        method: &str,
+        bytes: &[u8],
+    ) -> Result<InstitutionsAnswer, Refused> {
+        if method == "GET" {
+            return self.list();
+        }
+        let state = |code: String, state| -> Result<InstitutionsAnswer, Refused> {
+            let view = self.bank.set_institution_state(&code, state)?;
+            tracing::info!(client_use_code = %code, state = state.as_str(), "institution state changed");
+            self.answer(view, None)
+        };
+        match path {
+            ACCOUNTS => {
+                let (view, num) = self.account(body(bytes)?)?;
+                self.answer(view, num)
+            }
+            VERIFY => {
+                let r: VerifyRequest = body(bytes)?;
+                let view = self.bank.verify_contract_account(
+                    &r.client_use_code,
+                    &r.bank_code_std,
+                    &r.account_num,
+                )?;
+                self.answer(view, None)
+            }
+            LIMITS => {
+                let r: LimitsRequest = body(bytes)?;
+                let view = self.bank.set_institution_limits(
+                    &r.client_use_code,
+                    r.withdraw_limits,
+                    r.deposit_limits,
+                )?;
+                self.answer(view, None)
+            }
+            APPROVE => state(
+                body::<CodeRequest>(bytes)?.client_use_code,
+                InstitutionState::Active,
+            ),
+            RESUME => {
+                let code = body::<CodeRequest>(bytes)?.client_use_code;
+                match self.bank.institution(&code)?.map(|i| i.state) {
+                    Some(InstitutionState::Suspended) => state(code, InstitutionState::Active),
+                    Some(_) => Err(Refused::Invalid(
+                        409,
+                        format!("client_use_code: {code} is not suspended"),
+                    )),
+                    None => Err(Refused::Invalid(
+                        404,
+                        format!("client_use_code: no institution {code}"),
+                    )),
+                }
+            }
+            SUSPEND => state(
+                body::<CodeRequest>(bytes)?.client_use_code,
+                InstitutionState::Suspended,
+            ),
+            _ => {
+                let view = self.create(body(bytes)?, InstitutionState::Requested)?;
+                self.answer(view, None)
+            }
+        }
+    }
+}
+
+impl Endpoint for InstitutionsEndpoint {
+    fn name(&self) -> &str {
+        "institutions"
+    }
+
+    fn max_body(&self) -> usize {
+        MAX_BODY
+    }
+
+    /// Admins only, checked before the gateway reads the body.
+    fn admit(&self, head: &hyper::http::request::Parts) -> Result<usize, NativeResponse> {
+        admin_http::admit(&self.authorizer, head, self.max_body())
+    }
+
+    fn handle<'a>(&'a self, req: NativeRequest<'a>) -> EndpointFuture<'a> {
+        let admin = admin_http::admin(&self.authorizer, &req);
+        let onboarding = self.onboarding.clone();
+        let (path, method, bytes) = (
+            req.path.to_owned(),
+            req.method.to_owned(),
+            req.body.to_vec(),
+        );
+        let created = method == "POST" && path == LIST;
+        Box::pin(async move {
+            let admin = match admin {
+                Ok(admin) => admin,
+                Err(refusal) => return refusal,
+            };
+            let answer = tokio::task::spawn_blocking(move || {
+                let answer = onboarding.respond(&path, &method, &bytes);
+                if answer.is_ok() && method == "POST" {
+                    tracing::info!(%admin, %path, "institution admin call");
+                }
+                answer
+            })
+            .await
+            .unwrap_or_else(|e| Err(Refused::Internal(e.to_string())));
+            let status = if created { 201 } else { 200 };
+            match answer {
+                Ok(answer) => match serde_json::to_value(&answer) {
+                    Ok(v) => admin_http::json(status, v),
+                    Err(e) => admin_http::internal("the institutions endpoint", &e),
+                },
+                Err(Refused::Invalid(status, message)) => admin_http::json(
+                    status,
+                    json!({ "rsp_code": "A0004", "rsp_message": message }),
+                ),
+                Err(Refused::Internal(e)) => admin_http::internal("the institutions endpoint", &e),
+            }
+        })
+    }
+}
+
+/// The portal's view of institutions: a developer requests one for an app
+/// (pending until the operator approves), optionally with a sandbox
+/// contract account opened at once with test funds.
+#[derive(Debug)]
+pub struct PortalInstitutions {
+    onboarding: Onboarding,
+}
+
+impl PortalInstitutions {
+    pub fn new(bank: VirtualBank, clients: ClientRegistry) -> Self {
+        Self {
+            onboarding: Onboarding { bank, clients },
+        }
+    }
+}
+
+fn portal_view(v: InstitutionView) -> sfop_portal::InstitutionInfo {
+    let limits = |l: Limits| [l.per_tran, l.daily, l.monthly];
+    sfop_portal::InstitutionInfo {
+        client_use_code: v.client_use_code,
+        name: v.name,
+        state: v.state.as_str().to_owned(),
+        withdraw_limits: limits(v.withdraw_limits),
+        deposit_limits: limits(v.deposit_limits),
+        contract_accounts: v
+            .contract_accounts
+            .into_iter()
+            .map(|a| sfop_portal::ContractAccountInfo {
+                bank_code_std: a.bank_code_std,
+                bank_name: a.bank_name,
+                account_num: a.account_num,
+                account_holder_name: a.account_holder_name,
+                verified: a.verified,
+                balance_amt: a.balance_amt,
+            })
+            .collect(),
+    }
+}
+
+fn message(r: Refused) -> String {
+    match r {
+        Refused::Invalid(_, m) => m,
+        Refused::Internal(e) => {
+            tracing::error!(error = %e, "portal institution request failed");
+            "The platform could not record the request. Try again.".into()
+        }
+    }
+}
+
+impl sfop_portal::Institutions for PortalInstitutions {
+    fn get(&self, client_use_code: &str) -> Result<Option<sfop_portal::InstitutionInfo>, String> {
+        self.onboarding
+            .bank
+            .institution(client_use_code)
+            .map(|v| v.map(portal_view))
+            .map_err(|e| message(e.into()))
+    }
+
+    fn request(
+        &self,
+        client_use_code: &str,
+        name: &str,
+        sandbox_account: bool,
+    ) -> Result<sfop_portal::InstitutionInfo, String> {
+        let created = self
+            .onboarding
+            .create(
+                CreateRequest {
+                    name: name.to_owned(),
+                    client_use_code: Some(client_use_code.to_owned()),
+                    ..CreateRequest::default()
+                },
+                InstitutionState::Requested,
+            )
+            .map_err(message)?;
+        let view = if sandbox_account {
+            self.onboarding
+                .account(AccountRequest {
+                    client_use_code: created.client_use_code,
+                    open_sandbox: true,
+                    ..AccountRequest::default()
+                })
+                .map_err(message)?
+                .0
+        } else {
+            created
+        };
+        tracing::info!(
+            client_use_code,
+            sandbox_account,
+            "institution requested on the portal"
+        );
+        Ok(portal_view(view))
+    }
+}
