@@ -3,6 +3,7 @@
 
 mod auth;
 mod containment;
+mod deadlines_and_warm;
 mod foundation;
 mod gateway_crash;
 mod harness;

@@ -32,6 +32,8 @@ pub struct Served {
     pub data: PathBuf,
     /// Where the child's stderr goes (outside the data dir).
     pub log: PathBuf,
+    /// The operator listener (`/metrics`, cleartext), from the listening line.
+    pub ops: Option<SocketAddr>,
 }
 
 /// The command [`Served::start`] runs, for tests that run it themselves.
@@ -72,6 +74,9 @@ impl Served {
                 addr,
                 data: data.to_owned(),
                 log: log.to_owned(),
+                ops: line
+                    .split_once("ops on http://")
+                    .and_then(|(_, rest)| rest.trim_end().trim_end_matches(')').parse().ok()),
             }),
             None => {
                 let _ = child.kill();
@@ -189,6 +194,158 @@ impl Served {
             .with_context(|| format!("no access_token in {body}"))?
             .to_owned())
     }
+}
+
+impl Served {
+    /// `/metrics` from the operator listener.
+    pub async fn metrics(&self) -> Result<String> {
+        let ops = self.ops.context("no ops address in the listening line")?;
+        let reply = crate::harness::send(ops, "GET", "/metrics", &[], Vec::new()).await?;
+        Ok(String::from_utf8(reply.body.to_vec())?)
+    }
+
+    /// The `sfop` CLI against this server (`--url`, `--data-dir`: the admin
+    /// token and the certificate to trust), on a blocking thread.
+    pub async fn cli(&self, args: &[&str]) -> Result<std::process::Output> {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sfop"));
+        cmd.args(args)
+            .arg("--url")
+            .arg(self.url())
+            .arg("--data-dir")
+            .arg(&self.data);
+        Ok(tokio::task::spawn_blocking(move || cmd.output()).await??)
+    }
+
+    /// A user's access token for the seeded demo app (scopes login, inquiry
+    /// and transfer, every account ticked): the authorize pages over HTTPS,
+    /// the code exchanged with PKCE.
+    pub async fn user_token(&self, login: &str, password: &str) -> Result<String> {
+        const VERIFIER: &str = "served-user-token-pkce-verifier-0123456789-abcdefghij";
+        const STATE: &str = "0123456789abcdef0123456789abcdef";
+        let demo: Value = serde_json::from_str(&std::fs::read_to_string(
+            self.data.join("demo-client.json"),
+        )?)?;
+        let field = |k: &str| demo[k].as_str().context("demo-client.json field");
+        let (client_id, secret, redirect) = (
+            field("client_id")?,
+            field("client_secret")?,
+            field("redirect_uri")?,
+        );
+        let form_type = [("content-type", "application/x-www-form-urlencoded")];
+        let query = form(&[
+            ("response_type", "code"),
+            ("client_id", client_id),
+            ("redirect_uri", redirect),
+            ("scope", "login inquiry transfer"),
+            ("state", STATE),
+            ("auth_type", "0"),
+            ("code_challenge", &sfop_auth::oauth::pkce_s256(VERIFIER)),
+            ("code_challenge_method", "S256"),
+        ]);
+        let page = self
+            .https(
+                "GET",
+                &format!("/oauth/2.0/authorize?{query}"),
+                &[],
+                Vec::new(),
+            )
+            .await?;
+        let html = String::from_utf8(page.body.to_vec())?;
+        let pending = inputs(&html, "pending")
+            .pop()
+            .with_context(|| format!("no sign-in form ({}): {html}", page.status))?;
+        let signed_in = form(&[
+            ("pending", &pending),
+            ("action", "login"),
+            ("login_id", login),
+            ("password", password),
+        ]);
+        let consent = self
+            .https(
+                "POST",
+                "/oauth/2.0/authorize",
+                &form_type,
+                signed_in.into_bytes(),
+            )
+            .await?;
+        let accounts = inputs(&String::from_utf8(consent.body.to_vec())?, "account");
+        anyhow::ensure!(!accounts.is_empty(), "no accounts on the consent page");
+        let mut fields = vec![("pending", pending.as_str()), ("action", "consent")];
+        fields.extend(accounts.iter().map(|a| ("account", a.as_str())));
+        fields.extend(["login", "inquiry", "transfer"].map(|s| ("scope", s)));
+        let redirected = self
+            .https(
+                "POST",
+                "/oauth/2.0/authorize",
+                &form_type,
+                form(&fields).into_bytes(),
+            )
+            .await?;
+        let location = redirected.header("location").context("no redirect")?;
+        let param = |name: &str| {
+            location.split_once('?')?.1.split('&').find_map(|pair| {
+                let (k, v) = pair.split_once('=')?;
+                (k == name).then(|| v.to_owned())
+            })
+        };
+        anyhow::ensure!(
+            param("state").as_deref() == Some(STATE),
+            "state: {location}"
+        );
+        let code = param("code").context("no code")?;
+        let exchange = form(&[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("client_id", client_id),
+            ("client_secret", secret),
+            ("redirect_uri", redirect),
+            ("code_verifier", VERIFIER),
+        ]);
+        let token = self
+            .https(
+                "POST",
+                "/oauth/2.0/token",
+                &form_type,
+                exchange.into_bytes(),
+            )
+            .await?
+            .json()?;
+        Ok(token["access_token"]
+            .as_str()
+            .with_context(|| format!("no access token: {token}"))?
+            .to_owned())
+    }
+}
+
+/// An `application/x-www-form-urlencoded` body or query.
+fn form(fields: &[(&str, &str)]) -> String {
+    let encode = |v: &str| -> String {
+        v.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", encode(v)))
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Every `value` of inputs named `name` on a page.
+fn inputs(html: &str, name: &str) -> Vec<String> {
+    let marker = format!("name=\"{name}\" value=\"");
+    html.match_indices(&marker)
+        .filter_map(|(at, _)| {
+            let rest = &html[at + marker.len()..];
+            rest.find('"').map(|end| rest[..end].to_owned())
+        })
+        .collect()
 }
 
 impl Drop for Served {
