@@ -83,7 +83,7 @@ impl InstitutionInfo {
 
 /// Institution onboarding, as a developer may see and ask for it for their
 /// own apps. Implemented by the platform binary over the virtual bank's
-/// records (the portal does not name the bank; docs/adr/0016-institutions.md).
+/// records (the portal does not name the bank; docs/adr/0017-institutions.md).
 pub trait Institutions: Send + Sync + std::fmt::Debug {
     /// The institution with code `client_use_code`, if there is one.
     fn get(&self, client_use_code: &str) -> std::result::Result<Option<InstitutionInfo>, String>;

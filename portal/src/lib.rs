@@ -273,7 +273,7 @@ impl Portal {
     }
 
     /// Shows each app's institution on its page, and lets developers
-    /// request one (docs/adr/0016-institutions.md).
+    /// request one (docs/adr/0017-institutions.md).
     pub fn with_institutions(mut self, institutions: Arc<dyn Institutions>) -> Self {
         self.institutions = Some(institutions);
         self

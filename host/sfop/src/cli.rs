@@ -533,7 +533,7 @@ pub async fn keys(target: Target, command: KeysCommand) -> Result<()> {
 }
 
 /// `sfop institution …`: onboarding using institutions through
-/// `/admin/v1/institutions` (docs/adr/0016-institutions.md).
+/// `/admin/v1/institutions` (docs/adr/0017-institutions.md).
 #[derive(clap::Subcommand)]
 pub enum InstitutionCommand {
     /// A new institution, requested until approved; prints its code.

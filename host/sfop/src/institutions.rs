@@ -6,7 +6,7 @@
 //! shared by the server and `sfop institution …`. The developer portal's
 //! institution requests go through [`PortalInstitutions`]. The records live
 //! in the virtual bank, which reads them in the transaction that books a
-//! transfer (docs/adr/0016-institutions.md).
+//! transfer (docs/adr/0017-institutions.md).
 
 use std::sync::Arc;
 

@@ -52,7 +52,7 @@ enum Command {
     /// retire (docs/keys.md).
     Keys(KeysArgs),
     /// Onboard using institutions: create, contract accounts, limits,
-    /// approve, suspend (docs/adr/0016-institutions.md).
+    /// approve, suspend (docs/adr/0017-institutions.md).
     Institution(InstitutionArgs),
     /// Access tokens for trying APIs on a running platform (the sandbox).
     Token(TokenArgs),

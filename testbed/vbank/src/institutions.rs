@@ -3,7 +3,7 @@
 //! then verified by the operator, or opened at once in the sandbox), and
 //! per-transaction, daily and monthly limits. The ledger operations read the
 //! same record in the transaction that books a transfer
-//! (docs/adr/0016-institutions.md).
+//! (docs/adr/0017-institutions.md).
 
 use serde::{Deserialize, Serialize};
 

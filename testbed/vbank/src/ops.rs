@@ -274,7 +274,7 @@ impl VirtualBank {
     fn contract(&self, institution: &str, cntr_account_num: &str) -> R<(Institution, String)> {
         let inst: Option<Institution> = self.t.institutions.get_json(institution).bank()?;
         // Only an approved institution moves money or reads its contract
-        // accounts (docs/adr/0016-institutions.md).
+        // accounts (docs/adr/0017-institutions.md).
         match inst.as_ref().map(|i| i.state) {
             Some(InstitutionState::Suspended) => {
                 return refuse(
