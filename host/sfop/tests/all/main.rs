@@ -8,6 +8,7 @@ mod foundation;
 mod gateway_crash;
 mod harness;
 mod institutions;
+mod load_and_stop;
 mod management;
 mod operations;
 mod portal;
