@@ -10,6 +10,7 @@ mod harness;
 mod institutions;
 mod load_and_stop;
 mod management;
+mod openapi_examples;
 mod operations;
 mod portal;
 mod reference_apis;
