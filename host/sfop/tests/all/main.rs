@@ -4,6 +4,7 @@
 mod auth;
 mod containment;
 mod deadlines_and_warm;
+mod first_plugin;
 mod foundation;
 mod gateway_crash;
 mod harness;
