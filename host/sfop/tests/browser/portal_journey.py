@@ -12,6 +12,7 @@ Exits non-zero, saying which step failed, when anything is not as expected.
 
 import argparse
 import base64
+import hashlib
 import http.server
 import os
 import re
@@ -186,12 +187,19 @@ def main():
         shot("12-changes.png")
 
         step("the consent page hands the code to the app's own redirect URI")
+        # PKCE (S256) is required for every client.
+        verifier = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
+        challenge = base64.urlsafe_b64encode(
+            hashlib.sha256(verifier.encode()).digest()
+        ).rstrip(b"=").decode()
         query = urllib.parse.urlencode({
             "response_type": "code",
             "client_id": client_id,
             "redirect_uri": app_callback,
             "scope": "login",
             "state": "0123456789abcdef",
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
         })
         driver.get(f"{base}/oauth/2.0/authorize?{query}")
         wait.until(ec.presence_of_element_located((By.ID, "login_id")))
