@@ -78,6 +78,84 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// `sfop serve` over `plugins` (not the reference APIs' folder).
+fn start_over(
+    dir: &std::path::Path,
+    name: &str,
+    config: &str,
+    plugins: &std::path::Path,
+) -> Result<Served> {
+    let data = dir.join("data");
+    let log = dir.join(format!("{name}.log"));
+    let file = dir.join(format!("{name}.toml"));
+    std::fs::write(&file, config)?;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sfop"));
+    cmd.args(["serve", "--tls", "self-signed", "--auth", "biscuit"])
+        .args(["--bootstrap", "trusted"])
+        .args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"])
+        .arg("--plugins")
+        .arg(plugins)
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--config")
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log)?);
+    Served::spawn(cmd, &data, &log)
+}
+
+/// A plugins folder: bank-status, and `test/spin` (a loop that ends at its
+/// CPU deadline, 20 ms here) twice: `spin` with its own bound of 16 calls
+/// at once, `spin-b` under the platform's per-API bound.
+fn plugins(dir: &std::path::Path) -> Result<std::path::PathBuf> {
+    let built = crate::harness::built_plugins()?;
+    let plugins = dir.join("plugins");
+    let copy = |from: &str, to: &str, manifest: Option<String>| -> Result<()> {
+        let (src, dst) = (built.join(from), plugins.join(to));
+        std::fs::create_dir_all(&dst)?;
+        std::fs::copy(src.join("api.wasm"), dst.join("api.wasm"))?;
+        match manifest {
+            Some(text) => std::fs::write(dst.join("sfop.toml"), text)?,
+            None => {
+                std::fs::copy(src.join("sfop.toml"), dst.join("sfop.toml"))?;
+            }
+        }
+        Ok(())
+    };
+    copy("api/bank-status", "bank-status", None)?;
+    let spin = |name: &str, own_bound: &str| {
+        format!(
+            "name = \"{name}\"\nversion = \"0.1.0\"\ndescription = \"Loops until its deadline.\"\n\
+             scope = \"oob\"\ncapabilities = []\n\n[[routes]]\nmethod = \"GET\"\n\
+             path = \"/test/{name}\"\n\n[limits]\ncpu_ms = 20\n{own_bound}"
+        )
+    };
+    copy(
+        "test/spin",
+        "spin",
+        Some(spin("spin", "max_concurrency = 16\n")),
+    )?;
+    copy("test/spin", "spin-b", Some(spin("spin-b", "")))?;
+    Ok(plugins)
+}
+
+/// `n` keep-alive connections, opened 16 at a time (under `max_handshakes`).
+async fn connections(served: &Arc<Served>, n: usize) -> Result<Vec<Connection>> {
+    let mut all = Vec::with_capacity(n);
+    while all.len() < n {
+        let batch: Vec<_> = (0..(n - all.len()).min(16))
+            .map(|_| {
+                let served = served.clone();
+                tokio::spawn(async move { served.connect().await })
+            })
+            .collect();
+        for conn in batch {
+            all.push(conn.await??);
+        }
+    }
+    Ok(all)
+}
+
 /// Hong's 097 account, its withdrawals and the institution's ids.
 struct Account {
     use_code: String,
@@ -494,16 +572,95 @@ async fn latencies(served: &Served, token: &str, n: usize) -> Result<Vec<Duratio
     Ok(took)
 }
 
+/// How each call of one connection ended, and how long it took.
+type Calls = tokio::task::JoinHandle<Result<Vec<(Fate, Duration)>>>;
+
+/// `test/spin`'s answers: its deadline (`504 A0007`), or shed.
+fn judge_spin(reply: &Reply) -> Result<Fate> {
+    let body = reply.json()?;
+    match (reply.status, code(&body)) {
+        (504, "A0007") => Ok(Fate::Served),
+        (503, "A0013") => judge(reply),
+        (status, _) => bail!("spin: neither its deadline nor shed: {status} {body}"),
+    }
+}
+
+/// Every connection sends `requests` calls of `path` one after another,
+/// all connections at once: how each call ended and how long it took.
+async fn storm(
+    conns: Vec<Connection>,
+    path: &'static str,
+    token: &Arc<String>,
+    requests: u32,
+) -> Vec<Calls> {
+    conns
+        .into_iter()
+        .map(|mut conn| {
+            let token = token.clone();
+            tokio::spawn(async move {
+                let mut fates = Vec::new();
+                for _ in 0..requests {
+                    let sent = Instant::now();
+                    let reply = tokio::time::timeout(BOUND, conn.get_bearer(path, &token))
+                        .await
+                        .with_context(|| format!("{path} waited {BOUND:?}"))??;
+                    fates.push((judge_spin(&reply)?, sent.elapsed()));
+                }
+                Ok(fates)
+            })
+        })
+        .collect()
+}
+
+async fn gather(tasks: Vec<Calls>) -> Result<Vec<(Fate, Duration)>> {
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok(all)
+}
+
+/// `(count, p50, p99, max)` of the calls that ended as `fate`.
+fn figures(fates: &[(Fate, Duration)], fate: Fate) -> String {
+    let mut took: Vec<Duration> = fates
+        .iter()
+        .filter(|(f, _)| *f == fate)
+        .map(|(_, d)| *d)
+        .collect();
+    took.sort();
+    format!(
+        "{} (p50 {:.1} p99 {:.1} max {:.1} ms)",
+        took.len(),
+        ms(percentile(&took, 0.5)),
+        ms(percentile(&took, 0.99)),
+        ms(took.last().copied().unwrap_or_default())
+    )
+}
+
+fn count(fates: &[(Fate, Duration)], fate: Fate) -> usize {
+    fates.iter().filter(|(f, _)| *f == fate).count()
+}
+
+/// The value of the `/metrics` line that starts with `series`.
+fn metric(text: &str, series: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overload_is_shed_at_once_and_the_gateway_recovers() -> Result<()> {
     const CONNECTIONS: u32 = 1_000;
     const REQUESTS: u32 = 5;
     let dir = tempfile::tempdir()?;
-    let served = start(
+    let plugins = plugins(dir.path())?;
+    let served = start_over(
         dir.path(),
         "overload",
-        "[gateway]\nmax_in_flight = 64\napi_max_in_flight = 32\nmax_handshakes = 64\n\
+        "[gateway]\nmax_in_flight = 64\napi_max_in_flight = 64\nmax_handshakes = 64\n\
          max_connections = 512\n[shutdown]\ngrace_ms = 0\n",
+        &plugins,
     )?;
     let ops = served.ops.context("ops address")?;
     let token = served.oob_token().await?;
@@ -511,33 +668,69 @@ async fn overload_is_shed_at_once_and_the_gateway_recovers() -> Result<()> {
     let pid = served.pid();
     let rss_before = rss_kib(pid)?;
 
+    // Throughout: memory, and the ops listener keeps answering.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        tokio::spawn(async move {
+            let (mut rss_peak, mut ops_slowest) = (0, Duration::ZERO);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                rss_peak = rss_peak.max(rss_kib(pid)?);
+                let asked = Instant::now();
+                let health =
+                    tokio::time::timeout(BOUND, send(ops, "GET", "/healthz", &[], Vec::new()))
+                        .await
+                        .context("/healthz waited")??;
+                ensure!(
+                    health.status == 200,
+                    "/healthz under load: {}",
+                    health.status
+                );
+                ops_slowest = ops_slowest.max(asked.elapsed());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok::<_, anyhow::Error>((rss_peak, ops_slowest))
+        })
+    };
+
     let (served, token) = (Arc::new(served), Arc::new(token));
+    // A. Many more connections than the bounds, all at once, each asking
+    //    for bank status a few times.
     let load = Instant::now();
     let visitors: Vec<_> = (0..CONNECTIONS)
         .map(|_| tokio::spawn(visitor(served.clone(), token.clone(), REQUESTS)))
         .collect();
-    // Meanwhile: memory, and the ops listener keeps answering.
-    let mut rss_peak = rss_before;
-    let mut ops_slowest = Duration::ZERO;
-    while !visitors.iter().all(|v| v.is_finished()) {
-        rss_peak = rss_peak.max(rss_kib(pid)?);
-        let asked = Instant::now();
-        let health = tokio::time::timeout(BOUND, send(ops, "GET", "/healthz", &[], Vec::new()))
-            .await
-            .context("/healthz waited")??;
-        ensure!(
-            health.status == 200,
-            "/healthz under load: {}",
-            health.status
-        );
-        ops_slowest = ops_slowest.max(asked.elapsed());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let mut fates = Vec::new();
+    let mut crowd = Vec::new();
     for v in visitors {
-        fates.extend(v.await??);
+        crowd.extend(v.await??);
     }
-    let load_took = load.elapsed();
+    let crowd_took = load.elapsed();
+
+    // B. One API at its own bound (spin: 16 at once) with 48 connections
+    //    calling it: the excess is shed, and bank status, beside it, is
+    //    never refused.
+    let spinners = connections(&served, 48).await?;
+    let mut bank = served.connect().await?;
+    let spinning = storm(spinners, "/test/spin", &token, 3).await;
+    let mut beside = Vec::new();
+    while !spinning.iter().all(|t| t.is_finished()) {
+        let sent = Instant::now();
+        let reply = bank.get_bearer("/v2.0/bank/status", &token).await?;
+        ensure!(
+            judge(&reply)? == Fate::Served,
+            "bank status was refused while spin was at its own bound"
+        );
+        beside.push((Fate::Served, sent.elapsed()));
+    }
+    let spin = gather(spinning).await?;
+
+    // C. The whole listener's bound: 96 calls at once of an API under the
+    //    platform's bound (64, as the listener's).
+    let crowd_b = connections(&served, 96).await?;
+    let spin_b = gather(storm(crowd_b, "/test/spin-b", &token, 1).await).await?;
+
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (rss_peak, ops_slowest) = sampler.await??;
     let idle_after = latencies(&served, &token, 50).await?;
     let rss_after = rss_kib(pid)?;
     let metrics = String::from_utf8(
@@ -546,57 +739,57 @@ async fn overload_is_shed_at_once_and_the_gateway_recovers() -> Result<()> {
             .body
             .to_vec(),
     )?;
-
-    let count = |f: Fate| fates.iter().filter(|(fate, _)| *fate == f).count();
-    let slowest = |f: Fate| {
-        let mut took: Vec<Duration> = fates
-            .iter()
-            .filter(|(x, _)| *x == f)
-            .map(|(_, d)| *d)
-            .collect();
-        took.sort();
-        (
-            percentile(&took, 0.5),
-            percentile(&took, 0.99),
-            took.last().copied().unwrap_or_default(),
-        )
-    };
-    let (served_n, shed_n, refused_n) =
-        (count(Fate::Served), count(Fate::Shed), count(Fate::Refused));
-    let shed_lines: Vec<&str> = metrics
-        .lines()
-        .filter(|l| l.starts_with("sfop_shed_total"))
-        .collect();
-    let (s50, s99, smax) = slowest(Fate::Served);
-    let (x50, x99, xmax) = slowest(Fate::Shed);
-    let (r50, r99, rmax) = slowest(Fate::Refused);
+    let shed = |reason: &str| metric(&metrics, &format!("sfop_shed_total{{reason=\"{reason}\"}}"));
     eprintln!(
-        "overload: {CONNECTIONS} connections x up to {REQUESTS} requests in {:.0} ms: \
-         {served_n} served (p50 {:.1} p99 {:.1} max {:.1} ms), {shed_n} answered 503 \
-         (p50 {:.1} p99 {:.1} max {:.1} ms), {refused_n} connections closed at once \
-         (p50 {:.1} p99 {:.1} max {:.1} ms); {shed_lines:?}; /healthz slowest {:.1} ms; \
-         RSS {rss_before} KiB before, {rss_peak} KiB peak, {rss_after} KiB after; idle \
-         bank-status p50 {:.2} ms before, {:.2} ms after (p99 {:.2} / {:.2} ms)",
-        ms(load_took),
-        ms(s50),
-        ms(s99),
-        ms(smax),
-        ms(x50),
-        ms(x99),
-        ms(xmax),
-        ms(r50),
-        ms(r99),
-        ms(rmax),
+        "overload A: {CONNECTIONS} connections x up to {REQUESTS} bank-status calls in {:.0} ms: \
+         served {}, answered 503 {}, connections closed at once {}",
+        ms(crowd_took),
+        figures(&crowd, Fate::Served),
+        figures(&crowd, Fate::Shed),
+        figures(&crowd, Fate::Refused),
+    );
+    eprintln!(
+        "overload B: spin (own bound 16), 48 connections x 3: ran to its deadline {}, answered \
+         503 {}; bank-status beside it served {}",
+        figures(&spin, Fate::Served),
+        figures(&spin, Fate::Shed),
+        figures(&beside, Fate::Served),
+    );
+    eprintln!(
+        "overload C: spin-b, 96 calls at once against max_in_flight 64: ran {}, answered 503 {}",
+        figures(&spin_b, Fate::Served),
+        figures(&spin_b, Fate::Shed),
+    );
+    eprintln!(
+        "overload: sfop_shed_total connections {} handshakes {} in_flight {} api_in_flight {}; \
+         /healthz slowest {:.1} ms; RSS {rss_before} KiB before, {rss_peak} KiB peak, \
+         {rss_after} KiB after; idle bank-status p50 {:.2} ms before, {:.2} ms after \
+         (p99 {:.2} / {:.2} ms)",
+        shed("connections"),
+        shed("handshakes"),
+        shed("in_flight"),
+        shed("api_in_flight"),
         ms(ops_slowest),
         ms(percentile(&idle_before, 0.5)),
         ms(percentile(&idle_after, 0.5)),
         ms(percentile(&idle_before, 0.99)),
         ms(percentile(&idle_after, 0.99)),
     );
-    assert!(served_n > 0, "nothing was served");
+    assert!(count(&crowd, Fate::Served) > 0, "nothing was served");
     assert!(
-        shed_n + refused_n > 0,
-        "{CONNECTIONS} connections against bounds of 64 and nothing was shed"
+        count(&crowd, Fate::Shed) + count(&crowd, Fate::Refused) > 0,
+        "{CONNECTIONS} connections against bounds of 64 and nothing was refused"
+    );
+    assert!(count(&spin, Fate::Shed) > 0 && count(&spin, Fate::Served) > 0);
+    assert!(shed("api_in_flight") > 0, "{metrics}");
+    assert!(!beside.is_empty());
+    assert!(count(&spin_b, Fate::Shed) > 0 && count(&spin_b, Fate::Served) > 0);
+    assert!(shed("in_flight") > 0, "{metrics}");
+    assert!(
+        metric(
+            &metrics,
+            "sfop_requests_total{api=\"spin\",version=\"0.1.0\",outcome=\"shed\"}"
+        ) > 0
     );
     // Memory: a generous bound (the baseline holds wasmtime's pools).
     assert!(
@@ -611,6 +804,6 @@ async fn overload_is_shed_at_once_and_the_gateway_recovers() -> Result<()> {
     );
     Arc::try_unwrap(served)
         .ok()
-        .context("the visitors still hold the server")?
+        .context("the connections still hold the server")?
         .stop()
 }
