@@ -97,7 +97,9 @@ pub struct Settings {
     /// it is loaded to serve (at start, on promotion, on rollback). Off only
     /// when the operator trusts the plugins folder.
     pub require_attestation: bool,
-    /// Earlier live releases kept compiled per API, for instant rollback.
+    /// Per API, how many earlier live releases (rollback targets) and how
+    /// many releases that stopped serving stay compiled, for an instant
+    /// rollback or re-promote.
     pub keep_warm: usize,
     /// Business time zone (sunset dates are days there), minutes east of UTC.
     pub utc_offset_minutes: i32,

@@ -250,7 +250,10 @@ pub struct ManagementSection {
     /// Period of the watchdog that rolls back failing canaries and retires
     /// APIs past their sunset, milliseconds.
     pub check_ms: u64,
-    /// Earlier live releases kept compiled per API, for instant rollback.
+    /// Per API, how many earlier live releases (rollback targets) and how
+    /// many releases that stopped serving (rolled back from, promoted over)
+    /// stay compiled and pre-linked, for an instant rollback or re-promote
+    /// (ADR 0018).
     pub keep_warm: usize,
 }
 
