@@ -69,6 +69,26 @@ pub struct VersionEntry {
     /// The testbed's report, already rendered as HTML and escaped by the
     /// testbed; the portal shows it as it is.
     pub report_html: Option<String>,
+    /// What happened to this version after it was published, oldest first
+    /// (from the management center's audit log): each is its own dated
+    /// change notice, kept after the version moves on.
+    pub milestones: Vec<Milestone>,
+}
+
+/// A dated event in a published version's life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Milestone {
+    pub at_ms: u64,
+    pub kind: MilestoneKind,
+}
+
+/// What happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MilestoneKind {
+    /// Deprecated, to stop serving on `sunset` (`YYYY-MM-DD`).
+    Deprecated { sunset: String },
+    /// Taken out of service.
+    Retired,
 }
 
 /// Where a version is in its life.
@@ -87,6 +107,10 @@ pub enum VersionState {
     Deprecated {
         sunset: String,
     },
+    /// Was live; a newer version serves in its place (it may come back by a
+    /// rollback). Not out of service: that is [`VersionState::Retired`].
+    Superseded,
+    /// Out of service: the API no longer answers.
     Retired,
 }
 
@@ -108,6 +132,7 @@ impl VersionState {
             VersionState::Live => "live".into(),
             VersionState::Canary { percent } => format!("canary {percent}%"),
             VersionState::Deprecated { sunset } => format!("deprecated, sunset {sunset}"),
+            VersionState::Superseded => "superseded".into(),
             VersionState::Retired => "retired".into(),
         }
     }
@@ -119,7 +144,7 @@ impl VersionState {
             VersionState::Canary { .. } => "canary",
             VersionState::Deprecated { .. } => "deprecated",
             VersionState::Retired => "retired",
-            VersionState::Uploaded | VersionState::Tested { .. } => "",
+            VersionState::Uploaded | VersionState::Tested { .. } | VersionState::Superseded => "",
         }
     }
 }

@@ -18,8 +18,8 @@ use sfop_gateway::{Endpoint, EndpointFuture, NativeRequest, NativeResponse};
 use sfop_management::VersionState as Registered;
 use sfop_management::registry::state_of;
 use sfop_portal::{
-    ApiEntry, Catalog, Portal, PortalRequest, Upstream, UpstreamFuture, UpstreamRequest,
-    UpstreamResponse, VersionEntry, VersionState,
+    ApiEntry, Catalog, Milestone, MilestoneKind, Portal, PortalRequest, Upstream, UpstreamFuture,
+    UpstreamRequest, UpstreamResponse, VersionEntry, VersionState,
 };
 
 use crate::manage::Slot;
@@ -50,6 +50,11 @@ impl Catalog for RegistryCatalog {
                 return Vec::new();
             }
         };
+        // Deprecations and retirements, dated, for the change notices.
+        let audit = management.audit().unwrap_or_else(|e| {
+            tracing::error!("portal catalogue: audit log: {e}");
+            Vec::new()
+        });
         let mut names: Vec<String> = records.iter().map(|a| a.name.clone()).collect();
         names.sort();
         names
@@ -75,9 +80,33 @@ impl Catalog for RegistryCatalog {
                             Registered::Deprecated => VersionState::Deprecated {
                                 sunset: api.and_then(|a| a.sunset.clone()).unwrap_or_default(),
                             },
-                            Registered::Previous | Registered::Retired => VersionState::Retired,
+                            Registered::Previous => VersionState::Superseded,
+                            Registered::Retired => VersionState::Retired,
                         };
+                        let version = record.version.to_string();
+                        let milestones = audit
+                            .iter()
+                            .filter(|e| e.api == name && e.version.as_deref() == Some(&version))
+                            .filter_map(|e| {
+                                let kind = match e.action.as_str() {
+                                    "deprecate" => MilestoneKind::Deprecated {
+                                        sunset: e
+                                            .detail
+                                            .strip_prefix("sunset ")
+                                            .unwrap_or(&e.detail)
+                                            .to_owned(),
+                                    },
+                                    "retire" => MilestoneKind::Retired,
+                                    _ => return None,
+                                };
+                                Some(Milestone {
+                                    at_ms: e.at_ms,
+                                    kind,
+                                })
+                            })
+                            .collect();
                         Some(VersionEntry {
+                            milestones,
                             manifest: Manifest::parse(&record.manifest).ok()?,
                             sha256: record.component_sha256,
                             state,

@@ -348,22 +348,57 @@ check if operation(\"read\") or amount($a), $a <= 30000;";
 
 // ---------- change notices ----------
 
-pub(super) fn notice_html(n: &Notice) -> String {
+/// A notice as HTML. In the feed (`feed`) without the version's state now,
+/// so an entry's text stays what it was when it was published.
+pub(super) fn notice_html(n: &Notice, feed: bool) -> String {
+    let badge = if feed {
+        String::new()
+    } else {
+        format!(" {}", badge(&n.state))
+    };
+    let event = match &n.event {
+        crate::changes::Event::Published => String::new(),
+        crate::changes::Event::Deprecated { .. } => {
+            " <span class=\"badge deprecated\">deprecation</span>".into()
+        }
+        crate::changes::Event::Retired => " <span class=\"badge retired\">retirement</span>".into(),
+    };
     let mut out = format!(
-        "<h3><a href=\"/portal/apis/{href}?version={v}\">{api} {version}</a> {badge} <small>{at}</small></h3>",
+        "<h3><a href=\"/portal/apis/{href}?version={v}\">{api} {version}</a>{event}{badge} <small>{at}</small></h3>",
         href = encode(&n.api),
         v = encode(&n.version),
         api = escape(&n.api),
         version = escape(&n.version),
-        badge = badge(&n.state),
         at = kst(n.at_ms),
     );
-    if let VersionState::Deprecated { sunset } = &n.state {
-        let _ = write!(
-            out,
-            "<p class=\"notice\">Deprecated: stops serving on <b>{}</b>. Move to the live version before then.</p>",
-            escape(sunset)
-        );
+    let move_to = |what: &str| match &n.successor {
+        Some(s) => format!(
+            " {what} Move to the live version, <a href=\"/portal/apis/{}?version={}\">{}</a>.",
+            encode(&n.api),
+            encode(s),
+            escape(s)
+        ),
+        None => String::new(),
+    };
+    match &n.event {
+        crate::changes::Event::Deprecated { sunset } => {
+            let _ = write!(
+                out,
+                "<p class=\"notice\">Deprecated: stops serving on <b>{}</b>.{}</p>",
+                escape(sunset),
+                move_to("")
+            );
+            return out;
+        }
+        crate::changes::Event::Retired => {
+            let _ = write!(
+                out,
+                "<p class=\"notice\">Retired: out of service; calls are refused.{}</p>",
+                move_to("")
+            );
+            return out;
+        }
+        crate::changes::Event::Published => {}
     }
     match &n.previous {
         None => out.push_str("<p class=\"muted\">First version.</p>"),
@@ -409,7 +444,7 @@ pub(super) fn changes_page(ctx: &Ctx<'_>) -> PortalResponse {
         let _ = write!(
             body,
             "<section class=\"entry\">{}</section>",
-            notice_html(n)
+            notice_html(n, false)
         );
     }
     if list.is_empty() {
@@ -431,33 +466,19 @@ pub(super) fn atom(ctx: &Ctx<'_>) -> PortalResponse {
         updated = rfc3339(updated),
     );
     for n in &list {
-        let title = match (&n.state, &n.previous) {
-            (VersionState::Deprecated { sunset }, _) => {
-                format!("{} {} deprecated, sunset {sunset}", n.api, n.version)
-            }
-            (_, None) => format!("{} {}: first version", n.api, n.version),
-            (_, Some(prev)) => format!(
-                "{} {}: {} change(s) since {prev}",
-                n.api,
-                n.version,
-                n.changes.len()
-            ),
-        };
         let _ = writeln!(
             xml,
-            "<entry><title>{title}</title><id>urn:sfop:change:{id_api}:{id_version}:{state}</id>\
+            "<entry><title>{title}</title><id>{id}</id>\
              <link href=\"{base}/portal/apis/{href}?version={v}\"/><updated>{at}</updated>\
              <content type=\"html\">{content}</content></entry>",
-            title = escape(&title),
-            id_api = escape(&encode(&n.api)),
-            id_version = escape(&encode(&n.version)),
-            state = escape(&encode(&n.state.label())),
+            title = escape(&n.title()),
+            id = escape(&n.id()),
             base = escape(&base),
             href = escape(&encode(&n.api)),
             v = escape(&encode(&n.version)),
             at = rfc3339(n.at_ms),
             // The HTML of the notice, escaped once more as XML text.
-            content = escape(&notice_html(n)),
+            content = escape(&notice_html(n, true)),
         );
     }
     xml.push_str("</feed>\n");

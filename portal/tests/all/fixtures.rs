@@ -102,6 +102,7 @@ pub fn version(text: &str, state: VersionState, at_ms: u64) -> Result<VersionEnt
         state,
         uploaded_at_ms: at_ms,
         report_html: None,
+        milestones: Vec::new(),
     })
 }
 

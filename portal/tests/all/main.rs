@@ -4,5 +4,6 @@
 //! the platform-level tests (real HTTPS, a real validator, a browser) are in
 //! `host/sfop/tests/all/portal.rs`.
 
+mod changes;
 mod fixtures;
 mod pages;

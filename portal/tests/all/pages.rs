@@ -72,7 +72,8 @@ async fn promotion_changes_catalogue_api_page_and_feed_without_restart() -> Resu
         Some("application/atom+xml; charset=UTF-8")
     );
     let feed = feed.text();
-    assert_eq!(feed.matches("<entry>").count(), 2, "{feed}");
+    // Both versions' publications and the deprecation, each its own entry.
+    assert_eq!(feed.matches("<entry>").count(), 3, "{feed}");
     assert!(
         feed.contains("account-balance 1.1.0: 2 change(s) since 1.0.0"),
         "{feed}"

@@ -377,7 +377,7 @@ async fn promoting_a_release_changes_catalogue_api_page_and_feed_without_restart
         "{page}"
     );
     assert!(
-        page.contains("?version=1.0.0") && page.contains("retired"),
+        page.contains("?version=1.0.0") && page.contains(">superseded</span>"),
         "history: {page}"
     );
     let feed = text(&t.get("/portal/changes.atom").await?);
