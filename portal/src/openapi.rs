@@ -111,7 +111,7 @@ impl<'a> Node<'a> {
                 Some((base, _)) if base.eq_ignore_ascii_case("object") => {
                     json!({ "type": "object" })
                 }
-                Some((base, Some(len))) if base == "N" => {
+                Some(("N", Some(len))) => {
                     let name = self.doc.map(|d| d.name.as_str()).unwrap_or_default();
                     digits_schema(name, len, self.response)
                 }
