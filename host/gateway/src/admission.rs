@@ -5,7 +5,7 @@
 //! back later instead of waiting seconds for a timeout.
 //!
 //! Every bound is one relaxed atomic add and compare; the permit gives it
-//! back when dropped. See docs/adr/0017-shutdown-and-admission.md.
+//! back when dropped. See docs/adr/0019-shutdown-and-admission.md.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 

@@ -371,7 +371,7 @@ impl Platform {
         format!("{}://{}", self.scheme, self.local_addr)
     }
 
-    /// What `sfop serve` does on SIGTERM (docs/adr/0017-shutdown-and-admission.md):
+    /// What `sfop serve` does on SIGTERM (docs/adr/0019-shutdown-and-admission.md):
     /// 1. `/readyz` answers 503 at once;
     /// 2. for `shutdown.grace_ms` the gateway keeps accepting and serving,
     ///    every HTTP/1.x answer with `Connection: close`, HTTP/2 connections
