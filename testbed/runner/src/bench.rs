@@ -101,17 +101,6 @@ impl Authorizer for PersonaAuth {
                 message: format!("persona {persona} has no scope {}", request.manifest.scope),
             });
         }
-        // Format before ownership, as the platform's authoriser does, so a
-        // malformed field gets the same answer here and live.
-        if let Some(bad) =
-            sfop_core::access::malformed(request.manifest, request.query, request.body)
-        {
-            return Err(Denial {
-                status: 200,
-                rsp_code: sfop_core::rsp::FORMAT,
-                message: bad.to_string(),
-            });
-        }
         Ok(Some(claims.clone()))
     }
 }
