@@ -73,7 +73,7 @@ pub fn new_plugin(name: &str) -> Result<()> {
         "created {} (Cargo.toml, sfop.toml, testbed.toml, src/lib.rs); added to \
          plugins/Cargo.toml and plugins/Cargo.lock\n\
          next: cargo xtask build-plugins -p {name}\n      \
-         cargo run -q -p sfop -- testbed run target/sfop-plugins/api/{name} --out /tmp/{name}",
+         cargo run -q -p sfop -- testbed run target/sfop-plugins/api/{name} --out target/testbed/{name}",
         dir.display()
     );
     Ok(())

@@ -127,7 +127,11 @@ fn bash(script: &str, dir: &Path, env: &[(&str, &std::ffi::OsStr)]) -> Result<St
         started.elapsed().as_secs_f64()
     );
     if !out.status.success() {
-        bail!("the README's commands failed ({}):\n{script}", out.status);
+        bail!(
+            "the README's commands failed ({}):\n{script}--- stdout:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     Ok(String::from_utf8(out.stdout)?)
 }
@@ -173,8 +177,7 @@ async fn the_readme_first_plugin_commands_work_verbatim() -> Result<()> {
         ("SFOP_GUEST_TARGET_DIR", guest_target.as_os_str()),
     ];
 
-    // Scaffold, build, testbed (which writes to a fixed /tmp folder).
-    let _ = std::fs::remove_file("/tmp/user-greeting/attestation.json");
+    // Scaffold, build, testbed (its report goes under the copy's target/).
     bash(&build.text, &project, &base_env)?;
     let crate_dir = project.join("plugins/user-greeting");
     let handler = std::fs::read_to_string(crate_dir.join("src/lib.rs"))?;
@@ -190,7 +193,11 @@ async fn the_readme_first_plugin_commands_work_verbatim() -> Result<()> {
     for file in ["api.wasm", "sfop.toml", "testbed.toml"] {
         assert!(package.join(file).is_file(), "{file} was not built");
     }
-    assert!(Path::new("/tmp/user-greeting/attestation.json").is_file());
+    assert!(
+        project
+            .join("target/testbed/user-greeting/attestation.json")
+            .is_file()
+    );
 
     // The platform running (`cargo xtask serve`), as a child on its own port.
     let data = project.join("sfop-data");
