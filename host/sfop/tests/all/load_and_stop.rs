@@ -807,3 +807,83 @@ async fn overload_is_shed_at_once_and_the_gateway_recovers() -> Result<()> {
         .context("the connections still hold the server")?
         .stop()
 }
+
+/// A TLS connection to `addr` trusting `cert`, offering `alpn`.
+async fn tls(
+    addr: SocketAddr,
+    cert: &std::path::Path,
+    alpn: &[u8],
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::CertificateDer::pem_file_iter(cert)? {
+        roots.add(cert?)?;
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    config.alpn_protocols = vec![alpn.to_vec()];
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(rustls_pki_types::ServerName::try_from("localhost")?, tcp)
+        .await?)
+}
+
+fn get(path: &str) -> Result<hyper::Request<http_body_util::Empty<bytes::Bytes>>> {
+    Ok(hyper::Request::builder()
+        .uri(format!("https://localhost{path}"))
+        .body(http_body_util::Empty::new())?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_sends_http2_goaway_and_serves_new_connections_until_the_grace_ends() -> Result<()>
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let t = crate::harness::TestPlatform::start_with(
+        vec![crate::harness::Package::built("api/bank-status")],
+        |config| {
+            config.auth.mode = sfop::AuthMode::Off;
+            config.shutdown.grace_ms = 2_000;
+        },
+    )
+    .await?;
+    let (addr, ops) = (t.addr(), t.platform.ops_addr);
+    let cert = t.platform.tls_cert.clone().context("certificate")?;
+    let stream = tls(addr, &cert, b"h2").await?;
+    let (mut h2, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream)).await?;
+    let conn = tokio::spawn(conn);
+    assert_eq!(
+        h2.send_request(get("/v2.0/bank/status")?).await?.status(),
+        200
+    );
+
+    let platform = t.platform;
+    let stop = tokio::spawn(platform.terminate());
+    watch_readyz(ops).await?;
+    // The HTTP/2 connection is told to go away (GOAWAY) and ends, in the
+    // grace period: nothing was in progress on it.
+    tokio::time::timeout(BOUND, conn)
+        .await
+        .context("the HTTP/2 connection was not told to go away")???;
+    // Meanwhile the listener still serves new connections, and tells
+    // HTTP/1.1 ones to close after their answer.
+    let stream = tls(addr, &cert, b"http/1.1").await?;
+    let (mut h1, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let reply = h1.send_request(get("/v2.0/bank/status")?).await?;
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        reply.headers().get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    stop.await??;
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "the listener is closed after the stop"
+    );
+    Ok(())
+}
