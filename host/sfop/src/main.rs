@@ -390,6 +390,10 @@ struct ServeArgs {
     /// testbed; only for developing the data plane).
     #[arg(long, env = "SFOP_BOOTSTRAP", value_enum)]
     bootstrap: Option<Bootstrap>,
+    /// After SIGTERM, how long the gateway keeps serving (with `/readyz`
+    /// answering 503) before its listener closes: `shutdown.grace_ms`.
+    #[arg(long, env = "SFOP_SHUTDOWN_GRACE_MS")]
+    shutdown_grace_ms: Option<u64>,
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -412,6 +416,7 @@ impl ServeArgs {
         set(&mut config.tls.mode, self.tls);
         set(&mut config.auth.mode, self.auth);
         set(&mut config.management.bootstrap, self.bootstrap);
+        set(&mut config.shutdown.grace_ms, self.shutdown_grace_ms);
         if self.tls_cert.is_some() {
             config.tls.cert = self.tls_cert;
         }

@@ -38,6 +38,8 @@ fn start(dir: &std::path::Path, name: &str, config: &str) -> Result<Served> {
     let file = dir.join(format!("{name}.toml"));
     std::fs::write(&file, config)?;
     let mut cmd = serve_command(&data, &log)?;
+    // The config file's grace, not the test harness's none.
+    cmd.env_remove("SFOP_SHUTDOWN_GRACE_MS");
     cmd.arg("--config").arg(&file);
     Served::spawn(cmd, &data, &log)
 }
