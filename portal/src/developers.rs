@@ -39,11 +39,25 @@ pub struct TestToken {
     pub user_seq_no: Option<String>,
     /// fintech_use_nums the token may act on (from the account list API).
     pub accounts: Vec<String>,
+    /// The same accounts with their bank and alias, as the account list
+    /// answered (empty for sessions stored before it was kept).
+    #[serde(default)]
+    pub account_details: Vec<TokenAccount>,
     pub expires_at_ms: u64,
     /// The app's institution's first verified contract account, for "try
     /// it" (`cntr_account_num`).
     #[serde(default)]
     pub contract_account: Option<String>,
+}
+
+/// An account a user token may act on, as the account list API answers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenAccount {
+    pub fintech_use_num: String,
+    pub bank_code_std: String,
+    pub bank_name: String,
+    pub account_alias: String,
+    pub account_num_masked: String,
 }
 
 /// A contract account of an institution, as the app page shows it.

@@ -10,6 +10,7 @@
 //! through an [`Upstream`], which the binary implements as an HTTPS client of
 //! its own listener, so they take the same path as any client's.
 
+mod assets;
 mod changes;
 mod developers;
 mod openapi;
@@ -25,7 +26,9 @@ use sfop_auth::ClientRegistry;
 use sfop_core::Manifest;
 use sfop_store::Store;
 
-pub use developers::{ContractAccountInfo, Developer, Developers, InstitutionInfo, Institutions};
+pub use developers::{
+    ContractAccountInfo, Developer, Developers, InstitutionInfo, Institutions, TokenAccount,
+};
 pub use openapi::openapi;
 pub use sfop_core::contract::{Change, ChangeKind};
 
@@ -49,6 +52,26 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
     fn add(&self, client_id: &str, rule: serde_json::Value) -> Result<u64, String>;
     /// Removes rule `id` if it is one of `client_id`'s; whether it was.
     fn remove(&self, client_id: &str, id: u64) -> Result<bool, String>;
+    /// The participant banks and whether each answers (the operator's
+    /// outage switch), for the status page.
+    fn banks(&self) -> Vec<BankState> {
+        Vec::new()
+    }
+    /// The rules that apply to every app (no `client_id`), oldest first, in
+    /// the same shape as [`Sandbox::rules`]: the status page's incidents.
+    fn platform_rules(&self) -> Vec<serde_json::Value> {
+        Vec::new()
+    }
+}
+
+/// A participant bank of the sandbox, as the status page shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BankState {
+    /// Standard 3-digit code, e.g. `097`.
+    pub code: String,
+    pub name: String,
+    /// `false` while the operator has the bank in an outage.
+    pub available: bool,
 }
 
 /// One API and its versions, newest first.

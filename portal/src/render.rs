@@ -1,7 +1,7 @@
 //! Small pieces every page uses: the shared layout, escaping, forms, cookies
 //! and times.
 
-use sfop_core::html::{Chrome, PAGE_HEADERS, document};
+use sfop_core::html::{Chrome, PAGE_HEADERS, document, page_headers_with_csp};
 
 use crate::PortalResponse;
 
@@ -13,9 +13,27 @@ pub(crate) const NAV: &[(&str, &str)] = &[
     ("/portal/permissions", "Permissions"),
     ("/portal/keys", "Keys"),
     ("/portal/changes", "Changes"),
+    ("/portal/status", "Status"),
+    ("/portal/reference", "Reference"),
     ("/portal/apps", "My apps"),
     ("/portal/openapi.json", "OpenAPI"),
 ];
+
+/// What the portal adds to the shared stylesheet: the search box in the top
+/// bar, copy buttons, and what keeps every page within a 390 px wide screen
+/// (wide tables scroll inside their box; long tokens and numbers wrap).
+const PORTAL_CSS: &str = "\
+form.search{display:flex;gap:.3rem;margin:0}\
+form.search input{padding:.3rem .5rem;border:1px solid #b8c0ca;border-radius:4px;font:inherit;width:13rem;max-width:100%}\
+form.search button{margin:0;padding:.3rem .6rem}\
+.table-wrap{overflow-x:auto;max-width:100%}\
+td,th{overflow-wrap:anywhere}td code,li code,p code{overflow-wrap:anywhere}\
+.sample-head{display:flex;justify-content:space-between;align-items:center;gap:.5rem;margin-top:.8rem}\
+.sample-head h3{margin:0}button.copy{margin:0;padding:.2rem .7rem;font-size:.85rem}\
+select{font:inherit;padding:.3rem;max-width:100%}\
+.hit{margin:.6rem 0}.hit p{margin:.15rem 0}mark{background:#fff1a8}\
+main.wide{max-width:80rem;padding:0}\
+@media(max-width:40rem){main{margin:.5rem;padding:1rem}header.top{padding:.6rem 1rem;gap:.5rem .9rem}footer{padding:0 1rem}form.search input{width:100%}}";
 
 /// The name of the session cookie.
 pub(crate) const COOKIE: &str = "sfop_portal";
@@ -25,11 +43,17 @@ pub(crate) const COOKIE: &str = "sfop_portal";
 pub(crate) struct Viewer {
     pub email: Option<String>,
     pub csrf: String,
+    /// The page being looked at (path and query), where "Sign in" returns
+    /// to; empty for none.
+    pub next: String,
 }
 
 impl Viewer {
     fn account_html(&self) -> String {
-        match &self.email {
+        let search = "<form class=\"search\" method=\"get\" action=\"/portal/search\" role=\"search\">\
+             <input type=\"search\" name=\"q\" id=\"nav-search\" placeholder=\"Search APIs and fields\" aria-label=\"Search APIs and fields\">\
+             <button type=\"submit\">Search</button></form>";
+        let account = match &self.email {
             Some(email) => format!(
                 "<span>{}</span><form method=\"post\" action=\"/portal/signout\" style=\"display:inline\">\
                  <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
@@ -37,10 +61,40 @@ impl Viewer {
                 escape(email),
                 escape(&self.csrf)
             ),
-            None => "<a href=\"/portal/signin\">Sign in</a><a href=\"/portal/signup\">Sign up</a>"
-                .to_owned(),
-        }
+            None => {
+                let next = match safe_next(&self.next) {
+                    Some(next) => format!("?next={}", encode(next)),
+                    None => String::new(),
+                };
+                format!(
+                    "<a href=\"/portal/signin{next}\">Sign in</a><a href=\"/portal/signup{next}\">Sign up</a>",
+                    next = escape(&next)
+                )
+            }
+        };
+        format!("{search}{account}")
     }
+}
+
+/// `next` if it is a path on the portal to return to after signing in:
+/// `/portal` or below it, printable ASCII without backslashes, so a browser
+/// cannot read it as another origin (`//host`, `/\host`, `https:…`). Any
+/// other value is ignored: never an open redirect.
+pub(crate) fn safe_next(next: &str) -> Option<&str> {
+    let rest = next.strip_prefix(crate::PREFIX)?;
+    let below = rest.is_empty() || rest.starts_with(['/', '?', '#']);
+    let plain = next.len() <= 1024
+        && next
+            .bytes()
+            .all(|b| (0x21..0x7f).contains(&b) && b != b'\\');
+    (below && plain && !rest.starts_with("//")).then_some(next)
+}
+
+/// Wraps every table so a wide one scrolls inside its box instead of
+/// widening the page.
+fn wrap_tables(body: &str) -> String {
+    body.replace("<table", "<div class=\"table-wrap\"><table")
+        .replace("</table>", "</table></div>")
 }
 
 /// A portal page with status `status`.
@@ -51,8 +105,12 @@ pub(crate) fn page(
     viewer: &Viewer,
     body: &str,
 ) -> PortalResponse {
+    html_response(status, page_html(title, current, viewer, body))
+}
+
+fn page_html(title: &str, current: &str, viewer: &Viewer, body: &str) -> String {
     let account = viewer.account_html();
-    let html = document(
+    document(
         title,
         &Chrome {
             nav: NAV,
@@ -60,9 +118,31 @@ pub(crate) fn page(
             account: &account,
             narrow: false,
         },
-        body,
-    );
-    html_response(status, html)
+        &format!("<style>{PORTAL_CSS}</style>{}", wrap_tables(body)),
+    )
+}
+
+/// A portal page that loads the script files `scripts` (URLs on this
+/// origin, from [`crate::assets::url`]) at its end, sent with `csp`: one
+/// that allows `script-src 'self'` and never inline scripts.
+pub(crate) fn scripted_page(
+    title: &str,
+    current: &str,
+    viewer: &Viewer,
+    body: &str,
+    scripts: &[String],
+    csp: &str,
+) -> PortalResponse {
+    let tags: String = scripts
+        .iter()
+        .map(|src| format!("<script src=\"{}\"></script>", escape(src)))
+        .collect();
+    let html = page_html(title, current, viewer, &format!("{body}{tags}"));
+    PortalResponse {
+        status: 200,
+        headers: page_headers_with_csp(csp),
+        body: html.into_bytes(),
+    }
 }
 
 /// A narrow page (sign-in, sign-up), like the OAuth pages.
@@ -75,7 +155,7 @@ pub(crate) fn narrow_page(status: u16, title: &str, body: &str) -> PortalRespons
             account: "",
             narrow: true,
         },
-        body,
+        &format!("<style>{PORTAL_CSS}</style>{}", wrap_tables(body)),
     );
     html_response(status, html)
 }
@@ -275,6 +355,34 @@ mod tests {
         assert_eq!(form_get(&form, "d"), "");
         assert_eq!(form_get(&form, "e"), "");
         assert_eq!(parse_form(b"x=%4"), vec![("x".into(), "%4".into())]);
+    }
+
+    #[test]
+    fn next_stays_on_the_portal() {
+        for ok in [
+            "/portal",
+            "/portal/apis/x?version=1.0.0",
+            "/portal/apps#try",
+            "/portal?q=a",
+        ] {
+            assert_eq!(safe_next(ok), Some(ok));
+        }
+        for bad in [
+            "",
+            "https://evil.example/portal",
+            "//evil.example/portal",
+            "/portal//evil.example",
+            "/\\evil.example",
+            "/portal\\..\\x",
+            "/portalx",
+            "portal",
+            "/portal/ x",
+            "/portal/\nx",
+            "javascript:alert(1)",
+            "/other",
+        ] {
+            assert_eq!(safe_next(bad), None, "{bad:?}");
+        }
     }
 
     #[test]

@@ -205,6 +205,25 @@ impl ClientRegistry {
         ))
     }
 
+    /// Gives confidential client `client_id` a new secret, returned once and
+    /// stored only hashed (under a new salt); the old secret stops working
+    /// as soon as this returns (durable). `None` when there is no such
+    /// client; refused for public clients, which have no secret.
+    pub fn rotate_secret(&self, client_id: &str) -> Result<Option<String>> {
+        let Some(mut client) = self.get(client_id)? else {
+            return Ok(None);
+        };
+        if client.public {
+            return Err(invalid("client_id", "a public client has no secret"));
+        }
+        let secret = random_hex(32)?;
+        client.salt = random_hex(16)?;
+        client.secret_hash = Some(sha256_hex(&[client.salt.as_bytes(), secret.as_bytes()]));
+        self.clients.insert_json(client_id, &client)?;
+        self.store.flush()?;
+        Ok(Some(secret))
+    }
+
     pub fn get(&self, client_id: &str) -> Result<Option<Client>> {
         Ok(self.clients.get_json(client_id)?)
     }
@@ -396,6 +415,36 @@ mod tests {
         })?;
         assert_eq!(first.client_use_code, reserved);
         assert_eq!(registry.reserve_code(Some(&reserved))?, reserved);
+        Ok(())
+    }
+
+    #[test]
+    fn a_rotated_secret_replaces_the_old_one() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let registry = ClientRegistry::open(&Store::open(dir.path())?)?;
+        let (client, old) = registry.register(spec())?;
+        let old = old.ok_or_else(|| anyhow::anyhow!("no secret"))?;
+        let new = registry
+            .rotate_secret(&client.client_id)?
+            .ok_or_else(|| anyhow::anyhow!("not rotated"))?;
+        assert_ne!(new, old);
+        let stored = registry
+            .get(&client.client_id)?
+            .ok_or_else(|| anyhow::anyhow!("gone"))?;
+        assert!(stored.secret_matches(Some(&new)));
+        assert!(
+            !stored.secret_matches(Some(&old)),
+            "the old secret still works"
+        );
+        assert!(!serde_json::to_string(&stored)?.contains(&new));
+        assert_eq!(registry.rotate_secret("nobody")?, None);
+        let (public, _) = registry.register(ClientSpec {
+            public: true,
+            scopes: vec!["login".into()],
+            client_use_code: None,
+            ..spec()
+        })?;
+        assert!(registry.rotate_secret(&public.client_id).is_err());
         Ok(())
     }
 

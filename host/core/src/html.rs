@@ -109,6 +109,27 @@ pub fn document(title: &str, chrome: &Chrome<'_>, body: &str) -> String {
 /// framing, forms only to this origin.
 pub const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
+/// [`CSP`] for a page that runs the platform's own script files (the
+/// portal's copy buttons): `script-src 'self'` and nothing else is added, so
+/// inline scripts, event-handler attributes and other origins stay refused.
+pub const CSP_SELF_SCRIPTS: &str = "default-src 'none'; script-src 'self'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// [`PAGE_HEADERS`] with another content-security-policy (one of this
+/// module's, or a page's own that it documents where it is built).
+pub fn page_headers_with_csp(csp: &str) -> Vec<(String, String)> {
+    PAGE_HEADERS
+        .iter()
+        .map(|(k, v)| {
+            let v = if *k == "content-security-policy" {
+                csp
+            } else {
+                v
+            };
+            ((*k).to_owned(), v.to_owned())
+        })
+        .collect()
+}
+
 /// The security headers every platform page is sent with.
 pub const PAGE_HEADERS: &[(&str, &str)] = &[
     ("content-type", "text/html; charset=UTF-8"),
@@ -195,6 +216,19 @@ mod tests {
             "{csp}"
         );
         assert!(!csp.contains("script-src"), "{csp}");
+    }
+
+    #[test]
+    fn the_script_policy_adds_only_self_scripts() {
+        assert_eq!(
+            CSP_SELF_SCRIPTS.replace(" script-src 'self';", ""),
+            CSP,
+            "only script-src 'self' differs"
+        );
+        let headers = page_headers_with_csp(CSP_SELF_SCRIPTS);
+        assert_eq!(headers.len(), PAGE_HEADERS.len());
+        assert!(headers.contains(&("content-security-policy".into(), CSP_SELF_SCRIPTS.into())));
+        assert!(headers.contains(&("cache-control".into(), "no-store".into())));
     }
 
     #[test]

@@ -6,7 +6,23 @@ use super::*;
 
 // ---------- developers ----------
 
-pub(super) fn sign_up_page(message: Option<&str>, email: &str) -> PortalResponse {
+/// The hidden `next` field of the sign-in and sign-up forms, and the query
+/// that carries it to the other form.
+fn next_parts(next: &str) -> (String, String) {
+    match crate::render::safe_next(next) {
+        Some(next) => (
+            format!(
+                "<input type=\"hidden\" name=\"next\" value=\"{}\">",
+                escape(next)
+            ),
+            escape(&format!("?next={}", encode(next))),
+        ),
+        None => (String::new(), String::new()),
+    }
+}
+
+pub(super) fn sign_up_page(message: Option<&str>, email: &str, next: &str) -> PortalResponse {
+    let (next_field, next_query) = next_parts(next);
     let error = message
         .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
         .unwrap_or_default();
@@ -15,18 +31,19 @@ pub(super) fn sign_up_page(message: Option<&str>, email: &str) -> PortalResponse
         "Sign up",
         &format!(
             "<h1>Create a developer account</h1>{error}\
-             <form method=\"post\" action=\"/portal/signup\">\
+             <form method=\"post\" action=\"/portal/signup\">{next_field}\
              <label for=\"email\">E-mail</label><input type=\"email\" id=\"email\" name=\"email\" value=\"{email}\" autocomplete=\"email\" required>\
              <label for=\"password\">Password <small>(10 characters or more)</small></label>\
              <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"new-password\" required>\
              <p><button class=\"primary\" type=\"submit\">Sign up</button></p></form>\
-             <p><small>Already registered? <a href=\"/portal/signin\">Sign in</a>.</small></p>",
+             <p><small>Already registered? <a href=\"/portal/signin{next_query}\">Sign in</a>.</small></p>",
             email = escape(email),
         ),
     )
 }
 
-pub(super) fn sign_in_page(message: Option<&str>, email: &str) -> PortalResponse {
+pub(super) fn sign_in_page(message: Option<&str>, email: &str, next: &str) -> PortalResponse {
+    let (next_field, next_query) = next_parts(next);
     let error = message
         .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
         .unwrap_or_default();
@@ -35,20 +52,22 @@ pub(super) fn sign_in_page(message: Option<&str>, email: &str) -> PortalResponse
         "Sign in",
         &format!(
             "<h1>Sign in to the developer portal</h1>{error}\
-             <form method=\"post\" action=\"/portal/signin\">\
+             <form method=\"post\" action=\"/portal/signin\">{next_field}\
              <label for=\"email\">E-mail</label><input type=\"email\" id=\"email\" name=\"email\" value=\"{email}\" autocomplete=\"username\" required>\
              <label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
              <p><button class=\"primary\" type=\"submit\">Sign in</button></p></form>\
-             <p><small>New here? <a href=\"/portal/signup\">Create an account</a>.</small></p>",
+             <p><small>New here? <a href=\"/portal/signup{next_query}\">Create an account</a>.</small></p>",
             email = escape(email),
         ),
     )
 }
 
-pub(super) fn signed_in(ctx: &Ctx<'_>, email: &str) -> Result<PortalResponse> {
+/// Starts a session and returns to `next` when it is a portal path (never
+/// another origin), else to the developer's apps.
+pub(super) fn signed_in(ctx: &Ctx<'_>, email: &str, next: &str) -> Result<PortalResponse> {
     let id = ctx.portal.developers.start_session(email)?;
     Ok(with_header(
-        redirect("/portal/apps"),
+        redirect(crate::render::safe_next(next).unwrap_or("/portal/apps")),
         "set-cookie",
         session_cookie(&id, ctx.portal.config.session_ttl_secs),
     ))
@@ -62,10 +81,10 @@ pub(super) async fn sign_up(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<
         .sign_up_async(email, form_get(form, "password"))
         .await?
     {
-        Ok(dev) => signed_in(ctx, &dev.email),
-        Err(e @ (SignUpError::BadEmail | SignUpError::WeakPassword | SignUpError::Taken)) => {
-            Ok(sign_up_page(Some(&e.to_string()), email))
-        }
+        Ok(dev) => signed_in(ctx, &dev.email, form_get(form, "next")),
+        Err(e @ (SignUpError::BadEmail | SignUpError::WeakPassword | SignUpError::Taken)) => Ok(
+            sign_up_page(Some(&e.to_string()), email, form_get(form, "next")),
+        ),
     }
 }
 
@@ -77,10 +96,11 @@ pub(super) async fn sign_in(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<
         .sign_in(email, form_get(form, "password"), ctx.req.peer)
         .await?
     {
-        Ok(Some(dev)) => signed_in(ctx, &dev.email),
+        Ok(Some(dev)) => signed_in(ctx, &dev.email, form_get(form, "next")),
         Ok(None) => Ok(sign_in_page(
             Some("The e-mail address or password is not correct."),
             email,
+            form_get(form, "next"),
         )),
         Err(wait) => {
             let mut page = sign_in_page(
@@ -88,6 +108,7 @@ pub(super) async fn sign_in(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<
                     "Too many failed sign-ins. Wait {wait} s before trying again."
                 )),
                 email,
+                form_get(form, "next"),
             );
             page.status = 429;
             Ok(with_header(page, "retry-after", wait.to_string()))
@@ -200,7 +221,7 @@ pub(super) fn register_app(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<P
     tracing::info!(developer = %session.email, client_id = %client.client_id, "app registered on the portal");
     let body = format!(
         "<h1>{name} is registered</h1>\
-         <p class=\"notice\"><b>Copy the client secret now.</b> It is shown this once and stored only hashed; if you lose it, register the app again.</p>\
+         <p class=\"notice\"><b>Copy the client secret now.</b> It is shown this once and stored only hashed; if you lose it, rotate it on the app's page.</p>\
          <table><tbody>\
          <tr><th>client_id</th><td><code id=\"client-id\">{id}</code></td></tr>\
          <tr><th>client_secret</th><td><code id=\"client-secret\">{secret}</code></td></tr>\
@@ -221,26 +242,43 @@ pub(super) fn register_app(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<P
     Ok(r)
 }
 
+/// The token's accounts: bank, alias and masked number with each
+/// fintech_use_num, when the account list said them.
+fn token_accounts_html(t: &TestToken) -> String {
+    if t.accounts.is_empty() {
+        return "—".to_owned();
+    }
+    t.accounts
+        .iter()
+        .map(|fin| {
+            match t.account_details.iter().find(|d| d.fintech_use_num == *fin) {
+                Some(d) => format!(
+                    "<div class=\"token-account\"><b class=\"account-bank\">{bank}</b> ({code}) · \
+                     <span class=\"account-alias\">{alias}</span> · {masked}<br><code>{fin}</code></div>",
+                    bank = escape(&d.bank_name),
+                    code = escape(&d.bank_code_std),
+                    alias = escape(if d.account_alias.is_empty() { "no alias" } else { &d.account_alias }),
+                    masked = escape(&d.account_num_masked),
+                    fin = escape(fin),
+                ),
+                None => format!("<div class=\"token-account\"><code>{}</code></div>", escape(fin)),
+            }
+        })
+        .collect()
+}
+
 pub(super) fn token_html(label: &str, t: &TestToken) -> String {
     format!(
         "<h3>{label}</h3><table><tbody>\
          <tr><th>Scope</th><td>{scope}</td></tr>\
          <tr><th>User</th><td>{user}</td></tr>\
-         <tr><th>Accounts (fintech_use_num)</th><td id=\"token-accounts\">{accounts}</td></tr>\
+         <tr><th>Accounts <small>(bank · alias · number; fintech_use_num)</small></th><td id=\"token-accounts\">{accounts}</td></tr>\
          <tr><th>Expires</th><td>{expires}</td></tr></tbody></table>\
          <label>Access token <small>(send as <code>Authorization: Bearer …</code>)</small></label>\
          <textarea readonly rows=\"3\">{token}</textarea>",
         scope = escape(&t.scope),
         user = escape(t.user_seq_no.as_deref().unwrap_or("— (institution)")),
-        accounts = if t.accounts.is_empty() {
-            "—".to_owned()
-        } else {
-            t.accounts
-                .iter()
-                .map(|a| format!("<code>{}</code>", escape(a)))
-                .collect::<Vec<_>>()
-                .join("<br>")
-        },
+        accounts = token_accounts_html(t),
         expires = kst(t.expires_at_ms),
         token = escape(&t.access_token),
     )
@@ -328,10 +366,56 @@ pub(super) fn app_page(
             csrf = ctx.csrf_field(),
         );
     }
+    if !client.public {
+        let _ = write!(
+            body,
+            "<h2>Client secret</h2><p class=\"muted\">If the secret leaked or someone left, rotate it: a new secret is shown once, \
+             and the old one stops working at once (token requests with it are refused). Tokens already issued stay valid until they expire.</p>\
+             <form method=\"post\" action=\"/portal/apps/{href}/secret\">{csrf}\
+             <p><button type=\"submit\" id=\"rotate-secret\">Rotate the client secret</button></p></form>",
+            csrf = ctx.csrf_field(),
+        );
+    }
     if let Some(sandbox) = &ctx.portal.sandbox {
         body.push_str(&faults_html(ctx, sandbox.as_ref(), &client.client_id));
     }
     Ok(ctx.page(&client.name, "/portal/apps", &body))
+}
+
+/// `POST /portal/apps/{id}/secret`: a new client secret for the developer's
+/// own app, shown this once; the old one no longer authenticates.
+pub(super) fn rotate_secret(ctx: &Ctx<'_>, client_id: &str) -> Result<PortalResponse> {
+    let Some(client) = owned_app(ctx, client_id)? else {
+        return Ok(no_such_app());
+    };
+    let secret = match ctx.portal.clients.rotate_secret(&client.client_id) {
+        Ok(Some(secret)) => secret,
+        Ok(None) => return Ok(no_such_app()),
+        Err(sfop_auth::Error::Invalid(message)) => {
+            let mut page = app_page(ctx, client_id, Some(&message))?;
+            page.status = 400;
+            return Ok(page);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let Some((_, session)) = &ctx.session {
+        tracing::info!(developer = %session.email, client_id = %client.client_id, "client secret rotated on the portal");
+    }
+    let body = format!(
+        "<h1>New secret for {name}</h1>\
+         <p class=\"notice\" id=\"rotated\"><b>Copy the new client secret now.</b> It is shown this once and stored only hashed. \
+         The old secret no longer works.</p>\
+         <table><tbody>\
+         <tr><th>client_id</th><td><code id=\"client-id\">{id}</code></td></tr>\
+         <tr><th>client_secret</th><td><code id=\"client-secret\">{secret}</code></td></tr>\
+         </tbody></table>\
+         <p><a class=\"button primary\" href=\"/portal/apps/{href}\" id=\"continue\">Back to the app</a></p>",
+        name = escape(&client.name),
+        id = escape(&client.client_id),
+        secret = escape(&secret),
+        href = encode(&client.client_id),
+    );
+    Ok(ctx.page("Client secret rotated", "/portal/apps", &body))
 }
 
 /// The ledger operations a fault can name, for the form.
@@ -603,6 +687,7 @@ pub(super) fn test_token(client: &sfop_auth::Client, json: &Value) -> Option<Tes
         scope: json["scope"].as_str().unwrap_or_default().to_owned(),
         user_seq_no: json["user_seq_no"].as_str().map(str::to_owned),
         accounts: Vec::new(),
+        account_details: Vec::new(),
         expires_at_ms: sfop_core::time::now_millis()
             + json["expires_in"].as_u64().unwrap_or_default() * 1000,
         contract_account: None,
@@ -738,9 +823,9 @@ pub(super) fn request_institution(
     }
 }
 
-/// The fintech_use_nums the token may use, from the account list API (when
-/// it is live and the token has `login`).
-pub(super) async fn accounts_of(ctx: &Ctx<'_>, token: &TestToken) -> Vec<String> {
+/// The accounts the token may use, from the account list API (when it is
+/// live and the token has `login`): fintech_use_num with bank and alias.
+pub(super) async fn accounts_of(ctx: &Ctx<'_>, token: &TestToken) -> Vec<TokenAccount> {
     let Some(user) = &token.user_seq_no else {
         return Vec::new();
     };
@@ -768,11 +853,19 @@ pub(super) async fn accounts_of(ctx: &Ctx<'_>, token: &TestToken) -> Vec<String>
         return Vec::new();
     };
     let json: Value = serde_json::from_slice(&answer.body).unwrap_or_default();
+    let text = |a: &Value, k: &str| a[k].as_str().unwrap_or_default().to_owned();
     json["res_list"]
         .as_array()
         .map(|list| {
             list.iter()
-                .filter_map(|a| a["fintech_use_num"].as_str().map(str::to_owned))
+                .filter(|a| a["fintech_use_num"].is_string())
+                .map(|a| TokenAccount {
+                    fintech_use_num: text(a, "fintech_use_num"),
+                    bank_code_std: text(a, "bank_code_std"),
+                    bank_name: text(a, "bank_name"),
+                    account_alias: text(a, "account_alias"),
+                    account_num_masked: text(a, "account_num_masked"),
+                })
                 .collect()
         })
         .unwrap_or_default()
@@ -826,9 +919,10 @@ pub(super) async fn exchange_code(
             ));
         }
     };
-    let accounts = accounts_of(ctx, &token).await;
+    let details = accounts_of(ctx, &token).await;
     let token = TestToken {
-        accounts,
+        accounts: details.iter().map(|d| d.fintech_use_num.clone()).collect(),
+        account_details: details,
         contract_account: contract_account_of(ctx, &client),
         ..token
     };

@@ -84,6 +84,7 @@ pub(super) fn catalogue(ctx: &Ctx<'_>) -> PortalResponse {
 pub(super) fn fields_table(
     fields: &[sfop_core::manifest::FieldDoc],
     with_required: bool,
+    anchor: &str,
 ) -> String {
     if fields.is_empty() {
         return "<p class=\"muted\">None documented.</p>".into();
@@ -98,7 +99,8 @@ pub(super) fn fields_table(
         };
         let _ = write!(
             rows,
-            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td>{required}<td>{}</td></tr>",
+            "<tr id=\"{anchor}-{}\"><td><code>{}</code></td><td>{}</td><td>{}</td>{required}<td>{}</td></tr>",
+            escape(&field_anchor(&f.name)),
             escape(&f.name),
             escape(kind),
             len.map(|n| n.to_string()).unwrap_or_default(),
@@ -113,6 +115,46 @@ pub(super) fn fields_table(
     format!(
         "<table><thead><tr><th>Field</th><th>Type</th><th>Length</th>{required_head}<th>Description</th></tr></thead>\
          <tbody>{rows}</tbody></table>"
+    )
+}
+
+/// A field's name as part of an element id: `res_list[].bank_name` →
+/// `res_list-bank_name`.
+pub(super) fn field_anchor(name: &str) -> String {
+    name.replace("[].", "-")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .collect()
+}
+
+/// The version selector: every version the registry knows, newest first,
+/// with its state; choosing one shows that version's page. A plain GET
+/// form (the portal's script submits it on change; without the script the
+/// button does).
+fn version_selector(api: &ApiEntry, shown: &VersionEntry) -> String {
+    let options: String = api
+        .versions
+        .iter()
+        .map(|h| {
+            let version = h.manifest.version.to_string();
+            format!(
+                "<option value=\"{v}\"{selected}>{v} — {state}</option>",
+                v = escape(&version),
+                selected = if h.manifest.version == shown.manifest.version {
+                    " selected"
+                } else {
+                    ""
+                },
+                state = escape(&h.state.label()),
+            )
+        })
+        .collect();
+    format!(
+        "<form method=\"get\" action=\"/portal/apis/{href}\" class=\"versions\">\
+         <label for=\"version-select\">Version</label>\
+         <select id=\"version-select\" name=\"version\" data-autosubmit>{options}</select> \
+         <button type=\"submit\" id=\"version-show\">Show</button></form>",
+        href = encode(&api.name),
     )
 }
 
@@ -159,6 +201,7 @@ pub(super) fn api_page(
         badge = badge(&v.state),
         description = escape(&m.description),
     );
+    body.push_str(&version_selector(&api, v));
     if let VersionState::Deprecated { sunset } = &v.state {
         let _ = write!(
             body,
@@ -196,8 +239,8 @@ pub(super) fn api_page(
         body,
         "<h2>Request fields</h2>{}<h2>Response fields</h2>\
          <p class=\"muted\">After the common header: <code>api_tran_id</code>, <code>api_tran_dtm</code>, <code>rsp_code</code>, <code>rsp_message</code>.</p>{}",
-        fields_table(&docs.request, true),
-        fields_table(&docs.response, false),
+        fields_table(&docs.request, true, "req"),
+        fields_table(&docs.response, false, "res"),
     );
     if let Some(example) = &docs.example {
         let route = m.routes.first();
@@ -224,6 +267,7 @@ pub(super) fn api_page(
             escape(&request),
             escape(&pretty_json(&example.response)),
         );
+        body.push_str(&samples_html(&ctx.base_url(), v));
     }
     body.push_str("<h2>Response codes</h2>");
     if docs.codes.is_empty() {
@@ -267,7 +311,7 @@ pub(super) fn api_page(
         );
     }
     body.push_str("</tbody></table>");
-    ctx.page(&api.name, "/portal", &body)
+    ctx.scripted_page(&api.name, "/portal", &body)
 }
 
 // ---------- permissions ----------

@@ -5,6 +5,10 @@
 mod apps;
 mod docs;
 mod keys;
+mod reference;
+mod samples;
+mod search;
+mod status;
 mod try_it;
 
 use std::fmt::Write as _;
@@ -13,7 +17,7 @@ use serde_json::Value;
 use sfop_auth::ClientSpec;
 
 use crate::changes::{Notice, notices};
-use crate::developers::{PendingAuthorization, Session, SignUpError, TestToken};
+use crate::developers::{PendingAuthorization, Session, SignUpError, TestToken, TokenAccount};
 use crate::openapi::parse_kind;
 use crate::render::{
     COOKIE, Viewer, cookie_value, encode, error_page, escape, form_all, form_get, json_response,
@@ -28,6 +32,10 @@ use crate::{
 use apps::*;
 use docs::*;
 use keys::*;
+use reference::*;
+use samples::*;
+use search::*;
+use status::*;
 use try_it::*;
 
 const SCOPES: &[&str] = &["login", "inquiry", "transfer", "oob"];
@@ -55,12 +63,43 @@ impl Ctx<'_> {
         page(200, title, current, &self.viewer, body)
     }
 
+    /// A page with the portal's script (copy buttons, version selector),
+    /// sent with a policy that allows scripts from this origin only.
+    fn scripted_page(&self, title: &str, current: &str, body: &str) -> PortalResponse {
+        crate::render::scripted_page(
+            title,
+            current,
+            &self.viewer,
+            body,
+            &[crate::assets::url(crate::assets::PORTAL_JS)],
+            sfop_core::html::CSP_SELF_SCRIPTS,
+        )
+    }
+
     fn csrf_field(&self) -> String {
         format!(
             "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
             escape(&self.viewer.csrf)
         )
     }
+}
+
+/// The path and query of a GET request, to come back to.
+fn page_path(req: &PortalRequest) -> String {
+    if req.query.is_empty() {
+        req.path.clone()
+    } else {
+        format!("{}?{}", req.path, req.query)
+    }
+}
+
+/// The validated `next` of a sign-in or sign-up page's query; empty when
+/// there is none or it is not a portal path.
+fn query_next(req: &PortalRequest) -> String {
+    let q = parse_form(req.query.as_bytes());
+    crate::render::safe_next(form_get(&q, "next"))
+        .unwrap_or_default()
+        .to_owned()
 }
 
 pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<PortalResponse> {
@@ -79,6 +118,11 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
             .as_ref()
             .map(|(_, s)| s.csrf.clone())
             .unwrap_or_default(),
+        next: if req.method == "GET" && !matches!(sub, "/signin" | "/signup") {
+            page_path(req)
+        } else {
+            String::new()
+        },
     };
     let mut ctx = Ctx {
         portal,
@@ -117,9 +161,16 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
         ("GET", ["changes"]) => Ok(changes_page(&ctx)),
         ("GET", ["changes.atom"]) => Ok(atom(&ctx)),
         ("GET", ["reports", name, version]) => Ok(report(&ctx, name, version)),
-        ("GET", ["signup"]) => Ok(sign_up_page(None, "")),
+        ("GET", ["search"]) => Ok(search_page(&ctx)),
+        ("GET", ["status"]) => Ok(status_page(&ctx)),
+        ("GET", ["reference"]) => Ok(reference_page(&ctx)),
+        ("GET", ["assets", ..]) => Ok(sub
+            .strip_prefix("/assets/")
+            .and_then(crate::assets::serve)
+            .unwrap_or_else(|| error_page(404, "Not found", "There is no such file."))),
+        ("GET", ["signup"]) => Ok(sign_up_page(None, "", &query_next(req))),
         ("POST", ["signup"]) => sign_up(&ctx, &form).await,
-        ("GET", ["signin"]) => Ok(sign_in_page(None, "")),
+        ("GET", ["signin"]) => Ok(sign_in_page(None, "", &query_next(req))),
         ("POST", ["signin"]) => sign_in(&ctx, &form).await,
         ("POST", ["signout"]) => {
             if let Some((id, _)) = &ctx.session {
@@ -132,7 +183,13 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
             ))
         }
         (_, ["apps", ..]) | (_, ["callback"]) | ("POST", ["try", _]) if ctx.session.is_none() => {
-            Ok(redirect("/portal/signin"))
+            // Back to the page that asked, once signed in.
+            let next = match segments.as_slice() {
+                ["try", name] => format!("/portal/apis/{}#try", encode(name)),
+                _ if req.method == "GET" && segments.first() == Some(&"apps") => page_path(req),
+                _ => "/portal/apps".to_owned(),
+            };
+            Ok(redirect(&format!("/portal/signin?next={}", encode(&next))))
         }
         ("GET", ["apps"]) => apps_page(&ctx, None),
         ("POST", ["apps"]) => register_app(&ctx, &form),
@@ -141,6 +198,7 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
         ("POST", ["apps", id, "oob-token"]) => oob_token(&mut ctx, id, &form).await,
         ("POST", ["apps", id, "faults"]) => add_fault(&ctx, id, &form),
         ("POST", ["apps", id, "institution"]) => request_institution(&ctx, id, &form),
+        ("POST", ["apps", id, "secret"]) => rotate_secret(&ctx, id),
         ("POST", ["apps", id, "faults", "remove"]) => remove_fault(&ctx, id, &form),
         ("GET", ["callback"]) => Ok(callback_page(&ctx)),
         ("POST", ["callback"]) => exchange_code(&mut ctx, &form).await,

@@ -45,6 +45,57 @@ pub(super) fn prefill(field: &str, example: Option<&Value>, token: &TestToken) -
     }
 }
 
+/// Fields that must be new on every call: a second send with the same
+/// `bank_tran_id` would be refused as a duplicate.
+const FRESH: &[&str] = &["bank_tran_id", "tran_dtime"];
+
+/// The sent body again, with a fresh `bank_tran_id` and `tran_dtime`, for
+/// the next send; as it was when it is not JSON.
+pub(super) fn refresh_body(sent: &str, token: &TestToken) -> String {
+    fn refresh(value: &mut Value, token: &TestToken) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map.iter_mut() {
+                    if v.is_string() && FRESH.contains(&k.as_str()) {
+                        *v = Value::String(prefill(k, Some(v), token));
+                    } else {
+                        refresh(v, token);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| refresh(v, token)),
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<Value>(sent) {
+        Ok(mut value) => {
+            refresh(&mut value, token);
+            serde_json::to_string_pretty(&value).unwrap_or_else(|_| sent.to_owned())
+        }
+        Err(_) => sent.to_owned(),
+    }
+}
+
+/// Whether an answer is a success: HTTP 2xx and, when it carries one,
+/// `rsp_code` `A0000`. A KFTC business refusal is HTTP 200 with another
+/// `rsp_code`: a failure. The failure's code and message otherwise.
+pub(super) fn outcome(status: u16, response: &str) -> Result<(), String> {
+    let json: Option<Value> = serde_json::from_str(response).ok();
+    let code = json.as_ref().and_then(|j| j["rsp_code"].as_str());
+    let message = json
+        .as_ref()
+        .and_then(|j| j["rsp_message"].as_str())
+        .unwrap_or_default();
+    match code {
+        _ if !(200..300).contains(&status) => Err(match code {
+            Some(code) => format!("HTTP {status}: {code} {message}"),
+            None => format!("HTTP {status}"),
+        }),
+        Some("A0000") | None => Ok(()),
+        Some(code) => Err(format!("business failure {code}: {message}")),
+    }
+}
+
 pub(super) fn prefill_json(value: &mut Value, token: &TestToken) {
     match value {
         Value::Object(map) => {
@@ -91,7 +142,11 @@ pub(super) fn try_it_section(
     let m = &v.manifest;
     let mut out = String::from("<h2 id=\"try\">Try it</h2>");
     let Some((_, session)) = &ctx.session else {
-        out.push_str("<p class=\"muted\"><a href=\"/portal/signin\">Sign in</a>, register an app and get a test token to call this API from here against the virtual bank.</p>");
+        let _ = write!(
+            out,
+            "<p class=\"muted\"><a href=\"/portal/signin?next={next}\">Sign in</a>, register an app and get a test token to call this API from here against the virtual bank.</p>",
+            next = escape(&encode(&format!("/portal/apis/{}#try", encode(&api.name))))
+        );
         return out;
     };
     let Some(token) = token_for(session, &m.scope) else {
@@ -106,17 +161,19 @@ pub(super) fn try_it_section(
         return out;
     };
     if let Some((result, _)) = &tried {
-        let class = if (200..300).contains(&result.status) {
-            "ok"
-        } else {
-            "error"
+        let (class, verdict) = match outcome(result.status, &result.response) {
+            Ok(()) => ("ok", "success".to_owned()),
+            Err(why) => ("error", format!("failed — {why}")),
         };
         let _ = write!(
             out,
-            "<div class=\"{class}\" id=\"try-result\"><b>HTTP {status}</b> from <code>{line}</code></div>\
+            "<div class=\"{class}\" id=\"try-result\" role=\"status\" data-outcome=\"{outcome}\"><b>HTTP {status}</b> from <code>{line}</code>: \
+             <span id=\"try-verdict\">{verdict}</span></div>\
              <div class=\"cols\"><div><h3>Sent</h3><pre>{line}\nauthorization: Bearer {token_start}…{sent}</pre></div>\
              <div><h3>Answer</h3><pre id=\"try-response\">{response}</pre></div></div>",
             status = result.status,
+            outcome = if class == "ok" { "success" } else { "failure" },
+            verdict = escape(&verdict),
             line = escape(&result.request_line),
             token_start = escape(token.access_token.get(..16).unwrap_or_default()),
             sent = if result.request_body.is_empty() {
@@ -153,8 +210,10 @@ pub(super) fn try_it_section(
                 .find(|(k, _)| *k == f.name)
                 .map(|(_, v)| Value::String(v.clone()));
             let value = match sent {
-                Some(form) => form_get(form, &f.name).to_owned(),
-                None => prefill(&f.name, example.as_ref(), token),
+                Some(form) if !FRESH.contains(&f.name.as_str()) => {
+                    form_get(form, &f.name).to_owned()
+                }
+                _ => prefill(&f.name, example.as_ref(), token),
             };
             let _ = write!(
                 out,
@@ -169,7 +228,7 @@ pub(super) fn try_it_section(
         }
     } else {
         let body = match sent {
-            Some(form) => form_get(form, "body").to_owned(),
+            Some(form) => refresh_body(form_get(form, "body"), token),
             None => {
                 let mut value: Value = serde_json::from_str(&example_text)
                     .unwrap_or(Value::Object(Default::default()));
@@ -182,6 +241,9 @@ pub(super) fn try_it_section(
             "<label for=\"f-body\">JSON body</label><textarea id=\"f-body\" name=\"body\" rows=\"14\">{}</textarea>",
             escape(&body)
         );
+    }
+    if tried.is_some() {
+        out.push_str("<p class=\"muted\">The form keeps what you sent, with a new <code>bank_tran_id</code> and <code>tran_dtime</code>: send again for a second call.</p>");
     }
     out.push_str(
         "<p><button class=\"primary\" type=\"submit\" id=\"try-send\">Send</button></p></form>",
@@ -271,4 +333,59 @@ pub(super) async fn try_it(
         response,
     };
     Ok(api_page(ctx, name, Some((result, form.to_vec()))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token() -> TestToken {
+        TestToken {
+            client_id: "c".into(),
+            client_use_code: "M202300001".into(),
+            access_token: "t".into(),
+            scope: "oob".into(),
+            user_seq_no: None,
+            accounts: Vec::new(),
+            account_details: Vec::new(),
+            expires_at_ms: 0,
+            contract_account: None,
+        }
+    }
+
+    #[test]
+    fn business_refusals_are_failures() {
+        assert_eq!(outcome(200, r#"{"rsp_code":"A0000"}"#), Ok(()));
+        assert_eq!(outcome(200, "not json"), Ok(()));
+        assert_eq!(
+            outcome(
+                200,
+                r#"{"rsp_code":"A0322","rsp_message":"no contract account"}"#
+            ),
+            Err("business failure A0322: no contract account".into())
+        );
+        assert_eq!(
+            outcome(401, r#"{"rsp_code":"O0001","rsp_message":"token"}"#),
+            Err("HTTP 401: O0001 token".into())
+        );
+        assert_eq!(outcome(502, "down"), Err("HTTP 502".into()));
+    }
+
+    #[test]
+    fn a_second_send_gets_a_fresh_bank_tran_id() -> serde_json::Result<()> {
+        let sent = r#"{"bank_tran_id":"M202300001U000000001","tran_dtime":"20200101000000","req_list":[{"bank_tran_id":"M202300001U000000002","x":"y"}],"tran_amt":"1000"}"#;
+        let next: Value = serde_json::from_str(&refresh_body(sent, &token()))?;
+        let first = next["bank_tran_id"].as_str().unwrap_or_default();
+        assert!(
+            first.starts_with("M202300001U") && first.len() == 20,
+            "{first}"
+        );
+        assert_ne!(first, "M202300001U000000001");
+        assert_ne!(next["req_list"][0]["bank_tran_id"], "M202300001U000000002");
+        assert_ne!(next["tran_dtime"], "20200101000000");
+        assert_eq!(next["tran_amt"], "1000");
+        assert_eq!(next["req_list"][0]["x"], "y");
+        assert_eq!(refresh_body("not json", &token()), "not json");
+        Ok(())
+    }
 }

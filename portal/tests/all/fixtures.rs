@@ -108,6 +108,8 @@ pub fn version(text: &str, state: VersionState, at_ms: u64) -> Result<VersionEnt
 
 pub struct TestPortal {
     pub portal: Portal,
+    /// The portal's client registry, to check what it stored.
+    pub clients: sfop_auth::ClientRegistry,
     pub catalog: Arc<MemCatalog>,
     pub upstream: Arc<Recorder>,
     _dir: TempDir,
@@ -120,10 +122,11 @@ impl TestPortal {
         let catalog = Arc::new(MemCatalog::default());
         catalog.set(apis);
         let upstream = Arc::new(Recorder::default());
+        let clients = sfop_auth::ClientRegistry::open(&store)?;
         let portal = Portal::open(
             &store,
             catalog.clone(),
-            sfop_auth::ClientRegistry::open(&store)?,
+            clients.clone(),
             upstream.clone(),
             PortalConfig {
                 password_rounds: 1000,
@@ -132,6 +135,7 @@ impl TestPortal {
         )?;
         Ok(Self {
             portal,
+            clients,
             catalog,
             upstream,
             _dir: dir,

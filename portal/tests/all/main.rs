@@ -5,5 +5,6 @@
 //! `host/sfop/tests/all/portal.rs`.
 
 mod changes;
+mod expected;
 mod fixtures;
 mod pages;
