@@ -39,6 +39,12 @@ pub mod rsp {
 
 /// A refusal, with the HTTP status, `rsp_code` and a message that says what
 /// is wrong without revealing the policy.
+///
+/// The status follows the KFTC platform (ADR 0021): a request without or
+/// with a rejected token is HTTP 401 (`O0001`, `O0002`); every refusal of a
+/// known caller on an API is a business answer, HTTP 200 with its `rsp_code`
+/// (`A0011`, `A0301`, `A0304`). Only the operator's admin API, which is not
+/// an open-banking API, answers a valid token without the admin role with 403.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
     pub status: u16,
@@ -47,7 +53,8 @@ pub struct Denial {
 }
 
 impl Denial {
-    fn unauthenticated(rsp_code: &'static str, message: impl Into<String>) -> Self {
+    /// No bearer token, or one the platform rejects: HTTP 401.
+    pub fn unauthenticated(rsp_code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status: 401,
             rsp_code,
@@ -55,10 +62,20 @@ impl Denial {
         }
     }
 
-    fn forbidden(rsp_code: &'static str, message: impl Into<String>) -> Self {
+    /// A business refusal of an API call: HTTP 200 with the `rsp_code`.
+    pub fn refused(rsp_code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: 200,
+            rsp_code,
+            message: message.into(),
+        }
+    }
+
+    /// A valid token that is not an admin's, on the admin API: HTTP 403.
+    fn admin_only(message: impl Into<String>) -> Self {
         Self {
             status: 403,
-            rsp_code,
+            rsp_code: rsp::NO_PERMISSION,
             message: message.into(),
         }
     }
@@ -244,10 +261,7 @@ impl TokenAuthorizer {
         authorizer
             .authorize_with_limits(self.config.limits.clone())
             .map_err(|_| {
-                Denial::forbidden(
-                    rsp::NO_PERMISSION,
-                    "an admin token (role admin, not expired) is required",
-                )
+                Denial::admin_only("an admin token (role admin, not expired) is required")
             })?;
         let subjects: Vec<(String,)> = authorizer
             .query("data($s) <- admin($s)")
@@ -256,7 +270,7 @@ impl TokenAuthorizer {
             .into_iter()
             .next()
             .map(|(s,)| s)
-            .ok_or_else(|| Denial::forbidden(rsp::NO_PERMISSION, "an admin token is required"))
+            .ok_or_else(|| Denial::admin_only("an admin token is required"))
     }
 
     /// The decision for one request: the caller's claims, or a denial.
@@ -275,7 +289,7 @@ impl TokenAuthorizer {
             | Err(Token::FailedLogic(Logic::NoMatchingPolicy { checks: failed })) => {
                 Err(explain(&failed, &checks, input))
             }
-            Err(Token::RunLimit(limit)) => Err(Denial::forbidden(
+            Err(Token::RunLimit(limit)) => Err(Denial::refused(
                 rsp::NO_ACCESS,
                 format!(
                     "the token's restrictions exceed the platform's evaluation limits ({limit})"
@@ -517,7 +531,7 @@ fn explain(failed: &[FailedCheck], checks: &[CheckKind], input: &AuthInput<'_>) 
             ),
             FailedCheck::Block(_) => (
                 5,
-                Denial::forbidden(
+                Denial::refused(
                     rsp::NO_ACCESS,
                     "a restriction added to this access token forbids this request",
                 ),
@@ -525,7 +539,7 @@ fn explain(failed: &[FailedCheck], checks: &[CheckKind], input: &AuthInput<'_>) 
             FailedCheck::Authorizer(a) => match checks.get(a.check_id as usize) {
                 Some(CheckKind::Scope) => (
                     1,
-                    Denial::forbidden(
+                    Denial::refused(
                         rsp::NO_PERMISSION,
                         format!(
                             "the access token does not grant scope `{}`, which API {} requires",
@@ -535,25 +549,25 @@ fn explain(failed: &[FailedCheck], checks: &[CheckKind], input: &AuthInput<'_>) 
                 ),
                 Some(CheckKind::User) => (
                     2,
-                    Denial::forbidden(rsp::NO_ACCESS, "user_seq_no is not the access token's user"),
+                    Denial::refused(rsp::NO_ACCESS, "user_seq_no is not the access token's user"),
                 ),
                 Some(CheckKind::Account(f)) => (
                     3,
-                    Denial::forbidden(
+                    Denial::refused(
                         rsp::FINTECH_NUM_MISMATCH,
                         format!("fintech_use_num {f} is not consented for this access token"),
                     ),
                 ),
                 Some(CheckKind::BankConsent(f)) => (
                     4,
-                    Denial::forbidden(
+                    Denial::refused(
                         rsp::NO_ACCESS,
                         format!(
                             "fintech_use_num {f} needs the bank's co-signed consent in the token"
                         ),
                     ),
                 ),
-                None => (6, Denial::forbidden(rsp::NO_ACCESS, "not authorised")),
+                None => (6, Denial::refused(rsp::NO_ACCESS, "not authorised")),
             },
         };
         by_kind.entry(rank).or_insert(denial);
@@ -561,7 +575,7 @@ fn explain(failed: &[FailedCheck], checks: &[CheckKind], input: &AuthInput<'_>) 
     by_kind
         .into_values()
         .next()
-        .unwrap_or_else(|| Denial::forbidden(rsp::NO_ACCESS, "not authorised"))
+        .unwrap_or_else(|| Denial::refused(rsp::NO_ACCESS, "not authorised"))
 }
 
 fn internal(e: &Token) -> Denial {

@@ -25,19 +25,65 @@ pub struct AuthRequest<'a> {
     pub client_cert: Option<&'a str>,
 }
 
-/// A refusal: the gateway answers with this status, `rsp_code` and message
-/// in the common envelope. The message must say what to fix without
-/// revealing policy internals.
+/// What kind of refusal a [`Denial`] is. The gateway turns each kind into an
+/// HTTP status in one place, [`crate::Fault::status_and_code`] (ADR 0021):
+/// only authentication is an HTTP-level answer; every other refusal is a
+/// business answer, HTTP 200 with its `rsp_code`, as the KFTC platform does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DenialKind {
+    /// No credentials, or credentials the platform rejects (`O0001`,
+    /// `O0002`): HTTP 401 with `WWW-Authenticate`.
+    Unauthenticated,
+    /// The caller is known but may not do this: a scope the token lacks
+    /// (`A0011`), someone else's account or user (`A0304`, `A0301`), a
+    /// malformed field (`A0004`). HTTP 200 with the `rsp_code`.
+    Refused,
+    /// The authoriser itself failed (`A0003`): HTTP 500.
+    Internal,
+}
+
+/// A refusal: the gateway answers with the status of its kind, its
+/// `rsp_code` and message in the common envelope. The message must say what
+/// to fix without revealing policy internals.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Denial {
-    pub status: u16,
+    pub kind: DenialKind,
     pub rsp_code: &'static str,
     pub message: String,
 }
 
+impl Denial {
+    /// No or rejected credentials (`O0001`, `O0002`).
+    pub fn unauthenticated(rsp_code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind: DenialKind::Unauthenticated,
+            rsp_code,
+            message: message.into(),
+        }
+    }
+
+    /// A business refusal of a known caller.
+    pub fn refused(rsp_code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            kind: DenialKind::Refused,
+            rsp_code,
+            message: message.into(),
+        }
+    }
+
+    /// The authoriser failed; the client quotes `api_tran_id`.
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self {
+            kind: DenialKind::Internal,
+            rsp_code: sfop_core::rsp::INTERNAL,
+            message: message.into(),
+        }
+    }
+}
+
 impl fmt::Display for Denial {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status, self.rsp_code, self.message)
+        write!(f, "{:?} {}: {}", self.kind, self.rsp_code, self.message)
     }
 }
 

@@ -5,7 +5,7 @@ use sfop_core::rsp;
 use sfop_runtime::CallError;
 
 use crate::admission::Shed;
-use crate::authz::Denial;
+use crate::authz::{Denial, DenialKind};
 
 /// Who caused a failed request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,8 +75,11 @@ impl Fault {
             | Fault::BodyUnreadable
             | Fault::Retired { .. }
             | Fault::VersionNotServed { .. }
-            | Fault::Denied(_)
             | Fault::Repeated(_) => ErrorSource::Client,
+            Fault::Denied(denial) => match denial.kind {
+                DenialKind::Internal => ErrorSource::Platform,
+                DenialKind::Unauthenticated | DenialKind::Refused => ErrorSource::Client,
+            },
             Fault::RouteClosed { .. } | Fault::BadPluginBody | Fault::Timeout { .. } => {
                 ErrorSource::Plugin
             }
@@ -85,15 +88,27 @@ impl Fault {
         }
     }
 
-    /// HTTP status and `rsp_code`.
+    /// HTTP status and `rsp_code`: the one table of how the gateway answers
+    /// (ADR 0021). As on the KFTC platform, a business refusal is HTTP 200
+    /// with its `rsp_code` (scope, ownership, consent, format); HTTP-level
+    /// statuses are kept for what is not a business answer: authentication
+    /// (401 with `WWW-Authenticate`), the route (404, 405, 410), the
+    /// transport (400 unreadable body, 413), and the platform or the API
+    /// failing (500, 503 with `Retry-After` when shed, 504).
     pub fn status_and_code(&self) -> (u16, &'static str) {
         match self {
-            Fault::Denied(denial) => (denial.status, denial.rsp_code),
+            Fault::Denied(denial) => match denial.kind {
+                DenialKind::Unauthenticated => (401, denial.rsp_code),
+                DenialKind::Refused => (200, denial.rsp_code),
+                DenialKind::Internal => (500, denial.rsp_code),
+            },
+            // A field given twice is a request format error, like any other.
+            Fault::Repeated(_) => (200, rsp::FORMAT),
             Fault::RouteNotFound { .. } | Fault::VersionNotServed { .. } => (404, rsp::FORMAT),
             Fault::Retired { .. } => (410, rsp::UNAVAILABLE),
             Fault::MethodNotAllowed { .. } => (405, rsp::METHOD_NOT_ALLOWED),
             Fault::BodyTooLarge { .. } => (413, rsp::FORMAT),
-            Fault::BodyUnreadable | Fault::Repeated(_) => (400, rsp::FORMAT),
+            Fault::BodyUnreadable => (400, rsp::FORMAT),
             Fault::RouteClosed { .. } => (503, rsp::UNAVAILABLE),
             Fault::Call(CallError::Deadline(_)) | Fault::Timeout { .. } => (504, rsp::TIMEOUT),
             Fault::Call(CallError::Instantiate(_)) | Fault::Shed(_) => (503, rsp::UNAVAILABLE),
@@ -165,11 +180,7 @@ mod tests {
                 place: sfop_core::access::Place::Query,
                 field: "fintech_use_num".into(),
             }),
-            Fault::Denied(Denial {
-                status: 403,
-                rsp_code: "A0304",
-                message: String::new(),
-            }),
+            Fault::Denied(Denial::refused("A0304", "")),
             Fault::BadPluginBody,
             Fault::Timeout { limit_ms: 1 },
             Fault::Shed(Shed::ApiInFlight),
@@ -182,7 +193,7 @@ mod tests {
             );
         }
         let repeated = &faults[3];
-        assert_eq!(repeated.status_and_code(), (400, "A0004"));
+        assert_eq!(repeated.status_and_code(), (200, "A0004"));
         assert_eq!(
             repeated.public_message(),
             "fintech_use_num: query parameter given more than once"
@@ -191,5 +202,51 @@ mod tests {
         assert_eq!(shed.status_and_code(), (503, "A0013"));
         assert_eq!(shed.source(), ErrorSource::Platform);
         assert!(!shed.public_message().contains("in_flight"), "no internals");
+    }
+
+    /// ADR 0021's table: business refusals are HTTP 200 with their
+    /// `rsp_code`; only authentication, the route and the transport are
+    /// HTTP-level answers.
+    #[test]
+    fn business_refusals_are_200_and_only_http_level_answers_are_not() {
+        let cases = [
+            (
+                Fault::Denied(Denial::unauthenticated("O0001", "")),
+                (401, "O0001"),
+            ),
+            (
+                Fault::Denied(Denial::unauthenticated("O0002", "")),
+                (401, "O0002"),
+            ),
+            (Fault::Denied(Denial::refused("A0011", "")), (200, "A0011")),
+            (Fault::Denied(Denial::refused("A0301", "")), (200, "A0301")),
+            (Fault::Denied(Denial::refused("A0304", "")), (200, "A0304")),
+            (Fault::Denied(Denial::refused("A0004", "")), (200, "A0004")),
+            (Fault::Denied(Denial::internal("")), (500, "A0003")),
+            (
+                Fault::RouteNotFound {
+                    method: "GET".into(),
+                    path: "/v2.0/nothing".into(),
+                },
+                (404, "A0004"),
+            ),
+            (
+                Fault::MethodNotAllowed {
+                    method: "DELETE".into(),
+                    path: "/v2.0/bank/status".into(),
+                    allowed: vec!["GET".into()],
+                },
+                (405, "O0010"),
+            ),
+            (Fault::BodyTooLarge { limit_kib: 1 }, (413, "A0004")),
+            (Fault::Shed(Shed::ApiInFlight), (503, "A0013")),
+        ];
+        for (fault, expected) in cases {
+            assert_eq!(fault.status_and_code(), expected, "{fault}");
+        }
+        // A refusal tells the client what to fix, not the kind.
+        let refused = Fault::Denied(Denial::refused("A0304", "not yours"));
+        assert_eq!(refused.public_message(), "not yours");
+        assert_eq!(refused.source(), ErrorSource::Client);
     }
 }

@@ -41,8 +41,8 @@ use crate::coalesce::Coalesce;
 
 pub use admission::{AdmissionLimits, RETRY_AFTER_SECS, Shed};
 pub use authz::{
-    AuthRequest, Authorizer, Denial, Endpoint, EndpointFuture, NativeRequest, NativeResponse,
-    NoAuth, UNAUTHENTICATED_MAX_BODY,
+    AuthRequest, Authorizer, Denial, DenialKind, Endpoint, EndpointFuture, NativeRequest,
+    NativeResponse, NoAuth, UNAUTHENTICATED_MAX_BODY,
 };
 pub use fault::{ErrorSource, Fault};
 pub use metrics::{ApiStats, Metrics};
@@ -337,7 +337,7 @@ impl Gateway {
         // RFC 6750 §3: a bearer-token refusal names its scheme; a missing
         // token (O0001) gets no error code.
         if let Fault::Denied(denial) = fault
-            && denial.status == 401
+            && denial.kind == DenialKind::Unauthenticated
         {
             let challenge = match denial.rsp_code {
                 "O0001" => r#"Bearer realm="sfop""#,

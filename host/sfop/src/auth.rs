@@ -33,11 +33,7 @@ impl Authorizer for GatewayAuth {
             self.0
                 .verify_bearer(authorization)
                 .map_err(gateway_denial)?;
-            return Err(Denial {
-                status: 200,
-                rsp_code: sfop_core::rsp::FORMAT,
-                message: bad.to_string(),
-            });
+            return Err(Denial::refused(sfop_core::rsp::FORMAT, bad.to_string()));
         }
         let resources = sfop_core::access::extract(&r.manifest.access, r.query, r.body);
         let input = sfop_auth::AuthInput {
@@ -52,11 +48,15 @@ impl Authorizer for GatewayAuth {
     }
 }
 
+/// The authoriser's refusal as the gateway's: which kind it is, so the
+/// gateway's one table (`Fault::status_and_code`, ADR 0021) decides the
+/// HTTP status. A 401 (`O0001`, `O0002`) is an authentication failure, a
+/// 5xx the authoriser's own; anything else is a business refusal.
 fn gateway_denial(d: sfop_auth::Denial) -> Denial {
-    Denial {
-        status: d.status,
-        rsp_code: d.rsp_code,
-        message: d.message,
+    match d.status {
+        401 => Denial::unauthenticated(d.rsp_code, d.message),
+        500.. => Denial::internal(d.message),
+        _ => Denial::refused(d.rsp_code, d.message),
     }
 }
 

@@ -89,17 +89,14 @@ impl Authorizer for PersonaAuth {
         if persona == "none" {
             return Ok(None);
         }
-        let claims = self.personas.get(persona).ok_or_else(|| Denial {
-            status: 401,
-            rsp_code: "O0002",
-            message: format!("unknown testbed persona {persona:?}"),
+        let claims = self.personas.get(persona).ok_or_else(|| {
+            Denial::unauthenticated("O0002", format!("unknown testbed persona {persona:?}"))
         })?;
         if !claims.scopes.contains(&request.manifest.scope) {
-            return Err(Denial {
-                status: 403,
-                rsp_code: "O0011",
-                message: format!("persona {persona} has no scope {}", request.manifest.scope),
-            });
+            return Err(Denial::refused(
+                "O0011",
+                format!("persona {persona} has no scope {}", request.manifest.scope),
+            ));
         }
         Ok(Some(claims.clone()))
     }

@@ -1191,11 +1191,10 @@ impl OAuthServer {
             })
             .map_err(|d| HttpResponse::denial(&d))?;
         if Some(&body.client_use_code) != claims.client_use_code.as_ref() {
-            return Err(HttpResponse::denial(&Denial {
-                status: 403,
-                rsp_code: crate::policy::rsp::NO_ACCESS,
-                message: "user_seq_no and client_use_code must be the access token's".into(),
-            }));
+            return Err(HttpResponse::denial(&Denial::refused(
+                crate::policy::rsp::NO_ACCESS,
+                "user_seq_no and client_use_code must be the access token's",
+            )));
         }
         self.directory
             .unlink(&body.user_seq_no, &claims.client_id)

@@ -1,6 +1,7 @@
 //! End-to-end tests of `sfop`: the real server on an ephemeral port, real HTTP,
 //! real Wasm components built by `cargo xtask build-plugins`, sled in temp dirs.
 
+mod answer_semantics;
 mod auth;
 mod containment;
 mod deadlines_and_warm;

@@ -35,11 +35,8 @@ impl Authorizer for HeaderClaims {
         let Some(value) = request.headers.get(CLAIMS_HEADER) else {
             return Ok(None);
         };
-        let denial = || Denial {
-            status: 401,
-            rsp_code: "O0002",
-            message: "test claims header is not valid JSON claims".into(),
-        };
+        let denial =
+            || Denial::unauthenticated("O0002", "test claims header is not valid JSON claims");
         let v: Value = value
             .to_str()
             .ok()
