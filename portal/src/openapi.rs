@@ -248,24 +248,22 @@ pub fn example_of<'a>(manifest: &'a sfop_core::Manifest, route: &str) -> Option<
 }
 
 /// HTTP-level answers: (status, component name, when, example rsp_code).
+/// Business refusals are not among them: a scope the token lacks (A0011),
+/// an account or user it was not granted (A0304, A0301), a malformed or
+/// repeated field (A0004) are HTTP 200 with the rsp_code, as on the KFTC
+/// platform (ADR 0021); no API answers 403.
 const HTTP_ANSWERS: &[(u16, &str, &str, &str)] = &[
     (
         400,
         "BadRequest",
-        "The request could not be read (a field given twice, a body that is not what the API takes)",
+        "The request body could not be read (the transfer broke off or its framing is invalid); a malformed or repeated field is a business answer, HTTP 200 with A0004",
         "A0004",
     ),
     (
         401,
         "Unauthorized",
-        "No access token, or one the platform rejects (O0001 missing or malformed, O0002 rejected or expired); the answer carries WWW-Authenticate",
+        "No access token, or one the platform rejects (O0001 missing or malformed, O0002 rejected or expired); the answer carries WWW-Authenticate. A valid token that does not allow the call is a business answer: HTTP 200 with A0011 (scope), A0304 (account) or A0301 (user, a restriction of the token)",
         "O0002",
-    ),
-    (
-        403,
-        "Forbidden",
-        "The token is valid but does not allow this call: a scope it lacks (O0011), an account or user it was not granted, a check of one of its blocks",
-        "O0011",
     ),
     (
         404,
@@ -288,14 +286,20 @@ const HTTP_ANSWERS: &[(u16, &str, &str, &str)] = &[
     (
         429,
         "TooManyRequests",
-        "Too many requests from this client; retry after the time in Retry-After",
+        "Too many requests from this client: throttled, nothing was done; retry after the time in Retry-After",
         "A0013",
     ),
     (
         503,
         "ServiceUnavailable",
-        "The API is closed or busy; nothing was done, retry later",
+        "The API is closed, or the platform is too busy to take the call (then with Retry-After); nothing was done, retry later",
         "A0013",
+    ),
+    (
+        504,
+        "GatewayTimeout",
+        "The API did not finish in time: the result is not final; reconcile with /v2.0/transfer/result before retrying a transfer",
+        "A0007",
     ),
 ];
 

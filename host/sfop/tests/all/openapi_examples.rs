@@ -162,12 +162,18 @@ fn document_checks(doc: &Value) -> Result<Vec<Value>> {
         {
             examples += 1;
         }
-        for status in ["401", "403", "404", "405", "429", "503"] {
+        for status in ["401", "404", "405", "429", "503", "504"] {
             assert!(
                 op["responses"].get(status).is_some(),
                 "{label}: HTTP {status} is not documented"
             );
         }
+        // Business refusals are HTTP 200 with their rsp_code (ADR 0021):
+        // no API answers 403, so none documents it.
+        assert!(
+            op["responses"].get("403").is_none(),
+            "{label}: HTTP 403 is documented, but refusals are 200 with an rsp_code"
+        );
     }
     assert!(
         examples >= 13,
