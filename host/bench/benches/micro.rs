@@ -22,7 +22,7 @@ use anyhow::{Context, Result};
 use criterion::{Criterion, criterion_group, criterion_main};
 use sfop_auth::{AccessGrant, AuthInput, KeyRing, PolicyConfig, Revocations, TokenAuthorizer};
 use sfop_core::ledger::WithdrawRequest;
-use sfop_core::{BankBackend, BankCall, Claims, Manifest};
+use sfop_core::{BankCall, Claims, Manifest};
 use sfop_runtime::{Call, Runtime, RuntimeConfig, Services};
 use sfop_store::{PluginKv, Store};
 use sfop_vbank::seed::{DEMO_CLIENT_ID, DEMO_CLIENT_USE_CODE, DEMO_CONTRACT_ACCOUNT_NUM};

@@ -15,66 +15,89 @@ pub use crate::ledger::{Bank, BankError};
 /// from the host in [`BankCall`] and decides with it: a plugin cannot choose
 /// whom it acts for. Each operation's contract is the
 /// WIT interface `sfop:platform/ledger` (wit/platform@0.1.0/world.wit).
+///
+/// Every operation is async: a backend waits for its bank (a durable flush,
+/// a network round trip) without holding a thread, and whatever blocks runs
+/// off the async workers (docs/adr/0022-async-capabilities.md). The host
+/// bounds each call by the plugin's `timeout_ms` and drops the future when
+/// it passes, so an operation must tolerate being abandoned at any await
+/// point: a transfer already decided still completes and is found with
+/// `transfer_result`. Held as `Arc<dyn BankBackend>`, hence `async_trait`.
+#[async_trait::async_trait]
 pub trait BankBackend: Send + Sync + fmt::Debug {
     /// All participant banks, ordered by bank code. The same for every
     /// caller at a real bank; the caller lets a sandbox script outages per app.
-    fn bank_status(&self, call: &BankCall<'_>) -> Result<Vec<Bank>, BankError>;
+    async fn bank_status(&self, call: &BankCall<'_>) -> Result<Vec<Bank>, BankError>;
 
     /// The caller's user with the accounts they registered with the client.
-    fn user_info(&self, call: &BankCall<'_>, user_seq_no: &str) -> Result<UserInfo, BankError>;
+    async fn user_info(
+        &self,
+        call: &BankCall<'_>,
+        user_seq_no: &str,
+    ) -> Result<UserInfo, BankError>;
 
     /// The accounts the caller's user registered with the calling client.
-    fn registered_accounts(
+    async fn registered_accounts(
         &self,
         call: &BankCall<'_>,
         user_seq_no: &str,
         include_cancelled: bool,
     ) -> Result<Vec<RegisteredAccount>, BankError>;
 
-    fn balance(
+    async fn balance(
         &self,
         call: &BankCall<'_>,
         bank_tran_id: &str,
         fintech_use_num: &str,
     ) -> Result<Balance, BankError>;
 
-    fn transactions(
+    async fn transactions(
         &self,
         call: &BankCall<'_>,
         query: &HistoryQuery,
     ) -> Result<HistoryPage, BankError>;
 
-    fn remit_list(&self, call: &BankCall<'_>, query: &RemitQuery)
-    -> Result<HistoryPage, BankError>;
+    async fn remit_list(
+        &self,
+        call: &BankCall<'_>,
+        query: &RemitQuery,
+    ) -> Result<HistoryPage, BankError>;
 
     /// Moves money exactly once per `bank_tran_id`; answers only when durable.
-    fn withdraw(
+    async fn withdraw(
         &self,
         call: &BankCall<'_>,
         request: &WithdrawRequest,
     ) -> Result<TransferReceipt, BankError>;
 
     /// Moves money exactly once per `bank_tran_id`; answers only when durable.
-    fn deposit(
+    async fn deposit(
         &self,
         call: &BankCall<'_>,
         request: &DepositRequest,
     ) -> Result<TransferReceipt, BankError>;
 
     /// The original outcome of each queried transfer, in order.
-    fn transfer_result(
+    async fn transfer_result(
         &self,
         call: &BankCall<'_>,
         queries: &[ResultQuery],
     ) -> Result<Vec<Result<TransferReceipt, Refusal>>, BankError>;
 
-    fn real_name(&self, call: &BankCall<'_>, query: &RealNameQuery) -> Result<RealName, BankError>;
+    async fn real_name(
+        &self,
+        call: &BankCall<'_>,
+        query: &RealNameQuery,
+    ) -> Result<RealName, BankError>;
 
-    fn receive(&self, call: &BankCall<'_>, query: &ReceiveQuery)
-    -> Result<ReceiveCheck, BankError>;
+    async fn receive(
+        &self,
+        call: &BankCall<'_>,
+        query: &ReceiveQuery,
+    ) -> Result<ReceiveCheck, BankError>;
 
     /// Withdraws the user's consent of `scope` on the account for the client.
-    fn cancel_account(
+    async fn cancel_account(
         &self,
         call: &BankCall<'_>,
         bank_tran_id: &str,

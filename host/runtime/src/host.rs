@@ -1,6 +1,16 @@
 //! The host side of the capability interfaces, and the per-call state.
+//!
+//! Every capability call is async on the host side and may trap
+//! (`imports: { default: async | trappable }`), and each runs in a
+//! `sfop::host` span carrying the API, its version, the `api_tran_id`, the
+//! operation, its outcome and its duration (docs/adr/0022-async-capabilities.md).
+//! A bank call is bounded by the plugin's `timeout_ms`: a bank that has not
+//! answered shortly before the call's deadline gets `timeout` (`A0017`), and
+//! its future is dropped, so it holds no thread and no worker.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use sfop_core::ledger as cl;
 use sfop_core::{BankCall, BankError, Manifest, time};
@@ -19,6 +29,9 @@ pub struct HostState {
     services: Arc<Services>,
     api_tran_id: String,
     caller: Option<sfop_core::Claims>,
+    /// When the bank calls of this call must have answered: set at
+    /// [`HostState::begin`] for plugins granted `ledger` only.
+    bank_deadline: Option<Instant>,
     /// CPU time the instance may run, ns: first its instantiation, then
     /// (measured afresh) its call.
     cpu_budget_ns: u64,
@@ -44,6 +57,7 @@ impl HostState {
             services,
             api_tran_id: String::new(),
             caller: None,
+            bank_deadline: None,
             cpu_budget_ns,
             meter: Arc::new(Meter::default()),
             calling: false,
@@ -60,6 +74,7 @@ impl HostState {
     /// now, not when the instance was made, and its instantiation is not
     /// charged to it.
     pub(crate) fn begin(&mut self, api_tran_id: String, caller: Option<sfop_core::Claims>) {
+        self.bank_deadline = bank_deadline(&self.manifest);
         self.api_tran_id = api_tran_id;
         self.caller = caller;
         self.calling = true;
@@ -134,8 +149,8 @@ impl ResourceLimiter for Limits {
 
 impl types::Host for HostState {}
 
-impl log::Host for HostState {
-    fn log(&mut self, level: log::Level, message: String) {
+impl HostState {
+    fn write_log(&mut self, level: log::Level, message: String) {
         let mut message = message;
         if message.len() > MAX_LOG_MESSAGE {
             let mut cut = MAX_LOG_MESSAGE;
@@ -169,25 +184,46 @@ impl log::Host for HostState {
     }
 }
 
+impl log::Host for HostState {
+    async fn log(&mut self, level: log::Level, message: String) -> wasmtime::Result<()> {
+        let span = self.span("log.log");
+        let started = start(&span);
+        self.write_log(level, message);
+        finish(&span, started, HostOutcome::Ok);
+        Ok(())
+    }
+}
+
 impl clock::Host for HostState {
-    fn now_millis(&mut self) -> u64 {
-        time::now_millis()
+    async fn now_millis(&mut self) -> wasmtime::Result<u64> {
+        let span = self.span("clock.now-millis");
+        let started = start(&span);
+        let now = time::now_millis();
+        finish(&span, started, HostOutcome::Ok);
+        Ok(now)
     }
 
-    fn utc_offset_minutes(&mut self) -> i32 {
-        self.services.utc_offset_minutes
+    async fn utc_offset_minutes(&mut self) -> wasmtime::Result<i32> {
+        let span = self.span("clock.utc-offset-minutes");
+        let started = start(&span);
+        finish(&span, started, HostOutcome::Ok);
+        Ok(self.services.utc_offset_minutes)
     }
 }
 
 impl auth_context::Host for HostState {
-    fn caller(&mut self) -> Option<auth_context::Claims> {
-        self.caller.as_ref().map(|c| auth_context::Claims {
+    async fn caller(&mut self) -> wasmtime::Result<Option<auth_context::Claims>> {
+        let span = self.span("auth-context.caller");
+        let started = start(&span);
+        let claims = self.caller.as_ref().map(|c| auth_context::Claims {
             client_id: c.client_id.clone(),
             client_use_code: c.client_use_code.clone(),
             user_seq_no: c.user_seq_no.clone(),
             scopes: c.scopes.clone(),
             fintech_use_nums: c.fintech_use_nums.clone(),
-        })
+        });
+        finish(&span, started, HostOutcome::Ok);
+        Ok(claims)
     }
 }
 
@@ -198,26 +234,47 @@ fn kv_error(e: sfop_core::KvError) -> kv::Error {
     }
 }
 
+// The plugin store's operations are in-memory sled operations (no flush):
+// they run inline, traced like every host call.
 impl kv::Host for HostState {
-    fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, kv::Error> {
-        self.services
+    async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
+        let span = self.span("kv.get");
+        let started = start(&span);
+        let result = self
+            .services
             .kv
             .get(&self.manifest.name, &key)
-            .map_err(kv_error)
+            .map_err(kv_error);
+        finish(&span, started, kv_outcome(&result));
+        Ok(result)
     }
 
-    fn set(&mut self, key: String, value: Vec<u8>) -> Result<(), kv::Error> {
-        self.services
+    async fn set(
+        &mut self,
+        key: String,
+        value: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), kv::Error>> {
+        let span = self.span("kv.set");
+        let started = start(&span);
+        let result = self
+            .services
             .kv
             .set(&self.manifest.name, &key, &value)
-            .map_err(kv_error)
+            .map_err(kv_error);
+        finish(&span, started, kv_outcome(&result));
+        Ok(result)
     }
 
-    fn delete(&mut self, key: String) -> Result<(), kv::Error> {
-        self.services
+    async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), kv::Error>> {
+        let span = self.span("kv.delete");
+        let started = start(&span);
+        let result = self
+            .services
             .kv
             .delete(&self.manifest.name, &key)
-            .map_err(kv_error)
+            .map_err(kv_error);
+        finish(&span, started, kv_outcome(&result));
+        Ok(result)
     }
 }
 
@@ -231,261 +288,499 @@ impl HostState {
             utc_offset_minutes: self.services.utc_offset_minutes,
         }
     }
+
+    /// The span of one host call; disabled (and free) unless `sfop::host`
+    /// is enabled at debug level.
+    fn span(&self, operation: &'static str) -> tracing::Span {
+        tracing::debug_span!(
+            target: "sfop::host",
+            "host_call",
+            api = %self.manifest.name,
+            version = %self.manifest.version,
+            api_tran_id = %self.api_tran_id,
+            operation,
+        )
+    }
+
+    /// Runs one bank operation: traced, and bounded by the call's bank
+    /// deadline. The timer is armed only if the bank does not answer at the
+    /// first poll (the virtual bank's reads do), so an answer that is ready
+    /// costs no timer. A bank still waiting at the deadline is dropped and
+    /// the plugin gets `timeout`.
+    async fn bank<T>(
+        &self,
+        operation: &'static str,
+        call: impl Future<Output = Result<T, BankError>>,
+    ) -> Result<T, BankError> {
+        let span = self.span(operation);
+        let started = start(&span);
+        let result = bounded(self.bank_deadline, call, &span).await;
+        finish(&span, started, bank_outcome(&result));
+        result
+    }
+}
+
+/// The deadline of a call's bank operations: the plugin's `timeout_ms`,
+/// less a margin (a tenth of it, at most 50 ms) in which the plugin can
+/// still answer `A0017` itself before the gateway's own limit ends the call.
+fn bank_deadline(manifest: &Manifest) -> Option<Instant> {
+    if !manifest
+        .capabilities
+        .contains(&sfop_core::Capability::Ledger)
+    {
+        return None;
+    }
+    let limit = Duration::from_millis(u64::from(manifest.limits.timeout_ms));
+    let margin = (limit / 10).min(Duration::from_millis(50));
+    Some(Instant::now() + (limit - margin))
+}
+
+/// `call`, or `timeout` once `deadline` passed. Without a tokio timer (no
+/// runtime on this thread) the call is awaited unbounded.
+async fn bounded<T>(
+    deadline: Option<Instant>,
+    call: impl Future<Output = Result<T, BankError>>,
+    span: &tracing::Span,
+) -> Result<T, BankError> {
+    use tracing::Instrument;
+    let mut call = std::pin::pin!(call.instrument(span.clone()));
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(call.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(result) => result,
+        std::task::Poll::Pending => match deadline {
+            Some(deadline) if tokio::runtime::Handle::try_current().is_ok() => {
+                tokio::time::timeout_at(deadline.into(), call)
+                    .await
+                    .unwrap_or(Err(BankError::Timeout))
+            }
+            _ => call.await,
+        },
+    }
+}
+
+/// How a host call ended, for its span (and, later, its metric): one
+/// definition, never a string built per call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum HostOutcome {
+    Ok,
+    /// The bank decided against the caller (an `rsp_code`).
+    Refused,
+    /// The bank did not answer in time.
+    BankTimeout,
+    /// The bank (or the platform store) failed.
+    BackendError,
+    /// The plugin asked for more than a capability allows.
+    TooLarge,
+}
+
+impl HostOutcome {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Refused => "refused",
+            Self::BankTimeout => "bank_timeout",
+            Self::BackendError => "backend_error",
+            Self::TooLarge => "too_large",
+        }
+    }
+}
+
+/// The start of a traced call: no clock is read when its span is disabled.
+fn start(span: &tracing::Span) -> Option<Instant> {
+    (!span.is_disabled()).then(Instant::now)
+}
+
+fn finish(span: &tracing::Span, started: Option<Instant>, outcome: HostOutcome) {
+    if let Some(started) = started {
+        let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        span.in_scope(|| {
+            tracing::debug!(
+                target: "sfop::host",
+                outcome = outcome.as_str(),
+                duration_us,
+                "host call"
+            );
+        });
+    }
+}
+
+fn bank_outcome<T>(result: &Result<T, BankError>) -> HostOutcome {
+    match result {
+        Ok(_) => HostOutcome::Ok,
+        Err(BankError::Refused(_)) => HostOutcome::Refused,
+        Err(BankError::Timeout) => HostOutcome::BankTimeout,
+        Err(BankError::Backend(_)) => HostOutcome::BackendError,
+    }
+}
+
+fn kv_outcome<T>(result: &Result<T, kv::Error>) -> HostOutcome {
+    match result {
+        Ok(_) => HostOutcome::Ok,
+        Err(kv::Error::TooLarge(_)) => HostOutcome::TooLarge,
+        Err(kv::Error::Store(_)) => HostOutcome::BackendError,
+    }
 }
 
 impl ledger::Host for HostState {
-    fn bank_status(&mut self) -> Result<Vec<ledger::Bank>, ledger::Error> {
-        let banks = self
-            .services
-            .bank
-            .bank_status(&self.bank_call())
-            .map_err(bank_error)?;
-        Ok(banks
-            .into_iter()
-            .map(|b| ledger::Bank {
-                bank_code_std: b.code,
-                bank_name: b.name,
-                available: b.available,
+    async fn bank_status(&mut self) -> wasmtime::Result<Result<Vec<ledger::Bank>, ledger::Error>> {
+        let call = self.bank_call();
+        let this = &*self;
+        let result = async {
+            let banks = this
+                .bank("ledger.bank-status", this.services.bank.bank_status(&call))
+                .await
+                .map_err(bank_error)?;
+            Ok(banks
+                .into_iter()
+                .map(|b| ledger::Bank {
+                    bank_code_std: b.code,
+                    bank_name: b.name,
+                    available: b.available,
+                })
+                .collect())
+        }
+        .await;
+        Ok(result)
+    }
+
+    async fn user_info(
+        &mut self,
+        user_seq_no: String,
+    ) -> wasmtime::Result<Result<ledger::User, ledger::Error>> {
+        let call = self.bank_call();
+        let this = &*self;
+        let result = async {
+            let u = this
+                .bank(
+                    "ledger.user-info",
+                    this.services.bank.user_info(&call, &user_seq_no),
+                )
+                .await
+                .map_err(bank_error)?;
+            Ok(ledger::User {
+                user_seq_no: u.user_seq_no,
+                user_ci: u.user_ci,
+                user_name: u.user_name,
+                accounts: u.accounts.into_iter().map(registered).collect(),
             })
-            .collect())
+        }
+        .await;
+        Ok(result)
     }
 
-    fn user_info(&mut self, user_seq_no: String) -> Result<ledger::User, ledger::Error> {
-        let u = self
-            .services
-            .bank
-            .user_info(&self.bank_call(), &user_seq_no)
-            .map_err(bank_error)?;
-        Ok(ledger::User {
-            user_seq_no: u.user_seq_no,
-            user_ci: u.user_ci,
-            user_name: u.user_name,
-            accounts: u.accounts.into_iter().map(registered).collect(),
-        })
-    }
-
-    fn registered_accounts(
+    async fn registered_accounts(
         &mut self,
         user_seq_no: String,
         include_cancelled: bool,
-    ) -> Result<Vec<ledger::RegisteredAccount>, ledger::Error> {
-        let accounts = self
-            .services
-            .bank
-            .registered_accounts(&self.bank_call(), &user_seq_no, include_cancelled)
-            .map_err(bank_error)?;
-        Ok(accounts.into_iter().map(registered).collect())
+    ) -> wasmtime::Result<Result<Vec<ledger::RegisteredAccount>, ledger::Error>> {
+        let call = self.bank_call();
+        let this = &*self;
+        let result = async {
+            let accounts = this
+                .bank(
+                    "ledger.registered-accounts",
+                    this.services
+                        .bank
+                        .registered_accounts(&call, &user_seq_no, include_cancelled),
+                )
+                .await
+                .map_err(bank_error)?;
+            Ok(accounts.into_iter().map(registered).collect())
+        }
+        .await;
+        Ok(result)
     }
 
-    fn balance(
+    async fn balance(
         &mut self,
         bank_tran_id: String,
         fintech_use_num: String,
-    ) -> Result<ledger::AccountBalance, ledger::Error> {
-        let b = self
-            .services
-            .bank
-            .balance(&self.bank_call(), &bank_tran_id, &fintech_use_num)
-            .map_err(bank_error)?;
-        Ok(ledger::AccountBalance {
-            answer: answer(b.answer),
-            fintech_use_num: b.fintech_use_num,
-            bank_name: b.bank_name,
-            balance_amt: b.balance_amt,
-            available_amt: b.available_amt,
-            account_type: b.account_type,
-            product_name: b.product_name,
-            account_issue_date: b.account_issue_date,
-            maturity_date: b.maturity_date,
-            last_tran_date: b.last_tran_date,
-        })
+    ) -> wasmtime::Result<Result<ledger::AccountBalance, ledger::Error>> {
+        let call = self.bank_call();
+        let this = &*self;
+        let result = async {
+            let b = this
+                .bank(
+                    "ledger.balance",
+                    this.services
+                        .bank
+                        .balance(&call, &bank_tran_id, &fintech_use_num),
+                )
+                .await
+                .map_err(bank_error)?;
+            Ok(ledger::AccountBalance {
+                answer: answer(b.answer),
+                fintech_use_num: b.fintech_use_num,
+                bank_name: b.bank_name,
+                balance_amt: b.balance_amt,
+                available_amt: b.available_amt,
+                account_type: b.account_type,
+                product_name: b.product_name,
+                account_issue_date: b.account_issue_date,
+                maturity_date: b.maturity_date,
+                last_tran_date: b.last_tran_date,
+            })
+        }
+        .await;
+        Ok(result)
     }
 
-    fn transactions(
+    async fn transactions(
         &mut self,
         q: ledger::HistoryQuery,
-    ) -> Result<ledger::HistoryPage, ledger::Error> {
-        let query = cl::HistoryQuery {
-            bank_tran_id: q.bank_tran_id,
-            fintech_use_num: q.fintech_use_num,
-            inquiry_type: match q.inquiry_type {
-                ledger::InoutFilter::All => cl::InoutFilter::All,
-                ledger::InoutFilter::Deposits => cl::InoutFilter::Deposits,
-                ledger::InoutFilter::Withdrawals => cl::InoutFilter::Withdrawals,
-            },
-            from_dtime: q.from_dtime,
-            to_dtime: q.to_dtime,
-            sort_order: sort_order(q.sort_order),
-            cursor: q.cursor,
-            page_size: q.page_size,
-        };
-        self.services
-            .bank
-            .transactions(&self.bank_call(), &query)
+    ) -> wasmtime::Result<Result<ledger::HistoryPage, ledger::Error>> {
+        let call = self.bank_call();
+        let this = &*self;
+        let result = async {
+            let query = cl::HistoryQuery {
+                bank_tran_id: q.bank_tran_id,
+                fintech_use_num: q.fintech_use_num,
+                inquiry_type: match q.inquiry_type {
+                    ledger::InoutFilter::All => cl::InoutFilter::All,
+                    ledger::InoutFilter::Deposits => cl::InoutFilter::Deposits,
+                    ledger::InoutFilter::Withdrawals => cl::InoutFilter::Withdrawals,
+                },
+                from_dtime: q.from_dtime,
+                to_dtime: q.to_dtime,
+                sort_order: sort_order(q.sort_order),
+                cursor: q.cursor,
+                page_size: q.page_size,
+            };
+            this.bank(
+                "ledger.transactions",
+                this.services.bank.transactions(&call, &query),
+            )
+            .await
             .map(history_page)
             .map_err(bank_error)
+        }
+        .await;
+        Ok(result)
     }
 
-    fn remit_list(&mut self, q: ledger::RemitQuery) -> Result<ledger::HistoryPage, ledger::Error> {
-        let query = cl::RemitQuery {
-            bank_tran_id: q.bank_tran_id,
-            account: cl::AccountRef {
-                bank_code_std: q.bank_code_std,
-                account_num: q.account_num,
-            },
-            from_dtime: q.from_dtime,
-            to_dtime: q.to_dtime,
-            sort_order: sort_order(q.sort_order),
-            cursor: q.cursor,
-            page_size: q.page_size,
-        };
-        self.services
-            .bank
-            .remit_list(&self.bank_call(), &query)
+    async fn remit_list(
+        &mut self,
+        q: ledger::RemitQuery,
+    ) -> wasmtime::Result<Result<ledger::HistoryPage, ledger::Error>> {
+        let call = self.bank_call();
+        let this = &*self;
+        let result = async {
+            let query = cl::RemitQuery {
+                bank_tran_id: q.bank_tran_id,
+                account: cl::AccountRef {
+                    bank_code_std: q.bank_code_std,
+                    account_num: q.account_num,
+                },
+                from_dtime: q.from_dtime,
+                to_dtime: q.to_dtime,
+                sort_order: sort_order(q.sort_order),
+                cursor: q.cursor,
+                page_size: q.page_size,
+            };
+            this.bank(
+                "ledger.remit-list",
+                this.services.bank.remit_list(&call, &query),
+            )
+            .await
             .map(history_page)
             .map_err(bank_error)
+        }
+        .await;
+        Ok(result)
     }
 
-    fn withdraw(
+    async fn withdraw(
         &mut self,
         r: ledger::WithdrawRequest,
-    ) -> Result<ledger::TransferReceipt, ledger::Error> {
-        let request = cl::WithdrawRequest {
-            bank_tran_id: r.bank_tran_id,
-            fintech_use_num: r.fintech_use_num,
-            tran_amt: r.tran_amt,
-            cntr_account_num: r.cntr_account_num,
-            wd_print_content: r.wd_print_content,
-            dps_print_content: r.dps_print_content,
-            req_client_name: r.req_client_name,
-            req_client_num: r.req_client_num,
-            transfer_purpose: r.transfer_purpose,
-            recv_client_name: r.recv_client_name,
-            recv_client_bank_code: r.recv_client_bank_code,
-            recv_client_account_num: r.recv_client_account_num,
-        };
-        self.services
-            .bank
-            .withdraw(&self.bank_call(), &request)
+    ) -> wasmtime::Result<Result<ledger::TransferReceipt, ledger::Error>> {
+        let call = self.bank_call();
+        let this = &*self;
+        let result = async {
+            let request = cl::WithdrawRequest {
+                bank_tran_id: r.bank_tran_id,
+                fintech_use_num: r.fintech_use_num,
+                tran_amt: r.tran_amt,
+                cntr_account_num: r.cntr_account_num,
+                wd_print_content: r.wd_print_content,
+                dps_print_content: r.dps_print_content,
+                req_client_name: r.req_client_name,
+                req_client_num: r.req_client_num,
+                transfer_purpose: r.transfer_purpose,
+                recv_client_name: r.recv_client_name,
+                recv_client_bank_code: r.recv_client_bank_code,
+                recv_client_account_num: r.recv_client_account_num,
+            };
+            this.bank(
+                "ledger.withdraw",
+                this.services.bank.withdraw(&call, &request),
+            )
+            .await
             .map(receipt)
             .map_err(bank_error)
+        }
+        .await;
+        Ok(result)
     }
 
-    fn deposit(
+    async fn deposit(
         &mut self,
         r: ledger::DepositRequest,
-    ) -> Result<ledger::TransferReceipt, ledger::Error> {
-        let request = cl::DepositRequest {
-            bank_tran_id: r.bank_tran_id,
-            recipient: recipient(r.recipient),
-            tran_amt: r.tran_amt,
-            cntr_account_num: r.cntr_account_num,
-            wd_pass_phrase: r.wd_pass_phrase,
-            wd_print_content: r.wd_print_content,
-            print_content: r.print_content,
-            req_client_name: r.req_client_name,
-            req_client_num: r.req_client_num,
-            transfer_purpose: r.transfer_purpose,
-        };
-        self.services
-            .bank
-            .deposit(&self.bank_call(), &request)
+    ) -> wasmtime::Result<Result<ledger::TransferReceipt, ledger::Error>> {
+        let call = self.bank_call();
+        let this = &*self;
+        let result = async {
+            let request = cl::DepositRequest {
+                bank_tran_id: r.bank_tran_id,
+                recipient: recipient(r.recipient),
+                tran_amt: r.tran_amt,
+                cntr_account_num: r.cntr_account_num,
+                wd_pass_phrase: r.wd_pass_phrase,
+                wd_print_content: r.wd_print_content,
+                print_content: r.print_content,
+                req_client_name: r.req_client_name,
+                req_client_num: r.req_client_num,
+                transfer_purpose: r.transfer_purpose,
+            };
+            this.bank(
+                "ledger.deposit",
+                this.services.bank.deposit(&call, &request),
+            )
+            .await
             .map(receipt)
             .map_err(bank_error)
+        }
+        .await;
+        Ok(result)
     }
 
     // The item type is the WIT interface's `result<transfer-receipt, refusal>`.
     #[allow(clippy::result_large_err)]
-    fn transfer_result(
+    async fn transfer_result(
         &mut self,
         queries: Vec<ledger::ResultQuery>,
-    ) -> Result<Vec<Result<ledger::TransferReceipt, ledger::Refusal>>, ledger::Error> {
-        let queries: Vec<cl::ResultQuery> = queries
-            .into_iter()
-            .map(|q| cl::ResultQuery {
-                kind: match q.kind {
-                    ledger::TransferKind::Withdraw => cl::TransferKind::Withdraw,
-                    ledger::TransferKind::Deposit => cl::TransferKind::Deposit,
-                },
-                org_bank_tran_id: q.org_bank_tran_id,
-                org_bank_tran_date: q.org_bank_tran_date,
-                org_tran_amt: q.org_tran_amt,
-            })
-            .collect();
-        let results = self
-            .services
-            .bank
-            .transfer_result(&self.bank_call(), &queries)
-            .map_err(bank_error)?;
-        Ok(results
-            .into_iter()
-            .map(|r| r.map(receipt).map_err(refusal))
-            .collect())
+    ) -> wasmtime::Result<
+        Result<Vec<Result<ledger::TransferReceipt, ledger::Refusal>>, ledger::Error>,
+    > {
+        let call = self.bank_call();
+        let this = &*self;
+        let result = async {
+            let queries: Vec<cl::ResultQuery> = queries
+                .into_iter()
+                .map(|q| cl::ResultQuery {
+                    kind: match q.kind {
+                        ledger::TransferKind::Withdraw => cl::TransferKind::Withdraw,
+                        ledger::TransferKind::Deposit => cl::TransferKind::Deposit,
+                    },
+                    org_bank_tran_id: q.org_bank_tran_id,
+                    org_bank_tran_date: q.org_bank_tran_date,
+                    org_tran_amt: q.org_tran_amt,
+                })
+                .collect();
+            let results = this
+                .bank(
+                    "ledger.transfer-result",
+                    this.services.bank.transfer_result(&call, &queries),
+                )
+                .await
+                .map_err(bank_error)?;
+            Ok(results
+                .into_iter()
+                .map(|r| r.map(receipt).map_err(refusal))
+                .collect())
+        }
+        .await;
+        Ok(result)
     }
 
-    fn real_name(
+    async fn real_name(
         &mut self,
         q: ledger::RealNameQuery,
-    ) -> Result<ledger::RealNameResult, ledger::Error> {
-        let query = cl::RealNameQuery {
-            bank_tran_id: q.bank_tran_id,
-            account: account_ref(q.account),
-            account_holder_info_type: q.account_holder_info_type,
-            account_holder_info: q.account_holder_info,
-        };
-        let r = self
-            .services
-            .bank
-            .real_name(&self.bank_call(), &query)
-            .map_err(bank_error)?;
-        Ok(ledger::RealNameResult {
-            answer: answer(r.answer),
-            bank_code_std: r.bank_code_std,
-            bank_name: r.bank_name,
-            account_num: r.account_num,
-            account_holder_info_type: r.account_holder_info_type,
-            account_holder_info: r.account_holder_info,
-            account_holder_name: r.account_holder_name,
-            account_type: r.account_type,
-        })
+    ) -> wasmtime::Result<Result<ledger::RealNameResult, ledger::Error>> {
+        let call = self.bank_call();
+        let this = &*self;
+        let result = async {
+            let query = cl::RealNameQuery {
+                bank_tran_id: q.bank_tran_id,
+                account: account_ref(q.account),
+                account_holder_info_type: q.account_holder_info_type,
+                account_holder_info: q.account_holder_info,
+            };
+            let r = this
+                .bank(
+                    "ledger.real-name",
+                    this.services.bank.real_name(&call, &query),
+                )
+                .await
+                .map_err(bank_error)?;
+            Ok(ledger::RealNameResult {
+                answer: answer(r.answer),
+                bank_code_std: r.bank_code_std,
+                bank_name: r.bank_name,
+                account_num: r.account_num,
+                account_holder_info_type: r.account_holder_info_type,
+                account_holder_info: r.account_holder_info,
+                account_holder_name: r.account_holder_name,
+                account_type: r.account_type,
+            })
+        }
+        .await;
+        Ok(result)
     }
 
-    fn receive(&mut self, q: ledger::ReceiveQuery) -> Result<ledger::ReceiveCheck, ledger::Error> {
-        let query = cl::ReceiveQuery {
-            bank_tran_id: q.bank_tran_id,
-            recipient: recipient(q.recipient),
-            tran_amt: q.tran_amt,
-            cntr_account_num: q.cntr_account_num,
-            print_content: q.print_content,
-        };
-        let r = self
-            .services
-            .bank
-            .receive(&self.bank_call(), &query)
-            .map_err(bank_error)?;
-        Ok(ledger::ReceiveCheck {
-            answer: answer(r.answer),
-            dps: party(r.dps),
-            wd: party(r.wd),
-            tran_amt: r.tran_amt,
-        })
+    async fn receive(
+        &mut self,
+        q: ledger::ReceiveQuery,
+    ) -> wasmtime::Result<Result<ledger::ReceiveCheck, ledger::Error>> {
+        let call = self.bank_call();
+        let this = &*self;
+        let result = async {
+            let query = cl::ReceiveQuery {
+                bank_tran_id: q.bank_tran_id,
+                recipient: recipient(q.recipient),
+                tran_amt: q.tran_amt,
+                cntr_account_num: q.cntr_account_num,
+                print_content: q.print_content,
+            };
+            let r = this
+                .bank("ledger.receive", this.services.bank.receive(&call, &query))
+                .await
+                .map_err(bank_error)?;
+            Ok(ledger::ReceiveCheck {
+                answer: answer(r.answer),
+                dps: party(r.dps),
+                wd: party(r.wd),
+                tran_amt: r.tran_amt,
+            })
+        }
+        .await;
+        Ok(result)
     }
 
-    fn cancel_account(
+    async fn cancel_account(
         &mut self,
         bank_tran_id: String,
         fintech_use_num: String,
         scope: ledger::ConsentScope,
-    ) -> Result<ledger::BankAnswer, ledger::Error> {
-        let scope = match scope {
-            ledger::ConsentScope::Inquiry => cl::ConsentScope::Inquiry,
-            ledger::ConsentScope::Transfer => cl::ConsentScope::Transfer,
-        };
-        self.services
-            .bank
-            .cancel_account(&self.bank_call(), &bank_tran_id, &fintech_use_num, scope)
+    ) -> wasmtime::Result<Result<ledger::BankAnswer, ledger::Error>> {
+        let call = self.bank_call();
+        let this = &*self;
+        let result = async {
+            let scope = match scope {
+                ledger::ConsentScope::Inquiry => cl::ConsentScope::Inquiry,
+                ledger::ConsentScope::Transfer => cl::ConsentScope::Transfer,
+            };
+            this.bank(
+                "ledger.cancel-account",
+                this.services
+                    .bank
+                    .cancel_account(&call, &bank_tran_id, &fintech_use_num, scope),
+            )
+            .await
             .map(answer)
             .map_err(bank_error)
+        }
+        .await;
+        Ok(result)
     }
 }
 

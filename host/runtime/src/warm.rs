@@ -80,7 +80,7 @@ impl Maker {
         // which phase the instance is in.
         store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().on_epoch_tick()));
         store.set_epoch_deadline(1);
-        let bindings = self.pre.instantiate(&mut store)?;
+        let bindings = crate::bindings::instantiate_now(&self.pre, &mut store)?;
         Ok(Ready { store, bindings })
     }
 }

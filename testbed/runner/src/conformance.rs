@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sfop_core::ledger::{ResultQuery, TransferKind};
-use sfop_core::{BankBackend, BankCall, Claims, FieldRef};
+use sfop_core::{BankCall, Claims, FieldRef};
 use sfop_vbank::seed::{DEMO_CLIENT_ID, DEMO_CLIENT_USE_CODE, USERS};
 
 use crate::Log;

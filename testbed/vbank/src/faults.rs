@@ -9,6 +9,8 @@
 //!   `timeout` (`A0017`), and the outcome is found with `transfer-result`.
 //! - `outage`: the bank is not reached: `timeout` (`A0017`), nothing
 //!   happens; `bank-status` lists the bank (or every bank) as not available.
+//! - `hang`: the bank is not reached and never answers; the host ends the
+//!   wait at the plugin's deadline with `timeout` (`A0017`), nothing happens.
 //! - `duplicate`: refused as a repeated `bank_tran_id` (`A0326`), nothing happens.
 //! - `refuse`: a fixture refusal with the rule's `rsp_code` (and, with
 //!   `bank_rsp_code`, a bank answer: `A0009` unless `rsp_code` says otherwise).
@@ -21,6 +23,7 @@
 //! ([`FaultScript::open`]) so they survive a restart, and its admin API adds
 //! and removes them (docs/adr/0010-sandbox-faults.md).
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use serde::de::DeserializeOwned;
@@ -45,6 +48,9 @@ pub const TREE: &str = "sandbox.faults";
 pub enum FaultKind {
     Timeout,
     Outage,
+    /// The bank is not reached and never answers: the call waits until the
+    /// plugin's `timeout_ms` ends it (the host answers `timeout`, `A0017`).
+    Hang,
     Duplicate,
     Refuse,
     Fixture,
@@ -376,7 +382,7 @@ impl FaultRule {
                     ));
                 }
             }
-            FaultKind::Timeout | FaultKind::Outage => {}
+            FaultKind::Timeout | FaultKind::Outage | FaultKind::Hang => {}
         }
         Ok(())
     }
@@ -631,22 +637,27 @@ impl<B: BankBackend + AccountBanks> ScriptedBank<B> {
 
     /// Applies the first matching rule, if any, around `op`; `fixture`
     /// rules go to [`Self::answer`].
-    fn guard<T>(
+    async fn guard<T>(
         &self,
         about: &About<'_>,
         rule: Option<FaultRule>,
-        op: impl FnOnce() -> Result<T, BankError>,
+        op: impl Future<Output = Result<T, BankError>>,
     ) -> Result<T, BankError> {
         let Some(rule) = rule else {
-            return op();
+            return op.await;
         };
         match rule.fault {
             FaultKind::Timeout => {
                 // Done at the bank; only the answer is lost.
-                let _ = op();
+                let _ = op.await;
                 Err(BankError::Timeout)
             }
             FaultKind::Outage => Err(BankError::Timeout),
+            FaultKind::Hang => {
+                // Never reached, never answers: the caller's deadline ends it.
+                std::future::pending::<()>().await;
+                Err(BankError::Timeout)
+            }
             FaultKind::Duplicate => Err(Refusal::new(
                 codes::DUPLICATE_BANK_TRAN_ID,
                 "bank_tran_id: already used today (scripted duplicate)",
@@ -679,16 +690,16 @@ impl<B: BankBackend + AccountBanks> ScriptedBank<B> {
                 .into())
             }
             // Validation keeps fixtures to the operations that apply them.
-            FaultKind::Fixture => op(),
+            FaultKind::Fixture => op.await,
         }
     }
 
     /// [`Self::guard`] for the operations a `fixture` rule can answer:
     /// the bank's own answer, with the fixture's values in it.
-    fn answer<T>(
+    async fn answer<T>(
         &self,
         about: &About<'_>,
-        op: impl FnOnce() -> Result<T, BankError>,
+        op: impl Future<Output = Result<T, BankError>>,
         apply: impl FnOnce(&mut T, &Fixture),
     ) -> Result<T, BankError> {
         let rule = self.rule_for(about);
@@ -698,30 +709,31 @@ impl<B: BankBackend + AccountBanks> ScriptedBank<B> {
                 fixture: Some(fixture),
                 ..
             }) => {
-                let mut answer = op()?;
+                let mut answer = op.await?;
                 apply(&mut answer, &fixture);
                 Ok(answer)
             }
-            rule => self.guard(about, rule, op),
+            rule => self.guard(about, rule, op).await,
         }
     }
 
-    fn plain<T>(
+    async fn plain<T>(
         &self,
         about: &About<'_>,
-        op: impl FnOnce() -> Result<T, BankError>,
+        op: impl Future<Output = Result<T, BankError>>,
     ) -> Result<T, BankError> {
         let rule = self.rule_for(about);
-        self.guard(about, rule, op)
+        self.guard(about, rule, op).await
     }
 }
 
+#[async_trait::async_trait]
 impl<B: BankBackend + AccountBanks> BankBackend for ScriptedBank<B> {
-    fn bank_status(&self, call: &BankCall<'_>) -> Result<Vec<Bank>, BankError> {
+    async fn bank_status(&self, call: &BankCall<'_>) -> Result<Vec<Bank>, BankError> {
         let about = About::new("bank-status", call);
         match self.rule_for(&about) {
             Some(rule) if rule.fault == FaultKind::Outage => {
-                let mut banks = self.inner.bank_status(call)?;
+                let mut banks = self.inner.bank_status(call).await?;
                 for bank in &mut banks {
                     if rule.bank_code.as_deref().is_none_or(|c| c == bank.code) {
                         bank.available = false;
@@ -729,29 +741,37 @@ impl<B: BankBackend + AccountBanks> BankBackend for ScriptedBank<B> {
                 }
                 Ok(banks)
             }
-            rule => self.guard(&about, rule, || self.inner.bank_status(call)),
+            rule => self.guard(&about, rule, self.inner.bank_status(call)).await,
         }
     }
 
-    fn user_info(&self, call: &BankCall<'_>, user_seq_no: &str) -> Result<UserInfo, BankError> {
-        self.plain(&About::new("user-info", call), || {
-            self.inner.user_info(call, user_seq_no)
-        })
+    async fn user_info(
+        &self,
+        call: &BankCall<'_>,
+        user_seq_no: &str,
+    ) -> Result<UserInfo, BankError> {
+        self.plain(
+            &About::new("user-info", call),
+            self.inner.user_info(call, user_seq_no),
+        )
+        .await
     }
 
-    fn registered_accounts(
+    async fn registered_accounts(
         &self,
         call: &BankCall<'_>,
         user_seq_no: &str,
         include_cancelled: bool,
     ) -> Result<Vec<RegisteredAccount>, BankError> {
-        self.plain(&About::new("registered-accounts", call), || {
+        self.plain(
+            &About::new("registered-accounts", call),
             self.inner
-                .registered_accounts(call, user_seq_no, include_cancelled)
-        })
+                .registered_accounts(call, user_seq_no, include_cancelled),
+        )
+        .await
     }
 
-    fn balance(
+    async fn balance(
         &self,
         call: &BankCall<'_>,
         bank_tran_id: &str,
@@ -762,7 +782,7 @@ impl<B: BankBackend + AccountBanks> BankBackend for ScriptedBank<B> {
             .fintech(fintech_use_num);
         self.answer(
             &about,
-            || self.inner.balance(call, bank_tran_id, fintech_use_num),
+            self.inner.balance(call, bank_tran_id, fintech_use_num),
             |b, f| {
                 if let Some(v) = f.balance_amt {
                     b.balance_amt = v;
@@ -775,9 +795,10 @@ impl<B: BankBackend + AccountBanks> BankBackend for ScriptedBank<B> {
                 }
             },
         )
+        .await
     }
 
-    fn transactions(
+    async fn transactions(
         &self,
         call: &BankCall<'_>,
         query: &HistoryQuery,
@@ -785,10 +806,11 @@ impl<B: BankBackend + AccountBanks> BankBackend for ScriptedBank<B> {
         let about = About::new("transactions", call)
             .tran_id(&query.bank_tran_id)
             .fintech(&query.fintech_use_num);
-        self.plain(&about, || self.inner.transactions(call, query))
+        self.plain(&about, self.inner.transactions(call, query))
+            .await
     }
 
-    fn remit_list(
+    async fn remit_list(
         &self,
         call: &BankCall<'_>,
         query: &RemitQuery,
@@ -796,10 +818,10 @@ impl<B: BankBackend + AccountBanks> BankBackend for ScriptedBank<B> {
         let about = About::new("remit-list", call)
             .tran_id(&query.bank_tran_id)
             .bank(&query.account.bank_code_std);
-        self.plain(&about, || self.inner.remit_list(call, query))
+        self.plain(&about, self.inner.remit_list(call, query)).await
     }
 
-    fn withdraw(
+    async fn withdraw(
         &self,
         call: &BankCall<'_>,
         request: &WithdrawRequest,
@@ -807,10 +829,10 @@ impl<B: BankBackend + AccountBanks> BankBackend for ScriptedBank<B> {
         let about = About::new("withdraw", call)
             .tran_id(&request.bank_tran_id)
             .fintech(&request.fintech_use_num);
-        self.plain(&about, || self.inner.withdraw(call, request))
+        self.plain(&about, self.inner.withdraw(call, request)).await
     }
 
-    fn deposit(
+    async fn deposit(
         &self,
         call: &BankCall<'_>,
         request: &DepositRequest,
@@ -818,35 +840,38 @@ impl<B: BankBackend + AccountBanks> BankBackend for ScriptedBank<B> {
         let about = About::new("deposit", call)
             .tran_id(&request.bank_tran_id)
             .recipient(&request.recipient);
-        self.plain(&about, || self.inner.deposit(call, request))
+        self.plain(&about, self.inner.deposit(call, request)).await
     }
 
-    fn transfer_result(
+    async fn transfer_result(
         &self,
         call: &BankCall<'_>,
         queries: &[ResultQuery],
     ) -> Result<Vec<Result<TransferReceipt, Refusal>>, BankError> {
-        self.plain(&About::new("transfer-result", call), || {
-            self.inner.transfer_result(call, queries)
-        })
+        self.plain(
+            &About::new("transfer-result", call),
+            self.inner.transfer_result(call, queries),
+        )
+        .await
     }
 
-    fn real_name(&self, call: &BankCall<'_>, query: &RealNameQuery) -> Result<RealName, BankError> {
+    async fn real_name(
+        &self,
+        call: &BankCall<'_>,
+        query: &RealNameQuery,
+    ) -> Result<RealName, BankError> {
         let about = About::new("real-name", call)
             .tran_id(&query.bank_tran_id)
             .bank(&query.account.bank_code_std);
-        self.answer(
-            &about,
-            || self.inner.real_name(call, query),
-            |r, f| {
-                if let Some(v) = &f.account_holder_name {
-                    r.account_holder_name.clone_from(v);
-                }
-            },
-        )
+        self.answer(&about, self.inner.real_name(call, query), |r, f| {
+            if let Some(v) = &f.account_holder_name {
+                r.account_holder_name.clone_from(v);
+            }
+        })
+        .await
     }
 
-    fn receive(
+    async fn receive(
         &self,
         call: &BankCall<'_>,
         query: &ReceiveQuery,
@@ -854,18 +879,15 @@ impl<B: BankBackend + AccountBanks> BankBackend for ScriptedBank<B> {
         let about = About::new("receive", call)
             .tran_id(&query.bank_tran_id)
             .recipient(&query.recipient);
-        self.answer(
-            &about,
-            || self.inner.receive(call, query),
-            |r, f| {
-                if let Some(v) = &f.account_holder_name {
-                    r.dps.account_holder_name.clone_from(v);
-                }
-            },
-        )
+        self.answer(&about, self.inner.receive(call, query), |r, f| {
+            if let Some(v) = &f.account_holder_name {
+                r.dps.account_holder_name.clone_from(v);
+            }
+        })
+        .await
     }
 
-    fn cancel_account(
+    async fn cancel_account(
         &self,
         call: &BankCall<'_>,
         bank_tran_id: &str,
@@ -875,10 +897,12 @@ impl<B: BankBackend + AccountBanks> BankBackend for ScriptedBank<B> {
         let about = About::new("cancel-account", call)
             .tran_id(bank_tran_id)
             .fintech(fintech_use_num);
-        self.plain(&about, || {
+        self.plain(
+            &about,
             self.inner
-                .cancel_account(call, bank_tran_id, fintech_use_num, scope)
-        })
+                .cancel_account(call, bank_tran_id, fintech_use_num, scope),
+        )
+        .await
     }
 }
 
@@ -940,8 +964,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_scripted_timeout_books_the_transfer_and_transfer_result_finds_it()
+    #[tokio::test]
+    async fn a_scripted_timeout_books_the_transfer_and_transfer_result_finds_it()
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store = Store::open(dir.path())?;
@@ -961,20 +985,22 @@ mod tests {
         })?;
         let id = format!("{DEMO_CLIENT_USE_CODE}U000000901");
         assert!(matches!(
-            bank.withdraw(&call, &withdraw(&id)),
+            bank.withdraw(&call, &withdraw(&id)).await,
             Err(BankError::Timeout)
         ));
         assert!(script.rules().is_empty(), "the rule was used up");
         let date = sfop_core::time::format_dtm(call.now_millis, call.utc_offset_minutes);
-        let found = bank.transfer_result(
-            &call,
-            &[ResultQuery {
-                kind: TransferKind::Withdraw,
-                org_bank_tran_id: id.clone(),
-                org_bank_tran_date: date[..8].into(),
-                org_tran_amt: 1000,
-            }],
-        )?;
+        let found = bank
+            .transfer_result(
+                &call,
+                &[ResultQuery {
+                    kind: TransferKind::Withdraw,
+                    org_bank_tran_id: id.clone(),
+                    org_bank_tran_date: date[..8].into(),
+                    org_tran_amt: 1000,
+                }],
+            )
+            .await?;
         assert!(
             matches!(found.as_slice(), [Ok(r)] if r.tran_amt == 1000),
             "{found:?}"
@@ -988,18 +1014,18 @@ mod tests {
             ..rule(FaultKind::Duplicate)
         })?;
         let fresh = format!("{DEMO_CLIENT_USE_CODE}U000000902");
-        match bank.withdraw(&call, &withdraw(&fresh)) {
+        match bank.withdraw(&call, &withdraw(&fresh)).await {
             Err(BankError::Refused(r)) => assert_eq!(r.rsp_code, "A0326"),
             other => panic!("expected A0326, got {other:?}"),
         }
         // The id was not consumed: the real bank takes it now.
-        bank.withdraw(&call, &withdraw(&fresh))?;
+        bank.withdraw(&call, &withdraw(&fresh)).await?;
         // Another client's rule does not apply.
         script.add(FaultRule {
             client_id: Some("someone-else".into()),
             ..rule(FaultKind::Outage)
         })?;
-        assert!(bank.bank_status(&call)?.iter().all(|b| b.available));
+        assert!(bank.bank_status(&call).await?.iter().all(|b| b.available));
         script.clear();
         assert!(
             FaultRule {
@@ -1012,8 +1038,8 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn outages_refusals_and_fixtures_follow_the_bank_filter()
+    #[tokio::test]
+    async fn outages_refusals_and_fixtures_follow_the_bank_filter()
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
         let store = Store::open(dir.path())?;
@@ -1033,8 +1059,8 @@ mod tests {
             bank_code: Some(other_bank.into()),
             ..rule(FaultKind::Outage)
         })?;
-        bank.balance(&call, &tran(801), HONG_FINTECH)?;
-        let banks = bank.bank_status(&call)?;
+        bank.balance(&call, &tran(801), HONG_FINTECH).await?;
+        let banks = bank.bank_status(&call).await?;
         assert!(
             banks
                 .iter()
@@ -1049,7 +1075,7 @@ mod tests {
             bank_rsp_code: Some("551".into()),
             ..rule(FaultKind::Refuse)
         })?;
-        match bank.balance(&call, &tran(802), HONG_FINTECH) {
+        match bank.balance(&call, &tran(802), HONG_FINTECH).await {
             Err(BankError::Refused(r)) => {
                 assert_eq!(r.rsp_code, "A0009");
                 let answer = r.bank.ok_or("a bank answer")?;
@@ -1075,10 +1101,10 @@ mod tests {
             }),
             ..rule(FaultKind::Fixture)
         })?;
-        let b = bank.balance(&call, &tran(803), HONG_FINTECH)?;
+        let b = bank.balance(&call, &tran(803), HONG_FINTECH).await?;
         assert_eq!(b.balance_amt, -5);
         assert!(
-            matches!(bank.balance(&call, &tran(803), HONG_FINTECH), Err(BankError::Refused(r)) if r.rsp_code == "A0326"),
+            matches!(bank.balance(&call, &tran(803), HONG_FINTECH).await, Err(BankError::Refused(r)) if r.rsp_code == "A0326"),
             "the bank still refuses a repeated bank_tran_id"
         );
         Ok(())

@@ -41,6 +41,7 @@
 //! from its own records, so `fintech_use_nums` is informational and `scopes`
 //! are the gateway's to check against the manifest.
 
+mod commit;
 pub mod faults;
 mod institutions;
 mod model;
@@ -50,6 +51,7 @@ pub mod seed;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use commit::CommitStats;
 pub use institutions::{ContractAccount, InstitutionView, NewInstitution};
 use model::{
     Account, Consent, FintechLink, Institution, Registration, StoredBank, StoredPosting, User,
@@ -130,6 +132,8 @@ pub struct VirtualBank {
     /// `bank_tran_id` reads and writes under it, so concurrent requests
     /// never decide on the same state twice.
     writer: Arc<Mutex<()>>,
+    /// Makes the answers of the async backend durable, many per flush.
+    commit: Arc<commit::GroupCommit>,
 }
 
 /// An account offered on the consent page.
@@ -225,6 +229,7 @@ impl VirtualBank {
                 usage: tree("usage")?,
             },
             writer: Arc::new(Mutex::new(())),
+            commit: Arc::new(commit::GroupCommit::new(store.clone())),
         };
         seed::ensure(&bank, sfop_core::time::now_millis())?;
         Ok(bank)
@@ -238,6 +243,20 @@ impl VirtualBank {
 
     pub(crate) fn flush(&self) -> Result<()> {
         Ok(self.store.flush()?)
+    }
+
+    /// Waits, without holding a thread, until everything written so far is
+    /// on disk (group commit: one flush for every caller waiting).
+    pub(crate) async fn durable(&self) -> std::result::Result<(), sfop_core::BankError> {
+        self.commit.durable().await.map_err(|e| {
+            tracing::error!(error = %e, "virtual bank: flush failed");
+            sfop_core::BankError::Backend("virtual bank store failed".into())
+        })
+    }
+
+    /// Flushes made by the group commit, and the answers they made durable.
+    pub fn commit_stats(&self) -> CommitStats {
+        self.commit.stats()
     }
 
     /// Takes a bank down (`false`, an outage) or brings it back.

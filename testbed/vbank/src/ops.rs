@@ -585,8 +585,8 @@ impl VirtualBank {
             )
         };
         // Whatever the answer, it is given only once the state it reports
-        // is on disk (a duplicate's original may still be in flight).
-        self.flush().bank()?;
+        // is on disk (a duplicate's original may still be in flight): the
+        // public operations flush (or join a group commit) before answering.
         match outcome {
             Ok(stored) => receipt_of(t.kind, t.tran_amt, stored),
             Err(sfop_store::TxError::Abort(refusal)) => Err(BankError::Refused(refusal)),
@@ -924,12 +924,17 @@ pub(crate) fn book_internal(
     Ok(())
 }
 
-impl BankBackend for VirtualBank {
-    fn bank_status(&self, _call: &BankCall<'_>) -> R<Vec<Bank>> {
+/// The ledger operations, synchronous: the decision and the booking run on
+/// the calling thread. The three that write durably come in two halves:
+/// `*_undurable` books and [`VirtualBank::withdraw`] (and the others) then
+/// flush on the calling thread; the async [`BankBackend`] joins a group
+/// commit instead ([`crate::commit`]).
+impl VirtualBank {
+    pub fn bank_status(&self, _call: &BankCall<'_>) -> R<Vec<Bank>> {
         self.banks().bank()
     }
 
-    fn user_info(&self, call: &BankCall<'_>, user_seq_no: &str) -> R<UserInfo> {
+    pub fn user_info(&self, call: &BankCall<'_>, user_seq_no: &str) -> R<UserInfo> {
         let ctx = Ctx::new(call)?;
         let accounts = self.registrations(&ctx, user_seq_no, false)?;
         let Some(user) = self.t.users.get_json::<User>(user_seq_no).bank()? else {
@@ -943,7 +948,7 @@ impl BankBackend for VirtualBank {
         })
     }
 
-    fn registered_accounts(
+    pub fn registered_accounts(
         &self,
         call: &BankCall<'_>,
         user_seq_no: &str,
@@ -953,7 +958,7 @@ impl BankBackend for VirtualBank {
         self.registrations(&ctx, user_seq_no, include_cancelled)
     }
 
-    fn balance(
+    pub fn balance(
         &self,
         call: &BankCall<'_>,
         bank_tran_id: &str,
@@ -994,7 +999,7 @@ impl BankBackend for VirtualBank {
         })
     }
 
-    fn transactions(&self, call: &BankCall<'_>, q: &HistoryQuery) -> R<HistoryPage> {
+    pub fn transactions(&self, call: &BankCall<'_>, q: &HistoryQuery) -> R<HistoryPage> {
         let ctx = Ctx::new(call)?;
         let (institution, user) = (ctx.institution()?, ctx.user()?);
         check_tran_id(&q.bank_tran_id, institution)?;
@@ -1029,7 +1034,7 @@ impl BankBackend for VirtualBank {
         )
     }
 
-    fn remit_list(&self, call: &BankCall<'_>, q: &RemitQuery) -> R<HistoryPage> {
+    pub fn remit_list(&self, call: &BankCall<'_>, q: &RemitQuery) -> R<HistoryPage> {
         let ctx = Ctx::new(call)?;
         let institution = ctx.institution()?;
         check_tran_id(&q.bank_tran_id, institution)?;
@@ -1066,7 +1071,7 @@ impl BankBackend for VirtualBank {
         )
     }
 
-    fn withdraw(&self, call: &BankCall<'_>, r: &WithdrawRequest) -> R<TransferReceipt> {
+    fn withdraw_undurable(&self, call: &BankCall<'_>, r: &WithdrawRequest) -> R<TransferReceipt> {
         let ctx = Ctx::new(call)?;
         let (institution, user_seq_no) = (ctx.institution()?, ctx.user()?);
         check_tran_id(&r.bank_tran_id, institution)?;
@@ -1104,7 +1109,7 @@ impl BankBackend for VirtualBank {
         )
     }
 
-    fn deposit(&self, call: &BankCall<'_>, r: &DepositRequest) -> R<TransferReceipt> {
+    fn deposit_undurable(&self, call: &BankCall<'_>, r: &DepositRequest) -> R<TransferReceipt> {
         let ctx = Ctx::new(call)?;
         let institution = ctx.institution()?;
         check_tran_id(&r.bank_tran_id, institution)?;
@@ -1134,7 +1139,7 @@ impl BankBackend for VirtualBank {
         )
     }
 
-    fn transfer_result(
+    fn transfer_result_undurable(
         &self,
         call: &BankCall<'_>,
         queries: &[ResultQuery],
@@ -1174,12 +1179,11 @@ impl BankBackend for VirtualBank {
             };
             out.push(item);
         }
-        // Report only what is on disk.
-        self.flush().bank()?;
+        // Report only what is on disk: the public operation flushes first.
         Ok(out)
     }
 
-    fn real_name(&self, call: &BankCall<'_>, q: &RealNameQuery) -> R<RealName> {
+    pub fn real_name(&self, call: &BankCall<'_>, q: &RealNameQuery) -> R<RealName> {
         let ctx = Ctx::new(call)?;
         let institution = ctx.institution()?;
         check_tran_id(&q.bank_tran_id, institution)?;
@@ -1223,7 +1227,7 @@ impl BankBackend for VirtualBank {
         })
     }
 
-    fn receive(&self, call: &BankCall<'_>, q: &ReceiveQuery) -> R<ReceiveCheck> {
+    pub fn receive(&self, call: &BankCall<'_>, q: &ReceiveQuery) -> R<ReceiveCheck> {
         let ctx = Ctx::new(call)?;
         let institution = ctx.institution()?;
         check_tran_id(&q.bank_tran_id, institution)?;
@@ -1263,7 +1267,7 @@ impl BankBackend for VirtualBank {
         })
     }
 
-    fn cancel_account(
+    fn cancel_account_undurable(
         &self,
         call: &BankCall<'_>,
         bank_tran_id: &str,
@@ -1323,12 +1327,138 @@ impl BankBackend for VirtualBank {
                     Ok(())
                 })
         };
-        self.flush().bank()?;
+        // Answered only once durable: the public operation flushes first.
         match result {
             Ok(()) => Ok(ctx.answer(bank_tran_id, &bank_code, bank_codes::OK)),
             Err(sfop_store::TxError::Abort(refusal)) => Err(BankError::Refused(refusal)),
             Err(sfop_store::TxError::Store(e)) => Err(backend_failure(&e)),
         }
+    }
+}
+
+/// The durable operations on the calling thread: booked, then flushed
+/// before the answer. For tools and tests; the gateway uses the async
+/// [`BankBackend`], which joins a group commit instead.
+impl VirtualBank {
+    /// Moves money exactly once per `bank_tran_id`; answers only when durable.
+    pub fn withdraw(&self, call: &BankCall<'_>, r: &WithdrawRequest) -> R<TransferReceipt> {
+        let outcome = self.withdraw_undurable(call, r);
+        self.flush().bank()?;
+        outcome
+    }
+
+    /// Moves money exactly once per `bank_tran_id`; answers only when durable.
+    pub fn deposit(&self, call: &BankCall<'_>, r: &DepositRequest) -> R<TransferReceipt> {
+        let outcome = self.deposit_undurable(call, r);
+        self.flush().bank()?;
+        outcome
+    }
+
+    /// The original outcome of each queried transfer, as it is on disk.
+    pub fn transfer_result(
+        &self,
+        call: &BankCall<'_>,
+        queries: &[ResultQuery],
+    ) -> R<Vec<Result<TransferReceipt, Refusal>>> {
+        let outcome = self.transfer_result_undurable(call, queries);
+        self.flush().bank()?;
+        outcome
+    }
+
+    pub fn cancel_account(
+        &self,
+        call: &BankCall<'_>,
+        bank_tran_id: &str,
+        fintech_use_num: &str,
+        scope: ConsentScope,
+    ) -> R<BankAnswer> {
+        let outcome = self.cancel_account_undurable(call, bank_tran_id, fintech_use_num, scope);
+        self.flush().bank()?;
+        outcome
+    }
+}
+
+/// The ledger as the runtime reaches it. Decisions and bookings are sled
+/// operations in memory (microseconds, under the writer lock) and run on
+/// the caller's task; the one thing that blocks, the flush that makes an
+/// answer durable, is shared by every operation waiting for one (group
+/// commit, [`crate::commit`]), so no async worker ever waits for a disk.
+#[async_trait::async_trait]
+impl BankBackend for VirtualBank {
+    async fn bank_status(&self, call: &BankCall<'_>) -> R<Vec<Bank>> {
+        VirtualBank::bank_status(self, call)
+    }
+
+    async fn user_info(&self, call: &BankCall<'_>, user_seq_no: &str) -> R<UserInfo> {
+        VirtualBank::user_info(self, call, user_seq_no)
+    }
+
+    async fn registered_accounts(
+        &self,
+        call: &BankCall<'_>,
+        user_seq_no: &str,
+        include_cancelled: bool,
+    ) -> R<Vec<RegisteredAccount>> {
+        VirtualBank::registered_accounts(self, call, user_seq_no, include_cancelled)
+    }
+
+    async fn balance(
+        &self,
+        call: &BankCall<'_>,
+        bank_tran_id: &str,
+        fintech_use_num: &str,
+    ) -> R<Balance> {
+        VirtualBank::balance(self, call, bank_tran_id, fintech_use_num)
+    }
+
+    async fn transactions(&self, call: &BankCall<'_>, q: &HistoryQuery) -> R<HistoryPage> {
+        VirtualBank::transactions(self, call, q)
+    }
+
+    async fn remit_list(&self, call: &BankCall<'_>, q: &RemitQuery) -> R<HistoryPage> {
+        VirtualBank::remit_list(self, call, q)
+    }
+
+    async fn withdraw(&self, call: &BankCall<'_>, r: &WithdrawRequest) -> R<TransferReceipt> {
+        let outcome = self.withdraw_undurable(call, r);
+        self.durable().await?;
+        outcome
+    }
+
+    async fn deposit(&self, call: &BankCall<'_>, r: &DepositRequest) -> R<TransferReceipt> {
+        let outcome = self.deposit_undurable(call, r);
+        self.durable().await?;
+        outcome
+    }
+
+    async fn transfer_result(
+        &self,
+        call: &BankCall<'_>,
+        queries: &[ResultQuery],
+    ) -> R<Vec<Result<TransferReceipt, Refusal>>> {
+        let outcome = self.transfer_result_undurable(call, queries);
+        self.durable().await?;
+        outcome
+    }
+
+    async fn real_name(&self, call: &BankCall<'_>, q: &RealNameQuery) -> R<RealName> {
+        VirtualBank::real_name(self, call, q)
+    }
+
+    async fn receive(&self, call: &BankCall<'_>, q: &ReceiveQuery) -> R<ReceiveCheck> {
+        VirtualBank::receive(self, call, q)
+    }
+
+    async fn cancel_account(
+        &self,
+        call: &BankCall<'_>,
+        bank_tran_id: &str,
+        fintech_use_num: &str,
+        scope: ConsentScope,
+    ) -> R<BankAnswer> {
+        let outcome = self.cancel_account_undurable(call, bank_tran_id, fintech_use_num, scope);
+        self.durable().await?;
+        outcome
     }
 }
 

@@ -4,7 +4,7 @@ use sfop_core::ledger::{
     BankCall, ConsentScope, DepositRequest, HistoryQuery, InoutFilter, Recipient, ResultQuery,
     SortOrder, TransferKind, WithdrawRequest, codes,
 };
-use sfop_core::{BankBackend, BankError, Claims};
+use sfop_core::{BankError, Claims};
 
 use super::*;
 use crate::seed::{DEMO_CLIENT_ID, DEMO_CLIENT_USE_CODE, DEMO_CONTRACT_ACCOUNT_NUM};

@@ -3,6 +3,7 @@
 
 mod answer_semantics;
 mod auth;
+mod bank_async;
 mod containment;
 mod deadlines_and_warm;
 mod first_plugin;

@@ -10,8 +10,8 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result};
+use sfop_core::Claims;
 use sfop_core::ledger::{BankCall, ResultQuery, TransferKind, WithdrawRequest};
-use sfop_core::{BankBackend, Claims};
 use sfop_store::Store;
 use sfop_vbank::VirtualBank;
 use sfop_vbank::seed::{DEMO_CLIENT_ID, DEMO_CLIENT_USE_CODE, DEMO_CONTRACT_ACCOUNT_NUM};
