@@ -376,3 +376,52 @@ fn one_bank_tran_id_from_many_threads_moves_money_once() -> anyhow::Result<()> {
     assert_eq!(bank.audit()?, Ok(()));
     Ok(())
 }
+
+/// Through the async backend (what the runtime calls): 48 withdrawals at
+/// once, each `bank_tran_id` sent three times, on two worker threads. Each
+/// id moves money once, every answer waits for a flush, and the flushes are
+/// shared (group commit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_withdrawals_share_flushes_and_move_money_once() -> anyhow::Result<()> {
+    use sfop_core::BankBackend;
+    let (_dir, bank) = open()?;
+    let claims = hong();
+    let main = bank
+        .registered_accounts(&call(&claims), "1100000001", false)?
+        .into_iter()
+        .find(|a| a.bank_code_std == "097")
+        .map(|a| a.fintech_use_num)
+        .unwrap_or_default();
+    let before = bank.balance_of("097/1101234567890")?;
+    let stats = bank.commit_stats();
+    let tasks: Vec<_> = (0..48u32)
+        .map(|i| {
+            let (bank, claims, main) = (bank.clone(), claims.clone(), main.clone());
+            tokio::spawn(async move {
+                let request = withdraw(&main, 1_000 + i % 16, 100);
+                rsp_code(
+                    BankBackend::withdraw(&bank, &call(&claims), &request)
+                        .await
+                        .map(|_| ()),
+                )
+            })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for task in tasks {
+        outcomes.push(task.await?);
+    }
+    let ok = outcomes.iter().filter(|c| c.starts_with("Ok")).count();
+    assert_eq!(ok, 16, "{outcomes:?}");
+    assert!(
+        outcomes
+            .iter()
+            .all(|c| c.starts_with("Ok") || c == codes::DUPLICATE_BANK_TRAN_ID)
+    );
+    assert_eq!(bank.balance_of("097/1101234567890")?, before - 16 * 100);
+    assert_eq!(bank.audit()?, Ok(()));
+    let after = bank.commit_stats();
+    assert_eq!(after.acknowledged - stats.acknowledged, 48);
+    assert!(after.flushes - stats.flushes <= 48);
+    Ok(())
+}
