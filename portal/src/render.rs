@@ -27,7 +27,7 @@ form.search{display:flex;gap:.3rem;margin:0}\
 form.search input{padding:.3rem .5rem;border:1px solid #b8c0ca;border-radius:4px;font:inherit;width:13rem;max-width:100%}\
 form.search button{margin:0;padding:.3rem .6rem}\
 .table-wrap{overflow-x:auto;max-width:100%}\
-td,th{overflow-wrap:anywhere}td code,li code,p code{overflow-wrap:anywhere}\
+td,th{overflow-wrap:anywhere}main code,main a,main label{overflow-wrap:anywhere}\
 .sample-head{display:flex;justify-content:space-between;align-items:center;gap:.5rem;margin-top:.8rem}\
 .sample-head h3{margin:0}button.copy{margin:0;padding:.2rem .7rem;font-size:.85rem}\
 select{font:inherit;padding:.3rem;max-width:100%}\

@@ -206,7 +206,10 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         },
     )
     .context("opening the developer portal")?
-    .with_sandbox(Arc::new(portal::PortalSandbox(faults.clone())))
+    .with_sandbox(Arc::new(portal::PortalSandbox::new(
+        faults.clone(),
+        bank.clone(),
+    )))
     .with_institutions(Arc::new(institutions::PortalInstitutions::new(
         bank.clone(),
         clients.clone(),

@@ -273,9 +273,19 @@ impl Endpoint for PortalEndpoint {
 
 /// The sandbox's fault script as the portal shows it: a developer sees and
 /// changes only the rules of their own app (the portal checks ownership;
-/// this checks the rule's client on removal too).
+/// this checks the rule's client on removal too). The status page reads the
+/// virtual bank's outage switches and the rules for every app.
 #[derive(Debug)]
-pub struct PortalSandbox(pub sfop_vbank::faults::FaultScript);
+pub struct PortalSandbox(
+    pub sfop_vbank::faults::FaultScript,
+    pub Option<sfop_vbank::VirtualBank>,
+);
+
+impl PortalSandbox {
+    pub fn new(faults: sfop_vbank::faults::FaultScript, bank: sfop_vbank::VirtualBank) -> Self {
+        Self(faults, Some(bank))
+    }
+}
 
 impl sfop_portal::Sandbox for PortalSandbox {
     fn rules(&self, client_id: &str) -> Vec<serde_json::Value> {
@@ -300,6 +310,35 @@ impl sfop_portal::Sandbox for PortalSandbox {
                 "the fault could not be stored; try again".to_owned()
             }
         })
+    }
+
+    fn banks(&self) -> Vec<sfop_portal::BankState> {
+        let Some(bank) = &self.1 else {
+            return Vec::new();
+        };
+        match bank.banks() {
+            Ok(banks) => banks
+                .into_iter()
+                .map(|b| sfop_portal::BankState {
+                    code: b.code,
+                    name: b.name,
+                    available: b.available,
+                })
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "portal status: reading the banks");
+                Vec::new()
+            }
+        }
+    }
+
+    fn platform_rules(&self) -> Vec<serde_json::Value> {
+        self.0
+            .rules()
+            .iter()
+            .filter(|s| s.rule.client_id.is_none())
+            .filter_map(|s| serde_json::to_value(s).ok())
+            .collect()
     }
 
     fn remove(&self, client_id: &str, id: u64) -> Result<bool, String> {

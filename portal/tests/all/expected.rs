@@ -257,6 +257,12 @@ async fn the_reference_page_runs_the_vendored_redoc_under_a_tight_policy() -> Re
     let bundle = t.get(src).await;
     assert_eq!(bundle.status(), 200);
     assert!(bundle.0.body.len() > 500_000, "the whole bundle");
+    // The one external image of the published bundle is patched out
+    // (portal/assets/redoc-2.5.4/README.md).
+    assert!(
+        !bundle.text().contains("cdn.redoc.ly"),
+        "Redoc's logo from its CDN"
+    );
     assert!(
         bundle
             .header("cache-control")

@@ -492,7 +492,168 @@ async fn try_it_calls_an_api_through_the_platform_with_an_oob_token() -> Result<
         ),
         "{metrics}"
     );
+
+    // "Try it" twice on a call with a bank_tran_id: the second send carries
+    // a fresh one, and both succeed.
+    let api = text(
+        &send(
+            t.addr(),
+            "GET",
+            "/portal/apis/inquiry-real-name",
+            &[("cookie", &cookie)],
+            Vec::new(),
+        )
+        .await?,
+    );
+    let mut body = textarea(&api, "f-body").context("try-it body")?;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let sent: Value = serde_json::from_str(&body).context("try-it body is JSON")?;
+        ids.push(sent["bank_tran_id"].as_str().unwrap_or_default().to_owned());
+        let tried = send(
+            t.addr(),
+            "POST",
+            "/portal/try/inquiry-real-name",
+            &[FORM, ("cookie", &cookie)],
+            form(&[("csrf", &csrf), ("body", &body)]),
+        )
+        .await?;
+        let html = text(&tried);
+        assert!(
+            html.contains("data-outcome=\"success\"")
+                && html.contains("&quot;rsp_code&quot;: &quot;A0000&quot;"),
+            "{html}"
+        );
+        body = textarea(&html, "f-body").context("the form again")?;
+    }
+    assert!(
+        ids[0].len() == 20 && ids[1].len() == 20 && ids[0] != ids[1],
+        "{ids:?}"
+    );
+
+    // A business refusal (HTTP 200, rsp_code other than A0000) shows as a
+    // failure: the sandbox refuses this app's next real-name call.
+    let fault = send(
+        t.addr(),
+        "POST",
+        &format!("/portal/apps/{client_id}/faults"),
+        &[FORM, ("cookie", &cookie)],
+        form(&[
+            ("csrf", &csrf),
+            ("fault", "refuse"),
+            ("operation", "real-name"),
+            ("rsp_code", "A0325"),
+            ("times", "1"),
+        ]),
+    )
+    .await?;
+    assert_eq!(fault.status, 303, "{}", text(&fault));
+    let refused = send(
+        t.addr(),
+        "POST",
+        "/portal/try/inquiry-real-name",
+        &[FORM, ("cookie", &cookie)],
+        form(&[("csrf", &csrf), ("body", &body)]),
+    )
+    .await?;
+    let html = text(&refused);
+    assert!(
+        html.contains("<b>HTTP 200</b>")
+            && html.contains("class=\"error\" id=\"try-result\"")
+            && html.contains("data-outcome=\"failure\"")
+            && html.contains("business failure A0325"),
+        "{html}"
+    );
+
+    // The status page: the virtual bank's banks, the APIs, and this
+    // developer's scripted outage as an incident.
+    let outage = send(
+        t.addr(),
+        "POST",
+        &format!("/portal/apps/{client_id}/faults"),
+        &[FORM, ("cookie", &cookie)],
+        form(&[
+            ("csrf", &csrf),
+            ("fault", "outage"),
+            ("operation", "deposit"),
+        ]),
+    )
+    .await?;
+    assert_eq!(outage.status, 303, "{}", text(&outage));
+    let status = text(
+        &send(
+            t.addr(),
+            "GET",
+            "/portal/status",
+            &[("cookie", &cookie)],
+            Vec::new(),
+        )
+        .await?,
+    );
+    assert!(
+        status.contains("data-code=\"097\"") && status.contains(">available<"),
+        "{status}"
+    );
+    assert!(status.contains("/portal/apis/bank-status"), "{status}");
+    assert!(
+        status.contains(&format!("<code>{client_id}</code>")) && status.contains("deposit"),
+        "{status}"
+    );
+
+    // Rotating the secret: the new one is shown once, the old one is
+    // refused by the token endpoint at once, the new one accepted.
+    let rotated = send(
+        t.addr(),
+        "POST",
+        &format!("/portal/apps/{client_id}/secret"),
+        &[FORM, ("cookie", &cookie)],
+        form(&[("csrf", &csrf)]),
+    )
+    .await?;
+    let page = text(&rotated);
+    let marker = "id=\"client-secret\">";
+    let start = page.find(marker).context("new secret")? + marker.len();
+    let new_secret = page[start..start + 64].to_owned();
+    assert_ne!(new_secret, secret);
+    let old = send(
+        t.addr(),
+        "POST",
+        &format!("/portal/apps/{client_id}/oob-token"),
+        &[FORM, ("cookie", &cookie)],
+        form(&[("csrf", &csrf), ("client_secret", &secret)]),
+    )
+    .await?;
+    assert!(
+        text(&old).contains("client_id or client_secret is not correct"),
+        "the old secret still works: {}",
+        text(&old)
+    );
+    let new = send(
+        t.addr(),
+        "POST",
+        &format!("/portal/apps/{client_id}/oob-token"),
+        &[FORM, ("cookie", &cookie)],
+        form(&[("csrf", &csrf), ("client_secret", &new_secret)]),
+    )
+    .await?;
+    assert_eq!(new.status, 303, "{}", text(&new));
     t.platform.stop().await
+}
+
+/// The text of textarea `id`, unescaped.
+fn textarea(html: &str, id: &str) -> Option<String> {
+    let marker = format!("<textarea id=\"{id}\"");
+    let start = html.find(&marker)?;
+    let start = start + html[start..].find('>')? + 1;
+    let end = start + html[start..].find("</textarea>")?;
+    Some(
+        html[start..end]
+            .replace("&quot;", "\"")
+            .replace("&#39;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
 }
 
 /// Where the browser test leaves its screenshots.
@@ -552,9 +713,19 @@ async fn portal_browser_journey_in_headless_chromium() -> Result<()> {
         output.status.success(),
         "the browser journey failed:\n{said}"
     );
+    // Issue 17: every page visited fit 390 and 1280 px.
+    assert!(
+        said.contains("widths checked at 390 and 1280 px: catalogue, search, api page"),
+        "{said}"
+    );
     for shot in [
         "01-catalogue.png",
+        "01b-search.png",
         "02-api-page.png",
+        "02b-copied.png",
+        "02c-reference.png",
+        "13-status.png",
+        "14-secret-rotated.png",
         "05-app-registered.png",
         "07-consent.png",
         "10-try-it-result.png",
