@@ -147,10 +147,12 @@ async fn costly_datalog_in_a_token_is_refused_cheaply_and_slows_no_one() -> Resu
         "bank/status p99: quiet {quiet:?}, with 4 costly-token senders {loaded:?} ({sent} costly requests)"
     );
     // Before the limits, two such requests at once delayed others by 6-16 s.
-    // Four busy senders share the two cores with the measured client, so the
-    // bound allows for their plain HTTP work, not for token evaluation.
+    // Four busy senders share the two cores with the measured client (and,
+    // in the full suite, with other tests), so the bound allows for their
+    // plain HTTP work and a busy machine, not for token evaluation: a
+    // single costly decision of the old kind took longer than all of it.
     ensure!(
-        loaded < quiet * 4 + Duration::from_millis(20),
+        loaded < quiet * 5 + Duration::from_millis(150),
         "p99 went from {quiet:?} to {loaded:?}"
     );
     server.stop()
