@@ -83,7 +83,9 @@ impl Fault {
             Fault::RouteClosed { .. } | Fault::BadPluginBody | Fault::Timeout { .. } => {
                 ErrorSource::Plugin
             }
-            Fault::Call(CallError::Instantiate(_)) | Fault::Shed(_) => ErrorSource::Platform,
+            Fault::Call(CallError::Instantiate(_) | CallError::MemoryBudget) | Fault::Shed(_) => {
+                ErrorSource::Platform
+            }
             Fault::Call(_) => ErrorSource::Plugin,
         }
     }
@@ -111,7 +113,10 @@ impl Fault {
             Fault::BodyUnreadable => (400, rsp::FORMAT),
             Fault::RouteClosed { .. } => (503, rsp::UNAVAILABLE),
             Fault::Call(CallError::Deadline(_)) | Fault::Timeout { .. } => (504, rsp::TIMEOUT),
-            Fault::Call(CallError::Instantiate(_)) | Fault::Shed(_) => (503, rsp::UNAVAILABLE),
+            Fault::Call(
+                CallError::Instantiate(_) | CallError::MemoryBudget | CallError::Quarantined(_),
+            )
+            | Fault::Shed(_) => (503, rsp::UNAVAILABLE),
             Fault::Call(_) | Fault::BadPluginBody => (500, rsp::INTERNAL),
         }
     }
@@ -135,8 +140,33 @@ impl Fault {
             Fault::Call(CallError::BadStatus(_) | CallError::ResponseTooLarge(_))
             | Fault::BadPluginBody => "bad_response",
             Fault::Call(CallError::Instantiate(_)) => "overloaded",
+            Fault::Call(CallError::MemoryBudget) => "memory_budget",
+            Fault::Call(CallError::Quarantined(_)) => "quarantined",
             Fault::Shed(_) => "shed",
         }
+    }
+
+    /// Refused at once, before the plugin ran, for a reason that passes:
+    /// the answer carries `Retry-After`.
+    pub fn retry_later(&self) -> bool {
+        matches!(
+            self,
+            Fault::Shed(_) | Fault::Call(CallError::MemoryBudget | CallError::Quarantined(_))
+        )
+    }
+
+    /// Logged by the runtime, at a bounded rate per API version with the
+    /// guest's panic message (ADR 0020); the gateway does not log it again.
+    pub fn logged_by_runtime(&self) -> bool {
+        matches!(
+            self,
+            Fault::Call(
+                CallError::Deadline(_)
+                    | CallError::MemoryExhausted(_)
+                    | CallError::MemoryBudget
+                    | CallError::Trap(_)
+            )
+        )
     }
 
     /// What the client is told. Client faults say what to fix; plugin and
@@ -151,7 +181,8 @@ impl Fault {
                 Fault::Call(CallError::Deadline(_)) | Fault::Timeout { .. } => {
                     "the API did not finish in time; quote api_tran_id to the operator".into()
                 }
-                Fault::Shed(_) => {
+                Fault::Shed(_)
+                | Fault::Call(CallError::MemoryBudget | CallError::Quarantined(_)) => {
                     "the platform is busy; retry after the time in Retry-After".into()
                 }
                 Fault::RouteClosed { .. } | Fault::Call(CallError::Instantiate(_)) => {
@@ -198,6 +229,15 @@ mod tests {
             repeated.public_message(),
             "fintech_use_num: query parameter given more than once"
         );
+        for refused in [
+            Fault::Call(CallError::MemoryBudget),
+            Fault::Call(CallError::Quarantined("trap")),
+        ] {
+            assert!(crate::metrics::OUTCOMES.contains(&refused.label()));
+            assert_eq!(refused.status_and_code(), (503, "A0013"));
+            assert!(refused.retry_later());
+            assert!(!refused.public_message().contains("trap"), "no internals");
+        }
         let shed = Fault::Shed(Shed::InFlight);
         assert_eq!(shed.status_and_code(), (503, "A0013"));
         assert_eq!(shed.source(), ErrorSource::Platform);

@@ -204,6 +204,7 @@ impl Gateway {
         let mut out = self.metrics.render(live, closed);
         metrics::render_instances(&mut out, &routes.releases());
         metrics::render_admission(&mut out, &self.admission);
+        metrics::render_isolation(&mut out, &routes.releases());
         out
     }
 
@@ -317,7 +318,7 @@ impl Gateway {
         match fault.source() {
             // Shed under overload: one line each would flood the log; the
             // counters say it (sfop_shed_total).
-            _ if matches!(fault, Fault::Shed(_)) => {
+            _ if fault.retry_later() || fault.logged_by_runtime() => {
                 tracing::debug!(fault = fault.label(), "{fault}")
             }
             ErrorSource::Client => tracing::debug!(fault = fault.label(), "{fault}"),
@@ -329,7 +330,7 @@ impl Gateway {
         {
             response.headers_mut().insert(header::ALLOW, v);
         }
-        if let Fault::Shed(_) = fault {
+        if fault.retry_later() {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));

@@ -27,6 +27,8 @@ pub(crate) const OUTCOMES: &[&str] = &[
     "bad_response",
     "overloaded",
     "shed",
+    "memory_budget",
+    "quarantined",
 ];
 
 /// Latency histogram bounds, seconds.
@@ -324,6 +326,92 @@ pub(crate) fn render_instances(out: &mut String, releases: &[Arc<sfop_runtime::A
             "sfop_instances_ready{{api=\"{}\",version=\"{}\"}} {}",
             m.name, m.version, n.ready
         );
+    }
+}
+
+/// Isolation (ADR 0020): the guest memory budget, what each served
+/// version holds of it, quarantine, suppressed fault log lines, and calls
+/// that moved to the execution pool.
+pub(crate) fn render_isolation(out: &mut String, releases: &[Arc<sfop_runtime::Api>]) {
+    let Some(first) = releases.first() else {
+        return;
+    };
+    let memory = first.guest_memory();
+    let _ = write!(
+        out,
+        "# HELP sfop_guest_memory_bytes Linear memory of all live plugin instances.\n\
+         # TYPE sfop_guest_memory_bytes gauge\n\
+         sfop_guest_memory_bytes {}\n\
+         # HELP sfop_guest_memory_budget_bytes The platform's guest memory budget, and one API version's share of it.\n\
+         # TYPE sfop_guest_memory_budget_bytes gauge\n\
+         sfop_guest_memory_budget_bytes{{scope=\"platform\"}} {}\n\
+         sfop_guest_memory_budget_bytes{{scope=\"api\"}} {}\n\
+         # HELP sfop_guest_memory_refused_total Calls refused and memory growths failed because the budget or a share was full.\n\
+         # TYPE sfop_guest_memory_refused_total counter\n\
+         sfop_guest_memory_refused_total {}\n",
+        memory.live_bytes, memory.limit_bytes, memory.api_share_bytes, memory.refused
+    );
+    /// Name, type, help, and the value of one release.
+    type Family = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&sfop_runtime::Api) -> u64,
+    );
+    let families: [Family; 4] = [
+        (
+            "sfop_api_guest_memory_bytes",
+            "gauge",
+            "Linear memory this version's live instances hold.",
+            |a| a.memory_bytes(),
+        ),
+        (
+            "sfop_api_quarantines_total",
+            "counter",
+            "Times this version was quarantined for repeated plugin faults.",
+            |a| a.health().quarantines,
+        ),
+        (
+            "sfop_plugin_fault_logs_suppressed_total",
+            "counter",
+            "Plugin fault log lines left out by the per-version rate limit.",
+            |a| a.health().suppressed_logs,
+        ),
+        (
+            "sfop_calls_moved_total",
+            "counter",
+            "Calls that ran past their first tick and finished on the execution pool.",
+            |a| a.moved_calls(),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for api in releases {
+            let m = api.manifest();
+            let _ = writeln!(
+                out,
+                "{name}{{api=\"{}\",version=\"{}\"}} {}",
+                m.name,
+                m.version,
+                value(api)
+            );
+        }
+    }
+    out.push_str(
+        "# HELP sfop_api_quarantined 1 while the version is throttled for repeated plugin faults, by the fault most of them were.\n\
+         # TYPE sfop_api_quarantined gauge\n",
+    );
+    for api in releases {
+        if let Some(kind) = api.health().quarantined {
+            let m = api.manifest();
+            let _ = writeln!(
+                out,
+                "sfop_api_quarantined{{api=\"{}\",version=\"{}\",reason=\"{}\"}} 1",
+                m.name,
+                m.version,
+                kind.as_str()
+            );
+        }
     }
 }
 

@@ -18,6 +18,7 @@ use wasmtime::{ResourceLimiter, UpdateDeadline};
 
 use crate::Services;
 use crate::bindings::sfop::platform::{auth_context, clock, kv, ledger, log, types};
+use crate::budget::ApiMemory;
 use crate::meter::Meter;
 
 /// Longest log message a plugin may write; the rest is cut.
@@ -42,7 +43,14 @@ pub struct HostState {
     calling: bool,
     deadline_hit: bool,
     pub(crate) limits: Limits,
+    /// What the guest said when it panicked (the SDK's panic hook logs it
+    /// through the log capability, with [`PANIC_PREFIX`], before the trap):
+    /// it goes into the call's fault line instead of a log line of its own.
+    pub(crate) panic_message: Option<String>,
 }
+
+/// How the SDK's panic hook begins its log message.
+pub const PANIC_PREFIX: &str = "panicked at ";
 
 impl HostState {
     /// The state of an instance made before its call is known.
@@ -50,6 +58,7 @@ impl HostState {
         manifest: Arc<Manifest>,
         services: Arc<Services>,
         cpu_budget_ns: u64,
+        memory: Arc<ApiMemory>,
     ) -> Self {
         let memory_bytes = manifest.limits.memory_mib as usize * (1 << 20);
         Self {
@@ -65,8 +74,12 @@ impl HostState {
             limits: Limits {
                 memory_bytes,
                 memory_hit: false,
+                budget_hit: false,
                 peak_bytes: 0,
+                charged: 0,
+                memory,
             },
+            panic_message: None,
         }
     }
 
@@ -79,6 +92,7 @@ impl HostState {
         self.caller = caller;
         self.calling = true;
         self.deadline_hit = false;
+        self.panic_message = None;
         self.meter.reset();
     }
 
@@ -97,22 +111,43 @@ impl HostState {
         }
     }
 
+    pub(crate) fn api_tran_id(&self) -> &str {
+        &self.api_tran_id
+    }
+
     pub(crate) fn deadline_hit(&self) -> bool {
         self.deadline_hit
     }
 }
 
-/// The memory cap of one call's instance.
+/// The memory cap of one call's instance, and its part of the platform's
+/// guest memory budget (given back when the store is dropped).
 pub(crate) struct Limits {
     memory_bytes: usize,
     memory_hit: bool,
+    budget_hit: bool,
     /// The largest linear memory size granted to this instance.
     peak_bytes: usize,
+    /// Bytes charged to the budget for this instance.
+    charged: u64,
+    memory: Arc<ApiMemory>,
+}
+
+impl Drop for Limits {
+    fn drop(&mut self) {
+        self.memory.release(self.charged);
+    }
 }
 
 impl Limits {
     pub(crate) fn memory_hit(&self) -> bool {
         self.memory_hit
+    }
+
+    /// A growth was refused because the API's share or the platform's
+    /// guest memory budget was full.
+    pub(crate) fn budget_hit(&self) -> bool {
+        self.budget_hit
     }
 
     pub(crate) fn peak_bytes(&self) -> usize {
@@ -123,7 +158,7 @@ impl Limits {
 impl ResourceLimiter for Limits {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -133,6 +168,12 @@ impl ResourceLimiter for Limits {
             self.memory_hit = true;
             return Err(wasmtime::Error::msg("memory cap reached"));
         }
+        let more = u64::try_from(desired.saturating_sub(current)).unwrap_or(u64::MAX);
+        if !self.memory.charge(more) {
+            self.budget_hit = true;
+            return Err(wasmtime::Error::new(crate::budget::BudgetFull));
+        }
+        self.charged += more;
         self.peak_bytes = self.peak_bytes.max(desired);
         Ok(true)
     }
@@ -158,6 +199,10 @@ impl HostState {
                 cut -= 1;
             }
             message.truncate(cut);
+        }
+        if level == log::Level::Error && message.starts_with(PANIC_PREFIX) {
+            self.panic_message = Some(message);
+            return;
         }
         let (api, version, id) = (
             self.manifest.name.as_str(),

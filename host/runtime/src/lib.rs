@@ -4,7 +4,10 @@
 //! crate that touches wasmtime.
 
 mod bindings;
+mod budget;
 mod cache;
+mod exec;
+mod health;
 mod host;
 mod meter;
 mod warm;
@@ -12,6 +15,7 @@ mod warm;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::task::Poll;
 use std::thread;
 use std::time::Duration;
 
@@ -23,6 +27,20 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 use crate::bindings::ApiPre;
 use crate::bindings::sfop::platform::{auth_context, clock, kv, ledger, log, types};
 use crate::host::HostState;
+
+pub use crate::health::{FaultKind, Health, QuarantinePolicy};
+pub use crate::host::PANIC_PREFIX;
+
+/// CPU a call runs on the calling thread, measured from its first tick,
+/// before it moves to the execution pool at a yield (ADR 0020).
+const MOVE_AFTER_NS: u64 = 500_000;
+
+/// After a call of a version moved to the execution pool or failed, this
+/// many of its next calls start there (ADR 0020).
+const SUSPECT_CALLS: u32 = 1_000;
+
+/// Frames of a trap's backtrace that are kept.
+const BACKTRACE_FRAMES: usize = 8;
 
 /// The WIT package this runtime serves; components must import a
 /// semver-compatible version of it.
@@ -69,6 +87,15 @@ pub enum CallError {
     ResponseTooLarge(u32),
     #[error("no instance could be created: {0}")]
     Instantiate(String),
+    /// The platform's guest memory budget, or this API's share of it, has
+    /// no room: refused before the call took an instance, or ended when its
+    /// memory would have grown past it.
+    #[error("the guest memory budget is full")]
+    MemoryBudget,
+    /// The version is quarantined (its calls kept failing) and its few
+    /// places are taken.
+    #[error("the API version is quarantined after repeated {0} faults")]
+    Quarantined(&'static str),
 }
 
 /// The services plugins reach through their capabilities.
@@ -90,6 +117,17 @@ pub struct RuntimeConfig {
     pub tick: Duration,
     /// Where compiled components are cached; `None` compiles at every start.
     pub compile_cache: Option<PathBuf>,
+    /// Threads of the execution pool, where calls that run past their first
+    /// tick finish (ADR 0020); 0: one less than the machine's cores, at least 1.
+    pub execution_threads: usize,
+    /// The platform's guest memory budget: the sum of the linear memories
+    /// of all live instances, bytes.
+    pub guest_memory_bytes: u64,
+    /// The most one API version's instances may hold, percent of the budget.
+    pub api_memory_share_percent: u8,
+    /// When a version's faults quarantine it, and how its fault lines are
+    /// rate-limited.
+    pub quarantine: QuarantinePolicy,
 }
 
 impl Default for RuntimeConfig {
@@ -98,8 +136,25 @@ impl Default for RuntimeConfig {
             max_instances: 256,
             tick: Duration::from_millis(2),
             compile_cache: None,
+            execution_threads: 0,
+            guest_memory_bytes: 2 << 30,
+            api_memory_share_percent: 50,
+            quarantine: QuarantinePolicy::default(),
         }
     }
+}
+
+/// The platform's guest memory now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GuestMemory {
+    /// Linear memory of all live instances, bytes.
+    pub live_bytes: u64,
+    /// The budget, bytes.
+    pub limit_bytes: u64,
+    /// The most one API version may hold, bytes.
+    pub api_share_bytes: u64,
+    /// Calls refused and growths failed for want of room, so far.
+    pub refused: u64,
 }
 
 /// A process-unique number, for temporary file names.
@@ -116,6 +171,8 @@ pub struct Runtime {
     ticker: Arc<Ticker>,
     cache: Option<cache::CompileCache>,
     loads: Arc<Loads>,
+    budget: Arc<budget::Budget>,
+    quarantine: QuarantinePolicy,
 }
 
 /// How the runtime got the native code of the components it loaded: a
@@ -145,6 +202,7 @@ impl Loads {
 struct Ticker {
     stop: Arc<AtomicBool>,
     factory: Arc<warm::Factory>,
+    pool: exec::Pool,
 }
 
 impl Drop for Ticker {
@@ -180,6 +238,10 @@ impl Runtime {
         }
         let mut wasm = Config::new();
         wasm.epoch_interruption(true)
+            // A trap's backtrace names where the guest was; a deep recursion
+            // would otherwise walk (and the fault line print) thousands of
+            // frames, on every call (ADR 0020).
+            .wasm_backtrace_max_frames(std::num::NonZeroUsize::new(BACKTRACE_FRAMES))
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling))
             .cranelift_opt_level(wasmtime::OptLevel::Speed);
         let engine = Engine::new(&wasm)?;
@@ -188,6 +250,10 @@ impl Runtime {
         let ticker = Arc::new(Ticker {
             stop: stop.clone(),
             factory: warm::Factory::start(n)?,
+            pool: exec::Pool::start(match config.execution_threads {
+                0 => exec::default_threads(),
+                n => n,
+            })?,
         });
         let (ticking, tick) = (engine.clone(), config.tick);
         thread::Builder::new()
@@ -208,7 +274,14 @@ impl Runtime {
             ticker,
             cache,
             loads: Arc::new(Loads::default()),
+            budget: budget::Budget::new(config.guest_memory_bytes, config.api_memory_share_percent),
+            quarantine: config.quarantine,
         })
+    }
+
+    /// The platform's guest memory budget and what is live of it now.
+    pub fn guest_memory(&self) -> GuestMemory {
+        self.budget.snapshot()
     }
 
     /// How many components this runtime compiled, and loaded from the
@@ -253,8 +326,13 @@ impl Runtime {
             manifest: Arc::new(manifest),
             services: self.services.clone(),
             cpu_budget_ns,
+            memory: budget::ApiMemory::new(self.budget.clone()),
         };
         Ok(Api {
+            pool: self.ticker.pool.handle(),
+            tracker: health::Tracker::new(self.quarantine),
+            moved: AtomicU64::new(0),
+            suspect: std::sync::atomic::AtomicU32::new(0),
             sha256,
             from_cache,
             shelf: warm::Shelf::new(maker, self.ticker.factory.clone()),
@@ -391,6 +469,15 @@ pub struct Api {
     shelf: Arc<warm::Shelf>,
     /// The largest linear memory any call's instance reached, bytes.
     peak_memory: AtomicU64,
+    /// The execution pool (ADR 0020).
+    pool: tokio::runtime::Handle,
+    /// Faults, their log lines and quarantine.
+    tracker: health::Tracker,
+    /// Calls that moved to the execution pool.
+    moved: AtomicU64,
+    /// Calls that start on the execution pool from the outset, because a
+    /// call of this version lately moved there or failed.
+    suspect: std::sync::atomic::AtomicU32,
     _ticker: Arc<Ticker>,
 }
 
@@ -444,8 +531,22 @@ impl Api {
 
     /// Serves one call from a fresh instance. Its CPU budget starts when the
     /// call does (after the instance was made) and counts only the CPU the
-    /// call's polls really ran (see `meter`).
+    /// call's polls really ran (see `meter`). The call starts on the calling
+    /// thread; if it is still running guest code at an epoch tick it moves to
+    /// the execution pool (`exec`). Refused at once when the version is
+    /// quarantined and full, or when the guest memory budget has no room.
     pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
+        let Some(_place) = self.tracker.enter() else {
+            let kind = self.tracker.health().quarantined;
+            return Err(CallError::Quarantined(
+                kind.map(FaultKind::as_str).unwrap_or("plugin"),
+            ));
+        };
+        // Room for the instance's smallest memory (one page): a call is not
+        // refused for what it may never use; its growth is charged as it goes.
+        if !self.shelf.maker.memory.admits(1 << 16) {
+            return Err(CallError::MemoryBudget);
+        }
         let warm::Ready {
             mut store,
             bindings,
@@ -463,23 +564,106 @@ impl Api {
             headers: call.headers,
             body: call.body,
         };
-        let outcome = {
-            let mut running = std::pin::pin!(
-                bindings
-                    .sfop_platform_handler()
-                    .call_handle(&mut store, &request)
-            );
-            std::future::poll_fn(|cx| meter.poll(|| running.as_mut().poll(cx))).await
+        // Boxed so that it can move to the pool after its first polls.
+        let mut running = Box::pin(async move {
+            let outcome = bindings
+                .sfop_platform_handler()
+                .call_handle(&mut store, &request)
+                .await;
+            (store, outcome)
+        });
+        // A version whose calls lately ran long or failed starts on the
+        // pool: a plugin whose every call burns just under a tick (a deep
+        // recursion, a trap after much work) never reaches a tick to move at.
+        let here = if self.suspect.load(Ordering::Relaxed) > 0 {
+            self.suspect.fetch_sub(1, Ordering::Relaxed);
+            None
+        } else {
+            std::future::poll_fn(|cx| {
+                match meter.poll(|| running.as_mut().poll(cx)) {
+                    Poll::Ready(done) => Poll::Ready(Some(done)),
+                    // Ran guest code from one tick to the next: it moves.
+                    Poll::Pending if meter.spent_ns() >= MOVE_AFTER_NS => Poll::Ready(None),
+                    // Waits for host I/O, or a tick merely caught a short
+                    // call running (it was re-woken): it stays.
+                    Poll::Pending => Poll::Pending,
+                }
+            })
+            .await
+        };
+        let (store, outcome) = match here {
+            Some(done) => done,
+            None => {
+                self.moved.fetch_add(1, Ordering::Relaxed);
+                self.suspect.store(SUSPECT_CALLS, Ordering::Relaxed);
+                let meter = meter.clone();
+                let task = self.pool.spawn(std::future::poll_fn(move |cx| {
+                    meter.poll(|| running.as_mut().poll(cx))
+                }));
+                exec::Moved(task)
+                    .await
+                    .map_err(|e| CallError::Trap(format!("execution task ended: {e}")))?
+            }
         };
         let result = self.outcome(store.data(), outcome);
+        if let Err(error) = &result {
+            self.fault(store.data(), error);
+        }
         self.shelf.retire(store);
         result
+    }
+
+    /// Counts a plugin fault towards quarantine and logs it, at a bounded
+    /// rate per version, with the guest's panic message when it left one.
+    fn fault(&self, state: &HostState, error: &CallError) {
+        let Some(kind) = FaultKind::of(error) else {
+            return;
+        };
+        self.suspect.store(SUSPECT_CALLS, Ordering::Relaxed);
+        let Some(suppressed) = self.tracker.fault(kind) else {
+            return;
+        };
+        let manifest = self.manifest();
+        tracing::warn!(
+            target: "sfop::plugin",
+            api = manifest.name.as_str(),
+            version = %manifest.version,
+            api_tran_id = state.api_tran_id(),
+            fault = kind.as_str(),
+            panic = state.panic_message.as_deref(),
+            suppressed,
+            "{error}"
+        );
+    }
+
+    /// This version's faults, their log lines and quarantine.
+    pub fn health(&self) -> Health {
+        self.tracker.health()
+    }
+
+    /// Linear memory this version's live instances hold now, bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.shelf.maker.memory.live()
+    }
+
+    /// The platform's guest memory budget and what is live of it now (the
+    /// same for every release of one runtime).
+    pub fn guest_memory(&self) -> GuestMemory {
+        self.shelf.maker.memory.budget_snapshot()
+    }
+
+    /// Calls of this version that moved to the execution pool.
+    pub fn moved_calls(&self) -> u64 {
+        self.moved.load(Ordering::Relaxed)
     }
 
     /// An instance that could not be made: a start function that ran out of
     /// its CPU budget is the plugin's doing; anything else (no pool slot) is
     /// the platform's.
     fn instantiate_error(&self, e: &wasmtime::Error) -> CallError {
+        if e.downcast_ref::<budget::BudgetFull>().is_some() {
+            return CallError::MemoryBudget;
+        }
         match e.downcast_ref::<wasmtime::Trap>() {
             Some(wasmtime::Trap::Interrupt) => CallError::Deadline(self.manifest().limits.cpu_ms),
             _ => CallError::Instantiate(format!("{e:#}")),
@@ -510,6 +694,7 @@ impl Api {
             Err(_) if state.limits.memory_hit() => {
                 Err(CallError::MemoryExhausted(limits.memory_mib))
             }
+            Err(_) if state.limits.budget_hit() => Err(CallError::MemoryBudget),
             Err(e) if e.downcast_ref::<wasmtime::Trap>().is_some() => {
                 Err(CallError::Trap(format!("{e:#}")))
             }

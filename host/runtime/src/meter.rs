@@ -70,7 +70,6 @@ impl Meter {
     }
 
     /// CPU time charged so far, ns.
-    #[cfg(test)]
     pub(crate) fn spent_ns(&self) -> u64 {
         self.spent.load(Ordering::Relaxed)
     }

@@ -59,6 +59,8 @@ pub(crate) struct Maker {
     pub(crate) services: Arc<Services>,
     /// CPU time an instantiation, and then separately its call, may run, ns.
     pub(crate) cpu_budget_ns: u64,
+    /// This release's part of the guest memory budget.
+    pub(crate) memory: Arc<crate::budget::ApiMemory>,
 }
 
 impl Maker {
@@ -73,6 +75,7 @@ impl Maker {
             self.manifest.clone(),
             self.services.clone(),
             self.cpu_budget_ns,
+            self.memory.clone(),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

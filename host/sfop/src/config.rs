@@ -28,6 +28,7 @@ pub struct Config {
     pub runtime: RuntimeSection,
     pub management: ManagementSection,
     pub shutdown: ShutdownSection,
+    pub isolation: IsolationSection,
 }
 
 impl Default for Config {
@@ -44,6 +45,7 @@ impl Default for Config {
             runtime: RuntimeSection::default(),
             management: ManagementSection::default(),
             shutdown: ShutdownSection::default(),
+            isolation: IsolationSection::default(),
         }
     }
 }
@@ -242,6 +244,107 @@ impl Default for RuntimeSection {
     }
 }
 
+/// One API cannot slow another (ADR 0020): where plugin calls run, the
+/// guest memory budget, quarantine and fault logs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IsolationSection {
+    /// Threads of the execution pool that calls move to after their first
+    /// epoch tick; 0: one less than the machine's cores, at least 1.
+    pub execution_threads: usize,
+    /// The platform's guest memory budget (all live instances), MiB.
+    pub guest_memory_mib: u64,
+    /// The most one API version may hold of it, percent.
+    pub api_memory_share_percent: u8,
+    /// Plugin faults (CPU deadline, memory, traps) within
+    /// `quarantine_window_ms` that quarantine a version, at least…
+    pub quarantine_faults: u32,
+    /// …and at least this share of its calls in the window, percent.
+    pub quarantine_fault_percent: u8,
+    pub quarantine_window_ms: u64,
+    /// How long quarantine lasts after the last window that called for it.
+    pub quarantine_hold_ms: u64,
+    /// Calls of a quarantined version running at once.
+    pub quarantine_concurrency: usize,
+    /// Plugin fault log lines per version and window; the rest are counted.
+    pub fault_log_lines: u32,
+}
+
+impl Default for IsolationSection {
+    fn default() -> Self {
+        let q = sfop_runtime::QuarantinePolicy::default();
+        let r = sfop_runtime::RuntimeConfig::default();
+        Self {
+            execution_threads: 0,
+            guest_memory_mib: r.guest_memory_bytes >> 20,
+            api_memory_share_percent: r.api_memory_share_percent,
+            quarantine_faults: q.min_faults,
+            quarantine_fault_percent: q.fault_percent,
+            quarantine_window_ms: u64::try_from(q.window.as_millis()).unwrap_or(u64::MAX),
+            quarantine_hold_ms: u64::try_from(q.hold.as_millis()).unwrap_or(u64::MAX),
+            quarantine_concurrency: q.concurrency,
+            fault_log_lines: q.log_lines,
+        }
+    }
+}
+
+impl IsolationSection {
+    /// The policy the runtime applies.
+    pub fn quarantine(&self) -> sfop_runtime::QuarantinePolicy {
+        sfop_runtime::QuarantinePolicy {
+            min_faults: self.quarantine_faults,
+            fault_percent: self.quarantine_fault_percent,
+            window: std::time::Duration::from_millis(self.quarantine_window_ms),
+            hold: std::time::Duration::from_millis(self.quarantine_hold_ms),
+            concurrency: self.quarantine_concurrency,
+            log_lines: self.fault_log_lines,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, problem: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
+        if self.execution_threads > 256 {
+            return invalid("isolation.execution_threads", "must be at most 256");
+        }
+        if !(16..=1 << 20).contains(&self.guest_memory_mib) {
+            return invalid(
+                "isolation.guest_memory_mib",
+                "must be between 16 and 1048576",
+            );
+        }
+        if !(1..=100).contains(&self.api_memory_share_percent) {
+            return invalid(
+                "isolation.api_memory_share_percent",
+                "must be between 1 and 100",
+            );
+        }
+        if self.quarantine_faults == 0 {
+            return invalid("isolation.quarantine_faults", "must be at least 1");
+        }
+        if self.quarantine_fault_percent > 100 {
+            return invalid("isolation.quarantine_fault_percent", "must be at most 100");
+        }
+        if !(100..=3_600_000).contains(&self.quarantine_window_ms) {
+            return invalid(
+                "isolation.quarantine_window_ms",
+                "must be between 100 and 3600000",
+            );
+        }
+        if self.quarantine_hold_ms > 86_400_000 {
+            return invalid("isolation.quarantine_hold_ms", "must be at most 86400000");
+        }
+        if self.quarantine_concurrency == 0 {
+            return invalid("isolation.quarantine_concurrency", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ManagementSection {
@@ -400,6 +503,7 @@ impl Config {
         if self.management.keep_warm > 16 {
             return invalid("management.keep_warm", "must be at most 16");
         }
+        self.isolation.validate()?;
         if self.shutdown.drain_ms > 600_000 {
             return invalid("shutdown.drain_ms", "must be at most 600000 (10 minutes)");
         }
@@ -460,6 +564,14 @@ mod tests {
             ),
             ("utc_offset_minutes = 9999\n", "utc_offset_minutes"),
             ("[runtime]\nmax_instances = 0\n", "runtime.max_instances"),
+            (
+                "[isolation]\napi_memory_share_percent = 0\n",
+                "isolation.api_memory_share_percent",
+            ),
+            (
+                "[isolation]\nguest_memory_mib = 1\n",
+                "isolation.guest_memory_mib",
+            ),
             (
                 "[gateway]\nheader_read_timeout_ms = 0\n",
                 "gateway.header_read_timeout_ms",

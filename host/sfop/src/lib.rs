@@ -127,6 +127,10 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
                 .runtime
                 .compile_cache
                 .then(|| config.data_dir.join("compile-cache")),
+            execution_threads: config.isolation.execution_threads,
+            guest_memory_bytes: config.isolation.guest_memory_mib << 20,
+            api_memory_share_percent: config.isolation.api_memory_share_percent,
+            quarantine: config.isolation.quarantine(),
             ..RuntimeConfig::default()
         },
     )

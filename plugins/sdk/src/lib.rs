@@ -45,8 +45,26 @@ pub use bindings::sfop::platform::{auth_context, clock, kv, ledger, log};
 
 /// Exports a handler function `fn(&Request) -> Result<Response, ApiError>` as
 /// the plugin's `sfop:platform/handler`.
+///
+/// `api!(handle, log_panics)` also logs the message of a panic through the
+/// `log` capability before the instance traps, so that the operator's fault
+/// line says what went wrong (the manifest must declare `log`).
 #[macro_export]
 macro_rules! api {
+    ($handler:path, log_panics) => {
+        struct __SfopApi;
+
+        impl $crate::bindings::exports::sfop::platform::handler::Guest for __SfopApi {
+            fn handle(
+                raw: $crate::bindings::sfop::platform::types::Request,
+            ) -> $crate::bindings::sfop::platform::types::Response {
+                $crate::__private::log_panics();
+                $crate::__private::dispatch(raw, $handler)
+            }
+        }
+
+        $crate::bindings::export!(__SfopApi);
+    };
     ($handler:path) => {
         struct __SfopApi;
 
@@ -66,6 +84,16 @@ macro_rules! api {
 pub mod __private {
     use crate::bindings::sfop::platform::types;
     use crate::{ApiError, Request, Response};
+
+    /// Logs a panic's message and place (`panicked at FILE:LINE:COL:\nMESSAGE`,
+    /// the prefix the host looks for) at error level before the trap. Only
+    /// plugins that ask for it (`api!(handle, log_panics)`) import `log`.
+    pub fn log_panics() {
+        std::panic::set_hook(Box::new(|info| {
+            let message = format!("{info}");
+            crate::log::log(crate::log::Level::Error, &message);
+        }));
+    }
 
     /// Runs a typed handler over the raw WIT request and turns its outcome,
     /// success or [`ApiError`], into the raw WIT response.

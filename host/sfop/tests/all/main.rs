@@ -11,6 +11,7 @@ mod foundation;
 mod gateway_crash;
 mod harness;
 mod institutions;
+mod isolation;
 mod load_and_stop;
 mod management;
 mod openapi_examples;

@@ -1,4 +1,6 @@
-//! Panics on every request; with `panic = "abort"` that is a Wasm trap.
+//! Panics on every request; with `panic = "abort"` that is a Wasm trap. The
+//! SDK logs the panic's message first (`log_panics`), so the platform's
+//! fault line carries it.
 
 use sfop_sdk::{ApiError, Request, Response, api};
 
@@ -9,4 +11,4 @@ fn handle(req: &Request) -> Result<Response, ApiError> {
     Ok(Response::success(&serde_json::json!({})))
 }
 
-api!(handle);
+api!(handle, log_panics);
