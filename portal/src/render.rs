@@ -21,13 +21,15 @@ pub(crate) const NAV: &[(&str, &str)] = &[
 
 /// What the portal adds to the shared stylesheet: the search box in the top
 /// bar, copy buttons, and what keeps every page within a 390 px wide screen
-/// (wide tables scroll inside their box; long tokens and numbers wrap).
+/// (wide tables scroll inside their box; long tokens and numbers outside
+/// tables wrap; `break-word`, not `anywhere`, so table columns keep their
+/// words whole).
 const PORTAL_CSS: &str = "\
 form.search{display:flex;gap:.3rem;margin:0}\
 form.search input{padding:.3rem .5rem;border:1px solid #b8c0ca;border-radius:4px;font:inherit;width:13rem;max-width:100%}\
 form.search button{margin:0;padding:.3rem .6rem}\
 .table-wrap{overflow-x:auto;max-width:100%}\
-td,th{overflow-wrap:anywhere}main code,main a,main label{overflow-wrap:anywhere}\
+main code,main a,main label{overflow-wrap:break-word}\
 .sample-head{display:flex;justify-content:space-between;align-items:center;gap:.5rem;margin-top:.8rem}\
 .sample-head h3{margin:0}button.copy{margin:0;padding:.2rem .7rem;font-size:.85rem}\
 select{font:inherit;padding:.3rem;max-width:100%}\
