@@ -143,6 +143,8 @@ struct Control<R> {
     closed: BTreeMap<String, Manifest>,
     /// A canary candidate's counters when its canary started.
     baselines: HashMap<Key, Health>,
+    /// Releases seen quarantined by the watchdog (audited once per spell).
+    quarantined: HashMap<Key, &'static str>,
 }
 
 /// The management center.
@@ -190,6 +192,10 @@ pub struct VersionView {
     /// Requests answered and failed by this version in this process.
     pub requests: u64,
     pub errors: u64,
+    /// Throttled now for repeated plugin faults, and by which fault
+    /// (`deadline`, `memory`, `trap`); see docs/adr/0020.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quarantined: Option<&'static str>,
 }
 
 impl<P: DataPlane> Management<P> {
@@ -212,6 +218,7 @@ impl<P: DataPlane> Management<P> {
                 left: HashMap::new(),
                 closed: BTreeMap::new(),
                 baselines: HashMap::new(),
+                quarantined: HashMap::new(),
             }),
         })
     }
@@ -718,12 +725,20 @@ impl<P: DataPlane> Management<P> {
         let mut control = self.control.lock().await;
         let today = sfop_core::time::Date::of(now_millis(), self.settings.utc_offset_minutes);
         for api in self.trees.apis()? {
+            self.watch_quarantine(&mut control, &api)?;
             if let Some(canary) = &api.canary {
                 let key = (api.name.clone(), canary.version.clone());
                 let Some(release) = control.warm.get(&key) else {
                     continue;
                 };
                 let now = self.plane.health(release);
+                if let Some(reason) = now.quarantined {
+                    let why = format!(": quarantined for repeated {reason} faults");
+                    tracing::warn!(api = %api.name, version = %canary.version, "canary rolled back{why}");
+                    self.rollback_locked(&mut control, &api.name, "canary-monitor", why)
+                        .await?;
+                    continue;
+                }
                 let base = control.baselines.get(&key).copied().unwrap_or_default();
                 let requests = now.requests.saturating_sub(base.requests);
                 let errors = now.errors.saturating_sub(base.errors);
@@ -749,6 +764,53 @@ impl<P: DataPlane> Management<P> {
                 self.retire_locked(&mut control, &api.name, "sunset", detail)
                     .await?;
             }
+        }
+        Ok(())
+    }
+
+    /// Writes to the audit log when the live or canary release of `api`
+    /// enters quarantine (the data plane throttled it for repeated plugin
+    /// faults) and when it leaves it, once each.
+    fn watch_quarantine(
+        &self,
+        control: &mut Control<P::Release>,
+        api: &registry::ApiRecord,
+    ) -> Result<()> {
+        let versions = api
+            .live
+            .iter()
+            .chain(api.canary.as_ref().map(|c| &c.version));
+        for version in versions {
+            let key = (api.name.clone(), version.clone());
+            let Some(release) = control.warm.get(&key) else {
+                continue;
+            };
+            let now = self.plane.health(release).quarantined;
+            let before = control.quarantined.get(&key).copied();
+            let detail = match (before, now) {
+                (None, Some(reason)) => {
+                    control.quarantined.insert(key, reason);
+                    format!("quarantined: its calls keep failing ({reason}); throttled")
+                }
+                (Some(reason), None) => {
+                    control.quarantined.remove(&key);
+                    format!("quarantine over (was {reason})")
+                }
+                _ => continue,
+            };
+            tracing::warn!(api = %api.name, %version, "{detail}");
+            let event = Event {
+                actor: "quarantine-monitor",
+                action: "quarantine",
+                api: &api.name,
+                version: Some(version),
+                detail,
+            };
+            let at = now_millis();
+            self.store.transaction(&[&self.trees.audit], |tx| {
+                audit::append(&tx[0], &event, at)?;
+                Ok::<_, sfop_store::Abort<Error>>(())
+            })?;
         }
         Ok(())
     }
@@ -848,6 +910,7 @@ impl<P: DataPlane> Management<P> {
                     uploaded_by: record.uploaded_by,
                     requests: health.requests,
                     errors: health.errors,
+                    quarantined: health.quarantined,
                 }
             })
             .collect();

@@ -55,6 +55,9 @@ pub enum Sticky {
 pub struct Health {
     pub requests: u64,
     pub errors: u64,
+    /// The release is quarantined now (throttled for repeated plugin
+    /// faults), and by which fault: `deadline`, `memory` or `trap`.
+    pub quarantined: Option<&'static str>,
 }
 
 /// The data plane as the management center sees it.

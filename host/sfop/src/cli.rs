@@ -163,7 +163,7 @@ pub async fn api(target: Target, command: ApiCommand) -> Result<()> {
             let answer = target.send("GET", "/admin/v1/apis", None).await?;
             let apis = answer["res_list"].as_array().cloned().unwrap_or_default();
             println!(
-                "{:<24} {:<12} {:<11} {:>10} {:>8}",
+                "{:<24} {:<12} {:<11} {:>10} {:>8}  QUARANTINE",
                 "API", "VERSION", "STATE", "REQUESTS", "ERRORS"
             );
             for api in apis
@@ -171,8 +171,13 @@ pub async fn api(target: Target, command: ApiCommand) -> Result<()> {
                 .filter(|a| name.as_deref().is_none_or(|n| a["name"] == n))
             {
                 for v in api["versions"].as_array().into_iter().flatten() {
+                    // Why a version is throttled: its calls keep ending
+                    // with this fault (docs/adr/0020).
+                    let quarantine = v["quarantined"]
+                        .as_str()
+                        .map_or_else(|| "-".to_owned(), |why| format!("{why} faults"));
                     println!(
-                        "{:<24} {:<12} {:<11} {:>10} {:>8}",
+                        "{:<24} {:<12} {:<11} {:>10} {:>8}  {quarantine}",
                         api["name"].as_str().unwrap_or_default(),
                         v["version"].as_str().unwrap_or_default(),
                         v["state"].as_str().unwrap_or_default(),

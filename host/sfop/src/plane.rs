@@ -38,6 +38,8 @@ const ERROR_OUTCOMES: &[&str] = &[
     "memory",
     "trap",
     "bad_response",
+    // Refused while quarantined for its own faults (ADR 0020).
+    "quarantined",
 ];
 
 impl DataPlane for EmbeddedPlane {
@@ -102,7 +104,14 @@ impl DataPlane for EmbeddedPlane {
     }
 
     fn health(&self, release: &Release) -> Health {
-        health(release.stats())
+        Health {
+            quarantined: release
+                .api
+                .health()
+                .quarantined
+                .map(sfop_runtime::FaultKind::as_str),
+            ..health(release.stats())
+        }
     }
 
     fn recorded(&self, name: &str, version: &Version) -> Option<Health> {
@@ -119,5 +128,6 @@ fn health(stats: &ApiStats) -> Health {
     Health {
         requests: stats.requests(),
         errors,
+        quarantined: None,
     }
 }

@@ -502,6 +502,28 @@ async fn a_version_that_keeps_failing_is_quarantined_and_says_why() -> Result<()
     eprintln!("quarantined spin: {throttled} of 8 concurrent calls refused (counted {counted})");
     ensure!(throttled >= 4, "only {throttled} of 8 calls were throttled");
     assert_eq!(counted as usize, throttled);
+    // The operator sees why: the management center's watchdog writes it
+    // to the audit log once, and `sfop api status` (the admin API's view)
+    // shows the version quarantined for its deadlines.
+    let management = &t.platform.management;
+    management.check().await?;
+    management.check().await?;
+    let entries: Vec<_> = management
+        .audit()?
+        .into_iter()
+        .filter(|e| e.action == "quarantine" && e.api == "spin")
+        .collect();
+    ensure!(
+        entries.len() == 1 && entries[0].detail.contains("deadline"),
+        "audit entries for spin's quarantine: {entries:?}"
+    );
+    let view = management.show("spin").await?;
+    let live = view
+        .versions
+        .iter()
+        .find(|v| v.version.to_string() == "0.1.0")
+        .context("spin 0.1.0")?;
+    assert_eq!(live.quarantined, Some("deadline"));
     // Its neighbour is not throttled.
     assert_eq!(assert_envelope(&t.get(NEIGHBOUR).await?)?, "A0000");
     Ok(())
