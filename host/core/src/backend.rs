@@ -123,7 +123,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
 }
 
 /// The verified claims of a caller, handed to plugins through `auth-context`.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Claims {
     pub client_id: String,
     pub client_use_code: Option<String>,

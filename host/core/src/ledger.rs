@@ -52,7 +52,7 @@ pub mod codes {
 }
 
 /// A participant bank and whether it takes requests now.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Bank {
     /// Standard 3-digit bank code, e.g. `097`.
     pub code: String,
@@ -61,7 +61,7 @@ pub struct Bank {
 }
 
 /// The bank part of the common response header of a bank-touching call.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BankAnswer {
     /// The request's `bank_tran_id`, echoed.
     pub bank_tran_id: String,
@@ -76,7 +76,7 @@ pub struct BankAnswer {
 
 /// A business failure decided by the platform or a bank: the open-banking
 /// `rsp_code` and, when a bank answered, its own code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Refusal {
     pub rsp_code: String,
     pub rsp_message: String,
@@ -136,7 +136,10 @@ pub struct BankCall<'a> {
 }
 
 /// A scope of account consent.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum ConsentScope {
     Inquiry,
     Transfer,
@@ -162,7 +165,7 @@ impl ConsentScope {
 }
 
 /// An account the user registered with the calling client.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RegisteredAccount {
     pub fintech_use_num: String,
     pub account_alias: String,
@@ -182,7 +185,7 @@ pub struct RegisteredAccount {
 }
 
 /// A user as the calling client may see them.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct UserInfo {
     pub user_seq_no: String,
     pub user_ci: String,
@@ -191,7 +194,7 @@ pub struct UserInfo {
 }
 
 /// One side of a transfer.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Party {
     pub bank_code_std: String,
     pub bank_name: String,
@@ -203,7 +206,7 @@ pub struct Party {
 }
 
 /// The balance of one account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Balance {
     pub answer: BankAnswer,
     pub fintech_use_num: String,
@@ -218,28 +221,31 @@ pub struct Balance {
 }
 
 /// Money in or out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Direction {
     Deposit,
     Withdrawal,
 }
 
 /// Which postings a history query returns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum InoutFilter {
     All,
     Deposits,
     Withdrawals,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SortOrder {
     Ascending,
     Descending,
 }
 
 /// One posting on an account's statement.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Posting {
     pub tran_date: String,
     pub tran_time: String,
@@ -255,7 +261,7 @@ pub struct Posting {
 }
 
 /// One page of an account's postings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HistoryPage {
     pub answer: BankAnswer,
     pub bank_name: String,
@@ -267,7 +273,7 @@ pub struct HistoryPage {
 }
 
 /// A user's account history by fintech number.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct HistoryQuery {
     pub bank_tran_id: String,
     pub fintech_use_num: String,
@@ -281,7 +287,7 @@ pub struct HistoryQuery {
 }
 
 /// Deposits into an account of the caller's institution.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RemitQuery {
     pub bank_tran_id: String,
     pub account: AccountRef,
@@ -293,14 +299,15 @@ pub struct RemitQuery {
 }
 
 /// An account named by bank and number.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AccountRef {
     pub bank_code_std: String,
     pub account_num: String,
 }
 
 /// Where a deposit goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Recipient {
     /// A fintech number issued to the caller's institution.
     FintechUseNum(String),
@@ -309,7 +316,7 @@ pub enum Recipient {
 }
 
 /// Withdraw from a user's account to the institution's contract account.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WithdrawRequest {
     pub bank_tran_id: String,
     pub fintech_use_num: String,
@@ -326,7 +333,7 @@ pub struct WithdrawRequest {
 }
 
 /// Deposit from the institution's contract account to a recipient.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DepositRequest {
     pub bank_tran_id: String,
     pub recipient: Recipient,
@@ -340,14 +347,15 @@ pub struct DepositRequest {
     pub transfer_purpose: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TransferKind {
     Withdraw,
     Deposit,
 }
 
 /// A completed transfer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TransferReceipt {
     pub answer: BankAnswer,
     pub kind: TransferKind,
@@ -358,7 +366,7 @@ pub struct TransferReceipt {
 }
 
 /// Which earlier transfer `transfer_result` asks about.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ResultQuery {
     pub kind: TransferKind,
     pub org_bank_tran_id: String,
@@ -367,7 +375,7 @@ pub struct ResultQuery {
 }
 
 /// Real-name check of an account holder.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RealNameQuery {
     pub bank_tran_id: String,
     pub account: AccountRef,
@@ -375,7 +383,7 @@ pub struct RealNameQuery {
     pub account_holder_info: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RealName {
     pub answer: BankAnswer,
     pub bank_code_std: String,
@@ -388,7 +396,7 @@ pub struct RealName {
 }
 
 /// Check a recipient before depositing to it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReceiveQuery {
     pub bank_tran_id: String,
     pub recipient: Recipient,
@@ -397,7 +405,7 @@ pub struct ReceiveQuery {
     pub print_content: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReceiveCheck {
     pub answer: BankAnswer,
     pub dps: Party,

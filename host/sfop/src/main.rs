@@ -56,6 +56,37 @@ enum Command {
     Institution(InstitutionArgs),
     /// Access tokens for trying APIs on a running platform (the sandbox).
     Token(TokenArgs),
+    /// The virtual bank on its own, as a participant-bank server
+    /// (docs/bank-connector.md).
+    #[command(subcommand)]
+    Bank(BankCommand),
+}
+
+#[derive(Subcommand)]
+enum BankCommand {
+    /// Serve the virtual bank behind the connector contract: HTTPS with a
+    /// self-signed certificate unless told otherwise, its own sled data dir.
+    /// Prints `sfop bank listening on <scheme>://<addr>` when ready.
+    Serve(BankServeArgs),
+}
+
+#[derive(Args)]
+struct BankServeArgs {
+    #[arg(long, default_value = "127.0.0.1:9443")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "sfop-bank-data")]
+    data_dir: PathBuf,
+    /// `self-signed` (generated in DATA_DIR/tls), `files` (--tls-cert and
+    /// --tls-key), or `off` (cleartext, for tests on loopback only).
+    #[arg(long, default_value = "self-signed")]
+    tls: String,
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// Require a client certificate signed by this CA (mutual TLS).
+    #[arg(long)]
+    client_ca: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -454,6 +485,9 @@ fn main() -> ExitCode {
         Command::Api(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(cli::api(args.admin.target(), args.command))),
+        Command::Bank(BankCommand::Serve(args)) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(bank_serve(args))),
         Command::Token(args) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(cli::token(args.admin, args.command))),
@@ -546,6 +580,49 @@ async fn client(command: ClientCommand) -> Result<()> {
             answer["rsp_message"].as_str().unwrap_or_default()
         );
     }
+    Ok(())
+}
+
+/// `sfop bank serve`: the virtual bank in its own store, behind the
+/// connector contract, until SIGTERM or SIGINT; the store is flushed last.
+async fn bank_serve(args: BankServeArgs) -> Result<()> {
+    use anyhow::Context;
+    use sfop_gateway::tls::{TlsSettings, ensure_self_signed, server_config};
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating {}", args.data_dir.display()))?;
+    let store = sfop_store::Store::open(&args.data_dir)
+        .with_context(|| format!("opening the store in {}", args.data_dir.display()))?;
+    let bank = sfop_vbank::VirtualBank::open(&store).context("opening the virtual bank")?;
+    let settings = match (args.tls.as_str(), args.tls_cert, args.tls_key) {
+        ("off", _, _) => None,
+        ("files", Some(cert), Some(key)) => Some(TlsSettings {
+            cert,
+            key,
+            client_ca: None,
+        }),
+        ("files", _, _) => anyhow::bail!("--tls files needs --tls-cert and --tls-key"),
+        ("self-signed", _, _) => Some(ensure_self_signed(&args.data_dir.join("tls"))?),
+        (other, _, _) => anyhow::bail!("--tls: {other:?} is not self-signed, files or off"),
+    };
+    let tls = match settings {
+        Some(mut settings) => {
+            settings.client_ca = args.client_ca;
+            Some(tokio_rustls::TlsAcceptor::from(server_config(&settings)?))
+        }
+        None => None,
+    };
+    let stop = stop_signal()?;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("binding {}", args.listen))?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!(
+        "sfop bank listening on {scheme}://{}",
+        listener.local_addr()?
+    );
+    let backend: std::sync::Arc<dyn sfop_core::BankBackend> = std::sync::Arc::new(bank.clone());
+    sfop_bank_connector::serve(listener, backend, tls, stop).await?;
+    store.flush().context("flushing the store")?;
     Ok(())
 }
 

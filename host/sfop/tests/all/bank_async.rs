@@ -239,3 +239,188 @@ async fn futures_join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Out
     .await;
     outputs.into_iter().flatten().collect()
 }
+
+/// A running `sfop bank serve` child (cleartext on loopback).
+struct BankProcess {
+    child: std::process::Child,
+    url: String,
+    _stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+fn spawn_bank(data: &std::path::Path) -> Result<BankProcess> {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sfop"))
+        .args(["bank", "serve", "--tls", "off", "--listen", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let mut stdout = std::io::BufReader::new(child.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    stdout.read_line(&mut line)?;
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .with_context(|| format!("no URL in {line:?}"))?
+        .to_owned();
+    Ok(BankProcess {
+        child,
+        url: format!("{url}/"),
+        _stdout: stdout,
+    })
+}
+
+fn rest(url: &str) -> Result<sfop_bank_connector::RestBank> {
+    let home = sfop_bank_connector::BankEndpoint {
+        url: url.to_owned(),
+        tls: None,
+    };
+    Ok(sfop_bank_connector::RestBank::new(
+        &sfop_bank_connector::RestBankConfig {
+            banks: std::collections::BTreeMap::from([("097".to_owned(), home.clone())]),
+            home,
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+        },
+    )?)
+}
+
+fn hong_claims() -> Claims {
+    Claims {
+        client_id: DEMO_CLIENT_ID.into(),
+        client_use_code: Some(DEMO_CLIENT_USE_CODE.into()),
+        user_seq_no: Some("1100000001".into()),
+        scopes: vec!["login".into(), "inquiry".into(), "transfer".into()],
+        fintech_use_nums: vec![],
+    }
+}
+
+fn bank_call(claims: &Claims) -> sfop_core::ledger::BankCall<'_> {
+    sfop_core::ledger::BankCall {
+        caller: Some(claims),
+        now_millis: sfop_core::time::now_millis(),
+        utc_offset_minutes: sfop_core::time::KST_OFFSET_MINUTES,
+    }
+}
+
+fn withdraw_request(id: &str) -> sfop_core::ledger::WithdrawRequest {
+    sfop_core::ledger::WithdrawRequest {
+        bank_tran_id: id.into(),
+        fintech_use_num: HONG_FINTECH.into(),
+        tran_amt: 1_000,
+        cntr_account_num: DEMO_CONTRACT_ACCOUNT_NUM.into(),
+        wd_print_content: "stream".into(),
+        dps_print_content: "stream".into(),
+        req_client_name: "홍길동".into(),
+        req_client_num: "HONG".into(),
+        transfer_purpose: "TR".into(),
+        recv_client_name: String::new(),
+        recv_client_bank_code: String::new(),
+        recv_client_account_num: String::new(),
+    }
+}
+
+/// Issue 19's acceptance at the bank: the virtual bank as its own process
+/// (`sfop bank serve`), reached through the REST connector, is SIGKILLed in
+/// the middle of three streams of withdrawals. After a restart on the same
+/// data dir every acknowledged withdrawal is there, none twice: Hong's
+/// balance fell by exactly 1 000 won per withdrawal the bank reports done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bank_process_killed_mid_stream_loses_and_doubles_nothing() -> Result<()> {
+    use sfop_core::BankBackend;
+    use sfop_core::ledger::{ResultQuery, TransferKind};
+    let data = tempfile::tempdir()?;
+    let mut bank = spawn_bank(data.path())?;
+    let connector = Arc::new(rest(&bank.url)?);
+    let claims = hong_claims();
+    let before = connector
+        .balance(&bank_call(&claims), &tran_id(), HONG_FINTECH)
+        .await?
+        .balance_amt;
+
+    let acked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let sent = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let streams: Vec<_> = (0..3)
+        .map(|_| {
+            let (connector, acked, sent) = (connector.clone(), acked.clone(), sent.clone());
+            tokio::spawn(async move {
+                let claims = hong_claims();
+                for _ in 0..10_000 {
+                    let id = tran_id();
+                    sent.lock().map(|mut s| s.push(id.clone())).ok();
+                    match connector
+                        .withdraw(&bank_call(&claims), &withdraw_request(&id))
+                        .await
+                    {
+                        Ok(_) => {
+                            acked.lock().map(|mut a| a.push(id)).ok();
+                        }
+                        Err(_) => return,
+                    }
+                }
+            })
+        })
+        .collect();
+    // Kill after 30 acknowledgements (bounded wait).
+    for _ in 0..3_000 {
+        if acked.lock().map(|a| a.len()).unwrap_or(0) >= 30 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    bank.child.kill()?;
+    bank.child.wait()?;
+    for stream in streams {
+        stream.await?;
+    }
+    let acked = acked.lock().map(|a| a.clone()).unwrap_or_default();
+    let sent = sent.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(acked.len() >= 30, "{} acknowledged", acked.len());
+
+    let mut bank = spawn_bank(data.path())?;
+    let connector = rest(&bank.url)?;
+    let date = sfop_core::time::format_dtm(
+        sfop_core::time::now_millis(),
+        sfop_core::time::KST_OFFSET_MINUTES,
+    );
+    let queries: Vec<ResultQuery> = sent
+        .iter()
+        .map(|id| ResultQuery {
+            kind: TransferKind::Withdraw,
+            org_bank_tran_id: id.clone(),
+            org_bank_tran_date: date[..8].into(),
+            org_tran_amt: 1_000,
+        })
+        .collect();
+    let mut done = 0;
+    for (chunk_ids, chunk) in sent.chunks(20).zip(queries.chunks(20)) {
+        let found = connector
+            .transfer_result(&bank_call(&claims), chunk)
+            .await?;
+        for (id, result) in chunk_ids.iter().zip(found) {
+            match result {
+                Ok(_) => done += 1,
+                Err(_) => assert!(!acked.contains(id), "acknowledged {id} was lost"),
+            }
+        }
+    }
+    let after = connector
+        .balance(&bank_call(&claims), &tran_id(), HONG_FINTECH)
+        .await?
+        .balance_amt;
+    eprintln!(
+        "bank SIGKILL: {} acknowledged, {} sent, {done} done after restart",
+        acked.len(),
+        sent.len()
+    );
+    assert!(done >= acked.len());
+    assert_eq!(
+        after,
+        before - 1_000 * done as i64,
+        "each done withdrawal moved once"
+    );
+    bank.child.kill()?;
+    bank.child.wait()?;
+    Ok(())
+}
