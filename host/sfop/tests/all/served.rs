@@ -137,6 +137,18 @@ impl Served {
     /// A keep-alive HTTP/1.1 connection over TLS, trusting the generated
     /// certificate.
     pub async fn connect(&self) -> Result<Connection> {
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(self.tls().await?)).await?;
+        tokio::spawn(conn);
+        Ok(Connection {
+            sender,
+            host: format!("localhost:{}", self.addr.port()),
+        })
+    }
+
+    /// A TLS connection trusting the generated certificate, for tests that
+    /// write their own bytes.
+    pub async fn tls(&self) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
         let mut roots = rustls::RootCertStore::empty();
         for cert in CertificateDer::pem_file_iter(self.data.join("tls/cert.pem"))? {
             roots.add(cert?)?;
@@ -148,15 +160,36 @@ impl Served {
         .with_root_certificates(roots)
         .with_no_client_auth();
         let tcp = tokio::net::TcpStream::connect(self.addr).await?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        Ok(tokio_rustls::TlsConnector::from(Arc::new(config))
             .connect(ServerName::try_from("localhost")?, tcp)
-            .await?;
-        let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-        tokio::spawn(conn);
-        Ok(Connection {
-            sender,
-            host: format!("localhost:{}", self.addr.port()),
-        })
+            .await?)
+    }
+
+    /// Sends only the head of an HTTP/1.1 request announcing a body of
+    /// `content_length` bytes, none of which is sent, and reads what the
+    /// server answers (until it closes): whether it decided without the body.
+    pub async fn head_only(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        content_length: usize,
+    ) -> Result<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut tls = self.tls().await?;
+        let mut head = format!(
+            "{method} {path} HTTP/1.1\r\nhost: localhost\r\ncontent-length: {content_length}\r\n"
+        );
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        tls.write_all(head.as_bytes()).await?;
+        let mut answer = Vec::new();
+        tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut answer))
+            .await
+            .context("the server waited for the body")??;
+        Ok(String::from_utf8_lossy(&answer).into_owned())
     }
 
     /// One request on a fresh connection.
