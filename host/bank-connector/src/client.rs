@@ -137,7 +137,8 @@ impl Endpoint {
     fn pooled(&self) -> Option<SendRequest<Full<Bytes>>> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(sender) = idle.pop() {
-            if sender.is_ready() {
+            // One that is not ready yet hands the request back unsent.
+            if !sender.is_closed() {
                 return Some(sender);
             }
         }
@@ -146,7 +147,7 @@ impl Endpoint {
 
     fn give_back(&self, sender: SendRequest<Full<Bytes>>) {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < MAX_IDLE {
+        if idle.len() < MAX_IDLE && !sender.is_closed() {
             idle.push(sender);
         }
     }
@@ -232,16 +233,33 @@ impl RestBank {
         let body = serde_json::to_vec(&Outgoing::new(call, args))
             .map_err(|e| BankError::Backend(format!("encoding the request: {e}")))?;
         let exchange = async {
-            let mut sender = match endpoint.pooled() {
-                Some(sender) => sender,
-                None => endpoint.connect(self.connect_timeout).await?,
-            };
             let request = Request::post(format!("{}v1/ledger/{operation}", endpoint.base))
                 .header(hyper::header::HOST, endpoint.host.as_str())
                 .header(hyper::header::CONTENT_TYPE, "application/json")
                 .body(Full::new(Bytes::from(body)))
                 .map_err(|e| BankError::Backend(format!("building the request: {e}")))?;
-            let response = sender.send_request(request).await.map_err(|e| {
+            // A pooled connection the bank closed meanwhile hands the
+            // request back unwritten: then, and only then, a fresh
+            // connection gets it (nothing reached the bank).
+            let (sender, sent) = match endpoint.pooled() {
+                Some(mut pooled) => match pooled.try_send_request(request).await {
+                    Err(mut unsent) => match unsent.take_message() {
+                        Some(request) => {
+                            let mut fresh = endpoint.connect(self.connect_timeout).await?;
+                            let sent = fresh.send_request(request).await;
+                            (fresh, sent)
+                        }
+                        None => (pooled, Err(unsent.into_error())),
+                    },
+                    Ok(response) => (pooled, Ok(response)),
+                },
+                None => {
+                    let mut fresh = endpoint.connect(self.connect_timeout).await?;
+                    let sent = fresh.send_request(request).await;
+                    (fresh, sent)
+                }
+            };
+            let response = sent.map_err(|e| {
                 tracing::warn!(bank = %endpoint.authority, error = %e, operation, "participant bank closed the connection");
                 BankError::Backend("participant bank error: the connection closed".into())
             })?;

@@ -29,6 +29,8 @@ pub struct Config {
     pub management: ManagementSection,
     pub shutdown: ShutdownSection,
     pub isolation: IsolationSection,
+    /// Which bank the `ledger` capability reaches (docs/bank-connector.md).
+    pub bank: crate::bank::BankSection,
 }
 
 impl Default for Config {
@@ -46,6 +48,7 @@ impl Default for Config {
             management: ManagementSection::default(),
             shutdown: ShutdownSection::default(),
             isolation: IsolationSection::default(),
+            bank: crate::bank::BankSection::default(),
         }
     }
 }
@@ -504,6 +507,7 @@ impl Config {
             return invalid("management.keep_warm", "must be at most 16");
         }
         self.isolation.validate()?;
+        self.bank.validate()?;
         if self.shutdown.drain_ms > 600_000 {
             return invalid("shutdown.drain_ms", "must be at most 600000 (10 minutes)");
         }

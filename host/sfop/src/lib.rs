@@ -6,6 +6,7 @@
 pub mod admin_client;
 mod admin_http;
 mod auth;
+pub mod bank;
 pub mod config;
 mod gate;
 pub mod institutions;
@@ -114,8 +115,11 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     let bank = VirtualBank::open(&store).context("opening the virtual bank")?;
     let faults = FaultScript::open(&store).context("opening the sandbox's scripted faults")?;
     let services = Services {
-        // Stateful for every client without a rule (docs/adr/0010-sandbox-faults.md).
-        bank: Arc::new(ScriptedBank::new(bank.clone(), faults.clone())),
+        bank: match config.bank.mode {
+            // Stateful for every client without a rule (docs/adr/0010-sandbox-faults.md).
+            bank::BankMode::Embedded => Arc::new(ScriptedBank::new(bank.clone(), faults.clone())),
+            bank::BankMode::Rest => Arc::new(config.bank.connector()?),
+        },
         kv: Arc::new(PluginKv::open(&store).context("opening plugin storage")?),
         utc_offset_minutes: config.utc_offset_minutes,
     };

@@ -142,3 +142,38 @@ impl Drop for GroupCommit {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every request waiting when the thread looks is served by one flush,
+    /// and each is acknowledged.
+    #[test]
+    fn one_flush_serves_every_request_waiting() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let commit = GroupCommit::new(Store::open(dir.path())?);
+        let mut answers = Vec::new();
+        {
+            let mut queue = commit.shared.queue();
+            for _ in 0..10 {
+                let (ack, answer) = oneshot::channel();
+                queue.waiting.push(ack);
+                answers.push(answer);
+            }
+            queue.stop = true; // run() returns once nothing is left
+        }
+        commit.shared.run();
+        assert_eq!(
+            commit.stats(),
+            CommitStats {
+                flushes: 1,
+                acknowledged: 10
+            }
+        );
+        for mut answer in answers {
+            assert_eq!(answer.try_recv()?, Ok(()));
+        }
+        Ok(())
+    }
+}
