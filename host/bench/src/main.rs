@@ -31,6 +31,9 @@
 //!   versions every `--swap-ms` (promote, rollback, promote, ...): failed
 //!   requests, p99 against B1, and the time from each promote/rollback call
 //!   to the first answer from the new version (`x-sfop-api-version`);
+//! - **N1** B1b while 16 more connections call `test/spin` (a loop to its
+//!   100 ms CPU deadline, answered 504): the neighbour's p99 against B1b's,
+//!   with a bad API hammered beside it (issue 22, ADR 0020);
 //! - **B1-404** (diagnostic, `--no-404` skips it) the gateway answering an
 //!   unknown route: routing, envelope and error body, no Wasm.
 //!
@@ -84,6 +87,12 @@ pub(crate) const CLIENT_THREAD_NAME: &str = "bench-cli";
 const HELLO_PATH: &str = "/test/hello";
 const ECHO_PATH: &str = "/test/echo";
 const STATUS_PATH: &str = "/v2.0/bank/status";
+/// A plugin that loops to its CPU deadline (100 ms here), hammered beside
+/// bank-status in scenario N1 (issue 22, ADR 0020).
+const SPIN_PATH: &str = "/test/spin";
+const SPIN_MANIFEST: &str = "name = \"spin\"\nversion = \"0.1.0\"\ndescription = \"Loops forever (test plugin).\"\nscope = \"oob\"\ncapabilities = []\n\n[[routes]]\nmethod = \"GET\"\npath = \"/test/spin\"\n\n[limits]\ncpu_ms = 100\n";
+/// Connections that call the spinning plugin during N1.
+const SPIN_CONNECTIONS: usize = 16;
 const WITHDRAW_PATH: &str = "/v2.0/transfer/withdraw/fin_num";
 const MISSING_PATH: &str = "/bench/no-such-route";
 const OK: &str = "\"rsp_code\":\"A0000\"";
@@ -102,6 +111,7 @@ mod key {
     pub const T2: &str = "t2_tls_new_connection";
     pub const S: &str = "s_hot_swap";
     pub const B1_404: &str = "b1_404_no_wasm";
+    pub const N1: &str = "n1_bank_status_beside_spin";
 }
 
 #[derive(Parser, Debug)]
@@ -184,6 +194,8 @@ struct Scenario {
     key: &'static str,
     label: &'static str,
     target: Target,
+    /// Called at the same time by other connections, not measured (N1).
+    hammer: Option<Target>,
     rounds: Vec<Round>,
 }
 
@@ -456,6 +468,11 @@ async fn start_platforms(plugins: &Path) -> Result<Platforms> {
         &plugins.join("api/bank-status"),
         &plain_plugins.path().join("bank-status"),
     )?;
+    mount_plugin(
+        &plugins.join("test/spin"),
+        &plain_plugins.path().join("spin"),
+    )?;
+    std::fs::write(plain_plugins.path().join("spin/sfop.toml"), SPIN_MANIFEST)?;
     let authed_plugins = tempfile::tempdir().context("creating a temp plugins dir")?;
     for name in ["bank-status", "account-balance", "transfer-withdraw"] {
         mount_plugin(
@@ -649,7 +666,7 @@ async fn prepare(
         (
             key::B1_STATUS,
             "B1b bank-status, no auth",
-            fixed(status_open, body_open.len()),
+            fixed(status_open.clone(), body_open.len()),
         ),
         (key::B2, "B2 bank-status + biscuit", status_auth),
         (key::B3, "B3 balance inquiry", balance),
@@ -658,6 +675,11 @@ async fn prepare(
         (key::T2, "T2 TLS new conn/request", tls_new),
         (key::S, "S hot swap every 250ms", swap),
         (key::B1_ECHO, "B1e gateway, test/echo", echo),
+        (
+            key::N1,
+            "N1 bank-status beside spin",
+            fixed(status_open, body_open.len()),
+        ),
     ];
     if !args.no_404 {
         all.push((key::B1_404, "B1-404 gateway, no Wasm", missing));
@@ -687,10 +709,17 @@ async fn prepare(
         } else {
             target
         };
+        // N1: the same bank-status while a plugin loops to its CPU
+        // deadline on other connections (its calls answer 504).
+        let hammer = (key == key::N1).then(|| Target {
+            expect_status: 504,
+            ..Target::get(gateway, SPIN_PATH)
+        });
         scenarios.push(Scenario {
             key,
             label,
             target,
+            hammer,
             rounds: Vec::new(),
         });
     }
@@ -770,9 +799,21 @@ async fn measure(args: &Args, scenarios: &mut [Scenario], swapper: &Swapper) -> 
     for round in 1..=args.rounds {
         for scenario in scenarios.iter_mut() {
             let swapping = (scenario.key == key::S).then(|| swapper.start());
+            let hammering = scenario.hammer.clone().map(|hammer| {
+                tokio::spawn(async move {
+                    load::run(&hammer, SPIN_CONNECTIONS, duration + Duration::from_secs(1)).await
+                })
+            });
+            if hammering.is_some() {
+                // The hammer's calls are on the execution pool first.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
             let before = cpu::Sample::now();
             let run = load::run(&scenario.target, args.connections, duration).await?;
             let after = cpu::Sample::now();
+            if let Some(hammering) = hammering {
+                hammering.await.context("the hammer panicked")??;
+            }
             let swaps = match swapping {
                 Some((stop, handle)) => {
                     stop.store(true, Ordering::Relaxed);
@@ -888,6 +929,12 @@ fn targets(scenarios: &[Scenario]) -> Vec<(&'static str, Option<f64>, f64, bool)
             "S p99 / B1 p99",
             p99_ratio(scenarios, key::S, key::B1),
             1.2,
+            false,
+        ),
+        (
+            "N1 p99 / B1b p99 (spin hammered)",
+            p99_ratio(scenarios, key::N1, key::B1_STATUS),
+            2.0,
             false,
         ),
     ]
@@ -1051,6 +1098,7 @@ fn report_json(
             "t2_over_b1": ratio_of(scenarios, key::T2, key::B1),
             "s_over_b1": ratio_of(scenarios, key::S, key::B1),
             "s_p99_over_b1_p99": p99_ratio(scenarios, key::S, key::B1),
+            "n1_p99_over_b1b_p99": p99_ratio(scenarios, key::N1, key::B1_STATUS),
             "b3_over_b0": ratio_of(scenarios, key::B3, key::B0),
             "b4_over_b0": ratio_of(scenarios, key::B4, key::B0),
         },

@@ -151,6 +151,9 @@ impl Tracker {
             Some(Place(Some(&self.running)))
         } else {
             self.running.fetch_sub(1, Ordering::Relaxed);
+            // A refused call ran nothing: it does not dilute the share of
+            // faults that keeps a failing version in quarantine.
+            self.calls.fetch_sub(1, Ordering::Relaxed);
             None
         }
     }

@@ -528,3 +528,83 @@ async fn a_version_that_keeps_failing_is_quarantined_and_says_why() -> Result<()
     assert_eq!(assert_envelope(&t.get(NEIGHBOUR).await?)?, "A0000");
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_quarantined_canary_is_rolled_back_and_the_audit_log_says_why() -> Result<()> {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let echo = |version: &str, description: &str| {
+        format!(
+            "name = \"echo\"\nversion = \"{version}\"\ndescription = \"{description}\"\n\
+             scope = \"oob\"\ncapabilities = [\"log\", \"clock\", \"auth-context\"]\n\n\
+             [[routes]]\nmethod = \"GET\"\npath = \"/test/echo\"\n"
+        )
+    };
+    let t = TestPlatform::start_overriding(
+        vec![Package::built("test/echo").with_manifest(&echo("1.0.0", "echo"))],
+        |config| {
+            config.tls.mode = sfop::config::TlsMode::Off;
+            config.auth.mode = sfop::config::AuthMode::Off;
+            config.management.bootstrap = sfop::Bootstrap::Testbed;
+            config.management.check_ms = 20;
+            config.isolation.quarantine_faults = 5;
+        },
+        sfop::Overrides {
+            gate: Some(Arc::new(crate::management::TestGate)),
+            ..Default::default()
+        },
+    )
+    .await?;
+    let mgmt = t.platform.management.clone();
+    let next = semver::Version::new(1, 1, 0);
+    let trap = sfop_management::Package::from_parts(
+        echo("1.1.0", "echo that traps"),
+        std::fs::read(built_plugins()?.join("test/trap/api.wasm"))?,
+        None,
+    )?;
+    mgmt.push(trap, "ops").await?;
+    ensure!(mgmt.test("echo", &next, "ops").await?.passed, "gate");
+    // The error rate alone never rolls this canary back (it needs more
+    // requests than will ever come): only quarantine can.
+    let spec = sfop_management::CanarySpec {
+        percent: 50,
+        sticky: sfop_management::Sticky::Client,
+        max_error_rate: 1.0,
+        min_requests: u64::MAX,
+    };
+    mgmt.canary("echo", &next, spec, "ops").await?;
+    let rolled_back = async {
+        for sent in 0..2_000 {
+            t.get("/test/echo").await?;
+            if mgmt.show("echo").await?.canary.is_none() {
+                return Ok::<_, anyhow::Error>(sent);
+            }
+        }
+        anyhow::bail!("the quarantined canary was not rolled back")
+    };
+    let sent = tokio::time::timeout(Duration::from_secs(60), rolled_back).await??;
+    let audit = mgmt.audit()?;
+    let rollback = audit
+        .iter()
+        .rfind(|e| e.action == "rollback" && e.api == "echo")
+        .context("no rollback in the audit log")?;
+    eprintln!(
+        "canary rolled back after {sent} requests: {} {}",
+        rollback.actor, rollback.detail
+    );
+    assert_eq!(rollback.actor, "canary-monitor");
+    ensure!(
+        rollback
+            .detail
+            .contains("quarantined for repeated trap faults"),
+        "{rollback:?}"
+    );
+    ensure!(
+        audit
+            .iter()
+            .any(|e| e.action == "quarantine" && e.version.as_deref() == Some("1.1.0")),
+        "no quarantine entry"
+    );
+    // Only the stable release answers now.
+    assert_eq!(t.get("/test/echo").await?.status, 200);
+    Ok(())
+}
