@@ -178,6 +178,22 @@ impl RouteTable {
         Ok(())
     }
 
+    /// [`Self::add`] for a platform endpoint's own `(method, path)` list.
+    pub fn add_static(
+        &mut self,
+        routes: &[(&str, &str)],
+        target: Target,
+    ) -> Result<(), RouteConflict> {
+        let routes: Vec<sfop_core::Route> = routes
+            .iter()
+            .map(|(method, path)| sfop_core::Route {
+                method: (*method).to_owned(),
+                path: (*path).to_owned(),
+            })
+            .collect();
+        self.add(&routes, target)
+    }
+
     /// Serves every method on `prefix` and every path below it: `/portal`
     /// matches `/portal` and `/portal/...`, not `/portalx`. Exact routes win;
     /// among prefixes the longest wins. Refused if `prefix` is taken.

@@ -442,20 +442,12 @@ impl AuthParts {
         gateway: &sfop_gateway::Gateway,
         routes: &mut sfop_gateway::RouteTable,
     ) -> anyhow::Result<()> {
-        let as_routes = |list: &[(&str, &str)]| -> Vec<sfop_core::Route> {
-            list.iter()
-                .map(|(method, path)| sfop_core::Route {
-                    method: (*method).to_owned(),
-                    path: (*path).to_owned(),
-                })
-                .collect()
-        };
-        routes.add(
-            &as_routes(sfop_auth::oauth::ROUTES),
+        routes.add_static(
+            sfop_auth::oauth::ROUTES,
             gateway.native(Arc::new(OAuthEndpoint::new(self.server.clone()))),
         )?;
-        routes.add(
-            &as_routes(ADMIN_ROUTES),
+        routes.add_static(
+            ADMIN_ROUTES,
             gateway.native(Arc::new(AdminEndpoint {
                 server: self.server.clone(),
                 authorizer: self.authorizer.clone(),

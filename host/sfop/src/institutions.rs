@@ -145,15 +145,8 @@ pub fn mount(
     clients: ClientRegistry,
     authorizer: Arc<TokenAuthorizer>,
 ) -> anyhow::Result<()> {
-    let list: Vec<sfop_core::Route> = ROUTES
-        .iter()
-        .map(|(method, path)| sfop_core::Route {
-            method: (*method).to_owned(),
-            path: (*path).to_owned(),
-        })
-        .collect();
-    routes.add(
-        &list,
+    routes.add_static(
+        ROUTES,
         gateway.native(Arc::new(InstitutionsEndpoint {
             onboarding: Onboarding { bank, clients },
             authorizer,

@@ -67,16 +67,12 @@ pub fn mount(
     authorizer: Arc<TokenAuthorizer>,
     data_dir: PathBuf,
 ) -> anyhow::Result<()> {
-    let route = |(method, path): &(&str, &str)| sfop_core::Route {
-        method: (*method).to_owned(),
-        path: (*path).to_owned(),
-    };
-    routes.add(
-        &[route(&("GET", WELL_KNOWN))],
+    routes.add_static(
+        &[("GET", WELL_KNOWN)],
         gateway.native(Arc::new(WellKnownKeys(ring.clone()))),
     )?;
-    routes.add(
-        &ADMIN_ROUTES.iter().map(route).collect::<Vec<_>>(),
+    routes.add_static(
+        ADMIN_ROUTES,
         gateway.native(Arc::new(KeysAdmin {
             ring,
             authorizer,

@@ -38,15 +38,8 @@ pub fn mount(
     slot: &Slot,
     authorizer: Arc<TokenAuthorizer>,
 ) -> anyhow::Result<()> {
-    let list: Vec<sfop_core::Route> = admin::ROUTES
-        .iter()
-        .map(|(method, path)| sfop_core::Route {
-            method: (*method).to_owned(),
-            path: (*path).to_owned(),
-        })
-        .collect();
-    routes.add(
-        &list,
+    routes.add_static(
+        admin::ROUTES,
         gateway.native(Arc::new(ManagementEndpoint {
             slot: slot.clone(),
             authorizer,
