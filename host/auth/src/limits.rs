@@ -142,14 +142,8 @@ pub(crate) fn check_encoded(token: &str, limits: &TokenLimits) -> Result<bool, L
 
 /// The per-block limits and the work estimate of a verified token's blocks.
 /// Returns the estimate.
+/// The block count was checked before the signatures ([`check_encoded`]).
 pub(crate) fn check_blocks(blocks: &Blocks, limits: &TokenLimits) -> Result<u64, LimitError> {
-    let count = blocks.blocks.len().saturating_sub(1);
-    if count > limits.max_blocks {
-        return Err(LimitError::Blocks {
-            count,
-            max: limits.max_blocks,
-        });
-    }
     for (i, block) in blocks.blocks.iter().enumerate().skip(1) {
         Shape { block: i, limits }.block(block, blocks.symbols(i))?;
     }
