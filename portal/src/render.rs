@@ -231,55 +231,15 @@ pub(crate) fn json_response(status: u16, content_type: &str, body: Vec<u8>) -> P
     }
 }
 
-/// `application/x-www-form-urlencoded` (or a query string) as pairs, in order.
+/// `application/x-www-form-urlencoded` (or a query string) as pairs, in
+/// order, read by the platform's one decoder ([`sfop_core::form`]), the one
+/// the gateway's authorisation and the plugin SDK use.
 pub(crate) fn parse_form(input: &[u8]) -> Vec<(String, String)> {
-    input
-        .split(|b| *b == b'&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let mut it = pair.splitn(2, |b| *b == b'=');
-            let k = decode(it.next().unwrap_or_default());
-            let v = decode(it.next().unwrap_or_default());
-            (k, v)
-        })
-        .collect()
-}
-
-fn decode(s: &[u8]) -> String {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < s.len() => {
-                let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    sfop_core::form::parse(input).into_pairs()
 }
 
 /// Percent-encodes for a query string or form body.
-pub(crate) fn encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
+pub(crate) use sfop_core::form::encode;
 
 pub(crate) fn form_get<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
     form.iter()
@@ -357,6 +317,9 @@ mod tests {
         assert_eq!(form_get(&form, "d"), "");
         assert_eq!(form_get(&form, "e"), "");
         assert_eq!(parse_form(b"x=%4"), vec![("x".into(), "%4".into())]);
+        // A `+` is no hex digit: `%+f` stays as it is (and its `+` a space).
+        assert_eq!(parse_form(b"x=%+f"), vec![("x".into(), "% f".into())]);
+        assert_eq!(parse_form(b"x=%41"), vec![("x".into(), "A".into())]);
     }
 
     #[test]

@@ -34,6 +34,11 @@ impl Form {
         &self.fields
     }
 
+    /// Every field, in order, owned.
+    pub fn into_pairs(self) -> Vec<(String, String)> {
+        self.fields
+    }
+
     /// A name given more than once, if any (the first in sorted order).
     pub fn repeated(&self) -> Option<&str> {
         let mut names: Vec<&str> = self
@@ -139,5 +144,51 @@ mod tests {
         // A name with no value counts too.
         assert_eq!(repeated_name(b"flag&flag=1").as_deref(), Some("flag"));
         assert_eq!(parse(b"a=1&b=2").repeated(), None);
+    }
+
+    /// The vectors the plugin SDK's native tests read too
+    /// (`plugins/sdk/src/request.rs`): the gateway's authorisation and a
+    /// plugin read every query the same way.
+    #[test]
+    fn shared_query_vectors() -> Result<(), serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Vectors {
+            cases: Vec<Case>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Case {
+            query: String,
+            pairs: Vec<(String, String)>,
+            repeated: Option<String>,
+        }
+        let vectors: Vectors =
+            serde_json::from_str(include_str!("../../../testdata/query-vectors.json"))?;
+        assert!(vectors.cases.len() >= 30, "{} cases", vectors.cases.len());
+        for Case {
+            query,
+            pairs,
+            repeated,
+        } in vectors.cases
+        {
+            let form = parse(query.as_bytes());
+            assert_eq!(form.pairs(), pairs.as_slice(), "pairs of {query:?}");
+            assert_eq!(
+                form.repeated(),
+                repeated.as_deref(),
+                "Form::repeated of {query:?}"
+            );
+            assert_eq!(
+                repeated_name(query.as_bytes()),
+                repeated,
+                "repeated_name of {query:?}"
+            );
+            // What the gateway refuses before it authorises (A0004).
+            assert_eq!(
+                crate::access::repeated(&query, None, b"").map(|r| r.field),
+                repeated,
+                "the gateway's check of {query:?}"
+            );
+        }
+        Ok(())
     }
 }

@@ -122,4 +122,35 @@ mod tests {
         assert_eq!(repeated(&q), Some("fintech_use_num"));
         assert_eq!(repeated(&parse_query("&&==&=&%")), None);
     }
+
+    /// The vectors the host's `sfop-core` form tests read too: a plugin and
+    /// the gateway's authorisation read every query the same way, and the
+    /// SDK refuses (A0004) exactly the queries the gateway refuses.
+    #[test]
+    fn shared_query_vectors() -> Result<(), serde_json::Error> {
+        #[derive(serde::Deserialize)]
+        struct Vectors {
+            cases: Vec<Case>,
+        }
+        #[derive(serde::Deserialize)]
+        struct Case {
+            query: String,
+            pairs: Vec<(String, String)>,
+            repeated: Option<String>,
+        }
+        let vectors: Vectors =
+            serde_json::from_str(include_str!("../../../testdata/query-vectors.json"))?;
+        assert!(vectors.cases.len() >= 30, "{} cases", vectors.cases.len());
+        for Case {
+            query,
+            pairs,
+            repeated: twice,
+        } in vectors.cases
+        {
+            let q = parse_query(&query);
+            assert_eq!(q, pairs, "pairs of {query:?}");
+            assert_eq!(repeated(&q), twice.as_deref(), "repeated of {query:?}");
+        }
+        Ok(())
+    }
 }
