@@ -3,6 +3,7 @@
 
 mod guest;
 mod layers;
+mod pg;
 mod portal_tools;
 
 use std::path::{Path, PathBuf};
@@ -45,8 +46,17 @@ enum Task {
         args: Vec<String>,
     },
     /// Everything CI does: setup, build-plugins, fmt, clippy, dependency
-    /// rules, the portal's test tools, tests.
+    /// rules, the portal's test tools, a private PostgreSQL (installed from
+    /// Debian's packages when missing), tests.
     Ci,
+    /// A private PostgreSQL for running the cluster-store tests by hand:
+    /// `start` (prints `export SFOP_TEST_PG_URL=...`), `stop`. Its data
+    /// directory is target/pg/dev; it runs as the `postgres` user when
+    /// xtask runs as root. Idempotent.
+    Pg {
+        #[arg(value_enum)]
+        action: PgAction,
+    },
     /// Install what the developer portal's acceptance tests use: headless
     /// Chromium and chromedriver (Debian), selenium and
     /// openapi-spec-validator (PyPI). Idempotent; part of `ci`.
@@ -71,6 +81,12 @@ enum Task {
     },
 }
 
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PgAction {
+    Start,
+    Stop,
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let root = project_root()?;
@@ -81,6 +97,14 @@ fn main() -> Result<()> {
         }
         Task::Serve { args } => serve(&root, &args),
         Task::Ci => ci(&root),
+        Task::Pg { action } => match action {
+            PgAction::Start => {
+                let instance = pg::Instance::start(&root, "dev", false)?;
+                println!("export {}={}", pg::URL_VAR, instance.url());
+                Ok(())
+            }
+            PgAction::Stop => pg::stop(&root, "dev"),
+        },
         Task::Layers => layers::check(&root),
         Task::PortalTestTools => portal_tools::install(),
         Task::Bench { args } => bench(&root, &args),
@@ -201,8 +225,21 @@ fn ci(root: &Path) -> Result<()> {
     // The portal's tests validate its OpenAPI and drive a real browser.
     portal_tools::install()?;
 
+    // The cluster store's tests need a PostgreSQL: a private one, stopped
+    // when this function returns, also on failure (the guard's drop).
+    step("PostgreSQL for the tests");
+    let started = std::time::Instant::now();
+    let postgres = pg::Instance::start(root, "ci", true)?;
+    eprintln!(
+        "postgres: ready in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+
     step("tests (host workspace)");
-    run(cargo(root).args(["test", "--locked", "--workspace"]))?;
+    run(cargo(root)
+        .args(["test", "--locked", "--workspace"])
+        .env(pg::URL_VAR, postgres.url()))?;
+    drop(postgres);
     Ok(())
 }
 

@@ -1,0 +1,1 @@
+//! sfop's cluster store on PostgreSQL (docs/adr/0029).
