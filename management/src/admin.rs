@@ -22,22 +22,29 @@ use semver::Version;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::{CanarySpec, DataPlane, Error, Management, Sticky, Upload};
+use serde::Serialize;
+use sfop_admin_api::apis::{
+    self as paths, ApiAnswer, CanaryRequest, DeprecateRequest, ListAnswer, Named, NamedVersion,
+    PushAnswer, ShowAnswer, TestAnswer, VersionAnswer,
+};
+use sfop_admin_api::audit::{self, AuditAnswer, VerifyAnswer};
+
+use crate::{ApiRecord, CanarySpec, DataPlane, Error, Management, Upload};
 
 /// The routes this module answers.
 pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/admin/v1/apis"),
-    ("GET", "/admin/v1/apis/show"),
-    ("GET", "/admin/v1/apis/version"),
-    ("POST", "/admin/v1/apis/push"),
-    ("POST", "/admin/v1/apis/test"),
-    ("POST", "/admin/v1/apis/promote"),
-    ("POST", "/admin/v1/apis/canary"),
-    ("POST", "/admin/v1/apis/rollback"),
-    ("POST", "/admin/v1/apis/deprecate"),
-    ("POST", "/admin/v1/apis/retire"),
-    ("GET", "/admin/v1/audit"),
-    ("GET", "/admin/v1/audit/verify"),
+    ("GET", paths::LIST),
+    ("GET", paths::SHOW),
+    ("GET", paths::VERSION),
+    ("POST", paths::PUSH),
+    ("POST", paths::TEST),
+    ("POST", paths::PROMOTE),
+    ("POST", paths::CANARY),
+    ("POST", paths::ROLLBACK),
+    ("POST", paths::DEPRECATE),
+    ("POST", paths::RETIRE),
+    ("GET", audit::LIST),
+    ("GET", audit::VERIFY),
 ];
 
 /// Largest package upload, bytes (the component in base64 plus the texts).
@@ -45,40 +52,6 @@ pub const MAX_UPLOAD: usize = 32 * 1024 * 1024;
 
 /// An answer: HTTP status and JSON body.
 pub type Answer = (u16, Value);
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Named {
-    name: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct NamedVersion {
-    name: String,
-    version: String,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CanaryBody {
-    name: String,
-    version: String,
-    percent: u8,
-    #[serde(default)]
-    sticky: Option<Sticky>,
-    #[serde(default)]
-    max_error_rate: Option<f64>,
-    #[serde(default)]
-    min_requests: Option<u64>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeprecateBody {
-    name: String,
-    sunset: String,
-}
 
 /// Answers one admin request on behalf of `actor`.
 pub async fn handle<P: DataPlane>(
@@ -109,50 +82,68 @@ async fn route<P: DataPlane>(
             .map(str::to_owned)
             .ok_or_else(|| Error::Invalid(format!("query parameter `{name}` is missing")))
     };
+    let ok = || sfop_admin_api::OK.to_owned();
+    let empty = String::new;
     Ok(match (method, path) {
-        ("GET", "/admin/v1/apis") => {
+        ("GET", paths::LIST) => {
             let apis = mgmt.list().await?;
-            ok(json!({ "res_cnt": apis.len().to_string(), "res_list": apis }))
+            typed(200, &ListAnswer {
+                rsp_code: ok(),
+                rsp_message: empty(),
+                res_cnt: apis.len().to_string(),
+                res_list: apis,
+            })
         }
-        ("GET", "/admin/v1/apis/show") => ok(json!({ "api": mgmt.show(&param("name")?).await? })),
-        ("GET", "/admin/v1/apis/version") => {
+        ("GET", paths::SHOW) => typed(200, &ShowAnswer {
+            rsp_code: ok(),
+            rsp_message: empty(),
+            api: mgmt.show(&param("name")?).await?,
+        }),
+        ("GET", paths::VERSION) => {
             let version = parse_version(&param("version")?)?;
-            let record = mgmt.version(&param("name")?, &version)?;
-            ok(json!({ "version": record }))
+            typed(200, &VersionAnswer {
+                rsp_code: ok(),
+                rsp_message: empty(),
+                version: mgmt.version(&param("name")?, &version)?,
+            })
         }
-        ("POST", "/admin/v1/apis/push") => {
+        ("POST", paths::PUSH) => {
             let upload: Upload = parse(body)?;
             let package = upload
                 .into_package()
                 .map_err(|e| Error::Invalid(e.to_string()))?;
             let record = mgmt.push(package, actor).await?;
-            created(json!({
-                "name": record.name,
-                "version": record.version,
-                "component_sha256": record.component_sha256,
-                "uploaded_at_ms": record.uploaded_at_ms,
-            }))
+            typed(201, &PushAnswer {
+                rsp_code: ok(),
+                rsp_message: empty(),
+                name: record.name,
+                version: record.version,
+                component_sha256: record.component_sha256,
+                uploaded_at_ms: record.uploaded_at_ms,
+            })
         }
-        ("POST", "/admin/v1/apis/test") => {
+        ("POST", paths::TEST) => {
             let b: NamedVersion = parse(body)?;
             let test = mgmt
                 .test(&b.name, &parse_version(&b.version)?, actor)
                 .await?;
-            ok(json!({
-                "passed": test.passed,
-                "report": test.report,
-                "attestation": test.attestation,
-            }))
+            typed(200, &TestAnswer {
+                rsp_code: ok(),
+                rsp_message: empty(),
+                passed: test.passed,
+                report: test.report,
+                attestation: test.attestation,
+            })
         }
-        ("POST", "/admin/v1/apis/promote") => {
+        ("POST", paths::PROMOTE) => {
             let b: NamedVersion = parse(body)?;
             let api = mgmt
                 .promote(&b.name, &parse_version(&b.version)?, actor)
                 .await?;
-            ok(json!({ "api": api }))
+            api_answer(api)
         }
-        ("POST", "/admin/v1/apis/canary") => {
-            let b: CanaryBody = parse(body)?;
+        ("POST", paths::CANARY) => {
+            let b: CanaryRequest = parse(body)?;
             let defaults = CanarySpec::default();
             let spec = CanarySpec {
                 percent: b.percent,
@@ -163,36 +154,38 @@ async fn route<P: DataPlane>(
             let api = mgmt
                 .canary(&b.name, &parse_version(&b.version)?, spec, actor)
                 .await?;
-            ok(json!({ "api": api }))
+            api_answer(api)
         }
-        ("POST", "/admin/v1/apis/rollback") => {
+        ("POST", paths::ROLLBACK) => {
             let b: Named = parse(body)?;
-            ok(json!({ "api": mgmt.rollback(&b.name, actor).await? }))
+            api_answer(mgmt.rollback(&b.name, actor).await?)
         }
-        ("POST", "/admin/v1/apis/deprecate") => {
-            let b: DeprecateBody = parse(body)?;
-            ok(json!({ "api": mgmt.deprecate(&b.name, &b.sunset, actor).await? }))
+        ("POST", paths::DEPRECATE) => {
+            let b: DeprecateRequest = parse(body)?;
+            api_answer(mgmt.deprecate(&b.name, &b.sunset, actor).await?)
         }
-        ("POST", "/admin/v1/apis/retire") => {
+        ("POST", paths::RETIRE) => {
             let b: Named = parse(body)?;
-            ok(json!({ "api": mgmt.retire(&b.name, actor).await? }))
+            api_answer(mgmt.retire(&b.name, actor).await?)
         }
-        ("GET", "/admin/v1/audit") => {
+        ("GET", audit::LIST) => {
             let entries = mgmt.audit()?;
-            ok(json!({ "res_cnt": entries.len().to_string(), "res_list": entries }))
+            typed(200, &AuditAnswer {
+                rsp_code: ok(),
+                rsp_message: empty(),
+                res_cnt: entries.len().to_string(),
+                res_list: entries,
+            })
         }
-        ("GET", "/admin/v1/audit/verify") => {
+        ("GET", audit::VERIFY) => {
             let v = mgmt.verify_audit()?;
             let intact = v.broken.is_none();
-            (
-                if intact { 200 } else { 409 },
-                json!({
-                    "rsp_code": if intact { "A0000" } else { "A0003" },
-                    "rsp_message": v.broken.clone().unwrap_or_default(),
-                    "intact": intact,
-                    "entries": v.entries,
-                }),
-            )
+            typed(if intact { 200 } else { 409 }, &VerifyAnswer {
+                rsp_code: if intact { ok() } else { "A0003".to_owned() },
+                rsp_message: v.broken.unwrap_or_default(),
+                intact,
+                entries: v.entries,
+            })
         }
         _ => {
             return Err(Error::NotFound(format!(
@@ -211,20 +204,29 @@ fn parse_version(text: &str) -> Result<Version, Error> {
         .map_err(|e| Error::Invalid(format!("version: {text:?} is not a semantic version: {e}")))
 }
 
-fn ok(mut body: Value) -> Answer {
-    stamp(&mut body, "A0000", "");
-    (200, body)
+fn api_answer(api: ApiRecord) -> Answer {
+    typed(
+        200,
+        &ApiAnswer {
+            rsp_code: sfop_admin_api::OK.to_owned(),
+            rsp_message: String::new(),
+            api,
+        },
+    )
 }
 
-fn created(mut body: Value) -> Answer {
-    stamp(&mut body, "A0000", "");
-    (201, body)
-}
-
-fn stamp(body: &mut Value, code: &str, message: &str) {
-    if let Value::Object(map) = body {
-        map.insert("rsp_code".into(), code.into());
-        map.insert("rsp_message".into(), message.into());
+/// A typed answer as JSON; these types always serialise, but if one did
+/// not, that is the platform's failure, never the caller's.
+fn typed<T: Serialize>(status: u16, body: &T) -> Answer {
+    match serde_json::to_value(body) {
+        Ok(json) => (status, json),
+        Err(e) => {
+            tracing::error!("admin API: answer not serialisable: {e}");
+            (
+                500,
+                json!({ "rsp_code": "A0003", "rsp_message": "platform internal error" }),
+            )
+        }
     }
 }
 

@@ -15,26 +15,8 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 const HEAD_KEY: &str = "head";
 const ENTRY_PREFIX: &str = "e:";
 
-/// What happened, as the log keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Entry {
-    /// Position in the log, from 1.
-    pub seq: u64,
-    /// Unix milliseconds.
-    pub at_ms: u64,
-    /// Who: the admin token's identity, `bootstrap`, `canary-monitor`, ...
-    pub actor: String,
-    /// `push`, `test`, `promote`, `canary`, `rollback`, `deprecate`, `retire`.
-    pub action: String,
-    pub api: String,
-    pub version: Option<String>,
-    /// Free text: the outcome, numbers that led to an automatic action.
-    pub detail: String,
-    /// Hash of the previous entry (hex SHA-256).
-    pub prev: String,
-    /// Hash of this entry.
-    pub hash: String,
-}
+/// What happened, as the log keeps it (an admin API type).
+pub use sfop_admin_api::audit::{Entry, Verification};
 
 /// What a caller records; the log adds the sequence, time and hashes.
 #[derive(Debug, Clone)]
@@ -119,15 +101,6 @@ pub fn entries(tree: &Tree) -> sfop_store::Result<Vec<Entry>> {
     tree.prefix_json::<Entry>(ENTRY_PREFIX)
         .map(|r| r.map(|(_, e)| e))
         .collect()
-}
-
-/// The result of checking the chain.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Verification {
-    /// Entries checked.
-    pub entries: u64,
-    /// `None` when the chain is intact; else the first problem found.
-    pub broken: Option<String>,
 }
 
 /// Re-computes the chain from the first entry and compares it with what is

@@ -20,7 +20,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
 use sfop_core::Manifest;
 use sfop_core::time::now_millis;
 use sfop_store::{Store, TxError};
@@ -166,37 +165,8 @@ impl<P: DataPlane> std::fmt::Debug for Management<P> {
     }
 }
 
-/// Operator-facing summary of one API.
-#[derive(Debug, Clone, Serialize)]
-pub struct ApiView {
-    pub name: String,
-    pub live: Option<Version>,
-    pub canary: Option<CanaryRecord>,
-    pub sunset: Option<String>,
-    pub retired: bool,
-    /// The live release could not be loaded; its routes answer 503.
-    pub closed: bool,
-    pub previous: Vec<Version>,
-    pub versions: Vec<VersionView>,
-}
-
-/// Operator-facing summary of one version.
-#[derive(Debug, Clone, Serialize)]
-pub struct VersionView {
-    pub version: Version,
-    pub state: VersionState,
-    pub component_sha256: String,
-    pub uploaded_at_ms: u64,
-    pub uploaded_by: String,
-    pub description: String,
-    /// Requests answered and failed by this version in this process.
-    pub requests: u64,
-    pub errors: u64,
-    /// Throttled now for repeated plugin faults, and by which fault
-    /// (`deadline`, `memory`, `trap`); see docs/adr/0020.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub quarantined: Option<&'static str>,
-}
+/// Operator-facing summaries of an API and its versions (admin API types).
+pub use sfop_admin_api::apis::{ApiView, VersionView};
 
 impl<P: DataPlane> Management<P> {
     /// Opens the registry in `store`. Call [`Management::restore`] next to
@@ -910,7 +880,7 @@ impl<P: DataPlane> Management<P> {
                     uploaded_by: record.uploaded_by,
                     requests: health.requests,
                     errors: health.errors,
-                    quarantined: health.quarantined,
+                    quarantined: health.quarantined.map(str::to_owned),
                 }
             })
             .collect();

@@ -39,15 +39,8 @@ pub struct CanarySplit<R> {
     pub sticky: Sticky,
 }
 
-/// What keeps a caller on one version during a canary.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Sticky {
-    /// The OAuth client (fintech app).
-    Client,
-    /// The fintech_use_num the request acts on.
-    Account,
-}
+/// What keeps a caller on one version during a canary (an admin API type).
+pub use sfop_admin_api::Sticky;
 
 /// Requests a release has answered so far, and how many of them failed
 /// through the release's fault (traps, deadlines, 5xx answers).

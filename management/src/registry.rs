@@ -3,10 +3,7 @@
 //! canary, the earlier live versions for rollback), and the components
 //! themselves, content-addressed by SHA-256.
 
-use serde::{Deserialize, Serialize};
 use sfop_store::{Store, Tree};
-
-use crate::plane::Sticky;
 
 /// Tree names.
 pub(crate) const VERSIONS: &str = "mgmt.versions";
@@ -14,89 +11,9 @@ pub(crate) const APIS: &str = "mgmt.apis";
 pub(crate) const BLOBS: &str = "mgmt.blobs";
 pub(crate) const AUDIT: &str = "mgmt.audit";
 
-/// One uploaded API version. Its bytes never change once stored.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct VersionRecord {
-    pub name: String,
-    pub version: semver::Version,
-    pub component_sha256: String,
-    pub manifest_sha256: String,
-    pub manifest: String,
-    pub cases: Option<String>,
-    pub uploaded_at_ms: u64,
-    pub uploaded_by: String,
-    /// The latest testbed run, if any.
-    pub test: Option<TestRecord>,
-}
-
-/// What the testbed said about a version.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct TestRecord {
-    pub passed: bool,
-    pub at_ms: u64,
-    pub report: serde_json::Value,
-    pub report_html: String,
-    /// The signed attestation (JSON text) on pass.
-    pub attestation: Option<String>,
-}
-
-/// How one API is served.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct ApiRecord {
-    pub name: String,
-    /// The stable version.
-    pub live: Option<semver::Version>,
-    /// Earlier live versions, oldest first: `rollback` returns to the last.
-    pub previous: Vec<semver::Version>,
-    pub canary: Option<CanaryRecord>,
-    /// Deprecated, to be retired on this date (`YYYY-MM-DD`).
-    pub sunset: Option<String>,
-    /// Taken out of service (unix ms).
-    pub retired_at_ms: Option<u64>,
-}
-
-/// A running canary.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CanaryRecord {
-    pub version: semver::Version,
-    pub percent: u8,
-    pub sticky: Sticky,
-    /// Roll back automatically when the candidate's error rate exceeds this
-    /// (0.0..=1.0) over at least `min_requests` requests.
-    pub max_error_rate: f64,
-    pub min_requests: u64,
-    pub started_at_ms: u64,
-}
-
-/// The state of a version, derived from the records.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VersionState {
-    Uploaded,
-    Failed,
-    Tested,
-    Live,
-    Canary,
-    Deprecated,
-    /// Was live; `rollback` returns to it.
-    Previous,
-    Retired,
-}
-
-impl VersionState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            VersionState::Uploaded => "uploaded",
-            VersionState::Failed => "failed",
-            VersionState::Tested => "tested",
-            VersionState::Live => "live",
-            VersionState::Canary => "canary",
-            VersionState::Deprecated => "deprecated",
-            VersionState::Previous => "previous",
-            VersionState::Retired => "retired",
-        }
-    }
-}
+/// The records are the admin API's types (sfop-admin-api): the API shows
+/// them as stored, so the wire and the store cannot drift apart.
+pub use sfop_admin_api::apis::{ApiRecord, CanaryRecord, TestRecord, VersionRecord, VersionState};
 
 /// The state of `version` of the API `api`.
 pub fn state_of(api: Option<&ApiRecord>, version: &VersionRecord) -> VersionState {
