@@ -164,9 +164,17 @@ fn now_ms() -> u64 {
     sfop_core::time::now_millis()
 }
 
+/// PBKDF2-HMAC-SHA256 (ring, as the virtual bank's passwords), hex.
 fn pbkdf2_hex(password: &str, salt: &str, rounds: u32) -> String {
     let mut out = [0u8; 32];
-    pbkdf2::pbkdf2_hmac::<sha2::Sha256>(password.as_bytes(), salt.as_bytes(), rounds, &mut out);
+    let rounds = std::num::NonZeroU32::new(rounds).unwrap_or(std::num::NonZeroU32::MIN);
+    ring::pbkdf2::derive(
+        ring::pbkdf2::PBKDF2_HMAC_SHA256,
+        rounds,
+        salt.as_bytes(),
+        password.as_bytes(),
+        &mut out,
+    );
     hex::encode(out)
 }
 
@@ -295,7 +303,7 @@ impl Developers {
         let Some(developer) = self.get(&email)? else {
             // Spend the same time as a real check, so timing does not say
             // which addresses are registered.
-            let _ = pbkdf2_hex(password, "no-such-developer", self.rounds);
+            std::hint::black_box(pbkdf2_hex(password, "no-such-developer", self.rounds));
             return Ok(None);
         };
         let candidate = pbkdf2_hex(password, &developer.salt, developer.rounds);
@@ -416,6 +424,41 @@ mod tests {
         // Same password, different salt, different hash.
         let other = developers.sign_up("other@example.com", "correct horse battery")??;
         assert_ne!(other.hash, dev.hash);
+        Ok(())
+    }
+
+    /// An unknown address costs the same hash as a wrong password, so the
+    /// time of the answer does not say who is registered: medians of 50
+    /// sign-ins each, taken in turns, within 20 %.
+    #[test]
+    fn an_unknown_address_costs_what_a_wrong_password_costs() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let developers = Developers::open(&Store::open(dir.path())?, 10_000, 60)?;
+        developers.sign_up("dev@example.com", "correct horse battery")??;
+        let mut wrong = Vec::new();
+        let mut unknown = Vec::new();
+        for i in 0..50 {
+            let started = std::time::Instant::now();
+            let found = developers.authenticate("dev@example.com", &format!("guess {i}"))?;
+            wrong.push(started.elapsed());
+            assert!(found.is_none());
+            let started = std::time::Instant::now();
+            let found = developers.authenticate(&format!("nobody{i}@example.com"), "guess")?;
+            unknown.push(started.elapsed());
+            assert!(found.is_none());
+        }
+        wrong.sort();
+        unknown.sort();
+        let (w, u) = (wrong[25], unknown[25]);
+        eprintln!("portal sign-in medians of 50: wrong password {w:?}, unknown address {u:?}");
+        assert!(
+            u * 5 >= w * 4 && w * 5 >= u * 4,
+            "wrong password {w:?} vs unknown address {u:?}: the time tells"
+        );
+        assert!(
+            w > std::time::Duration::from_micros(500),
+            "no hash was computed: {w:?}"
+        );
         Ok(())
     }
 

@@ -1,54 +1,23 @@
-//! Password hashes for the sign-in page (PBKDF2-HMAC-SHA256, RFC 8018),
-//! user CIs and fintech numbers.
+//! Password hashes for the sign-in page (PBKDF2-HMAC-SHA256, RFC 8018,
+//! by `ring`, as the portal's developer accounts), user CIs and fintech
+//! numbers.
 
+use std::num::NonZeroU32;
+
+use ring::pbkdf2::PBKDF2_HMAC_SHA256;
 use sha2::{Digest, Sha256};
 
 /// PBKDF2 iterations for new hashes (stored in each hash, so it can change).
-const ITERATIONS: u32 = 50_000;
-
-fn hmac_sha256(key: &[u8], message: &[&[u8]]) -> [u8; 32] {
-    let mut block = [0u8; 64];
-    if key.len() > 64 {
-        block[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        block[..key.len()].copy_from_slice(key);
-    }
-    let mut inner = Sha256::new();
-    inner.update(block.map(|b| b ^ 0x36));
-    for part in message {
-        inner.update(part);
-    }
-    let mut outer = Sha256::new();
-    outer.update(block.map(|b| b ^ 0x5c));
-    outer.update(inner.finalize());
-    outer.finalize().into()
-}
+const ITERATIONS: NonZeroU32 = match NonZeroU32::new(50_000) {
+    Some(n) => n,
+    None => NonZeroU32::MIN,
+};
 
 /// PBKDF2-HMAC-SHA256 with a 32-byte output (one block).
-fn pbkdf2(password: &[u8], salt: &[u8], iterations: u32) -> [u8; 32] {
-    let mut u = hmac_sha256(password, &[salt, &1u32.to_be_bytes()]);
-    let mut out = u;
-    for _ in 1..iterations {
-        u = hmac_sha256(password, &[&u]);
-        for (o, b) in out.iter_mut().zip(u) {
-            *o ^= b;
-        }
-    }
+fn pbkdf2(password: &[u8], salt: &[u8], iterations: NonZeroU32) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    ring::pbkdf2::derive(PBKDF2_HMAC_SHA256, iterations, salt, password, &mut out);
     out
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// A new stored hash of `password`; `salt_seed` makes the salt unique (it
@@ -57,7 +26,11 @@ pub(crate) fn hash_password(password: &str, salt_seed: &str) -> String {
     let salt = Sha256::digest(format!("sfop-vbank-salt\0{salt_seed}\0{}", unique()));
     let salt = &salt[..16];
     let hash = pbkdf2(password.as_bytes(), salt, ITERATIONS);
-    format!("pbkdf2-sha256${ITERATIONS}${}${}", hex(salt), hex(&hash))
+    format!(
+        "pbkdf2-sha256${ITERATIONS}${}${}",
+        hex::encode(salt),
+        hex::encode(hash)
+    )
 }
 
 /// Whether `password` matches `stored` (compared in constant time).
@@ -72,20 +45,22 @@ pub(crate) fn verify_password(password: &str, stored: &str) -> bool {
     ) else {
         return false;
     };
-    let (Ok(iterations), Some(salt), Some(hash)) =
-        (iterations.parse::<u32>(), unhex(salt), unhex(hash))
-    else {
+    let (Ok(iterations), Ok(salt), Ok(hash)) = (
+        iterations.parse::<NonZeroU32>(),
+        hex::decode(salt),
+        hex::decode(hash),
+    ) else {
         return false;
     };
-    if iterations == 0 || hash.len() != 32 {
-        return false;
-    }
-    let computed = pbkdf2(password.as_bytes(), &salt, iterations);
-    computed
-        .iter()
-        .zip(&hash)
-        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-        == 0
+    hash.len() == 32
+        && ring::pbkdf2::verify(
+            PBKDF2_HMAC_SHA256,
+            iterations,
+            &salt,
+            password.as_bytes(),
+            &hash,
+        )
+        .is_ok()
 }
 
 /// A stored hash no password matches, with the same cost as a real one: a
@@ -98,8 +73,8 @@ pub(crate) fn dummy_hash() -> &'static str {
         let hash = Sha256::digest(format!("no password hashes to this\0{}", unique()));
         format!(
             "pbkdf2-sha256${ITERATIONS}${}${}",
-            hex(&salt[..16]),
-            hex(&hash)
+            hex::encode(&salt[..16]),
+            hex::encode(hash)
         )
     })
 }
@@ -119,8 +94,8 @@ fn unique() -> String {
 /// An 88-character connecting information (CI) value for a new user, as the
 /// identity verification agencies issue (opaque to everyone but the bank).
 pub(crate) fn user_ci(user_seq_no: &str, name: &str) -> String {
-    let a = hex(&Sha256::digest(format!("ci\0{user_seq_no}\0{name}")));
-    let b = hex(&Sha256::digest(format!("ci2\0{user_seq_no}\0{name}")));
+    let a = hex::encode(Sha256::digest(format!("ci\0{user_seq_no}\0{name}")));
+    let b = hex::encode(Sha256::digest(format!("ci2\0{user_seq_no}\0{name}")));
     let mut ci = a + &b;
     ci.truncate(88);
     ci
@@ -176,13 +151,26 @@ mod tests {
     fn pbkdf2_matches_the_published_vectors() {
         // PBKDF2-HMAC-SHA256("password", "salt", c, 32), widely published.
         assert_eq!(
-            hex(&pbkdf2(b"password", b"salt", 1)),
+            hex::encode(pbkdf2(b"password", b"salt", NonZeroU32::MIN)),
             "120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b"
         );
         assert_eq!(
-            hex(&pbkdf2(b"password", b"salt", 2)),
+            hex::encode(pbkdf2(b"password", b"salt", NonZeroU32::MIN.saturating_add(1))),
             "ae4d0c95af6b46d32d0adff928f06dd02a303f8ef3c251dfd6e2d85a95474c43"
         );
+    }
+
+    #[test]
+    fn hashes_stored_before_the_crate_still_verify() {
+        // A hash in the format and with the parameters the hand-written
+        // PBKDF2 this file had before stored (value from an independent
+        // implementation, Python's hashlib): no account loses its password.
+        let stored = "pbkdf2-sha256$50000$00112233445566778899aabbccddeeff$\
+                      4435bec5e12f0bebee07612792906dd1b28aab8671b08d95ce5ae69255babf2a";
+        assert!(verify_password("hong1234", stored));
+        assert!(!verify_password("hong1235", stored));
+        assert!(!verify_password("hong1234", dummy_hash()));
+        assert_eq!(dummy_hash().split('$').nth(1), Some("50000"));
     }
 
     #[test]
