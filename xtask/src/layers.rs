@@ -34,6 +34,16 @@ const OWNED: &[(&str, &str)] = &[
     ("biscuit-auth", "sfop-auth"),
 ];
 
+/// The HTTP server stack of the platform's own endpoints (one axum router,
+/// tower layers: ADR 0024) and the crates that may name it: the gateway,
+/// which serves the router, and the binary, which builds it. The boxes
+/// (auth, management, portal, ...) expose typed functions and typed errors,
+/// so they stay usable without a web framework.
+/// (`tower-service` alone is not in it: it is the trait hyper-util's client
+/// is written against.)
+const HTTP_STACK: &[&str] = &["axum", "axum-core", "tower", "tower-http"];
+const HTTP_STACK_USERS: &[&str] = &["sfop-gateway", "sfop"];
+
 /// Data-plane crates, which must never depend on control-plane crates.
 const DATA_PLANE: &[&str] = &[
     "sfop-core",
@@ -97,6 +107,16 @@ pub fn check(root: &Path) -> Result<()> {
         for (name, uses) in &deps {
             if uses.contains(krate) && name != owner {
                 violations.push(format!("{name} depends on {krate}; only {owner} may"));
+            }
+        }
+    }
+    for (name, uses) in &deps {
+        for krate in HTTP_STACK {
+            if uses.contains(krate) && !HTTP_STACK_USERS.contains(name) {
+                violations.push(format!(
+                    "{name} depends on {krate}; only {} may (ADR 0024)",
+                    HTTP_STACK_USERS.join(" and ")
+                ));
             }
         }
     }
