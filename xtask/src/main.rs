@@ -65,7 +65,7 @@ enum Task {
     /// control plane; sled, wasmtime and biscuit-auth each in one crate).
     Layers,
     /// Build the plugins, then measure the gateway against a bare hyper
-    /// server in one run (B0-B4, T1, T2, S; release build); prints the table
+    /// server in one run (B0-B4, B3r/B4r, T1, T2, S; release build); prints the table
     /// and writes target/bench/gateway.json. Extra arguments go to
     /// `sfop-bench` (e.g. `-- --connections 64`, `-- --only b1_,s_`).
     Bench {
@@ -159,6 +159,9 @@ fn serve(root: &Path, args: &[String]) -> Result<()> {
 
 fn bench(root: &Path, args: &[String]) -> Result<()> {
     guest::build_plugins(root, None)?;
+    // Rows B3r/B4r run the bank as `sfop bank serve`, the `sfop` binary
+    // next to `sfop-bench`.
+    run(cargo(root).args(["build", "--release", "--locked", "--package", "sfop"]))?;
     let mut cmd = cargo(root);
     cmd.args([
         "run",

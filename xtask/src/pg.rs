@@ -33,10 +33,7 @@ pub struct Instance {
 impl Instance {
     /// The URL the tests connect to.
     pub fn url(&self) -> String {
-        format!(
-            "postgres://{SUPERUSER}@127.0.0.1:{}/postgres",
-            self.port
-        )
+        format!("postgres://{SUPERUSER}@127.0.0.1:{}/postgres", self.port)
     }
 
     /// Starts the instance kept in `root/target/pg/<name>` (creating it on
@@ -103,14 +100,14 @@ impl Instance {
             .arg("-l")
             .arg(&log)
             .args(["-o", &options, "-w", "-t", "60", "start"]);
-        run_quiet(&mut pg_ctl).with_context(|| {
-            format!(
-                "starting PostgreSQL (its log: {})",
-                log.display()
-            )
-        })?;
+        run_quiet(&mut pg_ctl)
+            .with_context(|| format!("starting PostgreSQL (its log: {})", log.display()))?;
         instance.started = stop_on_drop;
-        eprintln!("postgres: started on port {} ({})", instance.port, instance.data.display());
+        eprintln!(
+            "postgres: started on port {} ({})",
+            instance.port,
+            instance.data.display()
+        );
         Ok(instance)
     }
 

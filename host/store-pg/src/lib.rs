@@ -1,1 +1,268 @@
-//! sfop's cluster store on PostgreSQL (docs/adr/0029).
+//! sfop's cluster store on PostgreSQL: the relational schema that N gateway
+//! nodes share (registry, config version, revocations, audit log, ledger),
+//! its versioned migrations, and the feed through which each node learns of
+//! changes (LISTEN/NOTIFY plus a periodic check). The only crate that names
+//! tokio-postgres. See docs/adr/0029-postgresql-store-and-multi-node.md.
+
+mod audit;
+mod blobs;
+mod feed;
+mod ledger;
+mod registry;
+mod revocation;
+
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio_postgres::NoTls;
+use tokio_postgres::error::SqlState;
+
+pub use audit::{AuditEntry, AuditEvent, AuditVerification};
+pub use blobs::BlobCache;
+pub use feed::{Feed, FeedSettings, Stale};
+pub use ledger::{NewTransfer, TransferOutcome};
+pub use registry::{ApiState, CanaryState, NewVersion, Pushed, Release, Snapshot};
+
+refinery::embed_migrations!("migrations");
+
+/// The channel on which every change of the config version is announced
+/// (payload: the new version).
+pub const CONFIG_CHANNEL: &str = "sfop_config";
+/// The channel on which every revocation is announced (payload: its seq).
+pub const REVOCATION_CHANNEL: &str = "sfop_revocations";
+
+/// Why a cluster-store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database cannot be reached now: the operation did nothing and
+    /// may be tried again (a write is refused rather than queued).
+    #[error("the cluster database is unreachable: {0}")]
+    Unavailable(String),
+    /// The database holds a schema this build does not know.
+    #[error("database schema: {0}")]
+    Schema(String),
+    /// The configured URL is not a PostgreSQL URL this build can use.
+    #[error("store.url: {0}")]
+    Url(String),
+    /// The request contradicts what is stored.
+    #[error("{0}")]
+    Conflict(String),
+    /// A constraint of the schema refused the write (the message names it).
+    #[error("refused by the schema: {0}")]
+    Constraint(String),
+    #[error("database: {0}")]
+    Database(#[source] tokio_postgres::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(e: tokio_postgres::Error) -> Self {
+        classify(e)
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(e: deadpool_postgres::PoolError) -> Self {
+        match e {
+            deadpool_postgres::PoolError::Backend(e) => classify(e),
+            other => Error::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// Connection trouble is [`Error::Unavailable`]; a constraint is named.
+fn classify(e: tokio_postgres::Error) -> Error {
+    if let Some(db) = e.as_db_error() {
+        let code = db.code();
+        if code == &SqlState::ADMIN_SHUTDOWN
+            || code == &SqlState::CRASH_SHUTDOWN
+            || code == &SqlState::CANNOT_CONNECT_NOW
+        {
+            return Error::Unavailable(db.message().to_owned());
+        }
+        if code.code().starts_with("23") {
+            let what = db.constraint().unwrap_or(db.message());
+            return Error::Constraint(format!("{what}: {}", db.message()));
+        }
+        return Error::Database(e);
+    }
+    if e.is_closed() || std::error::Error::source(&e).is_some_and(|s| s.is::<std::io::Error>()) {
+        return Error::Unavailable(e.to_string());
+    }
+    Error::Database(e)
+}
+
+/// Whether `e` asks for the transaction to be run again (serialization
+/// failure, deadlock, or a unique key another transaction just took).
+pub(crate) fn retryable(e: &tokio_postgres::Error) -> bool {
+    e.code().is_some_and(|c| {
+        c == &SqlState::T_R_SERIALIZATION_FAILURE
+            || c == &SqlState::T_R_DEADLOCK_DETECTED
+            || c == &SqlState::UNIQUE_VIOLATION
+    })
+}
+
+/// How long a write waits for a pooled connection before it is refused.
+const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a connection attempt may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The advisory lock held while migrations run (one node at a time).
+const MIGRATION_LOCK: i64 = 0x5f0b_0001;
+
+/// A connection pool to the cluster database, its schema checked and
+/// brought up to date. Cheap to clone.
+#[derive(Clone)]
+pub struct Cluster {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("hosts", &self.config.get_hosts())
+            .field("dbname", &self.config.get_dbname())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The newest schema version this build knows.
+pub fn schema_version() -> u32 {
+    migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(refinery::Migration::version)
+        .max()
+        .unwrap_or(0)
+}
+
+impl Cluster {
+    /// Connects to `url` (`postgres://user@host:port/db`), applies the
+    /// migrations this build has that the database lacks, and refuses a
+    /// database whose schema is newer than this build or differs from it.
+    pub async fn connect(url: &str, max_connections: usize) -> Result<Self> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| Error::Url(format!("{url:?} is not a PostgreSQL URL: {e}")))?;
+        if config.get_hosts().is_empty() {
+            return Err(Error::Url(format!("{url:?} names no host")));
+        }
+        config.connect_timeout(CONNECT_TIMEOUT);
+        config.application_name("sfop");
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(max_connections.max(1))
+            .wait_timeout(Some(CHECKOUT_TIMEOUT))
+            .create_timeout(Some(CONNECT_TIMEOUT))
+            .recycle_timeout(Some(CONNECT_TIMEOUT))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .build()
+            .map_err(|e| Error::Url(e.to_string()))?;
+        let cluster = Self { pool, config };
+        cluster.migrate().await?;
+        Ok(cluster)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut conn = self.pool.get().await?;
+        let client: &mut tokio_postgres::Client = &mut conn;
+        client
+            .execute("SELECT pg_advisory_lock($1)", &[&MIGRATION_LOCK])
+            .await?;
+        let outcome = self.migrate_locked(client).await;
+        let unlocked = client
+            .execute("SELECT pg_advisory_unlock($1)", &[&MIGRATION_LOCK])
+            .await;
+        outcome?;
+        unlocked?;
+        Ok(())
+    }
+
+    async fn migrate_locked(&self, client: &mut tokio_postgres::Client) -> Result<()> {
+        let known = schema_version();
+        let history = client
+            .query_one(
+                "SELECT to_regclass('refinery_schema_history') IS NOT NULL",
+                &[],
+            )
+            .await?
+            .get::<_, bool>(0);
+        if history {
+            let applied: Option<i32> = client
+                .query_one("SELECT max(version) FROM refinery_schema_history", &[])
+                .await?
+                .get(0);
+            if let Some(applied) = applied
+                && applied > known as i32
+            {
+                return Err(Error::Schema(format!(
+                    "the database is at schema version {applied}, this sfop knows up to {known}: \
+                     upgrade this node (a node never runs on a schema newer than its own)"
+                )));
+            }
+        }
+        let report = migrations::runner()
+            .set_abort_divergent(true)
+            .set_abort_missing(true)
+            .run_async(client)
+            .await
+            .map_err(|e| {
+                Error::Schema(format!(
+                    "migrating to version {known} failed: {e} (a migration this build has \
+                     differs from the one the database applied, or the database is not sfop's)"
+                ))
+            })?;
+        for m in report.applied_migrations() {
+            tracing::info!(
+                version = m.version(),
+                name = m.name(),
+                "schema migration applied"
+            );
+        }
+        Ok(())
+    }
+
+    /// A pooled connection.
+    pub(crate) async fn conn(&self) -> Result<deadpool_postgres::Object> {
+        Ok(self.pool.get().await?)
+    }
+
+    /// The connection settings (the feed opens its own LISTEN connection).
+    pub(crate) fn config(&self) -> &tokio_postgres::Config {
+        &self.config
+    }
+
+    /// The current config version.
+    pub async fn config_version(&self) -> Result<u64> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_one("SELECT version FROM config_version", &[])
+            .await?;
+        Ok(row.get::<_, i64>(0) as u64)
+    }
+}
+
+/// Bumps the config version inside `tx` and announces it at commit. The
+/// row lock orders concurrent bumps: versions commit in increasing order.
+pub(crate) async fn bump_config_version(tx: &tokio_postgres::Transaction<'_>) -> Result<u64> {
+    let row = tx
+        .query_one(
+            "UPDATE config_version SET version = version + 1 RETURNING version",
+            &[],
+        )
+        .await?;
+    let version: i64 = row.get(0);
+    tx.execute(
+        "SELECT pg_notify($1, $2)",
+        &[&CONFIG_CHANNEL, &version.to_string()],
+    )
+    .await?;
+    Ok(version as u64)
+}

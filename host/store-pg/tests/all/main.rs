@@ -1,0 +1,604 @@
+//! The cluster store against a real PostgreSQL: `SFOP_TEST_PG_URL` names a
+//! superuser connection (`cargo xtask pg start` prints one; `cargo xtask ci`
+//! starts a private server and sets it). Each test makes its own database.
+//! Without the variable a test fails under CI and is skipped, saying so,
+//! elsewhere. Nodes are separate `Cluster`s (own pools, own LISTEN
+//! connections), as separate processes would have.
+
+mod proxy;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use sfop_store_pg::{
+    ApiState, AuditEvent, BlobCache, Cluster, Error, Feed, FeedSettings, NewTransfer, NewVersion,
+    Pushed, Snapshot, TransferOutcome,
+};
+use tokio_postgres::NoTls;
+
+/// A fresh database for `name` on the test server, or `None` (skip) when no
+/// server is configured outside CI.
+async fn database(name: &str) -> Result<Option<String>> {
+    let Ok(admin) = std::env::var("SFOP_TEST_PG_URL") else {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        if ci {
+            bail!(
+                "SFOP_TEST_PG_URL is not set: under CI the PostgreSQL tests must run \
+                 (`cargo xtask ci` starts a server and sets it)"
+            );
+        }
+        eprintln!(
+            "skipped {name}: SFOP_TEST_PG_URL is not set (run `cargo xtask pg start` and \
+             export what it prints)"
+        );
+        return Ok(None);
+    };
+    let (client, connection) = tokio_postgres::connect(&admin, NoTls)
+        .await
+        .with_context(|| format!("connecting to {admin}"))?;
+    tokio::spawn(connection);
+    let db = format!("sfop_t_{name}");
+    // Two statements: CREATE DATABASE cannot share an implicit transaction.
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+        .await
+        .with_context(|| format!("dropping {db}"))?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .with_context(|| format!("creating {db}"))?;
+    let (base, _) = admin
+        .rsplit_once('/')
+        .context("SFOP_TEST_PG_URL has no database part")?;
+    Ok(Some(format!("{base}/{db}")))
+}
+
+/// A direct connection (for what no node API does: tampering, probing).
+async fn raw(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+fn settings(max_lag_ms: u64) -> FeedSettings {
+    FeedSettings::for_max_lag(Duration::from_millis(max_lag_ms))
+}
+
+/// Waits (polling, bounded by `within`) until `ready` holds.
+async fn until(within: Duration, mut ready: impl FnMut() -> bool) -> Result<Duration> {
+    let start = Instant::now();
+    while !ready() {
+        if start.elapsed() > within {
+            bail!("not reached within {within:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    Ok(start.elapsed())
+}
+
+/// Waits until `feed`'s snapshot is at `version` or later.
+async fn snapshot_at(feed: &Feed, version: u64, within: Duration) -> Result<Arc<Snapshot>> {
+    let mut rx = feed.snapshots();
+    let snapshot = tokio::time::timeout(within, rx.wait_for(|s| s.version >= version))
+        .await
+        .with_context(|| format!("config version {version} not seen within {within:?}"))??
+        .clone();
+    Ok(snapshot)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn event<'a>(action: &'a str, api: &'a str, version: Option<&'a str>) -> AuditEvent<'a> {
+    AuditEvent {
+        actor: "ops",
+        action,
+        api,
+        version,
+        detail: format!("{action} {}", version.unwrap_or("-")),
+    }
+}
+
+async fn push(
+    node: &Cluster,
+    api: &str,
+    version: &str,
+    component: &[u8],
+) -> sfop_store_pg::Result<Pushed> {
+    node.push(&NewVersion {
+        api,
+        version,
+        component,
+        manifest: &format!("name = \"{api}\"\nversion = \"{version}\"\n"),
+        cases: None,
+        uploaded_by: "ops",
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_apply_once_and_a_newer_schema_is_refused() -> Result<()> {
+    let Some(url) = database("migrations").await? else {
+        return Ok(());
+    };
+    // Three nodes starting at once: one migrates, the others find it done.
+    let (a, b, c) = tokio::join!(
+        Cluster::connect(&url, 2),
+        Cluster::connect(&url, 2),
+        Cluster::connect(&url, 2)
+    );
+    let (a, _b, _c) = (a?, b?, c?);
+    assert_eq!(a.config_version().await?, 0);
+    let client = raw(&url).await?;
+    let applied: i64 = client
+        .query_one("SELECT count(*) FROM refinery_schema_history", &[])
+        .await?
+        .get(0);
+    assert_eq!(applied, i64::from(sfop_store_pg::schema_version()));
+
+    // A database migrated by a newer sfop: this one refuses to start.
+    client
+        .execute(
+            "INSERT INTO refinery_schema_history (version, name, applied_on, checksum) \
+             VALUES (999, 'from_the_future', '2030-01-01T00:00:00Z', '0')",
+            &[],
+        )
+        .await?;
+    let refused = Cluster::connect(&url, 2).await;
+    match refused {
+        Err(Error::Schema(message)) => {
+            assert!(
+                message.contains("schema version 999") && message.contains("upgrade this node"),
+                "{message}"
+            );
+        }
+        other => bail!("a newer schema was not refused: {other:?}"),
+    }
+
+    // Not PostgreSQL at all: the key is named.
+    let bad = Cluster::connect("mysql://x", 1).await;
+    assert!(
+        matches!(&bad, Err(Error::Url(m)) if m.contains("not a PostgreSQL URL")),
+        "{bad:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_schema_keeps_its_constraints() -> Result<()> {
+    let Some(url) = database("constraints").await? else {
+        return Ok(());
+    };
+    let node = Cluster::connect(&url, 2).await?;
+    assert_eq!(
+        push(&node, "hello", "1.0.0", b"component one").await?,
+        Pushed::New
+    );
+    assert_eq!(
+        push(&node, "hello", "1.0.0", b"component one").await?,
+        Pushed::Existing
+    );
+    let other = push(&node, "hello", "1.0.0", b"other bytes").await;
+    assert!(
+        matches!(&other, Err(Error::Conflict(m)) if m.contains("already registered with other bytes")),
+        "{other:?}"
+    );
+    let client = raw(&url).await?;
+    // A blob under a key that is not its hash.
+    let wrong = client
+        .execute(
+            "INSERT INTO component_blobs (sha256, bytes) VALUES (repeat('a', 64), '\\x01')",
+            &[],
+        )
+        .await;
+    assert!(wrong.is_err(), "a blob under a wrong hash was stored");
+    // A registered version never changes.
+    let changed = client
+        .execute("UPDATE api_versions SET manifest = 'x'", &[])
+        .await;
+    let message = changed.err().map(|e| format!("{e:?}")).unwrap_or_default();
+    assert!(message.contains("immutable"), "{message}");
+    // A live version must be registered.
+    let unknown = node
+        .set_api(
+            &ApiState {
+                name: "hello".into(),
+                live: Some("9.9.9".into()),
+                ..ApiState::default()
+            },
+            None,
+            &event("promote", "hello", Some("9.9.9")),
+        )
+        .await;
+    assert!(matches!(unknown, Err(Error::Constraint(_))), "{unknown:?}");
+    assert_eq!(
+        node.config_version().await?,
+        0,
+        "a refused change bumped the version"
+    );
+    Ok(())
+}
+
+/// Acceptance 1 at the store: promote and roll back on A 20 times; B and C
+/// see every version, each snapshot is exactly one state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_change_reaches_every_node() -> Result<()> {
+    let Some(url) = database("propagation").await? else {
+        return Ok(());
+    };
+    let a = Cluster::connect(&url, 4).await?;
+    let (b, c) = (
+        Cluster::connect(&url, 4).await?,
+        Cluster::connect(&url, 4).await?,
+    );
+    push(&a, "hello", "1.0.0", b"hello one").await?;
+    push(&a, "hello", "1.1.0", b"hello two").await?;
+    let feed_b = Feed::start(&b, settings(1000)).await?;
+    let feed_c = Feed::start(&c, settings(1000)).await?;
+    until(Duration::from_secs(5), || {
+        feed_b.connected() && feed_c.connected()
+    })
+    .await?;
+
+    let mut lags = Vec::new();
+    let mut expected = a.config_version().await?;
+    for round in 0..20 {
+        let (live, previous) = if round % 2 == 0 {
+            ("1.1.0", vec!["1.0.0".to_owned()])
+        } else {
+            ("1.0.0", vec![])
+        };
+        let state = ApiState {
+            name: "hello".into(),
+            live: Some(live.into()),
+            previous,
+            ..ApiState::default()
+        };
+        let version = a
+            .set_api(
+                &state,
+                Some(expected),
+                &event("promote", "hello", Some(live)),
+            )
+            .await?;
+        assert_eq!(version, expected + 1);
+        expected = version;
+        let returned = Instant::now();
+        for feed in [&feed_b, &feed_c] {
+            let snapshot = snapshot_at(feed, version, Duration::from_secs(5)).await?;
+            lags.push(returned.elapsed());
+            assert_eq!(snapshot.version, version);
+            let api = snapshot.api("hello").context("hello missing")?;
+            assert_eq!(api.live.as_deref(), Some(live), "version {version}");
+            let release = snapshot
+                .releases
+                .get(&("hello".to_owned(), live.to_owned()))
+                .context("the live release is not in the snapshot")?;
+            assert_eq!(release.component_sha256.len(), 64);
+        }
+    }
+    lags.sort();
+    let (p50, p99) = (percentile(&lags, 0.5), percentile(&lags, 0.99));
+    eprintln!(
+        "propagation over {} node-changes: p50 {:.1} ms, p99 {:.1} ms",
+        lags.len(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+    assert!(p99 < Duration::from_millis(250), "p99 {p99:?}");
+
+    // A change made against a version already moved on is refused.
+    let stale = a
+        .set_api(
+            &ApiState {
+                name: "hello".into(),
+                live: Some("1.1.0".into()),
+                ..ApiState::default()
+            },
+            Some(expected - 1),
+            &event("promote", "hello", Some("1.1.0")),
+        )
+        .await;
+    assert!(
+        matches!(&stale, Err(Error::Conflict(m)) if m.contains("changed meanwhile")),
+        "{stale:?}"
+    );
+
+    // Component bytes: fetched once, then from the node's own disk.
+    let dir = tempfile::tempdir()?;
+    let cache = BlobCache::new(dir.path());
+    let snapshot = feed_b.snapshots().borrow().clone();
+    let release = snapshot
+        .releases
+        .get(&("hello".to_owned(), "1.0.0".to_owned()))
+        .context("1.0.0 missing")?;
+    let (bytes, from_disk) = cache.get(&b, &release.component_sha256).await?;
+    assert_eq!((bytes.as_slice(), from_disk), (&b"hello one"[..], false));
+    let (_, from_disk) = cache.get(&b, &release.component_sha256).await?;
+    assert!(from_disk);
+    Ok(())
+}
+
+/// Acceptance 2 at the store: a revocation on A is seen by B and C.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revocations_reach_every_node_within_the_bound() -> Result<()> {
+    let Some(url) = database("revocation").await? else {
+        return Ok(());
+    };
+    let max_lag = Duration::from_millis(1000);
+    let a = Cluster::connect(&url, 2).await?;
+    let (b, c) = (
+        Cluster::connect(&url, 2).await?,
+        Cluster::connect(&url, 2).await?,
+    );
+    let feed_b = Feed::start(&b, settings(1000)).await?;
+    let feed_c = Feed::start(&c, settings(1000)).await?;
+    until(Duration::from_secs(5), || {
+        feed_b.check_revoked(&[], max_lag).is_ok() && feed_c.check_revoked(&[], max_lag).is_ok()
+    })
+    .await?;
+    let mut lags = Vec::new();
+    for i in 0..20 {
+        let id = format!("{i:02x}beef");
+        let ids = vec![id.clone()];
+        assert_eq!(feed_b.check_revoked(&ids, max_lag), Ok(false));
+        a.revoke(&ids).await?;
+        let returned = Instant::now();
+        for feed in [&feed_b, &feed_c] {
+            until(Duration::from_secs(2), || {
+                feed.check_revoked(&ids, max_lag) == Ok(true)
+            })
+            .await?;
+            lags.push(returned.elapsed());
+        }
+    }
+    lags.sort();
+    let (p50, p99) = (percentile(&lags, 0.5), percentile(&lags, 0.99));
+    eprintln!(
+        "revocation over {} node-checks: p50 {:.1} ms, p99 {:.1} ms",
+        lags.len(),
+        p50.as_secs_f64() * 1e3,
+        p99.as_secs_f64() * 1e3
+    );
+    assert!(p99 < Duration::from_millis(100), "p99 {p99:?}");
+    // A reader catching up reads the same set.
+    let (ids, seq) = a.revocations_since(0).await?;
+    assert_eq!((ids.len(), seq), (20, 20));
+    Ok(())
+}
+
+/// Acceptance 3 at the store: one bank_tran_id sent 100 times at once over
+/// three nodes moves money once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_bank_tran_id_is_booked_once_across_nodes() -> Result<()> {
+    let Some(url) = database("ledger").await? else {
+        return Ok(());
+    };
+    let nodes = [
+        Cluster::connect(&url, 8).await?,
+        Cluster::connect(&url, 8).await?,
+        Cluster::connect(&url, 8).await?,
+    ];
+    nodes[0]
+        .open_account("097-1", "097", "Kim", 1_000_000)
+        .await?;
+    nodes[0].open_account("088-1", "088", "Lee", 0).await?;
+    let before = nodes[0].total_balance().await?;
+    let mut tasks = Vec::new();
+    for i in 0..100 {
+        let node = nodes[i % 3].clone();
+        tasks.push(tokio::spawn(async move {
+            node.transfer(&NewTransfer {
+                institution: "M202300001",
+                bank_tran_id: "M202300001U000000001",
+                business_date: "2026-12-02",
+                from_account: "097-1",
+                to_account: "088-1",
+                amount: 12_345,
+            })
+            .await
+        }));
+    }
+    let (mut posted, mut duplicates) = (Vec::new(), Vec::new());
+    for task in tasks {
+        match task.await?? {
+            TransferOutcome::Posted { id } => posted.push(id),
+            TransferOutcome::Duplicate { id } => duplicates.push(id),
+            other => bail!("unexpected outcome {other:?}"),
+        }
+    }
+    assert_eq!((posted.len(), duplicates.len()), (1, 99));
+    // Every duplicate names the one transfer.
+    assert!(duplicates.iter().all(|id| *id == posted[0]));
+    // Double entry: one transfer, two postings.
+    assert_eq!(
+        nodes[1]
+            .postings_of("M202300001", "M202300001U000000001")
+            .await?,
+        2
+    );
+    assert_eq!(nodes[2].total_balance().await?, before);
+    assert_eq!(nodes[2].balance("097-1").await?, Some(1_000_000 - 12_345));
+    assert_eq!(nodes[2].balance("088-1").await?, Some(12_345));
+    // The same id on another business day is another transfer; an
+    // overdraft moves nothing.
+    let next_day = nodes[1]
+        .transfer(&NewTransfer {
+            institution: "M202300001",
+            bank_tran_id: "M202300001U000000001",
+            business_date: "2026-12-03",
+            from_account: "097-1",
+            to_account: "088-1",
+            amount: 1,
+        })
+        .await?;
+    assert!(matches!(next_day, TransferOutcome::Posted { .. }));
+    let overdraft = nodes[1]
+        .transfer(&NewTransfer {
+            institution: "M202300001",
+            bank_tran_id: "M202300001U000000002",
+            business_date: "2026-12-03",
+            from_account: "088-1",
+            to_account: "097-1",
+            amount: 1_000_000_000,
+        })
+        .await?;
+    assert_eq!(overdraft, TransferOutcome::InsufficientFunds);
+    assert_eq!(nodes[0].total_balance().await?, before);
+    Ok(())
+}
+
+/// Acceptance 5 at the store, for one node: cut off from the database, a
+/// node keeps its snapshot, refuses tokens once its revocation set is older
+/// than the bound, and refuses writes; back, it catches up by version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_keeps_its_snapshot_fails_closed_and_catches_up() -> Result<()> {
+    let Some(url) = database("outage").await? else {
+        return Ok(());
+    };
+    let a = Cluster::connect(&url, 2).await?;
+    push(&a, "hello", "1.0.0", b"hello one").await?;
+    push(&a, "hello", "1.1.0", b"hello two").await?;
+    let promote = |live: &str| ApiState {
+        name: "hello".into(),
+        live: Some(live.into()),
+        ..ApiState::default()
+    };
+    let v1 = a
+        .set_api(
+            &promote("1.0.0"),
+            None,
+            &event("promote", "hello", Some("1.0.0")),
+        )
+        .await?;
+
+    let target: tokio_postgres::Config = url.parse()?;
+    let port = match target.get_ports() {
+        [port] => *port,
+        _ => 5432,
+    };
+    let proxy = proxy::Proxy::start(("127.0.0.1", port)).await?;
+    let (base, db) = url.rsplit_once('/').context("url")?;
+    let (scheme_user, _) = base.rsplit_once('@').context("url user")?;
+    let c_url = format!("{scheme_user}@127.0.0.1:{}/{db}", proxy.port());
+    let c = Cluster::connect(&c_url, 2).await?;
+    let max_lag = Duration::from_millis(300);
+    let feed = Feed::start(&c, settings(300)).await?;
+    until(Duration::from_secs(5), || {
+        feed.check_revoked(&[], max_lag).is_ok()
+    })
+    .await?;
+    assert_eq!(feed.snapshots().borrow().version, v1);
+
+    proxy.cut();
+    let stale_after = until(Duration::from_secs(5), || {
+        feed.check_revoked(&["ab".into()], max_lag).is_err()
+    })
+    .await?;
+    eprintln!(
+        "cut off: tokens refused after {:.0} ms (bound {} ms)",
+        stale_after.as_secs_f64() * 1e3,
+        max_lag.as_millis()
+    );
+    let refusal = feed.check_revoked(&["ab".into()], max_lag);
+    assert!(
+        matches!(refusal, Err(s) if s.age_ms > 300 && s.max_ms == 300),
+        "{refusal:?}"
+    );
+    assert!(feed.stale_refusals() >= 1);
+    // The last snapshot stays.
+    assert_eq!(
+        feed.snapshots()
+            .borrow()
+            .api("hello")
+            .and_then(|h| h.live.clone()),
+        Some("1.0.0".into())
+    );
+    // Writes through the cut-off node fail, saying why.
+    let write = c.revoke(&["cd".into()]).await;
+    assert!(matches!(write, Err(Error::Unavailable(_))), "{write:?}");
+
+    // Meanwhile the others go on.
+    let v2 = a
+        .set_api(
+            &promote("1.1.0"),
+            Some(v1),
+            &event("promote", "hello", Some("1.1.0")),
+        )
+        .await?;
+    a.revoke(&["ab".into()]).await?;
+
+    proxy.restore();
+    let snapshot = snapshot_at(&feed, v2, Duration::from_secs(10)).await?;
+    assert_eq!(
+        snapshot.api("hello").and_then(|h| h.live.clone()),
+        Some("1.1.0".into())
+    );
+    until(Duration::from_secs(10), || {
+        feed.check_revoked(&["ab".into()], max_lag) == Ok(true)
+    })
+    .await?;
+    assert!(feed.connects() >= 2, "the feed did not reconnect");
+    Ok(())
+}
+
+/// Acceptance 6 at the store: the chain holds with appends from three
+/// nodes at once, and an edited row is found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_chain_holds_across_nodes_and_a_tampered_row_is_found() -> Result<()> {
+    let Some(url) = database("audit").await? else {
+        return Ok(());
+    };
+    let nodes = [
+        Cluster::connect(&url, 4).await?,
+        Cluster::connect(&url, 4).await?,
+        Cluster::connect(&url, 4).await?,
+    ];
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let node = nodes[i % 3].clone();
+        tasks.push(tokio::spawn(async move {
+            node.audit_append(&AuditEvent {
+                actor: "ops",
+                action: "note",
+                api: "hello",
+                version: None,
+                detail: format!("entry from task {i}"),
+            })
+            .await
+        }));
+    }
+    for task in tasks {
+        task.await??;
+    }
+    let verified = nodes[1].verify_audit().await?;
+    assert_eq!((verified.entries, verified.broken), (60, None));
+
+    let client = raw(&url).await?;
+    // Append-only for anyone short of disabling the trigger.
+    assert!(
+        client
+            .execute("DELETE FROM audit_log WHERE seq = 60", &[])
+            .await
+            .is_err()
+    );
+    client
+        .batch_execute(
+            "ALTER TABLE audit_log DISABLE TRIGGER audit_log_append_only; \
+             UPDATE audit_log SET detail = 'nothing happened' WHERE seq = 7",
+        )
+        .await?;
+    let tampered = nodes[2].verify_audit().await?;
+    assert_eq!(tampered.entries, 6);
+    assert!(
+        tampered
+            .broken
+            .as_deref()
+            .is_some_and(|b| b.contains("entry 7 was altered")),
+        "{tampered:?}"
+    );
+    Ok(())
+}
