@@ -11,12 +11,14 @@ pub mod form;
 pub mod html;
 pub mod ledger;
 pub mod manifest;
+pub mod outcome;
 pub mod package;
 pub mod time;
 
 pub use backend::{BankBackend, Claims, KvError, KvStore};
 pub use envelope::{ApiTranId, rsp};
 pub use ledger::{Bank, BankCall, BankError, Refusal};
+pub use outcome::Outcome;
 pub use manifest::{
     Access, Budget, Capability, Docs, FieldRef, Limits, Manifest, ManifestError, Route,
 };

@@ -1,7 +1,7 @@
 //! Everything that can go wrong on the request path, who is to blame, and the
 //! one mapping from that to HTTP status, `rsp_code` and metric label.
 
-use sfop_core::rsp;
+use sfop_core::{Outcome, rsp};
 use sfop_runtime::CallError;
 
 use crate::admission::Shed;
@@ -121,29 +121,34 @@ impl Fault {
         }
     }
 
-    /// A short, stable label for metrics and logs.
-    pub fn label(&self) -> &'static str {
+    /// How the request ended, for metrics, logs and the canary.
+    pub fn outcome(&self) -> Outcome {
         match self {
-            Fault::RouteNotFound { .. } => "route_not_found",
-            Fault::Retired { .. } => "retired",
-            Fault::VersionNotServed { .. } => "version_not_served",
-            Fault::MethodNotAllowed { .. } => "method_not_allowed",
-            Fault::BodyTooLarge { .. } => "body_too_large",
-            Fault::BodyUnreadable => "body_unreadable",
-            Fault::Denied(_) => "denied",
-            Fault::Repeated(_) => "repeated_field",
-            Fault::RouteClosed { .. } => "route_closed",
-            Fault::Call(CallError::Deadline(_)) => "deadline",
-            Fault::Call(CallError::MemoryExhausted(_)) => "memory",
-            Fault::Call(CallError::Trap(_)) => "trap",
-            Fault::Timeout { .. } => "timeout",
+            Fault::RouteNotFound { .. } => Outcome::RouteNotFound,
+            Fault::Retired { .. } => Outcome::Retired,
+            Fault::VersionNotServed { .. } => Outcome::VersionNotServed,
+            Fault::MethodNotAllowed { .. } => Outcome::MethodNotAllowed,
+            Fault::BodyTooLarge { .. } => Outcome::BodyTooLarge,
+            Fault::BodyUnreadable => Outcome::BodyUnreadable,
+            Fault::Denied(_) => Outcome::Denied,
+            Fault::Repeated(_) => Outcome::RepeatedField,
+            Fault::RouteClosed { .. } => Outcome::RouteClosed,
+            Fault::Call(CallError::Deadline(_)) => Outcome::Deadline,
+            Fault::Call(CallError::MemoryExhausted(_)) => Outcome::Memory,
+            Fault::Call(CallError::Trap(_)) => Outcome::Trap,
+            Fault::Timeout { .. } => Outcome::Timeout,
             Fault::Call(CallError::BadStatus(_) | CallError::ResponseTooLarge(_))
-            | Fault::BadPluginBody => "bad_response",
-            Fault::Call(CallError::Instantiate(_)) => "overloaded",
-            Fault::Call(CallError::MemoryBudget) => "memory_budget",
-            Fault::Call(CallError::Quarantined(_)) => "quarantined",
-            Fault::Shed(_) => "shed",
+            | Fault::BadPluginBody => Outcome::BadResponse,
+            Fault::Call(CallError::Instantiate(_)) => Outcome::Overloaded,
+            Fault::Call(CallError::MemoryBudget) => Outcome::MemoryBudget,
+            Fault::Call(CallError::Quarantined(_)) => Outcome::Quarantined,
+            Fault::Shed(_) => Outcome::Shed,
         }
+    }
+
+    /// The outcome's label, for log fields.
+    pub fn label(&self) -> &'static str {
+        self.outcome().as_str()
     }
 
     /// Refused at once, before the plugin ran, for a reason that passes:
@@ -199,9 +204,9 @@ impl Fault {
 mod tests {
     use super::*;
 
-    /// A label the counters do not know would be counted as `ok`.
+    /// The faults of a routed request are counted on its API version.
     #[test]
-    fn every_label_is_a_counted_outcome() {
+    fn routed_faults_have_routed_outcomes() {
         // The faults of a routed request (counted per API version).
         let faults = [
             Fault::BodyTooLarge { limit_kib: 1 },
@@ -218,7 +223,7 @@ mod tests {
         ];
         for fault in &faults {
             assert!(
-                crate::metrics::OUTCOMES.contains(&fault.label()),
+                !Outcome::UNROUTED.contains(&fault.outcome()),
                 "{}",
                 fault.label()
             );
@@ -233,7 +238,7 @@ mod tests {
             Fault::Call(CallError::MemoryBudget),
             Fault::Call(CallError::Quarantined("trap")),
         ] {
-            assert!(crate::metrics::OUTCOMES.contains(&refused.label()));
+            assert!(!Outcome::UNROUTED.contains(&refused.outcome()));
             assert_eq!(refused.status_and_code(), (503, "A0013"));
             assert!(refused.retry_later());
             assert!(!refused.public_message().contains("trap"), "no internals");

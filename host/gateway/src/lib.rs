@@ -29,7 +29,7 @@ use hyper::{Request, Response, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use sfop_core::envelope::ErrorBody;
-use sfop_core::{ApiTranId, time};
+use sfop_core::{ApiTranId, Outcome, time};
 use sfop_runtime::{Api, Call};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
@@ -286,9 +286,9 @@ impl Gateway {
                 Ok(response) => {
                     if let Some(routed) = &routed {
                         let outcome = if response.status().is_server_error() {
-                            "server_error"
+                            Outcome::ServerError
                         } else {
-                            "ok"
+                            Outcome::Ok
                         };
                         routed.stats.record(outcome, started.elapsed());
                     }
@@ -296,8 +296,8 @@ impl Gateway {
                 }
                 Err(fault) => {
                     match &routed {
-                        Some(routed) => routed.stats.record(fault.label(), started.elapsed()),
-                        None => self.metrics.unrouted(fault.label()),
+                        Some(routed) => routed.stats.record(fault.outcome(), started.elapsed()),
+                        None => self.metrics.unrouted(fault.outcome()),
                     }
                     self.fault_response(&id, &fault)
                 }

@@ -9,26 +9,28 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Outcomes a routed request can have; `ok` is any answer the plugin gave
-/// but a 5xx one (`server_error`).
-pub(crate) const OUTCOMES: &[&str] = &[
-    "ok",
-    "server_error",
-    "route_closed",
-    "body_too_large",
-    "body_unreadable",
-    "repeated_field",
-    "denied",
-    "version_not_served",
-    "deadline",
-    "timeout",
-    "memory",
-    "trap",
-    "bad_response",
-    "overloaded",
-    "shed",
-    "memory_budget",
-    "quarantined",
+use sfop_core::Outcome;
+
+/// Outcomes listed for every API version in `sfop_requests_total`, zero or
+/// not; the others (unrouted) are listed only once counted.
+const ROUTED: &[Outcome] = &[
+    Outcome::Ok,
+    Outcome::ServerError,
+    Outcome::RouteClosed,
+    Outcome::BodyTooLarge,
+    Outcome::BodyUnreadable,
+    Outcome::RepeatedField,
+    Outcome::Denied,
+    Outcome::VersionNotServed,
+    Outcome::Deadline,
+    Outcome::Timeout,
+    Outcome::Memory,
+    Outcome::Trap,
+    Outcome::BadResponse,
+    Outcome::Overloaded,
+    Outcome::Shed,
+    Outcome::MemoryBudget,
+    Outcome::Quarantined,
 ];
 
 /// Latency histogram bounds, seconds.
@@ -39,7 +41,7 @@ const BUCKETS: &[f64] = &[
 /// Counters of one API version.
 #[derive(Debug, Default)]
 pub struct ApiStats {
-    outcomes: [AtomicU64; OUTCOMES.len()],
+    outcomes: [AtomicU64; Outcome::ALL.len()],
     buckets: [AtomicU64; BUCKETS.len()],
     sum_micros: AtomicU64,
     count: AtomicU64,
@@ -50,9 +52,8 @@ pub struct ApiStats {
 }
 
 impl ApiStats {
-    pub(crate) fn record(&self, outcome: &str, elapsed: Duration) {
-        let i = OUTCOMES.iter().position(|o| *o == outcome).unwrap_or(0);
-        self.outcomes[i].fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn record(&self, outcome: Outcome, elapsed: Duration) {
+        self.outcomes[outcome.index()].fetch_add(1, Ordering::Relaxed);
         let secs = elapsed.as_secs_f64();
         if let Some(b) = BUCKETS.iter().position(|le| secs <= *le) {
             self.buckets[b].fetch_add(1, Ordering::Relaxed);
@@ -90,11 +91,18 @@ impl ApiStats {
     }
 
     /// Requests of this API version that ended with `outcome`.
-    pub fn outcome(&self, outcome: &str) -> u64 {
-        OUTCOMES
+    pub fn outcome(&self, outcome: Outcome) -> u64 {
+        self.outcomes[outcome.index()].load(Ordering::Relaxed)
+    }
+
+    /// Requests of this API version that ended with the release's own
+    /// fault ([`Outcome::is_release_fault`]): a canary's errors.
+    pub fn release_faults(&self) -> u64 {
+        Outcome::ALL
             .iter()
-            .position(|o| *o == outcome)
-            .map_or(0, |i| self.outcomes[i].load(Ordering::Relaxed))
+            .filter(|o| o.is_release_fault())
+            .map(|o| self.outcome(*o))
+            .sum()
     }
 }
 
@@ -147,10 +155,13 @@ impl Metrics {
         let _ = self.loads.set(loads);
     }
 
-    pub(crate) fn unrouted(&self, label: &str) {
-        match label {
-            "method_not_allowed" => &self.method_not_allowed,
-            "retired" => &self.retired,
+    /// Counts a request that found no API version; other outcomes than
+    /// [`Outcome::UNROUTED`] cannot happen before routing and count as
+    /// `route_not_found`.
+    pub(crate) fn unrouted(&self, outcome: Outcome) {
+        match outcome {
+            Outcome::MethodNotAllowed => &self.method_not_allowed,
+            Outcome::Retired => &self.retired,
             _ => &self.route_not_found,
         }
         .fetch_add(1, Ordering::Relaxed);
@@ -171,11 +182,14 @@ impl Metrics {
         out.push_str("# HELP sfop_requests_total Routed requests by API, version and outcome.\n");
         out.push_str("# TYPE sfop_requests_total counter\n");
         for ((api, version), stats) in &apis {
-            for (i, outcome) in OUTCOMES.iter().enumerate() {
+            for outcome in Outcome::ALL {
+                let n = stats.outcome(outcome);
+                if n == 0 && !ROUTED.contains(&outcome) {
+                    continue;
+                }
                 let _ = writeln!(
                     out,
-                    "sfop_requests_total{{api=\"{api}\",version=\"{version}\",outcome=\"{outcome}\"}} {}",
-                    load(&stats.outcomes[i])
+                    "sfop_requests_total{{api=\"{api}\",version=\"{version}\",outcome=\"{outcome}\"}} {n}",
                 );
             }
         }
@@ -183,17 +197,17 @@ impl Metrics {
             (
                 "sfop_plugin_traps_total",
                 "Calls ended by a plugin trap (including memory exhaustion).",
-                &["trap", "memory"][..],
+                &[Outcome::Trap, Outcome::Memory][..],
             ),
             (
                 "sfop_plugin_deadline_hits_total",
                 "Calls ended by the CPU deadline or the wall-clock timeout.",
-                &["deadline", "timeout"][..],
+                &[Outcome::Deadline, Outcome::Timeout][..],
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
             for ((api, version), stats) in &apis {
-                let n: u64 = outcomes.iter().map(|o| stats.outcome(o)).sum();
+                let n: u64 = outcomes.iter().map(|o| stats.outcome(*o)).sum();
                 let _ = writeln!(out, "{name}{{api=\"{api}\",version=\"{version}\"}} {n}");
             }
         }
@@ -423,10 +437,10 @@ mod tests {
     fn records_outcomes_and_cumulative_buckets() {
         let metrics = Metrics::default();
         let stats = metrics.api("bank-status", "1.0.0");
-        stats.record("ok", Duration::from_micros(300));
-        stats.record("trap", Duration::from_millis(3));
+        stats.record(Outcome::Ok, Duration::from_micros(300));
+        stats.record(Outcome::Trap, Duration::from_millis(3));
         // The same counters come back for the same API version.
-        assert_eq!(metrics.api("bank-status", "1.0.0").outcome("ok"), 1);
+        assert_eq!(metrics.api("bank-status", "1.0.0").outcome(Outcome::Ok), 1);
         let text = metrics.render(1, 0);
         assert!(text.contains(
             r#"sfop_requests_total{api="bank-status",version="1.0.0",outcome="trap"} 1"#
@@ -438,5 +452,37 @@ mod tests {
         assert!(text.contains(
             r#"sfop_request_duration_seconds_count{api="bank-status",version="1.0.0"} 2"#
         ));
+    }
+
+    /// The canary's error count reads the enum, not labels: a candidate
+    /// that cannot be instantiated (`overloaded`) counts against it, a
+    /// caller's refusal or the platform's own shedding does not.
+    #[test]
+    fn release_faults_count_overloaded_and_not_the_callers_refusals() {
+        let stats = ApiStats::default();
+        for outcome in [
+            Outcome::Ok,
+            Outcome::Overloaded,
+            Outcome::Trap,
+            Outcome::Denied,
+            Outcome::Shed,
+        ] {
+            stats.record(outcome, Duration::from_micros(10));
+        }
+        assert_eq!(stats.requests(), 5);
+        assert_eq!(stats.release_faults(), 2);
+    }
+
+    #[test]
+    fn unrouted_outcomes_are_listed_only_once_counted() {
+        let metrics = Metrics::default();
+        let stats = metrics.api("a", "1.0.0");
+        stats.record(Outcome::Ok, Duration::from_micros(10));
+        let text = metrics.render(1, 0);
+        assert!(text.contains(r#"outcome="overloaded"} 0"#));
+        assert!(!text.contains(r#"outcome="route_not_found""#));
+        metrics.unrouted(Outcome::MethodNotAllowed);
+        let text = metrics.render(1, 0);
+        assert!(text.contains(r#"sfop_unrouted_requests_total{reason="method_not_allowed"} 1"#));
     }
 }

@@ -30,18 +30,6 @@ impl EmbeddedPlane {
     }
 }
 
-/// Outcomes that are the release's fault, for the canary's error rate.
-const ERROR_OUTCOMES: &[&str] = &[
-    "server_error",
-    "deadline",
-    "timeout",
-    "memory",
-    "trap",
-    "bad_response",
-    // Refused while quarantined for its own faults (ADR 0020).
-    "quarantined",
-];
-
 impl DataPlane for EmbeddedPlane {
     type Release = Release;
     type Table = RouteTable;
@@ -124,10 +112,10 @@ impl DataPlane for EmbeddedPlane {
 }
 
 fn health(stats: &ApiStats) -> Health {
-    let errors = ERROR_OUTCOMES.iter().map(|o| stats.outcome(o)).sum();
     Health {
         requests: stats.requests(),
-        errors,
+        // The release's own faults (sfop_core::Outcome::is_release_fault).
+        errors: stats.release_faults(),
         quarantined: None,
     }
 }

@@ -124,7 +124,7 @@ impl Served {
     pub fn runaways(&self) -> u64 {
         let m = self.api.manifest();
         let stats = self.gateway.metrics().api(&m.name, &m.version.to_string());
-        stats.outcome("deadline") + stats.outcome("timeout")
+        stats.outcome(sfop_core::Outcome::Deadline) + stats.outcome(sfop_core::Outcome::Timeout)
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use sfop_core::ledger::{ResultQuery, TransferKind};
-use sfop_core::{BankCall, Claims, FieldRef};
+use sfop_core::{BankCall, Claims, FieldRef, Outcome};
 use sfop_vbank::seed::{DEMO_CLIENT_ID, DEMO_CLIENT_USE_CODE, USERS};
 
 use crate::Log;
@@ -36,18 +36,14 @@ pub(crate) enum Fate {
     NoAnswer(String),
 }
 
-const FAULTS: &[&str] = &["trap", "memory", "bad_response", "overloaded"];
-const RUNAWAYS: &[&str] = &["deadline", "timeout"];
-const OUTCOMES: &[&str] = &[
-    "ok",
-    "server_error",
-    "deadline",
-    "timeout",
-    "memory",
-    "trap",
-    "bad_response",
-    "overloaded",
+/// The plugin's faults, told apart from runaways (sfop_core::Outcome).
+const FAULTS: &[Outcome] = &[
+    Outcome::Trap,
+    Outcome::Memory,
+    Outcome::BadResponse,
+    Outcome::Overloaded,
 ];
+const RUNAWAYS: &[Outcome] = &[Outcome::Deadline, Outcome::Timeout];
 
 /// Sends one call and tells how it ended. Calls must not overlap on the
 /// same API for the attribution to hold.
@@ -59,15 +55,12 @@ pub(crate) async fn fate(served: &Served, call: &Call) -> Fate {
         Err(e) => return Fate::NoAnswer(e),
     };
     let after = outcomes(served);
-    let grew = |label: &str| {
-        let i = OUTCOMES.iter().position(|o| *o == label).unwrap_or(0);
-        after[i] > before[i]
-    };
-    if RUNAWAYS.iter().any(|l| grew(l)) {
+    let grew = |outcome: Outcome| after[outcome.index()] > before[outcome.index()];
+    if RUNAWAYS.iter().any(|o| grew(*o)) {
         Fate::Runaway(reply)
-    } else if let Some(label) = FAULTS.iter().find(|l| grew(l)) {
-        Fate::Fault((*label).to_owned(), reply)
-    } else if grew("ok") || grew("server_error") {
+    } else if let Some(fault) = FAULTS.iter().find(|o| grew(**o)) {
+        Fate::Fault(fault.as_str().to_owned(), reply)
+    } else if grew(Outcome::Ok) || grew(Outcome::ServerError) {
         // The plugin answered (a 5xx answer is its own, counted apart).
         Fate::Answered(reply)
     } else {
@@ -81,7 +74,7 @@ fn outcomes(served: &Served) -> Vec<u64> {
         .gateway
         .metrics()
         .api(&m.name, &m.version.to_string());
-    OUTCOMES.iter().map(|o| stats.outcome(o)).collect()
+    Outcome::ALL.iter().map(|o| stats.outcome(*o)).collect()
 }
 
 /// Runs the conformance phase.

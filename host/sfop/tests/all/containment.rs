@@ -88,7 +88,7 @@ async fn a_trap_ends_only_its_request() -> Result<()> {
         bank_status_still_serves(&t).await?;
     }
     let stats = t.platform.gateway.metrics().api("trap", "0.1.0");
-    assert_eq!(stats.outcome("trap"), 3);
+    assert_eq!(stats.outcome(sfop_core::Outcome::Trap), 3);
     t.platform.stop().await
 }
 
@@ -102,7 +102,7 @@ async fn unbounded_allocation_hits_the_memory_cap() -> Result<()> {
             .gateway
             .metrics()
             .api("hog", "0.1.0")
-            .outcome("memory"),
+            .outcome(sfop_core::Outcome::Memory),
         1
     );
     // The pool slot was returned: the next call fails the same way, not worse.
@@ -136,7 +136,7 @@ async fn an_infinite_loop_hits_the_deadline_while_others_serve() -> Result<()> {
             .gateway
             .metrics()
             .api("spin", "0.1.0")
-            .outcome("deadline"),
+            .outcome(sfop_core::Outcome::Deadline),
         1
     );
     t.platform.stop().await
@@ -161,8 +161,8 @@ async fn oversized_bodies_are_refused_both_ways() -> Result<()> {
     assert_eq!(reply.status, 500);
     assert_eq!(assert_envelope(&reply)?, "A0003");
     let stats = t.platform.gateway.metrics().api("echo", "0.1.0");
-    assert_eq!(stats.outcome("body_too_large"), 1);
-    assert_eq!(stats.outcome("bad_response"), 1);
+    assert_eq!(stats.outcome(sfop_core::Outcome::BodyTooLarge), 1);
+    assert_eq!(stats.outcome(sfop_core::Outcome::BadResponse), 1);
 
     // A small one still goes through.
     let reply = send(t.addr(), "POST", "/test/echo", &[], b"ok".to_vec()).await?;
