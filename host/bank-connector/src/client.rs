@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -16,15 +16,19 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use sfop_core::ledger::{
-    Balance, BankAnswer, BankCall, ConsentScope, DepositRequest, HistoryPage, HistoryQuery,
-    RealName, RealNameQuery, ReceiveCheck, ReceiveQuery, Recipient, Refusal, RegisteredAccount,
-    RemitQuery, ResultQuery, TransferReceipt, UserInfo, WithdrawRequest,
+    Balance, BankAnswer, BankCall, CallScope, ConsentScope, DepositRequest, DirectoryAccount,
+    HistoryPage, HistoryQuery, RealName, RealNameQuery, ReceiveCheck, ReceiveQuery, Recipient,
+    Refusal, RegisterRequest, RegisteredAccount, RemitQuery, ResultQuery, TransferReceipt,
+    UserInfo, WithdrawRequest,
 };
-use sfop_core::{Bank, BankBackend, BankError};
+use sfop_core::{Bank, BankBackend, BankDirectory, BankError};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::wire::{Answer, Outgoing};
+use crate::wire::{
+    API_TRAN_ID, Answer, AuthenticateArgs, Authenticated, DEADLINE_MS, Outgoing, UnlinkArgs,
+    Unlinked,
+};
 
 /// Idle connections kept per bank.
 const MAX_IDLE: usize = 32;
@@ -221,8 +225,8 @@ impl RestBank {
         }
     }
 
-    /// One operation: never retried (a money movement's lost answer is
-    /// `timeout`, reconciled with `transfer-result`).
+    /// One ledger operation: never retried (a money movement's lost answer
+    /// is `timeout`, reconciled with `transfer-result`).
     async fn post<A: Serialize, T: DeserializeOwned>(
         &self,
         endpoint: &Endpoint,
@@ -230,12 +234,50 @@ impl RestBank {
         call: &BankCall<'_>,
         args: A,
     ) -> Result<T, BankError> {
+        self.exchange(endpoint, "ledger", operation, call, args)
+            .await
+    }
+
+    /// One request to `{base}v1/{set}/{operation}`, with the headers of the
+    /// host call it serves (if any) and of how long the platform waits.
+    async fn exchange<A: Serialize, T: DeserializeOwned>(
+        &self,
+        endpoint: &Endpoint,
+        set: &str,
+        operation: &str,
+        call: &BankCall<'_>,
+        args: A,
+    ) -> Result<T, BankError> {
         let body = serde_json::to_vec(&Outgoing::new(call, args))
             .map_err(|e| BankError::Backend(format!("encoding the request: {e}")))?;
+        // The host's deadline for this call (ADR 0022) if sooner than ours.
+        let scope = CallScope::current();
+        let started = Instant::now();
+        let timeout = scope
+            .as_ref()
+            .and_then(|s| s.deadline)
+            .map_or(self.request_timeout, |deadline| {
+                deadline
+                    .saturating_duration_since(started)
+                    .min(self.request_timeout)
+            });
         let exchange = async {
-            let request = Request::post(format!("{}v1/ledger/{operation}", endpoint.base))
+            let mut request = Request::post(format!("{}v1/{set}/{operation}", endpoint.base))
                 .header(hyper::header::HOST, endpoint.host.as_str())
                 .header(hyper::header::CONTENT_TYPE, "application/json")
+                .header(
+                    DEADLINE_MS,
+                    timeout
+                        .saturating_sub(started.elapsed())
+                        .as_millis()
+                        .to_string(),
+                );
+            if let Some(id) = scope.as_ref().map(|s| s.api_tran_id.as_str())
+                && !id.is_empty()
+            {
+                request = request.header(API_TRAN_ID, id);
+            }
+            let request = request
                 .body(Full::new(Bytes::from(body)))
                 .map_err(|e| BankError::Backend(format!("building the request: {e}")))?;
             // A pooled connection the bank closed meanwhile hands the
@@ -275,7 +317,7 @@ impl RestBank {
             endpoint.give_back(sender);
             decode(status, &bytes)
         };
-        tokio::time::timeout(self.request_timeout, exchange)
+        tokio::time::timeout_at(tokio::time::Instant::from_std(started + timeout), exchange)
             .await
             .unwrap_or(Err(BankError::Timeout))
     }
@@ -428,5 +470,61 @@ impl BankBackend for RestBank {
             "scope": scope,
         });
         self.post(&self.home, "cancel-account", call, args).await
+    }
+}
+
+/// The home bank's directory (`/v1/directory/...`): the OAuth server's
+/// sign-in and consent pages ask the bank that issues the fintech numbers.
+#[async_trait::async_trait]
+impl BankDirectory for RestBank {
+    async fn authenticate(
+        &self,
+        call: &BankCall<'_>,
+        login_id: &str,
+        password: &str,
+    ) -> Result<Option<String>, BankError> {
+        let args = AuthenticateArgs {
+            login_id: login_id.to_owned(),
+            password: password.to_owned(),
+        };
+        let answer: Authenticated = self
+            .exchange(&self.home, "directory", "authenticate", call, args)
+            .await?;
+        Ok(answer.user_seq_no)
+    }
+
+    async fn accounts(
+        &self,
+        call: &BankCall<'_>,
+        user_seq_no: &str,
+    ) -> Result<Vec<DirectoryAccount>, BankError> {
+        let args = json!({ "user_seq_no": user_seq_no });
+        self.exchange(&self.home, "directory", "accounts", call, args)
+            .await
+    }
+
+    async fn register(
+        &self,
+        call: &BankCall<'_>,
+        request: &RegisterRequest,
+    ) -> Result<Vec<String>, BankError> {
+        self.exchange(&self.home, "directory", "register", call, request)
+            .await
+    }
+
+    async fn unlink(
+        &self,
+        call: &BankCall<'_>,
+        user_seq_no: &str,
+        client_id: &str,
+    ) -> Result<u64, BankError> {
+        let args = UnlinkArgs {
+            user_seq_no: user_seq_no.to_owned(),
+            client_id: client_id.to_owned(),
+        };
+        let answer: Unlinked = self
+            .exchange(&self.home, "directory", "unlink", call, args)
+            .await?;
+        Ok(answer.accounts)
     }
 }

@@ -1,10 +1,12 @@
 //! The bank side of the contract: any [`BankBackend`] behind
-//! `POST /v1/ledger/{operation}`, over HTTP/1.1, with or without TLS. What
-//! `sfop bank serve` is to run in front of the virtual bank.
+//! `POST /v1/ledger/{operation}` and, when given one, a [`BankDirectory`]
+//! behind `POST /v1/directory/{operation}`, over HTTP/1.1, with or without
+//! TLS. What `sfop bank serve` is to run in front of the virtual bank.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
@@ -16,23 +18,60 @@ use serde::de::DeserializeOwned;
 use sfop_core::ledger::{
     DepositRequest, HistoryQuery, RealNameQuery, ReceiveQuery, RemitQuery, WithdrawRequest,
 };
-use sfop_core::{BankBackend, BankError};
+use sfop_core::ledger::RegisterRequest;
+use sfop_core::{BankBackend, BankDirectory, BankError};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 use crate::wire::{
-    Answer, BalanceArgs, CancelArgs, ErrorBody, Incoming, NoArgs, RegisteredArgs, ResultArgs,
-    UserArgs,
+    API_TRAN_ID, Answer, AuthenticateArgs, Authenticated, BalanceArgs, CancelArgs, DEADLINE_MS,
+    ErrorBody, Incoming, NoArgs, RegisteredArgs, ResultArgs, UnlinkArgs, Unlinked, UserArgs,
 };
 
 /// Largest request body a bank server reads.
 const MAX_BODY: usize = 1 << 20;
 
+/// The longest a request's work may take when the platform names no
+/// deadline (`x-sfop-deadline-ms`), and the most it may name.
+const MAX_DEADLINE: Duration = Duration::from_secs(60);
+
 /// Serves `bank` on `listener` until `stop` resolves; connections in
-/// flight finish on their own.
+/// flight finish on their own. No directory: `/v1/directory/...` is 404.
 pub async fn serve(
     listener: TcpListener,
     bank: Arc<dyn BankBackend>,
+    tls: Option<TlsAcceptor>,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    serve_bank(listener, Offered { bank, directory: None }, tls, stop).await
+}
+
+/// [`serve`], and `directory` behind `/v1/directory/...` (the OAuth
+/// server's sign-in and consent pages).
+pub async fn serve_with_directory(
+    listener: TcpListener,
+    bank: Arc<dyn BankBackend>,
+    directory: Arc<dyn BankDirectory>,
+    tls: Option<TlsAcceptor>,
+    stop: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let offered = Offered {
+        bank,
+        directory: Some(directory),
+    };
+    serve_bank(listener, offered, tls, stop).await
+}
+
+/// What one bank server offers.
+#[derive(Clone)]
+struct Offered {
+    bank: Arc<dyn BankBackend>,
+    directory: Option<Arc<dyn BankDirectory>>,
+}
+
+async fn serve_bank(
+    listener: TcpListener,
+    offered: Offered,
     tls: Option<TlsAcceptor>,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
@@ -42,11 +81,11 @@ pub async fn serve(
             accepted = listener.accept() => accepted?,
             () = &mut stop => return Ok(()),
         };
-        let (bank, tls) = (bank.clone(), tls.clone());
+        let (offered, tls) = (offered.clone(), tls.clone());
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| {
-                let bank = bank.clone();
-                async move { Ok::<_, Infallible>(handle(bank.as_ref(), req).await) }
+                let offered = offered.clone();
+                async move { Ok::<_, Infallible>(handle(&offered, req).await) }
             });
             let http = hyper::server::conn::http1::Builder::new();
             let served = match tls {
@@ -66,22 +105,102 @@ pub async fn serve(
     }
 }
 
-async fn handle(bank: &dyn BankBackend, req: Request<Body>) -> Response<Full<Bytes>> {
-    let Some(operation) = req.uri().path().strip_prefix("/v1/ledger/") else {
+/// Which of the contract's two sets of endpoints a request names.
+enum Endpoints<'a> {
+    Ledger(&'a dyn BankBackend),
+    Directory(&'a dyn BankDirectory),
+}
+
+async fn handle(offered: &Offered, req: Request<Body>) -> Response<Full<Bytes>> {
+    let path = req.uri().path();
+    let (endpoints, operation) = if let Some(op) = path.strip_prefix("/v1/ledger/") {
+        (Endpoints::Ledger(offered.bank.as_ref()), op.to_owned())
+    } else if let Some(op) = path.strip_prefix("/v1/directory/") {
+        match &offered.directory {
+            Some(directory) => (Endpoints::Directory(directory.as_ref()), op.to_owned()),
+            None => return error(StatusCode::NOT_FOUND, "this bank offers no directory"),
+        }
+    } else {
         return error(StatusCode::NOT_FOUND, "no such endpoint");
     };
-    let operation = operation.to_owned();
     if req.method() != Method::POST {
         return error(StatusCode::METHOD_NOT_ALLOWED, "POST only");
     }
+    // The call this request serves, for the bank's log, and how long the
+    // platform still waits: work that cannot answer by then is dropped
+    // (a booking already made stays made; the platform reconciles with
+    // transfer-result).
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let api_tran_id = header(API_TRAN_ID).unwrap_or_default();
+    let deadline = header(DEADLINE_MS)
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map_or(MAX_DEADLINE, |ms| Duration::from_millis(ms).min(MAX_DEADLINE));
+    let span = tracing::debug_span!(
+        target: "sfop::bank_server",
+        "bank_request",
+        operation = %operation,
+        api_tran_id = %api_tran_id,
+        deadline_ms = u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+    );
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(body) => body.to_bytes(),
         Err(_) => return error(StatusCode::BAD_REQUEST, "body unreadable or too large"),
     };
-    match dispatch(bank, &operation, &body).await {
+    let work = async {
+        let reply = match endpoints {
+            Endpoints::Ledger(bank) => dispatch(bank, &operation, &body).await,
+            Endpoints::Directory(directory) => directory_dispatch(directory, &operation, &body).await,
+        };
+        reply.unwrap_or_else(|refused| *refused)
+    };
+    use tracing::Instrument;
+    match tokio::time::timeout(deadline, work.instrument(span)).await {
         Ok(response) => response,
-        Err(refused) => *refused,
+        Err(_) => {
+            tracing::info!(operation = %operation, api_tran_id = %api_tran_id, "bank server: the platform's deadline passed");
+            error(StatusCode::GATEWAY_TIMEOUT, "the deadline passed")
+        }
     }
+}
+
+/// `/v1/directory/{operation}`.
+async fn directory_dispatch(directory: &dyn BankDirectory, operation: &str, body: &[u8]) -> Reply {
+    Ok(match operation {
+        "authenticate" => {
+            let c: Incoming<AuthenticateArgs> = parse(body)?;
+            let a = &c.args;
+            answer(
+                directory
+                    .authenticate(&c.call(), &a.login_id, &a.password)
+                    .await
+                    .map(|user_seq_no| Authenticated { user_seq_no }),
+            )
+        }
+        "accounts" => {
+            let c: Incoming<UserArgs> = parse(body)?;
+            answer(directory.accounts(&c.call(), &c.args.user_seq_no).await)
+        }
+        "register" => {
+            let c: Incoming<RegisterRequest> = parse(body)?;
+            answer(directory.register(&c.call(), &c.args).await)
+        }
+        "unlink" => {
+            let c: Incoming<UnlinkArgs> = parse(body)?;
+            let a = &c.args;
+            answer(
+                directory
+                    .unlink(&c.call(), &a.user_seq_no, &a.client_id)
+                    .await
+                    .map(|accounts| Unlinked { accounts }),
+            )
+        }
+        _ => error(StatusCode::NOT_FOUND, "no such operation"),
+    })
 }
 
 /// An answer, or (boxed, it is the rare path) the refusal of a bad request.

@@ -97,3 +97,47 @@ pub(crate) struct CancelArgs {
     pub fintech_use_num: String,
     pub scope: ConsentScope,
 }
+
+/// `/v1/directory/authenticate`. The password travels in the body, over
+/// TLS; no `Debug` shows it.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct AuthenticateArgs {
+    pub login_id: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for AuthenticateArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthenticateArgs")
+            .field("login_id", &self.login_id)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UnlinkArgs {
+    pub user_seq_no: String,
+    pub client_id: String,
+}
+
+/// `/v1/directory/authenticate`'s answer: `null` when the credentials do
+/// not match.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Authenticated {
+    pub user_seq_no: Option<String>,
+}
+
+/// `/v1/directory/unlink`'s answer.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Unlinked {
+    pub accounts: u64,
+}
+
+/// The headers of the call a request serves (docs/bank-connector.md).
+pub(crate) const API_TRAN_ID: &str = "x-sfop-api-tran-id";
+pub(crate) const DEADLINE_MS: &str = "x-sfop-deadline-ms";

@@ -5,9 +5,9 @@
 use std::fmt;
 
 use crate::ledger::{
-    Balance, BankAnswer, BankCall, ConsentScope, DepositRequest, HistoryPage, HistoryQuery,
-    RealName, RealNameQuery, ReceiveCheck, ReceiveQuery, Refusal, RegisteredAccount, RemitQuery,
-    ResultQuery, TransferReceipt, UserInfo, WithdrawRequest,
+    Balance, BankAnswer, BankCall, ConsentScope, DepositRequest, DirectoryAccount, HistoryPage,
+    HistoryQuery, RealName, RealNameQuery, ReceiveCheck, ReceiveQuery, Refusal, RegisterRequest,
+    RegisteredAccount, RemitQuery, ResultQuery, TransferReceipt, UserInfo, WithdrawRequest,
 };
 pub use crate::ledger::{Bank, BankError};
 
@@ -104,6 +104,50 @@ pub trait BankBackend: Send + Sync + fmt::Debug {
         fintech_use_num: &str,
         scope: ConsentScope,
     ) -> Result<BankAnswer, BankError>;
+}
+
+/// The bank's users, for the OAuth server's sign-in and consent pages: who
+/// can sign in, which accounts they may register, and where consents (and
+/// the fintech numbers they issue) are recorded. The bank decides; the
+/// platform only shows its answers. The virtual bank implements it, and the
+/// REST connector asks a participant bank for it (docs/bank-connector.md,
+/// `/v1/directory/...`). Every operation may block on a password hash, a
+/// durable write or the network, so implementations run that off the
+/// async workers.
+#[async_trait::async_trait]
+pub trait BankDirectory: Send + Sync + fmt::Debug {
+    /// The `user_seq_no` of the user with these credentials, if they match.
+    /// Never logs the password.
+    async fn authenticate(
+        &self,
+        call: &BankCall<'_>,
+        login_id: &str,
+        password: &str,
+    ) -> Result<Option<String>, BankError>;
+
+    /// The accounts the user may register.
+    async fn accounts(
+        &self,
+        call: &BankCall<'_>,
+        user_seq_no: &str,
+    ) -> Result<Vec<DirectoryAccount>, BankError>;
+
+    /// Records the consent (durable when it answers); the fintech number
+    /// issued for each account, in the order of `account_ids`.
+    async fn register(
+        &self,
+        call: &BankCall<'_>,
+        request: &RegisterRequest,
+    ) -> Result<Vec<String>, BankError>;
+
+    /// Withdraws every consent the user gave the client (durable when it
+    /// answers); how many accounts it touched.
+    async fn unlink(
+        &self,
+        call: &BankCall<'_>,
+        user_seq_no: &str,
+        client_id: &str,
+    ) -> Result<u64, BankError>;
 }
 
 /// Why a key-value call failed.

@@ -412,3 +412,61 @@ pub struct ReceiveCheck {
     pub wd: Party,
     pub tran_amt: u64,
 }
+
+/// An account the user may register on the consent page, as the bank's
+/// directory offers it ([`crate::BankDirectory::accounts`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectoryAccount {
+    /// Opaque to the platform: passed back in [`RegisterRequest::account_ids`].
+    pub id: String,
+    pub bank_code_std: String,
+    pub bank_name: String,
+    pub account_num_masked: String,
+    pub account_alias: String,
+}
+
+/// The consent a user gave on the consent page, for the bank to record
+/// ([`crate::BankDirectory::register`]).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    pub user_seq_no: String,
+    pub client_id: String,
+    pub client_use_code: String,
+    /// Ids from [`DirectoryAccount::id`].
+    pub account_ids: Vec<String>,
+    /// The OAuth scopes consented to; the bank records `inquiry` and
+    /// `transfer` and ignores the others.
+    pub scopes: Vec<String>,
+}
+
+/// The host call a bank operation serves: its `api_tran_id` and the instant
+/// after which nobody waits for the answer. Set by the host around each
+/// ledger call (a tokio task-local, [`CallScope::run`]); a backend that
+/// forwards calls (the REST connector) reads it with [`CallScope::current`]
+/// and passes it on (`x-sfop-api-tran-id`, `x-sfop-deadline-ms`). Not a
+/// field of [`BankCall`], which every backend and test builds by hand: a
+/// backend that has no use for it never sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallScope {
+    pub api_tran_id: String,
+    pub deadline: Option<std::time::Instant>,
+}
+
+tokio::task_local! {
+    static CALL_SCOPE: CallScope;
+}
+
+impl CallScope {
+    /// Runs `call` with this scope visible to [`CallScope::current`].
+    pub async fn run<F: std::future::Future>(self, call: F) -> F::Output {
+        CALL_SCOPE.scope(self, call).await
+    }
+
+    /// The scope of the host call being served, if any (none outside a
+    /// host call: the OAuth pages, the CLI, tests).
+    pub fn current() -> Option<CallScope> {
+        CALL_SCOPE.try_with(Clone::clone).ok()
+    }
+}

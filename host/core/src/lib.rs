@@ -15,7 +15,7 @@ pub mod outcome;
 pub mod package;
 pub mod time;
 
-pub use backend::{BankBackend, Claims, KvError, KvStore};
+pub use backend::{BankBackend, BankDirectory, Claims, KvError, KvStore};
 pub use envelope::{ApiTranId, rsp};
 pub use ledger::{Bank, BankCall, BankError, Refusal};
 pub use outcome::Outcome;

@@ -359,7 +359,13 @@ impl HostState {
     ) -> Result<T, BankError> {
         let span = self.span(operation);
         let started = start(&span);
-        let result = bounded(self.bank_deadline, call, &span).await;
+        // The call it serves travels with it, for a backend that passes it
+        // on (the REST connector's `x-sfop-*` headers).
+        let scope = sfop_core::ledger::CallScope {
+            api_tran_id: self.api_tran_id.clone(),
+            deadline: self.bank_deadline,
+        };
+        let result = bounded(self.bank_deadline, scope.run(call), &span).await;
         finish(&span, started, bank_outcome(&result));
         result
     }

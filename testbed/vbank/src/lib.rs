@@ -42,6 +42,7 @@
 //! are the gateway's to check against the manifest.
 
 mod commit;
+mod directory;
 pub mod faults;
 mod institutions;
 mod model;
@@ -52,6 +53,7 @@ pub mod seed;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use commit::CommitStats;
+pub use directory::DIRECTORY_BLOCKING;
 pub use institutions::{ContractAccount, InstitutionView, NewInstitution};
 use model::{
     Account, Consent, FintechLink, Institution, Registration, StoredBank, StoredPosting, User,

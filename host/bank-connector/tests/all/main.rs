@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use sfop_bank_connector::{BankEndpoint, RestBank, RestBankConfig, serve};
 use sfop_core::ledger::{BankCall, ResultQuery, TransferKind, WithdrawRequest, codes};
 use sfop_core::{BankBackend, BankError, Claims};
@@ -295,4 +295,226 @@ fn urls_are_checked_when_the_connector_is_built() {
         assert!(connector(url.into(), None).is_err(), "{url}");
     }
     assert!(connector("http://127.0.0.1:9/prefix".into(), None).is_ok());
+}
+
+/// The home bank's directory over the contract (`/v1/directory/...`): what
+/// the OAuth server's pages ask is what the bank answers, and a consent
+/// given through it is the bank's own record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_directory_over_http_is_the_banks() -> Result<()> {
+    use sfop_core::BankDirectory;
+    use sfop_core::ledger::RegisterRequest;
+    let dir = tempfile::tempdir()?;
+    let bank = VirtualBank::open(&sfop_store::Store::open(dir.path())?)?;
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(sfop_bank_connector::serve_with_directory(
+        listener,
+        Arc::new(bank.clone()),
+        Arc::new(bank.clone()),
+        None,
+        async {
+            let _ = stopped.await;
+        },
+    ));
+    let rest = connector(format!("http://{addr}/"), None)?;
+    let no_caller = BankCall {
+        caller: None,
+        now_millis: claims_now(),
+        utc_offset_minutes: sfop_core::time::KST_OFFSET_MINUTES,
+    };
+
+    assert_eq!(
+        rest.authenticate(&no_caller, "hong", "hong1234").await?,
+        Some("1100000001".to_owned())
+    );
+    assert_eq!(rest.authenticate(&no_caller, "hong", "wrong").await?, None);
+    assert_eq!(rest.authenticate(&no_caller, "nobody", "x").await?, None);
+
+    let accounts = rest.accounts(&no_caller, "1100000001").await?;
+    let theirs = bank.accounts_of("1100000001")?;
+    assert_eq!(
+        accounts.iter().map(|a| &a.id).collect::<Vec<_>>(),
+        theirs.iter().map(|a| &a.id).collect::<Vec<_>>()
+    );
+    assert!(accounts.iter().all(|a| !a.bank_name.is_empty()));
+
+    let request = RegisterRequest {
+        user_seq_no: "1100000001".into(),
+        client_id: "other-app".into(),
+        client_use_code: "M202300002".into(),
+        account_ids: accounts.iter().map(|a| a.id.clone()).collect(),
+        scopes: vec!["login".into(), "inquiry".into()],
+    };
+    let nums = rest.register(&no_caller, &request).await?;
+    assert_eq!(nums.len(), accounts.len());
+    let live = bank.fintech_use_nums("1100000001", "other-app", claims_now())?;
+    assert_eq!(
+        {
+            let mut l = live.clone();
+            l.sort();
+            l
+        },
+        {
+            let mut n = nums.clone();
+            n.sort();
+            n
+        },
+        "the bank recorded the consent"
+    );
+    // Another user's account is the bank's refusal, not a failure.
+    let kim = bank.accounts_of("1100000002")?;
+    let mut theirs_too = request.clone();
+    theirs_too.account_ids = vec![kim[0].id.clone()];
+    assert!(matches!(
+        rest.register(&no_caller, &theirs_too).await,
+        Err(BankError::Refused(_))
+    ));
+
+    assert_eq!(
+        rest.unlink(&no_caller, "1100000001", "other-app").await?,
+        nums.len() as u64
+    );
+    assert!(
+        bank.fintech_use_nums("1100000001", "other-app", claims_now())?
+            .is_empty()
+    );
+
+    // A bank server without a directory says so; nothing is made up.
+    let plain = bank_server(None).await?;
+    let rest = connector(format!("http://{}/", plain.addr), None)?;
+    assert!(matches!(
+        rest.authenticate(&no_caller, "hong", "hong1234").await,
+        Err(BankError::Backend(_))
+    ));
+    Ok(())
+}
+
+/// A server that reads one request, hands its bytes to the test, and
+/// answers bank-status with no banks.
+async fn recorder() -> Result<(SocketAddr, tokio::sync::mpsc::UnboundedReceiver<String>)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0; 64 * 1024];
+                let n = stream.read(&mut buf).await.unwrap_or(0);
+                let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+                let body = br#"{"ok":[]}"#;
+                let head = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = stream.write_all(head.as_bytes()).await;
+                let _ = stream.write_all(body).await;
+            });
+        }
+    });
+    Ok((addr, rx))
+}
+
+fn header<'a>(request: &'a str, name: &str) -> Option<&'a str> {
+    request
+        .split("\r\n\r\n")
+        .next()?
+        .lines()
+        .find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+}
+
+/// Every request names how long the platform waits (`x-sfop-deadline-ms`:
+/// the host call's deadline when sooner than the connector's own timeout)
+/// and, inside a host call, its `api_tran_id`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_carry_the_call_and_its_deadline() -> Result<()> {
+    use sfop_core::ledger::CallScope;
+    let (addr, mut seen) = recorder().await?;
+    let rest = connector(format!("http://{addr}/"), None)?;
+    let claims = hong();
+
+    let scope = CallScope {
+        api_tran_id: "T1234567890ABCDEF".into(),
+        deadline: Some(std::time::Instant::now() + Duration::from_millis(300)),
+    };
+    assert_eq!(scope.run(rest.bank_status(&call(&claims))).await?, vec![]);
+    let request = seen.recv().await.context("no request")?;
+    assert_eq!(
+        header(&request, "x-sfop-api-tran-id"),
+        Some("T1234567890ABCDEF"),
+        "{request}"
+    );
+    let ms: u64 = header(&request, "x-sfop-deadline-ms")
+        .context("no deadline")?
+        .parse()?;
+    assert!((1..=300).contains(&ms), "{ms}");
+
+    // Outside a host call: no api_tran_id, the connector's own timeout.
+    rest.bank_status(&call(&claims)).await?;
+    let request = seen.recv().await.context("no request")?;
+    assert_eq!(header(&request, "x-sfop-api-tran-id"), None, "{request}");
+    let ms: u64 = header(&request, "x-sfop-deadline-ms")
+        .context("no deadline")?
+        .parse()?;
+    assert!((700..=800).contains(&ms), "{ms}");
+    Ok(())
+}
+
+/// A bank server drops work it cannot answer before the platform's
+/// deadline (`504`, which the connector reads as `A0017`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bank_server_gives_up_at_the_platforms_deadline() -> Result<()> {
+    use sfop_vbank::faults::{FaultKind, FaultRule, FaultScript, ScriptedBank};
+    let dir = tempfile::tempdir()?;
+    let store = sfop_store::Store::open(dir.path())?;
+    let faults = FaultScript::open(&store)?;
+    faults.add(FaultRule {
+        client_id: None,
+        operation: Some("withdraw".into()),
+        fault: FaultKind::Hang,
+        bank_code: None,
+        rsp_code: None,
+        bank_rsp_code: None,
+        rsp_message: None,
+        fixture: None,
+        times: None,
+    })?;
+    let hanging = ScriptedBank::new(VirtualBank::open(&store)?, faults);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let (_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(serve(listener, Arc::new(hanging), None, async {
+        let _ = stopped.await;
+    }));
+    let body = serde_json::json!({
+        "caller": hong(),
+        "now_millis": claims_now(),
+        "utc_offset_minutes": sfop_core::time::KST_OFFSET_MINUTES,
+        "args": withdraw(&tran_id(400)),
+    })
+    .to_string();
+    let mut stream = tokio::net::TcpStream::connect(addr).await?;
+    let started = Instant::now();
+    stream
+        .write_all(
+            format!(
+                "POST /v1/ledger/withdraw HTTP/1.1\r\nhost: bank\r\ncontent-type: application/json\r\nx-sfop-deadline-ms: 100\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            )
+            .as_bytes(),
+        )
+        .await?;
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut answer))
+        .await
+        .context("the bank server kept waiting")??;
+    let took = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 504"), "{answer}");
+    assert!(took >= Duration::from_millis(100), "{took:?}");
+    Ok(())
 }
