@@ -31,6 +31,9 @@ struct Dependency {
 const OWNED: &[(&str, &str)] = &[
     ("wasmtime", "sfop-runtime"),
     ("sled", "sfop-store"),
+    ("tokio-postgres", "sfop-store-pg"),
+    ("deadpool-postgres", "sfop-store-pg"),
+    ("refinery", "sfop-store-pg"),
     ("biscuit-auth", "sfop-auth"),
 ];
 
@@ -50,6 +53,7 @@ const DATA_PLANE: &[&str] = &[
     "sfop-runtime",
     "sfop-gateway",
     "sfop-store",
+    "sfop-store-pg",
     "sfop-auth",
 ];
 const CONTROL_PLANE_PREFIXES: &[&str] = &["sfop-management", "sfop-testbed", "sfop-portal"];

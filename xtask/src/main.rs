@@ -62,7 +62,8 @@ enum Task {
     /// openapi-spec-validator (PyPI). Idempotent; part of `ci`.
     PortalTestTools,
     /// Check the crate dependency rules (data plane never depends on the
-    /// control plane; sled, wasmtime and biscuit-auth each in one crate).
+    /// control plane; sled, tokio-postgres, wasmtime and biscuit-auth each in one
+    /// crate).
     Layers,
     /// Build the plugins, then measure the gateway against a bare hyper
     /// server in one run (B0-B4, B3r/B4r, T1, T2, S; release build); prints the table
