@@ -270,29 +270,13 @@ pub(crate) fn scope_text(scope: &str) -> &'static str {
 
 /// `2026-11-22T13:05:09Z`.
 pub(crate) fn rfc3339(ms: u64) -> String {
-    let d = sfop_core::time::format_dtm(ms, 0);
-    format!(
-        "{}-{}-{}T{}:{}:{}Z",
-        &d[0..4],
-        &d[4..6],
-        &d[6..8],
-        &d[8..10],
-        &d[10..12],
-        &d[12..14]
-    )
+    sfop_core::time::rfc3339(ms)
 }
 
-/// `2026-11-22 22:05` in KST.
+/// `2026-11-22 22:05 KST`.
 pub(crate) fn kst(ms: u64) -> String {
-    let d = sfop_core::time::format_dtm(ms, sfop_core::time::KST_OFFSET_MINUTES);
-    format!(
-        "{}-{}-{} {}:{} KST",
-        &d[0..4],
-        &d[4..6],
-        &d[6..8],
-        &d[8..10],
-        &d[10..12]
-    )
+    let minute = sfop_core::time::date_and_minute(ms, sfop_core::time::KST_OFFSET_MINUTES);
+    format!("{minute} KST")
 }
 
 /// A JSON text pretty-printed, or as it is when it is not JSON.

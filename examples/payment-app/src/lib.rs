@@ -27,7 +27,6 @@ pub mod oauth;
 use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
@@ -726,45 +725,36 @@ pub(crate) fn random_bytes<const N: usize>() -> Result<[u8; N]> {
 }
 
 /// Korea Standard Time is UTC+9, all year.
-const KST_SECONDS: u64 = 9 * 3600;
-
-fn kst_seconds() -> Result<u64> {
-    Ok(SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .context("the clock is before 1970")?
-        .as_secs()
-        + KST_SECONDS)
-}
+const KST: jiff::tz::Offset = jiff::tz::Offset::constant(9);
 
 /// `tran_dtime`: `YYYYMMDDhhmmss`, Korea time.
 fn kst_now() -> Result<String> {
-    Ok(dtime(kst_seconds()?))
+    Ok(dtime(KST.to_datetime(jiff::Timestamp::now())))
 }
 
 /// `YYYYMMDD`, Korea time, `days` ago.
 fn kst_date_days_before(days: u64) -> Result<String> {
-    let s = kst_seconds()?.saturating_sub(days * 86_400);
-    Ok(dtime(s)[..8].to_owned())
+    let today = KST.to_datetime(jiff::Timestamp::now()).date();
+    let span = jiff::Span::new().try_days(i64::try_from(days)?)?;
+    let day = today.checked_sub(span)?;
+    Ok(format!(
+        "{:04}{:02}{:02}",
+        day.year(),
+        day.month(),
+        day.day()
+    ))
 }
 
-/// Seconds since the epoch (in the wanted zone) as `YYYYMMDDhhmmss`.
-fn dtime(secs: u64) -> String {
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
+/// A wall-clock time as `YYYYMMDDhhmmss`.
+fn dtime(t: jiff::civil::DateTime) -> String {
     format!(
-        "{year:04}{month:02}{day:02}{:02}{:02}{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}{:02}{:02}{:02}{:02}{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
     )
 }
 
@@ -841,11 +831,20 @@ mod tests {
     }
 
     #[test]
-    fn dates_are_civil() {
-        assert_eq!(dtime(0), "19700101000000");
-        assert_eq!(dtime(951_782_400), "20000229000000");
-        assert_eq!(dtime(1_795_305_600 + 3_723), "20261122010203");
-        assert_eq!(dtime(4_102_444_799), "20991231235959");
+    fn dates_are_civil() -> Result<()> {
+        let utc = |secs: i64| -> Result<String> {
+            Ok(dtime(
+                jiff::tz::Offset::UTC.to_datetime(jiff::Timestamp::from_second(secs)?),
+            ))
+        };
+        assert_eq!(utc(0)?, "19700101000000");
+        assert_eq!(utc(951_782_400)?, "20000229000000");
+        assert_eq!(utc(1_795_305_600 + 3_723)?, "20261122010203");
+        assert_eq!(utc(4_102_444_799)?, "20991231235959");
+        // 2026-12-31T15:00:00Z is New Year in Korea.
+        let new_year = KST.to_datetime(jiff::Timestamp::from_second(1_798_729_200)?);
+        assert_eq!(dtime(new_year), "20270101000000");
+        Ok(())
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! Business time: the open-banking API writes times in the platform's zone
-//! (KST by default) as fixed-width digit strings.
+//! (KST by default) as fixed-width digit strings. The calendar is jiff's.
 
+use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use jiff::tz::Offset;
+use jiff::{Timestamp, civil};
 
 /// Korea Standard Time, UTC+9, the reference platform's business zone.
 pub const KST_OFFSET_MINUTES: i32 = 9 * 60;
@@ -14,98 +18,117 @@ pub fn now_millis() -> u64 {
         .unwrap_or_default()
 }
 
+/// The instant `unix_millis`; one past jiff's range (after 9999) is its end.
+fn instant(unix_millis: u64) -> Timestamp {
+    i64::try_from(unix_millis)
+        .ok()
+        .and_then(|ms| Timestamp::from_millisecond(ms).ok())
+        .unwrap_or(Timestamp::MAX)
+}
+
+/// The wall-clock time at `unix_millis`, `offset_minutes` east of UTC. The
+/// configuration keeps offsets within -12:00..=+14:00; one beyond what any
+/// zone uses (±25:59) is read as UTC.
+fn local(unix_millis: u64, offset_minutes: i32) -> civil::DateTime {
+    let offset = offset_minutes
+        .checked_mul(60)
+        .and_then(|secs| Offset::from_seconds(secs).ok())
+        .unwrap_or(Offset::UTC);
+    offset.to_datetime(instant(unix_millis))
+}
+
 /// `YYYYMMDDhhmmssSSS` (17 digits), the format of `api_tran_dtm`.
 pub fn format_dtm(unix_millis: u64, offset_minutes: i32) -> String {
-    let local = unix_millis as i64 + i64::from(offset_minutes) * 60_000;
-    let millis = local.rem_euclid(1000);
-    let secs = local.div_euclid(1000);
-    let (y, m, d) = civil_from_days(secs.div_euclid(86_400));
-    let sod = secs.rem_euclid(86_400);
+    let t = local(unix_millis, offset_minutes);
     format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}{millis:03}",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
+        "{:04}{:02}{:02}{:02}{:02}{:02}{:03}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// RFC 3339 in UTC to the second: `2026-11-22T13:05:09Z`.
+pub fn rfc3339(unix_millis: u64) -> String {
+    let t = local(unix_millis, 0);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+/// Date and minute at `offset_minutes` east of UTC: `2026-11-22 22:05`.
+pub fn date_and_minute(unix_millis: u64, offset_minutes: i32) -> String {
+    let t = local(unix_millis, offset_minutes);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute()
     )
 }
 
 /// A calendar date `YYYY-MM-DD` (sunset dates), checked for existence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Date {
-    days: i64,
-}
+pub struct Date(civil::Date);
 
 impl Date {
-    /// Parses `YYYY-MM-DD`; `None` unless it names a real day.
+    /// Parses `YYYY-MM-DD` (exactly: no other ISO 8601 spelling); `None`
+    /// unless it names a real day.
     pub fn parse(text: &str) -> Option<Self> {
         let b = text.as_bytes();
-        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        let shape = b.len() == 10
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit());
+        if !shape {
             return None;
         }
-        let num = |r: std::ops::Range<usize>| -> Option<i64> {
-            let s = text.get(r)?;
-            s.bytes()
-                .all(|c| c.is_ascii_digit())
-                .then(|| s.parse().ok())?
-        };
+        let num = |r: std::ops::Range<usize>| text.get(r)?.parse::<i16>().ok();
         let (y, m, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
-        let days = days_from_civil(y, m, d);
-        (civil_from_days(days) == (y, m as u32, d as u32)).then_some(Self { days })
+        let m = i8::try_from(m).ok()?;
+        let d = i8::try_from(d).ok()?;
+        civil::Date::new(y, m, d).ok().map(Self)
     }
 
     /// The day that contains `unix_millis` at `offset_minutes` east of UTC.
     pub fn of(unix_millis: u64, offset_minutes: i32) -> Self {
-        let local = unix_millis as i64 + i64::from(offset_minutes) * 60_000;
-        Self {
-            days: local.div_euclid(86_400_000),
-        }
+        Self(local(unix_millis, offset_minutes).date())
     }
 
     /// The IMF-fixdate of the day's first second UTC, as the `Sunset`
     /// header (RFC 8594) wants: `Thu, 31 Dec 2026 00:00:00 GMT`.
     pub fn http_date(self) -> String {
-        const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-        const MONTHS: [&str; 12] = [
-            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-        ];
-        let (y, m, d) = civil_from_days(self.days);
-        let weekday = DAYS[self.days.rem_euclid(7) as usize];
-        let month = MONTHS[(m - 1) as usize];
-        format!("{weekday}, {d:02} {month} {y:04} 00:00:00 GMT")
+        let mut out = String::new();
+        // A valid date always formats; `write!` to a String cannot fail.
+        let _ = write!(out, "{}", self.0.strftime("%a, %d %b %Y 00:00:00 GMT"));
+        out
     }
 }
 
 impl std::fmt::Display for Date {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (y, m, d) = civil_from_days(self.days);
-        write!(f, "{y:04}-{m:02}-{d:02}")
+        write!(
+            f,
+            "{:04}-{:02}-{:02}",
+            self.0.year(),
+            self.0.month(),
+            self.0.day()
+        )
     }
-}
-
-/// (year, month, day) to days since 1970-01-01; the inverse of `civil_from_days`.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian (year, month, day), after
-/// Howard Hinnant's `civil_from_days`.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 #[cfg(test)]
@@ -127,6 +150,55 @@ mod tests {
         );
     }
 
+    /// Month, year and century ends, leap days (2000 is one, 2100 is not),
+    /// as the hand-written calendar this module had before printed them.
+    #[test]
+    fn formats_across_month_and_year_ends() {
+        let cases: &[(u64, i32, &str)] = &[
+            // 2026-12-31T14:59:59.999Z is the last millisecond of 2026 in KST…
+            (1_798_729_199_999, KST_OFFSET_MINUTES, "20261231235959999"),
+            // …and one later is New Year.
+            (1_798_729_200_000, KST_OFFSET_MINUTES, "20270101000000000"),
+            (1_798_729_200_000, 0, "20261231150000000"),
+            // 2000-02-29 (divisible by 400), 2100-03-01 (no Feb 29 in 2100).
+            (951_782_400_000, 0, "20000229000000000"),
+            (4_107_542_400_000, 0, "21000301000000000"),
+            (4_107_542_399_000, 0, "21000228235959000"),
+            // 2024-02-29 ends, 2024-03-01 begins, in KST.
+            (1_709_218_799_000, KST_OFFSET_MINUTES, "20240229235959000"),
+            (1_709_218_800_000, KST_OFFSET_MINUTES, "20240301000000000"),
+            // 2026-04-30 → 05-01 and 2026-01-31 → 02-01 in KST.
+            (1_777_561_200_000, KST_OFFSET_MINUTES, "20260501000000000"),
+            (1_769_871_600_000, KST_OFFSET_MINUTES, "20260201000000000"),
+            // West of UTC: the epoch is still 1969 in New York (-05:00).
+            (0, -300, "19691231190000000"),
+        ];
+        for (ms, offset, want) in cases {
+            assert_eq!(&format_dtm(*ms, *offset), want, "{ms} at {offset}");
+        }
+        assert_eq!(rfc3339(1_798_729_199_999), "2026-12-31T14:59:59Z");
+        assert_eq!(
+            date_and_minute(1_798_729_200_000, KST_OFFSET_MINUTES),
+            "2027-01-01 00:00"
+        );
+        assert_eq!(
+            Date::of(1_798_729_200_000, KST_OFFSET_MINUTES).to_string(),
+            "2027-01-01"
+        );
+        assert_eq!(Date::of(1_798_729_200_000, 0).to_string(), "2026-12-31");
+        assert_eq!(
+            Date::parse("2100-03-01").map(Date::http_date).as_deref(),
+            Some("Mon, 01 Mar 2100 00:00:00 GMT")
+        );
+        assert_eq!(Date::parse("2100-02-29"), None);
+        assert_eq!(
+            Date::parse("2000-02-29").map(|d| d.to_string()).as_deref(),
+            Some("2000-02-29")
+        );
+        // Past jiff's range (year 9999) the end of it, not a panic.
+        assert_eq!(&format_dtm(u64::MAX, 0)[..6], "999912");
+    }
+
     #[test]
     fn dates_parse_only_real_days() {
         let date = Date::parse("2026-12-31").map(|d| (d.to_string(), d.http_date()));
@@ -144,6 +216,9 @@ mod tests {
             "2026-1-01",
             "20261231",
             "2026-12-3x",
+            "2026-+1-01",
+            "+02026-12-31",
+            "2026-12-31T00:00:00",
             "",
         ] {
             assert_eq!(Date::parse(bad), None, "{bad}");
