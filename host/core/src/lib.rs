@@ -11,6 +11,8 @@ pub mod form;
 pub mod html;
 pub mod ledger;
 pub mod manifest;
+pub mod origin;
+pub mod outbound;
 pub mod outcome;
 pub mod package;
 pub mod time;
@@ -20,5 +22,5 @@ pub use envelope::{ApiTranId, rsp};
 pub use ledger::{Bank, BankCall, BankError, Refusal};
 pub use outcome::Outcome;
 pub use manifest::{
-    Access, Budget, Capability, Docs, FieldRef, Limits, Manifest, ManifestError, Route,
+    Access, Budget, Capability, Docs, FieldRef, Limits, Manifest, ManifestError, Route, Variable,
 };

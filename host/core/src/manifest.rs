@@ -2,7 +2,7 @@
 //! route to a component, authorise calls, grant capabilities and bound its
 //! resources. Parsed strictly: unknown keys are errors that name the key.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -29,6 +29,14 @@ pub struct Manifest {
     /// Capability interfaces the component may import.
     #[serde(default)]
     pub capabilities: BTreeSet<Capability>,
+    /// Origins the `http` capability may call, `scheme://host:port`, a
+    /// wildcard only for subdomains (`https://*.bank.example`). Required
+    /// with `http`, refused without it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub allowed_hosts: Vec<String>,
+    /// Variables the plugin reads through `config` (`[variables]`), by name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, Variable>,
     /// `METHOD path` pairs served by this API.
     pub routes: Vec<Route>,
     /// Resource limits for one call.
@@ -174,6 +182,23 @@ pub struct Example {
     pub response: String,
 }
 
+/// One variable a plugin reads through `config` (`[variables]`):
+/// `api_key = { required = true, secret = true }`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variable {
+    /// The package is refused (load, promote) unless the operator set a value.
+    #[serde(default)]
+    pub required: bool,
+    /// The value is never logged or shown (portal, testbed report, audit log).
+    #[serde(default)]
+    pub secret: bool,
+    /// The value when the operator set none; not with `required` or `secret`
+    /// (a secret shipped in a package is no secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
 /// A capability interface of `sfop:platform`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -183,15 +208,21 @@ pub enum Capability {
     AuthContext,
     Kv,
     Ledger,
+    /// Outbound HTTP to `allowed_hosts` (since `sfop:platform@0.2.0`).
+    Http,
+    /// The plugin's variables (since `sfop:platform@0.2.0`).
+    Config,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 5] = [
+    pub const ALL: [Capability; 7] = [
         Capability::Log,
         Capability::Clock,
         Capability::AuthContext,
         Capability::Kv,
         Capability::Ledger,
+        Capability::Http,
+        Capability::Config,
     ];
 
     /// The WIT interface name, e.g. `auth-context`.
@@ -202,6 +233,17 @@ impl Capability {
             Capability::AuthContext => "auth-context",
             Capability::Kv => "kv",
             Capability::Ledger => "ledger",
+            Capability::Http => "http",
+            Capability::Config => "config",
+        }
+    }
+
+    /// The version of `sfop:platform` whose folder defines the interface
+    /// (interfaces keep their version until they change: wit/README.md).
+    pub fn wit_version(self) -> &'static str {
+        match self {
+            Capability::Http | Capability::Config => "0.2.0",
+            _ => "0.1.0",
         }
     }
 
@@ -440,6 +482,7 @@ impl Manifest {
                 );
             }
         }
+        self.validate_outbound()?;
         if limits.timeout_ms < limits.cpu_ms {
             return invalid(
                 "limits.timeout_ms",
@@ -447,6 +490,56 @@ impl Manifest {
                     "{} must be at least limits.cpu_ms ({})",
                     limits.timeout_ms, limits.cpu_ms
                 ),
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Manifest {
+    /// `allowed_hosts` and `[variables]`.
+    fn validate_outbound(&self) -> Result<(), ManifestError> {
+        let invalid = |key, problem: String| Err(ManifestError::Invalid { key, problem });
+        let http = self.capabilities.contains(&Capability::Http);
+        if let Err(problem) = crate::origin::AllowedHosts::parse(&self.allowed_hosts) {
+            return invalid("allowed_hosts", problem);
+        }
+        if http && self.allowed_hosts.is_empty() {
+            return invalid(
+                "allowed_hosts",
+                "capability `http` needs at least one allowed origin (deny by default)".into(),
+            );
+        }
+        if !http && !self.allowed_hosts.is_empty() {
+            return invalid(
+                "allowed_hosts",
+                "is set but `capabilities` does not declare `http`".into(),
+            );
+        }
+        for (name, variable) in &self.variables {
+            let name_ok = !name.is_empty()
+                && name.len() <= 64
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+                && !name.starts_with(|c: char| c.is_ascii_digit());
+            if !name_ok {
+                return invalid(
+                    "variables",
+                    format!("{name:?} must be 1-64 lower-case letters, digits or '_'"),
+                );
+            }
+            if variable.default.is_some() && (variable.required || variable.secret) {
+                return invalid(
+                    "variables",
+                    format!("{name:?}: a default is not allowed with `required` or `secret`"),
+                );
+            }
+        }
+        if !self.variables.is_empty() && !self.capabilities.contains(&Capability::Config) {
+            return invalid(
+                "variables",
+                "are declared but `capabilities` does not declare `config`".into(),
             );
         }
         Ok(())
@@ -659,6 +752,49 @@ mod tests {
         ];
         for (text, key) in cases {
             let e = error_of(&format!("{GOOD}{text}"));
+            assert!(e.contains(key), "expected {key} in {e}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn outbound_grants_and_variables_are_checked() -> Result<(), ManifestError> {
+        let http = GOOD.replace(r#""ledger", "log""#, r#""http", "config""#);
+        let m = Manifest::parse(&format!(
+            "{}\n[variables]\napi_key = {{ secret = true }}\nurl = {{ default = \"x\" }}\n",
+            http.replace(
+                "scope = \"oob\"",
+                "scope = \"oob\"\nallowed_hosts = [\"https://*.bank.example:8443\"]"
+            )
+        ))?;
+        assert!(m.variables["api_key"].secret);
+        assert_eq!(m.variables["url"].default.as_deref(), Some("x"));
+        let with_hosts = |hosts: &str| {
+            http.replace(
+                "scope = \"oob\"",
+                &format!("scope = \"oob\"\nallowed_hosts = [{hosts}]"),
+            )
+        };
+        let cases = [
+            (http.clone(), "`allowed_hosts`"),
+            (with_hosts("\"https://a.*.example\""), "`allowed_hosts`"),
+            (with_hosts("\"https://x.example/path\""), "`allowed_hosts`"),
+            (
+                GOOD.replace("scope = \"oob\"", "scope = \"oob\"\nallowed_hosts = [\"https://x.example\"]"),
+                "does not declare `http`",
+            ),
+            (
+                format!("{}\n[variables]\nk = {{ secret = true, default = \"s\" }}\n", with_hosts("\"https://x.example\"")),
+                "`variables`",
+            ),
+            (
+                format!("{}\n[variables]\nBad-Name = {{}}\n", with_hosts("\"https://x.example\"")),
+                "`variables`",
+            ),
+            (format!("{GOOD}\n[variables]\nk = {{}}\n"), "does not declare `config`"),
+        ];
+        for (text, key) in cases {
+            let e = error_of(&text);
             assert!(e.contains(key), "expected {key} in {e}");
         }
         Ok(())

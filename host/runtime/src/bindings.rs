@@ -1,4 +1,9 @@
-//! Host bindings for `sfop:platform@0.1.0`, generated once, here.
+//! Host bindings for `sfop:platform`, generated once, here.
+//!
+//! One world serves components of both versions: the `0.2.0` world imports
+//! `0.1.0`'s interfaces unchanged (plus `http` and `config`, new in 0.2.0)
+//! and exports `0.1.0`'s handler, so a `0.1.0` component is a `0.2.0`
+//! component that imports less (docs/adr/0027-outbound-http-and-variables.md).
 //!
 //! Imports are `async | trappable` (docs/adr/0022-async-capabilities.md):
 //! a host call may wait for a bank without holding a thread, and returns
@@ -6,11 +11,19 @@
 //! unchanged: to the guest every import still blocks.
 
 wasmtime::component::bindgen!({
-    path: "../../wit/platform@0.1.0",
-    world: "sfop:platform/api",
+    path: "../../wit/platform@0.2.0",
+    world: "sfop:platform/api@0.2.0",
     imports: { default: async | trappable },
     exports: { default: async },
 });
+
+/// The interfaces by the version that defines them.
+pub mod platform {
+    /// `sfop:platform@0.1.0`: types, handler and the first five capabilities.
+    pub use super::sfop::platform0_1_0::*;
+    /// `sfop:platform@0.2.0`: `http` and `config`.
+    pub use super::sfop::platform0_2_0::{config, http};
+}
 
 /// Instantiates on the calling thread (the instance thread, or a worker
 /// that found no instance ready). With async imports wasmtime asks for

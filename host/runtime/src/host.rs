@@ -17,7 +17,7 @@ use sfop_core::{BankCall, BankError, Manifest, time};
 use wasmtime::{ResourceLimiter, UpdateDeadline};
 
 use crate::Services;
-use crate::bindings::sfop::platform::{auth_context, clock, kv, ledger, log, types};
+use crate::bindings::platform::{auth_context, clock, kv, ledger, log, types};
 use crate::budget::ApiMemory;
 use crate::meter::Meter;
 
@@ -30,9 +30,15 @@ pub struct HostState {
     services: Arc<Services>,
     api_tran_id: String,
     caller: Option<sfop_core::Claims>,
-    /// When the bank calls of this call must have answered: set at
-    /// [`HostState::begin`] for plugins granted `ledger` only.
+    /// When the bank calls (and outbound HTTP requests) of this call must
+    /// have answered: set at [`HostState::begin`] for plugins granted
+    /// `ledger` or `http` only.
     bank_deadline: Option<Instant>,
+    /// What the manifest and the operator grant this API beyond its
+    /// interfaces: allowed origins, variables, the outbound client.
+    pub(crate) grants: Arc<crate::outbound::Grants>,
+    /// The caller's W3C `traceparent`, passed on to outbound requests.
+    pub(crate) traceparent: Option<String>,
     /// CPU time the instance may run, ns: first its instantiation, then
     /// (measured afresh) its call.
     cpu_budget_ns: u64,
@@ -59,6 +65,7 @@ impl HostState {
         services: Arc<Services>,
         cpu_budget_ns: u64,
         memory: Arc<ApiMemory>,
+        grants: Arc<crate::outbound::Grants>,
     ) -> Self {
         let memory_bytes = manifest.limits.memory_mib as usize * (1 << 20);
         Self {
@@ -67,6 +74,8 @@ impl HostState {
             api_tran_id: String::new(),
             caller: None,
             bank_deadline: None,
+            grants,
+            traceparent: None,
             cpu_budget_ns,
             meter: Arc::new(Meter::default()),
             calling: false,
@@ -117,6 +126,15 @@ impl HostState {
 
     pub(crate) fn deadline_hit(&self) -> bool {
         self.deadline_hit
+    }
+
+    /// When this call's bank and outbound calls must be over.
+    pub(crate) fn host_deadline(&self) -> Option<Instant> {
+        self.bank_deadline
+    }
+
+    pub(crate) fn manifest(&self) -> &Manifest {
+        &self.manifest
     }
 }
 
@@ -336,7 +354,7 @@ impl HostState {
 
     /// The span of one host call; disabled (and free) unless `sfop::host`
     /// is enabled at debug level.
-    fn span(&self, operation: &'static str) -> tracing::Span {
+    pub(crate) fn span(&self, operation: &'static str) -> tracing::Span {
         tracing::debug_span!(
             target: "sfop::host",
             "host_call",
@@ -375,9 +393,8 @@ impl HostState {
 /// less a margin (a tenth of it, at most 50 ms) in which the plugin can
 /// still answer `A0017` itself before the gateway's own limit ends the call.
 fn bank_deadline(manifest: &Manifest) -> Option<Instant> {
-    if !manifest
-        .capabilities
-        .contains(&sfop_core::Capability::Ledger)
+    let caps = &manifest.capabilities;
+    if !caps.contains(&sfop_core::Capability::Ledger) && !caps.contains(&sfop_core::Capability::Http)
     {
         return None;
     }
@@ -422,6 +439,12 @@ pub(crate) enum HostOutcome {
     BackendError,
     /// The plugin asked for more than a capability allows.
     TooLarge,
+    /// An outbound request to an origin (or address) not allowed.
+    Denied,
+    /// An outbound request not answered before its deadline.
+    UpstreamTimeout,
+    /// An outbound request that failed otherwise (connect, TLS, invalid).
+    UpstreamError,
 }
 
 impl HostOutcome {
@@ -432,16 +455,19 @@ impl HostOutcome {
             Self::BankTimeout => "bank_timeout",
             Self::BackendError => "backend_error",
             Self::TooLarge => "too_large",
+            Self::Denied => "denied",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::UpstreamError => "upstream_error",
         }
     }
 }
 
 /// The start of a traced call: no clock is read when its span is disabled.
-fn start(span: &tracing::Span) -> Option<Instant> {
+pub(crate) fn start(span: &tracing::Span) -> Option<Instant> {
     (!span.is_disabled()).then(Instant::now)
 }
 
-fn finish(span: &tracing::Span, started: Option<Instant>, outcome: HostOutcome) {
+pub(crate) fn finish(span: &tracing::Span, started: Option<Instant>, outcome: HostOutcome) {
     if let Some(started) = started {
         let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         span.in_scope(|| {

@@ -10,6 +10,7 @@ mod exec;
 mod health;
 mod host;
 mod meter;
+mod outbound;
 mod warm;
 
 use std::path::PathBuf;
@@ -19,13 +20,14 @@ use std::task::Poll;
 use std::thread;
 use std::time::Duration;
 
+use sfop_core::outbound::{NoValues, Outbound, VariableValues};
 use sfop_core::{BankBackend, Capability, Claims, KvStore, Manifest};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::ApiPre;
-use crate::bindings::sfop::platform::{auth_context, clock, kv, ledger, log, types};
+use crate::bindings::platform::{auth_context, clock, config, http, kv, ledger, log, types};
 use crate::host::HostState;
 
 pub use crate::health::{FaultKind, Health, QuarantinePolicy};
@@ -45,7 +47,12 @@ const BACKTRACE_FRAMES: usize = 8;
 /// The WIT package this runtime serves; components must import a
 /// semver-compatible version of it.
 pub const PLATFORM_PACKAGE: &str = "sfop:platform";
-pub const PLATFORM_VERSION: &str = "0.1.0";
+/// The newest version served. Each interface keeps the version of the folder
+/// that defines it ([`interface_version_supported`]): `0.2.0` adds `http`
+/// and `config` and imports the rest at `0.1.0`.
+pub const PLATFORM_VERSION: &str = "0.2.0";
+/// The versions served side by side, oldest first.
+pub const PLATFORM_VERSIONS: &[&str] = &["0.1.0", "0.2.0"];
 
 /// Why a package could not be loaded. Each message names what is wrong.
 #[derive(Debug, thiserror::Error)]
@@ -65,9 +72,16 @@ pub enum LoadError {
         capability: Capability,
     },
     #[error(
-        "component imports `{import}`, but this platform serves {PLATFORM_PACKAGE}@{PLATFORM_VERSION}"
+        "component imports `{import}`, but this platform serves that interface at {PLATFORM_PACKAGE}@{served}"
     )]
-    UnsupportedVersion { import: String },
+    UnsupportedVersion { import: String, served: &'static str },
+    #[error(
+        "variable `{name}` of {api} is required and has no value: set it in the platform config \
+         ([variables.\"{api}\"]) or the environment"
+    )]
+    MissingVariable { api: String, name: String },
+    #[error("{0}")]
+    Grant(String),
     #[error("component does not fit the sfop:platform/api world: {0}")]
     Link(String),
 }
@@ -128,6 +142,11 @@ pub struct RuntimeConfig {
     /// When a version's faults quarantine it, and how its fault lines are
     /// rate-limited.
     pub quarantine: QuarantinePolicy,
+    /// The client of the `http` capability; `None`: packages declaring
+    /// `http` are refused.
+    pub outbound: Option<Arc<dyn Outbound>>,
+    /// The operator's values of plugins' variables (`config`).
+    pub variables: Arc<dyn VariableValues>,
 }
 
 impl Default for RuntimeConfig {
@@ -140,6 +159,8 @@ impl Default for RuntimeConfig {
             guest_memory_bytes: 2 << 30,
             api_memory_share_percent: 50,
             quarantine: QuarantinePolicy::default(),
+            outbound: None,
+            variables: Arc::new(NoValues),
         }
     }
 }
@@ -173,6 +194,8 @@ pub struct Runtime {
     loads: Arc<Loads>,
     budget: Arc<budget::Budget>,
     quarantine: QuarantinePolicy,
+    outbound: Option<Arc<dyn Outbound>>,
+    variables: Arc<dyn VariableValues>,
 }
 
 /// How the runtime got the native code of the components it loaded: a
@@ -276,6 +299,8 @@ impl Runtime {
             loads: Arc::new(Loads::default()),
             budget: budget::Budget::new(config.guest_memory_bytes, config.api_memory_share_percent),
             quarantine: config.quarantine,
+            outbound: config.outbound.clone(),
+            variables: config.variables.clone(),
         })
     }
 
@@ -312,6 +337,11 @@ impl Runtime {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         check_imports(&self.engine, &compiled, &manifest)?;
+        let grants = outbound::Grants::resolve(
+            &manifest,
+            self.variables.as_ref(),
+            self.outbound.as_ref(),
+        )?;
 
         let mut linker = Linker::<HostState>::new(&self.engine);
         link_capabilities(&mut linker, &manifest).map_err(|e| LoadError::Link(format!("{e:#}")))?;
@@ -327,6 +357,7 @@ impl Runtime {
             services: self.services.clone(),
             cpu_budget_ns,
             memory: budget::ApiMemory::new(self.budget.clone()),
+            grants: Arc::new(grants),
         };
         Ok(Api {
             pool: self.ticker.pool.handle(),
@@ -368,9 +399,11 @@ fn check_imports(
                 allowed: allowed(),
             });
         };
-        if !version_compatible(version) {
+        let served = served_version(interface);
+        if !version_compatible(version, served) {
             return Err(LoadError::UnsupportedVersion {
                 import: import.to_owned(),
+                served,
             });
         }
         if interface == "types" {
@@ -395,13 +428,24 @@ fn check_imports(
     Ok(())
 }
 
+/// The version of the folder that defines `interface` (types and the
+/// handler: 0.1.0; a capability: [`Capability::wit_version`]).
+fn served_version(interface: &str) -> &'static str {
+    Capability::from_interface(interface).map_or("0.1.0", Capability::wit_version)
+}
+
+/// Whether this platform serves `sfop:platform/{interface}@{version}`.
+pub fn interface_version_supported(interface: &str, version: &str) -> bool {
+    version_compatible(version, served_version(interface))
+}
+
 /// Semver-compatible with the served version: same `0.minor`, patch not newer.
-fn version_compatible(version: &str) -> bool {
+fn version_compatible(version: &str, served: &str) -> bool {
     let parse = |v: &str| -> Option<(u64, u64, u64)> {
         let mut parts = v.splitn(3, '.').map(|p| p.parse::<u64>().ok());
         Some((parts.next()??, parts.next()??, parts.next()??))
     };
-    match (parse(version), parse(PLATFORM_VERSION)) {
+    match (parse(version), parse(served)) {
         (Some((0, minor, patch)), Some((0, served_minor, served_patch))) => {
             minor == served_minor && patch <= served_patch
         }
@@ -423,6 +467,8 @@ fn link_capabilities(linker: &mut Linker<HostState>, manifest: &Manifest) -> was
             Capability::AuthContext => auth_context::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
             Capability::Kv => kv::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
             Capability::Ledger => ledger::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Http => http::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
+            Capability::Config => config::add_to_linker::<_, HasSelf<_>>(linker, |s| s)?,
         }
     }
     Ok(())
@@ -554,6 +600,13 @@ impl Api {
         store
             .data_mut()
             .begin(call.api_tran_id.clone(), call.caller);
+        if store.data().grants.outbound.is_some() {
+            store.data_mut().traceparent = call
+                .headers
+                .iter()
+                .find(|(name, _)| name.eq_ignore_ascii_case("traceparent"))
+                .map(|(_, value)| value.clone());
+        }
         store.set_epoch_deadline(1);
         let meter = store.data().meter.clone();
         let request = types::Request {
@@ -567,7 +620,7 @@ impl Api {
         // Boxed so that it can move to the pool after its first polls.
         let mut running = Box::pin(async move {
             let outcome = bindings
-                .sfop_platform_handler()
+                .sfop_platform0_1_0_handler()
                 .call_handle(&mut store, &request)
                 .await;
             (store, outcome)
@@ -709,11 +762,21 @@ mod tests {
 
     #[test]
     fn versions_follow_semver_for_zero_majors() {
-        assert!(version_compatible("0.1.0"));
-        assert!(!version_compatible("0.1.1")); // newer than served
-        assert!(!version_compatible("0.2.0"));
-        assert!(!version_compatible("1.0.0"));
-        assert!(!version_compatible("0.1"));
-        assert!(!version_compatible("x"));
+        assert!(version_compatible("0.1.0", "0.1.0"));
+        assert!(!version_compatible("0.1.1", "0.1.0")); // newer than served
+        assert!(!version_compatible("0.2.0", "0.1.0"));
+        assert!(!version_compatible("1.0.0", "0.1.0"));
+        assert!(!version_compatible("0.1", "0.1.0"));
+        assert!(!version_compatible("x", "0.1.0"));
+    }
+
+    #[test]
+    fn each_interface_is_served_at_the_version_that_defines_it() {
+        assert!(interface_version_supported("ledger", "0.1.0"));
+        assert!(interface_version_supported("handler", "0.1.0"));
+        assert!(!interface_version_supported("ledger", "0.2.0"));
+        assert!(interface_version_supported("http", "0.2.0"));
+        assert!(interface_version_supported("config", "0.2.0"));
+        assert!(!interface_version_supported("http", "0.1.0"));
     }
 }

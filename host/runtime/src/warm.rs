@@ -61,6 +61,8 @@ pub(crate) struct Maker {
     pub(crate) cpu_budget_ns: u64,
     /// This release's part of the guest memory budget.
     pub(crate) memory: Arc<crate::budget::ApiMemory>,
+    /// Allowed origins, variables, the outbound client (ADR 0027).
+    pub(crate) grants: Arc<crate::outbound::Grants>,
 }
 
 impl Maker {
@@ -76,6 +78,7 @@ impl Maker {
             self.services.clone(),
             self.cpu_budget_ns,
             self.memory.clone(),
+            self.grants.clone(),
         );
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

@@ -31,6 +31,11 @@ pub struct Config {
     pub isolation: IsolationSection,
     /// Which bank the `ledger` capability reaches (docs/bank-connector.md).
     pub bank: crate::bank::BankSection,
+    /// The client of plugins' `http` capability (ADR 0027).
+    pub outbound: crate::outbound::OutboundSection,
+    /// Values of plugins' variables, `[variables."api-name"]` (ADR 0027);
+    /// `SFOP_VAR_{API}__{NAME}` in the environment wins.
+    pub variables: crate::outbound::VariablesSection,
 }
 
 impl Default for Config {
@@ -49,6 +54,8 @@ impl Default for Config {
             shutdown: ShutdownSection::default(),
             isolation: IsolationSection::default(),
             bank: crate::bank::BankSection::default(),
+            outbound: crate::outbound::OutboundSection::default(),
+            variables: crate::outbound::VariablesSection::default(),
         }
     }
 }
@@ -508,6 +515,7 @@ impl Config {
         }
         self.isolation.validate()?;
         self.bank.validate()?;
+        self.outbound.validate()?;
         if self.shutdown.drain_ms > 600_000 {
             return invalid("shutdown.drain_ms", "must be at most 600000 (10 minutes)");
         }

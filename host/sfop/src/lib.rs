@@ -12,6 +12,7 @@ mod gate;
 pub mod institutions;
 pub mod keys;
 mod manage;
+pub mod outbound;
 mod packages;
 pub mod plane;
 mod portal;
@@ -135,6 +136,8 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
             guest_memory_bytes: config.isolation.guest_memory_mib << 20,
             api_memory_share_percent: config.isolation.api_memory_share_percent,
             quarantine: config.isolation.quarantine(),
+            outbound: Some(Arc::new(config.outbound.client()?)),
+            variables: Arc::new(outbound::OperatorValues::new(config.variables.clone())),
             ..RuntimeConfig::default()
         },
     )

@@ -1,6 +1,6 @@
 use serde::Serialize;
 
-use crate::bindings::sfop::platform::{kv, ledger, types};
+use crate::platform::{kv, ledger, types};
 
 /// Response codes (`rsp_code`) of the open-banking API that plugins answer with.
 pub mod rsp {

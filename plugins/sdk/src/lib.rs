@@ -14,15 +14,18 @@
 //! api!(handle);
 //! ```
 //!
-//! Capabilities (`log`, `clock`, `auth_context`, `kv`, `ledger`) are the WIT
-//! imports of `sfop:platform`; a plugin may only use those its manifest
-//! declares, or the gateway refuses to load it.
+//! Capabilities (`log`, `clock`, `auth_context`, `kv`, `ledger`, and since
+//! `sfop:platform@0.2.0` [`http`] and [`config`]) are the WIT imports of
+//! `sfop:platform`; a plugin may only use those its manifest declares, or
+//! the gateway refuses to load it. A plugin imports only what it calls, so
+//! one that uses none of 0.2.0's capabilities is a 0.1.0 plugin.
 
 // The guest's global allocator (see the module for why).
 #[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
 mod alloc;
 mod envelope;
 pub mod fields;
+mod outbound;
 mod request;
 mod unique;
 
@@ -30,18 +33,27 @@ pub use envelope::{ApiError, Response, bank_answer_fields, bank_success, rsp, yn
 pub use fields::Fields;
 pub use request::Request;
 
-/// Raw bindings generated from `wit/platform@0.1.0`. Plugins rarely need them.
+/// Raw bindings generated from `wit/platform@0.2.0` (whose world imports
+/// 0.1.0's interfaces unchanged). Plugins rarely need them.
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../../wit/platform@0.1.0",
-        world: "sfop:platform/api@0.1.0",
+        path: "../../wit/platform@0.2.0",
+        world: "sfop:platform/api@0.2.0",
         pub_export_macro: true,
         default_bindings_module: "sfop_sdk::bindings",
         generate_all,
     });
 }
 
-pub use bindings::sfop::platform::{auth_context, clock, kv, ledger, log};
+/// The raw interfaces, each at the version that defines it.
+pub mod platform {
+    pub use crate::bindings::exports::sfop::platform0_1_0::handler;
+    pub use crate::bindings::sfop::platform0_1_0::{auth_context, clock, kv, ledger, log, types};
+    pub use crate::bindings::sfop::platform0_2_0::{config as raw_config, http as raw_http};
+}
+
+pub use outbound::{config, http};
+pub use platform::{auth_context, clock, kv, ledger, log};
 
 /// Exports a handler function `fn(&Request) -> Result<Response, ApiError>` as
 /// the plugin's `sfop:platform/handler`.
@@ -54,10 +66,10 @@ macro_rules! api {
     ($handler:path, log_panics) => {
         struct __SfopApi;
 
-        impl $crate::bindings::exports::sfop::platform::handler::Guest for __SfopApi {
+        impl $crate::platform::handler::Guest for __SfopApi {
             fn handle(
-                raw: $crate::bindings::sfop::platform::types::Request,
-            ) -> $crate::bindings::sfop::platform::types::Response {
+                raw: $crate::platform::types::Request,
+            ) -> $crate::platform::types::Response {
                 $crate::__private::log_panics();
                 $crate::__private::dispatch(raw, $handler)
             }
@@ -68,10 +80,10 @@ macro_rules! api {
     ($handler:path) => {
         struct __SfopApi;
 
-        impl $crate::bindings::exports::sfop::platform::handler::Guest for __SfopApi {
+        impl $crate::platform::handler::Guest for __SfopApi {
             fn handle(
-                raw: $crate::bindings::sfop::platform::types::Request,
-            ) -> $crate::bindings::sfop::platform::types::Response {
+                raw: $crate::platform::types::Request,
+            ) -> $crate::platform::types::Response {
                 $crate::__private::dispatch(raw, $handler)
             }
         }
@@ -82,7 +94,7 @@ macro_rules! api {
 
 #[doc(hidden)]
 pub mod __private {
-    use crate::bindings::sfop::platform::types;
+    use crate::platform::types;
     use crate::{ApiError, Request, Response};
 
     /// Logs a panic's message and place (`panicked at FILE:LINE:COL:\nMESSAGE`,

@@ -1,6 +1,6 @@
 use serde::de::DeserializeOwned;
 
-use crate::bindings::sfop::platform::types;
+use crate::platform::types;
 use crate::envelope::ApiError;
 
 /// An HTTP request routed to this plugin by the gateway.

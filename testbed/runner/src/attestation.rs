@@ -258,8 +258,13 @@ pub fn verify(
         .verify(&attestation.signed_message(), &signature)
         .map_err(|_| AttestationError::BadSignature(key.key_id.clone()))?;
     // Signed, so these are the testbed's own words from here on.
+    // Every world served side by side (0.1.0 packages attested before 0.2.0
+    // keep their attestations).
     let served = wit_world();
-    if attestation.wit_world != served {
+    let still_served = sfop_runtime::PLATFORM_VERSIONS
+        .iter()
+        .any(|v| attestation.wit_world == format!("{}/api@{v}", sfop_runtime::PLATFORM_PACKAGE));
+    if !still_served {
         return Err(AttestationError::UnsupportedWorld {
             attested: attestation.wit_world.clone(),
             served,

@@ -105,8 +105,14 @@ fn allowed_ledger_functions(scope: &str) -> &'static [&'static str] {
         .map_or(&[], |(_, f)| f)
 }
 
-/// Semver-compatible with the served `sfop:platform` version (the runtime's
-/// rule): for `0.x`, the same minor and a patch not newer than served.
+/// The version at which the platform serves `interface` (types and the
+/// handler at 0.1.0; `http` and `config` at 0.2.0).
+fn served_version(interface: &str) -> &'static str {
+    Capability::from_interface(interface).map_or("0.1.0", Capability::wit_version)
+}
+
+/// Semver-compatible with the newest served `sfop:platform` version (the
+/// runtime's rule): for `0.x`, the same minor and a patch not newer than served.
 pub fn version_supported(version: &str) -> bool {
     let (Ok(v), Ok(served)) = (
         semver::Version::parse(version),
@@ -247,15 +253,19 @@ pub(crate) fn check(package: &Package) -> Statics {
                 list_or_none(&exports)
             ),
         ),
-        Some((name, version)) if !version_supported(version) => CheckResult::fail(
-            "STATIC-WORLD",
-            ph,
-            "exports the platform world",
-            format!(
-                "exports {name}, but this platform serves sfop:platform@{}",
-                sfop_runtime::PLATFORM_VERSION
-            ),
-        ),
+        Some((name, version))
+            if !sfop_runtime::interface_version_supported("handler", version) =>
+        {
+            CheckResult::fail(
+                "STATIC-WORLD",
+                ph,
+                "exports the platform world",
+                format!(
+                    "exports {name}, but this platform serves sfop:platform/handler@{}",
+                    served_version("handler")
+                ),
+            )
+        }
         Some((name, _)) => {
             let has_handle = match types.component_item_for_export(name).map(|i| i.ty) {
                 Some(ComponentEntityType::Instance(id)) => types[id]
@@ -292,10 +302,10 @@ pub(crate) fn check(package: &Package) -> Statics {
             ));
             continue;
         };
-        if !version_supported(version) {
+        if !sfop_runtime::interface_version_supported(interface, version) {
             import_problems.push(format!(
-                "imports {name}, but this platform serves sfop:platform@{}",
-                sfop_runtime::PLATFORM_VERSION
+                "imports {name}, but this platform serves sfop:platform/{interface}@{}",
+                served_version(interface)
             ));
             continue;
         }
@@ -451,7 +461,10 @@ mod tests {
     #[test]
     fn platform_versions_follow_the_runtime() {
         assert!(version_supported(sfop_runtime::PLATFORM_VERSION));
-        assert!(!version_supported("0.2.0"));
+        assert!(!version_supported("0.3.0"));
+        assert!(sfop_runtime::interface_version_supported("ledger", "0.1.0"));
+        assert!(sfop_runtime::interface_version_supported("http", "0.2.0"));
+        assert_eq!(served_version("http"), "0.2.0");
         assert!(!version_supported("1.0.0"));
         assert!(!version_supported("x"));
     }

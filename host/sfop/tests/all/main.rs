@@ -16,6 +16,7 @@ mod load_and_stop;
 mod management;
 mod openapi_examples;
 mod operations;
+mod outbound;
 mod portal;
 mod reference_apis;
 mod sandbox;

@@ -211,7 +211,7 @@ async fn attestations_bind_the_exact_bytes() -> Result<()> {
     let attestation =
         attestation.with_context(|| format!("no attestation:{}", failures(&report)))?;
     assert_eq!(attestation.format, "sfop-attestation/1");
-    assert_eq!(attestation.wit_world, "sfop:platform/api@0.1.0");
+    assert_eq!(attestation.wit_world, "sfop:platform/api@0.2.0");
     assert_eq!(attestation.component_sha256, package.component_sha256());
     assert_eq!(
         attestation.report_sha256,

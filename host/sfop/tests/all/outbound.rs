@@ -1,0 +1,338 @@
+//! Issue 21: the `http` and `config` capabilities of `sfop:platform@0.2.0`
+//! over real sockets. An HTTPS upstream on 127.0.0.1 (its own CA given to
+//! the platform as the operator's bundle) answers the `test/outbound`
+//! plugin; every refusal the capability documents (ADR 0027) is driven
+//! through the gateway, a 0.1.0 plugin serves beside it throughout, and
+//! loads that must fail do, naming why.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::Value;
+use sfop::outbound::VariableValue;
+
+use crate::harness::{Package, TestPlatform, send};
+
+/// What the upstream saw of each request: path, `x-api-key`, `traceparent`.
+type Seen = Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>>;
+
+/// An HTTPS server on 127.0.0.1 with a certificate for `localhost` and
+/// `127.0.0.1`, speaking HTTP/1.1 and HTTP/2.
+struct Upstream {
+    addr: SocketAddr,
+    ca_file: tempfile::NamedTempFile,
+    seen: Seen,
+    connections: Arc<AtomicUsize>,
+}
+
+const BIG: usize = 100 * 1024;
+
+async fn answer(req: Request<hyper::body::Incoming>, seen: Seen) -> Response<Full<Bytes>> {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let path = req.uri().path().to_owned();
+    if let Ok(mut seen) = seen.lock() {
+        seen.push((path.clone(), header("x-api-key"), header("traceparent")));
+    }
+    let redirect = |to: &str| {
+        Response::builder()
+            .status(302)
+            .header("location", to)
+            .body(Full::new(Bytes::new()))
+            .unwrap_or_default()
+    };
+    match path.as_str() {
+        "/ok" => Response::new(Full::new(Bytes::from_static(b"pong"))),
+        "/redirect-in" => redirect("/ok"),
+        "/redirect-out" => redirect("https://unlisted.example/ok"),
+        "/big" => Response::new(Full::new(Bytes::from(vec![b'x'; BIG]))),
+        // An upstream that never answers.
+        "/slow" => std::future::pending().await,
+        _ => Response::builder()
+            .status(404)
+            .body(Full::new(Bytes::new()))
+            .unwrap_or_default(),
+    }
+}
+
+impl Upstream {
+    async fn start() -> Result<Self> {
+        let key = rcgen::KeyPair::generate()?;
+        let params = rcgen::CertificateParams::new(vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+        ])?;
+        let cert = params.self_signed(&key)?;
+        let ca_file = tempfile::NamedTempFile::new()?;
+        std::fs::write(ca_file.path(), cert.pem())?;
+        let chain = vec![CertificateDer::from_pem_slice(cert.pem().as_bytes())?];
+        let private = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())?;
+        let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(chain, private)?;
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let seen: Seen = Arc::default();
+        let connections = Arc::new(AtomicUsize::new(0));
+        let (seen2, connections2) = (seen.clone(), connections.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                connections2.fetch_add(1, Ordering::Relaxed);
+                let (acceptor, seen) = (acceptor.clone(), seen2.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(move |req| {
+                        let seen = seen.clone();
+                        async move { Ok::<_, Infallible>(answer(req, seen).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(tls), service)
+                        .await;
+                });
+            }
+        });
+        Ok(Self {
+            addr,
+            ca_file,
+            seen,
+            connections,
+        })
+    }
+
+    fn url(&self, host: &str, path: &str) -> String {
+        format!("https://{host}:{}{path}", self.addr.port())
+    }
+
+    fn seen(&self) -> Vec<(String, Option<String>, Option<String>)> {
+        self.seen.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+}
+
+fn manifest(name: &str, path: &str, allowed: &[String], extra: &str) -> String {
+    let allowed = allowed
+        .iter()
+        .map(|a| format!("{a:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        r#"name = "{name}"
+version = "0.1.0"
+description = "outbound test"
+scope = "oob"
+capabilities = ["http", "config"]
+allowed_hosts = [{allowed}]
+{extra}
+[variables]
+api_key = {{ secret = true }}
+greeting = {{ default = "hello" }}
+
+[limits]
+timeout_ms = 1000
+
+[[routes]]
+method = "GET"
+path = "{path}"
+"#
+    )
+}
+
+/// `GET {path}?url=...` on the platform; the plugin's JSON answer.
+async fn call(t: &TestPlatform, path: &str, url: &str, more: &str) -> Result<Value> {
+    // The test URLs hold no `&`, `#`, `+` or `%`: they go into the query as they are.
+    let reply = send(
+        t.addr(),
+        "GET",
+        &format!("{path}?url={url}{more}"),
+        &[("traceparent", TRACEPARENT)],
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
+    let body = reply.json()?;
+    assert_eq!(body["rsp_code"], "A0000", "{body}");
+    Ok(body)
+}
+
+const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+const SECRET: &str = "s3cr3t-api-key-5f1d";
+
+#[tokio::test]
+async fn outbound_http_is_allowed_only_where_the_manifest_says_and_refusals_are_clear()
+-> Result<()> {
+    let up = Upstream::start().await?;
+    let wide = manifest(
+        "outbound",
+        "/test/outbound",
+        &[up.url("127.0.0.1", ""), up.url("localhost", "")],
+        "",
+    );
+    let narrow = manifest(
+        "outbound-narrow",
+        "/test/outbound-narrow",
+        &[up.url("localhost", "")],
+        "",
+    );
+    // `http` imported but not declared: refused at load, naming the import.
+    let undeclared = wide
+        .replace(r#"capabilities = ["http", "config"]"#, r#"capabilities = ["config"]"#)
+        .replace(&format!("allowed_hosts = [{:?}, {:?}]", up.url("127.0.0.1", ""), up.url("localhost", "")), "")
+        .replace("name = \"outbound\"", "name = \"outbound-undeclared\"")
+        .replace("/test/outbound\"", "/test/outbound-undeclared\"");
+    // A required variable the operator did not set: refused at load.
+    let required = manifest(
+        "outbound-required",
+        "/test/outbound-required",
+        &[up.url("127.0.0.1", "")],
+        "",
+    )
+    .replace("greeting = { default = \"hello\" }", "greeting = { required = true }");
+    let ca = up.ca_file.path().to_owned();
+    let t = TestPlatform::start_with(
+        vec![
+            Package::built("test/hello"),
+            Package::built("test/outbound").with_manifest(&wide),
+            Package::built("test/outbound")
+                .named("outbound-narrow")
+                .with_manifest(&narrow),
+            Package::built("test/outbound")
+                .named("outbound-undeclared")
+                .with_manifest(&undeclared),
+            Package::built("test/outbound")
+                .named("outbound-required")
+                .with_manifest(&required),
+        ],
+        |c| {
+            c.tls.mode = sfop::TlsMode::Off;
+            c.auth.mode = sfop::AuthMode::Off;
+            c.outbound.system_roots = false;
+            c.outbound.ca = Some(ca);
+            c.outbound.max_response_kib = 64;
+            c.variables.insert(
+                "outbound".into(),
+                [("api_key".to_owned(), VariableValue::new(SECRET))].into(),
+            );
+        },
+    )
+    .await?;
+
+    let refused = t
+        .refusal("outbound-undeclared")
+        .context("a plugin importing http without declaring it was loaded")?;
+    assert!(
+        refused.contains("sfop:platform/http@0.2.0") && refused.contains("`http`"),
+        "{refused}"
+    );
+    let refused = t
+        .refusal("outbound-required")
+        .context("a plugin missing a required variable was loaded")?;
+    assert!(
+        refused.contains("greeting") && refused.contains("required"),
+        "{refused}"
+    );
+
+    // A 0.1.0 plugin serves beside the 0.2.0 one.
+    let hello = t.get("/test/hello").await?;
+    assert_eq!(hello.json()?["greeting"], "hello");
+
+    // Allowed: answered, with the secret variable and the caller's traceparent.
+    for _ in 0..5 {
+        let body = call(&t, "/test/outbound", &up.url("127.0.0.1", "/ok"), "").await?;
+        assert_eq!(body["upstream_status"], 200, "{body}");
+        assert_eq!(body["upstream_body"], "pong", "{body}");
+        assert_eq!(body["greeting"], "hello", "{body}");
+    }
+    let seen = up.seen();
+    assert_eq!(seen.len(), 5);
+    for (path, key, parent) in &seen {
+        assert_eq!(path, "/ok");
+        assert_eq!(key.as_deref(), Some(SECRET));
+        assert_eq!(parent.as_deref(), Some(TRACEPARENT));
+    }
+    // The host keeps the pool: five calls from five instances, one connection.
+    assert_eq!(up.connections.load(Ordering::Relaxed), 1);
+
+    // A redirect within the allowed origin is followed.
+    let body = call(&t, "/test/outbound", &up.url("127.0.0.1", "/redirect-in"), "").await?;
+    assert_eq!(body["upstream_body"], "pong", "{body}");
+
+    let refusal = |body: &Value, kind: &str, says: &str| {
+        assert_eq!(body["error_kind"], kind, "{body}");
+        let message = body["error"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{body}");
+    };
+    // An unlisted host.
+    let body = call(&t, "/test/outbound", "https://unlisted.example/ok", "").await?;
+    refusal(&body, "denied-host", "https://unlisted.example is not in");
+    // A redirect to an unlisted host.
+    let body = call(&t, "/test/outbound", &up.url("127.0.0.1", "/redirect-out"), "").await?;
+    refusal(&body, "denied-host", "a redirect to https://unlisted.example");
+    // 127.0.0.1 not listed (only the name is).
+    let body = call(&t, "/test/outbound-narrow", &up.url("127.0.0.1", "/ok"), "").await?;
+    refusal(&body, "denied-host", "is not in the manifest's allowed_hosts");
+    // A listed name that resolves to a loopback address (SSRF).
+    let body = call(&t, "/test/outbound-narrow", &up.url("localhost", "/ok"), "").await?;
+    refusal(&body, "denied-host", "resolves to 127.0.0.1");
+    // An oversized answer.
+    let body = call(&t, "/test/outbound", &up.url("127.0.0.1", "/big"), "").await?;
+    refusal(&body, "too-large", "65536");
+    // Not a URL.
+    let body = call(&t, "/test/outbound", "core.bank.example/x", "").await?;
+    refusal(&body, "invalid", "url");
+    let served_before = up.seen().len();
+
+    // A slow upstream, past the plugin's own timeout, and past the call's
+    // deadline (timeout_ms 1000, less the margin): each `timeout`, while
+    // the other APIs keep serving.
+    let slow_url = up.url("127.0.0.1", "/slow");
+    let started = Instant::now();
+    let (short, whole, hello) = tokio::join!(
+        call(&t, "/test/outbound", &slow_url, "&timeout_ms=300"),
+        call(&t, "/test/outbound", &slow_url, ""),
+        async {
+            let started = Instant::now();
+            let mut served = 0;
+            while started.elapsed() < Duration::from_millis(250) {
+                let r = t.get("/test/hello").await?;
+                anyhow::ensure!(r.status == 200, "hello answered {}", r.status);
+                served += 1;
+            }
+            Ok::<_, anyhow::Error>(served)
+        }
+    );
+    let elapsed = started.elapsed();
+    refusal(&short?, "timeout", "");
+    refusal(&whole?, "timeout", "");
+    assert!(hello? > 5, "hello stopped serving while upstreams hung");
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(3000),
+        "{elapsed:?}"
+    );
+    assert_eq!(up.seen().len(), served_before + 2);
+    Ok(())
+}
