@@ -1,6 +1,7 @@
 //! sfop's build automation: `cargo xtask <task>`, the one entry point a
 //! newcomer and CI both use.
 
+mod drift;
 mod guest;
 mod layers;
 mod pg;
@@ -65,6 +66,13 @@ enum Task {
     /// control plane; sled, tokio-postgres, wasmtime and biscuit-auth each in one
     /// crate).
     Layers,
+    /// Check that published WIT folders are unchanged (against
+    /// wit/published.sha256) and that `unsafe` is allowed only at the
+    /// reviewed sites. Part of `ci`.
+    Drift,
+    /// Publish a new WIT folder (e.g. `platform@0.3.0`): record its files'
+    /// hashes in wit/published.sha256, after which it never changes.
+    WitPublish { folder: String },
     /// Build the plugins, then measure the gateway against a bare hyper
     /// server in one run (B0-B4, B3r/B4r, T1, T2, S; release build); prints the table
     /// and writes target/bench/gateway.json. Extra arguments go to
@@ -107,6 +115,8 @@ fn main() -> Result<()> {
             PgAction::Stop => pg::stop(&root, "dev"),
         },
         Task::Layers => layers::check(&root),
+        Task::Drift => drift::check_wit(&root).and_then(|()| drift::check_unsafe(&root)),
+        Task::WitPublish { folder } => drift::publish_wit(&root, &folder),
         Task::PortalTestTools => portal_tools::install(),
         Task::Bench { args } => bench(&root, &args),
         Task::BenchMicro { args } => bench_micro(&root, &args),
@@ -202,6 +212,10 @@ fn ci(root: &Path) -> Result<()> {
 
     step("dependency rules");
     layers::check(root)?;
+
+    step("published WIT unchanged, unsafe only at reviewed sites");
+    drift::check_wit(root)?;
+    drift::check_unsafe(root)?;
 
     // Plugins first: the host's tests load them.
     guest::build_plugins(root, None)?;
