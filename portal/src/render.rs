@@ -1,6 +1,7 @@
 //! Small pieces every page uses: the shared layout, escaping, forms, cookies
 //! and times.
 
+use maud::{Markup, html};
 use sfop_core::html::{Chrome, PAGE_HEADERS, document, page_headers_with_csp};
 
 use crate::PortalResponse;
@@ -37,6 +38,15 @@ select{font:inherit;padding:.3rem;max-width:100%}\
 main.wide{max-width:80rem;padding:0}\
 @media(max-width:40rem){main{margin:.5rem;padding:1rem}header.top{padding:.6rem 1rem;gap:.5rem .9rem}footer{padding:0 1rem}form.search input{width:100%}}";
 
+/// The alert line of a form that was refused, or nothing.
+pub(crate) fn error_line(message: Option<&str>) -> Markup {
+    html! {
+        @if let Some(m) = message {
+            p.error role="alert" { (m) }
+        }
+    }
+}
+
 /// The name of the session cookie.
 pub(crate) const COOKIE: &str = "sfop_portal";
 
@@ -52,29 +62,28 @@ pub(crate) struct Viewer {
 
 impl Viewer {
     fn account_html(&self) -> String {
-        let search = "<form class=\"search\" method=\"get\" action=\"/portal/search\" role=\"search\">\
-             <input type=\"search\" name=\"q\" id=\"nav-search\" placeholder=\"Search APIs and fields\" aria-label=\"Search APIs and fields\">\
-             <button type=\"submit\">Search</button></form>";
-        let account = match &self.email {
-            Some(email) => format!(
-                "<span>{}</span><form method=\"post\" action=\"/portal/signout\" style=\"display:inline\">\
-                 <input type=\"hidden\" name=\"csrf\" value=\"{}\">\
-                 <button type=\"submit\" style=\"margin:0;padding:.2rem .6rem\">Sign out</button></form>",
-                escape(email),
-                escape(&self.csrf)
-            ),
-            None => {
-                let next = match safe_next(&self.next) {
-                    Some(next) => format!("?next={}", encode(next)),
-                    None => String::new(),
-                };
-                format!(
-                    "<a href=\"/portal/signin{next}\">Sign in</a><a href=\"/portal/signup{next}\">Sign up</a>",
-                    next = escape(&next)
-                )
+        html! {
+            form.search method="get" action="/portal/search" role="search" {
+                input type="search" name="q" id="nav-search" placeholder="Search APIs and fields"
+                    aria-label="Search APIs and fields";
+                button type="submit" { "Search" }
             }
-        };
-        format!("{search}{account}")
+            @match &self.email {
+                Some(email) => {
+                    span { (email) }
+                    form method="post" action="/portal/signout" style="display:inline" {
+                        input type="hidden" name="csrf" value=(self.csrf);
+                        button type="submit" style="margin:0;padding:.2rem .6rem" { "Sign out" }
+                    }
+                }
+                None => {
+                    @let next = safe_next(&self.next).map(|n| format!("?next={}", encode(n))).unwrap_or_default();
+                    a href={ "/portal/signin" (next) } { "Sign in" }
+                    a href={ "/portal/signup" (next) } { "Sign up" }
+                }
+            }
+        }
+        .into_string()
     }
 }
 
@@ -135,11 +144,12 @@ pub(crate) fn scripted_page(
     scripts: &[String],
     csp: &str,
 ) -> PortalResponse {
-    let tags: String = scripts
-        .iter()
-        .map(|src| format!("<script src=\"{}\"></script>", escape(src)))
-        .collect();
-    let html = page_html(title, current, viewer, &format!("{body}{tags}"));
+    let tags = html! {
+        @for src in scripts {
+            script src=(src) {}
+        }
+    };
+    let html = page_html(title, current, viewer, &format!("{body}{}", tags.into_string()));
     PortalResponse {
         status: 200,
         headers: page_headers_with_csp(csp),
@@ -179,11 +189,12 @@ pub(crate) fn error_page(status: u16, title: &str, message: &str) -> PortalRespo
         title,
         "",
         &Viewer::default(),
-        &format!(
-            "<h1>{}</h1><p class=\"error\">{}</p><p><a href=\"/portal\">Back to the APIs</a></p>",
-            escape(title),
-            escape(message)
-        ),
+        &html! {
+            h1 { (title) }
+            p.error { (message) }
+            p { a href="/portal" { "Back to the APIs" } }
+        }
+        .into_string(),
     )
 }
 

@@ -2,9 +2,14 @@
 //! pages (sfop-auth) and the developer portal (sfop-portal). It lives here,
 //! in the one crate both already depend on, because sfop-auth is data plane
 //! and may not depend on the portal (ADR 0008). Plain server-rendered HTML
-//! with one inline stylesheet and no script.
+//! with one inline stylesheet and no script, written as maud templates:
+//! every value put into a page is escaped unless it is marked `PreEscaped`
+//! (docs/adr/0025).
 
-/// Escapes text for HTML element content and quoted attribute values.
+use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
+
+/// Escapes text for HTML element content and quoted attribute values (for
+/// the portal pages not yet written as templates).
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -74,35 +79,40 @@ pub struct Chrome<'a> {
 }
 
 /// A complete page: `title` is escaped; `body` is trusted HTML whose
-/// user-supplied parts the caller has escaped.
+/// user-supplied parts the caller has escaped (see [`layout`] for a
+/// template's body).
 pub fn document(title: &str, chrome: &Chrome<'_>, body: &str) -> String {
-    let nav: String = chrome
-        .nav
-        .iter()
-        .map(|(href, label)| {
-            let class = if *href == chrome.current {
-                " class=\"current\" aria-current=\"page\""
-            } else {
-                ""
-            };
-            format!("<a href=\"{}\"{class}>{}</a>", escape(href), escape(label))
-        })
-        .collect();
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{title} · sfop</title><style>{STYLESHEET}</style></head><body>\
-         <header class=\"top\"><a class=\"brand\" href=\"/portal\">sfop open banking</a>{nav}{account}</header>\
-         <main{main_class}>{body}</main>\
-         <footer>sfop — secure open platform for fintech services (ITU-T X.1149)</footer></body></html>",
-        title = escape(title),
-        account = chrome.account,
-        main_class = if chrome.narrow {
-            " class=\"narrow\""
-        } else {
-            ""
-        },
-    )
+    layout(title, chrome, PreEscaped(body)).into_string()
+}
+
+/// A complete page around a template's `body`.
+pub fn layout(title: &str, chrome: &Chrome<'_>, body: impl Render) -> Markup {
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                title { (title) " · sfop" }
+                style { (PreEscaped(STYLESHEET)) }
+            }
+            body {
+                header.top {
+                    a.brand href="/portal" { "sfop open banking" }
+                    @for (href, label) in chrome.nav {
+                        @if *href == chrome.current {
+                            a.current href=(href) aria-current="page" { (label) }
+                        } @else {
+                            a href=(href) { (label) }
+                        }
+                    }
+                    (PreEscaped(chrome.account))
+                }
+                main class=[chrome.narrow.then_some("narrow")] { (body) }
+                footer { "sfop — secure open platform for fintech services (ITU-T X.1149)" }
+            }
+        }
+    }
 }
 
 /// The content-security-policy of every platform page: no script, no
@@ -243,8 +253,11 @@ mod tests {
             },
             "<p>ok</p>",
         );
-        assert!(page.contains("<title>&lt;b&gt; · sfop</title>"));
-        assert!(page.contains("href=\"/portal?a=&quot;\">&lt;i&gt;</a>"));
+        assert!(page.contains("<title>&lt;b&gt; · sfop</title>"), "{page}");
+        assert!(
+            page.contains("href=\"/portal?a=&quot;\">&lt;i&gt;</a>"),
+            "{page}"
+        );
         assert!(page.contains("<main class=\"narrow\"><p>ok</p></main>"));
     }
 }

@@ -2,63 +2,66 @@
 //! secret shown once), and test tokens through the consent page or client
 //! credentials.
 
+use maud::{Markup, PreEscaped, html};
+
 use super::*;
+use crate::render::error_line;
 
 // ---------- developers ----------
 
 /// The hidden `next` field of the sign-in and sign-up forms, and the query
 /// that carries it to the other form.
-fn next_parts(next: &str) -> (String, String) {
+fn next_parts(next: &str) -> (Markup, String) {
     match crate::render::safe_next(next) {
         Some(next) => (
-            format!(
-                "<input type=\"hidden\" name=\"next\" value=\"{}\">",
-                escape(next)
-            ),
-            escape(&format!("?next={}", encode(next))),
+            html! { input type="hidden" name="next" value=(next); },
+            format!("?next={}", encode(next)),
         ),
-        None => (String::new(), String::new()),
+        None => (html! {}, String::new()),
     }
 }
 
 pub(super) fn sign_up_page(message: Option<&str>, email: &str, next: &str) -> PortalResponse {
     let (next_field, next_query) = next_parts(next);
-    let error = message
-        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
-        .unwrap_or_default();
+    let body = html! {
+        h1 { "Create a developer account" }
+        (error_line(message))
+        form method="post" action="/portal/signup" {
+            (next_field)
+            label for="email" { "E-mail" }
+            input type="email" id="email" name="email" value=(email) autocomplete="email" required;
+            label for="password" { "Password " small { "(10 characters or more)" } }
+            input type="password" id="password" name="password" autocomplete="new-password" required;
+            p { button.primary type="submit" { "Sign up" } }
+        }
+        p { small { "Already registered? " a href={ "/portal/signin" (next_query) } { "Sign in" } "." } }
+    };
     narrow_page(
         if message.is_some() { 400 } else { 200 },
         "Sign up",
-        &format!(
-            "<h1>Create a developer account</h1>{error}\
-             <form method=\"post\" action=\"/portal/signup\">{next_field}\
-             <label for=\"email\">E-mail</label><input type=\"email\" id=\"email\" name=\"email\" value=\"{email}\" autocomplete=\"email\" required>\
-             <label for=\"password\">Password <small>(10 characters or more)</small></label>\
-             <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"new-password\" required>\
-             <p><button class=\"primary\" type=\"submit\">Sign up</button></p></form>\
-             <p><small>Already registered? <a href=\"/portal/signin{next_query}\">Sign in</a>.</small></p>",
-            email = escape(email),
-        ),
+        &body.into_string(),
     )
 }
 
 pub(super) fn sign_in_page(message: Option<&str>, email: &str, next: &str) -> PortalResponse {
     let (next_field, next_query) = next_parts(next);
-    let error = message
-        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
-        .unwrap_or_default();
+    let body = html! {
+        h1 { "Sign in to the developer portal" }
+        (error_line(message))
+        form method="post" action="/portal/signin" {
+            (next_field)
+            label for="email" { "E-mail" }
+            input type="email" id="email" name="email" value=(email) autocomplete="username" required;
+            label for="password" { "Password" }
+            input type="password" id="password" name="password" autocomplete="current-password" required;
+            p { button.primary type="submit" { "Sign in" } }
+        }
+        p { small { "New here? " a href={ "/portal/signup" (next_query) } { "Create an account" } "." } }
+    };
     narrow_page(
         if message.is_some() { 401 } else { 200 },
         "Sign in",
-        &format!(
-            "<h1>Sign in to the developer portal</h1>{error}\
-             <form method=\"post\" action=\"/portal/signin\">{next_field}\
-             <label for=\"email\">E-mail</label><input type=\"email\" id=\"email\" name=\"email\" value=\"{email}\" autocomplete=\"username\" required>\
-             <label for=\"password\">Password</label><input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
-             <p><button class=\"primary\" type=\"submit\">Sign in</button></p></form>\
-             <p><small>New here? <a href=\"/portal/signup{next_query}\">Create an account</a>.</small></p>",
-            email = escape(email),
-        ),
+        &body.into_string(),
     )
 }
 
@@ -138,54 +141,60 @@ pub(super) fn apps_page(ctx: &Ctx<'_>, message: Option<&str>) -> Result<PortalRe
         return Ok(redirect("/portal/signin"));
     };
     let developer = ctx.portal.developers.get(&session.email)?;
-    let mut rows = String::new();
+    let mut apps = Vec::new();
     for id in developer.map(|d| d.apps).unwrap_or_default() {
         if let Some(c) = ctx.portal.clients.get(&id)? {
-            let _ = write!(
-                rows,
-                "<tr><td><a href=\"/portal/apps/{href}\">{name}</a></td><td><code>{id}</code></td><td>{code}</td><td>{scopes}</td></tr>",
-                href = encode(&c.client_id),
-                name = escape(&c.name),
-                id = escape(&c.client_id),
-                code = escape(&c.client_use_code),
-                scopes = scope_badges(&c.scopes),
-            );
+            apps.push(c);
         }
     }
-    let list = if rows.is_empty() {
-        "<p class=\"muted\">No apps yet.</p>".to_owned()
-    } else {
-        format!(
-            "<table><thead><tr><th>App</th><th>client_id</th><th>client_use_code</th><th>Scopes</th></tr></thead><tbody>{rows}</tbody></table>"
-        )
+    let body = html! {
+        h1 { "My apps" }
+        @if apps.is_empty() {
+            p.muted { "No apps yet." }
+        } @else {
+            table {
+                thead { tr { th { "App" } th { "client_id" } th { "client_use_code" } th { "Scopes" } } }
+                tbody {
+                    @for c in &apps {
+                        tr {
+                            td { a href={ "/portal/apps/" (encode(&c.client_id)) } { (c.name) } }
+                            td { code { (c.client_id) } }
+                            td { (c.client_use_code) }
+                            td { (scope_badges(&c.scopes)) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Register an app" }
+        (error_line(message))
+        form method="post" action="/portal/apps" {
+            (ctx.csrf())
+            label for="name" { "App name " small { "(users see it on the consent page)" } }
+            input type="text" id="name" name="name" maxlength="100" required;
+            label for="redirect_uris" {
+                "Redirect URIs "
+                small { "(one per line, matched exactly: https://host/path, or http:// on localhost, 127.0.0.1 or [::1]; no fragment or user@)" }
+            }
+            textarea id="redirect_uris" name="redirect_uris" rows="3" {}
+            p { small {
+                "The portal's own callback " code { (ctx.callback_url()) }
+                " is added, so you can get test tokens here."
+            } }
+            fieldset {
+                legend { "Scopes" }
+                @for s in SCOPES {
+                    div.row {
+                        input type="checkbox" id={ "scope-" (s) } name="scope" value=(s);
+                        " "
+                        label for={ "scope-" (s) } { b { (s) } ": " (scope_text(s)) }
+                    }
+                }
+            }
+            p { button.primary type="submit" id="register" { "Register" } }
+        }
     };
-    let error = message
-        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
-        .unwrap_or_default();
-    let scope_boxes: String = SCOPES
-        .iter()
-        .map(|s| {
-            format!(
-                "<div class=\"row\"><input type=\"checkbox\" id=\"scope-{s}\" name=\"scope\" value=\"{s}\"> \
-                 <label for=\"scope-{s}\"><b>{s}</b>: {}</label></div>",
-                escape(scope_text(s))
-            )
-        })
-        .collect();
-    let body = format!(
-        "<h1>My apps</h1>{list}<h2>Register an app</h2>{error}\
-         <form method=\"post\" action=\"/portal/apps\">{csrf}\
-         <label for=\"name\">App name <small>(users see it on the consent page)</small></label>\
-         <input type=\"text\" id=\"name\" name=\"name\" maxlength=\"100\" required>\
-         <label for=\"redirect_uris\">Redirect URIs <small>(one per line, matched exactly: https://host/path, or http:// on localhost, 127.0.0.1 or [::1]; no fragment or user@)</small></label>\
-         <textarea id=\"redirect_uris\" name=\"redirect_uris\" rows=\"3\"></textarea>\
-         <p><small>The portal's own callback <code>{callback}</code> is added, so you can get test tokens here.</small></p>\
-         <fieldset><legend>Scopes</legend>{scope_boxes}</fieldset>\
-         <p><button class=\"primary\" type=\"submit\" id=\"register\">Register</button></p></form>",
-        csrf = ctx.csrf_field(),
-        callback = escape(&ctx.callback_url()),
-    );
-    Ok(ctx.page("My apps", "/portal/apps", &body))
+    Ok(ctx.page("My apps", "/portal/apps", &body.into_string()))
 }
 
 pub(super) fn register_app(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<PortalResponse> {
@@ -219,24 +228,22 @@ pub(super) fn register_app(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<P
         .developers
         .add_app(&session.email, &client.client_id)?;
     tracing::info!(developer = %session.email, client_id = %client.client_id, "app registered on the portal");
-    let body = format!(
-        "<h1>{name} is registered</h1>\
-         <p class=\"notice\"><b>Copy the client secret now.</b> It is shown this once and stored only hashed; if you lose it, rotate it on the app's page.</p>\
-         <table><tbody>\
-         <tr><th>client_id</th><td><code id=\"client-id\">{id}</code></td></tr>\
-         <tr><th>client_secret</th><td><code id=\"client-secret\">{secret}</code></td></tr>\
-         <tr><th>client_use_code</th><td><code>{code}</code></td></tr>\
-         <tr><th>Scopes</th><td>{scopes}</td></tr>\
-         <tr><th>Redirect URIs</th><td>{uris}</td></tr></tbody></table>\
-         <p><a class=\"button primary\" href=\"/portal/apps/{href}\" id=\"continue\">Continue to the app</a></p>",
-        name = escape(&client.name),
-        id = escape(&client.client_id),
-        secret = escape(secret.as_deref().unwrap_or_default()),
-        code = escape(&client.client_use_code),
-        scopes = scope_badges(&client.scopes),
-        uris = uri_lines(&client.redirect_uris),
-        href = encode(&client.client_id),
-    );
+    let body = html! {
+        h1 { (client.name) " is registered" }
+        p.notice {
+            b { "Copy the client secret now." }
+            " It is shown this once and stored only hashed; if you lose it, rotate it on the app's page."
+        }
+        table { tbody {
+            tr { th { "client_id" } td { code #client-id { (client.client_id) } } }
+            tr { th { "client_secret" } td { code #client-secret { (secret.as_deref().unwrap_or_default()) } } }
+            tr { th { "client_use_code" } td { code { (client.client_use_code) } } }
+            tr { th { "Scopes" } td { (scope_badges(&client.scopes)) } }
+            tr { th { "Redirect URIs" } td { (uri_lines(&client.redirect_uris)) } }
+        } }
+        p { a.button.primary href={ "/portal/apps/" (encode(&client.client_id)) } #continue { "Continue to the app" } }
+    }
+    .into_string();
     let mut r = ctx.page("App registered", "/portal/apps", &body);
     r.status = 201;
     Ok(r)
@@ -300,24 +307,23 @@ pub(super) fn app_page(
         return Ok(redirect("/portal/signin"));
     };
     let href = encode(&client.client_id);
-    let error = message
-        .map(|m| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(m)))
-        .unwrap_or_default();
-    let mut body = format!(
-        "<h1>{name}</h1>{error}<table><tbody>\
-         <tr><th>client_id</th><td><code>{id}</code></td></tr>\
-         <tr><th>client_use_code</th><td><code>{code}</code></td></tr>\
-         <tr><th>Scopes</th><td>{scopes}</td></tr>\
-         <tr><th>Redirect URIs</th><td>{uris}</td></tr></tbody></table>{institution}\
-         <h2>Test tokens</h2><p class=\"muted\">Tokens for calling the APIs from their pages (\"try it\") against the virtual bank. \
-         Its users sign in on the consent page, e.g. <code>hong</code> / <code>hong1234</code>.</p>",
-        name = escape(&client.name),
-        id = escape(&client.client_id),
-        code = escape(&client.client_use_code),
-        scopes = scope_badges(&client.scopes),
-        uris = uri_lines(&client.redirect_uris),
-        institution = institution_html(ctx, &client),
-    );
+    let mut body = html! {
+        h1 { (client.name) }
+        (error_line(message))
+        table { tbody {
+            tr { th { "client_id" } td { code { (client.client_id) } } }
+            tr { th { "client_use_code" } td { code { (client.client_use_code) } } }
+            tr { th { "Scopes" } td { (scope_badges(&client.scopes)) } }
+            tr { th { "Redirect URIs" } td { (uri_lines(&client.redirect_uris)) } }
+        } }
+        (PreEscaped(institution_html(ctx, &client)))
+        h2 { "Test tokens" }
+        p.muted {
+            "Tokens for calling the APIs from their pages (\"try it\") against the virtual bank. \
+             Its users sign in on the consent page, e.g. " code { "hong" } " / " code { "hong1234" } "."
+        }
+    }
+    .into_string();
     let user_scopes: Vec<&String> = client
         .scopes
         .iter()
@@ -401,20 +407,19 @@ pub(super) fn rotate_secret(ctx: &Ctx<'_>, client_id: &str) -> Result<PortalResp
     if let Some((_, session)) = &ctx.session {
         tracing::info!(developer = %session.email, client_id = %client.client_id, "client secret rotated on the portal");
     }
-    let body = format!(
-        "<h1>New secret for {name}</h1>\
-         <p class=\"notice\" id=\"rotated\"><b>Copy the new client secret now.</b> It is shown this once and stored only hashed. \
-         The old secret no longer works.</p>\
-         <table><tbody>\
-         <tr><th>client_id</th><td><code id=\"client-id\">{id}</code></td></tr>\
-         <tr><th>client_secret</th><td><code id=\"client-secret\">{secret}</code></td></tr>\
-         </tbody></table>\
-         <p><a class=\"button primary\" href=\"/portal/apps/{href}\" id=\"continue\">Back to the app</a></p>",
-        name = escape(&client.name),
-        id = escape(&client.client_id),
-        secret = escape(&secret),
-        href = encode(&client.client_id),
-    );
+    let body = html! {
+        h1 { "New secret for " (client.name) }
+        p.notice #rotated {
+            b { "Copy the new client secret now." }
+            " It is shown this once and stored only hashed. The old secret no longer works."
+        }
+        table { tbody {
+            tr { th { "client_id" } td { code #client-id { (client.client_id) } } }
+            tr { th { "client_secret" } td { code #client-secret { (secret) } } }
+        } }
+        p { a.button.primary href={ "/portal/apps/" (encode(&client.client_id)) } #continue { "Back to the app" } }
+    }
+    .into_string();
     Ok(ctx.page("Client secret rotated", "/portal/apps", &body))
 }
 
@@ -982,18 +987,21 @@ pub(super) async fn oob_token(
 }
 
 /// An app's scopes as badges.
-fn scope_badges(scopes: &[String]) -> String {
-    scopes
-        .iter()
-        .map(|s| scope_badge(s))
-        .collect::<Vec<_>>()
-        .join(" ")
+fn scope_badges(scopes: &[String]) -> Markup {
+    html! {
+        @for (i, s) in scopes.iter().enumerate() {
+            @if i > 0 { " " }
+            span.badge.scope { (s) }
+        }
+    }
 }
 
-/// An app's redirect URIs, escaped, one a line.
-fn uri_lines(uris: &[String]) -> String {
-    uris.iter()
-        .map(|u| format!("<code>{}</code>", escape(u)))
-        .collect::<Vec<_>>()
-        .join("<br>")
+/// An app's redirect URIs, one a line.
+fn uri_lines(uris: &[String]) -> Markup {
+    html! {
+        @for (i, u) in uris.iter().enumerate() {
+            @if i > 0 { br; }
+            code { (u) }
+        }
+    }
 }

@@ -76,11 +76,13 @@ impl Ctx<'_> {
         )
     }
 
+    /// The hidden CSRF field of a form.
+    fn csrf(&self) -> maud::Markup {
+        maud::html! { input type="hidden" name="csrf" value=(self.viewer.csrf); }
+    }
+
     fn csrf_field(&self) -> String {
-        format!(
-            "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
-            escape(&self.viewer.csrf)
-        )
+        self.csrf().into_string()
     }
 }
 

@@ -246,7 +246,7 @@ async fn pages_escape_what_packages_and_developers_supply() -> Result<()> {
     let form = format!(
         "csrf={csrf}&name={}&redirect_uris={}&scope=login&scope=inquiry",
         enc(HOSTILE),
-        enc("https://app.example/cb")
+        enc("https://app.example/cb?a=1&b=2")
     );
     let registered = t
         .request("POST", "/portal/apps", Some(&cookie), &form)
@@ -269,6 +269,46 @@ async fn pages_escape_what_packages_and_developers_supply() -> Result<()> {
         );
         assert_no_markup_from_input(&page.text());
     }
+    // The app's page shows the redirect URI with its `&` escaped.
+    let app = t
+        .request("GET", &format!("/portal/apps/{client_id}"), Some(&cookie), "")
+        .await
+        .text();
+    assert!(
+        app.contains("<code>https://app.example/cb?a=1&amp;b=2</code>"),
+        "{app}"
+    );
+    // A hostile e-mail address is refused, and shown back escaped in the
+    // form's field and in the top bar of no page.
+    let email = "\"><script>alert(\"pwned\")</script>&@x.example";
+    let refused = t
+        .request(
+            "POST",
+            "/portal/signup",
+            None,
+            &format!("email={}&password={}", enc(email), enc("a long password")),
+        )
+        .await;
+    assert_eq!(refused.status(), 400, "{}", refused.text());
+    assert_no_markup_from_input(&refused.text());
+    assert!(
+        refused.text().contains(
+            "value=\"&quot;&gt;&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;&amp;@x.example\""
+        ),
+        "{}",
+        refused.text()
+    );
+    let refused = t
+        .request(
+            "POST",
+            "/portal/signin",
+            None,
+            &format!("email={}&password=x&next={}", enc(email), enc("/portal?a=\"<b>")),
+        )
+        .await;
+    assert_eq!(refused.status(), 401, "{}", refused.text());
+    assert_no_markup_from_input(&refused.text());
+    assert!(!refused.text().contains("<b>"), "{}", refused.text());
     // A post without the session's CSRF token is refused.
     let forged = t
         .request("POST", "/portal/apps", Some(&cookie), "name=x&scope=oob")
