@@ -237,14 +237,14 @@ fn refusal(e: &Error) -> Answer {
         Error::Invalid(_) => (400, "A0004"),
         Error::Conflict(_) => (409, "A0004"),
         Error::Refused(_) => (422, "A0004"),
-        Error::Store(_) => (500, "A0003"),
+        Error::Store(_) | Error::Internal { .. } => (500, "A0003"),
     };
-    let message = match e {
-        Error::Store(e) => {
-            tracing::error!("admin API: store failed: {e}");
-            "platform internal error".to_owned()
-        }
-        e => e.to_string(),
+    let message = if e.is_client_fault() {
+        e.to_string()
+    } else {
+        let cause = std::error::Error::source(e).map(ToString::to_string);
+        tracing::error!(error = %e, cause, "admin API: platform failure");
+        "platform internal error".to_owned()
     };
     (status, json!({ "rsp_code": code, "rsp_message": message }))
 }

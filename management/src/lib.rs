@@ -26,7 +26,10 @@ use sfop_store::{Store, TxError};
 use tokio::sync::{Mutex, watch};
 
 pub use package::Upload;
-pub use plane::{CanarySplit, DataPlane, Gate, GateFuture, Health, Published, Sticky, Verdict};
+pub use plane::{
+    CanarySplit, Cause, DataPlane, Gate, GateError, GateFuture, Health, PlaneError, Published,
+    Sticky, Verdict,
+};
 pub use registry::{ApiRecord, CanaryRecord, TestRecord, VersionRecord, VersionState};
 /// API versions, as the registry and [`DataPlane`] name them.
 pub use semver::Version;
@@ -54,6 +57,42 @@ pub enum Error {
     Invalid(String),
     #[error("store: {0}")]
     Store(#[from] sfop_store::Error),
+    /// The platform failed (a loader that panicked, a stored record that no
+    /// longer reads): never the caller's fault, answered as an internal
+    /// error and logged with its cause.
+    #[error("{what}: {cause}")]
+    Internal {
+        what: String,
+        #[source]
+        cause: Cause,
+    },
+}
+
+impl Error {
+    /// The platform's failure doing `what`.
+    pub fn internal(what: impl Into<String>, cause: impl Into<Cause>) -> Self {
+        Error::Internal {
+            what: what.into(),
+            cause: cause.into(),
+        }
+    }
+
+    /// Whether the caller is to blame (and is told what to fix); otherwise
+    /// the platform is, and the caller is told nothing internal.
+    pub fn is_client_fault(&self) -> bool {
+        match self {
+            Error::NotFound(_) | Error::Conflict(_) | Error::Refused(_) | Error::Invalid(_) => true,
+            Error::Store(_) | Error::Internal { .. } => false,
+        }
+    }
+
+    /// A data-plane failure loading or building for `what`.
+    fn plane(what: String, e: PlaneError) -> Self {
+        match e {
+            PlaneError::Rejected(cause) => Error::Refused(format!("{what}: {cause}")),
+            PlaneError::Internal(cause) => Error::Internal { what, cause },
+        }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -209,8 +248,14 @@ impl<P: DataPlane> Management<P> {
             for version in wanted {
                 if let Err(e) = self.warm_up(&mut control, &api.name, version).await {
                     tracing::error!(api = %api.name, %version, "release cannot be loaded; its routes stay closed: {e}");
-                    if let Some(manifest) = self.manifest_of(&api.name, version)? {
-                        control.closed.insert(api.name.clone(), manifest);
+                    match self.manifest_of(&api.name, version) {
+                        Ok(Some(manifest)) => {
+                            control.closed.insert(api.name.clone(), manifest);
+                        }
+                        Ok(None) => {}
+                        // Its routes are unknown, so nothing can be closed;
+                        // they are not served either.
+                        Err(e) => tracing::error!(api = %api.name, %version, "{e}"),
                     }
                 }
             }
@@ -256,8 +301,8 @@ impl<P: DataPlane> Management<P> {
         let (manifest, component) = (package.manifest.clone(), package.component.clone());
         let release = tokio::task::spawn_blocking(move || plane.load(manifest, &component))
             .await
-            .map_err(|e| Error::Refused(format!("loading the component failed: {e}")))?
-            .map_err(|e| Error::Refused(format!("{name}@{version} cannot be loaded: {e}")))?;
+            .map_err(|e| Error::internal(format!("loading {name}@{version}"), e))?
+            .map_err(|e| Error::plane(format!("{name}@{version} cannot be loaded"), e))?;
 
         let record = VersionRecord {
             name: name.clone(),
@@ -311,7 +356,13 @@ impl<P: DataPlane> Management<P> {
         let verdict = gate
             .test(&candidate, live.as_ref())
             .await
-            .map_err(|e| Error::Refused(format!("the testbed could not run: {e}")))?;
+            .map_err(|e| match e {
+                GateError::Refused(cause) => Error::Refused(format!("the testbed refused: {cause}")),
+                GateError::Internal(cause) => Error::Internal {
+                    what: format!("testing {name}@{version}"),
+                    cause,
+                },
+            })?;
         let _control = self.control.lock().await;
         let test = TestRecord {
             passed: verdict.passed,
@@ -929,7 +980,15 @@ impl<P: DataPlane> Management<P> {
             }
         };
         gate.verify(attestation, &self.package(record)?)
-            .map_err(|e| Error::Refused(format!("{id}: attestation refused: {e}")))
+            .map_err(|e| match e {
+                GateError::Refused(cause) => {
+                    Error::Refused(format!("{id}: attestation refused: {cause}"))
+                }
+                GateError::Internal(cause) => Error::Internal {
+                    what: format!("verifying the attestation of {id}"),
+                    cause,
+                },
+            })
     }
 
     /// Upwards only, and with the version step the contract change needs.
@@ -947,12 +1006,23 @@ impl<P: DataPlane> Management<P> {
                 record.name, record.version
             )));
         }
-        let (Some(old), Ok(new)) = (
-            self.manifest_of(&api.name, live)?,
-            Manifest::parse(&record.manifest),
-        ) else {
-            return Ok(());
-        };
+        // Never fails open: a record that cannot be read is the platform's
+        // failure, and the change waits until it is repaired.
+        let old = self.manifest_of(&api.name, live)?.ok_or_else(|| {
+            Error::internal(
+                format!("checking the upgrade of {}", api.name),
+                format!("the live version {live} is missing from the registry"),
+            )
+        })?;
+        let new = Manifest::parse(&record.manifest).map_err(|e| {
+            Error::internal(
+                format!(
+                    "reading the stored manifest of {}@{}",
+                    record.name, record.version
+                ),
+                e,
+            )
+        })?;
         match sfop_core::contract::check_bump(&old, &new) {
             Some(why) => Err(Error::Refused(format!("{}: {why}", record.name))),
             None => Ok(()),
@@ -971,23 +1041,28 @@ impl<P: DataPlane> Management<P> {
             .ok_or_else(|| Error::NotFound(format!("{name} has never been live")))
     }
 
+    /// The stored manifest of a version; `None` when the version is not
+    /// registered, an internal error when its stored text does not parse.
     fn manifest_of(&self, name: &str, version: &Version) -> Result<Option<Manifest>> {
-        Ok(self
-            .trees
-            .version(name, version)?
-            .and_then(|r| Manifest::parse(&r.manifest).ok()))
+        let Some(record) = self.trees.version(name, version)? else {
+            return Ok(None);
+        };
+        Manifest::parse(&record.manifest)
+            .map(Some)
+            .map_err(|e| Error::internal(format!("reading the stored manifest of {name}@{version}"), e))
     }
 
     /// The stored package of a version.
     fn package(&self, record: &VersionRecord) -> Result<Package> {
+        let id = format!("{}@{}", record.name, record.version);
         let component = self.trees.blob(&record.component_sha256)?.ok_or_else(|| {
-            Error::NotFound(format!(
-                "the component of {}@{} is missing from the store",
-                record.name, record.version
-            ))
+            Error::internal(
+                format!("reading the package of {id}"),
+                "its component is missing from the store",
+            )
         })?;
         Package::from_parts(record.manifest.clone(), component, record.cases.clone())
-            .map_err(|e| Error::Invalid(e.to_string()))
+            .map_err(|e| Error::internal(format!("reading the stored package of {id}"), e))
     }
 
     /// The compiled release of a version, compiling it when it is not warm.
@@ -1010,8 +1085,8 @@ impl<P: DataPlane> Management<P> {
         let release =
             tokio::task::spawn_blocking(move || plane.load(package.manifest, &package.component))
                 .await
-                .map_err(|e| Error::Refused(format!("loading {name}@{version} failed: {e}")))?
-                .map_err(|e| Error::Refused(format!("{name}@{version} cannot be loaded: {e}")))?;
+                .map_err(|e| Error::internal(format!("loading {name}@{version}"), e))?
+                .map_err(|e| Error::plane(format!("{name}@{version} cannot be loaded"), e))?;
         control.warm.insert(key, release.clone());
         Ok(release)
     }
@@ -1066,7 +1141,7 @@ impl<P: DataPlane> Management<P> {
             Ok(())
         })
         .await
-        .map_err(|e| Error::Refused(format!("recording the {action} failed: {e}")))??;
+        .map_err(|e| Error::internal(format!("recording the {action}"), e))??;
         tracing::info!(api = %api.name, version = ?version.map(ToString::to_string), %actor, "{action}: {detail}");
         let serving_now = serving(&api);
         let left = control.left.entry(api.name.clone()).or_default();
@@ -1164,7 +1239,9 @@ impl<P: DataPlane> Management<P> {
                 });
             }
         }
-        self.plane.build(&published).map_err(Error::Refused)
+        self.plane
+            .build(&published)
+            .map_err(|e| Error::plane("the new routing cannot be built".into(), e))
     }
 }
 

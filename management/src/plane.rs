@@ -62,12 +62,12 @@ pub trait DataPlane: Send + Sync + 'static {
 
     /// Validates, compiles and pre-links a component (slow: called on a
     /// blocking thread, never on the request path).
-    fn load(&self, manifest: Manifest, component: &[u8]) -> Result<Self::Release, String>;
+    fn load(&self, manifest: Manifest, component: &[u8]) -> Result<Self::Release, PlaneError>;
     /// Whether a release came from the on-disk compile cache.
     fn compiled_from_cache(&self, release: &Self::Release) -> bool;
     /// Builds the routing of every API (and the platform's own endpoints);
     /// fails, changing nothing, when two APIs claim one route.
-    fn build(&self, apis: &[Published<Self::Release>]) -> Result<Self::Table, String>;
+    fn build(&self, apis: &[Published<Self::Release>]) -> Result<Self::Table, PlaneError>;
     /// Switches to `table` atomically; requests in flight finish on the
     /// release they started on.
     fn swap(&self, table: Self::Table);
@@ -78,6 +78,34 @@ pub trait DataPlane: Send + Sync + 'static {
     /// longer kept compiled still shows what it served); `None` when the
     /// data plane never counted it.
     fn recorded(&self, name: &str, version: &semver::Version) -> Option<Health>;
+}
+
+/// A boxed cause, kept as the error's source.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why the data plane could not load a component or build a routing, and
+/// who is to blame.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaneError {
+    /// The package is at fault (not a valid component, an import it may
+    /// not have, a route another API serves): refused, naming what to fix.
+    #[error(transparent)]
+    Rejected(Cause),
+    /// The platform failed; nothing is known against the package.
+    #[error(transparent)]
+    Internal(Cause),
+}
+
+/// Why the gate could not test or verify, and who is to blame.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// The attestation does not vouch for these bytes (tampered, for other
+    /// bytes, signed by a key this platform does not trust).
+    #[error(transparent)]
+    Refused(Cause),
+    /// The testbed itself failed (could not run, could not sign).
+    #[error(transparent)]
+    Internal(Cause),
 }
 
 /// A testbed run's outcome.
@@ -93,7 +121,7 @@ pub struct Verdict {
 }
 
 /// Boxed future of the gate.
-pub type GateFuture<'a> = Pin<Box<dyn Future<Output = Result<Verdict, String>> + Send + 'a>>;
+pub type GateFuture<'a> = Pin<Box<dyn Future<Output = Result<Verdict, GateError>> + Send + 'a>>;
 
 /// The testbed, as the promotion gate.
 pub trait Gate: Send + Sync + fmt::Debug {
@@ -101,5 +129,5 @@ pub trait Gate: Send + Sync + fmt::Debug {
     fn test<'a>(&'a self, candidate: &'a Package, live: Option<&'a Package>) -> GateFuture<'a>;
     /// Checks that `attestation` is a valid, signed pass for exactly
     /// `package`'s bytes; the error says what is wrong.
-    fn verify(&self, attestation: &str, package: &Package) -> Result<(), String>;
+    fn verify(&self, attestation: &str, package: &Package) -> Result<(), GateError>;
 }

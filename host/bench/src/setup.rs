@@ -13,7 +13,7 @@ use rustls::RootCertStore;
 use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde_json::{Value, json};
-use sfop_management::{Gate, GateFuture, Package, Verdict};
+use sfop_management::{Gate, GateError, GateFuture, Package, Verdict};
 use sfop_vbank::seed::{DEMO_CLIENT_ID, DEMO_CLIENT_USE_CODE};
 use sfop_vbank::{NewAccount, NewUser, Owner, VirtualBank};
 
@@ -271,12 +271,13 @@ impl Gate for BenchGate {
         })
     }
 
-    fn verify(&self, attestation: &str, package: &Package) -> Result<(), String> {
-        let a: Value = serde_json::from_str(attestation).map_err(|e| e.to_string())?;
+    fn verify(&self, attestation: &str, package: &Package) -> Result<(), GateError> {
+        let a: Value =
+            serde_json::from_str(attestation).map_err(|e| GateError::Refused(e.into()))?;
         if a["component_sha256"].as_str() == Some(package.component_sha256().as_str()) {
             Ok(())
         } else {
-            Err("attestation is for other bytes".into())
+            Err(GateError::Refused("attestation is for other bytes".into()))
         }
     }
 }

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use sfop_management::{Gate, GateFuture, Package, Verdict};
+use sfop_management::{Gate, GateError, GateFuture, Package, Verdict};
 use sfop_testbed::{Attestation, AttestationSigner, RunOptions, TrustedKey};
 
 /// The embedded testbed.
@@ -41,10 +41,10 @@ impl Gate for TestbedGate {
             let (report, attestation) =
                 sfop_testbed::run_and_attest(candidate, &options, &self.signer)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| GateError::Internal(e.into()))?;
             Ok(Verdict {
                 passed: report.passed(),
-                report: serde_json::to_value(&report).map_err(|e| e.to_string())?,
+                report: serde_json::to_value(&report).map_err(|e| GateError::Internal(e.into()))?,
                 report_html: report.to_html(),
                 attestation: attestation
                     .map(|a| String::from_utf8_lossy(&a.to_json()).into_owned()),
@@ -52,9 +52,12 @@ impl Gate for TestbedGate {
         })
     }
 
-    fn verify(&self, attestation: &str, package: &Package) -> Result<(), String> {
-        let attestation =
-            Attestation::from_json(attestation.as_bytes()).map_err(|e| e.to_string())?;
-        sfop_testbed::verify(&attestation, &self.trusted, package).map_err(|e| e.to_string())
+    /// An attestation that does not read or does not vouch for `package`
+    /// is refused.
+    fn verify(&self, attestation: &str, package: &Package) -> Result<(), GateError> {
+        let attestation = Attestation::from_json(attestation.as_bytes())
+            .map_err(|e| GateError::Refused(e.into()))?;
+        sfop_testbed::verify(&attestation, &self.trusted, package)
+            .map_err(|e| GateError::Refused(e.into()))
     }
 }

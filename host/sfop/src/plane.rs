@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sfop_core::Manifest;
 use sfop_gateway::{ApiRoute, ApiStats, Canary, Gateway, Release, RouteTable, StickyKey, Target};
-use sfop_management::{DataPlane, Health, Published, Sticky, Version};
+use sfop_management::{DataPlane, Health, PlaneError, Published, Sticky, Version};
 use sfop_runtime::Runtime;
 
 /// The runtime and gateway of this process.
@@ -34,11 +34,12 @@ impl DataPlane for EmbeddedPlane {
     type Release = Release;
     type Table = RouteTable;
 
-    fn load(&self, manifest: Manifest, component: &[u8]) -> Result<Release, String> {
+    /// Every load error names what is wrong with the package.
+    fn load(&self, manifest: Manifest, component: &[u8]) -> Result<Release, PlaneError> {
         let api = self
             .runtime
             .load(manifest, component)
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| PlaneError::Rejected(e.into()))?;
         Ok(self.gateway.release(Arc::new(api)))
     }
 
@@ -46,7 +47,8 @@ impl DataPlane for EmbeddedPlane {
         release.api.from_cache()
     }
 
-    fn build(&self, apis: &[Published<Release>]) -> Result<RouteTable, String> {
+    /// A route two APIs claim is the newcomer's to change.
+    fn build(&self, apis: &[Published<Release>]) -> Result<RouteTable, PlaneError> {
         let mut table = self.base.clone();
         for api in apis {
             let (routes, target) = match api {
@@ -82,7 +84,9 @@ impl DataPlane for EmbeddedPlane {
                     },
                 ),
             };
-            table.add(routes, target).map_err(|e| e.to_string())?;
+            table
+                .add(routes, target)
+                .map_err(|e| PlaneError::Rejected(e.into()))?;
         }
         Ok(table)
     }

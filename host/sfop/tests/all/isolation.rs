@@ -523,7 +523,7 @@ async fn a_version_that_keeps_failing_is_quarantined_and_says_why() -> Result<()
         .iter()
         .find(|v| v.version.to_string() == "0.1.0")
         .context("spin 0.1.0")?;
-    assert_eq!(live.quarantined, Some("deadline"));
+    assert_eq!(live.quarantined.as_deref(), Some("deadline"));
     // Its neighbour is not throttled.
     assert_eq!(assert_envelope(&t.get(NEIGHBOUR).await?)?, "A0000");
     Ok(())

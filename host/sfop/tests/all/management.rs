@@ -11,7 +11,9 @@ use anyhow::{Context, Result, bail};
 use semver::Version;
 use serde_json::{Value, json};
 use sfop::{AuthMode, Bootstrap, TlsMode};
-use sfop_management::{CanarySpec, Gate, GateFuture, Package as Pkg, Sticky, Verdict};
+use sfop_management::{
+    CanarySpec, Gate, GateError, GateFuture, Package as Pkg, Sticky, Verdict,
+};
 use sha2::{Digest, Sha256};
 
 use crate::harness::{Package, Reply, TestPlatform, send};
@@ -48,14 +50,15 @@ impl Gate for TestGate {
         })
     }
 
-    fn verify(&self, attestation: &str, package: &Pkg) -> Result<(), String> {
-        let a: Value = serde_json::from_str(attestation).map_err(|e| e.to_string())?;
+    fn verify(&self, attestation: &str, package: &Pkg) -> Result<(), GateError> {
+        let a: Value =
+            serde_json::from_str(attestation).map_err(|e| GateError::Refused(e.into()))?;
         let sha = a["component_sha256"].as_str().unwrap_or_default();
         if a["seal"].as_str() != Some(seal(sha).as_str()) {
-            return Err("bad seal".into());
+            return Err(GateError::Refused("bad seal".into()));
         }
         if sha != package.component_sha256() {
-            return Err("attestation is for other bytes".into());
+            return Err(GateError::Refused("attestation is for other bytes".into()));
         }
         Ok(())
     }
@@ -793,6 +796,39 @@ async fn a_release_whose_attestation_was_tampered_with_does_not_load() -> Result
     // Rolling back to the earlier release, whose attestation is intact, serves.
     mgmt.rollback("echo", "ops").await?;
     assert_eq!(version_of(&t.get("/test/echo").await?), "1.0.0");
+    drop(mgmt);
+    t.platform.stop().await
+}
+
+/// A stored record that no longer reads is the platform's failure: the
+/// upgrade check refuses (it used to let the promotion through unchecked)
+/// and the caller is not blamed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_live_manifest_stops_promotion_as_an_internal_error() -> Result<()> {
+    let t = platform().await?;
+    let mgmt = t.platform.management.clone();
+    register(&mgmt, echo_package("2.0.0", "echo, next")?).await?;
+    drop(mgmt);
+    let dirs = t.stop_keeping_dirs().await?;
+    {
+        let store = sfop_store::Store::open(dirs.1.path())?;
+        let tree = store.tree("mgmt.versions")?;
+        let mut record: Value = tree.get_json("echo@1.0.0")?.context("record")?;
+        record["manifest"] = json!("name = [not toml");
+        tree.insert_json("echo@1.0.0", &record)?;
+        store.flush()?;
+    }
+    let t = TestPlatform::restart_overriding(dirs, testbed_mode, gated()).await?;
+    let mgmt = t.platform.management.clone();
+    let refusal = mgmt.promote("echo", &v("2.0.0"), "ops").await;
+    match &refusal {
+        Err(e @ sfop_management::Error::Internal { .. }) => {
+            assert!(!e.is_client_fault());
+            assert!(e.to_string().contains("echo@1.0.0"), "{e}");
+        }
+        other => anyhow::bail!("expected an internal error, got {other:?}"),
+    }
+    assert_ne!(version_of(&t.get("/test/echo").await?), "2.0.0");
     drop(mgmt);
     t.platform.stop().await
 }
