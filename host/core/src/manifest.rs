@@ -780,18 +780,30 @@ mod tests {
             (with_hosts("\"https://a.*.example\""), "`allowed_hosts`"),
             (with_hosts("\"https://x.example/path\""), "`allowed_hosts`"),
             (
-                GOOD.replace("scope = \"oob\"", "scope = \"oob\"\nallowed_hosts = [\"https://x.example\"]"),
+                GOOD.replace(
+                    "scope = \"oob\"",
+                    "scope = \"oob\"\nallowed_hosts = [\"https://x.example\"]",
+                ),
                 "does not declare `http`",
             ),
             (
-                format!("{}\n[variables]\nk = {{ secret = true, default = \"s\" }}\n", with_hosts("\"https://x.example\"")),
+                format!(
+                    "{}\n[variables]\nk = {{ secret = true, default = \"s\" }}\n",
+                    with_hosts("\"https://x.example\"")
+                ),
                 "`variables`",
             ),
             (
-                format!("{}\n[variables]\nBad-Name = {{}}\n", with_hosts("\"https://x.example\"")),
+                format!(
+                    "{}\n[variables]\nBad-Name = {{}}\n",
+                    with_hosts("\"https://x.example\"")
+                ),
                 "`variables`",
             ),
-            (format!("{GOOD}\n[variables]\nk = {{}}\n"), "does not declare `config`"),
+            (
+                format!("{GOOD}\n[variables]\nk = {{}}\n"),
+                "does not declare `config`",
+            ),
         ];
         for (text, key) in cases {
             let e = error_of(&text);

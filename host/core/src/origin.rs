@@ -81,7 +81,9 @@ impl AllowedOrigin {
             }
             Some(Host::Domain(name)) => HostPattern::Name(name.to_owned()),
             Some(_) if wildcard => {
-                return Err(format!("{text:?}: a wildcard applies to names, not addresses"));
+                return Err(format!(
+                    "{text:?}: a wildcard applies to names, not addresses"
+                ));
             }
             Some(Host::Ipv4(ip)) => HostPattern::Ip(IpAddr::V4(ip)),
             Some(Host::Ipv6(ip)) => HostPattern::Ip(IpAddr::V6(ip)),

@@ -139,12 +139,11 @@ impl Client {
                     problem: "must be https://".into(),
                 });
             }
-            let config = tls(Some((cert.chain, cert.key))).map_err(|problem| {
-                ConfigError::ClientCert {
+            let config =
+                tls(Some((cert.chain, cert.key))).map_err(|problem| ConfigError::ClientCert {
                     origin: cert.origin.clone(),
                     problem,
-                }
-            })?;
+                })?;
             by_authority.insert(format!("{host}:{}", origin.port), config);
         }
         let connector = Connector::new(default_tls, by_authority, config.connect_timeout);
@@ -210,10 +209,9 @@ impl Client {
                 .get(hyper::header::LOCATION)
                 .and_then(|l| l.to_str().ok())
                 .map(str::to_owned);
-            if let (true, Some(location)) = (
-                matches!(status, 301 | 302 | 303 | 307 | 308),
-                location,
-            ) {
+            if let (true, Some(location)) =
+                (matches!(status, 301 | 302 | 303 | 307 | 308), location)
+            {
                 if hop >= self.max_redirects {
                     return Err(OutboundError::Invalid(format!(
                         "more than {} redirects",
@@ -260,7 +258,8 @@ impl Client {
             let mut body = response.into_body();
             let mut collected = Vec::new();
             while let Some(frame) = body.frame().await {
-                let frame = frame.map_err(|e| OutboundError::Connect(format!("reading the answer: {e}")))?;
+                let frame = frame
+                    .map_err(|e| OutboundError::Connect(format!("reading the answer: {e}")))?;
                 if let Ok(data) = frame.into_data() {
                     if (collected.len() + data.len()) as u64 > self.max_response_bytes {
                         return Err(OutboundError::TooLarge(self.max_response_bytes));

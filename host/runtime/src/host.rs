@@ -394,7 +394,8 @@ impl HostState {
 /// still answer `A0017` itself before the gateway's own limit ends the call.
 fn bank_deadline(manifest: &Manifest) -> Option<Instant> {
     let caps = &manifest.capabilities;
-    if !caps.contains(&sfop_core::Capability::Ledger) && !caps.contains(&sfop_core::Capability::Http)
+    if !caps.contains(&sfop_core::Capability::Ledger)
+        && !caps.contains(&sfop_core::Capability::Http)
     {
         return None;
     }

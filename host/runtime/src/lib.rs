@@ -74,7 +74,10 @@ pub enum LoadError {
     #[error(
         "component imports `{import}`, but this platform serves that interface at {PLATFORM_PACKAGE}@{served}"
     )]
-    UnsupportedVersion { import: String, served: &'static str },
+    UnsupportedVersion {
+        import: String,
+        served: &'static str,
+    },
     #[error(
         "variable `{name}` of {api} is required and has no value: set it in the platform config \
          ([variables.\"{api}\"]) or the environment"
@@ -337,11 +340,8 @@ impl Runtime {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         check_imports(&self.engine, &compiled, &manifest)?;
-        let grants = outbound::Grants::resolve(
-            &manifest,
-            self.variables.as_ref(),
-            self.outbound.as_ref(),
-        )?;
+        let grants =
+            outbound::Grants::resolve(&manifest, self.variables.as_ref(), self.outbound.as_ref())?;
 
         let mut linker = Linker::<HostState>::new(&self.engine);
         link_capabilities(&mut linker, &manifest).map_err(|e| LoadError::Link(format!("{e:#}")))?;

@@ -78,7 +78,10 @@ impl Grants {
 }
 
 impl config::Host for HostState {
-    async fn get(&mut self, name: String) -> wasmtime::Result<Result<Option<String>, config::Error>> {
+    async fn get(
+        &mut self,
+        name: String,
+    ) -> wasmtime::Result<Result<Option<String>, config::Error>> {
         let span = self.span("config.get");
         let started = start(&span);
         let result = match self.grants.variables.get(&name) {
@@ -171,7 +174,9 @@ impl HostState {
             deadline,
             api: self.manifest().name.clone(),
         };
-        let sending = client.send(&self.grants.allowed, request).instrument(span.clone());
+        let sending = client
+            .send(&self.grants.allowed, request)
+            .instrument(span.clone());
         // The client bounds itself by the deadline; this is the backstop.
         let answer = match tokio::runtime::Handle::try_current() {
             Ok(_) => tokio::time::timeout_at(deadline.into(), sending)

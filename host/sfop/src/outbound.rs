@@ -81,7 +81,10 @@ impl OutboundSection {
             ));
         }
         if self.max_redirects > 20 {
-            return Err(invalid("outbound.max_redirects", "must be at most 20".into()));
+            return Err(invalid(
+                "outbound.max_redirects",
+                "must be at most 20".into(),
+            ));
         }
         let extra_roots = match &self.ca {
             Some(path) => CertificateDer::pem_file_iter(path)
@@ -174,5 +177,35 @@ impl VariableValues for OperatorValues {
                 .and_then(|values| values.get(name))
                 .map(|v| v.0.clone())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    #[test]
+    fn a_config_dump_or_debug_line_holds_no_variable_value() -> anyhow::Result<()> {
+        let mut config = Config::default();
+        config.variables.insert(
+            "core-balance".into(),
+            [("api_key".to_owned(), VariableValue::new("s3cret-value"))].into(),
+        );
+        let dump = toml::to_string(&config)?;
+        assert!(!dump.contains("s3cret-value"), "{dump}");
+        assert!(dump.contains("[redacted]"), "{dump}");
+        assert!(!format!("{config:?}").contains("s3cret-value"));
+        let values = OperatorValues::new(config.variables.clone());
+        assert_eq!(
+            values.value("core-balance", "api_key").as_deref(),
+            Some("s3cret-value")
+        );
+        assert_eq!(values.value("core-balance", "other"), None);
+        assert_eq!(
+            variable_env("core-balance", "api_key"),
+            "SFOP_VAR_CORE_BALANCE__API_KEY"
+        );
+        Ok(())
     }
 }

@@ -67,9 +67,7 @@ macro_rules! api {
         struct __SfopApi;
 
         impl $crate::platform::handler::Guest for __SfopApi {
-            fn handle(
-                raw: $crate::platform::types::Request,
-            ) -> $crate::platform::types::Response {
+            fn handle(raw: $crate::platform::types::Request) -> $crate::platform::types::Response {
                 $crate::__private::log_panics();
                 $crate::__private::dispatch(raw, $handler)
             }
@@ -81,9 +79,7 @@ macro_rules! api {
         struct __SfopApi;
 
         impl $crate::platform::handler::Guest for __SfopApi {
-            fn handle(
-                raw: $crate::platform::types::Request,
-            ) -> $crate::platform::types::Response {
+            fn handle(raw: $crate::platform::types::Request) -> $crate::platform::types::Response {
                 $crate::__private::dispatch(raw, $handler)
             }
         }

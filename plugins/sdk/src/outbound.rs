@@ -129,10 +129,9 @@ pub mod http {
                     crate::rsp::BANK_ERROR,
                     format!("the backend's answer exceeds {n} bytes"),
                 ),
-                Error::Connect(m) | Error::Tls(m) => ApiError::new(
-                    crate::rsp::BANK_ERROR,
-                    format!("backend not reached: {m}"),
-                ),
+                Error::Connect(m) | Error::Tls(m) => {
+                    ApiError::new(crate::rsp::BANK_ERROR, format!("backend not reached: {m}"))
+                }
                 Error::DeniedHost(m) | Error::Invalid(m) => ApiError::new(crate::rsp::INTERNAL, m),
             }
         }

@@ -1,7 +1,7 @@
 use serde::de::DeserializeOwned;
 
-use crate::platform::types;
 use crate::envelope::ApiError;
+use crate::platform::types;
 
 /// An HTTP request routed to this plugin by the gateway.
 #[derive(Debug)]

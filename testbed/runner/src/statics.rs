@@ -253,9 +253,7 @@ pub(crate) fn check(package: &Package) -> Statics {
                 list_or_none(&exports)
             ),
         ),
-        Some((name, version))
-            if !sfop_runtime::interface_version_supported("handler", version) =>
-        {
+        Some((name, version)) if !sfop_runtime::interface_version_supported("handler", version) => {
             CheckResult::fail(
                 "STATIC-WORLD",
                 ph,

@@ -72,10 +72,8 @@ async fn answer(req: Request<hyper::body::Incoming>, seen: Seen) -> Response<Ful
 impl Upstream {
     async fn start() -> Result<Self> {
         let key = rcgen::KeyPair::generate()?;
-        let params = rcgen::CertificateParams::new(vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-        ])?;
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])?;
         let cert = params.self_signed(&key)?;
         let ca_file = tempfile::NamedTempFile::new()?;
         std::fs::write(ca_file.path(), cert.pem())?;
@@ -183,8 +181,8 @@ const TRACEPARENT: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-
 const SECRET: &str = "s3cr3t-api-key-5f1d";
 
 #[tokio::test]
-async fn outbound_http_is_allowed_only_where_the_manifest_says_and_refusals_are_clear()
--> Result<()> {
+async fn outbound_http_is_allowed_only_where_the_manifest_says_and_refusals_are_clear() -> Result<()>
+{
     let up = Upstream::start().await?;
     let wide = manifest(
         "outbound",
@@ -200,8 +198,18 @@ async fn outbound_http_is_allowed_only_where_the_manifest_says_and_refusals_are_
     );
     // `http` imported but not declared: refused at load, naming the import.
     let undeclared = wide
-        .replace(r#"capabilities = ["http", "config"]"#, r#"capabilities = ["config"]"#)
-        .replace(&format!("allowed_hosts = [{:?}, {:?}]", up.url("127.0.0.1", ""), up.url("localhost", "")), "")
+        .replace(
+            r#"capabilities = ["http", "config"]"#,
+            r#"capabilities = ["config"]"#,
+        )
+        .replace(
+            &format!(
+                "allowed_hosts = [{:?}, {:?}]",
+                up.url("127.0.0.1", ""),
+                up.url("localhost", "")
+            ),
+            "",
+        )
         .replace("name = \"outbound\"", "name = \"outbound-undeclared\"")
         .replace("/test/outbound\"", "/test/outbound-undeclared\"");
     // A required variable the operator did not set: refused at load.
@@ -211,7 +219,10 @@ async fn outbound_http_is_allowed_only_where_the_manifest_says_and_refusals_are_
         &[up.url("127.0.0.1", "")],
         "",
     )
-    .replace("greeting = { default = \"hello\" }", "greeting = { required = true }");
+    .replace(
+        "greeting = { default = \"hello\" }",
+        "greeting = { required = true }",
+    );
     let ca = up.ca_file.path().to_owned();
     let t = TestPlatform::start_with(
         vec![
@@ -278,7 +289,13 @@ async fn outbound_http_is_allowed_only_where_the_manifest_says_and_refusals_are_
     assert_eq!(up.connections.load(Ordering::Relaxed), 1);
 
     // A redirect within the allowed origin is followed.
-    let body = call(&t, "/test/outbound", &up.url("127.0.0.1", "/redirect-in"), "").await?;
+    let body = call(
+        &t,
+        "/test/outbound",
+        &up.url("127.0.0.1", "/redirect-in"),
+        "",
+    )
+    .await?;
     assert_eq!(body["upstream_body"], "pong", "{body}");
 
     let refusal = |body: &Value, kind: &str, says: &str| {
@@ -290,11 +307,25 @@ async fn outbound_http_is_allowed_only_where_the_manifest_says_and_refusals_are_
     let body = call(&t, "/test/outbound", "https://unlisted.example/ok", "").await?;
     refusal(&body, "denied-host", "https://unlisted.example is not in");
     // A redirect to an unlisted host.
-    let body = call(&t, "/test/outbound", &up.url("127.0.0.1", "/redirect-out"), "").await?;
-    refusal(&body, "denied-host", "a redirect to https://unlisted.example");
+    let body = call(
+        &t,
+        "/test/outbound",
+        &up.url("127.0.0.1", "/redirect-out"),
+        "",
+    )
+    .await?;
+    refusal(
+        &body,
+        "denied-host",
+        "a redirect to https://unlisted.example",
+    );
     // 127.0.0.1 not listed (only the name is).
     let body = call(&t, "/test/outbound-narrow", &up.url("127.0.0.1", "/ok"), "").await?;
-    refusal(&body, "denied-host", "is not in the manifest's allowed_hosts");
+    refusal(
+        &body,
+        "denied-host",
+        "is not in the manifest's allowed_hosts",
+    );
     // A listed name that resolves to a loopback address (SSRF).
     let body = call(&t, "/test/outbound-narrow", &up.url("localhost", "/ok"), "").await?;
     refusal(&body, "denied-host", "resolves to 127.0.0.1");

@@ -12,7 +12,9 @@ fn handle(req: &Request) -> Result<Response, ApiError> {
     if let Some(ms) = req.query("timeout_ms").and_then(|ms| ms.parse().ok()) {
         outbound = outbound.timeout_ms(ms);
     }
-    if let Some(key) = config::get("api_key").map_err(|e| ApiError::new("A0003", format!("{e:?}")))? {
+    if let Some(key) =
+        config::get("api_key").map_err(|e| ApiError::new("A0003", format!("{e:?}")))?
+    {
         outbound = outbound.header("x-api-key", &key);
     }
     let greeting = config::require("greeting")?;
