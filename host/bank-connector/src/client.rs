@@ -253,14 +253,15 @@ impl RestBank {
         // The host's deadline for this call (ADR 0022) if sooner than ours.
         let scope = CallScope::current();
         let started = Instant::now();
-        let timeout = scope
-            .as_ref()
-            .and_then(|s| s.deadline)
-            .map_or(self.request_timeout, |deadline| {
-                deadline
-                    .saturating_duration_since(started)
-                    .min(self.request_timeout)
-            });
+        let timeout =
+            scope
+                .as_ref()
+                .and_then(|s| s.deadline)
+                .map_or(self.request_timeout, |deadline| {
+                    deadline
+                        .saturating_duration_since(started)
+                        .min(self.request_timeout)
+                });
         let exchange = async {
             let mut request = Request::post(format!("{}v1/{set}/{operation}", endpoint.base))
                 .header(hyper::header::HOST, endpoint.host.as_str())

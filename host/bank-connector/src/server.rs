@@ -16,9 +16,9 @@ use hyper_util::rt::TokioIo;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sfop_core::ledger::{
-    DepositRequest, HistoryQuery, RealNameQuery, ReceiveQuery, RemitQuery, WithdrawRequest,
+    DepositRequest, HistoryQuery, RealNameQuery, ReceiveQuery, RegisterRequest, RemitQuery,
+    WithdrawRequest,
 };
-use sfop_core::ledger::RegisterRequest;
 use sfop_core::{BankBackend, BankDirectory, BankError};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -43,7 +43,16 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     stop: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    serve_bank(listener, Offered { bank, directory: None }, tls, stop).await
+    serve_bank(
+        listener,
+        Offered {
+            bank,
+            directory: None,
+        },
+        tls,
+        stop,
+    )
+    .await
 }
 
 /// [`serve`], and `directory` behind `/v1/directory/...` (the OAuth
@@ -139,7 +148,9 @@ async fn handle(offered: &Offered, req: Request<Body>) -> Response<Full<Bytes>> 
     let api_tran_id = header(API_TRAN_ID).unwrap_or_default();
     let deadline = header(DEADLINE_MS)
         .and_then(|ms| ms.parse::<u64>().ok())
-        .map_or(MAX_DEADLINE, |ms| Duration::from_millis(ms).min(MAX_DEADLINE));
+        .map_or(MAX_DEADLINE, |ms| {
+            Duration::from_millis(ms).min(MAX_DEADLINE)
+        });
     let span = tracing::debug_span!(
         target: "sfop::bank_server",
         "bank_request",
@@ -154,7 +165,9 @@ async fn handle(offered: &Offered, req: Request<Body>) -> Response<Full<Bytes>> 
     let work = async {
         let reply = match endpoints {
             Endpoints::Ledger(bank) => dispatch(bank, &operation, &body).await,
-            Endpoints::Directory(directory) => directory_dispatch(directory, &operation, &body).await,
+            Endpoints::Directory(directory) => {
+                directory_dispatch(directory, &operation, &body).await
+            }
         };
         reply.unwrap_or_else(|refused| *refused)
     };

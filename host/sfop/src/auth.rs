@@ -1,6 +1,6 @@
 //! Wiring the authorization server into the platform: adapters from
-//! `sfop-auth`'s plain types to the gateway's traits, the virtual bank as the
-//! user directory, the admin endpoint for client registration, and the
+//! `sfop-auth`'s plain types to the gateway's traits, the user directory
+//! (the embedded virtual bank, or the home bank over the connector), the admin endpoint for client registration, and the
 //! operator's bootstrap admin token.
 
 use std::path::{Path, PathBuf};
@@ -111,6 +111,119 @@ impl UserDirectory for VbankDirectory {
             .unlink(user_seq_no, client_id)
             .map(|_| ())
             .map_err(|e| e.to_string())
+    }
+}
+
+/// The home bank's users over the connector (`[bank] mode = "rest"`): the
+/// sign-in and consent pages ask the bank that issues the fintech numbers
+/// and records consents, so a consent given here is the bank's own. The
+/// OAuth server calls its directory synchronously, on the blocking pool
+/// ([`OAuthEndpoint`], at most [`OAUTH_BLOCKING`] at once); each call is
+/// handed to the runtime's async connector and its answer waited for on
+/// that blocking thread, bounded by the connector's request timeout. Never
+/// to be called on an async worker.
+#[derive(Debug)]
+pub struct RemoteDirectory {
+    bank: Arc<dyn sfop_core::BankDirectory>,
+    runtime: tokio::runtime::Handle,
+    utc_offset_minutes: i32,
+}
+
+impl RemoteDirectory {
+    pub fn new(
+        bank: Arc<dyn sfop_core::BankDirectory>,
+        runtime: tokio::runtime::Handle,
+        utc_offset_minutes: i32,
+    ) -> Self {
+        Self {
+            bank,
+            runtime,
+            utc_offset_minutes,
+        }
+    }
+
+    /// `ask(bank, call)` on the runtime; its answer, waited for here.
+    fn wait<T, F>(
+        &self,
+        ask: impl FnOnce(Arc<dyn sfop_core::BankDirectory>, i32) -> F,
+    ) -> Result<T, String>
+    where
+        F: std::future::Future<Output = Result<T, sfop_core::BankError>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let asked = ask(self.bank.clone(), self.utc_offset_minutes);
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.runtime.spawn(async move {
+            let _ = tx.send(asked.await);
+        });
+        match rx.recv() {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(e)) => Err(format!("the home bank's directory: {e}")),
+            Err(_) => Err("the home bank's directory: the call was dropped".into()),
+        }
+    }
+}
+
+/// The clock and caller of a directory call: no caller (the pages have none).
+fn directory_call(utc_offset_minutes: i32) -> sfop_core::BankCall<'static> {
+    sfop_core::BankCall {
+        caller: None,
+        now_millis: sfop_core::time::now_millis(),
+        utc_offset_minutes,
+    }
+}
+
+impl UserDirectory for RemoteDirectory {
+    fn authenticate(&self, login_id: &str, password: &str) -> Result<Option<String>, String> {
+        let (login_id, password) = (login_id.to_owned(), password.to_owned());
+        self.wait(|bank, offset| async move {
+            bank.authenticate(&directory_call(offset), &login_id, &password)
+                .await
+        })
+    }
+
+    fn accounts(&self, user_seq_no: &str) -> Result<Vec<AccountChoice>, String> {
+        let user = user_seq_no.to_owned();
+        let accounts = self.wait(|bank, offset| async move {
+            bank.accounts(&directory_call(offset), &user).await
+        })?;
+        Ok(accounts
+            .into_iter()
+            .map(|a| AccountChoice {
+                id: a.id,
+                bank_name: a.bank_name,
+                account_num_masked: a.account_num_masked,
+                account_alias: a.account_alias,
+            })
+            .collect())
+    }
+
+    fn register(
+        &self,
+        user_seq_no: &str,
+        client_id: &str,
+        client_use_code: &str,
+        account_ids: &[String],
+        scopes: &[String],
+    ) -> Result<Vec<String>, String> {
+        let request = sfop_core::ledger::RegisterRequest {
+            user_seq_no: user_seq_no.to_owned(),
+            client_id: client_id.to_owned(),
+            client_use_code: client_use_code.to_owned(),
+            account_ids: account_ids.to_vec(),
+            scopes: scopes.to_vec(),
+        };
+        self.wait(
+            |bank, offset| async move { bank.register(&directory_call(offset), &request).await },
+        )
+    }
+
+    fn unlink(&self, user_seq_no: &str, client_id: &str) -> Result<(), String> {
+        let (user, client) = (user_seq_no.to_owned(), client_id.to_owned());
+        self.wait(|bank, offset| async move {
+            bank.unlink(&directory_call(offset), &user, &client).await
+        })
+        .map(|_| ())
     }
 }
 
@@ -416,12 +529,22 @@ impl AuthParts {
             revocations.clone(),
             policy,
         ));
+        // Sign-in and consents: the bank that issues the fintech numbers.
+        let directory: Arc<dyn UserDirectory> = match config.bank.mode {
+            crate::bank::BankMode::Embedded => Arc::new(VbankDirectory(bank.clone())),
+            crate::bank::BankMode::Rest => Arc::new(RemoteDirectory::new(
+                Arc::new(config.bank.connector()?),
+                tokio::runtime::Handle::try_current()
+                    .context("the authorization server needs a tokio runtime")?,
+                config.utc_offset_minutes,
+            )),
+        };
         let server = OAuthServer::open(
             store,
             ring.clone(),
             revocations,
             authorizer.clone(),
-            Arc::new(VbankDirectory(bank.clone())),
+            directory,
             sfop_auth::oauth::OAuthConfig::default(),
         )
         .context("opening the authorization server")?;

@@ -621,7 +621,9 @@ async fn bank_serve(args: BankServeArgs) -> Result<()> {
         listener.local_addr()?
     );
     let backend: std::sync::Arc<dyn sfop_core::BankBackend> = std::sync::Arc::new(bank.clone());
-    sfop_bank_connector::serve(listener, backend, tls, stop).await?;
+    // Its users too: the platform's sign-in and consent pages ask it.
+    let directory: std::sync::Arc<dyn sfop_core::BankDirectory> = std::sync::Arc::new(bank.clone());
+    sfop_bank_connector::serve_with_directory(listener, backend, directory, tls, stop).await?;
     store.flush().context("flushing the store")?;
     Ok(())
 }

@@ -5,7 +5,7 @@
 //! of sign-ins waits for a permit instead of taking every blocking thread,
 //! and never runs on an async worker.
 
-use sfop_core::ledger::{BankCall, DirectoryAccount, RegisterRequest, Refusal, codes};
+use sfop_core::ledger::{BankCall, DirectoryAccount, Refusal, RegisterRequest, codes};
 use sfop_core::{BankDirectory, BankError};
 use tokio::sync::Semaphore;
 

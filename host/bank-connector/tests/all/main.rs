@@ -418,14 +418,10 @@ async fn recorder() -> Result<(SocketAddr, tokio::sync::mpsc::UnboundedReceiver<
 }
 
 fn header<'a>(request: &'a str, name: &str) -> Option<&'a str> {
-    request
-        .split("\r\n\r\n")
-        .next()?
-        .lines()
-        .find_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
+    request.split("\r\n\r\n").next()?.lines().find_map(|line| {
+        let (k, v) = line.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
 }
 
 /// Every request names how long the platform waits (`x-sfop-deadline-ms`:

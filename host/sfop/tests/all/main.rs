@@ -4,6 +4,7 @@
 mod answer_semantics;
 mod auth;
 mod bank_async;
+mod bank_rest;
 mod containment;
 mod deadlines_and_warm;
 mod first_plugin;
