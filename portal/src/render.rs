@@ -149,7 +149,12 @@ pub(crate) fn scripted_page(
             script src=(src) {}
         }
     };
-    let html = page_html(title, current, viewer, &format!("{body}{}", tags.into_string()));
+    let html = page_html(
+        title,
+        current,
+        viewer,
+        &format!("{body}{}", tags.into_string()),
+    );
     PortalResponse {
         status: 200,
         headers: page_headers_with_csp(csp),

@@ -271,7 +271,12 @@ async fn pages_escape_what_packages_and_developers_supply() -> Result<()> {
     }
     // The app's page shows the redirect URI with its `&` escaped.
     let app = t
-        .request("GET", &format!("/portal/apps/{client_id}"), Some(&cookie), "")
+        .request(
+            "GET",
+            &format!("/portal/apps/{client_id}"),
+            Some(&cookie),
+            "",
+        )
         .await
         .text();
     assert!(
@@ -303,7 +308,11 @@ async fn pages_escape_what_packages_and_developers_supply() -> Result<()> {
             "POST",
             "/portal/signin",
             None,
-            &format!("email={}&password=x&next={}", enc(email), enc("/portal?a=\"<b>")),
+            &format!(
+                "email={}&password=x&next={}",
+                enc(email),
+                enc("/portal?a=\"<b>")
+            ),
         )
         .await;
     assert_eq!(refused.status(), 401, "{}", refused.text());

@@ -121,8 +121,7 @@ mod tests {
 
     /// Markup, quotes and an ampersand, in everything a page shows.
     const HOSTILE: &str = "<script>alert('x')</script>\"><img src=x onerror=alert(1)> & Co";
-    const ESCAPED: &str =
-        "&lt;script&gt;alert('x')&lt;/script&gt;&quot;&gt;&lt;img src=x onerror=alert(1)&gt; &amp; Co";
+    const ESCAPED: &str = "&lt;script&gt;alert('x')&lt;/script&gt;&quot;&gt;&lt;img src=x onerror=alert(1)&gt; &amp; Co";
 
     fn client() -> Result<Client, serde_json::Error> {
         serde_json::from_value(serde_json::json!({
@@ -153,7 +152,10 @@ mod tests {
         let page = text(&sign_in(&client()?, HOSTILE, Some(HOSTILE)));
         assert_escaped(&page);
         assert_eq!(page.matches(ESCAPED).count(), 5, "{page}");
-        assert!(page.contains("<h1>Sign in to connect &lt;script&gt;"), "{page}");
+        assert!(
+            page.contains("<h1>Sign in to connect &lt;script&gt;"),
+            "{page}"
+        );
         assert!(
             page.contains(&format!("name=\"pending\" value=\"{ESCAPED}\"")),
             "{page}"
