@@ -1,0 +1,147 @@
+//! A PostgreSQL server of the test's own (in a temporary directory, on a
+//! free port), for the test that restarts it: the shared test server keeps
+//! serving the other tests meanwhile. Debian's server binaries
+//! (`/usr/lib/postgresql/<n>/bin`, which `cargo xtask ci` installs); as the
+//! `postgres` user when the test runs as root, since the server refuses root.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+#[derive(Debug)]
+pub struct Server {
+    bin: PathBuf,
+    data: PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn bin_dir() -> Option<PathBuf> {
+    let mut dirs: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let version: u32 = e.file_name().to_str()?.parse().ok()?;
+            let bin = e.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    dirs.sort();
+    dirs.pop().map(|(_, d)| d)
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+fn run(bin: &Path, program: &str, args: &[&str]) -> Result<()> {
+    let mut cmd = if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin.join(program));
+        c
+    } else {
+        Command::new(bin.join(program))
+    };
+    let out = cmd
+        .args(args)
+        .output()
+        .with_context(|| format!("running {program}"))?;
+    if !out.status.success() {
+        bail!(
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+impl Server {
+    /// A new server, started; `None` when the server binaries are missing.
+    pub fn start() -> Result<Option<Self>> {
+        let Some(bin) = bin_dir() else {
+            return Ok(None);
+        };
+        let dir = tempfile::Builder::new().prefix("sfop-pg-").tempdir()?;
+        if is_root() {
+            let out = Command::new("chown")
+                .arg("postgres:")
+                .arg(dir.path())
+                .output()?;
+            if !out.status.success() {
+                bail!("chown: {}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+        let data = dir.path().join("data");
+        let data_arg = data.to_string_lossy().into_owned();
+        run(
+            &bin,
+            "initdb",
+            &[
+                "-D",
+                &data_arg,
+                "-U",
+                "sfop",
+                "--auth=trust",
+                "--no-sync",
+                "--locale=C",
+            ],
+        )?;
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let server = Self {
+            bin,
+            data,
+            port,
+            _dir: dir,
+        };
+        server.pg_ctl("start")?;
+        Ok(Some(server))
+    }
+
+    fn pg_ctl(&self, action: &str) -> Result<()> {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.data.display()
+        );
+        let log = self.data.join("server.log");
+        run(
+            &self.bin,
+            "pg_ctl",
+            &[
+                "-D",
+                &self.data.to_string_lossy(),
+                "-l",
+                &log.to_string_lossy(),
+                "-o",
+                &options,
+                "-m",
+                "fast",
+                "-w",
+                "-t",
+                "60",
+                action,
+            ],
+        )
+    }
+
+    /// Stops the server (sessions cut) and starts it again.
+    pub fn restart(&self) -> Result<()> {
+        self.pg_ctl("restart")
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://sfop@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl("stop");
+    }
+}
