@@ -159,6 +159,24 @@ async fn migrations_apply_once_and_a_newer_schema_is_refused() -> Result<()> {
         other => bail!("a newer schema was not refused: {other:?}"),
     }
 
+    // Nothing listening: unreachable, said so, within the connect timeout.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let started = Instant::now();
+    let away = Cluster::connect(&format!("postgres://sfop@127.0.0.1:{closed}/x"), 1).await;
+    assert!(
+        matches!(&away, Err(Error::Unavailable(m)) if m.contains("unreachable") || m.contains("connect")),
+        "{away:?}"
+    );
+    assert!(
+        away.as_ref().err().is_some_and(|e| e
+            .to_string()
+            .starts_with("the cluster database is unreachable")),
+        "{away:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+
     // Not PostgreSQL at all: the key is named.
     let bad = Cluster::connect("mysql://x", 1).await;
     assert!(
