@@ -72,53 +72,51 @@ pub(super) fn search_page(ctx: &Ctx<'_>) -> PortalResponse {
         .take(200)
         .collect::<String>();
     let words: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
-    let mut body = format!(
-        "<h1>Search</h1><form method=\"get\" action=\"/portal/search\" role=\"search\">\
-         <label for=\"search-q\">APIs and fields <small>(names and descriptions; every word must match)</small></label>\
-         <input type=\"text\" id=\"search-q\" name=\"q\" value=\"{value}\">\
-         <p><button class=\"primary\" type=\"submit\">Search</button></p></form>",
-        value = escape(&query),
-    );
-    if words.is_empty() {
-        body.push_str("<p class=\"muted\">Try a field such as <code>bank_tran_id</code>, or a word such as <em>balance</em> or <em>잔액</em>.</p>");
-        return ctx.page("Search", "", &body);
-    }
-    let hits = search(&ctx.portal.catalog.apis(), &words);
+    let hits = if words.is_empty() {
+        Vec::new()
+    } else {
+        search(&ctx.portal.catalog.apis(), &words)
+    };
     let fields: usize = hits.iter().map(|h| h.fields.len()).sum();
-    let _ = write!(
-        body,
-        "<p id=\"search-summary\">{} APIs and {fields} fields match <b>{}</b>.</p><div id=\"search-results\">",
-        hits.len(),
-        escape(&query),
-    );
-    for h in &hits {
-        let href = encode(&h.api);
-        let _ = write!(
-            body,
-            "<section class=\"hit\"><h3><a href=\"/portal/apis/{href}\">{name}</a> <small>{version}</small></h3><p>{description}</p>",
-            name = escape(&h.api),
-            version = escape(&h.version),
-            description = escape(&h.description),
-        );
-        if !h.fields.is_empty() {
-            body.push_str("<ul>");
-            for (anchor, name, kind, description) in &h.fields {
-                let _ = write!(
-                    body,
-                    "<li><a class=\"field-hit\" href=\"/portal/apis/{href}#{anchor}\"><code>{name}</code></a> <small>{kind}</small> — {description}</li>",
-                    anchor = escape(anchor),
-                    name = escape(name),
-                    kind = escape(kind),
-                    description = escape(description),
-                );
+    let body = maud::html! {
+        h1 { "Search" }
+        form method="get" action="/portal/search" role="search" {
+            label for="search-q" {
+                "APIs and fields " small { "(names and descriptions; every word must match)" }
             }
-            body.push_str("</ul>");
+            input type="text" id="search-q" name="q" value=(query);
+            p { button.primary type="submit" { "Search" } }
         }
-        body.push_str("</section>");
-    }
-    body.push_str("</div>");
-    if hits.is_empty() {
-        body.push_str("<p class=\"muted\">Nothing matches. Fewer or shorter words find more.</p>");
-    }
-    ctx.page("Search", "", &body)
+        @if words.is_empty() {
+            p.muted {
+                "Try a field such as " code { "bank_tran_id" } ", or a word such as "
+                em { "balance" } " or " em { "잔액" } "."
+            }
+        } @else {
+            p #search-summary { (hits.len()) " APIs and " (fields) " fields match " b { (query) } "." }
+            div #search-results {
+                @for h in &hits {
+                    @let href = encode(&h.api);
+                    section.hit {
+                        h3 { a href={ "/portal/apis/" (href) } { (h.api) } " " small { (h.version) } }
+                        p { (h.description) }
+                        @if !h.fields.is_empty() {
+                            ul {
+                                @for (anchor, name, kind, description) in &h.fields {
+                                    li {
+                                        a.field-hit href={ "/portal/apis/" (href) "#" (anchor) } { code { (name) } }
+                                        " " small { (kind) } " — " (description)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if hits.is_empty() {
+                p.muted { "Nothing matches. Fewer or shorter words find more." }
+            }
+        }
+    };
+    ctx.page("Search", "", &body.into_string())
 }

@@ -203,6 +203,9 @@ async fn pages_escape_what_packages_and_developers_supply() -> Result<()> {
         "/portal/permissions",
         "/portal/apis/<script>",
         "/portal/nowhere?<script>",
+        "/portal/search?q=%3Cscript%3Ealert(%22pwned%22)%3C/script%3E",
+        "/portal/search?q=balance",
+        "/portal/keys",
     ] {
         let page = t.get(path).await.text();
         assert_no_markup_from_input(&page);
