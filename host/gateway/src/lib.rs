@@ -8,6 +8,7 @@ mod coalesce;
 mod envelope;
 mod fault;
 mod metrics;
+pub mod platform;
 mod routes;
 pub mod tls;
 
@@ -46,6 +47,7 @@ pub use authz::{
 };
 pub use fault::{ErrorSource, Fault};
 pub use metrics::{ApiStats, Metrics};
+pub use platform::{Caller, Endpoints, PlatformError};
 pub use routes::{ApiRoute, Canary, Release, RouteConflict, RouteTable, StickyKey, Target};
 
 /// The header that carries `api_tran_id` on every response, JSON or not.
@@ -185,6 +187,15 @@ impl Gateway {
         Target::Native { endpoint, stats }
     }
 
+    /// A route target served by the platform's router ([`Endpoints`]),
+    /// counted under `name`.
+    pub fn platform(&self, name: &str) -> Target {
+        Target::Platform {
+            name: name.to_owned(),
+            stats: self.metrics.api(name, "platform"),
+        }
+    }
+
     /// A closed route target for a package of `api` at `version` that failed to load.
     pub fn closed(&self, api: &str, version: &str) -> Target {
         Target::Closed {
@@ -254,9 +265,14 @@ impl Gateway {
     /// Serves one request if the listener has room for it (fewer than
     /// `max_in_flight` in progress); otherwise answers `503 A0013` with
     /// `Retry-After` at once, before routing or reading the body.
-    async fn admit(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Full<Bytes>> {
+    async fn admit(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        endpoints: &Endpoints,
+    ) -> Response<Full<Bytes>> {
         match self.admission.in_flight.try_enter() {
-            Some(_permit) => self.handle(req, conn).await,
+            Some(_permit) => self.handle(req, conn, endpoints).await,
             None => {
                 self.admission.count(Shed::InFlight);
                 let id = ApiTranId::generate();
@@ -267,8 +283,15 @@ impl Gateway {
         }
     }
 
-    /// Serves one request. Never fails: every outcome is a response.
-    pub async fn handle(&self, req: Request<Incoming>, conn: &ConnInfo) -> Response<Full<Bytes>> {
+    /// Serves one request: an API's through its plugin, one of the
+    /// platform's own through `endpoints`. Never fails: every outcome is a
+    /// response.
+    pub async fn handle(
+        &self,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+        endpoints: &Endpoints,
+    ) -> Response<Full<Bytes>> {
         let id = ApiTranId::generate();
         let span = tracing::info_span!(
             "request",
@@ -281,7 +304,7 @@ impl Gateway {
         );
         async {
             let started = Instant::now();
-            let (result, routed) = self.route_and_call(&id, req, conn).await;
+            let (result, routed) = self.route_and_call(&id, req, conn, endpoints).await;
             let mut response = match result {
                 Ok(response) => {
                     if let Some(routed) = &routed {
@@ -359,6 +382,7 @@ impl Gateway {
         id: &ApiTranId,
         req: Request<Incoming>,
         conn: &ConnInfo,
+        endpoints: &Endpoints,
     ) -> (Result<Response<Full<Bytes>>, Fault>, Option<Routed>) {
         let method = req.method().as_str().to_owned();
         let path = req.uri().path().to_owned();
@@ -370,6 +394,12 @@ impl Gateway {
                     let (endpoint, stats) = (endpoint.clone(), stats.clone());
                     drop(routes);
                     let result = self.call_native(id, endpoint.as_ref(), req, conn).await;
+                    return (result, Some(Routed::native(stats)));
+                }
+                Ok(Target::Platform { stats, .. }) => {
+                    let stats = stats.clone();
+                    drop(routes);
+                    let result = self.call_platform(id, endpoints, req, conn).await;
                     return (result, Some(Routed::native(stats)));
                 }
                 Ok(Target::Closed { api, stats, .. }) => {
@@ -625,6 +655,41 @@ impl Gateway {
             })
             .await;
         Ok(self.native_response(id, answer))
+    }
+
+    /// A request to the platform's own endpoints: through their router,
+    /// with the caller's connection in the request's extensions.
+    async fn call_platform(
+        &self,
+        id: &ApiTranId,
+        endpoints: &Endpoints,
+        req: Request<Incoming>,
+        conn: &ConnInfo,
+    ) -> Result<Response<Full<Bytes>>, Fault> {
+        let (mut parts, body) = req.into_parts();
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| a.as_str().to_owned())
+            .or_else(|| Some(parts.headers.get(header::HOST)?.to_str().ok()?.to_owned()));
+        parts.extensions.insert(Caller {
+            api_tran_id: id.as_str().to_owned(),
+            peer: conn.peer.ip(),
+            client_cert: conn.client_cert.clone(),
+            authority,
+        });
+        let (parts, body, envelope) =
+            platform::call(endpoints, Request::from_parts(parts, body)).await?;
+        let body = if envelope {
+            self.stamp_envelope(id, &body).map_or(body, Bytes::from)
+        } else {
+            body
+        };
+        let mut response = Response::from_parts(parts, Full::new(body));
+        // The router's length was of its body; hyper writes the stamped one's.
+        response.headers_mut().remove(header::CONTENT_LENGTH);
+        self.tag(id, &mut response);
+        Ok(response)
     }
 
     fn native_response(&self, id: &ApiTranId, answer: NativeResponse) -> Response<Full<Bytes>> {
@@ -961,11 +1026,27 @@ pub async fn serve_phased(
     phase: watch::Receiver<Phase>,
     drain: Duration,
 ) -> std::io::Result<()> {
+    let endpoints = Endpoints::default();
+    serve_platform(listener, transport, gateway, endpoints, phase, drain).await
+}
+
+/// [`serve_phased`] with the platform's own endpoints: the paths the route
+/// table gives to the platform ([`Target::Platform`]) are answered by
+/// `endpoints`' router.
+pub async fn serve_platform(
+    listener: TcpListener,
+    transport: Transport,
+    gateway: Arc<Gateway>,
+    endpoints: Endpoints,
+    phase: watch::Receiver<Phase>,
+    drain: Duration,
+) -> std::io::Result<()> {
     let limits = gateway.config.conn;
     let admission = gateway.admission.clone();
+    let endpoints = Arc::new(endpoints);
     let handler = move |req: Request<Incoming>, conn: Arc<ConnInfo>| {
-        let gateway = gateway.clone();
-        async move { gateway.admit(req, &conn).await }
+        let (gateway, endpoints) = (gateway.clone(), endpoints.clone());
+        async move { gateway.admit(req, &conn, &endpoints).await }
     };
     accept_loop(
         listener, transport, limits, admission, handler, phase, drain,

@@ -115,6 +115,9 @@ pub enum Target {
         endpoint: Arc<dyn Endpoint>,
         stats: Arc<ApiStats>,
     },
+    /// The platform's own endpoints: the router of
+    /// [`crate::platform::Endpoints`] answers, under `name` in the metrics.
+    Platform { name: String, stats: Arc<ApiStats> },
     /// An API whose package failed to load: its routes stay closed.
     Closed { api: String, stats: Arc<ApiStats> },
     /// An API taken out of service by the operator.
@@ -148,6 +151,7 @@ impl Target {
         match self {
             Target::Api(route) => &route.stable.api.manifest().name,
             Target::Native { endpoint, .. } => endpoint.name(),
+            Target::Platform { name, .. } => name,
             Target::Closed { api, .. } | Target::Retired { api, .. } => api,
         }
     }

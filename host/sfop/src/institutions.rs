@@ -8,15 +8,17 @@
 //! in the virtual bank, which reads them in the transaction that books a
 //! transfer (docs/adr/0017-institutions.md).
 
-use std::sync::Arc;
-
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
-use sfop_auth::{ClientRegistry, TokenAuthorizer};
-use sfop_gateway::{Endpoint, EndpointFuture, Gateway, NativeRequest, NativeResponse, RouteTable};
+use sfop_auth::ClientRegistry;
+use sfop_gateway::PlatformError;
+use sfop_gateway::platform::{Body, BodyLimit, Enveloped};
 use sfop_vbank::{InstitutionState, InstitutionView, Limits, NewInstitution, VirtualBank};
 
-use crate::admin_http;
+use crate::admin_http::Admin;
 
 /// `GET`: every institution; `POST` [`CreateRequest`]: a new one (requested).
 pub const LIST: &str = "/admin/v1/institutions";
@@ -32,18 +34,6 @@ pub const APPROVE: &str = "/admin/v1/institutions/approve";
 pub const SUSPEND: &str = "/admin/v1/institutions/suspend";
 /// [`CodeRequest`]: suspended → active.
 pub const RESUME: &str = "/admin/v1/institutions/resume";
-
-/// The routes of the endpoint.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", LIST),
-    ("POST", LIST),
-    ("POST", ACCOUNTS),
-    ("POST", VERIFY),
-    ("POST", LIMITS),
-    ("POST", APPROVE),
-    ("POST", SUSPEND),
-    ("POST", RESUME),
-];
 
 /// Test funds a sandbox contract account opens with, in won.
 pub const SANDBOX_TEST_FUNDS: u64 = 100_000_000;
@@ -137,35 +127,135 @@ pub struct InstitutionsAnswer {
     pub account_num: Option<String>,
 }
 
-/// Mounts the endpoint.
-pub fn mount(
-    gateway: &Gateway,
-    routes: &mut RouteTable,
-    bank: VirtualBank,
-    clients: ClientRegistry,
-    authorizer: Arc<TokenAuthorizer>,
-) -> anyhow::Result<()> {
-    routes.add_static(
-        ROUTES,
-        gateway.native(Arc::new(InstitutionsEndpoint {
-            onboarding: Onboarding { bank, clients },
-            authorizer,
-        })),
-    )?;
-    Ok(())
-}
-
-#[derive(Debug)]
-struct InstitutionsEndpoint {
-    onboarding: Onboarding,
-    authorizer: Arc<TokenAuthorizer>,
+/// The onboarding routes (the caller admitted as an admin by the
+/// router's admin layer). Each call runs on the blocking pool: it flushes
+/// the store.
+pub fn routes(onboarding: Onboarding) -> Router {
+    Router::new()
+        .route(LIST, get(list).post(create))
+        .route(ACCOUNTS, post(accounts))
+        .route(VERIFY, post(verify))
+        .route(LIMITS, post(limits))
+        .route(APPROVE, post(approve))
+        .route(SUSPEND, post(suspend))
+        .route(RESUME, post(resume))
+        .layer(Extension(BodyLimit(MAX_BODY)))
+        .with_state(onboarding)
 }
 
 /// Why a call was refused.
 enum Refused {
-    /// The caller's fault: 400 (404 for an unknown institution), `A0004`.
+    /// The caller's fault: 400 (404 for an unknown institution, 409 for a
+    /// state that does not allow it), `A0004`; the message names the field.
     Invalid(u16, String),
     Internal(String),
+}
+
+impl From<Refused> for PlatformError {
+    fn from(r: Refused) -> Self {
+        match r {
+            Refused::Invalid(status, message) => PlatformError::refused(status, "A0004", message),
+            Refused::Internal(e) => PlatformError::internal("the institutions endpoint", e),
+        }
+    }
+}
+
+type Answer = Result<Enveloped<InstitutionsAnswer>, PlatformError>;
+
+/// Runs `call` on the blocking pool; logs an admin's successful change.
+async fn blocking(
+    onboarding: Onboarding,
+    admin: Option<(String, &'static str)>,
+    status: StatusCode,
+    call: impl FnOnce(&Onboarding) -> Result<InstitutionsAnswer, Refused> + Send + 'static,
+) -> Answer {
+    let answer = tokio::task::spawn_blocking(move || call(&onboarding))
+        .await
+        .map_err(|e| PlatformError::internal("the institutions endpoint", e))??;
+    if let Some((admin, path)) = admin {
+        tracing::info!(%admin, %path, "institution admin call");
+    }
+    Ok(Enveloped(status, answer))
+}
+
+async fn list(State(o): State<Onboarding>, Admin(_): Admin) -> Answer {
+    blocking(o, None, StatusCode::OK, Onboarding::list).await
+}
+
+async fn create(State(o): State<Onboarding>, Admin(admin): Admin, Body(b): Body) -> Answer {
+    let r: CreateRequest = body(&b)?;
+    blocking(o, Some((admin, LIST)), StatusCode::CREATED, move |o| {
+        let view = o.create(r, InstitutionState::Requested)?;
+        o.answer(view, None)
+    })
+    .await
+}
+
+async fn accounts(State(o): State<Onboarding>, Admin(admin): Admin, Body(b): Body) -> Answer {
+    let r: AccountRequest = body(&b)?;
+    blocking(o, Some((admin, ACCOUNTS)), StatusCode::OK, move |o| {
+        let (view, num) = o.account(r)?;
+        o.answer(view, num)
+    })
+    .await
+}
+
+async fn verify(State(o): State<Onboarding>, Admin(admin): Admin, Body(b): Body) -> Answer {
+    let r: VerifyRequest = body(&b)?;
+    blocking(o, Some((admin, VERIFY)), StatusCode::OK, move |o| {
+        let view =
+            o.bank
+                .verify_contract_account(&r.client_use_code, &r.bank_code_std, &r.account_num)?;
+        o.answer(view, None)
+    })
+    .await
+}
+
+async fn limits(State(o): State<Onboarding>, Admin(admin): Admin, Body(b): Body) -> Answer {
+    let r: LimitsRequest = body(&b)?;
+    blocking(o, Some((admin, LIMITS)), StatusCode::OK, move |o| {
+        let view = o.bank.set_institution_limits(
+            &r.client_use_code,
+            r.withdraw_limits,
+            r.deposit_limits,
+        )?;
+        o.answer(view, None)
+    })
+    .await
+}
+
+async fn approve(State(o): State<Onboarding>, Admin(admin): Admin, Body(b): Body) -> Answer {
+    let code = body::<CodeRequest>(&b)?.client_use_code;
+    blocking(o, Some((admin, APPROVE)), StatusCode::OK, move |o| {
+        o.set_state(code, InstitutionState::Active)
+    })
+    .await
+}
+
+async fn suspend(State(o): State<Onboarding>, Admin(admin): Admin, Body(b): Body) -> Answer {
+    let code = body::<CodeRequest>(&b)?.client_use_code;
+    blocking(o, Some((admin, SUSPEND)), StatusCode::OK, move |o| {
+        o.set_state(code, InstitutionState::Suspended)
+    })
+    .await
+}
+
+async fn resume(State(o): State<Onboarding>, Admin(admin): Admin, Body(b): Body) -> Answer {
+    let code = body::<CodeRequest>(&b)?.client_use_code;
+    blocking(o, Some((admin, RESUME)), StatusCode::OK, move |o| {
+        match o.bank.institution(&code)?.map(|i| i.state) {
+            Some(InstitutionState::Suspended) => o.set_state(code, InstitutionState::Active),
+            Some(_) => Err(Refused::Invalid(
+                409,
+                format!("client_use_code: {code} is not suspended"),
+            )),
+            None => Err(Refused::Invalid(
+                404,
+                format!("client_use_code: no institution {code}"),
+            )),
+        }
+    })
+    .await
 }
 
 impl From<sfop_vbank::Error> for Refused {
@@ -195,7 +285,7 @@ impl From<sfop_auth::Error> for Refused {
 /// The onboarding operations, over the bank's records and the client
 /// registry's codes.
 #[derive(Debug, Clone)]
-struct Onboarding {
+pub struct Onboarding {
     bank: VirtualBank,
     clients: ClientRegistry,
 }
@@ -296,124 +386,14 @@ impl Onboarding {
         ))
     }
 
-    /// One admin call, on the blocking pool (it flushes the store).
-    fn respond(
+    fn set_state(
         &self,
-        path: &str,
-        method: &str,
-        bytes: &[u8],
+        code: String,
+        state: InstitutionState,
     ) -> Result<InstitutionsAnswer, Refused> {
-        if method == "GET" {
-            return self.list();
-        }
-        let state = |code: String, state| -> Result<InstitutionsAnswer, Refused> {
-            let view = self.bank.set_institution_state(&code, state)?;
-            tracing::info!(client_use_code = %code, state = state.as_str(), "institution state changed");
-            self.answer(view, None)
-        };
-        match path {
-            ACCOUNTS => {
-                let (view, num) = self.account(body(bytes)?)?;
-                self.answer(view, num)
-            }
-            VERIFY => {
-                let r: VerifyRequest = body(bytes)?;
-                let view = self.bank.verify_contract_account(
-                    &r.client_use_code,
-                    &r.bank_code_std,
-                    &r.account_num,
-                )?;
-                self.answer(view, None)
-            }
-            LIMITS => {
-                let r: LimitsRequest = body(bytes)?;
-                let view = self.bank.set_institution_limits(
-                    &r.client_use_code,
-                    r.withdraw_limits,
-                    r.deposit_limits,
-                )?;
-                self.answer(view, None)
-            }
-            APPROVE => state(
-                body::<CodeRequest>(bytes)?.client_use_code,
-                InstitutionState::Active,
-            ),
-            RESUME => {
-                let code = body::<CodeRequest>(bytes)?.client_use_code;
-                match self.bank.institution(&code)?.map(|i| i.state) {
-                    Some(InstitutionState::Suspended) => state(code, InstitutionState::Active),
-                    Some(_) => Err(Refused::Invalid(
-                        409,
-                        format!("client_use_code: {code} is not suspended"),
-                    )),
-                    None => Err(Refused::Invalid(
-                        404,
-                        format!("client_use_code: no institution {code}"),
-                    )),
-                }
-            }
-            SUSPEND => state(
-                body::<CodeRequest>(bytes)?.client_use_code,
-                InstitutionState::Suspended,
-            ),
-            _ => {
-                let view = self.create(body(bytes)?, InstitutionState::Requested)?;
-                self.answer(view, None)
-            }
-        }
-    }
-}
-
-impl Endpoint for InstitutionsEndpoint {
-    fn name(&self) -> &str {
-        "institutions"
-    }
-
-    fn max_body(&self) -> usize {
-        MAX_BODY
-    }
-
-    /// Admins only, checked before the gateway reads the body.
-    fn admit(&self, head: &hyper::http::request::Parts) -> Result<usize, NativeResponse> {
-        admin_http::admit(&self.authorizer, head, self.max_body())
-    }
-
-    fn handle<'a>(&'a self, req: NativeRequest<'a>) -> EndpointFuture<'a> {
-        let admin = admin_http::admin(&self.authorizer, &req);
-        let onboarding = self.onboarding.clone();
-        let (path, method, bytes) = (
-            req.path.to_owned(),
-            req.method.to_owned(),
-            req.body.to_vec(),
-        );
-        let created = method == "POST" && path == LIST;
-        Box::pin(async move {
-            let admin = match admin {
-                Ok(admin) => admin,
-                Err(refusal) => return refusal,
-            };
-            let answer = tokio::task::spawn_blocking(move || {
-                let answer = onboarding.respond(&path, &method, &bytes);
-                if answer.is_ok() && method == "POST" {
-                    tracing::info!(%admin, %path, "institution admin call");
-                }
-                answer
-            })
-            .await
-            .unwrap_or_else(|e| Err(Refused::Internal(e.to_string())));
-            let status = if created { 201 } else { 200 };
-            match answer {
-                Ok(answer) => match serde_json::to_value(&answer) {
-                    Ok(v) => admin_http::json(status, v),
-                    Err(e) => admin_http::internal("the institutions endpoint", &e),
-                },
-                Err(Refused::Invalid(status, message)) => admin_http::json(
-                    status,
-                    json!({ "rsp_code": "A0004", "rsp_message": message }),
-                ),
-                Err(Refused::Internal(e)) => admin_http::internal("the institutions endpoint", &e),
-            }
-        })
+        let view = self.bank.set_institution_state(&code, state)?;
+        tracing::info!(client_use_code = %code, state = state.as_str(), "institution state changed");
+        self.answer(view, None)
     }
 }
 
@@ -425,10 +405,16 @@ pub struct PortalInstitutions {
     onboarding: Onboarding,
 }
 
+impl Onboarding {
+    pub fn new(bank: VirtualBank, clients: ClientRegistry) -> Self {
+        Self { bank, clients }
+    }
+}
+
 impl PortalInstitutions {
     pub fn new(bank: VirtualBank, clients: ClientRegistry) -> Self {
         Self {
-            onboarding: Onboarding { bank, clients },
+            onboarding: Onboarding::new(bank, clients),
         }
     }
 }

@@ -6,14 +6,19 @@
 //! `docs/keys.md` describes both.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sfop_auth::{KeyRing, PublishedKeys, TokenAuthorizer};
-use sfop_gateway::{Endpoint, EndpointFuture, Gateway, NativeRequest, NativeResponse, RouteTable};
+use sfop_auth::{KeyRing, PublishedKeys};
+use sfop_gateway::PlatformError;
+use sfop_gateway::platform::{Body, BodyLimit, Enveloped};
 
-use crate::admin_http;
+use crate::admin_http::Admin;
 
 /// The public keys, for third parties.
 pub const WELL_KNOWN: &str = "/.well-known/sfop-keys.json";
@@ -27,9 +32,6 @@ pub const LIST: &str = "/admin/v1/keys";
 pub const ROTATE: &str = "/admin/v1/keys/rotate";
 /// Retire one key: body [`RetireRequest`].
 pub const RETIRE: &str = "/admin/v1/keys/retire";
-
-/// Routes of the admin endpoint.
-pub const ADMIN_ROUTES: &[(&str, &str)] = &[("GET", LIST), ("POST", ROTATE), ("POST", RETIRE)];
 
 /// Body of [`RETIRE`].
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,32 +61,31 @@ pub struct KeysAnswer {
 /// Largest request body: `{"root_key_id": 4294967295}`.
 const MAX_BODY: usize = 1024;
 
-/// Mounts the well-known document and the admin endpoint.
-pub fn mount(
-    gateway: &Gateway,
-    routes: &mut RouteTable,
-    ring: KeyRing,
-    authorizer: Arc<TokenAuthorizer>,
-    data_dir: PathBuf,
-) -> anyhow::Result<()> {
-    routes.add_static(
-        &[("GET", WELL_KNOWN)],
-        gateway.native(Arc::new(WellKnownKeys(ring.clone()))),
-    )?;
-    routes.add_static(
-        ADMIN_ROUTES,
-        gateway.native(Arc::new(KeysAdmin {
-            ring,
-            authorizer,
-            data_dir,
-        })),
-    )?;
-    Ok(())
+/// What the keys' handlers work on.
+#[derive(Debug, Clone)]
+pub struct Keys {
+    pub ring: KeyRing,
+    pub data_dir: PathBuf,
 }
 
-/// `GET /.well-known/sfop-keys.json`.
-#[derive(Debug)]
-struct WellKnownKeys(KeyRing);
+/// `GET /.well-known/sfop-keys.json`, for anyone.
+pub fn public_routes(ring: KeyRing) -> Router {
+    Router::new()
+        .route(WELL_KNOWN, get(well_known))
+        .layer(Extension(BodyLimit(0)))
+        .with_state(ring)
+}
+
+/// `/admin/v1/keys*` (the caller admitted as an admin by the router's
+/// admin layer).
+pub fn admin_routes(keys: Keys) -> Router {
+    Router::new()
+        .route(LIST, get(list))
+        .route(ROTATE, post(rotate))
+        .route(RETIRE, post(retire))
+        .layer(Extension(BodyLimit(MAX_BODY)))
+        .with_state(keys)
+}
 
 /// The well-known document's body.
 pub fn well_known_body(keys: &PublishedKeys) -> serde_json::Value {
@@ -98,125 +99,75 @@ pub fn well_known_body(keys: &PublishedKeys) -> serde_json::Value {
     })
 }
 
-impl Endpoint for WellKnownKeys {
-    fn name(&self) -> &str {
-        "keys"
-    }
-
-    fn max_body(&self) -> usize {
-        0
-    }
-
-    fn handle<'a>(&'a self, _req: NativeRequest<'a>) -> EndpointFuture<'a> {
-        let body = well_known_body(&self.0.published());
-        Box::pin(std::future::ready(NativeResponse {
-            status: 200,
-            headers: vec![
-                (
-                    "content-type".into(),
-                    "application/json; charset=UTF-8".into(),
-                ),
-                (
-                    "cache-control".into(),
-                    format!("public, max-age={MAX_AGE_SECS}"),
-                ),
-            ],
-            body: body.to_string().into_bytes(),
-            envelope: false,
-        }))
-    }
-}
-
-/// `/admin/v1/keys*`.
-#[derive(Debug)]
-struct KeysAdmin {
-    ring: KeyRing,
-    authorizer: Arc<TokenAuthorizer>,
-    data_dir: PathBuf,
-}
-
-fn answer(status: u16, answer: &KeysAnswer) -> NativeResponse {
-    match serde_json::to_value(answer) {
-        Ok(body) => admin_http::json(status, body),
-        Err(e) => admin_http::internal("the keys admin endpoint", &e),
-    }
-}
-
-fn refused(status: u16, rsp_code: &str, message: String) -> NativeResponse {
-    admin_http::json(
-        status,
-        json!({ "rsp_code": rsp_code, "rsp_message": message }),
+async fn well_known(State(ring): State<KeyRing>) -> impl IntoResponse {
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                "application/json; charset=UTF-8".to_owned(),
+            ),
+            (
+                header::CACHE_CONTROL,
+                format!("public, max-age={MAX_AGE_SECS}"),
+            ),
+        ],
+        well_known_body(&ring.published()).to_string(),
     )
 }
 
-impl Endpoint for KeysAdmin {
-    fn name(&self) -> &str {
-        "admin-keys"
-    }
+fn ok(keys: &Keys, root_key_id: Option<u32>, admin_token_reissued: bool) -> Enveloped<KeysAnswer> {
+    Enveloped(
+        StatusCode::OK,
+        KeysAnswer {
+            rsp_code: "A0000".into(),
+            rsp_message: String::new(),
+            keys: keys.ring.published().keys,
+            root_key_id,
+            admin_token_reissued,
+        },
+    )
+}
 
-    fn max_body(&self) -> usize {
-        MAX_BODY
-    }
+type Answer = Result<Enveloped<KeysAnswer>, PlatformError>;
 
-    /// Admins only, checked before the gateway reads the body.
-    fn admit(&self, head: &hyper::http::request::Parts) -> Result<usize, NativeResponse> {
-        admin_http::admit(&self.authorizer, head, self.max_body())
-    }
+async fn list(State(keys): State<Keys>, Admin(_): Admin) -> Enveloped<KeysAnswer> {
+    ok(&keys, None, false)
+}
 
-    fn handle<'a>(&'a self, req: NativeRequest<'a>) -> EndpointFuture<'a> {
-        Box::pin(async move {
-            let admin = match admin_http::admin(&self.authorizer, &req) {
-                Ok(admin) => admin,
-                Err(refusal) => return refusal,
-            };
-            let ok = |root_key_id, admin_token_reissued| KeysAnswer {
-                rsp_code: "A0000".into(),
-                rsp_message: String::new(),
-                keys: self.ring.published().keys,
-                root_key_id,
-                admin_token_reissued,
-            };
-            match (req.method, req.path) {
-                ("GET", LIST) => answer(200, &ok(None, false)),
-                ("POST", ROTATE) => {
-                    // Writes and syncs the key file: off the async workers.
-                    let ring = self.ring.clone();
-                    match tokio::task::spawn_blocking(move || ring.rotate()).await {
-                        Ok(Ok(id)) => {
-                            tracing::warn!(%admin, root_key_id = id, "root key rotated");
-                            answer(200, &ok(Some(id), false))
-                        }
-                        Ok(Err(e)) => admin_http::internal("rotating the root key", &e),
-                        Err(e) => admin_http::internal("rotating the root key", &e),
-                    }
-                }
-                ("POST", RETIRE) => {
-                    let body: RetireRequest = match serde_json::from_slice(req.body) {
-                        Ok(body) => body,
-                        Err(e) => return refused(400, "A0004", format!("request body: {e}")),
-                    };
-                    let (ring, data_dir) = (self.ring.clone(), self.data_dir.clone());
-                    let id = body.root_key_id;
-                    let work = move || -> anyhow::Result<Result<bool, String>> {
-                        match ring.retire(id) {
-                            Ok(()) => Ok(Ok(reissue_admin_token(&ring, &data_dir, id)?)),
-                            Err(sfop_auth::Error::Invalid(message)) => Ok(Err(message)),
-                            Err(e) => Err(e.into()),
-                        }
-                    };
-                    match tokio::task::spawn_blocking(work).await {
-                        Ok(Ok(Ok(reissued))) => {
-                            tracing::warn!(%admin, root_key_id = id, "root key retired");
-                            answer(200, &ok(None, reissued))
-                        }
-                        Ok(Ok(Err(message))) => refused(400, "A0004", message),
-                        Ok(Err(e)) => admin_http::internal("retiring a root key", &e),
-                        Err(e) => admin_http::internal("retiring a root key", &e),
-                    }
-                }
-                _ => refused(404, "A0002", "no such keys route".into()),
-            }
-        })
+async fn rotate(State(keys): State<Keys>, Admin(admin): Admin) -> Answer {
+    // Writes and syncs the key file: off the async workers.
+    let ring = keys.ring.clone();
+    let id = tokio::task::spawn_blocking(move || ring.rotate())
+        .await
+        .map_err(|e| PlatformError::internal("rotating the root key", e))?
+        .map_err(|e| PlatformError::internal("rotating the root key", e))?;
+    tracing::warn!(%admin, root_key_id = id, "root key rotated");
+    Ok(ok(&keys, Some(id), false))
+}
+
+async fn retire(State(keys): State<Keys>, Admin(admin): Admin, Body(body): Body) -> Answer {
+    let body: RetireRequest =
+        serde_json::from_slice(&body).map_err(|e| PlatformError::invalid("request body", e))?;
+    let (ring, data_dir) = (keys.ring.clone(), keys.data_dir.clone());
+    let id = body.root_key_id;
+    let work = move || -> anyhow::Result<Result<bool, String>> {
+        match ring.retire(id) {
+            Ok(()) => Ok(Ok(reissue_admin_token(&ring, &data_dir, id)?)),
+            Err(sfop_auth::Error::Invalid(message)) => Ok(Err(message)),
+            Err(e) => Err(e.into()),
+        }
+    };
+    let failed = |e: Box<dyn std::error::Error + Send + Sync>| {
+        PlatformError::internal("retiring a root key", e)
+    };
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(Ok(reissued))) => {
+            tracing::warn!(%admin, root_key_id = id, "root key retired");
+            Ok(ok(&keys, None, reissued))
+        }
+        Ok(Ok(Err(message))) => Err(PlatformError::invalid("root_key_id", message)),
+        Ok(Err(e)) => Err(failed(e.into())),
+        Err(e) => Err(failed(e.into())),
     }
 }
 

@@ -8,6 +8,7 @@ mod admin_http;
 mod auth;
 pub mod bank;
 pub mod config;
+mod endpoints;
 mod gate;
 pub mod institutions;
 pub mod keys;
@@ -59,6 +60,10 @@ pub struct Platform {
     /// The local operator's admin token (auth mode `biscuit`).
     pub admin_token: Option<std::path::PathBuf>,
     pub gateway: Arc<Gateway>,
+    /// The platform's own endpoints (OAuth, admin, sandbox, keys...): the
+    /// router the API listener hands their paths to; tests may call it
+    /// without TCP (`tower::ServiceExt::oneshot`).
+    pub endpoints: sfop_gateway::Endpoints,
     /// The management center (registry, promotion, canary, audit).
     pub management: Arc<Management<EmbeddedPlane>>,
     store: Store,
@@ -175,28 +180,26 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
             &management_slot,
             parts.authorizer.clone(),
         )?;
-        sandbox::mount(
-            &gateway,
-            &mut routes,
-            faults.clone(),
-            parts.server.clients().clone(),
-            parts.authorizer.clone(),
-        )?;
-        keys::mount(
-            &gateway,
-            &mut routes,
-            parts.ring.clone(),
-            parts.authorizer.clone(),
-            config.data_dir.clone(),
-        )?;
-        institutions::mount(
-            &gateway,
-            &mut routes,
-            bank.clone(),
-            parts.server.clients().clone(),
-            parts.authorizer.clone(),
-        )?;
+        endpoints::reserve(&gateway, &mut routes)?;
     }
+    let endpoints = sfop_gateway::Endpoints::new(match &auth {
+        Some(parts) => endpoints::router(endpoints::Boxes {
+            admins: parts.authorizer.clone(),
+            sandbox: sandbox::Sandbox {
+                faults: faults.clone(),
+                clients: parts.server.clients().clone(),
+            },
+            keys: keys::Keys {
+                ring: parts.ring.clone(),
+                data_dir: config.data_dir.clone(),
+            },
+            institutions: institutions::Onboarding::new(
+                bank.clone(),
+                parts.server.clients().clone(),
+            ),
+        }),
+        None => axum::Router::new(),
+    });
     let scheme = match transport {
         Transport::Tls(_) => "https",
         Transport::Plain => "http",
@@ -282,10 +285,11 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
             .clone()
             .watch(Duration::from_millis(config.management.check_ms), stopping),
     );
-    let api_server = tokio::spawn(sfop_gateway::serve_phased(
+    let api_server = tokio::spawn(sfop_gateway::serve_platform(
         listener,
         transport,
         gateway.clone(),
+        endpoints.clone(),
         api_phase,
         drain,
     ));
@@ -305,6 +309,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         faults,
         admin_token: auth.map(|a| a.admin_token),
         gateway,
+        endpoints,
         management,
         store,
         phase,

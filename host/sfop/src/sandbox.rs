@@ -5,14 +5,17 @@
 //! that client's calls only, everyone else sees the stateful virtual bank
 //! (docs/adr/0010-sandbox-faults.md).
 
-use std::sync::Arc;
-
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Router};
 use serde_json::{Value, json};
-use sfop_auth::{ClientRegistry, TokenAuthorizer};
-use sfop_gateway::{Endpoint, EndpointFuture, Gateway, NativeRequest, NativeResponse, RouteTable};
+use sfop_auth::ClientRegistry;
+use sfop_gateway::PlatformError;
+use sfop_gateway::platform::{Body, BodyLimit, Enveloped};
 use sfop_vbank::faults::{FaultError, FaultRule, FaultScript, RuleError, Scripted};
 
-use crate::admin_http;
+use crate::admin_http::Admin;
 
 /// The list, and adding a rule.
 pub const FAULTS: &str = "/admin/v1/sandbox/faults";
@@ -21,67 +24,31 @@ pub const REMOVE: &str = "/admin/v1/sandbox/faults/remove";
 /// Removing every rule, or every rule of `{"client_id": "…"}`.
 pub const CLEAR: &str = "/admin/v1/sandbox/faults/clear";
 
-/// The routes of the endpoint.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", FAULTS),
-    ("POST", FAULTS),
-    ("POST", REMOVE),
-    ("POST", CLEAR),
-];
-
 /// Largest request body: a rule is a few hundred bytes.
 const MAX_BODY: usize = 16 * 1024;
 
-/// Mounts the endpoint.
-pub fn mount(
-    gateway: &Gateway,
-    routes: &mut RouteTable,
-    faults: FaultScript,
-    clients: ClientRegistry,
-    authorizer: Arc<TokenAuthorizer>,
-) -> anyhow::Result<()> {
-    routes.add_static(
-        ROUTES,
-        gateway.native(Arc::new(SandboxEndpoint {
-            faults,
-            clients,
-            authorizer,
-        })),
-    )?;
-    Ok(())
+/// What the sandbox's handlers work on.
+#[derive(Debug, Clone)]
+pub struct Sandbox {
+    pub faults: FaultScript,
+    pub clients: ClientRegistry,
 }
 
-#[derive(Debug)]
-struct SandboxEndpoint {
-    faults: FaultScript,
-    clients: ClientRegistry,
-    authorizer: Arc<TokenAuthorizer>,
+/// The sandbox's admin routes (the caller admitted as an admin by the
+/// router's admin layer).
+pub fn routes(sandbox: Sandbox) -> Router {
+    Router::new()
+        .route(FAULTS, get(list).post(add))
+        .route(REMOVE, post(remove))
+        .route(CLEAR, post(clear))
+        .layer(Extension(BodyLimit(MAX_BODY)))
+        .with_state(sandbox)
 }
 
-impl Endpoint for SandboxEndpoint {
-    fn name(&self) -> &str {
-        "sandbox"
-    }
+type Answer = Result<Enveloped<Value>, PlatformError>;
 
-    fn max_body(&self) -> usize {
-        MAX_BODY
-    }
-
-    /// Admins only, checked before the gateway reads the body.
-    fn admit(&self, head: &hyper::http::request::Parts) -> Result<usize, NativeResponse> {
-        admin_http::admit(&self.authorizer, head, self.max_body())
-    }
-
-    fn handle<'a>(&'a self, req: NativeRequest<'a>) -> EndpointFuture<'a> {
-        Box::pin(std::future::ready(self.respond(&req)))
-    }
-}
-
-fn invalid(field: &str, message: impl std::fmt::Display) -> NativeResponse {
-    admin_http::json(
-        400,
-        json!({ "rsp_code": "A0004", "rsp_message": format!("{field}: {message}") }),
-    )
+fn internal(e: impl std::error::Error + Send + Sync + 'static) -> PlatformError {
+    PlatformError::internal("the sandbox endpoint", e)
 }
 
 fn listed(rules: &[Scripted]) -> Value {
@@ -93,97 +60,85 @@ fn listed(rules: &[Scripted]) -> Value {
     })
 }
 
-impl SandboxEndpoint {
-    fn respond(&self, req: &NativeRequest<'_>) -> NativeResponse {
-        let admin = match admin_http::admin(&self.authorizer, req) {
-            Ok(admin) => admin,
-            Err(refusal) => return refusal,
-        };
-        if req.method == "GET" {
-            return admin_http::json(200, listed(&self.faults.rules()));
-        }
-        let body: Value = if req.body.is_empty() {
-            json!({})
-        } else {
-            match serde_json::from_slice(req.body) {
-                Ok(v) => v,
-                Err(e) => return invalid("body", format!("not JSON: {e}")),
-            }
-        };
-        match req.path {
-            REMOVE => self.remove(&admin, &body),
-            CLEAR => self.clear(&admin, &body),
-            _ => self.add(&admin, &body),
-        }
+/// A JSON object body; an empty body is `{}`.
+fn object(body: &[u8]) -> Result<Value, PlatformError> {
+    if body.is_empty() {
+        return Ok(json!({}));
     }
+    serde_json::from_slice(body)
+        .map_err(|e| PlatformError::invalid("body", format!("not JSON: {e}")))
+}
 
-    fn add(&self, admin: &str, body: &Value) -> NativeResponse {
-        let rule = match FaultRule::from_json(body) {
-            Ok(rule) => rule,
-            Err(RuleError { field, message }) => return invalid(field, message),
-        };
-        // The sandbox scripts one app at a time; the testbed may script all.
-        let Some(client_id) = rule.client_id.as_deref() else {
-            return invalid(
+async fn list(State(sandbox): State<Sandbox>) -> Enveloped<Value> {
+    Enveloped(StatusCode::OK, listed(&sandbox.faults.rules()))
+}
+
+async fn add(State(sandbox): State<Sandbox>, Admin(admin): Admin, Body(body): Body) -> Answer {
+    let rule = FaultRule::from_json(&object(&body)?)
+        .map_err(|RuleError { field, message }| PlatformError::invalid(field, message))?;
+    // The sandbox scripts one app at a time; the testbed may script all.
+    let Some(client_id) = rule.client_id.as_deref() else {
+        return Err(PlatformError::invalid(
+            "client_id",
+            "required: the OAuth client the rule applies to",
+        ));
+    };
+    if sandbox.clients.get(client_id).map_err(internal)?.is_none() {
+        return Err(PlatformError::invalid(
+            "client_id",
+            format!("no registered client {client_id:?}"),
+        ));
+    }
+    let shown = serde_json::to_value(&rule).unwrap_or(Value::Null);
+    match sandbox.faults.add(rule) {
+        Ok(id) => {
+            tracing::info!(%admin, id, rule = %shown, "sandbox fault added");
+            let mut answer = json!({ "rsp_code": "A0000", "rsp_message": "", "id": id });
+            if let (Some(a), Some(r)) = (answer.as_object_mut(), shown.as_object()) {
+                a.extend(r.clone());
+            }
+            Ok(Enveloped(StatusCode::CREATED, answer))
+        }
+        Err(FaultError::Invalid(RuleError { field, message })) => {
+            Err(PlatformError::invalid(field, message))
+        }
+        Err(e) => Err(internal(e)),
+    }
+}
+
+async fn remove(State(sandbox): State<Sandbox>, Admin(admin): Admin, Body(body): Body) -> Answer {
+    let Some(id) = object(&body)?.get("id").and_then(Value::as_u64) else {
+        return Err(PlatformError::invalid(
+            "id",
+            "required: the rule's id (a non-negative integer)",
+        ));
+    };
+    if !sandbox.faults.remove(id).map_err(internal)? {
+        return Err(PlatformError::not_found("id", format!("no rule {id}")));
+    }
+    tracing::info!(%admin, id, "sandbox fault removed");
+    Ok(Enveloped(
+        StatusCode::OK,
+        json!({ "rsp_code": "A0000", "rsp_message": "", "id": id }),
+    ))
+}
+
+async fn clear(State(sandbox): State<Sandbox>, Admin(admin): Admin, Body(body): Body) -> Answer {
+    let body = object(&body)?;
+    let client_id = match body.get("client_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(c)) => Some(c.as_str()),
+        Some(_) => {
+            return Err(PlatformError::invalid(
                 "client_id",
-                "required: the OAuth client the rule applies to",
-            );
-        };
-        match self.clients.get(client_id) {
-            Ok(Some(_)) => {}
-            Ok(None) => return invalid("client_id", format!("no registered client {client_id:?}")),
-            Err(e) => return admin_http::internal("the sandbox endpoint", &e),
+                "a string, or absent for every client",
+            ));
         }
-        let shown = serde_json::to_value(&rule).unwrap_or(Value::Null);
-        match self.faults.add(rule) {
-            Ok(id) => {
-                tracing::info!(%admin, id, rule = %shown, "sandbox fault added");
-                let mut answer = json!({ "rsp_code": "A0000", "rsp_message": "", "id": id });
-                if let (Some(a), Some(r)) = (answer.as_object_mut(), shown.as_object()) {
-                    a.extend(r.clone());
-                }
-                admin_http::json(201, answer)
-            }
-            Err(FaultError::Invalid(RuleError { field, message })) => invalid(field, message),
-            Err(e) => admin_http::internal("the sandbox endpoint", &e),
-        }
-    }
-
-    fn remove(&self, admin: &str, body: &Value) -> NativeResponse {
-        let Some(id) = body.get("id").and_then(Value::as_u64) else {
-            return invalid("id", "required: the rule's id (a non-negative integer)");
-        };
-        match self.faults.remove(id) {
-            Ok(true) => {
-                tracing::info!(%admin, id, "sandbox fault removed");
-                admin_http::json(
-                    200,
-                    json!({ "rsp_code": "A0000", "rsp_message": "", "id": id }),
-                )
-            }
-            Ok(false) => admin_http::json(
-                404,
-                json!({ "rsp_code": "A0004", "rsp_message": format!("id: no rule {id}") }),
-            ),
-            Err(e) => admin_http::internal("the sandbox endpoint", &e),
-        }
-    }
-
-    fn clear(&self, admin: &str, body: &Value) -> NativeResponse {
-        let client_id = match body.get("client_id") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(c)) => Some(c.as_str()),
-            Some(_) => return invalid("client_id", "a string, or absent for every client"),
-        };
-        match self.faults.clear_client(client_id) {
-            Ok(removed) => {
-                tracing::info!(%admin, client_id, removed, "sandbox faults cleared");
-                admin_http::json(
-                    200,
-                    json!({ "rsp_code": "A0000", "rsp_message": "", "removed": removed }),
-                )
-            }
-            Err(e) => admin_http::internal("the sandbox endpoint", &e),
-        }
-    }
+    };
+    let removed = sandbox.faults.clear_client(client_id).map_err(internal)?;
+    tracing::info!(%admin, client_id, removed, "sandbox faults cleared");
+    Ok(Enveloped(
+        StatusCode::OK,
+        json!({ "rsp_code": "A0000", "rsp_message": "", "removed": removed }),
+    ))
 }

@@ -644,3 +644,74 @@ async fn a_developer_scripts_their_own_app_on_the_portal() -> Result<()> {
     assert!(t.platform.faults.rules().is_empty());
     t.platform.stop().await
 }
+
+/// The sandbox's admin routes through the platform's router itself, without
+/// TCP (`tower::ServiceExt::oneshot`): the admin layer refuses an anonymous
+/// caller and a non-admin alike, an admin's rule is refused naming its bad
+/// field, and a good one is listed (docs/adr/0024-platform-router.md).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_routes_answer_through_the_router_without_tcp() -> Result<()> {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let t = TestPlatform::start_with(Vec::new(), configure).await?;
+    let clients = t.platform.endpoints.clone();
+    let call = |method: &str, token: Option<&str>, body: Value| {
+        let endpoints = clients.clone();
+        let mut request = hyper::Request::builder()
+            .method(method)
+            .uri("/admin/v1/sandbox/faults")
+            .header("content-type", "application/json");
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let body = if body.is_null() {
+            String::new()
+        } else {
+            body.to_string()
+        };
+        async move {
+            let mut request = request.body(axum::body::Body::from(body))?;
+            request.extensions_mut().insert(sfop_gateway::Caller {
+                api_tran_id: "T0001".into(),
+                peer: std::net::Ipv4Addr::LOCALHOST.into(),
+                client_cert: None,
+                authority: None,
+            });
+            let response = endpoints.router().clone().oneshot(request).await?;
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await?.to_bytes();
+            anyhow::Ok((status, serde_json::from_slice::<Value>(&bytes)?))
+        }
+    };
+    let (status, body) = call("GET", None, Value::Null).await?;
+    assert_eq!(
+        (status, body["rsp_code"].as_str()),
+        (401, Some("O0001")),
+        "{body}"
+    );
+    let (status, _) = call("GET", Some("not-a-biscuit"), Value::Null).await?;
+    assert_eq!(status, 401);
+
+    let admin = admin_token(&t)?;
+    let admin = admin.trim();
+    let (status, body) = call("POST", Some(admin), json!({ "fault": "outage" })).await?;
+    assert_eq!(
+        (status, body["rsp_code"].as_str()),
+        (400, Some("A0004")),
+        "{body}"
+    );
+    assert!(
+        body["rsp_message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("client_id: ")),
+        "{body}"
+    );
+    let (status, body) = call("GET", Some(admin), Value::Null).await?;
+    assert_eq!(
+        (status, body["res_cnt"].as_str()),
+        (200, Some("0")),
+        "{body}"
+    );
+    t.stop_keeping_dirs().await.map(drop)
+}
