@@ -205,6 +205,22 @@ async fn the_schema_keeps_its_constraints() -> Result<()> {
         matches!(&other, Err(Error::Conflict(m)) if m.contains("already registered with other bytes")),
         "{other:?}"
     );
+    // The same new version pushed through three nodes at once: one
+    // registers it, the others find it.
+    let nodes = [
+        Cluster::connect(&url, 2).await?,
+        Cluster::connect(&url, 2).await?,
+        Cluster::connect(&url, 2).await?,
+    ];
+    let pushes = futures_util::future::join_all(
+        nodes
+            .iter()
+            .map(|n| push(n, "hello", "2.0.0", b"component two")),
+    )
+    .await;
+    let mut outcomes: Vec<Pushed> = pushes.into_iter().collect::<Result<_, _>>()?;
+    outcomes.sort_by_key(|p| *p == Pushed::New);
+    assert_eq!(outcomes, [Pushed::Existing, Pushed::Existing, Pushed::New]);
     let client = raw(&url).await?;
     // A blob under a key that is not its hash.
     let wrong = client
