@@ -251,44 +251,44 @@ pub(super) fn register_app(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<P
 
 /// The token's accounts: bank, alias and masked number with each
 /// fintech_use_num, when the account list said them.
-fn token_accounts_html(t: &TestToken) -> String {
-    if t.accounts.is_empty() {
-        return "—".to_owned();
-    }
-    t.accounts
-        .iter()
-        .map(|fin| {
-            match t.account_details.iter().find(|d| d.fintech_use_num == *fin) {
-                Some(d) => format!(
-                    "<div class=\"token-account\"><b class=\"account-bank\">{bank}</b> ({code}) · \
-                     <span class=\"account-alias\">{alias}</span> · {masked}<br><code>{fin}</code></div>",
-                    bank = escape(&d.bank_name),
-                    code = escape(&d.bank_code_std),
-                    alias = escape(if d.account_alias.is_empty() { "no alias" } else { &d.account_alias }),
-                    masked = escape(&d.account_num_masked),
-                    fin = escape(fin),
-                ),
-                None => format!("<div class=\"token-account\"><code>{}</code></div>", escape(fin)),
+fn token_accounts_html(t: &TestToken) -> Markup {
+    html! {
+        @if t.accounts.is_empty() {
+            "—"
+        }
+        @for fin in &t.accounts {
+            @match t.account_details.iter().find(|d| d.fintech_use_num == *fin) {
+                Some(d) => {
+                    div.token-account {
+                        b.account-bank { (d.bank_name) } " (" (d.bank_code_std) ") · "
+                        span.account-alias {
+                            (if d.account_alias.is_empty() { "no alias" } else { &d.account_alias })
+                        }
+                        " · " (d.account_num_masked) br; code { (fin) }
+                    }
+                }
+                None => { div.token-account { code { (fin) } } }
             }
-        })
-        .collect()
+        }
+    }
 }
 
 pub(super) fn token_html(label: &str, t: &TestToken) -> String {
-    format!(
-        "<h3>{label}</h3><table><tbody>\
-         <tr><th>Scope</th><td>{scope}</td></tr>\
-         <tr><th>User</th><td>{user}</td></tr>\
-         <tr><th>Accounts <small>(bank · alias · number; fintech_use_num)</small></th><td id=\"token-accounts\">{accounts}</td></tr>\
-         <tr><th>Expires</th><td>{expires}</td></tr></tbody></table>\
-         <label>Access token <small>(send as <code>Authorization: Bearer …</code>)</small></label>\
-         <textarea readonly rows=\"3\">{token}</textarea>",
-        scope = escape(&t.scope),
-        user = escape(t.user_seq_no.as_deref().unwrap_or("— (institution)")),
-        accounts = token_accounts_html(t),
-        expires = kst(t.expires_at_ms),
-        token = escape(&t.access_token),
-    )
+    html! {
+        h3 { (label) }
+        table { tbody {
+            tr { th { "Scope" } td { (t.scope) } }
+            tr { th { "User" } td { (t.user_seq_no.as_deref().unwrap_or("— (institution)")) } }
+            tr {
+                th { "Accounts " small { "(bank · alias · number; fintech_use_num)" } }
+                td #token-accounts { (token_accounts_html(t)) }
+            }
+            tr { th { "Expires" } td { (kst(t.expires_at_ms)) } }
+        } }
+        label { "Access token " small { "(send as " code { "Authorization: Bearer …" } ")" } }
+        textarea readonly rows="3" { (t.access_token) }
+    }
+    .into_string()
 }
 
 pub(super) fn app_page(

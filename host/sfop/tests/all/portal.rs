@@ -257,7 +257,8 @@ pub(crate) fn html_value(html: &str, name: &str) -> Option<String> {
 
 #[tokio::test]
 async fn portal_and_consent_pages_escape_a_hostile_app_name() -> Result<()> {
-    const HOSTILE: &str = "<script>alert('pwned')</script> 핀테크";
+    const HOSTILE: &str = "<script>alert('pwned')</script> \"핀테크\" & Co";
+    const REDIRECT: &str = "https://pay.example/callback?a=1&b=\"x\"";
     let t = platform(TlsMode::Off).await?;
     let cookie = sign_up(&t, "dev@example.com").await?;
     let apps = send(
@@ -277,7 +278,7 @@ async fn portal_and_consent_pages_escape_a_hostile_app_name() -> Result<()> {
         form(&[
             ("csrf", &csrf),
             ("name", HOSTILE),
-            ("redirect_uris", "https://pay.example/callback"),
+            ("redirect_uris", REDIRECT),
             ("scope", "login"),
             ("scope", "inquiry"),
         ]),
@@ -287,10 +288,12 @@ async fn portal_and_consent_pages_escape_a_hostile_app_name() -> Result<()> {
     let page = text(&registered);
     let start = page.find("id=\"client-id\">").context("client_id")? + 15;
     let client_id = page[start..start + 32].to_owned();
-    let escaped = "&lt;script&gt;alert(&#39;pwned&#39;)&lt;/script&gt; 핀테크";
+    // Templates escape `<`, `>`, `&` and `"`; a `'` is harmless in the
+    // double-quoted attributes they write.
+    let escaped = "&lt;script&gt;alert('pwned')&lt;/script&gt; &quot;핀테크&quot; &amp; Co";
     let consent = format!(
         "/oauth/2.0/authorize?response_type=code&client_id={client_id}&redirect_uri={}&scope=login&state=0123456789abcdef&code_challenge={}&code_challenge_method=S256",
-        encode("https://pay.example/callback"),
+        encode(REDIRECT),
         sfop_auth::oauth::pkce_s256(crate::auth::VERIFIER)
     );
     for (path, cookie) in [
@@ -324,6 +327,39 @@ async fn portal_and_consent_pages_escape_a_hostile_app_name() -> Result<()> {
             "{path}"
         );
     }
+    // The app's page shows the redirect URI escaped.
+    let app = send(
+        t.addr(),
+        "GET",
+        &format!("/portal/apps/{client_id}"),
+        &[("cookie", &cookie)],
+        Vec::new(),
+    )
+    .await?;
+    assert!(
+        text(&app).contains("<code>https://pay.example/callback?a=1&amp;b=&quot;x&quot;</code>"),
+        "{}",
+        text(&app)
+    );
+    // A hostile e-mail address is refused and shown back escaped.
+    let refused = send(
+        t.addr(),
+        "POST",
+        "/portal/signup",
+        &[FORM],
+        form(&[
+            ("email", "\"><script>alert(1)</script>&@x.example"),
+            ("password", "a long password"),
+        ]),
+    )
+    .await?;
+    let html = text(&refused);
+    assert_eq!(refused.status, 400, "{html}");
+    assert!(
+        html.contains("value=\"&quot;&gt;&lt;script&gt;alert(1)&lt;/script&gt;&amp;@x.example\""),
+        "{html}"
+    );
+    assert!(!html.contains("<script"), "{html}");
     t.platform.stop().await
 }
 
