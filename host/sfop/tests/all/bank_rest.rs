@@ -801,13 +801,11 @@ async fn test_bank() -> Result<TestBank> {
             tokio::spawn(async move {
                 // Requests on this connection, one at a time.
                 loop {
-                    let mut buf = vec![0; 64 * 1024];
-                    let n = match stream.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => n,
+                    let Some(request) = read_request(&mut stream).await else {
+                        return;
                     };
                     r.fetch_add(1, Ordering::SeqCst);
-                    let _ = tx.send(String::from_utf8_lossy(&buf[..n]).into_owned());
+                    let _ = tx.send(request);
                     let body: &[u8] = match m.load(Ordering::SeqCst) {
                         RECORD => br#"{"ok":[{"code":"097","name":"Open Bank","available":true}]}"#,
                         GARBAGE => b"<html>hello</html>",
@@ -833,6 +831,28 @@ async fn test_bank() -> Result<TestBank> {
         seen,
         stop: Some(stop),
     })
+}
+
+/// One whole HTTP/1.1 request (head and `content-length` bytes of body),
+/// however the client's writes arrive; `None` when the connection ends.
+async fn read_request(stream: &mut tokio::net::TcpStream) -> Option<String> {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+            let length: usize = header(&head, "content-length")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                return Some(String::from_utf8_lossy(&buf[..end + 4 + length]).into_owned());
+            }
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
 }
 
 fn header<'a>(request: &'a str, name: &str) -> Option<&'a str> {
