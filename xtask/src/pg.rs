@@ -77,6 +77,9 @@ impl Instance {
                 .and_then(|p| p.trim().parse().ok())
         {
             instance.port = port;
+            // Left running by an earlier run that did not end cleanly: this
+            // guard stops it all the same.
+            instance.started = stop_on_drop;
             eprintln!("postgres: reusing the instance on port {port}");
             return Ok(instance);
         }
