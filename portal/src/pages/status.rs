@@ -4,6 +4,8 @@
 //! sandbox's scripted outages and timeouts (`testbed/README.md`), for every
 //! app, and for the signed-in developer's own apps.
 
+use maud::{PreEscaped, html};
+
 use super::*;
 
 /// Faults that make a bank look down to the caller.
@@ -40,6 +42,14 @@ fn rule_text(rule: &Value) -> String {
     format!("{what} — {bank}, {operation}, {times}")
 }
 
+/// How one bank looks to callers now.
+enum BankState {
+    Outage,
+    /// Degraded for these operations.
+    Degraded(Vec<String>),
+    Available,
+}
+
 pub(super) fn status_page(ctx: &Ctx<'_>) -> PortalResponse {
     let sandbox = ctx.portal.sandbox.as_ref();
     let banks = sandbox.map(|s| s.banks()).unwrap_or_default();
@@ -49,15 +59,9 @@ pub(super) fn status_page(ctx: &Ctx<'_>) -> PortalResponse {
         .into_iter()
         .filter(is_incident)
         .collect();
-    let mut body = String::from(
-        "<h1>Status</h1><p class=\"muted\">The sandbox's banks, the APIs this platform serves, and the incidents in force, read now.</p>\
-         <h2>Banks</h2>",
-    );
-    if banks.is_empty() {
-        body.push_str("<p class=\"muted\" id=\"status-banks\">No participant bank is known.</p>");
-    } else {
-        body.push_str("<table id=\"status-banks\"><thead><tr><th>Bank</th><th>Code</th><th>Status</th></tr></thead><tbody>");
-        for b in &banks {
+    let bank_states: Vec<BankState> = banks
+        .iter()
+        .map(|b| {
             let affecting: Vec<&Value> = platform_rules
                 .iter()
                 .filter(|r| names_bank(r, &b.code))
@@ -65,95 +69,23 @@ pub(super) fn status_page(ctx: &Ctx<'_>) -> PortalResponse {
             let down_for_status = affecting
                 .iter()
                 .any(|r| r["operation"].as_str().is_none_or(|o| o == "bank-status"));
-            let status = if !b.available || down_for_status {
-                "<span class=\"badge deprecated\">outage</span>".to_owned()
+            if !b.available || down_for_status {
+                BankState::Outage
             } else if !affecting.is_empty() {
-                let ops: Vec<String> = affecting
-                    .iter()
-                    .filter_map(|r| r["operation"].as_str())
-                    .map(escape)
-                    .collect();
-                format!(
-                    "<span class=\"badge canary\">degraded</span> <small>{}</small>",
-                    ops.join(", ")
+                BankState::Degraded(
+                    affecting
+                        .iter()
+                        .filter_map(|r| r["operation"].as_str())
+                        .map(str::to_owned)
+                        .collect(),
                 )
             } else {
-                "<span class=\"badge live\">available</span>".to_owned()
-            };
-            let _ = write!(
-                body,
-                "<tr class=\"bank\" data-code=\"{code}\"><td>{name}</td><td><code>{code}</code></td><td>{status}</td></tr>",
-                code = escape(&b.code),
-                name = escape(&b.name),
-            );
-        }
-        body.push_str("</tbody></table>");
-    }
-    body.push_str("<h2>APIs</h2><table id=\"status-apis\"><thead><tr><th>API</th><th>Status</th><th>Sunset</th></tr></thead><tbody>");
-    for api in ctx.portal.catalog.apis() {
-        let served: Vec<&VersionEntry> = api
-            .versions
-            .iter()
-            .filter(|v| v.state.is_served())
-            .collect();
-        let states = if served.is_empty() {
-            "<span class=\"badge retired\">not served</span>".to_owned()
-        } else {
-            served
-                .iter()
-                .map(|v| {
-                    format!(
-                        "{} <small>{}</small>",
-                        badge(&v.state),
-                        escape(&v.manifest.version.to_string())
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
-        let sunset: Vec<String> = served
-            .iter()
-            .filter_map(|v| match &v.state {
-                VersionState::Deprecated { sunset } => Some(format!(
-                    "{} on <b>{}</b>",
-                    escape(&v.manifest.version.to_string()),
-                    escape(sunset)
-                )),
-                _ => None,
-            })
-            .collect();
-        let _ = write!(
-            body,
-            "<tr><td><a href=\"/portal/apis/{href}\">{name}</a></td><td>{states}</td><td>{sunset}</td></tr>",
-            href = encode(&api.name),
-            name = escape(&api.name),
-            sunset = if sunset.is_empty() {
-                "—".to_owned()
-            } else {
-                sunset.join("<br>")
-            },
-        );
-    }
-    body.push_str("</tbody></table><h2>Incidents</h2><ul id=\"status-incidents\">");
-    let mut incidents = 0;
-    for b in banks.iter().filter(|b| !b.available) {
-        incidents += 1;
-        let _ = write!(
-            body,
-            "<li class=\"incident\"><b>{name} ({code})</b>: outage — switched off by the operator; every call to it answers A0017.</li>",
-            name = escape(&b.name),
-            code = escape(&b.code),
-        );
-    }
-    for rule in &platform_rules {
-        incidents += 1;
-        let _ = write!(
-            body,
-            "<li class=\"incident\"><b>Every app</b>: {}</li>",
-            escape(&rule_text(rule))
-        );
-    }
-    // The signed-in developer's own scripted outages, per app.
+                BankState::Available
+            }
+        })
+        .collect();
+    // The signed-in developer's own scripted outages: (app, rule text).
+    let mut own: Vec<(String, String)> = Vec::new();
     if let (Some((_, session)), Some(sandbox)) = (&ctx.session, sandbox) {
         let apps = ctx
             .portal
@@ -165,20 +97,97 @@ pub(super) fn status_page(ctx: &Ctx<'_>) -> PortalResponse {
             .unwrap_or_default();
         for app in apps {
             for rule in sandbox.rules(&app).iter().filter(|r| is_incident(r)) {
-                incidents += 1;
-                let _ = write!(
-                    body,
-                    "<li class=\"incident\"><b>Your app <a href=\"/portal/apps/{href}\"><code>{id}</code></a></b> (scripted by you): {text}</li>",
-                    href = encode(&app),
-                    id = escape(&app),
-                    text = escape(&rule_text(rule)),
-                );
+                own.push((app.clone(), rule_text(rule)));
             }
         }
     }
-    body.push_str("</ul>");
-    if incidents == 0 {
-        body.push_str("<p class=\"ok\" id=\"no-incidents\">No incident: every bank answers.</p>");
-    }
-    ctx.page("Status", "/portal/status", &body)
+    let switched_off: Vec<_> = banks.iter().filter(|b| !b.available).collect();
+    let incidents = switched_off.len() + platform_rules.len() + own.len();
+    let apis = ctx.portal.catalog.apis();
+    let body = html! {
+        h1 { "Status" }
+        p.muted { "The sandbox's banks, the APIs this platform serves, and the incidents in force, read now." }
+        h2 { "Banks" }
+        @if banks.is_empty() {
+            p.muted #status-banks { "No participant bank is known." }
+        } @else {
+            table #status-banks {
+                thead { tr { th { "Bank" } th { "Code" } th { "Status" } } }
+                tbody {
+                    @for (b, state) in banks.iter().zip(&bank_states) {
+                        tr.bank data-code=(b.code) {
+                            td { (b.name) }
+                            td { code { (b.code) } }
+                            td {
+                                @match state {
+                                    BankState::Outage => { span.badge.deprecated { "outage" } }
+                                    BankState::Degraded(ops) => {
+                                        span.badge.canary { "degraded" } " " small { (ops.join(", ")) }
+                                    }
+                                    BankState::Available => { span.badge.live { "available" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "APIs" }
+        table #status-apis {
+            thead { tr { th { "API" } th { "Status" } th { "Sunset" } } }
+            tbody {
+                @for api in &apis {
+                    @let served: Vec<&VersionEntry> = api.versions.iter().filter(|v| v.state.is_served()).collect();
+                    @let sunsets: Vec<(String, &str)> = served
+                        .iter()
+                        .filter_map(|v| match &v.state {
+                            VersionState::Deprecated { sunset } => Some((v.manifest.version.to_string(), sunset.as_str())),
+                            _ => None,
+                        })
+                        .collect();
+                    tr {
+                        td { a href={ "/portal/apis/" (encode(&api.name)) } { (api.name) } }
+                        td {
+                            @if served.is_empty() {
+                                span.badge.retired { "not served" }
+                            }
+                            @for (i, v) in served.iter().enumerate() {
+                                @if i > 0 { " " }
+                                (PreEscaped(badge(&v.state))) " " small { (v.manifest.version.to_string()) }
+                            }
+                        }
+                        td {
+                            @if sunsets.is_empty() { "—" }
+                            @for (i, (version, sunset)) in sunsets.iter().enumerate() {
+                                @if i > 0 { br; }
+                                (version) " on " b { (sunset) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Incidents" }
+        ul #status-incidents {
+            @for b in &switched_off {
+                li.incident {
+                    b { (b.name) " (" (b.code) ")" }
+                    ": outage — switched off by the operator; every call to it answers A0017."
+                }
+            }
+            @for rule in &platform_rules {
+                li.incident { b { "Every app" } ": " (rule_text(rule)) }
+            }
+            @for (app, text) in &own {
+                li.incident {
+                    b { "Your app " a href={ "/portal/apps/" (encode(app)) } { code { (app) } } }
+                    " (scripted by you): " (text)
+                }
+            }
+        }
+        @if incidents == 0 {
+            p.ok #no-incidents { "No incident: every bank answers." }
+        }
+    };
+    ctx.page("Status", "/portal/status", &body.into_string())
 }
