@@ -19,15 +19,6 @@ pub fn json(status: u16, body: Value) -> NativeResponse {
     }
 }
 
-/// A failure of the platform itself: logged with `what`, never shown.
-pub fn internal(what: &str, e: &dyn std::fmt::Display) -> NativeResponse {
-    tracing::error!(error = %e, "{what} failed");
-    json(
-        500,
-        json!({ "rsp_code": "A0003", "rsp_message": "platform internal error" }),
-    )
-}
-
 /// The admin behind `req`'s bearer token, or the refusal to answer with.
 pub fn admin(
     authorizer: &TokenAuthorizer,

@@ -7,16 +7,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use serde_json::json;
 use sfop_auth::oauth::{AccountChoice, HttpRequest, OAuthServer, UserDirectory};
 use sfop_auth::{ClientSpec, TokenAuthorizer};
 use sfop_core::Claims;
-use sfop_gateway::{
-    AuthRequest, Authorizer, Denial, Endpoint, EndpointFuture, NativeRequest, NativeResponse,
-};
+use sfop_gateway::platform::{Body, Caller, Envelope, Enveloped, Json};
+use sfop_gateway::{AuthRequest, Authorizer, Denial, PlatformError};
 use sfop_vbank::VirtualBank;
 
-use crate::admin_http;
+use crate::admin_http::Admin;
 
 /// The gateway's authoriser: biscuit access tokens checked with Datalog.
 #[derive(Debug)]
@@ -227,12 +231,12 @@ impl UserDirectory for RemoteDirectory {
     }
 }
 
-/// `/oauth/2.0/*` and `/v2.0/user/unlink`, mounted on the gateway. Each
-/// request runs on the blocking pool, at most [`OAUTH_BLOCKING`] at a time:
-/// sign-in hashes a password (tens of milliseconds of CPU) and the token
-/// endpoint flushes the store, neither of which may hold an async worker.
-#[derive(Debug)]
-pub struct OAuthEndpoint {
+/// `/oauth/2.0/*` and `/v2.0/user/unlink`. Each request runs on the
+/// blocking pool, at most [`OAUTH_BLOCKING`] at a time: sign-in hashes a
+/// password (tens of milliseconds of CPU) and the token endpoint flushes
+/// the store, neither of which may hold an async worker.
+#[derive(Debug, Clone)]
+pub struct OAuth {
     server: OAuthServer,
     blocking: Arc<tokio::sync::Semaphore>,
 }
@@ -240,7 +244,7 @@ pub struct OAuthEndpoint {
 /// OAuth requests being answered at once; more wait their turn.
 pub const OAUTH_BLOCKING: usize = 4;
 
-impl OAuthEndpoint {
+impl OAuth {
     pub fn new(server: OAuthServer) -> Self {
         Self {
             server,
@@ -249,188 +253,166 @@ impl OAuthEndpoint {
     }
 }
 
-fn native(r: sfop_auth::oauth::HttpResponse) -> NativeResponse {
-    NativeResponse {
-        status: r.status,
-        headers: r.headers,
-        body: r.body,
-        envelope: r.envelope,
-    }
+/// The OAuth server's routes, anonymous (a body of at most the gateway's
+/// `UNAUTHENTICATED_MAX_BODY`).
+pub fn oauth_routes(oauth: OAuth) -> Router {
+    use sfop_auth::oauth::{AUTHORIZE, Operation, REVOKE, TOKEN, UNLINK};
+    // One handler per operation: the router names the route, the server
+    // does the operation.
+    let to = |operation: Operation| {
+        move |State(oauth): State<OAuth>,
+              caller: Caller,
+              uri: Uri,
+              headers: HeaderMap,
+              Body(body): Body| { oauth.answer(operation, caller, uri, headers, body) }
+    };
+    Router::new()
+        .route(
+            AUTHORIZE,
+            get(to(Operation::AuthorizeStart)).post(to(Operation::AuthorizeStep)),
+        )
+        .route(TOKEN, post(to(Operation::Token)))
+        .route(REVOKE, post(to(Operation::Revoke)))
+        .route(UNLINK, post(to(Operation::Unlink)))
+        .with_state(oauth)
 }
 
-fn http_request<'a>(req: &'a NativeRequest<'a>) -> HttpRequest<'a> {
-    HttpRequest {
-        method: req.method,
-        path: req.path,
-        query: req.query,
-        authorization: req
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok()),
-        body: req.body,
-        peer: Some(req.peer),
-    }
-}
-
-impl Endpoint for OAuthEndpoint {
-    fn name(&self) -> &str {
-        "oauth"
-    }
-
-    fn handle<'a>(&'a self, req: NativeRequest<'a>) -> EndpointFuture<'a> {
-        // The request's parts, owned, for the blocking pool.
-        let owned = OwnedRequest {
-            method: req.method.to_owned(),
-            path: req.path.to_owned(),
-            query: req.query.to_owned(),
-            authorization: http_request(&req).authorization.map(str::to_owned),
-            body: req.body.to_vec(),
-            peer: req.peer,
+impl OAuth {
+    async fn answer(
+        self,
+        operation: sfop_auth::oauth::Operation,
+        caller: Caller,
+        uri: Uri,
+        headers: HeaderMap,
+        body: bytes::Bytes,
+    ) -> Response {
+        let Ok(_permit) = self.blocking.clone().acquire_owned().await else {
+            return PlatformError::internal("the OAuth endpoint", "its bound closed")
+                .into_response();
         };
+        let authorization = headers
+            .get(hyper::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
         let server = self.server.clone();
-        let blocking = self.blocking.clone();
-        Box::pin(async move {
-            let busy = || NativeResponse {
-                status: 500,
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: br#"{"rsp_code":"A0003","rsp_message":"platform internal error"}"#.to_vec(),
-                envelope: true,
-            };
-            let Ok(_permit) = blocking.acquire_owned().await else {
-                return busy();
-            };
-            tokio::task::spawn_blocking(move || {
-                native(server.handle(&HttpRequest {
-                    method: &owned.method,
-                    path: &owned.path,
-                    query: &owned.query,
-                    authorization: owned.authorization.as_deref(),
-                    body: &owned.body,
-                    peer: Some(owned.peer),
-                }))
-            })
-            .await
-            .unwrap_or_else(|e| {
-                tracing::error!(error = %e, "OAuth request failed on the blocking pool");
-                busy()
-            })
+        let answered = tokio::task::spawn_blocking(move || {
+            server.answer(
+                operation,
+                &HttpRequest {
+                    query: uri.query().unwrap_or_default(),
+                    authorization: authorization.as_deref(),
+                    body: &body,
+                    peer: Some(caller.peer),
+                },
+            )
         })
+        .await;
+        match answered {
+            Ok(answer) => response(answer),
+            Err(e) => {
+                PlatformError::internal("an OAuth request on the blocking pool", e).into_response()
+            }
+        }
     }
 }
 
-/// A request's parts, owned, to move to the blocking pool.
-#[derive(Debug)]
-struct OwnedRequest {
-    method: String,
-    path: String,
-    query: String,
-    authorization: Option<String>,
-    body: Vec<u8>,
-    peer: std::net::IpAddr,
+/// The OAuth server's answer as the router's.
+fn response(answer: sfop_auth::oauth::HttpResponse) -> Response {
+    let mut response = Response::new(axum::body::Body::from(answer.body));
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in &answer.headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    if answer.envelope {
+        response.extensions_mut().insert(Envelope);
+    }
+    response
 }
 
-/// Routes of the admin API served so far.
-pub const ADMIN_ROUTES: &[(&str, &str)] =
-    &[("GET", "/admin/v1/clients"), ("POST", "/admin/v1/clients")];
-
-/// The admin API: operators register fintech apps. Authorised by admin
-/// biscuits (`role("admin")`); deny by default.
-#[derive(Debug)]
-pub struct AdminEndpoint {
-    pub server: OAuthServer,
-    pub authorizer: Arc<TokenAuthorizer>,
+/// `/admin/v1/clients`: operators register fintech apps (the caller
+/// admitted as an admin by the router's admin layer).
+#[derive(Debug, Clone)]
+pub struct Clients {
+    pub clients: sfop_auth::ClientRegistry,
     /// Where institutions are onboarded: an app joins only one that exists.
     pub bank: VirtualBank,
 }
 
-impl Endpoint for AdminEndpoint {
-    fn name(&self) -> &str {
-        "admin"
-    }
+/// The path of the clients admin routes.
+pub const CLIENTS: &str = "/admin/v1/clients";
 
-    /// Admins only, decided from the head: an anonymous body is never read.
-    fn admit(&self, head: &hyper::http::request::Parts) -> Result<usize, NativeResponse> {
-        admin_http::admit(&self.authorizer, head, self.max_body())
-    }
-
-    fn handle<'a>(&'a self, req: NativeRequest<'a>) -> EndpointFuture<'a> {
-        Box::pin(std::future::ready(self.respond(&req)))
-    }
+pub fn client_routes(clients: Clients) -> Router {
+    Router::new()
+        .route(CLIENTS, get(list_clients).post(register_client))
+        .with_state(clients)
 }
 
-impl AdminEndpoint {
-    fn respond(&self, req: &NativeRequest<'_>) -> NativeResponse {
-        let admin = match admin_http::admin(&self.authorizer, req) {
-            Ok(admin) => admin,
-            Err(refusal) => return refusal,
-        };
-        let clients = self.server.clients();
-        match req.method {
-            "GET" => match clients.list() {
-                Ok(list) => admin_http::json(
-                    200,
-                    json!({
-                        "rsp_code": "A0000",
-                        "rsp_message": "",
-                        "res_cnt": list.len().to_string(),
-                        "res_list": list.iter().map(|c| json!({
-                            "client_id": c.client_id,
-                            "name": c.name,
-                            "client_use_code": c.client_use_code,
-                            "scopes": c.scopes,
-                            "redirect_uris": c.redirect_uris,
-                            "public": c.public,
-                        })).collect::<Vec<_>>(),
-                    }),
-                ),
-                Err(e) => admin_http::internal("the clients admin endpoint", &e),
-            },
-            _ => {
-                let spec: ClientSpec = match serde_json::from_slice(req.body) {
-                    Ok(spec) => spec,
-                    Err(e) => {
-                        return admin_http::json(
-                            400,
-                            json!({ "rsp_code": "A0004", "rsp_message": format!("request body: {e}") }),
-                        );
-                    }
-                };
-                if let Some(code) = &spec.institution {
-                    match self.bank.institution(code) {
-                        Ok(Some(_)) => {}
-                        Ok(None) => {
-                            return admin_http::json(
-                                400,
-                                json!({ "rsp_code": "A0004", "rsp_message": format!("institution: no institution {code}; create it with sfop institution create") }),
-                            );
-                        }
-                        Err(e) => return admin_http::internal("the clients admin endpoint", &e),
-                    }
-                }
-                match clients.register(spec) {
-                    Ok((client, secret)) => {
-                        tracing::info!(%admin, client_id = %client.client_id, name = %client.name, "client registered");
-                        admin_http::json(
-                            201,
-                            json!({
-                                "rsp_code": "A0000",
-                                "rsp_message": "",
-                                "client_id": client.client_id,
-                                "client_secret": secret,
-                                "client_use_code": client.client_use_code,
-                                "scopes": client.scopes,
-                                "redirect_uris": client.redirect_uris,
-                            }),
-                        )
-                    }
-                    Err(sfop_auth::Error::Invalid(message)) => admin_http::json(
-                        400,
-                        json!({ "rsp_code": "A0004", "rsp_message": message }),
-                    ),
-                    Err(e) => admin_http::internal("the clients admin endpoint", &e),
-                }
-            }
+fn clients_failed(e: impl std::error::Error + Send + Sync + 'static) -> PlatformError {
+    PlatformError::internal("the clients admin endpoint", e)
+}
+
+async fn list_clients(
+    State(c): State<Clients>,
+    Admin(_): Admin,
+) -> Result<Enveloped<serde_json::Value>, PlatformError> {
+    let list = c.clients.list().map_err(clients_failed)?;
+    Ok(Enveloped(
+        StatusCode::OK,
+        json!({
+            "rsp_code": "A0000",
+            "rsp_message": "",
+            "res_cnt": list.len().to_string(),
+            "res_list": list.iter().map(|c| json!({
+                "client_id": c.client_id,
+                "name": c.name,
+                "client_use_code": c.client_use_code,
+                "scopes": c.scopes,
+                "redirect_uris": c.redirect_uris,
+                "public": c.public,
+            })).collect::<Vec<_>>(),
+        }),
+    ))
+}
+
+async fn register_client(
+    State(c): State<Clients>,
+    Admin(admin): Admin,
+    Json(spec): Json<ClientSpec>,
+) -> Result<Enveloped<serde_json::Value>, PlatformError> {
+    if let Some(code) = &spec.institution
+        && c.bank.institution(code).map_err(clients_failed)?.is_none()
+    {
+        return Err(PlatformError::invalid(
+            "institution",
+            format!("no institution {code}; create it with sfop institution create"),
+        ));
+    }
+    match c.clients.register(spec) {
+        Ok((client, secret)) => {
+            tracing::info!(%admin, client_id = %client.client_id, name = %client.name, "client registered");
+            Ok(Enveloped(
+                StatusCode::CREATED,
+                json!({
+                    "rsp_code": "A0000",
+                    "rsp_message": "",
+                    "client_id": client.client_id,
+                    "client_secret": secret,
+                    "client_use_code": client.client_use_code,
+                    "scopes": client.scopes,
+                    "redirect_uris": client.redirect_uris,
+                }),
+            ))
         }
+        Err(sfop_auth::Error::Invalid(message)) => {
+            Err(PlatformError::refused(400, "A0004", message))
+        }
+        Err(e) => Err(clients_failed(e)),
     }
 }
 
@@ -504,8 +486,6 @@ pub struct AuthParts {
     pub authorizer: Arc<TokenAuthorizer>,
     pub server: OAuthServer,
     pub admin_token: PathBuf,
-    /// The virtual bank, where institutions are kept.
-    pub bank: VirtualBank,
 }
 
 impl AuthParts {
@@ -555,28 +535,6 @@ impl AuthParts {
             authorizer,
             server,
             admin_token,
-            bank: bank.clone(),
         })
-    }
-
-    /// Adds the OAuth and admin endpoints to `routes`.
-    pub fn mount(
-        &self,
-        gateway: &sfop_gateway::Gateway,
-        routes: &mut sfop_gateway::RouteTable,
-    ) -> anyhow::Result<()> {
-        routes.add_static(
-            sfop_auth::oauth::ROUTES,
-            gateway.native(Arc::new(OAuthEndpoint::new(self.server.clone()))),
-        )?;
-        routes.add_static(
-            ADMIN_ROUTES,
-            gateway.native(Arc::new(AdminEndpoint {
-                server: self.server.clone(),
-                authorizer: self.authorizer.clone(),
-                bank: self.bank.clone(),
-            })),
-        )?;
-        Ok(())
     }
 }

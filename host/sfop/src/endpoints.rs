@@ -10,6 +10,7 @@ use sfop_auth::TokenAuthorizer;
 use sfop_gateway::{Gateway, RouteConflict, RouteTable};
 
 use crate::admin_http;
+use crate::auth::{self, Clients, OAuth};
 use crate::institutions::{self, Onboarding};
 use crate::keys::{self, Keys};
 use crate::sandbox::{self, Sandbox};
@@ -17,6 +18,10 @@ use crate::sandbox::{self, Sandbox};
 /// The boxes whose endpoints the router serves.
 #[derive(Debug, Clone)]
 pub struct Boxes {
+    /// The authorization server (OAuth 2.0, sign-in and consent pages).
+    pub oauth: OAuth,
+    /// The OAuth clients (fintech apps) operators register.
+    pub clients: Clients,
     /// Decides who is an admin (`role("admin")`), from the request head.
     pub admins: Arc<TokenAuthorizer>,
     pub sandbox: Sandbox,
@@ -27,6 +32,9 @@ pub struct Boxes {
 /// The paths the router serves, by prefix, and the name their requests
 /// are counted under.
 const PREFIXES: &[(&str, &str)] = &[
+    ("/oauth/2.0", "oauth"),
+    (sfop_auth::oauth::UNLINK, "oauth"),
+    (auth::CLIENTS, "admin"),
     ("/admin/v1/sandbox", "sandbox"),
     ("/admin/v1/keys", "admin-keys"),
     ("/admin/v1/institutions", "institutions"),
@@ -46,6 +54,7 @@ pub fn reserve(gateway: &Gateway, routes: &mut RouteTable) -> Result<(), RouteCo
 /// at most `UNAUTHENTICATED_MAX_BODY` unless it says less.
 pub fn router(boxes: Boxes) -> Router {
     let admin = Router::new()
+        .merge(auth::client_routes(boxes.clients))
         .merge(sandbox::routes(boxes.sandbox))
         .merge(keys::admin_routes(boxes.keys.clone()))
         .merge(institutions::routes(boxes.institutions))
@@ -56,4 +65,5 @@ pub fn router(boxes: Boxes) -> Router {
     Router::new()
         .merge(admin)
         .merge(keys::public_routes(boxes.keys.ring))
+        .merge(auth::oauth_routes(boxes.oauth))
 }

@@ -173,7 +173,6 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     let mut routes = sfop_gateway::RouteTable::default();
     let management_slot = manage::Slot::default();
     if let Some(parts) = &auth {
-        parts.mount(&gateway, &mut routes)?;
         manage::mount(
             &gateway,
             &mut routes,
@@ -184,6 +183,11 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     }
     let endpoints = sfop_gateway::Endpoints::new(match &auth {
         Some(parts) => endpoints::router(endpoints::Boxes {
+            oauth: auth::OAuth::new(parts.server.clone()),
+            clients: auth::Clients {
+                clients: parts.server.clients().clone(),
+                bank: bank.clone(),
+            },
             admins: parts.authorizer.clone(),
             sandbox: sandbox::Sandbox {
                 faults: faults.clone(),

@@ -39,23 +39,34 @@ use crate::{
 
 pub use form::parse as parse_form;
 
-/// Every `METHOD path` this server answers.
-pub const ROUTES: &[(&str, &str)] = &[
-    ("GET", "/oauth/2.0/authorize"),
-    ("POST", "/oauth/2.0/authorize"),
-    ("POST", "/oauth/2.0/token"),
-    ("POST", "/oauth/2.0/revoke"),
-    ("POST", "/v2.0/user/unlink"),
-];
+/// What this server does; the platform's router maps a `METHOD path` to
+/// each (`host/sfop/src/endpoints.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// `GET /oauth/2.0/authorize`: the sign-in page of a new request.
+    AuthorizeStart,
+    /// `POST /oauth/2.0/authorize`: sign-in, then consent, then the redirect.
+    AuthorizeStep,
+    /// `POST /oauth/2.0/token`.
+    Token,
+    /// `POST /oauth/2.0/revoke`.
+    Revoke,
+    /// `POST /v2.0/user/unlink`.
+    Unlink,
+}
+
+/// The paths of the operations.
+pub const AUTHORIZE: &str = "/oauth/2.0/authorize";
+pub const TOKEN: &str = "/oauth/2.0/token";
+pub const REVOKE: &str = "/oauth/2.0/revoke";
+pub const UNLINK: &str = "/v2.0/user/unlink";
 
 /// The scopes a user can consent to (the 3-legged flow).
 pub const USER_SCOPES: &[&str] = &["login", "inquiry", "transfer"];
 
-/// One request, as the gateway hands it over.
+/// One request, as the platform's router hands it over.
 #[derive(Debug, Clone, Copy)]
 pub struct HttpRequest<'a> {
-    pub method: &'a str,
-    pub path: &'a str,
     pub query: &'a str,
     pub authorization: Option<&'a str>,
     pub body: &'a [u8],
@@ -410,29 +421,26 @@ impl OAuthServer {
         &self.clients
     }
 
-    /// Answers one request to one of [`ROUTES`].
-    pub fn handle(&self, req: &HttpRequest<'_>) -> HttpResponse {
-        if let Some(field) = repeated_parameter(req) {
+    /// Answers one request for `operation`. A protocol parameter given more
+    /// than once is refused before anything reads it (RFC 6749 §3.1).
+    pub fn answer(&self, operation: Operation, req: &HttpRequest<'_>) -> HttpResponse {
+        if let Some(field) = repeated_parameter(operation, req) {
             let message = format!("{field}: given more than once (RFC 6749 §3.1)");
-            return match (req.method, req.path) {
+            return match operation {
                 // A browser's pages: an error page, no redirect (the client
                 // and its redirect URI are among what may be ambiguous).
-                (_, "/oauth/2.0/authorize") => pages::error_page(400, "Invalid request", &message),
+                Operation::AuthorizeStart | Operation::AuthorizeStep => {
+                    pages::error_page(400, "Invalid request", &message)
+                }
                 _ => HttpResponse::error(400, "O0001", "invalid_request", &message),
             };
         }
-        let outcome = match (req.method, req.path) {
-            ("GET", "/oauth/2.0/authorize") => self.authorize_start(req.query),
-            ("POST", "/oauth/2.0/authorize") => self.authorize_step(req),
-            ("POST", "/oauth/2.0/token") => self.token(req),
-            ("POST", "/oauth/2.0/revoke") => self.revoke(req),
-            ("POST", "/v2.0/user/unlink") => self.unlink(req),
-            _ => Err(HttpResponse::error(
-                404,
-                "A0004",
-                "invalid_request",
-                "no such endpoint",
-            )),
+        let outcome = match operation {
+            Operation::AuthorizeStart => self.authorize_start(req.query),
+            Operation::AuthorizeStep => self.authorize_step(req),
+            Operation::Token => self.token(req),
+            Operation::Revoke => self.revoke(req),
+            Operation::Unlink => self.unlink(req),
         };
         outcome.unwrap_or_else(|e| e)
     }
@@ -1261,15 +1269,15 @@ pub const UNLINK_API: &str = "user/unlink";
 /// value: RFC 6749 §3.1 forbids it for every request of the protocol. The
 /// consent form alone lists the accounts and scopes the user grants. Unlink
 /// reads a JSON body once, for its authorisation and its action alike.
-fn repeated_parameter(req: &HttpRequest<'_>) -> Option<String> {
+fn repeated_parameter(operation: Operation, req: &HttpRequest<'_>) -> Option<String> {
     let query = form::repeated_name(req.query.as_bytes());
-    match (req.method, req.path) {
-        ("POST", "/oauth/2.0/authorize") => {
+    match operation {
+        // The consent form lists every account and scope chosen.
+        Operation::AuthorizeStep => {
             query.or_else(|| form::repeated_name_except(req.body, &["account", "scope"]))
         }
-        ("POST", "/v2.0/user/unlink") => query,
-        ("POST", _) => query.or_else(|| form::repeated_name(req.body)),
-        _ => query,
+        Operation::Unlink | Operation::AuthorizeStart => query,
+        Operation::Token | Operation::Revoke => query.or_else(|| form::repeated_name(req.body)),
     }
 }
 
