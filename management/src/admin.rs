@@ -87,25 +87,34 @@ async fn route<P: DataPlane>(
     Ok(match (method, path) {
         ("GET", paths::LIST) => {
             let apis = mgmt.list().await?;
-            typed(200, &ListAnswer {
+            typed(
+                200,
+                &ListAnswer {
+                    rsp_code: ok(),
+                    rsp_message: empty(),
+                    res_cnt: apis.len().to_string(),
+                    res_list: apis,
+                },
+            )
+        }
+        ("GET", paths::SHOW) => typed(
+            200,
+            &ShowAnswer {
                 rsp_code: ok(),
                 rsp_message: empty(),
-                res_cnt: apis.len().to_string(),
-                res_list: apis,
-            })
-        }
-        ("GET", paths::SHOW) => typed(200, &ShowAnswer {
-            rsp_code: ok(),
-            rsp_message: empty(),
-            api: mgmt.show(&param("name")?).await?,
-        }),
+                api: mgmt.show(&param("name")?).await?,
+            },
+        ),
         ("GET", paths::VERSION) => {
             let version = parse_version(&param("version")?)?;
-            typed(200, &VersionAnswer {
-                rsp_code: ok(),
-                rsp_message: empty(),
-                version: mgmt.version(&param("name")?, &version)?,
-            })
+            typed(
+                200,
+                &VersionAnswer {
+                    rsp_code: ok(),
+                    rsp_message: empty(),
+                    version: mgmt.version(&param("name")?, &version)?,
+                },
+            )
         }
         ("POST", paths::PUSH) => {
             let upload: Upload = parse(body)?;
@@ -113,27 +122,33 @@ async fn route<P: DataPlane>(
                 .into_package()
                 .map_err(|e| Error::Invalid(e.to_string()))?;
             let record = mgmt.push(package, actor).await?;
-            typed(201, &PushAnswer {
-                rsp_code: ok(),
-                rsp_message: empty(),
-                name: record.name,
-                version: record.version,
-                component_sha256: record.component_sha256,
-                uploaded_at_ms: record.uploaded_at_ms,
-            })
+            typed(
+                201,
+                &PushAnswer {
+                    rsp_code: ok(),
+                    rsp_message: empty(),
+                    name: record.name,
+                    version: record.version,
+                    component_sha256: record.component_sha256,
+                    uploaded_at_ms: record.uploaded_at_ms,
+                },
+            )
         }
         ("POST", paths::TEST) => {
             let b: NamedVersion = parse(body)?;
             let test = mgmt
                 .test(&b.name, &parse_version(&b.version)?, actor)
                 .await?;
-            typed(200, &TestAnswer {
-                rsp_code: ok(),
-                rsp_message: empty(),
-                passed: test.passed,
-                report: test.report,
-                attestation: test.attestation,
-            })
+            typed(
+                200,
+                &TestAnswer {
+                    rsp_code: ok(),
+                    rsp_message: empty(),
+                    passed: test.passed,
+                    report: test.report,
+                    attestation: test.attestation,
+                },
+            )
         }
         ("POST", paths::PROMOTE) => {
             let b: NamedVersion = parse(body)?;
@@ -170,22 +185,28 @@ async fn route<P: DataPlane>(
         }
         ("GET", audit::LIST) => {
             let entries = mgmt.audit()?;
-            typed(200, &AuditAnswer {
-                rsp_code: ok(),
-                rsp_message: empty(),
-                res_cnt: entries.len().to_string(),
-                res_list: entries,
-            })
+            typed(
+                200,
+                &AuditAnswer {
+                    rsp_code: ok(),
+                    rsp_message: empty(),
+                    res_cnt: entries.len().to_string(),
+                    res_list: entries,
+                },
+            )
         }
         ("GET", audit::VERIFY) => {
             let v = mgmt.verify_audit()?;
             let intact = v.broken.is_none();
-            typed(if intact { 200 } else { 409 }, &VerifyAnswer {
-                rsp_code: if intact { ok() } else { "A0003".to_owned() },
-                rsp_message: v.broken.unwrap_or_default(),
-                intact,
-                entries: v.entries,
-            })
+            typed(
+                if intact { 200 } else { 409 },
+                &VerifyAnswer {
+                    rsp_code: if intact { ok() } else { "A0003".to_owned() },
+                    rsp_message: v.broken.unwrap_or_default(),
+                    intact,
+                    entries: v.entries,
+                },
+            )
         }
         _ => {
             return Err(Error::NotFound(format!(

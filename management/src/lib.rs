@@ -357,7 +357,9 @@ impl<P: DataPlane> Management<P> {
             .test(&candidate, live.as_ref())
             .await
             .map_err(|e| match e {
-                GateError::Refused(cause) => Error::Refused(format!("the testbed refused: {cause}")),
+                GateError::Refused(cause) => {
+                    Error::Refused(format!("the testbed refused: {cause}"))
+                }
                 GateError::Internal(cause) => Error::Internal {
                     what: format!("testing {name}@{version}"),
                     cause,
@@ -1047,9 +1049,12 @@ impl<P: DataPlane> Management<P> {
         let Some(record) = self.trees.version(name, version)? else {
             return Ok(None);
         };
-        Manifest::parse(&record.manifest)
-            .map(Some)
-            .map_err(|e| Error::internal(format!("reading the stored manifest of {name}@{version}"), e))
+        Manifest::parse(&record.manifest).map(Some).map_err(|e| {
+            Error::internal(
+                format!("reading the stored manifest of {name}@{version}"),
+                e,
+            )
+        })
     }
 
     /// The stored package of a version.

@@ -122,7 +122,10 @@ pub fn check_wit(root: &Path) -> Result<()> {
 /// already published.
 pub fn publish_wit(root: &Path, folder: &str) -> Result<()> {
     let mut published = read_manifest(root)?;
-    if published.keys().any(|f| f.split('/').next() == Some(folder)) {
+    if published
+        .keys()
+        .any(|f| f.split('/').next() == Some(folder))
+    {
         bail!("wit/{folder} is already published; published WIT never changes");
     }
     let prefix = format!("{folder}/");
@@ -196,7 +199,10 @@ fn collect_sites(root: &Path, dir: &Path, found: &mut Vec<(String, String)>) -> 
     };
     for entry in entries {
         let path = entry?.path();
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
         if path.is_dir() {
             if name != "target" && !name.starts_with('.') {
                 collect_sites(root, &path, found)?;
@@ -242,13 +248,19 @@ mod tests {
         let root = std::env::temp_dir().join(format!("sfop-drift-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(root.join("wit/platform@0.1.0"))?;
-        std::fs::write(root.join("wit/platform@0.1.0/world.wit"), "package a:b@0.1.0;\n")?;
+        std::fs::write(
+            root.join("wit/platform@0.1.0/world.wit"),
+            "package a:b@0.1.0;\n",
+        )?;
         std::fs::write(root.join(WIT_MANIFEST), "")?;
         Ok(root)
     }
 
     fn refusal(root: &Path) -> String {
-        check_wit(root).err().map(|e| e.to_string()).unwrap_or_default()
+        check_wit(root)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
     }
 
     #[test]

@@ -183,7 +183,12 @@ mod tests {
                 "quarantined"
             ]
         );
-        for o in [Outcome::Ok, Outcome::Denied, Outcome::Shed, Outcome::BodyTooLarge] {
+        for o in [
+            Outcome::Ok,
+            Outcome::Denied,
+            Outcome::Shed,
+            Outcome::BodyTooLarge,
+        ] {
             assert!(!o.is_release_fault(), "{o}");
         }
     }

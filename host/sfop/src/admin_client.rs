@@ -1,17 +1,19 @@
-//! The operator CLI's client for the admin API: HTTPS to the running gateway,
-//! trusting its certificate, authorised by the admin token.
+//! The operator CLI's client for the admin API: one reqwest client per
+//! command (HTTPS trusting the gateway's certificate, rustls with the ring
+//! provider the workspace uses, or cleartext HTTP), authorised by the admin
+//! token, speaking the request and answer types of `sfop-admin-api`.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
+use reqwest::Method;
+use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
+use sfop_admin_api::Status;
 
 /// Where and how to reach the admin API.
 #[derive(Debug, Clone)]
@@ -24,67 +26,145 @@ pub struct AdminTarget<'a> {
     pub token_file: &'a Path,
 }
 
-/// Sends one admin request; returns the status and the JSON answer.
+/// A refusal of the admin API: its status, `rsp_code` and message.
+#[derive(Debug, thiserror::Error)]
+#[error("refused ({status} {rsp_code}): {rsp_message}")]
+pub struct Refused {
+    pub status: u16,
+    pub rsp_code: String,
+    pub rsp_message: String,
+}
+
+/// One admin API client: the connection pool, the base URL and the token.
+#[derive(Debug, Clone)]
+pub struct AdminClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl AdminClient {
+    /// Reads the token and (for HTTPS) the certificate to trust.
+    pub fn new(target: &AdminTarget<'_>) -> Result<Self> {
+        let token = std::fs::read_to_string(target.token_file)
+            .with_context(|| format!("reading the admin token {}", target.token_file.display()))?
+            .trim()
+            .to_owned();
+        let base = target.url.trim_end_matches('/').to_owned();
+        let mut roots = rustls::RootCertStore::empty();
+        if base.starts_with("https://") {
+            for cert in CertificateDer::pem_file_iter(target.cacert)
+                .with_context(|| format!("reading --cacert {}", target.cacert.display()))?
+            {
+                roots
+                    .add(cert.with_context(|| format!("--cacert {}", target.cacert.display()))?)?;
+            }
+        } else if !base.starts_with("http://") {
+            bail!("--url {:?} must start with https:// or http://", target.url);
+        }
+        // reqwest is built without a crypto provider of its own: it always
+        // gets this ring configuration (even for cleartext, it needs one).
+        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("sfop-cli/", env!("CARGO_PKG_VERSION")))
+            .use_preconfigured_tls(tls)
+            .build()?;
+        Ok(Self { http, base, token })
+    }
+
+    /// Sends one request; the status and the answer's bytes, whatever the
+    /// status.
+    pub async fn send<B: Serialize + ?Sized>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<(u16, bytes::Bytes)> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(&self.token);
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let res = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
+        let status = res.status().as_u16();
+        let bytes = res
+            .bytes()
+            .await
+            .with_context(|| format!("reading the answer of {method} {url}"))?;
+        Ok((status, bytes))
+    }
+
+    /// Sends one request and reads a typed answer; a refusal (non-2xx)
+    /// becomes a [`Refused`] error.
+    pub async fn call<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&B>,
+    ) -> Result<T> {
+        let (status, bytes) = self.send(method, path, body).await?;
+        if !(200..300).contains(&status) {
+            let refusal: Status = serde_json::from_slice(&bytes).unwrap_or_default();
+            return Err(Refused {
+                status,
+                rsp_code: refusal.rsp_code,
+                rsp_message: if refusal.rsp_message.is_empty() {
+                    String::from_utf8_lossy(&bytes).into_owned()
+                } else {
+                    refusal.rsp_message
+                },
+            }
+            .into());
+        }
+        serde_json::from_slice(&bytes).with_context(|| {
+            format!(
+                "the admin API's answer to {path} ({status}) is not what this CLI reads: {}",
+                String::from_utf8_lossy(&bytes)
+            )
+        })
+    }
+
+    /// `GET path`, typed.
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.call::<(), T>(Method::GET, path, None).await
+    }
+
+    /// `POST path` with a JSON body, typed.
+    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.call(Method::POST, path, Some(body)).await
+    }
+}
+
+/// Sends one admin request; returns the status and the JSON answer (for
+/// endpoints whose types are not in `sfop-admin-api` yet).
 pub async fn call(
     target: &AdminTarget<'_>,
     method: &str,
     path: &str,
     body: Option<Value>,
 ) -> Result<(u16, Value)> {
-    let token = std::fs::read_to_string(target.token_file)
-        .with_context(|| format!("reading the admin token {}", target.token_file.display()))?;
-    let (tls, authority) = match (
-        target.url.strip_prefix("https://"),
-        target.url.strip_prefix("http://"),
-    ) {
-        (Some(rest), _) => (true, rest.trim_end_matches('/')),
-        (None, Some(rest)) => (false, rest.trim_end_matches('/')),
-        _ => bail!("--url {:?} must start with https:// or http://", target.url),
-    };
-    let stream = tokio::net::TcpStream::connect(authority)
-        .await
-        .with_context(|| format!("connecting to {authority}"))?;
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let req = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", authority)
-        .header("authorization", format!("Bearer {}", token.trim()))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(payload)))?;
-    let res = if tls {
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in CertificateDer::pem_file_iter(target.cacert)
-            .with_context(|| format!("reading --cacert {}", target.cacert.display()))?
-        {
-            roots.add(cert?)?;
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let host = authority.rsplit_once(':').map_or(authority, |(h, _)| h);
-        let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, stream)
-            .await?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-        tokio::spawn(conn);
-        sender.send_request(req).await?
-    } else {
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-        tokio::spawn(conn);
-        sender.send_request(req).await?
-    };
-    let status = res.status().as_u16();
-    let body = res.into_body().collect().await?.to_bytes();
-    let json = serde_json::from_slice(&body).with_context(|| {
+    let client = AdminClient::new(target)?;
+    let method = Method::from_bytes(method.as_bytes())?;
+    let (status, bytes) = client.send(method, path, body.as_ref()).await?;
+    let json = serde_json::from_slice(&bytes).with_context(|| {
         format!(
             "the admin API answered {status} with {}",
-            String::from_utf8_lossy(&body)
+            String::from_utf8_lossy(&bytes)
         )
     })?;
     Ok((status, json))

@@ -1,15 +1,29 @@
 //! `sfop api …`, `sfop audit …`, `sfop sandbox …`, `sfop keys …` and `sfop
 //! token …`: the operator's commands for the management center, the sandbox,
 //! the root keys and test tokens, spoken to a running platform over its admin
-//! API; and `sfop api new`, which scaffolds a plugin crate.
+//! API (one reqwest client per command, the types of `sfop-admin-api`); and
+//! `sfop api new`, which scaffolds a plugin crate. Lists print as tables;
+//! long steps (push, testbed, promote) show a spinner on a terminal and end
+//! with one line on stderr saying how they went.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use serde_json::{Value, json};
-use sfop::admin_client::{AdminTarget, call};
+use comfy_table::{Table, presets};
+use indicatif::ProgressBar;
+use sfop::admin_client::{AdminClient, AdminTarget, Refused};
+use sfop_admin_api::apis::{
+    self, ApiAnswer, CanaryRequest, DeprecateRequest, ListAnswer, Named, NamedVersion, PushAnswer,
+    ReportChecks, ShowAnswer, TestAnswer,
+};
+use sfop_admin_api::audit::{self, AuditAnswer, VerifyAnswer};
+use sfop_admin_api::institutions::Limits;
+use sfop_admin_api::sandbox::{
+    self, ClearRequest, FaultAdded, FaultKind, FaultRemoved, FaultRule, FaultsAnswer,
+    FaultsCleared, Fixture, RemoveRequest,
+};
+use sfop_admin_api::{Sticky, Upload};
 use sfop_management::Package;
 
 use crate::{
@@ -32,34 +46,38 @@ impl Target {
         }
     }
 
-    /// One admin call; a refusal becomes an error carrying its message.
-    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
-        let (status, answer) = call(&self.borrow(), method, path, body).await?;
-        if !(200..300).contains(&status) {
-            bail!(
-                "refused ({status} {}): {}",
-                answer["rsp_code"].as_str().unwrap_or_default(),
-                answer["rsp_message"].as_str().unwrap_or_default()
-            );
-        }
-        Ok(answer)
+    /// The command's one client.
+    pub fn client(&self) -> Result<AdminClient> {
+        AdminClient::new(&self.borrow())
     }
 }
 
-/// Runs `what` and prints `what… result (time)` on stderr.
+/// A table in the CLI's style: no borders, so that scripts can split lines
+/// on whitespace; a header row.
+fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table
+        .load_style(presets::NOTHING)
+        .set_header(header.to_vec());
+    table
+}
+
+/// Runs `what` with a spinner on a terminal, then prints `what… result
+/// (time)` on stderr (also when stderr is not a terminal).
 async fn step<T>(
     what: &str,
     work: impl Future<Output = Result<T>>,
     done: impl FnOnce(&T) -> String,
 ) -> Result<T> {
-    eprint!("{what}… ");
-    let _ = std::io::stderr().flush();
+    let spinner = ProgressBar::new_spinner().with_message(format!("{what}…"));
+    spinner.enable_steady_tick(Duration::from_millis(120));
     let started = Instant::now();
     let result = work.await;
+    spinner.finish_and_clear();
     let secs = started.elapsed().as_secs_f64();
     match &result {
-        Ok(value) => eprintln!("{} ({secs:.1} s)", done(value)),
-        Err(_) => eprintln!("failed ({secs:.1} s)"),
+        Ok(value) => eprintln!("{what}… {} ({secs:.1} s)", done(value)),
+        Err(_) => eprintln!("{what}… failed ({secs:.1} s)"),
     }
     result
 }
@@ -109,10 +127,22 @@ pub async fn token(admin: AdminArgs, command: TokenCommand) -> Result<()> {
     }
 }
 
+fn sticky(text: &str) -> Result<Sticky> {
+    match text {
+        "client" => Ok(Sticky::Client),
+        "account" => Ok(Sticky::Account),
+        other => bail!("--sticky {other:?}: client or account"),
+    }
+}
+
 pub async fn api(target: Target, command: ApiCommand) -> Result<()> {
-    match command {
+    if let ApiCommand::New { name } = &command {
         // Handled without a runtime before a target is needed (main).
-        ApiCommand::New { name } => new_plugin(&name),
+        return new_plugin(name);
+    }
+    let client = target.client()?;
+    match command {
+        ApiCommand::New { .. } => Ok(()),
         ApiCommand::Push { dir, test, promote } => {
             let package = Package::read_dir(&dir)
                 .with_context(|| format!("reading the package {}", dir.display()))?;
@@ -121,90 +151,88 @@ pub async fn api(target: Target, command: ApiCommand) -> Result<()> {
                 package.manifest.version.to_string(),
             );
             let kib = package.component.len() / 1024;
-            let upload = serde_json::to_value(sfop_management::Upload::of(&package))?;
-            let pushed = step(
+            let upload = Upload::of(&package);
+            step(
                 &format!("pushing {name}@{version} ({kib} KiB)"),
-                target.send("POST", "/admin/v1/apis/push", Some(upload)),
-                |a| {
-                    format!(
-                        "registered, sha256 {}",
-                        a["component_sha256"].as_str().unwrap_or("?")
-                    )
-                },
+                client.post::<_, PushAnswer>(apis::PUSH, &upload),
+                |a| format!("registered, sha256 {}", a.component_sha256),
             )
             .await?;
-            let _ = pushed;
             if test || promote {
-                run_test(&target, &name, &version).await?;
+                run_test(&client, &name, &version).await?;
             }
             if promote {
-                run_promote(&target, &name, &version).await?;
+                run_promote(&client, &name, &version).await?;
             }
             Ok(())
         }
         ApiCommand::List => {
-            let answer = target.send("GET", "/admin/v1/apis", None).await?;
-            print_apis(
-                answer["res_list"]
-                    .as_array()
-                    .map(Vec::as_slice)
-                    .unwrap_or_default(),
-            );
+            let answer: ListAnswer = client.get(apis::LIST).await?;
+            print_apis(&answer.res_list);
             Ok(())
         }
         ApiCommand::Show { name } => {
-            let answer = target
-                .send("GET", &format!("/admin/v1/apis/show?name={name}"), None)
-                .await?;
-            println!("{}", serde_json::to_string_pretty(&answer["api"])?);
+            let path = format!("{}?name={}", apis::SHOW, sfop_core::form::encode(&name));
+            let answer: ShowAnswer = client.get(&path).await?;
+            println!("{}", serde_json::to_string_pretty(&answer.api)?);
             Ok(())
         }
         ApiCommand::Status { name } => {
-            let answer = target.send("GET", "/admin/v1/apis", None).await?;
-            let apis = answer["res_list"].as_array().cloned().unwrap_or_default();
-            println!(
-                "{:<24} {:<12} {:<11} {:>10} {:>8}  QUARANTINE",
-                "API", "VERSION", "STATE", "REQUESTS", "ERRORS"
-            );
-            for api in apis
+            let answer: ListAnswer = client.get(apis::LIST).await?;
+            let mut rows = table(&[
+                "API",
+                "VERSION",
+                "STATE",
+                "REQUESTS",
+                "ERRORS",
+                "QUARANTINE",
+            ]);
+            for api in answer
+                .res_list
                 .iter()
-                .filter(|a| name.as_deref().is_none_or(|n| a["name"] == n))
+                .filter(|a| name.as_deref().is_none_or(|n| a.name == n))
             {
-                for v in api["versions"].as_array().into_iter().flatten() {
+                for v in &api.versions {
                     // Why a version is throttled: its calls keep ending
                     // with this fault (docs/adr/0020).
-                    let quarantine = v["quarantined"]
-                        .as_str()
+                    let quarantine = v
+                        .quarantined
+                        .as_deref()
                         .map_or_else(|| "-".to_owned(), |why| format!("{why} faults"));
-                    println!(
-                        "{:<24} {:<12} {:<11} {:>10} {:>8}  {quarantine}",
-                        api["name"].as_str().unwrap_or_default(),
-                        v["version"].as_str().unwrap_or_default(),
-                        v["state"].as_str().unwrap_or_default(),
-                        v["requests"],
-                        v["errors"],
-                    );
+                    rows.add_row(vec![
+                        api.name.clone(),
+                        v.version.to_string(),
+                        v.state.as_str().to_owned(),
+                        v.requests.to_string(),
+                        v.errors.to_string(),
+                        quarantine,
+                    ]);
                 }
             }
+            println!("{rows}");
             Ok(())
         }
-        ApiCommand::Test { name, version } => run_test(&target, &name, &version).await,
-        ApiCommand::Promote { name, version } => run_promote(&target, &name, &version).await,
+        ApiCommand::Test { name, version } => run_test(&client, &name, &version).await,
+        ApiCommand::Promote { name, version } => run_promote(&client, &name, &version).await,
         ApiCommand::Canary {
             name,
             version,
             percent,
-            sticky,
+            sticky: how,
             max_error_rate,
             min_requests,
         } => {
-            let body = json!({
-                "name": name, "version": version, "percent": percent, "sticky": sticky,
-                "max_error_rate": max_error_rate, "min_requests": min_requests,
-            });
+            let body = CanaryRequest {
+                name: name.clone(),
+                version: version.clone(),
+                percent,
+                sticky: Some(sticky(&how)?),
+                max_error_rate,
+                min_requests,
+            };
             step(
                 &format!("starting a canary of {name}@{version} at {percent}%"),
-                target.send("POST", "/admin/v1/apis/canary", Some(body)),
+                client.post::<_, ApiAnswer>(apis::CANARY, &body),
                 |_| "serving".into(),
             )
             .await
@@ -212,15 +240,14 @@ pub async fn api(target: Target, command: ApiCommand) -> Result<()> {
         }
         ApiCommand::Rollback { name } => step(
             &format!("rolling back {name}"),
-            target.send(
-                "POST",
-                "/admin/v1/apis/rollback",
-                Some(json!({ "name": name })),
-            ),
+            client.post::<_, ApiAnswer>(apis::ROLLBACK, &Named { name: name.clone() }),
             |a| {
                 format!(
                     "live version {}",
-                    a["api"]["live"].as_str().unwrap_or("none")
+                    a.api
+                        .live
+                        .as_ref()
+                        .map_or_else(|| "none".to_owned(), ToString::to_string)
                 )
             },
         )
@@ -228,10 +255,12 @@ pub async fn api(target: Target, command: ApiCommand) -> Result<()> {
         .map(drop),
         ApiCommand::Deprecate { name, sunset } => step(
             &format!("deprecating {name}, sunset {sunset}"),
-            target.send(
-                "POST",
-                "/admin/v1/apis/deprecate",
-                Some(json!({ "name": name, "sunset": sunset })),
+            client.post::<_, ApiAnswer>(
+                apis::DEPRECATE,
+                &DeprecateRequest {
+                    name: name.clone(),
+                    sunset: sunset.clone(),
+                },
             ),
             |_| "announced".into(),
         )
@@ -239,11 +268,7 @@ pub async fn api(target: Target, command: ApiCommand) -> Result<()> {
         .map(drop),
         ApiCommand::Retire { name } => step(
             &format!("retiring {name}"),
-            target.send(
-                "POST",
-                "/admin/v1/apis/retire",
-                Some(json!({ "name": name })),
-            ),
+            client.post::<_, ApiAnswer>(apis::RETIRE, &Named { name: name.clone() }),
             |_| "out of service".into(),
         )
         .await
@@ -251,16 +276,16 @@ pub async fn api(target: Target, command: ApiCommand) -> Result<()> {
     }
 }
 
-async fn run_test(target: &Target, name: &str, version: &str) -> Result<()> {
+async fn run_test(client: &AdminClient, name: &str, version: &str) -> Result<()> {
+    let body = NamedVersion {
+        name: name.to_owned(),
+        version: version.to_owned(),
+    };
     let answer = step(
         &format!("testing {name}@{version} on the testbed"),
-        target.send(
-            "POST",
-            "/admin/v1/apis/test",
-            Some(json!({ "name": name, "version": version })),
-        ),
+        client.post::<_, TestAnswer>(apis::TEST, &body),
         |a| {
-            if a["passed"] == true {
+            if a.passed {
                 "passed, attestation signed".into()
             } else {
                 "FAILED".into()
@@ -268,112 +293,110 @@ async fn run_test(target: &Target, name: &str, version: &str) -> Result<()> {
         },
     )
     .await?;
-    for check in answer["report"]["checks"].as_array().into_iter().flatten() {
-        if check["outcome"] == "fail" {
-            eprintln!(
-                "  ✗ {}: {}",
-                check["rule"].as_str().unwrap_or("?"),
-                check["detail"].as_str().unwrap_or_default()
-            );
-        }
+    let checks: ReportChecks =
+        serde_json::from_value(answer.report.clone()).context("the testbed report's checks")?;
+    for check in checks
+        .checks
+        .iter()
+        .filter(|c| c.outcome == apis::CheckOutcome::Fail)
+    {
+        eprintln!("  ✗ {}: {}", check.rule, check.detail);
     }
-    if answer["passed"] != true {
+    if !answer.passed {
         bail!("{name}@{version} failed the testbed");
     }
     Ok(())
 }
 
-async fn run_promote(target: &Target, name: &str, version: &str) -> Result<()> {
+async fn run_promote(client: &AdminClient, name: &str, version: &str) -> Result<()> {
+    let body = NamedVersion {
+        name: name.to_owned(),
+        version: version.to_owned(),
+    };
     step(
         &format!("promoting {name}@{version}"),
-        target.send(
-            "POST",
-            "/admin/v1/apis/promote",
-            Some(json!({ "name": name, "version": version })),
-        ),
+        client.post::<_, ApiAnswer>(apis::PROMOTE, &body),
         |_| "live".into(),
     )
     .await
     .map(drop)
 }
 
-fn print_apis(apis: &[Value]) {
-    println!(
-        "{:<24} {:<10} {:<22} {:<12} VERSIONS",
-        "API", "LIVE", "CANARY", "SUNSET"
-    );
+fn print_apis(apis: &[sfop_admin_api::ApiView]) {
+    let mut rows = table(&["API", "LIVE", "CANARY", "SUNSET", "VERSIONS"]);
     for api in apis {
-        let canary = match &api["canary"] {
-            Value::Null => "-".to_owned(),
-            c => format!(
-                "{} ({}%)",
-                c["version"].as_str().unwrap_or_default(),
-                c["percent"]
-            ),
-        };
-        let live = if api["retired"] == true {
+        let canary = api.canary.as_ref().map_or_else(
+            || "-".to_owned(),
+            |c| format!("{} ({}%)", c.version, c.percent),
+        );
+        let live = if api.retired {
             "retired".to_owned()
         } else {
-            api["live"].as_str().unwrap_or("-").to_owned()
+            api.live
+                .as_ref()
+                .map_or_else(|| "-".to_owned(), ToString::to_string)
         };
-        let versions: Vec<String> = api["versions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|v| {
-                format!(
-                    "{} {}",
-                    v["version"].as_str().unwrap_or_default(),
-                    v["state"].as_str().unwrap_or_default()
-                )
-            })
+        let versions: Vec<String> = api
+            .versions
+            .iter()
+            .map(|v| format!("{} {}", v.version, v.state.as_str()))
             .collect();
-        println!(
-            "{:<24} {:<10} {:<22} {:<12} {}",
-            api["name"].as_str().unwrap_or_default(),
+        rows.add_row(vec![
+            api.name.clone(),
             live,
             canary,
-            api["sunset"].as_str().unwrap_or("-"),
-            versions.join(", ")
-        );
+            api.sunset.clone().unwrap_or_else(|| "-".into()),
+            versions.join(", "),
+        ]);
     }
+    println!("{rows}");
 }
 
 pub async fn audit(target: Target, command: AuditCommand) -> Result<()> {
+    let client = target.client()?;
     match command {
         AuditCommand::List => {
-            let answer = target.send("GET", "/admin/v1/audit", None).await?;
-            for e in answer["res_list"].as_array().into_iter().flatten() {
-                println!(
-                    "{:>5} {} {:<16} {:<10} {}@{} {}",
-                    e["seq"],
-                    sfop_core::time::format_dtm(e["at_ms"].as_u64().unwrap_or_default(), 0),
-                    e["actor"].as_str().unwrap_or_default(),
-                    e["action"].as_str().unwrap_or_default(),
-                    e["api"].as_str().unwrap_or_default(),
-                    e["version"].as_str().unwrap_or("-"),
-                    e["detail"].as_str().unwrap_or_default()
-                );
+            let answer: AuditAnswer = client.get(audit::LIST).await?;
+            let mut rows = table(&["SEQ", "AT", "ACTOR", "ACTION", "API", "DETAIL"]);
+            for e in &answer.res_list {
+                rows.add_row(vec![
+                    e.seq.to_string(),
+                    sfop_core::time::format_dtm(e.at_ms, 0),
+                    e.actor.clone(),
+                    e.action.clone(),
+                    format!("{}@{}", e.api, e.version.as_deref().unwrap_or("-")),
+                    e.detail.clone(),
+                ]);
             }
+            println!("{rows}");
             Ok(())
         }
         AuditCommand::Verify => {
-            let (status, answer) =
-                call(&target.borrow(), "GET", "/admin/v1/audit/verify", None).await?;
-            if answer["intact"] == true {
-                println!("audit log intact: {} entries", answer["entries"]);
-                Ok(())
-            } else if status == 409 {
-                bail!(
+            // 409 carries the answer too: where the chain breaks.
+            let (status, bytes) = client
+                .send::<()>(reqwest::Method::GET, audit::VERIFY, None)
+                .await?;
+            let answer: Option<VerifyAnswer> = serde_json::from_slice(&bytes).ok();
+            match answer {
+                Some(a) if a.intact => {
+                    println!("audit log intact: {} entries", a.entries);
+                    Ok(())
+                }
+                Some(a) if status == 409 => bail!(
                     "audit log TAMPERED: {} (entries before it check out: {})",
-                    answer["rsp_message"].as_str().unwrap_or_default(),
-                    answer["entries"]
-                )
-            } else {
-                bail!(
-                    "refused ({status}): {}",
-                    answer["rsp_message"].as_str().unwrap_or_default()
-                )
+                    a.rsp_message,
+                    a.entries
+                ),
+                _ => {
+                    let refusal: sfop_admin_api::Status =
+                        serde_json::from_slice(&bytes).unwrap_or_default();
+                    Err(Refused {
+                        status,
+                        rsp_code: refusal.rsp_code,
+                        rsp_message: refusal.rsp_message,
+                    }
+                    .into())
+                }
             }
         }
     }
@@ -381,6 +404,7 @@ pub async fn audit(target: Target, command: AuditCommand) -> Result<()> {
 
 pub async fn sandbox(target: Target, command: SandboxCommand) -> Result<()> {
     let SandboxCommand::Fault(command) = command;
+    let client = target.client()?;
     match command {
         FaultCommand::Add {
             client_id,
@@ -396,81 +420,85 @@ pub async fn sandbox(target: Target, command: SandboxCommand) -> Result<()> {
             product_name,
             account_holder_name,
         } => {
-            let fixture = json!({
-                "balance_amt": balance_amt,
-                "available_amt": available_amt,
-                "product_name": product_name,
-                "account_holder_name": account_holder_name,
-            });
-            let any_fixture = fixture
-                .as_object()
-                .is_some_and(|f| f.values().any(|v| !v.is_null()));
-            let rule = json!({
-                "client_id": client_id,
-                "fault": fault,
-                "operation": operation,
-                "bank_code": bank_code,
-                "rsp_code": rsp_code,
-                "bank_rsp_code": bank_rsp_code,
-                "rsp_message": rsp_message,
-                "times": times,
-                "fixture": if any_fixture { fixture } else { Value::Null },
-            });
-            let answer = target
-                .send("POST", "/admin/v1/sandbox/faults", Some(rule))
-                .await?;
-            println!("{}", answer["id"]);
+            let fault: FaultKind = serde_json::from_value(serde_json::Value::String(fault))
+                .map_err(|e| anyhow::anyhow!("fault: {e}"))?;
+            let fixture = Fixture {
+                balance_amt,
+                available_amt,
+                product_name,
+                account_holder_name,
+            };
+            let rule = FaultRule {
+                client_id: Some(client_id),
+                operation,
+                fault,
+                bank_code,
+                rsp_code,
+                bank_rsp_code,
+                rsp_message,
+                fixture: (!fixture.is_empty()).then_some(fixture),
+                times,
+            };
+            let answer: FaultAdded = client.post(sandbox::FAULTS, &rule).await?;
+            println!("{}", answer.id);
             Ok(())
         }
         FaultCommand::List { client_id } => {
-            let answer = target.send("GET", "/admin/v1/sandbox/faults", None).await?;
-            println!(
-                "{:>4} {:<24} {:<20} {:<9} {:<5} {:>5} DETAIL",
-                "ID", "CLIENT", "OPERATION", "FAULT", "BANK", "TIMES"
-            );
-            let text = |v: &Value, or: &str| v.as_str().unwrap_or(or).to_owned();
-            for rule in answer["res_list"].as_array().into_iter().flatten() {
-                if client_id.as_deref().is_some_and(|c| rule["client_id"] != c) {
+            let answer: FaultsAnswer = client.get(sandbox::FAULTS).await?;
+            let mut rows = table(&[
+                "ID",
+                "CLIENT",
+                "OPERATION",
+                "FAULT",
+                "BANK",
+                "TIMES",
+                "DETAIL",
+            ]);
+            let or = |v: &Option<String>, dflt: &str| v.clone().unwrap_or_else(|| dflt.to_owned());
+            for scripted in &answer.res_list {
+                let rule = &scripted.rule;
+                if client_id.is_some() && rule.client_id != client_id {
                     continue;
                 }
-                let detail = ["rsp_code", "bank_rsp_code", "rsp_message", "fixture"]
-                    .iter()
-                    .filter(|k| !rule[**k].is_null())
-                    .map(|k| format!("{k}={}", rule[*k]))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                println!(
-                    "{:>4} {:<24} {:<20} {:<9} {:<5} {:>5} {detail}",
-                    rule["id"],
-                    text(&rule["client_id"], "*"),
-                    text(&rule["operation"], "*"),
-                    text(&rule["fault"], "?"),
-                    text(&rule["bank_code"], "*"),
-                    rule["times"].as_u64().map_or("-".into(), |n| n.to_string()),
-                );
+                let mut detail = Vec::new();
+                for (key, value) in [
+                    ("rsp_code", &rule.rsp_code),
+                    ("bank_rsp_code", &rule.bank_rsp_code),
+                    ("rsp_message", &rule.rsp_message),
+                ] {
+                    if let Some(v) = value {
+                        detail.push(format!("{key}={v:?}"));
+                    }
+                }
+                if let Some(fixture) = &rule.fixture {
+                    detail.push(format!("fixture={}", serde_json::to_string(fixture)?));
+                }
+                rows.add_row(vec![
+                    scripted.id.to_string(),
+                    or(&rule.client_id, "*"),
+                    or(&rule.operation, "*"),
+                    serde_json::to_value(rule.fault)?
+                        .as_str()
+                        .unwrap_or("?")
+                        .to_owned(),
+                    or(&rule.bank_code, "*"),
+                    rule.times.map_or_else(|| "-".into(), |n| n.to_string()),
+                    detail.join(" "),
+                ]);
             }
+            println!("{rows}");
             Ok(())
         }
         FaultCommand::Remove { id } => {
-            target
-                .send(
-                    "POST",
-                    "/admin/v1/sandbox/faults/remove",
-                    Some(json!({ "id": id })),
-                )
-                .await?;
+            let _: FaultRemoved = client.post(sandbox::REMOVE, &RemoveRequest { id }).await?;
             println!("removed {id}");
             Ok(())
         }
         FaultCommand::Clear { client_id } => {
-            let answer = target
-                .send(
-                    "POST",
-                    "/admin/v1/sandbox/faults/clear",
-                    Some(json!({ "client_id": client_id })),
-                )
+            let answer: FaultsCleared = client
+                .post(sandbox::CLEAR, &ClearRequest { client_id })
                 .await?;
-            println!("removed {}", answer["removed"]);
+            println!("removed {}", answer.removed);
             Ok(())
         }
     }
@@ -478,19 +506,26 @@ pub async fn sandbox(target: Target, command: SandboxCommand) -> Result<()> {
 
 /// `sfop keys …`: the root keys through `/admin/v1/keys`.
 pub async fn keys(target: Target, command: KeysCommand) -> Result<()> {
-    use sfop::keys::{KeysAnswer, LIST, RETIRE, ROTATE, RetireRequest};
-    let answer = match &command {
-        KeysCommand::List => target.send("GET", LIST, None).await?,
-        KeysCommand::Rotate => target.send("POST", ROTATE, None).await?,
+    use sfop_admin_api::keys::{KeysAnswer, LIST, RETIRE, ROTATE, RetireRequest};
+    let client = target.client()?;
+    let answer: KeysAnswer = match &command {
+        KeysCommand::List => client.get(LIST).await?,
+        KeysCommand::Rotate => {
+            client
+                .call::<(), _>(reqwest::Method::POST, ROTATE, None)
+                .await?
+        }
         KeysCommand::Retire { root_key_id } => {
-            let body = serde_json::to_value(RetireRequest {
-                root_key_id: *root_key_id,
-            })?;
-            target.send("POST", RETIRE, Some(body)).await?
+            client
+                .post(
+                    RETIRE,
+                    &RetireRequest {
+                        root_key_id: *root_key_id,
+                    },
+                )
+                .await?
         }
     };
-    let answer: KeysAnswer =
-        serde_json::from_value(answer).context("the keys admin API's answer")?;
     match command {
         KeysCommand::List => {}
         KeysCommand::Rotate => {
@@ -510,9 +545,8 @@ pub async fn keys(target: Target, command: KeysCommand) -> Result<()> {
             }
         }
     }
-    println!("{:>4} {:<8} {:<12} PUBLIC KEY", "ID", "STATUS", "CREATED");
+    let mut rows = table(&["ID", "STATUS", "CREATED", "PUBLIC KEY"]);
     for key in &answer.keys {
-        let status = serde_json::to_value(key.status)?;
         let created = if key.created_at == 0 {
             "-".to_owned()
         } else {
@@ -521,19 +555,19 @@ pub async fn keys(target: Target, command: KeysCommand) -> Result<()> {
                 .unwrap_or_default()
                 .to_owned()
         };
-        println!(
-            "{:>4} {:<8} {:<12} {}{}",
-            key.root_key_id,
-            status.as_str().unwrap_or_default(),
+        let exposed = if key.exposed {
+            "  (was in the store: retire once its tokens expire)"
+        } else {
+            ""
+        };
+        rows.add_row(vec![
+            key.root_key_id.to_string(),
+            key.status.as_str().to_owned(),
             created,
-            key.public_key,
-            if key.exposed {
-                "  (was in the store: retire once its tokens expire)"
-            } else {
-                ""
-            }
-        );
+            format!("{}{exposed}", key.public_key),
+        ]);
     }
+    println!("{rows}");
     Ok(())
 }
 
@@ -579,9 +613,9 @@ pub enum InstitutionCommand {
     Limits {
         client_use_code: String,
         #[arg(long, value_parser = parse_limits)]
-        withdraw: Option<sfop_vbank::Limits>,
+        withdraw: Option<Limits>,
         #[arg(long, value_parser = parse_limits)]
-        deposit: Option<sfop_vbank::Limits>,
+        deposit: Option<Limits>,
     },
     /// Approve a requested institution: its apps move money from now on.
     Approve { client_use_code: String },
@@ -593,7 +627,7 @@ pub enum InstitutionCommand {
     List,
 }
 
-fn parse_limits(s: &str) -> Result<sfop_vbank::Limits> {
+fn parse_limits(s: &str) -> Result<Limits> {
     let parts: Vec<u64> = s
         .split(',')
         .map(|p| p.trim().replace('_', "").parse::<u64>())
@@ -602,7 +636,7 @@ fn parse_limits(s: &str) -> Result<sfop_vbank::Limits> {
     let [per_tran, daily, monthly] = parts[..] else {
         bail!("limits are three numbers: per_tran,daily,monthly");
     };
-    Ok(sfop_vbank::Limits {
+    Ok(Limits {
         per_tran,
         daily,
         monthly,
@@ -611,10 +645,11 @@ fn parse_limits(s: &str) -> Result<sfop_vbank::Limits> {
 
 /// `sfop institution …`.
 pub async fn institution(target: Target, command: InstitutionCommand) -> Result<()> {
-    use sfop::institutions::{
+    use sfop_admin_api::institutions::{
         ACCOUNTS, APPROVE, AccountRequest, CodeRequest, CreateRequest, InstitutionsAnswer, LIMITS,
         LIST, LimitsRequest, RESUME, SUSPEND, VERIFY, VerifyRequest,
     };
+    let client = target.client()?;
     let code = |c: &str| {
         serde_json::to_value(CodeRequest {
             client_use_code: c.to_owned(),
@@ -679,9 +714,10 @@ pub async fn institution(target: Target, command: InstitutionCommand) -> Result<
         InstitutionCommand::Suspend { client_use_code } => (SUSPEND, Some(code(client_use_code)?)),
         InstitutionCommand::Resume { client_use_code } => (RESUME, Some(code(client_use_code)?)),
     };
-    let method = if body.is_some() { "POST" } else { "GET" };
-    let answer: InstitutionsAnswer = serde_json::from_value(target.send(method, path, body).await?)
-        .context("the institutions admin API's answer")?;
+    let answer: InstitutionsAnswer = match &body {
+        Some(body) => client.post(path, body).await?,
+        None => client.get(path).await?,
+    };
     if let Some(num) = &answer.account_num {
         eprintln!("sandbox contract account 097 {num} opened");
     }
@@ -695,10 +731,14 @@ pub async fn institution(target: Target, command: InstitutionCommand) -> Result<
         println!("{}", created.institution.client_use_code);
         return Ok(());
     }
-    println!(
-        "{:<11} {:<10} {:<20} {:<34} {:<36} APPS",
-        "CODE", "STATE", "NAME", "CONTRACT ACCOUNTS", "WITHDRAW / DEPOSIT LIMITS (per tran)"
-    );
+    let mut rows = table(&[
+        "CODE",
+        "STATE",
+        "NAME",
+        "CONTRACT ACCOUNTS",
+        "WITHDRAW / DEPOSIT LIMITS",
+        "APPS",
+    ]);
     for entry in &answer.res_list {
         let i = &entry.institution;
         let accounts = i
@@ -714,11 +754,10 @@ pub async fn institution(target: Target, command: InstitutionCommand) -> Result<
             })
             .collect::<Vec<_>>()
             .join(", ");
-        println!(
-            "{:<11} {:<10} {:<20} {:<34} {:<36} {}",
-            i.client_use_code,
-            i.state.as_str(),
-            i.name,
+        rows.add_row(vec![
+            i.client_use_code.clone(),
+            i.state.as_str().to_owned(),
+            i.name.clone(),
             if accounts.is_empty() {
                 "-".to_owned()
             } else {
@@ -733,8 +772,9 @@ pub async fn institution(target: Target, command: InstitutionCommand) -> Result<
                 i.deposit_limits.daily,
                 i.deposit_limits.monthly
             ),
-            entry.apps.join(", ")
-        );
+            entry.apps.join(", "),
+        ]);
     }
+    println!("{rows}");
     Ok(())
 }

@@ -11,9 +11,7 @@ use anyhow::{Context, Result, bail};
 use semver::Version;
 use serde_json::{Value, json};
 use sfop::{AuthMode, Bootstrap, TlsMode};
-use sfop_management::{
-    CanarySpec, Gate, GateError, GateFuture, Package as Pkg, Sticky, Verdict,
-};
+use sfop_management::{CanarySpec, Gate, GateError, GateFuture, Package as Pkg, Sticky, Verdict};
 use sha2::{Digest, Sha256};
 
 use crate::harness::{Package, Reply, TestPlatform, send};
