@@ -14,7 +14,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use sfop_core::{Claims, Manifest};
+use sfop_core::Claims;
 use sfop_gateway::{
     AuthRequest, Authorizer, Denial, Gateway, GatewayConfig, RouteTable, Transport,
 };
@@ -138,6 +138,8 @@ pub(crate) struct Bench {
     auth: Arc<PersonaAuth>,
     tran_ids: AtomicU64,
     served: Vec<Served>,
+    /// The packages' upstreams and variables, from their `testbed.toml`.
+    pub upstreams: Arc<crate::upstreams::VirtualUpstreams>,
 }
 
 impl Bench {
@@ -150,6 +152,7 @@ impl Bench {
         let kv = PluginKv::open(&store)
             .map_err(|e| TestbedError::Bench(format!("opening plugin storage: {e}")))?;
         let faults = FaultScript::default();
+        let upstreams = Arc::new(crate::upstreams::VirtualUpstreams::default());
         let services = Services {
             bank: Arc::new(ScriptedBank::new(bank.clone(), faults.clone())),
             kv: Arc::new(kv),
@@ -159,6 +162,8 @@ impl Bench {
             services,
             &RuntimeConfig {
                 max_instances: 32,
+                outbound: Some(upstreams.clone()),
+                variables: upstreams.clone(),
                 ..RuntimeConfig::default()
             },
         )
@@ -173,11 +178,17 @@ impl Bench {
             // Far from the small literal ids examples and cases use.
             tran_ids: AtomicU64::new(700_000_000),
             served: Vec::new(),
+            upstreams,
         })
     }
 
-    /// Loads a package into the runtime (the STATIC-LOAD check).
-    pub fn load(&self, manifest: &Manifest, component: &[u8]) -> Result<Arc<Api>, String> {
+    /// Loads a package into the runtime (the STATIC-LOAD check), with the
+    /// upstreams and variables of its `testbed.toml` (when it parses).
+    pub fn load(&self, package: &crate::Package) -> Result<Arc<Api>, String> {
+        if let Ok(cases) = crate::package::cases(package) {
+            self.upstreams.register(&package.manifest.name, &cases);
+        }
+        let (manifest, component) = (&package.manifest, &package.component);
         self.runtime
             .load(manifest.clone(), component)
             .map(Arc::new)

@@ -12,6 +12,35 @@ use serde::{Deserialize, Serialize};
 pub struct Cases {
     #[serde(default, rename = "case")]
     pub cases: Vec<Case>,
+    /// Answers of the package's upstreams during the run (`[[upstream]]`),
+    /// for a package granted `http`: its backends are virtual in the testbed.
+    #[serde(default, rename = "upstream", skip_serializing_if = "Vec::is_empty")]
+    pub upstreams: Vec<UpstreamFixture>,
+    /// Values of the package's variables during the run (`[variables]`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+}
+
+/// One upstream answer: a request to exactly `url` (and `method`, when
+/// given) is answered with `status`, `headers` and `body`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamFixture {
+    /// Upper-case method; any when absent.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// The absolute URL, query included.
+    pub url: String,
+    #[serde(default = "ok")]
+    pub status: u16,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub body: String,
+}
+
+fn ok() -> u16 {
+    200
 }
 
 /// One request and what its answer must be.
@@ -90,6 +119,25 @@ impl Cases {
     /// Parses and checks `testbed.toml` text; the error names the key or case.
     pub fn parse(text: &str) -> Result<Self, String> {
         let cases: Cases = toml::from_str(text).map_err(|e| e.to_string())?;
+        for upstream in &cases.upstreams {
+            if let Err(e) = url::Url::parse(&upstream.url) {
+                return Err(format!("upstream.url {:?}: {e}", upstream.url));
+            }
+            if !(100..=599).contains(&upstream.status) {
+                return Err(format!(
+                    "upstream {:?}: status {} is not an HTTP status",
+                    upstream.url, upstream.status
+                ));
+            }
+            if let Some(m) = &upstream.method
+                && (m.is_empty() || !m.bytes().all(|b| b.is_ascii_uppercase()))
+            {
+                return Err(format!(
+                    "upstream {:?}: method {m:?} must be upper-case letters",
+                    upstream.url
+                ));
+            }
+        }
         let mut names = std::collections::BTreeSet::new();
         for case in &cases.cases {
             if case.name.is_empty() {
@@ -186,6 +234,31 @@ mod tests {
             err("[[case]]\nname = \"a\"\nfaults = [{ fault = \"refuse\" }]\n")
                 .contains("needs rsp_code")
         );
+    }
+
+    #[test]
+    fn upstream_fixtures_and_variables_parse_and_are_checked() -> Result<(), String> {
+        let cases = Cases::parse(
+            r#"
+            [variables]
+            api_key = "test-key"
+
+            [[upstream]]
+            method = "GET"
+            url = "https://core.bank.example:8443/v1/accounts/1"
+            body = '{"balance":"1000"}'
+            "#,
+        )?;
+        assert_eq!(cases.upstreams[0].status, 200);
+        assert_eq!(cases.variables["api_key"], "test-key");
+        let err = |t: &str| Cases::parse(t).err().unwrap_or_default();
+        assert!(err("[[upstream]]\nurl = \"nope\"\n").contains("upstream.url"));
+        assert!(err("[[upstream]]\nurl = \"https://x.example/\"\nstatus = 42\n").contains("42"));
+        assert!(
+            err("[[upstream]]\nurl = \"https://x.example/\"\nmethod = \"get\"\n")
+                .contains("upper-case")
+        );
+        Ok(())
     }
 
     #[test]

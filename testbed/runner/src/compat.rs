@@ -223,7 +223,7 @@ pub(crate) async fn run(
     log.push(row);
 
     // Replay the live version's requests against both.
-    let live_api = match bench.load(lm, &live.component) {
+    let live_api = match bench.load(live) {
         Ok(api) => api,
         Err(e) => {
             log.push(CheckResult::skip(

@@ -23,6 +23,7 @@ pub mod package;
 pub mod report;
 mod robustness;
 pub mod statics;
+mod upstreams;
 
 use std::fmt;
 use std::path::PathBuf;
@@ -149,7 +150,7 @@ pub async fn run(package: &Package, options: &RunOptions) -> Result<Report, Test
     let mut bench = bench::Bench::open(&scratch.path().join("store"))?;
 
     let loaded = if statics.ok {
-        match bench.load(&package.manifest, &package.component) {
+        match bench.load(package) {
             Ok(api) => {
                 log.push(CheckResult::pass(
                     "STATIC-LOAD",

@@ -173,7 +173,13 @@ async fn call(t: &TestPlatform, path: &str, url: &str, more: &str) -> Result<Val
         String::from_utf8_lossy(&reply.body)
     );
     let body = reply.json()?;
-    assert_eq!(body["rsp_code"], "A0000", "{body}");
+    // A0000 with the upstream's answer, A0002 with the error the plugin saw.
+    let expected = if body.get("error_kind").is_some() {
+        "A0002"
+    } else {
+        "A0000"
+    };
+    assert_eq!(body["rsp_code"], expected, "{body}");
     Ok(body)
 }
 
@@ -365,5 +371,113 @@ async fn outbound_http_is_allowed_only_where_the_manifest_says_and_refusals_are_
         "{elapsed:?}"
     );
     assert_eq!(up.seen().len(), served_before + 2);
+    Ok(())
+}
+
+/// The testbed answers a package's allowed origins from its `testbed.toml`
+/// (`[[upstream]]`) and gives it that file's `[variables]`: a package that
+/// calls its backend passes and is attested without the backend, and the
+/// run's report never shows the secret variable's value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_testbed_answers_declared_upstreams_from_fixtures() -> Result<()> {
+    let dir = crate::harness::built_plugins()?.join("test/outbound");
+    let component = std::fs::read(dir.join("api.wasm"))?;
+    let manifest = r#"name = "core-ping"
+version = "1.0.0"
+description = "Pings the bank's core system"
+scope = "oob"
+capabilities = ["http", "config"]
+allowed_hosts = ["https://core.bank.example:8443"]
+
+[variables]
+api_key = { required = true, secret = true }
+greeting = { default = "hello" }
+
+[[routes]]
+method = "GET"
+path = "/v2.0/core/ping"
+
+[docs]
+[[docs.request]]
+name = "url"
+type = "AN(200)"
+required = true
+description = "What to call"
+[[docs.response]]
+name = "greeting"
+type = "AN(20)"
+description = "The greeting variable"
+[[docs.response]]
+name = "upstream_status"
+type = "Number"
+description = "The upstream's status"
+[[docs.response]]
+name = "upstream_body"
+type = "AN(100)"
+description = "The upstream's body"
+[docs.example]
+request = "url=https://core.bank.example:8443/v1/ping"
+response = '{"rsp_code":"A0000","rsp_message":"","greeting":"hello","upstream_status":200,"upstream_body":"pong"}'
+"#;
+    let cases = format!(
+        r#"[variables]
+api_key = "{SECRET}"
+
+[[upstream]]
+method = "GET"
+url = "https://core.bank.example:8443/v1/ping"
+body = "pong"
+
+[[case]]
+name = "the backend answers through its fixture"
+query = "url=https://core.bank.example:8443/v1/ping"
+[case.expect]
+rsp_code = "A0000"
+fields = {{ upstream_body = "pong", greeting = "hello" }}
+
+[[case]]
+name = "a URL without a fixture is a backend not reached"
+query = "url=https://core.bank.example:8443/v1/other"
+[case.expect]
+rsp_code = "A0002"
+fields = {{ error_kind = "connect" }}
+
+[[case]]
+name = "an origin the manifest does not allow is denied"
+query = "url=https://evil.example/v1/ping"
+[case.expect]
+rsp_code = "A0002"
+fields = {{ error_kind = "denied-host" }}
+"#
+    );
+    let package =
+        sfop_testbed::Package::from_parts(manifest.to_owned(), component.clone(), Some(cases))?;
+    let keys = tempfile::tempdir()?;
+    let signer = sfop_testbed::AttestationSigner::open_or_create(keys.path())?;
+    let (report, attestation) =
+        sfop_testbed::run_and_attest(&package, &sfop_testbed::RunOptions::default(), &signer)
+            .await?;
+    let failures: String = report
+        .checks
+        .iter()
+        .filter(|c| c.outcome == sfop_testbed::Outcome::Fail)
+        .map(|c| format!("\n  {} {}: {}", c.rule, c.name, c.detail))
+        .collect();
+    assert!(report.passed(), "failed:{failures}");
+    assert!(attestation.is_some());
+    let json = serde_json::to_string(&report)?;
+    let html = report.to_html();
+    assert!(!json.contains(SECRET) && !html.contains(SECRET));
+
+    // Without the required variable the package does not load (STATIC-LOAD).
+    let package = sfop_testbed::Package::from_parts(manifest.to_owned(), component, None)?;
+    let report = sfop_testbed::run(&package, &sfop_testbed::RunOptions::default()).await?;
+    let load = report
+        .checks
+        .iter()
+        .find(|c| c.rule == "STATIC-LOAD")
+        .context("no STATIC-LOAD check")?;
+    assert_eq!(load.outcome, sfop_testbed::Outcome::Fail);
+    assert!(load.detail.contains("api_key"), "{}", load.detail);
     Ok(())
 }

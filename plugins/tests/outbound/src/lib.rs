@@ -1,7 +1,7 @@
 //! Calls `?url=` with `GET` (the `http` capability), sending the secret
 //! variable `api_key` as `x-api-key` when the operator set one, and answers
-//! `A0000` with what happened: the upstream's status and body, or the kind
-//! and message of the error the platform gave. `?timeout_ms=` bounds the
+//! what happened: `A0000` with the upstream's status and body, or `A0002`
+//! with the kind and message of the error the platform gave. `?timeout_ms=` bounds the
 //! request. The tests drive every refusal of the capability through it.
 
 use sfop_sdk::{ApiError, Request, Response, api, config, http};
@@ -33,7 +33,13 @@ fn handle(req: &Request) -> Result<Response, ApiError> {
                 http::Error::Tls(m) => ("tls", m),
                 http::Error::Invalid(m) => ("invalid", m),
             };
-            serde_json::json!({ "greeting": greeting, "error_kind": kind, "error": message })
+            let fields =
+                serde_json::json!({ "greeting": greeting, "error_kind": kind, "error": message });
+            return Ok(Response::failure_with(
+                "A0002",
+                "the backend call failed",
+                &fields,
+            ));
         }
     };
     Ok(Response::success(&answer))
