@@ -4,6 +4,7 @@
 //! changes (LISTEN/NOTIFY plus a periodic check). The only crate that names
 //! tokio-postgres. See docs/adr/0029-postgresql-store-and-multi-node.md.
 
+mod apps;
 mod audit;
 mod blobs;
 mod feed;
@@ -17,6 +18,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
+pub use apps::ClientRow;
 pub use audit::{AuditEntry, AuditEvent, AuditVerification};
 pub use blobs::BlobCache;
 pub use feed::{Feed, FeedSettings, Stale};

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use sfop_store_pg::{
-    ApiState, AuditEvent, BlobCache, Cluster, Error, Feed, FeedSettings, NewTransfer, NewVersion,
-    Pushed, Snapshot, TransferOutcome,
+    ApiState, AuditEvent, BlobCache, ClientRow, Cluster, Error, Feed, FeedSettings, NewTransfer,
+    NewVersion, Pushed, Snapshot, TransferOutcome,
 };
 use tokio_postgres::NoTls;
 
@@ -865,5 +865,78 @@ async fn a_database_restart_under_load_loses_nothing() -> Result<()> {
         "a booked transfer is missing from the balance"
     );
     drop(server);
+    Ok(())
+}
+
+/// Admin and portal on any node, at the store: a developer signs up and
+/// registers an app through A; B finds both; the schema's rules hold.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_registered_on_one_node_is_known_to_the_others() -> Result<()> {
+    let Some(url) = database("apps").await? else {
+        return Ok(());
+    };
+    let (a, b) = (
+        Cluster::connect(&url, 2).await?,
+        Cluster::connect(&url, 2).await?,
+    );
+    a.add_developer("dev@example.com", "pbkdf2-sha256$1000$00$00")
+        .await?;
+    let again = b
+        .add_developer("dev@example.com", "pbkdf2-sha256$1000$00$00")
+        .await;
+    assert!(
+        matches!(&again, Err(Error::Conflict(m)) if m.starts_with("email:")),
+        "{again:?}"
+    );
+    let app = ClientRow {
+        client_id: "c1".into(),
+        name: "Payments".into(),
+        client_use_code: "M202300001".into(),
+        public: false,
+        secret_hash: Some("ab".repeat(32)),
+        salt: "00".into(),
+        redirect_uris: vec!["https://app.example/cb".into()],
+        scopes: vec!["inquiry".into(), "login".into()],
+    };
+    a.register_client(&app, Some("dev@example.com")).await?;
+    assert_eq!(b.client("c1").await?, Some(app.clone()));
+    assert_eq!(b.developer_apps("dev@example.com").await?, ["c1"]);
+    assert_eq!(b.client("nobody").await?, None);
+
+    // Another app under a taken client_use_code; a public app with a
+    // secret; an unknown developer: refused, nothing half-written.
+    let taken = ClientRow {
+        client_id: "c2".into(),
+        ..app.clone()
+    };
+    let refused = b.register_client(&taken, None).await;
+    assert!(
+        matches!(&refused, Err(Error::Constraint(m)) if m.contains("client_use_code")),
+        "{refused:?}"
+    );
+    let public_with_secret = ClientRow {
+        client_id: "c3".into(),
+        client_use_code: "M202300003".into(),
+        public: true,
+        ..app.clone()
+    };
+    assert!(matches!(
+        b.register_client(&public_with_secret, None).await,
+        Err(Error::Constraint(_))
+    ));
+    let orphan = ClientRow {
+        client_id: "c4".into(),
+        client_use_code: "M202300004".into(),
+        ..app
+    };
+    assert!(matches!(
+        b.register_client(&orphan, Some("nobody@example.com")).await,
+        Err(Error::Constraint(_))
+    ));
+    assert_eq!(
+        a.client("c4").await?,
+        None,
+        "a refused app was half-written"
+    );
     Ok(())
 }
