@@ -34,6 +34,10 @@ const GROUPS: &[(&str, &str)] = &[
     (crate::SERVER_THREAD_NAME, "server"),
     ("sfop-epoch", "server"),
     ("sfop-instances", "server"),
+    // The execution pool (ADR 0020) and the virtual bank's group commit
+    // (ADR 0022) work for the server too.
+    ("sfop-exec", "server"),
+    ("sfop-vbank", "server"),
     (crate::CLIENT_THREAD_NAME, "client"),
 ];
 
@@ -81,7 +85,13 @@ impl Sample {
     }
 }
 
-/// Usage in one `/proc/<pid>/task/<tid>/stat` line.
+/// What another process (all its threads) used so far, e.g. the bank
+/// server of B3r/B4r; `None` off Linux or once it has ended.
+pub fn process(pid: u32) -> Option<Usage> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+/// Usage in one `/proc/<pid>/task/<tid>/stat` (or `/proc/<pid>/stat`) line.
 fn parse_stat(stat: &str) -> Option<Usage> {
     // The command name (field 2) may hold spaces and parentheses; the fields
     // after its closing parenthesis start at field 3 (state).

@@ -24,6 +24,10 @@
 //!   (a fresh `bank_tran_id` per request);
 //! - **B4** 1-won withdrawals through `transfer-withdraw`, each acknowledged
 //!   only after the ledger is flushed to disk (fresh `bank_tran_id` each);
+//! - **B3r**, **B4r** B3 and B4 on a gateway whose bank is a separate
+//!   process, `sfop bank serve` (HTTPS, its own store, one tokio worker),
+//!   reached through the REST connector (`[bank] mode = "rest"`); the seeded
+//!   user 홍길동 (the bank server seeds its own store the same way);
 //! - **T1** B1 over TLS (rustls, self-signed, TLS 1.3) with keep-alive;
 //! - **T2** B1 over TLS with a new TCP connection and a full TLS handshake
 //!   per request (session resumption off);
@@ -51,6 +55,7 @@
 //! server does per request. The gateways' wasmtime epoch ticker threads are
 //! counted as server CPU ([`cpu`]).
 
+mod bankproc;
 mod bare;
 mod cpu;
 mod load;
@@ -107,6 +112,8 @@ mod key {
     pub const B2: &str = "b2_bank_status_biscuit";
     pub const B3: &str = "b3_balance_inquiry";
     pub const B4: &str = "b4_withdraw_durable";
+    pub const B3R: &str = "b3r_balance_inquiry_rest";
+    pub const B4R: &str = "b4r_withdraw_durable_rest";
     pub const T1: &str = "t1_tls_keepalive";
     pub const T2: &str = "t2_tls_new_connection";
     pub const S: &str = "s_hot_swap";
@@ -144,6 +151,10 @@ struct Args {
     /// Built plugins (`test/hello`, `test/echo`, `api/*`); default <project>/target/sfop-plugins.
     #[arg(long)]
     plugins: Option<PathBuf>,
+    /// The `sfop` binary that runs the bank server of B3r/B4r
+    /// (`sfop bank serve`); default: `sfop` next to this executable.
+    #[arg(long)]
+    sfop: Option<PathBuf>,
     /// Where to write the JSON report; default <project>/target/bench/gateway.json.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -196,6 +207,12 @@ struct Scenario {
     target: Target,
     /// Called at the same time by other connections, not measured (N1).
     hammer: Option<Target>,
+    /// The in-process virtual bank behind the scenario, whose group commit
+    /// is counted per round (B3, B4).
+    bank: Option<sfop_vbank::VirtualBank>,
+    /// The bank server process behind the scenario (B3r, B4r), whose CPU
+    /// time is counted per round.
+    bank_pid: Option<u32>,
     rounds: Vec<Round>,
 }
 
@@ -205,6 +222,32 @@ struct Round {
     server: Option<Usage>,
     client: Option<Usage>,
     swaps: Option<SwapStats>,
+    /// What the virtual bank's group commit did during the round.
+    commits: Option<CommitRound>,
+    /// CPU time of the bank server process (B3r, B4r).
+    bank_process: Option<Usage>,
+}
+
+/// Flushes of the virtual bank's group commit in one round, and the answers
+/// they made durable.
+#[derive(Debug, Clone, Copy)]
+struct CommitRound {
+    flushes: u64,
+    acknowledged: u64,
+}
+
+impl CommitRound {
+    fn between(before: sfop_vbank::CommitStats, after: sfop_vbank::CommitStats) -> Self {
+        Self {
+            flushes: after.flushes.saturating_sub(before.flushes),
+            acknowledged: after.acknowledged.saturating_sub(before.acknowledged),
+        }
+    }
+
+    /// Answers per flush.
+    fn batch(&self) -> Option<f64> {
+        (self.flushes > 0).then(|| self.acknowledged as f64 / self.flushes as f64)
+    }
 }
 
 impl Round {
@@ -223,6 +266,10 @@ impl Round {
 
     fn server_cpu_us_per_req(&self) -> Option<f64> {
         self.per_request(self.server?.cpu_secs * 1e6)
+    }
+
+    fn bank_cpu_us_per_req(&self) -> Option<f64> {
+        self.per_request(self.bank_process?.cpu_secs * 1e6)
     }
 
     fn server_faults_per_req(&self) -> Option<f64> {
@@ -247,10 +294,16 @@ impl Round {
             "server_cpu_secs": self.server.map(|u| u.cpu_secs),
             "client_cpu_secs": self.client.map(|u| u.cpu_secs),
             "server_cpu_us_per_req": self.server_cpu_us_per_req(),
+            "bank_process_cpu_us_per_req": self.bank_cpu_us_per_req(),
             "server_minor_faults_per_req": self.server_faults_per_req(),
             "server_cores_busy": self.busy(self.server),
             "client_cores_busy": self.busy(self.client),
             "swaps": self.swaps.as_ref().map(SwapStats::to_json),
+            "group_commit": self.commits.map(|c| json!({
+                "flushes": c.flushes,
+                "acknowledged": c.acknowledged,
+                "answers_per_flush": c.batch(),
+            })),
         })
     }
 }
@@ -263,6 +316,8 @@ struct Summary {
     max_us: Option<f64>,
     errors: u64,
     server_cpu_us_per_req: Option<f64>,
+    bank_cpu_us_per_req: Option<f64>,
+    answers_per_flush: Option<f64>,
     server_faults_per_req: Option<f64>,
     server_busy: Option<f64>,
     client_busy: Option<f64>,
@@ -285,6 +340,8 @@ impl Scenario {
                 .reduce(f64::max),
             errors: self.rounds.iter().map(|r| r.run.errors).sum(),
             server_cpu_us_per_req: med(&|r| r.server_cpu_us_per_req()),
+            bank_cpu_us_per_req: med(&|r| r.bank_cpu_us_per_req()),
+            answers_per_flush: med(&|r| r.commits.and_then(|c| c.batch())),
             server_faults_per_req: med(&|r| r.server_faults_per_req()),
             server_busy: med(&|r| r.busy(r.server)),
             client_busy: med(&|r| r.busy(r.client)),
@@ -385,9 +442,20 @@ struct Platforms {
     authed: Platform,
     /// TLS (self-signed), no auth: T1, T2.
     tls: Platform,
+    /// Cleartext, biscuit auth, the bank over the REST connector: B3r, B4r.
+    rest: Option<Rest>,
     /// The authorising platform's data dir (`demo-client.json`).
     authed_data: tempfile::TempDir,
     _dirs: Vec<tempfile::TempDir>,
+}
+
+/// The gateway of B3r/B4r and the bank server process it reaches.
+struct Rest {
+    platform: Platform,
+    data: tempfile::TempDir,
+    /// Killed when dropped, after the platform has stopped.
+    bank: bankproc::BankProcess,
+    _bank_data: tempfile::TempDir,
 }
 
 fn main() -> Result<()> {
@@ -406,7 +474,17 @@ fn main() -> Result<()> {
     let server_rt = runtime(SERVER_THREAD_NAME, args.server_threads)?;
     let client_rt = runtime(CLIENT_THREAD_NAME, args.client_threads)?;
 
-    let platforms = server_rt.block_on(start_platforms(&plugins))?;
+    let sfop_bin = match args.sfop.clone() {
+        Some(path) => path,
+        None => std::env::current_exe()
+            .context("locating sfop-bench")?
+            .with_file_name("sfop"),
+    };
+    let rest_wanted = args.wants(key::B3R) || args.wants(key::B4R);
+    let platforms = server_rt.block_on(start_platforms(
+        &plugins,
+        rest_wanted.then_some(sfop_bin.as_path()),
+    ))?;
     let (mut scenarios, bare, hello_body_len, hello_headers) =
         client_rt.block_on(prepare(&args, &platforms, &server_rt))?;
 
@@ -432,11 +510,18 @@ fn main() -> Result<()> {
     // Stop everything whatever happened; report the measurement error first.
     let stopped = server_rt.block_on(async {
         bare.stop().await?;
-        for platform in [platforms.plain, platforms.authed, platforms.tls] {
+        let mut bank_process = None;
+        let mut all = vec![platforms.plain, platforms.authed, platforms.tls];
+        if let Some(rest) = platforms.rest {
+            all.push(rest.platform);
+            bank_process = Some((rest.bank, rest.data, rest._bank_data));
+        }
+        for platform in all {
             tokio::time::timeout(Duration::from_secs(10), platform.stop())
                 .await
                 .context("a gateway did not stop within 10 s")??;
         }
+        drop(bank_process);
         Ok::<_, anyhow::Error>(())
     });
     measured?;
@@ -455,7 +540,7 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-async fn start_platforms(plugins: &Path) -> Result<Platforms> {
+async fn start_platforms(plugins: &Path, sfop_bin: Option<&Path>) -> Result<Platforms> {
     // One plugins dir per platform, each with only what it serves.
     let plain_plugins = tempfile::tempdir().context("creating a temp plugins dir")?;
     for name in ["hello", "echo"] {
@@ -533,7 +618,15 @@ async fn start_platforms(plugins: &Path) -> Result<Platforms> {
         AuthMode::Off,
     ))
     .await?;
-    for platform in [&plain, &authed, &tls] {
+    let rest = match sfop_bin {
+        Some(sfop_bin) => Some(start_rest(sfop_bin, &authed_plugins).await?),
+        None => None,
+    };
+    let mut platforms = vec![&plain, &authed, &tls];
+    if let Some(rest) = &rest {
+        platforms.push(&rest.platform);
+    }
+    for platform in platforms {
         for package in &platform.packages {
             if let LoadOutcome::Refused { error } = &package.outcome {
                 bail!("the gateway refused {}: {error}", package.dir.display());
@@ -566,6 +659,7 @@ async fn start_platforms(plugins: &Path) -> Result<Platforms> {
         plain,
         authed,
         tls,
+        rest,
         authed_data,
         _dirs: vec![
             plain_plugins,
@@ -574,6 +668,48 @@ async fn start_platforms(plugins: &Path) -> Result<Platforms> {
             plain_data,
             tls_data,
         ],
+    })
+}
+
+/// B3r/B4r: `sfop bank serve` in its own temp data dir, then a gateway
+/// like the authorising one whose `[bank]` is that server over HTTPS (its
+/// self-signed certificate as `ca`).
+async fn start_rest(sfop_bin: &Path, authed_plugins: &tempfile::TempDir) -> Result<Rest> {
+    let bank_data = tempfile::tempdir().context("creating the bank's temp data dir")?;
+    // One worker: the machine has two cores for client, gateway and bank.
+    let bank = bankproc::BankProcess::start(sfop_bin, bank_data.path(), 1)?;
+    let data = tempfile::tempdir()?;
+    let config = Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        ops_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+        plugins: authed_plugins.path().to_owned(),
+        data_dir: data.path().to_owned(),
+        tls: TlsConfig {
+            mode: TlsMode::Off,
+            ..TlsConfig::default()
+        },
+        auth: sfop::config::AuthSection {
+            mode: AuthMode::Biscuit,
+            ..Default::default()
+        },
+        bank: sfop::bank::BankSection {
+            mode: sfop::bank::BankMode::Rest,
+            home: Some(sfop::bank::BankServer {
+                url: bank.url.clone(),
+                ca: Some(bank.cert.clone()),
+                client_cert: None,
+                client_key: None,
+            }),
+            ..Default::default()
+        },
+        ..Config::default()
+    };
+    let platform = sfop::start(config).await?;
+    Ok(Rest {
+        platform,
+        data,
+        bank,
+        _bank_data: bank_data,
     })
 }
 
@@ -656,6 +792,32 @@ async fn prepare(
         ..Target::get(gateway, MISSING_PATH)
     };
 
+    let mut rest_targets = Vec::new();
+    if let Some(rest) = &p.rest {
+        let addr = rest.platform.local_addr;
+        let user = setup::seeded_user(&rest.platform.bank, addr, rest.data.path()).await?;
+        let bearer = format!("Bearer {}", user.access_token);
+        rest_targets.push((
+            key::B3R,
+            "B3r balance, REST bank",
+            Target {
+                authorization: Some(bearer.clone()),
+                expect_body_contains: Some(OK.into()),
+                ..Target::get(addr, &setup::balance_path(&user.fintech_use_num))
+            },
+        ));
+        rest_targets.push((
+            key::B4R,
+            "B4r withdraw, REST bank",
+            Target {
+                method: hyper::Method::POST,
+                body: Some(setup::withdraw_body(&user.fintech_use_num)),
+                authorization: Some(bearer),
+                expect_body_contains: Some(OK.into()),
+                ..Target::get(addr, WITHDRAW_PATH)
+            },
+        ));
+    }
     let mut all = vec![
         (
             key::B0,
@@ -671,6 +833,9 @@ async fn prepare(
         (key::B2, "B2 bank-status + biscuit", status_auth),
         (key::B3, "B3 balance inquiry", balance),
         (key::B4, "B4 withdraw, durable", withdraw),
+    ];
+    all.extend(rest_targets);
+    all.extend([
         (key::T1, "T1 TLS keep-alive", tls_keepalive),
         (key::T2, "T2 TLS new conn/request", tls_new),
         (key::S, "S hot swap every 250ms", swap),
@@ -680,7 +845,7 @@ async fn prepare(
             "N1 bank-status beside spin",
             fixed(status_open, body_open.len()),
         ),
-    ];
+    ]);
     if !args.no_404 {
         all.push((key::B1_404, "B1-404 gateway, no Wasm", missing));
     }
@@ -715,11 +880,19 @@ async fn prepare(
             expect_status: 504,
             ..Target::get(gateway, SPIN_PATH)
         });
+        let bank = matches!(key, key::B3 | key::B4).then(|| p.authed.bank.clone());
+        let bank_pid = p
+            .rest
+            .as_ref()
+            .filter(|_| matches!(key, key::B3R | key::B4R))
+            .map(|rest| rest.bank.pid());
         scenarios.push(Scenario {
             key,
             label,
             target,
             hammer,
+            bank,
+            bank_pid,
             rounds: Vec::new(),
         });
     }
@@ -808,9 +981,24 @@ async fn measure(args: &Args, scenarios: &mut [Scenario], swapper: &Swapper) -> 
                 // The hammer's calls are on the execution pool first.
                 tokio::time::sleep(Duration::from_millis(300)).await;
             }
+            let commits_before = scenario.bank.as_ref().map(|b| b.commit_stats());
+            let bank_before = scenario.bank_pid.and_then(cpu::process);
             let before = cpu::Sample::now();
             let run = load::run(&scenario.target, args.connections, duration).await?;
             let after = cpu::Sample::now();
+            let bank_process = scenario
+                .bank_pid
+                .and_then(cpu::process)
+                .zip(bank_before)
+                .map(|(now, before)| Usage {
+                    cpu_secs: now.cpu_secs - before.cpu_secs,
+                    minor_faults: now.minor_faults.saturating_sub(before.minor_faults),
+                });
+            let commits = scenario
+                .bank
+                .as_ref()
+                .zip(commits_before)
+                .map(|(b, before)| CommitRound::between(before, b.commit_stats()));
             if let Some(hammering) = hammering {
                 hammering.await.context("the hammer panicked")??;
             }
@@ -827,6 +1015,8 @@ async fn measure(args: &Args, scenarios: &mut [Scenario], swapper: &Swapper) -> 
                 client: after.since(&before, "client"),
                 run,
                 swaps,
+                commits,
+                bank_process,
             };
             // The versions seen are only needed for the swap statistics.
             round_result.run.versions = Vec::new();
@@ -844,6 +1034,14 @@ async fn measure(args: &Args, scenarios: &mut [Scenario], swapper: &Swapper) -> 
                     .map(|f| format!(" (first: {f})"))
                     .unwrap_or_default(),
             );
+            if let Some(c) = round_result.commits.filter(|c| c.flushes > 0) {
+                eprintln!(
+                    "           group commit: {} flushes for {} durable answers ({:.1} per flush)",
+                    c.flushes,
+                    c.acknowledged,
+                    c.batch().unwrap_or_default(),
+                );
+            }
             if let Some(s) = &round_result.swaps {
                 eprintln!(
                     "           {} swaps ({} failed calls, {} unobserved), call to first answer: \
@@ -932,6 +1130,12 @@ fn targets(scenarios: &[Scenario]) -> Vec<(&'static str, Option<f64>, f64, bool)
             false,
         ),
         (
+            "B4/B3 req/s (durable withdraw)",
+            ratio_of(scenarios, key::B4, key::B3),
+            0.5,
+            true,
+        ),
+        (
             "N1 p99 / B1b p99 (spin hammered)",
             p99_ratio(scenarios, key::N1, key::B1_STATUS),
             2.0,
@@ -999,6 +1203,36 @@ fn print_table(scenarios: &[Scenario]) {
             ms(calls.iter().copied().reduce(f64::max)),
         );
     }
+    for scenario in scenarios {
+        let s = scenario.summary();
+        if let Some(batch) = s.answers_per_flush {
+            println!(
+                "{}: the virtual bank's group commit made {batch:.1} answers durable per flush \
+                 (median over rounds)",
+                scenario.label
+            );
+        }
+        if let Some(bank) = s.bank_cpu_us_per_req {
+            println!(
+                "{}: the bank server process used {bank:.1} us of CPU per request besides the \
+                 gateway's srv CPU/req",
+                scenario.label
+            );
+        }
+    }
+    let rest_ratios: Vec<String> = [
+        ("B3r/B0", key::B3R, key::B0),
+        ("B4r/B0", key::B4R, key::B0),
+        ("B3r/B3", key::B3R, key::B3),
+        ("B4r/B4", key::B4R, key::B4),
+        ("B4r/B3r", key::B4R, key::B3R),
+    ]
+    .into_iter()
+    .filter_map(|(name, num, den)| Some(format!("{name} {:.3}", ratio_of(scenarios, num, den)?)))
+    .collect();
+    if !rest_ratios.is_empty() {
+        println!("REST bank rows (req/s): {}", rest_ratios.join(", "));
+    }
     println!();
     for (name, value, target, higher) in targets(scenarios) {
         let verdict = match met(value, target, higher) {
@@ -1049,6 +1283,8 @@ fn report_json(
                     "p50_us": s.p50_us,
                     "p99_us": s.p99_us,
                     "server_cpu_us_per_req": s.server_cpu_us_per_req,
+                    "bank_process_cpu_us_per_req": s.bank_cpu_us_per_req,
+                    "group_commit_answers_per_flush": s.answers_per_flush,
                     "server_minor_faults_per_req": s.server_faults_per_req,
                     "server_cores_busy": s.server_busy,
                     "client_cores_busy": s.client_busy,
@@ -1101,6 +1337,12 @@ fn report_json(
             "n1_p99_over_b1b_p99": p99_ratio(scenarios, key::N1, key::B1_STATUS),
             "b3_over_b0": ratio_of(scenarios, key::B3, key::B0),
             "b4_over_b0": ratio_of(scenarios, key::B4, key::B0),
+            "b4_over_b3": ratio_of(scenarios, key::B4, key::B3),
+            "b3r_over_b0": ratio_of(scenarios, key::B3R, key::B0),
+            "b4r_over_b0": ratio_of(scenarios, key::B4R, key::B0),
+            "b3r_over_b3": ratio_of(scenarios, key::B3R, key::B3),
+            "b4r_over_b4": ratio_of(scenarios, key::B4R, key::B4),
+            "b4r_over_b3r": ratio_of(scenarios, key::B4R, key::B3R),
         },
         "targets": targets_json,
         "cpu_ratios": cpu_ratios(scenarios)

@@ -64,6 +64,72 @@ pub async fn bench_user(
         sfop_core::time::now_millis(),
     )?;
 
+    let access_token = authorize(addr, data_dir, LOGIN, PASSWORD).await?;
+    let nums =
+        bank.fintech_use_nums(&user_seq_no, DEMO_CLIENT_ID, sfop_core::time::now_millis())?;
+    let [fintech_use_num] = nums.as_slice() else {
+        bail!("the bench user should have exactly one registered account, has {nums:?}");
+    };
+    Ok(BenchUser {
+        access_token,
+        fintech_use_num: fintech_use_num.clone(),
+    })
+}
+
+/// The seeded user 홍길동 (`hong`) of a platform whose bank is a separate
+/// participant-bank server (B3r/B4r): the bank server seeds the same users,
+/// accounts and consents as the platform's own store, so the fintech numbers
+/// of the seeded consents are the same on both sides. The access token comes
+/// from the authorize pages and the token endpoint (whichever directory the
+/// platform's sign-in asks); the account used is the first seeded fintech
+/// number that the token may read (a balance inquiry through the API
+/// answers `A0000`).
+pub async fn seeded_user(
+    seeded: &VirtualBank,
+    addr: SocketAddr,
+    data_dir: &Path,
+) -> Result<BenchUser> {
+    let hong = sfop_vbank::seed::USERS
+        .first()
+        .context("the virtual bank seeds no users")?;
+    let access_token = authorize(addr, data_dir, hong.login_id, hong.password).await?;
+    let nums = seeded.fintech_use_nums(
+        hong.user_seq_no,
+        DEMO_CLIENT_ID,
+        sfop_core::time::now_millis(),
+    )?;
+    let mut answers = Vec::new();
+    for num in nums {
+        let probe = load::Target {
+            authorization: Some(format!("Bearer {access_token}")),
+            ..load::Target::get(addr, &balance_path(&num))
+        };
+        let (status, _, body) = load::fetch_once(&probe).await?;
+        let text = String::from_utf8_lossy(&body).into_owned();
+        if status == 200 && text.contains("\"rsp_code\":\"A0000\"") {
+            return Ok(BenchUser {
+                access_token,
+                fintech_use_num: num,
+            });
+        }
+        answers.push(format!("{num}: {status} {text}"));
+    }
+    bail!(
+        "no seeded account of {} answers a balance inquiry through the bank server: {answers:?}",
+        hong.login_id
+    )
+}
+
+/// Signs `login` in through the authorize pages as the demo client seeded in
+/// `data_dir`, consents to the first account the consent page offers for
+/// `login inquiry transfer`, and exchanges the code at the token endpoint:
+/// the user's access token.
+pub async fn authorize(
+    addr: SocketAddr,
+    data_dir: &Path,
+    login: &str,
+    password: &str,
+) -> Result<String> {
     let field = demo_client(data_dir)?;
     let (client_id, secret, redirect) = (
         field("client_id")?,
@@ -98,8 +164,8 @@ pub async fn bench_user(
         form(&[
             ("pending", &pending),
             ("action", "login"),
-            ("login_id", LOGIN),
-            ("password", PASSWORD),
+            ("login_id", login),
+            ("password", password),
         ]),
     )
     .await?;
@@ -146,15 +212,7 @@ pub async fn bench_user(
         .as_str()
         .map(str::to_owned)
         .with_context(|| format!("token endpoint said {status}: {token}"))?;
-    let nums =
-        bank.fintech_use_nums(&user_seq_no, DEMO_CLIENT_ID, sfop_core::time::now_millis())?;
-    let [fintech_use_num] = nums.as_slice() else {
-        bail!("the bench user should have exactly one registered account, has {nums:?}");
-    };
-    Ok(BenchUser {
-        access_token,
-        fintech_use_num: fintech_use_num.clone(),
-    })
+    Ok(access_token)
 }
 
 /// The demo client seeded in `data_dir` (`demo-client.json`): its fields by

@@ -247,13 +247,36 @@ impl VirtualBank {
         Ok(self.store.flush()?)
     }
 
-    /// Waits, without holding a thread, until everything written so far is
-    /// on disk (group commit: one flush for every caller waiting).
-    pub(crate) async fn durable(&self) -> std::result::Result<(), sfop_core::BankError> {
-        self.commit.durable().await.map_err(|e| {
-            tracing::error!(error = %e, "virtual bank: flush failed");
-            sfop_core::BankError::Backend("virtual bank store failed".into())
-        })
+    /// Runs `booking` on the commit thread (with its own copy of `call`) and
+    /// answers its outcome once it is on disk, without holding a thread
+    /// meanwhile (group commit: one flush for every booking waiting).
+    pub(crate) async fn booked<T: Send + 'static>(
+        &self,
+        call: &sfop_core::BankCall<'_>,
+        booking: impl FnOnce(
+            &VirtualBank,
+            &sfop_core::BankCall<'_>,
+        ) -> std::result::Result<T, sfop_core::BankError>
+        + Send
+        + 'static,
+    ) -> std::result::Result<T, sfop_core::BankError> {
+        let bank = self.clone();
+        let caller = call.caller.cloned();
+        let (now_millis, utc_offset_minutes) = (call.now_millis, call.utc_offset_minutes);
+        self.commit
+            .book(move || {
+                let call = sfop_core::BankCall {
+                    caller: caller.as_ref(),
+                    now_millis,
+                    utc_offset_minutes,
+                };
+                booking(&bank, &call)
+            })
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "virtual bank: flush failed");
+                sfop_core::BankError::Backend("virtual bank store failed".into())
+            })?
     }
 
     /// Flushes made by the group commit, and the answers they made durable.

@@ -1378,11 +1378,12 @@ impl VirtualBank {
     }
 }
 
-/// The ledger as the runtime reaches it. Decisions and bookings are sled
-/// operations in memory (microseconds, under the writer lock) and run on
-/// the caller's task; the one thing that blocks, the flush that makes an
-/// answer durable, is shared by every operation waiting for one (group
-/// commit, [`crate::commit`]), so no async worker ever waits for a disk.
+/// The ledger as the runtime reaches it. Reads and decisions that book
+/// nothing run on the caller's task. The four operations that answer only
+/// once durable (withdraw, deposit, transfer-result, cancel-account) are
+/// booked on the commit thread, which flushes once for every booking
+/// waiting (group commit, [`crate::commit`]): no async worker waits for a
+/// disk, nor for a booking stuck behind sled's lock during a flush.
 #[async_trait::async_trait]
 impl BankBackend for VirtualBank {
     async fn bank_status(&self, call: &BankCall<'_>) -> R<Vec<Bank>> {
@@ -1420,15 +1421,15 @@ impl BankBackend for VirtualBank {
     }
 
     async fn withdraw(&self, call: &BankCall<'_>, r: &WithdrawRequest) -> R<TransferReceipt> {
-        let outcome = self.withdraw_undurable(call, r);
-        self.durable().await?;
-        outcome
+        let r = r.clone();
+        self.booked(call, move |bank, call| bank.withdraw_undurable(call, &r))
+            .await
     }
 
     async fn deposit(&self, call: &BankCall<'_>, r: &DepositRequest) -> R<TransferReceipt> {
-        let outcome = self.deposit_undurable(call, r);
-        self.durable().await?;
-        outcome
+        let r = r.clone();
+        self.booked(call, move |bank, call| bank.deposit_undurable(call, &r))
+            .await
     }
 
     async fn transfer_result(
@@ -1436,9 +1437,11 @@ impl BankBackend for VirtualBank {
         call: &BankCall<'_>,
         queries: &[ResultQuery],
     ) -> R<Vec<Result<TransferReceipt, Refusal>>> {
-        let outcome = self.transfer_result_undurable(call, queries);
-        self.durable().await?;
-        outcome
+        let queries = queries.to_vec();
+        self.booked(call, move |bank, call| {
+            bank.transfer_result_undurable(call, &queries)
+        })
+        .await
     }
 
     async fn real_name(&self, call: &BankCall<'_>, q: &RealNameQuery) -> R<RealName> {
@@ -1456,9 +1459,11 @@ impl BankBackend for VirtualBank {
         fintech_use_num: &str,
         scope: ConsentScope,
     ) -> R<BankAnswer> {
-        let outcome = self.cancel_account_undurable(call, bank_tran_id, fintech_use_num, scope);
-        self.durable().await?;
-        outcome
+        let (bank_tran_id, fintech_use_num) = (bank_tran_id.to_owned(), fintech_use_num.to_owned());
+        self.booked(call, move |bank, call| {
+            bank.cancel_account_undurable(call, &bank_tran_id, &fintech_use_num, scope)
+        })
+        .await
     }
 }
 
