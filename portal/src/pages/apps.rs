@@ -336,52 +336,55 @@ pub(super) fn app_page(
     {
         body.push_str(&token_html("User token", t));
     }
-    if !user_scopes.is_empty() {
-        let boxes: String = user_scopes
-            .iter()
-            .map(|s| {
-                format!(
-                    "<div class=\"row\"><input type=\"checkbox\" id=\"ts-{s}\" name=\"scope\" value=\"{s}\" checked> \
-                     <label for=\"ts-{s}\"><b>{s}</b></label></div>",
-                    s = escape(s)
-                )
-            })
-            .collect();
-        let _ = write!(
-            body,
-            "<form method=\"post\" action=\"/portal/apps/{href}/authorize\">{csrf}\
-             <fieldset><legend>Get a user token through the consent page</legend>{boxes}\
-             <p><button class=\"primary\" type=\"submit\" id=\"get-user-token\">Get a user token</button></p></fieldset></form>",
-            csrf = ctx.csrf_field(),
-        );
-    }
-    if let Some(t) = session
+    let oob_token = session
         .oob_token
         .as_ref()
-        .filter(|t| t.client_id == client.client_id)
-    {
-        body.push_str(&token_html("Institution (oob) token", t));
-    }
-    if client.allows_scope("oob") {
-        let _ = write!(
-            body,
-            "<form method=\"post\" action=\"/portal/apps/{href}/oob-token\">{csrf}\
-             <fieldset><legend>Get an institution (oob) token: client credentials</legend>\
-             <label for=\"oob-secret\">client_secret</label><input type=\"password\" id=\"oob-secret\" name=\"client_secret\" autocomplete=\"off\" required>\
-             <p><button type=\"submit\">Get an oob token</button></p></fieldset></form>",
-            csrf = ctx.csrf_field(),
-        );
-    }
-    if !client.public {
-        let _ = write!(
-            body,
-            "<h2>Client secret</h2><p class=\"muted\">If the secret leaked or someone left, rotate it: a new secret is shown once, \
-             and the old one stops working at once (token requests with it are refused). Tokens already issued stay valid until they expire.</p>\
-             <form method=\"post\" action=\"/portal/apps/{href}/secret\">{csrf}\
-             <p><button type=\"submit\" id=\"rotate-secret\">Rotate the client secret</button></p></form>",
-            csrf = ctx.csrf_field(),
-        );
-    }
+        .filter(|t| t.client_id == client.client_id);
+    let forms = html! {
+        @if !user_scopes.is_empty() {
+            form method="post" action={ "/portal/apps/" (href) "/authorize" } {
+                (ctx.csrf())
+                fieldset {
+                    legend { "Get a user token through the consent page" }
+                    @for s in &user_scopes {
+                        div.row {
+                            input type="checkbox" id={ "ts-" (s) } name="scope" value=(s) checked;
+                            " "
+                            label for={ "ts-" (s) } { b { (s) } }
+                        }
+                    }
+                    p { button.primary type="submit" #get-user-token { "Get a user token" } }
+                }
+            }
+        }
+        @if let Some(t) = oob_token {
+            (PreEscaped(token_html("Institution (oob) token", t)))
+        }
+        @if client.allows_scope("oob") {
+            form method="post" action={ "/portal/apps/" (href) "/oob-token" } {
+                (ctx.csrf())
+                fieldset {
+                    legend { "Get an institution (oob) token: client credentials" }
+                    label for="oob-secret" { "client_secret" }
+                    input type="password" id="oob-secret" name="client_secret" autocomplete="off" required;
+                    p { button type="submit" { "Get an oob token" } }
+                }
+            }
+        }
+        @if !client.public {
+            h2 { "Client secret" }
+            p.muted {
+                "If the secret leaked or someone left, rotate it: a new secret is shown once, and the old one \
+                 stops working at once (token requests with it are refused). Tokens already issued stay valid \
+                 until they expire."
+            }
+            form method="post" action={ "/portal/apps/" (href) "/secret" } {
+                (ctx.csrf())
+                p { button type="submit" #rotate-secret { "Rotate the client secret" } }
+            }
+        }
+    };
+    body.push_str(&forms.into_string());
     if let Some(sandbox) = &ctx.portal.sandbox {
         body.push_str(&faults_html(ctx, sandbox.as_ref(), &client.client_id));
     }
@@ -442,59 +445,77 @@ const FAULT_OPERATIONS: &[&str] = &[
 /// The app's scripted faults with a remove button each, and the form to add one.
 fn faults_html(ctx: &Ctx<'_>, sandbox: &dyn crate::Sandbox, client_id: &str) -> String {
     let href = encode(client_id);
-    let text = |v: &Value, or: &str| escape(v.as_str().unwrap_or(or));
-    let mut rows = String::new();
-    for rule in sandbox.rules(client_id) {
-        let detail = ["rsp_code", "bank_rsp_code", "rsp_message", "fixture"]
-            .iter()
-            .filter(|k| !rule[**k].is_null())
-            .map(|k| format!("{k}={}", escape(&rule[*k].to_string())))
-            .collect::<Vec<_>>()
-            .join(" ");
-        let _ = write!(
-            rows,
-            "<tr><td>{id}</td><td>{op}</td><td>{fault}</td><td>{bank}</td><td>{times}</td><td>{detail}</td>             <td><form method=\"post\" action=\"/portal/apps/{href}/faults/remove\">{csrf}             <input type=\"hidden\" name=\"id\" value=\"{id}\"><button type=\"submit\">Remove</button></form></td></tr>",
-            id = rule["id"].as_u64().unwrap_or_default(),
-            op = text(&rule["operation"], "any"),
-            fault = text(&rule["fault"], "?"),
-            bank = text(&rule["bank_code"], "any"),
-            times = rule["times"]
-                .as_u64()
-                .map_or("until removed".to_owned(), |n| n.to_string()),
-            csrf = ctx.csrf_field(),
-        );
+    let rules = sandbox.rules(client_id);
+    let text = |v: &Value, or: &str| v.as_str().unwrap_or(or).to_owned();
+    html! {
+        h2 { "Sandbox faults" }
+        p.muted {
+            "Script the virtual bank for this app only, as a real bank misbehaves: "
+            b { "timeout" } " (the bank books it, the answer is lost: A0017, find it with transfer result), "
+            b { "outage" } " (A0017, nothing happens; bank status N), " b { "duplicate" } " (A0326), "
+            b { "refuse" } " (your rsp_code, or a bank code as A0009). Other apps are not affected."
+        }
+        @if rules.is_empty() {
+            p.muted #no-faults { "None: this app sees the stateful virtual bank." }
+        } @else {
+            table #faults {
+                thead { tr {
+                    th { "Id" } th { "Operation" } th { "Fault" } th { "Bank" } th { "Times left" } th { "Detail" } th {}
+                } }
+                tbody {
+                    @for rule in &rules {
+                        @let id = rule["id"].as_u64().unwrap_or_default();
+                        @let detail = ["rsp_code", "bank_rsp_code", "rsp_message", "fixture"]
+                            .iter()
+                            .filter(|k| !rule[**k].is_null())
+                            .map(|k| format!("{k}={}", rule[*k]))
+                            .collect::<Vec<_>>()
+                            .join(" ");
+                        tr {
+                            td { (id) }
+                            td { (text(&rule["operation"], "any")) }
+                            td { (text(&rule["fault"], "?")) }
+                            td { (text(&rule["bank_code"], "any")) }
+                            td { (rule["times"].as_u64().map_or("until removed".to_owned(), |n| n.to_string())) }
+                            td { (detail) }
+                            td {
+                                form method="post" action={ "/portal/apps/" (href) "/faults/remove" } {
+                                    (ctx.csrf())
+                                    input type="hidden" name="id" value=(id);
+                                    button type="submit" { "Remove" }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        form method="post" action={ "/portal/apps/" (href) "/faults" } {
+            (ctx.csrf())
+            fieldset {
+                legend { "Add a fault" }
+                label for="f-fault" { "Fault" }
+                select #f-fault name="fault" {
+                    @for o in ["timeout", "outage", "duplicate", "refuse"] { option value=(o) { (o) } }
+                }
+                label for="f-operation" { "Operation" }
+                select #f-operation name="operation" {
+                    option value="" { "any" }
+                    @for o in FAULT_OPERATIONS { option value=(o) { (o) } }
+                }
+                label for="f-times" { "Times " small { "(empty: until removed)" } }
+                input type="number" min="1" id="f-times" name="times";
+                label for="f-bank" { "Bank code " small { "(optional, 3 digits)" } }
+                input type="text" id="f-bank" name="bank_code" maxlength="3";
+                label for="f-rsp" { "rsp_code " small { "(refuse)" } }
+                input type="text" id="f-rsp" name="rsp_code" maxlength="5";
+                label for="f-bank-rsp" { "bank_rsp_code " small { "(refuse)" } }
+                input type="text" id="f-bank-rsp" name="bank_rsp_code" maxlength="3";
+                p { button type="submit" #add-fault { "Add the fault" } }
+            }
+        }
     }
-    let list = if rows.is_empty() {
-        "<p class=\"muted\" id=\"no-faults\">None: this app sees the stateful virtual bank.</p>"
-            .to_owned()
-    } else {
-        format!(
-            "<table id=\"faults\"><thead><tr><th>Id</th><th>Operation</th><th>Fault</th><th>Bank</th><th>Times left</th><th>Detail</th><th></th></tr></thead><tbody>{rows}</tbody></table>"
-        )
-    };
-    let options = |list: &[&str]| -> String {
-        list.iter()
-            .map(|o| format!("<option value=\"{o}\">{o}</option>"))
-            .collect()
-    };
-    format!(
-        "<h2>Sandbox faults</h2><p class=\"muted\">Script the virtual bank for this app only, as a real bank misbehaves: \
-         <b>timeout</b> (the bank books it, the answer is lost: A0017, find it with transfer result), \
-         <b>outage</b> (A0017, nothing happens; bank status N), <b>duplicate</b> (A0326), \
-         <b>refuse</b> (your rsp_code, or a bank code as A0009). Other apps are not affected.</p>{list}\
-         <form method=\"post\" action=\"/portal/apps/{href}/faults\">{csrf}\
-         <fieldset><legend>Add a fault</legend>\
-         <label for=\"f-fault\">Fault</label><select id=\"f-fault\" name=\"fault\">{faults}</select>\
-         <label for=\"f-operation\">Operation</label><select id=\"f-operation\" name=\"operation\"><option value=\"\">any</option>{operations}</select>\
-         <label for=\"f-times\">Times <small>(empty: until removed)</small></label><input type=\"number\" min=\"1\" id=\"f-times\" name=\"times\">\
-         <label for=\"f-bank\">Bank code <small>(optional, 3 digits)</small></label><input type=\"text\" id=\"f-bank\" name=\"bank_code\" maxlength=\"3\">\
-         <label for=\"f-rsp\">rsp_code <small>(refuse)</small></label><input type=\"text\" id=\"f-rsp\" name=\"rsp_code\" maxlength=\"5\">\
-         <label for=\"f-bank-rsp\">bank_rsp_code <small>(refuse)</small></label><input type=\"text\" id=\"f-bank-rsp\" name=\"bank_rsp_code\" maxlength=\"3\">\
-         <p><button type=\"submit\" id=\"add-fault\">Add the fault</button></p></fieldset></form>",
-        csrf = ctx.csrf_field(),
-        faults = options(&["timeout", "outage", "duplicate", "refuse"]),
-        operations = options(FAULT_OPERATIONS),
-    )
+    .into_string()
 }
 
 fn no_such_app() -> PortalResponse {
@@ -630,21 +651,23 @@ pub(super) fn callback_page(ctx: &Ctx<'_>) -> PortalResponse {
             ),
         );
     }
-    let body = format!(
-        "<h1>Exchange the code for a token</h1>\
-         <p>The user agreed; the platform sent back an authorization code for <code>{client}</code> with scope <code>{scope}</code>. \
-         Your server would now call <code>POST /oauth/2.0/token</code> with the code, the PKCE verifier and its client secret. \
-         The portal does it for you: enter the secret you were shown at registration.</p>\
-         <form method=\"post\" action=\"/portal/callback\">{csrf}\
-         <input type=\"hidden\" name=\"code\" value=\"{code}\">\
-         <label for=\"client_secret\">client_secret</label>\
-         <input type=\"password\" id=\"client_secret\" name=\"client_secret\" autocomplete=\"off\" required>\
-         <p><button class=\"primary\" type=\"submit\" id=\"exchange\">Get the token</button></p></form>",
-        client = escape(&pending.client_id),
-        scope = escape(form_get(&q, "scope")),
-        csrf = ctx.csrf_field(),
-        code = escape(form_get(&q, "code")),
-    );
+    let body = html! {
+        h1 { "Exchange the code for a token" }
+        p {
+            "The user agreed; the platform sent back an authorization code for " code { (pending.client_id) }
+            " with scope " code { (form_get(&q, "scope")) } ". Your server would now call "
+            code { "POST /oauth/2.0/token" } " with the code, the PKCE verifier and its client secret. \
+             The portal does it for you: enter the secret you were shown at registration."
+        }
+        form method="post" action="/portal/callback" {
+            (ctx.csrf())
+            input type="hidden" name="code" value=(form_get(&q, "code"));
+            label for="client_secret" { "client_secret" }
+            input type="password" id="client_secret" name="client_secret" autocomplete="off" required;
+            p { button.primary type="submit" #exchange { "Get the token" } }
+        }
+    }
+    .into_string();
     ctx.page("Exchange the code", "/portal/apps", &body)
 }
 
