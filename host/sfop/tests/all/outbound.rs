@@ -481,3 +481,64 @@ fields = {{ error_kind = "denied-host" }}
     assert!(load.detail.contains("api_key"), "{}", load.detail);
     Ok(())
 }
+
+/// The README's backend plugin (`test/core-balance`) against the runnable
+/// stand-in core-banking system of `examples/bank-backend`, over HTTPS with
+/// the operator's CA, its secret key from the operator's `[variables]`.
+#[tokio::test]
+async fn the_example_plugin_reads_a_balance_from_the_example_bank_backend() -> Result<()> {
+    let key = "example-core-key-7c1e";
+    let backend = bank_backend::start("127.0.0.1:0".parse()?, key.to_owned()).await?;
+    let origin = format!("https://127.0.0.1:{}", backend.addr.port());
+    let ca = tempfile::NamedTempFile::new()?;
+    std::fs::write(ca.path(), &backend.cert_pem)?;
+    let manifest = std::fs::read_to_string(
+        crate::harness::built_plugins()?.join("test/core-balance/sfop.toml"),
+    )?
+    .replace("https://core.bank.example:8443", &origin);
+    let start = |api_key: &'static str| {
+        let (manifest, ca, origin) = (manifest.clone(), ca.path().to_owned(), origin.clone());
+        async move {
+            TestPlatform::start_with(
+                vec![Package::built("test/core-balance").with_manifest(&manifest)],
+                move |c| {
+                    c.tls.mode = sfop::TlsMode::Off;
+                    c.auth.mode = sfop::AuthMode::Off;
+                    c.outbound.system_roots = false;
+                    c.outbound.ca = Some(ca);
+                    c.variables.insert(
+                        "core-balance".into(),
+                        [
+                            ("core_url".to_owned(), VariableValue::new(origin)),
+                            ("core_api_key".to_owned(), VariableValue::new(api_key)),
+                        ]
+                        .into(),
+                    );
+                },
+            )
+            .await
+        }
+    };
+    let t = start(key).await?;
+    let reply = t.get("/v2.0/core/balance?account_num=100012345678").await?;
+    let body = reply.json()?;
+    assert_eq!(body["rsp_code"], "A0000", "{body}");
+    assert_eq!(body["account_num"], "100012345678");
+    let expected = bank_backend::balance_of("100012345678").map(|b| b.to_string());
+    assert_eq!(body["balance_amt"].as_str(), expected.as_deref());
+    let reply = t.get("/v2.0/core/balance?account_num=12").await?;
+    assert_eq!(reply.json()?["rsp_code"], "A0004");
+    // A wrong key: the backend refuses, the plugin answers A0002.
+    let t = start("not-the-key").await?;
+    let reply = t.get("/v2.0/core/balance?account_num=100012345678").await?;
+    let body = reply.json()?;
+    assert_eq!(body["rsp_code"], "A0002", "{body}");
+    assert!(
+        body["rsp_message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("401"),
+        "{body}"
+    );
+    Ok(())
+}
