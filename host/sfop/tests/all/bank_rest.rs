@@ -766,10 +766,13 @@ impl Authorizer for Hong {
 const RECORD: usize = 0;
 const GARBAGE: usize = 1;
 const CLOSE: usize = 2;
+const HANG: usize = 3;
+/// The withdraw API's `timeout_ms` against the test's bank.
+const WITHDRAW_TIMEOUT_MS: u64 = 600;
 
 /// A bank in the test: counts and records each request, and answers as
-/// `mode` says (a valid bank-status answer, garbage, or a closed
-/// connection without an answer).
+/// `mode` says (a valid bank-status answer, garbage, a closed connection
+/// without an answer, or nothing ever).
 struct TestBank {
     addr: SocketAddr,
     mode: Arc<AtomicUsize>,
@@ -809,6 +812,11 @@ async fn test_bank() -> Result<TestBank> {
                     let body: &[u8] = match m.load(Ordering::SeqCst) {
                         RECORD => br#"{"ok":[{"code":"097","name":"Open Bank","available":true}]}"#,
                         GARBAGE => b"<html>hello</html>",
+                        HANG => {
+                            // Never answers (the test ends first).
+                            tokio::time::sleep(Duration::from_secs(120)).await;
+                            return;
+                        }
                         _ => return, // CLOSE: no answer
                     };
                     let head = format!(
@@ -867,7 +875,8 @@ fn header<'a>(request: &'a str, name: &str) -> Option<&'a str> {
 /// serves (`x-sfop-api-tran-id`, the answer's `api_tran_id`) and how long
 /// the gateway waits (`x-sfop-deadline-ms`, within the API's
 /// `timeout_ms`); a bank that answers garbage or closes the connection is
-/// `A0002`, one that is down `A0017`; each withdrawal reached the bank at
+/// `A0002`, one that never answers `A0017` within `timeout_ms` + 100 ms,
+/// one that is down `A0017`; each withdrawal reached the bank at
 /// most once (nothing retried, so nothing written twice), and nothing
 /// panicked: the gateway answers the next call.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -880,10 +889,14 @@ async fn a_bank_that_answers_garbage_closes_or_is_down_gets_clear_codes_through_
         client_cert: None,
         client_key: None,
     };
+    let manifest = std::fs::read_to_string(
+        crate::harness::built_plugins()?.join("api/transfer-withdraw/sfop.toml"),
+    )?;
+    let manifest = format!("{manifest}\n[limits]\ntimeout_ms = {WITHDRAW_TIMEOUT_MS}\n");
     let t = TestPlatform::start_overriding(
         vec![
             Package::built("api/bank-status"),
-            Package::built("api/transfer-withdraw"),
+            Package::built("api/transfer-withdraw").with_manifest(&manifest),
         ],
         move |c| {
             c.tls.mode = TlsMode::Off;
@@ -954,6 +967,21 @@ async fn a_bank_that_answers_garbage_closes_or_is_down_gets_clear_codes_through_
             "mode {mode}: the withdrawal reached the bank once"
         );
     }
+    // A bank that never answers: A0017 within the API's timeout_ms + 100 ms.
+    bank.mode.store(HANG, Ordering::SeqCst);
+    let before = bank.requests.load(Ordering::SeqCst);
+    let started = Instant::now();
+    let reply = withdraw(13).await?;
+    let took = started.elapsed();
+    not_the_clients(&reply);
+    assert_eq!(code(&reply.json()?), "A0017", "{reply:?}");
+    assert!(
+        took <= Duration::from_millis(WITHDRAW_TIMEOUT_MS + 100)
+            && took >= Duration::from_millis(WITHDRAW_TIMEOUT_MS / 2),
+        "answered after {took:?}, timeout_ms {WITHDRAW_TIMEOUT_MS}"
+    );
+    assert_eq!(bank.requests.load(Ordering::SeqCst) - before, 1);
+    eprintln!("a bank that never answers: A0017 after {took:?} (timeout_ms {WITHDRAW_TIMEOUT_MS})");
     // Down: nothing listens any more.
     if let Some(stop) = bank.stop.take() {
         let _ = stop.send(());
