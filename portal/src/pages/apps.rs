@@ -755,68 +755,85 @@ fn institution_html(ctx: &Ctx<'_>, client: &sfop_auth::Client) -> String {
         return String::new();
     };
     let href = encode(&client.client_id);
-    match institutions.get(&client.client_use_code) {
-        Ok(Some(i)) => {
-            let state = match i.state.as_str() {
-                "active" => "<span class=\"badge live\">active</span>".to_owned(),
-                "requested" => "<span class=\"badge canary\">requested: waiting for the operator's approval</span>".to_owned(),
-                other => format!("<span class=\"badge retired\">{}</span>", escape(other)),
-            };
-            let accounts = if i.contract_accounts.is_empty() {
-                "<p class=\"muted\">No contract account yet: the operator registers one.</p>"
-                    .to_owned()
-            } else {
-                let rows: String = i
-                    .contract_accounts
-                    .iter()
-                    .map(|a| {
-                        format!(
-                            "<tr><td>{bank} ({code})</td><td><code class=\"contract-account\">{num}</code></td><td>{holder}</td><td>{verified}</td><td>{balance}</td></tr>",
-                            bank = escape(&a.bank_name),
-                            code = escape(&a.bank_code_std),
-                            num = escape(&a.account_num),
-                            holder = escape(&a.account_holder_name),
-                            verified = if a.verified { "verified" } else { "waiting for verification" },
-                            balance = escape(&a.balance_amt.to_string()),
-                        )
-                    })
-                    .collect();
-                format!(
-                    "<table id=\"contract-accounts\"><thead><tr><th>Bank</th><th>Contract account (cntr_account_num)</th><th>Holder</th><th>Status</th><th>Balance (won)</th></tr></thead><tbody>{rows}</tbody></table>"
-                )
-            };
-            let limits = |l: &[u64; 3]| format!("{} / {} / {}", won(l[0]), won(l[1]), won(l[2]));
-            format!(
-                "<h2>Institution</h2><table id=\"institution\"><tbody>\
-                 <tr><th>Name</th><td>{name}</td></tr>\
-                 <tr><th>client_use_code</th><td><code>{code}</code></td></tr>\
-                 <tr><th>State</th><td id=\"institution-state\">{state}</td></tr>\
-                 <tr><th>Withdrawal limits <small>(per transaction / daily / monthly)</small></th><td>{wd}</td></tr>\
-                 <tr><th>Deposit limits <small>(per transaction / daily / monthly)</small></th><td>{dp}</td></tr>\
-                 </tbody></table>{accounts}\
-                 <p class=\"muted\">Withdrawals are collected into the contract account and deposits are paid from it. Every app of the institution shares it and its limits.</p>",
-                name = escape(&i.name),
-                code = escape(&i.client_use_code),
-                wd = limits(&i.withdraw_limits),
-                dp = limits(&i.deposit_limits),
-            )
-        }
-        Ok(None) => format!(
-            "<h2>Institution</h2><p>To move money (withdraw, deposit), the app needs an institution with a contract account \
-             (where withdrawals are collected and deposits are paid from). Request one; the platform operator approves it.</p>\
-             <form method=\"post\" action=\"/portal/apps/{href}/institution\">{csrf}\
-             <label for=\"institution-name\">Institution (company) name</label>\
-             <input type=\"text\" id=\"institution-name\" name=\"name\" maxlength=\"50\" required>\
-             <div class=\"row\"><input type=\"checkbox\" id=\"sandbox-account\" name=\"sandbox_account\" value=\"yes\" checked> \
-             <label for=\"sandbox-account\">Open a sandbox contract account at the virtual bank (opened at once, with test funds)</label></div>\
-             <p><button class=\"primary\" type=\"submit\" id=\"request-institution\">Request the institution</button></p></form>",
-            csrf = ctx.csrf_field(),
-        ),
-        Err(message) => format!(
-            "<h2>Institution</h2><p class=\"error\">{}</p>",
-            escape(&message)
-        ),
-    }
+    let limits = |l: &[u64; 3]| format!("{} / {} / {}", won(l[0]), won(l[1]), won(l[2]));
+    let section = match institutions.get(&client.client_use_code) {
+        Ok(Some(i)) => html! {
+            h2 { "Institution" }
+            table #institution { tbody {
+                tr { th { "Name" } td { (i.name) } }
+                tr { th { "client_use_code" } td { code { (i.client_use_code) } } }
+                tr {
+                    th { "State" }
+                    td #institution-state {
+                        @match i.state.as_str() {
+                            "active" => { span.badge.live { "active" } }
+                            "requested" => { span.badge.canary { "requested: waiting for the operator's approval" } }
+                            other => { span.badge.retired { (other) } }
+                        }
+                    }
+                }
+                tr {
+                    th { "Withdrawal limits " small { "(per transaction / daily / monthly)" } }
+                    td { (limits(&i.withdraw_limits)) }
+                }
+                tr {
+                    th { "Deposit limits " small { "(per transaction / daily / monthly)" } }
+                    td { (limits(&i.deposit_limits)) }
+                }
+            } }
+            @if i.contract_accounts.is_empty() {
+                p.muted { "No contract account yet: the operator registers one." }
+            } @else {
+                table #contract-accounts {
+                    thead { tr {
+                        th { "Bank" } th { "Contract account (cntr_account_num)" } th { "Holder" }
+                        th { "Status" } th { "Balance (won)" }
+                    } }
+                    tbody {
+                        @for a in &i.contract_accounts {
+                            tr {
+                                td { (a.bank_name) " (" (a.bank_code_std) ")" }
+                                td { code.contract-account { (a.account_num) } }
+                                td { (a.account_holder_name) }
+                                td { (if a.verified { "verified" } else { "waiting for verification" }) }
+                                td { (a.balance_amt) }
+                            }
+                        }
+                    }
+                }
+            }
+            p.muted {
+                "Withdrawals are collected into the contract account and deposits are paid from it. \
+                 Every app of the institution shares it and its limits."
+            }
+        },
+        Ok(None) => html! {
+            h2 { "Institution" }
+            p {
+                "To move money (withdraw, deposit), the app needs an institution with a contract account \
+                 (where withdrawals are collected and deposits are paid from). Request one; the platform \
+                 operator approves it."
+            }
+            form method="post" action={ "/portal/apps/" (href) "/institution" } {
+                (ctx.csrf())
+                label for="institution-name" { "Institution (company) name" }
+                input type="text" id="institution-name" name="name" maxlength="50" required;
+                div.row {
+                    input type="checkbox" id="sandbox-account" name="sandbox_account" value="yes" checked;
+                    " "
+                    label for="sandbox-account" {
+                        "Open a sandbox contract account at the virtual bank (opened at once, with test funds)"
+                    }
+                }
+                p { button.primary type="submit" #request-institution { "Request the institution" } }
+            }
+        },
+        Err(message) => html! {
+            h2 { "Institution" }
+            p.error { (message) }
+        },
+    };
+    section.into_string()
 }
 
 /// `POST /portal/apps/{id}/institution`: the developer requests an
