@@ -542,3 +542,119 @@ async fn the_example_plugin_reads_a_balance_from_the_example_bank_backend() -> R
     );
     Ok(())
 }
+
+/// A secret variable set in the environment reaches the plugin (and, through
+/// it, the upstream) and nowhere else: the `sfop serve` process's whole log
+/// at debug level and every file of its data dir (store, audit log) are
+/// searched for the value.
+#[tokio::test]
+async fn a_secret_variable_reaches_the_plugin_and_no_log_or_store() -> Result<()> {
+    use std::io::{BufRead, BufReader, Read};
+    use std::process::{Command, Stdio};
+
+    let up = Upstream::start().await?;
+    let plugins = tempfile::tempdir()?;
+    let data = tempfile::tempdir()?;
+    let package = plugins.path().join("outbound");
+    std::fs::create_dir_all(&package)?;
+    std::fs::write(
+        package.join("sfop.toml"),
+        manifest("outbound", "/test/outbound", &[up.url("127.0.0.1", "")], ""),
+    )?;
+    std::fs::copy(
+        crate::harness::built_plugins()?.join("test/outbound/api.wasm"),
+        package.join("api.wasm"),
+    )?;
+    let config = data.path().join("sfop.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[outbound]\nsystem_roots = false\nca = {:?}\n",
+            up.ca_file.path().display().to_string()
+        ),
+    )?;
+    let log = tempfile::NamedTempFile::new()?;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sfop"))
+        .args([
+            "serve",
+            "--tls",
+            "off",
+            "--auth",
+            "off",
+            "--bootstrap",
+            "trusted",
+        ])
+        .args(["--listen", "127.0.0.1:0", "--ops-listen", "127.0.0.1:0"])
+        .arg("--config")
+        .arg(&config)
+        .arg("--plugins")
+        .arg(plugins.path())
+        .arg("--data-dir")
+        .arg(data.path().join("data"))
+        .env("SFOP_VAR_OUTBOUND__API_KEY", SECRET)
+        .env("SFOP_LOG", "debug")
+        .stdout(Stdio::piped())
+        .stderr(log.reopen()?)
+        .spawn()?;
+    let mut stdout = BufReader::new(child.stdout.take().context("stdout")?);
+    let mut line = String::new();
+    stdout.read_line(&mut line)?;
+    let served = async {
+        let addr: SocketAddr = line
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("http://"))
+            .with_context(|| format!("no URL in {line:?}"))?
+            .trim_end_matches('/')
+            .parse()?;
+        for url in [up.url("127.0.0.1", "/ok"), up.url("127.0.0.1", "/big")] {
+            let reply = send(
+                addr,
+                "GET",
+                &format!("/test/outbound?url={url}"),
+                &[],
+                Vec::new(),
+            )
+            .await?;
+            anyhow::ensure!(
+                reply.status == 200,
+                "{}",
+                String::from_utf8_lossy(&reply.body)
+            );
+        }
+        Ok::<_, anyhow::Error>(())
+    }
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    served?;
+    // The value reached the upstream, from the environment.
+    assert!(
+        up.seen()
+            .iter()
+            .any(|(path, key, _)| path == "/ok" && key.as_deref() == Some(SECRET))
+    );
+    let mut text = line;
+    stdout.read_to_string(&mut text)?;
+    text.push_str(&std::fs::read_to_string(log.path())?);
+    assert!(text.contains("outbound"), "the log is empty: {text}");
+    assert!(!text.contains(SECRET), "the secret is in the log");
+    let mut files = vec![data.path().to_owned()];
+    let mut searched = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                files.push(entry?.path());
+            }
+        } else {
+            let bytes = std::fs::read(&path)?;
+            searched += 1;
+            assert!(
+                !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+                "the secret is in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(searched > 3, "only {searched} files in the data dir");
+    Ok(())
+}
