@@ -74,14 +74,21 @@ fn copy_project(from: &Path, to: &Path) -> Result<()> {
     for name in out.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
         let name = std::str::from_utf8(name)?;
         let source = from.join(name);
-        if !source.is_file() {
+        let Ok(meta) = std::fs::symlink_metadata(&source) else {
             continue; // deleted in the working tree
-        }
+        };
         let target = to.join(name);
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::copy(&source, &target).with_context(|| format!("copying {name}"))?;
+        if meta.file_type().is_symlink() {
+            // e.g. wit/platform@0.2.0/deps/platform@0.1.0: git keeps the link.
+            let link = std::fs::read_link(&source)?;
+            std::os::unix::fs::symlink(&link, &target)
+                .with_context(|| format!("linking {name}"))?;
+        } else if meta.is_file() {
+            std::fs::copy(&source, &target).with_context(|| format!("copying {name}"))?;
+        }
     }
     Ok(())
 }
