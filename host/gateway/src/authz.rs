@@ -3,11 +3,8 @@
 //! only knows the trait, so the data plane does not depend on how tokens work.
 
 use std::fmt;
-use std::future::Future;
-use std::pin::Pin;
 
 use hyper::HeaderMap;
-use hyper::http;
 use sfop_core::{Claims, Manifest};
 
 /// Everything an authoriser may look at.
@@ -107,63 +104,7 @@ impl Authorizer for NoAuth {
     }
 }
 
-/// A request to one of the platform's own endpoints (OAuth, admin), which run
-/// natively in the host rather than as Wasm plugins.
-#[derive(Debug)]
-pub struct NativeRequest<'a> {
-    pub api_tran_id: &'a str,
-    pub method: &'a str,
-    pub path: &'a str,
-    pub query: &'a str,
-    pub headers: &'a HeaderMap,
-    pub body: &'a [u8],
-    pub client_cert: Option<&'a str>,
-    /// The `host[:port]` the client addressed: the URI's authority (HTTP/2)
-    /// or the `Host` header (HTTP/1.1).
-    pub authority: Option<&'a str>,
-    /// The client's address (the TCP peer), e.g. for sign-in throttling.
-    pub peer: std::net::IpAddr,
-}
-
-/// A native endpoint's answer. With `envelope`, the gateway adds the common
-/// response header to the JSON body as it does for plugins.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NativeResponse {
-    pub status: u16,
-    pub headers: Vec<(String, String)>,
-    pub body: Vec<u8>,
-    pub envelope: bool,
-}
-
-/// The answer of a native endpoint, in the making.
-pub type EndpointFuture<'a> = Pin<Box<dyn Future<Output = NativeResponse> + Send + 'a>>;
-
-/// The largest body the gateway reads for a request its endpoint has not
-/// authenticated from the request head: enough for any OAuth or portal form.
+/// The largest body the platform's router reads for a request whose route
+/// has not admitted its caller from the request head (and set a
+/// `platform::BodyLimit`): enough for any OAuth or portal form.
 pub const UNAUTHENTICATED_MAX_BODY: usize = 64 * 1024;
-
-/// A platform endpoint mounted on the route table next to the plugins.
-pub trait Endpoint: Send + Sync + fmt::Debug {
-    /// Name for metrics and logs, e.g. `oauth`.
-    fn name(&self) -> &str;
-    /// Largest request body accepted once [`Endpoint::admit`] let the
-    /// request in, bytes.
-    fn max_body(&self) -> usize {
-        UNAUTHENTICATED_MAX_BODY
-    }
-    /// Decides from the request head alone, before any of the body is read,
-    /// whether the request may go on, and how many body bytes the gateway
-    /// may then read. A refusal is the answer, and the body is never read.
-    ///
-    /// An endpoint that authenticates its callers checks their credentials
-    /// here (so an anonymous client cannot make the gateway buffer a large
-    /// body) and only then allows [`Endpoint::max_body`]. The default lets
-    /// every request in with at most [`UNAUTHENTICATED_MAX_BODY`].
-    fn admit(&self, head: &http::request::Parts) -> Result<usize, NativeResponse> {
-        let _ = head;
-        Ok(self.max_body().min(UNAUTHENTICATED_MAX_BODY))
-    }
-    /// Answers one request. Endpoints with slow work (compiling a release,
-    /// running the testbed) await it here instead of blocking a worker.
-    fn handle<'a>(&'a self, request: NativeRequest<'a>) -> EndpointFuture<'a>;
-}

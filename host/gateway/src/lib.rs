@@ -41,10 +41,7 @@ use crate::admission::Admission;
 use crate::coalesce::Coalesce;
 
 pub use admission::{AdmissionLimits, RETRY_AFTER_SECS, Shed};
-pub use authz::{
-    AuthRequest, Authorizer, Denial, DenialKind, Endpoint, EndpointFuture, NativeRequest,
-    NativeResponse, NoAuth, UNAUTHENTICATED_MAX_BODY,
-};
+pub use authz::{AuthRequest, Authorizer, Denial, DenialKind, NoAuth, UNAUTHENTICATED_MAX_BODY};
 pub use fault::{ErrorSource, Fault};
 pub use metrics::{ApiStats, Metrics};
 pub use platform::{Caller, Endpoints, PlatformError};
@@ -179,12 +176,6 @@ impl Gateway {
     /// A route target serving `api` alone.
     pub fn live(&self, api: Arc<Api>) -> Target {
         Target::Api(Arc::new(ApiRoute::single(self.release(api))))
-    }
-
-    /// A route target served by a native platform endpoint.
-    pub fn native(&self, endpoint: Arc<dyn Endpoint>) -> Target {
-        let stats = self.metrics.api(endpoint.name(), "platform");
-        Target::Native { endpoint, stats }
     }
 
     /// A route target served by the platform's router ([`Endpoints`]),
@@ -390,21 +381,15 @@ impl Gateway {
             let routes = self.routes.load();
             match routes.lookup(&method, &path) {
                 Ok(Target::Api(route)) => route.clone(),
-                Ok(Target::Native { endpoint, stats }) => {
-                    let (endpoint, stats) = (endpoint.clone(), stats.clone());
-                    drop(routes);
-                    let result = self.call_native(id, endpoint.as_ref(), req, conn).await;
-                    return (result, Some(Routed::native(stats)));
-                }
                 Ok(Target::Platform { stats, .. }) => {
                     let stats = stats.clone();
                     drop(routes);
                     let result = self.call_platform(id, endpoints, req, conn).await;
-                    return (result, Some(Routed::native(stats)));
+                    return (result, Some(Routed::platform(stats)));
                 }
                 Ok(Target::Closed { api, stats, .. }) => {
                     let fault = Fault::RouteClosed { api: api.clone() };
-                    return (Err(fault), Some(Routed::native(stats.clone())));
+                    return (Err(fault), Some(Routed::platform(stats.clone())));
                 }
                 Ok(Target::Retired { api, sunset }) => {
                     let fault = Fault::Retired {
@@ -620,43 +605,6 @@ impl Gateway {
         Ok(response)
     }
 
-    async fn call_native(
-        &self,
-        id: &ApiTranId,
-        endpoint: &dyn Endpoint,
-        req: Request<Incoming>,
-        conn: &ConnInfo,
-    ) -> Result<Response<Full<Bytes>>, Fault> {
-        let (parts, body) = req.into_parts();
-        // Who is calling is decided from the head: a refused request's body
-        // is never read, and an anonymous one is read only up to a small cap.
-        let limit = match endpoint.admit(&parts) {
-            Ok(limit) => limit,
-            Err(refusal) => return Ok(self.native_response(id, refusal)),
-        };
-        let limit_kib = u32::try_from(limit / 1024).unwrap_or(u32::MAX);
-        let body = read_body(body, limit_kib).await?;
-        let authority = parts
-            .uri
-            .authority()
-            .map(|a| a.as_str())
-            .or_else(|| parts.headers.get(header::HOST)?.to_str().ok());
-        let answer = endpoint
-            .handle(NativeRequest {
-                api_tran_id: id.as_str(),
-                method: parts.method.as_str(),
-                path: parts.uri.path(),
-                query: parts.uri.query().unwrap_or_default(),
-                headers: &parts.headers,
-                body: &body,
-                client_cert: conn.client_cert.as_deref(),
-                authority,
-                peer: conn.peer.ip(),
-            })
-            .await;
-        Ok(self.native_response(id, answer))
-    }
-
     /// A request to the platform's own endpoints: through their router,
     /// with the caller's connection in the request's extensions.
     async fn call_platform(
@@ -690,27 +638,6 @@ impl Gateway {
         response.headers_mut().remove(header::CONTENT_LENGTH);
         self.tag(id, &mut response);
         Ok(response)
-    }
-
-    fn native_response(&self, id: &ApiTranId, answer: NativeResponse) -> Response<Full<Bytes>> {
-        let body = if answer.envelope {
-            self.stamp_envelope(id, &answer.body).unwrap_or(answer.body)
-        } else {
-            answer.body
-        };
-        let mut response = Response::new(Full::new(Bytes::from(body)));
-        *response.status_mut() =
-            StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        for (name, value) in &answer.headers {
-            if let (Ok(name), Ok(value)) = (
-                header::HeaderName::from_bytes(name.as_bytes()),
-                HeaderValue::from_str(value),
-            ) {
-                response.headers_mut().append(name, value);
-            }
-        }
-        self.tag(id, &mut response);
-        response
     }
 
     /// Puts `api_tran_id` and `api_tran_dtm` first in a plugin's JSON object;
@@ -807,7 +734,7 @@ impl Routed {
         }
     }
 
-    fn native(stats: Arc<ApiStats>) -> Self {
+    fn platform(stats: Arc<ApiStats>) -> Self {
         Self {
             stats,
             version: None,

@@ -7,7 +7,6 @@ use std::sync::Arc;
 
 use sfop_runtime::Api;
 
-use crate::authz::Endpoint;
 use crate::metrics::ApiStats;
 
 /// A loaded release of an API, with its counters.
@@ -110,11 +109,6 @@ fn bucket(api: &str, key: &str) -> u8 {
 pub enum Target {
     /// An API's live release (and canary candidate).
     Api(Arc<ApiRoute>),
-    /// One of the platform's own endpoints (OAuth, admin).
-    Native {
-        endpoint: Arc<dyn Endpoint>,
-        stats: Arc<ApiStats>,
-    },
     /// The platform's own endpoints: the router of
     /// [`crate::platform::Endpoints`] answers, under `name` in the metrics.
     Platform { name: String, stats: Arc<ApiStats> },
@@ -150,7 +144,6 @@ impl Target {
     fn api_name(&self) -> &str {
         match self {
             Target::Api(route) => &route.stable.api.manifest().name,
-            Target::Native { endpoint, .. } => endpoint.name(),
             Target::Platform { name, .. } => name,
             Target::Closed { api, .. } | Target::Retired { api, .. } => api,
         }
@@ -180,22 +173,6 @@ impl RouteTable {
                 .push((route.method.clone(), target.clone()));
         }
         Ok(())
-    }
-
-    /// [`Self::add`] for a platform endpoint's own `(method, path)` list.
-    pub fn add_static(
-        &mut self,
-        routes: &[(&str, &str)],
-        target: Target,
-    ) -> Result<(), RouteConflict> {
-        let routes: Vec<sfop_core::Route> = routes
-            .iter()
-            .map(|(method, path)| sfop_core::Route {
-                method: (*method).to_owned(),
-                path: (*path).to_owned(),
-            })
-            .collect();
-        self.add(&routes, target)
     }
 
     /// Serves every method on `prefix` and every path below it: `/portal`
@@ -287,28 +264,10 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{NativeRequest, NativeResponse};
 
-    #[derive(Debug)]
-    struct Named(&'static str);
-
-    impl Endpoint for Named {
-        fn name(&self) -> &str {
-            self.0
-        }
-        fn handle<'a>(&'a self, _request: NativeRequest<'a>) -> crate::EndpointFuture<'a> {
-            Box::pin(std::future::ready(NativeResponse {
-                status: 200,
-                headers: Vec::new(),
-                body: Vec::new(),
-                envelope: false,
-            }))
-        }
-    }
-
-    fn native(name: &'static str) -> Target {
-        Target::Native {
-            endpoint: Arc::new(Named(name)),
+    fn platform(name: &'static str) -> Target {
+        Target::Platform {
+            name: name.to_owned(),
             stats: Arc::default(),
         }
     }
@@ -330,7 +289,7 @@ mod tests {
     #[test]
     fn a_prefix_serves_itself_and_below_only() -> Result<(), RouteConflict> {
         let mut table = RouteTable::default();
-        table.add_prefix("/portal", native("portal"))?;
+        table.add_prefix("/portal", platform("portal"))?;
         for path in ["/portal", "/portal/", "/portal/apis/x", "/portal/a/b/c"] {
             for method in ["GET", "POST"] {
                 assert_eq!(
@@ -355,9 +314,9 @@ mod tests {
     fn exact_routes_win_then_the_longest_prefix() -> Result<(), RouteConflict> {
         let mut table = RouteTable::default();
         // A trailing slash is the same prefix.
-        table.add_prefix("/portal/", native("portal"))?;
-        table.add_prefix("/portal/admin", native("portal-admin"))?;
-        table.add(&[route("GET", "/portal/exact")], native("exact"))?;
+        table.add_prefix("/portal/", platform("portal"))?;
+        table.add_prefix("/portal/admin", platform("portal-admin"))?;
+        table.add(&[route("GET", "/portal/exact")], platform("exact"))?;
         assert_eq!(
             served_by(&table, "GET", "/portal/exact").as_deref(),
             Some("exact")
@@ -382,9 +341,9 @@ mod tests {
     #[test]
     fn a_taken_prefix_is_a_conflict_naming_its_owner() -> Result<(), RouteConflict> {
         let mut table = RouteTable::default();
-        table.add_prefix("/portal", native("portal"))?;
+        table.add_prefix("/portal", platform("portal"))?;
         let conflict = table
-            .add_prefix("/portal/", native("other"))
+            .add_prefix("/portal/", platform("other"))
             .err()
             .map(|c| c.to_string())
             .unwrap_or_default();

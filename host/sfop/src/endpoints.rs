@@ -13,38 +13,61 @@ use crate::admin_http;
 use crate::auth::{self, Clients, OAuth};
 use crate::institutions::{self, Onboarding};
 use crate::keys::{self, Keys};
+use crate::manage::{self, Center};
+use crate::portal;
 use crate::sandbox::{self, Sandbox};
 
 /// The boxes whose endpoints the router serves.
 #[derive(Debug, Clone)]
 pub struct Boxes {
+    /// The developer portal (`/portal/...`), served in every auth mode.
+    pub portal: Arc<sfop_portal::Portal>,
+    /// OAuth and the admin API: with auth mode `biscuit` only.
+    pub admin: Option<AdminBoxes>,
+}
+
+/// The boxes behind OAuth and the admin API.
+#[derive(Debug, Clone)]
+pub struct AdminBoxes {
     /// The authorization server (OAuth 2.0, sign-in and consent pages).
     pub oauth: OAuth,
     /// The OAuth clients (fintech apps) operators register.
     pub clients: Clients,
     /// Decides who is an admin (`role("admin")`), from the request head.
     pub admins: Arc<TokenAuthorizer>,
+    /// The management center (`/admin/v1/apis`, `/admin/v1/audit`).
+    pub management: Center,
     pub sandbox: Sandbox,
     pub keys: Keys,
     pub institutions: Onboarding,
 }
 
-/// The paths the router serves, by prefix, and the name their requests
-/// are counted under.
-const PREFIXES: &[(&str, &str)] = &[
+/// The paths of OAuth and the admin API, by prefix, and the name their
+/// requests are counted under.
+const ADMIN_PREFIXES: &[(&str, &str)] = &[
     ("/oauth/2.0", "oauth"),
     (sfop_auth::oauth::UNLINK, "oauth"),
     (auth::CLIENTS, "admin"),
+    ("/admin/v1/apis", "management"),
+    ("/admin/v1/audit", "management"),
     ("/admin/v1/sandbox", "sandbox"),
     ("/admin/v1/keys", "admin-keys"),
     ("/admin/v1/institutions", "institutions"),
     ("/.well-known", "keys"),
 ];
 
-/// Reserves the router's paths in `routes`, before any package is added.
-pub fn reserve(gateway: &Gateway, routes: &mut RouteTable) -> Result<(), RouteConflict> {
-    for (prefix, name) in PREFIXES {
-        routes.add_prefix(prefix, gateway.platform(name))?;
+/// Reserves the router's paths in `routes`, before any package is added:
+/// the portal's always, OAuth's and the admin API's `with_admin`.
+pub fn reserve(
+    gateway: &Gateway,
+    routes: &mut RouteTable,
+    with_admin: bool,
+) -> Result<(), RouteConflict> {
+    routes.add_prefix(sfop_portal::PREFIX, gateway.platform("portal"))?;
+    if with_admin {
+        for (prefix, name) in ADMIN_PREFIXES {
+            routes.add_prefix(prefix, gateway.platform(name))?;
+        }
     }
     Ok(())
 }
@@ -53,7 +76,12 @@ pub fn reserve(gateway: &Gateway, routes: &mut RouteTable) -> Result<(), RouteCo
 /// request head, before any of the body is read; every other route reads
 /// at most `UNAUTHENTICATED_MAX_BODY` unless it says less.
 pub fn router(boxes: Boxes) -> Router {
+    let router = portal::routes(boxes.portal);
+    let Some(boxes) = boxes.admin else {
+        return router;
+    };
     let admin = Router::new()
+        .merge(manage::routes(boxes.management))
         .merge(auth::client_routes(boxes.clients))
         .merge(sandbox::routes(boxes.sandbox))
         .merge(keys::admin_routes(boxes.keys.clone()))
@@ -62,7 +90,7 @@ pub fn router(boxes: Boxes) -> Router {
             boxes.admins,
             admin_http::admin_only,
         ));
-    Router::new()
+    router
         .merge(admin)
         .merge(keys::public_routes(boxes.keys.ring))
         .merge(auth::oauth_routes(boxes.oauth))

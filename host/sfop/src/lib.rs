@@ -169,41 +169,38 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         },
         authorizer,
     ));
-    // Platform endpoints first: a package cannot take over their routes.
+    // The platform's own paths first: a package cannot take over one.
     let mut routes = sfop_gateway::RouteTable::default();
-    let management_slot = manage::Slot::default();
-    if let Some(parts) = &auth {
-        manage::mount(
-            &gateway,
-            &mut routes,
-            &management_slot,
-            parts.authorizer.clone(),
-        )?;
-        endpoints::reserve(&gateway, &mut routes)?;
-    }
-    let endpoints = sfop_gateway::Endpoints::new(match &auth {
-        Some(parts) => endpoints::router(endpoints::Boxes {
-            oauth: auth::OAuth::new(parts.server.clone()),
-            clients: auth::Clients {
-                clients: parts.server.clients().clone(),
-                bank: bank.clone(),
+    endpoints::reserve(&gateway, &mut routes, auth.is_some())?;
+    let plane = EmbeddedPlane::new(runtime, gateway.clone(), routes);
+    let gate = match overrides.gate {
+        Some(gate) => gate,
+        None => Arc::new(gate::TestbedGate::open(&config.data_dir).context("opening the testbed")?),
+    };
+    let management = Arc::new(
+        Management::open(
+            &store,
+            Arc::new(plane),
+            Some(gate),
+            sfop_management::Settings {
+                require_attestation: config.management.bootstrap == Bootstrap::Testbed,
+                keep_warm: config.management.keep_warm,
+                utc_offset_minutes: config.utc_offset_minutes,
             },
-            admins: parts.authorizer.clone(),
-            sandbox: sandbox::Sandbox {
-                faults: faults.clone(),
-                clients: parts.server.clients().clone(),
-            },
-            keys: keys::Keys {
-                ring: parts.ring.clone(),
-                data_dir: config.data_dir.clone(),
-            },
-            institutions: institutions::Onboarding::new(
-                bank.clone(),
-                parts.server.clients().clone(),
-            ),
-        }),
-        None => axum::Router::new(),
-    });
+        )
+        .context("opening the management center")?,
+    );
+    management
+        .restore()
+        .await
+        .context("restoring the live releases")?;
+    let packages = packages::bootstrap_dir(
+        &management,
+        &config.plugins,
+        config.management.bootstrap == Bootstrap::Trusted,
+    )
+    .await?;
+
     let scheme = match transport {
         Transport::Tls(_) => "https",
         Transport::Plain => "http",
@@ -215,7 +212,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     };
     let developer_portal = sfop_portal::Portal::open(
         &store,
-        Arc::new(portal::RegistryCatalog::new(management_slot.clone())),
+        Arc::new(portal::RegistryCatalog::new(management.clone())),
         clients.clone(),
         loopback.clone(),
         sfop_portal::PortalConfig {
@@ -236,39 +233,30 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         Some(parts) => developer_portal.with_keys(parts.ring.clone()),
         None => developer_portal,
     };
-    routes.add_prefix(
-        sfop_portal::PREFIX,
-        gateway.native(Arc::new(portal::PortalEndpoint(Arc::new(developer_portal)))),
-    )?;
-    let plane = EmbeddedPlane::new(runtime, gateway.clone(), routes);
-    let gate = match overrides.gate {
-        Some(gate) => gate,
-        None => Arc::new(gate::TestbedGate::open(&config.data_dir).context("opening the testbed")?),
-    };
-    let management = Arc::new(
-        Management::open(
-            &store,
-            Arc::new(plane),
-            Some(gate),
-            sfop_management::Settings {
-                require_attestation: config.management.bootstrap == Bootstrap::Testbed,
-                keep_warm: config.management.keep_warm,
-                utc_offset_minutes: config.utc_offset_minutes,
+    let endpoints = sfop_gateway::Endpoints::new(endpoints::router(endpoints::Boxes {
+        portal: Arc::new(developer_portal),
+        admin: auth.as_ref().map(|parts| endpoints::AdminBoxes {
+            oauth: auth::OAuth::new(parts.server.clone()),
+            clients: auth::Clients {
+                clients: parts.server.clients().clone(),
+                bank: bank.clone(),
             },
-        )
-        .context("opening the management center")?,
-    );
-    management_slot.fill(&management);
-    management
-        .restore()
-        .await
-        .context("restoring the live releases")?;
-    let packages = packages::bootstrap_dir(
-        &management,
-        &config.plugins,
-        config.management.bootstrap == Bootstrap::Trusted,
-    )
-    .await?;
+            admins: parts.authorizer.clone(),
+            management: management.clone(),
+            sandbox: sandbox::Sandbox {
+                faults: faults.clone(),
+                clients: parts.server.clients().clone(),
+            },
+            keys: keys::Keys {
+                ring: parts.ring.clone(),
+                data_dir: config.data_dir.clone(),
+            },
+            institutions: institutions::Onboarding::new(
+                bank.clone(),
+                parts.server.clients().clone(),
+            ),
+        }),
+    }));
 
     let listener = TcpListener::bind(config.listen)
         .await

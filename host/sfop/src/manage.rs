@@ -1,95 +1,65 @@
-//! The management center's admin API on the gateway: `/admin/v1/apis/*` and
-//! `/admin/v1/audit*`, authorised by admin biscuits (`role("admin")`) like
-//! the rest of the admin API; deny by default.
+//! The management center's admin API on the platform router:
+//! `/admin/v1/apis/*` and `/admin/v1/audit*`, authorised by admin biscuits
+//! (`role("admin")`) like the rest of the admin API; deny by default. The
+//! router is built after the management center is open, so it holds the
+//! center itself: no slot to fill later.
 
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::Arc;
 
-use serde_json::json;
-use sfop_auth::TokenAuthorizer;
-use sfop_gateway::{Endpoint, EndpointFuture, Gateway, NativeRequest, NativeResponse, RouteTable};
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::routing::{MethodFilter, on};
+use axum::{Extension, Router};
+use sfop_gateway::platform::{Body, BodyLimit, Enveloped};
 use sfop_management::{Management, admin};
 
-use crate::admin_http;
+use crate::admin_http::Admin;
 use crate::plane::EmbeddedPlane;
 
-/// Where the endpoint finds the management center, which is built after the
-/// route table that mounts the endpoint (the data plane owns that table).
-/// Weak: the management center owns the data plane, which owns the table.
-#[derive(Debug, Clone, Default)]
-pub struct Slot(Arc<OnceLock<Weak<Management<EmbeddedPlane>>>>);
+/// The management center the admin API acts on.
+pub type Center = Arc<Management<EmbeddedPlane>>;
 
-impl Slot {
-    pub fn fill(&self, management: &Arc<Management<EmbeddedPlane>>) {
-        // Filled once at start; a second fill would be a wiring bug, and the
-        // first value stays.
-        let _ = self.0.set(Arc::downgrade(management));
+/// Every route of `admin::ROUTES` (the management center's list), with
+/// bodies up to `admin::MAX_UPLOAD` (a package), read only once the caller
+/// is an admin (the router's admin layer).
+pub fn routes(management: Center) -> Router {
+    let mut router = Router::new();
+    for (method, path) in admin::ROUTES {
+        match Method::from_bytes(method.as_bytes())
+            .ok()
+            .and_then(|m| MethodFilter::try_from(m).ok())
+        {
+            Some(filter) => router = router.route(path, on(filter, call)),
+            None => tracing::error!(
+                method,
+                path,
+                "admin route with an unknown method: not served"
+            ),
+        }
     }
-
-    /// The management center, once it is open and while the platform runs.
-    pub fn get(&self) -> Option<Arc<Management<EmbeddedPlane>>> {
-        self.0.get().and_then(Weak::upgrade)
-    }
+    router
+        .layer(Extension(BodyLimit(admin::MAX_UPLOAD)))
+        .with_state(management)
 }
 
-/// Mounts the admin API of the management center.
-pub fn mount(
-    gateway: &Gateway,
-    routes: &mut RouteTable,
-    slot: &Slot,
-    authorizer: Arc<TokenAuthorizer>,
-) -> anyhow::Result<()> {
-    routes.add_static(
-        admin::ROUTES,
-        gateway.native(Arc::new(ManagementEndpoint {
-            slot: slot.clone(),
-            authorizer,
-        })),
-    )?;
-    Ok(())
-}
-
-#[derive(Debug)]
-struct ManagementEndpoint {
-    slot: Slot,
-    authorizer: Arc<TokenAuthorizer>,
-}
-
-impl Endpoint for ManagementEndpoint {
-    fn name(&self) -> &str {
-        "management"
-    }
-
-    fn max_body(&self) -> usize {
-        admin::MAX_UPLOAD
-    }
-
-    /// Admins only, checked before the gateway reads the body.
-    fn admit(&self, head: &hyper::http::request::Parts) -> Result<usize, NativeResponse> {
-        admin_http::admit(&self.authorizer, head, self.max_body())
-    }
-
-    fn handle<'a>(&'a self, req: NativeRequest<'a>) -> EndpointFuture<'a> {
-        Box::pin(async move {
-            let actor = match admin_http::admin(&self.authorizer, &req) {
-                Ok(actor) => actor,
-                Err(refusal) => return refusal,
-            };
-            let Some(management) = self.slot.get() else {
-                return admin_http::json(
-                    503,
-                    json!({ "rsp_code": "A0013", "rsp_message": "the management center is starting" }),
-                );
-            };
-            let (status, body) = admin::handle(
-                &management,
-                &actor,
-                req.method,
-                req.path,
-                req.query,
-                req.body,
-            )
-            .await;
-            admin_http::json(status, body)
-        })
-    }
+async fn call(
+    State(management): State<Center>,
+    Admin(actor): Admin,
+    method: Method,
+    uri: Uri,
+    Body(body): Body,
+) -> Enveloped<serde_json::Value> {
+    let (status, answer) = admin::handle(
+        &management,
+        &actor,
+        method.as_str(),
+        uri.path(),
+        uri.query().unwrap_or_default(),
+        &body,
+    )
+    .await;
+    Enveloped(
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        answer,
+    )
 }

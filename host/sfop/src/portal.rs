@@ -7,6 +7,11 @@ use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context;
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
+use axum::routing::any;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -14,7 +19,7 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use sfop_core::Manifest;
-use sfop_gateway::{Endpoint, EndpointFuture, NativeRequest, NativeResponse};
+use sfop_gateway::platform::{Body, Caller};
 use sfop_management::VersionState as Registered;
 use sfop_management::registry::state_of;
 use sfop_portal::{
@@ -22,27 +27,25 @@ use sfop_portal::{
     UpstreamRequest, UpstreamResponse, VersionEntry, VersionState,
 };
 
-use crate::manage::Slot;
+use crate::manage::Center;
 
 /// The catalogue as the management center's registry has it: every API
 /// with every version and its state, read on each call, so a promotion,
 /// canary or deprecation shows at once.
 #[derive(Debug)]
 pub struct RegistryCatalog {
-    management: Slot,
+    management: Center,
 }
 
 impl RegistryCatalog {
-    pub fn new(management: Slot) -> Self {
+    pub fn new(management: Center) -> Self {
         Self { management }
     }
 }
 
 impl Catalog for RegistryCatalog {
     fn apis(&self) -> Vec<ApiEntry> {
-        let Some(management) = self.management.get() else {
-            return Vec::new();
-        };
+        let management = &self.management;
         let records = match management.apis() {
             Ok(records) => records,
             Err(e) => {
@@ -228,47 +231,52 @@ impl Upstream for Loopback {
     }
 }
 
-/// `/portal` and everything below it, mounted on the gateway.
-#[derive(Debug)]
-pub struct PortalEndpoint(pub Arc<Portal>);
+/// `/portal` and everything below it, on the platform router; bodies up
+/// to the gateway's `UNAUTHENTICATED_MAX_BODY` (a form).
+pub fn routes(portal: Arc<Portal>) -> Router {
+    Router::new()
+        .route(sfop_portal::PREFIX, any(page))
+        .route(&format!("{}/{{*rest}}", sfop_portal::PREFIX), any(page))
+        .with_state(portal)
+}
 
-impl Endpoint for PortalEndpoint {
-    fn name(&self) -> &str {
-        "portal"
-    }
-
-    fn handle<'a>(&'a self, request: NativeRequest<'a>) -> EndpointFuture<'a> {
-        Box::pin(async move {
-            let header = |name: &str| {
-                request
-                    .headers
-                    .get_all(name)
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            };
-            let cookie = header("cookie");
-            let answer = self
-                .0
-                .handle(PortalRequest {
-                    method: request.method.to_owned(),
-                    path: request.path.to_owned(),
-                    query: request.query.to_owned(),
-                    authority: request.authority.map(str::to_owned),
-                    cookie: (!cookie.is_empty()).then_some(cookie),
-                    body: request.body.to_vec(),
-                    peer: Some(request.peer),
-                })
-                .await;
-            NativeResponse {
-                status: answer.status,
-                headers: answer.headers,
-                body: answer.body,
-                envelope: false,
-            }
+async fn page(
+    State(portal): State<Arc<Portal>>,
+    caller: Caller,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    Body(body): Body,
+) -> Response {
+    let cookie = headers
+        .get_all(hyper::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect::<Vec<_>>()
+        .join("; ");
+    let answer = portal
+        .handle(PortalRequest {
+            method: method.to_string(),
+            path: uri.path().to_owned(),
+            query: uri.query().unwrap_or_default().to_owned(),
+            authority: caller.authority,
+            cookie: (!cookie.is_empty()).then_some(cookie),
+            body: body.to_vec(),
+            peer: Some(caller.peer),
         })
+        .await;
+    let mut response = Response::new(axum::body::Body::from(answer.body));
+    *response.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in &answer.headers {
+        if let (Ok(name), Ok(value)) = (
+            hyper::header::HeaderName::from_bytes(name.as_bytes()),
+            hyper::header::HeaderValue::from_str(value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
     }
+    response
 }
 
 /// The sandbox's fault script as the portal shows it: a developer sees and
