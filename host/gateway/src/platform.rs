@@ -9,7 +9,7 @@
 //! API route is served by its plugin without the router being consulted;
 //! the paths the platform reserves ([`RouteTable::add_platform`]) lead here.
 //! The router's own misses answer as the table's do (404 `A0004`, 405
-//! `A0008` with `Allow`), through the same mapping.
+//! `O0010` with `Allow`), through the same mapping.
 //!
 //! [`RouteTable::add_platform`]: crate::RouteTable::add_platform
 

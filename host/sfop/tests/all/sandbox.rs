@@ -713,5 +713,19 @@ async fn sandbox_routes_answer_through_the_router_without_tcp() -> Result<()> {
         (200, Some("0")),
         "{body}"
     );
+
+    // Over real HTTP, the router's misses are answered as the route
+    // table's: a method the route lacks is 405 O0010 with Allow, an unknown
+    // path under a platform prefix 404 A0004, both in the envelope and
+    // with the gateway's headers.
+    let wrong = send(t.addr(), "GET", "/oauth/2.0/token", &[], Vec::new()).await?;
+    assert_eq!(wrong.status, 405);
+    assert_eq!(wrong.header("allow"), Some("POST"));
+    assert_eq!(wrong.json()?["rsp_code"], "O0010");
+    assert!(wrong.json()?["api_tran_id"].is_string());
+    assert_eq!(wrong.header("x-content-type-options"), Some("nosniff"));
+    let unknown = send(t.addr(), "GET", "/admin/v1/keys/nothing", &[], Vec::new()).await?;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.json()?["rsp_code"], "A0004");
     t.stop_keeping_dirs().await.map(drop)
 }
