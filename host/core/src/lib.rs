@@ -20,7 +20,7 @@ pub mod time;
 pub use backend::{BankBackend, BankDirectory, Claims, KvError, KvStore};
 pub use envelope::{ApiTranId, rsp};
 pub use ledger::{Bank, BankCall, BankError, Refusal};
-pub use outcome::Outcome;
 pub use manifest::{
     Access, Budget, Capability, Docs, FieldRef, Limits, Manifest, ManifestError, Route, Variable,
 };
+pub use outcome::Outcome;

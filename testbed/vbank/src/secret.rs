@@ -155,7 +155,11 @@ mod tests {
             "120fb6cffcf8b32c43e7225256c4f837a86548c92ccc35480805987cb70be17b"
         );
         assert_eq!(
-            hex::encode(pbkdf2(b"password", b"salt", NonZeroU32::MIN.saturating_add(1))),
+            hex::encode(pbkdf2(
+                b"password",
+                b"salt",
+                NonZeroU32::MIN.saturating_add(1)
+            )),
             "ae4d0c95af6b46d32d0adff928f06dd02a303f8ef3c251dfd6e2d85a95474c43"
         );
     }
