@@ -11,28 +11,6 @@ use std::time::Duration;
 
 use sfop_core::Outcome;
 
-/// Outcomes listed for every API version in `sfop_requests_total`, zero or
-/// not; the others (unrouted) are listed only once counted.
-const ROUTED: &[Outcome] = &[
-    Outcome::Ok,
-    Outcome::ServerError,
-    Outcome::RouteClosed,
-    Outcome::BodyTooLarge,
-    Outcome::BodyUnreadable,
-    Outcome::RepeatedField,
-    Outcome::Denied,
-    Outcome::VersionNotServed,
-    Outcome::Deadline,
-    Outcome::Timeout,
-    Outcome::Memory,
-    Outcome::Trap,
-    Outcome::BadResponse,
-    Outcome::Overloaded,
-    Outcome::Shed,
-    Outcome::MemoryBudget,
-    Outcome::Quarantined,
-];
-
 /// Latency histogram bounds, seconds.
 const BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -184,7 +162,7 @@ impl Metrics {
         for ((api, version), stats) in &apis {
             for outcome in Outcome::ALL {
                 let n = stats.outcome(outcome);
-                if n == 0 && !ROUTED.contains(&outcome) {
+                if n == 0 && Outcome::UNROUTED.contains(&outcome) {
                     continue;
                 }
                 let _ = writeln!(

@@ -19,21 +19,8 @@ use sfop_gateway::platform::{Body, BodyLimit, Enveloped};
 use sfop_vbank::{InstitutionState, InstitutionView, Limits, NewInstitution, VirtualBank};
 
 use crate::admin_http::Admin;
-
-/// `GET`: every institution; `POST` [`CreateRequest`]: a new one (requested).
-pub const LIST: &str = "/admin/v1/institutions";
-/// [`AccountRequest`]: register an existing account, or open a sandbox one.
-pub const ACCOUNTS: &str = "/admin/v1/institutions/accounts";
-/// [`VerifyRequest`]: verify a registered contract account.
-pub const VERIFY: &str = "/admin/v1/institutions/accounts/verify";
-/// [`LimitsRequest`].
-pub const LIMITS: &str = "/admin/v1/institutions/limits";
-/// [`CodeRequest`]: requested → active (needs a verified contract account).
-pub const APPROVE: &str = "/admin/v1/institutions/approve";
-/// [`CodeRequest`]: no money moves until resumed (`A0301`).
-pub const SUSPEND: &str = "/admin/v1/institutions/suspend";
-/// [`CodeRequest`]: suspended → active.
-pub const RESUME: &str = "/admin/v1/institutions/resume";
+/// The routes' paths: the admin API's one definition, which the CLI also speaks.
+pub use sfop_admin_api::institutions::{ACCOUNTS, APPROVE, LIMITS, LIST, RESUME, SUSPEND, VERIFY};
 
 /// Test funds a sandbox contract account opens with, in won.
 pub const SANDBOX_TEST_FUNDS: u64 = 100_000_000;

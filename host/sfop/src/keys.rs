@@ -19,6 +19,8 @@ use sfop_gateway::PlatformError;
 use sfop_gateway::platform::{Body, BodyLimit, Enveloped};
 
 use crate::admin_http::Admin;
+/// The routes' paths: the admin API's one definition, which the CLI also speaks.
+pub use sfop_admin_api::keys::{LIST, RETIRE, ROTATE};
 
 /// The public keys, for third parties.
 pub const WELL_KNOWN: &str = "/.well-known/sfop-keys.json";
@@ -26,12 +28,6 @@ pub const WELL_KNOWN: &str = "/.well-known/sfop-keys.json";
 /// by them within this time; a new key signs at once, so verifiers that
 /// meet an unknown `root_key_id` should fetch the document again.
 pub const MAX_AGE_SECS: u32 = 300;
-/// Every key with its status.
-pub const LIST: &str = "/admin/v1/keys";
-/// A new key signs from now on; the answer names it.
-pub const ROTATE: &str = "/admin/v1/keys/rotate";
-/// Retire one key: body [`RetireRequest`].
-pub const RETIRE: &str = "/admin/v1/keys/retire";
 
 /// Body of [`RETIRE`].
 #[derive(Debug, Clone, Serialize, Deserialize)]

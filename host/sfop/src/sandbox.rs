@@ -16,13 +16,8 @@ use sfop_gateway::platform::{Body, BodyLimit, Enveloped};
 use sfop_vbank::faults::{FaultError, FaultRule, FaultScript, RuleError, Scripted};
 
 use crate::admin_http::Admin;
-
-/// The list, and adding a rule.
-pub const FAULTS: &str = "/admin/v1/sandbox/faults";
-/// Removing one rule by id: `{"id": 3}`.
-pub const REMOVE: &str = "/admin/v1/sandbox/faults/remove";
-/// Removing every rule, or every rule of `{"client_id": "…"}`.
-pub const CLEAR: &str = "/admin/v1/sandbox/faults/clear";
+/// The routes' paths: the admin API's one definition, which the CLI also speaks.
+pub use sfop_admin_api::sandbox::{CLEAR, FAULTS, REMOVE};
 
 /// Largest request body: a rule is a few hundred bytes.
 const MAX_BODY: usize = 16 * 1024;
