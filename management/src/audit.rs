@@ -7,11 +7,10 @@
 //! they describe (see [`append`]): there is no change without its entry.
 
 use serde::{Deserialize, Serialize};
+use sfop_core::audit::{ChainLink, GENESIS};
 use sfop_store::{Abort, Tree, TxTree};
-use sha2::{Digest, Sha256};
 
 /// The hash before the first entry.
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const HEAD_KEY: &str = "head";
 const ENTRY_PREFIX: &str = "e:";
 
@@ -34,21 +33,8 @@ struct Head {
     hash: String,
 }
 
-/// The hashed content: every field but `hash`, in a fixed order.
-#[derive(Serialize)]
-struct Hashed<'a> {
-    seq: u64,
-    at_ms: u64,
-    actor: &'a str,
-    action: &'a str,
-    api: &'a str,
-    version: Option<&'a str>,
-    detail: &'a str,
-    prev: &'a str,
-}
-
 fn hash_of(entry: &Entry) -> String {
-    let hashed = Hashed {
+    ChainLink {
         seq: entry.seq,
         at_ms: entry.at_ms,
         actor: &entry.actor,
@@ -57,10 +43,8 @@ fn hash_of(entry: &Entry) -> String {
         version: entry.version.as_deref(),
         detail: &entry.detail,
         prev: &entry.prev,
-    };
-    // Serialising a struct of strings and numbers cannot fail.
-    let bytes = serde_json::to_vec(&hashed).unwrap_or_default();
-    hex::encode(Sha256::digest(bytes))
+    }
+    .hash()
 }
 
 fn entry_key(seq: u64) -> String {

@@ -3,6 +3,7 @@
 //! runtime offers to plugins as capabilities.
 
 pub mod access;
+pub mod audit;
 pub mod backend;
 pub mod contract;
 pub mod envelope;

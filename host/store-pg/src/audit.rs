@@ -4,13 +4,11 @@
 //! is the same JSON as the embedded store's log (management's `audit.rs`),
 //! so a chain reads the same on either store.
 
-use serde::Serialize;
-use sha2::{Digest, Sha256};
+use sfop_core::audit::{ChainLink, GENESIS};
 
 use crate::{Cluster, Result};
 
 /// The hash before the first entry.
-const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 /// The advisory lock that makes appends one at a time.
 const AUDIT_LOCK: i64 = 0x5f0b_0002;
 
@@ -47,20 +45,8 @@ pub struct AuditVerification {
     pub broken: Option<String>,
 }
 
-#[derive(Serialize)]
-struct Hashed<'a> {
-    seq: u64,
-    at_ms: u64,
-    actor: &'a str,
-    action: &'a str,
-    api: &'a str,
-    version: Option<&'a str>,
-    detail: &'a str,
-    prev: &'a str,
-}
-
 fn hash_of(e: &AuditEntry) -> String {
-    let hashed = Hashed {
+    ChainLink {
         seq: e.seq,
         at_ms: e.at_ms,
         actor: &e.actor,
@@ -69,10 +55,8 @@ fn hash_of(e: &AuditEntry) -> String {
         version: e.version.as_deref(),
         detail: &e.detail,
         prev: &e.prev,
-    };
-    // A struct of strings and numbers always serialises.
-    let bytes = serde_json::to_vec(&hashed).unwrap_or_default();
-    hex::encode(Sha256::digest(&bytes))
+    }
+    .hash()
 }
 
 /// Appends `event` inside `tx`: the entry commits with the change it
