@@ -36,6 +36,9 @@ pub struct Config {
     /// Values of plugins' variables, `[variables."api-name"]` (ADR 0027);
     /// `SFOP_VAR_{API}__{NAME}` in the environment wins.
     pub variables: crate::outbound::VariablesSection,
+    /// The cluster store (ADR 0029): absent, this node keeps everything in
+    /// its own sled store in `data_dir`.
+    pub store: StoreSection,
 }
 
 impl Default for Config {
@@ -56,7 +59,48 @@ impl Default for Config {
             bank: crate::bank::BankSection::default(),
             outbound: crate::outbound::OutboundSection::default(),
             variables: crate::outbound::VariablesSection::default(),
+            store: StoreSection::default(),
         }
+    }
+}
+
+/// Where the durable state shared by a cluster's nodes lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreSection {
+    /// `postgres://user[:password]@host:port/database`: this node is one of
+    /// a cluster sharing that PostgreSQL database (ADR 0029). Absent: the
+    /// embedded sled store in `data_dir`, one node.
+    pub url: Option<String>,
+    /// Connections of this node's pool to the cluster database (the feed
+    /// holds one more of its own).
+    pub max_connections: usize,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            max_connections: 16,
+        }
+    }
+}
+
+impl StoreSection {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=1000).contains(&self.max_connections) {
+            return Err(ConfigError::Invalid {
+                key: "store.max_connections",
+                problem: "must be between 1 and 1000".into(),
+            });
+        }
+        if let Some(url) = &self.url {
+            sfop_store_pg::check_url(url).map_err(|problem| ConfigError::Invalid {
+                key: "store.url",
+                problem,
+            })?;
+        }
+        Ok(())
     }
 }
 
@@ -208,13 +252,27 @@ impl GatewaySection {
 }
 
 /// How API calls are authorised.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthSection {
     pub mode: AuthMode,
     /// Banks whose co-signed consent (a third-party block in the token) is
     /// required for the listed scopes.
     pub bank_consent: Vec<BankConsent>,
+    /// With a cluster store: a node whose list of revoked tokens is older
+    /// than this (it has not reached the database since) refuses every
+    /// token it cannot prove unrevoked (503, fail closed). Milliseconds.
+    pub revocation_max_lag_ms: u64,
+}
+
+impl Default for AuthSection {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::default(),
+            bank_consent: Vec::new(),
+            revocation_max_lag_ms: 1_000,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -500,6 +558,13 @@ impl Config {
                 return invalid("auth.bank_consent.scopes", "list at least one scope");
             }
         }
+        if !(50..=600_000).contains(&self.auth.revocation_max_lag_ms) {
+            return invalid(
+                "auth.revocation_max_lag_ms",
+                "must be between 50 and 600000",
+            );
+        }
+        self.store.validate()?;
         self.gateway.validate()?;
         if !(-720..=840).contains(&self.utc_offset_minutes) {
             return invalid("utc_offset_minutes", "must be between -720 and 840");
@@ -590,6 +655,13 @@ mod tests {
             ),
             ("[gateway]\nmax_in_flight = 0\n", "gateway.max_in_flight"),
             ("[shutdown]\ngrace_ms = 600001\n", "shutdown.grace_ms"),
+            ("[store]\nurl = \"mysql://db/sfop\"\n", "store.url"),
+            ("[store]\nurl = \"postgres:///sfop\"\n", "store.url"),
+            ("[store]\nmax_connections = 0\n", "store.max_connections"),
+            (
+                "[auth]\nrevocation_max_lag_ms = 1\n",
+                "auth.revocation_max_lag_ms",
+            ),
             (
                 "listen = \"127.0.0.1:7000\"\nops_listen = \"127.0.0.1:7000\"\n",
                 "ops_listen",

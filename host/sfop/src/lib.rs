@@ -7,6 +7,7 @@ pub mod admin_client;
 mod admin_http;
 mod auth;
 pub mod bank;
+pub mod cluster;
 pub mod config;
 mod endpoints;
 mod gate;
@@ -66,6 +67,8 @@ pub struct Platform {
     pub endpoints: sfop_gateway::Endpoints,
     /// The management center (registry, promotion, canary, audit).
     pub management: Arc<Management<EmbeddedPlane>>,
+    /// This process as a node of a cluster (`[store] url`), or `None`.
+    pub node: Option<Arc<cluster::Node>>,
     store: Store,
     /// The API listener's phase (serving, draining, stopped).
     phase: watch::Sender<Phase>,
@@ -115,6 +118,9 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     config.validate()?;
     private_data_dir(&config.data_dir)?;
     let (transport, tls_cert) = transport(&config)?;
+    // With `[store] url`: the cluster's schema checked and its first
+    // snapshot read before anything is opened or bound (ADR 0029).
+    let node = cluster::join(&config).await?;
 
     let store = Store::open(&config.data_dir)
         .with_context(|| format!("opening the data dir {}", config.data_dir.display()))?;
@@ -303,6 +309,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         gateway,
         endpoints,
         management,
+        node,
         store,
         phase,
         ops_phase,

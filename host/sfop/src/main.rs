@@ -425,6 +425,10 @@ struct ServeArgs {
     /// answering 503) before its listener closes: `shutdown.grace_ms`.
     #[arg(long, env = "SFOP_SHUTDOWN_GRACE_MS")]
     shutdown_grace_ms: Option<u64>,
+    /// The cluster's PostgreSQL database, `postgres://user@host:port/db`:
+    /// `store.url` (ADR 0029).
+    #[arg(long, env = "SFOP_STORE_URL")]
+    store_url: Option<String>,
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -456,6 +460,9 @@ impl ServeArgs {
         }
         if self.tls_client_ca.is_some() {
             config.tls.client_ca = self.tls_client_ca;
+        }
+        if self.store_url.is_some() {
+            config.store.url = self.store_url;
         }
         Ok(config)
     }

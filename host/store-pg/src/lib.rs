@@ -105,6 +105,25 @@ pub(crate) fn retryable(e: &tokio_postgres::Error) -> bool {
     })
 }
 
+/// Checks that `url` is a PostgreSQL URL this build can connect with
+/// (`postgres://user@host:port/db`), without connecting. The problem, if
+/// any, never repeats the URL (it may hold a password).
+pub fn check_url(url: &str) -> std::result::Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("must be a postgres:// URL (postgres://user@host:port/database)".into());
+    }
+    let config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+    if config.get_hosts().is_empty() {
+        return Err("names no host (postgres://user@host:port/database)".into());
+    }
+    if config.get_dbname().is_none() {
+        return Err("names no database (postgres://user@host:port/database)".into());
+    }
+    Ok(())
+}
+
 /// How long a write waits for a pooled connection before it is refused.
 const CHECKOUT_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long a connection attempt may take.
@@ -146,9 +165,9 @@ impl Cluster {
     pub async fn connect(url: &str, max_connections: usize) -> Result<Self> {
         let mut config: tokio_postgres::Config = url
             .parse()
-            .map_err(|e| Error::Url(format!("{url:?} is not a PostgreSQL URL: {e}")))?;
+            .map_err(|e| Error::Url(format!("not a PostgreSQL URL: {e}")))?;
         if config.get_hosts().is_empty() {
-            return Err(Error::Url(format!("{url:?} names no host")));
+            return Err(Error::Url("the URL names no host".into()));
         }
         config.connect_timeout(CONNECT_TIMEOUT);
         config.application_name("sfop");
