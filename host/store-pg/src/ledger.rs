@@ -8,7 +8,7 @@ use crate::{Cluster, Error, Result, retryable};
 
 /// How many times a conflicting transfer is run again before the caller is
 /// told the bank is busy.
-const MAX_ATTEMPTS: u32 = 32;
+pub(crate) const MAX_ATTEMPTS: u32 = 32;
 
 /// A transfer to book.
 #[derive(Debug, Clone)]
@@ -40,7 +40,7 @@ pub enum TransferOutcome {
 
 /// The advisory-lock key space of accounts (two-int keys: apart from the
 /// single-key locks of migrations and the audit log).
-const ACCOUNT_LOCKS: i32 = 0x5f0b;
+pub(crate) const ACCOUNT_LOCKS: i32 = 0x5f0b;
 
 #[derive(Debug)]
 struct OwnedTransfer {
@@ -54,7 +54,7 @@ struct OwnedTransfer {
 
 /// `d` scaled by a factor in [0.5, 1.5) from the clock's low bits, so that
 /// transfers that conflicted do not retry in step.
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |t| t.subsec_nanos());
@@ -62,7 +62,7 @@ fn jitter(d: Duration) -> Duration {
 }
 
 /// How one run of a transfer's transaction ended without an outcome.
-enum Attempt {
+pub(crate) enum Attempt {
     /// It conflicted with a concurrent one: run it again.
     Retry,
     Failed(Error),
@@ -209,7 +209,8 @@ impl Cluster {
         }
         let debited = tx
             .execute(
-                "UPDATE ledger_accounts SET balance = balance - $2 WHERE id = $1 AND balance >= $2",
+                "UPDATE ledger_accounts SET balance = balance - $2 \
+                 WHERE id = $1 AND balance + overdraft_limit >= $2",
                 &[&t.from_account, &t.amount],
             )
             .await?;

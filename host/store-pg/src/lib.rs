@@ -6,6 +6,7 @@
 
 mod apps;
 mod audit;
+mod bank;
 mod blobs;
 mod feed;
 mod ledger;
@@ -19,6 +20,10 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 pub use apps::ClientRow;
+pub use bank::{
+    AccountRow, BankOutcome, BankTransfer, Direction, PostingRow, SeedAccount, TranKey, TranRecord,
+    Usage,
+};
 pub use audit::{AuditEntry, AuditEvent, AuditVerification};
 pub use blobs::BlobCache;
 pub use feed::{Feed, FeedSettings, Stale};

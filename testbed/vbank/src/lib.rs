@@ -53,6 +53,7 @@ pub mod seed;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use commit::CommitStats;
+pub use ops::cluster::ClusterBank;
 pub use directory::DIRECTORY_BLOCKING;
 pub use institutions::{ContractAccount, InstitutionView, NewInstitution};
 use model::{
@@ -68,6 +69,9 @@ use sfop_store::{Abort, Store, Tree, TxError};
 pub enum Error {
     #[error(transparent)]
     Store(#[from] sfop_store::Error),
+    /// The cluster's ledger (`[store] url`) failed.
+    #[error(transparent)]
+    Cluster(#[from] sfop_store_pg::Error),
     #[error("no participant bank with code {0:?}")]
     UnknownBank(String),
     #[error("no user {0:?}")]

@@ -19,6 +19,8 @@ use crate::model::{
 };
 use crate::{Error, VirtualBank, secret};
 
+pub(crate) mod cluster;
+
 type R<T> = Result<T, BankError>;
 
 /// Bank result codes (`bank_rsp_code`) of the virtual bank.
@@ -1072,6 +1074,17 @@ impl VirtualBank {
     }
 
     fn withdraw_undurable(&self, call: &BankCall<'_>, r: &WithdrawRequest) -> R<TransferReceipt> {
+        self.with_withdraw(call, r, |bank, ctx, t| bank.transfer(ctx, t))
+    }
+
+    /// Checks a withdrawal and hands the transfer it asks for to `then`,
+    /// which books it (here, or on the cluster: [`cluster`]).
+    fn with_withdraw<T>(
+        &self,
+        call: &BankCall<'_>,
+        r: &WithdrawRequest,
+        then: impl FnOnce(&Self, &Ctx<'_>, Transfer<'_>) -> R<T>,
+    ) -> R<T> {
         let ctx = Ctx::new(call)?;
         let (institution, user_seq_no) = (ctx.institution()?, ctx.user()?);
         check_tran_id(&r.bank_tran_id, institution)?;
@@ -1088,7 +1101,8 @@ impl VirtualBank {
             .account(&link.account)?
             .map(|a| a.alias)
             .unwrap_or_default();
-        self.transfer(
+        then(
+            self,
             &ctx,
             Transfer {
                 kind: TransferKind::Withdraw,
@@ -1110,6 +1124,16 @@ impl VirtualBank {
     }
 
     fn deposit_undurable(&self, call: &BankCall<'_>, r: &DepositRequest) -> R<TransferReceipt> {
+        self.with_deposit(call, r, |bank, ctx, t| bank.transfer(ctx, t))
+    }
+
+    /// Checks a deposit and hands the transfer it asks for to `then`.
+    fn with_deposit<T>(
+        &self,
+        call: &BankCall<'_>,
+        r: &DepositRequest,
+        then: impl FnOnce(&Self, &Ctx<'_>, Transfer<'_>) -> R<T>,
+    ) -> R<T> {
         let ctx = Ctx::new(call)?;
         let institution = ctx.institution()?;
         check_tran_id(&r.bank_tran_id, institution)?;
@@ -1118,7 +1142,8 @@ impl VirtualBank {
         let (dps_key, dps_fintech, holder) = self.recipient(institution, &r.recipient)?;
         self.ensure_up(Self::bank_code_of(&contract))?;
         self.ensure_up(Self::bank_code_of(&dps_key))?;
-        self.transfer(
+        then(
+            self,
             &ctx,
             Transfer {
                 kind: TransferKind::Deposit,

@@ -1,0 +1,518 @@
+//! The virtual bank's money on the cluster: its accounts seeded once, its
+//! transfers booked exactly once per (institution, bank_tran_id, business
+//! date) from any node with the answer recorded beside them, its usage
+//! limits, its statements, and the inquiry ids it consumed. The bank's
+//! rules (who may move what) stay in the bank's crate; this file books what
+//! it decided and decides only what needs the shared state: duplicates,
+//! funds and limits, inside one SERIALIZABLE transaction
+//! (docs/adr/0030-ledger-and-accounts-on-postgresql.md).
+
+use std::time::Duration;
+
+use deadpool_postgres::Object;
+
+use crate::ledger::{ACCOUNT_LOCKS, Attempt, MAX_ATTEMPTS, jitter};
+use crate::{Cluster, Error, Result};
+
+/// The advisory lock the first start's seeding holds (one node seeds).
+const SEED_LOCK: i64 = 0x5f0b_0003;
+
+/// An account as the bank opens it on the cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeedAccount {
+    /// The bank's key for it (`bank/num`).
+    pub id: String,
+    pub bank_code: String,
+    pub holder_name: String,
+    pub balance: i64,
+    pub overdraft_limit: i64,
+}
+
+/// What the cluster holds of an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountRow {
+    pub balance: i64,
+    pub overdraft_limit: i64,
+    /// `YYYYMMDD` of its last transfer on the cluster.
+    pub last_tran_date: Option<String>,
+}
+
+/// Which bank_tran_id: an institution's, on a business date (`YYYYMMDD`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranKey {
+    pub institution: String,
+    pub bank_tran_id: String,
+    pub business_date: String,
+}
+
+/// A limit a transfer counts against: `key` names the period's counter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Usage {
+    pub key: String,
+    /// The most the counter may reach.
+    pub limit: i64,
+    /// The answer recorded when this limit refuses the transfer.
+    pub refusal: serde_json::Value,
+}
+
+/// A transfer the bank decided to make, with every answer it may get.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BankTransfer {
+    pub key: TranKey,
+    /// `withdraw` or `deposit`.
+    pub kind: &'static str,
+    pub from_account: String,
+    pub to_account: String,
+    /// Won, more than zero.
+    pub amount: i64,
+    /// 14 digits, the bank's local time.
+    pub dtime: String,
+    pub tran_type: String,
+    pub wd_print: String,
+    pub dps_print: String,
+    pub branch: String,
+    /// Counted in order; the first that would pass its limit refuses.
+    pub usage: Vec<Usage>,
+    /// Recorded (and given back to a transfer-result) when it is booked.
+    pub receipt: serde_json::Value,
+    /// Recorded when the paying account lacks the funds.
+    pub insufficient_funds: serde_json::Value,
+    /// Recorded when an account is not on the cluster.
+    pub no_account: serde_json::Value,
+}
+
+/// What a transfer came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BankOutcome {
+    /// Booked now; what is left of each usage limit, in order.
+    Booked { id: i64, remaining: Vec<i64> },
+    /// Refused now, with this recorded answer.
+    Refused(serde_json::Value),
+    /// The bank_tran_id was consumed before (by any node): nothing happened.
+    Duplicate,
+}
+
+/// What was recorded under a bank_tran_id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TranRecord {
+    /// `inquiry`, `withdraw` or `deposit`.
+    pub kind: String,
+    pub amount: Option<i64>,
+    pub booked: bool,
+    pub answer: Option<serde_json::Value>,
+    pub remaining: Vec<i64>,
+}
+
+/// Which postings of an account a statement shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    All,
+    In,
+    Out,
+}
+
+/// One posting on a statement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostingRow {
+    /// The transfer's id: postings sort by it.
+    pub seq: i64,
+    pub dtime: String,
+    /// Signed: money in is positive.
+    pub amount: i64,
+    pub after_balance: i64,
+    pub tran_type: String,
+    pub print_content: String,
+    pub branch: String,
+    /// The other side's account key (`bank/num`), name and bank.
+    pub counterparty: String,
+    pub counterparty_name: String,
+    pub counterparty_bank: String,
+}
+
+impl Cluster {
+    /// Opens `accounts` on a cluster whose ledger is empty, in one
+    /// transaction under an advisory lock: nodes starting at once seed once,
+    /// and a ledger that has accounts is never seeded again (its balances
+    /// are the truth). How many accounts were opened.
+    pub async fn seed_accounts(&self, accounts: &[SeedAccount]) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        let tx = conn.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEED_LOCK])
+            .await?;
+        let existing: i64 = tx
+            .query_one("SELECT count(*) FROM ledger_accounts", &[])
+            .await?
+            .get(0);
+        if existing > 0 {
+            return Ok(0);
+        }
+        let mut opened = 0;
+        for a in accounts {
+            opened += tx
+                .execute(
+                    "INSERT INTO ledger_accounts (id, bank_code, holder_name, balance, \
+                     overdraft_limit) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (id) DO NOTHING",
+                    &[
+                        &a.id,
+                        &a.bank_code,
+                        &a.holder_name,
+                        &a.balance,
+                        &a.overdraft_limit,
+                    ],
+                )
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(opened)
+    }
+
+    /// The account `id` as the cluster holds it.
+    pub async fn account(&self, id: &str) -> Result<Option<AccountRow>> {
+        let conn = self.conn().await?;
+        Ok(conn
+            .query_opt(
+                "SELECT balance, overdraft_limit, last_tran_date FROM ledger_accounts \
+                 WHERE id = $1",
+                &[&id],
+            )
+            .await?
+            .map(|r| AccountRow {
+                balance: r.get(0),
+                overdraft_limit: r.get(1),
+                last_tran_date: r.get(2),
+            }))
+    }
+
+    /// Consumes `key` for an inquiry: `false` when it was used before.
+    pub async fn consume_tran_id(&self, key: &TranKey) -> Result<bool> {
+        let conn = self.conn().await?;
+        let inserted = conn
+            .execute(
+                "INSERT INTO ledger_tran_ids (institution, bank_tran_id, business_date, kind) \
+                 VALUES ($1, $2, to_date($3, 'YYYYMMDD'), 'inquiry') ON CONFLICT DO NOTHING",
+                &[&key.institution, &key.bank_tran_id, &key.business_date],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    /// Records a transfer the bank refused before it needed the shared
+    /// state (a wrong holder name...): `false` when `key` was used before.
+    pub async fn record_refusal(
+        &self,
+        key: &TranKey,
+        kind: &'static str,
+        amount: i64,
+        answer: &serde_json::Value,
+    ) -> Result<bool> {
+        let conn = self.conn().await?;
+        let inserted = conn
+            .execute(
+                "INSERT INTO ledger_tran_ids (institution, bank_tran_id, business_date, kind, \
+                 amount, answer) VALUES ($1, $2, to_date($3, 'YYYYMMDD'), $4, $5, $6::text::jsonb) \
+                 ON CONFLICT DO NOTHING",
+                &[
+                    &key.institution,
+                    &key.bank_tran_id,
+                    &key.business_date,
+                    &kind,
+                    &amount,
+                    &answer.to_string(),
+                ],
+            )
+            .await?;
+        Ok(inserted == 1)
+    }
+
+    /// What was recorded under `key`, if anything.
+    pub async fn tran_record(&self, key: &TranKey) -> Result<Option<TranRecord>> {
+        let conn = self.conn().await?;
+        Ok(conn
+            .query_opt(
+                "SELECT kind, amount, transfer_id IS NOT NULL, answer::text, \
+                 coalesce(remaining, '{}') FROM ledger_tran_ids WHERE institution = $1 \
+                 AND bank_tran_id = $2 AND business_date = to_date($3, 'YYYYMMDD')",
+                &[&key.institution, &key.bank_tran_id, &key.business_date],
+            )
+            .await?
+            .map(|r| TranRecord {
+                kind: r.get(0),
+                amount: r.get(1),
+                booked: r.get(2),
+                answer: r
+                    .get::<_, Option<String>>(3)
+                    .and_then(|a| serde_json::from_str(&a).ok()),
+                remaining: r.get(4),
+            }))
+    }
+
+    /// The postings of `account` with `dtime` in `[from, to]` (14 digits)
+    /// in direction `dir`, by booking order (or the reverse).
+    pub async fn postings(
+        &self,
+        account: &str,
+        (from, to): (&str, &str),
+        dir: Direction,
+        descending: bool,
+    ) -> Result<Vec<PostingRow>> {
+        let conn = self.conn().await?;
+        let dir = match dir {
+            Direction::All => "all",
+            Direction::In => "in",
+            Direction::Out => "out",
+        };
+        let order = if descending { "DESC" } else { "ASC" };
+        let rows = conn
+            .query(
+                &format!(
+                    "SELECT p.transfer_id, p.dtime, p.amount, p.after_balance, \
+                     coalesce(p.tran_type, ''), coalesce(p.print_content, ''), \
+                     coalesce(p.branch, ''), c.id, c.holder_name, c.bank_code \
+                     FROM ledger_postings p JOIN ledger_transfers t ON t.id = p.transfer_id \
+                     JOIN ledger_accounts c ON c.id = CASE WHEN t.from_account = p.account \
+                       THEN t.to_account ELSE t.from_account END \
+                     WHERE p.account = $1 AND p.dtime IS NOT NULL AND p.dtime BETWEEN $2 AND $3 \
+                     AND ($4 = 'all' OR ($4 = 'in' AND p.amount > 0) \
+                       OR ($4 = 'out' AND p.amount < 0)) \
+                     ORDER BY p.transfer_id {order}"
+                ),
+                &[&account, &from, &to, &dir],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| PostingRow {
+                seq: r.get(0),
+                dtime: r.get(1),
+                amount: r.get(2),
+                after_balance: r.get(3),
+                tran_type: r.get(4),
+                print_content: r.get(5),
+                branch: r.get(6),
+                counterparty: r.get(7),
+                counterparty_name: r.get(8),
+                counterparty_bank: r.get(9),
+            })
+            .collect())
+    }
+
+    /// Books `t` exactly once, from any node: a key used before is a
+    /// duplicate; otherwise the transfer is booked or refused (no account,
+    /// a limit, funds) and its answer recorded, in one SERIALIZABLE
+    /// transaction queued per account like [`Cluster::transfer`]. Answers
+    /// only once committed; runs in its own task, so a caller that stops
+    /// waiting does not cut it.
+    pub async fn bank_transfer(&self, t: BankTransfer) -> Result<BankOutcome> {
+        if t.amount <= 0 {
+            return Err(Error::Constraint(format!(
+                "amount: {} is not more than zero",
+                t.amount
+            )));
+        }
+        let cluster = self.clone();
+        tokio::spawn(async move { cluster.bank_transfer_retrying(&t).await })
+            .await
+            .map_err(|e| Error::Unavailable(format!("the transfer task failed: {e}")))?
+    }
+
+    async fn bank_transfer_retrying(&self, t: &BankTransfer) -> Result<BankOutcome> {
+        let mut backoff = Duration::from_millis(1);
+        for _ in 0..MAX_ATTEMPTS {
+            match self.bank_transfer_once(t).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(Attempt::Retry) => {
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+                Err(Attempt::Failed(e)) => return Err(e),
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "transfer {} kept conflicting with concurrent transfers ({MAX_ATTEMPTS} attempts): \
+             nothing was booked; send it again",
+            t.key.bank_tran_id
+        )))
+    }
+
+    async fn bank_transfer_once(
+        &self,
+        t: &BankTransfer,
+    ) -> std::result::Result<BankOutcome, Attempt> {
+        let mut conn = self.conn().await.map_err(Attempt::Failed)?;
+        let mut accounts = [t.from_account.as_str(), t.to_account.as_str()];
+        accounts.sort_unstable();
+        let locked = async {
+            for account in accounts {
+                conn.execute(
+                    "SELECT pg_advisory_lock($1, hashtext($2))",
+                    &[&ACCOUNT_LOCKS, &account],
+                )
+                .await?;
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        }
+        .await;
+        let outcome = match locked {
+            Ok(()) => book(&mut conn, t).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = conn.execute("SELECT pg_advisory_unlock_all()", &[]).await {
+            tracing::debug!("releasing transfer locks: {e}");
+        }
+        outcome
+    }
+}
+
+async fn book(conn: &mut Object, t: &BankTransfer) -> std::result::Result<BankOutcome, Attempt> {
+    let k = &t.key;
+    let tx = conn
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::Serializable)
+        .start()
+        .await?;
+    let used = tx
+        .query_opt(
+            "SELECT 1 FROM ledger_tran_ids WHERE institution = $1 AND bank_tran_id = $2 \
+             AND business_date = to_date($3, 'YYYYMMDD')",
+            &[&k.institution, &k.bank_tran_id, &k.business_date],
+        )
+        .await?;
+    if used.is_some() {
+        tx.commit().await?;
+        return Ok(BankOutcome::Duplicate);
+    }
+    let mut funds = None;
+    for account in [&t.from_account, &t.to_account] {
+        let row = tx
+            .query_opt(
+                "SELECT balance, overdraft_limit FROM ledger_accounts WHERE id = $1",
+                &[account],
+            )
+            .await?;
+        match row {
+            None => {
+                let answer = t.no_account.clone();
+                tx_record(&tx, t, None, &answer, &[]).await?;
+                tx.commit().await?;
+                return Ok(BankOutcome::Refused(answer));
+            }
+            Some(r) if account == &t.from_account => {
+                funds = Some(r.get::<_, i64>(0) + r.get::<_, i64>(1));
+            }
+            Some(_) => {}
+        }
+    }
+    let mut counters = Vec::with_capacity(t.usage.len());
+    for u in &t.usage {
+        let used: i64 = tx
+            .query_opt("SELECT used FROM ledger_usage WHERE key = $1", &[&u.key])
+            .await?
+            .map_or(0, |r| r.get(0));
+        if used.saturating_add(t.amount) > u.limit {
+            let answer = u.refusal.clone();
+            tx_record(&tx, t, None, &answer, &[]).await?;
+            tx.commit().await?;
+            return Ok(BankOutcome::Refused(answer));
+        }
+        counters.push(used + t.amount);
+    }
+    if funds.unwrap_or(0) < t.amount {
+        let answer = t.insufficient_funds.clone();
+        tx_record(&tx, t, None, &answer, &[]).await?;
+        tx.commit().await?;
+        return Ok(BankOutcome::Refused(answer));
+    }
+    let date = &k.business_date;
+    let wd_after: i64 = tx
+        .query_one(
+            "UPDATE ledger_accounts SET balance = balance - $2, last_tran_date = $3 \
+             WHERE id = $1 RETURNING balance",
+            &[&t.from_account, &t.amount, date],
+        )
+        .await?
+        .get(0);
+    let dps_after: i64 = tx
+        .query_one(
+            "UPDATE ledger_accounts SET balance = balance + $2, last_tran_date = $3 \
+             WHERE id = $1 RETURNING balance",
+            &[&t.to_account, &t.amount, date],
+        )
+        .await?
+        .get(0);
+    let mut remaining = Vec::with_capacity(t.usage.len());
+    for (u, after) in t.usage.iter().zip(&counters) {
+        tx.execute(
+            "INSERT INTO ledger_usage (key, used) VALUES ($1, $2) \
+             ON CONFLICT (key) DO UPDATE SET used = $2",
+            &[&u.key, after],
+        )
+        .await?;
+        remaining.push(u.limit - after);
+    }
+    let id: i64 = tx
+        .query_one(
+            "INSERT INTO ledger_transfers (institution, bank_tran_id, business_date, \
+             from_account, to_account, amount, at) \
+             VALUES ($1, $2, to_date($3, 'YYYYMMDD'), $4, $5, $6, now()) RETURNING id",
+            &[
+                &k.institution,
+                &k.bank_tran_id,
+                &k.business_date,
+                &t.from_account,
+                &t.to_account,
+                &t.amount,
+            ],
+        )
+        .await?
+        .get(0);
+    tx.execute(
+        "INSERT INTO ledger_postings (transfer_id, account, amount, after_balance, dtime, \
+         tran_type, print_content, branch) VALUES \
+         ($1, $2, -$3::bigint, $4, $5, $6, $7, $8), ($1, $9, $3::bigint, $10, $5, $6, $11, $8)",
+        &[
+            &id,
+            &t.from_account,
+            &t.amount,
+            &wd_after,
+            &t.dtime,
+            &t.tran_type,
+            &t.wd_print,
+            &t.branch,
+            &t.to_account,
+            &dps_after,
+            &t.dps_print,
+        ],
+    )
+    .await?;
+    tx_record(&tx, t, Some(id), &t.receipt, &remaining).await?;
+    tx.commit().await?;
+    Ok(BankOutcome::Booked { id, remaining })
+}
+
+/// Records `t`'s key with its answer inside `tx`.
+async fn tx_record(
+    tx: &tokio_postgres::Transaction<'_>,
+    t: &BankTransfer,
+    transfer_id: Option<i64>,
+    answer: &serde_json::Value,
+    remaining: &[i64],
+) -> std::result::Result<(), tokio_postgres::Error> {
+    let k = &t.key;
+    tx.execute(
+        "INSERT INTO ledger_tran_ids (institution, bank_tran_id, business_date, kind, amount, \
+         transfer_id, answer, remaining) \
+         VALUES ($1, $2, to_date($3, 'YYYYMMDD'), $4, $5, $6, $7::text::jsonb, $8)",
+        &[
+            &k.institution,
+            &k.bank_tran_id,
+            &k.business_date,
+            &t.kind,
+            &t.amount,
+            &transfer_id,
+            &answer.to_string(),
+            &remaining,
+        ],
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,697 @@
+//! The virtual bank on a cluster: its money in the PostgreSQL ledger that
+//! every node shares (`[store] url`), so that a transfer booked through one
+//! node is booked once for all of them.
+//!
+//! What moves money or consumes a `bank_tran_id` goes to the cluster:
+//! withdraw, deposit, transfer-result, and the balance and statement reads
+//! (their ids, their figures). Who may do what (users, fintech numbers,
+//! consents, institutions, account states, per-transfer limits) is decided
+//! first from the node's own bank, as the embedded bank decides it; the
+//! cluster then decides what needs the shared state (duplicates, daily and
+//! monthly limits, funds) in one SERIALIZABLE transaction
+//! (docs/adr/0030-ledger-and-accounts-on-postgresql.md).
+
+use sfop_core::ledger::{
+    Balance, BankAnswer, BankCall, BankError, ConsentScope, DepositRequest, Direction, HistoryPage,
+    HistoryQuery, InoutFilter, Posting, RealName, RealNameQuery, ReceiveCheck, ReceiveQuery,
+    Refusal, RegisteredAccount, RemitQuery, ResultQuery, SortOrder, TransferKind, TransferReceipt,
+    UserInfo, WithdrawRequest, codes,
+};
+use sfop_core::{Bank, BankBackend};
+use sfop_store_pg::{BankOutcome, BankTransfer, Cluster, SeedAccount, TranKey, Usage};
+
+use super::{
+    Ctx, MAX_PAGE, OrBackend, R, Transfer, bank_codes, check_tran_id, ensure_dtime, party, refuse,
+};
+use crate::VirtualBank;
+use crate::faults::AccountBanks;
+use crate::model::{Account, AccountState, account_key, mask_account_num};
+
+/// The virtual bank with its ledger on the cluster. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct ClusterBank {
+    bank: VirtualBank,
+    cluster: Cluster,
+}
+
+/// A cluster failure, as the plugin sees it: the platform's, not the
+/// caller's, and nothing was booked unless it was acknowledged.
+fn unavailable(e: &sfop_store_pg::Error) -> BankError {
+    tracing::error!(error = %e, "virtual bank: the cluster ledger failed");
+    BankError::Backend("the bank's ledger is unreachable: nothing was booked; send it again".into())
+}
+
+fn duplicate<T>() -> R<T> {
+    refuse(
+        codes::DUPLICATE_BANK_TRAN_ID,
+        "bank_tran_id: already used today",
+    )
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> R<serde_json::Value> {
+    serde_json::to_value(value).map_err(|e| {
+        tracing::error!(error = %e, "virtual bank: encoding an answer");
+        BankError::Backend("virtual bank answer could not be recorded".into())
+    })
+}
+
+fn refusal_of(answer: serde_json::Value) -> BankError {
+    match serde_json::from_value::<Refusal>(answer) {
+        Ok(refusal) => refusal.into(),
+        Err(e) => {
+            tracing::error!(error = %e, "virtual bank: a recorded refusal does not decode");
+            BankError::Backend("virtual bank record unreadable".into())
+        }
+    }
+}
+
+/// What a checked transfer comes to before the cluster sees it.
+enum Plan {
+    /// Refused by the node's own rules; recorded under its id.
+    Refuse {
+        key: TranKey,
+        kind: &'static str,
+        amount: i64,
+        refusal: Refusal,
+    },
+    /// To book, with the receipt it gets.
+    Book {
+        transfer: Box<BankTransfer>,
+        receipt: Box<TransferReceipt>,
+    },
+}
+
+fn kind_name(kind: TransferKind) -> &'static str {
+    match kind {
+        TransferKind::Withdraw => "withdraw",
+        TransferKind::Deposit => "deposit",
+    }
+}
+
+impl ClusterBank {
+    /// The bank over `bank` (the node's own: users, consents, institutions)
+    /// with its money on `cluster`. The first node to start on an empty
+    /// ledger opens every account of its seeded bank there with its
+    /// balance; every other start finds them (nodes starting at once seed
+    /// once).
+    pub async fn open(bank: VirtualBank, cluster: Cluster) -> crate::Result<Self> {
+        let mut seed = Vec::new();
+        for entry in bank.t.accounts.prefix_json::<Account>("") {
+            let (id, a) = entry?;
+            seed.push(SeedAccount {
+                id,
+                bank_code: a.bank_code,
+                holder_name: a.holder_name,
+                balance: a.balance,
+                overdraft_limit: i64::try_from(a.overdraft_limit).unwrap_or(i64::MAX),
+            });
+        }
+        let opened = cluster.seed_accounts(&seed).await?;
+        if opened > 0 {
+            tracing::info!(accounts = opened, "virtual bank: the cluster ledger seeded");
+        }
+        Ok(Self { bank, cluster })
+    }
+
+    /// The node's own bank (users, consents, institutions).
+    pub fn local(&self) -> &VirtualBank {
+        &self.bank
+    }
+
+    /// The cluster the money is on.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    fn key(ctx: &Ctx<'_>, institution: &str, bank_tran_id: &str) -> TranKey {
+        TranKey {
+            institution: institution.to_owned(),
+            bank_tran_id: bank_tran_id.to_owned(),
+            business_date: ctx.date().to_owned(),
+        }
+    }
+
+    /// Uses up `bank_tran_id` for an inquiry on every node.
+    async fn consume(&self, ctx: &Ctx<'_>, institution: &str, bank_tran_id: &str) -> R<()> {
+        let fresh = self
+            .cluster
+            .consume_tran_id(&Self::key(ctx, institution, bank_tran_id))
+            .await
+            .map_err(|e| unavailable(&e))?;
+        if fresh { Ok(()) } else { duplicate() }
+    }
+
+    /// Books or records what `plan` says.
+    async fn execute(&self, plan: Plan) -> R<TransferReceipt> {
+        match plan {
+            Plan::Refuse {
+                key,
+                kind,
+                amount,
+                refusal,
+            } => {
+                let recorded = self
+                    .cluster
+                    .record_refusal(&key, kind, amount, &to_json(&refusal)?)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+                if recorded {
+                    Err(refusal.into())
+                } else {
+                    duplicate()
+                }
+            }
+            Plan::Book { transfer, receipt } => {
+                let user_limit = transfer.kind == "withdraw";
+                match self
+                    .cluster
+                    .bank_transfer(*transfer)
+                    .await
+                    .map_err(|e| unavailable(&e))?
+                {
+                    BankOutcome::Booked { remaining, .. } => Ok(TransferReceipt {
+                        wd_limit_remain_amt: remaining_of(user_limit, &remaining),
+                        ..*receipt
+                    }),
+                    BankOutcome::Refused(answer) => Err(refusal_of(answer)),
+                    BankOutcome::Duplicate => duplicate(),
+                }
+            }
+        }
+    }
+
+    /// One page of `account_id`'s postings on the cluster.
+    #[allow(clippy::too_many_arguments)]
+    async fn history(
+        &self,
+        ctx: &Ctx<'_>,
+        bank_tran_id: &str,
+        account_id: &str,
+        account: &Account,
+        filter: InoutFilter,
+        (from, to): (&str, &str),
+        order: SortOrder,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> R<HistoryPage> {
+        ensure_dtime("from", from)?;
+        ensure_dtime("to", to)?;
+        let cursor = match cursor {
+            None | Some("") => None,
+            Some(c) if c.len() == 20 && c.bytes().all(|b| b.is_ascii_digit()) => {
+                c.parse::<i64>().ok()
+            }
+            Some(_) => {
+                return refuse(
+                    codes::FORMAT,
+                    "befor_inquiry_trace_info: not a cursor this bank issued",
+                );
+            }
+        };
+        let page_size = match page_size {
+            0 => 25,
+            n => n.min(MAX_PAGE),
+        } as usize;
+        let reverse = order == SortOrder::Descending;
+        let dir = match filter {
+            InoutFilter::All => sfop_store_pg::Direction::All,
+            InoutFilter::Deposits => sfop_store_pg::Direction::In,
+            InoutFilter::Withdrawals => sfop_store_pg::Direction::Out,
+        };
+        let (rows, balance) = {
+            let rows = self
+                .cluster
+                .postings(account_id, (from, to), dir, reverse)
+                .await
+                .map_err(|e| unavailable(&e))?;
+            let balance = self
+                .cluster
+                .account(account_id)
+                .await
+                .map_err(|e| unavailable(&e))?
+                .map_or(account.balance, |a| a.balance);
+            (rows, balance)
+        };
+        let total = u32::try_from(rows.len()).unwrap_or(u32::MAX);
+        let mut page = Vec::new();
+        let mut more = false;
+        for p in rows {
+            let after_cursor = cursor.is_none_or(|c| if reverse { p.seq < c } else { p.seq > c });
+            if !after_cursor {
+                continue;
+            }
+            if page.len() < page_size {
+                page.push(p);
+            } else {
+                more = true;
+                break;
+            }
+        }
+        let next_cursor = if more {
+            page.last().map(|p| format!("{:020}", p.seq))
+        } else {
+            None
+        };
+        Ok(HistoryPage {
+            answer: ctx.answer(bank_tran_id, &account.bank_code, bank_codes::OK),
+            bank_name: self.bank.bank_name(&account.bank_code).bank()?,
+            account_num_masked: mask_account_num(&account.account_num),
+            balance_amt: balance,
+            total_record_cnt: total,
+            postings: page.into_iter().map(to_posting).collect(),
+            next_cursor,
+        })
+    }
+
+    /// The account behind a user's fintech number, checked for an inquiry
+    /// with its id consumed on the cluster.
+    async fn inquired(
+        &self,
+        ctx: &Ctx<'_>,
+        bank_tran_id: &str,
+        fintech_use_num: &str,
+    ) -> R<(String, String, Account)> {
+        let b = &self.bank;
+        let (institution, user) = (ctx.institution()?, ctx.user()?);
+        check_tran_id(bank_tran_id, institution)?;
+        let link = b.owned_link(fintech_use_num, user, institution)?;
+        b.consented(ctx, user, &link.account, ConsentScope::Inquiry)?;
+        let bank_code = VirtualBank::bank_code_of(&link.account).to_owned();
+        b.ensure_up(&bank_code)?;
+        self.consume(ctx, institution, bank_tran_id).await?;
+        match b.account(&link.account)? {
+            Some(a) if a.state != AccountState::Closed => Ok((link.account, bank_code, a)),
+            Some(_) => Err(ctx
+                .bank_refusal(bank_tran_id, &bank_code, bank_codes::CLOSED)
+                .into()),
+            None => Err(ctx
+                .bank_refusal(bank_tran_id, &bank_code, bank_codes::NO_ACCOUNT)
+                .into()),
+        }
+    }
+}
+
+fn remaining_of(user_limit: bool, remaining: &[i64]) -> Option<u64> {
+    if !user_limit {
+        return None;
+    }
+    remaining.first().map(|r| u64::try_from(*r).unwrap_or(0))
+}
+
+fn to_posting(p: sfop_store_pg::PostingRow) -> Posting {
+    let counterparty_num = p
+        .counterparty
+        .split_once('/')
+        .map_or("", |(_, num)| num)
+        .to_owned();
+    Posting {
+        tran_date: p.dtime.get(..8).unwrap_or_default().to_owned(),
+        tran_time: p.dtime.get(8..14).unwrap_or_default().to_owned(),
+        direction: if p.amount > 0 {
+            Direction::Deposit
+        } else {
+            Direction::Withdrawal
+        },
+        tran_type: p.tran_type,
+        print_content: p.print_content,
+        tran_amt: p.amount.unsigned_abs(),
+        after_balance_amt: p.after_balance,
+        branch_name: p.branch,
+        counterparty_name: p.counterparty_name,
+        counterparty_bank_code: p.counterparty_bank,
+        counterparty_account_num_masked: mask_account_num(&counterparty_num),
+    }
+}
+
+impl VirtualBank {
+    /// What the cluster is to do with a checked transfer: the node's own
+    /// rules refuse it (recorded), or it goes to the cluster with every
+    /// answer it may get there. Mirrors `decide`, without what needs the
+    /// shared state (funds, daily and monthly usage).
+    fn plan(&self, ctx: &Ctx<'_>, t: Transfer<'_>) -> R<Plan> {
+        let answer_bank = match t.kind {
+            TransferKind::Withdraw => VirtualBank::bank_code_of(t.wd_key),
+            TransferKind::Deposit => VirtualBank::bank_code_of(t.dps_key),
+        };
+        let key = Ctx::date(ctx).to_owned();
+        let key = TranKey {
+            institution: t.institution.to_owned(),
+            bank_tran_id: t.bank_tran_id.to_owned(),
+            business_date: key,
+        };
+        let kind = kind_name(t.kind);
+        let amount = i64::try_from(t.tran_amt).unwrap_or(i64::MAX);
+        let refused = |refusal: Refusal| {
+            Ok(Plan::Refuse {
+                key: key.clone(),
+                kind,
+                amount,
+                refusal,
+            })
+        };
+        let no = |why| refused(ctx.bank_refusal(t.bank_tran_id, answer_bank, why));
+        let Some(wd) = self.account(t.wd_key)? else {
+            return no(bank_codes::NO_ACCOUNT);
+        };
+        let Some(dps) = self.account(t.dps_key)? else {
+            return no(bank_codes::NO_ACCOUNT);
+        };
+        for account in [&wd, &dps] {
+            match account.state {
+                AccountState::Closed => return no(bank_codes::CLOSED),
+                AccountState::Suspended => return no(bank_codes::SUSPENDED),
+                AccountState::Active => {}
+            }
+        }
+        if let Some(name) = t.holder_check
+            && name.trim() != dps.holder_name
+        {
+            return no(bank_codes::HOLDER_NAME);
+        }
+        if !t.pass_phrase_ok {
+            return no(bank_codes::PASS_PHRASE);
+        }
+        let exceeded =
+            |code: &str, what: &str| refused(Refusal::new(code, format!("{what} exceeded")));
+        let limit = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let amt = t.tran_amt;
+        let mut usage = Vec::new();
+        if let Some(user) = t.user {
+            if amt > user.wd_per_tran {
+                return exceeded(
+                    codes::USER_WD_PER_TRAN,
+                    "the user's per-transaction withdrawal limit",
+                );
+            }
+            usage.push(Usage {
+                key: format!("uwd/{}/{}/{}", t.institution, user.user_seq_no, ctx.date()),
+                limit: limit(user.wd_daily),
+                refusal: to_json(&Refusal::new(
+                    codes::USER_WD_DAILY,
+                    "the user's daily withdrawal limit exceeded",
+                ))?,
+            });
+        }
+        let (limits, tag, codes3) = match t.kind {
+            TransferKind::Withdraw => (
+                t.inst.withdraw_limits,
+                "iwd",
+                [
+                    codes::INST_WD_PER_TRAN,
+                    codes::INST_WD_DAILY,
+                    codes::INST_WD_MONTHLY,
+                ],
+            ),
+            TransferKind::Deposit => (
+                t.inst.deposit_limits,
+                "idp",
+                [
+                    codes::INST_DP_PER_TRAN,
+                    codes::INST_DP_DAILY,
+                    codes::INST_DP_MONTHLY,
+                ],
+            ),
+        };
+        if amt > limits.per_tran {
+            return exceeded(codes3[0], "the institution's per-transaction limit");
+        }
+        usage.push(Usage {
+            key: format!("{tag}/{}/{}", t.institution, ctx.date()),
+            limit: limit(limits.daily),
+            refusal: to_json(&Refusal::new(
+                codes3[1],
+                "the institution's daily limit exceeded",
+            ))?,
+        });
+        usage.push(Usage {
+            key: format!("{tag}m/{}/{}", t.institution, &ctx.now[..6]),
+            limit: limit(limits.monthly),
+            refusal: to_json(&Refusal::new(
+                codes3[2],
+                "the institution's monthly limit exceeded",
+            ))?,
+        });
+        let names = self.bank_names()?;
+        let name = |a: &Account| names.get(&a.bank_code).cloned().unwrap_or_default();
+        fn fintech(f: &Option<(String, String)>) -> Option<(&str, &str)> {
+            f.as_ref().map(|(n, a)| (n.as_str(), a.as_str()))
+        }
+        let receipt = TransferReceipt {
+            answer: ctx.answer(t.bank_tran_id, answer_bank, bank_codes::OK),
+            kind: t.kind,
+            tran_amt: amt,
+            wd: party(name(&wd), &wd, t.wd_print, fintech(&t.wd_fintech)),
+            dps: party(name(&dps), &dps, t.dps_print, fintech(&t.dps_fintech)),
+            wd_limit_remain_amt: None,
+        };
+        Ok(Plan::Book {
+            transfer: Box::new(BankTransfer {
+                key,
+                kind,
+                from_account: t.wd_key.to_owned(),
+                to_account: t.dps_key.to_owned(),
+                amount,
+                dtime: ctx.now.clone(),
+                tran_type: "이체".to_owned(),
+                wd_print: t.wd_print.to_owned(),
+                dps_print: t.dps_print.to_owned(),
+                branch: "오픈뱅킹".to_owned(),
+                usage,
+                receipt: to_json(&receipt)?,
+                insufficient_funds: to_json(&ctx.bank_refusal(
+                    t.bank_tran_id,
+                    answer_bank,
+                    bank_codes::INSUFFICIENT_FUNDS,
+                ))?,
+                no_account: to_json(&ctx.bank_refusal(
+                    t.bank_tran_id,
+                    answer_bank,
+                    bank_codes::NO_ACCOUNT,
+                ))?,
+            }),
+            receipt: Box::new(receipt),
+        })
+    }
+}
+
+impl AccountBanks for ClusterBank {
+    fn bank_of_fintech_num(&self, fintech_use_num: &str) -> Option<String> {
+        self.bank.bank_of_fintech_num(fintech_use_num)
+    }
+}
+
+/// Reads and decisions that book nothing and consume no id on the cluster
+/// run in the node's own bank; the rest as the module says.
+#[async_trait::async_trait]
+impl BankBackend for ClusterBank {
+    async fn bank_status(&self, call: &BankCall<'_>) -> R<Vec<Bank>> {
+        VirtualBank::bank_status(&self.bank, call)
+    }
+
+    async fn user_info(&self, call: &BankCall<'_>, user_seq_no: &str) -> R<UserInfo> {
+        VirtualBank::user_info(&self.bank, call, user_seq_no)
+    }
+
+    async fn registered_accounts(
+        &self,
+        call: &BankCall<'_>,
+        user_seq_no: &str,
+        include_cancelled: bool,
+    ) -> R<Vec<RegisteredAccount>> {
+        VirtualBank::registered_accounts(&self.bank, call, user_seq_no, include_cancelled)
+    }
+
+    async fn balance(
+        &self,
+        call: &BankCall<'_>,
+        bank_tran_id: &str,
+        fintech_use_num: &str,
+    ) -> R<Balance> {
+        let ctx = Ctx::new(call)?;
+        let (account_id, bank_code, account) =
+            self.inquired(&ctx, bank_tran_id, fintech_use_num).await?;
+        let Some(row) = self
+            .cluster
+            .account(&account_id)
+            .await
+            .map_err(|e| unavailable(&e))?
+        else {
+            return Err(ctx
+                .bank_refusal(bank_tran_id, &bank_code, bank_codes::NO_ACCOUNT)
+                .into());
+        };
+        let available = i128::from(row.balance) + i128::from(row.overdraft_limit);
+        Ok(Balance {
+            answer: ctx.answer(bank_tran_id, &bank_code, bank_codes::OK),
+            fintech_use_num: fintech_use_num.to_owned(),
+            bank_name: self.bank.bank_name(&bank_code).bank()?,
+            balance_amt: row.balance,
+            available_amt: u64::try_from(available.max(0)).unwrap_or(u64::MAX),
+            account_type: account.account_type,
+            product_name: account.product_name,
+            account_issue_date: account.issue_date,
+            maturity_date: account.maturity_date,
+            last_tran_date: row.last_tran_date.or(account.last_tran_date),
+        })
+    }
+
+    async fn transactions(&self, call: &BankCall<'_>, q: &HistoryQuery) -> R<HistoryPage> {
+        let ctx = Ctx::new(call)?;
+        let (account_id, _, account) = self
+            .inquired(&ctx, &q.bank_tran_id, &q.fintech_use_num)
+            .await?;
+        self.history(
+            &ctx,
+            &q.bank_tran_id,
+            &account_id,
+            &account,
+            q.inquiry_type,
+            (&q.from_dtime, &q.to_dtime),
+            q.sort_order,
+            q.cursor.as_deref(),
+            q.page_size,
+        )
+        .await
+    }
+
+    async fn remit_list(&self, call: &BankCall<'_>, q: &RemitQuery) -> R<HistoryPage> {
+        let ctx = Ctx::new(call)?;
+        let b = &self.bank;
+        let institution = ctx.institution()?;
+        check_tran_id(&q.bank_tran_id, institution)?;
+        b.bank_record(&q.account.bank_code_std, "bank_code_std")?;
+        let key = account_key(&q.account.bank_code_std, &q.account.account_num);
+        let (_, contract) = b.contract(institution, &q.account.account_num)?;
+        if contract != key {
+            return refuse(
+                codes::UNREGISTERED_CONTRACT,
+                "account_num: not an account registered to the institution",
+            );
+        }
+        b.ensure_up(&q.account.bank_code_std)?;
+        self.consume(&ctx, institution, &q.bank_tran_id).await?;
+        let Some(account) = b.account(&key)? else {
+            return Err(ctx
+                .bank_refusal(
+                    &q.bank_tran_id,
+                    &q.account.bank_code_std,
+                    bank_codes::NO_ACCOUNT,
+                )
+                .into());
+        };
+        self.history(
+            &ctx,
+            &q.bank_tran_id,
+            &key,
+            &account,
+            InoutFilter::Deposits,
+            (&q.from_dtime, &q.to_dtime),
+            q.sort_order,
+            q.cursor.as_deref(),
+            q.page_size,
+        )
+        .await
+    }
+
+    async fn withdraw(&self, call: &BankCall<'_>, r: &WithdrawRequest) -> R<TransferReceipt> {
+        let plan = self
+            .bank
+            .with_withdraw(call, r, |bank, ctx, t| bank.plan(ctx, t))?;
+        self.execute(plan).await
+    }
+
+    async fn deposit(&self, call: &BankCall<'_>, r: &DepositRequest) -> R<TransferReceipt> {
+        let plan = self
+            .bank
+            .with_deposit(call, r, |bank, ctx, t| bank.plan(ctx, t))?;
+        self.execute(plan).await
+    }
+
+    async fn transfer_result(
+        &self,
+        call: &BankCall<'_>,
+        queries: &[ResultQuery],
+    ) -> R<Vec<Result<TransferReceipt, Refusal>>> {
+        let ctx = Ctx::new(call)?;
+        let institution = ctx.institution()?;
+        let mut out = Vec::with_capacity(queries.len());
+        for q in queries {
+            let not_found = |why: (&str, &str)| {
+                Refusal::by_bank(BankAnswer {
+                    bank_tran_id: q.org_bank_tran_id.clone(),
+                    bank_tran_date: q.org_bank_tran_date.clone(),
+                    bank_code_tran: String::new(),
+                    bank_rsp_code: why.0.to_owned(),
+                    bank_rsp_message: why.1.to_owned(),
+                })
+            };
+            let date_ok = q.org_bank_tran_date.len() == 8
+                && q.org_bank_tran_date.bytes().all(|b| b.is_ascii_digit());
+            let record = if date_ok && q.org_bank_tran_id.starts_with(institution) {
+                self.cluster
+                    .tran_record(&TranKey {
+                        institution: institution.to_owned(),
+                        bank_tran_id: q.org_bank_tran_id.clone(),
+                        business_date: q.org_bank_tran_date.clone(),
+                    })
+                    .await
+                    .map_err(|e| unavailable(&e))?
+            } else {
+                None
+            };
+            let item = match record {
+                Some(r) if r.kind == kind_name(q.kind) => {
+                    let amount = r.amount.and_then(|a| u64::try_from(a).ok());
+                    match (amount, r.answer) {
+                        (Some(a), _) if a != q.org_tran_amt => {
+                            Err(not_found(bank_codes::AMOUNT_MISMATCH))
+                        }
+                        (_, Some(answer)) if r.booked => {
+                            match serde_json::from_value::<TransferReceipt>(answer) {
+                                Ok(receipt) => Ok(TransferReceipt {
+                                    wd_limit_remain_amt: remaining_of(
+                                        q.kind == TransferKind::Withdraw,
+                                        &r.remaining,
+                                    ),
+                                    ..receipt
+                                }),
+                                Err(e) => {
+                                    tracing::error!(error = %e, "virtual bank: a receipt does not decode");
+                                    return Err(BankError::Backend(
+                                        "virtual bank record unreadable".into(),
+                                    ));
+                                }
+                            }
+                        }
+                        (_, Some(answer)) => match refusal_of(answer) {
+                            BankError::Refused(refusal) => Err(*refusal),
+                            other => return Err(other),
+                        },
+                        (_, None) => Err(not_found(bank_codes::NO_ORIGINAL)),
+                    }
+                }
+                _ => Err(not_found(bank_codes::NO_ORIGINAL)),
+            };
+            out.push(item);
+        }
+        Ok(out)
+    }
+
+    async fn real_name(&self, call: &BankCall<'_>, q: &RealNameQuery) -> R<RealName> {
+        VirtualBank::real_name(&self.bank, call, q)
+    }
+
+    async fn receive(&self, call: &BankCall<'_>, q: &ReceiveQuery) -> R<ReceiveCheck> {
+        VirtualBank::receive(&self.bank, call, q)
+    }
+
+    async fn cancel_account(
+        &self,
+        call: &BankCall<'_>,
+        bank_tran_id: &str,
+        fintech_use_num: &str,
+        scope: ConsentScope,
+    ) -> R<BankAnswer> {
+        BankBackend::cancel_account(&self.bank, call, bank_tran_id, fintech_use_num, scope).await
+    }
+}
