@@ -7,8 +7,9 @@
 //! The portal speaks plain request/response values ([`PortalRequest`],
 //! [`PortalResponse`]); the platform binary mounts it on the gateway under
 //! `/portal`. Calls it makes to the platform (code exchange, "try it") go
-//! through an [`Upstream`], which the binary implements as an HTTPS client of
-//! its own listener, so they take the same path as any client's.
+//! through an [`Upstream`], which the binary implements in process: a
+//! request built in memory and served by the gateway's own request path
+//! (route table, authorisation, envelope), with no socket and no TLS.
 
 mod assets;
 mod changes;
@@ -191,8 +192,12 @@ pub struct UpstreamRequest {
     pub path_and_query: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    /// The `host[:port]` the developer's browser used, for TLS name checks.
+    /// The `host[:port]` the developer's browser used (the `Host` the
+    /// platform sees).
     pub authority: Option<String>,
+    /// The developer's address, so the platform's throttles count the
+    /// developer, not the portal.
+    pub peer: Option<std::net::IpAddr>,
 }
 
 /// What came back.
@@ -202,11 +207,28 @@ pub struct UpstreamResponse {
     pub body: Vec<u8>,
 }
 
+/// Why the platform could not be asked. Never the developer's doing: the
+/// portal answers 503 and logs it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UpstreamError {
+    /// The platform is stopping: its endpoints are gone.
+    #[error("the platform is stopping")]
+    Stopped,
+    /// The portal was built without [`Portal::with_platform`].
+    #[error("the portal is not connected to a platform")]
+    NotConnected,
+    /// The portal built a request the platform's HTTP types refuse (a bug
+    /// of the portal, not of the developer's input, which it encodes).
+    #[error("the portal built an invalid request: {0}")]
+    InvalidRequest(String),
+}
+
 /// A boxed future of an upstream answer.
 pub type UpstreamFuture =
-    Pin<Box<dyn Future<Output = Result<UpstreamResponse, String>> + Send + 'static>>;
+    Pin<Box<dyn Future<Output = Result<UpstreamResponse, UpstreamError>> + Send + 'static>>;
 
-/// Sends requests to the platform's own API listener (token endpoint, APIs).
+/// Sends requests to the platform (token endpoint, APIs), the way a
+/// client's request is served.
 pub trait Upstream: Send + Sync + fmt::Debug {
     fn send(&self, request: UpstreamRequest) -> UpstreamFuture;
 }
@@ -269,6 +291,8 @@ pub enum Error {
     Random(String),
     #[error("a password check did not finish: {0}")]
     Hashing(String),
+    #[error(transparent)]
+    Platform(#[from] UpstreamError),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -282,7 +306,7 @@ pub struct Portal {
     catalog: Arc<dyn Catalog>,
     clients: ClientRegistry,
     developers: Developers,
-    upstream: Arc<dyn Upstream>,
+    upstream: Option<Arc<dyn Upstream>>,
     sandbox: Option<Arc<dyn Sandbox>>,
     institutions: Option<Arc<dyn Institutions>>,
     /// The platform's root keys, for the keys page (public halves only).
@@ -292,25 +316,42 @@ pub struct Portal {
 
 impl Portal {
     /// A portal over `catalog`, registering apps in `clients`, keeping
-    /// developers and sessions in `store`, calling the platform through
-    /// `upstream`.
+    /// developers and sessions in `store`. It calls the platform (token
+    /// endpoint, "try it") once given one with [`Portal::with_platform`].
     pub fn open(
         store: &Store,
         catalog: Arc<dyn Catalog>,
         clients: ClientRegistry,
-        upstream: Arc<dyn Upstream>,
         config: PortalConfig,
     ) -> Result<Self> {
         Ok(Self {
             developers: Developers::open(store, config.password_rounds, config.session_ttl_secs)?,
             catalog,
             clients,
-            upstream,
+            upstream: None,
             sandbox: None,
             institutions: None,
             keys: None,
             config,
         })
+    }
+
+    /// Calls the platform through `upstream`: the code exchange, test
+    /// tokens and "try it".
+    pub fn with_platform(mut self, upstream: Arc<dyn Upstream>) -> Self {
+        self.upstream = Some(upstream);
+        self
+    }
+
+    /// Sends `request` to the platform.
+    pub(crate) async fn call(
+        &self,
+        request: UpstreamRequest,
+    ) -> Result<UpstreamResponse, UpstreamError> {
+        match &self.upstream {
+            Some(upstream) => upstream.send(request).await,
+            None => Err(UpstreamError::NotConnected),
+        }
     }
 
     /// Lets developers script the sandbox's faults for their own apps on
@@ -344,6 +385,14 @@ impl Portal {
     pub async fn handle(&self, req: PortalRequest) -> PortalResponse {
         match pages::route(self, &req).await {
             Ok(response) => response,
+            Err(e @ Error::Platform(_)) => {
+                tracing::error!(error = %e, "portal: the platform could not be asked");
+                render::error_page(
+                    503,
+                    "The platform is not available",
+                    "The portal could not reach the platform. Try again.",
+                )
+            }
             Err(e) => {
                 tracing::error!(error = %e, "portal failed");
                 render::error_page(

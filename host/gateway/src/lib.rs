@@ -116,6 +116,22 @@ pub struct ConnInfo {
     draining: Arc<AtomicBool>,
 }
 
+impl ConnInfo {
+    /// A request made inside the process, on no connection (the portal's
+    /// calls of the platform, ADR 0024): `peer` is who it is made for,
+    /// `tls` whether the platform's listener speaks TLS (so the answer's
+    /// headers are the ones a network client gets).
+    pub fn in_process(peer: SocketAddr, tls: bool) -> Self {
+        Self {
+            peer,
+            tls,
+            client_cert: None,
+            activity: Arc::default(),
+            draining: Arc::default(),
+        }
+    }
+}
+
 /// The data plane: a swappable route table and the request path.
 #[derive(Debug)]
 pub struct Gateway {
@@ -276,13 +292,19 @@ impl Gateway {
 
     /// Serves one request: an API's through its plugin, one of the
     /// platform's own through `endpoints`. Never fails: every outcome is a
-    /// response.
-    pub async fn handle(
+    /// response. The body is hyper's off the network, or any other (an
+    /// in-memory request made in process, [`ConnInfo::in_process`]): both
+    /// take the same route table, authorisation, limits and envelope.
+    pub async fn handle<B>(
         &self,
-        req: Request<Incoming>,
+        req: Request<B>,
         conn: &ConnInfo,
         endpoints: &Endpoints,
-    ) -> Response<Full<Bytes>> {
+    ) -> Response<Full<Bytes>>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
         let id = ApiTranId::generate();
         let span = tracing::info_span!(
             "request",
@@ -368,13 +390,17 @@ impl Gateway {
 
     /// Routes and runs a request; also says which API version (if any) the
     /// outcome belongs to.
-    async fn route_and_call(
+    async fn route_and_call<B>(
         &self,
         id: &ApiTranId,
-        req: Request<Incoming>,
+        req: Request<B>,
         conn: &ConnInfo,
         endpoints: &Endpoints,
-    ) -> (Result<Response<Full<Bytes>>, Fault>, Option<Routed>) {
+    ) -> (Result<Response<Full<Bytes>>, Fault>, Option<Routed>)
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
         let method = req.method().as_str().to_owned();
         let path = req.uri().path().to_owned();
         let route = {
@@ -419,15 +445,19 @@ impl Gateway {
     /// Runs a request on the release of `route` that serves it: the version
     /// the caller pinned with `x-sfop-api-version`, else the canary candidate
     /// for its share of sticky keys, else the stable release.
-    async fn call(
+    async fn call<B>(
         &self,
         id: &ApiTranId,
         route: &ApiRoute,
         method: String,
         path: String,
-        req: Request<Incoming>,
+        req: Request<B>,
         conn: &ConnInfo,
-    ) -> (Result<Response<Full<Bytes>>, Fault>, Option<Routed>) {
+    ) -> (Result<Response<Full<Bytes>>, Fault>, Option<Routed>)
+    where
+        B: hyper::body::Body<Data = Bytes>,
+        B::Error: Into<axum::BoxError>,
+    {
         let span = tracing::Span::current();
         span.record("api", route.stable.api.manifest().name.as_str());
         let (parts, body) = req.into_parts();
@@ -607,13 +637,17 @@ impl Gateway {
 
     /// A request to the platform's own endpoints: through their router,
     /// with the caller's connection in the request's extensions.
-    async fn call_platform(
+    async fn call_platform<B>(
         &self,
         id: &ApiTranId,
         endpoints: &Endpoints,
-        req: Request<Incoming>,
+        req: Request<B>,
         conn: &ConnInfo,
-    ) -> Result<Response<Full<Bytes>>, Fault> {
+    ) -> Result<Response<Full<Bytes>>, Fault>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<axum::BoxError>,
+    {
         let (mut parts, body) = req.into_parts();
         let authority = parts
             .uri
@@ -699,7 +733,11 @@ async fn within<F: Future>(limit: Duration, future: F) -> Option<F::Output> {
 }
 
 /// Reads a request body of at most `limit_kib` KiB.
-async fn read_body(body: Incoming, limit_kib: u32) -> Result<Bytes, Fault> {
+async fn read_body<B>(body: B, limit_kib: u32) -> Result<Bytes, Fault>
+where
+    B: hyper::body::Body<Data = Bytes>,
+    B::Error: Into<axum::BoxError>,
+{
     Limited::new(body, limit_kib as usize * 1024)
         .collect()
         .await
@@ -953,7 +991,7 @@ pub async fn serve_phased(
     phase: watch::Receiver<Phase>,
     drain: Duration,
 ) -> std::io::Result<()> {
-    let endpoints = Endpoints::default();
+    let endpoints = Arc::new(Endpoints::default());
     serve_platform(listener, transport, gateway, endpoints, phase, drain).await
 }
 
@@ -964,13 +1002,12 @@ pub async fn serve_platform(
     listener: TcpListener,
     transport: Transport,
     gateway: Arc<Gateway>,
-    endpoints: Endpoints,
+    endpoints: Arc<Endpoints>,
     phase: watch::Receiver<Phase>,
     drain: Duration,
 ) -> std::io::Result<()> {
     let limits = gateway.config.conn;
     let admission = gateway.admission.clone();
-    let endpoints = Arc::new(endpoints);
     let handler = move |req: Request<Incoming>, conn: Arc<ConnInfo>| {
         let (gateway, endpoints) = (gateway.clone(), endpoints.clone());
         async move { gateway.admit(req, &conn, &endpoints).await }

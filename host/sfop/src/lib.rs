@@ -64,7 +64,7 @@ pub struct Platform {
     /// The platform's own endpoints (OAuth, admin, sandbox, keys...): the
     /// router the API listener hands their paths to; tests may call it
     /// without TCP (`tower::ServiceExt::oneshot`).
-    pub endpoints: sfop_gateway::Endpoints,
+    pub endpoints: Arc<sfop_gateway::Endpoints>,
     /// The management center (registry, promotion, canary, audit).
     pub management: Arc<Management<EmbeddedPlane>>,
     /// This process as a node of a cluster (`[store] url`), or `None`.
@@ -211,7 +211,6 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         Transport::Tls(_) => "https",
         Transport::Plain => "http",
     };
-    let loopback = Arc::new(portal::Loopback::new(tls_cert.as_deref())?);
     let clients = match &auth {
         Some(parts) => parts.server.clients().clone(),
         None => sfop_auth::ClientRegistry::open(&store).context("opening the client registry")?,
@@ -220,7 +219,6 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         &store,
         Arc::new(portal::RegistryCatalog::new(management.clone())),
         clients.clone(),
-        loopback.clone(),
         sfop_portal::PortalConfig {
             scheme: scheme.to_owned(),
             ..sfop_portal::PortalConfig::default()
@@ -239,30 +237,34 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         Some(parts) => developer_portal.with_keys(parts.ring.clone()),
         None => developer_portal,
     };
-    let endpoints = sfop_gateway::Endpoints::new(endpoints::router(endpoints::Boxes {
-        portal: Arc::new(developer_portal),
-        admin: auth.as_ref().map(|parts| endpoints::AdminBoxes {
-            oauth: auth::OAuth::new(parts.server.clone()),
-            clients: auth::Clients {
-                clients: parts.server.clients().clone(),
-                bank: bank.clone(),
-            },
-            admins: parts.authorizer.clone(),
-            management: management.clone(),
-            sandbox: sandbox::Sandbox {
-                faults: faults.clone(),
-                clients: parts.server.clients().clone(),
-            },
-            keys: keys::Keys {
-                ring: parts.ring.clone(),
-                data_dir: config.data_dir.clone(),
-            },
-            institutions: institutions::Onboarding::new(
-                bank.clone(),
-                parts.server.clients().clone(),
-            ),
-        }),
-    }));
+    let admin = auth.as_ref().map(|parts| endpoints::AdminBoxes {
+        oauth: auth::OAuth::new(parts.server.clone()),
+        clients: auth::Clients {
+            clients: parts.server.clients().clone(),
+            bank: bank.clone(),
+        },
+        admins: parts.authorizer.clone(),
+        management: management.clone(),
+        sandbox: sandbox::Sandbox {
+            faults: faults.clone(),
+            clients: parts.server.clients().clone(),
+        },
+        keys: keys::Keys {
+            ring: parts.ring.clone(),
+            data_dir: config.data_dir.clone(),
+        },
+        institutions: institutions::Onboarding::new(bank.clone(), parts.server.clients().clone()),
+    });
+    // The portal calls the platform in process, through the gateway and
+    // this router, which holds the portal: the router is made knowing its
+    // own (weak) address, so no slot is filled in later.
+    let endpoints = Arc::new_cyclic(|me| {
+        let platform = portal::InProcess::new(gateway.clone(), me.clone(), scheme == "https");
+        sfop_gateway::Endpoints::new(endpoints::router(endpoints::Boxes {
+            portal: Arc::new(developer_portal.with_platform(Arc::new(platform))),
+            admin,
+        }))
+    });
 
     let listener = TcpListener::bind(config.listen)
         .await
@@ -271,7 +273,6 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         .await
         .with_context(|| format!("binding ops_listen address {}", config.ops_listen))?;
     let (local_addr, ops_addr) = (listener.local_addr()?, ops_listener.local_addr()?);
-    loopback.set_addr(local_addr);
 
     // Dropping a sender (the platform handle dropped) stops its listener.
     let (shutdown, stopping) = watch::channel(false);

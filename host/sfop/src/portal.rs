@@ -1,12 +1,10 @@
 //! Wiring the developer portal into the platform: a [`Catalog`] over the
-//! management center's registry, the loopback HTTPS client the portal's "try it" and code exchange go
-//! through, and the native endpoint mounted under `/portal`.
+//! management center's registry, the in-process client the portal's "try
+//! it" and code exchange go through, and its routes under `/portal`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Weak};
 
-use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -15,16 +13,14 @@ use axum::routing::any;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
 use sfop_core::Manifest;
 use sfop_gateway::platform::{Body, Caller};
+use sfop_gateway::{ConnInfo, Endpoints, Gateway};
 use sfop_management::VersionState as Registered;
 use sfop_management::registry::state_of;
 use sfop_portal::{
-    ApiEntry, Catalog, Milestone, MilestoneKind, Portal, PortalRequest, Upstream, UpstreamFuture,
-    UpstreamRequest, UpstreamResponse, VersionEntry, VersionState,
+    ApiEntry, Catalog, Milestone, MilestoneKind, Portal, PortalRequest, Upstream, UpstreamError,
+    UpstreamFuture, UpstreamRequest, UpstreamResponse, VersionEntry, VersionState,
 };
 
 use crate::manage::Center;
@@ -124,109 +120,58 @@ impl Catalog for RegistryCatalog {
     }
 }
 
-/// An HTTPS (or, with TLS off, HTTP) client of the platform's own API
-/// listener, trusting the platform's certificate. Its address is set once
-/// the listener is bound.
+/// The portal's way into the platform: a request built in memory and
+/// served by the gateway's own request path ([`Gateway::handle`]: route
+/// table, authorisation, limits, envelope, metrics), as a client's request
+/// is, with no socket and no TLS (docs/adr/0024-platform-router.md).
 #[derive(Debug)]
-pub struct Loopback {
-    addr: OnceLock<SocketAddr>,
-    tls: Option<Arc<rustls::ClientConfig>>,
+pub struct InProcess {
+    gateway: Arc<Gateway>,
+    /// The router the portal is mounted on. Weak: it holds the portal.
+    endpoints: Weak<Endpoints>,
+    /// Whether the API listener speaks TLS (its answers' headers).
+    tls: bool,
 }
 
-impl Loopback {
-    /// A client trusting the certificates in `cert` (PEM), or cleartext
-    /// when `cert` is `None`.
-    pub fn new(cert: Option<&Path>) -> anyhow::Result<Self> {
-        let tls = match cert {
-            None => None,
-            Some(path) => {
-                let mut roots = rustls::RootCertStore::empty();
-                for c in CertificateDer::pem_file_iter(path)
-                    .with_context(|| format!("reading {}", path.display()))?
-                {
-                    roots.add(c.with_context(|| format!("reading {}", path.display()))?)?;
-                }
-                let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-                    rustls::crypto::ring::default_provider(),
-                ))
-                .with_safe_default_protocol_versions()?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-                Some(Arc::new(config))
-            }
-        };
-        Ok(Self {
-            addr: OnceLock::new(),
+impl InProcess {
+    pub fn new(gateway: Arc<Gateway>, endpoints: Weak<Endpoints>, tls: bool) -> Self {
+        Self {
+            gateway,
+            endpoints,
             tls,
-        })
-    }
-
-    /// Where the API listener is bound (an unspecified address is reached
-    /// over loopback).
-    pub fn set_addr(&self, addr: SocketAddr) {
-        let ip = match addr.ip() {
-            IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
-            ip => ip,
-        };
-        let _ = self.addr.set(SocketAddr::new(ip, addr.port()));
+        }
     }
 }
 
-async fn send(
-    addr: SocketAddr,
-    tls: Option<Arc<rustls::ClientConfig>>,
-    request: UpstreamRequest,
-) -> anyhow::Result<UpstreamResponse> {
-    let authority = request.authority.unwrap_or_else(|| addr.to_string());
-    let mut builder = Request::builder()
-        .method(request.method.as_str())
-        .uri(request.path_and_query.as_str())
-        .header("host", authority.as_str());
-    for (name, value) in &request.headers {
-        builder = builder.header(name.as_str(), value.as_str());
-    }
-    let req = builder.body(Full::new(Bytes::from(request.body)))?;
-    let stream = tokio::net::TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    let res = match tls {
-        Some(config) => {
-            // The name the browser used, so the certificate check is the one
-            // it passed.
-            let host = match authority.rsplit_once(':') {
-                Some((host, port)) if port.bytes().all(|b| b.is_ascii_digit()) => host,
-                _ => authority.as_str(),
-            };
-            let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())?;
-            let tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name, stream)
-                .await
-                .context("TLS handshake with the platform")?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-            tokio::spawn(conn);
-            sender.send_request(req).await?
-        }
-        None => {
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
-            sender.send_request(req).await?
-        }
-    };
-    let status = res.status().as_u16();
-    let body = res.into_body().collect().await?.to_bytes().to_vec();
-    Ok(UpstreamResponse { status, body })
-}
-
-impl Upstream for Loopback {
+impl Upstream for InProcess {
     fn send(&self, request: UpstreamRequest) -> UpstreamFuture {
-        let addr = self.addr.get().copied();
-        let tls = self.tls.clone();
+        let gateway = self.gateway.clone();
+        let endpoints = self.endpoints.upgrade();
+        let tls = self.tls;
         Box::pin(async move {
-            let addr = addr.ok_or_else(|| "the platform is not listening yet".to_owned())?;
-            send(addr, tls, request).await.map_err(|e| format!("{e:#}"))
+            let endpoints = endpoints.ok_or(UpstreamError::Stopped)?;
+            let mut builder = Request::builder()
+                .method(request.method.as_str())
+                .uri(request.path_and_query.as_str());
+            if let Some(authority) = &request.authority {
+                builder = builder.header(hyper::header::HOST, authority.as_str());
+            }
+            for (name, value) in &request.headers {
+                builder = builder.header(name.as_str(), value.as_str());
+            }
+            let req = builder
+                .body(Full::new(Bytes::from(request.body)))
+                .map_err(|e| UpstreamError::InvalidRequest(e.to_string()))?;
+            // The developer's address: the platform's throttles count them.
+            let peer = request.peer.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+            let conn = ConnInfo::in_process(SocketAddr::new(peer, 0), tls);
+            let response = gateway.handle(req, &conn, &endpoints).await;
+            let status = response.status().as_u16();
+            let body = match response.into_body().collect().await {
+                Ok(body) => body.to_bytes().to_vec(),
+                Err(never) => match never {},
+            };
+            Ok(UpstreamResponse { status, body })
         })
     }
 }

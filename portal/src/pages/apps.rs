@@ -671,11 +671,12 @@ pub(super) fn callback_page(ctx: &Ctx<'_>) -> PortalResponse {
     ctx.page("Exchange the code", "/portal/apps", &body)
 }
 
-/// POSTs a form to the token endpoint; the JSON answer or the reason.
+/// POSTs a form to the token endpoint; the JSON answer or the reason it
+/// gave. `Err` when the platform could not be asked at all.
 pub(super) async fn token_request(
     ctx: &Ctx<'_>,
     fields: &[(&str, &str)],
-) -> std::result::Result<Value, String> {
+) -> Result<std::result::Result<Value, String>> {
     let body = fields
         .iter()
         .map(|(k, v)| format!("{k}={}", encode(v)))
@@ -683,8 +684,7 @@ pub(super) async fn token_request(
         .join("&");
     let answer = ctx
         .portal
-        .upstream
-        .send(UpstreamRequest {
+        .call(UpstreamRequest {
             method: "POST".into(),
             path_and_query: "/oauth/2.0/token".into(),
             headers: vec![(
@@ -693,18 +693,23 @@ pub(super) async fn token_request(
             )],
             body: body.into_bytes(),
             authority: ctx.req.authority.clone(),
+            peer: ctx.req.peer,
         })
         .await?;
-    let json: Value = serde_json::from_slice(&answer.body)
-        .map_err(|_| format!("the token endpoint answered {}", answer.status))?;
+    let Ok(json) = serde_json::from_slice::<Value>(&answer.body) else {
+        return Ok(Err(format!(
+            "the token endpoint answered {}",
+            answer.status
+        )));
+    };
     if answer.status != 200 {
-        return Err(format!(
+        return Ok(Err(format!(
             "{} ({})",
             json["rsp_message"].as_str().unwrap_or("refused"),
             json["rsp_code"].as_str().unwrap_or_default()
-        ));
+        )));
     }
-    Ok(json)
+    Ok(Ok(json))
 }
 
 pub(super) fn test_token(client: &sfop_auth::Client, json: &Value) -> Option<TestToken> {
@@ -879,8 +884,7 @@ pub(super) async fn accounts_of(ctx: &Ctx<'_>, token: &TestToken) -> Vec<TokenAc
     }
     let answer = ctx
         .portal
-        .upstream
-        .send(UpstreamRequest {
+        .call(UpstreamRequest {
             method: "GET".into(),
             path_and_query: format!(
                 "/v2.0/account/list?user_seq_no={}&include_cancel_yn=N&sort_order=D",
@@ -892,6 +896,7 @@ pub(super) async fn accounts_of(ctx: &Ctx<'_>, token: &TestToken) -> Vec<TokenAc
             )],
             body: Vec::new(),
             authority: ctx.req.authority.clone(),
+            peer: ctx.req.peer,
         })
         .await;
     let Ok(answer) = answer else {
@@ -946,7 +951,7 @@ pub(super) async fn exchange_code(
             ("code_verifier", &pending.code_verifier),
         ],
     )
-    .await;
+    .await?;
     let token = match answer.map(|json| test_token(&client, &json)) {
         Ok(Some(token)) => token,
         Ok(None) => {
@@ -1003,7 +1008,7 @@ pub(super) async fn oob_token(
             ("client_secret", form_get(form, "client_secret")),
         ],
     )
-    .await;
+    .await?;
     let token = match answer.map(|json| test_token(&client, &json)) {
         Ok(Some(token)) => token,
         Ok(None) => {

@@ -313,13 +313,13 @@ pub(super) async fn try_it(
     let request_line = format!("{} {}", route.method, path_and_query);
     let answer = ctx
         .portal
-        .upstream
-        .send(UpstreamRequest {
+        .call(UpstreamRequest {
             method: route.method.clone(),
             path_and_query,
             headers,
             body: body.clone().into_bytes(),
             authority: ctx.req.authority.clone(),
+            peer: ctx.req.peer,
         })
         .await;
     let (status, response) = match answer {

@@ -127,12 +127,12 @@ impl TestPortal {
             &store,
             catalog.clone(),
             clients.clone(),
-            upstream.clone(),
             PortalConfig {
                 password_rounds: 1000,
                 ..PortalConfig::default()
             },
-        )?;
+        )?
+        .with_platform(upstream.clone());
         Ok(Self {
             portal,
             clients,

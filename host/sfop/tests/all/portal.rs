@@ -775,3 +775,95 @@ async fn portal_browser_journey_in_headless_chromium() -> Result<()> {
     }
     t.platform.stop().await
 }
+
+/// Issue 18: the portal calls the platform in process. With room for one
+/// connection only (`gateway.max_connections = 1`), held by the developer's
+/// browser, the portal still gets an oob token from the token endpoint and
+/// calls an API with it: a call over a socket of its own would have been
+/// refused at accept (counted as shed). The API call is still the
+/// gateway's: counted under the API, in the common envelope.
+#[tokio::test]
+async fn the_portal_calls_the_platform_in_process_without_a_connection() -> Result<()> {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::rt::TokioIo;
+
+    let t = TestPlatform::start_with(vec![Package::built("api/bank-status")], |c| {
+        c.tls.mode = TlsMode::Off;
+        c.auth.mode = AuthMode::Biscuit;
+        c.gateway.max_connections = 1;
+    })
+    .await?;
+    // The browser: one keep-alive connection for every request.
+    let stream = tokio::net::TcpStream::connect(t.addr()).await?;
+    let (mut browser, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let host = t.addr().to_string();
+    let mut cookie = String::new();
+    let mut call = async |method: &str, path: &str, body: Vec<u8>| -> Result<(u16, String)> {
+        browser.ready().await?;
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", &host)
+            .header(FORM.0, FORM.1)
+            .header("cookie", &cookie)
+            .body(Full::new(bytes::Bytes::from(body)))?;
+        let response = browser.send_request(request).await?;
+        let status = response.status().as_u16();
+        if let Some(set) = response.headers().get("set-cookie") {
+            cookie = set
+                .to_str()?
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+        }
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    };
+
+    let signup = form(&[
+        ("email", "solo@example.com"),
+        ("password", "a long password"),
+    ]);
+    let (status, html) = call("POST", "/portal/signup", signup).await?;
+    assert_eq!(status, 303, "{html}");
+    let (_, apps) = call("GET", "/portal/apps", Vec::new()).await?;
+    let csrf = html_value(&apps, "csrf").context("csrf")?;
+    let app = form(&[("csrf", &csrf), ("name", "Solo"), ("scope", "oob")]);
+    let (status, page) = call("POST", "/portal/apps", app).await?;
+    assert_eq!(status, 201, "{page}");
+    let value_of = |id: &str| -> Result<String> {
+        let marker = format!("id=\"{id}\">");
+        let start = page.find(&marker).context("field")? + marker.len();
+        let end = page[start..].find('<').context("end")?;
+        Ok(page[start..start + end].to_owned())
+    };
+    let (client_id, secret) = (value_of("client-id")?, value_of("client-secret")?);
+    let token = form(&[("csrf", &csrf), ("client_secret", &secret)]);
+    let path = format!("/portal/apps/{client_id}/oob-token");
+    let (status, html) = call("POST", &path, token).await?;
+    assert_eq!(status, 303, "the token endpoint, in process: {html}");
+    let (status, html) = call("POST", "/portal/try/bank-status", form(&[("csrf", &csrf)])).await?;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains("<b>HTTP 200</b> from <code>GET /v2.0/bank/status</code>")
+            && html.contains("data-outcome=\"success\"")
+            && html.contains("&quot;api_tran_id&quot;"),
+        "{html}"
+    );
+    assert_eq!(
+        t.platform.gateway.shed(sfop_gateway::Shed::Connections),
+        0,
+        "a connection was refused: the portal opened one"
+    );
+    let metrics = t.platform.gateway.render_metrics();
+    assert!(
+        metrics.contains(
+            "sfop_requests_total{api=\"bank-status\",version=\"1.0.0\",outcome=\"ok\"} 1"
+        ),
+        "{metrics}"
+    );
+    drop(call);
+    t.platform.stop().await
+}
