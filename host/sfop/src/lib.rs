@@ -129,7 +129,16 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     let services = Services {
         bank: match config.bank.mode {
             // Stateful for every client without a rule (docs/adr/0010-sandbox-faults.md).
-            bank::BankMode::Embedded => Arc::new(ScriptedBank::new(bank.clone(), faults.clone())),
+            bank::BankMode::Embedded => match &node {
+                // On a cluster the money is in its ledger (ADR 0030).
+                Some(node) => Arc::new(ScriptedBank::new(
+                    sfop_vbank::ClusterBank::open(bank.clone(), node.cluster.clone())
+                        .await
+                        .context("store.url: opening the virtual bank's ledger")?,
+                    faults.clone(),
+                )),
+                None => Arc::new(ScriptedBank::new(bank.clone(), faults.clone())),
+            },
             bank::BankMode::Rest => Arc::new(config.bank.connector()?),
         },
         kv: Arc::new(PluginKv::open(&store).context("opening plugin storage")?),

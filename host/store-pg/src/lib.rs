@@ -20,11 +20,11 @@ use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
 pub use apps::ClientRow;
+pub use audit::{AuditEntry, AuditEvent, AuditVerification};
 pub use bank::{
     AccountRow, BankOutcome, BankTransfer, Direction, PostingRow, SeedAccount, TranKey, TranRecord,
     Usage,
 };
-pub use audit::{AuditEntry, AuditEvent, AuditVerification};
 pub use blobs::BlobCache;
 pub use feed::{Feed, FeedSettings, Stale};
 pub use ledger::{NewTransfer, TransferOutcome};
@@ -291,4 +291,44 @@ pub(crate) async fn bump_config_version(tx: &tokio_postgres::Transaction<'_>) ->
     )
     .await?;
     Ok(version as u64)
+}
+
+/// Drops and creates the database `name` on the server that `admin_url`
+/// (a role allowed to create databases) names, and returns the URL of the
+/// new database (same host, port and user; no password: the servers this
+/// is for trust local connections): for tests and local clusters, never for
+/// a database that holds anything. `name` is lowercase letters, digits and
+/// `_`.
+pub async fn recreate_database(admin_url: &str, name: &str) -> Result<String> {
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !valid {
+        return Err(Error::Url(format!(
+            "database name {name:?}: lowercase letters, digits and _ only"
+        )));
+    }
+    let mut config: tokio_postgres::Config = admin_url
+        .parse()
+        .map_err(|e| Error::Url(format!("not a PostgreSQL URL: {e}")))?;
+    config.connect_timeout(CONNECT_TIMEOUT);
+    let (client, connection) = config.connect(NoTls).await?;
+    tokio::spawn(connection);
+    // Two statements: CREATE DATABASE cannot share an implicit transaction.
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        .await?;
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    config.dbname(name);
+    let host = match config.get_hosts().first() {
+        Some(tokio_postgres::config::Host::Tcp(h)) => h.clone(),
+        _ => return Err(Error::Url("the admin URL names no TCP host".into())),
+    };
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    let user = config.get_user().unwrap_or("postgres");
+    Ok(format!("postgres://{user}@{host}:{port}/{name}"))
 }

@@ -1,0 +1,366 @@
+//! Issue 20, the money on a cluster (docs/adr/0030): the virtual bank's
+//! ledger in the PostgreSQL every node shares. Acceptance 3: one
+//! `bank_tran_id` sent 100 times at once, spread over three `sfop serve`
+//! processes, is booked once; the other 99 are duplicates (`A0326`, ADR
+//! 0021) and the balances sum to what they did, but for that transfer.
+//!
+//! `SFOP_TEST_PG_URL` names the test server (`cargo xtask ci` starts one
+//! and sets it; `cargo xtask pg start` prints it); each test makes its own
+//! database. Without it a test fails under CI and is skipped elsewhere.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Value, json};
+use sfop_core::BankBackend;
+use sfop_core::Claims;
+use sfop_core::ledger::{BankCall, BankError, ResultQuery, TransferKind, WithdrawRequest};
+use sfop_store_pg::Cluster;
+use sfop_vbank::seed::{DEMO_CLIENT_ID, DEMO_CLIENT_USE_CODE, DEMO_CONTRACT_ACCOUNT_NUM};
+use sfop_vbank::{ClusterBank, VirtualBank};
+
+use crate::served::{Served, serve_command};
+
+const HONG_MAIN: &str = "097/1101234567890";
+const SENDS: usize = 100;
+/// Bound on one request: a hang fails the test.
+const BOUND: Duration = Duration::from_secs(30);
+
+/// A fresh database `sfop_t_<name>` on the test server, or `None` (skip)
+/// when no server is configured outside CI.
+pub async fn database(name: &str) -> Result<Option<String>> {
+    let Ok(admin) = std::env::var("SFOP_TEST_PG_URL") else {
+        let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        if ci {
+            bail!(
+                "SFOP_TEST_PG_URL is not set: under CI the PostgreSQL tests must run \
+                 (`cargo xtask ci` starts a server and sets it)"
+            );
+        }
+        eprintln!(
+            "skipped {name}: SFOP_TEST_PG_URL is not set (run `cargo xtask pg start` and \
+             export what it prints)"
+        );
+        return Ok(None);
+    };
+    Ok(Some(
+        sfop_store_pg::recreate_database(&admin, &format!("sfop_t_{name}"))
+            .await
+            .with_context(|| format!("a database for {name}"))?,
+    ))
+}
+
+fn hong() -> Claims {
+    Claims {
+        client_id: DEMO_CLIENT_ID.into(),
+        client_use_code: Some(DEMO_CLIENT_USE_CODE.into()),
+        user_seq_no: Some("1100000001".into()),
+        scopes: vec!["transfer".into(), "inquiry".into()],
+        fintech_use_nums: vec![],
+    }
+}
+
+fn call(claims: &Claims) -> BankCall<'_> {
+    BankCall {
+        caller: Some(claims),
+        now_millis: sfop_core::time::now_millis(),
+        utc_offset_minutes: sfop_core::time::KST_OFFSET_MINUTES,
+    }
+}
+
+/// Three nodes' banks (own sled stores, one ledger) in this process: the
+/// seeding race and the booking, without HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_banks_seed_once_and_book_one_bank_tran_id_once() -> Result<()> {
+    let Some(url) = database("money_banks").await? else {
+        return Ok(());
+    };
+    let dirs = [
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    ];
+    let mut opening = Vec::new();
+    for dir in &dirs {
+        let bank = VirtualBank::open(&sfop_store::Store::open(dir.path())?)?;
+        let cluster = Cluster::connect(&url, 8).await?;
+        opening.push(tokio::spawn(ClusterBank::open(bank, cluster)));
+    }
+    let mut banks = Vec::new();
+    for open in opening {
+        banks.push(open.await??);
+    }
+    let ledger = banks[0].cluster().clone();
+    let capital = banks[0].local().capital()?;
+    // Seeded once: the ledger holds one bank's accounts and its capital.
+    assert_eq!(i128::from(ledger.total_balance().await?), capital);
+    let hong_before = ledger
+        .balance(HONG_MAIN)
+        .await?
+        .context("hong on the ledger")?;
+    assert_eq!(hong_before, banks[0].local().balance_of(HONG_MAIN)?);
+
+    let claims = hong();
+    let fin = banks[0]
+        .local()
+        .registered_accounts(&call(&claims), "1100000001", false)?
+        .into_iter()
+        .find(|a| a.bank_code_std == "097")
+        .context("hong's 097 account")?
+        .fintech_use_num;
+    let id = format!("{DEMO_CLIENT_USE_CODE}U000000042");
+    let request = WithdrawRequest {
+        bank_tran_id: id.clone(),
+        fintech_use_num: fin.clone(),
+        tran_amt: 1_000,
+        cntr_account_num: DEMO_CONTRACT_ACCOUNT_NUM.into(),
+        wd_print_content: "cluster".into(),
+        dps_print_content: "홍길동".into(),
+        req_client_name: "홍길동".into(),
+        req_client_num: "HONG".into(),
+        transfer_purpose: "TR".into(),
+        recv_client_name: String::new(),
+        recv_client_bank_code: String::new(),
+        recv_client_account_num: String::new(),
+    };
+    let sends: Vec<_> = (0..SENDS)
+        .map(|i| {
+            let (bank, request) = (banks[i % 3].clone(), request.clone());
+            tokio::spawn(async move {
+                let claims = hong();
+                bank.withdraw(&call(&claims), &request).await
+            })
+        })
+        .collect();
+    let (mut booked, mut duplicates) = (Vec::new(), 0);
+    for send in sends {
+        match send.await? {
+            Ok(receipt) => booked.push(receipt),
+            Err(BankError::Refused(r)) if r.rsp_code == "A0326" => duplicates += 1,
+            Err(e) => bail!("unexpected answer: {e}"),
+        }
+    }
+    assert_eq!((booked.len(), duplicates), (1, SENDS - 1));
+    assert_eq!(booked[0].answer.bank_rsp_code, "000");
+    assert_eq!(ledger.postings_of(DEMO_CLIENT_USE_CODE, &id).await?, 2);
+    assert_eq!(ledger.balance(HONG_MAIN).await?, Some(hong_before - 1_000));
+    assert_eq!(i128::from(ledger.total_balance().await?), capital);
+
+    // Every node reports the original, and a balance read on another node
+    // sees the money gone.
+    for bank in &banks {
+        let results = bank
+            .transfer_result(
+                &call(&claims),
+                &[ResultQuery {
+                    kind: TransferKind::Withdraw,
+                    org_bank_tran_id: id.clone(),
+                    org_bank_tran_date: booked[0].answer.bank_tran_date.clone(),
+                    org_tran_amt: 1_000,
+                }],
+            )
+            .await?;
+        assert_eq!(results.len(), 1);
+        let receipt = results[0].as_ref().map_err(|r| anyhow::anyhow!("{r:?}"))?;
+        assert_eq!(receipt.answer, booked[0].answer);
+        assert_eq!(receipt.wd_limit_remain_amt, booked[0].wd_limit_remain_amt);
+    }
+    let balance = banks[2]
+        .balance(
+            &call(&claims),
+            &format!("{DEMO_CLIENT_USE_CODE}U000000043"),
+            &fin,
+        )
+        .await?;
+    assert_eq!(balance.balance_amt, hong_before - 1_000);
+    // The inquiry id is used up on every node.
+    let again = banks[1]
+        .balance(
+            &call(&claims),
+            &format!("{DEMO_CLIENT_USE_CODE}U000000043"),
+            &fin,
+        )
+        .await;
+    assert!(
+        matches!(&again, Err(BankError::Refused(r)) if r.rsp_code == "A0326"),
+        "{again:?}"
+    );
+    Ok(())
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// `sfop serve` as a node of the cluster at `url`.
+pub fn node(data: &Path, log: &Path, url: &str) -> Result<Served> {
+    let mut cmd = serve_command(data, log)?;
+    cmd.env("SFOP_STORE_URL", url);
+    Served::spawn(cmd, data, log)
+}
+
+fn kst(len: usize) -> String {
+    sfop_core::time::format_dtm(
+        sfop_core::time::now_millis(),
+        sfop_core::time::KST_OFFSET_MINUTES,
+    )[..len]
+        .to_owned()
+}
+
+/// Three nodes from one image: the first start of A seeds its own store
+/// and the cluster's ledger; B and C start from a copy of A's data dir (the
+/// operator provisions the same keys and demo app on every node).
+async fn three_nodes(dir: &Path, url: &str) -> Result<Vec<Served>> {
+    let a = dir.join("a");
+    node(&a, &dir.join("a0.log"), url)?.stop()?;
+    copy_dir(&a, &dir.join("b"))?;
+    copy_dir(&a, &dir.join("c"))?;
+    ["a", "b", "c"]
+        .iter()
+        .map(|n| node(&dir.join(n), &dir.join(format!("{n}.log")), url))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_bank_tran_id_over_three_nodes_is_booked_once() -> Result<()> {
+    let Some(url) = database("money_nodes").await? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let nodes = three_nodes(dir.path(), &url).await?;
+    let ledger = Cluster::connect(&url, 2).await?;
+    let total_before = ledger.total_balance().await?;
+    let hong_before = ledger.balance(HONG_MAIN).await?.context("hong's account")?;
+
+    let token = nodes[0].user_token("hong", "hong1234").await?;
+    let list = nodes[1]
+        .connect()
+        .await?
+        .get_bearer(
+            "/v2.0/account/list?user_seq_no=1100000001&include_cancel_yn=N&sort_order=A",
+            &token,
+        )
+        .await?
+        .json()?;
+    let fin = list["res_list"]
+        .as_array()
+        .and_then(|l| l.iter().find(|a| a["bank_code_std"] == "097"))
+        .and_then(|a| a["fintech_use_num"].as_str())
+        .with_context(|| format!("hong's 097 account on B: {list}"))?
+        .to_owned();
+    let id = format!("{DEMO_CLIENT_USE_CODE}U000000100");
+    let body = json!({
+        "bank_tran_id": id,
+        "cntr_account_type": "N",
+        "cntr_account_num": DEMO_CONTRACT_ACCOUNT_NUM,
+        "dps_print_content": "홍길동",
+        "fintech_use_num": fin,
+        "wd_print_content": "cluster",
+        "tran_amt": "1000",
+        "tran_dtime": kst(14),
+        "req_client_name": "홍길동",
+        "req_client_num": "HONG0001",
+        "transfer_purpose": "TR",
+    })
+    .to_string();
+
+    // Connections first, so that the sends leave together.
+    let nodes = Arc::new(nodes);
+    let mut conns = Vec::with_capacity(SENDS);
+    for i in 0..SENDS {
+        conns.push(nodes[i % 3].connect().await?);
+    }
+    let auth = Arc::new(format!("Bearer {token}"));
+    let start = Instant::now();
+    let sends: Vec<_> = conns
+        .into_iter()
+        .enumerate()
+        .map(|(i, mut conn)| {
+            let (auth, body) = (auth.clone(), body.clone());
+            tokio::spawn(async move {
+                let headers = [
+                    ("authorization", auth.as_str()),
+                    ("content-type", "application/json"),
+                ];
+                let reply = tokio::time::timeout(
+                    BOUND,
+                    conn.send(
+                        "POST",
+                        "/v2.0/transfer/withdraw/fin_num",
+                        &headers,
+                        body.into_bytes(),
+                    ),
+                )
+                .await
+                .with_context(|| format!("send {i} hung"))??;
+                let answer: Value = reply.json()?;
+                Ok::<_, anyhow::Error>((i % 3, reply.status, answer))
+            })
+        })
+        .collect();
+    let mut booked = Vec::new();
+    let mut duplicates = [0usize; 3];
+    for send in sends {
+        let (node, status, answer) = send.await??;
+        match answer["rsp_code"].as_str() {
+            Some("A0000") => booked.push((node, answer)),
+            Some("A0326") => duplicates[node] += 1,
+            _ => bail!("node {node}: {status} {answer}"),
+        }
+    }
+    let elapsed = start.elapsed();
+    println!(
+        "{SENDS} sends of one bank_tran_id over 3 nodes: 1 booked (node {}), duplicates per \
+         node {duplicates:?}, {elapsed:?}",
+        booked.first().map_or(9, |b| b.0)
+    );
+    ensure!(
+        booked.len() == 1,
+        "booked {} times: {booked:?}",
+        booked.len()
+    );
+    assert_eq!(duplicates.iter().sum::<usize>(), SENDS - 1);
+    assert_eq!(ledger.postings_of(DEMO_CLIENT_USE_CODE, &id).await?, 2);
+    assert_eq!(ledger.total_balance().await?, total_before);
+    assert_eq!(ledger.balance(HONG_MAIN).await?, Some(hong_before - 1_000));
+
+    // Each node reads the same balance from the ledger.
+    for (n, served) in nodes.iter().enumerate() {
+        let b = served
+            .connect()
+            .await?
+            .get_bearer(
+                &format!(
+                    "/v2.0/account/balance/fin_num?bank_tran_id={DEMO_CLIENT_USE_CODE}U00000020{n}\
+                     &fintech_use_num={fin}&tran_dtime={}",
+                    kst(14)
+                ),
+                &token,
+            )
+            .await?
+            .json()?;
+        assert_eq!(b["rsp_code"], "A0000", "node {n}: {b}");
+        assert_eq!(
+            b["balance_amt"].as_str(),
+            Some((hong_before - 1_000).to_string().as_str()),
+            "node {n}: {b}"
+        );
+    }
+    let nodes = Arc::into_inner(nodes).context("nodes still shared")?;
+    for served in nodes {
+        served.stop()?;
+    }
+    Ok(())
+}
