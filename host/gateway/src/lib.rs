@@ -215,15 +215,15 @@ impl Gateway {
         &self.metrics
     }
 
-    /// Prometheus text for `/metrics`.
+    /// `/metrics` in the OpenMetrics text format ([`metrics::CONTENT_TYPE`]).
     pub fn render_metrics(&self) -> String {
         let routes = self.routes.load();
         let (live, closed) = routes.counts();
-        let mut out = self.metrics.render(live, closed);
-        metrics::render_instances(&mut out, &routes.releases());
-        metrics::render_admission(&mut out, &self.admission);
-        metrics::render_isolation(&mut out, &routes.releases());
-        out
+        self.metrics
+            .scrape(live, closed)
+            .with_releases(routes.releases())
+            .with_admission(self.admission.clone())
+            .render()
     }
 
     /// Replaces the route table atomically. Requests already routed finish on
@@ -1328,7 +1328,7 @@ fn ops_response(gateway: &Gateway, path: &str) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match path {
         "/metrics" => (
             StatusCode::OK,
-            "text/plain; version=0.0.4; charset=utf-8",
+            metrics::CONTENT_TYPE,
             gateway.render_metrics(),
         ),
         "/healthz" => (StatusCode::OK, JSON, r#"{"status":"ok"}"#.to_owned()),

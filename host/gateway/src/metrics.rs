@@ -1,15 +1,28 @@
-//! Request metrics per API and version, rendered as Prometheus text.
+//! Request metrics per API and version, exposed in the OpenMetrics text
+//! format through prometheus-client (ADR 0026).
 //!
 //! Counters are plain atomics held by each route target, so counting costs a
-//! few relaxed increments and no lock on the request path.
+//! few relaxed increments and no lock on the request path. prometheus-client
+//! owns the exposition (names, `_total`, escaping, number formatting,
+//! `# EOF`): a [`Collector`] reads the atomics at scrape time. Its own
+//! `Histogram` takes a lock per observation and its `Family` one per
+//! lookup, which is why the request path keeps its atomics.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::registry::Registry;
 use sfop_core::Outcome;
+
+/// The media type of `/metrics`.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Latency histogram bounds, seconds.
 const BUCKETS: &[f64] = &[
@@ -145,266 +158,426 @@ impl Metrics {
         .fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Prometheus text exposition format 0.0.4.
-    pub fn render(&self, live_routes: usize, closed_routes: usize) -> String {
-        let apis: Vec<((String, String), Arc<ApiStats>)> = {
-            let apis = self
-                .apis
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            apis.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
-        };
-        let mut out = String::with_capacity(4096);
+    /// What a scrape reads of these metrics, with the route table's counts;
+    /// [`Scrape::with_releases`] and [`Scrape::with_admission`] add the rest.
+    pub(crate) fn scrape(&self, live_routes: usize, closed_routes: usize) -> Scrape {
+        let apis = self
+            .apis
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
-
-        out.push_str("# HELP sfop_requests_total Routed requests by API, version and outcome.\n");
-        out.push_str("# TYPE sfop_requests_total counter\n");
-        for ((api, version), stats) in &apis {
-            for outcome in Outcome::ALL {
-                let n = stats.outcome(outcome);
-                if n == 0 && Outcome::UNROUTED.contains(&outcome) {
-                    continue;
-                }
-                let _ = writeln!(
-                    out,
-                    "sfop_requests_total{{api=\"{api}\",version=\"{version}\",outcome=\"{outcome}\"}} {n}",
-                );
-            }
+        Scrape {
+            apis,
+            unrouted: [
+                ("route_not_found", load(&self.route_not_found)),
+                ("method_not_allowed", load(&self.method_not_allowed)),
+                ("retired", load(&self.retired)),
+            ],
+            routes: [("live", live_routes), ("closed", closed_routes)],
+            loads: self.loads.get().cloned(),
+            releases: Vec::new(),
+            admission: None,
         }
-        for (name, help, outcomes) in [
-            (
-                "sfop_plugin_traps_total",
-                "Calls ended by a plugin trap (including memory exhaustion).",
-                &[Outcome::Trap, Outcome::Memory][..],
-            ),
-            (
-                "sfop_plugin_deadline_hits_total",
-                "Calls ended by the CPU deadline or the wall-clock timeout.",
-                &[Outcome::Deadline, Outcome::Timeout][..],
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
-            for ((api, version), stats) in &apis {
-                let n: u64 = outcomes.iter().map(|o| stats.outcome(*o)).sum();
-                let _ = writeln!(out, "{name}{{api=\"{api}\",version=\"{version}\"}} {n}");
-            }
-        }
+    }
 
-        out.push_str("# HELP sfop_request_duration_seconds Time from routing to response, by API and version.\n");
-        out.push_str("# TYPE sfop_request_duration_seconds histogram\n");
-        for ((api, version), stats) in &apis {
-            let mut cumulative = 0;
-            for (i, le) in BUCKETS.iter().enumerate() {
-                cumulative += load(&stats.buckets[i]);
-                let _ = writeln!(
-                    out,
-                    "sfop_request_duration_seconds_bucket{{api=\"{api}\",version=\"{version}\",le=\"{le}\"}} {cumulative}"
-                );
-            }
-            let count = load(&stats.count);
-            let _ = writeln!(
-                out,
-                "sfop_request_duration_seconds_bucket{{api=\"{api}\",version=\"{version}\",le=\"+Inf\"}} {count}\n\
-                 sfop_request_duration_seconds_sum{{api=\"{api}\",version=\"{version}\"}} {}\n\
-                 sfop_request_duration_seconds_count{{api=\"{api}\",version=\"{version}\"}} {count}",
-                load(&stats.sum_micros) as f64 / 1e6
-            );
-        }
+    /// These metrics alone in the OpenMetrics text format.
+    pub fn render(&self, live_routes: usize, closed_routes: usize) -> String {
+        self.scrape(live_routes, closed_routes).render()
+    }
+}
 
-        out.push_str("# HELP sfop_api_in_flight Calls running now, by API and version.\n");
-        out.push_str("# TYPE sfop_api_in_flight gauge\n");
-        for ((api, version), stats) in &apis {
-            let _ = writeln!(
-                out,
-                "sfop_api_in_flight{{api=\"{api}\",version=\"{version}\"}} {}",
-                stats.in_flight()
-            );
-        }
+/// One scrape of `/metrics`: what it reads, taken when it starts, and
+/// encoded by prometheus-client as a [`Collector`].
+pub(crate) struct Scrape {
+    apis: Vec<((String, String), Arc<ApiStats>)>,
+    unrouted: [(&'static str, u64); 3],
+    routes: [(&'static str, usize); 2],
+    loads: Option<Arc<sfop_runtime::Loads>>,
+    releases: Vec<Arc<sfop_runtime::Api>>,
+    admission: Option<Arc<crate::admission::Admission>>,
+}
 
-        let _ = writeln!(
-            out,
-            "# HELP sfop_unrouted_requests_total Requests that matched no route.\n\
-             # TYPE sfop_unrouted_requests_total counter\n\
-             sfop_unrouted_requests_total{{reason=\"route_not_found\"}} {}\n\
-             sfop_unrouted_requests_total{{reason=\"method_not_allowed\"}} {}\n\
-             sfop_unrouted_requests_total{{reason=\"retired\"}} {}\n\
-             # HELP sfop_routes Routes in the live table, by state.\n\
-             # TYPE sfop_routes gauge\n\
-             sfop_routes{{state=\"live\"}} {live_routes}\n\
-             sfop_routes{{state=\"closed\"}} {closed_routes}",
-            load(&self.route_not_found),
-            load(&self.method_not_allowed),
-            load(&self.retired),
-        );
-        if let Some(loads) = self.loads.get() {
-            let _ = writeln!(
-                out,
-                "# HELP sfop_component_loads_total Components loaded by the runtime, by where their native code came from (a warm release is not loaded again).\n\
-                 # TYPE sfop_component_loads_total counter\n\
-                 sfop_component_loads_total{{source=\"compiled\"}} {}\n\
-                 sfop_component_loads_total{{source=\"compile_cache\"}} {}",
-                loads.compiled(),
-                loads.from_cache(),
-            );
+impl std::fmt::Debug for Scrape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scrape")
+            .field("apis", &self.apis.len())
+            .field("releases", &self.releases.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Scrape {
+    /// Adds the served releases' instance, memory and quarantine figures.
+    pub(crate) fn with_releases(mut self, releases: Vec<Arc<sfop_runtime::Api>>) -> Self {
+        self.releases = releases;
+        self
+    }
+
+    /// Adds the listener's admission control.
+    pub(crate) fn with_admission(mut self, admission: Arc<crate::admission::Admission>) -> Self {
+        self.admission = Some(admission);
+        self
+    }
+
+    /// The OpenMetrics text, ending in `# EOF`.
+    pub(crate) fn render(self) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(self));
+        let mut out = String::with_capacity(8192);
+        // Writing to a String cannot fail, and every value is a number or a
+        // label this process made.
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &registry) {
+            tracing::error!(error = %e, "/metrics could not be encoded");
         }
         out
     }
 }
 
+/// `[("api", name), ("version", version)]` and more labels.
+type Labels<'a, const N: usize> = [(&'static str, &'a str); N];
+
+fn labels<'a>(api: &'a str, version: &'a str) -> Labels<'a, 2> {
+    [("api", api), ("version", version)]
+}
+
+/// One family of samples, each a label set and a value.
+fn family<L: EncodeLabelSet, M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    kind: MetricType,
+    samples: impl IntoIterator<Item = (L, M)>,
+) -> std::fmt::Result {
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in samples {
+        value.encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+/// One sample without labels.
+fn single<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: M,
+) -> std::fmt::Result {
+    let metric = encoder.encode_descriptor(name, help, None, value.metric_type())?;
+    value.encode(metric)
+}
+
+fn count(n: u64) -> ConstCounter<u64> {
+    ConstCounter::new(n)
+}
+
+fn gauge(n: u64) -> ConstGauge<u64> {
+    ConstGauge::new(n)
+}
+
+fn gauge_usize(n: usize) -> ConstGauge<u64> {
+    ConstGauge::new(u64::try_from(n).unwrap_or(u64::MAX))
+}
+
+impl Collector for Scrape {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> std::fmt::Result {
+        let e = &mut encoder;
+        self.encode_requests(e)?;
+        self.encode_releases(e)?;
+        if let Some(admission) = &self.admission {
+            encode_admission(e, admission)?;
+        }
+        self.encode_isolation(e)
+    }
+}
+
+impl Scrape {
+    fn encode_requests(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let apis = &self.apis;
+        family(
+            e,
+            "sfop_requests",
+            "Routed requests by API, version and outcome.",
+            MetricType::Counter,
+            apis.iter().flat_map(|((api, version), stats)| {
+                Outcome::ALL.into_iter().filter_map(move |outcome| {
+                    let n = stats.outcome(outcome);
+                    (n > 0 || !Outcome::UNROUTED.contains(&outcome)).then(|| {
+                        let [a, v] = labels(api, version);
+                        ([a, v, ("outcome", outcome.as_str())], count(n))
+                    })
+                })
+            }),
+        )?;
+        for (name, help, outcomes) in [
+            (
+                "sfop_plugin_traps",
+                "Calls ended by a plugin trap (including memory exhaustion).",
+                &[Outcome::Trap, Outcome::Memory][..],
+            ),
+            (
+                "sfop_plugin_deadline_hits",
+                "Calls ended by the CPU deadline or the wall-clock timeout.",
+                &[Outcome::Deadline, Outcome::Timeout][..],
+            ),
+        ] {
+            family(
+                e,
+                name,
+                help,
+                MetricType::Counter,
+                apis.iter().map(|((api, version), stats)| {
+                    let n: u64 = outcomes.iter().map(|o| stats.outcome(*o)).sum();
+                    (labels(api, version), count(n))
+                }),
+            )?;
+        }
+        {
+            let mut metric = e.encode_descriptor(
+                "sfop_request_duration_seconds",
+                "Time from routing to response, by API and version.",
+                None,
+                MetricType::Histogram,
+            )?;
+            for ((api, version), stats) in apis {
+                let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+                let count = load(&stats.count);
+                let mut buckets: Vec<(f64, u64)> = BUCKETS
+                    .iter()
+                    .zip(&stats.buckets)
+                    .map(|(le, n)| (*le, load(n)))
+                    .collect();
+                let within: u64 = buckets.iter().map(|(_, n)| n).sum();
+                // The encoder's +Inf bucket.
+                buckets.push((f64::MAX, count.saturating_sub(within)));
+                let sum = load(&stats.sum_micros) as f64 / 1e6;
+                metric
+                    .encode_family(&labels(api, version))?
+                    .encode_histogram::<NoLabelSet>(sum, count, &buckets, None)?;
+            }
+        }
+        family(
+            e,
+            "sfop_api_in_flight",
+            "Calls running now, by API and version.",
+            MetricType::Gauge,
+            apis.iter().map(|((api, version), stats)| {
+                (labels(api, version), gauge_usize(stats.in_flight()))
+            }),
+        )?;
+        family(
+            e,
+            "sfop_unrouted_requests",
+            "Requests that matched no route.",
+            MetricType::Counter,
+            self.unrouted
+                .iter()
+                .map(|(reason, n)| ([("reason", *reason)], count(*n))),
+        )?;
+        family(
+            e,
+            "sfop_routes",
+            "Routes in the live table, by state.",
+            MetricType::Gauge,
+            self.routes
+                .iter()
+                .map(|(state, n)| ([("state", *state)], gauge_usize(*n))),
+        )?;
+        if let Some(loads) = &self.loads {
+            family(
+                e,
+                "sfop_component_loads",
+                "Components loaded by the runtime, by where their native code came from (a warm release is not loaded again).",
+                MetricType::Counter,
+                [
+                    ([("source", "compiled")], count(loads.compiled())),
+                    ([("source", "compile_cache")], count(loads.from_cache())),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// How the served releases' calls got their instances (see
+    /// `sfop_runtime::InstanceCounts`).
+    fn encode_releases(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        // One look at each shelf, so both families agree.
+        let counts: Vec<_> = self
+            .releases
+            .iter()
+            .map(|api| {
+                let m = api.manifest();
+                (m.name.clone(), m.version.to_string(), api.instances())
+            })
+            .collect();
+        family(
+            e,
+            "sfop_instances",
+            "Calls by how their fresh instance was made: ahead of the call (prepared) or when it came (on_request).",
+            MetricType::Counter,
+            counts.iter().flat_map(|(name, version, n)| {
+                let [a, v] = labels(name, version);
+                [
+                    ([a, v, ("source", "prepared")], count(n.prepared)),
+                    ([a, v, ("source", "on_request")], count(n.on_request)),
+                ]
+            }),
+        )?;
+        family(
+            e,
+            "sfop_instances_ready",
+            "Fresh instances made and waiting for a call.",
+            MetricType::Gauge,
+            counts
+                .iter()
+                .map(|(name, version, n)| (labels(name, version), gauge_usize(n.ready))),
+        )
+    }
+
+    /// Isolation (ADR 0020): the guest memory budget, what each served
+    /// version holds of it, quarantine, suppressed fault log lines, and
+    /// calls that moved to the execution pool.
+    fn encode_isolation(&self, e: &mut DescriptorEncoder) -> std::fmt::Result {
+        let Some(first) = self.releases.first() else {
+            return Ok(());
+        };
+        let memory = first.guest_memory();
+        single(
+            e,
+            "sfop_guest_memory_bytes",
+            "Linear memory of all live plugin instances.",
+            gauge(memory.live_bytes),
+        )?;
+        family(
+            e,
+            "sfop_guest_memory_budget_bytes",
+            "The platform's guest memory budget, and one API version's share of it.",
+            MetricType::Gauge,
+            [
+                ([("scope", "platform")], gauge(memory.limit_bytes)),
+                ([("scope", "api")], gauge(memory.api_share_bytes)),
+            ],
+        )?;
+        single(
+            e,
+            "sfop_guest_memory_refused",
+            "Calls refused and memory growths failed because the budget or a share was full.",
+            count(memory.refused),
+        )?;
+        let releases: Vec<_> = self
+            .releases
+            .iter()
+            .map(|api| {
+                let m = api.manifest();
+                (m.name.clone(), m.version.to_string(), api)
+            })
+            .collect();
+        /// Name, type, help, and the value of one release.
+        type Family = (
+            &'static str,
+            MetricType,
+            &'static str,
+            fn(&sfop_runtime::Api) -> u64,
+        );
+        let families: [Family; 4] = [
+            (
+                "sfop_api_guest_memory_bytes",
+                MetricType::Gauge,
+                "Linear memory this version's live instances hold.",
+                |a| a.memory_bytes(),
+            ),
+            (
+                "sfop_api_quarantines",
+                MetricType::Counter,
+                "Times this version was quarantined for repeated plugin faults.",
+                |a| a.health().quarantines,
+            ),
+            (
+                "sfop_plugin_fault_logs_suppressed",
+                MetricType::Counter,
+                "Plugin fault log lines left out by the per-version rate limit.",
+                |a| a.health().suppressed_logs,
+            ),
+            (
+                "sfop_calls_moved",
+                MetricType::Counter,
+                "Calls that ran past their first tick and finished on the execution pool.",
+                |a| a.moved_calls(),
+            ),
+        ];
+        for (name, kind, help, value) in families {
+            let mut metric = e.encode_descriptor(name, help, None, kind)?;
+            for (api, version, release) in &releases {
+                let n = value(release);
+                let labels = labels(api, version);
+                let sample = metric.encode_family(&labels)?;
+                match kind {
+                    MetricType::Counter => count(n).encode(sample)?,
+                    _ => gauge(n).encode(sample)?,
+                }
+            }
+        }
+        let quarantined: Vec<_> = releases
+            .iter()
+            .filter_map(|(api, version, release)| {
+                let kind = release.health().quarantined?;
+                Some((api, version, kind.as_str()))
+            })
+            .collect();
+        family(
+            e,
+            "sfop_api_quarantined",
+            "1 while the version is throttled for repeated plugin faults, by the fault most of them were.",
+            MetricType::Gauge,
+            quarantined.iter().map(|(api, version, reason)| {
+                let [a, v] = labels(api, version);
+                ([a, v, ("reason", *reason)], gauge(1))
+            }),
+        )
+    }
+}
+
 /// What admission control holds and what it refused (see `crate::admission`).
-pub(crate) fn render_admission(out: &mut String, admission: &crate::admission::Admission) {
-    out.push_str(
-        "# HELP sfop_shed_total Connections closed and requests answered 503 at once because a bound was reached, by bound.\n\
-         # TYPE sfop_shed_total counter\n",
-    );
-    for shed in crate::admission::Shed::ALL {
-        let _ = writeln!(
-            out,
-            "sfop_shed_total{{reason=\"{}\"}} {}",
-            shed.as_str(),
-            admission.shed(shed)
-        );
-    }
+fn encode_admission(
+    e: &mut DescriptorEncoder,
+    admission: &crate::admission::Admission,
+) -> std::fmt::Result {
+    family(
+        e,
+        "sfop_shed",
+        "Connections closed and requests answered 503 at once because a bound was reached, by bound.",
+        MetricType::Counter,
+        crate::admission::Shed::ALL
+            .iter()
+            .map(|shed| ([("reason", shed.as_str())], count(admission.shed(*shed)))),
+    )?;
     let limits = &admission.limits;
-    let _ = writeln!(
-        out,
-        "# HELP sfop_open Connections open, TLS handshakes and requests in progress on the API listener.\n\
-         # TYPE sfop_open gauge\n\
-         sfop_open{{what=\"connections\"}} {}\n\
-         sfop_open{{what=\"handshakes\"}} {}\n\
-         sfop_open{{what=\"in_flight\"}} {}\n\
-         # HELP sfop_open_max The bounds of sfop_open (gateway.max_connections, max_handshakes, max_in_flight).\n\
-         # TYPE sfop_open_max gauge\n\
-         sfop_open_max{{what=\"connections\"}} {}\n\
-         sfop_open_max{{what=\"handshakes\"}} {}\n\
-         sfop_open_max{{what=\"in_flight\"}} {}",
-        admission.connections.now(),
-        admission.handshakes.now(),
-        admission.in_flight.now(),
-        limits.max_connections,
-        limits.max_handshakes,
-        limits.max_in_flight,
-    );
-}
-
-/// How the served releases' calls got their instances (see
-/// `sfop_runtime::InstanceCounts`).
-pub(crate) fn render_instances(out: &mut String, releases: &[Arc<sfop_runtime::Api>]) {
-    // One look at each shelf, so both families agree.
-    let counts: Vec<_> = releases
-        .iter()
-        .map(|api| (api.manifest(), api.instances()))
-        .collect();
-    out.push_str(
-        "# HELP sfop_instances_total Calls by how their fresh instance was made: ahead of the call (prepared) or when it came (on_request).\n\
-         # TYPE sfop_instances_total counter\n",
-    );
-    for (m, n) in &counts {
-        let (name, version) = (&m.name, &m.version);
-        let _ = writeln!(
-            out,
-            "sfop_instances_total{{api=\"{name}\",version=\"{version}\",source=\"prepared\"}} {}\n\
-             sfop_instances_total{{api=\"{name}\",version=\"{version}\",source=\"on_request\"}} {}",
-            n.prepared, n.on_request
-        );
-    }
-    out.push_str(
-        "# HELP sfop_instances_ready Fresh instances made and waiting for a call.\n\
-         # TYPE sfop_instances_ready gauge\n",
-    );
-    for (m, n) in &counts {
-        let _ = writeln!(
-            out,
-            "sfop_instances_ready{{api=\"{}\",version=\"{}\"}} {}",
-            m.name, m.version, n.ready
-        );
-    }
-}
-
-/// Isolation (ADR 0020): the guest memory budget, what each served
-/// version holds of it, quarantine, suppressed fault log lines, and calls
-/// that moved to the execution pool.
-pub(crate) fn render_isolation(out: &mut String, releases: &[Arc<sfop_runtime::Api>]) {
-    let Some(first) = releases.first() else {
-        return;
-    };
-    let memory = first.guest_memory();
-    let _ = write!(
-        out,
-        "# HELP sfop_guest_memory_bytes Linear memory of all live plugin instances.\n\
-         # TYPE sfop_guest_memory_bytes gauge\n\
-         sfop_guest_memory_bytes {}\n\
-         # HELP sfop_guest_memory_budget_bytes The platform's guest memory budget, and one API version's share of it.\n\
-         # TYPE sfop_guest_memory_budget_bytes gauge\n\
-         sfop_guest_memory_budget_bytes{{scope=\"platform\"}} {}\n\
-         sfop_guest_memory_budget_bytes{{scope=\"api\"}} {}\n\
-         # HELP sfop_guest_memory_refused_total Calls refused and memory growths failed because the budget or a share was full.\n\
-         # TYPE sfop_guest_memory_refused_total counter\n\
-         sfop_guest_memory_refused_total {}\n",
-        memory.live_bytes, memory.limit_bytes, memory.api_share_bytes, memory.refused
-    );
-    /// Name, type, help, and the value of one release.
-    type Family = (
-        &'static str,
-        &'static str,
-        &'static str,
-        fn(&sfop_runtime::Api) -> u64,
-    );
-    let families: [Family; 4] = [
-        (
-            "sfop_api_guest_memory_bytes",
-            "gauge",
-            "Linear memory this version's live instances hold.",
-            |a| a.memory_bytes(),
-        ),
-        (
-            "sfop_api_quarantines_total",
-            "counter",
-            "Times this version was quarantined for repeated plugin faults.",
-            |a| a.health().quarantines,
-        ),
-        (
-            "sfop_plugin_fault_logs_suppressed_total",
-            "counter",
-            "Plugin fault log lines left out by the per-version rate limit.",
-            |a| a.health().suppressed_logs,
-        ),
-        (
-            "sfop_calls_moved_total",
-            "counter",
-            "Calls that ran past their first tick and finished on the execution pool.",
-            |a| a.moved_calls(),
-        ),
-    ];
-    for (name, kind, help, value) in families {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        for api in releases {
-            let m = api.manifest();
-            let _ = writeln!(
-                out,
-                "{name}{{api=\"{}\",version=\"{}\"}} {}",
-                m.name,
-                m.version,
-                value(api)
-            );
-        }
-    }
-    out.push_str(
-        "# HELP sfop_api_quarantined 1 while the version is throttled for repeated plugin faults, by the fault most of them were.\n\
-         # TYPE sfop_api_quarantined gauge\n",
-    );
-    for api in releases {
-        if let Some(kind) = api.health().quarantined {
-            let m = api.manifest();
-            let _ = writeln!(
-                out,
-                "sfop_api_quarantined{{api=\"{}\",version=\"{}\",reason=\"{}\"}} 1",
-                m.name,
-                m.version,
-                kind.as_str()
-            );
-        }
-    }
+    family(
+        e,
+        "sfop_open",
+        "Connections open, TLS handshakes and requests in progress on the API listener.",
+        MetricType::Gauge,
+        [
+            ("connections", admission.connections.now()),
+            ("handshakes", admission.handshakes.now()),
+            ("in_flight", admission.in_flight.now()),
+        ]
+        .map(|(what, n)| ([("what", what)], gauge_usize(n))),
+    )?;
+    family(
+        e,
+        "sfop_open_max",
+        "The bounds of sfop_open (gateway.max_connections, max_handshakes, max_in_flight).",
+        MetricType::Gauge,
+        [
+            ("connections", limits.max_connections),
+            ("handshakes", limits.max_handshakes),
+            ("in_flight", limits.max_in_flight),
+        ]
+        .map(|(what, n)| ([("what", what)], gauge_usize(n))),
+    )
 }
 
 #[cfg(test)]
@@ -424,12 +597,45 @@ mod tests {
             r#"sfop_requests_total{api="bank-status",version="1.0.0",outcome="trap"} 1"#
         ));
         assert!(text.contains(r#"sfop_plugin_traps_total{api="bank-status",version="1.0.0"} 1"#));
-        assert!(text.contains(r#"le="0.0005"} 1"#));
-        assert!(text.contains(r#"le="0.005"} 2"#));
-        assert!(text.contains(r#"le="+Inf"} 2"#));
+        // The encoder writes `le` first; buckets are cumulative.
+        let bucket = |le: &str| {
+            format!(
+                r#"sfop_request_duration_seconds_bucket{{le="{le}",api="bank-status",version="1.0.0"}}"#
+            )
+        };
+        assert!(
+            text.contains(&format!("{} 1\n", bucket("0.0005"))),
+            "{text}"
+        );
+        assert!(text.contains(&format!("{} 2\n", bucket("0.005"))), "{text}");
+        assert!(text.contains(&format!("{} 2\n", bucket("+Inf"))), "{text}");
         assert!(text.contains(
             r#"sfop_request_duration_seconds_count{api="bank-status",version="1.0.0"} 2"#
         ));
+        assert!(text.contains(
+            r#"sfop_request_duration_seconds_sum{api="bank-status",version="1.0.0"} 0.0033"#
+        ));
+        // OpenMetrics: a counter family is named without `_total`, its
+        // samples with it, and the exposition ends in `# EOF`.
+        assert!(text.contains("# TYPE sfop_requests counter\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+    }
+
+    /// A request slower than the last bound counts in `+Inf` only.
+    #[test]
+    fn a_request_past_the_last_bucket_counts_in_inf() {
+        let metrics = Metrics::default();
+        let stats = metrics.api("a", "1.0.0");
+        stats.record(Outcome::Ok, Duration::from_secs(30));
+        let text = metrics.render(1, 0);
+        assert!(
+            text.contains(r#"{le="10.0",api="a",version="1.0.0"} 0"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"{le="+Inf",api="a",version="1.0.0"} 1"#),
+            "{text}"
+        );
     }
 
     /// The canary's error count reads the enum, not labels: a candidate

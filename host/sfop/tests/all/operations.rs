@@ -26,9 +26,13 @@ async fn metrics_count_per_api_version_and_health_answers() -> Result<()> {
         metrics
             .header("content-type")
             .unwrap_or_default()
-            .starts_with("text/plain")
+            .starts_with("application/openmetrics-text; version=1.0.0")
     );
     let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    // OpenMetrics (prometheus-client): counter families are named without
+    // `_total`, and the exposition ends in `# EOF`.
+    assert!(text.contains("# TYPE sfop_requests counter\n"), "{text}");
+    assert!(text.ends_with("# EOF\n"), "{text}");
     for line in [
         r#"sfop_requests_total{api="bank-status",version="1.0.0",outcome="ok"} 2"#,
         r#"sfop_requests_total{api="trap",version="0.1.0",outcome="trap"} 1"#,
