@@ -11,6 +11,7 @@ mod metrics;
 pub mod platform;
 mod routes;
 pub mod tls;
+mod trace;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -90,6 +91,8 @@ pub struct GatewayConfig {
     /// How many connections, handshakes and requests the API listener
     /// takes at once.
     pub admission: AdmissionLimits,
+    /// OpenTelemetry: off, or a server span per request (ADR 0028).
+    pub telemetry: sfop_telemetry::Tracing,
 }
 
 impl Default for GatewayConfig {
@@ -98,6 +101,7 @@ impl Default for GatewayConfig {
             utc_offset_minutes: time::KST_OFFSET_MINUTES,
             conn: ConnLimits::default(),
             admission: AdmissionLimits::default(),
+            telemetry: sfop_telemetry::Tracing::off(),
         }
     }
 }
@@ -215,6 +219,11 @@ impl Gateway {
         &self.metrics
     }
 
+    /// The platform's tracing (off, or exporting spans: ADR 0028).
+    pub fn telemetry(&self) -> &sfop_telemetry::Tracing {
+        &self.config.telemetry
+    }
+
     /// `/metrics` in the OpenMetrics text format ([`metrics::CONTENT_TYPE`]).
     pub fn render_metrics(&self) -> String {
         let routes = self.routes.load();
@@ -306,6 +315,8 @@ impl Gateway {
         B::Error: Into<axum::BoxError>,
     {
         let id = ApiTranId::generate();
+        let telemetry = &self.config.telemetry;
+        let mut server = telemetry.server_span(req.headers(), req.method().as_str());
         let span = tracing::info_span!(
             "request",
             api_tran_id = %id,
@@ -314,10 +325,20 @@ impl Gateway {
             api = tracing::field::Empty,
             version = tracing::field::Empty,
             institution = conn.client_cert.as_deref(),
+            trace_id = tracing::field::Empty,
         );
+        let traced = trace::begin(&mut server, &req, conn);
+        if let Some(trace_id) = server.parent().trace_id() {
+            span.record("trace_id", trace_id.as_str());
+        }
         async {
             let started = Instant::now();
-            let (result, routed) = self.route_and_call(&id, req, conn, endpoints).await;
+            let (result, routed) = if telemetry.is_on() {
+                let parent = server.parent().clone();
+                sfop_telemetry::scope(parent, self.route_and_call(&id, req, conn, endpoints)).await
+            } else {
+                self.route_and_call(&id, req, conn, endpoints).await
+            };
             let mut response = match result {
                 Ok(response) => {
                     if let Some(routed) = &routed {
@@ -335,6 +356,7 @@ impl Gateway {
                         Some(routed) => routed.stats.record(fault.outcome(), started.elapsed()),
                         None => self.metrics.unrouted(fault.outcome()),
                     }
+                    server.set("sfop.outcome", fault.label());
                     self.fault_response(&id, &fault)
                 }
             };
@@ -342,6 +364,9 @@ impl Gateway {
                 routed.stamp(&mut response);
             }
             harden(response.headers_mut(), conn.tls);
+            if let Some(traced) = &traced {
+                trace::end(&mut server, traced, &self.routes.load(), &response, &id);
+            }
             tracing::debug!(status = response.status().as_u16(), "answered");
             response
         }

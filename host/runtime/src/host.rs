@@ -37,8 +37,12 @@ pub struct HostState {
     /// What the manifest and the operator grant this API beyond its
     /// interfaces: allowed origins, variables, the outbound client.
     pub(crate) grants: Arc<crate::outbound::Grants>,
-    /// The caller's W3C `traceparent`, passed on to outbound requests.
+    /// The caller's W3C `traceparent`, passed on to outbound requests
+    /// when tracing is off.
     pub(crate) traceparent: Option<String>,
+    /// The plugin call's place in its trace (tracing on): the parent of
+    /// host call spans and of outbound requests' `traceparent`.
+    pub(crate) trace: sfop_telemetry::Parent,
     /// CPU time the instance may run, ns: first its instantiation, then
     /// (measured afresh) its call.
     cpu_budget_ns: u64,
@@ -76,6 +80,7 @@ impl HostState {
             bank_deadline: None,
             grants,
             traceparent: None,
+            trace: sfop_telemetry::Parent::default(),
             cpu_budget_ns,
             meter: Arc::new(Meter::default()),
             calling: false,
@@ -303,12 +308,14 @@ impl kv::Host for HostState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Result<Option<Vec<u8>>, kv::Error>> {
         let span = self.span("kv.get");
         let started = start(&span);
+        let otel = self.otel_span("kv.get", sfop_telemetry::Kind::Internal);
         let result = self
             .services
             .kv
             .get(&self.manifest.name, &key)
             .map_err(kv_error);
         finish(&span, started, kv_outcome(&result));
+        end_otel(otel, kv_outcome(&result));
         Ok(result)
     }
 
@@ -319,24 +326,28 @@ impl kv::Host for HostState {
     ) -> wasmtime::Result<Result<(), kv::Error>> {
         let span = self.span("kv.set");
         let started = start(&span);
+        let otel = self.otel_span("kv.set", sfop_telemetry::Kind::Internal);
         let result = self
             .services
             .kv
             .set(&self.manifest.name, &key, &value)
             .map_err(kv_error);
         finish(&span, started, kv_outcome(&result));
+        end_otel(otel, kv_outcome(&result));
         Ok(result)
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<Result<(), kv::Error>> {
         let span = self.span("kv.delete");
         let started = start(&span);
+        let otel = self.otel_span("kv.delete", sfop_telemetry::Kind::Internal);
         let result = self
             .services
             .kv
             .delete(&self.manifest.name, &key)
             .map_err(kv_error);
         finish(&span, started, kv_outcome(&result));
+        end_otel(otel, kv_outcome(&result));
         Ok(result)
     }
 }
@@ -377,6 +388,7 @@ impl HostState {
     ) -> Result<T, BankError> {
         let span = self.span(operation);
         let started = start(&span);
+        let otel = self.otel_span(operation, sfop_telemetry::Kind::Client);
         // The call it serves travels with it, for a backend that passes it
         // on (the REST connector's `x-sfop-*` headers).
         let scope = sfop_core::ledger::CallScope {
@@ -385,7 +397,34 @@ impl HostState {
         };
         let result = bounded(self.bank_deadline, scope.run(call), &span).await;
         finish(&span, started, bank_outcome(&result));
+        end_otel(otel, bank_outcome(&result));
         result
+    }
+
+    /// The OpenTelemetry span of a host call (kv, ledger, http): a child of
+    /// the plugin call's span, created only when the request is sampled.
+    pub(crate) fn otel_span(
+        &self,
+        operation: &'static str,
+        kind: sfop_telemetry::Kind,
+    ) -> sfop_telemetry::Span {
+        if !self.trace.is_sampled() {
+            return sfop_telemetry::Span::none();
+        }
+        let mut span = self.trace.child(operation, kind);
+        span.set("sfop.host.operation", operation);
+        span
+    }
+}
+
+/// Ends a host call's OpenTelemetry span with its outcome: failed when the
+/// call failed (a bank's refusal is an answer, not a failure).
+pub(crate) fn end_otel(mut span: sfop_telemetry::Span, outcome: HostOutcome) {
+    if span.is_recording() {
+        span.set("sfop.host.outcome", outcome.as_str());
+        if !matches!(outcome, HostOutcome::Ok | HostOutcome::Refused) {
+            span.fail(outcome.as_str());
+        }
     }
 }
 

@@ -582,6 +582,44 @@ impl Api {
     /// the execution pool (`exec`). Refused at once when the version is
     /// quarantined and full, or when the guest memory budget has no room.
     pub async fn call(&self, call: Call) -> Result<Reply, CallError> {
+        // The plugin call's span, a child of the request's (ADR 0028).
+        let trace = sfop_telemetry::current();
+        let mut span = if trace.is_sampled() {
+            let manifest = self.manifest();
+            let mut span = trace.child(
+                format!("plugin {}", manifest.name),
+                sfop_telemetry::Kind::Internal,
+            );
+            span.set("sfop.api.name", manifest.name.clone());
+            span.set("sfop.api.version", manifest.version.to_string());
+            span.set("sfop.api_tran_id", call.api_tran_id.clone());
+            span
+        } else {
+            sfop_telemetry::Span::none()
+        };
+        let result = self.call_traced(call, &span, trace).await;
+        if span.is_recording() {
+            match &result {
+                Ok(reply) => {
+                    span.set("sfop.plugin.outcome", "ok");
+                    span.set("sfop.plugin.status", i64::from(reply.status));
+                }
+                Err(error) => {
+                    let kind = FaultKind::of(error).map_or("refused", FaultKind::as_str);
+                    span.set("sfop.plugin.outcome", kind);
+                    span.fail(kind);
+                }
+            }
+        }
+        result
+    }
+
+    async fn call_traced(
+        &self,
+        call: Call,
+        span: &sfop_telemetry::Span,
+        trace: sfop_telemetry::Parent,
+    ) -> Result<Reply, CallError> {
         let Some(_place) = self.tracker.enter() else {
             let kind = self.tracker.health().quarantined;
             return Err(CallError::Quarantined(
@@ -607,6 +645,13 @@ impl Api {
                 .find(|(name, _)| name.eq_ignore_ascii_case("traceparent"))
                 .map(|(_, value)| value.clone());
         }
+        // Host calls are children of the plugin call's span; unsampled, the
+        // request's place in its trace still goes to outbound requests.
+        store.data_mut().trace = if span.is_recording() {
+            span.parent().clone()
+        } else {
+            trace
+        };
         store.set_epoch_deadline(1);
         let meter = store.data().meter.clone();
         let request = types::Request {
@@ -628,8 +673,12 @@ impl Api {
         // A version whose calls lately ran long or failed starts on the
         // pool: a plugin whose every call burns just under a tick (a deep
         // recursion, a trap after much work) never reaches a tick to move at.
-        let here = if self.suspect.load(Ordering::Relaxed) > 0 {
-            self.suspect.fetch_sub(1, Ordering::Relaxed);
+        let suspected = self.suspect.load(Ordering::Relaxed) > 0
+            && self
+                .suspect
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok();
+        let here = if suspected {
             None
         } else {
             std::future::poll_fn(|cx| {
@@ -648,14 +697,27 @@ impl Api {
             Some(done) => done,
             None => {
                 self.moved.fetch_add(1, Ordering::Relaxed);
-                self.suspect.store(SUSPECT_CALLS, Ordering::Relaxed);
-                let meter = meter.clone();
-                let task = self.pool.spawn(std::future::poll_fn(move |cx| {
-                    meter.poll(|| running.as_mut().poll(cx))
-                }));
-                exec::Moved(task)
+                // Only a call that really moved makes the version suspect
+                // (rule 3): one that merely started on the pool because of
+                // an earlier call does not, or a single slow call would keep
+                // every later call of the version off its I/O worker for
+                // good (ADR 0023).
+                if !suspected {
+                    self.suspect.store(SUSPECT_CALLS, Ordering::Relaxed);
+                }
+                let task = self.pool.spawn({
+                    let meter = meter.clone();
+                    std::future::poll_fn(move |cx| meter.poll(|| running.as_mut().poll(cx)))
+                });
+                let done = exec::Moved(task)
                     .await
-                    .map_err(|e| CallError::Trap(format!("execution task ended: {e}")))?
+                    .map_err(|e| CallError::Trap(format!("execution task ended: {e}")))?;
+                // Started on the pool and ran as long as a call that moves:
+                // the version stays suspect.
+                if suspected && meter.spent_ns() >= MOVE_AFTER_NS {
+                    self.suspect.store(SUSPECT_CALLS, Ordering::Relaxed);
+                }
+                done
             }
         };
         let result = self.outcome(store.data(), outcome);

@@ -13,7 +13,7 @@ use sfop_core::{Capability, Manifest};
 
 use crate::LoadError;
 use crate::bindings::platform::{config, http};
-use crate::host::{HostOutcome, HostState, finish, start};
+use crate::host::{HostOutcome, HostState, end_otel, finish, start};
 
 /// Headers only the host may set on an outbound request.
 const HOST_HEADERS: &[&str] = &[
@@ -107,7 +107,11 @@ impl http::Host for HostState {
     ) -> wasmtime::Result<Result<http::Response, http::Error>> {
         let span = self.span("http.send");
         let started = start(&span);
-        let result = self.send_outbound(req, &span).await;
+        let mut otel = self.otel_span("http.send", sfop_telemetry::Kind::Client);
+        if otel.is_recording() {
+            client_attributes(&mut otel, &req);
+        }
+        let result = self.send_outbound(req, &span, otel.parent()).await;
         let outcome = match &result {
             Ok(_) => HostOutcome::Ok,
             Err(http::Error::DeniedHost(_)) => HostOutcome::Denied,
@@ -116,6 +120,10 @@ impl http::Host for HostState {
             Err(_) => HostOutcome::UpstreamError,
         };
         finish(&span, started, outcome);
+        if let Ok(response) = &result {
+            otel.set("http.response.status_code", i64::from(response.status));
+        }
+        end_otel(otel, outcome);
         Ok(result)
     }
 }
@@ -125,6 +133,7 @@ impl HostState {
         &self,
         req: http::Request,
         span: &tracing::Span,
+        here: &sfop_telemetry::Parent,
     ) -> Result<http::Response, http::Error> {
         use tracing::Instrument;
         let Some(client) = self.grants.outbound.clone() else {
@@ -163,8 +172,27 @@ impl HostState {
             traceparent_set |= lower == "traceparent";
             headers.push((lower, value));
         }
-        if !traceparent_set && let Some(parent) = &self.traceparent {
-            headers.push(("traceparent".to_owned(), parent.clone()));
+        if !traceparent_set {
+            // Tracing on: this call's own span (or, unsampled, the request's
+            // place in its trace). Off: the caller's header as it came.
+            let here = if here.traceparent().is_some() {
+                here
+            } else {
+                &self.trace
+            };
+            match here.traceparent() {
+                Some(parent) => {
+                    headers.push(("traceparent".to_owned(), parent));
+                    if let Some(state) = here.tracestate() {
+                        headers.push(("tracestate".to_owned(), state));
+                    }
+                }
+                None => {
+                    if let Some(parent) = &self.traceparent {
+                        headers.push(("traceparent".to_owned(), parent.clone()));
+                    }
+                }
+            }
         }
         let request = OutboundRequest {
             method,
@@ -198,5 +226,39 @@ impl HostState {
                 OutboundError::Tls(m) => http::Error::Tls(m),
                 OutboundError::Invalid(m) => http::Error::Invalid(m),
             })
+    }
+}
+
+/// The semantic-convention attributes of an outbound request's span: method,
+/// scheme, host and port (never the path or query, which may carry what a
+/// plugin should not leak into traces).
+fn client_attributes(span: &mut sfop_telemetry::Span, req: &http::Request) {
+    span.set("http.request.method", req.method.to_ascii_uppercase());
+    let Some((scheme, rest)) = req.url.split_once("://") else {
+        return;
+    };
+    span.set("url.scheme", scheme.to_ascii_lowercase());
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let (host, port) = match authority.strip_prefix('[') {
+        // [v6]:port
+        Some(v6) => match v6.split_once(']') {
+            Some((host, rest)) => (host, rest.strip_prefix(':')),
+            None => (v6, None),
+        },
+        None => match authority.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (authority, None),
+        },
+    };
+    span.set("server.address", host.to_owned());
+    let port = port.and_then(|p| p.parse::<u16>().ok());
+    let port = port.or(match scheme {
+        "https" => Some(443),
+        "http" => Some(80),
+        _ => None,
+    });
+    if let Some(port) = port {
+        span.set("server.port", i64::from(port));
     }
 }

@@ -36,6 +36,8 @@ pub struct Config {
     /// Values of plugins' variables, `[variables."api-name"]` (ADR 0027);
     /// `SFOP_VAR_{API}__{NAME}` in the environment wins.
     pub variables: crate::outbound::VariablesSection,
+    /// OpenTelemetry traces over OTLP/HTTP; off by default (ADR 0028).
+    pub telemetry: crate::telemetry::TelemetrySection,
     /// The cluster store (ADR 0029): absent, this node keeps everything in
     /// its own sled store in `data_dir`.
     pub store: StoreSection,
@@ -59,6 +61,7 @@ impl Default for Config {
             bank: crate::bank::BankSection::default(),
             outbound: crate::outbound::OutboundSection::default(),
             variables: crate::outbound::VariablesSection::default(),
+            telemetry: crate::telemetry::TelemetrySection::default(),
             store: StoreSection::default(),
         }
     }
@@ -581,6 +584,7 @@ impl Config {
         self.isolation.validate()?;
         self.bank.validate()?;
         self.outbound.validate()?;
+        self.telemetry.validate()?;
         if self.shutdown.drain_ms > 600_000 {
             return invalid("shutdown.drain_ms", "must be at most 600000 (10 minutes)");
         }

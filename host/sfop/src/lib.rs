@@ -19,6 +19,7 @@ mod packages;
 pub mod plane;
 mod portal;
 mod sandbox;
+pub mod telemetry;
 pub mod testbed;
 
 use std::net::SocketAddr;
@@ -126,6 +127,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         .with_context(|| format!("opening the data dir {}", config.data_dir.display()))?;
     let bank = VirtualBank::open(&store).context("opening the virtual bank")?;
     let faults = FaultScript::open(&store).context("opening the sandbox's scripted faults")?;
+    let telemetry = config.telemetry.tracing()?;
     let services = Services {
         bank: match config.bank.mode {
             // Stateful for every client without a rule (docs/adr/0010-sandbox-faults.md).
@@ -181,6 +183,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
             utc_offset_minutes: config.utc_offset_minutes,
             conn: config.gateway.conn_limits(),
             admission: config.gateway.admission(),
+            telemetry: telemetry.clone(),
         },
         authorizer,
     ));
@@ -435,6 +438,8 @@ impl Platform {
         self.watchdog
             .await
             .context("management watchdog panicked")?;
+        // Spans of the last requests go to the collector (bounded).
+        self.gateway.telemetry().flush(Duration::from_secs(2)).await;
         self.store.flush().context("flushing the store")?;
         served??;
         ops??;

@@ -28,6 +28,7 @@ mod security_keys;
 mod security_oauth;
 mod security_tokens;
 mod served;
+mod telemetry;
 mod testbed;
 mod tls;
 mod vbank_durability;
