@@ -38,6 +38,8 @@
 //! - **N1** B1b while 16 more connections call `test/spin` (a loop to its
 //!   100 ms CPU deadline, answered 504): the neighbour's p99 against B1b's,
 //!   with a bad API hammered beside it (issue 22, ADR 0020);
+//! - **B1o** B1 on a gateway with OpenTelemetry on, sampling 1% of
+//!   traces and exporting them over OTLP/HTTP to a local sink (ADR 0028);
 //! - **B1-404** (diagnostic, `--no-404` skips it) the gateway answering an
 //!   unknown route: routing, envelope and error body, no Wasm.
 //!
@@ -58,6 +60,7 @@
 mod bankproc;
 mod bare;
 mod cpu;
+mod sink;
 mod load;
 mod setup;
 mod stats;
@@ -118,6 +121,7 @@ mod key {
     pub const T2: &str = "t2_tls_new_connection";
     pub const S: &str = "s_hot_swap";
     pub const B1_404: &str = "b1_404_no_wasm";
+    pub const B1O: &str = "b1o_gateway_hello_otel_1pct";
     pub const N1: &str = "n1_bank_status_beside_spin";
 }
 
@@ -442,6 +446,9 @@ struct Platforms {
     authed: Platform,
     /// TLS (self-signed), no auth: T1, T2.
     tls: Platform,
+    /// Cleartext, no auth, tracing on at 1% to `sink`: B1o.
+    traced: Platform,
+    sink: sink::Sink,
     /// Cleartext, biscuit auth, the bank over the REST connector: B3r, B4r.
     rest: Option<Rest>,
     /// The authorising platform's data dir (`demo-client.json`).
@@ -506,12 +513,26 @@ fn main() -> Result<()> {
         runtime: server_rt.handle().clone(),
     };
     let measured = client_rt.block_on(measure(&args, &mut scenarios, &swapper));
+    if args.wants(key::B1O) {
+        eprintln!(
+            "B1o: the OTLP sink received {} export requests",
+            platforms
+                .sink
+                .exports
+                .load(std::sync::atomic::Ordering::Relaxed)
+        );
+    }
 
     // Stop everything whatever happened; report the measurement error first.
     let stopped = server_rt.block_on(async {
         bare.stop().await?;
         let mut bank_process = None;
-        let mut all = vec![platforms.plain, platforms.authed, platforms.tls];
+        let mut all = vec![
+            platforms.plain,
+            platforms.authed,
+            platforms.tls,
+            platforms.traced,
+        ];
         if let Some(rest) = platforms.rest {
             all.push(rest.platform);
             bank_process = Some((rest.bank, rest.data, rest._bank_data));
@@ -618,11 +639,23 @@ async fn start_platforms(plugins: &Path, sfop_bin: Option<&Path>) -> Result<Plat
         AuthMode::Off,
     ))
     .await?;
+    // B1o: hello again, tracing on at 1%, exporting to a local sink.
+    let sink = sink::Sink::start().await?;
+    let traced_data = tempfile::tempdir()?;
+    let mut traced_config = config(
+        tls_plugins.path(),
+        traced_data.path(),
+        TlsMode::Off,
+        AuthMode::Off,
+    );
+    traced_config.telemetry.endpoint = Some(format!("http://{}", sink.addr));
+    traced_config.telemetry.sampling_ratio = 0.01;
+    let traced = sfop::start(traced_config).await?;
     let rest = match sfop_bin {
         Some(sfop_bin) => Some(start_rest(sfop_bin, &authed_plugins).await?),
         None => None,
     };
-    let mut platforms = vec![&plain, &authed, &tls];
+    let mut platforms = vec![&plain, &authed, &tls, &traced];
     if let Some(rest) = &rest {
         platforms.push(&rest.platform);
     }
@@ -659,6 +692,8 @@ async fn start_platforms(plugins: &Path, sfop_bin: Option<&Path>) -> Result<Plat
         plain,
         authed,
         tls,
+        traced,
+        sink,
         rest,
         authed_data,
         _dirs: vec![
@@ -667,6 +702,7 @@ async fn start_platforms(plugins: &Path, sfop_bin: Option<&Path>) -> Result<Plat
             tls_plugins,
             plain_data,
             tls_data,
+            traced_data,
         ],
     })
 }
@@ -825,6 +861,11 @@ async fn prepare(
             fixed(Target::get(bare_addr, HELLO_PATH), hello_len),
         ),
         (key::B1, "B1 gateway, test/hello", fixed(hello, hello_len)),
+        (
+            key::B1O,
+            "B1o B1 + OTel 1% sampled",
+            fixed(Target::get(p.traced.local_addr, HELLO_PATH), hello_len),
+        ),
         (
             key::B1_STATUS,
             "B1b bank-status, no auth",
@@ -1087,6 +1128,7 @@ fn cpu_ratios(scenarios: &[Scenario]) -> Vec<(&'static str, Option<f64>)> {
         ("B1/B0", cpu_ratio(scenarios, key::B1, key::B0)),
         ("B2/B1b", cpu_ratio(scenarios, key::B2, key::B1_STATUS)),
         ("T1/B1", cpu_ratio(scenarios, key::T1, key::B1)),
+        ("B1o/B1", cpu_ratio(scenarios, key::B1O, key::B1)),
     ]
 }
 
@@ -1120,6 +1162,12 @@ fn targets(scenarios: &[Scenario]) -> Vec<(&'static str, Option<f64>, f64, bool)
             "T1/B1 req/s",
             ratio_of(scenarios, key::T1, key::B1),
             0.85,
+            true,
+        ),
+        (
+            "B1o/B1 req/s (tracing 1%)",
+            ratio_of(scenarios, key::B1O, key::B1),
+            0.95,
             true,
         ),
         ("S failed requests", s_errors, 0.0, false),
