@@ -184,7 +184,7 @@ async fn route<P: DataPlane>(
             api_answer(mgmt.retire(&b.name, actor).await?)
         }
         ("GET", audit::LIST) => {
-            let entries = mgmt.audit()?;
+            let entries = mgmt.audit_log().await?;
             typed(
                 200,
                 &AuditAnswer {
@@ -196,7 +196,7 @@ async fn route<P: DataPlane>(
             )
         }
         ("GET", audit::VERIFY) => {
-            let v = mgmt.verify_audit()?;
+            let v = mgmt.verify_audit_log().await?;
             let intact = v.broken.is_none();
             typed(
                 if intact { 200 } else { 409 },
@@ -259,8 +259,11 @@ fn refusal(e: &Error) -> Answer {
         Error::Conflict(_) => (409, "A0004"),
         Error::Refused(_) => (422, "A0004"),
         Error::Store(_) | Error::Internal { .. } => (500, "A0003"),
+        Error::Unavailable(_) => (503, "A0013"),
     };
-    let message = if e.is_client_fault() {
+    // The database away says so (nothing internal in it); other platform
+    // failures say nothing.
+    let message = if e.is_client_fault() || matches!(e, Error::Unavailable(_)) {
         e.to_string()
     } else {
         let cause = std::error::Error::source(e).map(ToString::to_string);

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod audit;
+pub mod cluster;
 pub mod package;
 pub mod plane;
 pub mod registry;
@@ -57,6 +58,10 @@ pub enum Error {
     Invalid(String),
     #[error("store: {0}")]
     Store(#[from] sfop_store::Error),
+    /// The cluster database cannot be reached from this node: nothing was
+    /// changed; the caller retries (503, never the caller's fault).
+    #[error("{0}")]
+    Unavailable(String),
     /// The platform failed (a loader that panicked, a stored record that no
     /// longer reads): never the caller's fault, answered as an internal
     /// error and logged with its cause.
@@ -82,7 +87,7 @@ impl Error {
     pub fn is_client_fault(&self) -> bool {
         match self {
             Error::NotFound(_) | Error::Conflict(_) | Error::Refused(_) | Error::Invalid(_) => true,
-            Error::Store(_) | Error::Internal { .. } => false,
+            Error::Store(_) | Error::Internal { .. } | Error::Unavailable(_) => false,
         }
     }
 
@@ -183,6 +188,8 @@ struct Control<R> {
     baselines: HashMap<Key, Health>,
     /// Releases seen quarantined by the watchdog (audited once per spell).
     quarantined: HashMap<Key, &'static str>,
+    /// On a clustered node: the config version served now.
+    applied: Option<u64>,
 }
 
 /// The management center.
@@ -193,6 +200,8 @@ pub struct Management<P: DataPlane> {
     trees: Trees,
     settings: Settings,
     control: Mutex<Control<P::Release>>,
+    /// On a clustered node, the cluster (ADR 0029).
+    cluster: Option<cluster::ClusterLink>,
 }
 
 impl<P: DataPlane> std::fmt::Debug for Management<P> {
@@ -228,7 +237,9 @@ impl<P: DataPlane> Management<P> {
                 closed: BTreeMap::new(),
                 baselines: HashMap::new(),
                 quarantined: HashMap::new(),
+                applied: None,
             }),
+            cluster: None,
         })
     }
 
@@ -237,6 +248,11 @@ impl<P: DataPlane> Management<P> {
     /// its routes closed.
     pub async fn restore(&self) -> Result<()> {
         let mut control = self.control.lock().await;
+        if let Some(link) = &self.cluster {
+            // What the cluster serves, not what this node served last.
+            let snapshot = link.snapshots.borrow().clone();
+            return self.sync_locked(&mut control, &snapshot).await;
+        }
         for api in self.trees.apis()? {
             if api.retired_at_ms.is_some() {
                 continue;
@@ -325,6 +341,9 @@ impl<P: DataPlane> Management<P> {
                 package.component.len()
             ),
         };
+        if let Some(link) = &self.cluster {
+            self.push_shared(link, &record, &package.component).await?;
+        }
         let t = &self.trees;
         self.store
             .transaction(&[&t.versions, &t.blobs, &t.audit], |tx| {
@@ -373,6 +392,9 @@ impl<P: DataPlane> Management<P> {
             report_html: verdict.report_html,
             attestation: verdict.attestation,
         };
+        if let Some(link) = &self.cluster {
+            self.test_shared(link, name, version, &test, actor).await?;
+        }
         let mut updated = record;
         updated.test = Some(test.clone());
         let event = Event {
@@ -896,7 +918,24 @@ impl<P: DataPlane> Management<P> {
         Ok(self.trees.apis()?)
     }
 
-    /// The audit log, oldest first.
+    /// The audit log of record, oldest first: on a clustered node the
+    /// cluster's, which every node writes.
+    pub async fn audit_log(&self) -> Result<Vec<audit::Entry>> {
+        match &self.cluster {
+            Some(link) => self.audit_shared(link).await,
+            None => self.audit(),
+        }
+    }
+
+    /// Checks the hash chain of the audit log of record.
+    pub async fn verify_audit_log(&self) -> Result<audit::Verification> {
+        match &self.cluster {
+            Some(link) => self.verify_shared(link).await,
+            None => self.verify_audit(),
+        }
+    }
+
+    /// This process's audit log, oldest first.
     pub fn audit(&self) -> Result<Vec<audit::Entry>> {
         Ok(audit::entries(&self.trees.audit)?)
     }
@@ -1082,7 +1121,9 @@ impl<P: DataPlane> Management<P> {
             return Ok(release.clone());
         }
         let record = self.record(name, version)?;
-        if self.settings.require_attestation {
+        // A clustered node serves what the cluster says: the node that made
+        // the change checked the attestation (ADR 0029).
+        if self.settings.require_attestation && self.cluster.is_none() {
             self.check_gate(&record)?;
         }
         let package = self.package(&record)?;
@@ -1108,6 +1149,12 @@ impl<P: DataPlane> Management<P> {
         detail: String,
     ) -> Result<ApiRecord> {
         let table = self.build(control, Some(&api))?;
+        if self.cluster.is_some() {
+            drop(table);
+            return self
+                .apply_shared(control, api, action, actor, version, detail)
+                .await;
+        }
         let served_before = self.trees.api(&api.name)?.map(|a| serving(&a));
         let at = now_millis();
         // The write, its flush (an fsync) and the swap run on a blocking

@@ -28,7 +28,7 @@ pub use keys::{KeyRing, KeyStatus, PublishedKey, PublishedKeys};
 
 pub use limits::{LimitError, TokenLimits};
 pub use policy::{AuthInput, Denial, PolicyConfig, TokenAuthorizer};
-pub use revocation::Revocations;
+pub use revocation::{Revocations, SharedRevocations, Unproven};
 pub use token::{AccessGrant, TokenError, Verified, issue_admin};
 
 /// Why an auth operation failed.
@@ -42,6 +42,9 @@ pub enum Error {
     Key(String),
     #[error("{0}")]
     Invalid(String),
+    /// A store shared by a cluster cannot be reached (ADR 0029).
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -71,6 +71,18 @@ impl Denial {
         }
     }
 
+    /// This node cannot prove the token unrevoked now (a cluster node cut
+    /// off from its database for longer than `auth.revocation_max_lag_ms`):
+    /// HTTP 503 `A0013`, the platform's trouble, not the caller's.
+    pub fn unproven(e: &crate::Unproven) -> Self {
+        tracing::warn!("token refused: {e}");
+        Self {
+            status: 503,
+            rsp_code: "A0013",
+            message: "token checks are unavailable on this node; retry shortly".into(),
+        }
+    }
+
     /// A valid token that is not an admin's, on the admin API: HTTP 403.
     fn admin_only(message: impl Into<String>) -> Self {
         Self {
@@ -215,7 +227,8 @@ impl TokenAuthorizer {
         })?;
         if self
             .revocations
-            .any_revoked(&verified.verified.revocation_ids)
+            .check(&verified.verified.revocation_ids)
+            .map_err(|e| Denial::unproven(&e))?
         {
             return Err(Denial::unauthenticated(
                 rsp::TOKEN_REJECTED,
@@ -250,7 +263,11 @@ impl TokenAuthorizer {
             .iter()
             .map(hex::encode)
             .collect();
-        if self.revocations.any_revoked(&ids) {
+        if self
+            .revocations
+            .check(&ids)
+            .map_err(|e| Denial::unproven(&e))?
+        {
             return Err(rejected());
         }
         let mut authorizer = AuthorizerBuilder::new()

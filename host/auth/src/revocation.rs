@@ -1,17 +1,46 @@
-//! Revoked token blocks, by revocation id. Persisted in sled (durable before
-//! `revoke` returns) and mirrored in memory for the per-request check.
+//! Revoked token blocks, by revocation id. On one node: persisted in sled
+//! (durable before `revoke` returns) and mirrored in memory for the
+//! per-request check. On a cluster node: the cluster's list, kept by the
+//! composition root behind [`SharedRevocations`] (ADR 0029), which may be
+//! unable to prove a token unrevoked; the check then fails closed.
 
 use std::collections::HashSet;
-use std::sync::RwLock;
+use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use sfop_store::{Store, Tree};
+
+/// A cluster's revocations, as this node knows them.
+pub trait SharedRevocations: Send + Sync + fmt::Debug {
+    /// Whether any of `ids` is revoked; [`Unproven`] when this node's list
+    /// is too old to tell.
+    fn check(&self, ids: &[String]) -> Result<bool, Unproven>;
+    /// Revokes every block with one of `ids`: durable on the cluster and
+    /// announced to every node when this returns. Called on a blocking
+    /// thread (the OAuth server's), never on an async worker.
+    fn revoke(&self, ids: &[String]) -> Result<(), String>;
+}
+
+/// This node cannot prove a token unrevoked now (its list of revocations is
+/// older than it may be); the token is refused, as a platform failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct Unproven(pub String);
 
 /// The set of revoked block revocation ids (hex).
 #[derive(Debug)]
 pub struct Revocations {
-    store: Store,
-    tree: Tree,
-    ids: RwLock<HashSet<String>>,
+    backend: Backend,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Local {
+        store: Store,
+        tree: Tree,
+        ids: RwLock<HashSet<String>>,
+    },
+    Shared(Arc<dyn SharedRevocations>),
 }
 
 impl Revocations {
@@ -23,28 +52,58 @@ impl Revocations {
             .map(|(id, _)| id)
             .collect();
         Ok(Self {
-            store: store.clone(),
-            tree,
-            ids: RwLock::new(ids),
+            backend: Backend::Local {
+                store: store.clone(),
+                tree,
+                ids: RwLock::new(ids),
+            },
         })
+    }
+
+    /// A cluster node's revocations.
+    pub fn shared(shared: Arc<dyn SharedRevocations>) -> Self {
+        Self {
+            backend: Backend::Shared(shared),
+        }
     }
 
     /// Revokes every block with one of `ids`; durable when this returns.
     pub fn revoke(&self, ids: &[String]) -> crate::Result<()> {
-        let now = crate::now_secs();
-        for id in ids {
-            self.tree.insert_json(id, &now)?;
+        match &self.backend {
+            Backend::Local {
+                store,
+                tree,
+                ids: set,
+            } => {
+                let now = crate::now_secs();
+                for id in ids {
+                    tree.insert_json(id, &now)?;
+                }
+                store.flush()?;
+                let mut set = set.write().unwrap_or_else(|p| p.into_inner());
+                set.extend(ids.iter().cloned());
+                Ok(())
+            }
+            Backend::Shared(shared) => shared.revoke(ids).map_err(crate::Error::Unavailable),
         }
-        self.store.flush()?;
-        let mut set = self.ids.write().unwrap_or_else(|p| p.into_inner());
-        set.extend(ids.iter().cloned());
-        Ok(())
     }
 
-    /// Whether any of `ids` is revoked.
+    /// Whether any of `ids` is revoked, or [`Unproven`] when this node
+    /// cannot tell now.
+    pub fn check(&self, ids: &[String]) -> Result<bool, Unproven> {
+        match &self.backend {
+            Backend::Local { ids: set, .. } => {
+                let set = set.read().unwrap_or_else(|p| p.into_inner());
+                Ok(ids.iter().any(|id| set.contains(id)))
+            }
+            Backend::Shared(shared) => shared.check(ids),
+        }
+    }
+
+    /// Whether any of `ids` is revoked; a token this node cannot prove
+    /// unrevoked counts as revoked (fail closed).
     pub fn any_revoked(&self, ids: &[String]) -> bool {
-        let set = self.ids.read().unwrap_or_else(|p| p.into_inner());
-        ids.iter().any(|id| set.contains(id))
+        self.check(ids).unwrap_or(true)
     }
 }
 
@@ -65,5 +124,25 @@ mod tests {
         assert!(r.any_revoked(&["aa".into()]));
         assert!(!r.any_revoked(&["bb".into()]));
         Ok(())
+    }
+
+    #[derive(Debug)]
+    struct Away;
+
+    impl SharedRevocations for Away {
+        fn check(&self, _: &[String]) -> Result<bool, Unproven> {
+            Err(Unproven("the list is 2000 ms old".into()))
+        }
+        fn revoke(&self, _: &[String]) -> Result<(), String> {
+            Err("the cluster database is unreachable".into())
+        }
+    }
+
+    #[test]
+    fn a_shared_list_that_cannot_tell_fails_closed() {
+        let r = Revocations::shared(Arc::new(Away));
+        assert!(r.check(&["aa".into()]).is_err());
+        assert!(r.any_revoked(&["aa".into()]));
+        assert!(r.revoke(&["aa".into()]).is_err());
     }
 }

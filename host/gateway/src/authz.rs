@@ -37,6 +37,10 @@ pub enum DenialKind {
     Refused,
     /// The authoriser itself failed (`A0003`): HTTP 500.
     Internal,
+    /// The authoriser cannot decide now, through no fault of the caller's
+    /// or its own: a cluster node whose list of revoked tokens is too old
+    /// to prove a token unrevoked (ADR 0029). HTTP 503, `A0013`.
+    Unavailable,
 }
 
 /// A refusal: the gateway answers with the status of its kind, its
@@ -64,6 +68,15 @@ impl Denial {
         Self {
             kind: DenialKind::Refused,
             rsp_code,
+            message: message.into(),
+        }
+    }
+
+    /// The authoriser cannot decide now (fail closed); the client retries.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self {
+            kind: DenialKind::Unavailable,
+            rsp_code: sfop_core::rsp::UNAVAILABLE,
             message: message.into(),
         }
     }

@@ -77,7 +77,7 @@ impl Fault {
             | Fault::VersionNotServed { .. }
             | Fault::Repeated(_) => ErrorSource::Client,
             Fault::Denied(denial) => match denial.kind {
-                DenialKind::Internal => ErrorSource::Platform,
+                DenialKind::Internal | DenialKind::Unavailable => ErrorSource::Platform,
                 DenialKind::Unauthenticated | DenialKind::Refused => ErrorSource::Client,
             },
             Fault::RouteClosed { .. } | Fault::BadPluginBody | Fault::Timeout { .. } => {
@@ -103,6 +103,7 @@ impl Fault {
                 DenialKind::Unauthenticated => (401, denial.rsp_code),
                 DenialKind::Refused => (200, denial.rsp_code),
                 DenialKind::Internal => (500, denial.rsp_code),
+                DenialKind::Unavailable => (503, denial.rsp_code),
             },
             // A field given twice is a request format error, like any other.
             Fault::Repeated(_) => (200, rsp::FORMAT),
@@ -189,6 +190,10 @@ impl Fault {
                 Fault::Shed(_)
                 | Fault::Call(CallError::MemoryBudget | CallError::Quarantined(_)) => {
                     "the platform is busy; retry after the time in Retry-After".into()
+                }
+                // Says only that this node cannot check tokens now, not why.
+                Fault::Denied(denial) if denial.kind == DenialKind::Unavailable => {
+                    "token checks are unavailable on this node; retry shortly".into()
                 }
                 Fault::RouteClosed { .. } | Fault::Call(CallError::Instantiate(_)) => {
                     "the API is unavailable; retry later or quote api_tran_id to the operator"

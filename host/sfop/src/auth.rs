@@ -59,6 +59,7 @@ impl Authorizer for GatewayAuth {
 fn gateway_denial(d: sfop_auth::Denial) -> Denial {
     match d.status {
         401 => Denial::unauthenticated(d.rsp_code, d.message),
+        503 => Denial::unavailable(d.message),
         500.. => Denial::internal(d.message),
         _ => Denial::refused(d.rsp_code, d.message),
     }
@@ -493,11 +494,17 @@ impl AuthParts {
         store: &sfop_store::Store,
         bank: &VirtualBank,
         config: &crate::Config,
+        node: Option<&Arc<crate::cluster::Node>>,
     ) -> anyhow::Result<Self> {
         let ring = sfop_auth::KeyRing::load(&config.data_dir.join("keys"), store)
             .context("opening the root key ring")?;
-        let revocations =
-            Arc::new(sfop_auth::Revocations::open(store).context("opening revocations")?);
+        // A cluster's nodes refuse the same revoked tokens (ADR 0029).
+        let revocations = Arc::new(match node {
+            Some(node) => sfop_auth::Revocations::shared(Arc::new(
+                crate::cluster::FeedRevocations::new(node.clone())?,
+            )),
+            None => sfop_auth::Revocations::open(store).context("opening revocations")?,
+        });
         let mut policy = sfop_auth::PolicyConfig::default();
         for bank_consent in &config.auth.bank_consent {
             policy = policy

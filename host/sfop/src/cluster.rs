@@ -50,3 +50,69 @@ pub async fn join(config: &Config) -> anyhow::Result<Option<Arc<Node>>> {
         revocation_max_lag,
     })))
 }
+
+/// The management center, made a node of the cluster when there is one.
+pub(crate) fn management<P: sfop_management::DataPlane>(
+    management: sfop_management::Management<P>,
+    node: Option<&Node>,
+) -> sfop_management::Management<P> {
+    match node {
+        Some(node) => management.with_cluster(sfop_management::cluster::ClusterLink {
+            cluster: node.cluster.clone(),
+            snapshots: node.feed.snapshots(),
+            blobs: node.blobs.clone(),
+        }),
+        None => management,
+    }
+}
+
+/// How long a revocation may take to be written to the cluster.
+const REVOKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The auth box's revocations on a cluster node: checked against the list
+/// the feed keeps (refused when it is older than
+/// `auth.revocation_max_lag_ms`), written through the cluster database, from
+/// which every node's feed reads them.
+#[derive(Debug)]
+pub struct FeedRevocations {
+    node: Arc<Node>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl FeedRevocations {
+    pub fn new(node: Arc<Node>) -> anyhow::Result<Self> {
+        Ok(Self {
+            node,
+            runtime: tokio::runtime::Handle::try_current()
+                .context("the cluster's revocations need a tokio runtime")?,
+        })
+    }
+}
+
+impl sfop_auth::SharedRevocations for FeedRevocations {
+    fn check(&self, ids: &[String]) -> Result<bool, sfop_auth::Unproven> {
+        self.node
+            .feed
+            .check_revoked(ids, self.node.revocation_max_lag)
+            .map_err(|stale| sfop_auth::Unproven(stale.to_string()))
+    }
+
+    fn revoke(&self, ids: &[String]) -> Result<(), String> {
+        // The caller is on a blocking thread; the write runs on the runtime.
+        let (done, answer) = std::sync::mpsc::channel();
+        let (node, ids) = (self.node.clone(), ids.to_vec());
+        self.runtime.spawn(async move {
+            let _ = done.send(node.cluster.revoke(&ids).await);
+        });
+        match answer.recv_timeout(REVOKE_TIMEOUT) {
+            Ok(Ok(seq)) => {
+                tracing::info!(seq, "revocation written to the cluster");
+                Ok(())
+            }
+            Ok(Err(e)) => Err(format!("revoking through the cluster database: {e}")),
+            Err(_) => Err(format!(
+                "revoking through the cluster database: no answer within {REVOKE_TIMEOUT:?}"
+            )),
+        }
+    }
+}

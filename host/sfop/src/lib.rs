@@ -167,7 +167,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     let auth = match config.auth.mode {
         AuthMode::Off => None,
         AuthMode::Biscuit => Some(
-            auth::AuthParts::open(&store, &bank, &config)?
+            auth::AuthParts::open(&store, &bank, &config, node.as_ref())?
                 .with_oauth_clock(overrides.oauth_clock.clone()),
         ),
     };
@@ -195,7 +195,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         Some(gate) => gate,
         None => Arc::new(gate::TestbedGate::open(&config.data_dir).context("opening the testbed")?),
     };
-    let management = Arc::new(
+    let management = Arc::new(cluster::management(
         Management::open(
             &store,
             Arc::new(plane),
@@ -207,7 +207,8 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
             },
         )
         .context("opening the management center")?,
-    );
+        node.as_deref(),
+    ));
     management
         .restore()
         .await
@@ -291,6 +292,8 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     let (phase, api_phase) = watch::channel(Phase::Serving);
     let (ops_phase, ops_phased) = watch::channel(Phase::Serving);
     let drain = Duration::from_millis(config.shutdown.drain_ms);
+    // A clustered node serves what its feed publishes (ADR 0029).
+    tokio::spawn(management.clone().follow(stopping.clone()));
     let watchdog = tokio::spawn(
         management
             .clone()
