@@ -24,7 +24,7 @@ pub struct Usage {
     pub minor_faults: u64,
 }
 
-/// Usage so far, per thread group.
+/// Usage so far, per thread name prefix of [`GROUPS`].
 #[derive(Debug, Clone, Default)]
 pub struct Sample(BTreeMap<&'static str, Usage>);
 
@@ -38,6 +38,10 @@ const GROUPS: &[(&str, &str)] = &[
     // (ADR 0022) work for the server too.
     ("sfop-exec", "server"),
     ("sfop-vbank", "server"),
+    // sled's own threads: its writer pool, which writes and syncs the log
+    // for every flush the commit thread asks for, and its periodic flusher.
+    ("sled-io", "server"),
+    ("log flusher", "server"),
     (crate::CLIENT_THREAD_NAME, "client"),
 ];
 
@@ -54,10 +58,10 @@ impl Sample {
             let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
                 continue;
             };
-            let Some(group) = GROUPS
+            let Some(prefix) = GROUPS
                 .iter()
                 .find(|(prefix, _)| comm.trim_end().starts_with(prefix))
-                .map(|(_, group)| *group)
+                .map(|(prefix, _)| *prefix)
             else {
                 continue;
             };
@@ -67,7 +71,7 @@ impl Sample {
             else {
                 continue;
             };
-            let total: &mut Usage = groups.entry(group).or_default();
+            let total: &mut Usage = groups.entry(prefix).or_default();
             total.cpu_secs += usage.cpu_secs;
             total.minor_faults += usage.minor_faults;
         }
@@ -76,12 +80,34 @@ impl Sample {
 
     /// What `group` used between `earlier` and `self`.
     pub fn since(&self, earlier: &Sample, group: &str) -> Option<Usage> {
-        let now = self.0.get(group)?;
-        let before = earlier.0.get(group).copied().unwrap_or_default();
-        Some(Usage {
-            cpu_secs: now.cpu_secs - before.cpu_secs,
-            minor_faults: now.minor_faults.saturating_sub(before.minor_faults),
-        })
+        self.threads_since(earlier, group)
+            .into_iter()
+            .map(|(_, usage)| usage)
+            .reduce(|a, b| Usage {
+                cpu_secs: a.cpu_secs + b.cpu_secs,
+                minor_faults: a.minor_faults + b.minor_faults,
+            })
+    }
+
+    /// What each thread name prefix of `group` used between `earlier` and
+    /// `self` (where the server's CPU goes: its worker, the execution pool,
+    /// the commit thread, sled's writers, ...).
+    pub fn threads_since(&self, earlier: &Sample, group: &str) -> Vec<(&'static str, Usage)> {
+        GROUPS
+            .iter()
+            .filter(|(_, g)| *g == group)
+            .filter_map(|(prefix, _)| {
+                let now = self.0.get(prefix)?;
+                let before = earlier.0.get(prefix).copied().unwrap_or_default();
+                Some((
+                    *prefix,
+                    Usage {
+                        cpu_secs: now.cpu_secs - before.cpu_secs,
+                        minor_faults: now.minor_faults.saturating_sub(before.minor_faults),
+                    },
+                ))
+            })
+            .collect()
     }
 }
 

@@ -224,6 +224,8 @@ struct Scenario {
 struct Round {
     run: RunResult,
     server: Option<Usage>,
+    /// The server's CPU by thread name prefix (see `cpu::GROUPS`).
+    server_threads: Vec<(&'static str, Usage)>,
     client: Option<Usage>,
     swaps: Option<SwapStats>,
     /// What the virtual bank's group commit did during the round.
@@ -272,6 +274,20 @@ impl Round {
         self.per_request(self.server?.cpu_secs * 1e6)
     }
 
+    /// Server CPU per request by thread name prefix, threads that ran.
+    fn server_threads_us_per_req(&self) -> serde_json::Map<String, Value> {
+        self.server_threads
+            .iter()
+            .filter(|(_, usage)| usage.cpu_secs > 0.0)
+            .filter_map(|(prefix, usage)| {
+                Some((
+                    (*prefix).to_owned(),
+                    json!(self.per_request(usage.cpu_secs * 1e6)?),
+                ))
+            })
+            .collect()
+    }
+
     fn bank_cpu_us_per_req(&self) -> Option<f64> {
         self.per_request(self.bank_process?.cpu_secs * 1e6)
     }
@@ -298,6 +314,7 @@ impl Round {
             "server_cpu_secs": self.server.map(|u| u.cpu_secs),
             "client_cpu_secs": self.client.map(|u| u.cpu_secs),
             "server_cpu_us_per_req": self.server_cpu_us_per_req(),
+            "server_cpu_us_per_req_by_thread": self.server_threads_us_per_req(),
             "bank_process_cpu_us_per_req": self.bank_cpu_us_per_req(),
             "server_minor_faults_per_req": self.server_faults_per_req(),
             "server_cores_busy": self.busy(self.server),
@@ -1053,6 +1070,7 @@ async fn measure(args: &Args, scenarios: &mut [Scenario], swapper: &Swapper) -> 
             };
             let mut round_result = Round {
                 server: after.since(&before, "server"),
+                server_threads: after.threads_since(&before, "server"),
                 client: after.since(&before, "client"),
                 run,
                 swaps,
@@ -1081,6 +1099,17 @@ async fn measure(args: &Args, scenarios: &mut [Scenario], swapper: &Swapper) -> 
                     c.flushes,
                     c.acknowledged,
                     c.batch().unwrap_or_default(),
+                );
+            }
+            if scenario.bank.is_some() {
+                let threads: Vec<String> = round_result
+                    .server_threads_us_per_req()
+                    .iter()
+                    .map(|(prefix, us)| format!("{prefix} {:.0}", us.as_f64().unwrap_or_default()))
+                    .collect();
+                eprintln!(
+                    "           server CPU per request by thread, us: {}",
+                    threads.join(", ")
                 );
             }
             if let Some(s) = &round_result.swaps {

@@ -315,6 +315,88 @@ async fn a_hammered_bad_api_leaves_its_neighbours_p99_within_bounds() -> Result<
     Ok(())
 }
 
+/// `n` calls of `path` over `connections` keep-alive connections, each
+/// answered 200 (from a client thread of its own).
+async fn calls(addr: SocketAddr, path: &'static str, n: usize, connections: usize) -> Result<()> {
+    elsewhere(async move {
+        let mut tasks = Vec::new();
+        for c in 0..connections {
+            tasks.push(tokio::spawn(async move {
+                let mut conn = Conn::open(addr).await?;
+                for _ in (c..n).step_by(connections) {
+                    let (status, body, _) = conn.get(path).await?;
+                    ensure!(
+                        status == 200,
+                        "{path} answered {status}: {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+                anyhow::Ok(())
+            }));
+        }
+        for task in tasks {
+            task.await??;
+        }
+        anyhow::Ok(())
+    })
+    .await?
+}
+
+/// ADR 0020 rule 3, and no more: after a call of a version ran long (it
+/// moved to the execution pool, then hit its CPU deadline), its next 1000
+/// calls start on the pool; the calls after those run on the I/O worker
+/// again. A call that started on the pool only because of that suspicion
+/// used to renew it, so one slow call kept every later call of the version
+/// on the pool for good, with a thread hop each (ADR 0023: the bench's
+/// withdrawals).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_that_ran_long_once_returns_to_its_io_worker() -> Result<()> {
+    /// ADR 0020 rule 3 (`SUSPECT_CALLS` in sfop-runtime).
+    const SUSPECT_CALLS: f64 = 1000.0;
+    let _one = ONE_AT_A_TIME.lock().await;
+    let t = TestPlatform::start_with(
+        vec![Package::built("test/trigger-spin").with_manifest(&manifest(
+            "trigger",
+            "/test/trigger",
+            "",
+            "cpu_ms = 50\ntimeout_ms = 5000",
+        ))],
+        |config| {
+            config.tls.mode = sfop::config::TlsMode::Off;
+            config.auth.mode = sfop::config::AuthMode::Off;
+        },
+    )
+    .await?;
+    let moved = |text: &str| {
+        metric(
+            text,
+            r#"sfop_calls_moved_total{api="trigger",version="0.1.0"}"#,
+        )
+        .unwrap_or(0.0)
+    };
+    calls(t.addr(), "/test/trigger?code=1234", 50, 2).await?;
+    ensure!(moved(&metrics(&t).await?) == 0.0, "a short call moved");
+    // One call spins to its 50 ms CPU deadline: it moves, and fails.
+    assert_eq!(t.get("/test/trigger?code=4417").await?.status, 504);
+    // Its suspect calls, and some more.
+    calls(t.addr(), "/test/trigger?code=1234", 1_100, 4).await?;
+    let after_suspect = moved(&metrics(&t).await?);
+    calls(t.addr(), "/test/trigger?code=1234", 300, 4).await?;
+    let later = moved(&metrics(&t).await?);
+    eprintln!(
+        "calls on the execution pool: {after_suspect} after the slow call and 1100 short ones, {later} after 300 more"
+    );
+    ensure!(
+        after_suspect >= SUSPECT_CALLS + 1.0,
+        "the calls after a slow one did not start on the pool: {after_suspect}"
+    );
+    ensure!(
+        later == after_suspect,
+        "short calls kept running on the pool: {after_suspect} -> {later} after 300 more"
+    );
+    Ok(())
+}
+
 fn rss_kib() -> Result<u64> {
     std::fs::read_to_string("/proc/self/status")?
         .lines()
