@@ -1,12 +1,10 @@
 //! Small pieces every page uses: the shared layout, escaping, forms, cookies
 //! and times.
 
-use maud::{Markup, html};
-use sfop_core::html::{Chrome, PAGE_HEADERS, document, page_headers_with_csp};
+use maud::{Markup, PreEscaped, html};
+use sfop_core::html::{Chrome, PAGE_HEADERS, layout, page_headers_with_csp};
 
 use crate::PortalResponse;
-
-pub(crate) use sfop_core::html::escape;
 
 /// The portal's top bar.
 pub(crate) const NAV: &[(&str, &str)] = &[
@@ -101,11 +99,19 @@ pub(crate) fn safe_next(next: &str) -> Option<&str> {
     (below && plain && !rest.starts_with("//")).then_some(next)
 }
 
-/// Wraps every table so a wide one scrolls inside its box instead of
-/// widening the page.
-fn wrap_tables(body: &str) -> String {
-    body.replace("<table", "<div class=\"table-wrap\"><table")
-        .replace("</table>", "</table></div>")
+/// The portal's stylesheet and `body`, every table wrapped so a wide one
+/// scrolls inside its box instead of widening the page. The wrapping is
+/// done on the rendered template: text from input is escaped by then, so
+/// only the template's own `<table>` tags match.
+fn portal_main(body: Markup) -> Markup {
+    let wrapped = body
+        .into_string()
+        .replace("<table", "<div class=\"table-wrap\"><table")
+        .replace("</table>", "</table></div>");
+    html! {
+        style { (PreEscaped(PORTAL_CSS)) }
+        (PreEscaped(wrapped))
+    }
 }
 
 /// A portal page with status `status`.
@@ -114,23 +120,20 @@ pub(crate) fn page(
     title: &str,
     current: &str,
     viewer: &Viewer,
-    body: &str,
+    body: Markup,
 ) -> PortalResponse {
     html_response(status, page_html(title, current, viewer, body))
 }
 
-fn page_html(title: &str, current: &str, viewer: &Viewer, body: &str) -> String {
+fn page_html(title: &str, current: &str, viewer: &Viewer, body: Markup) -> String {
     let account = viewer.account_html();
-    document(
-        title,
-        &Chrome {
-            nav: NAV,
-            current,
-            account: &account,
-            narrow: false,
-        },
-        &format!("<style>{PORTAL_CSS}</style>{}", wrap_tables(body)),
-    )
+    let chrome = Chrome {
+        nav: NAV,
+        current,
+        account: &account,
+        narrow: false,
+    };
+    layout(title, &chrome, portal_main(body)).into_string()
 }
 
 /// A portal page that loads the script files `scripts` (URLs on this
@@ -140,21 +143,17 @@ pub(crate) fn scripted_page(
     title: &str,
     current: &str,
     viewer: &Viewer,
-    body: &str,
+    body: Markup,
     scripts: &[String],
     csp: &str,
 ) -> PortalResponse {
-    let tags = html! {
+    let body = html! {
+        (body)
         @for src in scripts {
             script src=(src) {}
         }
     };
-    let html = page_html(
-        title,
-        current,
-        viewer,
-        &format!("{body}{}", tags.into_string()),
-    );
+    let html = page_html(title, current, viewer, body);
     PortalResponse {
         status: 200,
         headers: page_headers_with_csp(csp),
@@ -163,18 +162,17 @@ pub(crate) fn scripted_page(
 }
 
 /// A narrow page (sign-in, sign-up), like the OAuth pages.
-pub(crate) fn narrow_page(status: u16, title: &str, body: &str) -> PortalResponse {
-    let html = document(
-        title,
-        &Chrome {
-            nav: NAV,
-            current: "",
-            account: "",
-            narrow: true,
-        },
-        &format!("<style>{PORTAL_CSS}</style>{}", wrap_tables(body)),
-    );
-    html_response(status, html)
+pub(crate) fn narrow_page(status: u16, title: &str, body: Markup) -> PortalResponse {
+    let chrome = Chrome {
+        nav: NAV,
+        current: "",
+        account: "",
+        narrow: true,
+    };
+    html_response(
+        status,
+        layout(title, &chrome, portal_main(body)).into_string(),
+    )
 }
 
 pub(crate) fn html_response(status: u16, html: String) -> PortalResponse {
@@ -194,12 +192,11 @@ pub(crate) fn error_page(status: u16, title: &str, message: &str) -> PortalRespo
         title,
         "",
         &Viewer::default(),
-        &html! {
+        html! {
             h1 { (title) }
             p.error { (message) }
             p { a href="/portal" { "Back to the APIs" } }
-        }
-        .into_string(),
+        },
     )
 }
 

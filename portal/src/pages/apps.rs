@@ -2,7 +2,7 @@
 //! secret shown once), and test tokens through the consent page or client
 //! credentials.
 
-use maud::{Markup, PreEscaped, html};
+use maud::{Markup, html};
 
 use super::*;
 use crate::render::error_line;
@@ -36,11 +36,7 @@ pub(super) fn sign_up_page(message: Option<&str>, email: &str, next: &str) -> Po
         }
         p { small { "Already registered? " a href={ "/portal/signin" (next_query) } { "Sign in" } "." } }
     };
-    narrow_page(
-        if message.is_some() { 400 } else { 200 },
-        "Sign up",
-        &body.into_string(),
-    )
+    narrow_page(if message.is_some() { 400 } else { 200 }, "Sign up", body)
 }
 
 pub(super) fn sign_in_page(message: Option<&str>, email: &str, next: &str) -> PortalResponse {
@@ -58,11 +54,7 @@ pub(super) fn sign_in_page(message: Option<&str>, email: &str, next: &str) -> Po
         }
         p { small { "New here? " a href={ "/portal/signup" (next_query) } { "Create an account" } "." } }
     };
-    narrow_page(
-        if message.is_some() { 401 } else { 200 },
-        "Sign in",
-        &body.into_string(),
-    )
+    narrow_page(if message.is_some() { 401 } else { 200 }, "Sign in", body)
 }
 
 /// Starts a session and returns to `next` when it is a portal path (never
@@ -194,7 +186,7 @@ pub(super) fn apps_page(ctx: &Ctx<'_>, message: Option<&str>) -> Result<PortalRe
             p { button.primary type="submit" id="register" { "Register" } }
         }
     };
-    Ok(ctx.page("My apps", "/portal/apps", &body.into_string()))
+    Ok(ctx.page("My apps", "/portal/apps", body))
 }
 
 pub(super) fn register_app(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<PortalResponse> {
@@ -242,9 +234,8 @@ pub(super) fn register_app(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<P
             tr { th { "Redirect URIs" } td { (uri_lines(&client.redirect_uris)) } }
         } }
         p { a.button.primary href={ "/portal/apps/" (encode(&client.client_id)) } #continue { "Continue to the app" } }
-    }
-    .into_string();
-    let mut r = ctx.page("App registered", "/portal/apps", &body);
+    };
+    let mut r = ctx.page("App registered", "/portal/apps", body);
     r.status = 201;
     Ok(r)
 }
@@ -273,7 +264,7 @@ fn token_accounts_html(t: &TestToken) -> Markup {
     }
 }
 
-pub(super) fn token_html(label: &str, t: &TestToken) -> String {
+pub(super) fn token_html(label: &str, t: &TestToken) -> Markup {
     html! {
         h3 { (label) }
         table { tbody {
@@ -288,7 +279,6 @@ pub(super) fn token_html(label: &str, t: &TestToken) -> String {
         label { "Access token " small { "(send as " code { "Authorization: Bearer …" } ")" } }
         textarea readonly rows="3" { (t.access_token) }
     }
-    .into_string()
 }
 
 pub(super) fn app_page(
@@ -307,7 +297,7 @@ pub(super) fn app_page(
         return Ok(redirect("/portal/signin"));
     };
     let href = encode(&client.client_id);
-    let mut body = html! {
+    let head = html! {
         h1 { (client.name) }
         (error_line(message))
         table { tbody {
@@ -316,26 +306,22 @@ pub(super) fn app_page(
             tr { th { "Scopes" } td { (scope_badges(&client.scopes)) } }
             tr { th { "Redirect URIs" } td { (uri_lines(&client.redirect_uris)) } }
         } }
-        (PreEscaped(institution_html(ctx, &client)))
+        (institution_html(ctx, &client))
         h2 { "Test tokens" }
         p.muted {
             "Tokens for calling the APIs from their pages (\"try it\") against the virtual bank. \
              Its users sign in on the consent page, e.g. " code { "hong" } " / " code { "hong1234" } "."
         }
-    }
-    .into_string();
+    };
     let user_scopes: Vec<&String> = client
         .scopes
         .iter()
         .filter(|s| sfop_auth::oauth::USER_SCOPES.contains(&s.as_str()))
         .collect();
-    if let Some(t) = session
+    let user_token = session
         .user_token
         .as_ref()
-        .filter(|t| t.client_id == client.client_id)
-    {
-        body.push_str(&token_html("User token", t));
-    }
+        .filter(|t| t.client_id == client.client_id);
     let oob_token = session
         .oob_token
         .as_ref()
@@ -358,7 +344,7 @@ pub(super) fn app_page(
             }
         }
         @if let Some(t) = oob_token {
-            (PreEscaped(token_html("Institution (oob) token", t)))
+            (token_html("Institution (oob) token", t))
         }
         @if client.allows_scope("oob") {
             form method="post" action={ "/portal/apps/" (href) "/oob-token" } {
@@ -384,11 +370,15 @@ pub(super) fn app_page(
             }
         }
     };
-    body.push_str(&forms.into_string());
-    if let Some(sandbox) = &ctx.portal.sandbox {
-        body.push_str(&faults_html(ctx, sandbox.as_ref(), &client.client_id));
-    }
-    Ok(ctx.page(&client.name, "/portal/apps", &body))
+    let body = html! {
+        (head)
+        @if let Some(t) = user_token { (token_html("User token", t)) }
+        (forms)
+        @if let Some(sandbox) = &ctx.portal.sandbox {
+            (faults_html(ctx, sandbox.as_ref(), &client.client_id))
+        }
+    };
+    Ok(ctx.page(&client.name, "/portal/apps", body))
 }
 
 /// `POST /portal/apps/{id}/secret`: a new client secret for the developer's
@@ -421,9 +411,8 @@ pub(super) fn rotate_secret(ctx: &Ctx<'_>, client_id: &str) -> Result<PortalResp
             tr { th { "client_secret" } td { code #client-secret { (secret) } } }
         } }
         p { a.button.primary href={ "/portal/apps/" (encode(&client.client_id)) } #continue { "Back to the app" } }
-    }
-    .into_string();
-    Ok(ctx.page("Client secret rotated", "/portal/apps", &body))
+    };
+    Ok(ctx.page("Client secret rotated", "/portal/apps", body))
 }
 
 /// The ledger operations a fault can name, for the form.
@@ -443,7 +432,7 @@ const FAULT_OPERATIONS: &[&str] = &[
 ];
 
 /// The app's scripted faults with a remove button each, and the form to add one.
-fn faults_html(ctx: &Ctx<'_>, sandbox: &dyn crate::Sandbox, client_id: &str) -> String {
+fn faults_html(ctx: &Ctx<'_>, sandbox: &dyn crate::Sandbox, client_id: &str) -> Markup {
     let href = encode(client_id);
     let rules = sandbox.rules(client_id);
     let text = |v: &Value, or: &str| v.as_str().unwrap_or(or).to_owned();
@@ -515,7 +504,6 @@ fn faults_html(ctx: &Ctx<'_>, sandbox: &dyn crate::Sandbox, client_id: &str) -> 
             }
         }
     }
-    .into_string()
 }
 
 fn no_such_app() -> PortalResponse {
@@ -666,9 +654,8 @@ pub(super) fn callback_page(ctx: &Ctx<'_>) -> PortalResponse {
             input type="password" id="client_secret" name="client_secret" autocomplete="off" required;
             p { button.primary type="submit" #exchange { "Get the token" } }
         }
-    }
-    .into_string();
-    ctx.page("Exchange the code", "/portal/apps", &body)
+    };
+    ctx.page("Exchange the code", "/portal/apps", body)
 }
 
 /// POSTs a form to the token endpoint; the JSON answer or the reason it
@@ -755,13 +742,13 @@ fn won(n: u64) -> String {
 
 /// The app page's institution section: the institution with its contract
 /// accounts and limits, or the form to request one.
-fn institution_html(ctx: &Ctx<'_>, client: &sfop_auth::Client) -> String {
+fn institution_html(ctx: &Ctx<'_>, client: &sfop_auth::Client) -> Markup {
     let Some(institutions) = &ctx.portal.institutions else {
-        return String::new();
+        return html! {};
     };
     let href = encode(&client.client_id);
     let limits = |l: &[u64; 3]| format!("{} / {} / {}", won(l[0]), won(l[1]), won(l[2]));
-    let section = match institutions.get(&client.client_use_code) {
+    match institutions.get(&client.client_use_code) {
         Ok(Some(i)) => html! {
             h2 { "Institution" }
             table #institution { tbody {
@@ -837,8 +824,7 @@ fn institution_html(ctx: &Ctx<'_>, client: &sfop_auth::Client) -> String {
             h2 { "Institution" }
             p.error { (message) }
         },
-    };
-    section.into_string()
+    }
 }
 
 /// `POST /portal/apps/{id}/institution`: the developer requests an

@@ -19,7 +19,7 @@ pub(super) fn keys_page(ctx: &Ctx<'_>) -> PortalResponse {
                 "): it issues no tokens and has no keys."
             }
         };
-        return ctx.page("Keys", "/portal/keys", &body.into_string());
+        return ctx.page("Keys", "/portal/keys", body);
     };
     let published = ring.published();
     let current = published
@@ -78,7 +78,7 @@ pub(super) fn keys_page(ctx: &Ctx<'_>) -> PortalResponse {
             code { "resource_account" } ", " code { "time" } "…)."
         }
     };
-    ctx.page("Keys", "/portal/keys", &body.into_string())
+    ctx.page("Keys", "/portal/keys", body)
 }
 
 fn cli_sample(base: &str, current: &str) -> String {

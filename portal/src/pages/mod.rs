@@ -1,6 +1,8 @@
 //! The portal's pages and their routes. Every page reads the catalogue
-//! afresh; every string that came from a package, a developer or an API
-//! answer goes through `escape`.
+//! afresh. Every page is a maud template: every string that came from a
+//! package, a developer or an API answer is escaped by the template
+//! (docs/adr/0025); the only `PreEscaped` are the testbed's report (escaped
+//! by the testbed), the stylesheet and the feed's XML declaration.
 
 mod apps;
 mod docs;
@@ -20,8 +22,8 @@ use crate::changes::{Notice, notices};
 use crate::developers::{PendingAuthorization, Session, SignUpError, TestToken, TokenAccount};
 use crate::openapi::parse_kind;
 use crate::render::{
-    COOKIE, Viewer, cookie_value, encode, error_page, escape, form_all, form_get, json_response,
-    kst, narrow_page, page, parse_form, pretty_json, redirect, rfc3339, scope_text, session_cookie,
+    COOKIE, Viewer, cookie_value, encode, error_page, form_all, form_get, json_response, kst,
+    narrow_page, page, parse_form, pretty_json, redirect, rfc3339, scope_text, session_cookie,
     with_header,
 };
 use crate::{
@@ -59,13 +61,13 @@ impl Ctx<'_> {
         format!("{}/portal/callback", self.base_url())
     }
 
-    fn page(&self, title: &str, current: &str, body: &str) -> PortalResponse {
+    fn page(&self, title: &str, current: &str, body: maud::Markup) -> PortalResponse {
         page(200, title, current, &self.viewer, body)
     }
 
     /// A page with the portal's script (copy buttons, version selector),
     /// sent with a policy that allows scripts from this origin only.
-    fn scripted_page(&self, title: &str, current: &str, body: &str) -> PortalResponse {
+    fn scripted_page(&self, title: &str, current: &str, body: maud::Markup) -> PortalResponse {
         crate::render::scripted_page(
             title,
             current,
@@ -79,10 +81,6 @@ impl Ctx<'_> {
     /// The hidden CSRF field of a form.
     fn csrf(&self) -> maud::Markup {
         maud::html! { input type="hidden" name="csrf" value=(self.viewer.csrf); }
-    }
-
-    fn csrf_field(&self) -> String {
-        self.csrf().into_string()
     }
 }
 

@@ -21,11 +21,17 @@ img-src 'self' data:; font-src 'self' data:; connect-src 'self'; worker-src blob
 form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub(super) fn reference_page(ctx: &Ctx<'_>) -> PortalResponse {
-    let body = "<h1>API reference</h1>\
-        <p class=\"muted\">Every served API's current version from <a href=\"/portal/openapi.json\">openapi.json</a>, \
-        rendered by <a href=\"/portal/assets/redoc-2.5.4/LICENSE\">Redoc</a> (served by this platform).</p>\
-        <div id=\"reference\"><redoc spec-url=\"/portal/openapi.json\" hide-download-button=\"false\" \
-        native-scrollbars=\"true\" scroll-y-offset=\"0\"></redoc></div>";
+    let body = maud::html! {
+        h1 { "API reference" }
+        p.muted {
+            "Every served API's current version from " a href="/portal/openapi.json" { "openapi.json" }
+            ", rendered by " a href="/portal/assets/redoc-2.5.4/LICENSE" { "Redoc" } " (served by this platform)."
+        }
+        div #reference {
+            redoc spec-url="/portal/openapi.json" hide-download-button="false" native-scrollbars="true"
+                scroll-y-offset="0" {}
+        }
+    };
     crate::render::scripted_page(
         "API reference",
         "/portal/reference",

@@ -178,26 +178,24 @@ pub(super) fn samples(base_url: &str, v: &VersionEntry) -> Vec<Sample> {
 }
 
 /// The samples as HTML, each with a copy button (the portal's script).
-pub(super) fn samples_html(base_url: &str, v: &VersionEntry) -> String {
+pub(super) fn samples_html(base_url: &str, v: &VersionEntry) -> maud::Markup {
     let list = samples(base_url, v);
-    if list.is_empty() {
-        return String::new();
+    maud::html! {
+        @if !list.is_empty() {
+            h2 #code { "Call it from your code" }
+            p.muted {
+                "The example above as curl, Python and JavaScript; set " code { "ACCESS_TOKEN" }
+                " to a token with the API's scope. Use a new " code { "bank_tran_id" } " for every call."
+            }
+        }
+        @for s in &list {
+            div.sample-head {
+                h3 { (s.label) }
+                button type="button" class="copy" data-copy=(s.id) id={ "copy-" (s.id) } { "Copy" }
+            }
+            pre id=(s.id) { (s.code) }
+        }
     }
-    let mut out = String::from(
-        "<h2 id=\"code\">Call it from your code</h2><p class=\"muted\">The example above as curl, Python and JavaScript; \
-         set <code>ACCESS_TOKEN</code> to a token with the API's scope. Use a new <code>bank_tran_id</code> for every call.</p>",
-    );
-    for s in list {
-        let _ = write!(
-            out,
-            "<div class=\"sample-head\"><h3>{label}</h3><button type=\"button\" class=\"copy\" data-copy=\"{id}\" id=\"copy-{id}\">Copy</button></div>\
-             <pre id=\"{id}\">{code}</pre>",
-            label = escape(s.label),
-            id = s.id,
-            code = escape(&s.code),
-        );
-    }
-    out
 }
 
 #[cfg(test)]

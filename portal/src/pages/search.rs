@@ -118,5 +118,5 @@ pub(super) fn search_page(ctx: &Ctx<'_>) -> PortalResponse {
             }
         }
     };
-    ctx.page("Search", "", &body.into_string())
+    ctx.page("Search", "", body)
 }

@@ -4,7 +4,7 @@
 //! sandbox's scripted outages and timeouts (`testbed/README.md`), for every
 //! app, and for the signed-in developer's own apps.
 
-use maud::{PreEscaped, html};
+use maud::html;
 
 use super::*;
 
@@ -153,7 +153,7 @@ pub(super) fn status_page(ctx: &Ctx<'_>) -> PortalResponse {
                             }
                             @for (i, v) in served.iter().enumerate() {
                                 @if i > 0 { " " }
-                                (PreEscaped(badge(&v.state))) " " small { (v.manifest.version.to_string()) }
+                                (badge(&v.state)) " " small { (v.manifest.version.to_string()) }
                             }
                         }
                         td {
@@ -189,5 +189,5 @@ pub(super) fn status_page(ctx: &Ctx<'_>) -> PortalResponse {
             p.ok #no-incidents { "No incident: every bank answers." }
         }
     };
-    ctx.page("Status", "/portal/status", &body.into_string())
+    ctx.page("Status", "/portal/status", body)
 }

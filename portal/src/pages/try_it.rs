@@ -1,6 +1,8 @@
 //! "Try it": a form on each API page, prefilled from the example and the
 //! developer's test token, sent to the API through the platform.
 
+use maud::{Markup, html};
+
 use super::*;
 
 /// What "try it" showed after a call.
@@ -138,52 +140,61 @@ pub(super) fn try_it_section(
     api: &ApiEntry,
     v: &VersionEntry,
     tried: Option<(TryResult, Vec<(String, String)>)>,
-) -> String {
+) -> Markup {
     let m = &v.manifest;
-    let mut out = String::from("<h2 id=\"try\">Try it</h2>");
+    let heading = html! { h2 #try { "Try it" } };
     let Some((_, session)) = &ctx.session else {
-        let _ = write!(
-            out,
-            "<p class=\"muted\"><a href=\"/portal/signin?next={next}\">Sign in</a>, register an app and get a test token to call this API from here against the virtual bank.</p>",
-            next = escape(&encode(&format!("/portal/apis/{}#try", encode(&api.name))))
-        );
-        return out;
+        let next = format!("/portal/apis/{}#try", encode(&api.name));
+        return html! {
+            (heading)
+            p.muted {
+                a href={ "/portal/signin?next=" (encode(&next)) } { "Sign in" }
+                ", register an app and get a test token to call this API from here against the virtual bank."
+            }
+        };
     };
     let Some(token) = token_for(session, &m.scope) else {
-        let _ = write!(
-            out,
-            "<p class=\"muted\">You need a test token with scope {} first: open one of <a href=\"/portal/apps\">your apps</a> and get one.</p>",
-            scope_badge(&m.scope)
-        );
-        return out;
+        return html! {
+            (heading)
+            p.muted {
+                "You need a test token with scope " (scope_badge(&m.scope)) " first: open one of "
+                a href="/portal/apps" { "your apps" } " and get one."
+            }
+        };
     };
     let Some(route) = m.routes.first() else {
-        return out;
+        return heading;
     };
-    if let Some((result, _)) = &tried {
-        let (class, verdict) = match outcome(result.status, &result.response) {
-            Ok(()) => ("ok", "success".to_owned()),
-            Err(why) => ("error", format!("failed — {why}")),
+    let result = tried.as_ref().map(|(result, _)| {
+        let verdict = outcome(result.status, &result.response);
+        let sent = if result.request_body.is_empty() {
+            String::new()
+        } else {
+            format!("\n\n{}", pretty_json(&result.request_body))
         };
-        let _ = write!(
-            out,
-            "<div class=\"{class}\" id=\"try-result\" role=\"status\" data-outcome=\"{outcome}\"><b>HTTP {status}</b> from <code>{line}</code>: \
-             <span id=\"try-verdict\">{verdict}</span></div>\
-             <div class=\"cols\"><div><h3>Sent</h3><pre>{line}\nauthorization: Bearer {token_start}…{sent}</pre></div>\
-             <div><h3>Answer</h3><pre id=\"try-response\">{response}</pre></div></div>",
-            status = result.status,
-            outcome = if class == "ok" { "success" } else { "failure" },
-            verdict = escape(&verdict),
-            line = escape(&result.request_line),
-            token_start = escape(token.access_token.get(..16).unwrap_or_default()),
-            sent = if result.request_body.is_empty() {
-                String::new()
-            } else {
-                format!("\n\n{}", escape(&pretty_json(&result.request_body)))
-            },
-            response = escape(&pretty_json(&result.response)),
-        );
-    }
+        html! {
+            div class=(if verdict.is_ok() { "ok" } else { "error" }) id="try-result" role="status"
+                data-outcome=(if verdict.is_ok() { "success" } else { "failure" }) {
+                b { "HTTP " (result.status) } " from " code { (result.request_line) } ": "
+                span #try-verdict {
+                    @match &verdict {
+                        Ok(()) => { "success" }
+                        Err(why) => { "failed — " (why) }
+                    }
+                }
+            }
+            div.cols {
+                div {
+                    h3 { "Sent" }
+                    pre {
+                        (result.request_line) "\nauthorization: Bearer "
+                        (token.access_token.get(..16).unwrap_or_default()) "…" (sent)
+                    }
+                }
+                div { h3 { "Answer" } pre #try-response { (pretty_json(&result.response)) } }
+            }
+        }
+    });
     let docs = m.docs.clone().unwrap_or_default();
     let example_text = docs
         .example
@@ -191,64 +202,69 @@ pub(super) fn try_it_section(
         .map(|e| e.request.clone())
         .unwrap_or_default();
     let sent = tried.as_ref().map(|(_, form)| form);
-    let _ = write!(
-        out,
-        "<p class=\"muted\">Calls <code>{method} {path}</code> with your test token for app <code>{client}</code> ({scope}) against the virtual bank.</p>\
-         <form method=\"post\" action=\"/portal/try/{href}#try\">{csrf}",
-        method = escape(&route.method),
-        path = escape(&route.path),
-        client = escape(&token.client_id),
-        scope = escape(&token.scope),
-        href = encode(&api.name),
-        csrf = ctx.csrf_field(),
-    );
-    if route.method == "GET" || route.method == "DELETE" {
-        let examples: Vec<(String, String)> = parse_form(example_text.as_bytes());
-        for f in docs.request.iter().filter(|f| !f.name.contains("[]")) {
-            let example = examples
-                .iter()
-                .find(|(k, _)| *k == f.name)
-                .map(|(_, v)| Value::String(v.clone()));
-            let value = match sent {
-                Some(form) if !FRESH.contains(&f.name.as_str()) => {
-                    form_get(form, &f.name).to_owned()
-                }
-                _ => prefill(&f.name, example.as_ref(), token),
-            };
-            let _ = write!(
-                out,
-                "<label for=\"f-{name}\"><code>{name}</code> <small>{kind}{required} — {description}</small></label>\
-                 <input type=\"text\" id=\"f-{name}\" name=\"{name}\" value=\"{value}\">",
-                name = escape(&f.name),
-                kind = escape(&f.kind),
-                required = if f.required { ", required" } else { "" },
-                description = escape(&f.description),
-                value = escape(&value),
-            );
-        }
+    let get_like = route.method == "GET" || route.method == "DELETE";
+    // GET-like: one input per documented top-level field, with what was
+    // sent, else a fresh or example value.
+    let examples: Vec<(String, String)> = parse_form(example_text.as_bytes());
+    let inputs: Vec<(&sfop_core::manifest::FieldDoc, String)> = if get_like {
+        docs.request
+            .iter()
+            .filter(|f| !f.name.contains("[]"))
+            .map(|f| {
+                let example = examples
+                    .iter()
+                    .find(|(k, _)| *k == f.name)
+                    .map(|(_, v)| Value::String(v.clone()));
+                let value = match sent {
+                    Some(form) if !FRESH.contains(&f.name.as_str()) => {
+                        form_get(form, &f.name).to_owned()
+                    }
+                    _ => prefill(&f.name, example.as_ref(), token),
+                };
+                (f, value)
+            })
+            .collect()
     } else {
-        let body = match sent {
-            Some(form) => refresh_body(form_get(form, "body"), token),
-            None => {
-                let mut value: Value = serde_json::from_str(&example_text)
-                    .unwrap_or(Value::Object(Default::default()));
-                prefill_json(&mut value, token);
-                serde_json::to_string_pretty(&value).unwrap_or_default()
+        Vec::new()
+    };
+    let body = (!get_like).then(|| match sent {
+        Some(form) => refresh_body(form_get(form, "body"), token),
+        None => {
+            let mut value: Value =
+                serde_json::from_str(&example_text).unwrap_or(Value::Object(Default::default()));
+            prefill_json(&mut value, token);
+            serde_json::to_string_pretty(&value).unwrap_or_default()
+        }
+    });
+    html! {
+        (heading)
+        @if let Some(result) = result { (result) }
+        p.muted {
+            "Calls " code { (route.method) " " (route.path) } " with your test token for app "
+            code { (token.client_id) } " (" (token.scope) ") against the virtual bank."
+        }
+        form method="post" action={ "/portal/try/" (encode(&api.name)) "#try" } {
+            (ctx.csrf())
+            @for (f, value) in &inputs {
+                label for={ "f-" (f.name) } {
+                    code { (f.name) } " "
+                    small { (f.kind) @if f.required { ", required" } " — " (f.description) }
+                }
+                input type="text" id={ "f-" (f.name) } name=(f.name) value=(value);
             }
-        };
-        let _ = write!(
-            out,
-            "<label for=\"f-body\">JSON body</label><textarea id=\"f-body\" name=\"body\" rows=\"14\">{}</textarea>",
-            escape(&body)
-        );
+            @if let Some(body) = &body {
+                label for="f-body" { "JSON body" }
+                textarea id="f-body" name="body" rows="14" { (body) }
+            }
+            @if tried.is_some() {
+                p.muted {
+                    "The form keeps what you sent, with a new " code { "bank_tran_id" } " and "
+                    code { "tran_dtime" } ": send again for a second call."
+                }
+            }
+            p { button.primary type="submit" #try-send { "Send" } }
+        }
     }
-    if tried.is_some() {
-        out.push_str("<p class=\"muted\">The form keeps what you sent, with a new <code>bank_tran_id</code> and <code>tran_dtime</code>: send again for a second call.</p>");
-    }
-    out.push_str(
-        "<p><button class=\"primary\" type=\"submit\" id=\"try-send\">Send</button></p></form>",
-    );
-    out
 }
 
 pub(super) async fn try_it(

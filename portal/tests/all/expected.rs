@@ -123,7 +123,7 @@ async fn client_code_comes_from_the_example_with_copy_buttons_on_self_scripts() 
     let url =
         "https://portal.test/v2.0/account/balance/fin_num?fintech_use_num=120230000100000000000015";
     for (id, expected) in [
-        ("sample-curl", format!("curl -X GET &#39;{url}&#39;")),
+        ("sample-curl", format!("curl -X GET '{url}'")),
         ("sample-python", format!("&quot;{url}&quot;")),
         ("sample-javascript", format!("fetch(&quot;{url}&quot;")),
     ] {
@@ -183,15 +183,15 @@ async fn client_code_comes_from_the_example_with_copy_buttons_on_self_scripts() 
     // A JSON body becomes the same body in all three.
     let text = t.get("/portal/apis/transfer-withdraw").await.text();
     assert!(
-        text.contains("--data &#39;{&quot;bank_tran_id&quot;:&quot;M202300001U000000001&quot;"),
+        text.contains("--data '{&quot;bank_tran_id&quot;:&quot;M202300001U000000001&quot;"),
         "{text}"
     );
-    assert!(text.contains("&quot;it&#39;s&quot;: True"), "{text}");
+    assert!(text.contains("&quot;it's&quot;: True"), "{text}");
     assert!(text.contains("&quot;n&quot;: None"), "{text}");
-    assert!(text.contains("&quot;it&#39;s&quot;: true"), "{text}");
+    assert!(text.contains("&quot;it's&quot;: true"), "{text}");
     assert!(text.contains("body: JSON.stringify("), "{text}");
     // The shell quote of it's is closed and reopened.
-    assert!(text.contains("it&#39;\\&#39;&#39;s"), "{text}");
+    assert!(text.contains("it'\\''s"), "{text}");
     Ok(())
 }
 

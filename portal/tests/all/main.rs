@@ -7,4 +7,5 @@
 mod changes;
 mod expected;
 mod fixtures;
+mod hostile;
 mod pages;
