@@ -206,10 +206,16 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `sfop serve` as a node of the cluster at `url`.
-pub fn node(data: &Path, log: &Path, url: &str) -> Result<Served> {
+/// `sfop serve` as a node of the cluster at `url`, with `config` (TOML,
+/// beside the data dir) if any.
+pub fn node(data: &Path, log: &Path, url: &str, config: Option<&str>) -> Result<Served> {
     let mut cmd = serve_command(data, log)?;
     cmd.env("SFOP_STORE_URL", url);
+    if let Some(config) = config {
+        let file = log.with_extension("toml");
+        std::fs::write(&file, config)?;
+        cmd.arg("--config").arg(file);
+    }
     Served::spawn(cmd, data, log)
 }
 
@@ -224,14 +230,14 @@ fn kst(len: usize) -> String {
 /// Three nodes from one image: the first start of A seeds its own store
 /// and the cluster's ledger; B and C start from a copy of A's data dir (the
 /// operator provisions the same keys and demo app on every node).
-async fn three_nodes(dir: &Path, url: &str) -> Result<Vec<Served>> {
+async fn three_nodes(dir: &Path, url: &str, config: Option<&str>) -> Result<Vec<Served>> {
     let a = dir.join("a");
-    node(&a, &dir.join("a0.log"), url)?.stop()?;
+    node(&a, &dir.join("a0.log"), url, config)?.stop()?;
     copy_dir(&a, &dir.join("b"))?;
     copy_dir(&a, &dir.join("c"))?;
     ["a", "b", "c"]
         .iter()
-        .map(|n| node(&dir.join(n), &dir.join(format!("{n}.log")), url))
+        .map(|n| node(&dir.join(n), &dir.join(format!("{n}.log")), url, config))
         .collect()
 }
 
@@ -241,7 +247,7 @@ async fn one_bank_tran_id_over_three_nodes_is_booked_once() -> Result<()> {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
-    let nodes = three_nodes(dir.path(), &url).await?;
+    let nodes = three_nodes(dir.path(), &url, None).await?;
     let ledger = Cluster::connect(&url, 2).await?;
     let total_before = ledger.total_balance().await?;
     let hong_before = ledger.balance(HONG_MAIN).await?.context("hong's account")?;
@@ -364,5 +370,278 @@ async fn one_bank_tran_id_over_three_nodes_is_booked_once() -> Result<()> {
     for served in nodes {
         served.stop()?;
     }
+    Ok(())
+}
+
+/// A PostgreSQL server of this test's own (the store's test helper), so
+/// that restarting it disturbs no other test.
+#[path = "../../../store-pg/tests/all/server.rs"]
+mod pg_server;
+
+/// What the load saw during the restart.
+#[derive(Default, Debug)]
+struct Seen {
+    /// `(bank_tran_id, amount)` of each acknowledged withdrawal.
+    acked: Vec<String>,
+    /// Withdrawals answered `A0002` (the ledger unreachable), by id.
+    unavailable: Vec<String>,
+    /// Reads (route, token check, the node's own bank) answered `A0000`.
+    reads_ok: u32,
+    /// Anything else, with what it was.
+    other: Vec<String>,
+}
+
+/// Acceptance 5 for the money: PostgreSQL restarts while node A takes
+/// withdrawals and B and C serve reads with a user token. The reads go on
+/// (route table, token check, the node's own bank); withdrawals during the
+/// outage are refused with `A0002` (the platform's failure, with what to
+/// do), never acknowledged unless booked; afterwards every acknowledged
+/// one is booked once, Σ balances is unchanged, and transfers go through
+/// again on every node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_restart_under_load_loses_no_acknowledged_transfer() -> Result<()> {
+    let server = match pg_server::Server::start()? {
+        Some(server) => server,
+        None => {
+            let ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+            ensure!(
+                !ci,
+                "no PostgreSQL server binaries (/usr/lib/postgresql/*/bin): `cargo xtask ci` \
+                 installs them"
+            );
+            eprintln!("skipped: no PostgreSQL server binaries");
+            return Ok(());
+        }
+    };
+    let url = sfop_store_pg::recreate_database(&server.url(), "sfop_money_restart").await?;
+    let dir = tempfile::tempdir()?;
+    // Token checks go on through the restart only if the revocation list
+    // may be as old as the outage (ADR 0029: older, a node fails closed).
+    let nodes = three_nodes(
+        dir.path(),
+        &url,
+        Some("[auth]\nrevocation_max_lag_ms = 10000\n"),
+    )
+    .await?;
+    let ledger = Cluster::connect(&url, 2).await?;
+    let total_before = ledger.total_balance().await?;
+    let hong_before = ledger.balance(HONG_MAIN).await?.context("hong's account")?;
+    let token = Arc::new(nodes[0].user_token("hong", "hong1234").await?);
+    let list = nodes[0]
+        .connect()
+        .await?
+        .get_bearer(
+            "/v2.0/account/list?user_seq_no=1100000001&include_cancel_yn=N&sort_order=A",
+            &token,
+        )
+        .await?
+        .json()?;
+    let fin = Arc::new(
+        list["res_list"]
+            .as_array()
+            .and_then(|l| l.iter().find(|a| a["bank_code_std"] == "097"))
+            .and_then(|a| a["fintech_use_num"].as_str())
+            .with_context(|| format!("hong's 097 account: {list}"))?
+            .to_owned(),
+    );
+    let nodes = Arc::new(nodes);
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+
+    // Withdrawals on A, one after another on two connections.
+    let mut load = Vec::new();
+    for stream in 0..2u32 {
+        let (nodes, token, fin, stop, seen) = (
+            nodes.clone(),
+            token.clone(),
+            fin.clone(),
+            stop.clone(),
+            seen.clone(),
+        );
+        load.push(tokio::spawn(async move {
+            let mut conn = nodes[0].connect().await?;
+            let auth = format!("Bearer {token}");
+            let headers = [
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ];
+            let mut n = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                n += 1;
+                let id = format!("{DEMO_CLIENT_USE_CODE}U{:09}", stream * 100_000_000 + n);
+                let body = json!({
+                    "bank_tran_id": id,
+                    "cntr_account_type": "N",
+                    "cntr_account_num": DEMO_CONTRACT_ACCOUNT_NUM,
+                    "dps_print_content": "홍길동",
+                    "fintech_use_num": *fin,
+                    "wd_print_content": "restart",
+                    "tran_amt": "100",
+                    "tran_dtime": kst(14),
+                    "req_client_name": "홍길동",
+                    "req_client_num": "HONG0001",
+                    "transfer_purpose": "TR",
+                })
+                .to_string();
+                let reply = tokio::time::timeout(
+                    BOUND,
+                    conn.send(
+                        "POST",
+                        "/v2.0/transfer/withdraw/fin_num",
+                        &headers,
+                        body.into_bytes(),
+                    ),
+                )
+                .await
+                .with_context(|| format!("withdrawal {id} hung"))??;
+                let answer: Value = reply.json()?;
+                let mut seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                match answer["rsp_code"].as_str() {
+                    Some("A0000") => seen.acked.push(id),
+                    Some("A0002") => seen.unavailable.push(id),
+                    _ => seen
+                        .other
+                        .push(format!("withdraw {id}: {} {answer}", reply.status)),
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    // Reads on B and C, paced (every 5 ms): the route, the token check,
+    // the node's own bank (the user's registered accounts).
+    for node in 1..3 {
+        let (nodes, token, stop, seen) = (nodes.clone(), token.clone(), stop.clone(), seen.clone());
+        load.push(tokio::spawn(async move {
+            let mut conn = nodes[node].connect().await?;
+            let mut pace = tokio::time::interval(Duration::from_millis(5));
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                pace.tick().await;
+                let reply = tokio::time::timeout(
+                    BOUND,
+                    conn.get_bearer(
+                        "/v2.0/account/list?user_seq_no=1100000001&include_cancel_yn=N\
+                         &sort_order=A",
+                        &token,
+                    ),
+                )
+                .await
+                .context("a read hung")??;
+                let answer: Value = reply.json()?;
+                let mut seen = seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+                if answer["rsp_code"] == "A0000" {
+                    seen.reads_ok += 1;
+                } else if seen.other.len() < 10 {
+                    seen.other
+                        .push(format!("read on node {node}: {} {answer}", reply.status));
+                }
+            }
+            Ok::<_, anyhow::Error>(())
+        }));
+    }
+    let acked_count = |seen: &std::sync::Mutex<Seen>| seen.lock().map_or(0, |s| s.acked.len());
+    let deadline = Instant::now() + BOUND;
+    while acked_count(&seen) < 10 {
+        ensure!(
+            Instant::now() < deadline,
+            "no withdrawals before the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let restarting = Instant::now();
+    let server = tokio::task::spawn_blocking(move || server.restart().map(|()| server)).await??;
+    let back = restarting.elapsed();
+    // Load on until withdrawals are acknowledged again.
+    let after = acked_count(&seen);
+    while acked_count(&seen) < after + 10 {
+        ensure!(
+            Instant::now() < deadline + BOUND,
+            "withdrawals did not resume after the restart: {:?}",
+            seen.lock().map(|s| s.other.clone())
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let resumed = restarting.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for task in load {
+        task.await??;
+    }
+    let seen = std::mem::take(&mut *seen.lock().map_err(|_| anyhow::anyhow!("poisoned"))?);
+    println!(
+        "restart: server back in {back:?}, withdrawals acknowledged again {resumed:?} after \
+         it began; {} acknowledged, {} refused A0002, {} reads answered, other: {:?}",
+        seen.acked.len(),
+        seen.unavailable.len(),
+        seen.reads_ok,
+        seen.other
+    );
+    ensure!(
+        seen.other.is_empty(),
+        "unexpected answers: {:?}",
+        seen.other
+    );
+    assert!(seen.reads_ok > 0);
+
+    // Every acknowledged withdrawal is booked once; a refused one may have
+    // been booked (cut at its commit), and a resend says which.
+    for id in &seen.acked {
+        assert_eq!(
+            ledger.postings_of(DEMO_CLIENT_USE_CODE, id).await?,
+            2,
+            "acknowledged {id}"
+        );
+    }
+    let mut refused_but_booked = 0;
+    for id in &seen.unavailable {
+        match ledger.postings_of(DEMO_CLIENT_USE_CODE, id).await? {
+            0 => {}
+            2 => refused_but_booked += 1,
+            n => bail!("{id}: {n} postings"),
+        }
+    }
+    let booked = (seen.acked.len() + refused_but_booked) as i64;
+    assert_eq!(ledger.total_balance().await?, total_before);
+    assert_eq!(
+        ledger.balance(HONG_MAIN).await?,
+        Some(hong_before - 100 * booked)
+    );
+    println!("{refused_but_booked} of the refused withdrawals had been booked (cut at commit)");
+
+    // Each node books again.
+    for (n, served) in nodes.iter().enumerate() {
+        let reply = served
+            .connect()
+            .await?
+            .send(
+                "POST",
+                "/v2.0/transfer/withdraw/fin_num",
+                &[
+                    ("authorization", format!("Bearer {token}").as_str()),
+                    ("content-type", "application/json"),
+                ],
+                json!({
+                    "bank_tran_id": format!("{DEMO_CLIENT_USE_CODE}U9{n:08}"),
+                    "cntr_account_type": "N",
+                    "cntr_account_num": DEMO_CONTRACT_ACCOUNT_NUM,
+                    "dps_print_content": "홍길동",
+                    "fintech_use_num": *fin,
+                    "wd_print_content": "after",
+                    "tran_amt": "100",
+                    "tran_dtime": kst(14),
+                    "req_client_name": "홍길동",
+                    "req_client_num": "HONG0001",
+                    "transfer_purpose": "TR",
+                })
+                .to_string()
+                .into_bytes(),
+            )
+            .await?;
+        let answer = reply.json()?;
+        assert_eq!(answer["rsp_code"], "A0000", "node {n} after: {answer}");
+    }
+    let nodes = Arc::into_inner(nodes).context("nodes still shared")?;
+    for served in nodes {
+        served.stop()?;
+    }
+    drop(server);
     Ok(())
 }

@@ -34,11 +34,16 @@ pub struct ClusterBank {
     cluster: Cluster,
 }
 
-/// A cluster failure, as the plugin sees it: the platform's, not the
-/// caller's, and nothing was booked unless it was acknowledged.
+/// A cluster failure, as the plugin sees it (`A0002`): the platform's, not
+/// the caller's. A transfer cut at its commit may have been booked, so the
+/// answer says how to find out rather than that nothing happened.
 fn unavailable(e: &sfop_store_pg::Error) -> BankError {
     tracing::error!(error = %e, "virtual bank: the cluster ledger failed");
-    BankError::Backend("the bank's ledger is unreachable: nothing was booked; send it again".into())
+    BankError::Backend(
+        "the bank's ledger is unreachable: send it again with the same bank_tran_id (it is \
+         never booked twice) or ask transfer-result"
+            .into(),
+    )
 }
 
 fn duplicate<T>() -> R<T> {
