@@ -28,6 +28,10 @@
 //!   process, `sfop bank serve` (HTTPS, its own store, one tokio worker),
 //!   reached through the REST connector (`[bank] mode = "rest"`); the seeded
 //!   user 홍길동 (the bank server seeds its own store the same way);
+//! - **B2pg**, **B4pg** B2 and B4 on a gateway whose store is PostgreSQL
+//!   (`[store] url`, a database made on `--pg-url`'s server): the ledger,
+//!   the ids and the limits in one SERIALIZABLE transaction per withdrawal
+//!   (docs/adr/0030); the seeded user 홍길동; only with `--pg-url`;
 //! - **T1** B1 over TLS (rustls, self-signed, TLS 1.3) with keep-alive;
 //! - **T2** B1 over TLS with a new TCP connection and a full TLS handshake
 //!   per request (session resumption off);
@@ -117,6 +121,8 @@ mod key {
     pub const B4: &str = "b4_withdraw_durable";
     pub const B3R: &str = "b3r_balance_inquiry_rest";
     pub const B4R: &str = "b4r_withdraw_durable_rest";
+    pub const B2PG: &str = "b2pg_bank_status_biscuit_postgres";
+    pub const B4PG: &str = "b4pg_withdraw_durable_postgres";
     pub const T1: &str = "t1_tls_keepalive";
     pub const T2: &str = "t2_tls_new_connection";
     pub const S: &str = "s_hot_swap";
@@ -159,6 +165,12 @@ struct Args {
     /// (`sfop bank serve`); default: `sfop` next to this executable.
     #[arg(long)]
     sfop: Option<PathBuf>,
+    /// A PostgreSQL server for B2pg and B4pg: the URL of a role that may
+    /// create databases (`cargo xtask pg start` prints one); the bench makes
+    /// (drops and makes again) the database `sfop_bench` on it. Without it
+    /// B2pg and B4pg do not run.
+    #[arg(long, env = "SFOP_BENCH_PG_URL")]
+    pg_url: Option<String>,
     /// Where to write the JSON report; default <project>/target/bench/gateway.json.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -468,6 +480,8 @@ struct Platforms {
     sink: sink::Sink,
     /// Cleartext, biscuit auth, the bank over the REST connector: B3r, B4r.
     rest: Option<Rest>,
+    /// Cleartext, biscuit auth, the store on PostgreSQL: B2pg, B4pg.
+    pg: Option<(Platform, tempfile::TempDir)>,
     /// The authorising platform's data dir (`demo-client.json`).
     authed_data: tempfile::TempDir,
     _dirs: Vec<tempfile::TempDir>,
@@ -508,6 +522,7 @@ fn main() -> Result<()> {
     let platforms = server_rt.block_on(start_platforms(
         &plugins,
         rest_wanted.then_some(sfop_bin.as_path()),
+        args.pg_url.as_deref(),
     ))?;
     let (mut scenarios, bare, hello_body_len, hello_headers) =
         client_rt.block_on(prepare(&args, &platforms, &server_rt))?;
@@ -554,12 +569,18 @@ fn main() -> Result<()> {
             all.push(rest.platform);
             bank_process = Some((rest.bank, rest.data, rest._bank_data));
         }
+        let mut pg_data = None;
+        if let Some((pg, data)) = platforms.pg {
+            all.push(pg);
+            pg_data = Some(data);
+        }
         for platform in all {
             tokio::time::timeout(Duration::from_secs(10), platform.stop())
                 .await
                 .context("a gateway did not stop within 10 s")??;
         }
         drop(bank_process);
+        drop(pg_data);
         Ok::<_, anyhow::Error>(())
     });
     measured?;
@@ -578,7 +599,11 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-async fn start_platforms(plugins: &Path, sfop_bin: Option<&Path>) -> Result<Platforms> {
+async fn start_platforms(
+    plugins: &Path,
+    sfop_bin: Option<&Path>,
+    pg_url: Option<&str>,
+) -> Result<Platforms> {
     // One plugins dir per platform, each with only what it serves.
     let plain_plugins = tempfile::tempdir().context("creating a temp plugins dir")?;
     for name in ["hello", "echo"] {
@@ -672,9 +697,29 @@ async fn start_platforms(plugins: &Path, sfop_bin: Option<&Path>) -> Result<Plat
         Some(sfop_bin) => Some(start_rest(sfop_bin, &authed_plugins).await?),
         None => None,
     };
+    let pg = match pg_url {
+        Some(admin) => {
+            let url = sfop_store_pg::recreate_database(admin, "sfop_bench")
+                .await
+                .context("--pg-url: making the bench's cluster database")?;
+            let data = tempfile::tempdir()?;
+            let mut pg_config = config(
+                authed_plugins.path(),
+                data.path(),
+                TlsMode::Off,
+                AuthMode::Biscuit,
+            );
+            pg_config.store.url = Some(url);
+            Some((sfop::start(pg_config).await?, data))
+        }
+        None => None,
+    };
     let mut platforms = vec![&plain, &authed, &tls, &traced];
     if let Some(rest) = &rest {
         platforms.push(&rest.platform);
+    }
+    if let Some((pg, _)) = &pg {
+        platforms.push(pg);
     }
     for platform in platforms {
         for package in &platform.packages {
@@ -712,6 +757,7 @@ async fn start_platforms(plugins: &Path, sfop_bin: Option<&Path>) -> Result<Plat
         traced,
         sink,
         rest,
+        pg,
         authed_data,
         _dirs: vec![
             plain_plugins,
@@ -866,6 +912,30 @@ async fn prepare(
                 method: hyper::Method::POST,
                 body: Some(setup::withdraw_body(&user.fintech_use_num)),
                 authorization: Some(bearer),
+                expect_body_contains: Some(OK.into()),
+                ..Target::get(addr, WITHDRAW_PATH)
+            },
+        ));
+    }
+    if let Some((pg, data)) = &p.pg {
+        let addr = pg.local_addr;
+        let oob = format!("Bearer {}", setup::oob_token(addr, data.path()).await?);
+        let user = setup::seeded_user(&pg.bank, addr, data.path()).await?;
+        rest_targets.push((
+            key::B2PG,
+            "B2pg B2, store on PostgreSQL",
+            Target {
+                authorization: Some(oob),
+                ..Target::get(addr, STATUS_PATH)
+            },
+        ));
+        rest_targets.push((
+            key::B4PG,
+            "B4pg B4, ledger on PostgreSQL",
+            Target {
+                method: hyper::Method::POST,
+                body: Some(setup::withdraw_body(&user.fintech_use_num)),
+                authorization: Some(format!("Bearer {}", user.access_token)),
                 expect_body_contains: Some(OK.into()),
                 ..Target::get(addr, WITHDRAW_PATH)
             },
@@ -1420,6 +1490,8 @@ fn report_json(
             "b3r_over_b3": ratio_of(scenarios, key::B3R, key::B3),
             "b4r_over_b4": ratio_of(scenarios, key::B4R, key::B4),
             "b4r_over_b3r": ratio_of(scenarios, key::B4R, key::B3R),
+            "b2pg_over_b2": ratio_of(scenarios, key::B2PG, key::B2),
+            "b4pg_over_b4": ratio_of(scenarios, key::B4PG, key::B4),
         },
         "targets": targets_json,
         "cpu_ratios": cpu_ratios(scenarios)
