@@ -64,9 +64,9 @@
 mod bankproc;
 mod bare;
 mod cpu;
-mod sink;
 mod load;
 mod setup;
+mod sink;
 mod stats;
 
 use std::net::SocketAddr;

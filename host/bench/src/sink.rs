@@ -29,19 +29,23 @@ impl Sink {
             while let Ok((tcp, _)) = listener.accept().await {
                 let counted = counted.clone();
                 tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let counted = counted.clone();
-                        async move {
-                            let _ = req.into_body().collect().await;
-                            counted.fetch_add(1, Ordering::Relaxed);
-                            let mut answer = Response::new(Full::new(Bytes::new()));
-                            answer.headers_mut().insert(
-                                hyper::header::CONTENT_TYPE,
-                                hyper::header::HeaderValue::from_static("application/x-protobuf"),
-                            );
-                            Ok::<_, Infallible>(answer)
-                        }
-                    });
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let counted = counted.clone();
+                            async move {
+                                let _ = req.into_body().collect().await;
+                                counted.fetch_add(1, Ordering::Relaxed);
+                                let mut answer = Response::new(Full::new(Bytes::new()));
+                                answer.headers_mut().insert(
+                                    hyper::header::CONTENT_TYPE,
+                                    hyper::header::HeaderValue::from_static(
+                                        "application/x-protobuf",
+                                    ),
+                                );
+                                Ok::<_, Infallible>(answer)
+                            }
+                        },
+                    );
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tcp), service)
                         .await;

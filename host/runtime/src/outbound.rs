@@ -239,7 +239,9 @@ fn client_attributes(span: &mut sfop_telemetry::Span, req: &http::Request) {
     };
     span.set("url.scheme", scheme.to_ascii_lowercase());
     let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    let authority = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
     let (host, port) = match authority.strip_prefix('[') {
         // [v6]:port
         Some(v6) => match v6.split_once(']') {

@@ -83,7 +83,16 @@ impl SpanProcessor for Queue {
 
     fn on_end(&self, span: SpanData) {
         if self.tx.try_send(Message::Span(Box::new(span))).is_err() {
-            self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            let dropped = self.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            // One line for the first drop and one per thousand after it.
+            if dropped.is_multiple_of(1000) {
+                tracing::warn!(
+                    target: "sfop::telemetry",
+                    dropped = dropped + 1,
+                    "trace spans dropped: the export queue (telemetry.max_queue_spans) is full; \
+                     the collector is slow or away"
+                );
+            }
         }
     }
 
@@ -147,9 +156,7 @@ pub(crate) fn endpoint(url: &str) -> Result<String, Error> {
             )));
         }
         _ => {
-            return Err(Error::Endpoint(format!(
-                "{url:?} must be an http:// URL"
-            )));
+            return Err(Error::Endpoint(format!("{url:?} must be an http:// URL")));
         }
     }
     if uri.host().is_none() {
@@ -245,7 +252,10 @@ mod tests {
             Some("http://c:4318/otlp/v1/traces")
         );
         for bad in ["https://c:4318", "c:4318", "not a url", "ftp://c/x"] {
-            let e = endpoint(bad).err().map(|e| e.to_string()).unwrap_or_default();
+            let e = endpoint(bad)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
             assert!(e.starts_with("telemetry.endpoint:"), "{bad}: {e}");
         }
     }

@@ -147,7 +147,7 @@ impl Tracing {
         };
         let span = active
             .tracer
-            .span_builder(method.to_owned())
+            .span_builder(method_name(method))
             .with_kind(SpanKind::Server)
             .start_with_context(&active.tracer, &parent);
         Span::started(active, span)
@@ -169,7 +169,19 @@ impl Tracing {
 impl Drop for Active {
     fn drop(&mut self) {
         // Ends the processor; spans still queued go with the export task.
-        let _ = self.provider.shutdown_with_timeout(Duration::from_millis(100));
+        let _ = self
+            .provider
+            .shutdown_with_timeout(Duration::from_millis(100));
+    }
+}
+
+/// The span's first name: no allocation for the usual methods (most
+/// requests are not sampled, and their span is dropped at once).
+fn method_name(method: &str) -> Cow<'static, str> {
+    const KNOWN: [&str; 7] = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"];
+    match KNOWN.iter().find(|known| **known == method) {
+        Some(known) => Cow::Borrowed(known),
+        None => Cow::Owned(method.to_owned()),
     }
 }
 

@@ -545,8 +545,8 @@ async fn the_example_plugin_reads_a_balance_from_the_example_bank_backend() -> R
 
 /// A secret variable set in the environment reaches the plugin (and, through
 /// it, the upstream) and nowhere else: the `sfop serve` process's whole log
-/// at debug level and every file of its data dir (store, audit log) are
-/// searched for the value.
+/// at debug level, the portal's pages about the API and every file of its
+/// data dir (store, audit log) are searched for the value.
 #[tokio::test]
 async fn a_secret_variable_reaches_the_plugin_and_no_log_or_store() -> Result<()> {
     use std::io::{BufRead, BufReader, Read};
@@ -621,6 +621,32 @@ async fn a_secret_variable_reaches_the_plugin_and_no_log_or_store() -> Result<()
                 String::from_utf8_lossy(&reply.body)
             );
         }
+        // The portal's pages about the API: the catalogue, its docs, its
+        // try-it page, the reference, the status page and the OpenAPI
+        // document show no value of its variables.
+        let mut pages = 0;
+        for page in [
+            "/portal",
+            "/portal/apis/outbound",
+            "/portal/try/outbound",
+            "/portal/reference",
+            "/portal/status",
+            "/portal/openapi.json",
+        ] {
+            let reply = send(addr, "GET", page, &[], Vec::new()).await?;
+            let body = String::from_utf8_lossy(&reply.body);
+            anyhow::ensure!(!body.contains(SECRET), "the secret is on {page}");
+            if reply.status == 200 {
+                pages += 1;
+            }
+        }
+        let docs = send(addr, "GET", "/portal/apis/outbound", &[], Vec::new()).await?;
+        anyhow::ensure!(
+            docs.status == 200 && String::from_utf8_lossy(&docs.body).contains("outbound test"),
+            "the API's docs page answered {}",
+            docs.status
+        );
+        anyhow::ensure!(pages >= 4, "only {pages} portal pages answered 200");
         Ok::<_, anyhow::Error>(())
     }
     .await;

@@ -278,10 +278,7 @@ async fn each_request_is_one_trace_of_linked_spans_and_the_traceparent_reaches_t
     assert!(!server.failed && !plugin.failed && !http.failed);
     // The upstream got the http call's own span as its parent, same trace.
     let arrived = parents.lock().map(|p| p.clone()).unwrap_or_default();
-    assert_eq!(
-        arrived,
-        vec![format!("00-{TRACE_ID}-{}-01", http.span_id)]
-    );
+    assert_eq!(arrived, vec![format!("00-{TRACE_ID}-{}-01", http.span_id)]);
 
     // Without a traceparent: a new trace of its own, with the ledger call.
     let reply = t.get("/v2.0/bank/status").await?;
@@ -296,7 +293,9 @@ async fn each_request_is_one_trace_of_linked_spans_and_the_traceparent_reaches_t
         });
         match found {
             Some(server) => break server,
-            None if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(20)).await,
+            None if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
             None => anyhow::bail!("no server span for {api_tran_id}"),
         }
     };
@@ -312,7 +311,12 @@ async fn each_request_is_one_trace_of_linked_spans_and_the_traceparent_reaches_t
     // A route nobody serves: one server span, named by the method alone.
     let reply = t.get("/nowhere").await?;
     assert_eq!(reply.status, 404);
-    let stats = t.platform.gateway.telemetry().stats().context("tracing is off")?;
+    let stats = t
+        .platform
+        .gateway
+        .telemetry()
+        .stats()
+        .context("tracing is off")?;
     assert_eq!((stats.dropped, stats.failed), (0, 0));
     t.platform.stop().await?;
     let all = spans.lock().map(|s| s.clone()).unwrap_or_default();
@@ -381,12 +385,17 @@ async fn ratio_zero_exports_nothing_and_a_silent_collector_neither_fails_nor_slo
     while connections.load(Ordering::Relaxed) == 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(connections.load(Ordering::Relaxed), 1, "one export connection");
+    assert_eq!(
+        connections.load(Ordering::Relaxed),
+        1,
+        "one export connection"
+    );
     let stats = tracing.stats().context("tracing is off")?;
     assert!(stats.dropped > 0, "{stats:?}");
     assert_eq!(stats.exported, 0, "{stats:?}");
     assert!(
-        slowest < Duration::from_millis(500) && sampled < unsampled * 3 + Duration::from_millis(300),
+        slowest < Duration::from_millis(500)
+            && sampled < unsampled * 3 + Duration::from_millis(300),
         "sampled {sampled:?} (slowest {slowest:?}) against unsampled {unsampled:?}"
     );
     Ok(())
