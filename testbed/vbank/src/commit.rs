@@ -35,6 +35,10 @@ use std::thread;
 use sfop_store::Store;
 use tokio::sync::oneshot;
 
+/// Bookings that arrived while a batch was being booked join it, before its
+/// flush, until the batch holds this many.
+const DRAIN_UP_TO: usize = 256;
+
 /// What the thread does with a booking once the flush after it is done:
 /// answers the caller with the booking's outcome, or with the flush's error.
 type Ack = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -63,6 +67,11 @@ struct Shared {
 struct Queue {
     waiting: Vec<Job>,
     stop: bool,
+    /// The thread waits on `wake` (and nobody woke it yet): the next
+    /// booking must wake it. While it books or flushes, a booking only
+    /// queues, without a system call; the thread looks again before it
+    /// sleeps.
+    asleep: bool,
 }
 
 impl std::fmt::Debug for Queue {
@@ -70,6 +79,7 @@ impl std::fmt::Debug for Queue {
         f.debug_struct("Queue")
             .field("waiting", &self.waiting.len())
             .field("stop", &self.stop)
+            .field("asleep", &self.asleep)
             .finish()
     }
 }
@@ -93,15 +103,29 @@ impl Shared {
             let batch = {
                 let mut queue = self.queue();
                 while queue.waiting.is_empty() && !queue.stop {
+                    queue.asleep = true;
                     queue = self.wake.wait(queue).unwrap_or_else(|p| p.into_inner());
                 }
+                queue.asleep = false;
                 if queue.waiting.is_empty() {
                     return; // stopping, nothing left to make durable
                 }
                 std::mem::take(&mut queue.waiting)
             };
-            // Book every one, then one flush for all of them.
-            let acks: Vec<Ack> = batch.into_iter().map(run_job).collect();
+            // Book every one, and those that came meanwhile (up to
+            // `DRAIN_UP_TO`, so that a steady stream cannot hold back the
+            // first answers), then one flush for all of them: a booking that
+            // arrives before the flush begins is served by it, not by the
+            // next one. Each of sled's flushes costs far more CPU than a
+            // booking (its writer pool wakes all its threads).
+            let mut acks: Vec<Ack> = batch.into_iter().map(run_job).collect();
+            while acks.len() < DRAIN_UP_TO {
+                let more = std::mem::take(&mut self.queue().waiting);
+                if more.is_empty() {
+                    break;
+                }
+                acks.extend(more.into_iter().map(run_job));
+            }
             let result = self.store.flush().map_err(|e| e.to_string());
             self.flushes.fetch_add(1, Ordering::Relaxed);
             self.acknowledged
@@ -170,11 +194,14 @@ impl GroupCommit {
                 let _ = answer.send(flushed.map(|()| outcome));
             })
         });
-        {
+        let asleep = {
             let mut queue = self.shared.queue();
             queue.waiting.push(job);
+            std::mem::take(&mut queue.asleep)
+        };
+        if asleep {
+            self.shared.wake.notify_one();
         }
-        self.shared.wake.notify_one();
         done.await
             .unwrap_or_else(|_| Err("the commit thread ended".to_owned()))
     }
