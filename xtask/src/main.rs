@@ -1,6 +1,7 @@
 //! sfop's build automation: `cargo xtask <task>`, the one entry point a
 //! newcomer and CI both use.
 
+mod cluster;
 mod drift;
 mod guest;
 mod layers;
@@ -41,7 +42,9 @@ enum Task {
         package: Option<String>,
     },
     /// Set up, build the plugins and run the platform with its embedded
-    /// defaults (release build). Extra arguments go to `sfop serve`.
+    /// defaults (release build). Extra arguments go to `sfop serve`;
+    /// `--nodes N` starts N nodes on one private PostgreSQL instead
+    /// (127.0.0.1:8443, 8444, ...; ADR 0029).
     Serve {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -104,7 +107,10 @@ fn main() -> Result<()> {
         Task::BuildPlugins { package } => {
             guest::build_plugins(&root, package.as_deref()).map(|_| ())
         }
-        Task::Serve { args } => serve(&root, &args),
+        Task::Serve { mut args } => match cluster::take_nodes(&mut args)? {
+            Some(nodes) => cluster::serve(&root, nodes, &args),
+            None => serve(&root, &args),
+        },
         Task::Ci => ci(&root),
         Task::Pg { action } => match action {
             PgAction::Start => {

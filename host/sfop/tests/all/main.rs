@@ -5,6 +5,7 @@ mod answer_semantics;
 mod auth;
 mod bank_async;
 mod bank_rest;
+mod cluster;
 mod cluster_money;
 mod config_doc;
 mod containment;
