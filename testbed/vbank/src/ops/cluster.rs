@@ -77,7 +77,7 @@ enum Plan {
         key: TranKey,
         kind: &'static str,
         amount: i64,
-        refusal: Refusal,
+        refusal: Box<Refusal>,
     },
     /// To book, with the receipt it gets.
     Book {
@@ -161,7 +161,7 @@ impl ClusterBank {
                     .await
                     .map_err(|e| unavailable(&e))?;
                 if recorded {
-                    Err(refusal.into())
+                    Err(BankError::Refused(refusal))
                 } else {
                     duplicate()
                 }
@@ -351,7 +351,7 @@ impl VirtualBank {
                 key: key.clone(),
                 kind,
                 amount,
-                refusal,
+                refusal: Box::new(refusal),
             })
         };
         let no = |why| refused(ctx.bank_refusal(t.bank_tran_id, answer_bank, why));
