@@ -92,6 +92,60 @@ fn first_repeated<'a>(names: impl Iterator<Item = Cow<'a, str>>) -> Option<Strin
         .map(|w| w[0].clone().into_owned())
 }
 
+/// A type a form or query reads into ([`decode`]): serde fields, each
+/// given at most once except those named in [`Fields::LISTS`], which read
+/// into a `Vec` and may repeat (a consent form's accounts). Unknown names
+/// are ignored unless the type says otherwise (`deny_unknown_fields`).
+pub trait Fields: serde::de::DeserializeOwned {
+    /// The names that may repeat.
+    const LISTS: &'static [&'static str] = &[];
+}
+
+/// No fields read: a query or form only checked for repeated names.
+impl Fields for serde::de::IgnoredAny {}
+
+/// Why a form or query did not read as the type asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FormError {
+    /// A name given more than once where one value is read (RFC 6749 §3.1
+    /// forbids it for every OAuth request): the decoded name.
+    #[error("{0}: given more than once")]
+    Repeated(String),
+    /// A field is missing or does not read as its type: serde's message,
+    /// which names the field.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Reads `input` (a query string or form body, decoded as [`parse`] does)
+/// as `T`. A name other than `T`'s [`Fields::LISTS`] given twice is
+/// refused before any value is read, so no reader can take a different one
+/// of two values than another: serde_urlencoded would keep the last.
+pub fn decode<T: Fields>(input: &[u8]) -> Result<T, FormError> {
+    let mut fields = serde_json::Map::new();
+    for (name, value) in form_urlencoded::parse(input) {
+        if name.is_empty() {
+            continue;
+        }
+        let value = serde_json::Value::String(value.into_owned());
+        if T::LISTS.contains(&name.as_ref()) {
+            match fields
+                .entry(name.into_owned())
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+            {
+                serde_json::Value::Array(values) => values.push(value),
+                _ => return Err(FormError::Invalid("a list field read twice".into())),
+            }
+        } else if fields.contains_key(name.as_ref()) {
+            return Err(FormError::Repeated(name.into_owned()));
+        } else {
+            fields.insert(name.into_owned(), value);
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(fields))
+        .map_err(|e| FormError::Invalid(e.to_string()))
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -107,6 +161,45 @@ pub fn encode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Consent {
+        pending: String,
+        action: Option<String>,
+        #[serde(default)]
+        account: Vec<String>,
+    }
+
+    impl Fields for Consent {
+        const LISTS: &'static [&'static str] = &["account"];
+    }
+
+    #[test]
+    fn decode_reads_fields_lists_and_refuses_repeats() {
+        let c: Consent = decode(b"pending=p%201&account=a&account=b&other=x").unwrap();
+        assert_eq!(c.pending, "p 1");
+        assert_eq!(c.action, None);
+        assert_eq!(c.account, ["a", "b"]);
+        assert_eq!(
+            decode::<Consent>(b"pending=a&action=x&pending=b").unwrap_err(),
+            FormError::Repeated("pending".into())
+        );
+        // Decoded before compared: an escaped name is the same name.
+        assert_eq!(
+            decode::<Consent>(b"pending=a&p%65nding=b").unwrap_err(),
+            FormError::Repeated("pending".into())
+        );
+        let missing = decode::<Consent>(b"action=login").unwrap_err();
+        assert!(missing.to_string().contains("pending"), "{missing}");
+        // A name no field reads is refused twice all the same: another
+        // reader (a plugin, a proxy) might take either value.
+        assert_eq!(
+            decode::<Consent>(b"pending=a&other=x&other=y").unwrap_err(),
+            FormError::Repeated("other".into())
+        );
+        assert!(decode::<serde::de::IgnoredAny>(b"a=1&b=2").is_ok());
+        assert!(decode::<serde::de::IgnoredAny>(b"a=1&a=2").is_err());
+    }
     use super::*;
 
     #[test]

@@ -141,6 +141,63 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     }
 }
 
+/// A form body (`application/x-www-form-urlencoded`) read as `T` within
+/// the route's [`BodyLimit`], through [`sfop_core::form::decode`]: a name
+/// given twice is refused (serde_urlencoded, axum's `Form`, would keep one
+/// of the values), unknown names are `T`'s to decide.
+#[derive(Debug, Clone)]
+pub struct Form<T>(pub T);
+
+/// The query string read as `T` the same way as [`Form`].
+#[derive(Debug, Clone)]
+pub struct Query<T>(pub T);
+
+/// Why a [`Form`] or [`Query`] was not read: the body (too large,
+/// unreadable: answered as the gateway answers it), or the fields. A
+/// handler that answers in its own protocol's shape (OAuth, RFC 6749 §5.2)
+/// takes `Result<Form<T>, FormRejection>` and maps [`FormRejection::Fields`]
+/// itself; otherwise it is 400 `A0004` naming the field.
+#[derive(Debug, thiserror::Error)]
+pub enum FormRejection {
+    #[error(transparent)]
+    Body(PlatformError),
+    #[error("{0}")]
+    Fields(sfop_core::form::FormError),
+}
+
+impl IntoResponse for FormRejection {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Body(e) => e.into_response(),
+            Self::Fields(e) => PlatformError::invalid("form", e).into_response(),
+        }
+    }
+}
+
+impl<S: Send + Sync, T: sfop_core::form::Fields> FromRequest<S> for Form<T> {
+    type Rejection = FormRejection;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let Body(bytes) = Body::from_request(req, state)
+            .await
+            .map_err(FormRejection::Body)?;
+        sfop_core::form::decode(&bytes)
+            .map(Form)
+            .map_err(FormRejection::Fields)
+    }
+}
+
+impl<S: Send + Sync, T: sfop_core::form::Fields> FromRequestParts<S> for Query<T> {
+    type Rejection = FormRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        sfop_core::form::decode(query.as_bytes())
+            .map(Query)
+            .map_err(FormRejection::Fields)
+    }
+}
+
 /// Response extension: the gateway puts `api_tran_id` and `api_tran_dtm`
 /// first in this JSON answer, as it does for a plugin's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,14 +9,18 @@ use std::sync::Arc;
 use anyhow::Context;
 use axum::Router;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use serde::de::IgnoredAny;
 use serde_json::json;
-use sfop_auth::oauth::{AccountChoice, HttpRequest, OAuthServer, UserDirectory};
+use sfop_auth::oauth::{
+    AccountChoice, AuthorizeQuery, AuthorizeStep, OAuthServer, Operation, RevokeRequest,
+    TokenRequest, UserDirectory,
+};
 use sfop_auth::{ClientSpec, TokenAuthorizer};
 use sfop_core::Claims;
-use sfop_gateway::platform::{Body, Caller, Envelope, Enveloped, Json};
+use sfop_gateway::platform::{Body, Caller, Envelope, Enveloped, Form, FormRejection, Json, Query};
 use sfop_gateway::{AuthRequest, Authorizer, Denial, PlatformError};
 use sfop_vbank::VirtualBank;
 
@@ -255,60 +259,135 @@ impl OAuth {
 }
 
 /// The OAuth server's routes, anonymous (a body of at most the gateway's
-/// `UNAUTHENTICATED_MAX_BODY`).
+/// `UNAUTHENTICATED_MAX_BODY`). Each reads its typed query or form with
+/// the gateway's [`Form`] and [`Query`], which refuse a parameter given
+/// twice (RFC 6749 §3.1); that refusal is answered in the operation's shape
+/// ([`OAuthServer::refused`]).
 pub fn oauth_routes(oauth: OAuth) -> Router {
-    use sfop_auth::oauth::{AUTHORIZE, Operation, REVOKE, TOKEN, UNLINK};
-    // One handler per operation: the router names the route, the server
-    // does the operation.
-    let to = |operation: Operation| {
-        move |State(oauth): State<OAuth>,
-              caller: Caller,
-              uri: Uri,
-              headers: HeaderMap,
-              Body(body): Body| { oauth.answer(operation, caller, uri, headers, body) }
-    };
+    use sfop_auth::oauth::{AUTHORIZE, REVOKE, TOKEN, UNLINK};
     Router::new()
-        .route(
-            AUTHORIZE,
-            get(to(Operation::AuthorizeStart)).post(to(Operation::AuthorizeStep)),
-        )
-        .route(TOKEN, post(to(Operation::Token)))
-        .route(REVOKE, post(to(Operation::Revoke)))
-        .route(UNLINK, post(to(Operation::Unlink)))
+        .route(AUTHORIZE, get(authorize_start).post(authorize_step))
+        .route(TOKEN, post(token))
+        .route(REVOKE, post(revoke))
+        .route(UNLINK, post(unlink))
         .with_state(oauth)
 }
 
+/// A query or form as read, or why not.
+type Read<T> = Result<T, FormRejection>;
+
+/// A query or form that did not read: the body's own failure (too large,
+/// unreadable) as the gateway answers it, a field's in the operation's
+/// shape.
+fn refused(operation: Operation, rejection: FormRejection) -> Response {
+    match rejection {
+        FormRejection::Body(e) => e.into_response(),
+        FormRejection::Fields(e) => response(OAuthServer::refused(operation, &e)),
+    }
+}
+
+/// The `Authorization` header, for the server's client authentication.
+fn authorization(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+async fn authorize_start(
+    State(oauth): State<OAuth>,
+    query: Read<Query<AuthorizeQuery>>,
+) -> Response {
+    let op = Operation::AuthorizeStart;
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(e) => return refused(op, e),
+    };
+    oauth
+        .run(move |server| server.authorize_start(&query))
+        .await
+}
+
+async fn authorize_step(
+    State(oauth): State<OAuth>,
+    caller: Caller,
+    query: Read<Query<IgnoredAny>>,
+    form: Read<Form<AuthorizeStep>>,
+) -> Response {
+    let op = Operation::AuthorizeStep;
+    let Form(form) = match query.and(form) {
+        Ok(form) => form,
+        Err(e) => return refused(op, e),
+    };
+    oauth
+        .run(move |server| server.authorize_step(&form, Some(caller.peer)))
+        .await
+}
+
+async fn token(
+    State(oauth): State<OAuth>,
+    headers: HeaderMap,
+    query: Read<Query<IgnoredAny>>,
+    form: Read<Form<TokenRequest>>,
+) -> Response {
+    let op = Operation::Token;
+    let Form(form) = match query.and(form) {
+        Ok(form) => form,
+        Err(e) => return refused(op, e),
+    };
+    let authorization = authorization(&headers);
+    oauth
+        .run(move |server| server.token(authorization.as_deref(), &form))
+        .await
+}
+
+async fn revoke(
+    State(oauth): State<OAuth>,
+    headers: HeaderMap,
+    query: Read<Query<IgnoredAny>>,
+    form: Read<Form<RevokeRequest>>,
+) -> Response {
+    let op = Operation::Revoke;
+    let Form(form) = match query.and(form) {
+        Ok(form) => form,
+        Err(e) => return refused(op, e),
+    };
+    let authorization = authorization(&headers);
+    oauth
+        .run(move |server| server.revoke(authorization.as_deref(), &form))
+        .await
+}
+
+/// Unlink reads a JSON body once, for its authorisation and its action
+/// alike; only its query is checked for repeated names.
+async fn unlink(
+    State(oauth): State<OAuth>,
+    headers: HeaderMap,
+    query: Read<Query<IgnoredAny>>,
+    Body(body): Body,
+) -> Response {
+    if let Err(e) = query {
+        return refused(Operation::Unlink, e);
+    }
+    let authorization = authorization(&headers);
+    oauth
+        .run(move |server| server.unlink(authorization.as_deref(), &body))
+        .await
+}
+
 impl OAuth {
-    async fn answer(
+    /// Runs `operation` on the blocking pool, at most [`OAUTH_BLOCKING`]
+    /// at once.
+    async fn run(
         self,
-        operation: sfop_auth::oauth::Operation,
-        caller: Caller,
-        uri: Uri,
-        headers: HeaderMap,
-        body: bytes::Bytes,
+        operation: impl FnOnce(&OAuthServer) -> sfop_auth::oauth::HttpResponse + Send + 'static,
     ) -> Response {
         let Ok(_permit) = self.blocking.clone().acquire_owned().await else {
             return PlatformError::internal("the OAuth endpoint", "its bound closed")
                 .into_response();
         };
-        let authorization = headers
-            .get(hyper::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
         let server = self.server.clone();
-        let answered = tokio::task::spawn_blocking(move || {
-            server.answer(
-                operation,
-                &HttpRequest {
-                    query: uri.query().unwrap_or_default(),
-                    authorization: authorization.as_deref(),
-                    body: &body,
-                    peer: Some(caller.peer),
-                },
-            )
-        })
-        .await;
-        match answered {
+        match tokio::task::spawn_blocking(move || operation(&server)).await {
             Ok(answer) => response(answer),
             Err(e) => {
                 PlatformError::internal("an OAuth request on the blocking pool", e).into_response()

@@ -16,8 +16,11 @@
 //! Sign-in is throttled per account and per client address
 //! ([`throttle`]).
 //!
-//! The server speaks plain request/response values ([`HttpRequest`],
-//! [`HttpResponse`]); the platform binary mounts it on the gateway.
+//! The server takes typed requests ([`AuthorizeQuery`], [`AuthorizeStep`],
+//! [`TokenRequest`], [`RevokeRequest`]), read by the platform's router with
+//! [`form::decode`], which refuses a parameter given twice (RFC 6749 §3.1),
+//! and answers plain [`HttpResponse`] values; the platform binary mounts it
+//! on the gateway's router.
 
 use sfop_core::form;
 mod pages;
@@ -64,14 +67,71 @@ pub const UNLINK: &str = "/v2.0/user/unlink";
 /// The scopes a user can consent to (the 3-legged flow).
 pub const USER_SCOPES: &[&str] = &["login", "inquiry", "transfer"];
 
-/// One request, as the platform's router hands it over.
-#[derive(Debug, Clone, Copy)]
-pub struct HttpRequest<'a> {
-    pub query: &'a str,
-    pub authorization: Option<&'a str>,
-    pub body: &'a [u8],
-    /// The client's address (the TCP peer), for the sign-in throttle.
-    pub peer: Option<IpAddr>,
+/// `GET /oauth/2.0/authorize`'s query (RFC 6749 §4.1.1, RFC 7636 §4.3).
+/// Every field is optional here: which is missing decides the answer (an
+/// error page, or a redirect with `error`), as the protocol says.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuthorizeQuery {
+    pub client_id: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub response_type: Option<String>,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+}
+
+impl form::Fields for AuthorizeQuery {}
+
+/// `POST /oauth/2.0/authorize`: the sign-in and consent pages' form. The
+/// consent form lists every account and scope chosen.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct AuthorizeStep {
+    pub pending: Option<String>,
+    pub action: Option<String>,
+    pub login_id: Option<String>,
+    pub password: Option<String>,
+    #[serde(default)]
+    pub account: Vec<String>,
+    #[serde(default)]
+    pub scope: Vec<String>,
+}
+
+impl form::Fields for AuthorizeStep {
+    const LISTS: &'static [&'static str] = &["account", "scope"];
+}
+
+/// `POST /oauth/2.0/token` (RFC 6749 §4.1.3, §4.4.2, §6; RFC 7636 §4.5).
+/// The grant decides which fields it needs and answers for a missing one.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct TokenRequest {
+    pub grant_type: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+    pub code: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub code_verifier: Option<String>,
+    pub refresh_token: Option<String>,
+    pub scope: Option<String>,
+}
+
+impl form::Fields for TokenRequest {}
+
+/// `POST /oauth/2.0/revoke` (RFC 7009 §2.1).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RevokeRequest {
+    pub token: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+impl form::Fields for RevokeRequest {}
+
+/// A client's credentials in a form (RFC 6749 §2.3.1).
+#[derive(Debug, Clone, Copy, Default)]
+struct FormCredentials<'a> {
+    client_id: Option<&'a str>,
+    client_secret: Option<&'a str>,
 }
 
 /// One response. `envelope` asks the gateway to add the common response
@@ -421,28 +481,48 @@ impl OAuthServer {
         &self.clients
     }
 
-    /// Answers one request for `operation`. A protocol parameter given more
-    /// than once is refused before anything reads it (RFC 6749 §3.1).
-    pub fn answer(&self, operation: Operation, req: &HttpRequest<'_>) -> HttpResponse {
-        if let Some(field) = repeated_parameter(operation, req) {
-            let message = format!("{field}: given more than once (RFC 6749 §3.1)");
-            return match operation {
-                // A browser's pages: an error page, no redirect (the client
-                // and its redirect URI are among what may be ambiguous).
-                Operation::AuthorizeStart | Operation::AuthorizeStep => {
-                    pages::error_page(400, "Invalid request", &message)
-                }
-                _ => HttpResponse::error(400, "O0001", "invalid_request", &message),
-            };
-        }
-        let outcome = match operation {
-            Operation::AuthorizeStart => self.authorize_start(req.query),
-            Operation::AuthorizeStep => self.authorize_step(req),
-            Operation::Token => self.token(req),
-            Operation::Revoke => self.revoke(req),
-            Operation::Unlink => self.unlink(req),
+    /// The answer to a request whose query or form did not read (a
+    /// parameter given twice, RFC 6749 §3.1): the browser's pages get an
+    /// error page and no redirect (the client and its redirect URI are
+    /// among what may be ambiguous); the token and revoke endpoints the
+    /// JSON error of RFC 6749 §5.2, `invalid_request` naming the parameter.
+    pub fn refused(operation: Operation, error: &form::FormError) -> HttpResponse {
+        let message = match error {
+            form::FormError::Repeated(_) => format!("{error} (RFC 6749 §3.1)"),
+            form::FormError::Invalid(_) => error.to_string(),
         };
-        outcome.unwrap_or_else(|e| e)
+        match operation {
+            Operation::AuthorizeStart | Operation::AuthorizeStep => {
+                pages::error_page(400, "Invalid request", &message)
+            }
+            _ => HttpResponse::error(400, "O0001", "invalid_request", &message),
+        }
+    }
+
+    /// `GET /oauth/2.0/authorize`: the sign-in page of a new request.
+    pub fn authorize_start(&self, query: &AuthorizeQuery) -> HttpResponse {
+        self.start(query).unwrap_or_else(|e| e)
+    }
+
+    /// `POST /oauth/2.0/authorize`: sign-in, then consent, then the redirect.
+    pub fn authorize_step(&self, form: &AuthorizeStep, peer: Option<IpAddr>) -> HttpResponse {
+        self.step(form, peer).unwrap_or_else(|e| e)
+    }
+
+    /// `POST /oauth/2.0/token`, the client authenticated by `authorization`
+    /// (HTTP Basic) or the form.
+    pub fn token(&self, authorization: Option<&str>, form: &TokenRequest) -> HttpResponse {
+        self.grant(authorization, form).unwrap_or_else(|e| e)
+    }
+
+    /// `POST /oauth/2.0/revoke`.
+    pub fn revoke(&self, authorization: Option<&str>, form: &RevokeRequest) -> HttpResponse {
+        self.revoke_token(authorization, form).unwrap_or_else(|e| e)
+    }
+
+    /// `POST /v2.0/user/unlink` with its JSON body.
+    pub fn unlink(&self, authorization: Option<&str>, body: &[u8]) -> HttpResponse {
+        self.unlink_user(authorization, body).unwrap_or_else(|e| e)
     }
 
     fn store_failed(e: impl std::fmt::Display) -> HttpResponse {
@@ -452,9 +532,8 @@ impl OAuthServer {
 
     // ---------- 3-legged: authorize ----------
 
-    fn authorize_start(&self, query: &str) -> Outcome {
-        let q = form::parse(query.as_bytes());
-        let client_id = q.get("client_id").unwrap_or_default();
+    fn start(&self, q: &AuthorizeQuery) -> Outcome {
+        let client_id = q.client_id.as_deref().unwrap_or_default();
         let client = match self.clients.get(client_id).map_err(Self::store_failed)? {
             Some(c) => c,
             None => {
@@ -465,7 +544,7 @@ impl OAuthServer {
                 ));
             }
         };
-        let redirect_uri = q.get("redirect_uri").unwrap_or_default();
+        let redirect_uri = q.redirect_uri.as_deref().unwrap_or_default();
         // Exact match with a registered URI, and that URI still a valid one
         // (clients registered before URIs were parsed are held to it too).
         if !client.redirect_uris.iter().any(|u| u == redirect_uri)
@@ -478,7 +557,7 @@ impl OAuthServer {
                 "redirect_uri is not registered for this application.",
             ));
         }
-        let state = q.get("state").unwrap_or_default().to_owned();
+        let state = q.state.clone().unwrap_or_default();
         let fail = |error: &str, rsp_code: &str, message: &str| {
             HttpResponse::redirect(append_query(
                 redirect_uri,
@@ -490,7 +569,7 @@ impl OAuthServer {
                 ],
             ))
         };
-        if q.get("response_type") != Some("code") {
+        if q.response_type.as_deref() != Some("code") {
             return Err(fail(
                 "unsupported_response_type",
                 "O0001",
@@ -505,7 +584,8 @@ impl OAuthServer {
             ));
         }
         let scopes: Vec<String> = q
-            .get("scope")
+            .scope
+            .as_deref()
             .unwrap_or_default()
             .split_whitespace()
             .map(str::to_owned)
@@ -528,7 +608,10 @@ impl OAuthServer {
                 &format!("this application may not ask for scope {bad}"),
             ));
         }
-        let code_challenge = match (q.get("code_challenge"), q.get("code_challenge_method")) {
+        let code_challenge = match (
+            q.code_challenge.as_deref(),
+            q.code_challenge_method.as_deref(),
+        ) {
             (Some(c), Some("S256")) if is_pkce_challenge(c) => Some(c.to_owned()),
             (Some(_), _) => {
                 return Err(fail(
@@ -563,9 +646,8 @@ impl OAuthServer {
         Ok(pages::sign_in(&client, &id, None))
     }
 
-    fn authorize_step(&self, req: &HttpRequest<'_>) -> Outcome {
-        let f = form::parse(req.body);
-        let id = f.get("pending").unwrap_or_default();
+    fn step(&self, f: &AuthorizeStep, peer: Option<IpAddr>) -> Outcome {
+        let id = f.pending.as_deref().unwrap_or_default();
         let expired = || {
             pages::error_page(
                 400,
@@ -586,12 +668,12 @@ impl OAuthServer {
             .get(&pending.client_id)
             .map_err(Self::store_failed)?
             .ok_or_else(expired)?;
-        match (f.get("action"), &pending.user_seq_no) {
+        match (f.action.as_deref(), &pending.user_seq_no) {
             (Some("login"), _) => {
-                let login_id = f.get("login_id").unwrap_or_default();
+                let login_id = f.login_id.as_deref().unwrap_or_default();
                 // Checked before the password: a closed account or address
                 // costs no hash and learns nothing.
-                if let Err(wait) = self.sign_in.check(login_id, req.peer, self.now() * 1000) {
+                if let Err(wait) = self.sign_in.check(login_id, peer, self.now() * 1000) {
                     return Err(pages::sign_in(
                         &client,
                         id,
@@ -603,10 +685,10 @@ impl OAuthServer {
                 }
                 let user = self
                     .directory
-                    .authenticate(login_id, f.get("password").unwrap_or_default())
+                    .authenticate(login_id, f.password.as_deref().unwrap_or_default())
                     .map_err(Self::store_failed)?;
                 let Some(user) = user else {
-                    self.sign_in.failure(login_id, req.peer, self.now() * 1000);
+                    self.sign_in.failure(login_id, peer, self.now() * 1000);
                     return Ok(pages::sign_in(
                         &client,
                         id,
@@ -639,7 +721,7 @@ impl OAuthServer {
                     ],
                 )))
             }
-            (Some("consent"), Some(user)) => self.consent(&client, id, &pending, user, &f),
+            (Some("consent"), Some(user)) => self.consent(&client, id, &pending, user, f),
             _ => Err(expired()),
         }
     }
@@ -650,15 +732,15 @@ impl OAuthServer {
         id: &str,
         pending: &Pending,
         user: &str,
-        f: &form::Form,
+        f: &AuthorizeStep,
     ) -> Outcome {
         let scopes: Vec<String> = f
-            .all("scope")
-            .into_iter()
-            .filter(|s| pending.scopes.iter().any(|p| p == s))
-            .map(str::to_owned)
+            .scope
+            .iter()
+            .filter(|s| pending.scopes.contains(s))
+            .cloned()
             .collect();
-        let accounts: Vec<String> = f.all("account").into_iter().map(str::to_owned).collect();
+        let accounts = &f.account;
         let needs_accounts = scopes.iter().any(|s| s == "inquiry" || s == "transfer");
         if scopes.is_empty() || (needs_accounts && accounts.is_empty()) {
             let choices = self.directory.accounts(user).map_err(Self::store_failed)?;
@@ -712,7 +794,7 @@ impl OAuthServer {
                 user,
                 &client.client_id,
                 &client.client_use_code,
-                &accounts,
+                accounts,
                 &scopes,
             )
             .map_err(Self::store_failed)?;
@@ -743,13 +825,16 @@ impl OAuthServer {
 
     // ---------- token endpoint ----------
 
-    fn token(&self, req: &HttpRequest<'_>) -> Outcome {
-        let f = form::parse(req.body);
-        let client = self.authenticate_client(req.authorization, &f)?;
-        match f.get("grant_type") {
-            Some("authorization_code") => self.grant_code(&client, &f),
-            Some("refresh_token") => self.grant_refresh(&client, &f),
-            Some("client_credentials") => self.grant_client_credentials(&client, &f),
+    fn grant(&self, authorization: Option<&str>, f: &TokenRequest) -> Outcome {
+        let credentials = FormCredentials {
+            client_id: f.client_id.as_deref(),
+            client_secret: f.client_secret.as_deref(),
+        };
+        let client = self.authenticate_client(authorization, credentials)?;
+        match f.grant_type.as_deref() {
+            Some("authorization_code") => self.grant_code(&client, f),
+            Some("refresh_token") => self.grant_refresh(&client, f),
+            Some("client_credentials") => self.grant_client_credentials(&client, f),
             Some(other) => Err(HttpResponse::error(
                 400,
                 "O0001",
@@ -770,12 +855,9 @@ impl OAuthServer {
     fn authenticate_client(
         &self,
         authorization: Option<&str>,
-        f: &form::Form,
+        f: FormCredentials<'_>,
     ) -> Result<Client, HttpResponse> {
         let bad_request = |m: &str| HttpResponse::error(400, "O0001", "invalid_request", m);
-        if f.all("client_id").len() > 1 || f.all("client_secret").len() > 1 {
-            return Err(bad_request("client_id and client_secret may be given once"));
-        }
         let basic = match authorization.map(str::trim).and_then(|v| v.split_once(' ')) {
             Some((scheme, credentials)) if scheme.eq_ignore_ascii_case("basic") => {
                 Some(parse_basic(credentials.trim()).ok_or_else(HttpResponse::invalid_client)?)
@@ -784,9 +866,7 @@ impl OAuthServer {
         };
         let (client_id, secret) = match basic {
             Some((id, secret)) => {
-                if f.get("client_secret").is_some()
-                    || f.get("client_id").is_some_and(|form_id| form_id != id)
-                {
+                if f.client_secret.is_some() || f.client_id.is_some_and(|form_id| form_id != id) {
                     return Err(bad_request(
                         "client credentials must be sent one way: HTTP Basic or the form, not both",
                     ));
@@ -794,10 +874,10 @@ impl OAuthServer {
                 (id, Some(secret))
             }
             None => (
-                f.get("client_id")
+                f.client_id
                     .ok_or_else(|| bad_request("client_id is required"))?
                     .to_owned(),
-                f.get("client_secret").map(str::to_owned),
+                f.client_secret.map(str::to_owned),
             ),
         };
         let client = self
@@ -812,13 +892,16 @@ impl OAuthServer {
         Ok(client)
     }
 
-    fn grant_code(&self, client: &Client, f: &form::Form) -> Outcome {
+    fn grant_code(&self, client: &Client, f: &TokenRequest) -> Outcome {
         let invalid = |m: &str| HttpResponse::error(400, "O0001", "invalid_grant", m);
-        let code = f.get("code").ok_or_else(|| invalid("code is required"))?;
+        let code = f
+            .code
+            .as_deref()
+            .ok_or_else(|| invalid("code is required"))?;
         let key = sha256_hex(&[code.as_bytes()]);
         let family = random_hex(16).map_err(Self::store_failed)?;
         let now = self.now();
-        let (redirect_uri, verifier) = (f.get("redirect_uri"), f.get("code_verifier"));
+        let (redirect_uri, verifier) = (f.redirect_uri.as_deref(), f.code_verifier.as_deref());
         // At most once, and only by the client it was issued to with the
         // right redirect_uri and verifier: every check runs inside one
         // transaction that marks the code redeemed only if all pass, so a
@@ -988,14 +1071,16 @@ impl OAuthServer {
         self.store.flush().map_err(Self::store_failed)
     }
 
-    fn grant_refresh(&self, client: &Client, f: &form::Form) -> Outcome {
+    fn grant_refresh(&self, client: &Client, f: &TokenRequest) -> Outcome {
         let invalid = |m: &str| HttpResponse::error(400, "O0002", "invalid_grant", m);
         let token = f
-            .get("refresh_token")
+            .refresh_token
+            .as_deref()
             .ok_or_else(|| invalid("refresh_token is required"))?;
         let key = sha256_hex(&[token.as_bytes()]);
         let asked: Option<Vec<String>> = f
-            .get("scope")
+            .scope
+            .as_deref()
             .map(|s| s.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
             .filter(|asked| !asked.is_empty());
         let now = self.now();
@@ -1066,8 +1151,8 @@ impl OAuthServer {
         )
     }
 
-    fn grant_client_credentials(&self, client: &Client, f: &form::Form) -> Outcome {
-        let scope = f.get("scope").unwrap_or_default();
+    fn grant_client_credentials(&self, client: &Client, f: &TokenRequest) -> Outcome {
+        let scope = f.scope.as_deref().unwrap_or_default();
         match scope {
             "oob" if client.allows_scope("oob") => {}
             "oob" => {
@@ -1119,10 +1204,13 @@ impl OAuthServer {
 
     // ---------- revoke and unlink ----------
 
-    fn revoke(&self, req: &HttpRequest<'_>) -> Outcome {
-        let f = form::parse(req.body);
-        let client = self.authenticate_client(req.authorization, &f)?;
-        let token = f.get("token").ok_or_else(|| {
+    fn revoke_token(&self, authorization: Option<&str>, f: &RevokeRequest) -> Outcome {
+        let credentials = FormCredentials {
+            client_id: f.client_id.as_deref(),
+            client_secret: f.client_secret.as_deref(),
+        };
+        let client = self.authenticate_client(authorization, credentials)?;
+        let token = f.token.as_deref().ok_or_else(|| {
             HttpResponse::error(400, "O0001", "invalid_request", "token is required")
         })?;
         let refresh_key = sha256_hex(&[token.as_bytes()]);
@@ -1169,17 +1257,17 @@ impl OAuthServer {
     /// included), as API [`UNLINK_API`] needing scope `login` on the body's
     /// user. Withdrawing consent is not a read: a token narrowed with
     /// `check if operation("read")` cannot unlink.
-    fn unlink(&self, req: &HttpRequest<'_>) -> Outcome {
+    fn unlink_user(&self, authorization: Option<&str>, body: &[u8]) -> Outcome {
         // Who is calling, before the body is looked at.
         self.authorizer
-            .verify_bearer(req.authorization)
+            .verify_bearer(authorization)
             .map_err(|d| HttpResponse::denial(&d))?;
         #[derive(Deserialize)]
         struct Body {
             client_use_code: String,
             user_seq_no: String,
         }
-        let body: Body = serde_json::from_slice(req.body).map_err(|e| {
+        let body: Body = serde_json::from_slice(body).map_err(|e| {
             let mut r = HttpResponse::json(
                 200,
                 json!({ "rsp_code": "A0004", "rsp_message": format!("request body: {e}") }),
@@ -1190,7 +1278,7 @@ impl OAuthServer {
         let claims = self
             .authorizer
             .authorize(&AuthInput {
-                authorization: req.authorization,
+                authorization,
                 api: UNLINK_API,
                 required_scope: "login",
                 accounts: Vec::new(),
@@ -1264,22 +1352,6 @@ impl OAuthServer {
 /// The API name unlink is authorised as (attenuation blocks may name it in
 /// `api($name)` checks).
 pub const UNLINK_API: &str = "user/unlink";
-
-/// The first parameter `req` gives twice, where a reader could take either
-/// value: RFC 6749 §3.1 forbids it for every request of the protocol. The
-/// consent form alone lists the accounts and scopes the user grants. Unlink
-/// reads a JSON body once, for its authorisation and its action alike.
-fn repeated_parameter(operation: Operation, req: &HttpRequest<'_>) -> Option<String> {
-    let query = form::repeated_name(req.query.as_bytes());
-    match operation {
-        // The consent form lists every account and scope chosen.
-        Operation::AuthorizeStep => {
-            query.or_else(|| form::repeated_name_except(req.body, &["account", "scope"]))
-        }
-        Operation::Unlink | Operation::AuthorizeStart => query,
-        Operation::Token | Operation::Revoke => query.or_else(|| form::repeated_name(req.body)),
-    }
-}
 
 /// `client_id` and `client_secret` from the credentials of an HTTP Basic
 /// header: `base64(urlencode(id) ":" urlencode(secret))` (RFC 6749 §2.3.1).

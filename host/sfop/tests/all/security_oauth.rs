@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -1152,4 +1152,81 @@ async fn repeated_oauth_parameters_are_refused() -> Result<()> {
         .await?;
     assert_eq!(reply.status, 200, "{}", text(&reply));
     Ok(())
+}
+
+/// Every OAuth form and query is read through the typed extractors, which
+/// refuse a repeated parameter in the operation's shape (RFC 6749 §3.1,
+/// §5.2: `invalid_request` naming it; an error page on the browser's
+/// pages), decode names before comparing them, and stop reading a body
+/// past the anonymous limit (413 in the platform's envelope).
+#[tokio::test]
+async fn typed_oauth_forms_refuse_repeats_and_oversized_bodies() -> Result<()> {
+    let s = Secure::start().await?;
+    let client = s.client().await?;
+    let credentials = [
+        ("client_id", client.id.as_str()),
+        ("client_secret", client.secret.as_str()),
+    ];
+    let refused = |reply: &Reply, name: &str| -> Result<()> {
+        ensure!(
+            (reply.status, error_of(reply)) == (400, json!("invalid_request")),
+            "{}",
+            text(reply)
+        );
+        let description = error_of_description(reply);
+        ensure!(
+            description.starts_with(&format!("{name}: given more than once")),
+            "{description}"
+        );
+        Ok(())
+    };
+
+    // Revoke: the token twice, and a name escaped the second time.
+    let mut fields = vec![("token", "a"), ("token", "b")];
+    fields.extend(credentials);
+    refused(&s.post_form("/oauth/2.0/revoke", &fields).await?, "token")?;
+    let mut body = form(&credentials);
+    body.extend_from_slice(b"&token=a&t%6Fken=b");
+    let reply = s.send("POST", "/oauth/2.0/revoke", &[FORM], body).await?;
+    refused(&reply, "token")?;
+
+    // The token endpoint's query is read too: a parameter repeated there.
+    let mut fields = vec![("grant_type", "client_credentials"), ("scope", "oob")];
+    fields.extend(credentials);
+    let reply = s
+        .send("POST", "/oauth/2.0/token?x=1&x=2", &[FORM], form(&fields))
+        .await?;
+    refused(&reply, "x")?;
+
+    // The sign-in form: `pending` twice is an error page, no redirect;
+    // the consent form's account and scope lists may repeat (the flow of
+    // the other tests).
+    let reply = s
+        .post_form(
+            "/oauth/2.0/authorize",
+            &[("pending", "a"), ("pending", "b"), ("action", "login")],
+        )
+        .await?;
+    ensure!(reply.status == 400, "{}", text(&reply));
+    ensure!(reply.header("location").is_none());
+    ensure!(
+        text(&reply).contains("pending: given more than once"),
+        "{}",
+        text(&reply)
+    );
+    s.code(&client, "login inquiry").await?;
+
+    // A body past the anonymous limit: 413 in the envelope, A0004.
+    let big = vec![b'a'; sfop_gateway::UNAUTHENTICATED_MAX_BODY + 1];
+    let reply = s.send("POST", "/oauth/2.0/token", &[FORM], big).await?;
+    ensure!(reply.status == 413, "{}", text(&reply));
+    ensure!(rsp_code(&reply) == "A0004", "{}", text(&reply));
+    Ok(())
+}
+
+fn error_of_description(reply: &Reply) -> String {
+    serde_json::from_slice::<Value>(&reply.body)
+        .ok()
+        .and_then(|v| v["error_description"].as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
