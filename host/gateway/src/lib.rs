@@ -232,6 +232,7 @@ impl Gateway {
             .scrape(live, closed)
             .with_releases(routes.releases())
             .with_admission(self.admission.clone())
+            .with_telemetry(self.config.telemetry.stats())
             .render()
     }
 

@@ -180,6 +180,7 @@ impl Metrics {
             loads: self.loads.get().cloned(),
             releases: Vec::new(),
             admission: None,
+            telemetry: None,
         }
     }
 
@@ -198,6 +199,8 @@ pub(crate) struct Scrape {
     loads: Option<Arc<sfop_runtime::Loads>>,
     releases: Vec<Arc<sfop_runtime::Api>>,
     admission: Option<Arc<crate::admission::Admission>>,
+    /// What became of the spans of the platform's traces (tracing on).
+    telemetry: Option<sfop_telemetry::ExportStats>,
 }
 
 impl std::fmt::Debug for Scrape {
@@ -219,6 +222,12 @@ impl Scrape {
     /// Adds the listener's admission control.
     pub(crate) fn with_admission(mut self, admission: Arc<crate::admission::Admission>) -> Self {
         self.admission = Some(admission);
+        self
+    }
+
+    /// Adds the trace exporter's counts (none when tracing is off).
+    pub(crate) fn with_telemetry(mut self, stats: Option<sfop_telemetry::ExportStats>) -> Self {
+        self.telemetry = stats;
         self
     }
 
@@ -288,6 +297,20 @@ impl Collector for Scrape {
         self.encode_releases(e)?;
         if let Some(admission) = &self.admission {
             encode_admission(e, admission)?;
+        }
+        if let Some(stats) = &self.telemetry {
+            family(
+                e,
+                "sfop_trace_spans",
+                "Spans of sampled traces: accepted by the collector, dropped because the export queue was full, or lost because the collector failed (ADR 0028).",
+                MetricType::Counter,
+                [
+                    ("exported", stats.exported),
+                    ("dropped", stats.dropped),
+                    ("failed", stats.failed),
+                ]
+                .map(|(outcome, n)| ([("outcome", outcome)], count(n))),
+            )?;
         }
         self.encode_isolation(e)
     }

@@ -393,6 +393,14 @@ async fn ratio_zero_exports_nothing_and_a_silent_collector_neither_fails_nor_slo
     let stats = tracing.stats().context("tracing is off")?;
     assert!(stats.dropped > 0, "{stats:?}");
     assert_eq!(stats.exported, 0, "{stats:?}");
+    // The operator sees the drops on /metrics.
+    let metrics = send(t.platform.ops_addr, "GET", "/metrics", &[], Vec::new()).await?;
+    let text = String::from_utf8_lossy(&metrics.body);
+    let dropped = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"sfop_trace_spans_total{outcome="dropped"} "#))
+        .and_then(|n| n.trim().parse::<u64>().ok());
+    assert!(dropped.is_some_and(|n| n >= stats.dropped), "{text}");
     assert!(
         slowest < Duration::from_millis(500)
             && sampled < unsampled * 3 + Duration::from_millis(300),
