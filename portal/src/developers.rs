@@ -100,17 +100,20 @@ impl InstitutionInfo {
 /// records (the portal does not name the bank; docs/adr/0017-institutions.md).
 pub trait Institutions: Send + Sync + std::fmt::Debug {
     /// The institution with code `client_use_code`, if there is one.
-    fn get(&self, client_use_code: &str) -> std::result::Result<Option<InstitutionInfo>, String>;
+    fn get(
+        &self,
+        client_use_code: &str,
+    ) -> std::result::Result<Option<InstitutionInfo>, crate::ServiceError>;
     /// Requests an institution named `name` under the app's code, pending
     /// until the operator approves it; with `sandbox_account`, a contract
-    /// account at the virtual bank is opened at once with test funds. A
-    /// refusal is a message that starts with the offending field.
+    /// account at the virtual bank is opened at once with test funds.
+    /// [`crate::ServiceError::Invalid`] names the offending field.
     fn request(
         &self,
         client_use_code: &str,
         name: &str,
         sandbox_account: bool,
-    ) -> std::result::Result<InstitutionInfo, String>;
+    ) -> std::result::Result<InstitutionInfo, crate::ServiceError>;
 }
 
 /// An authorization request the developer started from the portal.

@@ -49,10 +49,10 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
     /// The rules of `client_id`, oldest first, each with its `id`.
     fn rules(&self, client_id: &str) -> Vec<serde_json::Value>;
     /// Adds `rule` for `client_id` (its own `client_id` is ignored); the
-    /// new id, or a message that starts with the offending field.
-    fn add(&self, client_id: &str, rule: serde_json::Value) -> Result<u64, String>;
+    /// new id. [`ServiceError::Invalid`] names the offending field.
+    fn add(&self, client_id: &str, rule: serde_json::Value) -> Result<u64, ServiceError>;
     /// Removes rule `id` if it is one of `client_id`'s; whether it was.
-    fn remove(&self, client_id: &str, id: u64) -> Result<bool, String>;
+    fn remove(&self, client_id: &str, id: u64) -> Result<bool, ServiceError>;
     /// The participant banks and whether each answers (the operator's
     /// outage switch), for the status page.
     fn banks(&self) -> Vec<BankState> {
@@ -62,6 +62,26 @@ pub trait Sandbox: Send + Sync + fmt::Debug {
     /// the same shape as [`Sandbox::rules`]: the status page's incidents.
     fn platform_rules(&self) -> Vec<serde_json::Value> {
         Vec::new()
+    }
+}
+
+/// Why the sandbox or the institutions did not do what a developer asked:
+/// their input (shown on the page they came from, 400) or a failure of the
+/// platform behind them (a 503 page, logged; never the developer's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    /// The developer's input; the message starts with the offending field.
+    #[error("{0}")]
+    Invalid(String),
+    /// The platform failed (store, bank).
+    #[error("the platform failed: {0}")]
+    Failed(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+}
+
+impl ServiceError {
+    /// A platform failure from anything that is an error.
+    pub fn failed(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        ServiceError::Failed(Box::new(e))
     }
 }
 
@@ -280,7 +300,9 @@ impl Default for PortalConfig {
     }
 }
 
-/// Why a portal operation failed.
+/// Why the portal could not answer. Every variant is the platform's
+/// failure, never the developer's: what a developer got wrong is a page
+/// with its 4xx status, not an `Error`. Rendered by [`Error::page`].
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
@@ -291,8 +313,56 @@ pub enum Error {
     Random(String),
     #[error("a password check did not finish: {0}")]
     Hashing(String),
+    /// The platform could not be asked (the portal's calls of it).
     #[error(transparent)]
     Platform(#[from] UpstreamError),
+    /// The platform answered one of the portal's calls with a server error.
+    #[error("the platform answered {status} to {what}")]
+    PlatformAnswered { what: &'static str, status: u16 },
+    /// The sandbox or the institutions failed.
+    #[error("{what}: {source}")]
+    Service {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl Error {
+    /// The status of the page: 503 when the platform or a box behind it is
+    /// unavailable (retrying may help), 500 otherwise.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::Store(_)
+            | Error::Platform(UpstreamError::Stopped | UpstreamError::NotConnected)
+            | Error::Service { .. } => 503,
+            Error::PlatformAnswered { .. } => 502,
+            Error::Auth(_)
+            | Error::Random(_)
+            | Error::Hashing(_)
+            | Error::Platform(UpstreamError::InvalidRequest(_)) => 500,
+        }
+    }
+
+    /// The error as a page with [`Error::status`]: what went wrong in the
+    /// developer's terms, no internals (they are logged).
+    pub fn page(&self) -> PortalResponse {
+        let (title, message) = match self {
+            Error::Platform(_) | Error::PlatformAnswered { .. } => (
+                "The platform is not available",
+                "The portal could not get an answer from the platform. Try again.",
+            ),
+            Error::Store(_) | Error::Service { .. } => (
+                "Temporarily unavailable",
+                "The portal could not read or record this just now. Try again.",
+            ),
+            Error::Auth(_) | Error::Random(_) | Error::Hashing(_) => (
+                "Something went wrong",
+                "The portal could not answer. Try again.",
+            ),
+        };
+        render::error_page(self.status(), title, message)
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -385,21 +455,9 @@ impl Portal {
     pub async fn handle(&self, req: PortalRequest) -> PortalResponse {
         match pages::route(self, &req).await {
             Ok(response) => response,
-            Err(e @ Error::Platform(_)) => {
-                tracing::error!(error = %e, "portal: the platform could not be asked");
-                render::error_page(
-                    503,
-                    "The platform is not available",
-                    "The portal could not reach the platform. Try again.",
-                )
-            }
             Err(e) => {
-                tracing::error!(error = %e, "portal failed");
-                render::error_page(
-                    500,
-                    "Something went wrong",
-                    "The portal could not answer. Try again.",
-                )
+                tracing::error!(error = %e, status = e.status(), path = %req.path, "portal failed");
+                e.page()
             }
         }
     }

@@ -429,23 +429,25 @@ fn portal_view(v: InstitutionView) -> sfop_portal::InstitutionInfo {
     }
 }
 
-fn message(r: Refused) -> String {
+/// The developer's input, or the platform's failure (the portal logs it
+/// and answers 503).
+fn service_error(r: Refused) -> sfop_portal::ServiceError {
     match r {
-        Refused::Invalid(_, m) => m,
-        Refused::Internal(e) => {
-            tracing::error!(error = %e, "portal institution request failed");
-            "The platform could not record the request. Try again.".into()
-        }
+        Refused::Invalid(_, m) => sfop_portal::ServiceError::Invalid(m),
+        Refused::Internal(e) => sfop_portal::ServiceError::Failed(e.into()),
     }
 }
 
 impl sfop_portal::Institutions for PortalInstitutions {
-    fn get(&self, client_use_code: &str) -> Result<Option<sfop_portal::InstitutionInfo>, String> {
+    fn get(
+        &self,
+        client_use_code: &str,
+    ) -> Result<Option<sfop_portal::InstitutionInfo>, sfop_portal::ServiceError> {
         self.onboarding
             .bank
             .institution(client_use_code)
             .map(|v| v.map(portal_view))
-            .map_err(|e| message(e.into()))
+            .map_err(|e| service_error(e.into()))
     }
 
     fn request(
@@ -453,7 +455,7 @@ impl sfop_portal::Institutions for PortalInstitutions {
         client_use_code: &str,
         name: &str,
         sandbox_account: bool,
-    ) -> Result<sfop_portal::InstitutionInfo, String> {
+    ) -> Result<sfop_portal::InstitutionInfo, sfop_portal::ServiceError> {
         let created = self
             .onboarding
             .create(
@@ -464,7 +466,7 @@ impl sfop_portal::Institutions for PortalInstitutions {
                 },
                 InstitutionState::Requested,
             )
-            .map_err(message)?;
+            .map_err(service_error)?;
         let view = if sandbox_account {
             self.onboarding
                 .account(AccountRequest {
@@ -472,7 +474,7 @@ impl sfop_portal::Institutions for PortalInstitutions {
                     open_sandbox: true,
                     ..AccountRequest::default()
                 })
-                .map_err(message)?
+                .map_err(service_error)?
                 .0
         } else {
             created

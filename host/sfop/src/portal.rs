@@ -19,8 +19,8 @@ use sfop_gateway::{ConnInfo, Endpoints, Gateway};
 use sfop_management::VersionState as Registered;
 use sfop_management::registry::state_of;
 use sfop_portal::{
-    ApiEntry, Catalog, Milestone, MilestoneKind, Portal, PortalRequest, Upstream, UpstreamError,
-    UpstreamFuture, UpstreamRequest, UpstreamResponse, VersionEntry, VersionState,
+    ApiEntry, Catalog, Milestone, MilestoneKind, Portal, PortalRequest, ServiceError, Upstream,
+    UpstreamError, UpstreamFuture, UpstreamRequest, UpstreamResponse, VersionEntry, VersionState,
 };
 
 use crate::manage::Center;
@@ -250,18 +250,16 @@ impl sfop_portal::Sandbox for PortalSandbox {
             .collect()
     }
 
-    fn add(&self, client_id: &str, rule: serde_json::Value) -> Result<u64, String> {
+    fn add(&self, client_id: &str, rule: serde_json::Value) -> Result<u64, ServiceError> {
         let mut rule = rule;
         if let Some(obj) = rule.as_object_mut() {
             obj.insert("client_id".into(), client_id.into());
         }
-        let rule = sfop_vbank::faults::FaultRule::from_json(&rule).map_err(|e| e.to_string())?;
+        let rule = sfop_vbank::faults::FaultRule::from_json(&rule)
+            .map_err(|e| ServiceError::Invalid(e.to_string()))?;
         self.0.add(rule).map_err(|e| match e {
-            sfop_vbank::faults::FaultError::Invalid(e) => e.to_string(),
-            other => {
-                tracing::error!(error = %other, "portal: adding a sandbox fault");
-                "the fault could not be stored; try again".to_owned()
-            }
+            sfop_vbank::faults::FaultError::Invalid(e) => ServiceError::Invalid(e.to_string()),
+            store => ServiceError::failed(store),
         })
     }
 
@@ -294,7 +292,7 @@ impl sfop_portal::Sandbox for PortalSandbox {
             .collect()
     }
 
-    fn remove(&self, client_id: &str, id: u64) -> Result<bool, String> {
+    fn remove(&self, client_id: &str, id: u64) -> Result<bool, ServiceError> {
         let theirs = self
             .0
             .rules()
@@ -303,9 +301,6 @@ impl sfop_portal::Sandbox for PortalSandbox {
         if !theirs {
             return Ok(false);
         }
-        self.0.remove(id).map_err(|e| {
-            tracing::error!(error = %e, "portal: removing a sandbox fault");
-            "the fault could not be removed; try again".to_owned()
-        })
+        self.0.remove(id).map_err(ServiceError::failed)
     }
 }

@@ -297,6 +297,7 @@ pub(super) fn app_page(
         return Ok(redirect("/portal/signin"));
     };
     let href = encode(&client.client_id);
+    let institution = institution_html(ctx, &client)?;
     let head = html! {
         h1 { (client.name) }
         (error_line(message))
@@ -306,7 +307,7 @@ pub(super) fn app_page(
             tr { th { "Scopes" } td { (scope_badges(&client.scopes)) } }
             tr { th { "Redirect URIs" } td { (uri_lines(&client.redirect_uris)) } }
         } }
-        (institution_html(ctx, &client))
+        (institution)
         h2 { "Test tokens" }
         p.muted {
             "Tokens for calling the APIs from their pages (\"try it\") against the virtual bank. \
@@ -547,7 +548,11 @@ pub(super) fn add_fault(
                 encode(&client.client_id)
             )))
         }
-        Err(message) => fault_refused(ctx, client_id, &message),
+        Err(ServiceError::Invalid(message)) => fault_refused(ctx, client_id, &message),
+        Err(ServiceError::Failed(source)) => Err(Error::Service {
+            what: "changing the sandbox's faults",
+            source,
+        }),
     }
 }
 
@@ -574,7 +579,11 @@ pub(super) fn remove_fault(
             "/portal/apps/{}",
             encode(&client.client_id)
         ))),
-        Err(message) => fault_refused(ctx, client_id, &message),
+        Err(ServiceError::Invalid(message)) => fault_refused(ctx, client_id, &message),
+        Err(ServiceError::Failed(source)) => Err(Error::Service {
+            what: "changing the sandbox's faults",
+            source,
+        }),
     }
 }
 
@@ -683,6 +692,12 @@ pub(super) async fn token_request(
             peer: ctx.req.peer,
         })
         .await?;
+    if answer.status >= 500 {
+        return Err(Error::PlatformAnswered {
+            what: "the token request",
+            status: answer.status,
+        });
+    }
     let Ok(json) = serde_json::from_slice::<Value>(&answer.body) else {
         return Ok(Err(format!(
             "the token endpoint answered {}",
@@ -742,13 +757,13 @@ fn won(n: u64) -> String {
 
 /// The app page's institution section: the institution with its contract
 /// accounts and limits, or the form to request one.
-fn institution_html(ctx: &Ctx<'_>, client: &sfop_auth::Client) -> Markup {
+fn institution_html(ctx: &Ctx<'_>, client: &sfop_auth::Client) -> Result<Markup> {
     let Some(institutions) = &ctx.portal.institutions else {
-        return html! {};
+        return Ok(html! {});
     };
     let href = encode(&client.client_id);
     let limits = |l: &[u64; 3]| format!("{} / {} / {}", won(l[0]), won(l[1]), won(l[2]));
-    match institutions.get(&client.client_use_code) {
+    Ok(match institutions.get(&client.client_use_code) {
         Ok(Some(i)) => html! {
             h2 { "Institution" }
             table #institution { tbody {
@@ -820,11 +835,17 @@ fn institution_html(ctx: &Ctx<'_>, client: &sfop_auth::Client) -> Markup {
                 p { button.primary type="submit" #request-institution { "Request the institution" } }
             }
         },
-        Err(message) => html! {
+        Err(ServiceError::Invalid(message)) => html! {
             h2 { "Institution" }
             p.error { (message) }
         },
-    }
+        Err(ServiceError::Failed(source)) => {
+            return Err(Error::Service {
+                what: "reading the app's institution",
+                source,
+            });
+        }
+    })
 }
 
 /// `POST /portal/apps/{id}/institution`: the developer requests an
@@ -851,11 +872,15 @@ pub(super) fn request_institution(
                 encode(&client.client_id)
             )))
         }
-        Err(message) => {
+        Err(ServiceError::Invalid(message)) => {
             let mut page = app_page(ctx, client_id, Some(&message))?;
             page.status = 400;
             Ok(page)
         }
+        Err(ServiceError::Failed(source)) => Err(Error::Service {
+            what: "requesting an institution",
+            source,
+        }),
     }
 }
 

@@ -27,8 +27,8 @@ use crate::render::{
     with_header,
 };
 use crate::{
-    ApiEntry, Portal, PortalRequest, PortalResponse, Result, UpstreamRequest, VersionEntry,
-    VersionState, random_hex,
+    ApiEntry, Error, Portal, PortalRequest, PortalResponse, Result, ServiceError, UpstreamRequest,
+    VersionEntry, VersionState, random_hex,
 };
 
 use apps::*;

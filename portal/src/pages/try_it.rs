@@ -78,23 +78,58 @@ pub(super) fn refresh_body(sent: &str, token: &TestToken) -> String {
     }
 }
 
-/// Whether an answer is a success: HTTP 2xx and, when it carries one,
-/// `rsp_code` `A0000`. A KFTC business refusal is HTTP 200 with another
-/// `rsp_code`: a failure. The failure's code and message otherwise.
-pub(super) fn outcome(status: u16, response: &str) -> Result<(), String> {
+/// How "try it" reads an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// HTTP 2xx and, when it carries one, `rsp_code` `A0000`.
+    Success,
+    /// HTTP 4xx or 5xx, with the envelope's code and message when it has one.
+    Refused {
+        status: u16,
+        code: Option<String>,
+        message: String,
+    },
+    /// A KFTC business refusal: HTTP 200 with another `rsp_code`.
+    BusinessFailure { code: String, message: String },
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Verdict::Success => f.write_str("success"),
+            Verdict::Refused {
+                status,
+                code: Some(code),
+                message,
+            } => write!(f, "HTTP {status}: {code} {message}"),
+            Verdict::Refused { status, .. } => write!(f, "HTTP {status}"),
+            Verdict::BusinessFailure { code, message } => {
+                write!(f, "business failure {code}: {message}")
+            }
+        }
+    }
+}
+
+/// The verdict on an answer of `status` with body `response`.
+pub(super) fn outcome(status: u16, response: &str) -> Verdict {
     let json: Option<Value> = serde_json::from_str(response).ok();
     let code = json.as_ref().and_then(|j| j["rsp_code"].as_str());
     let message = json
         .as_ref()
         .and_then(|j| j["rsp_message"].as_str())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .to_owned();
     match code {
-        _ if !(200..300).contains(&status) => Err(match code {
-            Some(code) => format!("HTTP {status}: {code} {message}"),
-            None => format!("HTTP {status}"),
-        }),
-        Some("A0000") | None => Ok(()),
-        Some(code) => Err(format!("business failure {code}: {message}")),
+        _ if !(200..300).contains(&status) => Verdict::Refused {
+            status,
+            code: code.map(str::to_owned),
+            message,
+        },
+        Some("A0000") | None => Verdict::Success,
+        Some(code) => Verdict::BusinessFailure {
+            code: code.to_owned(),
+            message,
+        },
     }
 }
 
@@ -167,20 +202,18 @@ pub(super) fn try_it_section(
     };
     let result = tried.as_ref().map(|(result, _)| {
         let verdict = outcome(result.status, &result.response);
+        let ok = verdict == Verdict::Success;
         let sent = if result.request_body.is_empty() {
             String::new()
         } else {
             format!("\n\n{}", pretty_json(&result.request_body))
         };
         html! {
-            div class=(if verdict.is_ok() { "ok" } else { "error" }) id="try-result" role="status"
-                data-outcome=(if verdict.is_ok() { "success" } else { "failure" }) {
+            div class=(if ok { "ok" } else { "error" }) id="try-result" role="status"
+                data-outcome=(if ok { "success" } else { "failure" }) {
                 b { "HTTP " (result.status) } " from " code { (result.request_line) } ": "
                 span #try-verdict {
-                    @match &verdict {
-                        Ok(()) => { "success" }
-                        Err(why) => { "failed — " (why) }
-                    }
+                    @if ok { "success" } @else { "failed — " (verdict) }
                 }
             }
             div.cols {
@@ -338,10 +371,12 @@ pub(super) async fn try_it(
             peer: ctx.req.peer,
         })
         .await;
-    let (status, response) = match answer {
-        Ok(r) => (r.status, String::from_utf8_lossy(&r.body).into_owned()),
-        Err(e) => (502, format!("The platform could not be reached: {e}")),
-    };
+    // The platform could not be asked: its failure, a 503 page.
+    let answer = answer?;
+    let (status, response) = (
+        answer.status,
+        String::from_utf8_lossy(&answer.body).into_owned(),
+    );
     let result = TryResult {
         request_line,
         request_body: body,
@@ -371,20 +406,21 @@ mod tests {
 
     #[test]
     fn business_refusals_are_failures() {
-        assert_eq!(outcome(200, r#"{"rsp_code":"A0000"}"#), Ok(()));
-        assert_eq!(outcome(200, "not json"), Ok(()));
-        assert_eq!(
-            outcome(
-                200,
-                r#"{"rsp_code":"A0322","rsp_message":"no contract account"}"#
-            ),
-            Err("business failure A0322: no contract account".into())
+        assert_eq!(outcome(200, r#"{"rsp_code":"A0000"}"#), Verdict::Success);
+        assert_eq!(outcome(200, "not json"), Verdict::Success);
+        let refused = outcome(
+            200,
+            r#"{"rsp_code":"A0322","rsp_message":"no contract account"}"#,
         );
         assert_eq!(
-            outcome(401, r#"{"rsp_code":"O0001","rsp_message":"token"}"#),
-            Err("HTTP 401: O0001 token".into())
+            refused.to_string(),
+            "business failure A0322: no contract account"
         );
-        assert_eq!(outcome(502, "down"), Err("HTTP 502".into()));
+        assert_eq!(
+            outcome(401, r#"{"rsp_code":"O0001","rsp_message":"token"}"#).to_string(),
+            "HTTP 401: O0001 token"
+        );
+        assert_eq!(outcome(502, "down").to_string(), "HTTP 502");
     }
 
     #[test]

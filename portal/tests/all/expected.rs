@@ -6,7 +6,7 @@
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use sfop_portal::{ApiEntry, BankState, Sandbox, VersionState};
+use sfop_portal::{ApiEntry, BankState, Sandbox, ServiceError, VersionState};
 
 use crate::fixtures::{BALANCE_V1, TestPortal, balance_v1_1, enc, version};
 use crate::pages::{sign_up, without_own_scripts};
@@ -299,10 +299,10 @@ impl Sandbox for FakeSandbox {
     fn rules(&self, client_id: &str) -> Vec<Value> {
         vec![json!({"id": 7, "client_id": client_id, "fault": "outage", "operation": "deposit"})]
     }
-    fn add(&self, _: &str, _: Value) -> Result<u64, String> {
+    fn add(&self, _: &str, _: Value) -> Result<u64, ServiceError> {
         Ok(1)
     }
-    fn remove(&self, _: &str, _: u64) -> Result<bool, String> {
+    fn remove(&self, _: &str, _: u64) -> Result<bool, ServiceError> {
         Ok(true)
     }
     fn banks(&self) -> Vec<BankState> {

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use sfop_portal::{
-    ApiEntry, BankState, Sandbox, Upstream, UpstreamFuture, UpstreamRequest, UpstreamResponse,
-    VersionState,
+    ApiEntry, BankState, Sandbox, ServiceError, Upstream, UpstreamFuture, UpstreamRequest,
+    UpstreamResponse, VersionState,
 };
 
 use crate::fixtures::{BALANCE_V1, TestPortal, enc, version};
@@ -59,10 +59,10 @@ impl Sandbox for HostileSandbox {
         vec![json!({ "id": 7, "client_id": client_id, "fault": "refuse",
                      "rsp_code": "A0009", "rsp_message": HOSTILE })]
     }
-    fn add(&self, _: &str, _: Value) -> Result<u64, String> {
+    fn add(&self, _: &str, _: Value) -> Result<u64, ServiceError> {
         Ok(1)
     }
-    fn remove(&self, _: &str, _: u64) -> Result<bool, String> {
+    fn remove(&self, _: &str, _: u64) -> Result<bool, ServiceError> {
         Ok(true)
     }
     fn banks(&self) -> Vec<BankState> {

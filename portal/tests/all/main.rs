@@ -5,6 +5,7 @@
 //! `host/sfop/tests/all/portal.rs`.
 
 mod changes;
+mod errors;
 mod expected;
 mod fixtures;
 mod hostile;

@@ -864,6 +864,5 @@ async fn the_portal_calls_the_platform_in_process_without_a_connection() -> Resu
         ),
         "{metrics}"
     );
-    drop(call);
     t.platform.stop().await
 }
