@@ -330,7 +330,7 @@ impl Gateway {
         );
         let traced = trace::begin(&mut server, &req, conn);
         if let Some(trace_id) = server.parent().trace_id() {
-            span.record("trace_id", trace_id.as_str());
+            span.record("trace_id", tracing::field::display(&trace_id));
         }
         async {
             let started = Instant::now();

@@ -569,7 +569,10 @@ async fn a_secret_variable_reaches_the_plugin_and_no_log_or_store() -> Result<()
     std::fs::write(
         &config,
         format!(
-            "[outbound]\nsystem_roots = false\nca = {:?}\n",
+            // Tracing on, to a collector that is not there: the log lines
+            // of a request name its trace (ADR 0028).
+            "[outbound]\nsystem_roots = false\nca = {:?}\n\
+             [telemetry]\nendpoint = \"http://127.0.0.1:9\"\nsampling_ratio = 1.0\n",
             up.ca_file.path().display().to_string()
         ),
     )?;
@@ -611,7 +614,7 @@ async fn a_secret_variable_reaches_the_plugin_and_no_log_or_store() -> Result<()
                 addr,
                 "GET",
                 &format!("/test/outbound?url={url}"),
-                &[],
+                &[("traceparent", TRACEPARENT)],
                 Vec::new(),
             )
             .await?;
@@ -664,6 +667,12 @@ async fn a_secret_variable_reaches_the_plugin_and_no_log_or_store() -> Result<()
     text.push_str(&std::fs::read_to_string(log.path())?);
     assert!(text.contains("outbound"), "the log is empty: {text}");
     assert!(!text.contains(SECRET), "the secret is in the log");
+    // The request's log lines carry the trace id the caller started.
+    assert!(
+        text.lines()
+            .any(|l| l.contains("trace_id") && l.contains("0af7651916cd43dd8448eb211c80319c")),
+        "no trace id in the log: {text}"
+    );
     let mut files = vec![data.path().to_owned()];
     let mut searched = 0;
     while let Some(path) = files.pop() {
