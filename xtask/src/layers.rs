@@ -35,6 +35,11 @@ const OWNED: &[(&str, &str)] = &[
     ("deadpool-postgres", "sfop-store-pg"),
     ("refinery", "sfop-store-pg"),
     ("biscuit-auth", "sfop-auth"),
+    // The OpenTelemetry SDK and exporter (ADR 0028); the others see the
+    // platform's own `Tracing`, `Parent` and `Span`.
+    ("opentelemetry_sdk", "sfop-telemetry"),
+    ("opentelemetry-otlp", "sfop-telemetry"),
+    ("opentelemetry-http", "sfop-telemetry"),
 ];
 
 /// The HTTP server stack of the platform's own endpoints (one axum router,
