@@ -8,23 +8,6 @@
 
 use maud::{DOCTYPE, Markup, PreEscaped, Render, html};
 
-/// Escapes text for HTML element content and quoted attribute values (for
-/// the portal pages not yet written as templates).
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// The platform stylesheet. System fonts (with Korean fallbacks), one accent
 /// colour, readable line length; no external resources.
 pub const STYLESHEET: &str = "\
@@ -78,14 +61,8 @@ pub struct Chrome<'a> {
     pub narrow: bool,
 }
 
-/// A complete page: `title` is escaped; `body` is trusted HTML whose
-/// user-supplied parts the caller has escaped (see [`layout`] for a
-/// template's body).
-pub fn document(title: &str, chrome: &Chrome<'_>, body: &str) -> String {
-    layout(title, chrome, PreEscaped(body)).into_string()
-}
-
-/// A complete page around a template's `body`.
+/// A complete page around a template's `body`; `title` and the top bar's
+/// links are escaped like everything a template writes.
 pub fn layout(title: &str, chrome: &Chrome<'_>, body: impl Render) -> Markup {
     html! {
         (DOCTYPE)
@@ -193,15 +170,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escapes_markup_and_quotes() {
-        assert_eq!(
-            escape("<script>alert('x')</script>&\""),
-            "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;&amp;&quot;"
-        );
-        assert_eq!(escape("홍길동"), "홍길동");
-    }
-
-    #[test]
     fn redirect_origins_join_form_action() {
         assert_eq!(
             origin_of("https://pay.example:8443/cb?x=1"),
@@ -242,8 +210,8 @@ mod tests {
     }
 
     #[test]
-    fn document_escapes_title_and_nav() {
-        let page = document(
+    fn layout_escapes_title_and_nav() {
+        let page = layout(
             "<b>",
             &Chrome {
                 nav: &[("/portal?a=\"", "<i>")],
@@ -251,8 +219,9 @@ mod tests {
                 account: "",
                 narrow: true,
             },
-            "<p>ok</p>",
-        );
+            html! { p { "ok" } },
+        )
+        .into_string();
         assert!(page.contains("<title>&lt;b&gt; · sfop</title>"), "{page}");
         assert!(
             page.contains("href=\"/portal?a=&quot;\">&lt;i&gt;</a>"),

@@ -5,6 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
+use maud::{DOCTYPE, PreEscaped, html};
 use serde::{Deserialize, Serialize};
 
 /// `format` of the report JSON.
@@ -364,84 +365,78 @@ impl Report {
         out
     }
 
-    /// A self-contained HTML page; every value from the package is escaped.
+    /// A self-contained HTML page, a maud template: every value from the
+    /// package is escaped (docs/adr/0025).
     pub fn to_html(&self) -> String {
-        let e = sfop_core::html::escape;
-        let mut h = String::with_capacity(16 * 1024);
-        let _ = write!(
-            h,
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <title>Testbed report: {api} {version}</title>\n<style>\
-             body{{font-family:system-ui,sans-serif;margin:2em;max-width:80em}}\
-             table{{border-collapse:collapse;width:100%}}td,th{{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top}}\
-             .pass{{color:#060}}.fail{{color:#b00;font-weight:bold}}.skip{{color:#777}}\
-             code{{font-size:.9em}}</style></head><body>\n\
-             <h1>Testbed report: <code>{api}</code> {version}</h1>\n\
-             <p class=\"{verdict}\">Verdict: {VERDICT}</p>\n<dl>\
-             <dt>component sha256</dt><dd><code>{component}</code></dd>\
-             <dt>manifest sha256</dt><dd><code>{manifest}</code></dd>\
-             <dt>testbed</dt><dd>{testbed}</dd>{live}\
-             <dt>duration</dt><dd>{duration} ms</dd></dl>\n",
-            api = e(&self.api),
-            version = e(&self.version),
-            verdict = self.verdict.as_str(),
-            VERDICT = self.verdict.as_str().to_uppercase(),
-            component = e(&self.component_sha256),
-            manifest = e(&self.manifest_sha256),
-            testbed = e(&self.testbed_version),
-            live = self
-                .live
-                .as_deref()
-                .map(|l| format!("<dt>compared with live</dt><dd><code>{}</code></dd>", e(l)))
-                .unwrap_or_default(),
-            duration = self.duration_ms,
-        );
-        h.push_str("<h2>Summary</h2>\n<table><tr><th>rule</th><th>meaning</th><th>pass</th><th>fail</th><th>skip</th></tr>\n");
-        for (rule, p, f, s) in self.by_rule() {
-            let class = if f > 0 {
-                "fail"
-            } else if p > 0 {
-                "pass"
-            } else {
-                "skip"
-            };
-            let _ = writeln!(
-                h,
-                "<tr class=\"{class}\"><td><code>{rule}</code></td><td>{}</td><td>{p}</td><td>{f}</td><td>{s}</td></tr>",
-                e(rule_description(rule))
-            );
-        }
-        h.push_str("</table>\n<h2>Checks</h2>\n<table><tr><th>phase</th><th>rule</th><th>check</th><th>result</th><th>detail</th></tr>\n");
-        for c in &self.checks {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"{o}\">{o}</td><td>{}",
-                c.phase.as_str(),
-                e(&c.rule),
-                e(&c.name),
-                e(&c.detail),
-                o = c.outcome.as_str(),
-            );
-            if !c.diff.is_empty() {
-                h.push_str(
-                    "<table><tr><th>field</th><th>change</th><th>live</th><th>candidate</th></tr>",
-                );
-                for d in &c.diff {
-                    let _ = write!(
-                        h,
-                        "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                        e(&d.path),
-                        e(&d.change),
-                        e(d.live.as_deref().unwrap_or("")),
-                        e(d.candidate.as_deref().unwrap_or(""))
-                    );
+        const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:2em;max-width:80em}\
+             table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top}\
+             .pass{color:#060}.fail{color:#b00;font-weight:bold}.skip{color:#777}\
+             code{font-size:.9em}";
+        let verdict = self.verdict.as_str();
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    title { "Testbed report: " (self.api) " " (self.version) }
+                    style { (PreEscaped(STYLE)) }
                 }
-                h.push_str("</table>");
+                body {
+                    h1 { "Testbed report: " code { (self.api) } " " (self.version) }
+                    p class=(verdict) { "Verdict: " (verdict.to_uppercase()) }
+                    dl {
+                        dt { "component sha256" } dd { code { (self.component_sha256) } }
+                        dt { "manifest sha256" } dd { code { (self.manifest_sha256) } }
+                        dt { "testbed" } dd { (self.testbed_version) }
+                        @if let Some(live) = &self.live {
+                            dt { "compared with live" } dd { code { (live) } }
+                        }
+                        dt { "duration" } dd { (self.duration_ms) " ms" }
+                    }
+                    h2 { "Summary" }
+                    table {
+                        tr { th { "rule" } th { "meaning" } th { "pass" } th { "fail" } th { "skip" } }
+                        @for (rule, p, f, s) in self.by_rule() {
+                            @let class = if f > 0 { "fail" } else if p > 0 { "pass" } else { "skip" };
+                            tr class=(class) {
+                                td { code { (rule) } }
+                                td { (rule_description(rule)) }
+                                td { (p) } td { (f) } td { (s) }
+                            }
+                        }
+                    }
+                    h2 { "Checks" }
+                    table {
+                        tr { th { "phase" } th { "rule" } th { "check" } th { "result" } th { "detail" } }
+                        @for c in &self.checks {
+                            tr {
+                                td { (c.phase.as_str()) }
+                                td { code { (c.rule) } }
+                                td { (c.name) }
+                                td class=(c.outcome.as_str()) { (c.outcome.as_str()) }
+                                td {
+                                    (c.detail)
+                                    @if !c.diff.is_empty() {
+                                        table {
+                                            tr { th { "field" } th { "change" } th { "live" } th { "candidate" } }
+                                            @for d in &c.diff {
+                                                tr {
+                                                    td { code { (d.path) } }
+                                                    td { (d.change) }
+                                                    td { (d.live.as_deref().unwrap_or_default()) }
+                                                    td { (d.candidate.as_deref().unwrap_or_default()) }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
             }
-            h.push_str("</td></tr>\n");
         }
-        h.push_str("</table>\n</body></html>\n");
-        h
+        .into_string()
     }
 }
 
