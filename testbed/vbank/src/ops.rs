@@ -751,71 +751,6 @@ struct Transfer<'a> {
     pass_phrase_ok: bool,
 }
 
-/// A transfer whose checks passed (or a refusal), owned, to be booked on
-/// the commit thread. The async withdraw and deposit check on the caller's
-/// task: the checks only read (account links, consents, the contract, the
-/// user, whether the banks are up) and run outside the booking's
-/// transaction on every path, so only the booking (duplicate check, limits,
-/// balances, postings; one transaction) is left on the commit thread, where
-/// each booking of a batch delays the batch's flush (ADR 0023). A refusal is
-/// still answered after a flush, as before.
-struct Checked {
-    kind: TransferKind,
-    bank_tran_id: String,
-    institution: String,
-    inst: Institution,
-    user: Option<User>,
-    wd_key: String,
-    dps_key: String,
-    wd_fintech: Option<(String, String)>,
-    dps_fintech: Option<(String, String)>,
-    tran_amt: u64,
-    wd_print: String,
-    dps_print: String,
-    holder_check: Option<String>,
-    pass_phrase_ok: bool,
-}
-
-impl Checked {
-    fn of(t: Transfer<'_>) -> Self {
-        Self {
-            kind: t.kind,
-            bank_tran_id: t.bank_tran_id.to_owned(),
-            institution: t.institution.to_owned(),
-            inst: t.inst.clone(),
-            user: t.user.cloned(),
-            wd_key: t.wd_key.to_owned(),
-            dps_key: t.dps_key.to_owned(),
-            wd_fintech: t.wd_fintech,
-            dps_fintech: t.dps_fintech,
-            tran_amt: t.tran_amt,
-            wd_print: t.wd_print.to_owned(),
-            dps_print: t.dps_print.to_owned(),
-            holder_check: t.holder_check.map(str::to_owned),
-            pass_phrase_ok: t.pass_phrase_ok,
-        }
-    }
-
-    fn transfer(&self) -> Transfer<'_> {
-        Transfer {
-            kind: self.kind,
-            bank_tran_id: &self.bank_tran_id,
-            institution: &self.institution,
-            inst: &self.inst,
-            user: self.user.as_ref(),
-            wd_key: &self.wd_key,
-            dps_key: &self.dps_key,
-            wd_fintech: self.wd_fintech.clone(),
-            dps_fintech: self.dps_fintech.clone(),
-            tran_amt: self.tran_amt,
-            wd_print: &self.wd_print,
-            dps_print: &self.dps_print,
-            holder_check: self.holder_check.as_deref(),
-            pass_phrase_ok: self.pass_phrase_ok,
-        }
-    }
-}
-
 struct Decision {
     answer: BankAnswer,
     wd: Party,
@@ -1511,19 +1446,15 @@ impl BankBackend for VirtualBank {
     }
 
     async fn withdraw(&self, call: &BankCall<'_>, r: &WithdrawRequest) -> R<TransferReceipt> {
-        let checked = self.with_withdraw(call, r, |_, _, t| Ok(Checked::of(t)));
-        self.booked(call, move |bank, call| {
-            bank.transfer(&Ctx::new(call)?, checked?.transfer())
-        })
-        .await
+        let r = r.clone();
+        self.booked(call, move |bank, call| bank.withdraw_undurable(call, &r))
+            .await
     }
 
     async fn deposit(&self, call: &BankCall<'_>, r: &DepositRequest) -> R<TransferReceipt> {
-        let checked = self.with_deposit(call, r, |_, _, t| Ok(Checked::of(t)));
-        self.booked(call, move |bank, call| {
-            bank.transfer(&Ctx::new(call)?, checked?.transfer())
-        })
-        .await
+        let r = r.clone();
+        self.booked(call, move |bank, call| bank.deposit_undurable(call, &r))
+            .await
     }
 
     async fn transfer_result(
