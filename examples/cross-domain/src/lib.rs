@@ -48,6 +48,7 @@ pub async fn run(plugins: &Path, narrate: bool) -> Result<Outcome> {
                 public_key: bank_public,
                 scopes: vec!["transfer".into()],
             }],
+            ..AuthSection::default()
         },
         ..Config::default()
     })
