@@ -53,7 +53,6 @@ pub mod seed;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 pub use commit::CommitStats;
-pub use ops::cluster::ClusterBank;
 pub use directory::DIRECTORY_BLOCKING;
 pub use institutions::{ContractAccount, InstitutionView, NewInstitution};
 use model::{
@@ -61,6 +60,7 @@ use model::{
     account_key,
 };
 pub use model::{AccountState, InstitutionState, Limits, Owner, mask_account_num};
+pub use ops::cluster::ClusterBank;
 use sfop_core::Bank;
 use sfop_store::{Abort, Store, Tree, TxError};
 
