@@ -119,27 +119,24 @@ pub enum FormError {
 
 /// Reads `input` (a query string or form body, decoded as [`parse`] does)
 /// as `T`. A name other than `T`'s [`Fields::LISTS`] given twice is
-/// refused before any value is read, so no reader can take a different one
-/// of two values than another: serde_urlencoded would keep the last.
+/// refused before any value is read, by the rule the gateway holds every
+/// API's query and form to ([`repeated_name_except`]), so no reader can
+/// take a different one of two values than another: serde_urlencoded
+/// would keep the last.
 pub fn decode<T: Fields>(input: &[u8]) -> Result<T, FormError> {
+    if let Some(name) = repeated_name_except(input, T::LISTS) {
+        return Err(FormError::Repeated(name));
+    }
     let mut fields = serde_json::Map::new();
-    for (name, value) in form_urlencoded::parse(input) {
-        if name.is_empty() {
-            continue;
-        }
+    for (name, value) in form_urlencoded::parse(input).filter(|(name, _)| !name.is_empty()) {
         let value = serde_json::Value::String(value.into_owned());
-        if T::LISTS.contains(&name.as_ref()) {
-            match fields
-                .entry(name.into_owned())
-                .or_insert_with(|| serde_json::Value::Array(Vec::new()))
-            {
-                serde_json::Value::Array(values) => values.push(value),
-                _ => return Err(FormError::Invalid("a list field read twice".into())),
-            }
-        } else if fields.contains_key(name.as_ref()) {
-            return Err(FormError::Repeated(name.into_owned()));
-        } else {
+        if !T::LISTS.contains(&name.as_ref()) {
             fields.insert(name.into_owned(), value);
+        } else if let serde_json::Value::Array(values) = fields
+            .entry(name.into_owned())
+            .or_insert_with(|| serde_json::Value::Array(Vec::new()))
+        {
+            values.push(value);
         }
     }
     serde_json::from_value(serde_json::Value::Object(fields))
@@ -161,6 +158,7 @@ pub fn encode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[derive(Debug, serde::Deserialize)]
     struct Consent {
@@ -200,7 +198,6 @@ mod tests {
         assert!(decode::<serde::de::IgnoredAny>(b"a=1&b=2").is_ok());
         assert!(decode::<serde::de::IgnoredAny>(b"a=1&a=2").is_err());
     }
-    use super::*;
 
     #[test]
     fn round_trips_and_repeats() {
@@ -280,6 +277,12 @@ mod tests {
                 crate::access::repeated(&query, None, b"").map(|r| r.field),
                 repeated,
                 "the gateway's check of {query:?}"
+            );
+            // What the platform's typed forms refuse (the OAuth endpoints).
+            assert_eq!(
+                decode::<serde::de::IgnoredAny>(query.as_bytes()).err(),
+                repeated.clone().map(FormError::Repeated),
+                "decode of {query:?}"
             );
         }
         Ok(())
