@@ -225,6 +225,14 @@ impl TokenAuthorizer {
         let verified = self.verify_cached(token).map_err(|e| {
             Denial::unauthenticated(rsp::TOKEN_REJECTED, format!("access token rejected: {e}"))
         })?;
+        // Expiry first: it is decided here and now, and is the caller's to
+        // fix even when this node cannot prove the token unrevoked.
+        if verified.verified.expires_at < crate::now_secs() {
+            return Err(Denial::unauthenticated(
+                rsp::TOKEN_REJECTED,
+                "access token expired",
+            ));
+        }
         if self
             .revocations
             .check(&verified.verified.revocation_ids)
@@ -233,12 +241,6 @@ impl TokenAuthorizer {
             return Err(Denial::unauthenticated(
                 rsp::TOKEN_REJECTED,
                 "access token revoked",
-            ));
-        }
-        if verified.verified.expires_at < crate::now_secs() {
-            return Err(Denial::unauthenticated(
-                rsp::TOKEN_REJECTED,
-                "access token expired",
             ));
         }
         Ok(verified)
@@ -768,6 +770,59 @@ mod tests {
         assert_eq!(
             denial.map(|d| d.message),
             Some("access token revoked".into())
+        );
+        Ok(())
+    }
+
+    /// A cluster node that cannot prove a token unrevoked refuses it as
+    /// the platform's trouble (503 `A0013`), on every path that checks
+    /// revocations, and never lets it through; what it can decide alone (a
+    /// forged or expired token) is still the caller's 401.
+    #[test]
+    fn a_list_that_cannot_tell_refuses_every_token_as_unavailable() -> anyhow::Result<()> {
+        let f = fixture()?;
+        let a = TokenAuthorizer::new(
+            f.ring.clone(),
+            Arc::new(Revocations::shared(Arc::new(
+                crate::revocation::tests::Away,
+            ))),
+            PolicyConfig::default(),
+        );
+        let unavailable = |d: Option<Denial>| {
+            let d = d.ok_or_else(|| anyhow::anyhow!("let through"))?;
+            anyhow::ensure!((d.status, d.rsp_code) == (503, "A0013"), "{d:?}");
+            anyhow::ensure!(
+                !d.message.contains("2000 ms"),
+                "the cause is logged, not told"
+            );
+            Ok(())
+        };
+        let token = format!("Bearer {}", grant(&["inquiry"], FUTURE).issue(&f.ring)?);
+        unavailable(a.authorize(&balance(&token)).err())?;
+        unavailable(a.verify_bearer(Some(&token)).err())?;
+        // An appended block changes nothing: still unproven, still refused.
+        let raw = token.trim_start_matches("Bearer ");
+        let attenuated = format!(
+            "Bearer {}",
+            crate::holder::attenuate(raw, r#"check if operation("read");"#)?
+        );
+        unavailable(a.authorize(&balance(&attenuated)).err())?;
+        let admin = format!(
+            "Bearer {}",
+            crate::token::issue_admin(&f.ring, "operator", FUTURE)?
+        );
+        unavailable(a.authorize_admin(Some(&admin)).err())?;
+
+        let expired = format!("Bearer {}", grant(&["inquiry"], 1_000).issue(&f.ring)?);
+        let denial = a.authorize(&balance(&expired)).err();
+        assert_eq!(
+            denial.map(|d| (d.status, d.rsp_code)),
+            Some((401, rsp::TOKEN_REJECTED))
+        );
+        let denial = a.authorize(&balance("Bearer not-a-biscuit")).err();
+        assert_eq!(
+            denial.map(|d| (d.status, d.rsp_code)),
+            Some((401, rsp::TOKEN_REJECTED))
         );
         Ok(())
     }
