@@ -252,6 +252,12 @@ mod tests {
         assert_eq!(shed.status_and_code(), (503, "A0013"));
         assert_eq!(shed.source(), ErrorSource::Platform);
         assert!(!shed.public_message().contains("in_flight"), "no internals");
+        // A node that cannot prove a token unrevoked: the platform's 503,
+        // its cause not told (fail closed, never the caller's fault).
+        let unproven = Fault::Denied(Denial::unavailable("the list is 2000 ms old"));
+        assert_eq!(unproven.status_and_code(), (503, "A0013"));
+        assert_eq!(unproven.source(), ErrorSource::Platform);
+        assert!(!unproven.public_message().contains("2000"), "no internals");
     }
 
     /// ADR 0021's table: business refusals are HTTP 200 with their
