@@ -29,9 +29,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::cluster_money::database;
-use crate::harness::built_plugins;
-use crate::served::{Connection, Served, serve_command};
+use crate::cluster_money::{copy_dir, database, node};
+use crate::deadlines_and_warm::bank_status_at;
+use crate::served::{Connection, Served};
 
 /// Bound on one request or one wait: a hang fails the test.
 const BOUND: Duration = Duration::from_secs(30);
@@ -56,64 +56,22 @@ async fn status(conn: &mut Connection, token: &str) -> Result<(u16, Value, Optio
     Ok((reply.status, answer, version))
 }
 
-/// `bank-status` at `version`, in a folder of `dir`.
-fn bank_status_at(dir: &Path, version: &str) -> Result<PathBuf> {
-    let built = built_plugins()?.join("api/bank-status");
-    let out = dir.join(format!("bank-status-{version}"));
-    std::fs::create_dir_all(&out)?;
-    for entry in std::fs::read_dir(&built)? {
-        let entry = entry?;
-        if entry.file_type()?.is_file() {
-            std::fs::copy(entry.path(), out.join(entry.file_name()))?;
-        }
-    }
-    let manifest = std::fs::read_to_string(out.join("sfop.toml"))?;
-    ensure!(manifest.contains("version = \"1.0.0\""), "{manifest}");
-    std::fs::write(
-        out.join("sfop.toml"),
-        manifest.replacen(
-            "version = \"1.0.0\"",
-            &format!("version = \"{version}\""),
-            1,
-        ),
-    )?;
-    Ok(out)
-}
-
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_dir(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
-}
-
 /// What the operator provisions on every node: the root-key file (0600 in
 /// a 0700 dir) and, as an image would, the compile cache.
 fn provision(from: &Path, to: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(to)?;
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700))?;
+    // Modes kept: the key file stays 0600 in its 0700 dir.
     copy_dir(&from.join("keys"), &to.join("keys"))?;
-    std::fs::set_permissions(to.join("keys"), std::fs::Permissions::from_mode(0o700))?;
     copy_dir(&from.join("compile-cache"), &to.join("compile-cache"))?;
     Ok(())
 }
 
-/// `sfop serve` as a node of the cluster at `url`, started.
+/// `sfop serve` as a node of the cluster at `url`, started (off the
+/// runtime: the launcher waits for the process to listen).
 async fn start(data: PathBuf, log: PathBuf, url: String) -> Result<Served> {
-    tokio::task::spawn_blocking(move || {
-        let mut cmd = serve_command(&data, &log)?;
-        cmd.env("SFOP_STORE_URL", url);
-        Served::spawn(cmd, &data, &log)
-    })
-    .await?
+    tokio::task::spawn_blocking(move || node(&data, &log, &url, None)).await?
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -190,22 +148,101 @@ impl Load {
 /// that sign it).
 async fn admin(node: &Served, path: &str, body: Value) -> Result<(u16, Value)> {
     let token = std::fs::read_to_string(node.data.join("admin.token"))?;
-    let auth = format!("Bearer {}", token.trim());
-    let reply = tokio::time::timeout(
-        BOUND,
-        node.https(
-            "POST",
-            path,
-            &[
-                ("authorization", auth.as_str()),
-                ("content-type", "application/json"),
-            ],
-            body.to_string().into_bytes(),
-        ),
-    )
-    .await
-    .with_context(|| format!("{path} hung"))??;
+    admin_as(node, path, Some(token.trim()), body.to_string()).await
+}
+
+/// An admin call on `node` with `token` (none: no credentials) and `body`
+/// as sent.
+async fn admin_as(
+    node: &Served,
+    path: &str,
+    token: Option<&str>,
+    body: String,
+) -> Result<(u16, Value)> {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let mut head = vec![("content-type", "application/json")];
+    if let Some(auth) = &auth {
+        head.push(("authorization", auth.as_str()));
+    }
+    let reply = tokio::time::timeout(BOUND, node.https("POST", path, &head, body.into_bytes()))
+        .await
+        .with_context(|| format!("{path} hung"))??;
     Ok((reply.status, reply.json().unwrap_or(Value::Null)))
+}
+
+/// What an attacker sends to a clustered node's admin API: no credentials,
+/// a forged admin token, a developer's token, that token with `role("admin")`
+/// appended, and the real admin token with a repeated field. Each is refused
+/// with its status and code, and nothing is written: the cluster's config
+/// version and audit log stay as they were and the node serves what it did.
+async fn admin_refusals_write_nothing(
+    node: &Served,
+    url: &str,
+    developer: &str,
+    serving: &str,
+) -> Result<()> {
+    let db = sfop_store_pg::Cluster::connect(url, 1).await?;
+    let before = (
+        db.snapshot().await?.version,
+        db.audit_entries().await?.len(),
+    );
+    let admin_token = std::fs::read_to_string(node.data.join("admin.token"))?;
+    let admin_token = admin_token.trim();
+    // One character in the middle changed (the last may be padding bits).
+    let mut forged = admin_token.to_owned();
+    let at = forged.len() / 2;
+    let swapped = if &forged[at..=at] == "A" { "B" } else { "A" };
+    forged.replace_range(at..=at, swapped);
+    let escalated =
+        sfop_auth::holder::attenuate(developer, "role(\"admin\");\nadmin(\"mallory\");")?;
+    let rollback = json!({ "name": "bank-status" }).to_string();
+    let attacks = [
+        ("no credentials", None, rollback.clone(), 401, "O0001"),
+        (
+            "a forged admin token",
+            Some(forged.as_str()),
+            rollback.clone(),
+            401,
+            "O0002",
+        ),
+        (
+            "a developer's token",
+            Some(developer),
+            rollback.clone(),
+            403,
+            "A0011",
+        ),
+        (
+            "role(admin) appended",
+            Some(escalated.as_str()),
+            rollback.clone(),
+            403,
+            "A0011",
+        ),
+        (
+            "a repeated field",
+            Some(admin_token),
+            r#"{"name":"bank-status","name":"bank-status"}"#.to_owned(),
+            400,
+            "A0004",
+        ),
+    ];
+    for (what, token, body, status, rsp_code) in attacks {
+        let (code, answer) = admin_as(node, sfop_admin_api::apis::ROLLBACK, token, body).await?;
+        ensure!(
+            code == status && answer["rsp_code"] == rsp_code,
+            "{what}: {code} {answer}"
+        );
+    }
+    let after = (
+        db.snapshot().await?.version,
+        db.audit_entries().await?.len(),
+    );
+    ensure!(before == after, "written: {before:?} -> {after:?}");
+    let token = node.oob_token().await?;
+    let (_, _, version) = status(&mut node.connect().await?, &token).await?;
+    ensure!(version.as_deref() == Some(serving), "serves {version:?}");
+    Ok(())
 }
 
 /// Polls `conn` until it answers `version`; how long that took from `since`.
@@ -284,6 +321,10 @@ async fn three_nodes_follow_promotions_revocations_and_a_killed_node() -> Result
     for probe in &mut probes {
         serves(probe, &token, "1.0.1", Instant::now()).await?;
     }
+
+    // The admin API of a clustered node refuses what it refuses alone,
+    // and a refusal writes nothing to the cluster.
+    admin_refusals_write_nothing(&b, &url, &token, "1.0.1").await?;
 
     // Acceptance 1.
     let load = Load::start(&[(0, &a), (1, &b), (2, &c)], &token, 1).await?;

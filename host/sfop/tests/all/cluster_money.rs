@@ -191,7 +191,7 @@ async fn three_banks_seed_once_and_book_one_bank_tran_id_once() -> Result<()> {
 }
 
 /// Copies a data dir, modes kept (the platform refuses keys others can read).
-fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
     std::fs::set_permissions(to, std::fs::metadata(from)?.permissions())?;
     for entry in std::fs::read_dir(from)? {

@@ -244,7 +244,7 @@ async fn valid_calls_survive_a_paused_process_and_costly_tokens_are_still_refuse
 
 /// `bank-status` at `version`: the built package with its manifest's version
 /// changed, in a folder of `dir`.
-fn bank_status_at(dir: &Path, version: &str) -> Result<std::path::PathBuf> {
+pub fn bank_status_at(dir: &Path, version: &str) -> Result<std::path::PathBuf> {
     let built = built_plugins()?.join("api/bank-status");
     let out = dir.join(format!("bank-status-{version}"));
     std::fs::create_dir_all(&out)?;
