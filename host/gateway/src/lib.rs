@@ -328,7 +328,7 @@ impl Gateway {
             institution = conn.client_cert.as_deref(),
             trace_id = tracing::field::Empty,
         );
-        let traced = trace::begin(&mut server, &req, conn);
+        trace::begin(&mut server, &req, conn);
         if let Some(trace_id) = server.parent().trace_id() {
             span.record("trace_id", tracing::field::display(&trace_id));
         }
@@ -336,9 +336,11 @@ impl Gateway {
             let started = Instant::now();
             let (result, routed) = if telemetry.is_on() {
                 let parent = server.parent().clone();
-                sfop_telemetry::scope(parent, self.route_and_call(&id, req, conn, endpoints)).await
+                let call = self.route_and_call(&id, req, conn, endpoints, &mut server);
+                sfop_telemetry::scope(parent, call).await
             } else {
-                self.route_and_call(&id, req, conn, endpoints).await
+                self.route_and_call(&id, req, conn, endpoints, &mut server)
+                    .await
             };
             let mut response = match result {
                 Ok(response) => {
@@ -365,9 +367,7 @@ impl Gateway {
                 routed.stamp(&mut response);
             }
             harden(response.headers_mut(), conn.tls);
-            if let Some(traced) = &traced {
-                trace::end(&mut server, traced, &self.routes.load(), &response, &id);
-            }
+            trace::end(&mut server, &response, &id);
             tracing::debug!(status = response.status().as_u16(), "answered");
             response
         }
@@ -415,13 +415,14 @@ impl Gateway {
     }
 
     /// Routes and runs a request; also says which API version (if any) the
-    /// outcome belongs to.
+    /// outcome belongs to. The route found names the server span.
     async fn route_and_call<B>(
         &self,
         id: &ApiTranId,
         req: Request<B>,
         conn: &ConnInfo,
         endpoints: &Endpoints,
+        server: &mut sfop_telemetry::Span,
     ) -> (Result<Response<Full<Bytes>>, Fault>, Option<Routed>)
     where
         B: hyper::body::Body<Data = Bytes> + Send + 'static,
@@ -431,7 +432,11 @@ impl Gateway {
         let path = req.uri().path().to_owned();
         let route = {
             let routes = self.routes.load();
-            match routes.lookup(&method, &path) {
+            let target = routes.lookup(&method, &path);
+            if let Ok(target) = &target {
+                trace::route(server, &method, &path, target);
+            }
+            match target {
                 Ok(Target::Api(route)) => route.clone(),
                 Ok(Target::Platform { stats, .. }) => {
                     let stats = stats.clone();

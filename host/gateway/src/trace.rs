@@ -2,8 +2,7 @@
 //! `{method} {route}`, with the HTTP semantic-convention attributes, the
 //! API's name and version and the `api_tran_id`. Everything here runs only
 //! for a span that records (tracing on and the request sampled); the route
-//! table is consulted again then, so the lookup of every request stays as
-//! it is.
+//! is named from the request's own lookup ([`route`]), never a second one.
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -11,24 +10,16 @@ use hyper::{Request, Response, Version};
 use sfop_core::ApiTranId;
 use sfop_telemetry::Span;
 
-use crate::routes::{RouteTable, Target};
+use crate::routes::Target;
 use crate::{API_VERSION_HEADER, ConnInfo};
 
-/// What the end of the span needs from the request, which has moved on by then.
-pub(crate) struct Traced {
-    method: String,
-    path: String,
-}
-
-/// The request's attributes; `None` when the span records nothing.
-pub(crate) fn begin<B>(span: &mut Span, req: &Request<B>, conn: &ConnInfo) -> Option<Traced> {
+/// The request's attributes.
+pub(crate) fn begin<B>(span: &mut Span, req: &Request<B>, conn: &ConnInfo) {
     if !span.is_recording() {
-        return None;
+        return;
     }
-    let method = req.method().as_str().to_owned();
-    let path = req.uri().path().to_owned();
-    span.set("http.request.method", method.clone());
-    span.set("url.path", path.clone());
+    span.set("http.request.method", req.method().as_str().to_owned());
+    span.set("url.path", req.uri().path().to_owned());
     span.set("url.scheme", if conn.tls { "https" } else { "http" });
     let authority = req.uri().authority().map(|a| a.as_str()).or_else(|| {
         req.headers()
@@ -50,35 +41,37 @@ pub(crate) fn begin<B>(span: &mut Span, req: &Request<B>, conn: &ConnInfo) -> Op
         _ => "0.9",
     };
     span.set("network.protocol.version", version);
-    Some(Traced { method, path })
 }
 
-/// The answer's attributes, and the span's name once the route is known.
-pub(crate) fn end(
-    span: &mut Span,
-    traced: &Traced,
-    routes: &RouteTable,
-    response: &Response<Full<Bytes>>,
-    id: &ApiTranId,
-) {
+/// The span's name and API once the request's lookup found its route: in
+/// the table that served the request (one swapped in meanwhile may not
+/// have the route, or give it to another API).
+pub(crate) fn route(span: &mut Span, method: &str, path: &str, target: &Target) {
+    if !span.is_recording() {
+        return;
+    }
+    match target {
+        Target::Api(route) => {
+            // Routes are exact paths: the path is the route.
+            span.set_name(format!("{method} {path}"));
+            span.set("http.route", path.to_owned());
+            span.set("sfop.api.name", route.stable.api.manifest().name.clone());
+        }
+        Target::Platform { name, .. } => span.set("sfop.api.name", name.clone()),
+        Target::Closed { api, .. } | Target::Retired { api, .. } => {
+            span.set("sfop.api.name", api.clone());
+        }
+    }
+}
+
+/// The answer's attributes.
+pub(crate) fn end(span: &mut Span, response: &Response<Full<Bytes>>, id: &ApiTranId) {
+    if !span.is_recording() {
+        return;
+    }
     let status = response.status();
     span.set("http.response.status_code", i64::from(status.as_u16()));
     span.set("sfop.api_tran_id", id.as_str().to_owned());
-    match routes.lookup(&traced.method, &traced.path) {
-        Ok(Target::Api(route)) => {
-            // Routes are exact paths: the path is the route.
-            span.set_name(format!("{} {}", traced.method, traced.path));
-            span.set("http.route", traced.path.clone());
-            span.set("sfop.api.name", route.stable.api.manifest().name.clone());
-        }
-        Ok(Target::Platform { name, .. }) => {
-            span.set("sfop.api.name", name.clone());
-        }
-        Ok(Target::Closed { api, .. } | Target::Retired { api, .. }) => {
-            span.set("sfop.api.name", api.clone());
-        }
-        Err(_) => {}
-    }
     if let Some(version) = response
         .headers()
         .get(API_VERSION_HEADER)
