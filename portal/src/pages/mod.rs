@@ -42,6 +42,9 @@ use try_it::*;
 
 const SCOPES: &[&str] = &["login", "inquiry", "transfer", "oob"];
 
+/// The fields of the portal's forms that may repeat (checkboxes).
+const FORM_LISTS: &[&str] = &["scope"];
+
 /// The request in the portal's terms.
 struct Ctx<'a> {
     portal: &'a Portal,
@@ -145,6 +148,19 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
             403,
             "Form expired",
             "This form is no longer valid. Reload the page and try again.",
+        ));
+    }
+    // A field given twice is refused before any handler reads one of its
+    // values, by the rule the platform holds every form to: which of two
+    // `name`s or `client_secret`s counts is no handler's choice. Only the
+    // scope checkboxes repeat.
+    if req.method == "POST"
+        && let Some(name) = sfop_core::form::repeated_name_except(&req.body, FORM_LISTS)
+    {
+        return Ok(error_page(
+            400,
+            "Invalid form",
+            &format!("{name}: given more than once. Reload the page and try again."),
         ));
     }
     let segments: Vec<&str> = sub.split('/').skip(1).collect();

@@ -192,6 +192,16 @@ impl Page {
             .map(|(_, v)| v.as_str())
     }
 
+    /// The text of the element with id `id`, up to its first tag (a
+    /// registered app's `client-id` and `client-secret`).
+    pub fn by_id(&self, id: &str) -> Option<String> {
+        let text = self.text();
+        let marker = format!("id=\"{id}\">");
+        let start = text.find(&marker)? + marker.len();
+        let end = text[start..].find('<')?;
+        Some(text[start..start + end].to_owned())
+    }
+
     /// The value of the first `name="NAME" value="…"` in the page.
     pub fn input(&self, name: &str) -> Option<String> {
         let text = self.text();

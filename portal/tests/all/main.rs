@@ -4,6 +4,7 @@
 //! the platform-level tests (real HTTPS, a real validator, a browser) are in
 //! `host/sfop/tests/all/portal.rs`.
 
+mod attacker;
 mod changes;
 mod errors;
 mod expected;
