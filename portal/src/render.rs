@@ -99,18 +99,13 @@ pub(crate) fn safe_next(next: &str) -> Option<&str> {
     (below && plain && !rest.starts_with("//")).then_some(next)
 }
 
-/// The portal's stylesheet and `body`, every table wrapped so a wide one
-/// scrolls inside its box instead of widening the page. The wrapping is
-/// done on the rendered template: text from input is escaped by then, so
-/// only the template's own `<table>` tags match.
+/// The portal's stylesheet and `body`. A wide table scrolls inside its
+/// box instead of widening the page: each page's template puts it in a
+/// `div.table-wrap`.
 fn portal_main(body: Markup) -> Markup {
-    let wrapped = body
-        .into_string()
-        .replace("<table", "<div class=\"table-wrap\"><table")
-        .replace("</table>", "</table></div>");
     html! {
         style { (PreEscaped(PORTAL_CSS)) }
-        (PreEscaped(wrapped))
+        (body)
     }
 }
 

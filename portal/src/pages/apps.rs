@@ -144,7 +144,7 @@ pub(super) fn apps_page(ctx: &Ctx<'_>, message: Option<&str>) -> Result<PortalRe
         @if apps.is_empty() {
             p.muted { "No apps yet." }
         } @else {
-            table {
+            div.table-wrap { table {
                 thead { tr { th { "App" } th { "client_id" } th { "client_use_code" } th { "Scopes" } } }
                 tbody {
                     @for c in &apps {
@@ -156,7 +156,7 @@ pub(super) fn apps_page(ctx: &Ctx<'_>, message: Option<&str>) -> Result<PortalRe
                         }
                     }
                 }
-            }
+            } }
         }
         h2 { "Register an app" }
         (error_line(message))
@@ -226,13 +226,13 @@ pub(super) fn register_app(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<P
             b { "Copy the client secret now." }
             " It is shown this once and stored only hashed; if you lose it, rotate it on the app's page."
         }
-        table { tbody {
+        div.table-wrap { table { tbody {
             tr { th { "client_id" } td { code #client-id { (client.client_id) } } }
             tr { th { "client_secret" } td { code #client-secret { (secret.as_deref().unwrap_or_default()) } } }
             tr { th { "client_use_code" } td { code { (client.client_use_code) } } }
             tr { th { "Scopes" } td { (scope_badges(&client.scopes)) } }
             tr { th { "Redirect URIs" } td { (uri_lines(&client.redirect_uris)) } }
-        } }
+        } } }
         p { a.button.primary href={ "/portal/apps/" (encode(&client.client_id)) } #continue { "Continue to the app" } }
     };
     let mut r = ctx.page("App registered", "/portal/apps", body);
@@ -267,7 +267,7 @@ fn token_accounts_html(t: &TestToken) -> Markup {
 pub(super) fn token_html(label: &str, t: &TestToken) -> Markup {
     html! {
         h3 { (label) }
-        table { tbody {
+        div.table-wrap { table { tbody {
             tr { th { "Scope" } td { (t.scope) } }
             tr { th { "User" } td { (t.user_seq_no.as_deref().unwrap_or("— (institution)")) } }
             tr {
@@ -275,7 +275,7 @@ pub(super) fn token_html(label: &str, t: &TestToken) -> Markup {
                 td #token-accounts { (token_accounts_html(t)) }
             }
             tr { th { "Expires" } td { (kst(t.expires_at_ms)) } }
-        } }
+        } } }
         label { "Access token " small { "(send as " code { "Authorization: Bearer …" } ")" } }
         textarea readonly rows="3" { (t.access_token) }
     }
@@ -301,12 +301,12 @@ pub(super) fn app_page(
     let head = html! {
         h1 { (client.name) }
         (error_line(message))
-        table { tbody {
+        div.table-wrap { table { tbody {
             tr { th { "client_id" } td { code { (client.client_id) } } }
             tr { th { "client_use_code" } td { code { (client.client_use_code) } } }
             tr { th { "Scopes" } td { (scope_badges(&client.scopes)) } }
             tr { th { "Redirect URIs" } td { (uri_lines(&client.redirect_uris)) } }
-        } }
+        } } }
         (institution)
         h2 { "Test tokens" }
         p.muted {
@@ -407,10 +407,10 @@ pub(super) fn rotate_secret(ctx: &Ctx<'_>, client_id: &str) -> Result<PortalResp
             b { "Copy the new client secret now." }
             " It is shown this once and stored only hashed. The old secret no longer works."
         }
-        table { tbody {
+        div.table-wrap { table { tbody {
             tr { th { "client_id" } td { code #client-id { (client.client_id) } } }
             tr { th { "client_secret" } td { code #client-secret { (secret) } } }
-        } }
+        } } }
         p { a.button.primary href={ "/portal/apps/" (encode(&client.client_id)) } #continue { "Back to the app" } }
     };
     Ok(ctx.page("Client secret rotated", "/portal/apps", body))
@@ -448,7 +448,7 @@ fn faults_html(ctx: &Ctx<'_>, sandbox: &dyn crate::Sandbox, client_id: &str) -> 
         @if rules.is_empty() {
             p.muted #no-faults { "None: this app sees the stateful virtual bank." }
         } @else {
-            table #faults {
+            div.table-wrap { table #faults {
                 thead { tr {
                     th { "Id" } th { "Operation" } th { "Fault" } th { "Bank" } th { "Times left" } th { "Detail" } th {}
                 } }
@@ -478,7 +478,7 @@ fn faults_html(ctx: &Ctx<'_>, sandbox: &dyn crate::Sandbox, client_id: &str) -> 
                         }
                     }
                 }
-            }
+            } }
         }
         form method="post" action={ "/portal/apps/" (href) "/faults" } {
             (ctx.csrf())
@@ -766,7 +766,7 @@ fn institution_html(ctx: &Ctx<'_>, client: &sfop_auth::Client) -> Result<Markup>
     Ok(match institutions.get(&client.client_use_code) {
         Ok(Some(i)) => html! {
             h2 { "Institution" }
-            table #institution { tbody {
+            div.table-wrap { table #institution { tbody {
                 tr { th { "Name" } td { (i.name) } }
                 tr { th { "client_use_code" } td { code { (i.client_use_code) } } }
                 tr {
@@ -787,11 +787,11 @@ fn institution_html(ctx: &Ctx<'_>, client: &sfop_auth::Client) -> Result<Markup>
                     th { "Deposit limits " small { "(per transaction / daily / monthly)" } }
                     td { (limits(&i.deposit_limits)) }
                 }
-            } }
+            } } }
             @if i.contract_accounts.is_empty() {
                 p.muted { "No contract account yet: the operator registers one." }
             } @else {
-                table #contract-accounts {
+                div.table-wrap { table #contract-accounts {
                     thead { tr {
                         th { "Bank" } th { "Contract account (cntr_account_num)" } th { "Holder" }
                         th { "Status" } th { "Balance (won)" }
@@ -807,7 +807,7 @@ fn institution_html(ctx: &Ctx<'_>, client: &sfop_auth::Client) -> Result<Markup>
                             }
                         }
                     }
-                }
+                } }
             }
             p.muted {
                 "Withdrawals are collected into the contract account and deposits are paid from it. \

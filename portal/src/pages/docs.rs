@@ -51,7 +51,7 @@ pub(super) fn catalogue(ctx: &Ctx<'_>) -> PortalResponse {
              Every call needs an access token with the API's scope: see "
             a href="/portal/permissions" { "permissions" } "."
         }
-        table {
+        div.table-wrap { table {
             thead { tr { th { "API" } th { "Version" } th { "Call" } th { "Scope" } th { "Description" } th { "Status" } } }
             tbody {
                 @for (api, v) in &served {
@@ -65,7 +65,7 @@ pub(super) fn catalogue(ctx: &Ctx<'_>) -> PortalResponse {
                     }
                 }
             }
-        }
+        } }
     };
     ctx.page("APIs", "/portal", body)
 }
@@ -80,7 +80,7 @@ pub(super) fn fields_table(
         return html! { p.muted { "None documented." } };
     }
     html! {
-        table {
+        div.table-wrap { table {
             thead {
                 tr {
                     th { "Field" } th { "Type" } th { "Length" }
@@ -100,7 +100,7 @@ pub(super) fn fields_table(
                     }
                 }
             }
-        }
+        } }
     }
 }
 
@@ -205,7 +205,7 @@ pub(super) fn api_page(
             p.notice { "This version is not served; calls reach the live one." }
         }
         h2 { "Call" }
-        table {
+        div.table-wrap { table {
             tbody {
                 tr { th { "Route" } td { (routes_html(v)) } }
                 tr { th { "Base URL" } td { code { (base) } } }
@@ -223,7 +223,7 @@ pub(super) fn api_page(
                     td { "body up to " (m.limits.max_body_kib) " KiB, answer within " (m.limits.timeout_ms) " ms" }
                 }
             }
-        }
+        } }
         h2 { "Request fields" }
         (fields_table(&docs.request, true, "req"))
         h2 { "Response fields" }
@@ -244,7 +244,7 @@ pub(super) fn api_page(
         @if docs.codes.is_empty() {
             p.muted { "Only " code { "A0000" } " (success) is documented." }
         } @else {
-            table {
+            div.table-wrap { table {
                 thead { tr { th { "rsp_code" } th { "Meaning" } } }
                 tbody {
                     tr { td { code { "A0000" } } td { "Success" } }
@@ -252,11 +252,11 @@ pub(super) fn api_page(
                         tr { td { code { (c.code) } } td { (c.meaning) } }
                     }
                 }
-            }
+            } }
         }
         (try_it_section(ctx, &api, v, tried))
         h2 { "Version history" }
-        table {
+        div.table-wrap { table {
             thead {
                 tr { th { "Version" } th { "Status" } th { "Uploaded" } th { "Component SHA-256" } th { "Testbed report" } }
             }
@@ -278,7 +278,7 @@ pub(super) fn api_page(
                     }
                 }
             }
-        }
+        } }
     };
     ctx.scripted_page(&api.name, "/portal", body)
 }
@@ -294,7 +294,7 @@ pub(super) fn permissions(ctx: &Ctx<'_>) -> PortalResponse {
             a href="https://www.biscuitsec.org/" { "biscuits" }
             ": signed capability tokens the gateway checks with Datalog on every call."
         }
-        table {
+        div.table-wrap { table {
             thead { tr { th { "Scope" } th { "What it allows" } th { "Granted by" } th { "APIs that need it" } } }
             tbody {
                 @for scope in SCOPES {
@@ -322,7 +322,7 @@ pub(super) fn permissions(ctx: &Ctx<'_>) -> PortalResponse {
                     }
                 }
             }
-        }
+        } }
         h2 { "How consent works" }
         ol {
             li {
@@ -523,7 +523,7 @@ pub(super) fn report(ctx: &Ctx<'_>, name: &str, version: &str) -> PortalResponse
             "Component " code { (v.sha256) } ", " (badge(&v.state)) ". "
             a href={ "/portal/apis/" (encode(name)) "?version=" (encode(version)) } { "API page" }
         }
-        section.report { (PreEscaped(report)) }
+        section.report.table-wrap { (PreEscaped(report)) }
     };
     ctx.page("Testbed report", "/portal/changes", body)
 }

@@ -38,7 +38,7 @@ pub(super) fn keys_page(ctx: &Ctx<'_>) -> PortalResponse {
              blocks that narrow it, offline, without asking the platform. The gateway still decides every call: it \
              checks every block, the expiry and revocation."
         }
-        table {
+        div.table-wrap { table {
             thead { tr { th { code { "root_key_id" } } th { "Algorithm" } th { "Public key" } th { "Status" } } }
             tbody {
                 @for key in &published.keys {
@@ -56,7 +56,7 @@ pub(super) fn keys_page(ctx: &Ctx<'_>) -> PortalResponse {
                     }
                 }
             }
-        }
+        } }
         p {
             "The same list as JSON, for programs: " a href=(WELL_KNOWN) { code { "GET " (WELL_KNOWN) } }
             " (no authorisation; cache it at most five minutes). When a token names a " code { "root_key_id" }

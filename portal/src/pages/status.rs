@@ -111,7 +111,7 @@ pub(super) fn status_page(ctx: &Ctx<'_>) -> PortalResponse {
         @if banks.is_empty() {
             p.muted #status-banks { "No participant bank is known." }
         } @else {
-            table #status-banks {
+            div.table-wrap { table #status-banks {
                 thead { tr { th { "Bank" } th { "Code" } th { "Status" } } }
                 tbody {
                     @for (b, state) in banks.iter().zip(&bank_states) {
@@ -130,10 +130,10 @@ pub(super) fn status_page(ctx: &Ctx<'_>) -> PortalResponse {
                         }
                     }
                 }
-            }
+            } }
         }
         h2 { "APIs" }
-        table #status-apis {
+        div.table-wrap { table #status-apis {
             thead { tr { th { "API" } th { "Status" } th { "Sunset" } } }
             tbody {
                 @for api in &apis {
@@ -166,7 +166,7 @@ pub(super) fn status_page(ctx: &Ctx<'_>) -> PortalResponse {
                     }
                 }
             }
-        }
+        } }
         h2 { "Incidents" }
         ul #status-incidents {
             @for b in &switched_off {

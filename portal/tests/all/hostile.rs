@@ -210,6 +210,12 @@ async fn every_page_escapes_hostile_names_descriptions_and_answers() -> Result<(
         if page.status() == 200 {
             assert!(text.contains(escaped_email), "{path}: no developer\n{text}");
         }
+        // Every table scrolls in its own box on a narrow screen.
+        assert_eq!(
+            text.matches("<table").count(),
+            text.matches("<div class=\"table-wrap\"><table").count(),
+            "{path}: a table outside div.table-wrap\n{text}"
+        );
     }
     for path in [
         "/portal/signin?next=%22%3E%3Cscript%3E",
