@@ -190,6 +190,137 @@ async fn three_banks_seed_once_and_book_one_bank_tran_id_once() -> Result<()> {
     Ok(())
 }
 
+/// What a fintech sends to reach money that is not its user's, through a
+/// clustered bank: another user's fintech number (withdraw, balance),
+/// another institution's transfer-result, no verified caller, a date that
+/// is no day. Each is refused with the caller's code, and nothing is
+/// written: the ledger is unchanged and the bank_tran_id stays unused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clustered_bank_refuses_another_users_money_and_writes_nothing() -> Result<()> {
+    use sfop_core::ledger::codes;
+    let Some(url) = database("money_attacker").await? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let local = VirtualBank::open(&sfop_store::Store::open(dir.path())?)?;
+    let bank = ClusterBank::open(local, Cluster::connect(&url, 2).await?).await?;
+    let ledger = bank.cluster().clone();
+    let total = ledger.total_balance().await?;
+    let (hong, kim) = (
+        hong(),
+        Claims {
+            user_seq_no: Some("1100000002".into()),
+            ..self::hong()
+        },
+    );
+    let fintech_of = |claims: &Claims, user: &str| -> Result<String> {
+        Ok(bank
+            .local()
+            .registered_accounts(&call(claims), user, false)?
+            .into_iter()
+            .find(|a| a.transfer_agree_dtime.is_some())
+            .context("an account with a transfer consent")?
+            .fintech_use_num)
+    };
+    let (hong_fin, kim_fin) = (
+        fintech_of(&hong, "1100000001")?,
+        fintech_of(&kim, "1100000002")?,
+    );
+    let id = format!("{DEMO_CLIENT_USE_CODE}U000000077");
+    let withdraw = |fintech_use_num: &str| WithdrawRequest {
+        bank_tran_id: id.clone(),
+        fintech_use_num: fintech_use_num.to_owned(),
+        tran_amt: 1_000,
+        cntr_account_num: DEMO_CONTRACT_ACCOUNT_NUM.into(),
+        wd_print_content: "attack".into(),
+        dps_print_content: "attack".into(),
+        req_client_name: "홍길동".into(),
+        req_client_num: "HONG".into(),
+        transfer_purpose: "TR".into(),
+        recv_client_name: String::new(),
+        recv_client_bank_code: String::new(),
+        recv_client_account_num: String::new(),
+    };
+    let refused = |answer: std::result::Result<_, BankError>, code: &str| -> Result<()> {
+        match answer {
+            Err(BankError::Refused(r)) if r.rsp_code == code => Ok(()),
+            other => bail!("expected {code}, got {:?}", other.map(|_: ()| ())),
+        }
+    };
+    // Hong's token, Kim's fintech number: no money moves, no id consumed.
+    refused(
+        bank.withdraw(&call(&hong), &withdraw(&kim_fin))
+            .await
+            .map(drop),
+        codes::FINTECH_NUM_MISMATCH,
+    )?;
+    refused(
+        bank.balance(&call(&hong), &id, &kim_fin).await.map(drop),
+        codes::FINTECH_NUM_MISMATCH,
+    )?;
+    // No verified caller at all.
+    let anonymous = BankCall {
+        caller: None,
+        ..call(&hong)
+    };
+    refused(
+        bank.withdraw(&anonymous, &withdraw(&hong_fin))
+            .await
+            .map(drop),
+        codes::NO_ACCESS,
+    )?;
+    assert_eq!(ledger.total_balance().await?, total);
+    assert_eq!(ledger.postings_of(DEMO_CLIENT_USE_CODE, &id).await?, 0);
+    // The id is still Hong's to use, once.
+    let receipt = bank.withdraw(&call(&hong), &withdraw(&hong_fin)).await?;
+    let date = receipt.answer.bank_tran_date.clone();
+    refused(
+        bank.withdraw(&call(&hong), &withdraw(&hong_fin))
+            .await
+            .map(drop),
+        codes::DUPLICATE_BANK_TRAN_ID,
+    )?;
+
+    // Another institution asks for that receipt; a caller asks with a date
+    // that is no day (the ledger's to_date would fail: the caller's error,
+    // not the bank's). Both: no original.
+    let other_institution = Claims {
+        client_use_code: Some("M202300999".into()),
+        ..hong.clone()
+    };
+    let ask = |claims: Claims, org_bank_tran_date: String| {
+        let (bank, id) = (bank.clone(), id.clone());
+        async move {
+            bank.transfer_result(
+                &call(&claims),
+                &[ResultQuery {
+                    kind: TransferKind::Withdraw,
+                    org_bank_tran_id: id,
+                    org_bank_tran_date,
+                    org_tran_amt: 1_000,
+                }],
+            )
+            .await
+        }
+    };
+    for (claims, date) in [
+        (other_institution, date.clone()),
+        (hong.clone(), "20261399".to_owned()),
+        (hong.clone(), "2026０1".to_owned()),
+    ] {
+        let results = ask(claims, date.clone()).await?;
+        let bank_code = match results.as_slice() {
+            [Err(r)] => r.bank.as_ref().map(|b| b.bank_rsp_code.clone()),
+            other => bail!("{date}: expected one refusal, got {other:?}"),
+        };
+        assert_eq!(bank_code.as_deref(), Some("430"), "{date}");
+    }
+    // The owner still reads it.
+    let results = ask(hong.clone(), date).await?;
+    ensure!(matches!(results.as_slice(), [Ok(r)] if r.answer == receipt.answer));
+    Ok(())
+}
+
 /// Copies a data dir, modes kept (the platform refuses keys others can read).
 pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;

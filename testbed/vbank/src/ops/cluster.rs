@@ -296,6 +296,18 @@ impl ClusterBank {
     }
 }
 
+/// `YYYYMMDD` naming a real day: the cluster's `to_date` fails on any
+/// other (an error that is the caller's, not the ledger's).
+fn business_date(yyyymmdd: &str) -> bool {
+    let part = |r: std::ops::Range<usize>| yyyymmdd.get(r);
+    match (yyyymmdd.len(), part(0..4), part(4..6), part(6..8)) {
+        (8, Some(y), Some(m), Some(d)) => {
+            sfop_core::time::Date::parse(&format!("{y}-{m}-{d}")).is_some()
+        }
+        _ => false,
+    }
+}
+
 fn remaining_of(user_limit: bool, remaining: &[i64]) -> Option<u64> {
     if !user_limit {
         return None;
@@ -630,9 +642,9 @@ impl BankBackend for ClusterBank {
                     bank_rsp_message: why.1.to_owned(),
                 })
             };
-            let date_ok = q.org_bank_tran_date.len() == 8
-                && q.org_bank_tran_date.bytes().all(|b| b.is_ascii_digit());
-            let record = if date_ok && q.org_bank_tran_id.starts_with(institution) {
+            let record = if business_date(&q.org_bank_tran_date)
+                && q.org_bank_tran_id.starts_with(institution)
+            {
                 self.cluster
                     .tran_record(&TranKey {
                         institution: institution.to_owned(),
