@@ -35,24 +35,11 @@ async fn database(name: &str) -> Result<Option<String>> {
         );
         return Ok(None);
     };
-    let (client, connection) = tokio_postgres::connect(&admin, NoTls)
-        .await
-        .with_context(|| format!("connecting to {admin}"))?;
-    tokio::spawn(connection);
-    let db = format!("sfop_t_{name}");
-    // Two statements: CREATE DATABASE cannot share an implicit transaction.
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .await
-        .with_context(|| format!("dropping {db}"))?;
-    client
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .with_context(|| format!("creating {db}"))?;
-    let (base, _) = admin
-        .rsplit_once('/')
-        .context("SFOP_TEST_PG_URL has no database part")?;
-    Ok(Some(format!("{base}/{db}")))
+    Ok(Some(
+        sfop_store_pg::recreate_database(&admin, &format!("sfop_t_{name}"))
+            .await
+            .with_context(|| format!("a database for {name}"))?,
+    ))
 }
 
 /// A direct connection (for what no node API does: tampering, probing).
