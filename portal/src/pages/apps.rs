@@ -287,11 +287,7 @@ pub(super) fn app_page(
     message: Option<&str>,
 ) -> Result<PortalResponse> {
     let Some(client) = owned_app(ctx, client_id)? else {
-        return Ok(error_page(
-            404,
-            "No such app",
-            "You have no app with this client_id.",
-        ));
+        return Ok(no_such_app());
     };
     let Some((_, session)) = &ctx.session else {
         return Ok(redirect("/portal/signin"));
@@ -392,9 +388,7 @@ pub(super) fn rotate_secret(ctx: &Ctx<'_>, client_id: &str) -> Result<PortalResp
         Ok(Some(secret)) => secret,
         Ok(None) => return Ok(no_such_app()),
         Err(sfop_auth::Error::Invalid(message)) => {
-            let mut page = app_page(ctx, client_id, Some(&message))?;
-            page.status = 400;
-            return Ok(page);
+            return refused_on_app_page(ctx, client_id, &message);
         }
         Err(e) => return Err(e.into()),
     };
@@ -536,7 +530,7 @@ pub(super) fn add_fault(
     let times = form_get(form, "times").trim();
     if !times.is_empty() {
         let Ok(n) = times.parse::<u64>() else {
-            return fault_refused(ctx, client_id, "times: not a whole number");
+            return refused_on_app_page(ctx, client_id, "times: not a whole number");
         };
         rule.insert("times".to_owned(), Value::from(n));
     }
@@ -548,7 +542,7 @@ pub(super) fn add_fault(
                 encode(&client.client_id)
             )))
         }
-        Err(ServiceError::Invalid(message)) => fault_refused(ctx, client_id, &message),
+        Err(ServiceError::Invalid(message)) => refused_on_app_page(ctx, client_id, &message),
         Err(ServiceError::Failed(source)) => Err(Error::Service {
             what: "changing the sandbox's faults",
             source,
@@ -556,7 +550,8 @@ pub(super) fn add_fault(
     }
 }
 
-fn fault_refused(ctx: &Ctx<'_>, client_id: &str, message: &str) -> Result<PortalResponse> {
+/// The app's page again with `message`, for input it refused (400).
+fn refused_on_app_page(ctx: &Ctx<'_>, client_id: &str, message: &str) -> Result<PortalResponse> {
     let mut page = app_page(ctx, client_id, Some(message))?;
     page.status = 400;
     Ok(page)
@@ -572,14 +567,14 @@ pub(super) fn remove_fault(
         return Ok(no_such_app());
     };
     let Ok(id) = form_get(form, "id").parse::<u64>() else {
-        return fault_refused(ctx, client_id, "id: not a rule id");
+        return refused_on_app_page(ctx, client_id, "id: not a rule id");
     };
     match sandbox.remove(&client.client_id, id) {
         Ok(_) => Ok(redirect(&format!(
             "/portal/apps/{}",
             encode(&client.client_id)
         ))),
-        Err(ServiceError::Invalid(message)) => fault_refused(ctx, client_id, &message),
+        Err(ServiceError::Invalid(message)) => refused_on_app_page(ctx, client_id, &message),
         Err(ServiceError::Failed(source)) => Err(Error::Service {
             what: "changing the sandbox's faults",
             source,
@@ -593,18 +588,14 @@ pub(super) fn start_authorization(
     form: &[(String, String)],
 ) -> Result<PortalResponse> {
     let Some(client) = owned_app(ctx, client_id)? else {
-        return Ok(error_page(
-            404,
-            "No such app",
-            "You have no app with this client_id.",
-        ));
+        return Ok(no_such_app());
     };
     let scopes: Vec<&str> = form_all(form, "scope")
         .into_iter()
         .filter(|s| client.allows_scope(s) && sfop_auth::oauth::USER_SCOPES.contains(s))
         .collect();
     if scopes.is_empty() {
-        return app_page(ctx, client_id, Some("Pick at least one scope."));
+        return refused_on_app_page(ctx, client_id, "scope: pick at least one of the app's");
     }
     let pending = PendingAuthorization {
         client_id: client.client_id.clone(),
@@ -872,11 +863,7 @@ pub(super) fn request_institution(
                 encode(&client.client_id)
             )))
         }
-        Err(ServiceError::Invalid(message)) => {
-            let mut page = app_page(ctx, client_id, Some(&message))?;
-            page.status = 400;
-            Ok(page)
-        }
+        Err(ServiceError::Invalid(message)) => refused_on_app_page(ctx, client_id, &message),
         Err(ServiceError::Failed(source)) => Err(Error::Service {
             what: "requesting an institution",
             source,
@@ -944,11 +931,7 @@ pub(super) async fn exchange_code(
         ));
     };
     let Some(client) = owned_app(ctx, &pending.client_id)? else {
-        return Ok(error_page(
-            404,
-            "No such app",
-            "You have no app with this client_id.",
-        ));
+        return Ok(no_such_app());
     };
     let callback = ctx.callback_url();
     let answer = token_request(
@@ -1004,11 +987,7 @@ pub(super) async fn oob_token(
     form: &[(String, String)],
 ) -> Result<PortalResponse> {
     let Some(client) = owned_app(ctx, client_id)? else {
-        return Ok(error_page(
-            404,
-            "No such app",
-            "You have no app with this client_id.",
-        ));
+        return Ok(no_such_app());
     };
     let answer = token_request(
         ctx,
@@ -1029,7 +1008,7 @@ pub(super) async fn oob_token(
                 Some("The token endpoint sent no access_token."),
             );
         }
-        Err(message) => return app_page(ctx, client_id, Some(&message)),
+        Err(message) => return refused_on_app_page(ctx, client_id, &message),
     };
     let token = TestToken {
         contract_account: contract_account_of(ctx, &client),

@@ -242,6 +242,18 @@ async fn forged_and_repeated_forms_are_refused_and_nothing_is_written() -> Resul
         assert_eq!(signin.status(), 401, "{email}: {}", signin.text());
     }
 
+    // A scope the app does not have: the app's page again, 400, no
+    // authorization started.
+    let refused = post(
+        format!("/portal/apps/{client_id}/authorize"),
+        Some(cookie.clone()),
+        format!("csrf={csrf}&scope=transfer"),
+    )
+    .await;
+    assert_eq!(refused.status(), 400, "{}", refused.text());
+    assert!(refused.header("location").is_none());
+    assert!(refused.text().contains("scope: pick at least one"));
+
     // The scope checkboxes may repeat: the same form, once, is accepted.
     let added = post(
         faults,
