@@ -76,10 +76,7 @@ async fn platform_failures_are_5xx_pages_and_input_stays_4xx() -> Result<()> {
         )
         .await;
     assert_eq!(registered.status(), 201, "{}", registered.text());
-    let text = registered.text();
-    let marker = "id=\"client-id\">";
-    let start = text.find(marker).context("client id")? + marker.len();
-    let client_id = text[start..start + text[start..].find('<').context("end")?].to_owned();
+    let client_id = registered.by_id("client-id").context("client id")?;
     let post = |path: String, form: String| {
         let (t, cookie) = (&t, &cookie);
         async move { t.request("POST", &path, Some(cookie), &form).await }

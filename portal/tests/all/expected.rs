@@ -400,14 +400,8 @@ async fn a_rotated_secret_is_shown_once_and_the_old_one_stops_working() -> Resul
         )
         .await;
     assert_eq!(registered.status(), 201, "{}", registered.text());
-    let text = registered.text();
-    let grab = |text: &str, id: &str| -> Option<String> {
-        let marker = format!("id=\"{id}\">");
-        let start = text.find(&marker)? + marker.len();
-        Some(text[start..start + text[start..].find('<')?].to_owned())
-    };
-    let client_id = grab(&text, "client-id").context("client id")?;
-    let old = grab(&text, "client-secret").context("secret")?;
+    let client_id = registered.by_id("client-id").context("client id")?;
+    let old = registered.by_id("client-secret").context("secret")?;
     let app = t
         .request(
             "GET",
@@ -441,7 +435,7 @@ async fn a_rotated_secret_is_shown_once_and_the_old_one_stops_working() -> Resul
         )
         .await;
     assert_eq!(rotated.status(), 200, "{}", rotated.text());
-    let new = grab(&rotated.text(), "client-secret").context("new secret")?;
+    let new = rotated.by_id("client-secret").context("new secret")?;
     assert!(new.len() == 64 && new != old, "{new}");
     let stored = t.clients.get(&client_id)?.context("client")?;
     assert!(stored.secret_matches(Some(&new)));

@@ -132,20 +132,7 @@ async fn every_page_escapes_hostile_names_descriptions_and_answers() -> Result<(
     // A developer whose address holds quotes and an ampersand registers an
     // app with a hostile name and redirect URI.
     let email = "o\"b'r&co@dev.example";
-    let signed_up = t
-        .request(
-            "POST",
-            "/portal/signup",
-            None,
-            &format!("email={}&password={}", enc(email), enc("a long password")),
-        )
-        .await;
-    assert_eq!(signed_up.status(), 303, "{}", signed_up.text());
-    let cookie = signed_up
-        .header("set-cookie")
-        .and_then(|c| c.split(';').next())
-        .context("no session cookie")?
-        .to_owned();
+    let cookie = crate::pages::sign_up(&t, email).await?;
     let csrf = t
         .request("GET", "/portal/apps", Some(&cookie), "")
         .await
@@ -165,13 +152,8 @@ async fn every_page_escapes_hostile_names_descriptions_and_answers() -> Result<(
         .await;
     assert_eq!(registered.status(), 201, "{}", registered.text());
     assert_escaped("registration", &registered.text(), true);
-    let text = registered.text();
-    let marker = "id=\"client-id\">";
-    let start = text.find(marker).context("client id")? + marker.len();
-    let client_id = text[start..start + text[start..].find('<').context("end")?].to_owned();
-    let secret_marker = "id=\"client-secret\">";
-    let start = text.find(secret_marker).context("secret")? + secret_marker.len();
-    let secret = text[start..start + 64].to_owned();
+    let client_id = registered.by_id("client-id").context("client id")?;
+    let secret = registered.by_id("client-secret").context("secret")?;
     let got = t
         .request(
             "POST",

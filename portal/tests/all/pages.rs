@@ -256,9 +256,7 @@ async fn pages_escape_what_packages_and_developers_supply() -> Result<()> {
         .await;
     assert_eq!(registered.status(), 201, "{}", registered.text());
     assert_no_markup_from_input(&registered.text());
-    let text = registered.text();
-    let start = text.find("id=\"client-id\">").context("client id")? + 15;
-    let client_id = &text[start..start + 32];
+    let client_id = &registered.by_id("client-id").context("client id")?;
     for path in [
         "/portal/apps".to_owned(),
         format!("/portal/apps/{client_id}"),
