@@ -1,0 +1,153 @@
+//! A cluster node cut off from its database (ADR 0029) for longer than
+//! `auth.revocation_max_lag_ms` cannot prove a token unrevoked: through the
+//! real gateway it refuses every token with 503 `A0013` in the platform's
+//! envelope, the platform's failure and not the caller's, and never lets
+//! one through; what it decides alone (no token, a forged one) stays the
+//! caller's 401; a revocation it cannot write is not acknowledged. Back in
+//! touch, it serves the same token again. One `sfop serve` process, its
+//! database reached through the store tests' forwarder, which the test cuts.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+
+use crate::cluster_money::{database, node};
+use crate::harness::{Reply, assert_envelope};
+use crate::served::Served;
+
+#[path = "../../../store-pg/tests/all/proxy.rs"]
+mod proxy;
+
+const STATUS: &str = "/v2.0/bank/status";
+/// Bound on every wait: a hang fails the test.
+const BOUND: Duration = Duration::from_secs(30);
+
+async fn status(node: &Served, token: Option<&str>) -> Result<Reply> {
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let head: Vec<(&str, &str)> = auth.iter().map(|a| ("authorization", a.as_str())).collect();
+    tokio::time::timeout(BOUND, node.https("GET", STATUS, &head, Vec::new()))
+        .await
+        .context("bank/status hung")?
+}
+
+/// Asks until `done` holds for the answer, within [`BOUND`].
+async fn until(node: &Served, token: &str, done: impl Fn(&Reply) -> bool) -> Result<Reply> {
+    let start = Instant::now();
+    loop {
+        let reply = status(node, Some(token)).await?;
+        if done(&reply) {
+            return Ok(reply);
+        }
+        if start.elapsed() > BOUND {
+            bail!(
+                "still {} after {BOUND:?}: {}",
+                reply.status,
+                String::from_utf8_lossy(&reply.body)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_refuses_tokens_as_unavailable_and_never_lets_one_through() -> Result<()> {
+    let Some(url) = database("stale_revocations").await? else {
+        return Ok(());
+    };
+    let target: tokio_postgres::Config = url.parse()?;
+    let port = match target.get_ports() {
+        [port] => *port,
+        _ => 5432,
+    };
+    let proxy = proxy::Proxy::start(("127.0.0.1", port)).await?;
+    let (base, db) = url.rsplit_once('/').context("url")?;
+    let (user, _) = base.rsplit_once('@').context("url user")?;
+    let through = format!("{user}@127.0.0.1:{}/{db}", proxy.port());
+
+    let dir = tempfile::tempdir()?;
+    let (data, log) = (dir.path().join("a"), dir.path().join("a.log"));
+    let served = tokio::task::spawn_blocking(move || {
+        node(
+            &data,
+            &log,
+            &through,
+            Some("[auth]\nrevocation_max_lag_ms = 300\n"),
+        )
+    })
+    .await??;
+    let token = served.oob_token().await?;
+    let ok = until(&served, &token, |r| r.status == 200).await?;
+    ensure!(assert_envelope(&ok)? == "A0000");
+
+    proxy.cut();
+    let refused = until(&served, &token, |r| r.status != 200).await?;
+    let body = refused.json()?;
+    ensure!(
+        (refused.status, assert_envelope(&refused)?.as_str()) == (503, "A0013"),
+        "{body}"
+    );
+    ensure!(
+        body["rsp_message"]
+            .as_str()
+            .is_some_and(|m| m.contains("token checks are unavailable") && !m.contains("300")),
+        "says what, not why: {body}"
+    );
+    ensure!(
+        refused.header("www-authenticate").is_none(),
+        "not the caller's fault"
+    );
+    // Fail closed: while cut off, the token is never let through.
+    for _ in 0..20 {
+        let reply = status(&served, Some(&token)).await?;
+        ensure!(
+            reply.status == 503,
+            "{}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    // What the node decides alone stays the caller's 401.
+    for token in [None, Some("not-a-biscuit")] {
+        let reply = status(&served, token).await?;
+        let code = assert_envelope(&reply)?;
+        ensure!(
+            reply.status == 401 && matches!(code.as_str(), "O0001" | "O0002"),
+            "{token:?}: {}",
+            String::from_utf8_lossy(&reply.body)
+        );
+    }
+    // A revocation it cannot write to the cluster is not acknowledged, nor
+    // blamed on the client.
+    let demo: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        served.data.join("demo-client.json"),
+    )?)?;
+    let form = format!(
+        "token={token}&client_id={}&client_secret={}",
+        demo["client_id"].as_str().context("client_id")?,
+        demo["client_secret"].as_str().context("client_secret")?,
+    );
+    let reply = served
+        .https(
+            "POST",
+            "/oauth/2.0/revoke",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            form.into_bytes(),
+        )
+        .await?;
+    ensure!(
+        reply.status >= 500,
+        "revoke while cut off: {} {}",
+        reply.status,
+        String::from_utf8_lossy(&reply.body)
+    );
+
+    // Back in touch: the same token is served again (the refused
+    // revocation wrote nothing).
+    proxy.restore();
+    let back = until(&served, &token, |r| r.status != 503).await?;
+    ensure!(
+        (back.status, assert_envelope(&back)?.as_str()) == (200, "A0000"),
+        "{}",
+        String::from_utf8_lossy(&back.body)
+    );
+    served.stop()
+}
