@@ -171,8 +171,10 @@ impl<P: DataPlane> Management<P> {
     /// A change of what is served, on a clustered node: written to the
     /// cluster with its audit entry and the config version this node last
     /// applied, then read back and applied like any node applies it.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn apply_shared(
         &self,
+        link: &ClusterLink,
         control: &mut Control<P::Release>,
         api: ApiRecord,
         action: &str,
@@ -180,12 +182,6 @@ impl<P: DataPlane> Management<P> {
         version: Option<&Version>,
         detail: String,
     ) -> Result<ApiRecord> {
-        let Some(link) = &self.cluster else {
-            return Err(Error::internal(
-                format!("the {action} of {}", api.name),
-                "this node is not in a cluster",
-            ));
-        };
         let version_text = version.map(ToString::to_string);
         let event = AuditEvent {
             actor,
@@ -302,15 +298,7 @@ impl<P: DataPlane> Management<P> {
             if before.as_ref() != Some(&api) {
                 self.trees.apis.insert_json(&api.name, &api)?;
             }
-            let serving_now = serving(&api);
-            let left = control.left.entry(api.name.clone()).or_default();
-            for version in before.map(|b| serving(&b)).unwrap_or_default() {
-                if !serving_now.contains(&version) {
-                    left.retain(|v| v != &version);
-                    left.push(version);
-                }
-            }
-            self.evict(control, &api);
+            self.served(control, before.as_ref(), &api);
         }
         let table = self.build(control, None)?;
         self.plane.swap(table);

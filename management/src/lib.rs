@@ -1148,14 +1148,17 @@ impl<P: DataPlane> Management<P> {
         version: Option<&Version>,
         detail: String,
     ) -> Result<ApiRecord> {
+        // Built first on every node: a routing that cannot be built is
+        // refused before anything is written.
         let table = self.build(control, Some(&api))?;
-        if self.cluster.is_some() {
+        if let Some(link) = &self.cluster {
+            // The cluster's feed builds it again from what was written.
             drop(table);
             return self
-                .apply_shared(control, api, action, actor, version, detail)
+                .apply_shared(link, control, api, action, actor, version, detail)
                 .await;
         }
-        let served_before = self.trees.api(&api.name)?.map(|a| serving(&a));
+        let before = self.trees.api(&api.name)?;
         let at = now_millis();
         // The write, its flush (an fsync) and the swap run on a blocking
         // thread: on a gateway worker the fsync would stall every request
@@ -1195,16 +1198,28 @@ impl<P: DataPlane> Management<P> {
         .await
         .map_err(|e| Error::internal(format!("recording the {action}"), e))??;
         tracing::info!(api = %api.name, version = ?version.map(ToString::to_string), %actor, "{action}: {detail}");
-        let serving_now = serving(&api);
+        self.served(control, before.as_ref(), &api);
+        Ok(api)
+    }
+
+    /// After `api` changed from `before`: the versions that stopped serving
+    /// join its recently left (promotable again at once), and what may not
+    /// serve soon is evicted.
+    fn served(
+        &self,
+        control: &mut Control<P::Release>,
+        before: Option<&ApiRecord>,
+        api: &ApiRecord,
+    ) {
+        let serving_now = serving(api);
         let left = control.left.entry(api.name.clone()).or_default();
-        for version in served_before.unwrap_or_default() {
+        for version in before.map(serving).unwrap_or_default() {
             if !serving_now.contains(&version) {
                 left.retain(|v| v != &version);
                 left.push(version);
             }
         }
-        self.evict(control, &api);
-        Ok(api)
+        self.evict(control, api);
     }
 
     /// Keeps compiled only what may serve soon: live, canary, the last
