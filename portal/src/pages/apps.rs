@@ -670,18 +670,15 @@ pub(super) async fn token_request(
         .collect::<Vec<_>>()
         .join("&");
     let answer = ctx
-        .portal
-        .call(UpstreamRequest {
-            method: "POST".into(),
-            path_and_query: "/oauth/2.0/token".into(),
-            headers: vec![(
+        .call_platform(
+            "POST",
+            "/oauth/2.0/token".into(),
+            vec![(
                 "content-type".into(),
                 "application/x-www-form-urlencoded".into(),
             )],
-            body: body.into_bytes(),
-            authority: ctx.req.authority.clone(),
-            peer: ctx.req.peer,
-        })
+            body.into_bytes(),
+        )
         .await?;
     if answer.status >= 500 {
         return Err(Error::PlatformAnswered {
@@ -881,21 +878,18 @@ pub(super) async fn accounts_of(ctx: &Ctx<'_>, token: &TestToken) -> Vec<TokenAc
         return Vec::new();
     }
     let answer = ctx
-        .portal
-        .call(UpstreamRequest {
-            method: "GET".into(),
-            path_and_query: format!(
+        .call_platform(
+            "GET",
+            format!(
                 "/v2.0/account/list?user_seq_no={}&include_cancel_yn=N&sort_order=D",
                 encode(user)
             ),
-            headers: vec![(
+            vec![(
                 "authorization".into(),
                 format!("Bearer {}", token.access_token),
             )],
-            body: Vec::new(),
-            authority: ctx.req.authority.clone(),
-            peer: ctx.req.peer,
-        })
+            Vec::new(),
+        )
         .await;
     let Ok(answer) = answer else {
         return Vec::new();

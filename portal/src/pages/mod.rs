@@ -81,6 +81,28 @@ impl Ctx<'_> {
         )
     }
 
+    /// Sends a request to the platform on this developer's behalf: with the
+    /// `Host` their browser used and their address, so the platform's
+    /// throttles count them, not the portal.
+    async fn call_platform(
+        &self,
+        method: &str,
+        path_and_query: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    ) -> std::result::Result<crate::UpstreamResponse, crate::UpstreamError> {
+        self.portal
+            .call(UpstreamRequest {
+                method: method.to_owned(),
+                path_and_query,
+                headers,
+                body,
+                authority: self.req.authority.clone(),
+                peer: self.req.peer,
+            })
+            .await
+    }
+
     /// The hidden CSRF field of a form.
     fn csrf(&self) -> maud::Markup {
         maud::html! { input type="hidden" name="csrf" value=(self.viewer.csrf); }

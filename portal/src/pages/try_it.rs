@@ -360,19 +360,15 @@ pub(super) async fn try_it(
         format!("Bearer {}", token.access_token),
     ));
     let request_line = format!("{} {}", route.method, path_and_query);
+    // The platform could not be asked: its failure, a 503 page.
     let answer = ctx
-        .portal
-        .call(UpstreamRequest {
-            method: route.method.clone(),
+        .call_platform(
+            &route.method,
             path_and_query,
             headers,
-            body: body.clone().into_bytes(),
-            authority: ctx.req.authority.clone(),
-            peer: ctx.req.peer,
-        })
-        .await;
-    // The platform could not be asked: its failure, a 503 page.
-    let answer = answer?;
+            body.clone().into_bytes(),
+        )
+        .await?;
     let (status, response) = (
         answer.status,
         String::from_utf8_lossy(&answer.body).into_owned(),
