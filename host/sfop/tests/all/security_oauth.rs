@@ -1224,6 +1224,121 @@ async fn typed_oauth_forms_refuse_repeats_and_oversized_bodies() -> Result<()> {
     Ok(())
 }
 
+/// What an attacker sends to the revoke endpoint (RFC 7009): no client
+/// credentials, a wrong secret, another client's credentials with the
+/// victim's access and refresh tokens, the victim's token with a block
+/// appended that names the attacker's client, and the rightful client's
+/// token given twice (once escaped). Each is refused or answered without
+/// effect, and nothing is written: every token still works. Then unlink
+/// with a deeply nested JSON body is a format error that revokes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoke_by_anyone_but_the_tokens_client_writes_nothing() -> Result<()> {
+    let s = Secure::start().await?;
+    let victim = s.client().await?;
+    let attacker = s.client().await?;
+    let tokens = s.tokens(&victim, "login inquiry").await?;
+    let revoke = |fields: Vec<(&'static str, String)>| {
+        let s = &s;
+        async move {
+            let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            s.post_form("/oauth/2.0/revoke", &fields).await
+        }
+    };
+    // Both of the victim's tokens still work; the refresh rotates them.
+    let unchanged = |tokens: Tokens, why: &'static str| {
+        let (s, victim) = (&s, &victim);
+        async move {
+            ensure!(
+                s.works(&tokens.access).await?,
+                "{why}: the access token died"
+            );
+            let refreshed = s.refresh(victim, &tokens.refresh).await?;
+            ensure!(refreshed.status == 200, "{why}: {}", text(&refreshed));
+            tokens_of(&refreshed)
+        }
+    };
+
+    // No client credentials, and a wrong secret.
+    let reply = revoke(vec![("token", tokens.access.clone())]).await?;
+    ensure!(reply.status == 400, "{}", text(&reply));
+    let reply = revoke(vec![
+        ("token", tokens.access.clone()),
+        ("client_id", victim.id.clone()),
+        ("client_secret", "not-the-secret".into()),
+    ])
+    .await?;
+    ensure!(
+        (reply.status, error_of(&reply)) == (401, json!("invalid_client")),
+        "{}",
+        text(&reply)
+    );
+    let tokens = unchanged(tokens, "no or wrong credentials").await?;
+
+    // Another client: the victim's tokens, and the access token with a
+    // block naming the attacker's client appended (the claims are the
+    // authority block's). RFC 7009 §2.2: 200, whatever the token.
+    let appended =
+        sfop_auth::holder::attenuate(&tokens.access, &format!("client(\"{}\");", attacker.id))?;
+    for token in [&tokens.access, &tokens.refresh, &appended] {
+        let reply = revoke(vec![
+            ("token", token.clone()),
+            ("client_id", attacker.id.clone()),
+            ("client_secret", attacker.secret.clone()),
+        ])
+        .await?;
+        ensure!(reply.status == 200, "{}", text(&reply));
+    }
+    let tokens = unchanged(tokens, "another client").await?;
+
+    // The rightful client, the token given twice (the second escaped).
+    let mut body = form(&[
+        ("client_id", &victim.id),
+        ("client_secret", &victim.secret),
+        ("token", &tokens.access),
+    ]);
+    body.extend_from_slice(b"&t%6Fken=x");
+    let reply = s.send("POST", "/oauth/2.0/revoke", &[FORM], body).await?;
+    ensure!(
+        (reply.status, error_of(&reply)) == (400, json!("invalid_request")),
+        "{}",
+        text(&reply)
+    );
+    let tokens = unchanged(tokens, "a repeated token").await?;
+
+    // Unlink with JSON nested past serde_json's depth limit: a format
+    // error in the platform's shape, nothing unlinked.
+    let auth = format!("Bearer {}", tokens.access);
+    let nested = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
+    let reply = s
+        .send(
+            "POST",
+            "/v2.0/user/unlink",
+            &[
+                ("authorization", &auth),
+                ("content-type", "application/json"),
+            ],
+            nested.into_bytes(),
+        )
+        .await?;
+    ensure!(
+        (reply.status, rsp_code(&reply).as_str()) == (200, "A0004"),
+        "{}",
+        text(&reply)
+    );
+    ensure!(s.works(&tokens.access).await?, "a nested body unlinked");
+
+    // The rightful client revokes: the token dies (the test can fail).
+    let reply = revoke(vec![
+        ("token", tokens.access.clone()),
+        ("client_id", victim.id.clone()),
+        ("client_secret", victim.secret.clone()),
+    ])
+    .await?;
+    ensure!(reply.status == 200, "{}", text(&reply));
+    ensure!(!s.works(&tokens.access).await?, "the client's own revoke");
+    s.t.platform.stop().await
+}
+
 fn error_of_description(reply: &Reply) -> String {
     serde_json::from_slice::<Value>(&reply.body)
         .ok()
