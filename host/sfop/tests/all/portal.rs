@@ -360,6 +360,31 @@ async fn portal_and_consent_pages_escape_a_hostile_app_name() -> Result<()> {
         "{html}"
     );
     assert!(!html.contains("<script"), "{html}");
+    // A form past the platform's anonymous body limit stops there: 413 in
+    // the platform's envelope (A0004), and no account is made.
+    let mut big = form(&[
+        ("email", "big@example.com"),
+        ("password", "a long password"),
+        ("pad", ""),
+    ]);
+    big.resize(sfop_gateway::UNAUTHENTICATED_MAX_BODY + 1, b'a');
+    let reply = send(t.addr(), "POST", "/portal/signup", &[FORM], big).await?;
+    assert_eq!(reply.status, 413, "{}", text(&reply));
+    let envelope: Value = serde_json::from_slice(&reply.body)?;
+    assert_eq!(envelope["rsp_code"], "A0004", "{envelope}");
+    assert!(reply.header("set-cookie").is_none());
+    let signin = send(
+        t.addr(),
+        "POST",
+        "/portal/signin",
+        &[FORM],
+        form(&[
+            ("email", "big@example.com"),
+            ("password", "a long password"),
+        ]),
+    )
+    .await?;
+    assert_eq!(signin.status, 401, "an account was made: {}", text(&signin));
     t.platform.stop().await
 }
 
