@@ -152,13 +152,18 @@ impl Fault {
         self.outcome().as_str()
     }
 
-    /// Refused at once, before the plugin ran, for a reason that passes:
-    /// the answer carries `Retry-After`.
+    /// Refused at once, before the plugin ran, for a reason that passes
+    /// (overload, or a node that cannot check tokens until it reaches its
+    /// cluster again): the answer carries `Retry-After`, and the gateway
+    /// logs no line per request.
     pub fn retry_later(&self) -> bool {
-        matches!(
-            self,
-            Fault::Shed(_) | Fault::Call(CallError::MemoryBudget | CallError::Quarantined(_))
-        )
+        match self {
+            Fault::Shed(_) | Fault::Call(CallError::MemoryBudget | CallError::Quarantined(_)) => {
+                true
+            }
+            Fault::Denied(denial) => denial.kind == DenialKind::Unavailable,
+            _ => false,
+        }
     }
 
     /// Logged by the runtime, at a bounded rate per API version with the
@@ -257,6 +262,8 @@ mod tests {
         let unproven = Fault::Denied(Denial::unavailable("the list is 2000 ms old"));
         assert_eq!(unproven.status_and_code(), (503, "A0013"));
         assert_eq!(unproven.source(), ErrorSource::Platform);
+        assert!(unproven.retry_later());
+        assert!(!Fault::Denied(Denial::internal("")).retry_later());
         assert!(!unproven.public_message().contains("2000"), "no internals");
     }
 

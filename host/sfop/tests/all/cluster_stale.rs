@@ -1,11 +1,12 @@
 //! A cluster node cut off from its database (ADR 0029) for longer than
 //! `auth.revocation_max_lag_ms` cannot prove a token unrevoked: through the
 //! real gateway it refuses every token with 503 `A0013` in the platform's
-//! envelope, the platform's failure and not the caller's, and never lets
-//! one through; what it decides alone (no token, a forged one) stays the
-//! caller's 401; a revocation it cannot write is not acknowledged. Back in
-//! touch, it serves the same token again. One `sfop serve` process, its
-//! database reached through the store tests' forwarder, which the test cuts.
+//! envelope with `Retry-After`, the platform's failure and not the
+//! caller's, and never lets one through; what it decides alone (no token,
+//! a forged one) stays the caller's 401; a revocation it cannot write is
+//! not acknowledged. Back in touch, it serves the same token again. One
+//! `sfop serve` process, its database reached through the store tests'
+//! forwarder, which the test cuts.
 
 use std::time::{Duration, Instant};
 
@@ -91,6 +92,10 @@ async fn a_node_cut_off_refuses_tokens_as_unavailable_and_never_lets_one_through
             .as_str()
             .is_some_and(|m| m.contains("token checks are unavailable") && !m.contains("300")),
         "says what, not why: {body}"
+    );
+    ensure!(
+        refused.header("retry-after") == Some(sfop_gateway::RETRY_AFTER_SECS.to_string().as_str()),
+        "a refusal that passes says when to retry"
     );
     ensure!(
         refused.header("www-authenticate").is_none(),
