@@ -37,13 +37,7 @@ main.wide{max-width:80rem;padding:0}\
 @media(max-width:40rem){main{margin:.5rem;padding:1rem}header.top{padding:.6rem 1rem;gap:.5rem .9rem}footer{padding:0 1rem}form.search input{width:100%}}";
 
 /// The alert line of a form that was refused, or nothing.
-pub(crate) fn error_line(message: Option<&str>) -> Markup {
-    html! {
-        @if let Some(m) = message {
-            p.error role="alert" { (m) }
-        }
-    }
-}
+pub(crate) use sfop_core::html::error_line;
 
 /// The name of the session cookie.
 pub(crate) const COOKIE: &str = "sfop_portal";
@@ -59,7 +53,7 @@ pub(crate) struct Viewer {
 }
 
 impl Viewer {
-    fn account_html(&self) -> String {
+    fn account_html(&self) -> Markup {
         html! {
             form.search method="get" action="/portal/search" role="search" {
                 input type="search" name="q" id="nav-search" placeholder="Search APIs and fields"
@@ -81,7 +75,6 @@ impl Viewer {
                 }
             }
         }
-        .into_string()
     }
 }
 
@@ -125,7 +118,7 @@ fn page_html(title: &str, current: &str, viewer: &Viewer, body: Markup) -> Strin
     let chrome = Chrome {
         nav: NAV,
         current,
-        account: &account,
+        account: Some(&account),
         narrow: false,
     };
     layout(title, &chrome, portal_main(body)).into_string()
@@ -161,7 +154,7 @@ pub(crate) fn narrow_page(status: u16, title: &str, body: Markup) -> PortalRespo
     let chrome = Chrome {
         nav: NAV,
         current: "",
-        account: "",
+        account: None,
         narrow: true,
     };
     html_response(

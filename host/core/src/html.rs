@@ -54,9 +54,10 @@ pub struct Chrome<'a> {
     /// Links of the top bar as (href, label); `current` marks one.
     pub nav: &'a [(&'a str, &'a str)],
     pub current: &'a str,
-    /// Trusted HTML shown at the right of the top bar (e.g. the signed-in
-    /// developer); the caller escapes what it puts in.
-    pub account: &'a str,
+    /// What the top bar shows at its right (the portal's search box and
+    /// the signed-in developer): a template's markup, so nothing in it was
+    /// escaped by hand.
+    pub account: Option<&'a Markup>,
     /// A narrow card (sign-in and consent forms).
     pub narrow: bool,
 }
@@ -83,11 +84,20 @@ pub fn layout(title: &str, chrome: &Chrome<'_>, body: impl Render) -> Markup {
                             a href=(href) { (label) }
                         }
                     }
-                    (PreEscaped(chrome.account))
+                    @if let Some(account) = chrome.account { (account) }
                 }
                 main class=[chrome.narrow.then_some("narrow")] { (body) }
                 footer { "sfop — secure open platform for fintech services (ITU-T X.1149)" }
             }
+        }
+    }
+}
+
+/// The alert line of a form that was refused, or nothing.
+pub fn error_line(message: Option<&str>) -> Markup {
+    html! {
+        @if let Some(m) = message {
+            p.error role="alert" { (m) }
         }
     }
 }
@@ -216,7 +226,7 @@ mod tests {
             &Chrome {
                 nav: &[("/portal?a=\"", "<i>")],
                 current: "",
-                account: "",
+                account: None,
                 narrow: true,
             },
             html! { p { "ok" } },

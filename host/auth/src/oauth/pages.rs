@@ -7,7 +7,7 @@ use maud::{Markup, html};
 use super::{AccountChoice, HttpResponse};
 use crate::Client;
 
-use sfop_core::html::{Chrome, layout};
+use sfop_core::html::{Chrome, error_line, layout};
 
 fn page(title: &str, body: Markup) -> String {
     layout(
@@ -19,14 +19,6 @@ fn page(title: &str, body: Markup) -> String {
         body,
     )
     .into_string()
-}
-
-fn error_line(message: Option<&str>) -> Markup {
-    html! {
-        @if let Some(m) = message {
-            p.error role="alert" { (m) }
-        }
-    }
 }
 
 pub(super) fn sign_in(client: &Client, pending: &str, message: Option<&str>) -> HttpResponse {
