@@ -652,7 +652,6 @@ impl Api {
         } else {
             trace
         };
-        store.set_epoch_deadline(1);
         let meter = store.data().meter.clone();
         let request = types::Request {
             api_tran_id: call.api_tran_id,
@@ -664,6 +663,12 @@ impl Api {
         };
         // Boxed so that it can move to the pool after its first polls.
         let mut running = Box::pin(async move {
+            // The call's ticks count from when it starts to run, not from
+            // when it was queued: a call that waited on the pool would
+            // otherwise meet a stale deadline at its first instruction, be
+            // metered from its start (not from a tick, as on the I/O
+            // worker) and yield once for nothing.
+            store.set_epoch_deadline(1);
             let outcome = bindings
                 .sfop_platform0_1_0_handler()
                 .call_handle(&mut store, &request)
@@ -707,14 +712,23 @@ impl Api {
                 }
                 let task = self.pool.spawn({
                     let meter = meter.clone();
-                    std::future::poll_fn(move |cx| meter.poll(|| running.as_mut().poll(cx)))
+                    // Whether the call, had it started on its I/O worker,
+                    // would have moved: the same rule as above.
+                    let mut would_move = false;
+                    std::future::poll_fn(move |cx| match meter.poll(|| running.as_mut().poll(cx)) {
+                        Poll::Ready(done) => Poll::Ready((done, would_move)),
+                        Poll::Pending => {
+                            would_move |= meter.spent_ns() >= MOVE_AFTER_NS;
+                            Poll::Pending
+                        }
+                    })
                 });
-                let done = exec::Moved(task)
+                let (done, would_move) = exec::Moved(task)
                     .await
                     .map_err(|e| CallError::Trap(format!("execution task ended: {e}")))?;
                 // Started on the pool and ran as long as a call that moves:
                 // the version stays suspect.
-                if suspected && meter.spent_ns() >= MOVE_AFTER_NS {
+                if suspected && would_move {
                     self.suspect.store(SUSPECT_CALLS, Ordering::Relaxed);
                 }
                 done
