@@ -100,12 +100,15 @@ impl sfop_auth::SharedRevocations for FeedRevocations {
     fn revoke(&self, ids: &[String]) -> Result<(), String> {
         // The caller is on a blocking thread; the write runs on the runtime.
         let (done, answer) = std::sync::mpsc::channel();
-        let (node, ids) = (self.node.clone(), ids.to_vec());
+        let (node, owned) = (self.node.clone(), ids.to_vec());
         self.runtime.spawn(async move {
-            let _ = done.send(node.cluster.revoke(&ids).await);
+            let _ = done.send(node.cluster.revoke(&owned).await);
         });
         match answer.recv_timeout(REVOKE_TIMEOUT) {
             Ok(Ok(seq)) => {
+                // Refused here at once, as on a single node; the other
+                // nodes within their feed's lag.
+                self.node.feed.note_revoked(ids);
                 tracing::info!(seq, "revocation written to the cluster");
                 Ok(())
             }

@@ -133,6 +133,18 @@ impl Feed {
         Ok(ids.iter().any(|id| set.contains(id)))
     }
 
+    /// Adds `ids`, revoked through this node and durable in the cluster, to
+    /// the set now: the node that revoked a token refuses it from then on,
+    /// without waiting for its feed to read the revocation back.
+    pub fn note_revoked(&self, ids: &[String]) {
+        let mut set = self
+            .shared
+            .revoked
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        set.extend(ids.iter().cloned());
+    }
+
     /// How old the revocation set is (`None`: never read).
     pub fn revocation_age(&self) -> Option<Duration> {
         let at = self.shared.fresh_at.load(Ordering::Acquire);
