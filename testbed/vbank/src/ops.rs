@@ -161,6 +161,90 @@ fn ensure_dtime(field: &str, value: &str) -> R<()> {
     Ok(())
 }
 
+/// Which page of a history an inquiry asks for: its period checked, the
+/// cursor it continues after (the last sequence number of the previous
+/// page) and the page's size.
+struct Paging {
+    reverse: bool,
+    cursor: Option<u64>,
+    size: usize,
+}
+
+/// One page of a history, and how many postings the period holds.
+struct Page {
+    postings: Vec<Posting>,
+    total: u32,
+    next_cursor: Option<String>,
+}
+
+impl Paging {
+    fn new(
+        (from, to): (&str, &str),
+        order: SortOrder,
+        cursor: Option<&str>,
+        page_size: u32,
+    ) -> R<Self> {
+        ensure_dtime("from", from)?;
+        ensure_dtime("to", to)?;
+        let cursor = match cursor {
+            None | Some("") => None,
+            Some(c) if c.len() == 20 && c.bytes().all(|b| b.is_ascii_digit()) => {
+                c.parse::<u64>().ok()
+            }
+            Some(_) => {
+                return refuse(
+                    codes::FORMAT,
+                    "befor_inquiry_trace_info: not a cursor this bank issued",
+                );
+            }
+        };
+        Ok(Self {
+            reverse: order == SortOrder::Descending,
+            cursor,
+            size: match page_size {
+                0 => 25,
+                n => n.min(MAX_PAGE),
+            } as usize,
+        })
+    }
+
+    /// The page of `rows` (the period's postings, in the order asked) after
+    /// the cursor; `seq` numbers a row.
+    fn page<P>(
+        &self,
+        rows: impl IntoIterator<Item = R<P>>,
+        seq: impl Fn(&P) -> u64,
+        posting: impl Fn(P) -> Posting,
+    ) -> R<Page> {
+        let mut total = 0u32;
+        let mut page = Vec::new();
+        let mut last = None;
+        let mut more = false;
+        for row in rows {
+            let row = row?;
+            total = total.saturating_add(1);
+            let n = seq(&row);
+            let after_cursor = self
+                .cursor
+                .is_none_or(|c| if self.reverse { n < c } else { n > c });
+            if !after_cursor {
+                continue;
+            }
+            if page.len() < self.size {
+                last = Some(n);
+                page.push(posting(row));
+            } else {
+                more = true;
+            }
+        }
+        Ok(Page {
+            postings: page,
+            total,
+            next_cursor: last.filter(|_| more).map(|n| format!("{n:020}")),
+        })
+    }
+}
+
 impl VirtualBank {
     fn bank_record(&self, code: &str, field: &str) -> R<StoredBank> {
         match self.t.banks.get_json::<StoredBank>(code).bank()? {
@@ -270,6 +354,63 @@ impl VirtualBank {
             .tranids
             .insert_json(&key, &TranRecord::Inquiry)
             .bank()
+    }
+
+    /// The caller's user's account behind `fintech_use_num`, checked for an
+    /// inquiry (the id's form, the owner, a live consent, the bank up)
+    /// before its id is consumed: the account's key and its bank's code.
+    fn inquiry_link(
+        &self,
+        ctx: &Ctx<'_>,
+        bank_tran_id: &str,
+        fintech_use_num: &str,
+    ) -> R<(String, String)> {
+        let (institution, user) = (ctx.institution()?, ctx.user()?);
+        check_tran_id(bank_tran_id, institution)?;
+        let link = self.owned_link(fintech_use_num, user, institution)?;
+        self.consented(ctx, user, &link.account, ConsentScope::Inquiry)?;
+        let bank_code = Self::bank_code_of(&link.account).to_owned();
+        self.ensure_up(&bank_code)?;
+        Ok((link.account, bank_code))
+    }
+
+    /// The account `key` an inquiry reads once its id is consumed: closed
+    /// or missing is the bank's refusal.
+    fn inquired_account(
+        &self,
+        ctx: &Ctx<'_>,
+        bank_tran_id: &str,
+        bank_code: &str,
+        key: &str,
+    ) -> R<Account> {
+        match self.account(key)? {
+            Some(a) if a.state != AccountState::Closed => Ok(a),
+            Some(_) => Err(ctx
+                .bank_refusal(bank_tran_id, bank_code, bank_codes::CLOSED)
+                .into()),
+            None => Err(ctx
+                .bank_refusal(bank_tran_id, bank_code, bank_codes::NO_ACCOUNT)
+                .into()),
+        }
+    }
+
+    /// The caller institution's contract account a remit list reads,
+    /// checked (the id's form, the bank, the contract, the bank up) before
+    /// its id is consumed: the account's key.
+    fn remit_account(&self, ctx: &Ctx<'_>, q: &RemitQuery) -> R<String> {
+        let institution = ctx.institution()?;
+        check_tran_id(&q.bank_tran_id, institution)?;
+        self.bank_record(&q.account.bank_code_std, "bank_code_std")?;
+        let key = account_key(&q.account.bank_code_std, &q.account.account_num);
+        let (_, contract) = self.contract(institution, &q.account.account_num)?;
+        if contract != key {
+            return refuse(
+                codes::UNREGISTERED_CONTRACT,
+                "account_num: not an account registered to the institution",
+            );
+        }
+        self.ensure_up(&q.account.bank_code_std)?;
+        Ok(key)
     }
 
     /// The institution and its contract account numbered `cntr_account_num`.
@@ -395,73 +536,52 @@ impl VirtualBank {
         account_id: &str,
         account: &Account,
         filter: InoutFilter,
-        (from, to): (&str, &str),
+        period: (&str, &str),
         order: SortOrder,
         cursor: Option<&str>,
         page_size: u32,
     ) -> R<HistoryPage> {
-        ensure_dtime("from", from)?;
-        ensure_dtime("to", to)?;
-        let cursor = match cursor {
-            None | Some("") => None,
-            Some(c) if c.len() == 20 && c.bytes().all(|b| b.is_ascii_digit()) => {
-                c.parse::<u64>().ok()
-            }
-            Some(_) => {
-                return refuse(
-                    codes::FORMAT,
-                    "befor_inquiry_trace_info: not a cursor this bank issued",
-                );
-            }
-        };
-        let page_size = match page_size {
-            0 => 25,
-            n => n.min(MAX_PAGE),
-        } as usize;
-        let reverse = order == SortOrder::Descending;
+        let paging = Paging::new(period, order, cursor, page_size)?;
+        let (from, to) = period;
         let prefix = format!("{account_id}/");
         let end = format!("{account_id}0"); // '0' sorts right after '/'
-        let mut total = 0u32;
-        let mut page = Vec::new();
-        let mut more = false;
-        for entry in self.t.postings.range_json::<StoredPosting>(
-            prefix.as_bytes(),
-            Some(end.as_bytes()),
-            reverse,
-        ) {
-            let (_, p) = entry.bank()?;
-            let wanted = match filter {
-                InoutFilter::All => true,
-                InoutFilter::Deposits => p.dir == Dir::In,
-                InoutFilter::Withdrawals => p.dir == Dir::Out,
-            };
-            if !wanted || p.dtime.as_str() < from || p.dtime.as_str() > to {
-                continue;
-            }
-            total += 1;
-            let after_cursor = cursor.is_none_or(|c| if reverse { p.seq < c } else { p.seq > c });
-            if !after_cursor {
-                continue;
-            }
-            if page.len() < page_size {
-                page.push(p);
-            } else {
-                more = true;
-            }
-        }
-        let next_cursor = if more {
-            page.last().map(|p| format!("{:020}", p.seq))
-        } else {
-            None
-        };
+        let rows = self
+            .t
+            .postings
+            .range_json::<StoredPosting>(prefix.as_bytes(), Some(end.as_bytes()), paging.reverse)
+            .map(|entry| entry.map(|(_, p)| p).bank())
+            .filter(|p| {
+                p.as_ref().map_or(true, |p| {
+                    let wanted = match filter {
+                        InoutFilter::All => true,
+                        InoutFilter::Deposits => p.dir == Dir::In,
+                        InoutFilter::Withdrawals => p.dir == Dir::Out,
+                    };
+                    wanted && p.dtime.as_str() >= from && p.dtime.as_str() <= to
+                })
+            });
+        let page = paging.page(rows, |p| p.seq, to_posting)?;
+        self.history_page(ctx, bank_tran_id, account, account.balance, page)
+    }
+
+    /// The answer for one page of `account`'s history, whose balance is
+    /// `balance`.
+    fn history_page(
+        &self,
+        ctx: &Ctx<'_>,
+        bank_tran_id: &str,
+        account: &Account,
+        balance: i64,
+        page: Page,
+    ) -> R<HistoryPage> {
         Ok(HistoryPage {
-            answer: ctx.answer(bank_tran_id, &account.bank_code, bank_codes_ok()),
+            answer: ctx.answer(bank_tran_id, &account.bank_code, bank_codes::OK),
             bank_name: self.bank_name(&account.bank_code).bank()?,
             account_num_masked: mask_account_num(&account.account_num),
-            balance_amt: account.balance,
-            total_record_cnt: total,
-            postings: page.into_iter().map(to_posting).collect(),
-            next_cursor,
+            balance_amt: balance,
+            total_record_cnt: page.total,
+            postings: page.postings,
+            next_cursor: page.next_cursor,
         })
     }
 
@@ -724,8 +844,16 @@ fn party(
     }
 }
 
-fn bank_codes_ok() -> (&'static str, &'static str) {
-    bank_codes::OK
+/// The bank's answer to a transfer-result query it has no original for
+/// (or one that does not match).
+fn not_found(q: &ResultQuery, (code, message): (&str, &str)) -> Refusal {
+    Refusal::by_bank(BankAnswer {
+        bank_tran_id: q.org_bank_tran_id.clone(),
+        bank_tran_date: q.org_bank_tran_date.clone(),
+        bank_code_tran: String::new(),
+        bank_rsp_code: code.to_owned(),
+        bank_rsp_message: message.to_owned(),
+    })
 }
 
 /// A recipient resolved: its account key, the fintech number and alias to
@@ -967,26 +1095,9 @@ impl VirtualBank {
         fintech_use_num: &str,
     ) -> R<Balance> {
         let ctx = Ctx::new(call)?;
-        let (institution, user) = (ctx.institution()?, ctx.user()?);
-        check_tran_id(bank_tran_id, institution)?;
-        let link = self.owned_link(fintech_use_num, user, institution)?;
-        self.consented(&ctx, user, &link.account, ConsentScope::Inquiry)?;
-        let bank_code = Self::bank_code_of(&link.account).to_owned();
-        self.ensure_up(&bank_code)?;
+        let (key, bank_code) = self.inquiry_link(&ctx, bank_tran_id, fintech_use_num)?;
         self.consume_tran_id(&ctx, bank_tran_id)?;
-        let account = match self.account(&link.account)? {
-            Some(a) if a.state != AccountState::Closed => a,
-            Some(_) => {
-                return Err(ctx
-                    .bank_refusal(bank_tran_id, &bank_code, bank_codes::CLOSED)
-                    .into());
-            }
-            None => {
-                return Err(ctx
-                    .bank_refusal(bank_tran_id, &bank_code, bank_codes::NO_ACCOUNT)
-                    .into());
-            }
-        };
+        let account = self.inquired_account(&ctx, bank_tran_id, &bank_code, &key)?;
         Ok(Balance {
             answer: ctx.answer(bank_tran_id, &bank_code, bank_codes::OK),
             fintech_use_num: fintech_use_num.to_owned(),
@@ -1003,30 +1114,13 @@ impl VirtualBank {
 
     pub fn transactions(&self, call: &BankCall<'_>, q: &HistoryQuery) -> R<HistoryPage> {
         let ctx = Ctx::new(call)?;
-        let (institution, user) = (ctx.institution()?, ctx.user()?);
-        check_tran_id(&q.bank_tran_id, institution)?;
-        let link = self.owned_link(&q.fintech_use_num, user, institution)?;
-        self.consented(&ctx, user, &link.account, ConsentScope::Inquiry)?;
-        let bank_code = Self::bank_code_of(&link.account).to_owned();
-        self.ensure_up(&bank_code)?;
+        let (key, bank_code) = self.inquiry_link(&ctx, &q.bank_tran_id, &q.fintech_use_num)?;
         self.consume_tran_id(&ctx, &q.bank_tran_id)?;
-        let account = match self.account(&link.account)? {
-            Some(a) if a.state != AccountState::Closed => a,
-            Some(_) => {
-                return Err(ctx
-                    .bank_refusal(&q.bank_tran_id, &bank_code, bank_codes::CLOSED)
-                    .into());
-            }
-            None => {
-                return Err(ctx
-                    .bank_refusal(&q.bank_tran_id, &bank_code, bank_codes::NO_ACCOUNT)
-                    .into());
-            }
-        };
+        let account = self.inquired_account(&ctx, &q.bank_tran_id, &bank_code, &key)?;
         self.history(
             &ctx,
             &q.bank_tran_id,
-            &link.account,
+            &key,
             &account,
             q.inquiry_type,
             (&q.from_dtime, &q.to_dtime),
@@ -1038,18 +1132,7 @@ impl VirtualBank {
 
     pub fn remit_list(&self, call: &BankCall<'_>, q: &RemitQuery) -> R<HistoryPage> {
         let ctx = Ctx::new(call)?;
-        let institution = ctx.institution()?;
-        check_tran_id(&q.bank_tran_id, institution)?;
-        self.bank_record(&q.account.bank_code_std, "bank_code_std")?;
-        let key = account_key(&q.account.bank_code_std, &q.account.account_num);
-        let (_, contract) = self.contract(institution, &q.account.account_num)?;
-        if contract != key {
-            return refuse(
-                codes::UNREGISTERED_CONTRACT,
-                "account_num: not an account registered to the institution",
-            );
-        }
-        self.ensure_up(&q.account.bank_code_std)?;
+        let key = self.remit_account(&ctx, q)?;
         self.consume_tran_id(&ctx, &q.bank_tran_id)?;
         let Some(account) = self.account(&key)? else {
             return Err(ctx
@@ -1173,15 +1256,7 @@ impl VirtualBank {
         let institution = ctx.institution()?;
         let mut out = Vec::with_capacity(queries.len());
         for q in queries {
-            let not_found = |why: (&str, &str)| {
-                Refusal::by_bank(BankAnswer {
-                    bank_tran_id: q.org_bank_tran_id.clone(),
-                    bank_tran_date: q.org_bank_tran_date.clone(),
-                    bank_code_tran: String::new(),
-                    bank_rsp_code: why.0.to_owned(),
-                    bank_rsp_message: why.1.to_owned(),
-                })
-            };
+            let not_found = |why| not_found(q, why);
             let record = if q.org_bank_tran_id.starts_with(institution) {
                 let key = format!("{}/{}", q.org_bank_tran_date, q.org_bank_tran_id);
                 self.t.tranids.get_json::<TranRecord>(&key).bank()?

@@ -318,6 +318,49 @@ async fn a_clustered_bank_refuses_another_users_money_and_writes_nothing() -> Re
     // The owner still reads it.
     let results = ask(hong.clone(), date).await?;
     ensure!(matches!(results.as_slice(), [Ok(r)] if r.answer == receipt.answer));
+
+    // The statement is the cluster's, a page at a time; Kim cannot read it.
+    bank.withdraw(
+        &call(&hong),
+        &WithdrawRequest {
+            bank_tran_id: format!("{DEMO_CLIENT_USE_CODE}U000000078"),
+            tran_amt: 2_000,
+            ..withdraw(&hong_fin)
+        },
+    )
+    .await?;
+    let list = |claims: Claims, n: u32, cursor: Option<String>| {
+        let (bank, fintech_use_num) = (bank.clone(), hong_fin.clone());
+        async move {
+            bank.transactions(
+                &call(&claims),
+                &sfop_core::ledger::HistoryQuery {
+                    bank_tran_id: format!("{DEMO_CLIENT_USE_CODE}U00000008{n}"),
+                    fintech_use_num,
+                    inquiry_type: sfop_core::ledger::InoutFilter::All,
+                    from_dtime: "20000101000000".into(),
+                    to_dtime: "99991231235959".into(),
+                    sort_order: sfop_core::ledger::SortOrder::Descending,
+                    cursor,
+                    page_size: 1,
+                },
+            )
+            .await
+        }
+    };
+    refused(
+        list(kim, 0, None).await.map(drop),
+        codes::FINTECH_NUM_MISMATCH,
+    )?;
+    let first = list(hong.clone(), 1, None).await?;
+    let second = list(hong.clone(), 2, first.next_cursor.clone()).await?;
+    let amounts = |page: &sfop_core::ledger::HistoryPage| {
+        let p: Vec<_> = page.postings.iter().map(|p| p.tran_amt).collect();
+        (p, page.total_record_cnt, page.next_cursor.is_some())
+    };
+    assert_eq!(amounts(&first), (vec![2_000], 2, true));
+    assert_eq!(amounts(&second), (vec![1_000], 2, false));
+    assert_eq!(second.balance_amt, first.balance_amt);
     Ok(())
 }
 

@@ -20,12 +20,10 @@ use sfop_core::ledger::{
 use sfop_core::{Bank, BankBackend};
 use sfop_store_pg::{BankOutcome, BankTransfer, Cluster, SeedAccount, TranKey, Usage};
 
-use super::{
-    Ctx, MAX_PAGE, OrBackend, R, Transfer, bank_codes, check_tran_id, ensure_dtime, party, refuse,
-};
+use super::{Ctx, OrBackend, Paging, R, Transfer, bank_codes, not_found, party, refuse};
 use crate::VirtualBank;
 use crate::faults::AccountBanks;
-use crate::model::{Account, AccountState, account_key, mask_account_num};
+use crate::model::{Account, AccountState, mask_account_num};
 
 /// The virtual bank with its ledger on the cluster. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -194,78 +192,35 @@ impl ClusterBank {
         account_id: &str,
         account: &Account,
         filter: InoutFilter,
-        (from, to): (&str, &str),
+        period: (&str, &str),
         order: SortOrder,
         cursor: Option<&str>,
         page_size: u32,
     ) -> R<HistoryPage> {
-        ensure_dtime("from", from)?;
-        ensure_dtime("to", to)?;
-        let cursor = match cursor {
-            None | Some("") => None,
-            Some(c) if c.len() == 20 && c.bytes().all(|b| b.is_ascii_digit()) => {
-                c.parse::<i64>().ok()
-            }
-            Some(_) => {
-                return refuse(
-                    codes::FORMAT,
-                    "befor_inquiry_trace_info: not a cursor this bank issued",
-                );
-            }
-        };
-        let page_size = match page_size {
-            0 => 25,
-            n => n.min(MAX_PAGE),
-        } as usize;
-        let reverse = order == SortOrder::Descending;
+        let paging = Paging::new(period, order, cursor, page_size)?;
         let dir = match filter {
             InoutFilter::All => sfop_store_pg::Direction::All,
             InoutFilter::Deposits => sfop_store_pg::Direction::In,
             InoutFilter::Withdrawals => sfop_store_pg::Direction::Out,
         };
-        let (rows, balance) = {
-            let rows = self
-                .cluster
-                .postings(account_id, (from, to), dir, reverse)
-                .await
-                .map_err(|e| unavailable(&e))?;
-            let balance = self
-                .cluster
-                .account(account_id)
-                .await
-                .map_err(|e| unavailable(&e))?
-                .map_or(account.balance, |a| a.balance);
-            (rows, balance)
-        };
-        let total = u32::try_from(rows.len()).unwrap_or(u32::MAX);
-        let mut page = Vec::new();
-        let mut more = false;
-        for p in rows {
-            let after_cursor = cursor.is_none_or(|c| if reverse { p.seq < c } else { p.seq > c });
-            if !after_cursor {
-                continue;
-            }
-            if page.len() < page_size {
-                page.push(p);
-            } else {
-                more = true;
-                break;
-            }
-        }
-        let next_cursor = if more {
-            page.last().map(|p| format!("{:020}", p.seq))
-        } else {
-            None
-        };
-        Ok(HistoryPage {
-            answer: ctx.answer(bank_tran_id, &account.bank_code, bank_codes::OK),
-            bank_name: self.bank.bank_name(&account.bank_code).bank()?,
-            account_num_masked: mask_account_num(&account.account_num),
-            balance_amt: balance,
-            total_record_cnt: total,
-            postings: page.into_iter().map(to_posting).collect(),
-            next_cursor,
-        })
+        let rows = self
+            .cluster
+            .postings(account_id, period, dir, paging.reverse)
+            .await
+            .map_err(|e| unavailable(&e))?;
+        let balance = self
+            .cluster
+            .account(account_id)
+            .await
+            .map_err(|e| unavailable(&e))?
+            .map_or(account.balance, |a| a.balance);
+        let page = paging.page(
+            rows.into_iter().map(Ok),
+            |p| u64::try_from(p.seq).unwrap_or(0),
+            to_posting,
+        )?;
+        self.bank
+            .history_page(ctx, bank_tran_id, account, balance, page)
     }
 
     /// The account behind a user's fintech number, checked for an inquiry
@@ -276,23 +231,12 @@ impl ClusterBank {
         bank_tran_id: &str,
         fintech_use_num: &str,
     ) -> R<(String, String, Account)> {
-        let b = &self.bank;
-        let (institution, user) = (ctx.institution()?, ctx.user()?);
-        check_tran_id(bank_tran_id, institution)?;
-        let link = b.owned_link(fintech_use_num, user, institution)?;
-        b.consented(ctx, user, &link.account, ConsentScope::Inquiry)?;
-        let bank_code = VirtualBank::bank_code_of(&link.account).to_owned();
-        b.ensure_up(&bank_code)?;
-        self.consume(ctx, institution, bank_tran_id).await?;
-        match b.account(&link.account)? {
-            Some(a) if a.state != AccountState::Closed => Ok((link.account, bank_code, a)),
-            Some(_) => Err(ctx
-                .bank_refusal(bank_tran_id, &bank_code, bank_codes::CLOSED)
-                .into()),
-            None => Err(ctx
-                .bank_refusal(bank_tran_id, &bank_code, bank_codes::NO_ACCOUNT)
-                .into()),
-        }
+        let (key, bank_code) = self.bank.inquiry_link(ctx, bank_tran_id, fintech_use_num)?;
+        self.consume(ctx, ctx.institution()?, bank_tran_id).await?;
+        let account = self
+            .bank
+            .inquired_account(ctx, bank_tran_id, &bank_code, &key)?;
+        Ok((key, bank_code, account))
     }
 }
 
@@ -573,21 +517,10 @@ impl BankBackend for ClusterBank {
 
     async fn remit_list(&self, call: &BankCall<'_>, q: &RemitQuery) -> R<HistoryPage> {
         let ctx = Ctx::new(call)?;
-        let b = &self.bank;
-        let institution = ctx.institution()?;
-        check_tran_id(&q.bank_tran_id, institution)?;
-        b.bank_record(&q.account.bank_code_std, "bank_code_std")?;
-        let key = account_key(&q.account.bank_code_std, &q.account.account_num);
-        let (_, contract) = b.contract(institution, &q.account.account_num)?;
-        if contract != key {
-            return refuse(
-                codes::UNREGISTERED_CONTRACT,
-                "account_num: not an account registered to the institution",
-            );
-        }
-        b.ensure_up(&q.account.bank_code_std)?;
-        self.consume(&ctx, institution, &q.bank_tran_id).await?;
-        let Some(account) = b.account(&key)? else {
+        let key = self.bank.remit_account(&ctx, q)?;
+        self.consume(&ctx, ctx.institution()?, &q.bank_tran_id)
+            .await?;
+        let Some(account) = self.bank.account(&key)? else {
             return Err(ctx
                 .bank_refusal(
                     &q.bank_tran_id,
@@ -633,15 +566,7 @@ impl BankBackend for ClusterBank {
         let institution = ctx.institution()?;
         let mut out = Vec::with_capacity(queries.len());
         for q in queries {
-            let not_found = |why: (&str, &str)| {
-                Refusal::by_bank(BankAnswer {
-                    bank_tran_id: q.org_bank_tran_id.clone(),
-                    bank_tran_date: q.org_bank_tran_date.clone(),
-                    bank_code_tran: String::new(),
-                    bank_rsp_code: why.0.to_owned(),
-                    bank_rsp_message: why.1.to_owned(),
-                })
-            };
+            let not_found = |why| not_found(q, why);
             let record = if business_date(&q.org_bank_tran_date)
                 && q.org_bank_tran_id.starts_with(institution)
             {
