@@ -181,10 +181,6 @@ fn pbkdf2_hex(password: &str, salt: &str, rounds: u32) -> String {
     hex::encode(out)
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 fn email_ok(email: &str) -> bool {
     let Some((local, domain)) = email.split_once('@') else {
         return false;
@@ -310,7 +306,10 @@ impl Developers {
             return Ok(None);
         };
         let candidate = pbkdf2_hex(password, &developer.salt, developer.rounds);
-        Ok(constant_time_eq(candidate.as_bytes(), developer.hash.as_bytes()).then_some(developer))
+        Ok(
+            sfop_auth::constant_time_eq(candidate.as_bytes(), developer.hash.as_bytes())
+                .then_some(developer),
+        )
     }
 
     pub fn get(&self, email: &str) -> Result<Option<Developer>> {

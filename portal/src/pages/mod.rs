@@ -163,7 +163,7 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
     // Every post of a signed-in browser carries the session's CSRF token.
     if req.method == "POST"
         && let Some((_, s)) = &ctx.session
-        && form_get(&form, "csrf") != s.csrf
+        && !sfop_auth::constant_time_eq(form_get(&form, "csrf").as_bytes(), s.csrf.as_bytes())
         && !matches!(sub, "/signin" | "/signup")
     {
         return Ok(error_page(
