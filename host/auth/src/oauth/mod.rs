@@ -530,6 +530,27 @@ impl OAuthServer {
         HttpResponse::error(500, "A0003", "server_error", "platform internal error")
     }
 
+    /// A revocation not written: when the cluster's database cannot be
+    /// reached (ADR 0029), 503 with `Retry-After` (RFC 7009 §2.2.1: the
+    /// client must assume the token still lives and retry), otherwise the
+    /// store's failure.
+    fn revocation_failed(e: crate::Error) -> HttpResponse {
+        match e {
+            crate::Error::Unavailable(cause) => {
+                tracing::warn!(%cause, "revocation not written");
+                let mut r = HttpResponse::error(
+                    503,
+                    "A0013",
+                    "temporarily_unavailable",
+                    "tokens cannot be revoked on this node now; retry shortly",
+                );
+                r.headers.push(("retry-after".into(), "1".into()));
+                r
+            }
+            e => Self::store_failed(e),
+        }
+    }
+
     // ---------- 3-legged: authorize ----------
 
     fn start(&self, q: &AuthorizeQuery) -> Outcome {
@@ -1240,7 +1261,7 @@ impl OAuthServer {
                 {
                     self.revocations
                         .revoke(&verified.revocation_ids)
-                        .map_err(Self::store_failed)?;
+                        .map_err(Self::revocation_failed)?;
                 }
             }
         }
@@ -1334,7 +1355,9 @@ impl OAuthServer {
             .iter()
             .flat_map(|(_, i)| i.revocation_ids.iter().cloned())
             .collect();
-        self.revocations.revoke(&ids).map_err(Self::store_failed)?;
+        self.revocations
+            .revoke(&ids)
+            .map_err(Self::revocation_failed)?;
         for (key, record) in issued {
             if let Some(hash) = record.refresh_hash {
                 self.refresh

@@ -4,9 +4,10 @@
 //! envelope with `Retry-After`, the platform's failure and not the
 //! caller's, and never lets one through; what it decides alone (no token,
 //! a forged one) stays the caller's 401; a revocation it cannot write is
-//! not acknowledged. Back in touch, it serves the same token again. One
-//! `sfop serve` process, its database reached through the store tests'
-//! forwarder, which the test cuts.
+//! 503 with `Retry-After` (RFC 7009 §2.2.1), not acknowledged. Back in
+//! touch, it serves the same token again. One `sfop serve` process, its
+//! database reached through the store tests' forwarder, which the test
+//! cuts.
 
 use std::time::{Duration, Instant};
 
@@ -121,7 +122,7 @@ async fn a_node_cut_off_refuses_tokens_as_unavailable_and_never_lets_one_through
         );
     }
     // A revocation it cannot write to the cluster is not acknowledged, nor
-    // blamed on the client.
+    // blamed on the client: 503, the client retries (RFC 7009 §2.2.1).
     let demo: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
         served.data.join("demo-client.json"),
     )?)?;
@@ -138,12 +139,14 @@ async fn a_node_cut_off_refuses_tokens_as_unavailable_and_never_lets_one_through
             form.into_bytes(),
         )
         .await?;
+    let body = reply.json()?;
     ensure!(
-        reply.status >= 500,
-        "revoke while cut off: {} {}",
+        (reply.status, &body["error"]) == (503, &serde_json::json!("temporarily_unavailable")),
+        "revoke while cut off: {} {body}",
         reply.status,
-        String::from_utf8_lossy(&reply.body)
     );
+    ensure!(body["rsp_code"] == "A0013", "{body}");
+    ensure!(reply.header("retry-after") == Some("1"), "RFC 7009 §2.2.1");
 
     // Back in touch: the same token is served again (the refused
     // revocation wrote nothing).
