@@ -400,6 +400,18 @@ mod tests {
         }
     }
 
+    /// A body or answer nested past serde_json's recursion limit is shown
+    /// as it was sent; nothing recurses into it.
+    #[test]
+    fn deeply_nested_json_is_kept_as_it_is() {
+        let deep = "[".repeat(100_000) + &"]".repeat(100_000);
+        assert_eq!(refresh_body(&deep, &token()), deep);
+        assert_eq!(pretty_json(&deep), deep);
+        assert_eq!(outcome(200, &deep), Verdict::Success);
+        let object = "{\"a\":".repeat(100_000) + "1" + &"}".repeat(100_000);
+        assert_eq!(refresh_body(&object, &token()), object);
+    }
+
     #[test]
     fn business_refusals_are_failures() {
         assert_eq!(outcome(200, r#"{"rsp_code":"A0000"}"#), Verdict::Success);
