@@ -7,12 +7,10 @@
 //! funds and limits, inside one SERIALIZABLE transaction
 //! (docs/adr/0030-ledger-and-accounts-on-postgresql.md).
 
-use std::time::Duration;
-
 use deadpool_postgres::Object;
 
-use crate::ledger::{ACCOUNT_LOCKS, Attempt, MAX_ATTEMPTS, jitter};
-use crate::{Cluster, Error, Result};
+use crate::ledger::{Attempt, Queued};
+use crate::{Cluster, Result};
 
 /// The advisory lock the first start's seeding holds (one node seeds).
 const SEED_LOCK: i64 = 0x5f0b_0003;
@@ -303,63 +301,27 @@ impl Cluster {
     /// only once committed; runs in its own task, so a caller that stops
     /// waiting does not cut it.
     pub async fn bank_transfer(&self, t: BankTransfer) -> Result<BankOutcome> {
-        if t.amount <= 0 {
-            return Err(Error::Constraint(format!(
-                "amount: {} is not more than zero",
-                t.amount
-            )));
-        }
-        let cluster = self.clone();
-        tokio::spawn(async move { cluster.bank_transfer_retrying(&t).await })
-            .await
-            .map_err(|e| Error::Unavailable(format!("the transfer task failed: {e}")))?
+        self.queued(t).await
+    }
+}
+
+impl Queued for BankTransfer {
+    type Outcome = BankOutcome;
+
+    fn accounts(&self) -> [&str; 2] {
+        [&self.from_account, &self.to_account]
     }
 
-    async fn bank_transfer_retrying(&self, t: &BankTransfer) -> Result<BankOutcome> {
-        let mut backoff = Duration::from_millis(1);
-        for _ in 0..MAX_ATTEMPTS {
-            match self.bank_transfer_once(t).await {
-                Ok(outcome) => return Ok(outcome),
-                Err(Attempt::Retry) => {
-                    tokio::time::sleep(jitter(backoff)).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(50));
-                }
-                Err(Attempt::Failed(e)) => return Err(e),
-            }
-        }
-        Err(Error::Unavailable(format!(
-            "transfer {} kept conflicting with concurrent transfers ({MAX_ATTEMPTS} attempts): \
-             nothing was booked; send it again",
-            t.key.bank_tran_id
-        )))
+    fn amount(&self) -> i64 {
+        self.amount
     }
 
-    async fn bank_transfer_once(
-        &self,
-        t: &BankTransfer,
-    ) -> std::result::Result<BankOutcome, Attempt> {
-        let mut conn = self.conn().await.map_err(Attempt::Failed)?;
-        let mut accounts = [t.from_account.as_str(), t.to_account.as_str()];
-        accounts.sort_unstable();
-        let locked = async {
-            for account in accounts {
-                conn.execute(
-                    "SELECT pg_advisory_lock($1, hashtext($2))",
-                    &[&ACCOUNT_LOCKS, &account],
-                )
-                .await?;
-            }
-            Ok::<_, tokio_postgres::Error>(())
-        }
-        .await;
-        let outcome = match locked {
-            Ok(()) => book(&mut conn, t).await,
-            Err(e) => Err(e.into()),
-        };
-        if let Err(e) = conn.execute("SELECT pg_advisory_unlock_all()", &[]).await {
-            tracing::debug!("releasing transfer locks: {e}");
-        }
-        outcome
+    fn bank_tran_id(&self) -> &str {
+        &self.key.bank_tran_id
+    }
+
+    async fn book(&self, conn: &mut Object) -> std::result::Result<BankOutcome, Attempt> {
+        book(conn, self).await
     }
 }
 

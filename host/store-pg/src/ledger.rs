@@ -4,11 +4,13 @@
 
 use std::time::Duration;
 
+use deadpool_postgres::Object;
+
 use crate::{Cluster, Error, Result, retryable};
 
 /// How many times a conflicting transfer is run again before the caller is
 /// told the bank is busy.
-pub(crate) const MAX_ATTEMPTS: u32 = 32;
+const MAX_ATTEMPTS: u32 = 32;
 
 /// A transfer to book.
 #[derive(Debug, Clone)]
@@ -40,7 +42,7 @@ pub enum TransferOutcome {
 
 /// The advisory-lock key space of accounts (two-int keys: apart from the
 /// single-key locks of migrations and the audit log).
-pub(crate) const ACCOUNT_LOCKS: i32 = 0x5f0b;
+const ACCOUNT_LOCKS: i32 = 0x5f0b;
 
 #[derive(Debug)]
 struct OwnedTransfer {
@@ -54,7 +56,7 @@ struct OwnedTransfer {
 
 /// `d` scaled by a factor in [0.5, 1.5) from the clock's low bits, so that
 /// transfers that conflicted do not retry in step.
-pub(crate) fn jitter(d: Duration) -> Duration {
+fn jitter(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |t| t.subsec_nanos());
@@ -78,110 +80,41 @@ impl From<tokio_postgres::Error> for Attempt {
     }
 }
 
-impl Cluster {
-    /// Opens an account with an opening balance.
-    pub async fn open_account(
+/// A booking between two accounts: queued on their advisory locks, run in
+/// one SERIALIZABLE transaction, run again when it conflicts
+/// ([`Cluster::queued`]).
+pub(crate) trait Queued: Send + Sync + 'static {
+    type Outcome: Send + 'static;
+    /// The paying and the receiving account.
+    fn accounts(&self) -> [&str; 2];
+    /// Won: more than zero.
+    fn amount(&self) -> i64;
+    /// For the message when it kept conflicting.
+    fn bank_tran_id(&self) -> &str;
+    /// One run, inside the locks.
+    fn book(
         &self,
-        id: &str,
-        bank_code: &str,
-        holder_name: &str,
-        balance: i64,
-    ) -> Result<()> {
-        let conn = self.conn().await?;
-        conn.execute(
-            "INSERT INTO ledger_accounts (id, bank_code, holder_name, balance) \
-             VALUES ($1, $2, $3, $4)",
-            &[&id, &bank_code, &holder_name, &balance],
-        )
-        .await?;
-        Ok(())
+        conn: &mut Object,
+    ) -> impl Future<Output = std::result::Result<Self::Outcome, Attempt>> + Send;
+}
+
+impl Queued for OwnedTransfer {
+    type Outcome = TransferOutcome;
+
+    fn accounts(&self) -> [&str; 2] {
+        [&self.from_account, &self.to_account]
     }
 
-    /// Books `t` exactly once: a resend of the same (institution,
-    /// bank_tran_id, business date), from any node, is a duplicate. Answers
-    /// only once the outcome is committed. The booking runs in its own task:
-    /// a caller that stops waiting (its deadline passed) does not cancel a
-    /// transfer mid-way; its outcome is found by a resend.
-    pub async fn transfer(&self, t: &NewTransfer<'_>) -> Result<TransferOutcome> {
-        if t.amount <= 0 {
-            return Err(Error::Constraint(format!(
-                "amount: {} is not more than zero",
-                t.amount
-            )));
-        }
-        let owned = OwnedTransfer {
-            institution: t.institution.to_owned(),
-            bank_tran_id: t.bank_tran_id.to_owned(),
-            business_date: t.business_date.to_owned(),
-            from_account: t.from_account.to_owned(),
-            to_account: t.to_account.to_owned(),
-            amount: t.amount,
-        };
-        let cluster = self.clone();
-        tokio::spawn(async move { cluster.transfer_retrying(&owned).await })
-            .await
-            .map_err(|e| Error::Unavailable(format!("the transfer task failed: {e}")))?
+    fn amount(&self) -> i64 {
+        self.amount
     }
 
-    async fn transfer_retrying(&self, t: &OwnedTransfer) -> Result<TransferOutcome> {
-        let mut backoff = Duration::from_millis(1);
-        for _ in 0..MAX_ATTEMPTS {
-            match self.transfer_once(t).await {
-                Ok(outcome) => return Ok(outcome),
-                Err(Attempt::Retry) => {
-                    tokio::time::sleep(jitter(backoff)).await;
-                    backoff = (backoff * 2).min(Duration::from_millis(50));
-                }
-                Err(Attempt::Failed(e)) => return Err(e),
-            }
-        }
-        Err(Error::Unavailable(format!(
-            "transfer {} kept conflicting with concurrent transfers ({MAX_ATTEMPTS} attempts): \
-             nothing was booked; send it again",
-            t.bank_tran_id
-        )))
+    fn bank_tran_id(&self) -> &str {
+        &self.bank_tran_id
     }
 
-    /// One run. Transfers that touch the same account queue on a session
-    /// advisory lock per account (taken in account order, so no deadlock)
-    /// before their SERIALIZABLE transaction starts: its snapshot is taken
-    /// after the previous one committed, so they do not abort each other
-    /// (with 16 transfers on one hot pair, unqueued SERIALIZABLE runs
-    /// starved past 32 retries). Serializability still guards the rest.
-    async fn transfer_once(
-        &self,
-        t: &OwnedTransfer,
-    ) -> std::result::Result<TransferOutcome, Attempt> {
-        let mut conn = self.conn().await.map_err(Attempt::Failed)?;
-        let mut accounts = [t.from_account.as_str(), t.to_account.as_str()];
-        accounts.sort_unstable();
-        let locked = async {
-            for account in accounts {
-                conn.execute(
-                    "SELECT pg_advisory_lock($1, hashtext($2))",
-                    &[&ACCOUNT_LOCKS, &account],
-                )
-                .await?;
-            }
-            Ok::<_, tokio_postgres::Error>(())
-        }
-        .await;
-        let outcome = match locked {
-            Ok(()) => Self::book(&mut conn, t).await,
-            Err(e) => Err(e.into()),
-        };
-        // Session locks outlive the transaction: release them, whatever
-        // happened (a broken connection released them already).
-        if let Err(e) = conn.execute("SELECT pg_advisory_unlock_all()", &[]).await {
-            tracing::debug!("releasing transfer locks: {e}");
-        }
-        outcome
-    }
-
-    async fn book(
-        conn: &mut deadpool_postgres::Object,
-        t: &OwnedTransfer,
-    ) -> std::result::Result<TransferOutcome, Attempt> {
+    async fn book(&self, conn: &mut Object) -> std::result::Result<TransferOutcome, Attempt> {
+        let t = self;
         let tx = conn
             .build_transaction()
             .isolation_level(tokio_postgres::IsolationLevel::Serializable)
@@ -247,7 +180,111 @@ impl Cluster {
         tx.commit().await?;
         Ok(TransferOutcome::Posted { id })
     }
+}
 
+impl Cluster {
+    /// Opens an account with an opening balance.
+    pub async fn open_account(
+        &self,
+        id: &str,
+        bank_code: &str,
+        holder_name: &str,
+        balance: i64,
+    ) -> Result<()> {
+        let conn = self.conn().await?;
+        conn.execute(
+            "INSERT INTO ledger_accounts (id, bank_code, holder_name, balance) \
+             VALUES ($1, $2, $3, $4)",
+            &[&id, &bank_code, &holder_name, &balance],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Books `t` exactly once: a resend of the same (institution,
+    /// bank_tran_id, business date), from any node, is a duplicate. Answers
+    /// only once the outcome is committed. The booking runs in its own task:
+    /// a caller that stops waiting (its deadline passed) does not cancel a
+    /// transfer mid-way; its outcome is found by a resend.
+    pub async fn transfer(&self, t: &NewTransfer<'_>) -> Result<TransferOutcome> {
+        self.queued(OwnedTransfer {
+            institution: t.institution.to_owned(),
+            bank_tran_id: t.bank_tran_id.to_owned(),
+            business_date: t.business_date.to_owned(),
+            from_account: t.from_account.to_owned(),
+            to_account: t.to_account.to_owned(),
+            amount: t.amount,
+        })
+        .await
+    }
+
+    /// Runs `q` exactly once to an outcome, in its own task (a caller that
+    /// stops waiting does not cut it mid-way), again while it conflicts with
+    /// concurrent transactions, up to [`MAX_ATTEMPTS`] times.
+    pub(crate) async fn queued<Q: Queued>(&self, q: Q) -> Result<Q::Outcome> {
+        if q.amount() <= 0 {
+            return Err(Error::Constraint(format!(
+                "amount: {} is not more than zero",
+                q.amount()
+            )));
+        }
+        let cluster = self.clone();
+        tokio::spawn(async move { cluster.retrying(&q).await })
+            .await
+            .map_err(|e| Error::Unavailable(format!("the transfer task failed: {e}")))?
+    }
+
+    async fn retrying<Q: Queued>(&self, q: &Q) -> Result<Q::Outcome> {
+        let mut backoff = Duration::from_millis(1);
+        for _ in 0..MAX_ATTEMPTS {
+            match self.queued_once(q).await {
+                Ok(outcome) => return Ok(outcome),
+                Err(Attempt::Retry) => {
+                    tokio::time::sleep(jitter(backoff)).await;
+                    backoff = (backoff * 2).min(Duration::from_millis(50));
+                }
+                Err(Attempt::Failed(e)) => return Err(e),
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "transfer {} kept conflicting with concurrent transfers ({MAX_ATTEMPTS} attempts): \
+             nothing was booked; send it again",
+            q.bank_tran_id()
+        )))
+    }
+
+    /// One run. Transfers that touch the same account queue on a session
+    /// advisory lock per account (taken in account order, so no deadlock)
+    /// before their SERIALIZABLE transaction starts: its snapshot is taken
+    /// after the previous one committed, so they do not abort each other
+    /// (with 16 transfers on one hot pair, unqueued SERIALIZABLE runs
+    /// starved past 32 retries). Serializability still guards the rest.
+    async fn queued_once<Q: Queued>(&self, q: &Q) -> std::result::Result<Q::Outcome, Attempt> {
+        let mut conn = self.conn().await.map_err(Attempt::Failed)?;
+        let mut accounts = q.accounts();
+        accounts.sort_unstable();
+        let locked = async {
+            for account in accounts {
+                conn.execute(
+                    "SELECT pg_advisory_lock($1, hashtext($2))",
+                    &[&ACCOUNT_LOCKS, &account],
+                )
+                .await?;
+            }
+            Ok::<_, tokio_postgres::Error>(())
+        }
+        .await;
+        let outcome = match locked {
+            Ok(()) => q.book(&mut conn).await,
+            Err(e) => Err(e.into()),
+        };
+        // Session locks outlive the transaction: release them, whatever
+        // happened (a broken connection released them already).
+        if let Err(e) = conn.execute("SELECT pg_advisory_unlock_all()", &[]).await {
+            tracing::debug!("releasing transfer locks: {e}");
+        }
+        outcome
+    }
     /// The balance of an account.
     pub async fn balance(&self, id: &str) -> Result<Option<i64>> {
         let conn = self.conn().await?;
