@@ -18,7 +18,7 @@ use crate::harness::{Reply, assert_envelope};
 use crate::served::Served;
 
 #[path = "../../../store-pg/tests/all/proxy.rs"]
-mod proxy;
+pub(crate) mod proxy;
 
 const STATUS: &str = "/v2.0/bank/status";
 /// Bound on every wait: a hang fails the test.
@@ -56,15 +56,7 @@ async fn a_node_cut_off_refuses_tokens_as_unavailable_and_never_lets_one_through
     let Some(url) = database("stale_revocations").await? else {
         return Ok(());
     };
-    let target: tokio_postgres::Config = url.parse()?;
-    let port = match target.get_ports() {
-        [port] => *port,
-        _ => 5432,
-    };
-    let proxy = proxy::Proxy::start(("127.0.0.1", port)).await?;
-    let (base, db) = url.rsplit_once('/').context("url")?;
-    let (user, _) = base.rsplit_once('@').context("url user")?;
-    let through = format!("{user}@127.0.0.1:{}/{db}", proxy.port());
+    let (proxy, through) = proxy::Proxy::to_database(&url).await?;
 
     let dir = tempfile::tempdir()?;
     let (data, log) = (dir.path().join("a"), dir.path().join("a.log"));

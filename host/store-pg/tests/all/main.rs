@@ -546,15 +546,7 @@ async fn a_node_cut_off_keeps_its_snapshot_fails_closed_and_catches_up() -> Resu
 
     a.open_account("097-1", "097", "Kim", 1_000).await?;
     a.open_account("088-1", "088", "Lee", 0).await?;
-    let target: tokio_postgres::Config = url.parse()?;
-    let port = match target.get_ports() {
-        [port] => *port,
-        _ => 5432,
-    };
-    let proxy = proxy::Proxy::start(("127.0.0.1", port)).await?;
-    let (base, db) = url.rsplit_once('/').context("url")?;
-    let (scheme_user, _) = base.rsplit_once('@').context("url user")?;
-    let c_url = format!("{scheme_user}@127.0.0.1:{}/{db}", proxy.port());
+    let (proxy, c_url) = proxy::Proxy::to_database(&url).await?;
     let c = Cluster::connect(&c_url, 2).await?;
     let max_lag = Duration::from_millis(300);
     let feed = Feed::start(&c, settings(300)).await?;

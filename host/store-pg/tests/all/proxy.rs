@@ -58,8 +58,23 @@ impl Proxy {
         Ok(Self { port, up, task })
     }
 
-    pub fn port(&self) -> u16 {
-        self.port
+    /// A forwarder to the server of the database at `url` (on this host),
+    /// and the URL of that database through it.
+    pub async fn to_database(url: &str) -> Result<(Self, String)> {
+        let target: tokio_postgres::Config = url.parse()?;
+        let port = match target.get_ports() {
+            [port] => *port,
+            _ => 5432,
+        };
+        let proxy = Self::start(("127.0.0.1", port)).await?;
+        let (base, db) = url
+            .rsplit_once('/')
+            .ok_or_else(|| anyhow::anyhow!("no database in {url}"))?;
+        let (user, _) = base
+            .rsplit_once('@')
+            .ok_or_else(|| anyhow::anyhow!("no user in {url}"))?;
+        let through = format!("{user}@127.0.0.1:{}/{db}", proxy.port);
+        Ok((proxy, through))
     }
 
     /// Closes every connection through the proxy and refuses new ones.
