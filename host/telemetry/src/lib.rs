@@ -189,12 +189,40 @@ struct Headers<'a>(&'a hyper::HeaderMap);
 
 impl Extractor for Headers<'_> {
     fn get(&self, key: &str) -> Option<&str> {
+        if key == "traceparent" {
+            return traceparent(self.0);
+        }
         self.0.get(key).and_then(|v| v.to_str().ok())
     }
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|k| k.as_str()).collect()
     }
+}
+
+/// The caller's `traceparent` when it has the W3C form, else `None` (the
+/// request starts a trace of its own). The SDK's parser is lenient where
+/// the form is not (one-digit flags, short ids, a sign), and takes the
+/// first of repeated headers, which W3C says to ignore.
+fn traceparent(headers: &hyper::HeaderMap) -> Option<&str> {
+    let mut values = headers.get_all("traceparent").iter();
+    let value = values.next()?.to_str().ok()?.trim();
+    if values.next().is_some() {
+        return None;
+    }
+    // version "-" trace-id "-" parent-id "-" trace-flags, lower-case hex;
+    // a later version may add fields after a "-", version 00 may not.
+    let (head, rest) = (value.get(..55)?.as_bytes(), value.get(55..)?);
+    let shaped = head.iter().enumerate().all(|(i, b)| match i {
+        2 | 35 | 52 => *b == b'-',
+        _ => matches!(b, b'0'..=b'9' | b'a'..=b'f'),
+    });
+    let fits = match head.get(..2)? {
+        b"00" => rest.is_empty(),
+        b"ff" => false,
+        _ => rest.is_empty() || rest.starts_with('-'),
+    };
+    (shaped && fits).then_some(value)
 }
 
 /// Where work sits in a trace: the span that child spans and outbound
@@ -355,4 +383,45 @@ pub async fn scope<F: std::future::Future>(parent: Parent, future: F) -> F::Outp
 /// The parent set by the enclosing [`scope`]; none outside one.
 pub fn current() -> Parent {
     CURRENT.try_with(Parent::clone).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_w3c_shaped_traceparent_is_taken() {
+        const ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+        const SPAN: &str = "00f067aa0ba902b7";
+        let one = |value: &str| {
+            let mut headers = hyper::HeaderMap::new();
+            headers.insert("traceparent", value.parse().ok()?);
+            traceparent(&headers).map(str::to_owned)
+        };
+        let good = format!("00-{ID}-{SPAN}-01");
+        assert_eq!(one(&good), Some(good.clone()));
+        let later = format!("01-{ID}-{SPAN}-01-more");
+        assert_eq!(one(&later), Some(later.clone()));
+        for bad in [
+            format!("00-{ID}-{SPAN}-1"),
+            format!("00-{ID}-{SPAN}-01-00"),
+            format!("0-{ID}-{SPAN}-01"),
+            format!("+0-{ID}-{SPAN}-01"),
+            format!("00-{}-{SPAN}-01", &ID[1..]),
+            format!("00-{}-{SPAN}-01", ID.to_uppercase()),
+            format!("ff-{ID}-{SPAN}-01"),
+            format!("01-{ID}-{SPAN}-01x"),
+            String::new(),
+        ] {
+            assert_eq!(one(&bad), None, "{bad:?}");
+        }
+        // Repeated: ignored, whichever is valid.
+        let mut headers = hyper::HeaderMap::new();
+        for value in [&good, &good] {
+            if let Ok(value) = value.parse() {
+                headers.append("traceparent", value);
+            }
+        }
+        assert_eq!(traceparent(&headers), None);
+    }
 }

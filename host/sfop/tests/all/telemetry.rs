@@ -408,3 +408,88 @@ async fn ratio_zero_exports_nothing_and_a_silent_collector_neither_fails_nor_slo
     );
     Ok(())
 }
+
+/// What a caller may send as `traceparent` to force a trace: only a valid
+/// one is followed. Ratio 0, so nothing is recorded unless a caller's
+/// sampled `traceparent` is taken: a malformed one (forbidden version,
+/// zero ids, upper-case hex, extra fields, oversized) or a repeated one is
+/// ignored and the request served as if it had none; a valid one is followed (the queue
+/// bounds what that costs: the silent-collector test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_or_repeated_sampled_traceparent_is_ignored_and_forces_no_trace() -> Result<()>
+{
+    let (collector, spans) = receiver().await?;
+    let t = TestPlatform::start_with(vec![Package::built("test/hello")], |c| {
+        c.tls.mode = sfop::TlsMode::Off;
+        c.auth.mode = sfop::AuthMode::Off;
+        c.telemetry.endpoint = Some(format!("http://{collector}"));
+        c.telemetry.sampling_ratio = 0.0;
+        c.telemetry.batch_delay_ms = 10;
+    })
+    .await?;
+    let long = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01-{}", "a".repeat(4000));
+    let bad = [
+        format!("ff-{TRACE_ID}-{CLIENT_SPAN}-01"),
+        format!("00-{}-{CLIENT_SPAN}-01", "0".repeat(32)),
+        format!("00-{TRACE_ID}-{}-01", "0".repeat(16)),
+        format!("00-{}-{CLIENT_SPAN}-01", TRACE_ID.to_uppercase()),
+        format!("00-{TRACE_ID}-{CLIENT_SPAN}-01-00"),
+        format!("00-{TRACE_ID}-{CLIENT_SPAN}-1"),
+        format!("00-{TRACE_ID}x-{CLIENT_SPAN}-01"),
+        long,
+    ];
+    for traceparent in &bad {
+        let reply = send(
+            t.addr(),
+            "GET",
+            "/test/hello",
+            &[
+                ("traceparent", traceparent.as_str()),
+                ("tracestate", "vendor=abc"),
+            ],
+            Vec::new(),
+        )
+        .await?;
+        assert_eq!(reply.status, 200, "{traceparent}: {:?}", reply.body);
+    }
+    // Two valid ones: W3C says to ignore a repeated traceparent.
+    let twice = format!("00-{TRACE_ID}-{CLIENT_SPAN}-01");
+    let reply = send(
+        t.addr(),
+        "GET",
+        "/test/hello",
+        &[
+            ("traceparent", twice.as_str()),
+            ("traceparent", twice.as_str()),
+        ],
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(reply.status, 200);
+    // A valid one after them: followed. The queue is one line, so once its
+    // spans have arrived, any of the requests before would have too.
+    let marker = "0af7651916cd43dd8448eb211c80319c";
+    let parent = format!("00-{marker}-{CLIENT_SPAN}-01");
+    let reply = send(
+        t.addr(),
+        "GET",
+        "/test/hello",
+        &[("traceparent", parent.as_str())],
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(reply.status, 200);
+    let tracing = t.platform.gateway.telemetry().clone();
+    tracing.flush(Duration::from_secs(5)).await;
+    let trace = trace_of(&spans, marker, 2).await?;
+    let server = named(&trace, "GET /test/hello")?;
+    assert_eq!(server.parent, CLIENT_SPAN);
+    let all = spans.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(
+        all.iter().all(|s| s.trace_id == marker),
+        "a malformed traceparent was followed: {all:#?}"
+    );
+    let stats = tracing.stats().context("tracing is off")?;
+    assert_eq!((stats.dropped, stats.failed), (0, 0), "{stats:?}");
+    Ok(())
+}
