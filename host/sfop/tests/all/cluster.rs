@@ -30,6 +30,7 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
 use crate::cluster_money::{copy_dir, database, node};
+use crate::cluster_stale::proxy::Proxy;
 use crate::deadlines_and_warm::bank_status_at;
 use crate::served::{Connection, Served};
 
@@ -512,4 +513,69 @@ async fn tamper(url: &str) -> Result<()> {
         )
         .await?;
     Ok(())
+}
+
+/// An admin change on a node that cannot reach the cluster database: 503
+/// `A0013`, the platform's failure (retry), and nothing written, neither in
+/// the cluster (config version, audit log) nor on the node (`show` is as
+/// before); back in touch, the same change goes through. The revocation
+/// list may lag long here, so the admin token is still checked (the
+/// refusal under test is the management center's, not the token check's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_change_the_database_cannot_take_is_503_and_writes_nothing() -> Result<()> {
+    let Some(url) = database("cluster_admin_cut").await? else {
+        return Ok(());
+    };
+    let (proxy, through) = Proxy::to_database(&url).await?;
+    let dir = tempfile::tempdir()?;
+    let (data, log) = (dir.path().join("a"), dir.path().join("a.log"));
+    let served = tokio::task::spawn_blocking(move || {
+        node(
+            &data,
+            &log,
+            &through,
+            Some("[auth]\nrevocation_max_lag_ms = 600000\n"),
+        )
+    })
+    .await??;
+    let direct = sfop_store_pg::Cluster::connect(&url, 1).await?;
+    let written = || async {
+        Ok::<_, anyhow::Error>((
+            direct.snapshot().await?.version,
+            direct.audit_entries().await?.len(),
+        ))
+    };
+    let before = written().await?;
+    let token = std::fs::read_to_string(served.data.join("admin.token"))?;
+    let show = || async {
+        let auth = format!("Bearer {}", token.trim());
+        let path = format!("{}?name=bank-status", sfop_admin_api::apis::SHOW);
+        let reply = served
+            .https(
+                "GET",
+                &path,
+                &[("authorization", auth.as_str())],
+                Vec::new(),
+            )
+            .await?;
+        ensure!(reply.status == 200, "show: {}", reply.status);
+        Ok::<_, anyhow::Error>(reply.json()?["api"]["sunset"].clone())
+    };
+    ensure!(show().await?.is_null());
+    let deprecate = json!({ "name": "bank-status", "sunset": "2099-12-31" });
+
+    proxy.cut();
+    let (code, answer) = admin(&served, sfop_admin_api::apis::DEPRECATE, deprecate.clone()).await?;
+    ensure!(
+        code == 503 && answer["rsp_code"] == "A0013",
+        "deprecate while cut off: {code} {answer}"
+    );
+    ensure!(show().await?.is_null(), "written on the node");
+    proxy.restore();
+    ensure!(written().await? == before, "written in the cluster");
+
+    let (code, answer) = admin(&served, sfop_admin_api::apis::DEPRECATE, deprecate).await?;
+    ensure!(code == 200, "deprecate back in touch: {code} {answer}");
+    ensure!(show().await? == "2099-12-31");
+    served.stop()
 }
