@@ -726,10 +726,7 @@ fn decide(
     accounts: &TxTree<'_>,
     usage: &TxTree<'_>,
 ) -> Result<Result<Decision, Refusal>, Abort<Box<Refusal>>> {
-    let answer_bank = match t.kind {
-        TransferKind::Withdraw => VirtualBank::bank_code_of(t.wd_key),
-        TransferKind::Deposit => VirtualBank::bank_code_of(t.dps_key),
-    };
+    let answer_bank = t.answer_bank();
     let no = |why| Ok(Err(ctx.bank_refusal(t.bank_tran_id, answer_bank, why)));
     let limit = |code: &str, what: &str| Ok(Err(Refusal::new(code, format!("{what} exceeded"))));
     let Some(wd) = accounts.get_json::<Account, _>(t.wd_key)? else {
@@ -738,20 +735,8 @@ fn decide(
     let Some(dps) = accounts.get_json::<Account, _>(t.dps_key)? else {
         return no(bank_codes::NO_ACCOUNT);
     };
-    for account in [&wd, &dps] {
-        match account.state {
-            AccountState::Closed => return no(bank_codes::CLOSED),
-            AccountState::Suspended => return no(bank_codes::SUSPENDED),
-            AccountState::Active => {}
-        }
-    }
-    if let Some(name) = t.holder_check
-        && name.trim() != dps.holder_name
-    {
-        return no(bank_codes::HOLDER_NAME);
-    }
-    if !t.pass_phrase_ok {
-        return no(bank_codes::PASS_PHRASE);
+    if let Some(why) = t.refused_between(&wd, &dps) {
+        return no(why);
     }
     let amt = t.tran_amt;
     let month = &ctx.now[..6];
@@ -775,26 +760,7 @@ fn decide(
         wd_limit_remain_amt = Some(user.wd_daily - today - amt);
         new_usage.push((k, today + amt));
     }
-    let (limits, tag, codes3) = match t.kind {
-        TransferKind::Withdraw => (
-            t.inst.withdraw_limits,
-            "iwd",
-            [
-                codes::INST_WD_PER_TRAN,
-                codes::INST_WD_DAILY,
-                codes::INST_WD_MONTHLY,
-            ],
-        ),
-        TransferKind::Deposit => (
-            t.inst.deposit_limits,
-            "idp",
-            [
-                codes::INST_DP_PER_TRAN,
-                codes::INST_DP_DAILY,
-                codes::INST_DP_MONTHLY,
-            ],
-        ),
-    };
+    let (limits, tag, codes3) = t.inst_limits();
     let (kd, km) = (
         format!("{tag}/{}/{}", t.institution, ctx.date()),
         format!("{tag}m/{}/{month}", t.institution),
@@ -877,6 +843,65 @@ struct Transfer<'a> {
     dps_print: &'a str,
     holder_check: Option<&'a str>,
     pass_phrase_ok: bool,
+}
+
+impl Transfer<'_> {
+    /// The bank whose answer this is: the paying one for a withdrawal, the
+    /// receiving one for a deposit.
+    fn answer_bank(&self) -> &str {
+        match self.kind {
+            TransferKind::Withdraw => VirtualBank::bank_code_of(self.wd_key),
+            TransferKind::Deposit => VirtualBank::bank_code_of(self.dps_key),
+        }
+    }
+
+    /// The bank's refusal of this transfer between `wd` and `dps` on what
+    /// needs no shared state: an account closed or suspended, the holder's
+    /// name, the pass phrase.
+    fn refused_between(&self, wd: &Account, dps: &Account) -> Option<(&'static str, &'static str)> {
+        for account in [wd, dps] {
+            match account.state {
+                AccountState::Closed => return Some(bank_codes::CLOSED),
+                AccountState::Suspended => return Some(bank_codes::SUSPENDED),
+                AccountState::Active => {}
+            }
+        }
+        if let Some(name) = self.holder_check
+            && name.trim() != dps.holder_name
+        {
+            return Some(bank_codes::HOLDER_NAME);
+        }
+        if !self.pass_phrase_ok {
+            return Some(bank_codes::PASS_PHRASE);
+        }
+        None
+    }
+
+    /// The institution's limits on this kind of transfer, the tag of their
+    /// usage counters and the codes of their refusals (per transfer, day,
+    /// month).
+    fn inst_limits(&self) -> (crate::Limits, &'static str, [&'static str; 3]) {
+        match self.kind {
+            TransferKind::Withdraw => (
+                self.inst.withdraw_limits,
+                "iwd",
+                [
+                    codes::INST_WD_PER_TRAN,
+                    codes::INST_WD_DAILY,
+                    codes::INST_WD_MONTHLY,
+                ],
+            ),
+            TransferKind::Deposit => (
+                self.inst.deposit_limits,
+                "idp",
+                [
+                    codes::INST_DP_PER_TRAN,
+                    codes::INST_DP_DAILY,
+                    codes::INST_DP_MONTHLY,
+                ],
+            ),
+        }
+    }
 }
 
 struct Decision {

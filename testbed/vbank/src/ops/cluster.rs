@@ -23,7 +23,7 @@ use sfop_store_pg::{BankOutcome, BankTransfer, Cluster, SeedAccount, TranKey, Us
 use super::{Ctx, OrBackend, Paging, R, Transfer, bank_codes, not_found, party, refuse};
 use crate::VirtualBank;
 use crate::faults::AccountBanks;
-use crate::model::{Account, AccountState, mask_account_num};
+use crate::model::{Account, mask_account_num};
 
 /// The virtual bank with its ledger on the cluster. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -84,6 +84,15 @@ enum Plan {
     },
 }
 
+/// `bank_tran_id` of `institution` on the call's business date.
+fn tran_key(ctx: &Ctx<'_>, institution: &str, bank_tran_id: &str) -> TranKey {
+    TranKey {
+        institution: institution.to_owned(),
+        bank_tran_id: bank_tran_id.to_owned(),
+        business_date: ctx.date().to_owned(),
+    }
+}
+
 fn kind_name(kind: TransferKind) -> &'static str {
     match kind {
         TransferKind::Withdraw => "withdraw",
@@ -126,19 +135,11 @@ impl ClusterBank {
         &self.cluster
     }
 
-    fn key(ctx: &Ctx<'_>, institution: &str, bank_tran_id: &str) -> TranKey {
-        TranKey {
-            institution: institution.to_owned(),
-            bank_tran_id: bank_tran_id.to_owned(),
-            business_date: ctx.date().to_owned(),
-        }
-    }
-
     /// Uses up `bank_tran_id` for an inquiry on every node.
     async fn consume(&self, ctx: &Ctx<'_>, institution: &str, bank_tran_id: &str) -> R<()> {
         let fresh = self
             .cluster
-            .consume_tran_id(&Self::key(ctx, institution, bank_tran_id))
+            .consume_tran_id(&tran_key(ctx, institution, bank_tran_id))
             .await
             .map_err(|e| unavailable(&e))?;
         if fresh { Ok(()) } else { duplicate() }
@@ -290,16 +291,8 @@ impl VirtualBank {
     /// answer it may get there. Mirrors `decide`, without what needs the
     /// shared state (funds, daily and monthly usage).
     fn plan(&self, ctx: &Ctx<'_>, t: Transfer<'_>) -> R<Plan> {
-        let answer_bank = match t.kind {
-            TransferKind::Withdraw => VirtualBank::bank_code_of(t.wd_key),
-            TransferKind::Deposit => VirtualBank::bank_code_of(t.dps_key),
-        };
-        let key = Ctx::date(ctx).to_owned();
-        let key = TranKey {
-            institution: t.institution.to_owned(),
-            bank_tran_id: t.bank_tran_id.to_owned(),
-            business_date: key,
-        };
+        let answer_bank = t.answer_bank();
+        let key = tran_key(ctx, t.institution, t.bank_tran_id);
         let kind = kind_name(t.kind);
         let amount = i64::try_from(t.tran_amt).unwrap_or(i64::MAX);
         let refused = |refusal: Refusal| {
@@ -317,20 +310,8 @@ impl VirtualBank {
         let Some(dps) = self.account(t.dps_key)? else {
             return no(bank_codes::NO_ACCOUNT);
         };
-        for account in [&wd, &dps] {
-            match account.state {
-                AccountState::Closed => return no(bank_codes::CLOSED),
-                AccountState::Suspended => return no(bank_codes::SUSPENDED),
-                AccountState::Active => {}
-            }
-        }
-        if let Some(name) = t.holder_check
-            && name.trim() != dps.holder_name
-        {
-            return no(bank_codes::HOLDER_NAME);
-        }
-        if !t.pass_phrase_ok {
-            return no(bank_codes::PASS_PHRASE);
+        if let Some(why) = t.refused_between(&wd, &dps) {
+            return no(why);
         }
         let exceeded =
             |code: &str, what: &str| refused(Refusal::new(code, format!("{what} exceeded")));
@@ -353,26 +334,7 @@ impl VirtualBank {
                 ))?,
             });
         }
-        let (limits, tag, codes3) = match t.kind {
-            TransferKind::Withdraw => (
-                t.inst.withdraw_limits,
-                "iwd",
-                [
-                    codes::INST_WD_PER_TRAN,
-                    codes::INST_WD_DAILY,
-                    codes::INST_WD_MONTHLY,
-                ],
-            ),
-            TransferKind::Deposit => (
-                t.inst.deposit_limits,
-                "idp",
-                [
-                    codes::INST_DP_PER_TRAN,
-                    codes::INST_DP_DAILY,
-                    codes::INST_DP_MONTHLY,
-                ],
-            ),
-        };
+        let (limits, tag, codes3) = t.inst_limits();
         if amt > limits.per_tran {
             return exceeded(codes3[0], "the institution's per-transaction limit");
         }
