@@ -231,36 +231,20 @@ impl HostState {
 
 /// The semantic-convention attributes of an outbound request's span: method,
 /// scheme, host and port (never the path or query, which may carry what a
-/// plugin should not leak into traces).
+/// plugin should not leak into traces). A URL that does not parse gets the
+/// method alone (the request itself is refused for it).
 fn client_attributes(span: &mut sfop_telemetry::Span, req: &http::Request) {
     span.set("http.request.method", req.method.to_ascii_uppercase());
-    let Some((scheme, rest)) = req.url.split_once("://") else {
+    let Ok(url) = url::Url::parse(&req.url) else {
         return;
     };
-    span.set("url.scheme", scheme.to_ascii_lowercase());
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
-    let authority = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let (host, port) = match authority.strip_prefix('[') {
-        // [v6]:port
-        Some(v6) => match v6.split_once(']') {
-            Some((host, rest)) => (host, rest.strip_prefix(':')),
-            None => (v6, None),
-        },
-        None => match authority.rsplit_once(':') {
-            Some((host, port)) => (host, Some(port)),
-            None => (authority, None),
-        },
-    };
-    span.set("server.address", host.to_owned());
-    let port = port.and_then(|p| p.parse::<u16>().ok());
-    let port = port.or(match scheme {
-        "https" => Some(443),
-        "http" => Some(80),
-        _ => None,
-    });
-    if let Some(port) = port {
+    span.set("url.scheme", url.scheme().to_owned());
+    match url.host() {
+        Some(url::Host::Ipv6(ip)) => span.set("server.address", ip.to_string()),
+        Some(host) => span.set("server.address", host.to_string()),
+        None => {}
+    }
+    if let Some(port) = url.port_or_known_default() {
         span.set("server.port", i64::from(port));
     }
 }
