@@ -38,8 +38,8 @@ pub use crate::host::PANIC_PREFIX;
 const MOVE_AFTER_NS: u64 = 500_000;
 
 /// After a call of a version moved to the execution pool or failed, this
-/// many of its next calls start there (ADR 0020).
-const SUSPECT_CALLS: u32 = 1_000;
+/// many of its next calls start there (ADR 0020), by default.
+pub const SUSPECT_CALLS: u32 = 1_000;
 
 /// Frames of a trap's backtrace that are kept.
 const BACKTRACE_FRAMES: usize = 8;
@@ -137,6 +137,9 @@ pub struct RuntimeConfig {
     /// Threads of the execution pool, where calls that run past their first
     /// tick finish (ADR 0020); 0: one less than the machine's cores, at least 1.
     pub execution_threads: usize,
+    /// After a call of a version moved to the execution pool or failed, this
+    /// many of its next calls start there (ADR 0020 rule 3).
+    pub suspect_calls: u32,
     /// The platform's guest memory budget: the sum of the linear memories
     /// of all live instances, bytes.
     pub guest_memory_bytes: u64,
@@ -159,6 +162,7 @@ impl Default for RuntimeConfig {
             tick: Duration::from_millis(2),
             compile_cache: None,
             execution_threads: 0,
+            suspect_calls: SUSPECT_CALLS,
             guest_memory_bytes: 2 << 30,
             api_memory_share_percent: 50,
             quarantine: QuarantinePolicy::default(),
@@ -197,6 +201,7 @@ pub struct Runtime {
     loads: Arc<Loads>,
     budget: Arc<budget::Budget>,
     quarantine: QuarantinePolicy,
+    suspect_calls: u32,
     outbound: Option<Arc<dyn Outbound>>,
     variables: Arc<dyn VariableValues>,
 }
@@ -302,6 +307,7 @@ impl Runtime {
             loads: Arc::new(Loads::default()),
             budget: budget::Budget::new(config.guest_memory_bytes, config.api_memory_share_percent),
             quarantine: config.quarantine,
+            suspect_calls: config.suspect_calls,
             outbound: config.outbound.clone(),
             variables: config.variables.clone(),
         })
@@ -364,6 +370,7 @@ impl Runtime {
             tracker: health::Tracker::new(self.quarantine),
             moved: AtomicU64::new(0),
             suspect: std::sync::atomic::AtomicU32::new(0),
+            suspect_calls: self.suspect_calls,
             sha256,
             from_cache,
             shelf: warm::Shelf::new(maker, self.ticker.factory.clone()),
@@ -524,6 +531,8 @@ pub struct Api {
     /// Calls that start on the execution pool from the outset, because a
     /// call of this version lately moved there or failed.
     suspect: std::sync::atomic::AtomicU32,
+    /// How many calls one suspicion lasts.
+    suspect_calls: u32,
     _ticker: Arc<Ticker>,
 }
 
@@ -708,7 +717,7 @@ impl Api {
                 // every later call of the version off its I/O worker for
                 // good (ADR 0023).
                 if !suspected {
-                    self.suspect.store(SUSPECT_CALLS, Ordering::Relaxed);
+                    self.suspect.store(self.suspect_calls, Ordering::Relaxed);
                 }
                 let task = self.pool.spawn({
                     let meter = meter.clone();
@@ -729,7 +738,7 @@ impl Api {
                 // Started on the pool and ran as long as a call that moves:
                 // the version stays suspect.
                 if suspected && would_move {
-                    self.suspect.store(SUSPECT_CALLS, Ordering::Relaxed);
+                    self.suspect.store(self.suspect_calls, Ordering::Relaxed);
                 }
                 done
             }
@@ -748,7 +757,7 @@ impl Api {
         let Some(kind) = FaultKind::of(error) else {
             return;
         };
-        self.suspect.store(SUSPECT_CALLS, Ordering::Relaxed);
+        self.suspect.store(self.suspect_calls, Ordering::Relaxed);
         let Some(suppressed) = self.tracker.fault(kind) else {
             return;
         };

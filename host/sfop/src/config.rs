@@ -323,6 +323,9 @@ pub struct IsolationSection {
     /// Threads of the execution pool that calls move to after their first
     /// epoch tick; 0: one less than the machine's cores, at least 1.
     pub execution_threads: usize,
+    /// After a call of a version moved to the execution pool or failed, this
+    /// many of its next calls start there (ADR 0020 rule 3).
+    pub suspect_calls: u32,
     /// The platform's guest memory budget (all live instances), MiB.
     pub guest_memory_mib: u64,
     /// The most one API version may hold of it, percent.
@@ -347,6 +350,7 @@ impl Default for IsolationSection {
         let r = sfop_runtime::RuntimeConfig::default();
         Self {
             execution_threads: 0,
+            suspect_calls: r.suspect_calls,
             guest_memory_mib: r.guest_memory_bytes >> 20,
             api_memory_share_percent: r.api_memory_share_percent,
             quarantine_faults: q.min_faults,
@@ -381,6 +385,9 @@ impl IsolationSection {
         };
         if self.execution_threads > 256 {
             return invalid("isolation.execution_threads", "must be at most 256");
+        }
+        if !(1..=1_000_000).contains(&self.suspect_calls) {
+            return invalid("isolation.suspect_calls", "must be between 1 and 1000000");
         }
         if !(16..=1 << 20).contains(&self.guest_memory_mib) {
             return invalid(

@@ -155,6 +155,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
                 .compile_cache
                 .then(|| config.data_dir.join("compile-cache")),
             execution_threads: config.isolation.execution_threads,
+            suspect_calls: config.isolation.suspect_calls,
             guest_memory_bytes: config.isolation.guest_memory_mib << 20,
             api_memory_share_percent: config.isolation.api_memory_share_percent,
             quarantine: config.isolation.quarantine(),

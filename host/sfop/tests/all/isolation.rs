@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper_util::rt::TokioIo;
@@ -299,11 +299,14 @@ async fn a_hammered_bad_api_leaves_its_neighbours_p99_within_bounds() -> Result<
     // The target is x2 on this 2-core machine for the loops (measured
     // x1.2-1.6 on a quiet machine); the bounds asserted are generous, as
     // other tests and builds share the machine. The control says what 16
-    // busy clients cost the two cores whatever they call.
+    // busy clients cost the two cores whatever they call, so a loaded
+    // machine widens the bound (one CI run measured x4.29 for a loop); a
+    // loop on the neighbour's worker, with no bulkhead, costs it x50 and
+    // more (the loop's 100 ms CPU deadline against a 1-2 ms p99).
     let control = ratios[0].1;
     for (name, ratio) in &ratios[1..] {
         let bound = if name.contains("loop") || name.contains("trigger") {
-            4.0
+            (2.0 * control).max(4.0)
         } else {
             (3.0 * control).max(10.0)
         };
@@ -343,16 +346,24 @@ async fn calls(addr: SocketAddr, path: &'static str, n: usize, connections: usiz
 }
 
 /// ADR 0020 rule 3, and no more: after a call of a version ran long (it
-/// moved to the execution pool, then hit its CPU deadline), its next 1000
-/// calls start on the pool; the calls after those run on the I/O worker
-/// again. A call that started on the pool only because of that suspicion
-/// used to renew it, so one slow call kept every later call of the version
-/// on the pool for good, with a thread hop each (ADR 0023: the bench's
-/// withdrawals).
+/// moved to the execution pool, then hit its CPU deadline), its next
+/// `suspect_calls` calls start on the pool; the calls after those run on the
+/// I/O worker again. A call that started on the pool only because of that
+/// suspicion used to renew it, so one slow call kept every later call of the
+/// version on the pool for good, with a thread hop each (ADR 0023: the
+/// bench's withdrawals).
+///
+/// The meter charges what the thread's CPU clock says, and on a loaded
+/// machine that clock now and then charges a trivial call past the move
+/// threshold (kernel time in page faults, a VM's stolen time), which rightly
+/// moves it and renews the suspicion. So the test does not count on exact
+/// numbers: the suspicion is short (`suspect_calls` = 20) and the version
+/// must come back within a bounded number of calls, which it never does
+/// when every suspect call renews the suspicion.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_version_that_ran_long_once_returns_to_its_io_worker() -> Result<()> {
-    /// ADR 0020 rule 3 (`SUSPECT_CALLS` in sfop-runtime).
-    const SUSPECT_CALLS: f64 = 1000.0;
+    const SUSPECT_CALLS: u32 = 20;
+    const BATCH: usize = 40;
     let _one = ONE_AT_A_TIME.lock().await;
     let t = TestPlatform::start_with(
         vec![Package::built("test/trigger-spin").with_manifest(&manifest(
@@ -364,35 +375,54 @@ async fn a_version_that_ran_long_once_returns_to_its_io_worker() -> Result<()> {
         |config| {
             config.tls.mode = sfop::config::TlsMode::Off;
             config.auth.mode = sfop::config::AuthMode::Off;
+            config.isolation.suspect_calls = SUSPECT_CALLS;
         },
     )
     .await?;
-    let moved = |text: &str| {
-        metric(
-            text,
+    let moved = async || -> Result<f64> {
+        Ok(metric(
+            &metrics(&t).await?,
             r#"sfop_calls_moved_total{api="trigger",version="0.1.0"}"#,
         )
-        .unwrap_or(0.0)
+        .unwrap_or(0.0))
     };
-    calls(t.addr(), "/test/trigger?code=1234", 50, 2).await?;
-    ensure!(moved(&metrics(&t).await?) == 0.0, "a short call moved");
+    // Back on the I/O worker: a batch of calls none of which moved.
+    let settle = async || -> Result<usize> {
+        for batch in 1..=25 {
+            let before = moved().await?;
+            calls(t.addr(), "/test/trigger?code=1234", BATCH, 2).await?;
+            if moved().await? == before {
+                return Ok(batch);
+            }
+        }
+        bail!(
+            "the version's calls never came back to the I/O worker: no batch of {BATCH} without a move in 25"
+        )
+    };
+    let first = settle().await?;
     // One call spins to its 50 ms CPU deadline: it moves, and fails.
+    let before = moved().await?;
     assert_eq!(t.get("/test/trigger?code=4417").await?.status, 504);
-    // Its suspect calls, and some more.
-    calls(t.addr(), "/test/trigger?code=1234", 1_100, 4).await?;
-    let after_suspect = moved(&metrics(&t).await?);
-    calls(t.addr(), "/test/trigger?code=1234", 300, 4).await?;
-    let later = moved(&metrics(&t).await?);
+    ensure!(
+        moved().await? == before + 1.0,
+        "the spinning call did not move"
+    );
+    // Its suspect calls all start on the pool.
+    calls(
+        t.addr(),
+        "/test/trigger?code=1234",
+        SUSPECT_CALLS as usize,
+        1,
+    )
+    .await?;
+    let suspect = moved().await? - before - 1.0;
+    ensure!(
+        suspect >= f64::from(SUSPECT_CALLS),
+        "the calls after a slow one did not start on the pool: {suspect} of {SUSPECT_CALLS}"
+    );
+    let after = settle().await?;
     eprintln!(
-        "calls on the execution pool: {after_suspect} after the slow call and 1100 short ones, {later} after 300 more"
-    );
-    ensure!(
-        after_suspect >= SUSPECT_CALLS + 1.0,
-        "the calls after a slow one did not start on the pool: {after_suspect}"
-    );
-    ensure!(
-        later == after_suspect,
-        "short calls kept running on the pool: {after_suspect} -> {later} after 300 more"
+        "batches of {BATCH} calls until none moved: {first} at the start, {after} after the slow call and its {SUSPECT_CALLS} suspect calls"
     );
     Ok(())
 }
