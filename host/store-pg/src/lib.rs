@@ -19,7 +19,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
 
-pub use apps::ClientRow;
+pub use apps::{ClientRow, CodeUse, DeveloperRow, Registered};
 pub use audit::{AuditEntry, AuditEvent, AuditVerification};
 pub use bank::{
     AccountRow, BankOutcome, BankTransfer, Direction, PostingRow, SeedAccount, TranKey, TranRecord,

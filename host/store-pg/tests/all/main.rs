@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use sfop_store_pg::{
-    ApiState, AuditEvent, BlobCache, ClientRow, Cluster, Error, Feed, FeedSettings, NewTransfer,
-    NewVersion, Pushed, Snapshot, TransferOutcome,
+    ApiState, AuditEvent, BlobCache, ClientRow, Cluster, CodeUse, Error, Feed, FeedSettings,
+    NewTransfer, NewVersion, Pushed, Registered, Snapshot, TransferOutcome,
 };
 use tokio_postgres::NoTls;
 
@@ -858,10 +858,18 @@ async fn an_app_registered_on_one_node_is_known_to_the_others() -> Result<()> {
         Cluster::connect(&url, 2).await?,
         Cluster::connect(&url, 2).await?,
     );
-    a.add_developer("dev@example.com", "pbkdf2-sha256$1000$00$00")
-        .await?;
+    a.add_developer(
+        "dev@example.com",
+        "pbkdf2-sha256$1000$00$00",
+        1_700_000_000_000,
+    )
+    .await?;
     let again = b
-        .add_developer("dev@example.com", "pbkdf2-sha256$1000$00$00")
+        .add_developer(
+            "dev@example.com",
+            "pbkdf2-sha256$1000$00$00",
+            1_700_000_000_000,
+        )
         .await;
     assert!(
         matches!(&again, Err(Error::Conflict(m)) if m.starts_with("email:")),
@@ -876,23 +884,69 @@ async fn an_app_registered_on_one_node_is_known_to_the_others() -> Result<()> {
         salt: "00".into(),
         redirect_uris: vec!["https://app.example/cb".into()],
         scopes: vec!["inquiry".into(), "login".into()],
+        created_at: 1_700_000_000,
     };
-    a.register_client(&app, Some("dev@example.com")).await?;
+    assert_eq!(
+        a.register_client(&app, CodeUse::New, Some("dev@example.com"))
+            .await?,
+        Registered::Done
+    );
     assert_eq!(b.client("c1").await?, Some(app.clone()));
+    assert_eq!(b.clients().await?, [app.clone()]);
     assert_eq!(b.developer_apps("dev@example.com").await?, ["c1"]);
+    let dev = b.developer("dev@example.com").await?.context("developer")?;
+    assert_eq!(
+        (dev.password.as_str(), dev.created_at_ms, dev.apps),
+        (
+            "pbkdf2-sha256$1000$00$00",
+            1_700_000_000_000,
+            vec!["c1".to_owned()]
+        )
+    );
     assert_eq!(b.client("nobody").await?, None);
 
-    // Another app under a taken client_use_code; a public app with a
-    // secret; an unknown developer: refused, nothing half-written.
-    let taken = ClientRow {
+    // A second app joins the first one's institution; a new institution
+    // under a taken code, an unknown one to join, a taken id: refused.
+    let joined = ClientRow {
         client_id: "c2".into(),
         ..app.clone()
     };
-    let refused = b.register_client(&taken, None).await;
-    assert!(
-        matches!(&refused, Err(Error::Constraint(m)) if m.contains("client_use_code")),
-        "{refused:?}"
+    assert_eq!(
+        b.register_client(&joined, CodeUse::New, None).await?,
+        Registered::CodeTaken
     );
+    assert_eq!(
+        b.register_client(&joined, CodeUse::Join, None).await?,
+        Registered::Done
+    );
+    assert_eq!(
+        b.register_client(&joined, CodeUse::Join, None).await?,
+        Registered::ClientIdTaken
+    );
+    let nowhere = ClientRow {
+        client_id: "c5".into(),
+        client_use_code: "M202300005".into(),
+        ..app.clone()
+    };
+    assert_eq!(
+        b.register_client(&nowhere, CodeUse::Join, None).await?,
+        Registered::NoInstitution
+    );
+    assert!(b.reserve_code("M202300005").await?);
+    assert!(!a.reserve_code("M202300005").await?);
+    assert!(a.code_claimed("M202300005").await?);
+    assert_eq!(
+        a.register_client(&nowhere, CodeUse::Join, None).await?,
+        Registered::Done
+    );
+    assert!(a.set_client_secret("c5", "11", &"cd".repeat(32)).await?);
+    assert_eq!(
+        b.client("c5").await?.map(|c| (c.salt, c.secret_hash)),
+        Some(("11".to_owned(), Some("cd".repeat(32))))
+    );
+
+    // A public app with a secret; an unknown developer: refused by the
+    // schema, nothing half-written.
     let public_with_secret = ClientRow {
         client_id: "c3".into(),
         client_use_code: "M202300003".into(),
@@ -900,22 +954,29 @@ async fn an_app_registered_on_one_node_is_known_to_the_others() -> Result<()> {
         ..app.clone()
     };
     assert!(matches!(
-        b.register_client(&public_with_secret, None).await,
+        b.register_client(&public_with_secret, CodeUse::New, None)
+            .await,
         Err(Error::Constraint(_))
     ));
+    assert!(!b.set_client_secret("c3", "11", "x").await?);
     let orphan = ClientRow {
         client_id: "c4".into(),
         client_use_code: "M202300004".into(),
         ..app
     };
     assert!(matches!(
-        b.register_client(&orphan, Some("nobody@example.com")).await,
+        b.register_client(&orphan, CodeUse::New, Some("nobody@example.com"))
+            .await,
         Err(Error::Constraint(_))
     ));
     assert_eq!(
         a.client("c4").await?,
         None,
         "a refused app was half-written"
+    );
+    assert!(
+        !a.code_claimed("M202300004").await?,
+        "a refused app's code was kept"
     );
     Ok(())
 }
