@@ -15,6 +15,9 @@
 //! | `POST /admin/v1/apis/rollback` | `{name}` | end the canary, or return to the previous version |
 //! | `POST /admin/v1/apis/deprecate` | `{name, sunset}` | announce the sunset date |
 //! | `POST /admin/v1/apis/retire` | `{name}` | take it out of service |
+//! | `GET /admin/v1/apis/variables` | `?name=` | the API's variables (never a secret's value) |
+//! | `POST /admin/v1/apis/variables/set` | `{name, variable, value}` | set a variable; its serving versions reload |
+//! | `POST /admin/v1/apis/variables/unset` | `{name, variable}` | drop the admin API's value |
 //! | `GET /admin/v1/audit` | | the audit log |
 //! | `GET /admin/v1/audit/verify` | | check the log's hash chain |
 
@@ -25,7 +28,8 @@ use serde_json::{Value, json};
 use serde::Serialize;
 use sfop_admin_api::apis::{
     self as paths, ApiAnswer, CanaryRequest, DeprecateRequest, ListAnswer, Named, NamedVersion,
-    PushAnswer, ShowAnswer, TestAnswer, VersionAnswer,
+    PushAnswer, SetVariable, ShowAnswer, TestAnswer, UnsetVariable, VariableView, VariablesAnswer,
+    VersionAnswer,
 };
 use sfop_admin_api::audit::{self, AuditAnswer, VerifyAnswer};
 
@@ -43,6 +47,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", paths::ROLLBACK),
     ("POST", paths::DEPRECATE),
     ("POST", paths::RETIRE),
+    ("GET", paths::VARIABLES),
+    ("POST", paths::SET_VARIABLE),
+    ("POST", paths::UNSET_VARIABLE),
     ("GET", audit::LIST),
     ("GET", audit::VERIFY),
 ];
@@ -183,6 +190,23 @@ async fn route<P: DataPlane>(
             let b: Named = parse(body)?;
             api_answer(mgmt.retire(&b.name, actor).await?)
         }
+        ("GET", paths::VARIABLES) => {
+            let name = param("name")?;
+            let variables = mgmt.variables(&name).await?;
+            variables_answer(name, variables)
+        }
+        ("POST", paths::SET_VARIABLE) => {
+            let b: SetVariable = parse(body)?;
+            let variables = mgmt
+                .set_variable(&b.name, &b.variable, Some(b.value), actor)
+                .await?;
+            variables_answer(b.name, variables)
+        }
+        ("POST", paths::UNSET_VARIABLE) => {
+            let b: UnsetVariable = parse(body)?;
+            let variables = mgmt.set_variable(&b.name, &b.variable, None, actor).await?;
+            variables_answer(b.name, variables)
+        }
         ("GET", audit::LIST) => {
             let entries = mgmt.audit_log().await?;
             typed(
@@ -232,6 +256,18 @@ fn api_answer(api: ApiRecord) -> Answer {
             rsp_code: sfop_admin_api::OK.to_owned(),
             rsp_message: String::new(),
             api,
+        },
+    )
+}
+
+fn variables_answer(name: String, variables: Vec<VariableView>) -> Answer {
+    typed(
+        200,
+        &VariablesAnswer {
+            rsp_code: sfop_admin_api::OK.to_owned(),
+            rsp_message: String::new(),
+            name,
+            variables,
         },
     )
 }

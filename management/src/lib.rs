@@ -16,6 +16,7 @@ pub mod cluster;
 pub mod package;
 pub mod plane;
 pub mod registry;
+pub mod variables;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -34,6 +35,7 @@ pub use plane::{
 pub use registry::{ApiRecord, CanaryRecord, TestRecord, VersionRecord, VersionState};
 /// API versions, as the registry and [`DataPlane`] name them.
 pub use semver::Version;
+pub use sfop_core::outbound::SetValues;
 pub use sfop_core::package::{Package, PackageError};
 
 use audit::Event;
@@ -202,6 +204,9 @@ pub struct Management<P: DataPlane> {
     control: Mutex<Control<P::Release>>,
     /// On a clustered node, the cluster (ADR 0029).
     cluster: Option<cluster::ClusterLink>,
+    /// Seals the values set through the admin API; without it none can be
+    /// set.
+    sealer: Option<variables::Sealer>,
 }
 
 impl<P: DataPlane> std::fmt::Debug for Management<P> {
@@ -240,6 +245,7 @@ impl<P: DataPlane> Management<P> {
                 applied: None,
             }),
             cluster: None,
+            sealer: None,
         })
     }
 
@@ -315,7 +321,8 @@ impl<P: DataPlane> Management<P> {
         }
         let plane = self.plane.clone();
         let (manifest, component) = (package.manifest.clone(), package.component.clone());
-        let release = tokio::task::spawn_blocking(move || plane.load(manifest, &component))
+        let set = self.set_values(&name)?;
+        let release = tokio::task::spawn_blocking(move || plane.load(manifest, &component, &set))
             .await
             .map_err(|e| Error::internal(format!("loading {name}@{version}"), e))?
             .map_err(|e| Error::plane(format!("{name}@{version} cannot be loaded"), e))?;
@@ -1126,15 +1133,22 @@ impl<P: DataPlane> Management<P> {
         if self.settings.require_attestation && self.cluster.is_none() {
             self.check_gate(&record)?;
         }
-        let package = self.package(&record)?;
-        let plane = self.plane.clone();
-        let release =
-            tokio::task::spawn_blocking(move || plane.load(package.manifest, &package.component))
-                .await
-                .map_err(|e| Error::internal(format!("loading {name}@{version}"), e))?
-                .map_err(|e| Error::plane(format!("{name}@{version} cannot be loaded"), e))?;
+        let set = self.set_values(name)?;
+        let release = self.load(&record, set).await?;
         control.warm.insert(key, release.clone());
         Ok(release)
+    }
+
+    /// Compiles (or takes from the compile cache) and pre-links a version,
+    /// with `set` as the values set through the admin API.
+    async fn load(&self, record: &VersionRecord, set: SetValues) -> Result<P::Release> {
+        let id = format!("{}@{}", record.name, record.version);
+        let package = self.package(record)?;
+        let plane = self.plane.clone();
+        tokio::task::spawn_blocking(move || plane.load(package.manifest, &package.component, &set))
+            .await
+            .map_err(|e| Error::internal(format!("loading {id}"), e))?
+            .map_err(|e| Error::plane(format!("{id} cannot be loaded"), e))
     }
 
     /// Builds the routing with `api` changed, writes the change and its audit

@@ -8,6 +8,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use sfop_core::Manifest;
+use sfop_core::outbound::SetValues;
 
 use sfop_core::package::Package;
 
@@ -62,7 +63,14 @@ pub trait DataPlane: Send + Sync + 'static {
 
     /// Validates, compiles and pre-links a component (slow: called on a
     /// blocking thread, never on the request path).
-    fn load(&self, manifest: Manifest, component: &[u8]) -> Result<Self::Release, PlaneError>;
+    /// `set`: the values an operator set through the admin API for the
+    /// package's variables.
+    fn load(
+        &self,
+        manifest: Manifest,
+        component: &[u8],
+        set: &SetValues,
+    ) -> Result<Self::Release, PlaneError>;
     /// Whether a release came from the on-disk compile cache.
     fn compiled_from_cache(&self, release: &Self::Release) -> bool;
     /// Builds the routing of every API (and the platform's own endpoints);

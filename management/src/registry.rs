@@ -10,6 +10,8 @@ pub(crate) const VERSIONS: &str = "mgmt.versions";
 pub(crate) const APIS: &str = "mgmt.apis";
 pub(crate) const BLOBS: &str = "mgmt.blobs";
 pub(crate) const AUDIT: &str = "mgmt.audit";
+/// Per API, the values set through the admin API, sealed (`variables`).
+pub(crate) const VARIABLES: &str = "mgmt.variables";
 
 /// The records are the admin API's types (sfop-admin-api): the API shows
 /// them as stored, so the wire and the store cannot drift apart.
@@ -52,6 +54,7 @@ pub(crate) struct Trees {
     pub apis: Tree,
     pub blobs: Tree,
     pub audit: Tree,
+    pub variables: Tree,
 }
 
 impl Trees {
@@ -61,6 +64,7 @@ impl Trees {
             apis: store.tree(APIS)?,
             blobs: store.tree(BLOBS)?,
             audit: store.tree(AUDIT)?,
+            variables: store.tree(VARIABLES)?,
         })
     }
 

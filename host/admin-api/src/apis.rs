@@ -14,6 +14,9 @@
 //! | `POST` [`ROLLBACK`] | [`Named`] | [`ApiAnswer`] |
 //! | `POST` [`DEPRECATE`] | [`DeprecateRequest`] | [`ApiAnswer`] |
 //! | `POST` [`RETIRE`] | [`Named`] | [`ApiAnswer`] |
+//! | `GET` [`VARIABLES`] | `?name=` | [`VariablesAnswer`] |
+//! | `POST` [`SET_VARIABLE`] | [`SetVariable`] | [`VariablesAnswer`] |
+//! | `POST` [`UNSET_VARIABLE`] | [`UnsetVariable`] | [`VariablesAnswer`] |
 
 use base64::Engine;
 use semver::Version;
@@ -30,6 +33,12 @@ pub const CANARY: &str = "/admin/v1/apis/canary";
 pub const ROLLBACK: &str = "/admin/v1/apis/rollback";
 pub const DEPRECATE: &str = "/admin/v1/apis/deprecate";
 pub const RETIRE: &str = "/admin/v1/apis/retire";
+pub const VARIABLES: &str = "/admin/v1/apis/variables";
+pub const SET_VARIABLE: &str = "/admin/v1/apis/variables/set";
+pub const UNSET_VARIABLE: &str = "/admin/v1/apis/variables/unset";
+
+/// The longest value an operator may set for a variable, bytes.
+pub const MAX_VARIABLE_VALUE: usize = 16 * 1024;
 
 // ---------------------------------------------------------------- requests
 
@@ -106,6 +115,36 @@ pub struct DeprecateRequest {
     pub name: String,
     /// `YYYY-MM-DD`, a day in the business time zone.
     pub sunset: String,
+}
+
+/// Body of [`SET_VARIABLE`]: the operator's value for variable `variable`
+/// of API `name` (ADR 0027). It wins over the environment and the config
+/// file, and the API's serving versions are reloaded with it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetVariable {
+    pub name: String,
+    pub variable: String,
+    pub value: String,
+}
+
+/// Never shows the value: it may be a secret.
+impl std::fmt::Debug for SetVariable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetVariable")
+            .field("name", &self.name)
+            .field("variable", &self.variable)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Body of [`UNSET_VARIABLE`]: the operator's value goes; the environment's,
+/// the config file's or the manifest's default applies again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UnsetVariable {
+    pub name: String,
+    pub variable: String,
 }
 
 // ----------------------------------------------------------------- answers
@@ -339,4 +378,36 @@ pub struct VersionView {
     /// (`deadline`, `memory`, `trap`); see docs/adr/0020.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantined: Option<String>,
+}
+
+/// One variable an API declares, as the admin API shows it: never a
+/// secret's value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariableView {
+    pub name: String,
+    pub required: bool,
+    pub secret: bool,
+    /// The manifest's default (not shown for a secret).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// Whether an operator set a value through the admin API.
+    pub set_by_admin: bool,
+    /// That value, unless the variable is secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// Answer of [`VARIABLES`], [`SET_VARIABLE`] and [`UNSET_VARIABLE`]: the
+/// variables the API's newest serving version declares (its newest version
+/// when none serves).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariablesAnswer {
+    #[serde(default)]
+    pub rsp_code: String,
+    #[serde(default)]
+    pub rsp_message: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub variables: Vec<VariableView>,
 }

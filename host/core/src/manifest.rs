@@ -182,6 +182,28 @@ pub struct Example {
     pub response: String,
 }
 
+/// Whether `name` is an API name: 1-64 lower-case letters, digits or '-',
+/// not starting with '-'.
+pub fn api_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+}
+
+/// Whether `name` is a variable name: 1-64 lower-case letters, digits or
+/// '_', not starting with a digit.
+pub fn variable_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
 /// One variable a plugin reads through `config` (`[variables]`):
 /// `api_key = { required = true, secret = true }`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -341,14 +363,7 @@ impl Manifest {
     /// Checks what serde cannot: formats, non-emptiness and platform maxima.
     pub fn validate(&self) -> Result<(), ManifestError> {
         let invalid = |key, problem: String| Err(ManifestError::Invalid { key, problem });
-        let name_ok = !self.name.is_empty()
-            && self.name.len() <= 64
-            && self
-                .name
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            && !self.name.starts_with('-');
-        if !name_ok {
+        if !api_name_ok(&self.name) {
             return invalid(
                 "name",
                 format!(
@@ -517,13 +532,7 @@ impl Manifest {
             );
         }
         for (name, variable) in &self.variables {
-            let name_ok = !name.is_empty()
-                && name.len() <= 64
-                && name
-                    .bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-                && !name.starts_with(|c: char| c.is_ascii_digit());
-            if !name_ok {
+            if !variable_name_ok(name) {
                 return invalid(
                     "variables",
                     format!("{name:?} must be 1-64 lower-case letters, digits or '_'"),

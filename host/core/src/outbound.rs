@@ -67,6 +67,11 @@ pub trait VariableValues: Send + Sync + fmt::Debug {
     fn value(&self, api: &str, name: &str) -> Option<String>;
 }
 
+/// The values an operator set through the admin API for one API's
+/// variables, by name: they win over the environment and the config file
+/// (ADR 0027).
+pub type SetValues = std::collections::BTreeMap<String, Secret>;
+
 /// No values set.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoValues;

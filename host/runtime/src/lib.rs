@@ -20,7 +20,7 @@ use std::task::Poll;
 use std::thread;
 use std::time::Duration;
 
-use sfop_core::outbound::{NoValues, Outbound, VariableValues};
+use sfop_core::outbound::{NoValues, Outbound, SetValues, VariableValues};
 use sfop_core::{BankBackend, Capability, Claims, KvStore, Manifest};
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -327,6 +327,18 @@ impl Runtime {
     /// Compiles, checks and pre-links one package. Nothing of a package that
     /// fails here is ever served.
     pub fn load(&self, manifest: Manifest, component: &[u8]) -> Result<Api, LoadError> {
+        self.load_with(manifest, component, &SetValues::new())
+    }
+
+    /// [`Runtime::load`], with the values an operator set through the admin
+    /// API for the package's variables (they win over the environment and
+    /// the config file).
+    pub fn load_with(
+        &self,
+        manifest: Manifest,
+        component: &[u8],
+        set: &SetValues,
+    ) -> Result<Api, LoadError> {
         let sha256 = hex::encode(Sha256::digest(component));
         let cached = self
             .cache
@@ -346,8 +358,12 @@ impl Runtime {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         check_imports(&self.engine, &compiled, &manifest)?;
-        let grants =
-            outbound::Grants::resolve(&manifest, self.variables.as_ref(), self.outbound.as_ref())?;
+        let grants = outbound::Grants::resolve(
+            &manifest,
+            set,
+            self.variables.as_ref(),
+            self.outbound.as_ref(),
+        )?;
 
         let mut linker = Linker::<HostState>::new(&self.engine);
         link_capabilities(&mut linker, &manifest).map_err(|e| LoadError::Link(format!("{e:#}")))?;

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sfop_core::origin::AllowedHosts;
-use sfop_core::outbound::{Outbound, OutboundError, OutboundRequest, Secret, VariableValues};
+use sfop_core::outbound::{
+    Outbound, OutboundError, OutboundRequest, Secret, SetValues, VariableValues,
+};
 use sfop_core::{Capability, Manifest};
 
 use crate::LoadError;
@@ -42,8 +44,12 @@ pub(crate) struct Grants {
 impl Grants {
     /// The grants of `manifest`: refused when a required variable has no
     /// value, or `http` is declared and the platform has no outbound client.
+    /// A variable's value is the one set through the admin API (`set`), else
+    /// the operator's environment or config file (`values`), else the
+    /// manifest's default.
     pub(crate) fn resolve(
         manifest: &Manifest,
+        set: &SetValues,
         values: &dyn VariableValues,
         outbound: Option<&Arc<dyn Outbound>>,
     ) -> Result<Self, LoadError> {
@@ -51,8 +57,10 @@ impl Grants {
             .map_err(|problem| LoadError::Grant(format!("allowed_hosts: {problem}")))?;
         let mut variables = BTreeMap::new();
         for (name, declared) in &manifest.variables {
-            let value = values
-                .value(&manifest.name, name)
+            let value = set
+                .get(name)
+                .map(|v| v.0.clone())
+                .or_else(|| values.value(&manifest.name, name))
                 .or_else(|| declared.default.clone());
             if declared.required && value.is_none() {
                 return Err(LoadError::MissingVariable {

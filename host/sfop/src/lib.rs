@@ -207,7 +207,13 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
                 utc_offset_minutes: config.utc_offset_minutes,
             },
         )
-        .context("opening the management center")?,
+        .context("opening the management center")?
+        .with_variable_key(
+            sfop_management::variables::Sealer::open_or_create(
+                &config.data_dir.join("variables.key"),
+            )
+            .context("opening the variable key")?,
+        ),
         node.as_deref(),
     ));
     management

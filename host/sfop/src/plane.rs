@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use sfop_core::Manifest;
+use sfop_core::outbound::SetValues;
 use sfop_gateway::{ApiRoute, ApiStats, Canary, Gateway, Release, RouteTable, StickyKey, Target};
 use sfop_management::{DataPlane, Health, PlaneError, Published, Sticky, Version};
 use sfop_runtime::Runtime;
@@ -35,10 +36,15 @@ impl DataPlane for EmbeddedPlane {
     type Table = RouteTable;
 
     /// Every load error names what is wrong with the package.
-    fn load(&self, manifest: Manifest, component: &[u8]) -> Result<Release, PlaneError> {
+    fn load(
+        &self,
+        manifest: Manifest,
+        component: &[u8],
+        set: &SetValues,
+    ) -> Result<Release, PlaneError> {
         let api = self
             .runtime
-            .load(manifest, component)
+            .load_with(manifest, component, set)
             .map_err(|e| PlaneError::Rejected(e.into()))?;
         Ok(self.gateway.release(Arc::new(api)))
     }

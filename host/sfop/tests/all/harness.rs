@@ -67,7 +67,7 @@ impl Package {
         self
     }
 
-    fn write(&self, plugins: &Path, built: &Path) -> Result<()> {
+    pub(crate) fn write(&self, plugins: &Path, built: &Path) -> Result<()> {
         let src = built.join(&self.component_of);
         let dst = plugins.join(&self.name);
         std::fs::create_dir_all(&dst)?;

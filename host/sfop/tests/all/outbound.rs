@@ -693,3 +693,319 @@ async fn a_secret_variable_reaches_the_plugin_and_no_log_or_store() -> Result<()
     assert!(searched > 3, "only {searched} files in the data dir");
     Ok(())
 }
+
+/// The platform's config for the admin-API variable test: HTTPS off,
+/// authorisation on (the admin API needs it), the upstream's CA, and the
+/// config file's value of `api_key`.
+fn with_admin(ca: std::path::PathBuf) -> impl Fn(&mut sfop::Config) + Clone {
+    move |c: &mut sfop::Config| {
+        c.tls.mode = sfop::TlsMode::Off;
+        c.auth.mode = sfop::AuthMode::Biscuit;
+        c.outbound.system_roots = false;
+        c.outbound.ca = Some(ca.clone());
+        c.variables.insert(
+            "outbound".into(),
+            [("api_key".to_owned(), VariableValue::new(FILE_KEY))].into(),
+        );
+    }
+}
+
+const FILE_KEY: &str = "key-from-the-config-file";
+
+/// An admin call on `t` (JSON body unless GET).
+async fn admin(
+    t: &TestPlatform,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<crate::harness::Reply> {
+    let token =
+        std::fs::read_to_string(t.platform.admin_token.as_ref().context("no admin token")?)?;
+    let auth = format!("Bearer {token}");
+    send(
+        t.addr(),
+        method,
+        path,
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body.as_bytes().to_vec(),
+    )
+    .await
+}
+
+/// `GET {path}?url=...` as the bearer of `token`: the plugin's answer.
+async fn call_as(t: &TestPlatform, token: &str, path: &str, url: &str) -> Result<Value> {
+    let auth = format!("Bearer {token}");
+    let reply = send(
+        t.addr(),
+        "GET",
+        &format!("{path}?url={url}"),
+        &[("authorization", &auth)],
+        Vec::new(),
+    )
+    .await?;
+    anyhow::ensure!(
+        reply.status == 200,
+        "{path}: {} {}",
+        reply.status,
+        String::from_utf8_lossy(&reply.body)
+    );
+    reply.json()
+}
+
+/// Variables set through the admin API (ADR 0027): they win over the config
+/// file, the API's serving versions reload with them at once, they persist
+/// sealed across a restart, the audit log names the variable and never its
+/// value, a secret's value is never shown back, a change that would leave a
+/// serving version without a required value is refused and changes
+/// nothing, and what an attacker or a careless operator sends is refused
+/// naming the field.
+#[tokio::test]
+async fn variables_set_through_the_admin_api_reload_the_api_and_keep_their_secrets() -> Result<()> {
+    let up = Upstream::start().await?;
+    let origin = [up.url("127.0.0.1", "")];
+    let wide = manifest("outbound", "/test/outbound", &origin, "");
+    let required = manifest("outbound-required", "/test/outbound-required", &origin, "").replace(
+        "greeting = { default = \"hello\" }",
+        "greeting = { required = true }",
+    );
+    let configure = with_admin(up.ca_file.path().to_owned());
+    let t = TestPlatform::start_with(
+        vec![Package::built("test/outbound").with_manifest(&wide)],
+        configure.clone(),
+    )
+    .await?;
+    let (client_id, secret, _) = crate::auth::register_client(&t).await?;
+    let oob = crate::auth::token_of(
+        &crate::auth::post_form(
+            &t,
+            "/oauth/2.0/token",
+            &[
+                ("grant_type", "client_credentials"),
+                ("scope", "oob"),
+                ("client_id", &client_id),
+                ("client_secret", &secret),
+            ],
+        )
+        .await?,
+    )?
+    .0;
+    let ok = up.url("127.0.0.1", "/ok");
+    let last_key = || up.seen().last().and_then(|(_, key, _)| key.clone());
+
+    // Before: the config file's key and the manifest's default greeting.
+    let body = call_as(&t, &oob, "/test/outbound", &ok).await?;
+    assert_eq!(body["greeting"], "hello", "{body}");
+    assert_eq!(last_key().as_deref(), Some(FILE_KEY));
+
+    // Set both: the next call sees them, with no restart.
+    let set = |api: &str, variable: &str, value: &str| {
+        serde_json::json!({ "name": api, "variable": variable, "value": value }).to_string()
+    };
+    let reply = admin(
+        &t,
+        "POST",
+        "/admin/v1/apis/variables/set",
+        &set("outbound", "greeting", "bonjour"),
+    )
+    .await?;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let reply = admin(
+        &t,
+        "POST",
+        "/admin/v1/apis/variables/set",
+        &set("outbound", "api_key", SECRET),
+    )
+    .await?;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let shown = String::from_utf8_lossy(&reply.body).into_owned();
+    assert!(!shown.contains(SECRET), "the secret is shown back: {shown}");
+    let body = call_as(&t, &oob, "/test/outbound", &ok).await?;
+    assert_eq!(body["greeting"], "bonjour", "{body}");
+    assert_eq!(last_key().as_deref(), Some(SECRET));
+
+    // The listing: the non-secret value, never the secret's.
+    let reply = admin(&t, "GET", "/admin/v1/apis/variables?name=outbound", "").await?;
+    assert_eq!(reply.status, 200);
+    let listed = reply.json()?;
+    let variable = |name: &str| {
+        listed["variables"]
+            .as_array()
+            .and_then(|all| all.iter().find(|v| v["name"] == name))
+            .cloned()
+            .unwrap_or_default()
+    };
+    assert_eq!(variable("greeting")["value"], "bonjour", "{listed}");
+    assert_eq!(variable("api_key")["set_by_admin"], true, "{listed}");
+    assert_eq!(variable("api_key")["secret"], true, "{listed}");
+    assert!(variable("api_key").get("value").is_none(), "{listed}");
+    assert!(!listed.to_string().contains(SECRET));
+
+    // The audit log names each change and its actor, never a value.
+    let audit = admin(&t, "GET", "/admin/v1/audit", "").await?;
+    let text = String::from_utf8_lossy(&audit.body).into_owned();
+    assert!(
+        !text.contains(SECRET) && !text.contains("bonjour"),
+        "{text}"
+    );
+    let entries = audit.json()?["res_list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let changes: Vec<String> = entries
+        .iter()
+        .filter(|e| e["action"] == "variable set" && e["api"] == "outbound")
+        .map(|e| e["detail"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(changes, ["greeting", "api_key (secret)"], "{text}");
+
+    // What an attacker or a careless operator sends: refused, naming the
+    // field, nothing changed.
+    let no_admin = send(
+        t.addr(),
+        "POST",
+        "/admin/v1/apis/variables/set",
+        &[
+            ("authorization", &format!("Bearer {oob}")),
+            ("content-type", "application/json"),
+        ],
+        set("outbound", "greeting", "pwned").into_bytes(),
+    )
+    .await?;
+    assert_eq!(no_admin.status, 403, "{:?}", no_admin.body);
+    let anonymous = send(
+        t.addr(),
+        "POST",
+        "/admin/v1/apis/variables/set",
+        &[("content-type", "application/json")],
+        set("outbound", "greeting", "pwned").into_bytes(),
+    )
+    .await?;
+    assert_eq!(anonymous.status, 401);
+    let long = "x".repeat(16 * 1024 + 1);
+    let refusals = [
+        (set("outbound", "undeclared", "x"), 404, "undeclared"),
+        (
+            r#"{"name":"outbound","variable":"greeting","value":"a","value":"pwned"}"#.to_owned(),
+            400,
+            "value",
+        ),
+        (
+            r#"{"name":"outbound","variable":"greeting","value":"a","admin":true}"#.to_owned(),
+            400,
+            "admin",
+        ),
+        (
+            r#"{"name":"outbound","variable":"greeting","value":["pwned"]}"#.to_owned(),
+            400,
+            "request body",
+        ),
+        (
+            r#"{"name":"outbound","variable":"greeting"}"#.to_owned(),
+            400,
+            "value",
+        ),
+        (set("outbound", "greeting", &long), 400, "value"),
+        ("not json".to_owned(), 400, "request body"),
+    ];
+    for (body, status, names) in refusals {
+        let reply = admin(&t, "POST", "/admin/v1/apis/variables/set", &body).await?;
+        let answer = reply.json()?;
+        assert_eq!(reply.status, status, "{body:.80}: {answer}");
+        assert_eq!(answer["rsp_code"], "A0004", "{answer}");
+        let message = answer["rsp_message"].as_str().unwrap_or_default();
+        assert!(message.contains(names), "{body:.80}: {message}");
+        assert!(!message.contains("pwned"), "{message}");
+    }
+    let reply = admin(&t, "GET", "/admin/v1/apis/variables?name=no-such-api", "").await?;
+    assert_eq!(reply.status, 404);
+    let body = call_as(&t, &oob, "/test/outbound", &ok).await?;
+    assert_eq!(body["greeting"], "bonjour", "{body}");
+
+    // A value for an API not registered yet, for its first load.
+    let reply = admin(
+        &t,
+        "POST",
+        "/admin/v1/apis/variables/set",
+        &set("outbound-required", "greeting", "hi"),
+    )
+    .await?;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    // Unset: the config file's key applies again.
+    let reply = admin(
+        &t,
+        "POST",
+        "/admin/v1/apis/variables/unset",
+        r#"{"name":"outbound","variable":"api_key"}"#,
+    )
+    .await?;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    call_as(&t, &oob, "/test/outbound", &ok).await?;
+    assert_eq!(last_key().as_deref(), Some(FILE_KEY));
+    admin(
+        &t,
+        "POST",
+        "/admin/v1/apis/variables/set",
+        &set("outbound", "api_key", SECRET),
+    )
+    .await?;
+
+    // Restart over the same dirs, with the package that requires `greeting`
+    // added: the values were kept (sealed), and it loads with the admin's.
+    let dirs = t.stop_keeping_dirs().await?;
+    Package::built("test/outbound")
+        .named("outbound-required")
+        .with_manifest(&required)
+        .write(dirs.0.path(), &crate::harness::built_plugins()?)?;
+    let t = TestPlatform::restart_with(dirs, configure).await?;
+    assert_eq!(t.refusal("outbound-required"), None);
+    let body = call_as(&t, &oob, "/test/outbound", &ok).await?;
+    assert_eq!(body["greeting"], "bonjour", "{body}");
+    assert_eq!(last_key().as_deref(), Some(SECRET));
+    let body = call_as(&t, &oob, "/test/outbound-required", &ok).await?;
+    assert_eq!(body["greeting"], "hi", "{body}");
+
+    // Unsetting the only value of a required variable of a serving version:
+    // refused, naming it; the version keeps serving with it.
+    let reply = admin(
+        &t,
+        "POST",
+        "/admin/v1/apis/variables/unset",
+        r#"{"name":"outbound-required","variable":"greeting"}"#,
+    )
+    .await?;
+    let answer = reply.json()?;
+    assert_eq!(reply.status, 422, "{answer}");
+    assert!(
+        answer["rsp_message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("greeting"),
+        "{answer}"
+    );
+    let body = call_as(&t, &oob, "/test/outbound-required", &ok).await?;
+    assert_eq!(body["greeting"], "hi", "{body}");
+
+    // Nothing on disk holds the secret in clear.
+    let mut files = vec![t.data_dir().to_owned()];
+    let mut searched = 0;
+    while let Some(path) = files.pop() {
+        if path.is_dir() {
+            for entry in std::fs::read_dir(&path)? {
+                files.push(entry?.path());
+            }
+        } else {
+            searched += 1;
+            let bytes = std::fs::read(&path)?;
+            assert!(
+                !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+                "the secret is in {}",
+                path.display()
+            );
+        }
+    }
+    assert!(searched > 3);
+    Ok(())
+}
