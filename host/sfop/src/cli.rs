@@ -15,7 +15,8 @@ use indicatif::ProgressBar;
 use sfop::admin_client::{AdminClient, AdminTarget, Refused};
 use sfop_admin_api::apis::{
     self, ApiAnswer, CanaryRequest, DeprecateRequest, ListAnswer, Named, NamedVersion, PushAnswer,
-    ReportChecks, ShowAnswer, TestAnswer,
+    ReportChecks, SetVariable, ShowAnswer, TestAnswer, UnsetVariable, VariableView,
+    VariablesAnswer,
 };
 use sfop_admin_api::audit::{self, AuditAnswer, VerifyAnswer};
 use sfop_admin_api::institutions::Limits;
@@ -28,6 +29,7 @@ use sfop_management::Package;
 
 use crate::{
     AdminArgs, ApiCommand, AuditCommand, FaultCommand, KeysCommand, SandboxCommand, TokenCommand,
+    VarCommand,
 };
 
 /// Where the admin API is, owned.
@@ -273,7 +275,91 @@ pub async fn api(target: Target, command: ApiCommand) -> Result<()> {
         )
         .await
         .map(drop),
+        ApiCommand::Var { command } => variables(&client, command).await,
     }
+}
+
+/// `sfop api var …`.
+async fn variables(client: &AdminClient, command: VarCommand) -> Result<()> {
+    let answer = match command {
+        VarCommand::List { name } => {
+            let path = format!(
+                "{}?name={}",
+                apis::VARIABLES,
+                sfop_core::form::encode(&name)
+            );
+            client.get::<VariablesAnswer>(&path).await?
+        }
+        VarCommand::Set {
+            name,
+            variable,
+            value,
+        } => {
+            let value = match value {
+                Some(value) => value,
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin()
+                        .read_line(&mut line)
+                        .context("reading the value from stdin")?;
+                    line.trim_end_matches(['\n', '\r']).to_owned()
+                }
+            };
+            let body = SetVariable {
+                name: name.clone(),
+                variable: variable.clone(),
+                value,
+            };
+            step(
+                &format!("setting {variable} of {name}"),
+                client.post::<_, VariablesAnswer>(apis::SET_VARIABLE, &body),
+                |_| "set; its serving versions reloaded".into(),
+            )
+            .await?
+        }
+        VarCommand::Unset { name, variable } => {
+            let body = UnsetVariable {
+                name: name.clone(),
+                variable: variable.clone(),
+            };
+            step(
+                &format!("unsetting {variable} of {name}"),
+                client.post::<_, VariablesAnswer>(apis::UNSET_VARIABLE, &body),
+                |_| "unset".into(),
+            )
+            .await?
+        }
+    };
+    print_variables(&answer.variables);
+    Ok(())
+}
+
+fn print_variables(variables: &[VariableView]) {
+    let mut rows = table(&[
+        "VARIABLE",
+        "REQUIRED",
+        "SECRET",
+        "SET BY ADMIN",
+        "VALUE",
+        "DEFAULT",
+    ]);
+    let yes = |b: bool| if b { "yes" } else { "no" }.to_owned();
+    for v in variables {
+        let value = match (&v.value, v.secret && v.set_by_admin) {
+            (Some(value), _) => value.clone(),
+            (None, true) => "(secret)".to_owned(),
+            (None, false) => "-".to_owned(),
+        };
+        rows.add_row(vec![
+            v.name.clone(),
+            yes(v.required),
+            yes(v.secret),
+            yes(v.set_by_admin),
+            value,
+            v.default.clone().unwrap_or_else(|| "-".to_owned()),
+        ]);
+    }
+    println!("{rows}");
 }
 
 async fn run_test(client: &AdminClient, name: &str, version: &str) -> Result<()> {

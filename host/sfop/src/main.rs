@@ -293,6 +293,30 @@ enum ApiCommand {
     },
     /// Take an API out of service.
     Retire { name: String },
+    /// An API's variables, and the values operators set through the admin
+    /// API: they win over the environment and the config file, and the
+    /// API's serving versions reload with them (ADR 0027).
+    Var {
+        #[command(subcommand)]
+        command: VarCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum VarCommand {
+    /// The variables the API declares; a secret's value is never shown.
+    List { name: String },
+    /// Set a value. Without --value it is read from stdin (one line), so
+    /// that a secret stays out of the shell's history and the process list.
+    Set {
+        name: String,
+        variable: String,
+        #[arg(long)]
+        value: Option<String>,
+    },
+    /// Drop the admin API's value: the environment's, the config file's or
+    /// the manifest's default applies again.
+    Unset { name: String, variable: String },
 }
 
 #[derive(Args)]

@@ -1009,3 +1009,109 @@ async fn variables_set_through_the_admin_api_reload_the_api_and_keep_their_secre
     assert!(searched > 3);
     Ok(())
 }
+
+/// `sfop api var …` against a running `sfop serve`: a value piped on stdin
+/// reaches the plugin at once; the listing marks a secret without showing
+/// it; no command's output and no line of the server's log holds it.
+#[tokio::test]
+async fn the_cli_sets_a_variable_from_stdin_and_never_prints_a_secret() -> Result<()> {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+
+    let dir = tempfile::tempdir()?;
+    let (data, log, plugins) = (
+        dir.path().join("data"),
+        dir.path().join("serve.log"),
+        dir.path().join("plugins"),
+    );
+    // Nothing listens on port 9: the plugin answers its greeting with the
+    // error it saw.
+    Package::built("test/outbound")
+        .with_manifest(&manifest(
+            "outbound",
+            "/test/outbound",
+            &["https://127.0.0.1:9".to_owned()],
+            "",
+        ))
+        .write(&plugins, &crate::harness::built_plugins()?)?;
+    let cmd = crate::served::serve_plugins(&plugins, &data, &log)?;
+    let server = crate::served::Served::spawn(cmd, &data, &log)?;
+    let oob = server.oob_token().await?;
+    let greeting = async || -> Result<Value> {
+        let mut conn = server.connect().await?;
+        let reply = conn
+            .get_bearer("/test/outbound?url=https://127.0.0.1:9/ok", &oob)
+            .await?;
+        anyhow::ensure!(reply.status == 200, "{:?}", reply.body);
+        Ok(reply.json()?["greeting"].clone())
+    };
+    assert_eq!(greeting().await?, "hello");
+
+    let cli = |args: &[&str], stdin: &str| -> Result<std::process::Output> {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sfop"))
+            .args(args)
+            .arg("--url")
+            .arg(server.url())
+            .arg("--data-dir")
+            .arg(&data)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?;
+        child
+            .stdin
+            .take()
+            .context("stdin")?
+            .write_all(stdin.as_bytes())?;
+        Ok(child.wait_with_output()?)
+    };
+    let mut printed = String::new();
+    let mut run = |args: &[&str], stdin: &str| -> Result<String> {
+        let out = cli(args, stdin)?;
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        printed.push_str(&text);
+        anyhow::ensure!(out.status.success(), "{args:?}: {text}");
+        Ok(text)
+    };
+    run(
+        &["api", "var", "set", "outbound", "greeting"],
+        "from the cli\n",
+    )?;
+    assert_eq!(greeting().await?, "from the cli");
+    run(
+        &["api", "var", "set", "outbound", "api_key"],
+        &format!("{SECRET}\n"),
+    )?;
+    let listed = run(&["api", "var", "list", "outbound"], "")?;
+    let row = |name: &str| {
+        listed
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert!(row("greeting").contains("from the cli"), "{listed}");
+    assert!(row("api_key").contains("(secret)"), "{listed}");
+    // An undeclared variable: the command fails, naming it.
+    let out = cli(
+        &["api", "var", "set", "outbound", "nope", "--value", "x"],
+        "",
+    )?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+    run(&["api", "var", "unset", "outbound", "greeting"], "")?;
+    assert_eq!(greeting().await?, "hello");
+    server.stop()?;
+    assert!(
+        !printed.contains(SECRET),
+        "a command printed the secret: {printed}"
+    );
+    let logged = std::fs::read_to_string(&log)?;
+    assert!(logged.contains("variable set"), "{logged}");
+    assert!(!logged.contains(SECRET), "the secret is in the log");
+    Ok(())
+}

@@ -38,6 +38,12 @@ pub struct Served {
 
 /// The command [`Served::start`] runs, for tests that run it themselves.
 pub fn serve_command(data: &Path, log: &Path) -> Result<Command> {
+    serve_plugins(&built_plugins()?.join("api"), data, log)
+}
+
+/// [`serve_command`] with the packages in `plugins` instead of the
+/// reference APIs.
+pub fn serve_plugins(plugins: &Path, data: &Path, log: &Path) -> Result<Command> {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sfop"));
     cmd.args(["serve", "--tls", "self-signed", "--auth", "biscuit"])
         .args(["--bootstrap", "trusted"])
@@ -46,7 +52,7 @@ pub fn serve_command(data: &Path, log: &Path) -> Result<Command> {
         // tests remove the variable and set their grace in a config file).
         .env("SFOP_SHUTDOWN_GRACE_MS", "0")
         .arg("--plugins")
-        .arg(built_plugins()?.join("api"))
+        .arg(plugins)
         .arg("--data-dir")
         .arg(data)
         .stdout(Stdio::piped())
