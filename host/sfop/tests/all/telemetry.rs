@@ -169,6 +169,20 @@ fn named<'a>(spans: &'a [Got], name: &str) -> Result<&'a Got> {
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 
+const KV_TRACE_ID: &str = "5bf92f3577b34da6a3ce929d0e0e4736";
+const KV_TRACEPARENT: &str = "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-01";
+
+const KV_READER: &str = r#"name = "kv-reader"
+version = "0.1.0"
+description = "reads kv"
+scope = "oob"
+capabilities = ["log", "kv"]
+
+[[routes]]
+method = "GET"
+path = "/test/kv-reader"
+"#;
+
 fn manifest(upstream: SocketAddr) -> String {
     format!(
         r#"name = "outbound"
@@ -212,6 +226,10 @@ async fn each_request_is_one_trace_of_linked_spans_and_the_traceparent_reaches_t
         vec![
             Package::built("test/outbound").with_manifest(&manifest(upstream)),
             Package::built("api/bank-status"),
+            // Reads key `hits` through `kv`, declared here.
+            Package::built("test/undeclared-import")
+                .named("kv-reader")
+                .with_manifest(KV_READER),
         ],
         |c| {
             c.tls.mode = sfop::TlsMode::Off;
@@ -308,6 +326,23 @@ async fn each_request_is_one_trace_of_linked_spans_and_the_traceparent_reaches_t
     assert_eq!(ledger.parent, plugin.span_id);
     assert_eq!(ledger.attr("sfop.host.outcome"), Some("ok"));
 
+    // A kv call: its span is the plugin call's child, with its outcome.
+    let reply = send(
+        t.addr(),
+        "GET",
+        "/test/kv-reader",
+        &[("traceparent", KV_TRACEPARENT)],
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let trace = trace_of(&spans, KV_TRACE_ID, 3).await?;
+    let plugin = named(&trace, "plugin kv-reader")?;
+    let kv = named(&trace, "kv.get")?;
+    assert_eq!(kv.parent, plugin.span_id);
+    assert_eq!(kv.attr("sfop.host.outcome"), Some("ok"), "{kv:#?}");
+    assert!(!kv.failed);
+
     // A route nobody serves: one server span, named by the method alone.
     let reply = t.get("/nowhere").await?;
     assert_eq!(reply.status, 404);
@@ -327,9 +362,9 @@ async fn each_request_is_one_trace_of_linked_spans_and_the_traceparent_reaches_t
     assert_eq!(nowhere.name, "GET");
     assert_eq!(nowhere.attr("http.response.status_code"), Some("404"));
     assert_eq!(nowhere.attr("sfop.outcome"), Some("route_not_found"));
-    // One trace per request: three requests, three trace ids.
+    // One trace per request: four requests, four trace ids.
     let traces: std::collections::BTreeSet<_> = all.iter().map(|s| &s.trace_id).collect();
-    assert_eq!(traces.len(), 3, "{all:#?}");
+    assert_eq!(traces.len(), 4, "{all:#?}");
     Ok(())
 }
 
