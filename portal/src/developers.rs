@@ -29,6 +29,61 @@ pub struct Developer {
     pub apps: Vec<String>,
 }
 
+impl Developer {
+    /// The password as a shared store keeps it:
+    /// `pbkdf2-sha256$<rounds>$<salt>$<hash>`.
+    pub fn password_record(&self) -> String {
+        format!("pbkdf2-sha256${}${}${}", self.rounds, self.salt, self.hash)
+    }
+
+    /// A developer from a shared store's row; `None` when `password` is not
+    /// a [`password_record`](Self::password_record).
+    pub fn from_record(
+        email: String,
+        password: &str,
+        created_at_ms: u64,
+        apps: Vec<String>,
+    ) -> Option<Self> {
+        let mut parts = password.split('$');
+        let (Some("pbkdf2-sha256"), Some(rounds), Some(salt), Some(hash), None) = (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) else {
+            return None;
+        };
+        Some(Self {
+            email,
+            salt: salt.to_owned(),
+            rounds: rounds.parse().ok()?,
+            hash: hash.to_owned(),
+            created_at_ms,
+            apps,
+        })
+    }
+}
+
+/// What a shared store's failure carries.
+pub type SharedError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A future a shared store answers with.
+pub type SharedFuture<'a, T> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = std::result::Result<T, SharedError>> + Send + 'a>,
+>;
+
+/// A cluster's developer accounts (ADR 0029), kept by the composition root
+/// over the cluster database. Sessions stay on the node that started them.
+pub trait SharedDevelopers: Send + Sync + std::fmt::Debug {
+    /// The developer `email` (lower-cased), with their apps.
+    fn get<'a>(&'a self, email: &'a str) -> SharedFuture<'a, Option<Developer>>;
+    /// Stores a new developer; `false` when the address is taken.
+    fn insert<'a>(&'a self, developer: &'a Developer) -> SharedFuture<'a, bool>;
+    /// Records that `email` registered app `client_id`.
+    fn add_app<'a>(&'a self, email: &'a str, client_id: &'a str) -> SharedFuture<'a, ()>;
+}
+
 /// A token the developer obtained through the portal, for "try it".
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TestToken {
@@ -161,6 +216,8 @@ pub struct Developers {
     hashing: Arc<Semaphore>,
     /// Failed sign-ins per e-mail address and per client address.
     sign_in: Arc<SignInThrottle>,
+    /// The cluster's accounts instead of `developers` (sessions stay here).
+    shared: Option<Arc<dyn SharedDevelopers>>,
 }
 
 fn now_ms() -> u64 {
@@ -196,6 +253,17 @@ fn email_ok(email: &str) -> bool {
         && !domain.contains('@')
 }
 
+/// What a new account's address and password must be.
+fn check_sign_up(email: &str, password: &str) -> std::result::Result<(), SignUpError> {
+    if !email_ok(email) {
+        return Err(SignUpError::BadEmail);
+    }
+    if password.chars().count() < 10 {
+        return Err(SignUpError::WeakPassword);
+    }
+    Ok(())
+}
+
 impl Developers {
     pub fn open(store: &Store, rounds: u32, session_ttl_secs: u64) -> Result<Self> {
         Ok(Self {
@@ -206,7 +274,22 @@ impl Developers {
             session_ttl_ms: session_ttl_secs * 1000,
             hashing: Arc::new(Semaphore::new(CONCURRENT_HASHES)),
             sign_in: Arc::new(SignInThrottle::default()),
+            shared: None,
         })
+    }
+
+    /// The same accounts kept by `shared` (a cluster node's); sessions stay
+    /// in this node's store.
+    pub fn with_shared(mut self, shared: Arc<dyn SharedDevelopers>) -> Self {
+        self.shared = Some(shared);
+        self
+    }
+
+    fn shared_failed(e: SharedError) -> Error {
+        Error::Service {
+            what: "the developer accounts",
+            source: e,
+        }
     }
 
     /// Runs `f` (which hashes a password: a good fraction of a CPU second)
@@ -233,8 +316,34 @@ impl Developers {
         email: &str,
         password: &str,
     ) -> Result<Result<Developer, SignUpError>> {
-        let (email, password) = (email.to_owned(), password.to_owned());
-        self.hashing(move |d| d.sign_up(&email, &password)).await
+        let Some(shared) = self.shared.clone() else {
+            let (email, password) = (email.to_owned(), password.to_owned());
+            return self.hashing(move |d| d.sign_up(&email, &password)).await;
+        };
+        let email = email.trim().to_lowercase();
+        if let Err(refused) = check_sign_up(&email, password) {
+            return Ok(Err(refused));
+        }
+        if shared
+            .get(&email)
+            .await
+            .map_err(Self::shared_failed)?
+            .is_some()
+        {
+            return Ok(Err(SignUpError::Taken));
+        }
+        let password = password.to_owned();
+        let developer = self
+            .hashing(move |d| d.new_developer(email, &password))
+            .await?;
+        if !shared
+            .insert(&developer)
+            .await
+            .map_err(Self::shared_failed)?
+        {
+            return Ok(Err(SignUpError::Taken));
+        }
+        Ok(Ok(developer))
     }
 
     /// [`authenticate_async`](Self::authenticate_async) behind the guessing
@@ -264,52 +373,85 @@ impl Developers {
         email: &str,
         password: &str,
     ) -> Result<Option<Developer>> {
-        let (email, password) = (email.to_owned(), password.to_owned());
-        self.hashing(move |d| d.authenticate(&email, &password))
+        let Some(shared) = self.shared.clone() else {
+            let (email, password) = (email.to_owned(), password.to_owned());
+            return self
+                .hashing(move |d| d.authenticate(&email, &password))
+                .await;
+        };
+        let email = email.trim().to_lowercase();
+        let found = shared.get(&email).await.map_err(Self::shared_failed)?;
+        let password = password.to_owned();
+        self.hashing(move |d| Ok(d.check_password(found, &password)))
             .await
+    }
+
+    /// [`get`](Self::get) from an async worker.
+    pub async fn get_async(&self, email: &str) -> Result<Option<Developer>> {
+        match &self.shared {
+            Some(shared) => shared.get(email).await.map_err(Self::shared_failed),
+            None => self.get(email),
+        }
+    }
+
+    /// [`add_app`](Self::add_app) from an async worker.
+    pub async fn add_app_async(&self, email: &str, client_id: &str) -> Result<()> {
+        match &self.shared {
+            Some(shared) => shared
+                .add_app(email, client_id)
+                .await
+                .map_err(Self::shared_failed),
+            None => self.add_app(email, client_id),
+        }
     }
 
     /// Registers a developer. The e-mail address is the account name,
     /// compared case-insensitively.
     pub fn sign_up(&self, email: &str, password: &str) -> Result<Result<Developer, SignUpError>> {
         let email = email.trim().to_lowercase();
-        if !email_ok(&email) {
-            return Ok(Err(SignUpError::BadEmail));
-        }
-        if password.chars().count() < 10 {
-            return Ok(Err(SignUpError::WeakPassword));
+        if let Err(refused) = check_sign_up(&email, password) {
+            return Ok(Err(refused));
         }
         if self.get(&email)?.is_some() {
             return Ok(Err(SignUpError::Taken));
         }
-        let salt = random_hex(16)?;
-        let developer = Developer {
-            hash: pbkdf2_hex(password, &salt, self.rounds),
-            salt,
-            rounds: self.rounds,
-            email: email.clone(),
-            created_at_ms: now_ms(),
-            apps: Vec::new(),
-        };
+        let developer = self.new_developer(email.clone(), password)?;
         self.developers.insert_json(&email, &developer)?;
         self.store.flush()?;
         Ok(Ok(developer))
     }
 
+    /// A new account for `email` (checked) with `password` hashed.
+    fn new_developer(&self, email: String, password: &str) -> Result<Developer> {
+        let salt = random_hex(16)?;
+        Ok(Developer {
+            hash: pbkdf2_hex(password, &salt, self.rounds),
+            salt,
+            rounds: self.rounds,
+            email,
+            created_at_ms: now_ms(),
+            apps: Vec::new(),
+        })
+    }
+
     /// The developer with these credentials, if they match.
     pub fn authenticate(&self, email: &str, password: &str) -> Result<Option<Developer>> {
         let email = email.trim().to_lowercase();
-        let Some(developer) = self.get(&email)? else {
+        let found = self.get(&email)?;
+        Ok(self.check_password(found, password))
+    }
+
+    /// `developer`, if `password` is theirs.
+    fn check_password(&self, developer: Option<Developer>, password: &str) -> Option<Developer> {
+        let Some(developer) = developer else {
             // Spend the same time as a real check, so timing does not say
             // which addresses are registered.
             std::hint::black_box(pbkdf2_hex(password, "no-such-developer", self.rounds));
-            return Ok(None);
+            return None;
         };
         let candidate = pbkdf2_hex(password, &developer.salt, developer.rounds);
-        Ok(
-            sfop_auth::constant_time_eq(candidate.as_bytes(), developer.hash.as_bytes())
-                .then_some(developer),
-        )
+        sfop_auth::constant_time_eq(candidate.as_bytes(), developer.hash.as_bytes())
+            .then_some(developer)
     }
 
     pub fn get(&self, email: &str) -> Result<Option<Developer>> {

@@ -28,7 +28,8 @@ use sfop_core::Manifest;
 use sfop_store::Store;
 
 pub use developers::{
-    ContractAccountInfo, Developer, Developers, InstitutionInfo, Institutions, TokenAccount,
+    ContractAccountInfo, Developer, Developers, InstitutionInfo, Institutions, SharedDevelopers,
+    SharedError, SharedFuture, TokenAccount,
 };
 pub use openapi::openapi;
 pub use sfop_core::contract::{Change, ChangeKind};
@@ -334,6 +335,7 @@ impl Error {
     pub fn status(&self) -> u16 {
         match self {
             Error::Store(_)
+            | Error::Auth(sfop_auth::Error::Unavailable(_))
             | Error::Platform(UpstreamError::Stopped | UpstreamError::NotConnected)
             | Error::Service { .. } => 503,
             Error::PlatformAnswered { .. } => 502,
@@ -352,7 +354,9 @@ impl Error {
                 "The platform is not available",
                 "The portal could not get an answer from the platform. Try again.",
             ),
-            Error::Store(_) | Error::Service { .. } => (
+            Error::Store(_)
+            | Error::Auth(sfop_auth::Error::Unavailable(_))
+            | Error::Service { .. } => (
                 "Temporarily unavailable",
                 "The portal could not read or record this just now. Try again.",
             ),
@@ -442,6 +446,13 @@ impl Portal {
     /// verify and attenuate tokens offline.
     pub fn with_keys(mut self, ring: sfop_auth::KeyRing) -> Self {
         self.keys = Some(ring);
+        self
+    }
+
+    /// Keeps developer accounts in `shared` (a cluster node's, ADR 0029);
+    /// sessions stay on this node.
+    pub fn with_shared_developers(mut self, shared: Arc<dyn SharedDevelopers>) -> Self {
+        self.developers = self.developers.with_shared(shared);
         self
     }
 

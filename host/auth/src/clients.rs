@@ -1,6 +1,11 @@
 //! Registered fintech apps (OAuth clients): id, hashed secret, redirect URIs,
 //! allowed scopes and the institution code `client_use_code`.
 
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 use sfop_store::{Store, Tree};
 
@@ -63,31 +68,215 @@ impl Client {
     }
 }
 
-/// The client registry in sled.
+/// A client as a shared store keeps it: its public part and its secret,
+/// only hashed (ADR 0029).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredClient {
+    pub client_id: String,
+    pub name: String,
+    pub redirect_uris: Vec<String>,
+    pub scopes: Vec<String>,
+    pub client_use_code: String,
+    pub public: bool,
+    /// Hex SHA-256 of salt and secret; `None` for public clients.
+    pub secret_hash: Option<String>,
+    pub salt: String,
+    pub created_at: u64,
+}
+
+impl From<StoredClient> for Client {
+    fn from(s: StoredClient) -> Self {
+        Self {
+            client_id: s.client_id,
+            name: s.name,
+            redirect_uris: s.redirect_uris,
+            scopes: s.scopes,
+            client_use_code: s.client_use_code,
+            public: s.public,
+            secret_hash: s.secret_hash,
+            salt: s.salt,
+            created_at: s.created_at,
+        }
+    }
+}
+
+impl From<&Client> for StoredClient {
+    fn from(c: &Client) -> Self {
+        Self {
+            client_id: c.client_id.clone(),
+            name: c.name.clone(),
+            redirect_uris: c.redirect_uris.clone(),
+            scopes: c.scopes.clone(),
+            client_use_code: c.client_use_code.clone(),
+            public: c.public,
+            secret_hash: c.secret_hash.clone(),
+            salt: c.salt.clone(),
+            created_at: c.created_at,
+        }
+    }
+}
+
+/// A future a shared store answers with.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How a new client takes its `client_use_code`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodeUse {
+    /// A new institution: the code must not be claimed yet.
+    New,
+    /// An existing institution (an app or a reservation claimed the code).
+    Join,
+}
+
+/// What a shared store did with a new client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Registered {
+    Done,
+    ClientIdTaken,
+    CodeTaken,
+    NoInstitution,
+}
+
+/// A cluster's OAuth clients (ADR 0029), kept by the composition root over
+/// the cluster database. Its operations are async; the registry's blocking
+/// callers (the OAuth server, on the blocking pool) run them through
+/// [`SharedClients::wait`]. A database that cannot be reached is
+/// [`Error::Unavailable`](crate::Error::Unavailable).
+pub trait SharedClients: Send + Sync + fmt::Debug {
+    fn get<'a>(&'a self, client_id: &'a str) -> BoxFuture<'a, Result<Option<Client>>>;
+    fn list(&self) -> BoxFuture<'_, Result<Vec<Client>>>;
+    /// Stores a new client, claiming or joining its institution code, in
+    /// one transaction; anything but [`Registered::Done`] wrote nothing.
+    fn insert<'a>(&'a self, client: &'a Client, code: CodeUse)
+    -> BoxFuture<'a, Result<Registered>>;
+    /// Replaces a confidential client's secret; `false` if there is none.
+    fn set_secret<'a>(
+        &'a self,
+        client_id: &'a str,
+        salt: &'a str,
+        secret_hash: &'a str,
+    ) -> BoxFuture<'a, Result<bool>>;
+    /// Claims institution code `code`; `false` if it was claimed already.
+    fn reserve_code<'a>(&'a self, code: &'a str) -> BoxFuture<'a, Result<bool>>;
+    /// Runs `work` to its end for a caller on a blocking thread (never an
+    /// async worker); [`Error::Unavailable`](crate::Error::Unavailable) when
+    /// it does not end in time.
+    fn wait(&self, work: BoxFuture<'_, ()>) -> Result<()>;
+}
+
+/// The client registry: in sled on one node, the cluster's on a cluster
+/// node ([`SharedClients`]). Every operation has a blocking form (the OAuth
+/// server's, on the blocking pool; sled's are quick) and an async one for
+/// callers on an async worker (`*_async`), which never blocks on the
+/// cluster's database.
 #[derive(Debug, Clone)]
 pub struct ClientRegistry {
-    store: Store,
-    clients: Tree,
-    codes: Tree,
+    backend: Backend,
+}
+
+#[derive(Debug, Clone)]
+enum Backend {
+    Local {
+        store: Store,
+        clients: Tree,
+        codes: Tree,
+    },
+    Shared(Arc<dyn SharedClients>),
 }
 
 fn invalid(field: &str, problem: &str) -> Error {
     Error::Invalid(format!("{field}: {problem}"))
 }
 
+/// `work` run to its end through `shared`'s blocking bridge.
+fn blocking<T: Send>(
+    shared: &dyn SharedClients,
+    work: impl Future<Output = Result<T>> + Send,
+) -> Result<T> {
+    let mut out = None;
+    shared.wait(Box::pin(async {
+        out = Some(work.await);
+    }))?;
+    out.unwrap_or_else(|| Err(Error::Unavailable("the cluster's answer was lost".into())))
+}
+
+/// A new random institution code, `M` and 9 digits.
+fn random_code() -> Result<String> {
+    let digits = u64::from_str_radix(&random_hex(8)?, 16).map_err(|e| Error::Key(e.to_string()))?
+        % 1_000_000_000;
+    Ok(format!("M{digits:09}"))
+}
+
+/// A new client under `client_use_code` and its secret (none for public
+/// clients), from a validated `spec`.
+fn new_client(
+    client_id: String,
+    client_use_code: String,
+    spec: ClientSpec,
+) -> Result<(Client, Option<String>)> {
+    let salt = random_hex(16)?;
+    let secret = if spec.public {
+        None
+    } else {
+        Some(random_hex(32)?)
+    };
+    let client = Client {
+        secret_hash: secret
+            .as_deref()
+            .map(|s| sha256_hex(&[salt.as_bytes(), s.as_bytes()])),
+        salt,
+        client_id,
+        name: spec.name,
+        redirect_uris: spec.redirect_uris,
+        scopes: spec.scopes,
+        client_use_code,
+        public: spec.public,
+        created_at: crate::now_secs(),
+    };
+    Ok((client, secret))
+}
+
+fn check_client_id(client_id: &str) -> Result<()> {
+    if client_id.is_empty() || client_id.len() > 64 {
+        return Err(taken(client_id));
+    }
+    Ok(())
+}
+
+fn taken(client_id: &str) -> Error {
+    invalid(
+        "client_id",
+        &format!("{client_id:?} is empty, too long or taken"),
+    )
+}
+
 impl ClientRegistry {
     pub fn open(store: &Store) -> Result<Self> {
         Ok(Self {
-            store: store.clone(),
-            clients: store.tree("auth.clients")?,
-            codes: store.tree("auth.client-use-codes")?,
+            backend: Backend::Local {
+                store: store.clone(),
+                clients: store.tree("auth.clients")?,
+                codes: store.tree("auth.client-use-codes")?,
+            },
         })
+    }
+
+    /// A cluster node's registry.
+    pub fn shared(shared: Arc<dyn SharedClients>) -> Self {
+        Self {
+            backend: Backend::Shared(shared),
+        }
     }
 
     /// Registers an app; returns it and, for confidential clients, the secret
     /// (shown once, stored only hashed).
     pub fn register(&self, spec: ClientSpec) -> Result<(Client, Option<String>)> {
         self.register_as(random_hex(16)?, spec)
+    }
+
+    /// [`register`](Self::register) from an async worker.
+    pub async fn register_async(&self, spec: ClientSpec) -> Result<(Client, Option<String>)> {
+        self.register_as_async(random_hex(16)?, spec).await
     }
 
     /// [`register`](Self::register) under a chosen `client_id` (for seeded
@@ -97,14 +286,46 @@ impl ClientRegistry {
         client_id: String,
         spec: ClientSpec,
     ) -> Result<(Client, Option<String>)> {
-        validate(&spec)?;
-        if client_id.is_empty() || client_id.len() > 64 || self.get(&client_id)?.is_some() {
-            return Err(invalid(
-                "client_id",
-                &format!("{client_id:?} is empty, too long or taken"),
-            ));
+        match &self.backend {
+            Backend::Local {
+                store,
+                clients,
+                codes,
+            } => Self::register_local(store, clients, codes, client_id, spec),
+            Backend::Shared(shared) => blocking(
+                shared.as_ref(),
+                Self::register_shared(shared.as_ref(), client_id, spec),
+            ),
         }
-        let client_use_code = match (spec.institution, spec.client_use_code) {
+    }
+
+    /// [`register_as`](Self::register_as) from an async worker.
+    pub async fn register_as_async(
+        &self,
+        client_id: String,
+        spec: ClientSpec,
+    ) -> Result<(Client, Option<String>)> {
+        match &self.backend {
+            Backend::Local { .. } => self.register_as(client_id, spec),
+            Backend::Shared(shared) => {
+                Self::register_shared(shared.as_ref(), client_id, spec).await
+            }
+        }
+    }
+
+    fn register_local(
+        store: &Store,
+        clients: &Tree,
+        codes: &Tree,
+        client_id: String,
+        spec: ClientSpec,
+    ) -> Result<(Client, Option<String>)> {
+        validate(&spec)?;
+        check_client_id(&client_id)?;
+        if clients.get_json::<Client>(&client_id)?.is_some() {
+            return Err(taken(&client_id));
+        }
+        let client_use_code = match (spec.institution.clone(), spec.client_use_code.clone()) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
                     "institution",
@@ -112,13 +333,13 @@ impl ClientRegistry {
                 ));
             }
             (Some(code), None) => {
-                if self.codes.get(code.as_bytes())?.is_none() {
+                if codes.get(code.as_bytes())?.is_none() {
                     return Err(invalid("institution", &format!("no institution {code}")));
                 }
                 code
             }
             (None, Some(code)) => {
-                if self.codes.get(code.as_bytes())?.is_some() {
+                if codes.get(code.as_bytes())?.is_some() {
                     return Err(invalid(
                         "client_use_code",
                         &format!("{code} is already registered"),
@@ -126,39 +347,64 @@ impl ClientRegistry {
                 }
                 code
             }
-            (None, None) => self.allocate_code()?,
+            (None, None) => Self::allocate_local(codes)?,
         };
-        let salt = random_hex(16)?;
-        let secret = if spec.public {
-            None
-        } else {
-            Some(random_hex(32)?)
-        };
-        let client = Client {
-            secret_hash: secret
-                .as_deref()
-                .map(|s| sha256_hex(&[salt.as_bytes(), s.as_bytes()])),
-            salt,
-            client_id: client_id.clone(),
-            name: spec.name,
-            redirect_uris: spec.redirect_uris,
-            scopes: spec.scopes,
-            client_use_code: client_use_code.clone(),
-            public: spec.public,
-            created_at: crate::now_secs(),
-        };
+        let (client, secret) = new_client(client_id.clone(), client_use_code.clone(), spec)?;
         // The code's first app is kept; later apps join it.
-        if self
-            .codes
+        if codes
             .get(client_use_code.as_bytes())?
             .is_none_or(|v| v.is_empty())
         {
-            self.codes
-                .insert(client_use_code.as_bytes(), client_id.as_bytes())?;
+            codes.insert(client_use_code.as_bytes(), client_id.as_bytes())?;
         }
-        self.clients.insert_json(&client_id, &client)?;
-        self.store.flush()?;
+        clients.insert_json(&client_id, &client)?;
+        store.flush()?;
         Ok((client, secret))
+    }
+
+    async fn register_shared(
+        shared: &dyn SharedClients,
+        client_id: String,
+        spec: ClientSpec,
+    ) -> Result<(Client, Option<String>)> {
+        validate(&spec)?;
+        check_client_id(&client_id)?;
+        let (code, use_code, allocated) =
+            match (spec.institution.clone(), spec.client_use_code.clone()) {
+                (Some(_), Some(_)) => {
+                    return Err(invalid(
+                        "institution",
+                        "give either institution (join one) or client_use_code (a new one)",
+                    ));
+                }
+                (Some(code), None) => (code, CodeUse::Join, false),
+                (None, Some(code)) => (code, CodeUse::New, false),
+                (None, None) => (random_code()?, CodeUse::New, true),
+            };
+        let (mut client, secret) = new_client(client_id.clone(), code, spec)?;
+        // An allocated code that happens to be taken is drawn again.
+        for _ in 0..16 {
+            match shared.insert(&client, use_code).await? {
+                Registered::Done => return Ok((client, secret)),
+                Registered::ClientIdTaken => return Err(taken(&client_id)),
+                Registered::NoInstitution => {
+                    return Err(invalid(
+                        "institution",
+                        &format!("no institution {}", client.client_use_code),
+                    ));
+                }
+                Registered::CodeTaken if allocated => client.client_use_code = random_code()?,
+                Registered::CodeTaken => {
+                    return Err(invalid(
+                        "client_use_code",
+                        &format!("{} is already registered", client.client_use_code),
+                    ));
+                }
+            }
+        }
+        Err(Error::Invalid(
+            "client_use_code: could not allocate a free code".into(),
+        ))
     }
 
     /// Claims an institution code before any app has it (an operator
@@ -166,19 +412,44 @@ impl ClientRegistry {
     /// A code that apps already use is returned as it is (the institution
     /// takes over that code). Durable when it returns.
     pub fn reserve_code(&self, code: Option<&str>) -> Result<String> {
-        let code = match code {
-            Some(code) => {
-                check_code("client_use_code", code)?;
-                if self.codes.get(code.as_bytes())?.is_some() {
-                    return Ok(code.to_owned());
-                }
-                code.to_owned()
+        if let Some(code) = code {
+            check_code("client_use_code", code)?;
+        }
+        match &self.backend {
+            Backend::Local { store, codes, .. } => {
+                let code = match code {
+                    Some(code) => {
+                        if codes.get(code.as_bytes())?.is_some() {
+                            return Ok(code.to_owned());
+                        }
+                        code.to_owned()
+                    }
+                    None => Self::allocate_local(codes)?,
+                };
+                codes.insert(code.as_bytes(), b"")?;
+                store.flush()?;
+                Ok(code)
             }
-            None => self.allocate_code()?,
-        };
-        self.codes.insert(code.as_bytes(), b"")?;
-        self.store.flush()?;
-        Ok(code)
+            Backend::Shared(shared) => blocking(shared.as_ref(), async {
+                match code {
+                    Some(code) => {
+                        shared.reserve_code(code).await?;
+                        Ok(code.to_owned())
+                    }
+                    None => {
+                        for _ in 0..16 {
+                            let code = random_code()?;
+                            if shared.reserve_code(&code).await? {
+                                return Ok(code);
+                            }
+                        }
+                        Err(Error::Invalid(
+                            "client_use_code: could not allocate a free code".into(),
+                        ))
+                    }
+                }
+            }),
+        }
     }
 
     /// The apps of institution `code`.
@@ -190,13 +461,10 @@ impl ClientRegistry {
             .collect())
     }
 
-    fn allocate_code(&self) -> Result<String> {
+    fn allocate_local(codes: &Tree) -> Result<String> {
         for _ in 0..16 {
-            let digits = u64::from_str_radix(&random_hex(8)?, 16)
-                .map_err(|e| Error::Key(e.to_string()))?
-                % 1_000_000_000;
-            let code = format!("M{digits:09}");
-            if self.codes.get(code.as_bytes())?.is_none() {
+            let code = random_code()?;
+            if codes.get(code.as_bytes())?.is_none() {
                 return Ok(code);
             }
         }
@@ -210,31 +478,82 @@ impl ClientRegistry {
     /// as soon as this returns (durable). `None` when there is no such
     /// client; refused for public clients, which have no secret.
     pub fn rotate_secret(&self, client_id: &str) -> Result<Option<String>> {
-        let Some(mut client) = self.get(client_id)? else {
+        match &self.backend {
+            Backend::Local { store, clients, .. } => {
+                let Some(mut client) = clients.get_json::<Client>(client_id)? else {
+                    return Ok(None);
+                };
+                if client.public {
+                    return Err(invalid("client_id", "a public client has no secret"));
+                }
+                let secret = random_hex(32)?;
+                client.salt = random_hex(16)?;
+                client.secret_hash = Some(sha256_hex(&[client.salt.as_bytes(), secret.as_bytes()]));
+                clients.insert_json(client_id, &client)?;
+                store.flush()?;
+                Ok(Some(secret))
+            }
+            Backend::Shared(shared) => blocking(
+                shared.as_ref(),
+                Self::rotate_shared(shared.as_ref(), client_id),
+            ),
+        }
+    }
+
+    /// [`rotate_secret`](Self::rotate_secret) from an async worker.
+    pub async fn rotate_secret_async(&self, client_id: &str) -> Result<Option<String>> {
+        match &self.backend {
+            Backend::Local { .. } => self.rotate_secret(client_id),
+            Backend::Shared(shared) => Self::rotate_shared(shared.as_ref(), client_id).await,
+        }
+    }
+
+    async fn rotate_shared(shared: &dyn SharedClients, client_id: &str) -> Result<Option<String>> {
+        let Some(client) = shared.get(client_id).await? else {
             return Ok(None);
         };
         if client.public {
             return Err(invalid("client_id", "a public client has no secret"));
         }
         let secret = random_hex(32)?;
-        client.salt = random_hex(16)?;
-        client.secret_hash = Some(sha256_hex(&[client.salt.as_bytes(), secret.as_bytes()]));
-        self.clients.insert_json(client_id, &client)?;
-        self.store.flush()?;
-        Ok(Some(secret))
+        let salt = random_hex(16)?;
+        let hash = sha256_hex(&[salt.as_bytes(), secret.as_bytes()]);
+        Ok(shared
+            .set_secret(client_id, &salt, &hash)
+            .await?
+            .then_some(secret))
     }
 
     pub fn get(&self, client_id: &str) -> Result<Option<Client>> {
-        Ok(self.clients.get_json(client_id)?)
+        match &self.backend {
+            Backend::Local { clients, .. } => Ok(clients.get_json(client_id)?),
+            Backend::Shared(shared) => blocking(shared.as_ref(), shared.get(client_id)),
+        }
+    }
+
+    /// [`get`](Self::get) from an async worker.
+    pub async fn get_async(&self, client_id: &str) -> Result<Option<Client>> {
+        match &self.backend {
+            Backend::Local { .. } => self.get(client_id),
+            Backend::Shared(shared) => shared.get(client_id).await,
+        }
     }
 
     pub fn list(&self) -> Result<Vec<Client>> {
-        Ok(self
-            .clients
-            .values_json()?
-            .into_iter()
-            .map(|(_, c)| c)
-            .collect())
+        match &self.backend {
+            Backend::Local { clients, .. } => {
+                Ok(clients.values_json()?.into_iter().map(|(_, c)| c).collect())
+            }
+            Backend::Shared(shared) => blocking(shared.as_ref(), shared.list()),
+        }
+    }
+
+    /// [`list`](Self::list) from an async worker.
+    pub async fn list_async(&self) -> Result<Vec<Client>> {
+        match &self.backend {
+            Backend::Local { .. } => self.list(),
+            Backend::Shared(shared) => shared.list().await,
+        }
     }
 }
 

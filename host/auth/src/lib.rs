@@ -23,7 +23,9 @@ mod samples;
 mod secret;
 pub mod token;
 
-pub use clients::{Client, ClientRegistry, ClientSpec};
+pub use clients::{
+    BoxFuture, Client, ClientRegistry, ClientSpec, CodeUse, Registered, SharedClients, StoredClient,
+};
 pub use keys::{KeyRing, KeyStatus, PublishedKey, PublishedKeys};
 
 pub use limits::{LimitError, TokenLimits};
@@ -46,6 +48,9 @@ pub enum Error {
     /// A store shared by a cluster cannot be reached (ADR 0029).
     #[error("{0}")]
     Unavailable(String),
+    /// A store shared by a cluster failed otherwise (ADR 0029).
+    #[error("the cluster store: {0}")]
+    Cluster(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -433,15 +433,23 @@ pub fn client_routes(clients: Clients) -> Router {
         .with_state(clients)
 }
 
-fn clients_failed(e: impl std::error::Error + Send + Sync + 'static) -> PlatformError {
-    PlatformError::internal("the clients admin endpoint", e)
+/// The cluster's database away is 503 `A0013` (the platform's failure,
+/// retried later, ADR 0029); any other failure is internal.
+fn clients_failed(e: sfop_auth::Error) -> PlatformError {
+    match e {
+        sfop_auth::Error::Unavailable(cause) => {
+            tracing::warn!(%cause, "the clients admin endpoint: the cluster is unavailable");
+            PlatformError::refused(503, "A0013", cause)
+        }
+        e => PlatformError::internal("the clients admin endpoint", e),
+    }
 }
 
 async fn list_clients(
     State(c): State<Clients>,
     Admin(_): Admin,
 ) -> Result<Enveloped<serde_json::Value>, PlatformError> {
-    let list = c.clients.list().map_err(clients_failed)?;
+    let list = c.clients.list_async().await.map_err(clients_failed)?;
     Ok(Enveloped(
         StatusCode::OK,
         json!({
@@ -466,14 +474,17 @@ async fn register_client(
     Json(spec): Json<ClientSpec>,
 ) -> Result<Enveloped<serde_json::Value>, PlatformError> {
     if let Some(code) = &spec.institution
-        && c.bank.institution(code).map_err(clients_failed)?.is_none()
+        && c.bank
+            .institution(code)
+            .map_err(|e| PlatformError::internal("the clients admin endpoint", e))?
+            .is_none()
     {
         return Err(PlatformError::invalid(
             "institution",
             format!("no institution {code}; create it with sfop institution create"),
         ));
     }
-    match c.clients.register(spec) {
+    match c.clients.register_async(spec).await {
         Ok((client, secret)) => {
             tracing::info!(%admin, client_id = %client.client_id, name = %client.name, "client registered");
             Ok(Enveloped(
@@ -499,12 +510,16 @@ async fn register_client(
 /// Registers the virtual bank's demo institution as an OAuth client on first
 /// start, so a newcomer can call every API at once. Its secret is random and
 /// written to `data_dir/demo-client.json` (mode 0600), never hard-coded.
+///
+/// On a cluster the first node to start registers it (the others find it,
+/// or lose the race to register it, and go on); its secret is in that
+/// node's file, which the operator provisions to the others with the keys.
 fn seed_demo_client(server: &OAuthServer, data_dir: &Path) -> anyhow::Result<()> {
     let clients = server.clients();
     if clients.get(sfop_vbank::seed::DEMO_CLIENT_ID)?.is_some() {
         return Ok(());
     }
-    let (client, secret) = clients.register_as(
+    let registered = clients.register_as(
         sfop_vbank::seed::DEMO_CLIENT_ID.to_owned(),
         ClientSpec {
             name: "sfop demo app".into(),
@@ -516,7 +531,17 @@ fn seed_demo_client(server: &OAuthServer, data_dir: &Path) -> anyhow::Result<()>
             public: false,
             institution: None,
         },
-    )?;
+    );
+    let (client, secret) = match registered {
+        Ok(registered) => registered,
+        // Another node of the cluster registered it meanwhile.
+        Err(sfop_auth::Error::Invalid(_))
+            if clients.get(sfop_vbank::seed::DEMO_CLIENT_ID)?.is_some() =>
+        {
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let file = json!({
         "client_id": client.client_id,
         "client_secret": secret,
@@ -614,6 +639,17 @@ impl AuthParts {
             sfop_auth::oauth::OAuthConfig::default(),
         )
         .context("opening the authorization server")?;
+        // A cluster's nodes know the same apps (ADR 0029).
+        let server = match node {
+            Some(node) => server.with_clients(sfop_auth::ClientRegistry::shared(Arc::new(
+                crate::cluster::apps::ClusterApps::new(
+                    node.cluster.clone(),
+                    tokio::runtime::Handle::try_current()
+                        .context("the cluster's apps need a tokio runtime")?,
+                ),
+            ))),
+            None => server,
+        };
         let admin_token = bootstrap_admin_token(&ring, &config.data_dir)?;
         seed_demo_client(&server, &config.data_dir)?;
         Ok(Self {

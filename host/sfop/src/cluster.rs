@@ -5,6 +5,8 @@
 //! bound. The boxes that keep shared state (management, auth, portal, the
 //! virtual bank) are handed the [`Node`] by the composition root.
 
+pub mod apps;
+
 use std::sync::Arc;
 use std::time::Duration;
 

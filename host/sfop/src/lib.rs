@@ -257,6 +257,17 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         Some(parts) => developer_portal.with_keys(parts.ring.clone()),
         None => developer_portal,
     };
+    // A cluster's nodes know the same developers (ADR 0029).
+    let developer_portal = match &node {
+        Some(node) => {
+            developer_portal.with_shared_developers(Arc::new(cluster::apps::ClusterApps::new(
+                node.cluster.clone(),
+                tokio::runtime::Handle::try_current()
+                    .context("the cluster's developers need a tokio runtime")?,
+            )))
+        }
+        None => developer_portal,
+    };
     let admin = auth.as_ref().map(|parts| endpoints::AdminBoxes {
         oauth: auth::OAuth::new(parts.server.clone()),
         clients: auth::Clients {

@@ -78,7 +78,13 @@ async fn add(State(sandbox): State<Sandbox>, Admin(admin): Admin, Body(body): Bo
             "required: the OAuth client the rule applies to",
         ));
     };
-    if sandbox.clients.get(client_id).map_err(internal)?.is_none() {
+    if sandbox
+        .clients
+        .get_async(client_id)
+        .await
+        .map_err(internal)?
+        .is_none()
+    {
         return Err(PlatformError::invalid(
             "client_id",
             format!("no registered client {client_id:?}"),

@@ -113,29 +113,30 @@ pub(super) async fn sign_in(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<
 
 // ---------- apps ----------
 
-pub(super) fn owned_app(ctx: &Ctx<'_>, client_id: &str) -> Result<Option<sfop_auth::Client>> {
+pub(super) async fn owned_app(ctx: &Ctx<'_>, client_id: &str) -> Result<Option<sfop_auth::Client>> {
     let Some((_, session)) = &ctx.session else {
         return Ok(None);
     };
     let owns = ctx
         .portal
         .developers
-        .get(&session.email)?
+        .get_async(&session.email)
+        .await?
         .is_some_and(|d| d.apps.iter().any(|a| a == client_id));
     if !owns {
         return Ok(None);
     }
-    Ok(ctx.portal.clients.get(client_id)?)
+    Ok(ctx.portal.clients.get_async(client_id).await?)
 }
 
-pub(super) fn apps_page(ctx: &Ctx<'_>, message: Option<&str>) -> Result<PortalResponse> {
+pub(super) async fn apps_page(ctx: &Ctx<'_>, message: Option<&str>) -> Result<PortalResponse> {
     let Some((_, session)) = &ctx.session else {
         return Ok(redirect("/portal/signin"));
     };
-    let developer = ctx.portal.developers.get(&session.email)?;
+    let developer = ctx.portal.developers.get_async(&session.email).await?;
     let mut apps = Vec::new();
     for id in developer.map(|d| d.apps).unwrap_or_default() {
-        if let Some(c) = ctx.portal.clients.get(&id)? {
+        if let Some(c) = ctx.portal.clients.get_async(&id).await? {
             apps.push(c);
         }
     }
@@ -189,7 +190,10 @@ pub(super) fn apps_page(ctx: &Ctx<'_>, message: Option<&str>) -> Result<PortalRe
     Ok(ctx.page("My apps", "/portal/apps", body))
 }
 
-pub(super) fn register_app(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<PortalResponse> {
+pub(super) async fn register_app(
+    ctx: &Ctx<'_>,
+    form: &[(String, String)],
+) -> Result<PortalResponse> {
     let Some((_, session)) = &ctx.session else {
         return Ok(redirect("/portal/signin"));
     };
@@ -211,14 +215,15 @@ pub(super) fn register_app(ctx: &Ctx<'_>, form: &[(String, String)]) -> Result<P
         public: false,
         institution: None,
     };
-    let (client, secret) = match ctx.portal.clients.register(spec) {
+    let (client, secret) = match ctx.portal.clients.register_async(spec).await {
         Ok(registered) => registered,
-        Err(sfop_auth::Error::Invalid(message)) => return apps_page(ctx, Some(&message)),
+        Err(sfop_auth::Error::Invalid(message)) => return apps_page(ctx, Some(&message)).await,
         Err(e) => return Err(e.into()),
     };
     ctx.portal
         .developers
-        .add_app(&session.email, &client.client_id)?;
+        .add_app_async(&session.email, &client.client_id)
+        .await?;
     tracing::info!(developer = %session.email, client_id = %client.client_id, "app registered on the portal");
     let body = html! {
         h1 { (client.name) " is registered" }
@@ -281,12 +286,12 @@ pub(super) fn token_html(label: &str, t: &TestToken) -> Markup {
     }
 }
 
-pub(super) fn app_page(
+pub(super) async fn app_page(
     ctx: &Ctx<'_>,
     client_id: &str,
     message: Option<&str>,
 ) -> Result<PortalResponse> {
-    let Some(client) = owned_app(ctx, client_id)? else {
+    let Some(client) = owned_app(ctx, client_id).await? else {
         return Ok(no_such_app());
     };
     let Some((_, session)) = &ctx.session else {
@@ -380,15 +385,20 @@ pub(super) fn app_page(
 
 /// `POST /portal/apps/{id}/secret`: a new client secret for the developer's
 /// own app, shown this once; the old one no longer authenticates.
-pub(super) fn rotate_secret(ctx: &Ctx<'_>, client_id: &str) -> Result<PortalResponse> {
-    let Some(client) = owned_app(ctx, client_id)? else {
+pub(super) async fn rotate_secret(ctx: &Ctx<'_>, client_id: &str) -> Result<PortalResponse> {
+    let Some(client) = owned_app(ctx, client_id).await? else {
         return Ok(no_such_app());
     };
-    let secret = match ctx.portal.clients.rotate_secret(&client.client_id) {
+    let secret = match ctx
+        .portal
+        .clients
+        .rotate_secret_async(&client.client_id)
+        .await
+    {
         Ok(Some(secret)) => secret,
         Ok(None) => return Ok(no_such_app()),
         Err(sfop_auth::Error::Invalid(message)) => {
-            return refused_on_app_page(ctx, client_id, &message);
+            return refused_on_app_page(ctx, client_id, &message).await;
         }
         Err(e) => return Err(e.into()),
     };
@@ -506,12 +516,13 @@ fn no_such_app() -> PortalResponse {
 }
 
 /// `POST /portal/apps/{id}/faults`: a fault for the developer's own app.
-pub(super) fn add_fault(
+pub(super) async fn add_fault(
     ctx: &Ctx<'_>,
     client_id: &str,
     form: &[(String, String)],
 ) -> Result<PortalResponse> {
-    let (Some(client), Some(sandbox)) = (owned_app(ctx, client_id)?, &ctx.portal.sandbox) else {
+    let (Some(client), Some(sandbox)) = (owned_app(ctx, client_id).await?, &ctx.portal.sandbox)
+    else {
         return Ok(no_such_app());
     };
     let mut rule = serde_json::Map::new();
@@ -530,7 +541,7 @@ pub(super) fn add_fault(
     let times = form_get(form, "times").trim();
     if !times.is_empty() {
         let Ok(n) = times.parse::<u64>() else {
-            return refused_on_app_page(ctx, client_id, "times: not a whole number");
+            return refused_on_app_page(ctx, client_id, "times: not a whole number").await;
         };
         rule.insert("times".to_owned(), Value::from(n));
     }
@@ -542,7 +553,7 @@ pub(super) fn add_fault(
                 encode(&client.client_id)
             )))
         }
-        Err(ServiceError::Invalid(message)) => refused_on_app_page(ctx, client_id, &message),
+        Err(ServiceError::Invalid(message)) => refused_on_app_page(ctx, client_id, &message).await,
         Err(ServiceError::Failed(source)) => Err(Error::Service {
             what: "changing the sandbox's faults",
             source,
@@ -551,30 +562,35 @@ pub(super) fn add_fault(
 }
 
 /// The app's page again with `message`, for input it refused (400).
-fn refused_on_app_page(ctx: &Ctx<'_>, client_id: &str, message: &str) -> Result<PortalResponse> {
-    let mut page = app_page(ctx, client_id, Some(message))?;
+async fn refused_on_app_page(
+    ctx: &Ctx<'_>,
+    client_id: &str,
+    message: &str,
+) -> Result<PortalResponse> {
+    let mut page = app_page(ctx, client_id, Some(message)).await?;
     page.status = 400;
     Ok(page)
 }
 
 /// `POST /portal/apps/{id}/faults/remove`.
-pub(super) fn remove_fault(
+pub(super) async fn remove_fault(
     ctx: &Ctx<'_>,
     client_id: &str,
     form: &[(String, String)],
 ) -> Result<PortalResponse> {
-    let (Some(client), Some(sandbox)) = (owned_app(ctx, client_id)?, &ctx.portal.sandbox) else {
+    let (Some(client), Some(sandbox)) = (owned_app(ctx, client_id).await?, &ctx.portal.sandbox)
+    else {
         return Ok(no_such_app());
     };
     let Ok(id) = form_get(form, "id").parse::<u64>() else {
-        return refused_on_app_page(ctx, client_id, "id: not a rule id");
+        return refused_on_app_page(ctx, client_id, "id: not a rule id").await;
     };
     match sandbox.remove(&client.client_id, id) {
         Ok(_) => Ok(redirect(&format!(
             "/portal/apps/{}",
             encode(&client.client_id)
         ))),
-        Err(ServiceError::Invalid(message)) => refused_on_app_page(ctx, client_id, &message),
+        Err(ServiceError::Invalid(message)) => refused_on_app_page(ctx, client_id, &message).await,
         Err(ServiceError::Failed(source)) => Err(Error::Service {
             what: "changing the sandbox's faults",
             source,
@@ -582,12 +598,12 @@ pub(super) fn remove_fault(
     }
 }
 
-pub(super) fn start_authorization(
+pub(super) async fn start_authorization(
     ctx: &mut Ctx<'_>,
     client_id: &str,
     form: &[(String, String)],
 ) -> Result<PortalResponse> {
-    let Some(client) = owned_app(ctx, client_id)? else {
+    let Some(client) = owned_app(ctx, client_id).await? else {
         return Ok(no_such_app());
     };
     let scopes: Vec<&str> = form_all(form, "scope")
@@ -595,7 +611,7 @@ pub(super) fn start_authorization(
         .filter(|s| client.allows_scope(s) && sfop_auth::oauth::USER_SCOPES.contains(s))
         .collect();
     if scopes.is_empty() {
-        return refused_on_app_page(ctx, client_id, "scope: pick at least one of the app's");
+        return refused_on_app_page(ctx, client_id, "scope: pick at least one of the app's").await;
     }
     let pending = PendingAuthorization {
         client_id: client.client_id.clone(),
@@ -838,12 +854,13 @@ fn institution_html(ctx: &Ctx<'_>, client: &sfop_auth::Client) -> Result<Markup>
 
 /// `POST /portal/apps/{id}/institution`: the developer requests an
 /// institution for their app, pending until the operator approves it.
-pub(super) fn request_institution(
+pub(super) async fn request_institution(
     ctx: &Ctx<'_>,
     client_id: &str,
     form: &[(String, String)],
 ) -> Result<PortalResponse> {
-    let (Some(client), Some(institutions)) = (owned_app(ctx, client_id)?, &ctx.portal.institutions)
+    let (Some(client), Some(institutions)) =
+        (owned_app(ctx, client_id).await?, &ctx.portal.institutions)
     else {
         return Ok(no_such_app());
     };
@@ -860,7 +877,7 @@ pub(super) fn request_institution(
                 encode(&client.client_id)
             )))
         }
-        Err(ServiceError::Invalid(message)) => refused_on_app_page(ctx, client_id, &message),
+        Err(ServiceError::Invalid(message)) => refused_on_app_page(ctx, client_id, &message).await,
         Err(ServiceError::Failed(source)) => Err(Error::Service {
             what: "requesting an institution",
             source,
@@ -924,7 +941,7 @@ pub(super) async fn exchange_code(
             "Start again from your app's page.",
         ));
     };
-    let Some(client) = owned_app(ctx, &pending.client_id)? else {
+    let Some(client) = owned_app(ctx, &pending.client_id).await? else {
         return Ok(no_such_app());
     };
     let callback = ctx.callback_url();
@@ -980,7 +997,7 @@ pub(super) async fn oob_token(
     client_id: &str,
     form: &[(String, String)],
 ) -> Result<PortalResponse> {
-    let Some(client) = owned_app(ctx, client_id)? else {
+    let Some(client) = owned_app(ctx, client_id).await? else {
         return Ok(no_such_app());
     };
     let answer = token_request(
@@ -1000,9 +1017,10 @@ pub(super) async fn oob_token(
                 ctx,
                 client_id,
                 Some("The token endpoint sent no access_token."),
-            );
+            )
+            .await;
         }
-        Err(message) => return refused_on_app_page(ctx, client_id, &message),
+        Err(message) => return refused_on_app_page(ctx, client_id, &message).await,
     };
     let token = TestToken {
         contract_account: contract_account_of(ctx, &client),

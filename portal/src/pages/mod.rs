@@ -229,15 +229,15 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
             };
             Ok(redirect(&format!("/portal/signin?next={}", encode(&next))))
         }
-        ("GET", ["apps"]) => apps_page(&ctx, None),
-        ("POST", ["apps"]) => register_app(&ctx, &form),
-        ("GET", ["apps", id]) => app_page(&ctx, id, None),
-        ("POST", ["apps", id, "authorize"]) => start_authorization(&mut ctx, id, &form),
+        ("GET", ["apps"]) => apps_page(&ctx, None).await,
+        ("POST", ["apps"]) => register_app(&ctx, &form).await,
+        ("GET", ["apps", id]) => app_page(&ctx, id, None).await,
+        ("POST", ["apps", id, "authorize"]) => start_authorization(&mut ctx, id, &form).await,
         ("POST", ["apps", id, "oob-token"]) => oob_token(&mut ctx, id, &form).await,
-        ("POST", ["apps", id, "faults"]) => add_fault(&ctx, id, &form),
-        ("POST", ["apps", id, "institution"]) => request_institution(&ctx, id, &form),
-        ("POST", ["apps", id, "secret"]) => rotate_secret(&ctx, id),
-        ("POST", ["apps", id, "faults", "remove"]) => remove_fault(&ctx, id, &form),
+        ("POST", ["apps", id, "faults"]) => add_fault(&ctx, id, &form).await,
+        ("POST", ["apps", id, "institution"]) => request_institution(&ctx, id, &form).await,
+        ("POST", ["apps", id, "secret"]) => rotate_secret(&ctx, id).await,
+        ("POST", ["apps", id, "faults", "remove"]) => remove_fault(&ctx, id, &form).await,
         ("GET", ["callback"]) => Ok(callback_page(&ctx)),
         ("POST", ["callback"]) => exchange_code(&mut ctx, &form).await,
         ("POST", ["try", name]) => try_it(&ctx, name, &form).await,

@@ -463,6 +463,13 @@ impl OAuthServer {
         })
     }
 
+    /// The same server with `clients` as its registry (a cluster node's,
+    /// ADR 0029).
+    pub fn with_clients(mut self, clients: ClientRegistry) -> Self {
+        self.clients = clients;
+        self
+    }
+
     /// The same server on another clock (tests).
     pub fn with_clock(mut self, clock: Clock) -> Self {
         self.clock = clock;
@@ -530,6 +537,26 @@ impl OAuthServer {
         HttpResponse::error(500, "A0003", "server_error", "platform internal error")
     }
 
+    /// The registry failed: the cluster's database away (ADR 0029) is 503
+    /// `A0013` `temporarily_unavailable` with `Retry-After`, the platform's
+    /// failure, which the client may retry; anything else the store's.
+    fn clients_failed(e: crate::Error) -> HttpResponse {
+        match e {
+            crate::Error::Unavailable(cause) => {
+                tracing::warn!(%cause, "the client registry is unavailable");
+                let mut r = HttpResponse::error(
+                    503,
+                    "A0013",
+                    "temporarily_unavailable",
+                    "applications cannot be looked up on this node now; retry shortly",
+                );
+                r.headers.push(("retry-after".into(), "1".into()));
+                r
+            }
+            e => Self::store_failed(e),
+        }
+    }
+
     /// A revocation not written: when the cluster's database cannot be
     /// reached (ADR 0029), 503 with `Retry-After` (RFC 7009 §2.2.1: the
     /// client must assume the token still lives and retry), otherwise the
@@ -555,7 +582,7 @@ impl OAuthServer {
 
     fn start(&self, q: &AuthorizeQuery) -> Outcome {
         let client_id = q.client_id.as_deref().unwrap_or_default();
-        let client = match self.clients.get(client_id).map_err(Self::store_failed)? {
+        let client = match self.clients.get(client_id).map_err(Self::clients_failed)? {
             Some(c) => c,
             None => {
                 return Err(pages::error_page(
@@ -687,7 +714,7 @@ impl OAuthServer {
         let client = self
             .clients
             .get(&pending.client_id)
-            .map_err(Self::store_failed)?
+            .map_err(Self::clients_failed)?
             .ok_or_else(expired)?;
         match (f.action.as_deref(), &pending.user_seq_no) {
             (Some("login"), _) => {
@@ -904,7 +931,7 @@ impl OAuthServer {
         let client = self
             .clients
             .get(&client_id)
-            .map_err(Self::store_failed)?
+            .map_err(Self::clients_failed)?
             .ok_or_else(HttpResponse::invalid_client)?;
         let secret = secret.filter(|s| !s.is_empty());
         if !client.secret_matches(secret.as_deref()) {

@@ -15,8 +15,8 @@
 //!    a row changed behind the platform's back is found.
 //!
 //! The nodes share the operator's root-key file (copied into each data dir
-//! before B and C first start, with A's compile cache, as an image would
-//! carry it). `SFOP_TEST_PG_URL` names the test server; the test makes its
+//! before B and C first start, with the demo app's secret file and A's
+//! compile cache, as an image would carry it). `SFOP_TEST_PG_URL` names the test server; the test makes its
 //! own database and fails under CI without it.
 
 use std::collections::BTreeMap;
@@ -48,7 +48,10 @@ fn text(out: &Output) -> String {
 }
 
 /// `GET /v2.0/bank/status` with `token`: status, answer, served version.
-async fn status(conn: &mut Connection, token: &str) -> Result<(u16, Value, Option<String>)> {
+pub(crate) async fn status(
+    conn: &mut Connection,
+    token: &str,
+) -> Result<(u16, Value, Option<String>)> {
     let reply = tokio::time::timeout(BOUND, conn.get_bearer(STATUS, token))
         .await
         .context("bank/status hung")??;
@@ -58,20 +61,23 @@ async fn status(conn: &mut Connection, token: &str) -> Result<(u16, Value, Optio
 }
 
 /// What the operator provisions on every node: the root-key file (0600 in
-/// a 0700 dir) and, as an image would, the compile cache.
-fn provision(from: &Path, to: &Path) -> Result<()> {
+/// a 0700 dir), the demo app's secret file (the app itself is the
+/// cluster's, registered by the first node) and, as an image would, the
+/// compile cache.
+pub(crate) fn provision(from: &Path, to: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(to)?;
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700))?;
     // Modes kept: the key file stays 0600 in its 0700 dir.
     copy_dir(&from.join("keys"), &to.join("keys"))?;
     copy_dir(&from.join("compile-cache"), &to.join("compile-cache"))?;
+    std::fs::copy(from.join("demo-client.json"), to.join("demo-client.json"))?;
     Ok(())
 }
 
 /// `sfop serve` as a node of the cluster at `url`, started (off the
 /// runtime: the launcher waits for the process to listen).
-async fn start(data: PathBuf, log: PathBuf, url: String) -> Result<Served> {
+pub(crate) async fn start(data: PathBuf, log: PathBuf, url: String) -> Result<Served> {
     tokio::task::spawn_blocking(move || node(&data, &log, &url, None)).await?
 }
 
@@ -147,7 +153,7 @@ impl Load {
 
 /// An admin call on `node` with its admin token (the nodes share the keys
 /// that sign it).
-async fn admin(node: &Served, path: &str, body: Value) -> Result<(u16, Value)> {
+pub(crate) async fn admin(node: &Served, path: &str, body: Value) -> Result<(u16, Value)> {
     let token = std::fs::read_to_string(node.data.join("admin.token"))?;
     admin_as(node, path, Some(token.trim()), body.to_string()).await
 }

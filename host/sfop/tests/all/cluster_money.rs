@@ -401,14 +401,15 @@ fn kst(len: usize) -> String {
         .to_owned()
 }
 
-/// Three nodes from one image: the first start of A seeds its own store
-/// and the cluster's ledger; B and C start from a copy of A's data dir (the
-/// operator provisions the same keys and demo app on every node).
+/// Three nodes from one image: the first start of A seeds its own store,
+/// the cluster's ledger and the demo app; B and C start with what the
+/// operator provisions on every node (the root keys and the demo app's
+/// secret file, `cluster::provision`), not a copy of A's store.
 async fn three_nodes(dir: &Path, url: &str, config: Option<&str>) -> Result<Vec<Served>> {
     let a = dir.join("a");
     node(&a, &dir.join("a0.log"), url, config)?.stop()?;
-    copy_dir(&a, &dir.join("b"))?;
-    copy_dir(&a, &dir.join("c"))?;
+    crate::cluster::provision(&a, &dir.join("b"))?;
+    crate::cluster::provision(&a, &dir.join("c"))?;
     ["a", "b", "c"]
         .iter()
         .map(|n| node(&dir.join(n), &dir.join(format!("{n}.log")), url, config))

@@ -6,6 +6,7 @@ mod auth;
 mod bank_async;
 mod bank_rest;
 mod cluster;
+mod cluster_apps;
 mod cluster_money;
 mod cluster_stale;
 mod config_doc;

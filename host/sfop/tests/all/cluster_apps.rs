@@ -1,0 +1,207 @@
+//! Issue 20, "admin and portal on any node" (ADR 0029): apps (OAuth
+//! clients) and developer accounts are the cluster's, so what one node
+//! registers the others know. Three `sfop serve` processes on one
+//! PostgreSQL database; B and C are provisioned with A's root-key file
+//! only (and its demo app's secret file and compile cache), not a copy of
+//! its store.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use serde_json::{Value, json};
+
+use crate::cluster::{admin, provision, start, status};
+use crate::cluster_money::database;
+use crate::portal::{form, html_value, text};
+use crate::served::Served;
+
+/// Bound on one request: a hang fails the test.
+const BOUND: Duration = Duration::from_secs(30);
+const FORM: (&str, &str) = ("content-type", "application/x-www-form-urlencoded");
+
+async fn post_form(
+    node: &Served,
+    path: &str,
+    cookie: Option<&str>,
+    fields: &[(&str, &str)],
+) -> Result<crate::harness::Reply> {
+    let mut headers = vec![FORM];
+    if let Some(cookie) = cookie {
+        headers.push(("cookie", cookie));
+    }
+    tokio::time::timeout(BOUND, node.https("POST", path, &headers, form(fields)))
+        .await
+        .with_context(|| format!("{path} hung"))?
+}
+
+async fn get_page(node: &Served, path: &str, cookie: &str) -> Result<crate::harness::Reply> {
+    tokio::time::timeout(
+        BOUND,
+        node.https("GET", path, &[("cookie", cookie)], Vec::new()),
+    )
+    .await
+    .with_context(|| format!("{path} hung"))?
+}
+
+/// The session cookie (`name=value`) a sign-up or sign-in answered with.
+fn session(reply: &crate::harness::Reply) -> Result<String> {
+    ensure!(reply.status == 303, "{} {}", reply.status, text(reply));
+    let cookie = reply.header("set-cookie").context("no session cookie")?;
+    Ok(cookie.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// A client-credentials token from `node` for `client_id` with `secret`.
+async fn oob_token(node: &Served, client_id: &str, secret: &str) -> Result<(u16, Value)> {
+    let reply = post_form(
+        node,
+        "/oauth/2.0/token",
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "oob"),
+            ("client_id", client_id),
+            ("client_secret", secret),
+        ],
+    )
+    .await?;
+    Ok((reply.status, reply.json().unwrap_or(Value::Null)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_and_a_developer_made_on_one_node_work_on_the_others() -> Result<()> {
+    let Some(url) = database("cluster_apps").await? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let path = |n: &str| dir.path().join(n);
+    let a = start(path("a"), path("a.log"), url.clone()).await?;
+    provision(&path("a"), &path("b"))?;
+    provision(&path("a"), &path("c"))?;
+    let (b, c) = tokio::join!(
+        start(path("b"), path("b.log"), url.clone()),
+        start(path("c"), path("c.log"), url.clone())
+    );
+    let (b, c) = (b?, c?);
+
+    // An app registered on A through the admin API: B issues its token,
+    // C serves an API with it.
+    let (code, registered) = admin(
+        &a,
+        "/admin/v1/clients",
+        json!({ "name": "Cluster app", "redirect_uris": [], "scopes": ["oob"] }),
+    )
+    .await?;
+    ensure!(code == 201, "register on A: {code} {registered}");
+    let field = |k: &str| {
+        registered[k]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{k} in {registered}"))
+    };
+    let (client_id, secret) = (field("client_id")?, field("client_secret")?);
+    let (code, answer) = oob_token(&b, &client_id, &secret).await?;
+    ensure!(code == 200, "token from B: {code} {answer}");
+    let token = answer["access_token"]
+        .as_str()
+        .context("access_token")?
+        .to_owned();
+    ensure!(
+        answer["client_use_code"] == registered["client_use_code"],
+        "{answer}"
+    );
+    let (code, answer, _) = status(&mut c.connect().await?, &token).await?;
+    ensure!(
+        code == 200 && answer["rsp_code"] == "A0000",
+        "A's app's token from B on C: {code} {answer}"
+    );
+    // A wrong secret is refused on C as on one node.
+    let (code, answer) = oob_token(&c, &client_id, &"0".repeat(64)).await?;
+    ensure!(
+        code == 401 && answer["error"] == "invalid_client",
+        "a wrong secret on C: {code} {answer}"
+    );
+
+    // A developer signs up and registers an app on A's portal; signs in
+    // on B's and finds it; the address is taken on C.
+    let email = "dev@cluster.example";
+    let password = "a long password";
+    let signed_up = post_form(
+        &a,
+        "/portal/signup",
+        None,
+        &[("email", email), ("password", password)],
+    )
+    .await?;
+    let on_a = session(&signed_up)?;
+    let apps = get_page(&a, "/portal/apps", &on_a).await?;
+    let csrf = html_value(&text(&apps), "csrf").context("csrf on A's apps page")?;
+    let portal_app = post_form(
+        &a,
+        "/portal/apps",
+        Some(&on_a),
+        &[("csrf", &csrf), ("name", "Portal app"), ("scope", "oob")],
+    )
+    .await?;
+    let page = text(&portal_app);
+    ensure!(portal_app.status == 201, "portal app on A: {page}");
+    let value_of = |id: &str| -> Result<String> {
+        let marker = format!("id=\"{id}\">");
+        let start = page.find(&marker).context(marker.clone())? + marker.len();
+        let end = page[start..].find('<').context("end")?;
+        Ok(page[start..start + end].to_owned())
+    };
+    let (portal_client, portal_secret) = (value_of("client-id")?, value_of("client-secret")?);
+
+    let wrong = post_form(
+        &b,
+        "/portal/signin",
+        None,
+        &[("email", email), ("password", "not the password")],
+    )
+    .await?;
+    ensure!(
+        wrong.status == 401,
+        "a wrong password on B: {}",
+        wrong.status
+    );
+    let signed_in = post_form(
+        &b,
+        "/portal/signin",
+        None,
+        &[("email", email), ("password", password)],
+    )
+    .await?;
+    let on_b = session(&signed_in)?;
+    let listed = get_page(&b, "/portal/apps", &on_b).await?;
+    let html = text(&listed);
+    ensure!(
+        listed.status == 200 && html.contains(&portal_client) && html.contains("Portal app"),
+        "B's app list: {html}"
+    );
+    let app_page = get_page(&b, &format!("/portal/apps/{portal_client}"), &on_b).await?;
+    ensure!(
+        app_page.status == 200,
+        "the app's page on B: {}",
+        text(&app_page)
+    );
+    let again = post_form(
+        &c,
+        "/portal/signup",
+        None,
+        &[("email", email), ("password", "another long password")],
+    )
+    .await?;
+    ensure!(
+        again.status != 303 && text(&again).contains("already registered"),
+        "signed up twice on C: {} {}",
+        again.status,
+        text(&again)
+    );
+    // The portal app's secret, shown on A, works on C.
+    let (code, answer) = oob_token(&c, &portal_client, &portal_secret).await?;
+    ensure!(
+        code == 200,
+        "the portal app's token from C: {code} {answer}"
+    );
+    Ok(())
+}
