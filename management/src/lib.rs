@@ -10,7 +10,6 @@
 //! and only then is the routing switched. A refused operation changes
 //! nothing.
 
-pub mod admin;
 pub mod audit;
 pub mod cluster;
 pub mod package;

@@ -74,6 +74,23 @@ impl Upload {
     }
 }
 
+/// Query of [`SHOW`] and [`VARIABLES`]: `?name=`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameQuery {
+    pub name: String,
+}
+
+impl sfop_core::form::Fields for NameQuery {}
+
+/// Query of [`VERSION`]: `?name=&version=`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameVersionQuery {
+    pub name: String,
+    pub version: String,
+}
+
+impl sfop_core::form::Fields for NameVersionQuery {}
+
 /// Body of [`ROLLBACK`] and [`RETIRE`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
