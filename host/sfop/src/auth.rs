@@ -639,15 +639,24 @@ impl AuthParts {
             sfop_auth::oauth::OAuthConfig::default(),
         )
         .context("opening the authorization server")?;
-        // A cluster's nodes know the same apps (ADR 0029).
+        // A cluster's nodes know the same apps, codes, refresh tokens and
+        // token families (ADR 0029).
         let server = match node {
-            Some(node) => server.with_clients(sfop_auth::ClientRegistry::shared(Arc::new(
-                crate::cluster::apps::ClusterApps::new(
-                    node.cluster.clone(),
-                    tokio::runtime::Handle::try_current()
-                        .context("the cluster's apps need a tokio runtime")?,
-                ),
-            ))),
+            Some(node) => {
+                let runtime = tokio::runtime::Handle::try_current()
+                    .context("the cluster's apps need a tokio runtime")?;
+                server
+                    .with_clients(sfop_auth::ClientRegistry::shared(Arc::new(
+                        crate::cluster::apps::ClusterApps::new(
+                            node.cluster.clone(),
+                            runtime.clone(),
+                        ),
+                    )))
+                    .with_grants(Arc::new(crate::cluster::grants::ClusterGrants::new(
+                        node.cluster.clone(),
+                        runtime,
+                    )))
+            }
             None => server,
         };
         let admin_token = bootstrap_admin_token(&ring, &config.data_dir)?;

@@ -6,6 +6,7 @@
 //! virtual bank) are handed the [`Node`] by the composition root.
 
 pub mod apps;
+pub mod grants;
 
 use std::sync::Arc;
 use std::time::Duration;

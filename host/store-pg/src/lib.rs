@@ -9,6 +9,7 @@ mod audit;
 mod bank;
 mod blobs;
 mod feed;
+mod grants;
 mod ledger;
 mod registry;
 mod revocation;
@@ -27,6 +28,7 @@ pub use bank::{
 };
 pub use blobs::BlobCache;
 pub use feed::{Feed, FeedSettings, Stale};
+pub use grants::{CodeRow, IssuedRow, RefreshRow};
 pub use ledger::{NewTransfer, TransferOutcome};
 pub use registry::{ApiState, CanaryState, NewVersion, Pushed, Release, Snapshot};
 

@@ -23,6 +23,7 @@
 //! on the gateway's router.
 
 use sfop_core::form;
+pub mod grants;
 mod pages;
 pub mod throttle;
 
@@ -32,13 +33,14 @@ use std::sync::Arc;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use sfop_store::{Abort, Store, Tree, TxError};
+use sfop_store::{Store, Tree};
 
 use crate::policy::Denial;
 use crate::secret::{random_hex, sha256_hex};
 use crate::{
     AccessGrant, AuthInput, Client, ClientRegistry, KeyRing, Revocations, TokenAuthorizer,
 };
+use grants::{CodeRecord, Grants, IssuedRecord, Redeem, RefreshRecord, Rotate, SledGrants};
 
 pub use form::parse as parse_form;
 
@@ -349,71 +351,6 @@ struct Pending {
     expires_at: u64,
 }
 
-/// An issued authorization code (stored under its hash). After its one
-/// redemption it stays, marked, so that a replay is recognised.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Code {
-    client_id: String,
-    redirect_uri: String,
-    user_seq_no: String,
-    scopes: Vec<String>,
-    fintech_use_nums: Vec<String>,
-    code_challenge: Option<String>,
-    expires_at: u64,
-    /// The token family its redemption started, once redeemed.
-    #[serde(default)]
-    redeemed: Option<String>,
-}
-
-/// A refresh token (stored under its hash). Rotation marks it used rather
-/// than removing it, so that a replay is recognised.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Refresh {
-    client_id: String,
-    user_seq_no: String,
-    scopes: Vec<String>,
-    fintech_use_nums: Vec<String>,
-    expires_at: u64,
-    /// The authorization this token descends from.
-    #[serde(default)]
-    family: Option<String>,
-    /// Already exchanged for a new pair.
-    #[serde(default)]
-    rotated: bool,
-}
-
-/// What was issued to a (client, user) pair, so that unlink can revoke it
-/// all, and a replay the family it belongs to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Issued {
-    revocation_ids: Vec<String>,
-    refresh_hash: Option<String>,
-    #[serde(default)]
-    family: Option<String>,
-}
-
-/// Why a code redemption failed, decided inside the store transaction.
-#[derive(Debug)]
-enum Redeem {
-    Unknown,
-    OtherClient,
-    Expired,
-    RedirectMismatch,
-    NoVerifier,
-    BadVerifier,
-    /// Redeemed before: the family it started.
-    Replayed(Box<Code>),
-}
-
-/// Why a refresh failed, decided inside the store transaction.
-#[derive(Debug)]
-enum Rotate {
-    Unknown,
-    /// A scope that was not granted.
-    Scope(String),
-    Replayed(Box<Refresh>),
-}
-
 /// The authorization server.
 #[derive(Debug, Clone)]
 pub struct OAuthServer {
@@ -423,13 +360,12 @@ pub struct OAuthServer {
     authorizer: Arc<TokenAuthorizer>,
     directory: Arc<dyn UserDirectory>,
     config: OAuthConfig,
-    store: Store,
+    /// Authorization requests between their pages: this node's (a browser
+    /// finishes the pages on the node that started them).
     pending: Tree,
-    codes: Tree,
-    refresh: Tree,
-    issued: Tree,
-    /// Families revoked by a replay (a token issued into one dies at once).
-    revoked_families: Tree,
+    /// Codes, refresh tokens, what was issued, revoked families: sled's or
+    /// the cluster's.
+    grants: Arc<dyn Grants>,
     clock: Clock,
     sign_in: Arc<throttle::SignInThrottle>,
 }
@@ -452,12 +388,8 @@ impl OAuthServer {
             authorizer,
             directory,
             config,
-            store: store.clone(),
             pending: store.tree("auth.pending")?,
-            codes: store.tree("auth.codes")?,
-            refresh: store.tree("auth.refresh")?,
-            issued: store.tree("auth.issued")?,
-            revoked_families: store.tree("auth.revoked-families")?,
+            grants: Arc::new(SledGrants::open(store)?),
             clock: Clock::default(),
             sign_in: Arc::new(throttle::SignInThrottle::default()),
         })
@@ -467,6 +399,13 @@ impl OAuthServer {
     /// ADR 0029).
     pub fn with_clients(mut self, clients: ClientRegistry) -> Self {
         self.clients = clients;
+        self
+    }
+
+    /// The same server keeping what it issues in `grants` (a cluster
+    /// node's, ADR 0029).
+    pub fn with_grants(mut self, grants: Arc<dyn Grants>) -> Self {
+        self.grants = grants;
         self
     }
 
@@ -537,18 +476,19 @@ impl OAuthServer {
         HttpResponse::error(500, "A0003", "server_error", "platform internal error")
     }
 
-    /// The registry failed: the cluster's database away (ADR 0029) is 503
-    /// `A0013` `temporarily_unavailable` with `Retry-After`, the platform's
-    /// failure, which the client may retry; anything else the store's.
-    fn clients_failed(e: crate::Error) -> HttpResponse {
+    /// The client registry or the grants failed: the cluster's database
+    /// away (ADR 0029) is 503 `A0013` `temporarily_unavailable` with
+    /// `Retry-After`, the platform's failure, which the client may retry;
+    /// anything else the store's.
+    fn shared_failed(e: crate::Error) -> HttpResponse {
         match e {
             crate::Error::Unavailable(cause) => {
-                tracing::warn!(%cause, "the client registry is unavailable");
+                tracing::warn!(%cause, "the authorization server's store is unavailable");
                 let mut r = HttpResponse::error(
                     503,
                     "A0013",
                     "temporarily_unavailable",
-                    "applications cannot be looked up on this node now; retry shortly",
+                    "the authorization server cannot reach its store on this node now; retry shortly",
                 );
                 r.headers.push(("retry-after".into(), "1".into()));
                 r
@@ -582,7 +522,7 @@ impl OAuthServer {
 
     fn start(&self, q: &AuthorizeQuery) -> Outcome {
         let client_id = q.client_id.as_deref().unwrap_or_default();
-        let client = match self.clients.get(client_id).map_err(Self::clients_failed)? {
+        let client = match self.clients.get(client_id).map_err(Self::shared_failed)? {
             Some(c) => c,
             None => {
                 return Err(pages::error_page(
@@ -714,7 +654,7 @@ impl OAuthServer {
         let client = self
             .clients
             .get(&pending.client_id)
-            .map_err(Self::clients_failed)?
+            .map_err(Self::shared_failed)?
             .ok_or_else(expired)?;
         match (f.action.as_deref(), &pending.user_seq_no) {
             (Some("login"), _) => {
@@ -847,7 +787,7 @@ impl OAuthServer {
             )
             .map_err(Self::store_failed)?;
         let code = random_hex(32).map_err(Self::store_failed)?;
-        let record = Code {
+        let record = CodeRecord {
             client_id: client.client_id.clone(),
             redirect_uri: pending.redirect_uri.clone(),
             user_seq_no: user.to_owned(),
@@ -857,10 +797,10 @@ impl OAuthServer {
             expires_at: self.now() + self.code_ttl(),
             redeemed: None,
         };
-        self.codes
-            .insert_json(&sha256_hex(&[code.as_bytes()]), &record)
-            .map_err(Self::store_failed)?;
-        self.store.flush().map_err(Self::store_failed)?;
+        self.grants
+            .put_code(&sha256_hex(&[code.as_bytes()]), &record)
+            .map_err(Self::shared_failed)?;
+        self.grants.flush().map_err(Self::shared_failed)?;
         Ok(HttpResponse::redirect(append_query(
             &pending.redirect_uri,
             &[
@@ -931,7 +871,7 @@ impl OAuthServer {
         let client = self
             .clients
             .get(&client_id)
-            .map_err(Self::clients_failed)?
+            .map_err(Self::shared_failed)?
             .ok_or_else(HttpResponse::invalid_client)?;
         let secret = secret.filter(|s| !s.is_empty());
         if !client.secret_matches(secret.as_deref()) {
@@ -956,39 +896,34 @@ impl OAuthServer {
         // failed attempt (another client, a wrong verifier) leaves the code
         // to its rightful client, and two concurrent redemptions cannot
         // both win.
-        let outcome = self.store.transaction(&[&self.codes], |tx| {
-            let [codes] = tx else {
-                return Err(Abort::with(Redeem::Unknown));
-            };
-            let mut record: Code = codes
-                .get_json(&key)?
-                .ok_or_else(|| Abort::with(Redeem::Unknown))?;
+        let check = |record: &CodeRecord| -> Result<(), Redeem> {
             if record.redeemed.is_some() {
-                return Err(Abort::with(Redeem::Replayed(Box::new(record))));
+                return Err(Redeem::Replayed(Box::new(record.clone())));
             }
             if record.client_id != client.client_id {
-                return Err(Abort::with(Redeem::OtherClient));
+                return Err(Redeem::OtherClient);
             }
             if record.expires_at <= now {
-                return Err(Abort::with(Redeem::Expired));
+                return Err(Redeem::Expired);
             }
             if redirect_uri != Some(record.redirect_uri.as_str()) {
-                return Err(Abort::with(Redeem::RedirectMismatch));
+                return Err(Redeem::RedirectMismatch);
             }
             let (Some(challenge), Some(verifier)) = (&record.code_challenge, verifier) else {
-                return Err(Abort::with(Redeem::NoVerifier));
+                return Err(Redeem::NoVerifier);
             };
             if !(43..=128).contains(&verifier.len()) || &pkce_s256(verifier) != challenge {
-                return Err(Abort::with(Redeem::BadVerifier));
+                return Err(Redeem::BadVerifier);
             }
-            record.redeemed = Some(family.clone());
-            codes.insert_json(&key, &record)?;
-            Ok(record)
-        });
-        let record = match outcome {
+            Ok(())
+        };
+        let outcome = self
+            .grants
+            .redeem_code(&key, &family, &check)
+            .map_err(Self::shared_failed)?;
+        let record = match outcome.unwrap_or(Err(Redeem::Unknown)) {
             Ok(record) => record,
-            Err(TxError::Store(e)) => return Err(Self::store_failed(e)),
-            Err(TxError::Abort(why)) => {
+            Err(why) => {
                 return Err(invalid(match why {
                     Redeem::Unknown | Redeem::Expired => "code is unknown, expired or already used",
                     Redeem::OtherClient => "code was issued to another client",
@@ -1012,7 +947,7 @@ impl OAuthServer {
                 }));
             }
         };
-        self.store.flush().map_err(Self::store_failed)?;
+        self.grants.flush().map_err(Self::shared_failed)?;
         self.issue_user_tokens(
             client,
             &record.user_seq_no,
@@ -1042,10 +977,10 @@ impl OAuthServer {
         let access = grant.issue(&self.ring).map_err(Self::store_failed)?;
         let refresh = random_hex(32).map_err(Self::store_failed)?;
         let refresh_hash = sha256_hex(&[refresh.as_bytes()]);
-        self.refresh
-            .insert_json(
+        self.grants
+            .put_refresh(
                 &refresh_hash,
-                &Refresh {
+                &RefreshRecord {
                     client_id: client.client_id.clone(),
                     user_seq_no: user.to_owned(),
                     scopes: scopes.to_vec(),
@@ -1055,7 +990,7 @@ impl OAuthServer {
                     rotated: false,
                 },
             )
-            .map_err(Self::store_failed)?;
+            .map_err(Self::shared_failed)?;
         self.record_issued(
             &client.client_id,
             user,
@@ -1085,28 +1020,24 @@ impl OAuthServer {
         family: Option<&str>,
     ) -> Result<(), HttpResponse> {
         let verified = crate::token::verify(&self.ring, access).map_err(Self::store_failed)?;
-        let key = format!(
-            "{client_id}\0{user}\0{}",
-            random_hex(8).map_err(Self::store_failed)?
-        );
-        self.issued
-            .insert_json(
-                &key,
-                &Issued {
+        self.grants
+            .put_issued(
+                client_id,
+                user,
+                &IssuedRecord {
                     revocation_ids: verified.revocation_ids,
                     refresh_hash,
                     family: family.map(str::to_owned),
                 },
             )
-            .map_err(Self::store_failed)?;
-        // A replay that revoked the family while these were being issued:
-        // they die with it.
+            .map_err(Self::shared_failed)?;
+        // A replay that revoked the family while these were being issued
+        // (on this node or another): they die with it.
         if let Some(family) = family
             && self
-                .revoked_families
-                .get(family.as_bytes())
-                .map_err(Self::store_failed)?
-                .is_some()
+                .grants
+                .family_revoked(family)
+                .map_err(Self::shared_failed)?
         {
             self.revoke_family(client_id, user, family)?;
             return Err(HttpResponse::error(
@@ -1116,7 +1047,7 @@ impl OAuthServer {
                 "this authorization was revoked",
             ));
         }
-        self.store.flush().map_err(Self::store_failed)
+        self.grants.flush().map_err(Self::shared_failed)
     }
 
     fn grant_refresh(&self, client: &Client, f: &TokenRequest) -> Outcome {
@@ -1134,34 +1065,29 @@ impl OAuthServer {
         let now = self.now();
         // Rotation: a token is exchanged once; it stays, marked, so that a
         // second use (a replay: someone else holds a copy) is recognised.
-        let outcome = self.store.transaction(&[&self.refresh], |tx| {
-            let [refresh] = tx else {
-                return Err(Abort::with(Rotate::Unknown));
-            };
-            let mut record: Refresh = refresh
-                .get_json(&key)?
-                .ok_or_else(|| Abort::with(Rotate::Unknown))?;
+        let check = |record: &RefreshRecord| -> Result<(), Rotate> {
             if record.rotated {
-                return Err(Abort::with(Rotate::Replayed(Box::new(record))));
+                return Err(Rotate::Replayed(Box::new(record.clone())));
             }
             if record.client_id != client.client_id || record.expires_at <= now {
-                return Err(Abort::with(Rotate::Unknown));
+                return Err(Rotate::Unknown);
             }
             // A narrower scope may be asked for, never a wider one.
             if let Some(extra) = asked.iter().flatten().find(|s| !record.scopes.contains(s)) {
-                return Err(Abort::with(Rotate::Scope(extra.clone())));
+                return Err(Rotate::Scope(extra.clone()));
             }
-            record.rotated = true;
-            refresh.insert_json(&key, &record)?;
-            Ok(record)
-        });
-        let record = match outcome {
+            Ok(())
+        };
+        let outcome = self
+            .grants
+            .rotate_refresh(&key, &check)
+            .map_err(Self::shared_failed)?;
+        let record = match outcome.unwrap_or(Err(Rotate::Unknown)) {
             Ok(record) => record,
-            Err(TxError::Store(e)) => return Err(Self::store_failed(e)),
-            Err(TxError::Abort(Rotate::Unknown)) => {
+            Err(Rotate::Unknown) => {
                 return Err(invalid("refresh_token is unknown, expired or already used"));
             }
-            Err(TxError::Abort(Rotate::Scope(extra))) => {
+            Err(Rotate::Scope(extra)) => {
                 return Err(HttpResponse::error(
                     400,
                     "O0011",
@@ -1169,7 +1095,7 @@ impl OAuthServer {
                     &format!("scope {extra} was not granted"),
                 ));
             }
-            Err(TxError::Abort(Rotate::Replayed(record))) => {
+            Err(Rotate::Replayed(record)) => {
                 // RFC 9700 §4.14.2: a rotated refresh token used again
                 // means two parties hold it; the whole family dies.
                 tracing::warn!(
@@ -1185,7 +1111,7 @@ impl OAuthServer {
                 return Err(invalid("refresh_token is unknown, expired or already used"));
             }
         };
-        self.store.flush().map_err(Self::store_failed)?;
+        self.grants.flush().map_err(Self::shared_failed)?;
         let family = match record.family.clone() {
             Some(family) => family,
             None => random_hex(16).map_err(Self::store_failed)?,
@@ -1262,10 +1188,10 @@ impl OAuthServer {
             HttpResponse::error(400, "O0001", "invalid_request", "token is required")
         })?;
         let refresh_key = sha256_hex(&[token.as_bytes()]);
-        let refresh: Option<Refresh> = self
-            .refresh
-            .get_json(&refresh_key)
-            .map_err(Self::store_failed)?;
+        let refresh = self
+            .grants
+            .refresh(&refresh_key)
+            .map_err(Self::shared_failed)?;
         match refresh {
             Some(record) if record.client_id == client.client_id => {
                 // RFC 7009 §2.1: the access tokens of the same grant go too.
@@ -1274,9 +1200,9 @@ impl OAuthServer {
                         self.revoke_family(&record.client_id, &record.user_seq_no, family)?
                     }
                     None => self
-                        .refresh
-                        .remove(refresh_key.as_bytes())
-                        .map_err(Self::store_failed)?,
+                        .grants
+                        .remove_refresh(&refresh_key)
+                        .map_err(Self::shared_failed)?,
                 }
             }
             Some(_) => {}
@@ -1292,7 +1218,7 @@ impl OAuthServer {
                 }
             }
         }
-        self.store.flush().map_err(Self::store_failed)?;
+        self.grants.flush().map_err(Self::shared_failed)?;
         // RFC 7009: the answer does not reveal whether the token existed.
         Ok(HttpResponse::json(
             200,
@@ -1360,9 +1286,9 @@ impl OAuthServer {
     /// Revokes every token of one authorization (its code and the refresh
     /// tokens descended from it), now and if any is issued later.
     fn revoke_family(&self, client_id: &str, user: &str, family: &str) -> Result<(), HttpResponse> {
-        self.revoked_families
-            .insert(family.as_bytes(), b"1")
-            .map_err(Self::store_failed)?;
+        self.grants
+            .revoke_family(client_id, user, family)
+            .map_err(Self::shared_failed)?;
         self.revoke_where(client_id, user, |i| i.family.as_deref() == Some(family))
     }
 
@@ -1370,14 +1296,15 @@ impl OAuthServer {
         &self,
         client_id: &str,
         user: &str,
-        which: impl Fn(&Issued) -> bool,
+        which: impl Fn(&IssuedRecord) -> bool,
     ) -> Result<(), HttpResponse> {
-        let issued: Vec<(String, Issued)> = self
-            .issued
-            .prefix_json(&format!("{client_id}\0{user}\0"))
-            .filter(|entry| entry.as_ref().map_or(true, |(_, i)| which(i)))
-            .collect::<Result<_, _>>()
-            .map_err(Self::store_failed)?;
+        let issued: Vec<(String, IssuedRecord)> = self
+            .grants
+            .issued(client_id, user)
+            .map_err(Self::shared_failed)?
+            .into_iter()
+            .filter(|(_, i)| which(i))
+            .collect();
         let ids: Vec<String> = issued
             .iter()
             .flat_map(|(_, i)| i.revocation_ids.iter().cloned())
@@ -1387,15 +1314,15 @@ impl OAuthServer {
             .map_err(Self::revocation_failed)?;
         for (key, record) in issued {
             if let Some(hash) = record.refresh_hash {
-                self.refresh
-                    .remove(hash.as_bytes())
-                    .map_err(Self::store_failed)?;
+                self.grants
+                    .remove_refresh(&hash)
+                    .map_err(Self::shared_failed)?;
             }
-            self.issued
-                .remove(key.as_bytes())
-                .map_err(Self::store_failed)?;
+            self.grants
+                .remove_issued(&key)
+                .map_err(Self::shared_failed)?;
         }
-        self.store.flush().map_err(Self::store_failed)
+        self.grants.flush().map_err(Self::shared_failed)
     }
 }
 

@@ -27,7 +27,7 @@ impl ClusterApps {
 
 /// The database away is the platform's failure the caller may retry
 /// (`Unavailable`: 503 `A0013`); anything else an internal one.
-fn auth_error(e: sfop_store_pg::Error) -> sfop_auth::Error {
+pub(crate) fn auth_error(e: sfop_store_pg::Error) -> sfop_auth::Error {
     match e {
         sfop_store_pg::Error::Unavailable(cause) => {
             sfop_auth::Error::Unavailable(format!("the cluster database is unreachable: {cause}"))

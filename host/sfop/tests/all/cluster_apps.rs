@@ -205,3 +205,138 @@ async fn an_app_and_a_developer_made_on_one_node_work_on_the_others() -> Result<
     );
     Ok(())
 }
+
+const ACCOUNTS: &str = "/v2.0/account/list?user_seq_no=1100000001&include_cancel_yn=N&sort_order=A";
+
+/// Status and `rsp_code` of hong's account list on `node` with `token`.
+async fn accounts(node: &Served, token: &str) -> Result<(u16, Value)> {
+    let mut conn = node.connect().await?;
+    let reply = tokio::time::timeout(BOUND, conn.get_bearer(ACCOUNTS, token))
+        .await
+        .context("account/list hung")??;
+    Ok((reply.status, reply.json().unwrap_or(Value::Null)))
+}
+
+/// Polls every node until each refuses `token` as revoked (401 `O0002`).
+async fn refused_everywhere(nodes: &[&Served], token: &str, what: &str) -> Result<()> {
+    for (n, node) in nodes.iter().enumerate() {
+        let started = std::time::Instant::now();
+        loop {
+            let (code, answer) = accounts(node, token).await?;
+            if code == 401 {
+                ensure!(
+                    answer["rsp_code"] == "O0002",
+                    "{what} on node {n}: {answer}"
+                );
+                break;
+            }
+            ensure!(
+                code == 200 && started.elapsed() < Duration::from_secs(5),
+                "{what} on node {n} not refused: {code} {answer}"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `grant_type=refresh_token` for the demo app on `node`.
+async fn refresh(node: &Served, refresh_token: &str) -> Result<(u16, Value)> {
+    let (client_id, secret, _) = node.demo_client()?;
+    let reply = post_form(
+        node,
+        "/oauth/2.0/token",
+        None,
+        &[
+            ("grant_type", "refresh_token"),
+            ("refresh_token", refresh_token),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+        ],
+    )
+    .await?;
+    Ok((reply.status, reply.json().unwrap_or(Value::Null)))
+}
+
+/// The access and refresh tokens of a token answer.
+fn pair(answer: &Value) -> Result<(String, String)> {
+    let field = |k: &str| {
+        answer[k]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{k} in {answer}"))
+    };
+    Ok((field("access_token")?, field("refresh_token")?))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn codes_and_refresh_tokens_are_single_use_across_nodes() -> Result<()> {
+    let Some(url) = database("cluster_grants").await? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let path = |n: &str| dir.path().join(n);
+    let a = start(path("a"), path("a.log"), url.clone()).await?;
+    provision(&path("a"), &path("b"))?;
+    provision(&path("a"), &path("c"))?;
+    let (b, c) = tokio::join!(
+        start(path("b"), path("b.log"), url.clone()),
+        start(path("c"), path("c.log"), url.clone())
+    );
+    let (b, c) = (b?, c?);
+    let all = [&a, &b, &c];
+
+    // A code issued on A is redeemed on B; its token serves on C.
+    let code = a.authorization_code("hong", "hong1234").await?;
+    let redeemed = b.redeem(&code).await?;
+    let answer = redeemed.json()?;
+    ensure!(redeemed.status == 200, "A's code on B: {answer}");
+    let (access, first_refresh) = pair(&answer)?;
+    let (status, listed) = accounts(&c, &access).await?;
+    ensure!(
+        status == 200 && listed["rsp_code"] == "A0000",
+        "B's token on C: {status} {listed}"
+    );
+    // Redeemed again on C: refused, and (as on one node) what the code
+    // gave is revoked on every node.
+    let again = c.redeem(&code).await?;
+    let answer = again.json()?;
+    ensure!(
+        again.status == 400 && answer["error"] == "invalid_grant",
+        "A's code redeemed twice, on C: {} {answer}",
+        again.status
+    );
+    refused_everywhere(&all, &access, "the replayed code's token").await?;
+    let (status, answer) = refresh(&a, &first_refresh).await?;
+    ensure!(
+        status == 400 && answer["error"] == "invalid_grant",
+        "the replayed code's refresh token on A: {status} {answer}"
+    );
+
+    // A refresh token issued on B rotates on C; the rotated one used
+    // again on A revokes its family on every node.
+    let code = a.authorization_code("hong", "hong1234").await?;
+    let redeemed = b.redeem(&code).await?;
+    let answer = redeemed.json()?;
+    ensure!(redeemed.status == 200, "the second code on B: {answer}");
+    let (_, on_b) = pair(&answer)?;
+    let (status, answer) = refresh(&c, &on_b).await?;
+    ensure!(status == 200, "B's refresh token on C: {status} {answer}");
+    let (rotated_access, rotated_refresh) = pair(&answer)?;
+    let (status, listed) = accounts(&b, &rotated_access).await?;
+    ensure!(
+        status == 200 && listed["rsp_code"] == "A0000",
+        "C's rotated token on B: {status} {listed}"
+    );
+    let (status, answer) = refresh(&a, &on_b).await?;
+    ensure!(
+        status == 400 && answer["error"] == "invalid_grant",
+        "B's rotated refresh token reused on A: {status} {answer}"
+    );
+    refused_everywhere(&all, &rotated_access, "the replayed family's token").await?;
+    let (status, answer) = refresh(&b, &rotated_refresh).await?;
+    ensure!(
+        status == 400 && answer["error"] == "invalid_grant",
+        "the replayed family's newest refresh token on B: {status} {answer}"
+    );
+    Ok(())
+}

@@ -262,22 +262,66 @@ impl Served {
     /// and transfer, every account ticked): the authorize pages over HTTPS,
     /// the code exchanged with PKCE.
     pub async fn user_token(&self, login: &str, password: &str) -> Result<String> {
-        const VERIFIER: &str = "served-user-token-pkce-verifier-0123456789-abcdefghij";
-        const STATE: &str = "0123456789abcdef0123456789abcdef";
+        let code = self.authorization_code(login, password).await?;
+        let token = self.redeem(&code).await?.json()?;
+        Ok(token["access_token"]
+            .as_str()
+            .with_context(|| format!("no access token: {token}"))?
+            .to_owned())
+    }
+
+    /// The demo app's `client_id`, secret and redirect URI on this node.
+    pub fn demo_client(&self) -> Result<(String, String, String)> {
         let demo: Value = serde_json::from_str(&std::fs::read_to_string(
             self.data.join("demo-client.json"),
         )?)?;
-        let field = |k: &str| demo[k].as_str().context("demo-client.json field");
-        let (client_id, secret, redirect) = (
+        let field = |k: &str| {
+            demo[k]
+                .as_str()
+                .map(str::to_owned)
+                .context("demo-client.json field")
+        };
+        Ok((
             field("client_id")?,
             field("client_secret")?,
             field("redirect_uri")?,
-        );
+        ))
+    }
+
+    /// `POST /oauth/2.0/token` on this node: `code` (of
+    /// [`authorization_code`](Self::authorization_code)) exchanged for the
+    /// demo app.
+    pub async fn redeem(&self, code: &str) -> Result<Reply> {
+        let (client_id, secret, redirect) = self.demo_client()?;
+        let exchange = form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+            ("redirect_uri", &redirect),
+            ("code_verifier", USER_VERIFIER),
+        ]);
+        self.https(
+            "POST",
+            "/oauth/2.0/token",
+            &[("content-type", "application/x-www-form-urlencoded")],
+            exchange.into_bytes(),
+        )
+        .await
+    }
+
+    /// An authorization code for the demo app from a user's sign-in and
+    /// consent (scopes login, inquiry and transfer, every account ticked)
+    /// on this node's authorize pages, its challenge [`USER_VERIFIER`]'s.
+    pub async fn authorization_code(&self, login: &str, password: &str) -> Result<String> {
+        const VERIFIER: &str = USER_VERIFIER;
+        const STATE: &str = "0123456789abcdef0123456789abcdef";
+        let (client_id, _, redirect) = self.demo_client()?;
         let form_type = [("content-type", "application/x-www-form-urlencoded")];
         let query = form(&[
             ("response_type", "code"),
-            ("client_id", client_id),
-            ("redirect_uri", redirect),
+            ("client_id", &client_id),
+            ("redirect_uri", &redirect),
             ("scope", "login inquiry transfer"),
             ("state", STATE),
             ("auth_type", "0"),
@@ -334,30 +378,12 @@ impl Served {
             param("state").as_deref() == Some(STATE),
             "state: {location}"
         );
-        let code = param("code").context("no code")?;
-        let exchange = form(&[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("client_id", client_id),
-            ("client_secret", secret),
-            ("redirect_uri", redirect),
-            ("code_verifier", VERIFIER),
-        ]);
-        let token = self
-            .https(
-                "POST",
-                "/oauth/2.0/token",
-                &form_type,
-                exchange.into_bytes(),
-            )
-            .await?
-            .json()?;
-        Ok(token["access_token"]
-            .as_str()
-            .with_context(|| format!("no access token: {token}"))?
-            .to_owned())
+        param("code").context("no code")
     }
 }
+
+/// The PKCE verifier of [`Served::authorization_code`].
+pub const USER_VERIFIER: &str = "served-user-token-pkce-verifier-0123456789-abcdefghij";
 
 /// An `application/x-www-form-urlencoded` body or query.
 fn form(fields: &[(&str, &str)]) -> String {
