@@ -21,6 +21,10 @@ pub enum Outcome {
     RepeatedField,
     /// The access token or scope refused the call.
     Denied,
+    /// The token could not be proven unrevoked: this cluster node's list of
+    /// revoked tokens is older than `auth.revocation_max_lag_ms`, so it
+    /// refused (fail closed, 503 `A0013`; ADR 0029).
+    Unproven,
     /// The caller asked for a version this API does not serve.
     VersionNotServed,
     /// The plugin ran past its CPU deadline.
@@ -52,7 +56,7 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in the order `/metrics` lists them.
-    pub const ALL: [Outcome; 20] = [
+    pub const ALL: [Outcome; 21] = [
         Outcome::Ok,
         Outcome::ServerError,
         Outcome::RouteClosed,
@@ -60,6 +64,7 @@ impl Outcome {
         Outcome::BodyUnreadable,
         Outcome::RepeatedField,
         Outcome::Denied,
+        Outcome::Unproven,
         Outcome::VersionNotServed,
         Outcome::Deadline,
         Outcome::Timeout,
@@ -92,6 +97,7 @@ impl Outcome {
             Outcome::BodyUnreadable => "body_unreadable",
             Outcome::RepeatedField => "repeated_field",
             Outcome::Denied => "denied",
+            Outcome::Unproven => "unproven",
             Outcome::VersionNotServed => "version_not_served",
             Outcome::Deadline => "deadline",
             Outcome::Timeout => "timeout",
@@ -134,6 +140,7 @@ impl Outcome {
             | Outcome::BodyUnreadable
             | Outcome::RepeatedField
             | Outcome::Denied
+            | Outcome::Unproven
             | Outcome::VersionNotServed
             | Outcome::Shed
             | Outcome::MemoryBudget

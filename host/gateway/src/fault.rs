@@ -131,6 +131,7 @@ impl Fault {
             Fault::MethodNotAllowed { .. } => Outcome::MethodNotAllowed,
             Fault::BodyTooLarge { .. } => Outcome::BodyTooLarge,
             Fault::BodyUnreadable => Outcome::BodyUnreadable,
+            Fault::Denied(d) if d.kind == DenialKind::Unavailable => Outcome::Unproven,
             Fault::Denied(_) => Outcome::Denied,
             Fault::Repeated(_) => Outcome::RepeatedField,
             Fault::RouteClosed { .. } => Outcome::RouteClosed,
@@ -265,6 +266,12 @@ mod tests {
         assert!(unproven.retry_later());
         assert!(!Fault::Denied(Denial::internal("")).retry_later());
         assert!(!unproven.public_message().contains("2000"), "no internals");
+        // Counted apart from the caller's refusals: an operator alerts on it.
+        assert_eq!(unproven.outcome(), Outcome::Unproven);
+        assert_eq!(
+            Fault::Denied(Denial::refused("A0011", "")).outcome(),
+            Outcome::Denied
+        );
     }
 
     /// ADR 0021's table: business refusals are HTTP 200 with their
