@@ -1,9 +1,11 @@
 //! Issue 20, "admin and portal on any node" (ADR 0029): apps (OAuth
-//! clients) and developer accounts are the cluster's, so what one node
-//! registers the others know. Three `sfop serve` processes on one
-//! PostgreSQL database; B and C are provisioned with A's root-key file
-//! only (and its demo app's secret file and compile cache), not a copy of
-//! its store.
+//! clients), developer accounts, authorization codes, refresh tokens and
+//! token families are the cluster's, so what one node registers or issues
+//! the others know, and a code or refresh token is used once whichever
+//! nodes are asked. Three `sfop serve` processes on one PostgreSQL
+//! database; B and C are provisioned with A's root-key file only (and its
+//! demo app's secret file and compile cache), not a copy of its store. A
+//! node cut off from the database answers 503, never the caller's fault.
 
 use std::time::Duration;
 
@@ -11,7 +13,8 @@ use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
 use crate::cluster::{admin, provision, start, status};
-use crate::cluster_money::database;
+use crate::cluster_money::{database, node};
+use crate::cluster_stale::proxy::Proxy;
 use crate::portal::{form, html_value, text};
 use crate::served::Served;
 
@@ -77,11 +80,23 @@ async fn an_app_and_a_developer_made_on_one_node_work_on_the_others() -> Result<
     let a = start(path("a"), path("a.log"), url.clone()).await?;
     provision(&path("a"), &path("b"))?;
     provision(&path("a"), &path("c"))?;
+    // C reaches the database through a proxy the test can cut; its
+    // revocation list may then lag long (the refusals under test are the
+    // apps' and accounts', not the token check's).
+    let (proxy, through) = Proxy::to_database(&url).await?;
+    let (c_data, c_log) = (path("c"), path("c.log"));
     let (b, c) = tokio::join!(
         start(path("b"), path("b.log"), url.clone()),
-        start(path("c"), path("c.log"), url.clone())
+        tokio::task::spawn_blocking(move || {
+            node(
+                &c_data,
+                &c_log,
+                &through,
+                Some("[auth]\nrevocation_max_lag_ms = 600000\n"),
+            )
+        })
     );
-    let (b, c) = (b?, c?);
+    let (b, c) = (b?, c??);
 
     // An app registered on A through the admin API: B issues its token,
     // C serves an API with it.
@@ -203,6 +218,56 @@ async fn an_app_and_a_developer_made_on_one_node_work_on_the_others() -> Result<
         code == 200,
         "the portal app's token from C: {code} {answer}"
     );
+
+    // C cut off from the database: its token endpoint, registration and
+    // portal sign-up and sign-in answer 503 (`A0013`
+    // `temporarily_unavailable` with `Retry-After` at the token endpoint,
+    // RFC 6749 §5.2's "retry later"), never a 200 or the caller's fault;
+    // back in touch, the same token request succeeds.
+    proxy.cut();
+    let reply = post_form(
+        &c,
+        "/oauth/2.0/token",
+        None,
+        &[
+            ("grant_type", "client_credentials"),
+            ("scope", "oob"),
+            ("client_id", &client_id),
+            ("client_secret", &secret),
+        ],
+    )
+    .await?;
+    let answer = reply.json().unwrap_or(Value::Null);
+    ensure!(
+        reply.status == 503
+            && answer["rsp_code"] == "A0013"
+            && answer["error"] == "temporarily_unavailable"
+            && reply.header("retry-after").is_some(),
+        "a token on C cut off: {} {answer}",
+        reply.status
+    );
+    let (code, answer) = admin(
+        &c,
+        "/admin/v1/clients",
+        json!({ "name": "Cut off", "redirect_uris": [], "scopes": ["oob"] }),
+    )
+    .await?;
+    ensure!(
+        code == 503 && answer["rsp_code"] == "A0013",
+        "a registration on C cut off: {code} {answer}"
+    );
+    for path in ["/portal/signup", "/portal/signin"] {
+        let reply = post_form(&c, path, None, &[("email", email), ("password", password)]).await?;
+        ensure!(
+            reply.status == 503 && reply.header("set-cookie").is_none(),
+            "{path} on C cut off: {} {}",
+            reply.status,
+            text(&reply)
+        );
+    }
+    proxy.restore();
+    let (code, answer) = oob_token(&c, &client_id, &secret).await?;
+    ensure!(code == 200, "a token on C back in touch: {code} {answer}");
     Ok(())
 }
 
