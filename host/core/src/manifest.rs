@@ -517,7 +517,7 @@ impl Manifest {
         let invalid = |key, problem: String| Err(ManifestError::Invalid { key, problem });
         let http = self.capabilities.contains(&Capability::Http);
         if let Err(problem) = crate::origin::AllowedHosts::parse(&self.allowed_hosts) {
-            return invalid("allowed_hosts", problem);
+            return invalid("allowed_hosts", problem.to_string());
         }
         if http && self.allowed_hosts.is_empty() {
             return invalid(

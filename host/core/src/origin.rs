@@ -21,6 +21,30 @@ pub enum HostPattern {
     Ip(IpAddr),
 }
 
+/// Why an `allowed_hosts` entry is not an origin a plugin may be granted;
+/// each names the entry as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OriginError {
+    #[error("{text:?} is not a URL: {reason}")]
+    NotUrl { text: String, reason: String },
+    #[error("{0:?} must be https:// or http://")]
+    Scheme(String),
+    #[error("{0:?} must not carry a user or password")]
+    Credentials(String),
+    #[error("{0:?} must be an origin only (scheme://host:port), without a path or query")]
+    NotOrigin(String),
+    #[error("{0:?}: a wildcard is allowed only as the first label (`*.bank.example`)")]
+    WildcardPlace(String),
+    #[error("{0:?}: a wildcard needs a name of at least two labels after it")]
+    WildcardTooWide(String),
+    #[error("{0:?}: a wildcard applies to names, not addresses")]
+    WildcardAddress(String),
+    #[error("{0:?} has no port")]
+    NoPort(String),
+    #[error("{0:?} has no host")]
+    NoHost(String),
+}
+
 /// One entry of `allowed_hosts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllowedOrigin {
@@ -42,52 +66,47 @@ impl fmt::Display for AllowedOrigin {
 
 impl AllowedOrigin {
     /// Parses `scheme://host[:port]` (no path, query, user or password).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, OriginError> {
         let wildcard = text.contains("://*.");
         let probe = if wildcard {
             text.replacen("://*.", "://", 1)
         } else {
             text.to_owned()
         };
-        let url = Url::parse(&probe).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+        let url = Url::parse(&probe).map_err(|e| OriginError::NotUrl {
+            text: text.to_owned(),
+            reason: e.to_string(),
+        })?;
         let scheme = url.scheme();
         if scheme != "https" && scheme != "http" {
-            return Err(format!("{text:?} must be https:// or http://"));
+            return Err(OriginError::Scheme(text.to_owned()));
         }
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(format!("{text:?} must not carry a user or password"));
+            return Err(OriginError::Credentials(text.to_owned()));
         }
         if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
-            return Err(format!(
-                "{text:?} must be an origin only (scheme://host:port), without a path or query"
-            ));
+            return Err(OriginError::NotOrigin(text.to_owned()));
         }
         if probe.matches('*').count() > 0 {
-            return Err(format!(
-                "{text:?}: a wildcard is allowed only as the first label (`*.bank.example`)"
-            ));
+            return Err(OriginError::WildcardPlace(text.to_owned()));
         }
         let port = url
             .port_or_known_default()
-            .ok_or_else(|| format!("{text:?} has no port"))?;
+            .ok_or_else(|| OriginError::NoPort(text.to_owned()))?;
         let host = match url.host() {
             Some(Host::Domain(name)) if wildcard => {
                 if !name.contains('.') {
-                    return Err(format!(
-                        "{text:?}: a wildcard needs a name of at least two labels after it"
-                    ));
+                    return Err(OriginError::WildcardTooWide(text.to_owned()));
                 }
                 HostPattern::Subdomains(name.to_owned())
             }
             Some(Host::Domain(name)) => HostPattern::Name(name.to_owned()),
             Some(_) if wildcard => {
-                return Err(format!(
-                    "{text:?}: a wildcard applies to names, not addresses"
-                ));
+                return Err(OriginError::WildcardAddress(text.to_owned()));
             }
             Some(Host::Ipv4(ip)) => HostPattern::Ip(IpAddr::V4(ip)),
             Some(Host::Ipv6(ip)) => HostPattern::Ip(IpAddr::V6(ip)),
-            None => return Err(format!("{text:?} has no host")),
+            None => return Err(OriginError::NoHost(text.to_owned())),
         };
         Ok(Self {
             scheme: scheme.to_owned(),
@@ -120,7 +139,7 @@ pub struct AllowedHosts(pub Vec<AllowedOrigin>);
 
 impl AllowedHosts {
     /// Parses every entry; the first bad one is the error.
-    pub fn parse<'a>(entries: impl IntoIterator<Item = &'a String>) -> Result<Self, String> {
+    pub fn parse<'a>(entries: impl IntoIterator<Item = &'a String>) -> Result<Self, OriginError> {
         entries
             .into_iter()
             .map(|e| AllowedOrigin::parse(e))
@@ -181,7 +200,7 @@ mod tests {
     }
 
     #[test]
-    fn origins_parse_and_match() -> Result<(), String> {
+    fn origins_parse_and_match() -> Result<(), OriginError> {
         let exact = AllowedOrigin::parse("https://core.bank.example:8443")?;
         assert!(exact.matches(&url("https://core.bank.example:8443/v1/x?y=1")));
         assert!(exact.matches(&url("https://CORE.bank.example:8443/")));

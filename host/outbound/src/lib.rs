@@ -124,7 +124,7 @@ impl Client {
             let origin = sfop_core::origin::AllowedOrigin::parse(&cert.origin).map_err(|p| {
                 ConfigError::ClientCert {
                     origin: cert.origin.clone(),
-                    problem: p,
+                    problem: p.to_string(),
                 }
             })?;
             let sfop_core::origin::HostPattern::Name(host) = &origin.host else {

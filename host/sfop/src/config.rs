@@ -100,7 +100,7 @@ impl StoreSection {
         if let Some(url) = &self.url {
             sfop_store_pg::check_url(url).map_err(|problem| ConfigError::Invalid {
                 key: "store.url",
-                problem,
+                problem: problem.to_string(),
             })?;
         }
         Ok(())

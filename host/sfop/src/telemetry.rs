@@ -82,8 +82,10 @@ impl TelemetrySection {
             ));
         }
         if let Some(endpoint) = &self.endpoint {
-            sfop_telemetry::check_endpoint(endpoint)
-                .map_err(|e| invalid("telemetry.endpoint", e))?;
+            sfop_telemetry::check_endpoint(endpoint).map_err(|e| match e {
+                sfop_telemetry::Error::Endpoint(problem) => invalid("telemetry.endpoint", problem),
+                other => invalid("telemetry.endpoint", other.to_string()),
+            })?;
         }
         Ok(())
     }

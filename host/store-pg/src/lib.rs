@@ -112,21 +112,34 @@ pub(crate) fn retryable(e: &tokio_postgres::Error) -> bool {
     })
 }
 
+/// Why a `store.url` is not a PostgreSQL URL this build can use. No
+/// variant repeats the URL (it may hold a password).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("must be a postgres:// URL (postgres://user@host:port/database)")]
+    Scheme,
+    #[error("not a PostgreSQL URL: {0}")]
+    Unparsable(String),
+    #[error("names no host (postgres://user@host:port/database)")]
+    NoHost,
+    #[error("names no database (postgres://user@host:port/database)")]
+    NoDatabase,
+}
+
 /// Checks that `url` is a PostgreSQL URL this build can connect with
-/// (`postgres://user@host:port/db`), without connecting. The problem, if
-/// any, never repeats the URL (it may hold a password).
-pub fn check_url(url: &str) -> std::result::Result<(), String> {
+/// (`postgres://user@host:port/db`), without connecting.
+pub fn check_url(url: &str) -> std::result::Result<(), UrlError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err("must be a postgres:// URL (postgres://user@host:port/database)".into());
+        return Err(UrlError::Scheme);
     }
     let config: tokio_postgres::Config = url
         .parse()
-        .map_err(|e| format!("not a PostgreSQL URL: {e}"))?;
+        .map_err(|e: tokio_postgres::Error| UrlError::Unparsable(e.to_string()))?;
     if config.get_hosts().is_empty() {
-        return Err("names no host (postgres://user@host:port/database)".into());
+        return Err(UrlError::NoHost);
     }
     if config.get_dbname().is_none() {
-        return Err("names no database (postgres://user@host:port/database)".into());
+        return Err(UrlError::NoDatabase);
     }
     Ok(())
 }

@@ -22,11 +22,8 @@ use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 pub use export::ExportStats;
 
 /// Checks a collector URL as [`Tracing::start`] will take it.
-pub fn check_endpoint(url: &str) -> Result<(), String> {
-    export::endpoint(url).map(|_| ()).map_err(|e| match e {
-        Error::Endpoint(problem) => problem,
-        other => other.to_string(),
-    })
+pub fn check_endpoint(url: &str) -> Result<(), Error> {
+    export::endpoint(url).map(|_| ())
 }
 pub use opentelemetry::trace::SpanKind as Kind;
 
