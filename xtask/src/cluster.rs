@@ -85,6 +85,12 @@ pub fn serve(root: &Path, nodes: usize, args: &[String]) -> Result<()> {
         let data = root.join(format!("target/sfop-cluster/node{i}"));
         copy_dir(&first.join("keys"), &data.join("keys"))?;
         copy_dir(&first.join("compile-cache"), &data.join("compile-cache"))?;
+        // The demo app is the cluster's (node 0 registered it); its secret
+        // file goes with the keys.
+        let demo = first.join("demo-client.json");
+        if demo.is_file() {
+            std::fs::copy(&demo, data.join("demo-client.json"))?;
+        }
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
