@@ -53,6 +53,14 @@ fn session(reply: &crate::harness::Reply) -> Result<String> {
     Ok(cookie.split(';').next().unwrap_or_default().to_owned())
 }
 
+/// The text of the element with id `id` on a page (`<code id=..>text<`).
+fn shown(page: &str, id: &str) -> Result<String> {
+    let marker = format!("id=\"{id}\">");
+    let start = page.find(&marker).context(marker.clone())? + marker.len();
+    let end = page[start..].find('<').context("end")?;
+    Ok(page[start..start + end].to_owned())
+}
+
 /// A client-credentials token from `node` for `client_id` with `secret`.
 async fn oob_token(node: &Served, client_id: &str, secret: &str) -> Result<(u16, Value)> {
     let reply = post_form(
@@ -159,13 +167,8 @@ async fn an_app_and_a_developer_made_on_one_node_work_on_the_others() -> Result<
     .await?;
     let page = text(&portal_app);
     ensure!(portal_app.status == 201, "portal app on A: {page}");
-    let value_of = |id: &str| -> Result<String> {
-        let marker = format!("id=\"{id}\">");
-        let start = page.find(&marker).context(marker.clone())? + marker.len();
-        let end = page[start..].find('<').context("end")?;
-        Ok(page[start..start + end].to_owned())
-    };
-    let (portal_client, portal_secret) = (value_of("client-id")?, value_of("client-secret")?);
+    let (portal_client, portal_secret) =
+        (shown(&page, "client-id")?, shown(&page, "client-secret")?);
 
     let wrong = post_form(
         &b,
@@ -217,6 +220,45 @@ async fn an_app_and_a_developer_made_on_one_node_work_on_the_others() -> Result<
     ensure!(
         code == 200,
         "the portal app's token from C: {code} {answer}"
+    );
+    // Its secret rotated on B's portal: the old one refused on C, the new
+    // one accepted on A.
+    let csrf = html_value(&text(&app_page), "csrf").context("csrf on B's app page")?;
+    let rotated = post_form(
+        &b,
+        &format!("/portal/apps/{portal_client}/secret"),
+        Some(&on_b),
+        &[("csrf", &csrf)],
+    )
+    .await?;
+    let page = text(&rotated);
+    ensure!(rotated.status == 200, "rotate on B: {page}");
+    let new_secret = shown(&page, "client-secret")?;
+    let (code, answer) = oob_token(&c, &portal_client, &portal_secret).await?;
+    ensure!(
+        code == 401 && answer["error"] == "invalid_client",
+        "the rotated-out secret on C: {code} {answer}"
+    );
+    let (code, answer) = oob_token(&a, &portal_client, &new_secret).await?;
+    ensure!(code == 200, "the new secret on A: {code} {answer}");
+    // C's operator lists both apps.
+    let admin_token = std::fs::read_to_string(c.data.join("admin.token"))?;
+    let listed = c
+        .https(
+            "GET",
+            "/admin/v1/clients",
+            &[("authorization", &format!("Bearer {}", admin_token.trim()))],
+            Vec::new(),
+        )
+        .await?
+        .json()?;
+    let ids: Vec<&str> = listed["res_list"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|c| c["client_id"].as_str()).collect())
+        .unwrap_or_default();
+    ensure!(
+        ids.contains(&client_id.as_str()) && ids.contains(&portal_client.as_str()),
+        "C's client list: {listed}"
     );
 
     // C cut off from the database: its token endpoint, registration and
