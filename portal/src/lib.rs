@@ -268,6 +268,11 @@ pub struct PortalRequest {
     pub body: Vec<u8>,
     /// The client's address, for the sign-in throttle.
     pub peer: Option<std::net::IpAddr>,
+    /// The `Origin` header, when the browser sent one.
+    pub origin: Option<String>,
+    /// The `Sec-Fetch-Site` header (Fetch Metadata), when the browser sent
+    /// one.
+    pub fetch_site: Option<String>,
 }
 
 /// The portal's answer.

@@ -208,6 +208,8 @@ async fn page(
             cookie: (!cookie.is_empty()).then_some(cookie),
             body: body.to_vec(),
             peer: Some(caller.peer),
+            origin: header_text(&headers, hyper::header::ORIGIN),
+            fetch_site: header_text(&headers, "sec-fetch-site"),
         })
         .await;
     let mut response = Response::new(axum::body::Body::from(answer.body));
@@ -302,5 +304,16 @@ impl sfop_portal::Sandbox for PortalSandbox {
             return Ok(false);
         }
         self.0.remove(id).map_err(ServiceError::failed)
+    }
+}
+
+/// A header's value as text, when it is there once and is text.
+fn header_text(headers: &HeaderMap, name: impl hyper::header::AsHeaderName) -> Option<String> {
+    let mut values = headers.get_all(name).iter();
+    match (values.next(), values.next()) {
+        (Some(value), None) => value.to_str().ok().map(str::to_owned),
+        // Given twice: which counts is no one's choice; taken as foreign.
+        (Some(_), Some(_)) => Some("cross-site".to_owned()),
+        (None, _) => None,
     }
 }

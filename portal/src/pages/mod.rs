@@ -127,6 +127,21 @@ fn query_next(req: &PortalRequest) -> String {
         .to_owned()
 }
 
+/// Whether a browser sent `req` from another site than the portal at
+/// `base` (`scheme://authority`): by Fetch Metadata (`Sec-Fetch-Site`,
+/// which every current browser sends), else by `Origin` (an opaque `null`
+/// included). A client that sends neither (curl, a script) is no browser
+/// acting for someone else.
+fn cross_site(req: &PortalRequest, base: &str) -> bool {
+    match req.fetch_site.as_deref() {
+        Some(site) => !matches!(site, "same-origin" | "none"),
+        None => req
+            .origin
+            .as_deref()
+            .is_some_and(|origin| !origin.eq_ignore_ascii_case(base)),
+    }
+}
+
 pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<PortalResponse> {
     let sub = req
         .path
@@ -160,6 +175,18 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
     } else {
         Vec::new()
     };
+    // A browser's post from another site is refused before anything else.
+    // The session cookie (SameSite=Strict) already keeps a signed-in
+    // browser's posts to this site; this also covers the sign-in and
+    // sign-up forms, which have no session yet (login CSRF: another site
+    // signing the browser in to an account of its choosing).
+    if req.method == "POST" && cross_site(req, &ctx.base_url()) {
+        return Ok(error_page(
+            403,
+            "Form refused",
+            "This form was sent from another site. Open the portal and try again.",
+        ));
+    }
     // Every post of a signed-in browser carries the session's CSRF token.
     if req.method == "POST"
         && let Some((_, s)) = &ctx.session

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context, Result};
 use serde_json::{Value, json};
-use sfop_portal::{Sandbox, ServiceError};
+use sfop_portal::{PortalRequest, Sandbox, ServiceError};
 
 use crate::fixtures::{TestPortal, enc};
 use crate::pages::sign_up;
@@ -270,5 +270,72 @@ async fn forged_and_repeated_forms_are_refused_and_nothing_is_written() -> Resul
     )
     .await;
     assert_eq!(registered.status(), 201, "{}", registered.text());
+    Ok(())
+}
+
+/// Login CSRF: another site's page posting the sign-in or sign-up form
+/// (with the attacker's credentials) would sign the victim's browser in to
+/// the attacker's account. A browser's post from another site (Fetch
+/// Metadata, else `Origin`; a header given twice counts as foreign) is
+/// 403 with no session and no account; the portal's own pages, and clients
+/// that are not browsers, are served.
+#[tokio::test]
+async fn forms_posted_from_another_site_are_refused_before_anything_is_written() -> Result<()> {
+    let t = TestPortal::new(vec![])?;
+    let attacker = "attacker@evil.example";
+    sign_up(&t, attacker).await?;
+    let form = |path: &str, email: &str, origin: Option<&str>, site: Option<&str>| PortalRequest {
+        method: "POST".into(),
+        path: path.into(),
+        authority: Some("portal.test".into()),
+        body: format!("email={}&password={}", enc(email), enc("a long password")).into_bytes(),
+        origin: origin.map(str::to_owned),
+        fetch_site: site.map(str::to_owned),
+        ..PortalRequest::default()
+    };
+    let foreign = [
+        (Some("https://evil.example"), None),
+        (Some("null"), None),
+        (Some("http://portal.test"), None),
+        (None, Some("cross-site")),
+        (None, Some("same-site")),
+        (Some("https://portal.test"), Some("cross-site")),
+    ];
+    for (origin, site) in foreign {
+        let signin = t.send(form("/portal/signin", attacker, origin, site)).await;
+        assert_eq!(
+            signin.status(),
+            403,
+            "{origin:?} {site:?}: {}",
+            signin.text()
+        );
+        assert!(signin.header("set-cookie").is_none(), "{origin:?} {site:?}");
+        let signup = t
+            .send(form("/portal/signup", "victim@dev.example", origin, site))
+            .await;
+        assert_eq!(signup.status(), 403, "{origin:?} {site:?}");
+        assert!(signup.header("set-cookie").is_none());
+    }
+    // No account was made by any of those.
+    let signin = t
+        .send(form("/portal/signin", "victim@dev.example", None, None))
+        .await;
+    assert_eq!(signin.status(), 401, "{}", signin.text());
+    // The portal's own form, from a browser or not.
+    for (origin, site) in [
+        (Some("https://portal.test"), Some("same-origin")),
+        (Some("https://portal.test"), None),
+        (None, Some("same-origin")),
+        (None, None),
+    ] {
+        let signin = t.send(form("/portal/signin", attacker, origin, site)).await;
+        assert_eq!(
+            signin.status(),
+            303,
+            "{origin:?} {site:?}: {}",
+            signin.text()
+        );
+        assert!(signin.header("set-cookie").is_some());
+    }
     Ok(())
 }

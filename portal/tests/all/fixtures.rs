@@ -162,9 +162,15 @@ impl TestPortal {
                 cookie: cookie.map(str::to_owned),
                 body: body.as_bytes().to_vec(),
                 peer: None,
+                ..PortalRequest::default()
             })
             .await;
         Page(response)
+    }
+
+    /// `req` as it is, headers included.
+    pub async fn send(&self, req: PortalRequest) -> Page {
+        Page(self.portal.handle(req).await)
     }
 
     pub async fn get(&self, path: &str) -> Page {

@@ -114,7 +114,10 @@ async fn a_node_cut_off_refuses_tokens_as_unavailable_and_never_lets_one_through
         })
         .and_then(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .with_context(|| format!("no unproven count on /metrics: {metrics}"))?;
-    ensure!(unproven >= 21.0, "{unproven} unproven refusals counted, 21 made");
+    ensure!(
+        unproven >= 21.0,
+        "{unproven} unproven refusals counted, 21 made"
+    );
     // What the node decides alone stays the caller's 401.
     for token in [None, Some("not-a-biscuit")] {
         let reply = status(&served, token).await?;
