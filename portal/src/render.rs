@@ -34,6 +34,7 @@ main code,main a,main label{overflow-wrap:break-word}\
 select{font:inherit;padding:.3rem;max-width:100%}\
 .hit{margin:.6rem 0}.hit p{margin:.15rem 0}mark{background:#fff1a8}\
 main.wide{max-width:80rem;padding:0}\
+section.report .pass{color:#060}section.report .fail{color:#b00;font-weight:bold}section.report .skip{color:#777}\
 @media(max-width:40rem){main{margin:.5rem;padding:1rem}header.top{padding:.6rem 1rem;gap:.5rem .9rem}footer{padding:0 1rem}form.search input{width:100%}}";
 
 /// The alert line of a form that was refused, or nothing.

@@ -45,7 +45,7 @@ impl Gate for TestbedGate {
             Ok(Verdict {
                 passed: report.passed(),
                 report: serde_json::to_value(&report).map_err(|e| GateError::Internal(e.into()))?,
-                report_html: report.to_html(),
+                report_html: report.to_html_fragment(),
                 attestation: attestation
                     .map(|a| String::from_utf8_lossy(&a.to_json()).into_owned()),
             })

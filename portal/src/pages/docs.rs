@@ -515,8 +515,8 @@ pub(super) fn report(ctx: &Ctx<'_>, name: &str, version: &str) -> PortalResponse
             "The testbed has not reported on this version yet.",
         );
     };
-    // The testbed renders and escapes its report; the page's policy allows no
-    // script in any case.
+    // The testbed renders and escapes its report, as a fragment without a
+    // document of its own; the page's policy allows no script in any case.
     let body = html! {
         h1 { "Testbed report: " (name) " " (version) }
         p.muted {

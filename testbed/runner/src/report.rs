@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
-use maud::{DOCTYPE, PreEscaped, html};
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use serde::{Deserialize, Serialize};
 
 /// `format` of the report JSON.
@@ -372,7 +372,6 @@ impl Report {
              table{border-collapse:collapse;width:100%}td,th{border:1px solid #ccc;padding:.3em .5em;text-align:left;vertical-align:top}\
              .pass{color:#060}.fail{color:#b00;font-weight:bold}.skip{color:#777}\
              code{font-size:.9em}";
-        let verdict = self.verdict.as_str();
         html! {
             (DOCTYPE)
             html lang="en" {
@@ -383,50 +382,66 @@ impl Report {
                 }
                 body {
                     h1 { "Testbed report: " code { (self.api) } " " (self.version) }
-                    p class=(verdict) { "Verdict: " (verdict.to_uppercase()) }
-                    dl {
-                        dt { "component sha256" } dd { code { (self.component_sha256) } }
-                        dt { "manifest sha256" } dd { code { (self.manifest_sha256) } }
-                        dt { "testbed" } dd { (self.testbed_version) }
-                        @if let Some(live) = &self.live {
-                            dt { "compared with live" } dd { code { (live) } }
-                        }
-                        dt { "duration" } dd { (self.duration_ms) " ms" }
+                    (self.fragment())
+                }
+            }
+        }
+        .into_string()
+    }
+
+    /// The report's content alone (no document, heading or style), for a
+    /// page of its own to show: the platform stores this, so that the
+    /// portal can put it in its page without a second document's `<html>`,
+    /// `<head>` and `<style>` restyling it. Escaped like [`Report::to_html`].
+    pub fn to_html_fragment(&self) -> String {
+        self.fragment().into_string()
+    }
+
+    fn fragment(&self) -> Markup {
+        let verdict = self.verdict.as_str();
+        html! {
+            p class=(verdict) { "Verdict: " (verdict.to_uppercase()) }
+            dl {
+                dt { "component sha256" } dd { code { (self.component_sha256) } }
+                dt { "manifest sha256" } dd { code { (self.manifest_sha256) } }
+                dt { "testbed" } dd { (self.testbed_version) }
+                @if let Some(live) = &self.live {
+                    dt { "compared with live" } dd { code { (live) } }
+                }
+                dt { "duration" } dd { (self.duration_ms) " ms" }
+            }
+            h2 { "Summary" }
+            table {
+                tr { th { "rule" } th { "meaning" } th { "pass" } th { "fail" } th { "skip" } }
+                @for (rule, p, f, s) in self.by_rule() {
+                    @let class = if f > 0 { "fail" } else if p > 0 { "pass" } else { "skip" };
+                    tr class=(class) {
+                        td { code { (rule) } }
+                        td { (rule_description(rule)) }
+                        td { (p) } td { (f) } td { (s) }
                     }
-                    h2 { "Summary" }
-                    table {
-                        tr { th { "rule" } th { "meaning" } th { "pass" } th { "fail" } th { "skip" } }
-                        @for (rule, p, f, s) in self.by_rule() {
-                            @let class = if f > 0 { "fail" } else if p > 0 { "pass" } else { "skip" };
-                            tr class=(class) {
-                                td { code { (rule) } }
-                                td { (rule_description(rule)) }
-                                td { (p) } td { (f) } td { (s) }
-                            }
-                        }
-                    }
-                    h2 { "Checks" }
-                    table {
-                        tr { th { "phase" } th { "rule" } th { "check" } th { "result" } th { "detail" } }
-                        @for c in &self.checks {
-                            tr {
-                                td { (c.phase.as_str()) }
-                                td { code { (c.rule) } }
-                                td { (c.name) }
-                                td class=(c.outcome.as_str()) { (c.outcome.as_str()) }
-                                td {
-                                    (c.detail)
-                                    @if !c.diff.is_empty() {
-                                        table {
-                                            tr { th { "field" } th { "change" } th { "live" } th { "candidate" } }
-                                            @for d in &c.diff {
-                                                tr {
-                                                    td { code { (d.path) } }
-                                                    td { (d.change) }
-                                                    td { (d.live.as_deref().unwrap_or_default()) }
-                                                    td { (d.candidate.as_deref().unwrap_or_default()) }
-                                                }
-                                            }
+                }
+            }
+            h2 { "Checks" }
+            table {
+                tr { th { "phase" } th { "rule" } th { "check" } th { "result" } th { "detail" } }
+                @for c in &self.checks {
+                    tr {
+                        td { (c.phase.as_str()) }
+                        td { code { (c.rule) } }
+                        td { (c.name) }
+                        td class=(c.outcome.as_str()) { (c.outcome.as_str()) }
+                        td {
+                            (c.detail)
+                            @if !c.diff.is_empty() {
+                                table {
+                                    tr { th { "field" } th { "change" } th { "live" } th { "candidate" } }
+                                    @for d in &c.diff {
+                                        tr {
+                                            td { code { (d.path) } }
+                                            td { (d.change) }
+                                            td { (d.live.as_deref().unwrap_or_default()) }
+                                            td { (d.candidate.as_deref().unwrap_or_default()) }
                                         }
                                     }
                                 }
@@ -436,7 +451,6 @@ impl Report {
                 }
             }
         }
-        .into_string()
     }
 }
 
@@ -488,6 +502,22 @@ mod tests {
         assert!(html.contains("x&lt;script&gt;"));
         assert!(html.contains("bank_nm &amp; co"));
         assert!(html.contains("case &lt;b&gt;"));
+        // The fragment a page shows: escaped the same, and no document of
+        // its own (no html, head or style to restyle the page around it).
+        let fragment = report().to_html_fragment();
+        assert!(fragment.contains("bank_nm &amp; co") && fragment.contains("case &lt;b&gt;"));
+        for tag in [
+            "<html",
+            "<head",
+            "<style",
+            "<body",
+            "<!DOCTYPE",
+            "<h1",
+            "<b>",
+        ] {
+            assert!(!fragment.contains(tag), "{tag} in {fragment}");
+        }
+        assert!(html.contains(&fragment));
     }
 
     #[test]

@@ -866,7 +866,31 @@ async fn the_real_testbed_gates_start_and_promotion() -> Result<()> {
     let first = mgmt.version("bank-status", &v("1.0.0"))?;
     let test = first.test.context("bootstrap ran the testbed")?;
     assert!(test.passed && test.attestation.is_some());
-    assert!(test.report_html.contains("bank-status"));
+    // The report as a page shows it: its verdict and component, without a
+    // document of its own.
+    assert!(
+        test.report_html.contains("Verdict: PASS")
+            && test.report_html.contains(&first.component_sha256)
+            && !test.report_html.contains("<html"),
+        "{}",
+        test.report_html
+    );
+    // The portal shows it inside its own page: one document, not restyled
+    // by the report's.
+    let page = t.get("/portal/reports/bank-status/1.0.0").await?;
+    let text = String::from_utf8_lossy(&page.body);
+    assert_eq!(page.status, 200, "{text}");
+    assert!(text.contains("Verdict: PASS"), "{text}");
+    assert_eq!(text.matches("<html").count(), 1, "{text}");
+    assert!(
+        !text.contains(
+            "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Testbed"
+        )
+    );
+    assert!(
+        !text.contains("margin:2em;max-width:80em"),
+        "the report's own style"
+    );
 
     // A candidate that breaks the contract with a minor bump fails the
     // testbed, and promotion is refused naming why.
