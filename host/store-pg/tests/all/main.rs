@@ -13,8 +13,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use sfop_store_pg::{
-    ApiState, AuditEvent, BlobCache, ClientRow, Cluster, CodeUse, Error, Feed, FeedSettings,
-    NewTransfer, NewVersion, Pushed, Registered, Snapshot, TransferOutcome,
+    ApiState, AuditEvent, BlobCache, ClientRow, Cluster, CodeRow, CodeUse, Error, Feed,
+    FeedSettings, IssuedRow, NewTransfer, NewVersion, Pushed, RefreshRow, Registered, Snapshot,
+    TransferOutcome,
 };
 use tokio_postgres::NoTls;
 
@@ -978,5 +979,130 @@ async fn an_app_registered_on_one_node_is_known_to_the_others() -> Result<()> {
         !a.code_claimed("M202300004").await?,
         "a refused app's code was kept"
     );
+    Ok(())
+}
+
+/// Grants at the store: of eight redemptions of one code at once through
+/// two nodes' pools, exactly one wins (the others see it redeemed, under
+/// the row lock); the same for a refresh token's rotation; a family
+/// revoked through one node is revoked for the other; issues are listed
+/// per (client, user) and removed by id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_code_and_a_refresh_token_are_used_once_across_nodes() -> Result<()> {
+    let Some(url) = database("grants").await? else {
+        return Ok(());
+    };
+    let (a, b) = (
+        Cluster::connect(&url, 4).await?,
+        Cluster::connect(&url, 4).await?,
+    );
+    let app = ClientRow {
+        client_id: "c1".into(),
+        name: "Payments".into(),
+        client_use_code: "M202300001".into(),
+        public: false,
+        secret_hash: Some("ab".repeat(32)),
+        salt: "00".into(),
+        redirect_uris: vec!["https://app.example/cb".into()],
+        scopes: vec!["login".into()],
+        created_at: 1_700_000_000,
+    };
+    assert_eq!(
+        a.register_client(&app, CodeUse::New, None).await?,
+        Registered::Done
+    );
+    let code = CodeRow {
+        client_id: "c1".into(),
+        redirect_uri: "https://app.example/cb".into(),
+        user_seq_no: "1100000001".into(),
+        scopes: vec!["login".into()],
+        fintech_use_nums: vec![],
+        code_challenge: Some("x".repeat(43)),
+        expires_at: 4_000_000_000,
+        redeemed_family: None,
+    };
+    a.put_code("h1", &code).await?;
+    let mut tries = Vec::new();
+    for i in 0..8 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tries.push(tokio::spawn(async move {
+            node.redeem_code("h1", &format!("f{i}"), |c| match c.redeemed_family {
+                Some(_) => Err("replayed"),
+                None => Ok(()),
+            })
+            .await
+        }));
+    }
+    let mut won = Vec::new();
+    for t in tries {
+        match t.await?? {
+            Some(Ok(redeemed)) => won.push(redeemed.redeemed_family),
+            Some(Err(why)) => assert_eq!(why, "replayed"),
+            None => bail!("the code vanished"),
+        }
+    }
+    assert_eq!(won.len(), 1, "redeemed {won:?}");
+    let family = won.pop().flatten().context("no family")?;
+    assert!(
+        b.redeem_code("unknown", "f", |_| Ok::<_, ()>(()))
+            .await?
+            .is_none()
+    );
+
+    let refresh = RefreshRow {
+        client_id: "c1".into(),
+        user_seq_no: "1100000001".into(),
+        scopes: vec!["login".into()],
+        fintech_use_nums: vec![],
+        expires_at: 4_000_000_000,
+        family: family.clone(),
+        rotated: false,
+    };
+    b.put_refresh("r1", &refresh).await?;
+    assert_eq!(a.refresh_token("r1").await?, Some(refresh.clone()));
+    let mut tries = Vec::new();
+    for i in 0..8 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tries.push(tokio::spawn(async move {
+            node.rotate_refresh("r1", |r| if r.rotated { Err(()) } else { Ok(()) })
+                .await
+        }));
+    }
+    let mut rotated = 0;
+    for t in tries {
+        if let Some(Ok(_)) = t.await?? {
+            rotated += 1;
+        }
+    }
+    assert_eq!(rotated, 1);
+    assert!(a.refresh_token("r1").await?.is_some_and(|r| r.rotated));
+
+    let issued = IssuedRow {
+        revocation_ids: vec!["0a".into()],
+        refresh_hash: Some("r1".into()),
+        family: Some(family.clone()),
+    };
+    a.put_issued("c1", "1100000001", &issued).await?;
+    a.put_issued(
+        "c1",
+        "",
+        &IssuedRow {
+            family: None,
+            refresh_hash: None,
+            ..issued.clone()
+        },
+    )
+    .await?;
+    let listed = b.issued("c1", "1100000001").await?;
+    assert_eq!(listed.iter().map(|(_, i)| i).collect::<Vec<_>>(), [&issued]);
+    assert!(!b.family_revoked(&family).await?);
+    a.revoke_family(&family, "c1", "1100000001").await?;
+    a.revoke_family(&family, "c1", "1100000001").await?;
+    assert!(b.family_revoked(&family).await?);
+    b.remove_issued(listed[0].0).await?;
+    b.remove_refresh("r1").await?;
+    assert!(a.issued("c1", "1100000001").await?.is_empty());
+    assert_eq!(a.issued("c1", "").await?.len(), 1);
+    assert_eq!(a.refresh_token("r1").await?, None);
     Ok(())
 }
