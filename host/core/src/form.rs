@@ -143,6 +143,14 @@ pub fn decode<T: Fields>(input: &[u8]) -> Result<T, FormError> {
         .map_err(|e| FormError::Invalid(e.to_string()))
 }
 
+/// `pairs` as an `application/x-www-form-urlencoded` body or query string
+/// (the url crate's serializer, which [`parse`] reads back).
+pub fn serialize<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> String {
+    url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs)
+        .finish()
+}
+
 /// Percent-encodes everything but RFC 3986 unreserved characters.
 pub fn encode(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -158,6 +166,25 @@ pub fn encode(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn serialize_is_read_back_by_parse() {
+        let pairs = [
+            ("grant_type", "authorization_code"),
+            ("redirect_uri", "https://app.example/cb?x=1&y=2"),
+            ("scope", "login inquiry"),
+            ("odd", "a+b=c%d 한"),
+        ];
+        let text = super::serialize(pairs);
+        assert!(
+            !text.contains(' ') && text.matches('&').count() == 3,
+            "{text}"
+        );
+        let form = super::parse(text.as_bytes());
+        for (k, v) in pairs {
+            assert_eq!(form.get(k), Some(v), "{k} in {text}");
+        }
+    }
+
     use super::*;
 
     #[derive(Debug, serde::Deserialize)]

@@ -620,12 +620,16 @@ pub(super) async fn start_authorization(
     };
     let challenge = sfop_auth::oauth::pkce_s256(&pending.code_verifier);
     let location = format!(
-        "/oauth/2.0/authorize?response_type=code&client_id={}&redirect_uri={}&scope={}&state={}&code_challenge={}&code_challenge_method=S256",
-        encode(&client.client_id),
-        encode(&ctx.callback_url()),
-        encode(&scopes.join(" ")),
-        encode(&pending.state),
-        encode(&challenge),
+        "/oauth/2.0/authorize?{}",
+        sfop_core::form::serialize([
+            ("response_type", "code"),
+            ("client_id", client.client_id.as_str()),
+            ("redirect_uri", ctx.callback_url().as_str()),
+            ("scope", scopes.join(" ").as_str()),
+            ("state", pending.state.as_str()),
+            ("code_challenge", challenge.as_str()),
+            ("code_challenge_method", "S256"),
+        ])
     );
     if let Some((id, session)) = &mut ctx.session {
         session.pending = Some(pending);
@@ -680,11 +684,7 @@ pub(super) async fn token_request(
     ctx: &Ctx<'_>,
     fields: &[(&str, &str)],
 ) -> Result<std::result::Result<Value, String>> {
-    let body = fields
-        .iter()
-        .map(|(k, v)| format!("{k}={}", encode(v)))
-        .collect::<Vec<_>>()
-        .join("&");
+    let body = sfop_core::form::serialize(fields.iter().copied());
     let answer = ctx
         .call_platform(
             "POST",
