@@ -286,8 +286,9 @@ async fn portal_and_consent_pages_escape_a_hostile_app_name() -> Result<()> {
     .await?;
     assert_eq!(registered.status, 201, "{}", text(&registered));
     let page = text(&registered);
-    let start = page.find("id=\"client-id\">").context("client_id")? + 15;
-    let client_id = page[start..start + 32].to_owned();
+    let start = page.find("id=\"client-id\">").context("client_id")? + "id=\"client-id\">".len();
+    let end = page[start..].find('<').context("client_id's end")?;
+    let client_id = page[start..start + end].to_owned();
     // Templates escape `<`, `>`, `&` and `"`; a `'` is harmless in the
     // double-quoted attributes they write.
     let escaped = "&lt;script&gt;alert('pwned')&lt;/script&gt; &quot;핀테크&quot; &amp; Co";
