@@ -11,9 +11,13 @@ use crate::config::ConfigError;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct TelemetrySection {
-    /// The collector's OTLP/HTTP (protobuf) URL, `http://host:4318`
-    /// (`/v1/traces` is added to a URL without a path). Absent: tracing off.
+    /// The collector's OTLP/HTTP (protobuf) URL, `http://host:4318` or
+    /// `https://…` (`/v1/traces` is added to a URL without a path). Absent:
+    /// tracing off.
     pub endpoint: Option<String>,
+    /// More CAs (PEM file) to trust for an `https://` collector, beside the
+    /// system's.
+    pub ca: Option<std::path::PathBuf>,
     /// The share of new traces recorded, 0.0 to 1.0. A request whose
     /// `traceparent` says sampled is recorded whatever the ratio.
     pub sampling_ratio: f64,
@@ -36,6 +40,7 @@ impl Default for TelemetrySection {
         let settings = Settings::default();
         Self {
             endpoint: None,
+            ca: None,
             sampling_ratio: settings.sampling_ratio,
             service_name: settings.service_name,
             max_queue_spans: settings.max_queue_spans,
@@ -98,6 +103,7 @@ impl TelemetrySection {
         };
         Tracing::start(&Settings {
             endpoint: endpoint.clone(),
+            ca: self.ca.clone(),
             sampling_ratio: self.sampling_ratio,
             service_name: self.service_name.clone(),
             max_queue_spans: self.max_queue_spans,
@@ -126,7 +132,6 @@ mod tests {
             ("sampling_ratio = 1.5", "telemetry.sampling_ratio"),
             ("sampling_ratio = -0.1", "telemetry.sampling_ratio"),
             ("sampling_ratio = nan", "telemetry.sampling_ratio"),
-            ("endpoint = \"https://c:4318\"", "telemetry.endpoint"),
             ("endpoint = \"c:4318\"", "telemetry.endpoint"),
             ("max_queue_spans = 0", "telemetry.max_queue_spans"),
             ("service_name = \" \"", "telemetry.service_name"),

@@ -108,10 +108,13 @@ impl SpanProcessor for Queue {
 /// Builds the exporter and starts its task; the processor feeds it.
 pub(crate) fn start(settings: &Settings) -> Result<(Queue, Handle), Error> {
     let endpoint = endpoint(&settings.endpoint)?;
-    let client = opentelemetry_http::hyper::HyperClient::with_default_connector(
-        settings.export_timeout,
-        None,
-    );
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls(settings.ca.as_deref())?)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    let client =
+        opentelemetry_http::hyper::HyperClient::new(connector, settings.export_timeout, None);
     let mut exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_http_client(client)
@@ -142,22 +145,50 @@ pub(crate) fn start(settings: &Settings) -> Result<(Queue, Handle), Error> {
     Ok((queue, Handle { tx, counters }))
 }
 
-/// `http://host:port/path`; a URL without a path gets `/v1/traces`.
+/// The TLS of an `https://` collector: the system's roots and the CAs in
+/// `ca` (PEM), with the workspace's one crypto provider (ring).
+fn tls(ca: Option<&std::path::Path>) -> Result<rustls::ClientConfig, Error> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    // A system store that cannot be read leaves the operator's CAs.
+    let found = rustls_native_certs::load_native_certs();
+    for cert in found.certs {
+        let _ = roots.add(cert);
+    }
+    if let Some(path) = ca {
+        let certs = CertificateDer::pem_file_iter(path)
+            .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+            .map_err(|e| Error::Ca(format!("{}: {e}", path.display())))?;
+        if certs.is_empty() {
+            return Err(Error::Ca(format!(
+                "{}: no certificate in it",
+                path.display()
+            )));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| Error::Ca(format!("{}: {e}", path.display())))?;
+        }
+    }
+    rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Error::Exporter(e.to_string()))
+    .map(|builder| builder.with_root_certificates(roots).with_no_client_auth())
+}
+
+/// `http(s)://host:port/path`; a URL without a path gets `/v1/traces`.
 pub(crate) fn endpoint(url: &str) -> Result<String, Error> {
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| Error::Endpoint(format!("{url:?} is not a URL: {e}")))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(Error::Endpoint(format!(
-                "{url:?}: only http:// is supported (a collector or agent beside the node); \
-                 see docs/adr/0028-opentelemetry.md"
-            )));
-        }
-        _ => {
-            return Err(Error::Endpoint(format!("{url:?} must be an http:// URL")));
-        }
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err(Error::Endpoint(format!(
+            "{url:?} must be an http:// or https:// URL"
+        )));
     }
     if uri.host().is_none() {
         return Err(Error::Endpoint(format!("{url:?} names no host")));
@@ -251,7 +282,11 @@ mod tests {
             endpoint("http://c:4318/otlp/v1/traces").ok().as_deref(),
             Some("http://c:4318/otlp/v1/traces")
         );
-        for bad in ["https://c:4318", "c:4318", "not a url", "ftp://c/x"] {
+        assert_eq!(
+            endpoint("https://c:4318").ok().as_deref(),
+            Some("https://c:4318/v1/traces")
+        );
+        for bad in ["c:4318", "not a url", "ftp://c/x"] {
             let e = endpoint(bad)
                 .err()
                 .map(|e| e.to_string())

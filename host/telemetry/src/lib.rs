@@ -30,8 +30,11 @@ pub use opentelemetry::trace::SpanKind as Kind;
 /// What the operator sets (`[telemetry]`).
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// The collector's OTLP/HTTP traces URL (`http://collector:4318/v1/traces`).
+    /// The collector's OTLP/HTTP traces URL (`http://collector:4318/v1/traces`,
+    /// or `https://`: verified against the system's roots and `ca`).
     pub endpoint: String,
+    /// More CAs (PEM) to trust for an `https://` collector.
+    pub ca: Option<std::path::PathBuf>,
     /// The share of new traces recorded, 0.0 to 1.0. A caller's sampled
     /// `traceparent` is followed whatever the ratio (parent-based sampling).
     pub sampling_ratio: f64,
@@ -51,6 +54,7 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             endpoint: "http://127.0.0.1:4318/v1/traces".into(),
+            ca: None,
             sampling_ratio: 0.01,
             service_name: "sfop".into(),
             max_queue_spans: 2048,
@@ -70,6 +74,8 @@ pub enum Error {
     Ratio(f64),
     #[error("telemetry: the exporter could not be built: {0}")]
     Exporter(String),
+    #[error("telemetry.ca: {0}")]
+    Ca(String),
 }
 
 /// The platform's tracing: [`Tracing::off`] (the default) or exporting.

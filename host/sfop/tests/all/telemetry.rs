@@ -51,6 +51,18 @@ where
     F: Fn(Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
 {
+    serve_with(None, answer).await
+}
+
+/// [`serve`], over TLS when `tls` is given.
+async fn serve_with<F, Fut>(
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    answer: F,
+) -> Result<(SocketAddr, Arc<AtomicUsize>)>
+where
+    F: Fn(Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Response<Full<Bytes>>> + Send + 'static,
+{
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let connections = Arc::new(AtomicUsize::new(0));
@@ -58,26 +70,64 @@ where
     tokio::spawn(async move {
         while let Ok((tcp, _)) = listener.accept().await {
             counted.fetch_add(1, Ordering::Relaxed);
-            let answer = answer.clone();
+            let (answer, tls) = (answer.clone(), tls.clone());
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req| {
                     let answer = answer.clone();
                     async move { Ok::<_, Infallible>(answer(req).await) }
                 });
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), service)
-                    .await;
+                let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                match tls {
+                    Some(acceptor) => {
+                        if let Ok(stream) = acceptor.accept(tcp).await {
+                            let _ = builder
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        }
+                    }
+                    None => {
+                        let _ = builder.serve_connection(TokioIo::new(tcp), service).await;
+                    }
+                }
             });
         }
     });
     Ok((addr, connections))
 }
 
+/// A TLS acceptor with a self-signed certificate for 127.0.0.1, and that
+/// certificate (PEM) in a file, for the platform to trust.
+fn self_signed() -> Result<(tokio_rustls::TlsAcceptor, tempfile::NamedTempFile)> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let key = rcgen::KeyPair::generate()?;
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])?.self_signed(&key)?;
+    let ca = tempfile::NamedTempFile::new()?;
+    std::fs::write(ca.path(), cert.pem())?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![CertificateDer::from_pem_slice(cert.pem().as_bytes())?],
+        PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes())?,
+    )?;
+    Ok((tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca))
+}
+
 /// The OTLP/HTTP receiver: every span of every export request it decoded.
 async fn receiver() -> Result<(SocketAddr, Arc<Mutex<Vec<Got>>>)> {
+    receiver_with(None).await
+}
+
+/// [`receiver`], over TLS when `tls` is given.
+async fn receiver_with(
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Result<(SocketAddr, Arc<Mutex<Vec<Got>>>)> {
     let spans: Arc<Mutex<Vec<Got>>> = Arc::default();
     let kept = spans.clone();
-    let (addr, _) = serve(move |req: Request<hyper::body::Incoming>| {
+    let (addr, _) = serve_with(tls, move |req: Request<hyper::body::Incoming>| {
         let kept = kept.clone();
         async move {
             let ok = req.uri().path() == "/v1/traces"
@@ -526,5 +576,67 @@ async fn a_malformed_or_repeated_sampled_traceparent_is_ignored_and_forces_no_tr
     );
     let stats = tracing.stats().context("tracing is off")?;
     assert_eq!((stats.dropped, stats.failed), (0, 0), "{stats:?}");
+    Ok(())
+}
+
+/// A collector over HTTPS (ADR 0028): spans reach it when the operator's CA
+/// (`telemetry.ca`) vouches for its certificate; without that CA the
+/// certificate is not trusted, nothing is sent to it, the failed exports
+/// are counted, and requests are served all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_reach_an_https_collector_only_when_its_certificate_is_trusted() -> Result<()> {
+    let (acceptor, ca) = self_signed()?;
+    let (collector, spans) = receiver_with(Some(acceptor)).await?;
+    let start = |ca: Option<std::path::PathBuf>| {
+        TestPlatform::start_with(vec![Package::built("test/hello")], move |c| {
+            c.tls.mode = sfop::TlsMode::Off;
+            c.auth.mode = sfop::AuthMode::Off;
+            c.telemetry.endpoint = Some(format!("https://{collector}"));
+            c.telemetry.ca = ca;
+            c.telemetry.sampling_ratio = 1.0;
+            c.telemetry.batch_delay_ms = 10;
+        })
+    };
+    let hello = async |t: &TestPlatform, trace_id: &str| -> Result<()> {
+        let parent = format!("00-{trace_id}-{CLIENT_SPAN}-01");
+        let reply = send(
+            t.addr(),
+            "GET",
+            "/test/hello",
+            &[("traceparent", &parent)],
+            Vec::new(),
+        )
+        .await?;
+        anyhow::ensure!(reply.status == 200, "{:?}", reply.body);
+        Ok(())
+    };
+    let trusted = start(Some(ca.path().to_owned())).await?;
+    hello(&trusted, TRACE_ID).await?;
+    let trace = trace_of(&spans, TRACE_ID, 2).await?;
+    named(&trace, "GET /test/hello")?;
+
+    let untrusted = start(None).await?;
+    let other = "6cf92f3577b34da6a3ce929d0e0e4736";
+    hello(&untrusted, other).await?;
+    let tracing = untrusted.platform.gateway.telemetry();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats = tracing.stats().context("tracing is off")?;
+        if stats.failed > 0 {
+            assert_eq!(stats.exported, 0, "{stats:?}");
+            break;
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "no failed export counted: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    hello(&untrusted, other).await?;
+    let got = spans.lock().map(|s| s.clone()).unwrap_or_default();
+    assert!(
+        got.iter().all(|s| s.trace_id != other),
+        "a span went to an untrusted collector"
+    );
     Ok(())
 }
