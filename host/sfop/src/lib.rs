@@ -126,7 +126,13 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     let store = Store::open(&config.data_dir)
         .with_context(|| format!("opening the data dir {}", config.data_dir.display()))?;
     let bank = VirtualBank::open(&store).context("opening the virtual bank")?;
-    let faults = FaultScript::open(&store).context("opening the sandbox's scripted faults")?;
+    let faults = match &node {
+        // A cluster's nodes script the same faults (ADR 0029).
+        Some(node) => FaultScript::clustered(node.cluster.clone())
+            .await
+            .context("store.url: reading the sandbox's scripted faults")?,
+        None => FaultScript::open(&store).context("opening the sandbox's scripted faults")?,
+    };
     let telemetry = config.telemetry.tracing()?;
     let services = Services {
         bank: match config.bank.mode {

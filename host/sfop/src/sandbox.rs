@@ -46,6 +46,22 @@ fn internal(e: impl std::error::Error + Send + Sync + 'static) -> PlatformError 
     PlatformError::internal("the sandbox endpoint", e)
 }
 
+/// The script's failure: the cluster's database away is 503 `A0013` (the
+/// platform's, retried later, ADR 0029); anything else is internal.
+fn failed(e: FaultError) -> PlatformError {
+    match e {
+        FaultError::Cluster(sfop_store_pg::Error::Unavailable(cause)) => {
+            tracing::warn!(%cause, "the sandbox endpoint: the cluster is unavailable");
+            PlatformError::refused(
+                503,
+                "A0013",
+                format!("the cluster database is unreachable: {cause}"),
+            )
+        }
+        e => internal(e),
+    }
+}
+
 fn listed(rules: &[Scripted]) -> Value {
     json!({
         "rsp_code": "A0000",
@@ -91,7 +107,7 @@ async fn add(State(sandbox): State<Sandbox>, Admin(admin): Admin, Body(body): Bo
         ));
     }
     let shown = serde_json::to_value(&rule).unwrap_or(Value::Null);
-    match sandbox.faults.add(rule) {
+    match sandbox.faults.add_async(rule).await {
         Ok(id) => {
             tracing::info!(%admin, id, rule = %shown, "sandbox fault added");
             let mut answer = json!({ "rsp_code": "A0000", "rsp_message": "", "id": id });
@@ -103,7 +119,7 @@ async fn add(State(sandbox): State<Sandbox>, Admin(admin): Admin, Body(body): Bo
         Err(FaultError::Invalid(RuleError { field, message })) => {
             Err(PlatformError::invalid(field, message))
         }
-        Err(e) => Err(internal(e)),
+        Err(e) => Err(failed(e)),
     }
 }
 
@@ -114,7 +130,7 @@ async fn remove(State(sandbox): State<Sandbox>, Admin(admin): Admin, Body(body):
             "required: the rule's id (a non-negative integer)",
         ));
     };
-    if !sandbox.faults.remove(id).map_err(internal)? {
+    if !sandbox.faults.remove_async(id).await.map_err(failed)? {
         return Err(PlatformError::not_found("id", format!("no rule {id}")));
     }
     tracing::info!(%admin, id, "sandbox fault removed");
@@ -136,7 +152,11 @@ async fn clear(State(sandbox): State<Sandbox>, Admin(admin): Admin, Body(body): 
             ));
         }
     };
-    let removed = sandbox.faults.clear_client(client_id).map_err(internal)?;
+    let removed = sandbox
+        .faults
+        .clear_client_async(client_id)
+        .await
+        .map_err(failed)?;
     tracing::info!(%admin, client_id, removed, "sandbox faults cleared");
     Ok(Enveloped(
         StatusCode::OK,

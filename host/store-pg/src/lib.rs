@@ -13,6 +13,7 @@ mod grants;
 mod ledger;
 mod registry;
 mod revocation;
+mod sandbox;
 
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ pub use feed::{Feed, FeedSettings, Stale};
 pub use grants::{CodeRow, IssuedRow, RefreshRow};
 pub use ledger::{NewTransfer, TransferOutcome};
 pub use registry::{ApiState, CanaryState, NewVersion, Pushed, Release, Snapshot};
+pub use sandbox::{NewSandboxRule, SandboxRule};
 
 refinery::embed_migrations!("migrations");
 

@@ -21,10 +21,15 @@
 //! The testbed registers rules per case ([`FaultScript::default`], in
 //! memory); the running platform keeps them in the store
 //! ([`FaultScript::open`]) so they survive a restart, and its admin API adds
-//! and removes them (docs/adr/0010-sandbox-faults.md).
+//! and removes them (docs/adr/0010-sandbox-faults.md). A node of a cluster
+//! keeps them in the cluster's database ([`FaultScript::clustered`], ADR
+//! 0029): set on one node, they apply on every node, and a rule's `times`
+//! counts calls across the nodes.
 
 use std::future::Future;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -198,6 +203,9 @@ pub enum FaultError {
     Invalid(#[from] RuleError),
     #[error(transparent)]
     Store(#[from] sfop_store::Error),
+    /// The cluster's database (a clustered script).
+    #[error(transparent)]
+    Cluster(#[from] sfop_store_pg::Error),
 }
 
 fn digits(s: &str, n: usize) -> bool {
@@ -422,11 +430,88 @@ struct Rules {
 }
 
 /// The registered rules; clones share them. In memory
-/// ([`FaultScript::default`]) or kept in the store ([`FaultScript::open`]).
+/// ([`FaultScript::default`]), kept in the store ([`FaultScript::open`]) or
+/// the cluster's ([`FaultScript::clustered`]).
 #[derive(Debug, Clone, Default)]
 pub struct FaultScript {
     rules: Arc<Mutex<Rules>>,
     tree: Option<Tree>,
+    cluster: Option<Shared>,
+}
+
+/// A clustered script's database and the version of the rules it holds.
+#[derive(Debug, Clone)]
+struct Shared {
+    cluster: sfop_store_pg::Cluster,
+    version: Arc<AtomicI64>,
+}
+
+/// How often a clustered script checks the cluster's rules' version.
+const FOLLOW_EVERY: Duration = Duration::from_millis(100);
+
+impl Shared {
+    /// Reads the cluster's rules into `rules`.
+    async fn reload(&self, rules: &Mutex<Rules>) -> Result<(), FaultError> {
+        let (version, stored) = self.cluster.sandbox_rules().await?;
+        let mut list = Vec::with_capacity(stored.len());
+        for row in stored {
+            match serde_json::from_str::<FaultRule>(&row.rule) {
+                Ok(mut rule) => {
+                    rule.times = row.times.and_then(|t| u32::try_from(t).ok());
+                    list.push(Scripted {
+                        id: u64::try_from(row.id).unwrap_or_default(),
+                        rule,
+                    });
+                }
+                Err(e) => tracing::warn!(id = row.id, error = %e, "an unreadable sandbox rule"),
+            }
+        }
+        let mut held = rules.lock().unwrap_or_else(|p| p.into_inner());
+        held.list = list;
+        self.version.store(version, Ordering::Release);
+        Ok(())
+    }
+
+    /// Re-reads the rules whenever the cluster's version moves, until the
+    /// script is dropped.
+    async fn follow(self, rules: Weak<Mutex<Rules>>) {
+        loop {
+            tokio::time::sleep(FOLLOW_EVERY).await;
+            let Some(rules) = rules.upgrade() else {
+                return;
+            };
+            let moved = match self.cluster.sandbox_version().await {
+                Ok(version) => version != self.version.load(Ordering::Acquire),
+                Err(e) => {
+                    tracing::debug!(error = %e, "sandbox rules: the cluster is unreachable");
+                    false
+                }
+            };
+            if moved && let Err(e) = self.reload(&rules).await {
+                tracing::debug!(error = %e, "sandbox rules: re-reading");
+            }
+        }
+    }
+}
+
+/// `work` waited for by a synchronous caller of a clustered script (the
+/// portal's pages): the worker is handed over first (`block_in_place`); a
+/// current-thread runtime could not drive the database while it waits, so
+/// the call is refused there.
+fn blocking<T>(work: impl Future<Output = Result<T, FaultError>>) -> Result<T, FaultError> {
+    let unavailable = |why: &str| {
+        FaultError::Cluster(sfop_store_pg::Error::Unavailable(format!(
+            "sandbox rules: {why}"
+        )))
+    };
+    let handle = tokio::runtime::Handle::try_current()
+        .map_err(|_| unavailable("no runtime to reach the cluster on"))?;
+    if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+        return Err(unavailable(
+            "a current-thread runtime cannot wait for the cluster",
+        ));
+    }
+    tokio::task::block_in_place(|| handle.block_on(work))
 }
 
 fn key(id: u64) -> String {
@@ -446,7 +531,72 @@ impl FaultScript {
         Ok(Self {
             rules: Arc::new(Mutex::new(rules)),
             tree: Some(tree),
+            cluster: None,
         })
+    }
+
+    /// The cluster's rules (a node of a cluster), read now and followed: a
+    /// task re-reads them whenever the cluster's version moves (checked
+    /// every [`FOLLOW_EVERY`]) until the last clone is dropped.
+    pub async fn clustered(cluster: sfop_store_pg::Cluster) -> Result<Self, FaultError> {
+        let shared = Shared {
+            cluster,
+            version: Arc::new(AtomicI64::new(-1)),
+        };
+        let rules = Arc::new(Mutex::new(Rules::default()));
+        shared.reload(&rules).await?;
+        tokio::spawn(shared.clone().follow(Arc::downgrade(&rules)));
+        Ok(Self {
+            rules,
+            tree: None,
+            cluster: Some(shared),
+        })
+    }
+
+    /// [`add`](Self::add) from an async worker.
+    pub async fn add_async(&self, rule: FaultRule) -> Result<u64, FaultError> {
+        let Some(shared) = &self.cluster else {
+            return self.add(rule);
+        };
+        rule.validate()?;
+        let json = serde_json::to_string(&rule)
+            .map_err(|e| RuleError::new("body", format!("not storable: {e}")))?;
+        let times = rule.times.map(|t| i32::try_from(t).unwrap_or(i32::MAX));
+        let id = shared
+            .cluster
+            .add_sandbox_rule(&sfop_store_pg::NewSandboxRule {
+                client_id: rule.client_id.as_deref(),
+                operation: rule.operation.as_deref(),
+                bank_code: rule.bank_code.as_deref(),
+                rule: &json,
+                times,
+            })
+            .await?;
+        shared.reload(&self.rules).await?;
+        Ok(u64::try_from(id).unwrap_or_default())
+    }
+
+    /// [`remove`](Self::remove) from an async worker.
+    pub async fn remove_async(&self, id: u64) -> Result<bool, FaultError> {
+        let Some(shared) = &self.cluster else {
+            return self.remove(id);
+        };
+        let Ok(id) = i64::try_from(id) else {
+            return Ok(false);
+        };
+        let removed = shared.cluster.remove_sandbox_rule(id).await?;
+        shared.reload(&self.rules).await?;
+        Ok(removed)
+    }
+
+    /// [`clear_client`](Self::clear_client) from an async worker.
+    pub async fn clear_client_async(&self, client_id: Option<&str>) -> Result<usize, FaultError> {
+        let Some(shared) = &self.cluster else {
+            return self.clear_client(client_id);
+        };
+        let removed = shared.cluster.clear_sandbox_rules(client_id).await?;
+        shared.reload(&self.rules).await?;
+        Ok(usize::try_from(removed).unwrap_or(usize::MAX))
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Rules> {
@@ -455,6 +605,9 @@ impl FaultScript {
 
     /// Registers a rule (checked first); returns its id.
     pub fn add(&self, rule: FaultRule) -> Result<u64, FaultError> {
+        if self.cluster.is_some() {
+            return blocking(self.add_async(rule));
+        }
         rule.validate()?;
         let mut rules = self.lock();
         let id = rules.next_id;
@@ -468,6 +621,9 @@ impl FaultScript {
 
     /// Removes rule `id`; whether it was there.
     pub fn remove(&self, id: u64) -> Result<bool, FaultError> {
+        if self.cluster.is_some() {
+            return blocking(self.remove_async(id));
+        }
         let mut rules = self.lock();
         let Some(i) = rules.list.iter().position(|s| s.id == id) else {
             return Ok(false);
@@ -481,6 +637,9 @@ impl FaultScript {
 
     /// Removes every rule of `client_id` (every rule when `None`); how many.
     pub fn clear_client(&self, client_id: Option<&str>) -> Result<usize, FaultError> {
+        if self.cluster.is_some() {
+            return blocking(self.clear_client_async(client_id));
+        }
         let mut rules = self.lock();
         let doomed: Vec<u64> = rules
             .list
@@ -544,6 +703,63 @@ impl FaultScript {
             tracing::warn!(error = %e, id, "storing a scripted fault's count");
         }
         Some(rule)
+    }
+
+    /// [`take`](Self::take) for any script: a clustered script counts a
+    /// rule with `times` down in the cluster's database, so its last call
+    /// is taken once across the nodes (a rule another node exhausted does
+    /// not apply). The database away, no counted rule applies: the bank
+    /// answers as itself.
+    async fn take_async(
+        &self,
+        operation: &str,
+        client_id: Option<&str>,
+        mut bank: impl FnMut() -> Option<String>,
+    ) -> Option<FaultRule> {
+        let Some(shared) = &self.cluster else {
+            return self.take(operation, client_id, bank);
+        };
+        for _ in 0..8 {
+            let Scripted { id, rule } = {
+                let rules = self.lock();
+                rules
+                    .list
+                    .iter()
+                    .find(|s| s.rule.matches(operation, client_id, &mut bank))
+                    .cloned()?
+            };
+            if rule.times.is_none() {
+                return Some(rule);
+            }
+            let taken = shared
+                .cluster
+                .take_sandbox_rule(i64::try_from(id).unwrap_or(i64::MAX))
+                .await;
+            let mut rules = self.lock();
+            let at = rules.list.iter().position(|s| s.id == id);
+            match (taken, at) {
+                (Ok(true), Some(i)) => {
+                    match rules.list[i].rule.times {
+                        Some(n) if n > 1 => rules.list[i].rule.times = Some(n - 1),
+                        _ => {
+                            rules.list.remove(i);
+                        }
+                    }
+                    return Some(rule);
+                }
+                (Ok(true), None) => return Some(rule),
+                // Exhausted elsewhere: gone here too; the next match, if any.
+                (Ok(false), Some(i)) => {
+                    rules.list.remove(i);
+                }
+                (Ok(false), None) => {}
+                (Err(e), _) => {
+                    tracing::warn!(error = %e, id, "sandbox rule not counted: not applied");
+                    return None;
+                }
+            }
+        }
+        None
     }
 }
 
@@ -629,10 +845,11 @@ impl<B: BankBackend + AccountBanks> ScriptedBank<B> {
         }
     }
 
-    fn rule_for(&self, about: &About<'_>) -> Option<FaultRule> {
+    async fn rule_for(&self, about: &About<'_>) -> Option<FaultRule> {
         let client = about.call.caller.map(|c| c.client_id.as_str());
         self.script
-            .take(about.operation, client, || self.bank_of(about))
+            .take_async(about.operation, client, || self.bank_of(about))
+            .await
     }
 
     /// Applies the first matching rule, if any, around `op`; `fixture`
@@ -702,7 +919,7 @@ impl<B: BankBackend + AccountBanks> ScriptedBank<B> {
         op: impl Future<Output = Result<T, BankError>>,
         apply: impl FnOnce(&mut T, &Fixture),
     ) -> Result<T, BankError> {
-        let rule = self.rule_for(about);
+        let rule = self.rule_for(about).await;
         match rule {
             Some(FaultRule {
                 fault: FaultKind::Fixture,
@@ -722,7 +939,7 @@ impl<B: BankBackend + AccountBanks> ScriptedBank<B> {
         about: &About<'_>,
         op: impl Future<Output = Result<T, BankError>>,
     ) -> Result<T, BankError> {
-        let rule = self.rule_for(about);
+        let rule = self.rule_for(about).await;
         self.guard(about, rule, op).await
     }
 }
@@ -731,7 +948,7 @@ impl<B: BankBackend + AccountBanks> ScriptedBank<B> {
 impl<B: BankBackend + AccountBanks> BankBackend for ScriptedBank<B> {
     async fn bank_status(&self, call: &BankCall<'_>) -> Result<Vec<Bank>, BankError> {
         let about = About::new("bank-status", call);
-        match self.rule_for(&about) {
+        match self.rule_for(&about).await {
             Some(rule) if rule.fault == FaultKind::Outage => {
                 let mut banks = self.inner.bank_status(call).await?;
                 for bank in &mut banks {

@@ -6,6 +6,7 @@
 //! database; B and C are provisioned with A's root-key file only (and its
 //! demo app's secret file and compile cache), not a copy of its store. A
 //! node cut off from the database answers 503, never the caller's fault.
+//! Sandbox rules set on one node apply on every node, counted across them.
 
 use std::time::Duration;
 
@@ -51,6 +52,14 @@ fn session(reply: &crate::harness::Reply) -> Result<String> {
     ensure!(reply.status == 303, "{} {}", reply.status, text(reply));
     let cookie = reply.header("set-cookie").context("no session cookie")?;
     Ok(cookie.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// Whether a bank-status answer lists bank 097 as not available.
+fn bank_097_down(answer: &Value) -> bool {
+    answer["res_list"].as_array().is_some_and(|l| {
+        l.iter()
+            .any(|b| b["bank_code_std"] == "097" && b["bank_status"] == "N")
+    })
 }
 
 /// The text of the element with id `id` on a page (`<code id=..>text<`).
@@ -143,6 +152,36 @@ async fn an_app_and_a_developer_made_on_one_node_work_on_the_others() -> Result<
         code == 401 && answer["error"] == "invalid_client",
         "a wrong secret on C: {code} {answer}"
     );
+
+    // A sandbox rule set on A for this app (bank 097 down for its next two
+    // bank-status calls) applies on B and C, counted across them: the
+    // first call that sees it on B and the first on C are the two, and
+    // no call after them on either node sees it.
+    let (code, answer) = admin(
+        &a,
+        sfop_admin_api::sandbox::FAULTS,
+        json!({ "client_id": client_id, "operation": "bank-status", "fault": "outage",
+                "bank_code": "097", "times": 2 }),
+    )
+    .await?;
+    ensure!(code == 201, "a sandbox rule on A: {code} {answer}");
+    for (n, node) in [("B", &b), ("C", &c)] {
+        let mut conn = node.connect().await?;
+        let started = std::time::Instant::now();
+        while !bank_097_down(&status(&mut conn, &token).await?.1) {
+            ensure!(
+                started.elapsed() < Duration::from_secs(5),
+                "A's sandbox rule never applied on {n}"
+            );
+        }
+    }
+    for node in [&b, &c, &b, &c] {
+        let (code, answer, _) = status(&mut node.connect().await?, &token).await?;
+        ensure!(
+            code == 200 && !bank_097_down(&answer),
+            "the rule applied a third time: {answer}"
+        );
+    }
 
     // A developer signs up and registers an app on A's portal; signs in
     // on B's and finds it; the address is taken on C.
@@ -241,6 +280,38 @@ async fn an_app_and_a_developer_made_on_one_node_work_on_the_others() -> Result<
     );
     let (code, answer) = oob_token(&a, &portal_client, &new_secret).await?;
     ensure!(code == 200, "the new secret on A: {code} {answer}");
+    // A developer's sandbox rule set on A's portal is on B's app page.
+    let on_a_page = get_page(&a, &format!("/portal/apps/{portal_client}"), &on_a).await?;
+    ensure!(!text(&on_a_page).contains("<td>088</td>"), "a rule already");
+    let csrf = html_value(&text(&on_a_page), "csrf").context("csrf on A's app page")?;
+    let scripted = post_form(
+        &a,
+        &format!("/portal/apps/{portal_client}/faults"),
+        Some(&on_a),
+        &[
+            ("csrf", &csrf),
+            ("fault", "outage"),
+            ("operation", "withdraw"),
+            ("bank_code", "088"),
+            ("times", "3"),
+        ],
+    )
+    .await?;
+    ensure!(
+        scripted.status == 303,
+        "a rule on A's portal: {} {}",
+        scripted.status,
+        text(&scripted)
+    );
+    let started = std::time::Instant::now();
+    while !text(&get_page(&b, &format!("/portal/apps/{portal_client}"), &on_b).await?)
+        .contains("<td>088</td>")
+    {
+        ensure!(
+            started.elapsed() < Duration::from_secs(5),
+            "A's portal rule is not on B's app page"
+        );
+    }
     // C's operator lists both apps.
     let admin_token = std::fs::read_to_string(c.data.join("admin.token"))?;
     let listed = c
