@@ -15,8 +15,8 @@ use axum::routing::{get, post};
 use serde::de::IgnoredAny;
 use serde_json::json;
 use sfop_auth::oauth::{
-    AccountChoice, AuthorizeQuery, AuthorizeStep, OAuthServer, Operation, RevokeRequest,
-    TokenRequest, UserDirectory,
+    AccountChoice, AuthorizeQuery, AuthorizeStep, DirectoryError, OAuthServer, Operation,
+    RevokeRequest, TokenRequest, UserDirectory,
 };
 use sfop_auth::{ClientSpec, TokenAuthorizer};
 use sfop_core::Claims;
@@ -73,18 +73,27 @@ fn gateway_denial(d: sfop_auth::Denial) -> Denial {
 #[derive(Debug)]
 pub struct VbankDirectory(pub VirtualBank);
 
+/// The bank in this process failed: its store, not its reachability.
+fn local_failed(e: impl std::fmt::Display) -> DirectoryError {
+    DirectoryError::Failed(e.to_string())
+}
+
 impl UserDirectory for VbankDirectory {
-    fn authenticate(&self, login_id: &str, password: &str) -> Result<Option<String>, String> {
+    fn authenticate(
+        &self,
+        login_id: &str,
+        password: &str,
+    ) -> Result<Option<String>, DirectoryError> {
         self.0
             .authenticate(login_id, password)
-            .map_err(|e| e.to_string())
+            .map_err(local_failed)
     }
 
-    fn accounts(&self, user_seq_no: &str) -> Result<Vec<AccountChoice>, String> {
+    fn accounts(&self, user_seq_no: &str) -> Result<Vec<AccountChoice>, DirectoryError> {
         Ok(self
             .0
             .accounts_of(user_seq_no)
-            .map_err(|e| e.to_string())?
+            .map_err(local_failed)?
             .into_iter()
             .map(|a| AccountChoice {
                 id: a.id,
@@ -102,7 +111,7 @@ impl UserDirectory for VbankDirectory {
         client_use_code: &str,
         account_ids: &[String],
         scopes: &[String],
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, DirectoryError> {
         self.0
             .register_accounts(
                 user_seq_no,
@@ -112,14 +121,14 @@ impl UserDirectory for VbankDirectory {
                 scopes,
                 sfop_core::time::now_millis(),
             )
-            .map_err(|e| e.to_string())
+            .map_err(local_failed)
     }
 
-    fn unlink(&self, user_seq_no: &str, client_id: &str) -> Result<(), String> {
+    fn unlink(&self, user_seq_no: &str, client_id: &str) -> Result<(), DirectoryError> {
         self.0
             .unlink(user_seq_no, client_id)
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(local_failed)
     }
 }
 
@@ -155,7 +164,7 @@ impl RemoteDirectory {
     fn wait<T, F>(
         &self,
         ask: impl FnOnce(Arc<dyn sfop_core::BankDirectory>, i32) -> F,
-    ) -> Result<T, String>
+    ) -> Result<T, DirectoryError>
     where
         F: std::future::Future<Output = Result<T, sfop_core::BankError>> + Send + 'static,
         T: Send + 'static,
@@ -167,8 +176,16 @@ impl RemoteDirectory {
         });
         match rx.recv() {
             Ok(Ok(answer)) => Ok(answer),
-            Ok(Err(e)) => Err(format!("the home bank's directory: {e}")),
-            Err(_) => Err("the home bank's directory: the call was dropped".into()),
+            // Down, too slow, or answering what the connector cannot read.
+            Ok(Err(e @ (sfop_core::BankError::Timeout | sfop_core::BankError::Backend(_)))) => {
+                Err(DirectoryError::Unavailable(e.to_string()))
+            }
+            Ok(Err(e @ sfop_core::BankError::Refused(_))) => Err(DirectoryError::Failed(format!(
+                "the home bank's directory: {e}"
+            ))),
+            Err(_) => Err(DirectoryError::Failed(
+                "the home bank's directory: the call was dropped".into(),
+            )),
         }
     }
 }
@@ -183,7 +200,11 @@ fn directory_call(utc_offset_minutes: i32) -> sfop_core::BankCall<'static> {
 }
 
 impl UserDirectory for RemoteDirectory {
-    fn authenticate(&self, login_id: &str, password: &str) -> Result<Option<String>, String> {
+    fn authenticate(
+        &self,
+        login_id: &str,
+        password: &str,
+    ) -> Result<Option<String>, DirectoryError> {
         let (login_id, password) = (login_id.to_owned(), password.to_owned());
         self.wait(|bank, offset| async move {
             bank.authenticate(&directory_call(offset), &login_id, &password)
@@ -191,7 +212,7 @@ impl UserDirectory for RemoteDirectory {
         })
     }
 
-    fn accounts(&self, user_seq_no: &str) -> Result<Vec<AccountChoice>, String> {
+    fn accounts(&self, user_seq_no: &str) -> Result<Vec<AccountChoice>, DirectoryError> {
         let user = user_seq_no.to_owned();
         let accounts = self.wait(|bank, offset| async move {
             bank.accounts(&directory_call(offset), &user).await
@@ -214,7 +235,7 @@ impl UserDirectory for RemoteDirectory {
         client_use_code: &str,
         account_ids: &[String],
         scopes: &[String],
-    ) -> Result<Vec<String>, String> {
+    ) -> Result<Vec<String>, DirectoryError> {
         let request = sfop_core::ledger::RegisterRequest {
             user_seq_no: user_seq_no.to_owned(),
             client_id: client_id.to_owned(),
@@ -227,7 +248,7 @@ impl UserDirectory for RemoteDirectory {
         )
     }
 
-    fn unlink(&self, user_seq_no: &str, client_id: &str) -> Result<(), String> {
+    fn unlink(&self, user_seq_no: &str, client_id: &str) -> Result<(), DirectoryError> {
         let (user, client) = (user_seq_no.to_owned(), client_id.to_owned());
         self.wait(|bank, offset| async move {
             bank.unlink(&directory_call(offset), &user, &client).await

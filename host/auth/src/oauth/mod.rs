@@ -267,9 +267,13 @@ pub struct AccountChoice {
 /// where consents are recorded. The virtual bank implements it.
 pub trait UserDirectory: Send + Sync + std::fmt::Debug {
     /// The user_seq_no of the user with these credentials, if they match.
-    fn authenticate(&self, login_id: &str, password: &str) -> Result<Option<String>, String>;
+    fn authenticate(
+        &self,
+        login_id: &str,
+        password: &str,
+    ) -> Result<Option<String>, DirectoryError>;
     /// The accounts the user may register.
-    fn accounts(&self, user_seq_no: &str) -> Result<Vec<AccountChoice>, String>;
+    fn accounts(&self, user_seq_no: &str) -> Result<Vec<AccountChoice>, DirectoryError>;
     /// Records consent for `scopes` on `account_ids` for the client; returns
     /// the fintech_use_num issued for each account, in order.
     fn register(
@@ -279,9 +283,23 @@ pub trait UserDirectory: Send + Sync + std::fmt::Debug {
         client_use_code: &str,
         account_ids: &[String],
         scopes: &[String],
-    ) -> Result<Vec<String>, String>;
+    ) -> Result<Vec<String>, DirectoryError>;
     /// Withdraws every consent the user gave the client.
-    fn unlink(&self, user_seq_no: &str, client_id: &str) -> Result<(), String>;
+    fn unlink(&self, user_seq_no: &str, client_id: &str) -> Result<(), DirectoryError>;
+}
+
+/// Why the user directory (the home bank) did not answer. Neither is the
+/// user's or the client's fault.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DirectoryError {
+    /// The bank cannot be reached now (down, too slow, answering garbage):
+    /// the sign-in and consent pages say so and ask to try again shortly
+    /// (503 with `Retry-After`); an API call gets 503 `A0013`.
+    #[error("the home bank cannot be reached: {0}")]
+    Unavailable(String),
+    /// The directory failed otherwise: 500, logged, nothing internal shown.
+    #[error("the user directory failed: {0}")]
+    Failed(String),
 }
 
 /// The longest an authorization code lives, seconds, whatever the config
@@ -469,6 +487,47 @@ impl OAuthServer {
     /// `POST /v2.0/user/unlink` with its JSON body.
     pub fn unlink(&self, authorization: Option<&str>, body: &[u8]) -> HttpResponse {
         self.unlink_user(authorization, body).unwrap_or_else(|e| e)
+    }
+
+    /// The directory did not answer a page's question: the bank away is a
+    /// page saying so (503, retry shortly), for the person at the browser;
+    /// anything else is the platform's failure.
+    fn directory_failed_page(e: DirectoryError) -> HttpResponse {
+        match e {
+            DirectoryError::Unavailable(cause) => {
+                tracing::warn!(%cause, "sign-in: the home bank cannot be reached");
+                let mut page = pages::error_page(
+                    503,
+                    "Your bank cannot be reached",
+                    "Your bank is not answering right now. Nothing was changed. \
+                     Try again in a moment.",
+                );
+                page.headers.push(("retry-after".into(), "1".into()));
+                page
+            }
+            DirectoryError::Failed(cause) => Self::store_failed(cause),
+        }
+    }
+
+    /// [`Self::directory_failed_page`] for an API call (unlink): JSON, 503
+    /// `A0013` when the bank is away.
+    fn directory_failed_api(e: DirectoryError) -> HttpResponse {
+        match e {
+            DirectoryError::Unavailable(cause) => {
+                tracing::warn!(%cause, "unlink: the home bank cannot be reached");
+                let mut r = HttpResponse::json(
+                    503,
+                    json!({
+                        "rsp_code": "A0013",
+                        "rsp_message": "the home bank cannot be reached now; retry shortly",
+                    }),
+                );
+                r.envelope = true;
+                r.headers.push(("retry-after".into(), "1".into()));
+                r
+            }
+            DirectoryError::Failed(cause) => Self::store_failed(cause),
+        }
     }
 
     fn store_failed(e: impl std::fmt::Display) -> HttpResponse {
@@ -674,7 +733,7 @@ impl OAuthServer {
                 let user = self
                     .directory
                     .authenticate(login_id, f.password.as_deref().unwrap_or_default())
-                    .map_err(Self::store_failed)?;
+                    .map_err(Self::directory_failed_page)?;
                 let Some(user) = user else {
                     self.sign_in.failure(login_id, peer, self.now() * 1000);
                     return Ok(pages::sign_in(
@@ -684,7 +743,10 @@ impl OAuthServer {
                     ));
                 };
                 self.sign_in.success(login_id);
-                let accounts = self.directory.accounts(&user).map_err(Self::store_failed)?;
+                let accounts = self
+                    .directory
+                    .accounts(&user)
+                    .map_err(Self::directory_failed_page)?;
                 pending.user_seq_no = Some(user);
                 self.pending
                     .insert_json(id, &pending)
@@ -731,7 +793,10 @@ impl OAuthServer {
         let accounts = &f.account;
         let needs_accounts = scopes.iter().any(|s| s == "inquiry" || s == "transfer");
         if scopes.is_empty() || (needs_accounts && accounts.is_empty()) {
-            let choices = self.directory.accounts(user).map_err(Self::store_failed)?;
+            let choices = self
+                .directory
+                .accounts(user)
+                .map_err(Self::directory_failed_page)?;
             let message = if scopes.is_empty() {
                 "Choose at least one permission, or press Decline."
             } else {
@@ -785,7 +850,7 @@ impl OAuthServer {
                 accounts,
                 &scopes,
             )
-            .map_err(Self::store_failed)?;
+            .map_err(Self::directory_failed_page)?;
         let code = random_hex(32).map_err(Self::store_failed)?;
         let record = CodeRecord {
             client_id: client.client_id.clone(),
@@ -1268,7 +1333,7 @@ impl OAuthServer {
         }
         self.directory
             .unlink(&body.user_seq_no, &claims.client_id)
-            .map_err(Self::store_failed)?;
+            .map_err(Self::directory_failed_api)?;
         self.revoke_all(&claims.client_id, &body.user_seq_no)?;
         let mut r = HttpResponse::json(
             200,

@@ -618,6 +618,18 @@ async fn a_bank_process_killed_mid_stream_of_api_withdrawals_loses_and_doubles_n
     let status = api(&mut c, "GET", "/v2.0/bank/status", &oob, None).await?;
     assert_eq!(code(&status), "A0017", "{status}");
     assert!(started.elapsed() < Duration::from_secs(5));
+    // A user signing in meanwhile gets a page that says the bank is away
+    // (503, retry shortly), not the authorization server's JSON error.
+    let (_, page) = gw.sign_in("hong", "hong1234").await?;
+    let html = String::from_utf8_lossy(&page.body);
+    assert_eq!(page.status, 503, "{html}");
+    assert!(
+        page.header("content-type")
+            .is_some_and(|t| t.starts_with("text/html"))
+            && html.contains("Your bank cannot be reached")
+            && page.header("retry-after").is_some(),
+        "{html}"
+    );
 
     // Back on the same data dir and address.
     let bank = BankProcess::start(&bank_data, &bank_addr, &dir.path().join("bank-2.log")).await?;

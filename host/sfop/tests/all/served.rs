@@ -314,8 +314,30 @@ impl Served {
     /// consent (scopes login, inquiry and transfer, every account ticked)
     /// on this node's authorize pages, its challenge [`USER_VERIFIER`]'s.
     pub async fn authorization_code(&self, login: &str, password: &str) -> Result<String> {
+        let form_type = [("content-type", "application/x-www-form-urlencoded")];
+        let (pending, consent) = self.sign_in(login, password).await?;
+        let accounts = inputs(&String::from_utf8(consent.body.to_vec())?, "account");
+        anyhow::ensure!(!accounts.is_empty(), "no accounts on the consent page");
+        let mut fields = vec![("pending", pending.as_str()), ("action", "consent")];
+        fields.extend(accounts.iter().map(|a| ("account", a.as_str())));
+        fields.extend(["login", "inquiry", "transfer"].map(|s| ("scope", s)));
+        let redirected = self
+            .https(
+                "POST",
+                "/oauth/2.0/authorize",
+                &form_type,
+                form(&fields).into_bytes(),
+            )
+            .await?;
+        Self::code_of(&redirected)
+    }
+
+    /// The demo app's authorize page (scopes login, inquiry and transfer,
+    /// [`USER_VERIFIER`]'s challenge) and a user's sign-in on it: the
+    /// pending authorization and the answer to the sign-in (the consent
+    /// page, when it succeeds).
+    pub async fn sign_in(&self, login: &str, password: &str) -> Result<(String, Reply)> {
         const VERIFIER: &str = USER_VERIFIER;
-        const STATE: &str = "0123456789abcdef0123456789abcdef";
         let (client_id, _, redirect) = self.demo_client()?;
         let form_type = [("content-type", "application/x-www-form-urlencoded")];
         let query = form(&[
@@ -323,7 +345,7 @@ impl Served {
             ("client_id", &client_id),
             ("redirect_uri", &redirect),
             ("scope", "login inquiry transfer"),
-            ("state", STATE),
+            ("state", USER_STATE),
             ("auth_type", "0"),
             ("code_challenge", &sfop_auth::oauth::pkce_s256(VERIFIER)),
             ("code_challenge_method", "S256"),
@@ -354,19 +376,11 @@ impl Served {
                 signed_in.into_bytes(),
             )
             .await?;
-        let accounts = inputs(&String::from_utf8(consent.body.to_vec())?, "account");
-        anyhow::ensure!(!accounts.is_empty(), "no accounts on the consent page");
-        let mut fields = vec![("pending", pending.as_str()), ("action", "consent")];
-        fields.extend(accounts.iter().map(|a| ("account", a.as_str())));
-        fields.extend(["login", "inquiry", "transfer"].map(|s| ("scope", s)));
-        let redirected = self
-            .https(
-                "POST",
-                "/oauth/2.0/authorize",
-                &form_type,
-                form(&fields).into_bytes(),
-            )
-            .await?;
+        Ok((pending, consent))
+    }
+
+    /// The code in the redirect that ends a consent, its `state` checked.
+    fn code_of(redirected: &Reply) -> Result<String> {
         let location = redirected.header("location").context("no redirect")?;
         let param = |name: &str| {
             location.split_once('?')?.1.split('&').find_map(|pair| {
@@ -375,7 +389,7 @@ impl Served {
             })
         };
         anyhow::ensure!(
-            param("state").as_deref() == Some(STATE),
+            param("state").as_deref() == Some(USER_STATE),
             "state: {location}"
         );
         param("code").context("no code")
@@ -384,6 +398,8 @@ impl Served {
 
 /// The PKCE verifier of [`Served::authorization_code`].
 pub const USER_VERIFIER: &str = "served-user-token-pkce-verifier-0123456789-abcdefghij";
+/// The `state` of the demo app's authorizations in these tests.
+const USER_STATE: &str = "0123456789abcdef0123456789abcdef";
 
 /// An `application/x-www-form-urlencoded` body or query.
 fn form(fields: &[(&str, &str)]) -> String {
