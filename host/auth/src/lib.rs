@@ -30,7 +30,7 @@ pub use keys::{KeyRing, KeyStatus, PublishedKey, PublishedKeys};
 
 pub use limits::{LimitError, TokenLimits};
 pub use policy::{AuthInput, Denial, PolicyConfig, TokenAuthorizer};
-pub use revocation::{Revocations, SharedRevocations, Unproven};
+pub use revocation::{NotRevoked, Revocations, SharedRevocations, Unproven};
 pub use secret::constant_time_eq;
 pub use token::{AccessGrant, TokenError, Verified, issue_admin};
 

@@ -18,8 +18,14 @@ pub trait SharedRevocations: Send + Sync + fmt::Debug {
     /// Revokes every block with one of `ids`: durable on the cluster and
     /// announced to every node when this returns. Called on a blocking
     /// thread (the OAuth server's), never on an async worker.
-    fn revoke(&self, ids: &[String]) -> Result<(), String>;
+    fn revoke(&self, ids: &[String]) -> Result<(), NotRevoked>;
 }
+
+/// A revocation the cluster did not take (its database unreachable or too
+/// slow): nothing is acknowledged; the client retries (RFC 7009 §2.2.1).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct NotRevoked(pub String);
 
 /// This node cannot prove a token unrevoked now (its list of revocations is
 /// older than it may be); the token is refused, as a platform failure.
@@ -84,7 +90,9 @@ impl Revocations {
                 set.extend(ids.iter().cloned());
                 Ok(())
             }
-            Backend::Shared(shared) => shared.revoke(ids).map_err(crate::Error::Unavailable),
+            Backend::Shared(shared) => shared
+                .revoke(ids)
+                .map_err(|e| crate::Error::Unavailable(e.0)),
         }
     }
 
@@ -129,8 +137,8 @@ pub(crate) mod tests {
         fn check(&self, _: &[String]) -> Result<bool, Unproven> {
             Err(Unproven("the list is 2000 ms old".into()))
         }
-        fn revoke(&self, _: &[String]) -> Result<(), String> {
-            Err("the cluster database is unreachable".into())
+        fn revoke(&self, _: &[String]) -> Result<(), NotRevoked> {
+            Err(NotRevoked("the cluster database is unreachable".into()))
         }
     }
 

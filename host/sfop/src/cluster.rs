@@ -100,7 +100,7 @@ impl sfop_auth::SharedRevocations for FeedRevocations {
             .map_err(|stale| sfop_auth::Unproven(stale.to_string()))
     }
 
-    fn revoke(&self, ids: &[String]) -> Result<(), String> {
+    fn revoke(&self, ids: &[String]) -> Result<(), sfop_auth::NotRevoked> {
         // The caller is on a blocking thread; the write runs on the runtime.
         let (done, answer) = std::sync::mpsc::channel();
         let (node, owned) = (self.node.clone(), ids.to_vec());
@@ -115,10 +115,12 @@ impl sfop_auth::SharedRevocations for FeedRevocations {
                 tracing::info!(seq, "revocation written to the cluster");
                 Ok(())
             }
-            Ok(Err(e)) => Err(format!("revoking through the cluster database: {e}")),
-            Err(_) => Err(format!(
+            Ok(Err(e)) => Err(sfop_auth::NotRevoked(format!(
+                "revoking through the cluster database: {e}"
+            ))),
+            Err(_) => Err(sfop_auth::NotRevoked(format!(
                 "revoking through the cluster database: no answer within {REVOKE_TIMEOUT:?}"
-            )),
+            ))),
         }
     }
 }
