@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use sfop_store_pg::{
     ApiState, AuditEvent, BlobCache, ClientRow, Cluster, CodeRow, CodeUse, Error, Feed,
-    FeedSettings, IssuedRow, NewTransfer, NewVersion, Pushed, RefreshRow, Registered, Snapshot,
-    TransferOutcome,
+    FeedSettings, IssuedRow, NewSandboxRule, NewTransfer, NewVersion, Pushed, RefreshRow,
+    Registered, Snapshot, TransferOutcome,
 };
 use tokio_postgres::NoTls;
 
@@ -1104,5 +1104,66 @@ async fn a_code_and_a_refresh_token_are_used_once_across_nodes() -> Result<()> {
     assert!(a.issued("c1", "1100000001").await?.is_empty());
     assert_eq!(a.issued("c1", "").await?.len(), 1);
     assert_eq!(a.refresh_token("r1").await?, None);
+    Ok(())
+}
+
+/// Sandbox rules at the store: a rule that applies three times, taken by
+/// twelve calls at once through two nodes' pools, applies to exactly three
+/// and is then gone; every change moves the version a node follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counted_sandbox_rule_applies_its_times_across_nodes() -> Result<()> {
+    let Some(url) = database("sandbox").await? else {
+        return Ok(());
+    };
+    let (a, b) = (
+        Cluster::connect(&url, 4).await?,
+        Cluster::connect(&url, 4).await?,
+    );
+    let before = b.sandbox_version().await?;
+    let id = a
+        .add_sandbox_rule(&NewSandboxRule {
+            client_id: None,
+            operation: Some("withdraw"),
+            bank_code: Some("097"),
+            rule: r#"{"operation":"withdraw","fault":"outage","bank_code":"097","times":3}"#,
+            times: Some(3),
+        })
+        .await?;
+    assert!(b.sandbox_version().await? > before);
+    let (_, rules) = b.sandbox_rules().await?;
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0].times, Some(3));
+    let mut takes = Vec::new();
+    for i in 0..12 {
+        let node = if i % 2 == 0 { a.clone() } else { b.clone() };
+        takes.push(tokio::spawn(
+            async move { node.take_sandbox_rule(id).await },
+        ));
+    }
+    let mut applied = 0;
+    for t in takes {
+        if t.await?? {
+            applied += 1;
+        }
+    }
+    assert_eq!(applied, 3);
+    assert!(a.sandbox_rules().await?.1.is_empty());
+    let other = b
+        .add_sandbox_rule(&NewSandboxRule {
+            client_id: None,
+            operation: None,
+            bank_code: None,
+            rule: r#"{"fault":"outage"}"#,
+            times: None,
+        })
+        .await?;
+    let (_, rules) = a.sandbox_rules().await?;
+    assert_eq!(
+        rules.iter().map(|r| (r.id, r.times)).collect::<Vec<_>>(),
+        [(other, None)]
+    );
+    assert!(a.remove_sandbox_rule(other).await?);
+    assert!(!b.remove_sandbox_rule(other).await?);
+    assert_eq!(b.clear_sandbox_rules(None).await?, 0);
     Ok(())
 }
