@@ -260,12 +260,32 @@ fn ci(root: &Path) -> Result<()> {
     );
 
     step("tests (host workspace)");
+    let mut all = cargo(root);
+    all.args(["test", "--locked", "--workspace", "--"]);
+    for name in TIMED {
+        all.args(["--skip", name]);
+    }
+    run(all.env(pg::URL_VAR, postgres.url()))?;
+
+    step("timed tests, one at a time");
     run(cargo(root)
-        .args(["test", "--locked", "--workspace"])
+        .args(["test", "--locked", "--package", "sfop", "--test", "all", "--"])
+        .args(TIMED)
+        .args(["--exact", "--test-threads", "1"])
         .env(pg::URL_VAR, postgres.url()))?;
     drop(postgres);
     Ok(())
 }
+
+/// Tests that hold the platform to a latency bound from an issue's
+/// acceptance (a p99 within so many ms, a neighbour's p99 within a ratio of
+/// its quiet one). In the parallel run, a hundred other tests share the two
+/// cores with them and measure the machine, not the platform (one CI run:
+/// 444 ms against 250); they run after it, one at a time, the same binary.
+const TIMED: &[&str] = &[
+    "cluster::three_nodes_follow_promotions_revocations_and_a_killed_node",
+    "isolation::a_hammered_bad_api_leaves_its_neighbours_p99_within_bounds",
+];
 
 fn step(what: &str) {
     eprintln!("\n==> {what}");
