@@ -269,7 +269,15 @@ fn ci(root: &Path) -> Result<()> {
 
     step("timed tests, one at a time");
     run(cargo(root)
-        .args(["test", "--locked", "--package", "sfop", "--test", "all", "--"])
+        .args([
+            "test",
+            "--locked",
+            "--package",
+            "sfop",
+            "--test",
+            "all",
+            "--",
+        ])
         .args(TIMED)
         .args(["--exact", "--test-threads", "1"])
         .env(pg::URL_VAR, postgres.url()))?;

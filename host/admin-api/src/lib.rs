@@ -1,6 +1,6 @@
 //! The admin API's contract: every path, request body and answer the
 //! platform's admin handlers and the operator CLI (`sfop api|audit|keys|
-//! institution|sandbox …`) exchange, defined once so that neither side reads
+//! institution|sandbox|client …`) exchange, defined once so that neither side reads
 //! the other as untyped JSON.
 //!
 //! Every answer carries the common envelope's `rsp_code` and `rsp_message`
@@ -14,6 +14,7 @@
 
 pub mod apis;
 pub mod audit;
+pub mod clients;
 pub mod institutions;
 pub mod keys;
 pub mod sandbox;
@@ -40,6 +41,9 @@ pub const PATHS: &[&str] = &[
     apis::ROLLBACK,
     apis::DEPRECATE,
     apis::RETIRE,
+    apis::VARIABLES,
+    apis::SET_VARIABLE,
+    apis::UNSET_VARIABLE,
     audit::LIST,
     audit::VERIFY,
     keys::LIST,
@@ -55,6 +59,7 @@ pub const PATHS: &[&str] = &[
     sandbox::FAULTS,
     sandbox::REMOVE,
     sandbox::CLEAR,
+    clients::CLIENTS,
 ];
 
 /// The envelope's result fields alone: a refusal's whole answer, and the

@@ -12,7 +12,6 @@ use rustls_pki_types::CertificateDer;
 use rustls_pki_types::pem::PemObject;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use sfop_admin_api::Status;
 
 /// Where and how to reach the admin API.
@@ -148,24 +147,4 @@ impl AdminClient {
     ) -> Result<T> {
         self.call(Method::POST, path, Some(body)).await
     }
-}
-
-/// Sends one admin request; returns the status and the JSON answer (for
-/// endpoints whose types are not in `sfop-admin-api` yet).
-pub async fn call(
-    target: &AdminTarget<'_>,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-) -> Result<(u16, Value)> {
-    let client = AdminClient::new(target)?;
-    let method = Method::from_bytes(method.as_bytes())?;
-    let (status, bytes) = client.send(method, path, body.as_ref()).await?;
-    let json = serde_json::from_slice(&bytes).with_context(|| {
-        format!(
-            "the admin API answered {status} with {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })?;
-    Ok((status, json))
 }

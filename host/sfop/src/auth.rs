@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::IgnoredAny;
 use serde_json::json;
+use sfop_admin_api::clients::{ClientView, ClientsAnswer, RegisterClient, RegisteredClient};
 use sfop_auth::oauth::{
     AccountChoice, AuthorizeQuery, AuthorizeStep, DirectoryError, OAuthServer, Operation,
     RevokeRequest, TokenRequest, UserDirectory,
@@ -445,8 +446,8 @@ pub struct Clients {
     pub bank: VirtualBank,
 }
 
-/// The path of the clients admin routes.
-pub const CLIENTS: &str = "/admin/v1/clients";
+/// The path of the clients admin routes: the admin API's one definition.
+pub use sfop_admin_api::clients::CLIENTS;
 
 pub fn client_routes(clients: Clients) -> Router {
     Router::new()
@@ -469,32 +470,35 @@ fn clients_failed(e: sfop_auth::Error) -> PlatformError {
 async fn list_clients(
     State(c): State<Clients>,
     Admin(_): Admin,
-) -> Result<Enveloped<serde_json::Value>, PlatformError> {
+) -> Result<Enveloped<ClientsAnswer>, PlatformError> {
     let list = c.clients.list_async().await.map_err(clients_failed)?;
     Ok(Enveloped(
         StatusCode::OK,
-        json!({
-            "rsp_code": "A0000",
-            "rsp_message": "",
-            "res_cnt": list.len().to_string(),
-            "res_list": list.iter().map(|c| json!({
-                "client_id": c.client_id,
-                "name": c.name,
-                "client_use_code": c.client_use_code,
-                "scopes": c.scopes,
-                "redirect_uris": c.redirect_uris,
-                "public": c.public,
-            })).collect::<Vec<_>>(),
-        }),
+        ClientsAnswer {
+            rsp_code: sfop_admin_api::OK.to_owned(),
+            rsp_message: String::new(),
+            res_cnt: list.len().to_string(),
+            res_list: list
+                .into_iter()
+                .map(|c| ClientView {
+                    client_id: c.client_id,
+                    name: c.name,
+                    client_use_code: c.client_use_code,
+                    scopes: c.scopes,
+                    redirect_uris: c.redirect_uris,
+                    public: c.public,
+                })
+                .collect(),
+        },
     ))
 }
 
 async fn register_client(
     State(c): State<Clients>,
     Admin(admin): Admin,
-    Json(spec): Json<ClientSpec>,
-) -> Result<Enveloped<serde_json::Value>, PlatformError> {
-    if let Some(code) = &spec.institution
+    Json(request): Json<RegisterClient>,
+) -> Result<Enveloped<RegisteredClient>, PlatformError> {
+    if let Some(code) = &request.institution
         && c.bank
             .institution(code)
             .map_err(|e| PlatformError::internal("the clients admin endpoint", e))?
@@ -505,20 +509,28 @@ async fn register_client(
             format!("no institution {code}; create it with sfop institution create"),
         ));
     }
+    let spec = ClientSpec {
+        name: request.name,
+        redirect_uris: request.redirect_uris,
+        scopes: request.scopes,
+        client_use_code: request.client_use_code,
+        public: request.public,
+        institution: request.institution,
+    };
     match c.clients.register_async(spec).await {
         Ok((client, secret)) => {
             tracing::info!(%admin, client_id = %client.client_id, name = %client.name, "client registered");
             Ok(Enveloped(
                 StatusCode::CREATED,
-                json!({
-                    "rsp_code": "A0000",
-                    "rsp_message": "",
-                    "client_id": client.client_id,
-                    "client_secret": secret,
-                    "client_use_code": client.client_use_code,
-                    "scopes": client.scopes,
-                    "redirect_uris": client.redirect_uris,
-                }),
+                RegisteredClient {
+                    rsp_code: sfop_admin_api::OK.to_owned(),
+                    rsp_message: String::new(),
+                    client_id: client.client_id,
+                    client_secret: secret,
+                    client_use_code: client.client_use_code,
+                    scopes: client.scopes,
+                    redirect_uris: client.redirect_uris,
+                },
             ))
         }
         Err(sfop_auth::Error::Invalid(message)) => {

@@ -334,6 +334,29 @@ async fn variables(client: &AdminClient, command: VarCommand) -> Result<()> {
     Ok(())
 }
 
+/// `sfop client list`: one row per app (never a secret).
+pub fn print_clients(clients: &[sfop_admin_api::clients::ClientView]) {
+    let mut rows = table(&[
+        "CLIENT_ID",
+        "NAME",
+        "INSTITUTION",
+        "SCOPES",
+        "PUBLIC",
+        "REDIRECT URIS",
+    ]);
+    for c in clients {
+        rows.add_row(vec![
+            c.client_id.clone(),
+            c.name.clone(),
+            c.client_use_code.clone(),
+            c.scopes.join(","),
+            if c.public { "yes" } else { "no" }.to_owned(),
+            c.redirect_uris.join(" "),
+        ]);
+    }
+    println!("{rows}");
+}
+
 fn print_variables(variables: &[VariableView]) {
     let mut rows = table(&[
         "VARIABLE",

@@ -578,7 +578,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
 }
 
 async fn client(command: ClientCommand) -> Result<()> {
-    let (admin, method, body) = match command {
+    use sfop_admin_api::clients::{CLIENTS, ClientsAnswer, RegisterClient, RegisteredClient};
+    match command {
         ClientCommand::Register {
             admin,
             name,
@@ -587,29 +588,24 @@ async fn client(command: ClientCommand) -> Result<()> {
             client_use_code,
             institution,
             public,
-        } => (
-            admin,
-            "POST",
-            Some(serde_json::json!({
-                "name": name,
-                "redirect_uris": redirect_uris,
-                "scopes": scopes,
-                "client_use_code": client_use_code,
-                "institution": institution,
-                "public": public,
-            })),
-        ),
-        ClientCommand::List { admin } => (admin, "GET", None),
-    };
-    let target = admin.target();
-    let (status, answer) =
-        sfop::admin_client::call(&target.borrow(), method, "/admin/v1/clients", body).await?;
-    println!("{}", serde_json::to_string_pretty(&answer)?);
-    if !(200..300).contains(&status) {
-        anyhow::bail!(
-            "the admin API refused ({status}): {}",
-            answer["rsp_message"].as_str().unwrap_or_default()
-        );
+        } => {
+            let body = RegisterClient {
+                name,
+                redirect_uris,
+                scopes,
+                client_use_code,
+                public,
+                institution,
+            };
+            let registered: RegisteredClient =
+                admin.target().client()?.post(CLIENTS, &body).await?;
+            // JSON on stdout, for scripts: the secret is shown this once.
+            println!("{}", serde_json::to_string_pretty(&registered)?);
+        }
+        ClientCommand::List { admin } => {
+            let answer: ClientsAnswer = admin.target().client()?.get(CLIENTS).await?;
+            cli::print_clients(&answer.res_list);
+        }
     }
     Ok(())
 }

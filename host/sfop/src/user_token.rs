@@ -14,6 +14,7 @@ use hyper_util::rt::TokioIo;
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use serde::Deserialize;
+use sfop_admin_api::clients::{CLIENTS, ClientsAnswer};
 use sfop_core::form;
 
 use crate::cli::Target;
@@ -38,19 +39,6 @@ pub struct UserTokenRequest {
 /// The user scopes, in the order consent pages show them.
 const USER_SCOPES: &[&str] = &["login", "inquiry", "transfer"];
 
-/// One registered client, as `GET /admin/v1/clients` lists it.
-#[derive(Debug, Deserialize)]
-struct ClientEntry {
-    client_id: String,
-    scopes: Vec<String>,
-    redirect_uris: Vec<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct ClientList {
-    res_list: Vec<ClientEntry>,
-}
-
 /// `DATA_DIR/demo-client.json`, written by the first start.
 #[derive(Debug, Deserialize)]
 struct DemoClient {
@@ -69,16 +57,11 @@ struct TokenAnswer {
 /// Runs the flow and prints the access token on stdout (what it is for on
 /// stderr).
 pub async fn user_token(target: &Target, req: UserTokenRequest) -> Result<()> {
-    let (status, answer) =
-        sfop::admin_client::call(&target.borrow(), "GET", "/admin/v1/clients", None).await?;
-    if status != 200 {
-        bail!(
-            "listing the clients was refused ({status}): {}",
-            answer["rsp_message"].as_str().unwrap_or_default()
-        );
-    }
-    let list: ClientList =
-        serde_json::from_value(answer).context("the clients admin API's answer")?;
+    let list: ClientsAnswer = target
+        .client()?
+        .get(CLIENTS)
+        .await
+        .context("listing the clients")?;
     let client = list
         .res_list
         .into_iter()

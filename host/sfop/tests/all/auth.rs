@@ -643,12 +643,12 @@ async fn the_cli_registers_and_lists_clients_over_https() -> Result<()> {
 
     let out = cli(vec!["list".into()]).await??;
     assert!(out.status.success());
-    let listed: Value = serde_json::from_slice(&out.stdout)?;
-    let ids: Vec<&str> = listed["res_list"]
-        .as_array()
-        .context("res_list")?
-        .iter()
-        .filter_map(|c| c["client_id"].as_str())
+    // A table: one app per row, its client_id first.
+    let listed = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ids: Vec<&str> = listed
+        .lines()
+        .skip(1)
+        .filter_map(|row| row.split_whitespace().next())
         .collect();
     assert!(ids.contains(&client_id.as_str()), "{ids:?}");
     // The seeded demo client is there too; secrets are never listed.
@@ -661,7 +661,7 @@ async fn the_cli_registers_and_lists_clients_over_https() -> Result<()> {
         .to_vec())
     .await??;
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("scopes"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("scopes"));
     t.platform.stop().await
 }
 
