@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub const CLIENTS: &str = "/admin/v1/clients";
 
 /// Body of `POST` [`CLIENTS`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterClient {
     pub name: String,

@@ -15,25 +15,10 @@ use crate::{Error, Result};
 /// Scopes a client may be allowed.
 pub const SCOPES: &[&str] = &["login", "inquiry", "transfer", "oob"];
 
-/// What an operator fills in to register an app.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ClientSpec {
-    pub name: String,
-    pub redirect_uris: Vec<String>,
-    pub scopes: Vec<String>,
-    /// `M` and 9 digits; allocated when absent.
-    #[serde(default)]
-    pub client_use_code: Option<String>,
-    /// A public client (mobile or browser app) has no secret and must use PKCE.
-    #[serde(default)]
-    pub public: bool,
-    /// Join this existing institution (its `client_use_code`): several apps
-    /// may belong to one institution and share its contract accounts and
-    /// limits. Not with `client_use_code`.
-    #[serde(default)]
-    pub institution: Option<String>,
-}
+/// What an operator fills in to register an app: the admin API's
+/// `POST /admin/v1/clients` body, one definition for the wire and the
+/// registry.
+pub use sfop_admin_api::clients::RegisterClient as ClientSpec;
 
 /// A registered client, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

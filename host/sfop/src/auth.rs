@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::de::IgnoredAny;
 use serde_json::json;
-use sfop_admin_api::clients::{ClientView, ClientsAnswer, RegisterClient, RegisteredClient};
+use sfop_admin_api::clients::{ClientView, ClientsAnswer, RegisteredClient};
 use sfop_auth::oauth::{
     AccountChoice, AuthorizeQuery, AuthorizeStep, DirectoryError, OAuthServer, Operation,
     RevokeRequest, TokenRequest, UserDirectory,
@@ -496,9 +496,9 @@ async fn list_clients(
 async fn register_client(
     State(c): State<Clients>,
     Admin(admin): Admin,
-    Json(request): Json<RegisterClient>,
+    Json(spec): Json<ClientSpec>,
 ) -> Result<Enveloped<RegisteredClient>, PlatformError> {
-    if let Some(code) = &request.institution
+    if let Some(code) = &spec.institution
         && c.bank
             .institution(code)
             .map_err(|e| PlatformError::internal("the clients admin endpoint", e))?
@@ -509,14 +509,6 @@ async fn register_client(
             format!("no institution {code}; create it with sfop institution create"),
         ));
     }
-    let spec = ClientSpec {
-        name: request.name,
-        redirect_uris: request.redirect_uris,
-        scopes: request.scopes,
-        client_use_code: request.client_use_code,
-        public: request.public,
-        institution: request.institution,
-    };
     match c.clients.register_async(spec).await {
         Ok((client, secret)) => {
             tracing::info!(%admin, client_id = %client.client_id, name = %client.name, "client registered");
