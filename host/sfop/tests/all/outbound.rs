@@ -673,7 +673,12 @@ async fn a_secret_variable_reaches_the_plugin_and_no_log_or_store() -> Result<()
             .any(|l| l.contains("trace_id") && l.contains("0af7651916cd43dd8448eb211c80319c")),
         "no trace id in the log: {text}"
     );
-    let mut files = vec![data.path().to_owned()];
+    assert_no_file_holds(data.path(), SECRET)
+}
+
+/// No file under `dir` holds `secret` (and `dir` has files to search).
+fn assert_no_file_holds(dir: &std::path::Path, secret: &str) -> Result<()> {
+    let mut files = vec![dir.to_owned()];
     let mut searched = 0;
     while let Some(path) = files.pop() {
         if path.is_dir() {
@@ -684,13 +689,13 @@ async fn a_secret_variable_reaches_the_plugin_and_no_log_or_store() -> Result<()
             let bytes = std::fs::read(&path)?;
             searched += 1;
             assert!(
-                !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
+                !bytes.windows(secret.len()).any(|w| w == secret.as_bytes()),
                 "the secret is in {}",
                 path.display()
             );
         }
     }
-    assert!(searched > 3, "only {searched} files in the data dir");
+    assert!(searched > 3, "only {searched} files in {}", dir.display());
     Ok(())
 }
 
@@ -989,25 +994,7 @@ async fn variables_set_through_the_admin_api_reload_the_api_and_keep_their_secre
     assert_eq!(body["greeting"], "hi", "{body}");
 
     // Nothing on disk holds the secret in clear.
-    let mut files = vec![t.data_dir().to_owned()];
-    let mut searched = 0;
-    while let Some(path) = files.pop() {
-        if path.is_dir() {
-            for entry in std::fs::read_dir(&path)? {
-                files.push(entry?.path());
-            }
-        } else {
-            searched += 1;
-            let bytes = std::fs::read(&path)?;
-            assert!(
-                !bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()),
-                "the secret is in {}",
-                path.display()
-            );
-        }
-    }
-    assert!(searched > 3);
-    Ok(())
+    assert_no_file_holds(t.data_dir(), SECRET)
 }
 
 /// `sfop api var …` against a running `sfop serve`: a value piped on stdin
