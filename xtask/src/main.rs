@@ -269,15 +269,9 @@ fn ci(root: &Path) -> Result<()> {
 
     step("timed tests, one at a time");
     run(cargo(root)
-        .args([
-            "test",
-            "--locked",
-            "--package",
-            "sfop",
-            "--test",
-            "all",
-            "--",
-        ])
+        // The workspace's features, as in the run above: `--package sfop`
+        // alone unifies them otherwise and rebuilds half the tree.
+        .args(["test", "--locked", "--workspace", "--test", "all", "--"])
         .args(TIMED)
         .args(["--exact", "--test-threads", "1"])
         .env(pg::URL_VAR, postgres.url()))?;

@@ -85,8 +85,9 @@ impl Drop for Feed {
 }
 
 impl Feed {
-    /// Reads the first snapshot (so a node starts with what the cluster
-    /// serves; it fails when the database is away) and starts following.
+    /// Reads the first snapshot and the revocations (so a node starts with
+    /// what the cluster serves and can prove tokens unrevoked at once; it
+    /// fails when the database is away) and starts following.
     pub async fn start(cluster: &Cluster, settings: FeedSettings) -> Result<Self> {
         let first = cluster.snapshot().await?;
         let (tx, snapshots) = watch::channel(Arc::new(first));
@@ -99,6 +100,13 @@ impl Feed {
             connects: AtomicU64::new(0),
             stale_refusals: AtomicU64::new(0),
         });
+        // The revocations too, before the node serves a token: otherwise a
+        // node just started refuses every token as unproven (503) until its
+        // feed's first check, which a client that saw it listening meets.
+        {
+            let conn = cluster.conn().await?;
+            sync(cluster, &conn, &shared, &tx).await?;
+        }
         let task = tokio::spawn(follow(cluster.clone(), shared.clone(), tx, settings));
         Ok(Self {
             shared,
