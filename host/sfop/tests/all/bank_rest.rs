@@ -630,6 +630,25 @@ async fn a_bank_process_killed_mid_stream_of_api_withdrawals_loses_and_doubles_n
             && page.header("retry-after").is_some(),
         "{html}"
     );
+    // Withdrawing consent meanwhile is the platform's 503 A0013, to retry;
+    // nothing is revoked (the token serves on after the restart, below).
+    let auth = format!("Bearer {token}");
+    let unlink = c
+        .send(
+            "POST",
+            "/v2.0/user/unlink",
+            &[
+                ("authorization", auth.as_str()),
+                ("content-type", "application/json"),
+            ],
+            json!({ "client_use_code": DEMO_CLIENT_USE_CODE, "user_seq_no": HONG })
+                .to_string()
+                .into_bytes(),
+        )
+        .await?;
+    let answer = unlink.json()?;
+    assert_eq!((unlink.status, code(&answer)), (503, "A0013"), "{answer}");
+    assert!(unlink.header("retry-after").is_some());
 
     // Back on the same data dir and address.
     let bank = BankProcess::start(&bank_data, &bank_addr, &dir.path().join("bank-2.log")).await?;
