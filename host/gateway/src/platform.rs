@@ -161,8 +161,12 @@ pub struct Query<T>(pub T);
 pub enum FormRejection {
     #[error(transparent)]
     Body(PlatformError),
+    /// A form body's fields.
     #[error("{0}")]
     Fields(sfop_core::form::FormError),
+    /// A query string's fields.
+    #[error("{0}")]
+    QueryFields(sfop_core::form::FormError),
 }
 
 impl IntoResponse for FormRejection {
@@ -170,6 +174,7 @@ impl IntoResponse for FormRejection {
         match self {
             Self::Body(e) => e.into_response(),
             Self::Fields(e) => PlatformError::invalid("form", e).into_response(),
+            Self::QueryFields(e) => PlatformError::invalid("query", e).into_response(),
         }
     }
 }
@@ -194,7 +199,7 @@ impl<S: Send + Sync, T: sfop_core::form::Fields> FromRequestParts<S> for Query<T
         let query = parts.uri.query().unwrap_or_default();
         sfop_core::form::decode(query.as_bytes())
             .map(Query)
-            .map_err(FormRejection::Fields)
+            .map_err(FormRejection::QueryFields)
     }
 }
 
@@ -408,12 +413,20 @@ mod tests {
         async fn broken() -> Result<(), PlatformError> {
             Err(PlatformError::internal("the test", "secret cause"))
         }
+        async fn query(_: Query<serde::de::IgnoredAny>) -> Enveloped<u32> {
+            Enveloped(StatusCode::OK, 0)
+        }
+        async fn form(_: Form<serde::de::IgnoredAny>) -> Enveloped<u32> {
+            Enveloped(StatusCode::OK, 0)
+        }
         Endpoints::new(
             Router::new()
                 .route("/small", post(echo).layer(axum::Extension(BodyLimit(4))))
                 .route("/echo", post(echo))
                 .route("/typed", post(typed))
-                .route("/broken", post(broken)),
+                .route("/broken", post(broken))
+                .route("/query", axum::routing::get(query))
+                .route("/form", post(form)),
         )
     }
 
@@ -457,6 +470,20 @@ mod tests {
             body["rsp_message"]
                 .as_str()
                 .is_some_and(|m| m.starts_with("request body: ")),
+            "{body}"
+        );
+        // A repeated name is refused naming where it was: the query or the
+        // form.
+        let (status, body) = send("/query?a=1&a=2", "GET", b"").await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body["rsp_message"], "query: a: given more than once",
+            "{body}"
+        );
+        let (status, body) = send("/form", "POST", b"a=1&a=2").await?;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(
+            body["rsp_message"], "form: a: given more than once",
             "{body}"
         );
         let (status, body) = send("/broken", "POST", b"").await?;

@@ -304,7 +304,9 @@ type Read<T> = Result<T, FormRejection>;
 fn refused(operation: Operation, rejection: FormRejection) -> Response {
     match rejection {
         FormRejection::Body(e) => e.into_response(),
-        FormRejection::Fields(e) => response(OAuthServer::refused(operation, &e)),
+        FormRejection::Fields(e) | FormRejection::QueryFields(e) => {
+            response(OAuthServer::refused(operation, &e))
+        }
     }
 }
 
