@@ -56,6 +56,42 @@ impl Endpoints {
     }
 }
 
+/// `router`'s routes answered within `limit` (tower-http's `TimeoutLayer`):
+/// past it the caller gets the platform's 503 `A0013` with `Retry-After` in
+/// the envelope rather than a connection held open. A backstop for routes
+/// whose work is bounded below already (the OAuth pages' blocking pool and
+/// bank calls, the portal's in-process calls); not for the admin API, whose
+/// push and testbed runs take long.
+pub fn within(router: Router, limit: std::time::Duration) -> Router {
+    router
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            limit,
+        ))
+        .layer(axum::middleware::map_response(timed_out))
+}
+
+/// The timeout layer's bare 504 (no body, no content type), as the
+/// platform answers: its failure, to retry, in the envelope.
+async fn timed_out(response: Response) -> Response {
+    if response.status() != StatusCode::GATEWAY_TIMEOUT
+        || response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        return response;
+    }
+    let mut answer = PlatformError::refused(
+        503,
+        sfop_core::rsp::UNAVAILABLE,
+        "the platform did not answer in time; retry shortly",
+    )
+    .into_response();
+    answer.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from(crate::RETRY_AFTER_SECS),
+    );
+    answer
+}
+
 async fn not_found(method: Method, uri: Uri) -> PlatformError {
     PlatformError::Fault(Fault::RouteNotFound {
         method: method.to_string(),
@@ -419,6 +455,27 @@ mod tests {
         async fn form(_: Form<serde::de::IgnoredAny>) -> Enveloped<u32> {
             Enveloped(StatusCode::OK, 0)
         }
+        async fn slow() -> Enveloped<u32> {
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+            Enveloped(StatusCode::OK, 0)
+        }
+        async fn gone() -> Result<(), PlatformError> {
+            Err(PlatformError::refused(
+                504,
+                "A0017",
+                "the bank did not answer",
+            ))
+        }
+        let bounded = within(
+            Router::new()
+                .route("/slow", axum::routing::get(slow))
+                .route(
+                    "/quick",
+                    axum::routing::get(|| async { Enveloped(StatusCode::OK, 1) }),
+                )
+                .route("/gone", axum::routing::get(gone)),
+            std::time::Duration::from_millis(50),
+        );
         Endpoints::new(
             Router::new()
                 .route("/small", post(echo).layer(axum::Extension(BodyLimit(4))))
@@ -426,7 +483,8 @@ mod tests {
                 .route("/typed", post(typed))
                 .route("/broken", post(broken))
                 .route("/query", axum::routing::get(query))
-                .route("/form", post(form)),
+                .route("/form", post(form))
+                .merge(bounded),
         )
     }
 
@@ -507,6 +565,33 @@ mod tests {
             Err(Fault::MethodNotAllowed { allowed, .. }) => assert_eq!(allowed, ["POST"]),
             other => return Err(format!("{other:?}").into()),
         }
+        Ok(())
+    }
+
+    /// Past the limit, the platform's 503 A0013 with Retry-After in the
+    /// envelope; within it, the route's own answer, a 504 of its own
+    /// included.
+    #[tokio::test]
+    async fn a_bounded_route_past_its_limit_is_the_platforms_503()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let started = std::time::Instant::now();
+        let request = axum::http::Request::builder()
+            .uri("/slow")
+            .body(axum::body::Body::empty())?;
+        let response = endpoints().router().clone().oneshot(request).await?;
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.headers().contains_key(header::RETRY_AFTER));
+        let bytes = response.into_body().collect().await?.to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&bytes)?;
+        assert_eq!(body["rsp_code"], "A0013", "{body}");
+        let (status, body) = send("/quick", "GET", b"").await?;
+        assert_eq!((status, body.as_u64()), (StatusCode::OK, Some(1)));
+        let (status, body) = send("/gone", "GET", b"").await?;
+        assert_eq!(
+            (status, body["rsp_code"].as_str()),
+            (StatusCode::GATEWAY_TIMEOUT, Some("A0017"))
+        );
         Ok(())
     }
 }

@@ -74,9 +74,10 @@ pub fn reserve(
 
 /// The platform's endpoints. Admin routes admit only admins, from the
 /// request head, before any of the body is read; every other route reads
-/// at most `UNAUTHENTICATED_MAX_BODY` unless it says less.
+/// at most `UNAUTHENTICATED_MAX_BODY` unless it says less. The portal and
+/// OAuth routes answer within [`PAGE_LIMIT`].
 pub fn router(boxes: Boxes) -> Router {
-    let router = portal::routes(boxes.portal);
+    let router = sfop_gateway::platform::within(portal::routes(boxes.portal), PAGE_LIMIT);
     let Some(boxes) = boxes.admin else {
         return router;
     };
@@ -93,5 +94,14 @@ pub fn router(boxes: Boxes) -> Router {
     router
         .merge(admin)
         .merge(keys::public_routes(boxes.keys.ring))
-        .merge(auth::oauth_routes(boxes.oauth))
+        .merge(sfop_gateway::platform::within(
+            auth::oauth_routes(boxes.oauth),
+            PAGE_LIMIT,
+        ))
 }
+
+/// The longest a portal page or an OAuth request may take before the
+/// platform answers 503 (a backstop: what they wait for is bounded below,
+/// a try-it call by its API's `timeout_ms`, at most `MAX_TIMEOUT_MS`).
+const PAGE_LIMIT: std::time::Duration =
+    std::time::Duration::from_millis(sfop_core::manifest::MAX_TIMEOUT_MS as u64 + 5_000);
