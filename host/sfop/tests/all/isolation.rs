@@ -280,7 +280,7 @@ async fn a_hammered_bad_api_leaves_its_neighbours_p99_within_bounds() -> Result<
             answered += statuses.len();
         }
         let ratio = loud.as_secs_f64() / quiet.as_secs_f64();
-        ratios.push((name, ratio));
+        ratios.push((name, ratio, loud));
         report.push_str(&format!(
             "\n  hammered ({name}; {answered} answers): p99 {loud:?}, x{ratio:.2}"
         ));
@@ -303,16 +303,23 @@ async fn a_hammered_bad_api_leaves_its_neighbours_p99_within_bounds() -> Result<
     // machine widens the bound (one CI run measured x4.29 for a loop); a
     // loop on the neighbour's worker, with no bulkhead, costs it x50 and
     // more (the loop's 100 ms CPU deadline against a 1-2 ms p99).
+    // A ratio of a 1 ms quiet p99 is coarse: the memory hog's page faults
+    // and zeroing are kernel work the pool's priorities do not divide (ADR
+    // 0020), and alone on the machine one run measured x22 (27 ms) for it.
+    // A p99 within FLOOR passes whatever its ratio; what the bulkheads
+    // prevent is a neighbour waiting out whole CPU deadlines (100 ms).
+    const FLOOR: Duration = Duration::from_millis(40);
     let control = ratios[0].1;
-    for (name, ratio) in &ratios[1..] {
+    for (name, ratio, loud) in &ratios[1..] {
         let bound = if name.contains("loop") || name.contains("trigger") {
             (2.0 * control).max(4.0)
         } else {
             (3.0 * control).max(10.0)
         };
         ensure!(
-            *ratio <= bound,
-            "{name}: the neighbour's p99 rose x{ratio:.2} (bound x{bound:.1}):\n{report}"
+            *ratio <= bound || *loud <= FLOOR,
+            "{name}: the neighbour's p99 rose x{ratio:.2} to {loud:?} (bound x{bound:.1} or \
+             {FLOOR:?}):\n{report}"
         );
     }
     Ok(())
