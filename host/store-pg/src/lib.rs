@@ -276,7 +276,22 @@ impl Cluster {
     pub(crate) async fn conn(&self) -> Result<deadpool_postgres::Object> {
         Ok(self.pool.get().await?)
     }
+}
 
+/// A read-only transaction on `conn` that sees one consistent snapshot of
+/// the database (a version number and the rows it numbers, read together).
+pub(crate) async fn consistent(
+    conn: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>> {
+    Ok(conn
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?)
+}
+
+impl Cluster {
     /// The connection settings (the feed opens its own LISTEN connection).
     pub(crate) fn config(&self) -> &tokio_postgres::Config {
         &self.config

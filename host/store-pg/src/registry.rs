@@ -277,12 +277,7 @@ impl Cluster {
     /// Everything served, read in one consistent snapshot of the database.
     pub async fn snapshot(&self) -> Result<Snapshot> {
         let mut conn = self.conn().await?;
-        let tx = conn
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = crate::consistent(&mut conn).await?;
         let version: i64 = tx
             .query_one("SELECT version FROM config_version", &[])
             .await?

@@ -38,12 +38,7 @@ impl Cluster {
     /// bring a reader up to.
     pub async fn revocations_since(&self, after: u64) -> Result<(Vec<String>, u64)> {
         let mut conn = self.conn().await?;
-        let tx = conn
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = crate::consistent(&mut conn).await?;
         let seq: i64 = tx
             .query_one("SELECT seq FROM revocation_feed", &[])
             .await?

@@ -50,12 +50,7 @@ impl Cluster {
     /// Every rule, oldest first, at one version (which is returned).
     pub async fn sandbox_rules(&self) -> Result<(i64, Vec<SandboxRule>)> {
         let mut conn = self.conn().await?;
-        let tx = conn
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = crate::consistent(&mut conn).await?;
         let version: i64 = tx
             .query_one("SELECT version FROM sandbox_version", &[])
             .await?
