@@ -82,18 +82,46 @@ impl ApiMemory {
         ok
     }
 
+    /// Whether a shelf may make one more ready instance: ready instances
+    /// take at most half of the API's share and of the platform's limit
+    /// (together with what calls hold), so that a call always finds room
+    /// to grow and a full shelf never refuses the calls it is there for.
+    pub(crate) fn room_for_ready(&self) -> bool {
+        self.live.load(Ordering::Relaxed) < self.budget.api_share / 2
+            && self.budget.live.load(Ordering::Relaxed) < self.budget.limit / 2
+    }
+
     /// Charges `bytes` more, unless that passes the API's share or the
-    /// platform's limit (then nothing is charged).
+    /// platform's limit (then nothing is charged). Neither count is ever
+    /// seen past its bound, not even for an instant, so a growth that fails
+    /// cannot make [`Self::admits`] refuse a call that fits.
     pub(crate) fn charge(&self, bytes: u64) -> bool {
-        // Add first, then look: two racing growths can never both pass.
-        let api = self.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        let all = self.budget.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
-        if api <= self.budget.api_share && all <= self.budget.limit {
-            return true;
+        let within = |bound: u64| move |live: u64| live.checked_add(bytes).filter(|n| *n <= bound);
+        let charged = self
+            .live
+            .fetch_update(
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+                within(self.budget.api_share),
+            )
+            .is_ok()
+            && (self
+                .budget
+                .live
+                .fetch_update(
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                    within(self.budget.limit),
+                )
+                .is_ok()
+                || {
+                    self.live.fetch_sub(bytes, Ordering::Relaxed);
+                    false
+                });
+        if !charged {
+            self.budget.refused.fetch_add(1, Ordering::Relaxed);
         }
-        self.release(bytes);
-        self.budget.refused.fetch_add(1, Ordering::Relaxed);
-        false
+        charged
     }
 
     pub(crate) fn release(&self, bytes: u64) {
@@ -121,5 +149,42 @@ mod tests {
         a.release(40 << 20);
         assert_eq!(budget.snapshot().live_bytes, 50 << 20);
         assert_eq!(budget.snapshot().refused, 3);
+    }
+
+    #[test]
+    fn a_failed_growth_is_never_seen_past_the_bound() {
+        let budget = Budget::new(100 << 20, 50);
+        let a = ApiMemory::new(budget.clone());
+        assert!(a.charge((50 << 20) - (1 << 16)));
+        // One thread keeps trying a growth that cannot fit; another keeps
+        // asking for the 64 KiB that is left. With "add, then look" the
+        // first made the second refuse.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let grower = {
+            let (a, stop) = (a.clone(), stop.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    assert!(!a.charge(1 << 20));
+                }
+            })
+        };
+        let refused = (0..200_000).filter(|_| !a.admits(1 << 16)).count();
+        stop.store(true, Ordering::Relaxed);
+        assert!(grower.join().is_ok());
+        assert_eq!(refused, 0, "calls refused while the share had room");
+        assert_eq!(a.live(), (50 << 20) - (1 << 16));
+    }
+
+    #[test]
+    fn ready_instances_leave_half_of_the_share_and_of_the_limit() {
+        let budget = Budget::new(100 << 20, 50);
+        let a = ApiMemory::new(budget.clone());
+        let b = ApiMemory::new(budget.clone());
+        assert!(a.room_for_ready());
+        assert!(a.charge(25 << 20));
+        assert!(!a.room_for_ready(), "half of a's 50 MiB share");
+        assert!(b.room_for_ready());
+        assert!(b.charge(25 << 20));
+        assert!(!b.room_for_ready(), "half of the platform's 100 MiB");
     }
 }

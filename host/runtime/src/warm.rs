@@ -177,6 +177,10 @@ impl Shelf {
     /// Makes one instance under a reservation already held and puts it on
     /// the shelf; gives the reservation back when it cannot.
     fn stock_one(&self) -> bool {
+        if !self.maker.memory.room_for_ready() {
+            self.factory.unreserve(1);
+            return false;
+        }
         let ready = match self.maker.make() {
             Ok(ready) => ready,
             Err(e) => {

@@ -468,7 +468,13 @@ async fn guest_memory_past_the_budget_is_refused_and_rss_stays_bounded() -> Resu
     )
     .await?;
     let addr = t.addr();
-    assert_eq!(assert_envelope(&t.get(NEIGHBOUR).await?)?, "A0000");
+    let reply = t.get(NEIGHBOUR).await?;
+    assert_eq!(
+        assert_envelope(&reply)?,
+        "A0000",
+        "{}",
+        String::from_utf8_lossy(&reply.body)
+    );
     let rss_before = rss_kib()?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -490,7 +496,8 @@ async fn guest_memory_past_the_budget_is_refused_and_rss_stays_bounded() -> Resu
         assert_eq!(
             assert_envelope(&reply)?,
             "A0000",
-            "the neighbour is refused"
+            "the neighbour is refused: {}",
+            String::from_utf8_lossy(&reply.body)
         );
         neighbour_ok += 1;
         let text = metrics(&t).await?;
