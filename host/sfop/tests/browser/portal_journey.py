@@ -94,6 +94,12 @@ def main():
             f.write(base64.b64decode(data["data"]))
         print(f"screenshot {path}")
 
+    def follow(link_text):
+        """Clicks a link and waits until the page it was on is gone."""
+        old = driver.find_element(By.TAG_NAME, "html")
+        driver.find_element(By.LINK_TEXT, link_text).click()
+        wait.until(ec.staleness_of(old))
+
     def step(what):
         print(f"step: {what}", flush=True)
 
@@ -282,9 +288,13 @@ def main():
         fits("app with token")
 
         step("try it: call balance, twice")
-        driver.find_element(By.LINK_TEXT, "APIs").click()
+        # Each click leaves the page: wait for the old document to go
+        # before looking for a link, or the link found may be the old
+        # page's (the token page names account-balance too) and gone by the
+        # time it is clicked (CI, 2026-12-02).
+        follow("APIs")
         wait.until(ec.presence_of_element_located((By.LINK_TEXT, "account-balance")))
-        driver.find_element(By.LINK_TEXT, "account-balance").click()
+        follow("account-balance")
         wait.until(ec.presence_of_element_located((By.ID, "try-send")))
         fin = driver.find_element(By.ID, "f-fintech_use_num").get_attribute("value")
         expect(fin and fin in accounts, f"try-it prefilled fintech_use_num {fin!r}")
