@@ -32,6 +32,7 @@ pub use developers::{
     SharedError, SharedFuture, TokenAccount,
 };
 pub use openapi::openapi;
+pub use pages::Page;
 pub use sfop_core::contract::{Change, ChangeKind};
 
 /// Every API the platform knows. Implemented by the management center's
@@ -466,10 +467,10 @@ impl Portal {
         &self.developers
     }
 
-    /// Answers one request under [`PREFIX`]. Never fails: every outcome is a
-    /// page.
-    pub async fn handle(&self, req: PortalRequest) -> PortalResponse {
-        match pages::route(self, &req).await {
+    /// Answers `page`, which the platform's router resolved `req` to. Never
+    /// fails: every outcome is a page.
+    pub async fn handle(&self, page: &Page, req: PortalRequest) -> PortalResponse {
+        match pages::serve(self, page, &req).await {
             Ok(response) => response,
             Err(e) => {
                 tracing::error!(error = %e, status = e.status(), path = %req.path, "portal failed");

@@ -17,7 +17,7 @@ mod manage;
 pub mod outbound;
 mod packages;
 pub mod plane;
-mod portal;
+pub mod portal;
 mod sandbox;
 pub mod telemetry;
 pub mod testbed;

@@ -6,10 +6,11 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Weak};
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::rejection::RawPathParamsRejection;
+use axum::extract::{RawPathParams, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::Response;
-use axum::routing::any;
+use axum::routing::{MethodFilter, on};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::Request;
@@ -176,41 +177,156 @@ impl Upstream for InProcess {
     }
 }
 
-/// `/portal` and everything below it, on the platform router; bodies up
-/// to the gateway's `UNAUTHENTICATED_MAX_BODY` (a form).
+/// `/portal` and everything below it, on the platform router: one route per
+/// page and method, its path parameters read (and percent-decoded) by the
+/// router; a method a page lacks is the router's 405, any other path under
+/// `/portal` the portal's own 404 page. Bodies up to the gateway's
+/// `UNAUTHENTICATED_MAX_BODY` (a form).
 pub fn routes(portal: Arc<Portal>) -> Router {
+    use sfop_portal::Page as P;
+    let page = |filter: MethodFilter, make: MakePage| {
+        on(filter, serve).with_state(Pages {
+            portal: portal.clone(),
+            make,
+        })
+    };
+    let (get, post) = (MethodFilter::GET, MethodFilter::POST);
+    let at = |path: &str| format!("{}{path}", sfop_portal::PREFIX);
     Router::new()
-        .route(sfop_portal::PREFIX, any(page))
-        .route(&format!("{}/{{*rest}}", sfop_portal::PREFIX), any(page))
-        .with_state(portal)
+        .route(sfop_portal::PREFIX, page(get, |_| P::Catalogue))
+        .route(&at("/"), page(get, |_| P::Catalogue))
+        .route(
+            &at("/apis/{name}"),
+            page(get, |p| P::Api { name: first(p) }),
+        )
+        .route(&at("/openapi.json"), page(get, |_| P::OpenApi))
+        .route(&at("/permissions"), page(get, |_| P::Permissions))
+        .route(&at("/keys"), page(get, |_| P::Keys))
+        .route(&at("/changes"), page(get, |_| P::Changes))
+        .route(&at("/changes.atom"), page(get, |_| P::ChangesFeed))
+        .route(
+            &at("/reports/{name}/{version}"),
+            page(get, |p| P::Report {
+                name: first(p),
+                version: second(p),
+            }),
+        )
+        .route(&at("/search"), page(get, |_| P::Search))
+        .route(&at("/status"), page(get, |_| P::Status))
+        .route(&at("/reference"), page(get, |_| P::Reference))
+        .route(
+            &at("/assets/{*file}"),
+            page(get, |p| P::Asset { file: first(p) }),
+        )
+        .route(
+            &at("/signup"),
+            page(get, |_| P::SignUpForm).merge(page(post, |_| P::SignUp)),
+        )
+        .route(
+            &at("/signin"),
+            page(get, |_| P::SignInForm).merge(page(post, |_| P::SignIn)),
+        )
+        .route(&at("/signout"), page(post, |_| P::SignOut))
+        .route(
+            &at("/apps"),
+            page(get, |_| P::Apps).merge(page(post, |_| P::RegisterApp)),
+        )
+        .route(&at("/apps/{id}"), page(get, |p| P::App { id: first(p) }))
+        .route(
+            &at("/apps/{id}/authorize"),
+            page(post, |p| P::Authorize { id: first(p) }),
+        )
+        .route(
+            &at("/apps/{id}/oob-token"),
+            page(post, |p| P::OobToken { id: first(p) }),
+        )
+        .route(
+            &at("/apps/{id}/faults"),
+            page(post, |p| P::AddFault { id: first(p) }),
+        )
+        .route(
+            &at("/apps/{id}/faults/remove"),
+            page(post, |p| P::RemoveFault { id: first(p) }),
+        )
+        .route(
+            &at("/apps/{id}/institution"),
+            page(post, |p| P::RequestInstitution { id: first(p) }),
+        )
+        .route(
+            &at("/apps/{id}/secret"),
+            page(post, |p| P::RotateSecret { id: first(p) }),
+        )
+        .route(
+            &at("/callback"),
+            page(get, |_| P::Callback).merge(page(post, |_| P::ExchangeCode)),
+        )
+        .route(
+            &at("/try/{name}"),
+            page(post, |p| P::TryIt { name: first(p) }),
+        )
+        .route(
+            &at("/{*rest}"),
+            page(MethodFilter::GET.or(MethodFilter::POST), |_| P::NotFound),
+        )
 }
 
-async fn page(
-    State(portal): State<Arc<Portal>>,
+/// A page from the route's path parameters, in the order of the path.
+type MakePage = fn(&[String]) -> sfop_portal::Page;
+
+fn first(params: &[String]) -> String {
+    params.first().cloned().unwrap_or_default()
+}
+
+fn second(params: &[String]) -> String {
+    params.get(1).cloned().unwrap_or_default()
+}
+
+/// One route's state: the portal and the page the route leads to.
+#[derive(Clone)]
+struct Pages {
+    portal: Arc<Portal>,
+    make: MakePage,
+}
+
+async fn serve(
+    State(pages): State<Pages>,
+    params: Result<RawPathParams, RawPathParamsRejection>,
     caller: Caller,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
     Body(body): Body,
 ) -> Response {
+    // A parameter that is not UTF-8 once decoded names no page.
+    let page = match params {
+        Ok(params) => {
+            let values: Vec<String> = params.iter().map(|(_, v)| v.to_owned()).collect();
+            (pages.make)(&values)
+        }
+        Err(_) => sfop_portal::Page::NotFound,
+    };
     let cookie = headers
         .get_all(hyper::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .collect::<Vec<_>>()
         .join("; ");
-    let answer = portal
-        .handle(PortalRequest {
-            method: method.to_string(),
-            path: uri.path().to_owned(),
-            query: uri.query().unwrap_or_default().to_owned(),
-            authority: caller.authority,
-            cookie: (!cookie.is_empty()).then_some(cookie),
-            body: body.to_vec(),
-            peer: Some(caller.peer),
-            origin: header_text(&headers, hyper::header::ORIGIN),
-            fetch_site: header_text(&headers, "sec-fetch-site"),
-        })
+    let answer = pages
+        .portal
+        .handle(
+            &page,
+            PortalRequest {
+                method: method.to_string(),
+                path: uri.path().to_owned(),
+                query: uri.query().unwrap_or_default().to_owned(),
+                authority: caller.authority,
+                cookie: (!cookie.is_empty()).then_some(cookie),
+                body: body.to_vec(),
+                peer: Some(caller.peer),
+                origin: header_text(&headers, hyper::header::ORIGIN),
+                fetch_site: header_text(&headers, "sec-fetch-site"),
+            },
+        )
         .await;
     let mut response = Response::new(axum::body::Body::from(answer.body));
     *response.status_mut() =

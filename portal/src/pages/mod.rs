@@ -142,12 +142,119 @@ fn cross_site(req: &PortalRequest, base: &str) -> bool {
     }
 }
 
-pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<PortalResponse> {
-    let sub = req
-        .path
-        .strip_prefix(crate::PREFIX)
-        .unwrap_or(&req.path)
-        .trim_end_matches('/');
+/// A page of the portal: what the platform's one router resolved a request
+/// to (the routes are in `host/sfop/src/portal.rs`), with the path's
+/// parameters, percent-decoded. The method is part of the page: the
+/// router answers a method a path lacks with its 405.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Page {
+    /// `GET /portal`: the catalogue.
+    Catalogue,
+    /// `GET /portal/apis/{name}`.
+    Api { name: String },
+    /// `GET /portal/openapi.json`.
+    OpenApi,
+    /// `GET /portal/permissions`.
+    Permissions,
+    /// `GET /portal/keys`.
+    Keys,
+    /// `GET /portal/changes`.
+    Changes,
+    /// `GET /portal/changes.atom`.
+    ChangesFeed,
+    /// `GET /portal/reports/{name}/{version}`.
+    Report { name: String, version: String },
+    /// `GET /portal/search`.
+    Search,
+    /// `GET /portal/status`.
+    Status,
+    /// `GET /portal/reference`.
+    Reference,
+    /// `GET /portal/assets/{*file}`.
+    Asset { file: String },
+    /// `GET /portal/signup`.
+    SignUpForm,
+    /// `POST /portal/signup`.
+    SignUp,
+    /// `GET /portal/signin`.
+    SignInForm,
+    /// `POST /portal/signin`.
+    SignIn,
+    /// `POST /portal/signout`.
+    SignOut,
+    /// `GET /portal/apps`.
+    Apps,
+    /// `POST /portal/apps`.
+    RegisterApp,
+    /// `GET /portal/apps/{id}`.
+    App { id: String },
+    /// `POST /portal/apps/{id}/authorize`.
+    Authorize { id: String },
+    /// `POST /portal/apps/{id}/oob-token`.
+    OobToken { id: String },
+    /// `POST /portal/apps/{id}/faults`.
+    AddFault { id: String },
+    /// `POST /portal/apps/{id}/faults/remove`.
+    RemoveFault { id: String },
+    /// `POST /portal/apps/{id}/institution`.
+    RequestInstitution { id: String },
+    /// `POST /portal/apps/{id}/secret`.
+    RotateSecret { id: String },
+    /// `GET /portal/callback`.
+    Callback,
+    /// `POST /portal/callback`.
+    ExchangeCode,
+    /// `POST /portal/try/{name}`.
+    TryIt { name: String },
+    /// Any other path under `/portal`: the portal's own 404 page.
+    NotFound,
+}
+
+impl Page {
+    /// Pages only a signed-in developer sees; others are sent to sign in.
+    fn needs_session(&self) -> bool {
+        matches!(
+            self,
+            Self::Apps
+                | Self::RegisterApp
+                | Self::App { .. }
+                | Self::Authorize { .. }
+                | Self::OobToken { .. }
+                | Self::AddFault { .. }
+                | Self::RemoveFault { .. }
+                | Self::RequestInstitution { .. }
+                | Self::RotateSecret { .. }
+                | Self::Callback
+                | Self::ExchangeCode
+                | Self::TryIt { .. }
+        )
+    }
+
+    /// Where a developer sent to sign in comes back to.
+    fn after_sign_in(&self, req: &PortalRequest) -> String {
+        match self {
+            Self::TryIt { name } => format!("/portal/apis/{}#try", encode(name)),
+            Self::Apps | Self::App { .. } => page_path(req),
+            _ => "/portal/apps".to_owned(),
+        }
+    }
+
+    /// Sign-in and sign-up forms are posted without a session's CSRF token.
+    fn signs_in(&self) -> bool {
+        matches!(
+            self,
+            Self::SignUpForm | Self::SignUp | Self::SignInForm | Self::SignIn
+        )
+    }
+}
+
+/// Answers `page`: the checks every page shares (session, cross-site posts,
+/// CSRF, repeated fields, sign-in), then the page's own handler.
+pub(crate) async fn serve(
+    portal: &Portal,
+    page: &Page,
+    req: &PortalRequest,
+) -> Result<PortalResponse> {
     let session = match cookie_value(req.cookie.as_deref(), COOKIE) {
         Some(id) => portal.developers.session(id)?.map(|s| (id.to_owned(), s)),
         None => None,
@@ -158,7 +265,7 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
             .as_ref()
             .map(|(_, s)| s.csrf.clone())
             .unwrap_or_default(),
-        next: if req.method == "GET" && !matches!(sub, "/signin" | "/signup") {
+        next: if req.method == "GET" && !page.signs_in() {
             page_path(req)
         } else {
             String::new()
@@ -191,7 +298,7 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
     if req.method == "POST"
         && let Some((_, s)) = &ctx.session
         && !sfop_auth::constant_time_eq(form_get(&form, "csrf").as_bytes(), s.csrf.as_bytes())
-        && !matches!(sub, "/signin" | "/signup")
+        && !page.signs_in()
     {
         return Ok(error_page(
             403,
@@ -212,32 +319,34 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
             &format!("{name}: given more than once. Reload the page and try again."),
         ));
     }
-    let segments: Vec<&str> = sub.split('/').skip(1).collect();
-    match (req.method.as_str(), segments.as_slice()) {
-        ("GET", []) => Ok(catalogue(&ctx)),
-        ("GET", ["apis", name]) => Ok(api_page(&ctx, name, None)),
-        ("GET", ["openapi.json"]) => {
+    if page.needs_session() && ctx.session.is_none() {
+        // Back to the page that asked, once signed in.
+        let next = page.after_sign_in(req);
+        return Ok(redirect(&format!("/portal/signin?next={}", encode(&next))));
+    }
+    match page {
+        Page::Catalogue => Ok(catalogue(&ctx)),
+        Page::Api { name } => Ok(api_page(&ctx, name, None)),
+        Page::OpenApi => {
             let doc = crate::openapi(&portal.catalog.apis(), &ctx.base_url());
             let body = serde_json::to_vec_pretty(&doc).unwrap_or_default();
             Ok(json_response(200, "application/json; charset=UTF-8", body))
         }
-        ("GET", ["permissions"]) => Ok(permissions(&ctx)),
-        ("GET", ["keys"]) => Ok(keys_page(&ctx)),
-        ("GET", ["changes"]) => Ok(changes_page(&ctx)),
-        ("GET", ["changes.atom"]) => Ok(atom(&ctx)),
-        ("GET", ["reports", name, version]) => Ok(report(&ctx, name, version)),
-        ("GET", ["search"]) => Ok(search_page(&ctx)),
-        ("GET", ["status"]) => Ok(status_page(&ctx)),
-        ("GET", ["reference"]) => Ok(reference_page(&ctx)),
-        ("GET", ["assets", ..]) => Ok(sub
-            .strip_prefix("/assets/")
-            .and_then(crate::assets::serve)
+        Page::Permissions => Ok(permissions(&ctx)),
+        Page::Keys => Ok(keys_page(&ctx)),
+        Page::Changes => Ok(changes_page(&ctx)),
+        Page::ChangesFeed => Ok(atom(&ctx)),
+        Page::Report { name, version } => Ok(report(&ctx, name, version)),
+        Page::Search => Ok(search_page(&ctx)),
+        Page::Status => Ok(status_page(&ctx)),
+        Page::Reference => Ok(reference_page(&ctx)),
+        Page::Asset { file } => Ok(crate::assets::serve(file)
             .unwrap_or_else(|| error_page(404, "Not found", "There is no such file."))),
-        ("GET", ["signup"]) => Ok(sign_up_page(None, "", &query_next(req))),
-        ("POST", ["signup"]) => sign_up(&ctx, &form).await,
-        ("GET", ["signin"]) => Ok(sign_in_page(None, "", &query_next(req))),
-        ("POST", ["signin"]) => sign_in(&ctx, &form).await,
-        ("POST", ["signout"]) => {
+        Page::SignUpForm => Ok(sign_up_page(None, "", &query_next(req))),
+        Page::SignUp => sign_up(&ctx, &form).await,
+        Page::SignInForm => Ok(sign_in_page(None, "", &query_next(req))),
+        Page::SignIn => sign_in(&ctx, &form).await,
+        Page::SignOut => {
             if let Some((id, _)) = &ctx.session {
                 portal.developers.end_session(id)?;
             }
@@ -247,28 +356,19 @@ pub(crate) async fn route(portal: &Portal, req: &PortalRequest) -> Result<Portal
                 session_cookie("", 0),
             ))
         }
-        (_, ["apps", ..]) | (_, ["callback"]) | ("POST", ["try", _]) if ctx.session.is_none() => {
-            // Back to the page that asked, once signed in.
-            let next = match segments.as_slice() {
-                ["try", name] => format!("/portal/apis/{}#try", encode(name)),
-                _ if req.method == "GET" && segments.first() == Some(&"apps") => page_path(req),
-                _ => "/portal/apps".to_owned(),
-            };
-            Ok(redirect(&format!("/portal/signin?next={}", encode(&next))))
-        }
-        ("GET", ["apps"]) => apps_page(&ctx, None).await,
-        ("POST", ["apps"]) => register_app(&ctx, &form).await,
-        ("GET", ["apps", id]) => app_page(&ctx, id, None).await,
-        ("POST", ["apps", id, "authorize"]) => start_authorization(&mut ctx, id, &form).await,
-        ("POST", ["apps", id, "oob-token"]) => oob_token(&mut ctx, id, &form).await,
-        ("POST", ["apps", id, "faults"]) => add_fault(&ctx, id, &form).await,
-        ("POST", ["apps", id, "institution"]) => request_institution(&ctx, id, &form).await,
-        ("POST", ["apps", id, "secret"]) => rotate_secret(&ctx, id).await,
-        ("POST", ["apps", id, "faults", "remove"]) => remove_fault(&ctx, id, &form).await,
-        ("GET", ["callback"]) => Ok(callback_page(&ctx)),
-        ("POST", ["callback"]) => exchange_code(&mut ctx, &form).await,
-        ("POST", ["try", name]) => try_it(&ctx, name, &form).await,
-        _ => Ok(error_page(
+        Page::Apps => apps_page(&ctx, None).await,
+        Page::RegisterApp => register_app(&ctx, &form).await,
+        Page::App { id } => app_page(&ctx, id, None).await,
+        Page::Authorize { id } => start_authorization(&mut ctx, id, &form).await,
+        Page::OobToken { id } => oob_token(&mut ctx, id, &form).await,
+        Page::AddFault { id } => add_fault(&ctx, id, &form).await,
+        Page::RequestInstitution { id } => request_institution(&ctx, id, &form).await,
+        Page::RotateSecret { id } => rotate_secret(&ctx, id).await,
+        Page::RemoveFault { id } => remove_fault(&ctx, id, &form).await,
+        Page::Callback => Ok(callback_page(&ctx)),
+        Page::ExchangeCode => exchange_code(&mut ctx, &form).await,
+        Page::TryIt { name } => try_it(&ctx, name, &form).await,
+        Page::NotFound => Ok(error_page(
             404,
             "Not found",
             "There is no such page on the developer portal.",

@@ -24,6 +24,7 @@ mod openapi_examples;
 mod operations;
 mod outbound;
 mod portal;
+mod portal_box;
 mod reference_apis;
 mod sandbox;
 mod security_gateway;

@@ -6,7 +6,7 @@
 use anyhow::Result;
 use sfop_portal::{ApiEntry, Milestone, MilestoneKind, VersionEntry, VersionState};
 
-use crate::fixtures::{BALANCE_V1, TestPortal, balance_v1_1, version};
+use super::fixtures::{BALANCE_V1, TestPortal, balance_v1_1, version};
 
 fn balance(versions: Vec<VersionEntry>) -> ApiEntry {
     ApiEntry {

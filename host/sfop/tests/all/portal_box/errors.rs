@@ -12,7 +12,7 @@ use sfop_portal::{
     VersionState,
 };
 
-use crate::fixtures::{BALANCE_V1, TestPortal, enc, version};
+use super::fixtures::{BALANCE_V1, TestPortal, enc, version};
 
 /// A sandbox whose store is broken for adds, and that refuses bad input.
 #[derive(Debug)]
@@ -61,7 +61,7 @@ async fn platform_failures_are_5xx_pages_and_input_stays_4xx() -> Result<()> {
         .clone()
         .with_platform(Arc::new(Stopping))
         .with_sandbox(Arc::new(BrokenSandbox));
-    let cookie = crate::pages::sign_up(&t, "dev@example.com").await?;
+    let cookie = super::pages::sign_up(&t, "dev@example.com").await?;
     let csrf = t
         .request("GET", "/portal/apps", Some(&cookie), "")
         .await

@@ -2,7 +2,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 use sfop_portal::{ApiEntry, VersionState};
 
-use crate::fixtures::{BALANCE_V1, TestPortal, balance_v1_1, enc, version};
+use super::fixtures::{BALANCE_V1, TestPortal, balance_v1_1, enc, version};
 
 const HOSTILE: &str = "<script>alert(\"pwned\")</script>";
 
@@ -401,5 +401,72 @@ async fn testbed_reports_and_permissions_come_from_the_catalogue() -> Result<()>
     assert!(
         permissions.contains("check if operation(&quot;read&quot;) or amount($a), $a &lt;= 30000")
     );
+    Ok(())
+}
+
+/// The platform's router resolves every portal page: path parameters
+/// percent-decoded, a method a page lacks answered 405 with `Allow` (the
+/// gateway turns it into its envelope), any other path the portal's own
+/// 404 page, pages for signed-in developers sent to sign in first.
+#[tokio::test]
+async fn the_router_resolves_pages_methods_and_parameters() -> Result<()> {
+    let t = TestPortal::new(vec![balance(vec![version(
+        BALANCE_V1,
+        VersionState::Live,
+        1_000,
+    )?])])?;
+    for path in ["/portal", "/portal/"] {
+        let page = t.get(path).await;
+        assert_eq!(page.status(), 200, "{path}");
+        assert!(page.text().contains("account-balance"), "{path}");
+    }
+    // `%2D` is `-`: the name the page is for is the decoded one.
+    let api = t.get("/portal/apis/account%2Dbalance").await;
+    assert_eq!(api.status(), 200, "{}", api.text());
+    assert!(api.text().contains("balance_amt"));
+    // Not UTF-8 once decoded, or not there: the portal's 404 page.
+    for path in [
+        "/portal/apis/%FF",
+        "/portal/nowhere",
+        "/portal/apps/x/y/z",
+        "/portal/assets/../../Cargo.toml",
+    ] {
+        let page = t.get(path).await;
+        assert_eq!(page.status(), 404, "{path}: {}", page.text());
+        assert!(page.text().contains("Not found"), "{path}");
+    }
+    // The method is part of the page.
+    for (method, path, allow) in [
+        ("DELETE", "/portal/apps", "GET,HEAD,POST"),
+        ("POST", "/portal/apis/account-balance", "GET,HEAD"),
+        ("GET", "/portal/signout", "POST"),
+        ("PUT", "/portal/signin", "GET,HEAD,POST"),
+    ] {
+        let page = t.request(method, path, None, "").await;
+        assert_eq!(page.status(), 405, "{method} {path}");
+        assert_eq!(page.header("allow"), Some(allow), "{method} {path}");
+    }
+    // Signed out: to the sign-in page, and back to what was asked.
+    for (method, path, next) in [
+        (
+            "GET",
+            "/portal/apps/abc?tab=keys",
+            "/portal/apps/abc?tab=keys",
+        ),
+        (
+            "POST",
+            "/portal/try/account-balance",
+            "/portal/apis/account-balance#try",
+        ),
+        ("POST", "/portal/apps/abc/secret", "/portal/apps"),
+    ] {
+        let page = t.request(method, path, None, "").await;
+        assert_eq!(page.status(), 303, "{method} {path}: {}", page.text());
+        assert_eq!(
+            page.header("location"),
+            Some(format!("/portal/signin?next={}", enc(next)).as_str()),
+            "{method} {path}"
+        );
+    }
     Ok(())
 }

@@ -8,8 +8,8 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use sfop_portal::{ApiEntry, BankState, Sandbox, ServiceError, VersionState};
 
-use crate::fixtures::{BALANCE_V1, TestPortal, balance_v1_1, enc, version};
-use crate::pages::{sign_up, without_own_scripts};
+use super::fixtures::{BALANCE_V1, TestPortal, balance_v1_1, enc, version};
+use super::pages::{sign_up, without_own_scripts};
 
 fn balance(versions: Vec<sfop_portal::VersionEntry>) -> ApiEntry {
     ApiEntry {
@@ -46,7 +46,7 @@ request = '''{"bank_tran_id": "M202300001U000000001", "tran_amt": "1000", "it's"
 response = '{"rsp_code": "A0000", "rsp_message": ""}'
 "#;
 
-fn csp(page: &crate::fixtures::Page) -> String {
+fn csp(page: &super::fixtures::Page) -> String {
     page.header("content-security-policy")
         .unwrap_or_default()
         .to_owned()

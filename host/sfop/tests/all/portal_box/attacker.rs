@@ -9,8 +9,8 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use sfop_portal::{PortalRequest, Sandbox, ServiceError};
 
-use crate::fixtures::{TestPortal, enc};
-use crate::pages::sign_up;
+use super::fixtures::{TestPortal, enc};
+use super::pages::sign_up;
 
 /// A sandbox that records every change asked of it; each app has rule 7.
 #[derive(Debug, Default)]
