@@ -14,6 +14,37 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sfop_admin_api::Status;
 
+/// The CLI's one HTTP client for the platform at `url`: HTTPS trusting
+/// `cacert` (rustls with the workspace's ring provider), or cleartext HTTP.
+/// Redirects are not followed: they are answers the caller reads (the
+/// OAuth pages' 302 to the app), and a bearer token never follows one to
+/// another host.
+pub fn platform_client(url: &str, cacert: &Path) -> Result<reqwest::Client> {
+    let mut roots = rustls::RootCertStore::empty();
+    if url.starts_with("https://") {
+        for cert in CertificateDer::pem_file_iter(cacert)
+            .with_context(|| format!("reading --cacert {}", cacert.display()))?
+        {
+            roots.add(cert.with_context(|| format!("--cacert {}", cacert.display()))?)?;
+        }
+    } else if !url.starts_with("http://") {
+        bail!("--url {url:?} must start with https:// or http://");
+    }
+    // reqwest is built without a crypto provider of its own: it always
+    // gets this ring configuration (even for cleartext, it needs one).
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(reqwest::Client::builder()
+        .user_agent(concat!("sfop-cli/", env!("CARGO_PKG_VERSION")))
+        .use_preconfigured_tls(tls)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?)
+}
+
 /// Where and how to reach the admin API.
 #[derive(Debug, Clone)]
 pub struct AdminTarget<'a> {
@@ -50,29 +81,7 @@ impl AdminClient {
             .trim()
             .to_owned();
         let base = target.url.trim_end_matches('/').to_owned();
-        let mut roots = rustls::RootCertStore::empty();
-        if base.starts_with("https://") {
-            for cert in CertificateDer::pem_file_iter(target.cacert)
-                .with_context(|| format!("reading --cacert {}", target.cacert.display()))?
-            {
-                roots
-                    .add(cert.with_context(|| format!("--cacert {}", target.cacert.display()))?)?;
-            }
-        } else if !base.starts_with("http://") {
-            bail!("--url {:?} must start with https:// or http://", target.url);
-        }
-        // reqwest is built without a crypto provider of its own: it always
-        // gets this ring configuration (even for cleartext, it needs one).
-        let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("sfop-cli/", env!("CARGO_PKG_VERSION")))
-            .use_preconfigured_tls(tls)
-            .build()?;
+        let http = platform_client(&base, target.cacert)?;
         Ok(Self { http, base, token })
     }
 

@@ -4,15 +4,10 @@
 //! without scripting HTML forms.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::Request;
-use hyper_util::rt::TokioIo;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName};
+use reqwest::Method;
 use serde::Deserialize;
 use sfop_admin_api::clients::{CLIENTS, ClientsAnswer};
 use sfop_core::form;
@@ -99,7 +94,7 @@ pub async fn user_token(target: &Target, req: UserTokenRequest) -> Result<()> {
                 )
             })?,
     };
-    let https = Https::new(&target.url, &target.cacert)?;
+    let https = Pages::new(&target.url, &target.cacert)?;
 
     // 1. The app sends the browser to the authorize page, with PKCE.
     let verifier = random_hex(32)?;
@@ -116,7 +111,7 @@ pub async fn user_token(target: &Target, req: UserTokenRequest) -> Result<()> {
         ("code_challenge_method", "S256"),
     ]);
     let page = https
-        .send("GET", &format!("/oauth/2.0/authorize?{query}"), None)
+        .send(Method::GET, &format!("/oauth/2.0/authorize?{query}"), None)
         .await?;
     let refused = |what: &str, page: &Reply| {
         anyhow::anyhow!(
@@ -137,7 +132,7 @@ pub async fn user_token(target: &Target, req: UserTokenRequest) -> Result<()> {
     // 2. The user signs in.
     let consent = https
         .send(
-            "POST",
+            Method::POST,
             "/oauth/2.0/authorize",
             Some(encode(&[
                 ("pending", &pending),
@@ -161,7 +156,7 @@ pub async fn user_token(target: &Target, req: UserTokenRequest) -> Result<()> {
     fields.extend(offered.iter().map(|s| ("scope", s.as_str())));
     fields.extend(accounts.iter().map(|a| ("account", a.as_str())));
     let back = https
-        .send("POST", "/oauth/2.0/authorize", Some(encode(&fields)))
+        .send(Method::POST, "/oauth/2.0/authorize", Some(encode(&fields)))
         .await?;
     let location = match (back.status, &back.location) {
         (302 | 303, Some(l)) => l.clone(),
@@ -191,7 +186,7 @@ pub async fn user_token(target: &Target, req: UserTokenRequest) -> Result<()> {
         token_form.push(("client_secret", secret));
     }
     let reply = https
-        .send("POST", "/oauth/2.0/token", Some(encode(&token_form)))
+        .send(Method::POST, "/oauth/2.0/token", Some(encode(&token_form)))
         .await?;
     if reply.status != 200 {
         return Err(refused("the token endpoint refused the code", &reply));
@@ -222,20 +217,13 @@ fn demo_secret(data_dir: &Path, client_id: &str) -> Result<Option<String>> {
 }
 
 fn encode(pairs: &[(&str, &str)]) -> String {
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{}={}", form::encode(k), form::encode(v)))
-        .collect::<Vec<_>>()
-        .join("&")
+    form::serialize(pairs.iter().copied())
 }
 
 fn random_hex(bytes: usize) -> Result<String> {
-    use std::io::Read;
     let mut buf = vec![0u8; bytes];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut buf))
-        .context("reading /dev/urandom")?;
-    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+    getrandom::fill(&mut buf).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+    Ok(hex::encode(buf))
 }
 
 /// One answer of the platform.
@@ -285,80 +273,47 @@ fn unescape(s: &str) -> String {
         .replace("&amp;", "&")
 }
 
-/// HTTPS (or HTTP) to the platform, trusting its certificate; a connection
-/// per request.
-struct Https {
-    tls: bool,
-    authority: String,
-    config: Arc<rustls::ClientConfig>,
+/// The platform's OAuth pages and token endpoint, through the CLI's one
+/// HTTP client ([`sfop::admin_client::platform_client`]).
+struct Pages {
+    http: reqwest::Client,
+    base: String,
 }
 
-impl Https {
+impl Pages {
     fn new(url: &str, cacert: &Path) -> Result<Self> {
-        let (tls, rest) = match (url.strip_prefix("https://"), url.strip_prefix("http://")) {
-            (Some(rest), _) => (true, rest),
-            (None, Some(rest)) => (false, rest),
-            _ => bail!("--url {url:?} must start with https:// or http://"),
-        };
-        let mut roots = rustls::RootCertStore::empty();
-        if tls {
-            for cert in CertificateDer::pem_file_iter(cacert)
-                .with_context(|| format!("reading --cacert {}", cacert.display()))?
-            {
-                roots.add(cert?)?;
-            }
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        let base = url.trim_end_matches('/').to_owned();
         Ok(Self {
-            tls,
-            authority: rest.trim_end_matches('/').to_owned(),
-            config: Arc::new(config),
+            http: sfop::admin_client::platform_client(&base, cacert)?,
+            base,
         })
     }
 
-    async fn send(&self, method: &str, path: &str, form_body: Option<String>) -> Result<Reply> {
-        let stream = tokio::net::TcpStream::connect(&self.authority)
-            .await
-            .with_context(|| format!("connecting to {}", self.authority))?;
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", &self.authority);
-        if form_body.is_some() {
-            req = req.header("content-type", "application/x-www-form-urlencoded");
+    async fn send(&self, method: Method, path: &str, form_body: Option<String>) -> Result<Reply> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method.clone(), &url);
+        if let Some(body) = form_body {
+            req = req
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/x-www-form-urlencoded",
+                )
+                .body(body);
         }
-        let req = req.body(Full::new(Bytes::from(form_body.unwrap_or_default())))?;
-        let res = if self.tls {
-            let host = self
-                .authority
-                .rsplit_once(':')
-                .map_or(self.authority.as_str(), |(h, _)| h);
-            let name = ServerName::try_from(host.trim_matches(['[', ']']).to_owned())?;
-            let tls = tokio_rustls::TlsConnector::from(self.config.clone())
-                .connect(name, stream)
-                .await?;
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
-            tokio::spawn(conn);
-            sender.send_request(req).await?
-        } else {
-            let (mut sender, conn) =
-                hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
-            sender.send_request(req).await?
-        };
+        let res = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {url}"))?;
         let status = res.status().as_u16();
         let location = res
             .headers()
-            .get("location")
+            .get(reqwest::header::LOCATION)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let body = res.into_body().collect().await?.to_bytes();
+        let body = res
+            .bytes()
+            .await
+            .with_context(|| format!("reading the answer of {method} {url}"))?;
         Ok(Reply {
             status,
             location,
