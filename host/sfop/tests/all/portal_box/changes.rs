@@ -4,16 +4,9 @@
 //! one exists; a superseded version is not called retired.
 
 use anyhow::Result;
-use sfop_portal::{ApiEntry, Milestone, MilestoneKind, VersionEntry, VersionState};
+use sfop_portal::{Milestone, MilestoneKind, VersionState};
 
-use super::fixtures::{BALANCE_V1, TestPortal, balance_v1_1, version};
-
-fn balance(versions: Vec<VersionEntry>) -> ApiEntry {
-    ApiEntry {
-        name: "account-balance".into(),
-        versions,
-    }
-}
+use super::fixtures::{BALANCE_V1, TestPortal, balance, balance_v1_1, version};
 
 /// Every entry of a feed as (id, updated, whole entry text).
 fn entries(feed: &str) -> Vec<(String, String, String)> {
@@ -45,11 +38,7 @@ fn deprecated(at_ms: u64) -> Milestone {
 #[tokio::test]
 async fn entries_keep_their_ids_and_events_are_new_dated_entries() -> Result<()> {
     // 1. 1.0.0 live.
-    let t = TestPortal::new(vec![balance(vec![version(
-        BALANCE_V1,
-        VersionState::Live,
-        1_000,
-    )?])])?;
+    let t = TestPortal::balance_live()?;
     let first = entries(&t.get("/portal/changes.atom").await.text());
     assert_eq!(first.len(), 1, "{first:?}");
 

@@ -8,15 +8,8 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 use sfop_portal::{ApiEntry, BankState, Sandbox, ServiceError, VersionState};
 
-use super::fixtures::{BALANCE_V1, TestPortal, balance_v1_1, enc, version};
+use super::fixtures::{BALANCE_V1, TestPortal, balance, balance_v1_1, enc, version};
 use super::pages::{sign_up, without_own_scripts};
-
-fn balance(versions: Vec<sfop_portal::VersionEntry>) -> ApiEntry {
-    ApiEntry {
-        name: "account-balance".into(),
-        versions,
-    }
-}
 
 /// A withdrawal-like API with a JSON body.
 const WITHDRAW: &str = r#"
@@ -238,11 +231,7 @@ async fn the_version_selector_lists_every_version_and_shows_the_chosen_one() -> 
 
 #[tokio::test]
 async fn the_reference_page_runs_the_vendored_redoc_under_a_tight_policy() -> Result<()> {
-    let t = TestPortal::new(vec![balance(vec![version(
-        BALANCE_V1,
-        VersionState::Live,
-        1_000,
-    )?])])?;
+    let t = TestPortal::balance_live()?;
     let page = t.get("/portal/reference").await;
     assert_eq!(page.status(), 200);
     let text = page.text();
@@ -466,11 +455,7 @@ async fn a_rotated_secret_is_shown_once_and_the_old_one_stops_working() -> Resul
 
 #[tokio::test]
 async fn sign_in_returns_to_the_page_that_asked_and_never_off_the_portal() -> Result<()> {
-    let t = TestPortal::new(vec![balance(vec![version(
-        BALANCE_V1,
-        VersionState::Live,
-        1_000,
-    )?])])?;
+    let t = TestPortal::balance_live()?;
     sign_up(&t, "dev@example.com").await?;
     // A page that needs a session sends to sign-in with itself as next.
     let asked = t.get("/portal/apps/abc?x=1").await;

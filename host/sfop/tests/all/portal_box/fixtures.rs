@@ -107,6 +107,14 @@ pub fn version(text: &str, state: VersionState, at_ms: u64) -> Result<VersionEnt
     })
 }
 
+/// `account-balance` with `versions`.
+pub fn balance(versions: Vec<VersionEntry>) -> ApiEntry {
+    ApiEntry {
+        name: "account-balance".into(),
+        versions,
+    }
+}
+
 pub struct TestPortal {
     pub portal: Portal,
     /// The portal's client registry, to check what it stored.
@@ -117,6 +125,15 @@ pub struct TestPortal {
 }
 
 impl TestPortal {
+    /// A portal whose catalogue is `account-balance` 1.0.0, live.
+    pub fn balance_live() -> Result<Self> {
+        Self::new(vec![balance(vec![version(
+            BALANCE_V1,
+            VersionState::Live,
+            1_000,
+        )?])])
+    }
+
     pub fn new(apis: Vec<ApiEntry>) -> Result<Self> {
         let dir = tempfile::tempdir()?;
         let store = Store::open(dir.path())?;

@@ -1,17 +1,10 @@
 use anyhow::{Context, Result};
 use serde_json::Value;
-use sfop_portal::{ApiEntry, VersionState};
+use sfop_portal::VersionState;
 
-use super::fixtures::{BALANCE_V1, TestPortal, balance_v1_1, enc, version};
+use super::fixtures::{BALANCE_V1, TestPortal, balance, balance_v1_1, enc, version};
 
 const HOSTILE: &str = "<script>alert(\"pwned\")</script>";
-
-fn balance(versions: Vec<sfop_portal::VersionEntry>) -> ApiEntry {
-    ApiEntry {
-        name: "account-balance".into(),
-        versions,
-    }
-}
 
 /// The page without the portal's own script tags (files on its origin).
 pub fn without_own_scripts(page: &str) -> String {
@@ -36,11 +29,7 @@ fn assert_no_markup_from_input(page: &str) {
 
 #[tokio::test]
 async fn promotion_changes_catalogue_api_page_and_feed_without_restart() -> Result<()> {
-    let t = TestPortal::new(vec![balance(vec![version(
-        BALANCE_V1,
-        VersionState::Live,
-        1_000,
-    )?])])?;
+    let t = TestPortal::balance_live()?;
 
     let catalogue = t.get("/portal").await.text();
     assert!(catalogue.contains("account-balance") && catalogue.contains("1.0.0"));
@@ -123,11 +112,7 @@ async fn promotion_changes_catalogue_api_page_and_feed_without_restart() -> Resu
 
 #[tokio::test]
 async fn openapi_follows_the_catalogue() -> Result<()> {
-    let t = TestPortal::new(vec![balance(vec![version(
-        BALANCE_V1,
-        VersionState::Live,
-        1_000,
-    )?])])?;
+    let t = TestPortal::balance_live()?;
     let doc: Value = serde_json::from_str(&t.get("/portal/openapi.json").await.text())?;
     assert_eq!(doc["openapi"], "3.1.0");
     assert_eq!(doc["servers"][0]["url"], "https://portal.test");
@@ -340,11 +325,7 @@ async fn pages_escape_what_packages_and_developers_supply() -> Result<()> {
 
 #[tokio::test]
 async fn try_it_sends_the_form_with_the_test_token_only_when_signed_in() -> Result<()> {
-    let t = TestPortal::new(vec![balance(vec![version(
-        BALANCE_V1,
-        VersionState::Live,
-        1_000,
-    )?])])?;
+    let t = TestPortal::balance_live()?;
     let anonymous = t.get("/portal/apis/account-balance").await.text();
     assert!(anonymous.contains("Sign in</a>, register an app"));
     let refused = t
@@ -410,11 +391,7 @@ async fn testbed_reports_and_permissions_come_from_the_catalogue() -> Result<()>
 /// 404 page, pages for signed-in developers sent to sign in first.
 #[tokio::test]
 async fn the_router_resolves_pages_methods_and_parameters() -> Result<()> {
-    let t = TestPortal::new(vec![balance(vec![version(
-        BALANCE_V1,
-        VersionState::Live,
-        1_000,
-    )?])])?;
+    let t = TestPortal::balance_live()?;
     for path in ["/portal", "/portal/"] {
         let page = t.get(path).await;
         assert_eq!(page.status(), 200, "{path}");
