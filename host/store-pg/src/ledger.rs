@@ -56,7 +56,7 @@ struct OwnedTransfer {
 
 /// `d` scaled by a factor in [0.5, 1.5) from the clock's low bits, so that
 /// transfers that conflicted do not retry in step.
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |t| t.subsec_nanos());

@@ -1,13 +1,15 @@
 //! sfop's cluster store on PostgreSQL: the relational schema that N gateway
-//! nodes share (registry, config version, revocations, audit log, ledger),
-//! its versioned migrations, and the feed through which each node learns of
-//! changes (LISTEN/NOTIFY plus a periodic check). The only crate that names
-//! tokio-postgres. See docs/adr/0029-postgresql-store-and-multi-node.md.
+//! nodes share (registry, config version, revocations, audit log, ledger,
+//! consents), its versioned migrations, and the feed through which each
+//! node learns of changes (LISTEN/NOTIFY plus a periodic check). The only
+//! crate that names tokio-postgres. See
+//! docs/adr/0029-postgresql-store-and-multi-node.md.
 
 mod apps;
 mod audit;
 mod bank;
 mod blobs;
+mod consents;
 mod feed;
 mod grants;
 mod ledger;
@@ -28,6 +30,7 @@ pub use bank::{
     Usage,
 };
 pub use blobs::BlobCache;
+pub use consents::{Cancelled, ConsentRow, FintechNum, NewConsents, RegistrationRow, Scope};
 pub use feed::{Feed, FeedSettings, Stale};
 pub use grants::{CodeRow, IssuedRow, RefreshRow};
 pub use ledger::{NewTransfer, TransferOutcome};

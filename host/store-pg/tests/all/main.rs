@@ -5,6 +5,7 @@
 //! elsewhere. Nodes are separate `Cluster`s (own pools, own LISTEN
 //! connections), as separate processes would have.
 
+mod consents;
 mod proxy;
 mod server;
 
