@@ -133,14 +133,16 @@ impl UserDirectory for VbankDirectory {
     }
 }
 
-/// The home bank's users over the connector (`[bank] mode = "rest"`): the
+/// The home bank's users over the connector (`[bank] mode = "rest"`), or a
+/// cluster's embedded bank (its consents in the cluster's database): the
 /// sign-in and consent pages ask the bank that issues the fintech numbers
 /// and records consents, so a consent given here is the bank's own. The
 /// OAuth server calls its directory synchronously, on the blocking pool
 /// ([`OAuthEndpoint`], at most [`OAUTH_BLOCKING`] at once); each call is
-/// handed to the runtime's async connector and its answer waited for on
-/// that blocking thread, bounded by the connector's request timeout. Never
-/// to be called on an async worker.
+/// handed to the runtime's async connector (or database pool) and its
+/// answer waited for on that blocking thread, bounded by the connector's
+/// request timeout (the pool's checkout and connect timeouts). Never to be
+/// called on an async worker.
 #[derive(Debug)]
 pub struct RemoteDirectory {
     bank: Arc<dyn sfop_core::BankDirectory>,
@@ -621,9 +623,12 @@ pub struct AuthParts {
 }
 
 impl AuthParts {
+    /// `cluster_bank`: the embedded bank of a cluster's node, whose
+    /// consents are the cluster's (ADR 0030).
     pub fn open(
         store: &sfop_store::Store,
         bank: &VirtualBank,
+        cluster_bank: Option<&sfop_vbank::ClusterBank>,
         config: &crate::Config,
         node: Option<&Arc<crate::cluster::Node>>,
     ) -> anyhow::Result<Self> {
@@ -648,9 +653,16 @@ impl AuthParts {
             policy,
         ));
         // Sign-in and consents: the bank that issues the fintech numbers.
-        let directory: Arc<dyn UserDirectory> = match config.bank.mode {
-            crate::bank::BankMode::Embedded => Arc::new(VbankDirectory(bank.clone())),
-            crate::bank::BankMode::Rest => Arc::new(RemoteDirectory::new(
+        let directory: Arc<dyn UserDirectory> = match (config.bank.mode, cluster_bank) {
+            // A cluster's: a consent given on one node is every node's.
+            (crate::bank::BankMode::Embedded, Some(clustered)) => Arc::new(RemoteDirectory::new(
+                Arc::new(clustered.clone()),
+                tokio::runtime::Handle::try_current()
+                    .context("the authorization server needs a tokio runtime")?,
+                config.utc_offset_minutes,
+            )),
+            (crate::bank::BankMode::Embedded, None) => Arc::new(VbankDirectory(bank.clone())),
+            (crate::bank::BankMode::Rest, _) => Arc::new(RemoteDirectory::new(
                 Arc::new(config.bank.connector()?),
                 tokio::runtime::Handle::try_current()
                     .context("the authorization server needs a tokio runtime")?,

@@ -134,17 +134,20 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         None => FaultScript::open(&store).context("opening the sandbox's scripted faults")?,
     };
     let telemetry = config.telemetry.tracing()?;
+    // On a cluster the money and the consents are in its database (ADR 0030).
+    let cluster_bank = match (&node, config.bank.mode) {
+        (Some(node), bank::BankMode::Embedded) => Some(
+            sfop_vbank::ClusterBank::open(bank.clone(), node.cluster.clone())
+                .await
+                .context("store.url: opening the virtual bank's ledger")?,
+        ),
+        _ => None,
+    };
     let services = Services {
         bank: match config.bank.mode {
             // Stateful for every client without a rule (docs/adr/0010-sandbox-faults.md).
-            bank::BankMode::Embedded => match &node {
-                // On a cluster the money is in its ledger (ADR 0030).
-                Some(node) => Arc::new(ScriptedBank::new(
-                    sfop_vbank::ClusterBank::open(bank.clone(), node.cluster.clone())
-                        .await
-                        .context("store.url: opening the virtual bank's ledger")?,
-                    faults.clone(),
-                )),
+            bank::BankMode::Embedded => match &cluster_bank {
+                Some(clustered) => Arc::new(ScriptedBank::new(clustered.clone(), faults.clone())),
                 None => Arc::new(ScriptedBank::new(bank.clone(), faults.clone())),
             },
             bank::BankMode::Rest => Arc::new(config.bank.connector()?),
@@ -174,7 +177,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     let auth = match config.auth.mode {
         AuthMode::Off => None,
         AuthMode::Biscuit => Some(
-            auth::AuthParts::open(&store, &bank, &config, node.as_ref())?
+            auth::AuthParts::open(&store, &bank, cluster_bank.as_ref(), &config, node.as_ref())?
                 .with_oauth_clock(overrides.oauth_clock.clone()),
         ),
     };

@@ -3,13 +3,15 @@
 //! Each operation blocks (a PBKDF2 hash, a durable flush), so it runs on
 //! tokio's blocking pool, at most [`DIRECTORY_BLOCKING`] at a time: a burst
 //! of sign-ins waits for a permit instead of taking every blocking thread,
-//! and never runs on an async worker.
+//! and never runs on an async worker. On a cluster ([`ClusterBank`]) sign-in
+//! and the accounts offered are the node's bank's, and registrations and
+//! unlinks are written to the cluster's database, awaited (ADR 0030).
 
 use sfop_core::ledger::{BankCall, DirectoryAccount, Refusal, RegisterRequest, codes};
 use sfop_core::{BankDirectory, BankError};
 use tokio::sync::Semaphore;
 
-use crate::{Error, VirtualBank};
+use crate::{ClusterBank, Error, VirtualBank};
 
 /// Directory operations running at once; more wait their turn.
 pub const DIRECTORY_BLOCKING: usize = 4;
@@ -39,6 +41,10 @@ fn directory_error(e: Error) -> BankError {
     match e {
         Error::Store(e) => {
             tracing::error!(error = %e, "the virtual bank's store failed");
+            BankError::Backend("participant bank internal error".into())
+        }
+        Error::Cluster(e) => {
+            tracing::error!(error = %e, "the cluster's consents failed");
             BankError::Backend("participant bank internal error".into())
         }
         other => BankError::from(Refusal {
@@ -108,5 +114,53 @@ impl BankDirectory for VirtualBank {
         let (bank, user, client) = (self.clone(), user_seq_no.to_owned(), client_id.to_owned());
         let changed = blocking(move || bank.unlink(&user, &client)).await?;
         Ok(u64::try_from(changed).unwrap_or(u64::MAX))
+    }
+}
+
+#[async_trait::async_trait]
+impl BankDirectory for ClusterBank {
+    async fn authenticate(
+        &self,
+        call: &BankCall<'_>,
+        login_id: &str,
+        password: &str,
+    ) -> Result<Option<String>, BankError> {
+        BankDirectory::authenticate(self.local(), call, login_id, password).await
+    }
+
+    async fn accounts(
+        &self,
+        call: &BankCall<'_>,
+        user_seq_no: &str,
+    ) -> Result<Vec<DirectoryAccount>, BankError> {
+        BankDirectory::accounts(self.local(), call, user_seq_no).await
+    }
+
+    async fn register(
+        &self,
+        call: &BankCall<'_>,
+        r: &RegisterRequest,
+    ) -> Result<Vec<String>, BankError> {
+        self.register_accounts(
+            &r.user_seq_no,
+            &r.client_id,
+            &r.client_use_code,
+            &r.account_ids,
+            &r.scopes,
+            call.now_millis,
+        )
+        .await
+        .map_err(directory_error)
+    }
+
+    async fn unlink(
+        &self,
+        _call: &BankCall<'_>,
+        user_seq_no: &str,
+        client_id: &str,
+    ) -> Result<u64, BankError> {
+        ClusterBank::unlink(self, user_seq_no, client_id)
+            .await
+            .map_err(directory_error)
     }
 }

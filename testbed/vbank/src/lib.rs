@@ -32,7 +32,10 @@
 //!
 //! [`VirtualBank::fintech_use_nums`] gives the numbers with a live consent,
 //! for a token's `fintech_use_nums` claim; [`VirtualBank::user`] the name
-//! and CI for the consent page.
+//! and CI for the consent page. On a cluster, [`ClusterBank`]'s
+//! `register_accounts`, `unlink` and `fintech_use_nums` (and its
+//! `sfop_core::BankDirectory`) keep them in the cluster's database instead,
+//! where every node reads them (docs/adr/0030).
 //!
 //! What the bank needs in the verified claims (`sfop_core::Claims`) of
 //! every call: `client_id` (consents are per client), `client_use_code`
@@ -391,31 +394,9 @@ impl VirtualBank {
         scopes: &[String],
         now_millis: u64,
     ) -> Result<Vec<String>> {
-        if client_id.is_empty() || client_id.contains('/') {
-            return Err(Error::Invalid(format!(
-                "client_id {client_id:?} is not valid"
-            )));
-        }
-        if secret::fintech_use_num(client_use_code, 0).is_none() {
-            return Err(Error::Invalid(format!(
-                "client_use_code {client_use_code:?} must be a letter and nine digits"
-            )));
-        }
+        self.check_registration(user_seq_no, client_id, client_use_code)?;
         let _w = self.lock();
-        let user: Option<User> = self.t.users.get_json(user_seq_no)?;
-        if user.is_none() {
-            return Err(Error::UnknownUser(user_seq_no.to_owned()));
-        }
-        let offset = sfop_core::time::KST_OFFSET_MINUTES;
-        let now = model::dtime(now_millis, offset);
-        let consent = |wanted: &str| {
-            scopes.iter().any(|s| s == wanted).then(|| Consent {
-                agreed_dtime: now.clone(),
-                expires_millis: now_millis.saturating_add(model::CONSENT_MILLIS),
-                withdrawn: false,
-            })
-        };
-        let (inquiry, transfer) = (consent("inquiry"), consent("transfer"));
+        let (now, inquiry, transfer) = Self::consents_given(scopes, now_millis);
         let t = &self.t;
         let nums = self.store.transaction(
             &[
@@ -488,6 +469,73 @@ impl VirtualBank {
         )?;
         self.flush()?;
         Ok(nums)
+    }
+
+    /// Checks what a registration names: a client id, an institution code,
+    /// a user the bank knows.
+    pub(crate) fn check_registration(
+        &self,
+        user_seq_no: &str,
+        client_id: &str,
+        client_use_code: &str,
+    ) -> Result<()> {
+        if client_id.is_empty() || client_id.contains('/') {
+            return Err(Error::Invalid(format!(
+                "client_id {client_id:?} is not valid"
+            )));
+        }
+        if secret::fintech_use_num(client_use_code, 0).is_none() {
+            return Err(Error::Invalid(format!(
+                "client_use_code {client_use_code:?} must be a letter and nine digits"
+            )));
+        }
+        if self.t.users.get_json::<User>(user_seq_no)?.is_none() {
+            return Err(Error::UnknownUser(user_seq_no.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Checks that every one of `account_ids` is the user's and not closed.
+    pub(crate) fn check_registrable(
+        &self,
+        user_seq_no: &str,
+        account_ids: &[String],
+    ) -> Result<()> {
+        for id in account_ids {
+            let account: Account = self
+                .t
+                .accounts
+                .get_json(id)?
+                .ok_or_else(|| Error::UnknownAccount(id.clone()))?;
+            if account.owner != Owner::User(user_seq_no.to_owned())
+                || account.state == AccountState::Closed
+            {
+                return Err(Error::NotTheirs {
+                    account: id.clone(),
+                    user: user_seq_no.to_owned(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// What registering with `scopes` at `now_millis` records: the time
+    /// (14 digits, the bank's) and the `inquiry` and `transfer` consents
+    /// asked (others are ignored), each for one year.
+    pub(crate) fn consents_given(
+        scopes: &[String],
+        now_millis: u64,
+    ) -> (String, Option<Consent>, Option<Consent>) {
+        let now = model::dtime(now_millis, sfop_core::time::KST_OFFSET_MINUTES);
+        let consent = |wanted: &str| {
+            scopes.iter().any(|s| s == wanted).then(|| Consent {
+                agreed_dtime: now.clone(),
+                expires_millis: now_millis.saturating_add(model::CONSENT_MILLIS),
+                withdrawn: false,
+            })
+        };
+        let (inquiry, transfer) = (consent("inquiry"), consent("transfer"));
+        (now, inquiry, transfer)
     }
 
     /// Withdraws every consent of the user for `client_id`; returns how many

@@ -65,6 +65,29 @@ fn refuse<T>(code: &str, message: impl Into<String>) -> R<T> {
     Err(Refusal::new(code, message).into())
 }
 
+/// Where the bank's rules read fintech numbers and registrations: the
+/// bank's own trees (one node: [`VirtualBank`]), or what the cluster holds
+/// for the call at hand (`cluster::Fetched`).
+pub(crate) trait Consents {
+    /// What `fintech_use_num` stands for, if the bank issued it.
+    fn link(&self, fintech_use_num: &str) -> R<Option<FintechLink>>;
+    /// The registration of `account` by `user` with `client_id`.
+    fn registration(&self, user: &str, client_id: &str, account: &str) -> R<Option<Registration>>;
+}
+
+impl Consents for VirtualBank {
+    fn link(&self, fintech_use_num: &str) -> R<Option<FintechLink>> {
+        self.t.fintech.get_json(fintech_use_num).bank()
+    }
+
+    fn registration(&self, user: &str, client_id: &str, account: &str) -> R<Option<Registration>> {
+        self.t
+            .registrations
+            .get_json(&format!("{user}/{client_id}/{account}"))
+            .bank()
+    }
+}
+
 /// What a call is about: its caller, its clock.
 struct Ctx<'a> {
     caller: &'a Claims,
@@ -269,7 +292,12 @@ impl VirtualBank {
     }
 
     /// The caller's user's account behind `fintech_use_num`.
-    fn owned_link(&self, fintech_use_num: &str, user: &str, institution: &str) -> R<FintechLink> {
+    fn owned_link(
+        c: &dyn Consents,
+        fintech_use_num: &str,
+        user: &str,
+        institution: &str,
+    ) -> R<FintechLink> {
         let mismatch = || {
             refuse(
                 codes::FINTECH_NUM_MISMATCH,
@@ -279,12 +307,7 @@ impl VirtualBank {
         if !secret::fintech_num_well_formed(fintech_use_num) {
             return mismatch();
         }
-        match self
-            .t
-            .fintech
-            .get_json::<FintechLink>(fintech_use_num)
-            .bank()?
-        {
+        match c.link(fintech_use_num)? {
             Some(link) if link.user_seq_no == user && link.client_use_code == institution => {
                 Ok(link)
             }
@@ -295,7 +318,7 @@ impl VirtualBank {
     /// The registration of the account with the caller's client, if consent
     /// of `scope` is live.
     fn consented(
-        &self,
+        c: &dyn Consents,
         ctx: &Ctx<'_>,
         user: &str,
         account: &str,
@@ -311,9 +334,7 @@ impl VirtualBank {
                 codes::TRANSFER_CONSENT_EXPIRED,
             ),
         };
-        let key = format!("{user}/{}/{account}", ctx.caller.client_id);
-        let registration: Option<Registration> = self.t.registrations.get_json(&key).bank()?;
-        let Some(registration) = registration else {
+        let Some(registration) = c.registration(user, &ctx.caller.client_id, account)? else {
             return refuse(
                 missing,
                 format!("no {} consent for this account", scope.as_str()),
@@ -361,14 +382,15 @@ impl VirtualBank {
     /// before its id is consumed: the account's key and its bank's code.
     fn inquiry_link(
         &self,
+        c: &dyn Consents,
         ctx: &Ctx<'_>,
         bank_tran_id: &str,
         fintech_use_num: &str,
     ) -> R<(String, String)> {
         let (institution, user) = (ctx.institution()?, ctx.user()?);
         check_tran_id(bank_tran_id, institution)?;
-        let link = self.owned_link(fintech_use_num, user, institution)?;
-        self.consented(ctx, user, &link.account, ConsentScope::Inquiry)?;
+        let link = Self::owned_link(c, fintech_use_num, user, institution)?;
+        Self::consented(c, ctx, user, &link.account, ConsentScope::Inquiry)?;
         let bank_code = Self::bank_code_of(&link.account).to_owned();
         self.ensure_up(&bank_code)?;
         Ok((link.account, bank_code))
@@ -475,10 +497,9 @@ impl VirtualBank {
     fn registered_account(
         &self,
         ctx: &Ctx<'_>,
-        key: &str,
+        account_id: &str,
         reg: Registration,
     ) -> R<Option<RegisteredAccount>> {
-        let account_id = key.splitn(3, '/').nth(2).unwrap_or_default();
         let Some(account) = self.account(account_id)? else {
             return Ok(None);
         };
@@ -502,24 +523,47 @@ impl VirtualBank {
         }))
     }
 
+    /// The caller's user, when it is `user_seq_no`: a user reads only their
+    /// own registrations.
+    fn own_user<'a>(ctx: &Ctx<'a>, user_seq_no: &str) -> R<&'a str> {
+        let user = ctx.user()?;
+        if user != user_seq_no {
+            return refuse(codes::NO_ACCESS, "user_seq_no: not the caller's user");
+        }
+        Ok(user)
+    }
+
     fn registrations(
         &self,
         ctx: &Ctx<'_>,
         user_seq_no: &str,
         include_cancelled: bool,
     ) -> R<Vec<RegisteredAccount>> {
-        let user = ctx.user()?;
-        if user != user_seq_no {
-            return refuse(codes::NO_ACCESS, "user_seq_no: not the caller's user");
-        }
+        let user = Self::own_user(ctx, user_seq_no)?;
         let prefix = format!("{user}/{}/", ctx.caller.client_id);
-        let mut out = Vec::new();
+        let mut registered = Vec::new();
         for entry in self.t.registrations.prefix_json::<Registration>(&prefix) {
             let (key, reg) = entry.bank()?;
+            let account = key.get(prefix.len()..).unwrap_or_default().to_owned();
+            registered.push((account, reg));
+        }
+        self.registered_list(ctx, registered, include_cancelled)
+    }
+
+    /// The answer listing `registered` (account key, registration), by
+    /// registration time.
+    fn registered_list(
+        &self,
+        ctx: &Ctx<'_>,
+        registered: Vec<(String, Registration)>,
+        include_cancelled: bool,
+    ) -> R<Vec<RegisteredAccount>> {
+        let mut out = Vec::new();
+        for (account, reg) in registered {
             if !include_cancelled && reg.cancelled() {
                 continue;
             }
-            if let Some(account) = self.registered_account(ctx, &key, reg)? {
+            if let Some(account) = self.registered_account(ctx, &account, reg)? {
                 out.push(account);
             }
         }
@@ -587,11 +631,11 @@ impl VirtualBank {
 
     /// The account a deposit or recipient check goes to, and the fintech
     /// number to show, if any.
-    fn recipient(&self, institution: &str, recipient: &Recipient) -> R<Resolved> {
+    fn recipient(&self, c: &dyn Consents, institution: &str, recipient: &Recipient) -> R<Resolved> {
         match recipient {
             Recipient::FintechUseNum(num) => {
-                let link: Option<FintechLink> = if secret::fintech_num_well_formed(num) {
-                    self.t.fintech.get_json(num).bank()?
+                let link = if secret::fintech_num_well_formed(num) {
+                    c.link(num)?
                 } else {
                     None
                 };
@@ -1092,6 +1136,11 @@ impl VirtualBank {
     pub fn user_info(&self, call: &BankCall<'_>, user_seq_no: &str) -> R<UserInfo> {
         let ctx = Ctx::new(call)?;
         let accounts = self.registrations(&ctx, user_seq_no, false)?;
+        self.user_answer(user_seq_no, accounts)
+    }
+
+    /// The user's information with their registered `accounts`.
+    fn user_answer(&self, user_seq_no: &str, accounts: Vec<RegisteredAccount>) -> R<UserInfo> {
         let Some(user) = self.t.users.get_json::<User>(user_seq_no).bank()? else {
             return refuse(codes::NO_ACCESS, "user_seq_no: no such user");
         };
@@ -1120,7 +1169,7 @@ impl VirtualBank {
         fintech_use_num: &str,
     ) -> R<Balance> {
         let ctx = Ctx::new(call)?;
-        let (key, bank_code) = self.inquiry_link(&ctx, bank_tran_id, fintech_use_num)?;
+        let (key, bank_code) = self.inquiry_link(self, &ctx, bank_tran_id, fintech_use_num)?;
         self.consume_tran_id(&ctx, bank_tran_id)?;
         let account = self.inquired_account(&ctx, bank_tran_id, &bank_code, &key)?;
         Ok(Balance {
@@ -1139,7 +1188,8 @@ impl VirtualBank {
 
     pub fn transactions(&self, call: &BankCall<'_>, q: &HistoryQuery) -> R<HistoryPage> {
         let ctx = Ctx::new(call)?;
-        let (key, bank_code) = self.inquiry_link(&ctx, &q.bank_tran_id, &q.fintech_use_num)?;
+        let (key, bank_code) =
+            self.inquiry_link(self, &ctx, &q.bank_tran_id, &q.fintech_use_num)?;
         self.consume_tran_id(&ctx, &q.bank_tran_id)?;
         let account = self.inquired_account(&ctx, &q.bank_tran_id, &bank_code, &key)?;
         self.history(
@@ -1182,13 +1232,14 @@ impl VirtualBank {
     }
 
     fn withdraw_undurable(&self, call: &BankCall<'_>, r: &WithdrawRequest) -> R<TransferReceipt> {
-        self.with_withdraw(call, r, |bank, ctx, t| bank.transfer(ctx, t))
+        self.with_withdraw(self, call, r, |bank, ctx, t| bank.transfer(ctx, t))
     }
 
     /// Checks a withdrawal and hands the transfer it asks for to `then`,
     /// which books it (here, or on the cluster: [`cluster`]).
     fn with_withdraw<T>(
         &self,
+        c: &dyn Consents,
         call: &BankCall<'_>,
         r: &WithdrawRequest,
         then: impl FnOnce(&Self, &Ctx<'_>, Transfer<'_>) -> R<T>,
@@ -1197,8 +1248,8 @@ impl VirtualBank {
         let (institution, user_seq_no) = (ctx.institution()?, ctx.user()?);
         check_tran_id(&r.bank_tran_id, institution)?;
         check_amount(r.tran_amt)?;
-        let link = self.owned_link(&r.fintech_use_num, user_seq_no, institution)?;
-        self.consented(&ctx, user_seq_no, &link.account, ConsentScope::Transfer)?;
+        let link = Self::owned_link(c, &r.fintech_use_num, user_seq_no, institution)?;
+        Self::consented(c, &ctx, user_seq_no, &link.account, ConsentScope::Transfer)?;
         let (inst, contract) = self.contract(institution, &r.cntr_account_num)?;
         let Some(user) = self.t.users.get_json::<User>(user_seq_no).bank()? else {
             return refuse(codes::NO_ACCESS, "the caller's user is unknown to the bank");
@@ -1232,12 +1283,13 @@ impl VirtualBank {
     }
 
     fn deposit_undurable(&self, call: &BankCall<'_>, r: &DepositRequest) -> R<TransferReceipt> {
-        self.with_deposit(call, r, |bank, ctx, t| bank.transfer(ctx, t))
+        self.with_deposit(self, call, r, |bank, ctx, t| bank.transfer(ctx, t))
     }
 
     /// Checks a deposit and hands the transfer it asks for to `then`.
     fn with_deposit<T>(
         &self,
+        c: &dyn Consents,
         call: &BankCall<'_>,
         r: &DepositRequest,
         then: impl FnOnce(&Self, &Ctx<'_>, Transfer<'_>) -> R<T>,
@@ -1247,7 +1299,7 @@ impl VirtualBank {
         check_tran_id(&r.bank_tran_id, institution)?;
         check_amount(r.tran_amt)?;
         let (inst, contract) = self.contract(institution, &r.cntr_account_num)?;
-        let (dps_key, dps_fintech, holder) = self.recipient(institution, &r.recipient)?;
+        let (dps_key, dps_fintech, holder) = self.recipient(c, institution, &r.recipient)?;
         self.ensure_up(Self::bank_code_of(&contract))?;
         self.ensure_up(Self::bank_code_of(&dps_key))?;
         then(
@@ -1353,12 +1405,22 @@ impl VirtualBank {
     }
 
     pub fn receive(&self, call: &BankCall<'_>, q: &ReceiveQuery) -> R<ReceiveCheck> {
+        self.receive_with(self, call, q)
+    }
+
+    /// [`Self::receive`] reading the recipient's fintech number from `c`.
+    fn receive_with(
+        &self,
+        c: &dyn Consents,
+        call: &BankCall<'_>,
+        q: &ReceiveQuery,
+    ) -> R<ReceiveCheck> {
         let ctx = Ctx::new(call)?;
         let institution = ctx.institution()?;
         check_tran_id(&q.bank_tran_id, institution)?;
         check_amount(q.tran_amt)?;
         let (_, contract) = self.contract(institution, &q.cntr_account_num)?;
-        let (dps_key, dps_fintech, holder) = self.recipient(institution, &q.recipient)?;
+        let (dps_key, dps_fintech, holder) = self.recipient(c, institution, &q.recipient)?;
         let bank_code = Self::bank_code_of(&dps_key).to_owned();
         self.ensure_up(&bank_code)?;
         self.ensure_up(Self::bank_code_of(&contract))?;
@@ -1402,7 +1464,7 @@ impl VirtualBank {
         let ctx = Ctx::new(call)?;
         let (institution, user) = (ctx.institution()?, ctx.user()?);
         check_tran_id(bank_tran_id, institution)?;
-        let link = self.owned_link(fintech_use_num, user, institution)?;
+        let link = Self::owned_link(self, fintech_use_num, user, institution)?;
         let missing = match scope {
             ConsentScope::Inquiry => codes::INQUIRY_CONSENT_MISSING,
             ConsentScope::Transfer => codes::TRANSFER_CONSENT_MISSING,

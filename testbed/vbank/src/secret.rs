@@ -133,6 +133,14 @@ pub(crate) fn fintech_use_num(client_use_code: &str, seq: u64) -> Option<String>
     Some(format!("{body}{check}"))
 }
 
+/// The issuance sequence value that fintech number `num` spells.
+pub(crate) fn fintech_seq(num: &str) -> Option<u64> {
+    if !fintech_num_well_formed(num) {
+        return None;
+    }
+    num.get(10..23)?.parse().ok()
+}
+
 /// Whether `num` could be a fintech number this bank issued (24 digits with
 /// a valid check digit).
 pub(crate) fn fintech_num_well_formed(num: &str) -> bool {
@@ -193,6 +201,7 @@ mod tests {
         assert_eq!(n.len(), 24);
         assert!(n.starts_with("1202300001"));
         assert!(fintech_num_well_formed(&n));
+        assert_eq!(fintech_seq(&n), Some(1));
         let mut bad = n.clone();
         bad.replace_range(12..13, if &n[12..13] == "1" { "2" } else { "1" });
         assert!(!fintech_num_well_formed(&bad));

@@ -7,6 +7,7 @@ mod bank_async;
 mod bank_rest;
 mod cluster;
 mod cluster_apps;
+mod cluster_consents;
 mod cluster_money;
 mod cluster_stale;
 mod config_doc;

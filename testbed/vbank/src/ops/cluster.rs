@@ -1,35 +1,123 @@
-//! The virtual bank on a cluster: its money in the PostgreSQL ledger that
-//! every node shares (`[store] url`), so that a transfer booked through one
-//! node is booked once for all of them.
+//! The virtual bank on a cluster: its money and its consents in the
+//! PostgreSQL database that every node shares (`[store] url`), so that a
+//! transfer booked through one node is booked once for all of them, and a
+//! consent given (or withdrawn) through one node is the one every node
+//! decides by.
 //!
 //! What moves money or consumes a `bank_tran_id` goes to the cluster:
-//! withdraw, deposit, transfer-result, and the balance and statement reads
-//! (their ids, their figures). Who may do what (users, fintech numbers,
-//! consents, institutions, account states, per-transfer limits) is decided
-//! first from the node's own bank, as the embedded bank decides it; the
-//! cluster then decides what needs the shared state (duplicates, daily and
-//! monthly limits, funds) in one SERIALIZABLE transaction
+//! withdraw, deposit, transfer-result, cancel-account, and the balance and
+//! statement reads (their ids, their figures). So do fintech numbers and
+//! registrations: the sign-in pages' registrations and unlinks (through
+//! [`sfop_core::BankDirectory`]) write them there, and every call that
+//! names a fintech number or lists registered accounts reads them there
+//! first (the database away, the call fails with `A0002`, never decided
+//! from a node's stale copy). The rest of who may do what (users,
+//! institutions, account ownership and states, per-transfer limits) is
+//! decided from the node's own bank, which every node seeds identically,
+//! as the embedded bank decides it; the cluster then decides what needs the
+//! shared state (duplicates, daily and monthly limits, funds) in one
+//! SERIALIZABLE transaction
 //! (docs/adr/0030-ledger-and-accounts-on-postgresql.md).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use sfop_core::ledger::{
     Balance, BankAnswer, BankCall, BankError, ConsentScope, DepositRequest, Direction, HistoryPage,
     HistoryQuery, InoutFilter, Posting, RealName, RealNameQuery, ReceiveCheck, ReceiveQuery,
-    Refusal, RegisteredAccount, RemitQuery, ResultQuery, SortOrder, TransferKind, TransferReceipt,
-    UserInfo, WithdrawRequest, codes,
+    Recipient, Refusal, RegisteredAccount, RemitQuery, ResultQuery, SortOrder, TransferKind,
+    TransferReceipt, UserInfo, WithdrawRequest, codes,
 };
-use sfop_core::{Bank, BankBackend};
-use sfop_store_pg::{BankOutcome, BankTransfer, Cluster, SeedAccount, TranKey, Usage};
+use sfop_core::{Bank, BankBackend, Claims};
+use sfop_store_pg::{
+    BankOutcome, BankTransfer, Cancelled, Cluster, ConsentRow, FintechNum, NewConsents,
+    RegistrationRow, Scope, SeedAccount, TranKey, Usage,
+};
 
-use super::{Ctx, OrBackend, Paging, R, Transfer, bank_codes, not_found, party, refuse};
-use crate::VirtualBank;
+use super::{
+    Consents, Ctx, OrBackend, Paging, R, Transfer, bank_codes, check_tran_id, not_found, party,
+    refuse,
+};
 use crate::faults::AccountBanks;
-use crate::model::{Account, mask_account_num};
+use crate::model::{Account, Consent, FintechLink, Registration, mask_account_num};
+use crate::{VirtualBank, secret};
 
-/// The virtual bank with its ledger on the cluster. Cheap to clone.
+/// How many fintech numbers' banks a node remembers for the fault rules.
+const BANKS_REMEMBERED: usize = 100_000;
+
+/// The virtual bank with its ledger and consents on the cluster. Cheap to
+/// clone.
 #[derive(Debug, Clone)]
 pub struct ClusterBank {
     bank: VirtualBank,
     cluster: Cluster,
+    /// The participant bank of each fintech number this node has read or
+    /// issued (a number's account never changes), for the sandbox's fault
+    /// rules that name a bank ([`AccountBanks`] is synchronous).
+    banks_of: Arc<Mutex<HashMap<String, String>>>,
+}
+
+/// What the cluster holds for the fintech number a call names: what it
+/// stands for, and the registration of its account with the caller's
+/// client. Read before the bank's rules run, which see nothing else: any
+/// other number or registration is unknown to them (refused).
+#[derive(Debug, Default)]
+pub(crate) struct Fetched {
+    link: Option<(String, FintechLink)>,
+    /// Keyed by user, client and account.
+    registration: Option<((String, String, String), Registration)>,
+}
+
+impl Consents for Fetched {
+    fn link(&self, fintech_use_num: &str) -> R<Option<FintechLink>> {
+        Ok(self
+            .link
+            .as_ref()
+            .filter(|(num, _)| num == fintech_use_num)
+            .map(|(_, link)| link.clone()))
+    }
+
+    fn registration(&self, user: &str, client_id: &str, account: &str) -> R<Option<Registration>> {
+        Ok(self
+            .registration
+            .as_ref()
+            .filter(|((u, c, a), _)| u == user && c == client_id && a == account)
+            .map(|(_, r)| r.clone()))
+    }
+}
+
+fn consent_of(row: ConsentRow) -> Consent {
+    Consent {
+        agreed_dtime: row.agreed_dtime,
+        expires_millis: u64::try_from(row.expires_millis).unwrap_or(0),
+        withdrawn: row.withdrawn,
+    }
+}
+
+fn consent_row(c: &Consent) -> ConsentRow {
+    ConsentRow {
+        agreed_dtime: c.agreed_dtime.clone(),
+        expires_millis: i64::try_from(c.expires_millis).unwrap_or(i64::MAX),
+        withdrawn: c.withdrawn,
+    }
+}
+
+fn registration_of(row: RegistrationRow) -> Registration {
+    Registration {
+        fintech_use_num: row.fintech_use_num,
+        registered_dtime: row.registered_dtime,
+        inquiry: row.inquiry.map(consent_of),
+        transfer: row.transfer.map(consent_of),
+    }
+}
+
+/// The cluster's consents cannot be read or written (`A0002`): nothing
+/// was decided, nothing was done.
+fn consents_unavailable(e: &sfop_store_pg::Error) -> BankError {
+    tracing::error!(error = %e, "virtual bank: the cluster's consents failed");
+    BankError::Backend(
+        "the bank's consent records are unreachable: nothing was done; send it again".into(),
+    )
 }
 
 /// A cluster failure, as the plugin sees it (`A0002`): the platform's, not
@@ -101,11 +189,12 @@ fn kind_name(kind: TransferKind) -> &'static str {
 }
 
 impl ClusterBank {
-    /// The bank over `bank` (the node's own: users, consents, institutions)
-    /// with its money on `cluster`. The first node to start on an empty
-    /// ledger opens every account of its seeded bank there with its
-    /// balance; every other start finds them (nodes starting at once seed
-    /// once).
+    /// The bank over `bank` (the node's own: users, institutions, accounts)
+    /// with its money and consents on `cluster`. The first node to start on
+    /// an empty ledger opens every account of its seeded bank there with
+    /// its balance, and copies its seeded fintech numbers and consents to a
+    /// cluster that has none; every other start finds them (nodes starting
+    /// at once seed once).
     pub async fn open(bank: VirtualBank, cluster: Cluster) -> crate::Result<Self> {
         let mut seed = Vec::new();
         for entry in bank.t.accounts.prefix_json::<Account>("") {
@@ -122,12 +211,176 @@ impl ClusterBank {
         if opened > 0 {
             tracing::info!(accounts = opened, "virtual bank: the cluster ledger seeded");
         }
-        Ok(Self { bank, cluster })
+        let (nums, registrations) = seeded_consents(&bank)?;
+        let copied = cluster.seed_consents(&nums, &registrations).await?;
+        if copied > 0 {
+            tracing::info!(
+                registrations = copied,
+                "virtual bank: the cluster's consents seeded"
+            );
+        }
+        Ok(Self {
+            bank,
+            cluster,
+            banks_of: Arc::default(),
+        })
     }
 
-    /// The node's own bank (users, consents, institutions).
+    /// The node's own bank (users, institutions, accounts). Its consents
+    /// are the seed's only: the cluster's are what this bank decides by.
     pub fn local(&self) -> &VirtualBank {
         &self.bank
+    }
+
+    /// [`VirtualBank::register_accounts`] on the cluster: the user and the
+    /// accounts checked in the node's bank, the numbers and consents
+    /// recorded in the cluster's database (one transaction), so that every
+    /// node knows them when this returns.
+    pub async fn register_accounts(
+        &self,
+        user_seq_no: &str,
+        client_id: &str,
+        client_use_code: &str,
+        account_ids: &[String],
+        scopes: &[String],
+        now_millis: u64,
+    ) -> crate::Result<Vec<String>> {
+        self.bank
+            .check_registration(user_seq_no, client_id, client_use_code)?;
+        self.bank.check_registrable(user_seq_no, account_ids)?;
+        let (now, inquiry, transfer) = VirtualBank::consents_given(scopes, now_millis);
+        let code = client_use_code.to_owned();
+        let nums = self
+            .cluster
+            .register_consents(
+                &NewConsents {
+                    user_seq_no,
+                    client_id,
+                    client_use_code,
+                    accounts: account_ids,
+                    now_dtime: &now,
+                    inquiry: inquiry.as_ref().map(consent_row),
+                    transfer: transfer.as_ref().map(consent_row),
+                },
+                move |seq| {
+                    u64::try_from(seq)
+                        .ok()
+                        .and_then(|seq| secret::fintech_use_num(&code, seq))
+                },
+            )
+            .await?;
+        for (num, account) in nums.iter().zip(account_ids) {
+            self.remember(num, account);
+        }
+        Ok(nums)
+    }
+
+    /// [`VirtualBank::unlink`] on the cluster: every consent of the user
+    /// for `client_id` withdrawn for every node; how many registrations had
+    /// one.
+    pub async fn unlink(&self, user_seq_no: &str, client_id: &str) -> crate::Result<u64> {
+        Ok(self.cluster.unlink_consents(user_seq_no, client_id).await?)
+    }
+
+    /// [`VirtualBank::fintech_use_nums`] on the cluster.
+    pub async fn fintech_use_nums(
+        &self,
+        user_seq_no: &str,
+        client_id: &str,
+        now_millis: u64,
+    ) -> crate::Result<Vec<String>> {
+        let now = i64::try_from(now_millis).unwrap_or(i64::MAX);
+        Ok(self
+            .cluster
+            .live_fintech_nums(user_seq_no, client_id, now)
+            .await?)
+    }
+
+    /// Remembers the participant bank of `fintech_use_num` (its account's).
+    fn remember(&self, fintech_use_num: &str, account: &str) {
+        let Some(bank) = account.split('/').next() else {
+            return;
+        };
+        if let Ok(mut banks) = self.banks_of.lock() {
+            if banks.len() >= BANKS_REMEMBERED {
+                banks.clear();
+            }
+            banks.insert(fintech_use_num.to_owned(), bank.to_owned());
+        }
+    }
+
+    /// What the cluster holds of `fintech_use_num` for `caller`'s client.
+    /// Nothing is asked for a call without a verified caller or for a
+    /// number the bank never issues (its rules refuse both).
+    async fn fetched(&self, caller: Option<&Claims>, fintech_use_num: &str) -> R<Fetched> {
+        let Some(caller) = caller else {
+            return Ok(Fetched::default());
+        };
+        if !secret::fintech_num_well_formed(fintech_use_num) {
+            return Ok(Fetched::default());
+        }
+        let found = self
+            .cluster
+            .fintech_num(fintech_use_num, &caller.client_id)
+            .await
+            .map_err(|e| consents_unavailable(&e))?;
+        let Some((num, registration)) = found else {
+            return Ok(Fetched::default());
+        };
+        self.remember(&num.fintech_use_num, &num.account);
+        let FintechNum {
+            fintech_use_num,
+            client_use_code,
+            user_seq_no,
+            account,
+        } = num;
+        Ok(Fetched {
+            registration: registration.map(|r| {
+                let key = (
+                    r.user_seq_no.clone(),
+                    r.client_id.clone(),
+                    r.account.clone(),
+                );
+                (key, registration_of(r))
+            }),
+            link: Some((
+                fintech_use_num,
+                FintechLink {
+                    user_seq_no,
+                    account,
+                    client_use_code,
+                },
+            )),
+        })
+    }
+
+    /// The fintech number a deposit or recipient check names, if any.
+    async fn recipient(&self, caller: Option<&Claims>, recipient: &Recipient) -> R<Fetched> {
+        match recipient {
+            Recipient::FintechUseNum(num) => self.fetched(caller, num).await,
+            Recipient::Account(..) => Ok(Fetched::default()),
+        }
+    }
+
+    /// The caller's user's registered accounts, from the cluster.
+    async fn registered(
+        &self,
+        ctx: &Ctx<'_>,
+        user_seq_no: &str,
+        include_cancelled: bool,
+    ) -> R<Vec<RegisteredAccount>> {
+        let user = VirtualBank::own_user(ctx, user_seq_no)?;
+        let rows = self
+            .cluster
+            .registrations(user, &ctx.caller.client_id)
+            .await
+            .map_err(|e| consents_unavailable(&e))?;
+        let registered = rows
+            .into_iter()
+            .map(|r| (r.account.clone(), registration_of(r)))
+            .collect();
+        self.bank
+            .registered_list(ctx, registered, include_cancelled)
     }
 
     /// The cluster the money is on.
@@ -232,13 +485,60 @@ impl ClusterBank {
         bank_tran_id: &str,
         fintech_use_num: &str,
     ) -> R<(String, String, Account)> {
-        let (key, bank_code) = self.bank.inquiry_link(ctx, bank_tran_id, fintech_use_num)?;
+        let fetched = self.fetched(Some(ctx.caller), fintech_use_num).await?;
+        let (key, bank_code) =
+            self.bank
+                .inquiry_link(&fetched, ctx, bank_tran_id, fintech_use_num)?;
         self.consume(ctx, ctx.institution()?, bank_tran_id).await?;
         let account = self
             .bank
             .inquired_account(ctx, bank_tran_id, &bank_code, &key)?;
         Ok((key, bank_code, account))
     }
+}
+
+/// The fintech numbers (with their sequence values) and registrations of
+/// the node's seeded bank, for a cluster that has none yet.
+type SeededConsents = (Vec<(i64, FintechNum)>, Vec<RegistrationRow>);
+
+fn seeded_consents(bank: &VirtualBank) -> crate::Result<SeededConsents> {
+    let mut nums = Vec::new();
+    for entry in bank.t.fintech.prefix_json::<FintechLink>("") {
+        let (num, link) = entry?;
+        let seq = secret::fintech_seq(&num)
+            .and_then(|s| i64::try_from(s).ok())
+            .ok_or_else(|| crate::Error::Invalid(format!("fintech number {num:?} is malformed")))?;
+        nums.push((
+            seq,
+            FintechNum {
+                fintech_use_num: num,
+                client_use_code: link.client_use_code,
+                user_seq_no: link.user_seq_no,
+                account: link.account,
+            },
+        ));
+    }
+    let mut registrations = Vec::new();
+    for entry in bank.t.registrations.prefix_json::<Registration>("") {
+        let (key, reg) = entry?;
+        let mut parts = key.splitn(3, '/');
+        let (Some(user), Some(client), Some(account)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(crate::Error::Invalid(format!(
+                "registration {key:?} is malformed"
+            )));
+        };
+        registrations.push(RegistrationRow {
+            user_seq_no: user.to_owned(),
+            client_id: client.to_owned(),
+            account: account.to_owned(),
+            fintech_use_num: reg.fintech_use_num,
+            registered_dtime: reg.registered_dtime,
+            inquiry: reg.inquiry.as_ref().map(consent_row),
+            transfer: reg.transfer.as_ref().map(consent_row),
+        });
+    }
+    Ok((nums, registrations))
 }
 
 /// `YYYYMMDD` naming a real day: the cluster's `to_date` fails on any
@@ -397,14 +697,22 @@ impl VirtualBank {
     }
 }
 
+/// A number this node has read or issued, else the seed's. A number issued
+/// through another node and not yet named in a call here has none: a fault
+/// rule naming a bank does not apply to that first call.
 impl AccountBanks for ClusterBank {
     fn bank_of_fintech_num(&self, fintech_use_num: &str) -> Option<String> {
-        self.bank.bank_of_fintech_num(fintech_use_num)
+        let known = self
+            .banks_of
+            .lock()
+            .ok()
+            .and_then(|banks| banks.get(fintech_use_num).cloned());
+        known.or_else(|| self.bank.bank_of_fintech_num(fintech_use_num))
     }
 }
 
-/// Reads and decisions that book nothing and consume no id on the cluster
-/// run in the node's own bank; the rest as the module says.
+/// Reads and decisions that book nothing, consume no id and need no
+/// consent run in the node's own bank; the rest as the module says.
 #[async_trait::async_trait]
 impl BankBackend for ClusterBank {
     async fn bank_status(&self, call: &BankCall<'_>) -> R<Vec<Bank>> {
@@ -412,7 +720,9 @@ impl BankBackend for ClusterBank {
     }
 
     async fn user_info(&self, call: &BankCall<'_>, user_seq_no: &str) -> R<UserInfo> {
-        VirtualBank::user_info(&self.bank, call, user_seq_no)
+        let ctx = Ctx::new(call)?;
+        let accounts = self.registered(&ctx, user_seq_no, false).await?;
+        self.bank.user_answer(user_seq_no, accounts)
     }
 
     async fn registered_accounts(
@@ -421,7 +731,8 @@ impl BankBackend for ClusterBank {
         user_seq_no: &str,
         include_cancelled: bool,
     ) -> R<Vec<RegisteredAccount>> {
-        VirtualBank::registered_accounts(&self.bank, call, user_seq_no, include_cancelled)
+        let ctx = Ctx::new(call)?;
+        self.registered(&ctx, user_seq_no, include_cancelled).await
     }
 
     async fn balance(
@@ -506,16 +817,18 @@ impl BankBackend for ClusterBank {
     }
 
     async fn withdraw(&self, call: &BankCall<'_>, r: &WithdrawRequest) -> R<TransferReceipt> {
+        let fetched = self.fetched(call.caller, &r.fintech_use_num).await?;
         let plan = self
             .bank
-            .with_withdraw(call, r, |bank, ctx, t| bank.plan(ctx, t))?;
+            .with_withdraw(&fetched, call, r, |bank, ctx, t| bank.plan(ctx, t))?;
         self.execute(plan).await
     }
 
     async fn deposit(&self, call: &BankCall<'_>, r: &DepositRequest) -> R<TransferReceipt> {
+        let fetched = self.recipient(call.caller, &r.recipient).await?;
         let plan = self
             .bank
-            .with_deposit(call, r, |bank, ctx, t| bank.plan(ctx, t))?;
+            .with_deposit(&fetched, call, r, |bank, ctx, t| bank.plan(ctx, t))?;
         self.execute(plan).await
     }
 
@@ -586,9 +899,11 @@ impl BankBackend for ClusterBank {
     }
 
     async fn receive(&self, call: &BankCall<'_>, q: &ReceiveQuery) -> R<ReceiveCheck> {
-        VirtualBank::receive(&self.bank, call, q)
+        let fetched = self.recipient(call.caller, &q.recipient).await?;
+        self.bank.receive_with(&fetched, call, q)
     }
 
+    /// The consent withdrawn and the id used up on the cluster, together.
     async fn cancel_account(
         &self,
         call: &BankCall<'_>,
@@ -596,6 +911,39 @@ impl BankBackend for ClusterBank {
         fintech_use_num: &str,
         scope: ConsentScope,
     ) -> R<BankAnswer> {
-        BankBackend::cancel_account(&self.bank, call, bank_tran_id, fintech_use_num, scope).await
+        let ctx = Ctx::new(call)?;
+        let (institution, user) = (ctx.institution()?, ctx.user()?);
+        check_tran_id(bank_tran_id, institution)?;
+        let fetched = self.fetched(Some(ctx.caller), fintech_use_num).await?;
+        let link = VirtualBank::owned_link(&fetched, fintech_use_num, user, institution)?;
+        let (missing, which) = match scope {
+            ConsentScope::Inquiry => (codes::INQUIRY_CONSENT_MISSING, Scope::Inquiry),
+            ConsentScope::Transfer => (codes::TRANSFER_CONSENT_MISSING, Scope::Transfer),
+        };
+        let outcome = self
+            .cluster
+            .cancel_consent(
+                &tran_key(&ctx, institution, bank_tran_id),
+                user,
+                &ctx.caller.client_id,
+                &link.account,
+                which,
+            )
+            .await
+            .map_err(|e| consents_unavailable(&e))?;
+        match outcome {
+            Cancelled::Done => Ok(ctx.answer(
+                bank_tran_id,
+                VirtualBank::bank_code_of(&link.account),
+                bank_codes::OK,
+            )),
+            Cancelled::Duplicate => duplicate(),
+            Cancelled::NotRegistered => {
+                refuse(missing, "the account is not registered with this client")
+            }
+            Cancelled::NoConsent => {
+                refuse(missing, format!("no {} consent to cancel", scope.as_str()))
+            }
+        }
     }
 }
