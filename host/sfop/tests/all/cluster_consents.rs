@@ -500,3 +500,137 @@ async fn a_consent_given_on_one_node_is_served_and_withdrawn_on_the_others() -> 
     }
     Ok(())
 }
+
+/// A node cut off from the database decides no consent from a copy of its
+/// own: with a token it still accepts (its revocation bound set long), a
+/// consent page answers 503 with `Retry-After`, and the account list and a
+/// withdrawal `A0002`, nothing done; back in touch, the same calls succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cut_off_from_the_database_decides_no_consent() -> Result<()> {
+    let Some(url) = database("cluster_consents_cut").await? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let (proxy, through) = crate::cluster_stale::proxy::Proxy::to_database(&url).await?;
+    let (data, log) = (dir.path().join("c"), dir.path().join("c.log"));
+    let c = tokio::task::spawn_blocking(move || {
+        crate::cluster_money::node(
+            &data,
+            &log,
+            &through,
+            Some("[auth]\nrevocation_max_lag_ms = 600000\n"),
+        )
+    })
+    .await??;
+    let wallet = register_app(&c, "Cut-off wallet", Some(DEMO_CLIENT_USE_CODE)).await?;
+    let token = consent(&c, &wallet, ("hong", "hong1234"), &[HONG_MAIN]).await?;
+    let fin = match listed(&c, &token, false).await?.as_slice() {
+        [(bank, fin, false)] if bank == "097" => fin.clone(),
+        other => bail!("the wallet's accounts: {other:?}"),
+    };
+    let ledger = Cluster::connect(&url, 2).await?;
+    let before = ledger
+        .balance(HONG_MAIN)
+        .await?
+        .context("hong on the ledger")?;
+
+    // The consent page shown, then the database gone: the consent is
+    // refused as unavailable, never recorded on the node alone.
+    let query = String::from_utf8(form(&[
+        ("response_type", "code"),
+        ("client_id", &wallet.id),
+        ("redirect_uri", REDIRECT),
+        ("scope", "login inquiry transfer"),
+        ("state", STATE),
+        ("auth_type", "0"),
+        ("code_challenge", &sfop_auth::oauth::pkce_s256(VERIFIER)),
+        ("code_challenge_method", "S256"),
+    ]))?;
+    let page = https(
+        &c,
+        "GET",
+        &format!("/oauth/2.0/authorize?{query}"),
+        Vec::new(),
+    )
+    .await?;
+    let pending = html_value(&text(&page), "pending").context("no sign-in form")?;
+    let signed_in = https(
+        &c,
+        "POST",
+        "/oauth/2.0/authorize",
+        form(&[
+            ("pending", &pending),
+            ("action", "login"),
+            ("login_id", "hong"),
+            ("password", "hong1234"),
+        ]),
+    )
+    .await?;
+    ensure!(
+        text(&signed_in).contains(HONG_SAVINGS),
+        "no consent page: {}",
+        text(&signed_in)
+    );
+    proxy.cut();
+    let consented = https(
+        &c,
+        "POST",
+        "/oauth/2.0/authorize",
+        form(&[
+            ("pending", &pending),
+            ("action", "consent"),
+            ("account", HONG_SAVINGS),
+            ("scope", "inquiry"),
+        ]),
+    )
+    .await?;
+    ensure!(
+        consented.status == 503 && consented.header("retry-after").is_some(),
+        "a consent cut off: {} {}",
+        consented.status,
+        text(&consented)
+    );
+    let list = get(
+        &c,
+        &format!("/v2.0/account/list?user_seq_no={HONG}&include_cancel_yn=N&sort_order=A"),
+        &token,
+    )
+    .await?;
+    ensure!(list["rsp_code"] == "A0002", "account/list cut off: {list}");
+    let id = format!("{DEMO_CLIENT_USE_CODE}U000000701");
+    let answer = post(
+        &c,
+        "/v2.0/transfer/withdraw/fin_num",
+        &token,
+        &withdrawal(&id, &fin, 1_000),
+    )
+    .await?;
+    ensure!(
+        answer["rsp_code"] == "A0002",
+        "a withdrawal cut off: {answer}"
+    );
+
+    // Back in touch (a pooled connection the cut broke fails once).
+    proxy.restore();
+    let started = std::time::Instant::now();
+    loop {
+        let answer = post(
+            &c,
+            "/v2.0/transfer/withdraw/fin_num",
+            &token,
+            &withdrawal(&id, &fin, 1_000),
+        )
+        .await?;
+        if answer["rsp_code"] == "A0000" {
+            break;
+        }
+        ensure!(
+            answer["rsp_code"] == "A0002" && started.elapsed() < BOUND,
+            "a withdrawal back in touch: {answer}"
+        );
+    }
+    assert_eq!(ledger.balance(HONG_MAIN).await?, Some(before - 1_000));
+    assert_eq!(listed(&c, &token, false).await?.len(), 1);
+    c.stop()?;
+    Ok(())
+}
