@@ -75,6 +75,29 @@ pub(crate) fn provision(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Three nodes of the cluster at `url`, each with `config` (a TOML file's
+/// text) when given, their data in `dir`'s `a`, `b` and `c` (logs beside
+/// them). A's first start seeds its own store, the cluster's ledger and the
+/// demo app; B and C start together with what the operator provisions on
+/// every node (the root keys, the compile cache and the demo app's secret
+/// file: [`provision`]), not a copy of A's store.
+pub(crate) async fn three_nodes(
+    dir: &Path,
+    url: &str,
+    config: Option<&str>,
+) -> Result<(Served, Served, Served)> {
+    let launch = |n: &str| {
+        let (data, log) = (dir.join(n), dir.join(format!("{n}.log")));
+        let (url, config) = (url.to_owned(), config.map(str::to_owned));
+        tokio::task::spawn_blocking(move || node(&data, &log, &url, config.as_deref()))
+    };
+    let a = launch("a").await??;
+    provision(&dir.join("a"), &dir.join("b"))?;
+    provision(&dir.join("a"), &dir.join("c"))?;
+    let (b, c) = tokio::join!(launch("b"), launch("c"));
+    Ok((a, b??, c??))
+}
+
 /// `sfop serve` as a node of the cluster at `url`, started (off the
 /// runtime: the launcher waits for the process to listen).
 pub(crate) async fn start(data: PathBuf, log: PathBuf, url: String) -> Result<Served> {
@@ -299,14 +322,7 @@ async fn three_nodes_follow_promotions_revocations_and_a_killed_node() -> Result
     };
     let dir = tempfile::tempdir()?;
     let path = |n: &str| dir.path().join(n);
-    let a = start(path("a"), path("a.log"), url.clone()).await?;
-    provision(&path("a"), &path("b"))?;
-    provision(&path("a"), &path("c"))?;
-    let (b, c) = tokio::join!(
-        start(path("b"), path("b.log"), url.clone()),
-        start(path("c"), path("c.log"), url.clone())
-    );
-    let (mut b, c) = (b?, c?);
+    let (a, mut b, c) = three_nodes(dir.path(), &url, None).await?;
 
     // A token issued on A is accepted on B and C: one key file.
     let token = a.oob_token().await?;

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
-use crate::cluster::{admin, provision, start, status};
+use crate::cluster::{admin, provision, start, status, three_nodes};
 use crate::cluster_money::{database, node};
 use crate::cluster_stale::proxy::Proxy;
 use crate::portal::{form, html_value, text};
@@ -452,15 +452,7 @@ async fn codes_and_refresh_tokens_are_single_use_across_nodes() -> Result<()> {
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
-    let path = |n: &str| dir.path().join(n);
-    let a = start(path("a"), path("a.log"), url.clone()).await?;
-    provision(&path("a"), &path("b"))?;
-    provision(&path("a"), &path("c"))?;
-    let (b, c) = tokio::join!(
-        start(path("b"), path("b.log"), url.clone()),
-        start(path("c"), path("c.log"), url.clone())
-    );
-    let (b, c) = (b?, c?);
+    let (a, b, c) = three_nodes(dir.path(), &url, None).await?;
     let all = [&a, &b, &c];
 
     // A code issued on A is redeemed on B; its token serves on C.

@@ -18,7 +18,7 @@ use sfop_store_pg::Cluster;
 use sfop_vbank::seed::{DEMO_CLIENT_USE_CODE, DEMO_CONTRACT_ACCOUNT_NUM};
 use sfop_vbank::{ClusterBank, VirtualBank};
 
-use crate::cluster::{admin, provision, start};
+use crate::cluster::{admin, three_nodes};
 use crate::cluster_money::database;
 use crate::portal::{form, html_value, text};
 use crate::served::Served;
@@ -81,14 +81,14 @@ async fn https(
         .with_context(|| format!("{method} {path} hung"))?
 }
 
-/// A user's access token for `app` from `node`'s sign-in and consent pages
-/// (scopes login, inquiry and transfer), consenting to `accounts` only.
-async fn consent(
+/// The authorize page for `app` (scopes login, inquiry and transfer, with
+/// PKCE) and `login` signed in on `node`: the pending authorisation and the
+/// consent page.
+async fn sign_in(
     node: &Served,
     app: &App,
     (login, password): (&str, &str),
-    accounts: &[&str],
-) -> Result<String> {
+) -> Result<(String, crate::harness::Reply)> {
     let query = String::from_utf8(form(&[
         ("response_type", "code"),
         ("client_id", &app.id),
@@ -120,6 +120,18 @@ async fn consent(
         ]),
     )
     .await?;
+    Ok((pending, consent_page))
+}
+
+/// A user's access token for `app` from `node`'s sign-in and consent pages
+/// (scopes login, inquiry and transfer), consenting to `accounts` only.
+async fn consent(
+    node: &Served,
+    app: &App,
+    (login, password): (&str, &str),
+    accounts: &[&str],
+) -> Result<String> {
+    let (pending, consent_page) = sign_in(node, app, (login, password)).await?;
     let html = text(&consent_page);
     for account in accounts {
         ensure!(
@@ -134,12 +146,9 @@ async fn consent(
     let location = redirected
         .header("location")
         .with_context(|| format!("no redirect: {} {}", redirected.status, text(&redirected)))?;
-    let param = |name: &str| {
-        location.split_once('?')?.1.split('&').find_map(|pair| {
-            let (k, v) = pair.split_once('=')?;
-            (k == name).then(|| v.to_owned())
-        })
-    };
+    let returned =
+        sfop_core::form::parse(location.split_once('?').map_or("", |(_, q)| q).as_bytes());
+    let param = |name: &str| returned.get(name).map(str::to_owned);
     ensure!(param("state").as_deref() == Some(STATE), "{location}");
     let code = param("code").with_context(|| format!("no code: {location}"))?;
     let token = https(
@@ -290,15 +299,7 @@ async fn a_consent_given_on_one_node_is_served_and_withdrawn_on_the_others() -> 
         return Ok(());
     };
     let dir = tempfile::tempdir()?;
-    let path = |n: &str| dir.path().join(n);
-    let a = start(path("a"), path("a.log"), url.clone()).await?;
-    provision(&path("a"), &path("b"))?;
-    provision(&path("a"), &path("c"))?;
-    let (b, c) = tokio::join!(
-        start(path("b"), path("b.log"), url.clone()),
-        start(path("c"), path("c.log"), url.clone())
-    );
-    let (b, c) = (b?, c?);
+    let (a, b, c) = three_nodes(dir.path(), &url, None).await?;
     let ledger = Cluster::connect(&url, 2).await?;
 
     // An app of a new institution: its fintech numbers are drawn from the
@@ -536,36 +537,7 @@ async fn a_node_cut_off_from_the_database_decides_no_consent() -> Result<()> {
 
     // The consent page shown, then the database gone: the consent is
     // refused as unavailable, never recorded on the node alone.
-    let query = String::from_utf8(form(&[
-        ("response_type", "code"),
-        ("client_id", &wallet.id),
-        ("redirect_uri", REDIRECT),
-        ("scope", "login inquiry transfer"),
-        ("state", STATE),
-        ("auth_type", "0"),
-        ("code_challenge", &sfop_auth::oauth::pkce_s256(VERIFIER)),
-        ("code_challenge_method", "S256"),
-    ]))?;
-    let page = https(
-        &c,
-        "GET",
-        &format!("/oauth/2.0/authorize?{query}"),
-        Vec::new(),
-    )
-    .await?;
-    let pending = html_value(&text(&page), "pending").context("no sign-in form")?;
-    let signed_in = https(
-        &c,
-        "POST",
-        "/oauth/2.0/authorize",
-        form(&[
-            ("pending", &pending),
-            ("action", "login"),
-            ("login_id", "hong"),
-            ("password", "hong1234"),
-        ]),
-    )
-    .await?;
+    let (pending, signed_in) = sign_in(&c, &wallet, ("hong", "hong1234")).await?;
     ensure!(
         text(&signed_in).contains(HONG_SAVINGS),
         "no consent page: {}",

@@ -401,19 +401,10 @@ fn kst(len: usize) -> String {
         .to_owned()
 }
 
-/// Three nodes from one image: the first start of A seeds its own store,
-/// the cluster's ledger and the demo app; B and C start with what the
-/// operator provisions on every node (the root keys and the demo app's
-/// secret file, `cluster::provision`), not a copy of A's store.
+/// The cluster's three nodes ([`crate::cluster::three_nodes`]), A first.
 async fn three_nodes(dir: &Path, url: &str, config: Option<&str>) -> Result<Vec<Served>> {
-    let a = dir.join("a");
-    node(&a, &dir.join("a0.log"), url, config)?.stop()?;
-    crate::cluster::provision(&a, &dir.join("b"))?;
-    crate::cluster::provision(&a, &dir.join("c"))?;
-    ["a", "b", "c"]
-        .iter()
-        .map(|n| node(&dir.join(n), &dir.join(format!("{n}.log")), url, config))
-        .collect()
+    let (a, b, c) = crate::cluster::three_nodes(dir, url, config).await?;
+    Ok(vec![a, b, c])
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
