@@ -48,22 +48,10 @@ async fn with_an_app() -> Result<(TestPortal, Arc<Recording>, String, String, St
     let sandbox = Arc::new(Recording::default());
     t.portal = t.portal.clone().with_sandbox(sandbox.clone());
     let cookie = sign_up(&t, "a@dev.example").await?;
-    let csrf = t
-        .request("GET", "/portal/apps", Some(&cookie), "")
-        .await
-        .input("csrf")
-        .context("csrf")?;
-    let registered = t
-        .request(
-            "POST",
-            "/portal/apps",
-            Some(&cookie),
-            &format!("csrf={csrf}&name=Pay&redirect_uris=&scope=oob&scope=login"),
-        )
-        .await;
-    assert_eq!(registered.status(), 201, "{}", registered.text());
-    let client_id = registered.by_id("client-id").context("client id")?;
-    let secret = registered.by_id("client-secret").context("secret")?;
+    let (_, client_id, secret) = t
+        .register_app(&cookie, "name=Pay&redirect_uris=&scope=oob&scope=login")
+        .await?;
+    let csrf = t.csrf(&cookie).await?;
     Ok((t, sandbox, cookie, csrf, client_id, secret))
 }
 
@@ -71,11 +59,7 @@ async fn with_an_app() -> Result<(TestPortal, Arc<Recording>, String, String, St
 async fn another_developers_app_is_404_on_every_route_and_nothing_changes() -> Result<()> {
     let (t, sandbox, _, _, client_id, secret) = with_an_app().await?;
     let b = sign_up(&t, "b@dev.example").await?;
-    let b_csrf = t
-        .request("GET", "/portal/apps", Some(&b), "")
-        .await
-        .input("csrf")
-        .context("csrf")?;
+    let b_csrf = t.csrf(&b).await?;
     let app = format!("/portal/apps/{client_id}");
     let page = t.request("GET", &app, Some(&b), "").await;
     assert_eq!(page.status(), 404, "{}", page.text());
@@ -122,11 +106,7 @@ async fn another_developers_app_is_404_on_every_route_and_nothing_changes() -> R
 async fn forged_and_repeated_forms_are_refused_and_nothing_is_written() -> Result<()> {
     let (t, sandbox, cookie, csrf, client_id, secret) = with_an_app().await?;
     let b = sign_up(&t, "b@dev.example").await?;
-    let b_csrf = t
-        .request("GET", "/portal/apps", Some(&b), "")
-        .await
-        .input("csrf")
-        .context("csrf")?;
+    let b_csrf = t.csrf(&b).await?;
     let post = |path: String, cookie: Option<String>, form: String| {
         let t = &t;
         async move { t.request("POST", &path, cookie.as_deref(), &form).await }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::Value;
 use sfop_portal::{
     ApiEntry, Sandbox, ServiceError, Upstream, UpstreamError, UpstreamFuture, UpstreamRequest,
@@ -62,21 +62,10 @@ async fn platform_failures_are_5xx_pages_and_input_stays_4xx() -> Result<()> {
         .with_platform(Arc::new(Stopping))
         .with_sandbox(Arc::new(BrokenSandbox));
     let cookie = super::pages::sign_up(&t, "dev@example.com").await?;
-    let csrf = t
-        .request("GET", "/portal/apps", Some(&cookie), "")
-        .await
-        .input("csrf")
-        .context("csrf")?;
-    let registered = t
-        .request(
-            "POST",
-            "/portal/apps",
-            Some(&cookie),
-            &format!("csrf={csrf}&name=Pay&redirect_uris=&scope=oob"),
-        )
-        .await;
-    assert_eq!(registered.status(), 201, "{}", registered.text());
-    let client_id = registered.by_id("client-id").context("client id")?;
+    let (_, client_id, _) = t
+        .register_app(&cookie, "name=Pay&redirect_uris=&scope=oob")
+        .await?;
+    let csrf = t.csrf(&cookie).await?;
     let post = |path: String, form: String| {
         let (t, cookie) = (&t, &cookie);
         async move { t.request("POST", &path, Some(cookie), &form).await }

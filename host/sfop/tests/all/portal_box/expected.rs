@@ -378,19 +378,10 @@ async fn the_status_page_shows_banks_apis_and_incidents() -> Result<()> {
 async fn a_rotated_secret_is_shown_once_and_the_old_one_stops_working() -> Result<()> {
     let t = TestPortal::new(vec![])?;
     let cookie = sign_up(&t, "dev@example.com").await?;
-    let apps = t.request("GET", "/portal/apps", Some(&cookie), "").await;
-    let csrf = apps.input("csrf").context("no csrf field")?;
-    let registered = t
-        .request(
-            "POST",
-            "/portal/apps",
-            Some(&cookie),
-            &format!("csrf={csrf}&name=Pay&redirect_uris=&scope=oob"),
-        )
-        .await;
-    assert_eq!(registered.status(), 201, "{}", registered.text());
-    let client_id = registered.by_id("client-id").context("client id")?;
-    let old = registered.by_id("client-secret").context("secret")?;
+    let (_, client_id, old) = t
+        .register_app(&cookie, "name=Pay&redirect_uris=&scope=oob")
+        .await?;
+    let csrf = t.csrf(&cookie).await?;
     let app = t
         .request(
             "GET",
@@ -434,11 +425,7 @@ async fn a_rotated_secret_is_shown_once_and_the_old_one_stops_working() -> Resul
     );
     // Someone else's app: no.
     let other = sign_up(&t, "other@example.com").await?;
-    let other_csrf = t
-        .request("GET", "/portal/apps", Some(&other), "")
-        .await
-        .input("csrf")
-        .context("csrf")?;
+    let other_csrf = t.csrf(&other).await?;
     let refused = t
         .request(
             "POST",

@@ -240,6 +240,38 @@ impl TestPortal {
         }))
     }
 
+    /// The CSRF token of the signed-in developer with `cookie`, as the
+    /// apps page's forms carry it.
+    pub async fn csrf(&self, cookie: &str) -> Result<String> {
+        self.request("GET", "/portal/apps", Some(cookie), "")
+            .await
+            .input("csrf")
+            .context("no csrf field on /portal/apps")
+    }
+
+    /// Registers an app for the developer with `cookie`: `fields` is the
+    /// form after the CSRF token. The registration page (201), its client
+    /// id and its secret.
+    pub async fn register_app(&self, cookie: &str, fields: &str) -> Result<(Page, String, String)> {
+        let csrf = self.csrf(cookie).await?;
+        let page = self
+            .request(
+                "POST",
+                "/portal/apps",
+                Some(cookie),
+                &format!("csrf={csrf}&{fields}"),
+            )
+            .await;
+        anyhow::ensure!(
+            page.status() == 201,
+            "registering {fields}: {}",
+            page.text()
+        );
+        let client_id = page.by_id("client-id").context("client id")?;
+        let secret = page.by_id("client-secret").context("secret")?;
+        Ok((page, client_id, secret))
+    }
+
     pub async fn get(&self, path: &str) -> Page {
         self.request("GET", path, None, "").await
     }

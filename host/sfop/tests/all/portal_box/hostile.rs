@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::{Value, json};
 use sfop_portal::{
     ApiEntry, BankState, Sandbox, ServiceError, Upstream, UpstreamFuture, UpstreamRequest,
@@ -133,27 +133,18 @@ async fn every_page_escapes_hostile_names_descriptions_and_answers() -> Result<(
     // app with a hostile name and redirect URI.
     let email = "o\"b'r&co@dev.example";
     let cookie = super::pages::sign_up(&t, email).await?;
-    let csrf = t
-        .request("GET", "/portal/apps", Some(&cookie), "")
-        .await
-        .input("csrf")
-        .context("csrf")?;
-    let registered = t
-        .request(
-            "POST",
-            "/portal/apps",
-            Some(&cookie),
+    let (registered, client_id, secret) = t
+        .register_app(
+            &cookie,
             &format!(
-                "csrf={csrf}&name={}&redirect_uris={}&scope=oob",
+                "name={}&redirect_uris={}&scope=oob",
                 enc(HOSTILE),
                 enc("https://app.example/cb?a=1&b=\"<script>\"")
             ),
         )
-        .await;
-    assert_eq!(registered.status(), 201, "{}", registered.text());
+        .await?;
     assert_escaped("registration", &registered.text(), true);
-    let client_id = registered.by_id("client-id").context("client id")?;
-    let secret = registered.by_id("client-secret").context("secret")?;
+    let csrf = t.csrf(&cookie).await?;
     let got = t
         .request(
             "POST",
