@@ -367,6 +367,19 @@ impl Cluster {
         }))
     }
 
+    /// The account (`bank/num`) `fintech_use_num` stands for, if the
+    /// cluster issued it.
+    pub async fn fintech_account(&self, fintech_use_num: &str) -> Result<Option<String>> {
+        let conn = self.conn().await?;
+        let row = conn
+            .query_opt(
+                "SELECT account FROM vbank_fintech_nums WHERE fintech_use_num = $1",
+                &[&fintech_use_num],
+            )
+            .await?;
+        Ok(row.map(|row| row.get(0)))
+    }
+
     /// Every account the user registered with `client_id`, by account.
     pub async fn registrations(
         &self,

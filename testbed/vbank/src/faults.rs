@@ -710,6 +710,11 @@ impl FaultScript {
     /// is taken once across the nodes (a rule another node exhausted does
     /// not apply). The database away, no counted rule applies: the bank
     /// answers as itself.
+    /// Whether a rule applies to one participant bank only.
+    fn names_a_bank(&self) -> bool {
+        self.lock().list.iter().any(|s| s.rule.bank_code.is_some())
+    }
+
     async fn take_async(
         &self,
         operation: &str,
@@ -765,12 +770,14 @@ impl FaultScript {
 
 /// Which participant bank holds the account behind a fintech number, so a
 /// rule's `bank_code` applies to calls that name accounts that way.
+#[async_trait::async_trait]
 pub trait AccountBanks {
-    fn bank_of_fintech_num(&self, fintech_use_num: &str) -> Option<String>;
+    async fn bank_of_fintech_num(&self, fintech_use_num: &str) -> Option<String>;
 }
 
+#[async_trait::async_trait]
 impl AccountBanks for VirtualBank {
-    fn bank_of_fintech_num(&self, fintech_use_num: &str) -> Option<String> {
+    async fn bank_of_fintech_num(&self, fintech_use_num: &str) -> Option<String> {
         let link = self
             .t
             .fintech
@@ -831,24 +838,30 @@ impl<'a> About<'a> {
     }
 }
 
-impl<B: BankBackend + AccountBanks> ScriptedBank<B> {
+impl<B: BankBackend + AccountBanks + Sync> ScriptedBank<B> {
     pub fn new(inner: B, script: FaultScript) -> Self {
         Self { inner, script }
     }
 
-    /// The bank behind the call, resolved only when a rule asks.
-    fn bank_of(&self, about: &About<'_>) -> Option<String> {
+    /// The bank behind the call.
+    async fn bank_of(&self, about: &About<'_>) -> Option<String> {
         match (about.bank_code, about.fintech_use_num) {
             (Some(code), _) => Some(code.to_owned()),
-            (None, Some(num)) => self.inner.bank_of_fintech_num(num),
+            (None, Some(num)) => self.inner.bank_of_fintech_num(num).await,
             (None, None) => None,
         }
     }
 
     async fn rule_for(&self, about: &About<'_>) -> Option<FaultRule> {
         let client = about.call.caller.map(|c| c.client_id.as_str());
+        // Resolved (a read of the bank's, maybe the cluster's) only while
+        // some rule names a bank.
+        let bank = match self.script.names_a_bank() {
+            true => self.bank_of(about).await,
+            false => None,
+        };
         self.script
-            .take_async(about.operation, client, || self.bank_of(about))
+            .take_async(about.operation, client, || bank.clone())
             .await
     }
 
@@ -885,6 +898,10 @@ impl<B: BankBackend + AccountBanks> ScriptedBank<B> {
                     .rsp_message
                     .clone()
                     .unwrap_or_else(|| format!("scripted refusal of {}", about.operation));
+                let bank_code_tran = match rule.bank_rsp_code {
+                    Some(_) => self.bank_of(about).await.unwrap_or_default(),
+                    None => String::new(),
+                };
                 let bank = rule.bank_rsp_code.as_ref().map(|code| BankAnswer {
                     bank_tran_id: about.bank_tran_id.unwrap_or_default().to_owned(),
                     bank_tran_date: sfop_core::time::format_dtm(
@@ -894,7 +911,7 @@ impl<B: BankBackend + AccountBanks> ScriptedBank<B> {
                     .chars()
                     .take(8)
                     .collect(),
-                    bank_code_tran: self.bank_of(about).unwrap_or_default(),
+                    bank_code_tran,
                     bank_rsp_code: code.clone(),
                     bank_rsp_message: message.clone(),
                 });
@@ -1267,6 +1284,7 @@ mod tests {
         let call = call(&hong);
         let hong_bank = vbank
             .bank_of_fintech_num(HONG_FINTECH)
+            .await
             .ok_or("hong's fintech number has a bank")?;
         let other_bank = if hong_bank == "002" { "003" } else { "002" };
         let tran = |n: u32| format!("{DEMO_CLIENT_USE_CODE}U{n:09}");

@@ -15,6 +15,7 @@ use serde_json::{Value, json};
 use sfop_core::ledger::{BankCall, BankError, WithdrawRequest, codes};
 use sfop_core::{BankBackend, Claims};
 use sfop_store_pg::Cluster;
+use sfop_vbank::faults::{FaultRule, FaultScript, ScriptedBank};
 use sfop_vbank::seed::{DEMO_CLIENT_USE_CODE, DEMO_CONTRACT_ACCOUNT_NUM};
 use sfop_vbank::{ClusterBank, VirtualBank};
 
@@ -438,6 +439,43 @@ async fn a_consent_given_on_one_node_is_served_and_withdrawn_on_the_others() -> 
     }
     assert_eq!(ledger.total_balance().await?, total);
     assert_eq!(ledger.balance(HONG_MAIN).await?, Some(before - 1_000));
+
+    // A sandbox rule naming a bank applies to a number issued through
+    // another node, on its first call to a node that never saw it: the
+    // number's bank is the cluster's record.
+    let fresh_dir = tempfile::tempdir()?;
+    let fresh_store = sfop_store::Store::open(fresh_dir.path())?;
+    let fresh = ClusterBank::open(
+        VirtualBank::open(&fresh_store)?,
+        Cluster::connect(&url, 2).await?,
+    )
+    .await?;
+    let script = FaultScript::open(&fresh_store)?;
+    let scripted = ScriptedBank::new(fresh, script.clone());
+    let rule = |bank: &str| -> Result<FaultRule> {
+        Ok(FaultRule::from_json(&json!({
+            "operation": "balance",
+            "fault": "refuse",
+            "bank_code": bank,
+            "rsp_code": "A0399",
+        }))?)
+    };
+    let other_bank = script.add(rule("088")?)?;
+    // The reader's number for Hong's savings (bank 004): drawn from the
+    // cluster's sequence on A, in no node's seed.
+    let balance = |n: u32| {
+        let id = format!("{}U{n:09}", reader.use_code);
+        let (scripted, call, fin) = (&scripted, call(&hong_as_reader), &savings_fin);
+        async move { scripted.balance(&call, &id, fin).await }
+    };
+    let answered = balance(640).await;
+    ensure!(
+        answered.is_ok(),
+        "a rule for bank 088 applied to a 004 account: {answered:?}"
+    );
+    script.remove(other_bank)?;
+    script.add(rule("004")?)?;
+    refused(balance(641).await, "A0399", "a rule for bank 004")?;
 
     // Hong unlinks the wallet through B: its token dies everywhere, and C's
     // bank refuses the number for the wallet (consent withdrawn), the

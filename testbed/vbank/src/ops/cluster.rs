@@ -19,9 +19,6 @@
 //! SERIALIZABLE transaction
 //! (docs/adr/0030-ledger-and-accounts-on-postgresql.md).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
 use sfop_core::ledger::{
     Balance, BankAnswer, BankCall, BankError, ConsentScope, DepositRequest, Direction, HistoryPage,
     HistoryQuery, InoutFilter, Posting, RealName, RealNameQuery, ReceiveCheck, ReceiveQuery,
@@ -42,19 +39,12 @@ use crate::faults::AccountBanks;
 use crate::model::{Account, Consent, FintechLink, Registration, mask_account_num};
 use crate::{VirtualBank, secret};
 
-/// How many fintech numbers' banks a node remembers for the fault rules.
-const BANKS_REMEMBERED: usize = 100_000;
-
 /// The virtual bank with its ledger and consents on the cluster. Cheap to
 /// clone.
 #[derive(Debug, Clone)]
 pub struct ClusterBank {
     bank: VirtualBank,
     cluster: Cluster,
-    /// The participant bank of each fintech number this node has read or
-    /// issued (a number's account never changes), for the sandbox's fault
-    /// rules that name a bank ([`AccountBanks`] is synchronous).
-    banks_of: Arc<Mutex<HashMap<String, String>>>,
 }
 
 /// What the cluster holds for the fintech number a call names: what it
@@ -219,11 +209,7 @@ impl ClusterBank {
                 "virtual bank: the cluster's consents seeded"
             );
         }
-        Ok(Self {
-            bank,
-            cluster,
-            banks_of: Arc::default(),
-        })
+        Ok(Self { bank, cluster })
     }
 
     /// The node's own bank (users, institutions, accounts). Its consents
@@ -269,9 +255,6 @@ impl ClusterBank {
                 },
             )
             .await?;
-        for (num, account) in nums.iter().zip(account_ids) {
-            self.remember(num, account);
-        }
         Ok(nums)
     }
 
@@ -296,19 +279,6 @@ impl ClusterBank {
             .await?)
     }
 
-    /// Remembers the participant bank of `fintech_use_num` (its account's).
-    fn remember(&self, fintech_use_num: &str, account: &str) {
-        let Some(bank) = account.split('/').next() else {
-            return;
-        };
-        if let Ok(mut banks) = self.banks_of.lock() {
-            if banks.len() >= BANKS_REMEMBERED {
-                banks.clear();
-            }
-            banks.insert(fintech_use_num.to_owned(), bank.to_owned());
-        }
-    }
-
     /// What the cluster holds of `fintech_use_num` for `caller`'s client.
     /// Nothing is asked for a call without a verified caller or for a
     /// number the bank never issues (its rules refuse both).
@@ -327,7 +297,6 @@ impl ClusterBank {
         let Some((num, registration)) = found else {
             return Ok(Fetched::default());
         };
-        self.remember(&num.fintech_use_num, &num.account);
         let FintechNum {
             fintech_use_num,
             client_use_code,
@@ -697,17 +666,20 @@ impl VirtualBank {
     }
 }
 
-/// A number this node has read or issued, else the seed's. A number issued
-/// through another node and not yet named in a call here has none: a fault
-/// rule naming a bank does not apply to that first call.
+/// The account behind a number is the cluster's record: a number issued
+/// through any node has its bank here.
+#[async_trait::async_trait]
 impl AccountBanks for ClusterBank {
-    fn bank_of_fintech_num(&self, fintech_use_num: &str) -> Option<String> {
-        let known = self
-            .banks_of
-            .lock()
-            .ok()
-            .and_then(|banks| banks.get(fintech_use_num).cloned());
-        known.or_else(|| self.bank.bank_of_fintech_num(fintech_use_num))
+    async fn bank_of_fintech_num(&self, fintech_use_num: &str) -> Option<String> {
+        match self.cluster.fintech_account(fintech_use_num).await {
+            Ok(account) => account?.split('/').next().map(str::to_owned),
+            // No rule matches; the call itself then fails on the same
+            // database (A0002).
+            Err(e) => {
+                tracing::warn!(error = %e, "virtual bank: a fintech number's bank unreadable");
+                None
+            }
+        }
     }
 }
 
