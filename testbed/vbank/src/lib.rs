@@ -395,34 +395,20 @@ impl VirtualBank {
         now_millis: u64,
     ) -> Result<Vec<String>> {
         self.check_registration(user_seq_no, client_id, client_use_code)?;
+        // Every writer of accounts holds this lock: what is checked under
+        // it holds for the transaction.
         let _w = self.lock();
+        self.check_registrable(user_seq_no, account_ids)?;
         let (now, inquiry, transfer) = Self::consents_given(scopes, now_millis);
         let t = &self.t;
         let nums = self.store.transaction(
-            &[
-                &t.accounts,
-                &t.fintech,
-                &t.fintech_by_owner,
-                &t.registrations,
-                &t.meta,
-            ],
+            &[&t.fintech, &t.fintech_by_owner, &t.registrations, &t.meta],
             |tx| {
-                let [accounts, fintech, by_owner, registrations, meta] = tx else {
+                let [fintech, by_owner, registrations, meta] = tx else {
                     return Err(Abort::with(Error::Invalid("transaction trees".into())));
                 };
                 let mut nums = Vec::with_capacity(account_ids.len());
                 for id in account_ids {
-                    let account: Account = accounts
-                        .get_json(id)?
-                        .ok_or_else(|| Abort::with(Error::UnknownAccount(id.clone())))?;
-                    if account.owner != Owner::User(user_seq_no.to_owned())
-                        || account.state == AccountState::Closed
-                    {
-                        return Err(Abort::with(Error::NotTheirs {
-                            account: id.clone(),
-                            user: user_seq_no.to_owned(),
-                        }));
-                    }
                     let owner_key = format!("{client_use_code}/{user_seq_no}/{id}");
                     let num = match by_owner.get_json::<String, _>(&owner_key)? {
                         Some(num) => num,
