@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::AsyncMessage;
 
 use crate::registry::Snapshot;
 use crate::{CONFIG_CHANNEL, Cluster, Error, REVOCATION_CHANNEL, Result};
@@ -200,7 +200,7 @@ async fn session(
     snapshots: &watch::Sender<Arc<Snapshot>>,
     settings: FeedSettings,
 ) -> Result<()> {
-    let (client, mut connection) = cluster.config().connect(NoTls).await?;
+    let (client, mut connection) = cluster.config().connect(cluster.tls()).await?;
     let (notices, mut heard) = mpsc::unbounded_channel::<()>();
     let driver = tokio::spawn(async move {
         let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));

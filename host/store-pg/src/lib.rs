@@ -16,12 +16,14 @@ mod ledger;
 mod registry;
 mod revocation;
 mod sandbox;
+mod tls;
 
+use std::path::Path;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
 use tokio_postgres::error::SqlState;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 pub use apps::{ClientRow, CodeUse, DeveloperRow, Registered};
 pub use audit::{AuditEntry, AuditEvent, AuditVerification};
@@ -58,6 +60,11 @@ pub enum Error {
     /// The configured URL is not a PostgreSQL URL this build can use.
     #[error("store.url: {0}")]
     Url(String),
+    /// TLS to the database is refused: a CA that cannot be read, a server
+    /// without TLS where TLS is required, a certificate not trusted or for
+    /// another host. A setting to fix, not a database away: not retried.
+    #[error("TLS to the cluster database: {0}")]
+    Tls(String),
     /// The request contradicts what is stored.
     #[error("{0}")]
     Conflict(String),
@@ -85,8 +92,12 @@ impl From<deadpool_postgres::PoolError> for Error {
     }
 }
 
-/// Connection trouble is [`Error::Unavailable`]; a constraint is named.
+/// Connection trouble is [`Error::Unavailable`], a refused TLS handshake
+/// [`Error::Tls`]; a constraint is named.
 fn classify(e: tokio_postgres::Error) -> Error {
+    if let Some(refusal) = tls::refusal(&e) {
+        return Error::Tls(refusal);
+    }
     if let Some(db) = e.as_db_error() {
         let code = db.code();
         if code == &SqlState::ADMIN_SHUTDOWN
@@ -129,15 +140,38 @@ pub enum UrlError {
     NoHost,
     #[error("names no database (postgres://user@host:port/database)")]
     NoDatabase,
+    #[error(
+        "sslmode={0}: sfop knows disable, prefer, require, verify-ca and verify-full \
+         (docs/adr/0029, \"TLS to the database\")"
+    )]
+    SslMode(String),
+    #[error("{0}: client certificates are not supported (authenticate with a password)")]
+    ClientCertificate(String),
+    #[error("names a CA twice (sslrootcert in store.url and store.ca): keep one")]
+    TwoCas,
+    #[error(
+        "a CA is given but sslmode={0} lets the connection fall back to plaintext: \
+         use sslmode=verify-full (or leave sslmode out)"
+    )]
+    CaWithPlaintext(&'static str),
 }
 
 /// Checks that `url` is a PostgreSQL URL this build can connect with
-/// (`postgres://user@host:port/db`), without connecting.
+/// (`postgres://user@host:port/db`, with libpq's `sslmode` and
+/// `sslrootcert` if any), without connecting.
 pub fn check_url(url: &str) -> std::result::Result<(), UrlError> {
+    check_tls(url, None)
+}
+
+/// [`check_url`] with the CA file `ca` (`store.ca`) beside the URL: the two
+/// must agree (one CA; a CA means no plaintext). Reads no file.
+pub fn check_tls(url: &str, ca: Option<&Path>) -> std::result::Result<(), UrlError> {
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(UrlError::Scheme);
     }
-    let config: tokio_postgres::Config = url
+    let settings = tls::settings(url, ca)?;
+    let config: tokio_postgres::Config = settings
+        .url
         .parse()
         .map_err(|e: tokio_postgres::Error| UrlError::Unparsable(e.to_string()))?;
     if config.get_hosts().is_empty() {
@@ -162,6 +196,7 @@ const MIGRATION_LOCK: i64 = 0x5f0b_0001;
 pub struct Cluster {
     pool: Pool,
     config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -187,18 +222,41 @@ impl Cluster {
     /// Connects to `url` (`postgres://user@host:port/db`), applies the
     /// migrations this build has that the database lacks, and refuses a
     /// database whose schema is newer than this build or differs from it.
+    /// TLS as the URL's `sslmode` and `sslrootcert` ask (none without them).
     pub async fn connect(url: &str, max_connections: usize) -> Result<Self> {
-        let mut config: tokio_postgres::Config = url
+        Self::connect_with_ca(url, None, max_connections).await
+    }
+
+    /// [`Cluster::connect`] trusting the CA certificates in the PEM file
+    /// `ca` (`store.ca`) for the server's certificate: TLS or nothing, the
+    /// host name checked unless the URL says `sslmode=verify-ca`.
+    pub async fn connect_with_ca(
+        url: &str,
+        ca: Option<&Path>,
+        max_connections: usize,
+    ) -> Result<Self> {
+        let settings = tls::settings(url, ca).map_err(|e| Error::Url(e.to_string()))?;
+        let mut config: tokio_postgres::Config = settings
+            .url
             .parse()
             .map_err(|e| Error::Url(format!("not a PostgreSQL URL: {e}")))?;
         if config.get_hosts().is_empty() {
             return Err(Error::Url("the URL names no host".into()));
         }
+        config.ssl_mode(settings.ssl_mode());
         config.connect_timeout(CONNECT_TIMEOUT);
         config.application_name("sfop");
+        if settings.mode == tls::Mode::Disable && !config.get_hosts().iter().all(tls::is_local) {
+            tracing::warn!(
+                "store.url: plaintext to a database on another machine (no sslmode, no \
+                 store.ca): passwords and data cross the network readable; plaintext is for \
+                 loopback only (set store.ca, docs/adr/0029 \"TLS to the database\")"
+            );
+        }
+        let tls = settings.connector()?;
         let manager = Manager::from_config(
             config.clone(),
-            NoTls,
+            tls.clone(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -211,7 +269,7 @@ impl Cluster {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| Error::Url(e.to_string()))?;
-        let cluster = Self { pool, config };
+        let cluster = Self { pool, config, tls };
         cluster.migrate().await?;
         Ok(cluster)
     }
@@ -300,6 +358,11 @@ impl Cluster {
         &self.config
     }
 
+    /// The TLS connector of the pool's connections, for the feed's.
+    pub(crate) fn tls(&self) -> MakeRustlsConnect {
+        self.tls.clone()
+    }
+
     /// The current config version.
     pub async fn config_version(&self) -> Result<u64> {
         let conn = self.conn().await?;
@@ -331,9 +394,9 @@ pub(crate) async fn bump_config_version(tx: &tokio_postgres::Transaction<'_>) ->
 /// Drops and creates the database `name` on the server that `admin_url`
 /// (a role allowed to create databases) names, and returns the URL of the
 /// new database (same host, port and user; no password: the servers this
-/// is for trust local connections): for tests and local clusters, never for
-/// a database that holds anything. `name` is lowercase letters, digits and
-/// `_`.
+/// is for trust local connections; the same `sslmode` and `sslrootcert`):
+/// for tests and local clusters, never for a database that holds anything.
+/// `name` is lowercase letters, digits and `_`.
 pub async fn recreate_database(admin_url: &str, name: &str) -> Result<String> {
     let valid = !name.is_empty()
         && name.len() <= 63
@@ -345,11 +408,14 @@ pub async fn recreate_database(admin_url: &str, name: &str) -> Result<String> {
             "database name {name:?}: lowercase letters, digits and _ only"
         )));
     }
-    let mut config: tokio_postgres::Config = admin_url
+    let settings = tls::settings(admin_url, None).map_err(|e| Error::Url(e.to_string()))?;
+    let mut config: tokio_postgres::Config = settings
+        .url
         .parse()
         .map_err(|e| Error::Url(format!("not a PostgreSQL URL: {e}")))?;
+    config.ssl_mode(settings.ssl_mode());
     config.connect_timeout(CONNECT_TIMEOUT);
-    let (client, connection) = config.connect(NoTls).await?;
+    let (client, connection) = config.connect(settings.connector()?).await?;
     tokio::spawn(connection);
     // Two statements: CREATE DATABASE cannot share an implicit transaction.
     client
@@ -365,5 +431,9 @@ pub async fn recreate_database(admin_url: &str, name: &str) -> Result<String> {
     };
     let port = config.get_ports().first().copied().unwrap_or(5432);
     let user = config.get_user().unwrap_or("postgres");
-    Ok(format!("postgres://{user}@{host}:{port}/{name}"))
+    let mut url = format!("postgres://{user}@{host}:{port}/{name}");
+    if !settings.tls_query.is_empty() {
+        url = format!("{url}?{}", settings.tls_query.join("&"));
+    }
+    Ok(url)
 }

@@ -8,6 +8,7 @@
 mod consents;
 mod proxy;
 mod server;
+mod tls;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -3,6 +3,7 @@
 //! serving the other tests meanwhile. Debian's server binaries
 //! (`/usr/lib/postgresql/<n>/bin`, which `cargo xtask ci` installs); as the
 //! `postgres` user when the test runs as root, since the server refuses root.
+//! [`Server::start_with`] turns on TLS with a certificate of the test's.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,18 @@ pub struct Server {
     bin: PathBuf,
     data: PathBuf,
     port: u16,
+    /// `-c` settings beyond port, socket folder and address.
+    settings: String,
     _dir: tempfile::TempDir,
+}
+
+/// How a server of the test's own is set up.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// PEM certificate chain and private key: `ssl = on` with them.
+    pub tls: Option<(String, String)>,
+    /// `pg_hba.conf` accepts TCP connections over TLS only (`hostssl`).
+    pub tls_only: bool,
 }
 
 fn bin_dir() -> Option<PathBuf> {
@@ -64,6 +76,12 @@ fn run(bin: &Path, program: &str, args: &[&str]) -> Result<()> {
 impl Server {
     /// A new server, started; `None` when the server binaries are missing.
     pub fn start() -> Result<Option<Self>> {
+        Self::start_with(Options::default())
+    }
+
+    /// A new server set up as `options` say, started; `None` when the
+    /// server binaries are missing.
+    pub fn start_with(options: Options) -> Result<Option<Self>> {
         let Some(bin) = bin_dir() else {
             return Ok(None);
         };
@@ -92,11 +110,37 @@ impl Server {
                 "--locale=C",
             ],
         )?;
+        let mut settings = String::new();
+        if let Some((cert, key)) = &options.tls {
+            // Beside the data folder, readable by the server's user only
+            // (the server refuses a key others can read).
+            let (cert_path, key_path) =
+                (dir.path().join("server.crt"), dir.path().join("server.key"));
+            std::fs::write(&cert_path, cert)?;
+            std::fs::write(&key_path, key)?;
+            for path in [&cert_path, &key_path] {
+                owned_by_server(path)?;
+            }
+            settings = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                cert_path.display(),
+                key_path.display()
+            );
+        }
+        if options.tls_only {
+            let hba = data.join("pg_hba.conf");
+            std::fs::write(
+                &hba,
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            )?;
+            owned_by_server(&hba)?;
+        }
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let server = Self {
             bin,
             data,
             port,
+            settings,
             _dir: dir,
         };
         server.pg_ctl("start")?;
@@ -105,9 +149,10 @@ impl Server {
 
     fn pg_ctl(&self, action: &str) -> Result<()> {
         let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off{}",
             self.port,
-            self.data.display()
+            self.data.display(),
+            self.settings
         );
         let log = self.data.join("server.log");
         run(
@@ -152,6 +197,25 @@ impl Server {
     pub fn url(&self) -> String {
         format!("postgres://sfop@127.0.0.1:{}/postgres", self.port)
     }
+
+    /// The server's port on 127.0.0.1.
+    #[allow(dead_code)]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+/// Mode 0600, and owned by `postgres` when the server runs as that user.
+fn owned_by_server(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    if is_root() {
+        let out = Command::new("chown").arg("postgres:").arg(path).output()?;
+        if !out.status.success() {
+            bail!("chown: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    Ok(())
 }
 
 impl Drop for Server {
