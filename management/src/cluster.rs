@@ -11,15 +11,21 @@
 //! and swaps it. The writer waits for its own version before answering, so
 //! a promote that returned is served on the node that made it.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use sfop_core::time::now_millis;
-use sfop_store_pg::{ApiState, AuditEvent, BlobCache, CanaryState, Cluster, NewVersion, Snapshot};
+use sfop_store_pg::{
+    ApiState, AuditEvent, BlobCache, CanaryState, Cluster, NewVersion, SealedValues, Snapshot,
+};
 use tokio::sync::watch;
 
 use crate::plane::DataPlane;
 use crate::registry::version_key;
+use crate::variables::Sealed;
 use crate::{
     ApiRecord, CanaryRecord, Control, Error, Management, Result, TestRecord, Version,
     VersionRecord, serving,
@@ -36,6 +42,32 @@ pub struct ClusterLink {
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     /// Component bytes on this node's disk, by SHA-256.
     pub blobs: BlobCache,
+}
+
+/// A variable's change, as [`Management::set_variable`] checked it.
+pub(crate) struct VariableChange<'a> {
+    pub api: &'a str,
+    pub variable: &'a str,
+    /// The new value, sealed; `None`: unset.
+    pub sealed: Option<Vec<u8>>,
+    pub action: &'a str,
+    pub actor: &'a str,
+    /// The audit entry's detail (never the value).
+    pub detail: String,
+}
+
+/// Waits until this node's feed has read config version `written` (what
+/// `what` wrote), for at most [`READ_BACK`].
+async fn read_back(link: &ClusterLink, written: u64, what: &str) -> Result<Arc<Snapshot>> {
+    let mut snapshots = link.snapshots.clone();
+    match tokio::time::timeout(READ_BACK, snapshots.wait_for(|s| s.version >= written)).await {
+        Ok(Ok(s)) => Ok(s.clone()),
+        Ok(Err(_)) => Err(Error::internal(what.to_owned(), "the cluster feed stopped")),
+        Err(_) => Err(Error::Unavailable(format!(
+            "{what} is recorded (config version {written}) but this node has not read it back \
+             within {READ_BACK:?}; every node serves it once it has"
+        ))),
+    }
 }
 
 /// A cluster-store failure as the management center's: the database away
@@ -195,29 +227,116 @@ impl<P: DataPlane> Management<P> {
             .set_api(&to_state(&api), Some(control.applied.unwrap_or(0)), &event)
             .await
             .map_err(|e| shared(&format!("recording the {action} of {}", api.name), e))?;
-        let mut snapshots = link.snapshots.clone();
-        let snapshot =
-            match tokio::time::timeout(READ_BACK, snapshots.wait_for(|s| s.version >= written))
-                .await
-            {
-                Ok(Ok(s)) => s.clone(),
-                Ok(Err(_)) => {
-                    return Err(Error::internal(
-                        format!("the {action} of {}", api.name),
-                        "the cluster feed stopped",
-                    ));
-                }
-                Err(_) => {
-                    return Err(Error::Unavailable(format!(
-                        "the {action} of {} is recorded (config version {written}) but this node \
-                     has not read it back within {READ_BACK:?}; every node serves it once it has",
-                        api.name
-                    )));
-                }
-            };
+        let snapshot = read_back(link, written, &format!("the {action} of {}", api.name)).await?;
         self.sync_locked(control, &snapshot).await?;
         tracing::info!(api = %api.name, version = ?version_text, %actor, config_version = written, "{action}: {detail}");
         Ok(self.trees.api(&api.name)?.unwrap_or(api))
+    }
+
+    /// A variable's value set or unset on a clustered node, checked as on
+    /// one node (`loaded`: the API's serving versions, loaded with the new
+    /// values): written to the cluster sealed, with its audit entry and the
+    /// config version this node last applied (a change made meanwhile on
+    /// another node is refused, not overwritten), then read back and served
+    /// like any node serves it. `loaded` serve here without loading again
+    /// unless the values changed meanwhile.
+    pub(crate) async fn set_variable_shared(
+        &self,
+        link: &ClusterLink,
+        control: &mut Control<P::Release>,
+        change: VariableChange<'_>,
+        loaded: Vec<(Version, P::Release)>,
+    ) -> Result<()> {
+        let VariableChange {
+            api,
+            variable,
+            sealed,
+            action,
+            actor,
+            detail,
+        } = change;
+        let event = AuditEvent {
+            actor,
+            action,
+            api,
+            version: None,
+            detail: detail.clone(),
+        };
+        let written = link
+            .cluster
+            .set_variable(
+                api,
+                variable,
+                sealed.as_deref(),
+                Some(control.applied.unwrap_or(0)),
+                &event,
+            )
+            .await
+            .map_err(|e| shared(&format!("recording the {action} of {api}"), e))?;
+        // This node's copy as the cluster's is now, so that the releases
+        // just loaded with it serve (a change made since on another node
+        // differs from it and loads them again).
+        let mut copy = self
+            .trees
+            .variables
+            .get_json::<Sealed>(api)?
+            .unwrap_or_default();
+        match &sealed {
+            Some(bytes) => {
+                copy.insert(variable.to_owned(), STANDARD.encode(bytes));
+            }
+            None => {
+                copy.remove(variable);
+            }
+        }
+        self.keep_variables(api, &copy)?;
+        control.warm.retain(|(name, _), _| name != api);
+        for (version, release) in loaded {
+            control.warm.insert((api.to_owned(), version), release);
+        }
+        let snapshot = read_back(link, written, &format!("the {action} of {api}")).await?;
+        self.sync_locked(control, &snapshot).await?;
+        tracing::info!(%api, %variable, %actor, config_version = written, "{action}");
+        Ok(())
+    }
+
+    /// Keeps `values` as this node's copy of `api`'s (none: removed).
+    fn keep_variables(&self, api: &str, values: &Sealed) -> Result<()> {
+        if values.is_empty() {
+            self.trees.variables.remove(api.as_bytes())?;
+        } else {
+            self.trees.variables.insert_json(api, values)?;
+        }
+        Ok(())
+    }
+
+    /// Makes this node's copy of the values set through the admin API the
+    /// cluster's (`shared`); returns the APIs whose values changed.
+    fn replicate_variables(&self, shared: &SealedValues) -> Result<Vec<String>> {
+        let local: BTreeMap<String, Sealed> = self
+            .trees
+            .variables
+            .values_json::<Sealed>()?
+            .into_iter()
+            .collect();
+        let mut changed = Vec::new();
+        let apis: BTreeSet<&String> = local.keys().chain(shared.keys()).collect();
+        for api in apis {
+            let wanted: Sealed = shared
+                .get(api)
+                .map(|values| {
+                    values
+                        .iter()
+                        .map(|(name, bytes)| (name.clone(), STANDARD.encode(bytes)))
+                        .collect()
+                })
+                .unwrap_or_default();
+            if local.get(api).cloned().unwrap_or_default() != wanted {
+                self.keep_variables(api, &wanted)?;
+                changed.push(api.clone());
+            }
+        }
+        Ok(changed)
     }
 
     /// Serves `snapshot` (a newer one than this node applied): copies the
@@ -234,6 +353,12 @@ impl<P: DataPlane> Management<P> {
         };
         if control.applied.is_some_and(|a| a >= snapshot.version) {
             return Ok(());
+        }
+        // Values changed: the API's versions load again with them (below for
+        // those serving, when next needed for the others).
+        for api in self.replicate_variables(&snapshot.variables)? {
+            control.warm.retain(|(name, _), _| name != &api);
+            tracing::info!(%api, "variables changed on the cluster; the API loads with them");
         }
         for ((name, text), release) in &snapshot.releases {
             let version = Version::parse(text).map_err(|e| {

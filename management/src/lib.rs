@@ -59,8 +59,10 @@ pub enum Error {
     Invalid(String),
     #[error("store: {0}")]
     Store(#[from] sfop_store::Error),
-    /// The cluster database cannot be reached from this node: nothing was
-    /// changed; the caller retries (503, never the caller's fault).
+    /// The cluster database cannot be reached from this node, or this node
+    /// lacks what the cluster shares outside it (the variable key, ADR
+    /// 0027): nothing was changed; the message says which (503, never the
+    /// caller's fault).
     #[error("{0}")]
     Unavailable(String),
     /// The platform failed (a loader that panicked, a stored record that no

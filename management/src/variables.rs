@@ -3,7 +3,9 @@
 //! ChaCha20-Poly1305 under a key in a file of its own, bound to their API
 //! and variable name, so that neither the store, its backups nor the audit
 //! log hold a secret in clear (the audit log says only that a value
-//! changed).
+//! changed). On a cluster node the cluster's database holds them (sealed
+//! under the key every node shares) and each node keeps a copy it reads
+//! with every snapshot (`cluster.rs`).
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,7 +22,7 @@ use sfop_core::outbound::{Secret, SetValues};
 use sfop_core::time::now_millis;
 
 use crate::audit::{self, Event};
-use crate::{ApiRecord, DataPlane, Error, Management, Result, serving};
+use crate::{ApiRecord, DataPlane, Error, Management, Result, cluster, serving};
 
 /// Bytes of the key file.
 const KEY_LEN: usize = 32;
@@ -80,6 +82,13 @@ impl Sealer {
     /// `value` of variable `name` of API `api`, sealed: nonce, then the
     /// ciphertext with its tag, in base64.
     pub(crate) fn seal(&self, api: &str, name: &str, value: &Secret) -> Option<String> {
+        self.seal_bytes(api, name, value)
+            .map(|sealed| base64::engine::general_purpose::STANDARD.encode(sealed))
+    }
+
+    /// [`Sealer::seal`] without the base64: the nonce, then the ciphertext
+    /// with its tag (what the cluster's database stores).
+    pub(crate) fn seal_bytes(&self, api: &str, name: &str, value: &Secret) -> Option<Vec<u8>> {
         let mut nonce = [0u8; NONCE_LEN];
         self.rng.fill(&mut nonce).ok()?;
         let mut text = value.0.as_bytes().to_vec();
@@ -92,7 +101,7 @@ impl Sealer {
             .ok()?;
         let mut sealed = nonce.to_vec();
         sealed.extend(text);
-        Some(base64::engine::general_purpose::STANDARD.encode(sealed))
+        Some(sealed)
     }
 
     /// The value sealed by [`Sealer::seal`] for the same API and name;
@@ -163,15 +172,31 @@ impl<P: DataPlane> Management<P> {
         stored
             .iter()
             .map(|(name, sealed)| {
-                let value = sealer.open(api, name, sealed).ok_or_else(|| {
-                    Error::internal(
-                        format!("reading variable {name} of {api}"),
-                        "its value does not open with this node's variable key",
-                    )
-                })?;
+                let value = sealer
+                    .open(api, name, sealed)
+                    .ok_or_else(|| self.unopened(api, name))?;
                 Ok((name.clone(), value))
             })
             .collect()
+    }
+
+    /// Why `api`'s versions do not load: the value of `name` does not open
+    /// with this node's key. On a cluster node that is the key of another
+    /// node (every node needs the same one): said to the operator as it is,
+    /// since nothing in it is secret; alone, the key was lost or replaced.
+    fn unopened(&self, api: &str, name: &str) -> Error {
+        if self.cluster.is_some() {
+            return Error::Unavailable(format!(
+                "variable {name} of {api}: its value, set through the admin API on the \
+                 cluster, does not open with this node's variable key (data_dir/variables.key): \
+                 every node of a cluster needs the same key (ADR 0027); {api} stays closed on \
+                 this node until it has it"
+            ));
+        }
+        Error::internal(
+            format!("reading variable {name} of {api}"),
+            "its value does not open with this node's variable key",
+        )
     }
 
     /// The variables `api` declares (its newest serving version's, else its
@@ -187,7 +212,9 @@ impl<P: DataPlane> Management<P> {
     /// first: a change a version refuses (a required variable left without
     /// a value) changes nothing. Then the value (sealed) and an audit entry
     /// naming the variable, never its value, are written together, and the
-    /// reloaded versions serve the next requests.
+    /// reloaded versions serve the next requests. On a cluster node both are
+    /// written to the cluster's database with the config version, and every
+    /// node serves the change (this one before answering).
     pub async fn set_variable(
         &self,
         api: &str,
@@ -195,13 +222,6 @@ impl<P: DataPlane> Management<P> {
         value: Option<String>,
         actor: &str,
     ) -> Result<Vec<VariableView>> {
-        if self.cluster.is_some() {
-            return Err(Error::Refused(
-                "a clustered node does not take variables through the admin API yet: set them in \
-                 every node's [variables] or environment (ADR 0027)"
-                    .into(),
-            ));
-        }
         if let Some(value) = &value
             && value.len() > MAX_VARIABLE_VALUE
         {
@@ -259,13 +279,6 @@ impl<P: DataPlane> Management<P> {
             // Nothing set through the admin API: nothing changes.
             return Ok(shown(&set));
         }
-        let mut sealed = Sealed::new();
-        for (name, value) in &set {
-            let text = sealer.seal(api, name, value).ok_or_else(|| {
-                Error::internal(format!("sealing variable {name} of {api}"), "no randomness")
-            })?;
-            sealed.insert(name.clone(), text);
-        }
         // Every serving version, loaded with the new values before anything
         // is written.
         let mut loaded = Vec::new();
@@ -286,6 +299,37 @@ impl<P: DataPlane> Management<P> {
             (Some(_), true) => format!("{variable} (secret)"),
             (Some(_), false) => variable.to_owned(),
         };
+        if let Some(link) = &self.cluster {
+            let sealed = match set.get(variable) {
+                Some(value) if action == "variable set" => {
+                    Some(sealer.seal_bytes(api, variable, value).ok_or_else(|| {
+                        Error::internal(
+                            format!("sealing variable {variable} of {api}"),
+                            "no randomness",
+                        )
+                    })?)
+                }
+                _ => None,
+            };
+            let change = cluster::VariableChange {
+                api,
+                variable,
+                sealed,
+                action,
+                actor,
+                detail,
+            };
+            self.set_variable_shared(link, &mut control, change, loaded)
+                .await?;
+            return Ok(shown(&set));
+        }
+        let mut sealed = Sealed::new();
+        for (name, value) in &set {
+            let text = sealer.seal(api, name, value).ok_or_else(|| {
+                Error::internal(format!("sealing variable {name} of {api}"), "no randomness")
+            })?;
+            sealed.insert(name.clone(), text);
+        }
         let (store, variables, audit_tree) = (
             self.store.clone(),
             self.trees.variables.clone(),

@@ -16,6 +16,7 @@ mod ledger;
 mod registry;
 mod revocation;
 mod sandbox;
+mod variables;
 mod tls;
 
 use std::path::Path;
@@ -38,6 +39,7 @@ pub use grants::{CodeRow, IssuedRow, RefreshRow};
 pub use ledger::{NewTransfer, TransferOutcome};
 pub use registry::{ApiState, CanaryState, NewVersion, Pushed, Release, Snapshot};
 pub use sandbox::{NewSandboxRule, SandboxRule};
+pub use variables::SealedValues;
 
 refinery::embed_migrations!("migrations");
 

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use sha2::{Digest, Sha256};
 
 use crate::audit::{self, AuditEvent};
+use crate::variables::{self, SealedValues};
 use crate::{Cluster, Error, Result, bump_config_version};
 
 /// A version to register.
@@ -70,6 +71,8 @@ pub struct Snapshot {
     /// The live, canary and earlier live versions of every API, by
     /// (api, version).
     pub releases: BTreeMap<(String, String), Release>,
+    /// The values set through the admin API for plugins' variables, sealed.
+    pub variables: SealedValues,
 }
 
 impl Snapshot {
@@ -349,11 +352,13 @@ impl Cluster {
                 },
             );
         }
+        let variables = variables::read_all(&tx).await?;
         tx.commit().await?;
         Ok(Snapshot {
             version: version as u64,
             apis,
             releases,
+            variables,
         })
     }
 

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 
-use crate::cluster_money::{copy_dir, database, node};
+use crate::cluster_money::{copy_dir, database, node, node_serving};
 use crate::cluster_stale::proxy::Proxy;
 use crate::deadlines_and_warm::bank_status_at;
 use crate::served::{Connection, Served};
@@ -61,15 +61,17 @@ pub(crate) async fn status(
 }
 
 /// What the operator provisions on every node: the root-key file (0600 in
-/// a 0700 dir), the demo app's secret file (the app itself is the
-/// cluster's, registered by the first node) and, as an image would, the
-/// compile cache.
+/// a 0700 dir), the variable key (0600: values set through the admin API
+/// open on every node, ADR 0027), the demo app's secret file (the app
+/// itself is the cluster's, registered by the first node) and, as an image
+/// would, the compile cache.
 pub(crate) fn provision(from: &Path, to: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(to)?;
     std::fs::set_permissions(to, std::fs::Permissions::from_mode(0o700))?;
-    // Modes kept: the key file stays 0600 in its 0700 dir.
+    // Modes kept: the key files stay 0600 in their 0700 dir.
     copy_dir(&from.join("keys"), &to.join("keys"))?;
+    std::fs::copy(from.join("variables.key"), to.join("variables.key"))?;
     copy_dir(&from.join("compile-cache"), &to.join("compile-cache"))?;
     std::fs::copy(from.join("demo-client.json"), to.join("demo-client.json"))?;
     Ok(())
@@ -86,10 +88,24 @@ pub(crate) async fn three_nodes(
     url: &str,
     config: Option<&str>,
 ) -> Result<(Served, Served, Served)> {
+    three_nodes_serving(dir, url, config, None).await
+}
+
+/// [`three_nodes`], each serving the packages in `plugins` (none: the
+/// reference APIs).
+pub(crate) async fn three_nodes_serving(
+    dir: &Path,
+    url: &str,
+    config: Option<&str>,
+    plugins: Option<&Path>,
+) -> Result<(Served, Served, Served)> {
     let launch = |n: &str| {
         let (data, log) = (dir.join(n), dir.join(format!("{n}.log")));
         let (url, config) = (url.to_owned(), config.map(str::to_owned));
-        tokio::task::spawn_blocking(move || node(&data, &log, &url, config.as_deref()))
+        let plugins = plugins.map(Path::to_path_buf);
+        tokio::task::spawn_blocking(move || {
+            node_serving(plugins.as_deref(), &data, &log, &url, config.as_deref())
+        })
     };
     let a = launch("a").await??;
     provision(&dir.join("a"), &dir.join("b"))?;

@@ -21,7 +21,7 @@ use sfop_store_pg::Cluster;
 use sfop_vbank::seed::{DEMO_CLIENT_ID, DEMO_CLIENT_USE_CODE, DEMO_CONTRACT_ACCOUNT_NUM};
 use sfop_vbank::{ClusterBank, VirtualBank};
 
-use crate::served::{Served, serve_command};
+use crate::served::{Served, serve_command, serve_plugins};
 
 const HONG_MAIN: &str = "097/1101234567890";
 const SENDS: usize = 100;
@@ -383,7 +383,21 @@ pub fn copy_dir(from: &Path, to: &Path) -> Result<()> {
 /// `sfop serve` as a node of the cluster at `url`, with `config` (TOML,
 /// beside the data dir) if any.
 pub fn node(data: &Path, log: &Path, url: &str, config: Option<&str>) -> Result<Served> {
-    let mut cmd = serve_command(data, log)?;
+    node_serving(None, data, log, url, config)
+}
+
+/// [`node`] serving the packages in `plugins` (none: the reference APIs).
+pub fn node_serving(
+    plugins: Option<&Path>,
+    data: &Path,
+    log: &Path,
+    url: &str,
+    config: Option<&str>,
+) -> Result<Served> {
+    let mut cmd = match plugins {
+        Some(plugins) => serve_plugins(plugins, data, log)?,
+        None => serve_command(data, log)?,
+    };
     cmd.env("SFOP_STORE_URL", url);
     if let Some(config) = config {
         let file = log.with_extension("toml");

@@ -8,6 +8,7 @@
 mod consents;
 mod proxy;
 mod server;
+mod variables;
 mod tls;
 
 use std::sync::Arc;
