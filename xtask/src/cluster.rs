@@ -85,6 +85,9 @@ pub fn serve(root: &Path, nodes: usize, args: &[String]) -> Result<()> {
         let data = root.join(format!("target/sfop-cluster/node{i}"));
         copy_dir(&first.join("keys"), &data.join("keys"))?;
         copy_dir(&first.join("compile-cache"), &data.join("compile-cache"))?;
+        // Values set through the admin API open on every node only under
+        // one variable key (ADR 0027): the first node's.
+        std::fs::copy(first.join("variables.key"), data.join("variables.key"))?;
         // The demo app is the cluster's (node 0 registered it); its secret
         // file goes with the keys.
         let demo = first.join("demo-client.json");
