@@ -35,9 +35,13 @@ pub async fn join(config: &Config) -> anyhow::Result<Option<Arc<Node>>> {
     let Some(url) = &config.store.url else {
         return Ok(None);
     };
-    let cluster = Cluster::connect(url, config.store.max_connections)
-        .await
-        .context("store.url: joining the cluster")?;
+    let cluster = Cluster::connect_with_ca(
+        url,
+        config.store.ca.as_deref(),
+        config.store.max_connections,
+    )
+    .await
+    .context("store.url: joining the cluster")?;
     let revocation_max_lag = Duration::from_millis(config.auth.revocation_max_lag_ms);
     let feed = Feed::start(&cluster, FeedSettings::for_max_lag(revocation_max_lag))
         .await

@@ -73,8 +73,15 @@ impl Default for Config {
 pub struct StoreSection {
     /// `postgres://user[:password]@host:port/database`: this node is one of
     /// a cluster sharing that PostgreSQL database (ADR 0029). Absent: the
-    /// embedded sled store in `data_dir`, one node.
+    /// embedded sled store in `data_dir`, one node. libpq's `sslmode`
+    /// (`disable`, `prefer`, `require`, `verify-ca`, `verify-full`) and
+    /// `sslrootcert` are read; without either (and without `ca`) the
+    /// connection is plaintext, for a database on loopback only.
     pub url: Option<String>,
+    /// PEM file of the CA certificates that sign the database server's
+    /// certificate: connections are TLS or nothing, the server's host name
+    /// checked (`sslmode=verify-ca` in the URL: the chain only).
+    pub ca: Option<PathBuf>,
     /// Connections of this node's pool to the cluster database (the feed
     /// holds one more of its own).
     pub max_connections: usize,
@@ -84,6 +91,7 @@ impl Default for StoreSection {
     fn default() -> Self {
         Self {
             url: None,
+            ca: None,
             max_connections: 16,
         }
     }
@@ -102,6 +110,23 @@ impl StoreSection {
                 key: "store.url",
                 problem: problem.to_string(),
             })?;
+        }
+        match (&self.url, &self.ca) {
+            (Some(url), Some(ca)) => {
+                sfop_store_pg::check_tls(url, Some(ca)).map_err(|problem| {
+                    ConfigError::Invalid {
+                        key: "store.ca",
+                        problem: problem.to_string(),
+                    }
+                })?;
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::Invalid {
+                    key: "store.ca",
+                    problem: "is the CA of the cluster database: set store.url too".into(),
+                });
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -669,6 +694,15 @@ mod tests {
             ("[store]\nurl = \"mysql://db/sfop\"\n", "store.url"),
             ("[store]\nurl = \"postgres:///sfop\"\n", "store.url"),
             ("[store]\nmax_connections = 0\n", "store.max_connections"),
+            (
+                "[store]\nurl = \"postgres://db/sfop?sslmode=allow\"\n",
+                "store.url",
+            ),
+            ("[store]\nca = \"ca.pem\"\n", "store.ca"),
+            (
+                "[store]\nurl = \"postgres://db/sfop?sslmode=disable\"\nca = \"ca.pem\"\n",
+                "store.ca",
+            ),
             (
                 "[auth]\nrevocation_max_lag_ms = 1\n",
                 "auth.revocation_max_lag_ms",

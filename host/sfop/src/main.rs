@@ -453,6 +453,10 @@ struct ServeArgs {
     /// `store.url` (ADR 0029).
     #[arg(long, env = "SFOP_STORE_URL")]
     store_url: Option<String>,
+    /// PEM CA of the cluster database's certificate: TLS to it, verified
+    /// (`store.ca`).
+    #[arg(long, env = "SFOP_STORE_CA")]
+    store_ca: Option<PathBuf>,
 }
 
 fn set<T>(slot: &mut T, value: Option<T>) {
@@ -487,6 +491,9 @@ impl ServeArgs {
         }
         if self.store_url.is_some() {
             config.store.url = self.store_url;
+        }
+        if self.store_ca.is_some() {
+            config.store.ca = self.store_ca;
         }
         Ok(config)
     }

@@ -556,7 +556,7 @@ async fn one_bank_tran_id_over_three_nodes_is_booked_once() -> Result<()> {
 /// A PostgreSQL server of this test's own (the store's test helper), so
 /// that restarting it disturbs no other test.
 #[path = "../../../store-pg/tests/all/server.rs"]
-mod pg_server;
+pub(crate) mod pg_server;
 
 /// What the load saw during the restart.
 #[derive(Default, Debug)]

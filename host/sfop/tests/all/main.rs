@@ -10,6 +10,7 @@ mod cluster_apps;
 mod cluster_consents;
 mod cluster_money;
 mod cluster_stale;
+mod cluster_tls;
 mod cluster_variables;
 mod config_doc;
 mod containment;
