@@ -16,8 +16,8 @@ mod ledger;
 mod registry;
 mod revocation;
 mod sandbox;
-mod variables;
 mod tls;
+mod variables;
 
 use std::path::Path;
 use std::time::Duration;

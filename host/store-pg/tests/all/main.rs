@@ -8,8 +8,8 @@
 mod consents;
 mod proxy;
 mod server;
-mod variables;
 mod tls;
+mod variables;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
