@@ -6,7 +6,10 @@
 //! shared by the server and `sfop institution …`. The developer portal's
 //! institution requests go through [`PortalInstitutions`]. The records live
 //! in the virtual bank, which reads them in the transaction that books a
-//! transfer (docs/adr/0017-institutions.md).
+//! transfer (docs/adr/0017-institutions.md). Every change is a
+//! [`BankChange`]: applied to the node's bank, or on a cluster submitted to
+//! the cluster's order of changes, which every node applies to its own
+//! bank (docs/adr/0030).
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,7 +19,10 @@ use serde::{Deserialize, Serialize};
 use sfop_auth::ClientRegistry;
 use sfop_gateway::PlatformError;
 use sfop_gateway::platform::{Body, BodyLimit, Enveloped};
-use sfop_vbank::{InstitutionState, InstitutionView, Limits, NewInstitution, VirtualBank};
+use sfop_vbank::{
+    Applied, BankChange, ClusterBank, InstitutionState, InstitutionView, Limits, NewInstitution,
+    VirtualBank,
+};
 
 use crate::admin_http::Admin;
 /// The routes' paths: the admin API's one definition, which the CLI also speaks.
@@ -135,6 +141,9 @@ enum Refused {
     /// The caller's fault: 400 (404 for an unknown institution, 409 for a
     /// state that does not allow it), `A0004`; the message names the field.
     Invalid(u16, String),
+    /// The cluster's database cannot be reached: 503 `A0013`, nothing
+    /// changed.
+    Unavailable(String),
     Internal(String),
 }
 
@@ -142,6 +151,14 @@ impl From<Refused> for PlatformError {
     fn from(r: Refused) -> Self {
         match r {
             Refused::Invalid(status, message) => PlatformError::refused(status, "A0004", message),
+            Refused::Unavailable(cause) => PlatformError::refused(
+                503,
+                "A0013",
+                format!(
+                    "the cluster database is unreachable from this node ({cause}); institution \
+                     changes wait until it is back: retry"
+                ),
+            ),
             Refused::Internal(e) => PlatformError::internal("the institutions endpoint", e),
         }
     }
@@ -190,10 +207,12 @@ async fn accounts(State(o): State<Onboarding>, Admin(admin): Admin, Body(b): Bod
 async fn verify(State(o): State<Onboarding>, Admin(admin): Admin, Body(b): Body) -> Answer {
     let r: VerifyRequest = body(&b)?;
     blocking(o, Some((admin, VERIFY)), StatusCode::OK, move |o| {
-        let view =
-            o.bank
-                .verify_contract_account(&r.client_use_code, &r.bank_code_std, &r.account_num)?;
-        o.answer(view, None)
+        let applied = o.change(&BankChange::VerifyContractAccount {
+            client_use_code: r.client_use_code,
+            bank_code_std: r.bank_code_std,
+            account_num: r.account_num,
+        })?;
+        o.answer(applied.institution, None)
     })
     .await
 }
@@ -201,12 +220,12 @@ async fn verify(State(o): State<Onboarding>, Admin(admin): Admin, Body(b): Body)
 async fn limits(State(o): State<Onboarding>, Admin(admin): Admin, Body(b): Body) -> Answer {
     let r: LimitsRequest = body(&b)?;
     blocking(o, Some((admin, LIMITS)), StatusCode::OK, move |o| {
-        let view = o.bank.set_institution_limits(
-            &r.client_use_code,
-            r.withdraw_limits,
-            r.deposit_limits,
-        )?;
-        o.answer(view, None)
+        let applied = o.change(&BankChange::SetInstitutionLimits {
+            client_use_code: r.client_use_code,
+            withdraw_limits: r.withdraw_limits,
+            deposit_limits: r.deposit_limits,
+        })?;
+        o.answer(applied.institution, None)
     })
     .await
 }
@@ -230,17 +249,11 @@ async fn suspend(State(o): State<Onboarding>, Admin(admin): Admin, Body(b): Body
 async fn resume(State(o): State<Onboarding>, Admin(admin): Admin, Body(b): Body) -> Answer {
     let code = body::<CodeRequest>(&b)?.client_use_code;
     blocking(o, Some((admin, RESUME)), StatusCode::OK, move |o| {
-        match o.bank.institution(&code)?.map(|i| i.state) {
-            Some(InstitutionState::Suspended) => o.set_state(code, InstitutionState::Active),
-            Some(_) => Err(Refused::Invalid(
-                409,
-                format!("client_use_code: {code} is not suspended"),
-            )),
-            None => Err(Refused::Invalid(
-                404,
-                format!("client_use_code: no institution {code}"),
-            )),
-        }
+        let applied = o.change(&BankChange::ResumeInstitution {
+            client_use_code: code.clone(),
+        })?;
+        tracing::info!(client_use_code = %code, "institution resumed");
+        o.answer(applied.institution, None)
     })
     .await
 }
@@ -254,6 +267,10 @@ impl From<sfop_vbank::Error> for Refused {
             }
             sfop_vbank::Error::UnknownBank(code) => {
                 Refused::Invalid(400, format!("bank_code_std: no participant bank {code}"))
+            }
+            sfop_vbank::Error::Conflict(m) => Refused::Invalid(409, m),
+            sfop_vbank::Error::Cluster(sfop_store_pg::Error::Unavailable(cause)) => {
+                Refused::Unavailable(cause)
             }
             e => Refused::Internal(e.to_string()),
         }
@@ -273,8 +290,13 @@ impl From<sfop_auth::Error> for Refused {
 /// registry's codes.
 #[derive(Debug, Clone)]
 pub struct Onboarding {
+    /// Where the records are read (on a cluster, this node's copy, which
+    /// the cluster's changes keep current).
     bank: VirtualBank,
     clients: ClientRegistry,
+    /// On a cluster: where changes go, and the runtime that waits for the
+    /// database for the blocking callers.
+    cluster: Option<(ClusterBank, tokio::runtime::Handle)>,
 }
 
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Refused> {
@@ -282,6 +304,18 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Refused> {
 }
 
 impl Onboarding {
+    /// Makes `change`: on this node's bank, or on every node's through the
+    /// cluster. Called on the blocking pool.
+    fn change(&self, change: &BankChange) -> Result<Applied, Refused> {
+        let Some((clustered, runtime)) = &self.cluster else {
+            return Ok(self.bank.apply_change(change, None)?);
+        };
+        match crate::cluster::apps::wait(runtime, clustered.submit(change)) {
+            Ok(applied) => Ok(applied?),
+            Err(e) => Err(Refused::Unavailable(e.to_string())),
+        }
+    }
+
     fn entry(&self, institution: InstitutionView) -> Result<InstitutionEntry, Refused> {
         let apps = self
             .clients
@@ -334,14 +368,15 @@ impl Onboarding {
             ));
         }
         let code = self.clients.reserve_code(r.client_use_code.as_deref())?;
-        Ok(self.bank.create_institution(&NewInstitution {
+        let applied = self.change(&BankChange::CreateInstitution(NewInstitution {
             client_use_code: code,
             name: r.name,
             state,
             wd_pass_phrase: r.wd_pass_phrase,
             withdraw_limits: r.withdraw_limits,
             deposit_limits: r.deposit_limits,
-        })?)
+        }))?;
+        Ok(applied.institution)
     }
 
     fn account(&self, r: AccountRequest) -> Result<(InstitutionView, Option<String>), Refused> {
@@ -352,12 +387,12 @@ impl Onboarding {
                     "account_num: not with open_sandbox (the bank numbers the new account)".into(),
                 ));
             }
-            let (view, num) = self.bank.open_sandbox_contract_account(
-                &r.client_use_code,
-                r.opening_balance.unwrap_or(SANDBOX_TEST_FUNDS),
-                sfop_core::time::now_millis(),
-            )?;
-            return Ok((view, Some(num)));
+            let applied = self.change(&BankChange::OpenSandboxContractAccount {
+                client_use_code: r.client_use_code,
+                opening_balance: r.opening_balance.unwrap_or(SANDBOX_TEST_FUNDS),
+                now_millis: sfop_core::time::now_millis(),
+            })?;
+            return Ok((applied.institution, applied.account_num));
         }
         let (Some(bank_code), Some(num)) = (&r.bank_code_std, &r.account_num) else {
             return Err(Refused::Invalid(
@@ -366,11 +401,12 @@ impl Onboarding {
                     .into(),
             ));
         };
-        Ok((
-            self.bank
-                .register_contract_account(&r.client_use_code, bank_code, num)?,
-            None,
-        ))
+        let applied = self.change(&BankChange::RegisterContractAccount {
+            client_use_code: r.client_use_code.clone(),
+            bank_code_std: bank_code.clone(),
+            account_num: num.clone(),
+        })?;
+        Ok((applied.institution, None))
     }
 
     fn set_state(
@@ -378,7 +414,12 @@ impl Onboarding {
         code: String,
         state: InstitutionState,
     ) -> Result<InstitutionsAnswer, Refused> {
-        let view = self.bank.set_institution_state(&code, state)?;
+        let view = self
+            .change(&BankChange::SetInstitutionState {
+                client_use_code: code.clone(),
+                state,
+            })?
+            .institution;
         tracing::info!(client_use_code = %code, state = state.as_str(), "institution state changed");
         self.answer(view, None)
     }
@@ -393,16 +434,24 @@ pub struct PortalInstitutions {
 }
 
 impl Onboarding {
-    pub fn new(bank: VirtualBank, clients: ClientRegistry) -> Self {
-        Self { bank, clients }
+    /// Onboarding over `bank` (this node's) and `clients`; with
+    /// `cluster`, changes go through the cluster's bank.
+    pub fn new(
+        bank: VirtualBank,
+        clients: ClientRegistry,
+        cluster: Option<(ClusterBank, tokio::runtime::Handle)>,
+    ) -> Self {
+        Self {
+            bank,
+            clients,
+            cluster,
+        }
     }
 }
 
 impl PortalInstitutions {
-    pub fn new(bank: VirtualBank, clients: ClientRegistry) -> Self {
-        Self {
-            onboarding: Onboarding::new(bank, clients),
-        }
+    pub fn new(onboarding: Onboarding) -> Self {
+        Self { onboarding }
     }
 }
 
@@ -434,7 +483,9 @@ fn portal_view(v: InstitutionView) -> sfop_portal::InstitutionInfo {
 fn service_error(r: Refused) -> sfop_portal::ServiceError {
     match r {
         Refused::Invalid(_, m) => sfop_portal::ServiceError::Invalid(m),
-        Refused::Internal(e) => sfop_portal::ServiceError::Failed(e.into()),
+        Refused::Unavailable(e) | Refused::Internal(e) => {
+            sfop_portal::ServiceError::Failed(e.into())
+        }
     }
 }
 

@@ -240,6 +240,16 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         Transport::Tls(_) => "https",
         Transport::Plain => "http",
     };
+    // Institutions change on the node's bank, or on every node's through
+    // the cluster (ADR 0030).
+    let runtime = tokio::runtime::Handle::current();
+    let onboarding = |clients| {
+        institutions::Onboarding::new(
+            bank.clone(),
+            clients,
+            cluster_bank.clone().map(|b| (b, runtime.clone())),
+        )
+    };
     let clients = match &auth {
         Some(parts) => parts.server.clients().clone(),
         None => sfop_auth::ClientRegistry::open(&store).context("opening the client registry")?,
@@ -258,10 +268,9 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
         faults.clone(),
         bank.clone(),
     )))
-    .with_institutions(Arc::new(institutions::PortalInstitutions::new(
-        bank.clone(),
+    .with_institutions(Arc::new(institutions::PortalInstitutions::new(onboarding(
         clients.clone(),
-    )));
+    ))));
     let developer_portal = match &auth {
         Some(parts) => developer_portal.with_keys(parts.ring.clone()),
         None => developer_portal,
@@ -293,7 +302,7 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
             ring: parts.ring.clone(),
             data_dir: config.data_dir.clone(),
         },
-        institutions: institutions::Onboarding::new(bank.clone(), parts.server.clients().clone()),
+        institutions: onboarding(parts.server.clients().clone()),
     });
     // The portal calls the platform in process, through the gateway and
     // this router, which holds the portal: the router is made knowing its
@@ -319,8 +328,12 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     let (phase, api_phase) = watch::channel(Phase::Serving);
     let (ops_phase, ops_phased) = watch::channel(Phase::Serving);
     let drain = Duration::from_millis(config.shutdown.drain_ms);
-    // A clustered node serves what its feed publishes (ADR 0029).
+    // A clustered node serves what its feed publishes (ADR 0029), and
+    // applies the bank's changes in the cluster's order (ADR 0030).
     tokio::spawn(management.clone().follow(stopping.clone()));
+    if let (Some(clustered), Some(node)) = (&cluster_bank, &node) {
+        tokio::spawn(clustered.clone().follow(node.feed.snapshots()));
+    }
     let watchdog = tokio::spawn(
         management
             .clone()

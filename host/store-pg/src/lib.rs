@@ -8,6 +8,7 @@
 mod apps;
 mod audit;
 mod bank;
+mod bank_log;
 mod blobs;
 mod consents;
 mod feed;
@@ -32,6 +33,7 @@ pub use bank::{
     AccountRow, BankOutcome, BankTransfer, Direction, PostingRow, SeedAccount, TranKey, TranRecord,
     Usage,
 };
+pub use bank_log::{BankChangeRow, OpenedAccount};
 pub use blobs::BlobCache;
 pub use consents::{Cancelled, ConsentRow, FintechNum, NewConsents, RegistrationRow, Scope};
 pub use feed::{Feed, FeedSettings, Stale};

@@ -11,7 +11,7 @@ use crate::model::{Account, Institution, InstitutionState, Limits, Owner, accoun
 use crate::{Error, NewAccount, Result, VirtualBank, secret};
 
 /// What the operator (or a developer's request) fills in.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewInstitution {
     /// `M` and 9 digits.
     pub client_use_code: String,
@@ -19,8 +19,11 @@ pub struct NewInstitution {
     pub state: InstitutionState,
     /// What `wd_pass_phrase` must be for deposits; `NONE` as in the
     /// reference testbed when absent.
+    #[serde(default)]
     pub wd_pass_phrase: Option<String>,
+    #[serde(default)]
     pub withdraw_limits: Option<Limits>,
+    #[serde(default)]
     pub deposit_limits: Option<Limits>,
 }
 
@@ -56,6 +59,12 @@ pub struct InstitutionView {
 
 /// Where the virtual bank opens sandbox contract accounts.
 pub const SANDBOX_BANK: &str = "097";
+
+/// The holder name of an institution's sandbox account: its name, cut to
+/// the 20 characters an account's holder name has.
+pub(crate) fn sandbox_holder_name(institution_name: &str) -> String {
+    institution_name.chars().take(20).collect()
+}
 
 fn check_code(code: &str) -> Result<()> {
     let ok =
@@ -279,7 +288,7 @@ impl VirtualBank {
         opening_balance: u64,
         now_millis: u64,
     ) -> Result<(InstitutionView, String)> {
-        let inst = self.stored_institution(code)?;
+        self.stored_institution(code)?;
         let seq = {
             let _w = self.lock();
             let seq = self.t.meta.get_json::<u64>("contract_seq")?.unwrap_or(0) + 1;
@@ -288,12 +297,39 @@ impl VirtualBank {
         };
         // `5` (institution accounts, as the demo's), then 12 digits.
         let account_num = format!("5{:012}", 100_000_000_000 + seq);
+        let view = self.open_sandbox_contract_account_numbered(
+            code,
+            &account_num,
+            opening_balance,
+            now_millis,
+        )?;
+        Ok((view, account_num))
+    }
+
+    /// [`Self::open_sandbox_contract_account`] with the number chosen by
+    /// the caller (a cluster numbers it by its change, the same on every
+    /// node). Opening it again is a no-op: the account is there and is
+    /// the institution's contract account already.
+    pub(crate) fn open_sandbox_contract_account_numbered(
+        &self,
+        code: &str,
+        account_num: &str,
+        opening_balance: u64,
+        now_millis: u64,
+    ) -> Result<InstitutionView> {
+        let inst = self.stored_institution(code)?;
+        let key = account_key(SANDBOX_BANK, account_num);
+        if inst.contract_accounts.contains(&key) {
+            return self
+                .institution(code)?
+                .ok_or_else(|| Error::UnknownInstitution(code.to_owned()));
+        }
         self.open_account(
             &NewAccount {
                 bank_code: SANDBOX_BANK.into(),
-                account_num: account_num.clone(),
+                account_num: account_num.to_owned(),
                 owner: Owner::Institution(code.to_owned()),
-                holder_name: inst.name.chars().take(20).collect(),
+                holder_name: sandbox_holder_name(&inst.name),
                 holder_info: code.to_owned(),
                 alias: "모계좌".into(),
                 product_name: "기업자유예금".into(),
@@ -304,12 +340,10 @@ impl VirtualBank {
             },
             now_millis,
         )?;
-        let key = account_key(SANDBOX_BANK, &account_num);
-        let view = self.update_institution(code, |inst| {
+        self.update_institution(code, |inst| {
             inst.contract_accounts.push(key);
             Ok(())
-        })?;
-        Ok((view, account_num))
+        })
     }
 
     /// Sets an institution's limits (those given; the others stay).

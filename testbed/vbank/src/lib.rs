@@ -44,6 +44,7 @@
 //! from its own records, so `fintech_use_nums` is informational and `scopes`
 //! are the gateway's to check against the manifest.
 
+mod changes;
 mod commit;
 mod directory;
 pub mod faults;
@@ -55,6 +56,7 @@ pub mod seed;
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
+pub use changes::{Applied, BankChange};
 pub use commit::CommitStats;
 pub use directory::DIRECTORY_BLOCKING;
 pub use institutions::{ContractAccount, InstitutionView, NewInstitution};
@@ -87,6 +89,13 @@ pub enum Error {
     NotTheirs { account: String, user: String },
     #[error("{0}")]
     Invalid(String),
+    /// The records' state does not allow it (an institution resumed that
+    /// is not suspended); the message names the field.
+    #[error("{0}")]
+    Conflict(String),
+    /// This node failed to do it (not the caller's fault).
+    #[error("{0}")]
+    Failed(String),
 }
 
 impl From<TxError<Error>> for Error {

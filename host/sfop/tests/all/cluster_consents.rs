@@ -36,13 +36,17 @@ const HONG_CREDIT: &str = "088/3300098765432";
 
 /// An app registered through the admin API.
 #[derive(Debug, Clone)]
-struct App {
-    id: String,
+pub(crate) struct App {
+    pub(crate) id: String,
     secret: String,
-    use_code: String,
+    pub(crate) use_code: String,
 }
 
-async fn register_app(node: &Served, name: &str, institution: Option<&str>) -> Result<App> {
+pub(crate) async fn register_app(
+    node: &Served,
+    name: &str,
+    institution: Option<&str>,
+) -> Result<App> {
     let mut body = json!({
         "name": name,
         "redirect_uris": [REDIRECT],
@@ -126,7 +130,7 @@ async fn sign_in(
 
 /// A user's access token for `app` from `node`'s sign-in and consent pages
 /// (scopes login, inquiry and transfer), consenting to `accounts` only.
-async fn consent(
+pub(crate) async fn consent(
     node: &Served,
     app: &App,
     (login, password): (&str, &str),
@@ -174,7 +178,7 @@ async fn consent(
 }
 
 /// `GET path` on `node` with `token`: the answer.
-async fn get(node: &Served, path: &str, token: &str) -> Result<Value> {
+pub(crate) async fn get(node: &Served, path: &str, token: &str) -> Result<Value> {
     let reply = tokio::time::timeout(BOUND, async {
         node.connect().await?.get_bearer(path, token).await
     })
@@ -184,7 +188,7 @@ async fn get(node: &Served, path: &str, token: &str) -> Result<Value> {
 }
 
 /// `POST path` on `node` with `token` and a JSON body: the answer.
-async fn post(node: &Served, path: &str, token: &str, body: &Value) -> Result<Value> {
+pub(crate) async fn post(node: &Served, path: &str, token: &str, body: &Value) -> Result<Value> {
     let auth = format!("Bearer {token}");
     let reply = tokio::time::timeout(BOUND, async {
         node.connect()
@@ -240,7 +244,7 @@ async fn listed(
         .collect()
 }
 
-fn kst(len: usize) -> String {
+pub(crate) fn kst(len: usize) -> String {
     sfop_core::time::format_dtm(
         sfop_core::time::now_millis(),
         sfop_core::time::KST_OFFSET_MINUTES,
@@ -248,7 +252,7 @@ fn kst(len: usize) -> String {
         .to_owned()
 }
 
-fn withdrawal(bank_tran_id: &str, fintech_use_num: &str, amount: u64) -> Value {
+pub(crate) fn withdrawal(bank_tran_id: &str, fintech_use_num: &str, amount: u64) -> Value {
     json!({
         "bank_tran_id": bank_tran_id,
         "cntr_account_type": "N",

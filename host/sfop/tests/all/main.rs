@@ -8,6 +8,7 @@ mod bank_rest;
 mod cluster;
 mod cluster_apps;
 mod cluster_consents;
+mod cluster_institutions;
 mod cluster_money;
 mod cluster_stale;
 mod cluster_tls;

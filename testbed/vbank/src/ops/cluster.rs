@@ -43,8 +43,11 @@ use crate::{VirtualBank, secret};
 /// clone.
 #[derive(Debug, Clone)]
 pub struct ClusterBank {
-    bank: VirtualBank,
-    cluster: Cluster,
+    pub(crate) bank: VirtualBank,
+    pub(crate) cluster: Cluster,
+    /// The changes to the bank's records this node applies in the
+    /// cluster's order (`crate::changes`).
+    pub(crate) changes: std::sync::Arc<crate::changes::Applier>,
 }
 
 /// What the cluster holds for the fintech number a call names: what it
@@ -209,7 +212,15 @@ impl ClusterBank {
                 "virtual bank: the cluster's consents seeded"
             );
         }
-        Ok(Self { bank, cluster })
+        let bank = Self {
+            bank,
+            cluster,
+            changes: Default::default(),
+        };
+        // A node (re)starting applies what changed while it was away
+        // before it serves.
+        bank.catch_up(None).await?;
+        Ok(bank)
     }
 
     /// The node's own bank (users, institutions, accounts). Its consents
