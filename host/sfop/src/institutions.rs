@@ -316,7 +316,20 @@ impl Onboarding {
         }
     }
 
+    /// `view` as it stands: on a cluster, its contract accounts' balances
+    /// are the ledger's.
+    fn current(&self, view: InstitutionView) -> Result<InstitutionView, Refused> {
+        let Some((clustered, runtime)) = &self.cluster else {
+            return Ok(view);
+        };
+        match crate::cluster::apps::wait(runtime, clustered.with_ledger_balances(view)) {
+            Ok(view) => Ok(view?),
+            Err(e) => Err(Refused::Unavailable(e.to_string())),
+        }
+    }
+
     fn entry(&self, institution: InstitutionView) -> Result<InstitutionEntry, Refused> {
+        let institution = self.current(institution)?;
         let apps = self
             .clients
             .of_institution(&institution.client_use_code)?
@@ -494,11 +507,14 @@ impl sfop_portal::Institutions for PortalInstitutions {
         &self,
         client_use_code: &str,
     ) -> Result<Option<sfop_portal::InstitutionInfo>, sfop_portal::ServiceError> {
-        self.onboarding
+        let view = self
+            .onboarding
             .bank
             .institution(client_use_code)
-            .map(|v| v.map(portal_view))
-            .map_err(|e| service_error(e.into()))
+            .map_err(|e| service_error(e.into()))?;
+        view.map(|v| self.onboarding.current(v).map(portal_view))
+            .transpose()
+            .map_err(service_error)
     }
 
     fn request(
@@ -535,6 +551,8 @@ impl sfop_portal::Institutions for PortalInstitutions {
             sandbox_account,
             "institution requested on the portal"
         );
-        Ok(portal_view(view))
+        Ok(portal_view(
+            self.onboarding.current(view).map_err(service_error)?,
+        ))
     }
 }

@@ -314,6 +314,19 @@ impl ClusterBank {
         Ok(applied)
     }
 
+    /// `view` with its contract accounts' balances as the cluster's ledger
+    /// holds them: on a cluster the node's own bank keeps only what they
+    /// opened with.
+    pub async fn with_ledger_balances(&self, mut view: InstitutionView) -> Result<InstitutionView> {
+        for account in &mut view.contract_accounts {
+            let id = account_key(&account.bank_code_std, &account.account_num);
+            if let Some(balance) = self.cluster.balance(&id).await? {
+                account.balance_amt = balance;
+            }
+        }
+        Ok(view)
+    }
+
     /// Applies the cluster's changes whenever the feed publishes a newer
     /// version, until the feed stops; a failure is logged and tried again
     /// after [`RETRY`] (or at the next version, if sooner).

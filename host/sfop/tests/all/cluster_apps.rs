@@ -70,6 +70,25 @@ fn shown(page: &str, id: &str) -> Result<String> {
     Ok(page[start..start + end].to_owned())
 }
 
+/// The institution code of app `client_id`, as `node`'s admin API lists it.
+async fn registered_code(node: &Served, admin_token: &str, client_id: &str) -> Result<String> {
+    let listed = node
+        .https(
+            "GET",
+            "/admin/v1/clients",
+            &[("authorization", &format!("Bearer {}", admin_token.trim()))],
+            Vec::new(),
+        )
+        .await?
+        .json()?;
+    listed["res_list"]
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["client_id"] == client_id))
+        .and_then(|c| c["client_use_code"].as_str())
+        .map(str::to_owned)
+        .with_context(|| format!("{client_id} in {listed}"))
+}
+
 /// A client-credentials token from `node` for `client_id` with `secret`.
 async fn oob_token(node: &Served, client_id: &str, secret: &str) -> Result<(u16, Value)> {
     let reply = post_form(
@@ -312,8 +331,73 @@ async fn an_app_and_a_developer_made_on_one_node_work_on_the_others() -> Result<
             "A's portal rule is not on B's app page"
         );
     }
-    // C's operator lists both apps.
+    // The developer requests an institution for the app on B's portal,
+    // with a sandbox contract account: C's operator lists it, requested,
+    // its account verified, and the test funds are on the ledger.
+    let on_b_page = get_page(&b, &format!("/portal/apps/{portal_client}"), &on_b).await?;
+    let csrf = html_value(&text(&on_b_page), "csrf").context("csrf on B's app page")?;
+    let requested = post_form(
+        &b,
+        &format!("/portal/apps/{portal_client}/institution"),
+        Some(&on_b),
+        &[
+            ("csrf", &csrf),
+            ("name", "포털핀테크"),
+            ("sandbox_account", "yes"),
+        ],
+    )
+    .await?;
+    ensure!(
+        requested.status == 303,
+        "an institution requested on B's portal: {} {}",
+        requested.status,
+        text(&requested)
+    );
     let admin_token = std::fs::read_to_string(c.data.join("admin.token"))?;
+    let portal_code = registered_code(&c, &admin_token, &portal_client).await?;
+    let started = std::time::Instant::now();
+    let requested = loop {
+        let list = c
+            .https(
+                "GET",
+                sfop_admin_api::institutions::LIST,
+                &[("authorization", &format!("Bearer {}", admin_token.trim()))],
+                Vec::new(),
+            )
+            .await?
+            .json()?;
+        let found = list["res_list"]
+            .as_array()
+            .and_then(|l| {
+                l.iter()
+                    .find(|i| i["client_use_code"] == portal_code.as_str())
+            })
+            .cloned();
+        if let Some(found) = found {
+            break found;
+        }
+        ensure!(
+            started.elapsed() < Duration::from_secs(5),
+            "B's portal institution is not on C: {list}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    let account = &requested["contract_accounts"][0];
+    ensure!(
+        requested["state"] == "requested" && account["verified"] == true,
+        "{requested}"
+    );
+    let ledger = sfop_store_pg::Cluster::connect(&url, 1).await?;
+    let id = format!(
+        "097/{}",
+        account["account_num"].as_str().unwrap_or_default()
+    );
+    ensure!(
+        ledger.balance(&id).await? == Some(sfop::institutions::SANDBOX_TEST_FUNDS as i64),
+        "{id} on the ledger"
+    );
+
+    // C's operator lists both apps.
     let listed = c
         .https(
             "GET",

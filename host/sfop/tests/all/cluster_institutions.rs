@@ -160,6 +160,15 @@ async fn an_institution_onboarded_through_three_nodes_moves_money_through_any() 
     }
     ensure!(ledger.balance(HONG_MAIN).await? == Some(hong - 2_000));
     ensure!(ledger.balance(&account).await? == Some(5_002_000));
+    // Every node shows the ledger's balance, not the one it opened with.
+    for node in [&a, &b, &c] {
+        let entry = listed(node, &code).await?.context("listed")?;
+        ensure!(
+            entry["contract_accounts"][0]["balance_amt"] == 5_002_000,
+            "{} lists {entry}",
+            node.url()
+        );
+    }
     ensure!(ledger.total_balance().await? == total, "Σ balances moved");
 
     // Suspended on A: B and C refuse its withdrawals once they list it so.
