@@ -870,6 +870,18 @@ fn not_found(q: &ResultQuery, (code, message): (&str, &str)) -> Refusal {
 /// show, and the holder name to check.
 type Resolved = (String, Option<(String, String)>, Option<String>);
 
+/// What a receive check found before its `bank_tran_id` is used up.
+struct ReceiveChecked {
+    /// The caller's contract account (`bank/num`).
+    contract: String,
+    /// The recipient's account, its fintech number and account (when named
+    /// by one), and the holder name the caller gave.
+    dps_key: String,
+    dps_fintech: Option<(String, String)>,
+    holder: Option<String>,
+    bank_code: String,
+}
+
 /// A transfer to decide.
 struct Transfer<'a> {
     kind: TransferKind,
@@ -1361,6 +1373,14 @@ impl VirtualBank {
     }
 
     pub fn real_name(&self, call: &BankCall<'_>, q: &RealNameQuery) -> R<RealName> {
+        let ctx = self.real_name_checked(call, q)?;
+        self.consume_tran_id(&ctx, &q.bank_tran_id)?;
+        self.real_name_answer(&ctx, q)
+    }
+
+    /// What a real-name inquiry checks before its `bank_tran_id` is used
+    /// up (a refusal here leaves the id unused).
+    fn real_name_checked<'a>(&self, call: &BankCall<'a>, q: &RealNameQuery) -> R<Ctx<'a>> {
         let ctx = Ctx::new(call)?;
         let institution = ctx.institution()?;
         check_tran_id(&q.bank_tran_id, institution)?;
@@ -1373,7 +1393,12 @@ impl VirtualBank {
             );
         }
         self.ensure_up(bank_code)?;
-        self.consume_tran_id(&ctx, &q.bank_tran_id)?;
+        Ok(ctx)
+    }
+
+    /// The answer of a real-name inquiry whose id is used up.
+    fn real_name_answer(&self, ctx: &Ctx<'_>, q: &RealNameQuery) -> R<RealName> {
+        let bank_code = &q.account.bank_code_std;
         let account = match self.account(&account_key(bank_code, &q.account.account_num))? {
             Some(a) if a.state == AccountState::Closed => {
                 return Err(ctx
@@ -1405,16 +1430,19 @@ impl VirtualBank {
     }
 
     pub fn receive(&self, call: &BankCall<'_>, q: &ReceiveQuery) -> R<ReceiveCheck> {
-        self.receive_with(self, call, q)
+        let (ctx, checked) = self.receive_checked(self, call, q)?;
+        self.consume_tran_id(&ctx, &q.bank_tran_id)?;
+        self.receive_answer(&ctx, q, checked)
     }
 
-    /// [`Self::receive`] reading the recipient's fintech number from `c`.
-    fn receive_with(
+    /// What a receive check checks before its `bank_tran_id` is used up,
+    /// reading the recipient's fintech number from `c`.
+    fn receive_checked<'a>(
         &self,
         c: &dyn Consents,
-        call: &BankCall<'_>,
+        call: &BankCall<'a>,
         q: &ReceiveQuery,
-    ) -> R<ReceiveCheck> {
+    ) -> R<(Ctx<'a>, ReceiveChecked)> {
         let ctx = Ctx::new(call)?;
         let institution = ctx.institution()?;
         check_tran_id(&q.bank_tran_id, institution)?;
@@ -1424,7 +1452,32 @@ impl VirtualBank {
         let bank_code = Self::bank_code_of(&dps_key).to_owned();
         self.ensure_up(&bank_code)?;
         self.ensure_up(Self::bank_code_of(&contract))?;
-        self.consume_tran_id(&ctx, &q.bank_tran_id)?;
+        Ok((
+            ctx,
+            ReceiveChecked {
+                contract,
+                dps_key,
+                dps_fintech,
+                holder,
+                bank_code,
+            },
+        ))
+    }
+
+    /// The answer of a receive check whose id is used up.
+    fn receive_answer(
+        &self,
+        ctx: &Ctx<'_>,
+        q: &ReceiveQuery,
+        checked: ReceiveChecked,
+    ) -> R<ReceiveCheck> {
+        let ReceiveChecked {
+            contract,
+            dps_key,
+            dps_fintech,
+            holder,
+            bank_code,
+        } = checked;
         let no = |why| -> R<ReceiveCheck> {
             Err(ctx.bank_refusal(&q.bank_tran_id, &bank_code, why).into())
         };

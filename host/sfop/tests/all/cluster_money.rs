@@ -16,7 +16,10 @@ use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
 use sfop_core::BankBackend;
 use sfop_core::Claims;
-use sfop_core::ledger::{BankCall, BankError, ResultQuery, TransferKind, WithdrawRequest};
+use sfop_core::ledger::{
+    AccountRef, BankCall, BankError, RealNameQuery, ReceiveQuery, Recipient, ResultQuery,
+    TransferKind, WithdrawRequest,
+};
 use sfop_store_pg::Cluster;
 use sfop_vbank::seed::{DEMO_CLIENT_ID, DEMO_CLIENT_USE_CODE, DEMO_CONTRACT_ACCOUNT_NUM};
 use sfop_vbank::{ClusterBank, VirtualBank};
@@ -186,6 +189,50 @@ async fn three_banks_seed_once_and_book_one_bank_tran_id_once() -> Result<()> {
     assert!(
         matches!(&again, Err(BankError::Refused(r)) if r.rsp_code == "A0326"),
         "{again:?}"
+    );
+    // So are a real-name inquiry's and a receive check's ids: answered on
+    // one node, a repeat on another is a duplicate; a refusal before the
+    // id is used (a holder-info type the bank does not know) leaves the id
+    // for a later, proper inquiry.
+    let real_name = |n: u32, info_type: &str| RealNameQuery {
+        bank_tran_id: format!("{DEMO_CLIENT_USE_CODE}U{n:09}"),
+        account: AccountRef {
+            bank_code_std: "097".into(),
+            account_num: "1101234567890".into(),
+        },
+        account_holder_info_type: info_type.into(),
+        account_holder_info: "880101".into(),
+    };
+    let refused = banks[0]
+        .real_name(&call(&claims), &real_name(44, "X"))
+        .await;
+    assert!(
+        matches!(&refused, Err(BankError::Refused(r)) if r.rsp_code != "A0326"),
+        "{refused:?}"
+    );
+    let named = banks[1]
+        .real_name(&call(&claims), &real_name(44, " "))
+        .await?;
+    assert_eq!(named.account_holder_name, "홍길동");
+    let again = banks[2]
+        .real_name(&call(&claims), &real_name(44, " "))
+        .await;
+    assert!(
+        matches!(&again, Err(BankError::Refused(r)) if r.rsp_code == "A0326"),
+        "a real-name id used on another node: {again:?}"
+    );
+    let receive = ReceiveQuery {
+        bank_tran_id: format!("{DEMO_CLIENT_USE_CODE}U000000045"),
+        recipient: Recipient::FintechUseNum(fin.clone()),
+        tran_amt: 1_000,
+        cntr_account_num: DEMO_CONTRACT_ACCOUNT_NUM.into(),
+        print_content: "cluster".into(),
+    };
+    banks[2].receive(&call(&claims), &receive).await?;
+    let again = banks[0].receive(&call(&claims), &receive).await;
+    assert!(
+        matches!(&again, Err(BankError::Refused(r)) if r.rsp_code == "A0326"),
+        "a receive id used on another node: {again:?}"
     );
     Ok(())
 }

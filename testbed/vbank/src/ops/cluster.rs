@@ -877,13 +877,23 @@ impl BankBackend for ClusterBank {
         Ok(out)
     }
 
+    /// Checked by the node's bank, the id used up on the cluster (a repeat
+    /// through any node is `A0326`), answered by the node's bank.
     async fn real_name(&self, call: &BankCall<'_>, q: &RealNameQuery) -> R<RealName> {
-        VirtualBank::real_name(&self.bank, call, q)
+        let ctx = self.bank.real_name_checked(call, q)?;
+        self.consume(&ctx, ctx.institution()?, &q.bank_tran_id)
+            .await?;
+        self.bank.real_name_answer(&ctx, q)
     }
 
+    /// As [`Self::real_name`], the recipient's number read from the
+    /// cluster.
     async fn receive(&self, call: &BankCall<'_>, q: &ReceiveQuery) -> R<ReceiveCheck> {
         let fetched = self.recipient(call.caller, &q.recipient).await?;
-        self.bank.receive_with(&fetched, call, q)
+        let (ctx, checked) = self.bank.receive_checked(&fetched, call, q)?;
+        self.consume(&ctx, ctx.institution()?, &q.bank_tran_id)
+            .await?;
+        self.bank.receive_answer(&ctx, q, checked)
     }
 
     /// The consent withdrawn and the id used up on the cluster, together.
