@@ -327,154 +327,61 @@ impl Queued for BankTransfer {
 
 async fn book(conn: &mut Object, t: &BankTransfer) -> std::result::Result<BankOutcome, Attempt> {
     let k = &t.key;
+    let keys: Vec<&str> = t.usage.iter().map(|u| u.key.as_str()).collect();
+    let limits: Vec<i64> = t.usage.iter().map(|u| u.limit).collect();
+    let refusals: Vec<String> = t.usage.iter().map(|u| u.refusal.to_string()).collect();
     let tx = conn
         .build_transaction()
         .isolation_level(tokio_postgres::IsolationLevel::Serializable)
         .start()
         .await?;
-    let used = tx
-        .query_opt(
-            "SELECT 1 FROM ledger_tran_ids WHERE institution = $1 AND bank_tran_id = $2 \
-             AND business_date = to_date($3, 'YYYYMMDD')",
-            &[&k.institution, &k.bank_tran_id, &k.business_date],
-        )
-        .await?;
-    if used.is_some() {
-        tx.commit().await?;
-        return Ok(BankOutcome::Duplicate);
-    }
-    let mut funds = None;
-    for account in [&t.from_account, &t.to_account] {
-        let row = tx
-            .query_opt(
-                "SELECT balance, overdraft_limit FROM ledger_accounts WHERE id = $1",
-                &[account],
-            )
-            .await?;
-        match row {
-            None => {
-                let answer = t.no_account.clone();
-                tx_record(&tx, t, None, &answer, &[]).await?;
-                tx.commit().await?;
-                return Ok(BankOutcome::Refused(answer));
-            }
-            Some(r) if account == &t.from_account => {
-                funds = Some(r.get::<_, i64>(0) + r.get::<_, i64>(1));
-            }
-            Some(_) => {}
-        }
-    }
-    let mut counters = Vec::with_capacity(t.usage.len());
-    for u in &t.usage {
-        let used: i64 = tx
-            .query_opt("SELECT used FROM ledger_usage WHERE key = $1", &[&u.key])
-            .await?
-            .map_or(0, |r| r.get(0));
-        if used.saturating_add(t.amount) > u.limit {
-            let answer = u.refusal.clone();
-            tx_record(&tx, t, None, &answer, &[]).await?;
-            tx.commit().await?;
-            return Ok(BankOutcome::Refused(answer));
-        }
-        counters.push(used + t.amount);
-    }
-    if funds.unwrap_or(0) < t.amount {
-        let answer = t.insufficient_funds.clone();
-        tx_record(&tx, t, None, &answer, &[]).await?;
-        tx.commit().await?;
-        return Ok(BankOutcome::Refused(answer));
-    }
-    let date = &k.business_date;
-    let wd_after: i64 = tx
+    // The whole booking in one round trip (schema V9's `ledger_book`).
+    let row = tx
         .query_one(
-            "UPDATE ledger_accounts SET balance = balance - $2, last_tran_date = $3 \
-             WHERE id = $1 RETURNING balance",
-            &[&t.from_account, &t.amount, date],
-        )
-        .await?
-        .get(0);
-    let dps_after: i64 = tx
-        .query_one(
-            "UPDATE ledger_accounts SET balance = balance + $2, last_tran_date = $3 \
-             WHERE id = $1 RETURNING balance",
-            &[&t.to_account, &t.amount, date],
-        )
-        .await?
-        .get(0);
-    let mut remaining = Vec::with_capacity(t.usage.len());
-    for (u, after) in t.usage.iter().zip(&counters) {
-        tx.execute(
-            "INSERT INTO ledger_usage (key, used) VALUES ($1, $2) \
-             ON CONFLICT (key) DO UPDATE SET used = $2",
-            &[&u.key, after],
-        )
-        .await?;
-        remaining.push(u.limit - after);
-    }
-    let id: i64 = tx
-        .query_one(
-            "INSERT INTO ledger_transfers (institution, bank_tran_id, business_date, \
-             from_account, to_account, amount, at) \
-             VALUES ($1, $2, to_date($3, 'YYYYMMDD'), $4, $5, $6, now()) RETURNING id",
+            "SELECT outcome, transfer_id, remaining, answer FROM ledger_book($1, $2, $3, $4, \
+             $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18)",
             &[
                 &k.institution,
                 &k.bank_tran_id,
                 &k.business_date,
+                &t.kind,
                 &t.from_account,
                 &t.to_account,
                 &t.amount,
+                &keys,
+                &limits,
+                &refusals,
+                &t.no_account.to_string(),
+                &t.insufficient_funds.to_string(),
+                &t.receipt.to_string(),
+                &t.dtime,
+                &t.tran_type,
+                &t.wd_print,
+                &t.dps_print,
+                &t.branch,
             ],
         )
-        .await?
-        .get(0);
-    tx.execute(
-        "INSERT INTO ledger_postings (transfer_id, account, amount, after_balance, dtime, \
-         tran_type, print_content, branch) VALUES \
-         ($1, $2, -$3::bigint, $4, $5, $6, $7, $8), ($1, $9, $3::bigint, $10, $5, $6, $11, $8)",
-        &[
-            &id,
-            &t.from_account,
-            &t.amount,
-            &wd_after,
-            &t.dtime,
-            &t.tran_type,
-            &t.wd_print,
-            &t.branch,
-            &t.to_account,
-            &dps_after,
-            &t.dps_print,
-        ],
-    )
-    .await?;
-    tx_record(&tx, t, Some(id), &t.receipt, &remaining).await?;
+        .await?;
     tx.commit().await?;
-    Ok(BankOutcome::Booked { id, remaining })
-}
-
-/// Records `t`'s key with its answer inside `tx`.
-async fn tx_record(
-    tx: &tokio_postgres::Transaction<'_>,
-    t: &BankTransfer,
-    transfer_id: Option<i64>,
-    answer: &serde_json::Value,
-    remaining: &[i64],
-) -> std::result::Result<(), tokio_postgres::Error> {
-    let k = &t.key;
-    tx.execute(
-        "INSERT INTO ledger_tran_ids (institution, bank_tran_id, business_date, kind, amount, \
-         transfer_id, answer, remaining) \
-         VALUES ($1, $2, to_date($3, 'YYYYMMDD'), $4, $5, $6, $7::text::jsonb, $8)",
-        &[
-            &k.institution,
-            &k.bank_tran_id,
-            &k.business_date,
-            &t.kind,
-            &t.amount,
-            &transfer_id,
-            &answer.to_string(),
-            &remaining,
-        ],
-    )
-    .await?;
-    Ok(())
+    let outcome: &str = row.get(0);
+    match outcome {
+        "duplicate" => Ok(BankOutcome::Duplicate),
+        "booked" => Ok(BankOutcome::Booked {
+            id: row.get(1),
+            remaining: row.get(2),
+        }),
+        "refused" => {
+            let answer: String = row.get(3);
+            serde_json::from_str(&answer)
+                .map(BankOutcome::Refused)
+                .map_err(|e| {
+                    Attempt::Failed(crate::Error::Schema(format!(
+                        "ledger_book recorded a refusal that is not JSON: {e}"
+                    )))
+                })
+        }
+        other => Err(Attempt::Failed(crate::Error::Schema(format!(
+            "ledger_book answered {other:?}"
+        )))),
+    }
 }

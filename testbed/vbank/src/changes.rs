@@ -227,12 +227,20 @@ impl ClusterBank {
         let value = serde_json::to_value(change)
             .map_err(|e| Error::Failed(format!("the change does not encode: {e}")))?;
         let version = self.cluster.append_bank_change(&value).await?;
-        self.catch_up(Some(version)).await?.ok_or_else(|| {
-            Error::Failed(format!(
+        match self.catch_up(Some(version)).await {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => Err(Error::Failed(format!(
                 "change {version} was applied, but its outcome was not kept: read the \
                  institution back"
-            ))
-        })?
+            ))),
+            // Recorded for every node, not applied here yet: saying
+            // "nothing changed" would be wrong, and a retry may be refused
+            // as a repeat.
+            Err(e) => Err(Error::Failed(format!(
+                "change {version} is recorded for every node, but this node has not applied it \
+                 yet ({e}); read the institution back before sending it again"
+            ))),
+        }
     }
 
     /// Applies every change this node has not, in order, and takes the

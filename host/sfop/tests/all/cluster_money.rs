@@ -237,6 +237,130 @@ async fn three_banks_seed_once_and_book_one_bank_tran_id_once() -> Result<()> {
     Ok(())
 }
 
+/// The daily limit and the funds are the cluster's to decide (its usage
+/// counters and balances, in one statement: schema V9's `ledger_book`):
+/// withdrawals through two nodes' banks count against one daily limit, the
+/// one that would pass it is refused and books nothing, a resend of a
+/// refused id is a duplicate on the other node, and a withdrawal past the
+/// account's funds is refused with the bank's 422 and recorded, so that
+/// transfer-result on the other node gives that refusal back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_funds_are_decided_once_for_every_node() -> Result<()> {
+    use sfop_core::ledger::codes;
+    let Some(url) = database("money_limits").await? else {
+        return Ok(());
+    };
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let mut banks = Vec::new();
+    for dir in &dirs {
+        let local = VirtualBank::open(&sfop_store::Store::open(dir.path())?)?;
+        // Hong may withdraw 3,000 won a day (on every node's bank).
+        local.set_user_limits("1100000001", 10_000_000, 3_000)?;
+        banks.push(ClusterBank::open(local, Cluster::connect(&url, 4).await?).await?);
+    }
+    let ledger = banks[0].cluster().clone();
+    let total = ledger.total_balance().await?;
+    let before = ledger.balance(HONG_MAIN).await?.context("hong")?;
+    let claims = hong();
+    let fin = banks[0]
+        .local()
+        .registered_accounts(&call(&claims), "1100000001", false)?
+        .into_iter()
+        .find(|a| a.bank_code_std == "097")
+        .context("hong's 097 account")?
+        .fintech_use_num;
+    let request = |n: u32, amount: u64| WithdrawRequest {
+        bank_tran_id: format!("{DEMO_CLIENT_USE_CODE}U{n:09}"),
+        fintech_use_num: fin.clone(),
+        tran_amt: amount,
+        cntr_account_num: DEMO_CONTRACT_ACCOUNT_NUM.into(),
+        wd_print_content: "limits".into(),
+        dps_print_content: "홍길동".into(),
+        req_client_name: "홍길동".into(),
+        req_client_num: "HONG".into(),
+        transfer_purpose: "TR".into(),
+        recv_client_name: String::new(),
+        recv_client_bank_code: String::new(),
+        recv_client_account_num: String::new(),
+    };
+    let first = banks[0]
+        .withdraw(&call(&claims), &request(51, 1_000))
+        .await?;
+    assert_eq!(first.wd_limit_remain_amt, Some(2_000));
+    let second = banks[1]
+        .withdraw(&call(&claims), &request(52, 1_500))
+        .await?;
+    assert_eq!(second.wd_limit_remain_amt, Some(500));
+    let past = banks[0].withdraw(&call(&claims), &request(53, 1_000)).await;
+    assert!(
+        matches!(&past, Err(BankError::Refused(r)) if r.rsp_code == codes::USER_WD_DAILY),
+        "past the daily limit counted over two nodes: {past:?}"
+    );
+    let resent = banks[1].withdraw(&call(&claims), &request(53, 1_000)).await;
+    assert!(
+        matches!(&resent, Err(BankError::Refused(r)) if r.rsp_code == "A0326"),
+        "the refused id resent on the other node: {resent:?}"
+    );
+    assert_eq!(
+        ledger
+            .postings_of(
+                DEMO_CLIENT_USE_CODE,
+                &format!("{DEMO_CLIENT_USE_CODE}U000000053")
+            )
+            .await?,
+        0
+    );
+    assert_eq!(ledger.balance(HONG_MAIN).await?, Some(before - 2_500));
+
+    // Past the funds (the limits raised on both nodes first).
+    for bank in &banks {
+        bank.local()
+            .set_user_limits("1100000001", 1_000_000_000, 1_000_000_000)?;
+    }
+    let funds = u64::try_from(before - 2_500)?;
+    ensure!(
+        funds < 9_000_000,
+        "hong's funds {funds} reach the per-transfer limit"
+    );
+    let short = banks[1]
+        .withdraw(&call(&claims), &request(54, funds + 1))
+        .await;
+    let refusal = match short {
+        Err(BankError::Refused(r)) => r,
+        other => bail!("a withdrawal past the funds: {other:?}"),
+    };
+    assert_eq!(
+        refusal.bank.as_ref().map(|b| b.bank_rsp_code.as_str()),
+        Some("422"),
+        "{refusal:?}"
+    );
+    let results = banks[0]
+        .transfer_result(
+            &call(&claims),
+            &[ResultQuery {
+                kind: TransferKind::Withdraw,
+                org_bank_tran_id: format!("{DEMO_CLIENT_USE_CODE}U000000054"),
+                org_bank_tran_date: first.answer.bank_tran_date.clone(),
+                org_tran_amt: funds + 1,
+            }],
+        )
+        .await?;
+    assert_eq!(results.len(), 1);
+    assert_eq!(
+        results[0].as_ref().err().and_then(|r| r.bank.clone()),
+        refusal.bank,
+        "transfer-result on the other node: {results:?}"
+    );
+    // Everything that is left can go, once.
+    let all = banks[0]
+        .withdraw(&call(&claims), &request(55, funds))
+        .await?;
+    assert_eq!(all.answer.bank_rsp_code, "000");
+    assert_eq!(ledger.balance(HONG_MAIN).await?, Some(0));
+    assert_eq!(ledger.total_balance().await?, total);
+    Ok(())
+}
+
 /// What a fintech sends to reach money that is not its user's, through a
 /// clustered bank: another user's fintech number (withdraw, balance),
 /// another institution's transfer-result, no verified caller, a date that
