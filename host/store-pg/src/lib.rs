@@ -377,6 +377,27 @@ impl Cluster {
     }
 }
 
+/// Locks the config version row inside `tx` (concurrent changes queue
+/// behind it) and, with `expected`, refuses when the version moved since
+/// the caller read it: two nodes' operators never overwrite each other's
+/// change unseen.
+pub(crate) async fn expect_config_version(
+    tx: &tokio_postgres::Transaction<'_>,
+    expected: Option<u64>,
+) -> Result<()> {
+    let current: i64 = tx
+        .query_one("SELECT version FROM config_version FOR UPDATE", &[])
+        .await?
+        .get(0);
+    match expected {
+        Some(expected) if current as u64 != expected => Err(Error::Conflict(format!(
+            "the configuration changed meanwhile (version {current}, expected {expected}): read \
+             it again and retry"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Bumps the config version inside `tx` and announces it at commit. The
 /// row lock orders concurrent bumps: versions commit in increasing order.
 pub(crate) async fn bump_config_version(tx: &tokio_postgres::Transaction<'_>) -> Result<u64> {

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 
 use crate::audit::{self, AuditEvent};
 use crate::variables::{self, SealedValues};
-use crate::{Cluster, Error, Result, bump_config_version};
+use crate::{Cluster, Error, Result, bump_config_version, expect_config_version};
 
 /// A version to register.
 #[derive(Debug, Clone)]
@@ -219,18 +219,7 @@ impl Cluster {
     ) -> Result<u64> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
-        let current: i64 = tx
-            .query_one("SELECT version FROM config_version FOR UPDATE", &[])
-            .await?
-            .get(0);
-        if let Some(expected) = expected
-            && current as u64 != expected
-        {
-            return Err(Error::Conflict(format!(
-                "the configuration changed meanwhile (version {current}, expected {expected}): \
-                 read it again and retry"
-            )));
-        }
+        expect_config_version(&tx, expected).await?;
         tx.execute(
             "INSERT INTO apis (name, live_version, sunset, retired_at) \
              VALUES ($1, $2, $3::text::date, CASE WHEN $4 THEN now() END) \

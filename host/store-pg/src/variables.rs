@@ -9,7 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::audit::{self, AuditEvent};
-use crate::{Cluster, Error, Result, bump_config_version};
+use crate::{Cluster, Error, Result, bump_config_version, expect_config_version};
 
 /// Every value set through the admin API: API, then variable, to the sealed
 /// bytes.
@@ -33,18 +33,7 @@ impl Cluster {
     ) -> Result<u64> {
         let mut conn = self.conn().await?;
         let tx = conn.transaction().await?;
-        let current: i64 = tx
-            .query_one("SELECT version FROM config_version FOR UPDATE", &[])
-            .await?
-            .get(0);
-        if let Some(expected) = expected
-            && current as u64 != expected
-        {
-            return Err(Error::Conflict(format!(
-                "the configuration changed meanwhile (version {current}, expected {expected}): \
-                 read it again and retry"
-            )));
-        }
+        expect_config_version(&tx, expected).await?;
         match sealed {
             Some(sealed) => {
                 tx.execute(

@@ -197,6 +197,24 @@ pub(crate) async fn admin(node: &Served, path: &str, body: Value) -> Result<(u16
     admin_as(node, path, Some(token.trim()), body.to_string()).await
 }
 
+/// `GET path` of `node`'s admin API with its admin token: the `res_list`.
+pub(crate) async fn admin_list(node: &Served, path: &str) -> Result<Vec<Value>> {
+    let token = std::fs::read_to_string(node.data.join("admin.token"))?;
+    let auth = format!("Bearer {}", token.trim());
+    let reply = tokio::time::timeout(
+        BOUND,
+        node.https("GET", path, &[("authorization", &auth)], Vec::new()),
+    )
+    .await
+    .with_context(|| format!("{path} hung"))??;
+    let answer = reply.json()?;
+    ensure!(reply.status == 200, "{path}: {} {answer}", reply.status);
+    answer["res_list"]
+        .as_array()
+        .cloned()
+        .with_context(|| format!("res_list: {answer}"))
+}
+
 /// An admin call on `node` with `token` (none: no credentials) and `body`
 /// as sent.
 async fn admin_as(

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use serde_json::{Value, json};
 
-use crate::cluster::{admin, provision, start, status, three_nodes};
+use crate::cluster::{admin, admin_list, provision, start, status, three_nodes};
 use crate::cluster_money::{database, node};
 use crate::cluster_stale::proxy::Proxy;
 use crate::portal::{form, html_value, text};
@@ -71,22 +71,14 @@ fn shown(page: &str, id: &str) -> Result<String> {
 }
 
 /// The institution code of app `client_id`, as `node`'s admin API lists it.
-async fn registered_code(node: &Served, admin_token: &str, client_id: &str) -> Result<String> {
-    let listed = node
-        .https(
-            "GET",
-            "/admin/v1/clients",
-            &[("authorization", &format!("Bearer {}", admin_token.trim()))],
-            Vec::new(),
-        )
-        .await?
-        .json()?;
-    listed["res_list"]
-        .as_array()
-        .and_then(|l| l.iter().find(|c| c["client_id"] == client_id))
+async fn registered_code(node: &Served, client_id: &str) -> Result<String> {
+    let listed = admin_list(node, "/admin/v1/clients").await?;
+    listed
+        .iter()
+        .find(|c| c["client_id"] == client_id)
         .and_then(|c| c["client_use_code"].as_str())
         .map(str::to_owned)
-        .with_context(|| format!("{client_id} in {listed}"))
+        .with_context(|| format!("{client_id} in {listed:?}"))
 }
 
 /// A client-credentials token from `node` for `client_id` with `secret`.
@@ -353,32 +345,19 @@ async fn an_app_and_a_developer_made_on_one_node_work_on_the_others() -> Result<
         requested.status,
         text(&requested)
     );
-    let admin_token = std::fs::read_to_string(c.data.join("admin.token"))?;
-    let portal_code = registered_code(&c, &admin_token, &portal_client).await?;
+    let portal_code = registered_code(&c, &portal_client).await?;
     let started = std::time::Instant::now();
     let requested = loop {
-        let list = c
-            .https(
-                "GET",
-                sfop_admin_api::institutions::LIST,
-                &[("authorization", &format!("Bearer {}", admin_token.trim()))],
-                Vec::new(),
-            )
-            .await?
-            .json()?;
-        let found = list["res_list"]
-            .as_array()
-            .and_then(|l| {
-                l.iter()
-                    .find(|i| i["client_use_code"] == portal_code.as_str())
-            })
-            .cloned();
-        if let Some(found) = found {
-            break found;
+        let list = admin_list(&c, sfop_admin_api::institutions::LIST).await?;
+        if let Some(found) = list
+            .iter()
+            .find(|i| i["client_use_code"] == portal_code.as_str())
+        {
+            break found.clone();
         }
         ensure!(
             started.elapsed() < Duration::from_secs(5),
-            "B's portal institution is not on C: {list}"
+            "B's portal institution is not on C: {list:?}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
@@ -398,22 +377,14 @@ async fn an_app_and_a_developer_made_on_one_node_work_on_the_others() -> Result<
     );
 
     // C's operator lists both apps.
-    let listed = c
-        .https(
-            "GET",
-            "/admin/v1/clients",
-            &[("authorization", &format!("Bearer {}", admin_token.trim()))],
-            Vec::new(),
-        )
-        .await?
-        .json()?;
-    let ids: Vec<&str> = listed["res_list"]
-        .as_array()
-        .map(|l| l.iter().filter_map(|c| c["client_id"].as_str()).collect())
-        .unwrap_or_default();
+    let listed = admin_list(&c, "/admin/v1/clients").await?;
+    let ids: Vec<&str> = listed
+        .iter()
+        .filter_map(|c| c["client_id"].as_str())
+        .collect();
     ensure!(
         ids.contains(&client_id.as_str()) && ids.contains(&portal_client.as_str()),
-        "C's client list: {listed}"
+        "C's client list: {listed:?}"
     );
 
     // C cut off from the database: its token endpoint, registration and

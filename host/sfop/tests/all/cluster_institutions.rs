@@ -15,33 +15,19 @@ use sfop_admin_api::institutions::{ACCOUNTS, APPROVE, LIST as INSTITUTIONS, RESU
 use sfop_core::ledger::codes;
 use sfop_store_pg::Cluster;
 
-use crate::cluster::{admin, start, three_nodes};
+use crate::cluster::{admin, admin_list, start, three_nodes};
 use crate::cluster_consents::{consent, post, register_app, withdrawal};
 use crate::cluster_money::database;
 use crate::served::Served;
 
 const HONG_MAIN: &str = "097/1101234567890";
-const BOUND: Duration = Duration::from_secs(30);
 
-/// `GET /admin/v1/institutions` on `node`: the institution `code` as the
-/// node lists it, if it does.
+/// The institution `code` as `node`'s admin API lists it, if it does.
 async fn listed(node: &Served, code: &str) -> Result<Option<Value>> {
-    let token = std::fs::read_to_string(node.data.join("admin.token"))?;
-    let auth = format!("Bearer {}", token.trim());
-    let reply = tokio::time::timeout(
-        BOUND,
-        node.https("GET", INSTITUTIONS, &[("authorization", &auth)], Vec::new()),
-    )
-    .await
-    .context("the institution list hung")??;
-    let answer = reply.json()?;
-    ensure!(reply.status == 200, "list: {} {answer}", reply.status);
-    Ok(answer["res_list"]
-        .as_array()
-        .with_context(|| format!("res_list: {answer}"))?
-        .iter()
-        .find(|i| i["client_use_code"] == code)
-        .cloned())
+    Ok(admin_list(node, INSTITUTIONS)
+        .await?
+        .into_iter()
+        .find(|i| i["client_use_code"] == code))
 }
 
 /// Polls `node`'s list until `code` is in `state` (a change made on

@@ -73,6 +73,37 @@ fn call(claims: &Claims) -> BankCall<'_> {
     }
 }
 
+/// The fintech number of Hong's main account (097) for the demo app, as
+/// `bank`'s seed registered it.
+fn hong_main_fin(bank: &ClusterBank) -> Result<String> {
+    Ok(bank
+        .local()
+        .registered_accounts(&call(&hong()), "1100000001", false)?
+        .into_iter()
+        .find(|a| a.bank_code_std == "097")
+        .context("hong's 097 account")?
+        .fintech_use_num)
+}
+
+/// A withdrawal of `amount` won with `bank_tran_id` from the account
+/// behind `fin` into the demo institution's contract account.
+fn withdrawal(bank_tran_id: &str, fin: &str, amount: u64) -> WithdrawRequest {
+    WithdrawRequest {
+        bank_tran_id: bank_tran_id.to_owned(),
+        fintech_use_num: fin.to_owned(),
+        tran_amt: amount,
+        cntr_account_num: DEMO_CONTRACT_ACCOUNT_NUM.into(),
+        wd_print_content: "cluster".into(),
+        dps_print_content: "홍길동".into(),
+        req_client_name: "홍길동".into(),
+        req_client_num: "HONG".into(),
+        transfer_purpose: "TR".into(),
+        recv_client_name: String::new(),
+        recv_client_bank_code: String::new(),
+        recv_client_account_num: String::new(),
+    }
+}
+
 /// Three nodes' banks (own sled stores, one ledger) in this process: the
 /// seeding race and the booking, without HTTP.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -106,28 +137,9 @@ async fn three_banks_seed_once_and_book_one_bank_tran_id_once() -> Result<()> {
     assert_eq!(hong_before, banks[0].local().balance_of(HONG_MAIN)?);
 
     let claims = hong();
-    let fin = banks[0]
-        .local()
-        .registered_accounts(&call(&claims), "1100000001", false)?
-        .into_iter()
-        .find(|a| a.bank_code_std == "097")
-        .context("hong's 097 account")?
-        .fintech_use_num;
+    let fin = hong_main_fin(&banks[0])?;
     let id = format!("{DEMO_CLIENT_USE_CODE}U000000042");
-    let request = WithdrawRequest {
-        bank_tran_id: id.clone(),
-        fintech_use_num: fin.clone(),
-        tran_amt: 1_000,
-        cntr_account_num: DEMO_CONTRACT_ACCOUNT_NUM.into(),
-        wd_print_content: "cluster".into(),
-        dps_print_content: "홍길동".into(),
-        req_client_name: "홍길동".into(),
-        req_client_num: "HONG".into(),
-        transfer_purpose: "TR".into(),
-        recv_client_name: String::new(),
-        recv_client_bank_code: String::new(),
-        recv_client_account_num: String::new(),
-    };
+    let request = withdrawal(&id, &fin, 1_000);
     let sends: Vec<_> = (0..SENDS)
         .map(|i| {
             let (bank, request) = (banks[i % 3].clone(), request.clone());
@@ -262,27 +274,9 @@ async fn limits_and_funds_are_decided_once_for_every_node() -> Result<()> {
     let total = ledger.total_balance().await?;
     let before = ledger.balance(HONG_MAIN).await?.context("hong")?;
     let claims = hong();
-    let fin = banks[0]
-        .local()
-        .registered_accounts(&call(&claims), "1100000001", false)?
-        .into_iter()
-        .find(|a| a.bank_code_std == "097")
-        .context("hong's 097 account")?
-        .fintech_use_num;
-    let request = |n: u32, amount: u64| WithdrawRequest {
-        bank_tran_id: format!("{DEMO_CLIENT_USE_CODE}U{n:09}"),
-        fintech_use_num: fin.clone(),
-        tran_amt: amount,
-        cntr_account_num: DEMO_CONTRACT_ACCOUNT_NUM.into(),
-        wd_print_content: "limits".into(),
-        dps_print_content: "홍길동".into(),
-        req_client_name: "홍길동".into(),
-        req_client_num: "HONG".into(),
-        transfer_purpose: "TR".into(),
-        recv_client_name: String::new(),
-        recv_client_bank_code: String::new(),
-        recv_client_account_num: String::new(),
-    };
+    let fin = hong_main_fin(&banks[0])?;
+    let request =
+        |n: u32, amount: u64| withdrawal(&format!("{DEMO_CLIENT_USE_CODE}U{n:09}"), &fin, amount);
     let first = banks[0]
         .withdraw(&call(&claims), &request(51, 1_000))
         .await?;
@@ -398,20 +392,7 @@ async fn a_clustered_bank_refuses_another_users_money_and_writes_nothing() -> Re
         fintech_of(&kim, "1100000002")?,
     );
     let id = format!("{DEMO_CLIENT_USE_CODE}U000000077");
-    let withdraw = |fintech_use_num: &str| WithdrawRequest {
-        bank_tran_id: id.clone(),
-        fintech_use_num: fintech_use_num.to_owned(),
-        tran_amt: 1_000,
-        cntr_account_num: DEMO_CONTRACT_ACCOUNT_NUM.into(),
-        wd_print_content: "attack".into(),
-        dps_print_content: "attack".into(),
-        req_client_name: "홍길동".into(),
-        req_client_num: "HONG".into(),
-        transfer_purpose: "TR".into(),
-        recv_client_name: String::new(),
-        recv_client_bank_code: String::new(),
-        recv_client_account_num: String::new(),
-    };
+    let withdraw = |fintech_use_num: &str| withdrawal(&id, fintech_use_num, 1_000);
     let refused = |answer: std::result::Result<_, BankError>, code: &str| -> Result<()> {
         match answer {
             Err(BankError::Refused(r)) if r.rsp_code == code => Ok(()),
