@@ -281,6 +281,7 @@ impl From<sfop_auth::Error> for Refused {
     fn from(e: sfop_auth::Error) -> Self {
         match e {
             sfop_auth::Error::Invalid(m) => Refused::Invalid(400, m),
+            sfop_auth::Error::Unavailable(m) => Refused::Unavailable(m),
             e => Refused::Internal(e.to_string()),
         }
     }
@@ -299,6 +300,16 @@ pub struct Onboarding {
     cluster: Option<(ClusterBank, tokio::runtime::Handle)>,
 }
 
+/// Runs `f`, which writes and flushes the bank's store: on a worker of the
+/// multi-threaded runtime (the portal calls from one) the worker's other
+/// tasks are handed over first, so a flush stalls only this call.
+fn flushing<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Refused> {
     serde_json::from_slice(bytes).map_err(|e| Refused::Invalid(400, format!("body: {e}")))
 }
@@ -308,7 +319,7 @@ impl Onboarding {
     /// cluster. Called on the blocking pool.
     fn change(&self, change: &BankChange) -> Result<Applied, Refused> {
         let Some((clustered, runtime)) = &self.cluster else {
-            return Ok(self.bank.apply_change(change, None)?);
+            return Ok(flushing(|| self.bank.apply_change(change, None))?);
         };
         match crate::cluster::apps::wait(runtime, clustered.submit(change)) {
             Ok(applied) => Ok(applied?),

@@ -433,9 +433,43 @@ async fn an_app_and_a_developer_made_on_one_node_work_on_the_others() -> Result<
             text(&reply)
         );
     }
+    // Institution changes on C cut off: 503, and nothing changed anywhere
+    // (a new code not onboarded, the portal's institution not suspended).
+    let (code, answer) = admin(
+        &c,
+        sfop_admin_api::institutions::LIST,
+        json!({ "name": "끊긴핀테크", "client_use_code": "M911111111" }),
+    )
+    .await?;
+    ensure!(
+        code == 503 && answer["rsp_code"] == "A0013",
+        "an institution created on C cut off: {code} {answer}"
+    );
+    let (code, answer) = admin(
+        &c,
+        sfop_admin_api::institutions::SUSPEND,
+        json!({ "client_use_code": portal_code }),
+    )
+    .await?;
+    ensure!(
+        code == 503 && answer["rsp_code"] == "A0013",
+        "an institution suspended on C cut off: {code} {answer}"
+    );
     proxy.restore();
     let (code, answer) = oob_token(&c, &client_id, &secret).await?;
     ensure!(code == 200, "a token on C back in touch: {code} {answer}");
+    for node in [&a, &b, &c] {
+        let list = admin_list(node, sfop_admin_api::institutions::LIST).await?;
+        ensure!(
+            !list.iter().any(|i| i["client_use_code"] == "M911111111")
+                && list
+                    .iter()
+                    .any(|i| i["client_use_code"] == portal_code.as_str()
+                        && i["state"] == "requested"),
+            "after C's cut-off, {} lists {list:?}",
+            node.url()
+        );
+    }
     Ok(())
 }
 
