@@ -10,9 +10,11 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use sfop_core::ledger::BankError;
 use sfop_store_pg::{OpenedAccount, Snapshot};
 use tokio::sync::{Mutex, watch};
 
@@ -214,6 +216,10 @@ impl VirtualBank {
 #[derive(Debug, Default)]
 pub(crate) struct Applier {
     outcomes: Mutex<VecDeque<(u64, Result<Applied>)>>,
+    /// The last applying failed: this node's records may miss a change
+    /// (a suspension, a limit), so what they decide is refused until an
+    /// applying succeeds.
+    stalled: AtomicBool,
 }
 
 impl ClusterBank {
@@ -250,6 +256,30 @@ impl ClusterBank {
     /// again: skipping it would leave this node's records apart from the
     /// others'.
     pub(crate) async fn catch_up(&self, want: Option<u64>) -> Result<Option<Result<Applied>>> {
+        let caught_up = self.catch_up_locked(want).await;
+        self.changes
+            .stalled
+            .store(caught_up.is_err(), Ordering::Release);
+        caught_up
+    }
+
+    /// Refused (`A0002`, the platform's failure) while this node could not
+    /// apply the cluster's changes: its institutions may be out of date,
+    /// and a suspended one must not move money here. Nothing was done.
+    pub(crate) fn ensure_current(&self) -> std::result::Result<(), BankError> {
+        if self.changes.stalled.load(Ordering::Acquire) {
+            tracing::warn!("virtual bank: refused while the cluster's changes cannot be applied");
+            return Err(BankError::Backend(
+                "this node's bank records are behind the cluster's (a change could not be \
+                 applied here): nothing was done; send it again, through another node if it \
+                 persists"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn catch_up_locked(&self, want: Option<u64>) -> Result<Option<Result<Applied>>> {
         let mut outcomes = self.changes.outcomes.lock().await;
         let mut applied = self.bank.applied_change_version()?;
         loop {

@@ -355,6 +355,62 @@ async fn limits_and_funds_are_decided_once_for_every_node() -> Result<()> {
     Ok(())
 }
 
+/// A change this node cannot apply (one a newer build wrote, say) leaves
+/// its institutions possibly out of date (a suspension missed), so the
+/// node moves no money until it can: withdrawals are refused `A0002`
+/// (the platform's failure; nothing done), and the change that met it is
+/// reported as recorded but not applied here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_apply_a_change_moves_no_money() -> Result<()> {
+    let Some(url) = database("money_stalled").await? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let local = VirtualBank::open(&sfop_store::Store::open(dir.path())?)?;
+    let bank = ClusterBank::open(local, Cluster::connect(&url, 4).await?).await?;
+    let ledger = bank.cluster().clone();
+    let before = ledger.balance(HONG_MAIN).await?;
+    let fin = hong_main_fin(&bank)?;
+    let claims = hong();
+    bank.withdraw(
+        &call(&claims),
+        &withdrawal(&format!("{DEMO_CLIENT_USE_CODE}U000000061"), &fin, 1_000),
+    )
+    .await?;
+    ledger
+        .append_bank_change(&json!({ "op": "from_a_newer_build", "client_use_code": "M1" }))
+        .await?;
+    let change = sfop_vbank::BankChange::ResumeInstitution {
+        client_use_code: DEMO_CLIENT_USE_CODE.into(),
+    };
+    let submitted = bank.submit(&change).await;
+    assert!(
+        matches!(&submitted, Err(sfop_vbank::Error::Failed(m)) if m.contains("recorded for every node")),
+        "{submitted:?}"
+    );
+    let refused = bank
+        .withdraw(
+            &call(&claims),
+            &withdrawal(&format!("{DEMO_CLIENT_USE_CODE}U000000062"), &fin, 1_000),
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(BankError::Backend(m)) if m.contains("behind the cluster")),
+        "{refused:?}"
+    );
+    assert_eq!(ledger.balance(HONG_MAIN).await?, before.map(|b| b - 1_000));
+    assert_eq!(
+        ledger
+            .postings_of(
+                DEMO_CLIENT_USE_CODE,
+                &format!("{DEMO_CLIENT_USE_CODE}U000000062")
+            )
+            .await?,
+        0
+    );
+    Ok(())
+}
+
 /// What a fintech sends to reach money that is not its user's, through a
 /// clustered bank: another user's fintech number (withdraw, balance),
 /// another institution's transfer-result, no verified caller, a date that

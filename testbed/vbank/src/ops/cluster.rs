@@ -772,6 +772,7 @@ impl BankBackend for ClusterBank {
     }
 
     async fn remit_list(&self, call: &BankCall<'_>, q: &RemitQuery) -> R<HistoryPage> {
+        self.ensure_current()?;
         let ctx = Ctx::new(call)?;
         let key = self.bank.remit_account(&ctx, q)?;
         self.consume(&ctx, ctx.institution()?, &q.bank_tran_id)
@@ -800,6 +801,7 @@ impl BankBackend for ClusterBank {
     }
 
     async fn withdraw(&self, call: &BankCall<'_>, r: &WithdrawRequest) -> R<TransferReceipt> {
+        self.ensure_current()?;
         let fetched = self.fetched(call.caller, &r.fintech_use_num).await?;
         let plan = self
             .bank
@@ -808,6 +810,7 @@ impl BankBackend for ClusterBank {
     }
 
     async fn deposit(&self, call: &BankCall<'_>, r: &DepositRequest) -> R<TransferReceipt> {
+        self.ensure_current()?;
         let fetched = self.recipient(call.caller, &r.recipient).await?;
         let plan = self
             .bank
@@ -889,6 +892,7 @@ impl BankBackend for ClusterBank {
     /// As [`Self::real_name`], the recipient's number read from the
     /// cluster.
     async fn receive(&self, call: &BankCall<'_>, q: &ReceiveQuery) -> R<ReceiveCheck> {
+        self.ensure_current()?;
         let fetched = self.recipient(call.caller, &q.recipient).await?;
         let (ctx, checked) = self.bank.receive_checked(&fetched, call, q)?;
         self.consume(&ctx, ctx.institution()?, &q.bank_tran_id)
