@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
-use sfop_core::ledger::{BankCall, BankError, WithdrawRequest, codes};
+use sfop_core::ledger::{BankCall, BankError, codes};
 use sfop_core::{BankBackend, Claims};
 use sfop_store_pg::Cluster;
 use sfop_vbank::faults::{FaultRule, FaultScript, ScriptedBank};
@@ -20,7 +20,7 @@ use sfop_vbank::seed::{DEMO_CLIENT_USE_CODE, DEMO_CONTRACT_ACCOUNT_NUM};
 use sfop_vbank::{ClusterBank, VirtualBank};
 
 use crate::cluster::{admin, three_nodes};
-use crate::cluster_money::database;
+use crate::cluster_money::{database, withdraw_request};
 use crate::portal::{form, html_value, text};
 use crate::served::Served;
 
@@ -209,6 +209,11 @@ pub(crate) async fn post(node: &Served, path: &str, token: &str, body: &Value) -
     reply.json()
 }
 
+/// `body` sent to `node`'s withdrawal API with `token`: the answer.
+pub(crate) async fn withdraw(node: &Served, token: &str, body: &Value) -> Result<Value> {
+    post(node, "/v2.0/transfer/withdraw/fin_num", token, body).await
+}
+
 /// The user's registered accounts with the token's app, as `node` lists
 /// them: (bank code, fintech number, cancelled).
 async fn listed(
@@ -358,13 +363,7 @@ async fn a_consent_given_on_one_node_is_served_and_withdrawn_on_the_others() -> 
         .context("hong on the ledger")?;
     let total = ledger.total_balance().await?;
     let id = format!("{DEMO_CLIENT_USE_CODE}U000000501");
-    let answer = post(
-        &b,
-        "/v2.0/transfer/withdraw/fin_num",
-        &wallet_token,
-        &withdrawal(&id, &main_fin, 1_000),
-    )
-    .await?;
+    let answer = withdraw(&b, &wallet_token, &withdrawal(&id, &main_fin, 1_000)).await?;
     ensure!(answer["rsp_code"] == "A0000", "withdrawal on B: {answer}");
     assert_eq!(ledger.balance(HONG_MAIN).await?, Some(before - 1_000));
     assert_eq!(ledger.postings_of(DEMO_CLIENT_USE_CODE, &id).await?, 2);
@@ -384,20 +383,8 @@ async fn a_consent_given_on_one_node_is_served_and_withdrawn_on_the_others() -> 
     let kim = claims(&wallet, "1100000002");
     let hong_as_reader = claims(&reader, HONG);
     let hong_as_wallet = claims(&wallet, HONG);
-    let request = |n: u32, fin: &str| WithdrawRequest {
-        bank_tran_id: format!("{DEMO_CLIENT_USE_CODE}U{n:09}"),
-        fintech_use_num: fin.to_owned(),
-        tran_amt: 1_000,
-        cntr_account_num: DEMO_CONTRACT_ACCOUNT_NUM.into(),
-        wd_print_content: "hostile".into(),
-        dps_print_content: "hostile".into(),
-        req_client_name: "홍길동".into(),
-        req_client_num: "HONG".into(),
-        transfer_purpose: "TR".into(),
-        recv_client_name: String::new(),
-        recv_client_bank_code: String::new(),
-        recv_client_account_num: String::new(),
-    };
+    let request =
+        |n: u32, fin: &str| withdraw_request(&format!("{DEMO_CLIENT_USE_CODE}U{n:09}"), fin, 1_000);
     for (n, bank) in banks.iter().enumerate() {
         let n = n as u32;
         // Another user's number (Kim's token, Hong's account).
@@ -492,17 +479,8 @@ async fn a_consent_given_on_one_node_is_served_and_withdrawn_on_the_others() -> 
     )
     .await?;
     ensure!(unlinked["rsp_code"] == "A0000", "unlink on B: {unlinked}");
-    let revoked = post(
-        &c,
-        "/v2.0/transfer/withdraw/fin_num",
-        &wallet_token,
-        &withdrawal(
-            &format!("{DEMO_CLIENT_USE_CODE}U000000502"),
-            &main_fin,
-            1_000,
-        ),
-    )
-    .await?;
+    let id = format!("{DEMO_CLIENT_USE_CODE}U000000502");
+    let revoked = withdraw(&c, &wallet_token, &withdrawal(&id, &main_fin, 1_000)).await?;
     ensure!(
         revoked["rsp_code"] != "A0000",
         "the unlinked token on C: {revoked}"
@@ -612,13 +590,7 @@ async fn a_node_cut_off_from_the_database_decides_no_consent() -> Result<()> {
     .await?;
     ensure!(list["rsp_code"] == "A0002", "account/list cut off: {list}");
     let id = format!("{DEMO_CLIENT_USE_CODE}U000000701");
-    let answer = post(
-        &c,
-        "/v2.0/transfer/withdraw/fin_num",
-        &token,
-        &withdrawal(&id, &fin, 1_000),
-    )
-    .await?;
+    let answer = withdraw(&c, &token, &withdrawal(&id, &fin, 1_000)).await?;
     ensure!(
         answer["rsp_code"] == "A0002",
         "a withdrawal cut off: {answer}"
@@ -628,13 +600,7 @@ async fn a_node_cut_off_from_the_database_decides_no_consent() -> Result<()> {
     proxy.restore();
     let started = std::time::Instant::now();
     loop {
-        let answer = post(
-            &c,
-            "/v2.0/transfer/withdraw/fin_num",
-            &token,
-            &withdrawal(&id, &fin, 1_000),
-        )
-        .await?;
+        let answer = withdraw(&c, &token, &withdrawal(&id, &fin, 1_000)).await?;
         if answer["rsp_code"] == "A0000" {
             break;
         }

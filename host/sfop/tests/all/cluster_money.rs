@@ -87,7 +87,7 @@ fn hong_main_fin(bank: &ClusterBank) -> Result<String> {
 
 /// A withdrawal of `amount` won with `bank_tran_id` from the account
 /// behind `fin` into the demo institution's contract account.
-fn withdrawal(bank_tran_id: &str, fin: &str, amount: u64) -> WithdrawRequest {
+pub(crate) fn withdraw_request(bank_tran_id: &str, fin: &str, amount: u64) -> WithdrawRequest {
     WithdrawRequest {
         bank_tran_id: bank_tran_id.to_owned(),
         fintech_use_num: fin.to_owned(),
@@ -139,7 +139,7 @@ async fn three_banks_seed_once_and_book_one_bank_tran_id_once() -> Result<()> {
     let claims = hong();
     let fin = hong_main_fin(&banks[0])?;
     let id = format!("{DEMO_CLIENT_USE_CODE}U000000042");
-    let request = withdrawal(&id, &fin, 1_000);
+    let request = withdraw_request(&id, &fin, 1_000);
     let sends: Vec<_> = (0..SENDS)
         .map(|i| {
             let (bank, request) = (banks[i % 3].clone(), request.clone());
@@ -275,8 +275,9 @@ async fn limits_and_funds_are_decided_once_for_every_node() -> Result<()> {
     let before = ledger.balance(HONG_MAIN).await?.context("hong")?;
     let claims = hong();
     let fin = hong_main_fin(&banks[0])?;
-    let request =
-        |n: u32, amount: u64| withdrawal(&format!("{DEMO_CLIENT_USE_CODE}U{n:09}"), &fin, amount);
+    let request = |n: u32, amount: u64| {
+        withdraw_request(&format!("{DEMO_CLIENT_USE_CODE}U{n:09}"), &fin, amount)
+    };
     let first = banks[0]
         .withdraw(&call(&claims), &request(51, 1_000))
         .await?;
@@ -374,14 +375,16 @@ async fn a_node_that_cannot_apply_a_change_moves_no_money() -> Result<()> {
     let claims = hong();
     bank.withdraw(
         &call(&claims),
-        &withdrawal(&format!("{DEMO_CLIENT_USE_CODE}U000000061"), &fin, 1_000),
+        &withdraw_request(&format!("{DEMO_CLIENT_USE_CODE}U000000061"), &fin, 1_000),
     )
     .await?;
     ledger
         .append_bank_change(&json!({ "op": "from_a_newer_build", "client_use_code": "M1" }))
         .await?;
-    let change = sfop_vbank::BankChange::ResumeInstitution {
+    let change = sfop_vbank::BankChange::SetInstitutionLimits {
         client_use_code: DEMO_CLIENT_USE_CODE.into(),
+        withdraw_limits: Some(sfop_vbank::seed::DEMO_LIMITS),
+        deposit_limits: None,
     };
     let submitted = bank.submit(&change).await;
     assert!(
@@ -391,7 +394,7 @@ async fn a_node_that_cannot_apply_a_change_moves_no_money() -> Result<()> {
     let refused = bank
         .withdraw(
             &call(&claims),
-            &withdrawal(&format!("{DEMO_CLIENT_USE_CODE}U000000062"), &fin, 1_000),
+            &withdraw_request(&format!("{DEMO_CLIENT_USE_CODE}U000000062"), &fin, 1_000),
         )
         .await;
     assert!(
@@ -448,7 +451,7 @@ async fn a_clustered_bank_refuses_another_users_money_and_writes_nothing() -> Re
         fintech_of(&kim, "1100000002")?,
     );
     let id = format!("{DEMO_CLIENT_USE_CODE}U000000077");
-    let withdraw = |fintech_use_num: &str| withdrawal(&id, fintech_use_num, 1_000);
+    let withdraw = |fintech_use_num: &str| withdraw_request(&id, fintech_use_num, 1_000);
     let refused = |answer: std::result::Result<_, BankError>, code: &str| -> Result<()> {
         match answer {
             Err(BankError::Refused(r)) if r.rsp_code == code => Ok(()),

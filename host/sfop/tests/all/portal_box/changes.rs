@@ -6,7 +6,7 @@
 use anyhow::Result;
 use sfop_portal::{Milestone, MilestoneKind, VersionState};
 
-use super::fixtures::{BALANCE_V1, TestPortal, balance, balance_v1_1, version};
+use super::fixtures::{TestPortal, balance, balance_v1_1, balance_v1_deprecated, version};
 
 /// Every entry of a feed as (id, updated, whole entry text).
 fn entries(feed: &str) -> Vec<(String, String, String)> {
@@ -43,13 +43,7 @@ async fn entries_keep_their_ids_and_events_are_new_dated_entries() -> Result<()>
     assert_eq!(first.len(), 1, "{first:?}");
 
     // 2. 1.1.0 live, 1.0.0 deprecated a day later (the audit's date).
-    let mut old = version(
-        BALANCE_V1,
-        VersionState::Deprecated {
-            sunset: "2027-06-30".into(),
-        },
-        1_000,
-    )?;
+    let mut old = balance_v1_deprecated()?;
     old.milestones.push(deprecated(86_400_000));
     t.catalog.set(vec![balance(vec![
         version(&balance_v1_1(), VersionState::Live, 2_000)?,
@@ -128,13 +122,7 @@ async fn entries_keep_their_ids_and_events_are_new_dated_entries() -> Result<()>
 #[tokio::test]
 async fn move_to_the_live_version_only_when_one_exists() -> Result<()> {
     // The only version is deprecated: nothing to move to.
-    let mut only = version(
-        BALANCE_V1,
-        VersionState::Deprecated {
-            sunset: "2027-06-30".into(),
-        },
-        1_000,
-    )?;
+    let mut only = balance_v1_deprecated()?;
     only.milestones.push(deprecated(5_000));
     let t = TestPortal::new(vec![balance(vec![only])])?;
     let feed = t.get("/portal/changes.atom").await.text();
@@ -144,13 +132,7 @@ async fn move_to_the_live_version_only_when_one_exists() -> Result<()> {
         assert!(!text.contains("Move to"), "{text}");
     }
     // A canary is not live: still nothing to move to.
-    let mut only = version(
-        BALANCE_V1,
-        VersionState::Deprecated {
-            sunset: "2027-06-30".into(),
-        },
-        1_000,
-    )?;
+    let mut only = balance_v1_deprecated()?;
     only.milestones.push(deprecated(5_000));
     t.catalog.set(vec![balance(vec![
         version(&balance_v1_1(), VersionState::Canary { percent: 10 }, 6_000)?,

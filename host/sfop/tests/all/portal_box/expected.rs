@@ -45,15 +45,20 @@ fn csp(page: &super::fixtures::Page) -> String {
         .to_owned()
 }
 
-#[tokio::test]
-async fn search_finds_apis_and_fields_by_name_and_description() -> Result<()> {
-    let t = TestPortal::new(vec![
+/// `account-balance` and `transfer-withdraw`, 1.0.0 each, live.
+fn balance_and_withdraw() -> Result<Vec<ApiEntry>> {
+    Ok(vec![
         balance(vec![version(BALANCE_V1, VersionState::Live, 1_000)?]),
         ApiEntry {
             name: "transfer-withdraw".into(),
             versions: vec![version(WITHDRAW, VersionState::Live, 1_000)?],
         },
-    ])?;
+    ])
+}
+
+#[tokio::test]
+async fn search_finds_apis_and_fields_by_name_and_description() -> Result<()> {
+    let t = TestPortal::new(balance_and_withdraw()?)?;
     // The box in the top bar of every page.
     let catalogue = t.get("/portal").await.text();
     assert!(
@@ -104,13 +109,7 @@ async fn search_finds_apis_and_fields_by_name_and_description() -> Result<()> {
 
 #[tokio::test]
 async fn client_code_comes_from_the_example_with_copy_buttons_on_self_scripts() -> Result<()> {
-    let t = TestPortal::new(vec![
-        balance(vec![version(BALANCE_V1, VersionState::Live, 1_000)?]),
-        ApiEntry {
-            name: "transfer-withdraw".into(),
-            versions: vec![version(WITHDRAW, VersionState::Live, 1_000)?],
-        },
-    ])?;
+    let t = TestPortal::new(balance_and_withdraw()?)?;
     let page = t.get("/portal/apis/account-balance").await;
     let text = page.text();
     let url =
@@ -382,37 +381,17 @@ async fn a_rotated_secret_is_shown_once_and_the_old_one_stops_working() -> Resul
         .register_app(&cookie, "name=Pay&redirect_uris=&scope=oob")
         .await?;
     let csrf = t.csrf(&cookie).await?;
-    let app = t
-        .request(
-            "GET",
-            &format!("/portal/apps/{client_id}"),
-            Some(&cookie),
-            "",
-        )
-        .await
-        .text();
+    let app = t.app_page(&cookie, &client_id).await;
     assert!(
         app.contains(&format!("action=\"/portal/apps/{client_id}/secret\"")),
         "{app}"
     );
     assert!(!app.contains(&old), "the secret is not shown again");
     // Without the form's CSRF token: refused, nothing changes.
-    let forged = t
-        .request(
-            "POST",
-            &format!("/portal/apps/{client_id}/secret"),
-            Some(&cookie),
-            "",
-        )
-        .await;
+    let forged = t.rotate_secret(&cookie, &client_id, "").await;
     assert_eq!(forged.status(), 403);
     let rotated = t
-        .request(
-            "POST",
-            &format!("/portal/apps/{client_id}/secret"),
-            Some(&cookie),
-            &format!("csrf={csrf}"),
-        )
+        .rotate_secret(&cookie, &client_id, &format!("csrf={csrf}"))
         .await;
     assert_eq!(rotated.status(), 200, "{}", rotated.text());
     let new = rotated.by_id("client-secret").context("new secret")?;
@@ -427,12 +406,7 @@ async fn a_rotated_secret_is_shown_once_and_the_old_one_stops_working() -> Resul
     let other = sign_up(&t, "other@example.com").await?;
     let other_csrf = t.csrf(&other).await?;
     let refused = t
-        .request(
-            "POST",
-            &format!("/portal/apps/{client_id}/secret"),
-            Some(&other),
-            &format!("csrf={other_csrf}"),
-        )
+        .rotate_secret(&other, &client_id, &format!("csrf={other_csrf}"))
         .await;
     assert_eq!(refused.status(), 404);
     let stored = t.clients.get(&client_id)?.context("client")?;

@@ -107,6 +107,17 @@ pub fn version(text: &str, state: VersionState, at_ms: u64) -> Result<VersionEnt
     })
 }
 
+/// `account-balance` 1.0.0, deprecated with sunset 2027-06-30.
+pub fn balance_v1_deprecated() -> Result<VersionEntry> {
+    version(
+        BALANCE_V1,
+        VersionState::Deprecated {
+            sunset: "2027-06-30".into(),
+        },
+        1_000,
+    )
+}
+
 /// `account-balance` with `versions`.
 pub fn balance(versions: Vec<VersionEntry>) -> ApiEntry {
     ApiEntry {
@@ -272,6 +283,30 @@ impl TestPortal {
         Ok((page, client_id, secret))
     }
 
+    /// The page of app `client_id` for the developer with `cookie`.
+    pub async fn app_page(&self, cookie: &str, client_id: &str) -> String {
+        self.request(
+            "GET",
+            &format!("/portal/apps/{client_id}"),
+            Some(cookie),
+            "",
+        )
+        .await
+        .text()
+    }
+
+    /// Posts `body` to app `client_id`'s secret rotation as the developer
+    /// with `cookie`.
+    pub async fn rotate_secret(&self, cookie: &str, client_id: &str, body: &str) -> Page {
+        self.request(
+            "POST",
+            &format!("/portal/apps/{client_id}/secret"),
+            Some(cookie),
+            body,
+        )
+        .await
+    }
+
     pub async fn get(&self, path: &str) -> Page {
         self.request("GET", path, None, "").await
     }
@@ -317,15 +352,5 @@ impl Page {
     }
 }
 
-/// Percent-encodes a form value.
-pub fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
+/// Percent-encodes a form value (the project's own encoder).
+pub use sfop_core::form::encode as enc;

@@ -232,12 +232,7 @@ async fn every_page_escapes_hostile_names_descriptions_and_answers() -> Result<(
     );
     // The rotated secret's page.
     let rotated = t
-        .request(
-            "POST",
-            &format!("/portal/apps/{client_id}/secret"),
-            Some(&cookie),
-            &format!("csrf={csrf}"),
-        )
+        .rotate_secret(&cookie, &client_id, &format!("csrf={csrf}"))
         .await;
     assert_escaped("rotation", &rotated.text(), true);
     Ok(())

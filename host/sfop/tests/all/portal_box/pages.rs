@@ -2,7 +2,9 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 use sfop_portal::VersionState;
 
-use super::fixtures::{BALANCE_V1, TestPortal, balance, balance_v1_1, enc, version};
+use super::fixtures::{
+    BALANCE_V1, TestPortal, balance, balance_v1_1, balance_v1_deprecated, enc, version,
+};
 
 const HOSTILE: &str = "<script>alert(\"pwned\")</script>";
 
@@ -43,13 +45,7 @@ async fn promotion_changes_catalogue_api_page_and_feed_without_restart() -> Resu
     // the same portal reads the changed catalogue on the next request.
     t.catalog.set(vec![balance(vec![
         version(&balance_v1_1(), VersionState::Live, 2_000)?,
-        version(
-            BALANCE_V1,
-            VersionState::Deprecated {
-                sunset: "2027-06-30".into(),
-            },
-            1_000,
-        )?,
+        balance_v1_deprecated()?,
     ])]);
     let catalogue = t.get("/portal").await.text();
     assert!(catalogue.contains("<td>1.1.0</td>"), "{catalogue}");
@@ -124,13 +120,7 @@ async fn openapi_follows_the_catalogue() -> Result<()> {
     let version_before = doc["info"]["version"].clone();
     t.catalog.set(vec![balance(vec![
         version(&balance_v1_1(), VersionState::Live, 2_000)?,
-        version(
-            BALANCE_V1,
-            VersionState::Deprecated {
-                sunset: "2027-06-30".into(),
-            },
-            1_000,
-        )?,
+        balance_v1_deprecated()?,
     ])]);
     let doc: Value = serde_json::from_str(&t.get("/portal/openapi.json").await.text())?;
     let props = &doc["paths"]["/v2.0/account/balance/fin_num"]["get"]["responses"]["200"]["content"]
@@ -256,15 +246,7 @@ async fn pages_escape_what_packages_and_developers_supply() -> Result<()> {
         assert_no_markup_from_input(&page.text());
     }
     // The app's page shows the redirect URI with its `&` escaped.
-    let app = t
-        .request(
-            "GET",
-            &format!("/portal/apps/{client_id}"),
-            Some(&cookie),
-            "",
-        )
-        .await
-        .text();
+    let app = t.app_page(&cookie, client_id).await;
     assert!(
         app.contains("<code>https://app.example/cb?a=1&amp;b=2</code>"),
         "{app}"
