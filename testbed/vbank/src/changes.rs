@@ -18,7 +18,10 @@ use sfop_core::ledger::BankError;
 use sfop_store_pg::{OpenedAccount, Snapshot};
 use tokio::sync::{Mutex, watch};
 
-use crate::institutions::{InstitutionView, NewInstitution, SANDBOX_BANK, sandbox_holder_name};
+use crate::institutions::{
+    InstitutionView, NewInstitution, SANDBOX_BANK, limits_edit, resume_edit, sandbox_holder_name,
+    state_edit,
+};
 use crate::model::{InstitutionState, Limits, account_key};
 use crate::{ClusterBank, Error, Result, TREASURY_ACCOUNT_NUM, VirtualBank};
 
@@ -178,15 +181,52 @@ impl VirtualBank {
                 .set_institution_state(client_use_code, *state)
                 .map(Applied::of),
             BankChange::ResumeInstitution { client_use_code } => {
-                match self.institution(client_use_code)?.map(|i| i.state) {
-                    Some(InstitutionState::Suspended) => self
-                        .set_institution_state(client_use_code, InstitutionState::Active)
-                        .map(Applied::of),
-                    Some(_) => Err(Error::Conflict(format!(
-                        "client_use_code: {client_use_code} is not suspended"
-                    ))),
-                    None => Err(Error::UnknownInstitution(client_use_code.clone())),
-                }
+                self.resume_institution(client_use_code).map(Applied::of)
+            }
+        }
+    }
+
+    /// Checks `change` against this bank's records as they are, changing
+    /// nothing: the rules [`Self::apply_change`] applies. A cluster node
+    /// checks before it submits, so that what it would refuse is not
+    /// recorded for every node; applying stays the decision (another
+    /// node's change may come first).
+    pub(crate) fn check_change(&self, change: &BankChange) -> Result<()> {
+        match change {
+            BankChange::CreateInstitution(new) => self.new_record(new).map(drop),
+            BankChange::RegisterContractAccount {
+                client_use_code,
+                bank_code_std,
+                account_num,
+            } => self.check_edit(
+                client_use_code,
+                self.register_edit(bank_code_std, account_num)?,
+            ),
+            BankChange::VerifyContractAccount {
+                client_use_code,
+                bank_code_std,
+                account_num,
+            } => self.check_edit(
+                client_use_code,
+                self.verify_edit(client_use_code, bank_code_std, account_num)?,
+            ),
+            BankChange::OpenSandboxContractAccount {
+                client_use_code, ..
+            } => self.check_edit(client_use_code, |_| Ok(())),
+            BankChange::SetInstitutionLimits {
+                client_use_code,
+                withdraw_limits,
+                deposit_limits,
+            } => self.check_edit(
+                client_use_code,
+                limits_edit(*withdraw_limits, *deposit_limits)?,
+            ),
+            BankChange::SetInstitutionState {
+                client_use_code,
+                state,
+            } => self.check_edit(client_use_code, state_edit(client_use_code, *state)),
+            BankChange::ResumeInstitution { client_use_code } => {
+                self.check_edit(client_use_code, resume_edit(client_use_code))
             }
         }
     }
@@ -223,13 +263,16 @@ pub(crate) struct Applier {
 }
 
 impl ClusterBank {
-    /// Makes `change` on every node: appended to the cluster's changes,
-    /// then applied here (with every change before it), and answered with
+    /// Makes `change` on every node: checked against this node's records
+    /// (what they refuse is refused here and recorded nowhere), appended to
+    /// the cluster's changes, then applied here (with every change before it), and answered with
     /// what applying it came to. The other nodes apply it when their feed
     /// reaches its version; they meet the same records, so they decide the
     /// same way. The database away, nothing is changed
     /// ([`Error::Cluster`]).
     pub async fn submit(&self, change: &BankChange) -> Result<Applied> {
+        let (bank, checked) = (self.bank.clone(), change.clone());
+        crate::on_blocking_pool(move || bank.check_change(&checked)).await?;
         let value = serde_json::to_value(change)
             .map_err(|e| Error::Failed(format!("the change does not encode: {e}")))?;
         let version = self.cluster.append_bank_change(&value).await?;
@@ -301,7 +344,7 @@ impl ClusterBank {
                 };
                 let bank = self.bank.clone();
                 let version = row.version;
-                blocking(move || bank.set_applied_change_version(version)).await?;
+                crate::on_blocking_pool(move || bank.set_applied_change_version(version)).await?;
                 applied = version;
                 if outcomes.len() == OUTCOMES_KEPT {
                     outcomes.pop_front();
@@ -328,7 +371,8 @@ impl ClusterBank {
             } => Some(*opening_balance),
             _ => None,
         };
-        let applied = blocking(move || bank.apply_change(&change, Some(version))).await?;
+        let applied =
+            crate::on_blocking_pool(move || bank.apply_change(&change, Some(version))).await?;
         if let (Some(balance), Some(num)) = (opening, &applied.account_num) {
             let id = account_key(SANDBOX_BANK, num);
             let funded_from = account_key(SANDBOX_BANK, TREASURY_ACCOUNT_NUM);
@@ -392,13 +436,6 @@ impl ClusterBank {
             };
         }
     }
-}
-
-/// Runs `f` on the blocking pool.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| Error::Failed(format!("applying a change panicked: {e}")))?
 }
 
 #[cfg(test)]

@@ -26,13 +26,7 @@ async fn blocking<T: Send + 'static>(
         .acquire()
         .await
         .map_err(|_| BankError::Backend("the bank's directory is closed".into()))?;
-    match tokio::task::spawn_blocking(work).await {
-        Ok(result) => result.map_err(directory_error),
-        Err(e) => {
-            tracing::error!(error = %e, "a directory operation failed on the blocking pool");
-            Err(BankError::Backend("participant bank internal error".into()))
-        }
-    }
+    crate::on_blocking_pool(work).await.map_err(directory_error)
 }
 
 /// The store's failure is the bank's own; anything else is a refusal of
@@ -45,6 +39,10 @@ fn directory_error(e: Error) -> BankError {
         }
         Error::Cluster(e) => {
             tracing::error!(error = %e, "the cluster's consents failed");
+            BankError::Backend("participant bank internal error".into())
+        }
+        Error::Failed(e) => {
+            tracing::error!(error = %e, "the virtual bank failed");
             BankError::Backend("participant bank internal error".into())
         }
         other => BankError::from(Refusal {

@@ -114,8 +114,21 @@ impl VirtualBank {
             .ok_or_else(|| Error::UnknownInstitution(code.to_owned()))
     }
 
-    /// Creates an institution; refuses a code already onboarded.
-    pub fn create_institution(&self, new: &NewInstitution) -> Result<InstitutionView> {
+    /// Checks `edit` of institution `code` against its record as it is,
+    /// changing nothing (what a cluster node does before it submits a
+    /// change, so that a change refused here is not recorded for every
+    /// node).
+    pub(crate) fn check_edit(
+        &self,
+        code: &str,
+        edit: impl FnOnce(&mut Institution) -> Result<()>,
+    ) -> Result<()> {
+        edit(&mut self.stored_institution(code)?)
+    }
+
+    /// The record `new` creates, checked: its code, name and limits, and
+    /// that the code is not onboarded yet.
+    pub(crate) fn new_record(&self, new: &NewInstitution) -> Result<Institution> {
         check_code(&new.client_use_code)?;
         let name = new.name.trim();
         if name.is_empty() || name.chars().count() > 50 {
@@ -125,31 +138,36 @@ impl VirtualBank {
         let deposit_limits = new.deposit_limits.unwrap_or(DEFAULT_LIMITS);
         check_limits("withdraw_limits", &withdraw_limits)?;
         check_limits("deposit_limits", &deposit_limits)?;
+        if self
+            .t
+            .institutions
+            .get(new.client_use_code.as_bytes())?
+            .is_some()
+        {
+            return Err(Error::Invalid(format!(
+                "client_use_code: institution {} exists",
+                new.client_use_code
+            )));
+        }
+        Ok(Institution {
+            name: name.to_owned(),
+            contract_accounts: Vec::new(),
+            wd_pass_phrase: new.wd_pass_phrase.clone().unwrap_or_else(|| "NONE".into()),
+            withdraw_limits,
+            deposit_limits,
+            state: new.state,
+            unverified_accounts: Vec::new(),
+        })
+    }
+
+    /// Creates an institution; refuses a code already onboarded.
+    pub fn create_institution(&self, new: &NewInstitution) -> Result<InstitutionView> {
         {
             let _w = self.lock();
-            if self
-                .t
+            let record = self.new_record(new)?;
+            self.t
                 .institutions
-                .get(new.client_use_code.as_bytes())?
-                .is_some()
-            {
-                return Err(Error::Invalid(format!(
-                    "client_use_code: institution {} exists",
-                    new.client_use_code
-                )));
-            }
-            self.t.institutions.insert_json(
-                &new.client_use_code,
-                &Institution {
-                    name: name.to_owned(),
-                    contract_accounts: Vec::new(),
-                    wd_pass_phrase: new.wd_pass_phrase.clone().unwrap_or_else(|| "NONE".into()),
-                    withdraw_limits,
-                    deposit_limits,
-                    state: new.state,
-                    unverified_accounts: Vec::new(),
-                },
-            )?;
+                .insert_json(&new.client_use_code, &record)?;
             self.flush()?;
         }
         self.institution(&new.client_use_code)?
@@ -219,13 +237,24 @@ impl VirtualBank {
         bank_code: &str,
         account_num: &str,
     ) -> Result<InstitutionView> {
+        let edit = self.register_edit(bank_code, account_num)?;
+        self.update_institution(code, edit)
+    }
+
+    /// What registering an account as a contract account does to an
+    /// institution: the account must exist.
+    pub(crate) fn register_edit(
+        &self,
+        bank_code: &str,
+        account_num: &str,
+    ) -> Result<impl FnOnce(&mut Institution) -> Result<()> + use<>> {
         let key = account_key(bank_code, account_num);
         if self.t.accounts.get_json::<Account>(&key)?.is_none() {
             return Err(Error::Invalid(format!(
                 "account_num: no account {account_num} at bank {bank_code}"
             )));
         }
-        self.update_institution(code, |inst| {
+        Ok(move |inst: &mut Institution| {
             if !inst.contract_accounts.contains(&key) && !inst.unverified_accounts.contains(&key) {
                 inst.unverified_accounts.push(key);
             }
@@ -241,9 +270,26 @@ impl VirtualBank {
         bank_code: &str,
         account_num: &str,
     ) -> Result<InstitutionView> {
+        let edit = self.verify_edit(code, bank_code, account_num)?;
+        self.update_institution(code, edit)
+    }
+
+    /// What verifying a registered contract account does to institution
+    /// `code`: it exists, is open and active, and is the institution's own.
+    pub(crate) fn verify_edit(
+        &self,
+        code: &str,
+        bank_code: &str,
+        account_num: &str,
+    ) -> Result<impl FnOnce(&mut Institution) -> Result<()> + use<>> {
         let key = account_key(bank_code, account_num);
         let account: Option<Account> = self.t.accounts.get_json(&key)?;
-        self.update_institution(code, |inst| {
+        let (code, bank_code, account_num) = (
+            code.to_owned(),
+            bank_code.to_owned(),
+            account_num.to_owned(),
+        );
+        Ok(move |inst: &mut Institution| {
             if inst.contract_accounts.contains(&key) {
                 return Ok(());
             }
@@ -258,7 +304,7 @@ impl VirtualBank {
                         "account_num: no account {account_num} at bank {bank_code}"
                     )));
                 }
-                Some(a) if a.owner != Owner::Institution(code.to_owned()) => {
+                Some(a) if a.owner != Owner::Institution(code.clone()) => {
                     return Err(Error::Invalid(format!(
                         "account_num: the account is held by {:?}, not by institution {code}",
                         a.holder_name
@@ -353,16 +399,7 @@ impl VirtualBank {
         withdraw: Option<Limits>,
         deposit: Option<Limits>,
     ) -> Result<InstitutionView> {
-        for (field, l) in [("withdraw_limits", &withdraw), ("deposit_limits", &deposit)] {
-            if let Some(l) = l {
-                check_limits(field, l)?;
-            }
-        }
-        self.update_institution(code, |inst| {
-            inst.withdraw_limits = withdraw.unwrap_or(inst.withdraw_limits);
-            inst.deposit_limits = deposit.unwrap_or(inst.deposit_limits);
-            Ok(())
-        })
+        self.update_institution(code, limits_edit(withdraw, deposit)?)
     }
 
     /// Approves, suspends or resumes an institution. Approval needs a
@@ -373,23 +410,66 @@ impl VirtualBank {
         code: &str,
         state: InstitutionState,
     ) -> Result<InstitutionView> {
-        self.update_institution(code, |inst| {
-            match (inst.state, state) {
-                (_, InstitutionState::Active) if inst.contract_accounts.is_empty() => {
-                    return Err(Error::Invalid(format!(
-                        "client_use_code: {code} has no verified contract account; add and verify one first"
-                    )));
-                }
-                (_, InstitutionState::Requested) => {
-                    return Err(Error::Invalid(
-                        "state: an institution does not go back to requested".into(),
-                    ));
-                }
-                _ => {}
-            }
-            inst.state = state;
+        self.update_institution(code, state_edit(code, state))
+    }
+
+    /// Resumes institution `code`, refused unless it is suspended.
+    pub fn resume_institution(&self, code: &str) -> Result<InstitutionView> {
+        self.update_institution(code, resume_edit(code))
+    }
+}
+
+/// What setting limits (those given) does to an institution.
+pub(crate) fn limits_edit(
+    withdraw: Option<Limits>,
+    deposit: Option<Limits>,
+) -> Result<impl FnOnce(&mut Institution) -> Result<()>> {
+    for (field, l) in [("withdraw_limits", &withdraw), ("deposit_limits", &deposit)] {
+        if let Some(l) = l {
+            check_limits(field, l)?;
+        }
+    }
+    Ok(move |inst: &mut Institution| {
+        inst.withdraw_limits = withdraw.unwrap_or(inst.withdraw_limits);
+        inst.deposit_limits = deposit.unwrap_or(inst.deposit_limits);
+        Ok(())
+    })
+}
+
+/// What resuming does to institution `code`: refused unless suspended.
+pub(crate) fn resume_edit(code: &str) -> impl FnOnce(&mut Institution) -> Result<()> + use<'_> {
+    move |inst: &mut Institution| match inst.state {
+        InstitutionState::Suspended => {
+            inst.state = InstitutionState::Active;
             Ok(())
-        })
+        }
+        _ => Err(Error::Conflict(format!(
+            "client_use_code: {code} is not suspended"
+        ))),
+    }
+}
+
+/// What approving, suspending or resuming does to institution `code`.
+pub(crate) fn state_edit(
+    code: &str,
+    state: InstitutionState,
+) -> impl FnOnce(&mut Institution) -> Result<()> + use<'_> {
+    move |inst: &mut Institution| {
+        match (inst.state, state) {
+            (_, InstitutionState::Active) if inst.contract_accounts.is_empty() => {
+                return Err(Error::Invalid(format!(
+                    "client_use_code: {code} has no verified contract account; add and verify one first"
+                )));
+            }
+            (_, InstitutionState::Requested) => {
+                return Err(Error::Invalid(
+                    "state: an institution does not go back to requested".into(),
+                ));
+            }
+            _ => {}
+        }
+        inst.state = state;
+        Ok(())
     }
 }
 

@@ -109,6 +109,18 @@ impl From<TxError<Error>> for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Runs `work` (which reads and writes the store, and may flush it) on
+/// tokio's blocking pool, never on an async worker; a panic there is this
+/// node's failure ([`Error::Failed`]).
+pub(crate) async fn on_blocking_pool<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(work).await.map_err(|e| {
+        tracing::error!(error = %e, "virtual bank: an operation failed on the blocking pool");
+        Error::Failed(format!("an operation failed on the blocking pool: {e}"))
+    })?
+}
+
 /// The participant banks a fresh virtual bank starts with: standard bank
 /// codes and names as the reference platform lists them.
 pub const SEED_BANKS: &[(&str, &str)] = &[

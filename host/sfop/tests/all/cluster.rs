@@ -245,6 +245,39 @@ async fn admin_refusals_write_nothing(
     developer: &str,
     serving: &str,
 ) -> Result<()> {
+    let rollback = json!({ "name": "bank-status" }).to_string();
+    let repeated = r#"{"name":"bank-status","name":"bank-status"}"#;
+    let hostile = [("a repeated field", repeated.to_owned(), 400, "A0004")];
+    admin_attacks_write_nothing(
+        node,
+        url,
+        sfop_admin_api::apis::ROLLBACK,
+        &rollback,
+        developer,
+        &hostile,
+    )
+    .await?;
+    let token = node.oob_token().await?;
+    let (_, _, version) = status(&mut node.connect().await?, &token).await?;
+    ensure!(version.as_deref() == Some(serving), "serves {version:?}");
+    Ok(())
+}
+
+/// `POST path` on a clustered node with what an attacker sends: `body`
+/// with no credentials, a forged admin token, `developer`'s token and that
+/// token with `role("admin")` appended; then each of `hostile` (what,
+/// body, status, rsp_code) with the real admin token. Each is refused with
+/// its status and code, and nothing is written: the cluster's config
+/// version (which every change of what a node serves bumps) and its audit
+/// log stay as they were.
+pub(crate) async fn admin_attacks_write_nothing(
+    node: &Served,
+    url: &str,
+    path: &str,
+    body: &str,
+    developer: &str,
+    hostile: &[(&str, String, u16, &str)],
+) -> Result<()> {
     let db = sfop_store_pg::Cluster::connect(url, 1).await?;
     let before = (
         db.snapshot().await?.version,
@@ -259,53 +292,36 @@ async fn admin_refusals_write_nothing(
     forged.replace_range(at..=at, swapped);
     let escalated =
         sfop_auth::holder::attenuate(developer, "role(\"admin\");\nadmin(\"mallory\");")?;
-    let rollback = json!({ "name": "bank-status" }).to_string();
-    let attacks = [
-        ("no credentials", None, rollback.clone(), 401, "O0001"),
-        (
-            "a forged admin token",
-            Some(forged.as_str()),
-            rollback.clone(),
-            401,
-            "O0002",
-        ),
-        (
-            "a developer's token",
-            Some(developer),
-            rollback.clone(),
-            403,
-            "A0011",
-        ),
+    let credentials = [
+        ("no credentials", None, 401, "O0001"),
+        ("a forged admin token", Some(forged.as_str()), 401, "O0002"),
+        ("a developer's token", Some(developer), 403, "A0011"),
         (
             "role(admin) appended",
             Some(escalated.as_str()),
-            rollback.clone(),
             403,
             "A0011",
         ),
-        (
-            "a repeated field",
-            Some(admin_token),
-            r#"{"name":"bank-status","name":"bank-status"}"#.to_owned(),
-            400,
-            "A0004",
-        ),
     ];
-    for (what, token, body, status, rsp_code) in attacks {
-        let (code, answer) = admin_as(node, sfop_admin_api::apis::ROLLBACK, token, body).await?;
+    for (what, token, status, rsp_code) in credentials {
+        let (code, answer) = admin_as(node, path, token, body.to_owned()).await?;
         ensure!(
             code == status && answer["rsp_code"] == rsp_code,
-            "{what}: {code} {answer}"
+            "{path}, {what}: {code} {answer}"
+        );
+    }
+    for (what, body, status, rsp_code) in hostile {
+        let (code, answer) = admin_as(node, path, Some(admin_token), body.clone()).await?;
+        ensure!(
+            code == *status && answer["rsp_code"] == *rsp_code,
+            "{path}, {what}: {code} {answer}"
         );
     }
     let after = (
         db.snapshot().await?.version,
         db.audit_entries().await?.len(),
     );
-    ensure!(before == after, "written: {before:?} -> {after:?}");
-    let token = node.oob_token().await?;
-    let (_, _, version) = status(&mut node.connect().await?, &token).await?;
-    ensure!(version.as_deref() == Some(serving), "serves {version:?}");
+    ensure!(before == after, "{path}: written: {before:?} -> {after:?}");
     Ok(())
 }
 

@@ -11,12 +11,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::{Value, json};
-use sfop_admin_api::institutions::{ACCOUNTS, APPROVE, LIST as INSTITUTIONS, RESUME, SUSPEND};
+use sfop_admin_api::institutions::{
+    ACCOUNTS, APPROVE, LIMITS, LIST as INSTITUTIONS, RESUME, SUSPEND, VERIFY,
+};
 use sfop_core::ledger::codes;
 use sfop_store_pg::Cluster;
 
-use crate::cluster::{admin, admin_list, start, three_nodes};
-use crate::cluster_consents::{consent, post, register_app, withdrawal};
+use crate::cluster::{admin, admin_attacks_write_nothing, admin_list, start, three_nodes};
+use crate::cluster_consents::{consent, register_app, withdrawal};
 use crate::cluster_money::database;
 use crate::served::Served;
 
@@ -66,7 +68,7 @@ async fn withdraw(
 ) -> Result<String> {
     let mut body = withdrawal(id, fin, 1_000);
     body["cntr_account_num"] = json!(contract);
-    let answer = post(node, "/v2.0/transfer/withdraw/fin_num", token, &body).await?;
+    let answer = crate::cluster_consents::withdraw(node, token, &body).await?;
     Ok(answer["rsp_code"].as_str().unwrap_or_default().to_owned())
 }
 
@@ -207,6 +209,89 @@ async fn an_institution_onboarded_through_three_nodes_moves_money_through_any() 
         listed_as(node, "M987654321", "requested").await?;
     }
     ensure!(ledger.total_balance().await? == total, "Σ balances moved");
+
+    // What an attacker sends to the institutions API of a node (on the
+    // create route, then the state routes with the admin's own token):
+    // refused with its status and code, and nothing written anywhere (no
+    // change recorded, no config version, no audit entry).
+    let developer = a.oob_token().await?;
+    let nested = format!("{}{}", "[".repeat(5_000), "]".repeat(5_000));
+    let create = [
+        (
+            "a repeated field",
+            r#"{"name":"가","name":"나"}"#.to_owned(),
+            400,
+            "A0004",
+        ),
+        (
+            "an unknown field",
+            r#"{"name":"가","state":"active"}"#.to_owned(),
+            400,
+            "A0004",
+        ),
+        ("5,000-deep JSON", nested, 400, "A0004"),
+        ("not JSON", "name=evil".to_owned(), 400, "A0004"),
+        (
+            "a name past 50 characters",
+            json!({ "name": "x".repeat(51) }).to_string(),
+            400,
+            "A0004",
+        ),
+        (
+            "a body past 16 KiB",
+            json!({ "name": "x".repeat(20 << 10) }).to_string(),
+            413,
+            "A0004",
+        ),
+        (
+            "an onboarded code",
+            json!({ "name": "가", "client_use_code": code }).to_string(),
+            409,
+            "A0004",
+        ),
+        (
+            "a code of another shape",
+            json!({ "name": "가", "client_use_code": "X123" }).to_string(),
+            400,
+            "A0004",
+        ),
+    ];
+    let valid = json!({ "name": "공격핀테크" }).to_string();
+    admin_attacks_write_nothing(&b, &url, INSTITUTIONS, &valid, &developer, &create).await?;
+    let code_of = |c: &str| json!({ "client_use_code": c }).to_string();
+    let states = [
+        ("an unknown code", code_of("M000000001"), 404, "A0004"),
+        ("resuming an active one", code_of(&code), 409, "A0004"),
+        (
+            "limits out of order",
+            json!({ "client_use_code": code,
+                    "withdraw_limits": { "per_tran": 10, "daily": 5, "monthly": 100 } })
+            .to_string(),
+            400,
+            "A0004",
+        ),
+        (
+            "someone else's account as a contract account",
+            json!({ "client_use_code": code, "bank_code_std": "097",
+                    "account_num": "1101234567890" })
+            .to_string(),
+            400,
+            "A0004",
+        ),
+    ];
+    for (path, hostile) in [
+        (SUSPEND, &states[..1]),
+        (RESUME, &states[1..2]),
+        (LIMITS, &states[2..3]),
+        (VERIFY, &states[3..4]),
+    ] {
+        admin_attacks_write_nothing(&c, &url, path, &code_of(&code), &developer, hostile).await?;
+    }
+    let entry = listed(&a, &code).await?.context("listed")?;
+    ensure!(
+        entry["state"] == "active" && entry["withdraw_limits"]["per_tran"] == 5_000_000,
+        "after the attacks: {entry}"
+    );
 
     arrivals.sort();
     println!(
