@@ -325,7 +325,9 @@ async fn an_app_and_a_developer_made_on_one_node_work_on_the_others() -> Result<
     }
     // The developer requests an institution for the app on B's portal,
     // with a sandbox contract account: C's operator lists it, requested,
-    // its account verified, and the test funds are on the ledger.
+    // its account verified, and the test funds are on the ledger. (Two
+    // changes, the institution then its account, which reach C one after
+    // the other: C is polled until it has both.)
     let on_b_page = get_page(&b, &format!("/portal/apps/{portal_client}"), &on_b).await?;
     let csrf = html_value(&text(&on_b_page), "csrf").context("csrf on B's app page")?;
     let requested = post_form(
@@ -349,15 +351,17 @@ async fn an_app_and_a_developer_made_on_one_node_work_on_the_others() -> Result<
     let started = std::time::Instant::now();
     let requested = loop {
         let list = admin_list(&c, sfop_admin_api::institutions::LIST).await?;
-        if let Some(found) = list
-            .iter()
-            .find(|i| i["client_use_code"] == portal_code.as_str())
-        {
+        if let Some(found) = list.iter().find(|i| {
+            i["client_use_code"] == portal_code.as_str()
+                && i["contract_accounts"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty())
+        }) {
             break found.clone();
         }
         ensure!(
             started.elapsed() < Duration::from_secs(5),
-            "B's portal institution is not on C: {list:?}"
+            "B's portal institution and its account are not on C: {list:?}"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     };
