@@ -386,11 +386,15 @@ async fn a_node_that_cannot_apply_a_change_moves_no_money() -> Result<()> {
         withdraw_limits: Some(sfop_vbank::seed::DEMO_LIMITS),
         deposit_limits: None,
     };
+    // The change is refused before it is recorded: this node cannot check
+    // it against records it knows to be behind.
+    let recorded = ledger.bank_changes_after(0).await?.len();
     let submitted = bank.submit(&change).await;
     assert!(
-        matches!(&submitted, Err(sfop_vbank::Error::Failed(m)) if m.contains("recorded for every node")),
+        matches!(&submitted, Err(sfop_vbank::Error::Failed(m)) if m.contains("not a change this build knows")),
         "{submitted:?}"
     );
+    assert_eq!(ledger.bank_changes_after(0).await?.len(), recorded);
     let refused = bank
         .withdraw(
             &call(&claims),
@@ -410,6 +414,52 @@ async fn a_node_that_cannot_apply_a_change_moves_no_money() -> Result<()> {
             )
             .await?,
         0
+    );
+    Ok(())
+}
+
+/// A change acknowledged through one node is seen by the next change sent
+/// through another at once, whether or not that node's feed has brought it
+/// yet: an institution created through A has its sandbox account opened
+/// through B straight after (neither node follows a feed here, so B knows
+/// A's change only if it reads the cluster's changes before it checks).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_through_one_node_is_seen_by_the_next_through_another() -> Result<()> {
+    let Some(url) = database("changes_read_your_writes").await? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let mut banks = Vec::new();
+    for node in ["a", "b"] {
+        let local = VirtualBank::open(&sfop_store::Store::open(&dir.path().join(node))?)?;
+        banks.push(ClusterBank::open(local, Cluster::connect(&url, 2).await?).await?);
+    }
+    let code = "M555000111";
+    let created = banks[0]
+        .submit(&sfop_vbank::BankChange::CreateInstitution(
+            sfop_vbank::NewInstitution {
+                client_use_code: code.into(),
+                name: "바로핀테크".into(),
+                state: sfop_vbank::InstitutionState::Requested,
+                wd_pass_phrase: None,
+                withdraw_limits: None,
+                deposit_limits: None,
+            },
+        ))
+        .await?;
+    assert_eq!(created.institution.client_use_code, code);
+    let opened = banks[1]
+        .submit(&sfop_vbank::BankChange::OpenSandboxContractAccount {
+            client_use_code: code.into(),
+            opening_balance: 1_000_000,
+            now_millis: 1_764_000_000_000,
+        })
+        .await?;
+    let num = opened.account_num.context("an account opened")?;
+    assert_eq!(opened.institution.contract_accounts.len(), 1);
+    assert_eq!(
+        banks[0].cluster().balance(&format!("097/{num}")).await?,
+        Some(1_000_000)
     );
     Ok(())
 }
