@@ -27,6 +27,7 @@ import time
 import urllib.parse
 
 from selenium import webdriver
+from selenium.common.exceptions import TimeoutException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
@@ -143,7 +144,12 @@ def main():
     try:
         step("open the catalogue")
         driver.get(f"{base}/portal")
-        expect("APIs" in driver.title, "catalogue title")
+        # The first page of a cold browser on a loaded machine: `get` may
+        # return before the document's title is parsed, so wait for it.
+        try:
+            wait.until(ec.title_contains("APIs"))
+        except TimeoutException:
+            expect(False, f"catalogue title: {driver.title!r}")
         rows = driver.find_elements(By.CSS_SELECTOR, "tbody tr")
         expect(len(rows) >= 10, f"catalogue lists {len(rows)} APIs")
         shot("01-catalogue.png")
