@@ -1,9 +1,16 @@
 //! sfop's embedded storage on sled: named trees of bytes, JSON helpers,
 //! atomic multi-tree transactions, and the per-plugin `kv` namespaces. The
-//! only crate that names sled.
+//! only crate that names sled. Beside it, a [`Journal`] (trees in memory,
+//! an append-only log on disk) for the virtual bank's books (ADR 0031).
 
+mod journal;
+
+use std::collections::HashMap;
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+pub use journal::Journal;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -26,6 +33,8 @@ pub enum Error {
     },
     #[error("value does not serialise to JSON: {0}")]
     Encode(serde_json::Error),
+    #[error("journal at {path}: {message}")]
+    Journal { path: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -34,6 +43,10 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, Clone)]
 pub struct Store {
     db: sled::Db,
+    path: PathBuf,
+    /// The journals opened in this store's directory, by name: every clone
+    /// gets the same one (a journal has one writer).
+    journals: Arc<Mutex<HashMap<String, Journal>>>,
 }
 
 impl Store {
@@ -46,14 +59,76 @@ impl Store {
                 path: path.display().to_string(),
                 source,
             })?;
-        Ok(Self { db })
+        Ok(Self {
+            db,
+            path: path.to_owned(),
+            journals: Arc::default(),
+        })
     }
 
     /// The tree called `name`, created on first use.
     pub fn tree(&self, name: &str) -> Result<Tree> {
         Ok(Tree {
-            tree: self.db.open_tree(name)?,
+            kind: TreeKind::Sled(self.db.open_tree(name)?),
         })
+    }
+
+    /// The journal called `name` in this store's directory, opened on first
+    /// use and shared by every clone of this store. The first time, the
+    /// sled trees whose names start with `{name}.` are moved into it (a
+    /// data dir from before the journal keeps its data) and dropped.
+    pub fn journal(&self, name: &str) -> Result<Journal> {
+        let mut journals = self.journals.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(journal) = journals.get(name) {
+            return Ok(journal.clone());
+        }
+        let journal = Journal::open(&self.path.join(format!("{name}.journal")))?;
+        self.move_into(name, &journal)?;
+        journals.insert(name.to_owned(), journal.clone());
+        Ok(journal)
+    }
+
+    /// Moves the sled trees `{name}.*` into `journal` if it is empty, then
+    /// drops them once the journal has them on disk.
+    fn move_into(&self, name: &str, journal: &Journal) -> Result<()> {
+        let prefix = format!("{name}.");
+        let trees: Vec<String> = self
+            .db
+            .tree_names()
+            .into_iter()
+            .map(|n| String::from_utf8_lossy(&n).into_owned())
+            .filter(|n| n.starts_with(&prefix))
+            .collect();
+        if trees.is_empty() {
+            return Ok(());
+        }
+        if journal.is_empty() {
+            let mut moved = 0u64;
+            for name in &trees {
+                let from = self.db.open_tree(name)?;
+                let Tree {
+                    kind: TreeKind::Journal(to),
+                } = journal.tree(name.strip_prefix(&prefix).unwrap_or(name))?
+                else {
+                    continue;
+                };
+                for entry in from.iter() {
+                    let (k, v) = entry?;
+                    to.set(&k, Some(&v));
+                    moved += 1;
+                }
+            }
+            journal.flush()?;
+            tracing::info!(
+                journal = name,
+                entries = moved,
+                "store: sled trees moved into a journal"
+            );
+        }
+        for name in &trees {
+            self.db.drop_tree(name)?;
+        }
+        self.flush()
     }
 
     /// Waits until everything written so far is durable on disk.
@@ -76,11 +151,27 @@ impl Store {
         trees: &[&Tree],
         f: impl Fn(&[TxTree<'_>]) -> Result<T, Abort<E>>,
     ) -> Result<T, TxError<E>> {
-        let sled_trees: Vec<&sled::Tree> = trees.iter().map(|t| &t.tree).collect();
+        let mut sled_trees: Vec<&sled::Tree> = Vec::with_capacity(trees.len());
+        for tree in trees {
+            match &tree.kind {
+                TreeKind::Sled(tree) => sled_trees.push(tree),
+                TreeKind::Journal(_) => {
+                    return Err(TxError::Store(Error::Journal {
+                        path: self.path.display().to_string(),
+                        message: "a sled transaction over a journal's tree".to_owned(),
+                    }));
+                }
+            }
+        }
         let result = sled::Transactional::<TxError<E>>::transaction(
             sled_trees.as_slice(),
             |views: &Vec<TransactionalTree>| {
-                let wrapped: Vec<TxTree<'_>> = views.iter().map(|tree| TxTree { tree }).collect();
+                let wrapped: Vec<TxTree<'_>> = views
+                    .iter()
+                    .map(|tree| TxTree {
+                        kind: TxKind::Sled(tree),
+                    })
+                    .collect();
                 f(&wrapped).map_err(|abort| match abort.0 {
                     AbortKind::User(e) => ConflictableTransactionError::Abort(TxError::Abort(e)),
                     AbortKind::Sled(e) => e.into(),
@@ -132,10 +223,15 @@ impl<E> From<UnabortableTransactionError> for Abort<E> {
     }
 }
 
-/// One tree inside a [`Store::transaction`]: reads see the transaction's
-/// own writes.
+/// One tree inside a [`Store::transaction`] or [`Journal::transaction`]:
+/// reads see the transaction's own writes.
 pub struct TxTree<'a> {
-    tree: &'a TransactionalTree,
+    kind: TxKind<'a>,
+}
+
+enum TxKind<'a> {
+    Sled(&'a TransactionalTree),
+    Journal(journal::TxView<'a>),
 }
 
 impl std::fmt::Debug for TxTree<'_> {
@@ -146,16 +242,29 @@ impl std::fmt::Debug for TxTree<'_> {
 
 impl TxTree<'_> {
     pub fn get<E>(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Abort<E>> {
-        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+        Ok(match &self.kind {
+            TxKind::Sled(tree) => tree.get(key)?.map(|v| v.to_vec()),
+            TxKind::Journal(view) => view.get(key),
+        })
     }
 
     pub fn insert<E>(&self, key: &[u8], value: &[u8]) -> Result<(), Abort<E>> {
-        self.tree.insert(key, value)?;
+        match &self.kind {
+            TxKind::Sled(tree) => {
+                tree.insert(key, value)?;
+            }
+            TxKind::Journal(view) => view.set(key, Some(value)),
+        }
         Ok(())
     }
 
     pub fn remove<E>(&self, key: &[u8]) -> Result<(), Abort<E>> {
-        self.tree.remove(key)?;
+        match &self.kind {
+            TxKind::Sled(tree) => {
+                tree.remove(key)?;
+            }
+            TxKind::Journal(view) => view.set(key, None),
+        }
         Ok(())
     }
 
@@ -182,35 +291,66 @@ fn decode<T: DeserializeOwned>(key: &str, bytes: &[u8]) -> Result<T> {
     })
 }
 
-/// A named keyspace of a [`Store`].
+/// A named keyspace of a [`Store`] or a [`Journal`].
 #[derive(Debug, Clone)]
 pub struct Tree {
-    tree: sled::Tree,
+    kind: TreeKind,
+}
+
+#[derive(Debug, Clone)]
+enum TreeKind {
+    Sled(sled::Tree),
+    Journal(journal::JTree),
+}
+
+/// A tree's raw entries, in the order asked for.
+type Entries = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>>;
+
+/// An entry as a tree's iterators yield it, decoded from JSON.
+fn decoded<T: DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<(String, T)> {
+    let key = String::from_utf8_lossy(k).into_owned();
+    let value = decode(&key, v)?;
+    Ok((key, value))
 }
 
 impl Tree {
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.tree.get(key)?.map(|v| v.to_vec()))
+        Ok(match &self.kind {
+            TreeKind::Sled(tree) => tree.get(key)?.map(|v| v.to_vec()),
+            TreeKind::Journal(tree) => tree.get(key),
+        })
     }
 
     pub fn insert(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.tree.insert(key, value)?;
+        match &self.kind {
+            TreeKind::Sled(tree) => {
+                tree.insert(key, value)?;
+            }
+            TreeKind::Journal(tree) => {
+                tree.set(key, Some(value));
+            }
+        }
         Ok(())
     }
 
     pub fn remove(&self, key: &[u8]) -> Result<()> {
-        self.tree.remove(key)?;
-        Ok(())
+        self.take(key).map(drop)
     }
 
     pub fn is_empty(&self) -> bool {
-        self.tree.is_empty()
+        match &self.kind {
+            TreeKind::Sled(tree) => tree.is_empty(),
+            TreeKind::Journal(tree) => tree.is_empty(),
+        }
     }
 
     /// Removes `key` and returns what it held, atomically: of two concurrent
     /// takers, exactly one gets the value (single-use codes rely on this).
     pub fn take(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        Ok(self.tree.remove(key)?.map(|v| v.to_vec()))
+        Ok(match &self.kind {
+            TreeKind::Sled(tree) => tree.remove(key)?.map(|v| v.to_vec()),
+            TreeKind::Journal(tree) => tree.set(key, None),
+        })
     }
 
     /// `take` for a JSON value.
@@ -232,20 +372,8 @@ impl Tree {
             Some(to) => Bound::Excluded(to.to_vec()),
             None => Bound::Unbounded,
         };
-        let iter = self
-            .tree
-            .range::<Vec<u8>, _>((Bound::Included(from.to_vec()), end));
-        let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> = if reverse {
-            Box::new(iter.rev())
-        } else {
-            Box::new(iter)
-        };
-        iter.map(|entry| {
-            let (k, v) = entry?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let value = decode(&key, &v)?;
-            Ok((key, value))
-        })
+        self.entries(Bound::Included(from.to_vec()), end, reverse)
+            .map(|entry| entry.and_then(|(k, v)| decoded(&k, &v)))
     }
 
     /// Entries whose keys start with `prefix`, in key order, decoded from JSON.
@@ -253,23 +381,39 @@ impl Tree {
         &self,
         prefix: &str,
     ) -> impl Iterator<Item = Result<(String, T)>> + use<T> {
-        self.tree.scan_prefix(prefix.as_bytes()).map(|entry| {
-            let (k, v) = entry?;
-            let key = String::from_utf8_lossy(&k).into_owned();
-            let value = decode(&key, &v)?;
-            Ok((key, value))
-        })
+        let prefix = prefix.as_bytes();
+        self.entries(
+            Bound::Included(prefix.to_vec()),
+            journal::prefix_end(prefix),
+            false,
+        )
+        .map(|entry| entry.and_then(|(k, v)| decoded(&k, &v)))
+    }
+
+    /// The raw entries between two bounds, forwards or backwards.
+    fn entries(&self, lower: Bound<Vec<u8>>, upper: Bound<Vec<u8>>, reverse: bool) -> Entries {
+        match &self.kind {
+            TreeKind::Sled(tree) => {
+                let iter = tree.range::<Vec<u8>, _>((lower, upper));
+                let iter: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+                    if reverse {
+                        Box::new(iter.rev())
+                    } else {
+                        Box::new(iter)
+                    };
+                Box::new(iter.map(|entry| {
+                    let (k, v) = entry?;
+                    Ok((k.to_vec(), v.to_vec()))
+                }))
+            }
+            TreeKind::Journal(tree) => Box::new(tree.range(lower, upper, reverse).map(Ok)),
+        }
     }
 
     /// The value under `key`, decoded from JSON.
     pub fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         self.get(key.as_bytes())?
-            .map(|bytes| {
-                serde_json::from_slice(&bytes).map_err(|source| Error::Decode {
-                    key: key.to_owned(),
-                    source,
-                })
-            })
+            .map(|bytes| decode(key, &bytes))
             .transpose()
     }
 
@@ -281,17 +425,8 @@ impl Tree {
 
     /// All entries in key order, decoded from JSON.
     pub fn values_json<T: DeserializeOwned>(&self) -> Result<Vec<(String, T)>> {
-        self.tree
-            .iter()
-            .map(|entry| {
-                let (k, v) = entry?;
-                let key = String::from_utf8_lossy(&k).into_owned();
-                let value = serde_json::from_slice(&v).map_err(|source| Error::Decode {
-                    key: key.clone(),
-                    source,
-                })?;
-                Ok((key, value))
-            })
+        self.entries(Bound::Unbounded, Bound::Unbounded, false)
+            .map(|entry| entry.and_then(|(k, v)| decoded(&k, &v)))
             .collect()
     }
 }

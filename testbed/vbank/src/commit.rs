@@ -3,9 +3,10 @@
 //!
 //! One `sfop-vbank-commit` thread is the bank's writer. A durable operation
 //! hands it its booking ([`GroupCommit::book`]) and awaits the answer. The
-//! thread takes every booking waiting, runs each in its own sled transaction
-//! (in memory, microseconds, under the bank's writer lock), flushes the store
-//! once, and then answers each of them; bookings that arrive during a flush
+//! thread takes every booking waiting, runs each in its own transaction of
+//! the bank's journal (in memory, microseconds, under the bank's writer
+//! lock), flushes the journal once (one write, one `fdatasync`; ADR 0031),
+//! and then answers each of them; bookings that arrive during a flush
 //! form the next batch. An answer therefore still leaves only once what it
 //! reports is on disk (acknowledged means durable), `bank_tran_id` stays
 //! exactly-once (the duplicate check is inside each booking's transaction),
@@ -13,15 +14,16 @@
 //! instead of N — none of them on an async worker
 //! (docs/adr/0022-async-capabilities.md).
 //!
-//! Why the bookings run here and not on the caller's task: sled holds its
-//! global concurrency-control lock shared for the whole of a flush, fsync
-//! included, and every transaction takes it exclusively. A booking made on
-//! a tokio worker while the thread flushed therefore blocked that worker
-//! until the fsync ended, and the next flush found one booking to make
-//! durable: 1.1 answers per flush with 32 concurrent withdrawals
-//! (docs/adr/0023-request-path-regression-and-bank-benchmarks.md). Here the
-//! bookings and the flush take turns on one thread and never wait for each
-//! other; the callers' workers only wait for an answer, without a thread.
+//! Why the bookings run here and not on the caller's task: when the books
+//! were in sled, sled held its global concurrency-control lock shared for
+//! the whole of a flush, fsync included, and every transaction took it
+//! exclusively, so a booking made on a tokio worker while the thread
+//! flushed blocked that worker until the fsync ended
+//! (docs/adr/0023-request-path-regression-and-bank-benchmarks.md). The
+//! journal's flush holds only its log, but the reason to keep one writer
+//! stands: the bookings and the flush take turns on one thread, batches
+//! form while a flush runs, and the callers' workers only wait for an
+//! answer, without a thread.
 //!
 //! A caller that stops waiting (its deadline passed) changes nothing: the
 //! booking is made (or is made when its turn comes) and the flush after it
@@ -32,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
 
-use sfop_store::Store;
+use sfop_store::Journal;
 use tokio::sync::oneshot;
 
 /// Bookings that arrived while a batch was being booked join it, before its
@@ -56,7 +58,7 @@ pub(crate) struct GroupCommit {
 
 #[derive(Debug)]
 struct Shared {
-    store: Store,
+    store: Journal,
     queue: Mutex<Queue>,
     wake: Condvar,
     flushes: AtomicU64,
@@ -116,8 +118,8 @@ impl Shared {
             // `DRAIN_UP_TO`, so that a steady stream cannot hold back the
             // first answers), then one flush for all of them: a booking that
             // arrives before the flush begins is served by it, not by the
-            // next one. Each of sled's flushes costs far more CPU than a
-            // booking (its writer pool wakes all its threads).
+            // next one. A flush (a write and an `fdatasync`) takes longer
+            // than many bookings.
             let mut acks: Vec<Ack> = batch.into_iter().map(run_job).collect();
             while acks.len() < DRAIN_UP_TO {
                 let more = std::mem::take(&mut self.queue().waiting);
@@ -147,7 +149,7 @@ fn run_job(job: Job) -> Ack {
 }
 
 impl GroupCommit {
-    pub(crate) fn new(store: Store) -> Self {
+    pub(crate) fn new(store: Journal) -> Self {
         Self {
             shared: Arc::new(Shared {
                 store,
@@ -234,7 +236,7 @@ mod tests {
     #[test]
     fn one_flush_serves_every_request_waiting() -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let commit = GroupCommit::new(Store::open(dir.path())?);
+        let commit = GroupCommit::new(Journal::open(dir.path())?);
         let mut answers = Vec::new();
         {
             let mut queue = commit.shared.queue();
@@ -270,7 +272,7 @@ mod tests {
     fn bookings_run_on_the_commit_thread_and_answer_after_a_flush()
     -> Result<(), Box<dyn std::error::Error>> {
         let dir = tempfile::tempdir()?;
-        let commit = GroupCommit::new(Store::open(dir.path())?);
+        let commit = GroupCommit::new(Journal::open(dir.path())?);
         let rt = tokio::runtime::Builder::new_current_thread().build()?;
         let on = rt.block_on(commit.book(|| std::thread::current().name().map(str::to_owned)))?;
         assert_eq!(on.as_deref(), Some("sfop-vbank-commit"));

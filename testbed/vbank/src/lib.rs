@@ -67,7 +67,7 @@ use model::{
 pub use model::{AccountState, InstitutionState, Limits, Owner, mask_account_num};
 pub use ops::cluster::ClusterBank;
 use sfop_core::Bank;
-use sfop_store::{Abort, Store, Tree, TxError};
+use sfop_store::{Abort, Journal, Store, Tree, TxError};
 
 /// Why a virtual-bank operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -156,7 +156,9 @@ pub(crate) struct Trees {
 /// the store and the writer lock.
 #[derive(Debug, Clone)]
 pub struct VirtualBank {
-    store: Store,
+    /// The bank's books: trees in memory, changes appended to a log that
+    /// a flush makes durable (ADR 0031).
+    store: Journal,
     t: Trees,
     /// Serialises writers: every decision that moves money or consumes a
     /// `bank_tran_id` reads and writes under it, so concurrent requests
@@ -241,9 +243,10 @@ pub const TREASURY_CAPITAL: u64 = 10_000_000_000_000;
 impl VirtualBank {
     /// Opens the virtual bank in `store`, seeding it if it is new.
     pub fn open(store: &Store) -> Result<Self> {
-        let tree = |name: &str| store.tree(&format!("vbank.{name}"));
+        let journal = store.journal("vbank")?;
+        let tree = |name: &str| journal.tree(name);
         let bank = Self {
-            store: store.clone(),
+            store: journal.clone(),
             t: Trees {
                 banks: tree("banks")?,
                 meta: tree("meta")?,
@@ -259,14 +262,14 @@ impl VirtualBank {
                 usage: tree("usage")?,
             },
             writer: Arc::new(Mutex::new(())),
-            commit: Arc::new(commit::GroupCommit::new(store.clone())),
+            commit: Arc::new(commit::GroupCommit::new(journal.clone())),
         };
         seed::ensure(&bank, sfop_core::time::now_millis())?;
         Ok(bank)
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, ()> {
-        // The guarded state lives in sled, not behind the lock: a panic
+        // The guarded state lives in the journal, not behind the lock: a panic
         // while holding it leaves nothing half-written in memory.
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }

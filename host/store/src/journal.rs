@@ -1,0 +1,924 @@
+//! A journaled store: named trees held in memory, every change appended
+//! to one log file on disk and made durable by [`Journal::flush`]
+//! (ADR 0031). The virtual bank keeps its books here: a booking is a few
+//! map updates and one appended record, and a group commit's flush is one
+//! `write` and one `fdatasync`, where sled spent several times a balance
+//! inquiry's CPU on the same booking.
+//!
+//! The log is a sequence of records, `len: u32 LE, crc32: u32 LE, payload`;
+//! a payload is a list of operations (name a tree, insert, remove). A
+//! transaction is one record, so it is replayed whole or not at all. At
+//! open the log is replayed; a torn record at its end (a crash during a
+//! write that was never acknowledged) is cut off, a bad record before the
+//! end refuses to open (the log was damaged: nothing is guessed). When the
+//! log outgrows its threshold, a flush writes the whole state to the next
+//! generation's file, syncs it, renames it into place and removes the old
+//! one: a crash at any step leaves one complete generation.
+//!
+//! One process at a time: the directory is locked while it is open.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::ops::Bound;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use crate::{Abort, AbortKind, Error, Result, Tree, TreeKind, TxError, TxKind, TxTree};
+
+type Map = BTreeMap<Vec<u8>, Vec<u8>>;
+/// A transaction's writes: `(tree, key)` to the new value, `None` removed.
+type Writes = BTreeMap<(u16, Vec<u8>), Option<Vec<u8>>>;
+
+const INSERT: u8 = 1;
+const REMOVE: u8 = 2;
+const NAME: u8 = 3;
+/// Bytes of a record's header: length and checksum.
+const HEADER: usize = 8;
+/// A log smaller than this is never compacted.
+const COMPACT_AT: u64 = 64 << 20;
+/// Records of a compacted image are cut at about this size.
+const IMAGE_RECORD: usize = 1 << 20;
+
+/// An open journaled store. Cheap to clone; clones share it.
+#[derive(Clone)]
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.inner.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    dir: PathBuf,
+    state: RwLock<State>,
+    /// Records applied to `state` and not yet written to the log, in the
+    /// order they were applied (taken under `state`'s write lock).
+    pending: Mutex<Vec<u8>>,
+    log: Mutex<Log>,
+    /// Held for as long as the journal is open (an exclusive file lock).
+    _lock: File,
+}
+
+#[derive(Default)]
+struct State {
+    names: HashMap<String, u16>,
+    trees: Vec<Map>,
+}
+
+struct Log {
+    file: File,
+    generation: u64,
+    /// Bytes in `file`.
+    len: u64,
+    /// Compact when `len` passes this.
+    compact_at: u64,
+}
+
+/// A tree of a [`Journal`].
+#[derive(Clone)]
+pub(crate) struct JTree {
+    inner: Arc<Inner>,
+    id: u16,
+}
+
+impl std::fmt::Debug for JTree {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JTree").field("id", &self.id).finish()
+    }
+}
+
+fn io(dir: &Path, what: &str, e: std::io::Error) -> Error {
+    Error::Journal {
+        path: dir.display().to_string(),
+        message: format!("{what}: {e}"),
+    }
+}
+
+fn corrupt(dir: &Path, message: String) -> Error {
+    Error::Journal {
+        path: dir.display().to_string(),
+        message,
+    }
+}
+
+fn file_name(generation: u64) -> String {
+    format!("journal.{generation}")
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in directory `dir`, replaying
+    /// its log. Fails if another process has it open, or if the log is
+    /// damaged anywhere but in its last, unacknowledged record.
+    pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_compacting_at(dir, COMPACT_AT)
+    }
+
+    /// [`Journal::open`], compacting once the log passes `compact_at` bytes.
+    fn open_compacting_at(dir: &Path, compact_at: u64) -> Result<Self> {
+        // The bank's books: for this process's user only.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| io(dir, "creating the directory", e))?;
+        let lock = OpenOptions::new()
+            .mode(0o600)
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("LOCK"))
+            .map_err(|e| io(dir, "opening LOCK", e))?;
+        lock.try_lock().map_err(|e| {
+            corrupt(
+                dir,
+                format!("another process has this journal open ({e}); stop it first"),
+            )
+        })?;
+        let mut generations = Vec::new();
+        for entry in fs::read_dir(dir).map_err(|e| io(dir, "listing", e))? {
+            let entry = entry.map_err(|e| io(dir, "listing", e))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".tmp") {
+                // An image whose compaction did not finish: the previous
+                // generation is complete.
+                fs::remove_file(entry.path())
+                    .map_err(|e| io(dir, "removing a partial image", e))?;
+            } else if let Some(n) = name.strip_prefix("journal.")
+                && let Ok(n) = n.parse::<u64>()
+            {
+                generations.push(n);
+            }
+        }
+        generations.sort_unstable();
+        let generation = generations.last().copied().unwrap_or(0);
+        let path = dir.join(file_name(generation));
+        let mut file = OpenOptions::new()
+            .mode(0o600)
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io(dir, "opening the log", e))?;
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)
+            .map_err(|e| io(dir, "reading the log", e))?;
+        let mut state = State::default();
+        let valid = replay(dir, &bytes, &mut state)?;
+        if valid < bytes.len() {
+            tracing::warn!(
+                journal = %path.display(),
+                dropped = bytes.len() - valid,
+                "journal: a torn last record was cut off (never acknowledged)"
+            );
+            file.set_len(valid as u64)
+                .and_then(|()| file.sync_all())
+                .map_err(|e| io(dir, "cutting a torn record", e))?;
+        }
+        sync_dir(dir)?;
+        for old in generations.iter().filter(|g| **g < generation) {
+            fs::remove_file(dir.join(file_name(*old)))
+                .map_err(|e| io(dir, "removing a superseded generation", e))?;
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                dir: dir.to_owned(),
+                state: RwLock::new(state),
+                pending: Mutex::new(Vec::new()),
+                log: Mutex::new(Log {
+                    file,
+                    generation,
+                    len: valid as u64,
+                    compact_at,
+                }),
+                _lock: lock,
+            }),
+        })
+    }
+
+    fn state(&self) -> RwLockReadGuard<'_, State> {
+        self.inner.read()
+    }
+
+    /// The tree called `name`, created on first use.
+    pub fn tree(&self, name: &str) -> Result<Tree> {
+        if let Some(id) = self.state().names.get(name) {
+            return Ok(self.handle(*id));
+        }
+        let mut state = self.inner.write();
+        if let Some(id) = state.names.get(name) {
+            return Ok(self.handle(*id));
+        }
+        let id = u16::try_from(state.trees.len())
+            .map_err(|_| corrupt(&self.inner.dir, "more than 65,535 trees".to_owned()))?;
+        state.names.insert(name.to_owned(), id);
+        state.trees.push(Map::new());
+        let mut payload = Vec::new();
+        put(&mut payload, NAME, id, name.as_bytes(), None);
+        self.inner.append_locked(&payload);
+        drop(state);
+        Ok(self.handle(id))
+    }
+
+    fn handle(&self, id: u16) -> Tree {
+        Tree {
+            kind: TreeKind::Journal(JTree {
+                inner: self.inner.clone(),
+                id,
+            }),
+        }
+    }
+
+    /// Whether no tree holds an entry.
+    pub fn is_empty(&self) -> bool {
+        self.state().trees.iter().all(Map::is_empty)
+    }
+
+    /// Waits until everything written so far is durable on disk: one write
+    /// and one `fdatasync` for every change made since the last flush.
+    pub fn flush(&self) -> Result<()> {
+        let dir = &self.inner.dir;
+        let mut log = self.inner.log();
+        let pending = std::mem::take(&mut *self.inner.pending());
+        if !pending.is_empty() {
+            log.file
+                .write_all(&pending)
+                .and_then(|()| log.file.sync_data())
+                .map_err(|e| io(dir, "writing the log", e))?;
+            log.len += pending.len() as u64;
+        }
+        if log.len > log.compact_at {
+            self.compact(&mut log)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the whole state as the next generation and switches to it.
+    /// Holds the log (no flush) and the state (no change) meanwhile.
+    fn compact(&self, log: &mut MutexGuard<'_, Log>) -> Result<()> {
+        let dir = &self.inner.dir;
+        let state = self.inner.read();
+        // Everything pending is in the state, so in the image.
+        let pending = std::mem::take(&mut *self.inner.pending());
+        drop(pending);
+        let next = log.generation + 1;
+        let tmp = dir.join(format!("{}.tmp", file_name(next)));
+        let mut file = OpenOptions::new()
+            .mode(0o600)
+            .create_new(true)
+            .read(true)
+            .append(true)
+            .open(&tmp)
+            .map_err(|e| io(dir, "creating an image", e))?;
+        let mut len = 0u64;
+        let mut payload = Vec::new();
+        let mut emit = |payload: &mut Vec<u8>, file: &mut File| -> Result<()> {
+            if payload.is_empty() {
+                return Ok(());
+            }
+            let record = seal(payload);
+            file.write_all(&record)
+                .map_err(|e| io(dir, "writing an image", e))?;
+            len += record.len() as u64;
+            payload.clear();
+            Ok(())
+        };
+        let mut names: Vec<(&String, &u16)> = state.names.iter().collect();
+        names.sort_by_key(|(_, id)| **id);
+        for (name, id) in names {
+            put(&mut payload, NAME, *id, name.as_bytes(), None);
+        }
+        for (id, map) in state.trees.iter().enumerate() {
+            let id = u16::try_from(id).unwrap_or(u16::MAX);
+            for (k, v) in map {
+                put(&mut payload, INSERT, id, k, Some(v));
+                if payload.len() >= IMAGE_RECORD {
+                    emit(&mut payload, &mut file)?;
+                }
+            }
+        }
+        emit(&mut payload, &mut file)?;
+        file.sync_all()
+            .map_err(|e| io(dir, "syncing an image", e))?;
+        fs::rename(&tmp, dir.join(file_name(next))).map_err(|e| io(dir, "renaming an image", e))?;
+        sync_dir(dir)?;
+        fs::remove_file(dir.join(file_name(log.generation)))
+            .map_err(|e| io(dir, "removing the compacted generation", e))?;
+        tracing::info!(journal = %dir.display(), generation = next, bytes = len, "journal: compacted");
+        log.file = file;
+        log.generation = next;
+        log.len = len;
+        log.compact_at = log.compact_at.max(len.saturating_mul(2));
+        Ok(())
+    }
+
+    /// Runs `f` over `trees` (trees of this journal) as one atomic
+    /// transaction, as [`crate::Store::transaction`] does: every write or
+    /// none, also across a crash once flushed. Transactions run one at a
+    /// time, so `f` runs exactly once; it sees its own writes. As with sled,
+    /// `f` must reach the journal only through its [`TxTree`]s: any other
+    /// read or write of it from inside `f` waits for itself forever.
+    pub fn transaction<T, E>(
+        &self,
+        trees: &[&Tree],
+        f: impl Fn(&[TxTree<'_>]) -> Result<T, Abort<E>>,
+    ) -> Result<T, TxError<E>> {
+        let mut ids = Vec::with_capacity(trees.len());
+        for tree in trees {
+            match &tree.kind {
+                TreeKind::Journal(t) if Arc::ptr_eq(&t.inner, &self.inner) => ids.push(t.id),
+                _ => {
+                    return Err(TxError::Store(corrupt(
+                        &self.inner.dir,
+                        "a transaction over a tree of another store".to_owned(),
+                    )));
+                }
+            }
+        }
+        let mut state = self.inner.write();
+        let writes = RefCell::new(Writes::new());
+        let views: Vec<TxTree<'_>> = ids
+            .iter()
+            .map(|id| TxTree {
+                kind: TxKind::Journal(TxView {
+                    state: &state,
+                    id: *id,
+                    writes: &writes,
+                }),
+            })
+            .collect();
+        let outcome = f(&views);
+        drop(views);
+        match outcome {
+            Ok(value) => {
+                let writes = writes.into_inner();
+                if !writes.is_empty() {
+                    let mut payload = Vec::new();
+                    for ((id, key), value) in writes {
+                        put(
+                            &mut payload,
+                            if value.is_some() { INSERT } else { REMOVE },
+                            id,
+                            &key,
+                            value.as_deref(),
+                        );
+                        apply(&mut state.trees[usize::from(id)], key, value);
+                    }
+                    self.inner.append_locked(&payload);
+                }
+                Ok(value)
+            }
+            Err(Abort(AbortKind::User(e))) => Err(TxError::Abort(e)),
+            Err(Abort(AbortKind::Store(e))) => Err(TxError::Store(e)),
+            Err(Abort(AbortKind::Sled(e))) => Err(TxError::Store(corrupt(
+                &self.inner.dir,
+                format!("a sled error inside a journal transaction: {e}"),
+            ))),
+        }
+    }
+}
+
+impl Inner {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Vec<u8>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn log(&self) -> MutexGuard<'_, Log> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `payload` as one record. The caller holds the state's write
+    /// lock, so records queue in the order their changes were applied.
+    fn append_locked(&self, payload: &[u8]) {
+        self.pending().extend_from_slice(&seal(payload));
+    }
+
+    /// One change outside a transaction: applied and queued under the
+    /// write lock. What it replaced.
+    fn change(&self, id: u16, key: &[u8], value: Option<&[u8]>) -> Option<Vec<u8>> {
+        let mut state = self.write();
+        let mut payload = Vec::new();
+        put(
+            &mut payload,
+            if value.is_some() { INSERT } else { REMOVE },
+            id,
+            key,
+            value,
+        );
+        let old = apply(
+            &mut state.trees[usize::from(id)],
+            key.to_vec(),
+            value.map(<[u8]>::to_vec),
+        );
+        self.append_locked(&payload);
+        old
+    }
+}
+
+fn apply(map: &mut Map, key: Vec<u8>, value: Option<Vec<u8>>) -> Option<Vec<u8>> {
+    match value {
+        Some(value) => map.insert(key, value),
+        None => map.remove(&key),
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, "syncing the directory", e))
+}
+
+/// Appends one operation to `payload`.
+fn put(payload: &mut Vec<u8>, kind: u8, id: u16, key: &[u8], value: Option<&[u8]>) {
+    payload.push(kind);
+    payload.extend_from_slice(&id.to_le_bytes());
+    payload.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    payload.extend_from_slice(key);
+    if let Some(value) = value {
+        payload.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        payload.extend_from_slice(value);
+    }
+}
+
+/// `payload` as a record: its length, its checksum, itself.
+fn seal(payload: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(HEADER + payload.len());
+    record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    record.extend_from_slice(payload);
+    record
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// Applies every whole record of `bytes` to `state`; how many bytes they
+/// take. A record cut short or failing its checksum at the very end is a
+/// write the crash interrupted (it was never acknowledged); anywhere else
+/// it is damage, and nothing is guessed.
+fn replay(dir: &Path, bytes: &[u8], state: &mut State) -> Result<usize> {
+    let mut at = 0;
+    while at < bytes.len() {
+        let (Some(len), Some(crc)) = (u32_at(bytes, at), u32_at(bytes, at + 4)) else {
+            return Ok(at);
+        };
+        let end = at + HEADER + len as usize;
+        let Some(payload) = bytes.get(at + HEADER..end) else {
+            return Ok(at);
+        };
+        if crc32fast::hash(payload) != crc {
+            if end == bytes.len() {
+                return Ok(at);
+            }
+            return Err(corrupt(
+                dir,
+                format!(
+                    "the log is damaged at byte {at} (a record fails its checksum and {} bytes \
+                     follow it); restore the data dir from a backup",
+                    bytes.len() - end
+                ),
+            ));
+        }
+        replay_record(payload, state)
+            .ok_or_else(|| corrupt(dir, format!("the record at byte {at} does not decode")))?;
+        at = end;
+    }
+    Ok(at)
+}
+
+fn replay_record(mut payload: &[u8], state: &mut State) -> Option<()> {
+    fn take<'a>(p: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = (p.get(..n)?, p.get(n..)?);
+        *p = rest;
+        Some(head)
+    }
+    fn len(p: &mut &[u8]) -> Option<usize> {
+        Some(u32::from_le_bytes(take(p, 4)?.try_into().ok()?) as usize)
+    }
+    while !payload.is_empty() {
+        let kind = take(&mut payload, 1)?[0];
+        let id = u16::from_le_bytes(take(&mut payload, 2)?.try_into().ok()?);
+        let n = len(&mut payload)?;
+        let key = take(&mut payload, n)?.to_vec();
+        match kind {
+            NAME => {
+                let name = String::from_utf8(key).ok()?;
+                let index = usize::from(id);
+                if state.trees.len() <= index {
+                    state.trees.resize_with(index + 1, Map::new);
+                }
+                state.names.insert(name, id);
+            }
+            INSERT | REMOVE => {
+                let value = if kind == INSERT {
+                    let n = len(&mut payload)?;
+                    Some(take(&mut payload, n)?.to_vec())
+                } else {
+                    None
+                };
+                apply(state.trees.get_mut(usize::from(id))?, key, value);
+            }
+            _ => return None,
+        }
+    }
+    Some(())
+}
+
+/// One tree inside [`Journal::transaction`].
+pub(crate) struct TxView<'a> {
+    state: &'a State,
+    id: u16,
+    writes: &'a RefCell<Writes>,
+}
+
+impl TxView<'_> {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        if let Some(written) = self.writes.borrow().get(&(self.id, key.to_vec())) {
+            return written.clone();
+        }
+        self.state.trees[usize::from(self.id)].get(key).cloned()
+    }
+
+    pub(crate) fn set(&self, key: &[u8], value: Option<&[u8]>) {
+        self.writes
+            .borrow_mut()
+            .insert((self.id, key.to_vec()), value.map(<[u8]>::to_vec));
+    }
+}
+
+impl JTree {
+    pub(crate) fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.inner.read().trees[usize::from(self.id)]
+            .get(key)
+            .cloned()
+    }
+
+    /// Sets (`Some`) or removes (`None`) `key`; what it held.
+    pub(crate) fn set(&self, key: &[u8], value: Option<&[u8]>) -> Option<Vec<u8>> {
+        self.inner.change(self.id, key, value)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.inner.read().trees[usize::from(self.id)].is_empty()
+    }
+
+    /// Entries between `lower` and `upper`, read one at a time (the tree is
+    /// not held between them: later changes may show, as in sled).
+    pub(crate) fn range(
+        &self,
+        lower: Bound<Vec<u8>>,
+        upper: Bound<Vec<u8>>,
+        reverse: bool,
+    ) -> Cursor {
+        Cursor {
+            tree: self.clone(),
+            lower,
+            upper,
+            reverse,
+        }
+    }
+}
+
+/// The smallest key above every key that starts with `prefix`, if any.
+pub(crate) fn prefix_end(prefix: &[u8]) -> Bound<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Bound::Excluded(end);
+        }
+    }
+    Bound::Unbounded
+}
+
+pub(crate) struct Cursor {
+    tree: JTree,
+    lower: Bound<Vec<u8>>,
+    upper: Bound<Vec<u8>>,
+    reverse: bool,
+}
+
+/// Whether no key lies between `lower` and `upper` (`BTreeMap::range`
+/// panics on such bounds).
+fn empty(lower: &Bound<Vec<u8>>, upper: &Bound<Vec<u8>>) -> bool {
+    use Bound::{Excluded, Included};
+    match (lower, upper) {
+        (Included(l), Included(u)) => l > u,
+        (Included(l) | Excluded(l), Included(u) | Excluded(u)) => l >= u,
+        _ => false,
+    }
+}
+
+impl Iterator for Cursor {
+    type Item = (Vec<u8>, Vec<u8>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if empty(&self.lower, &self.upper) {
+            return None;
+        }
+        let state = self.tree.inner.read();
+        let mut range = state.trees[usize::from(self.tree.id)]
+            .range::<Vec<u8>, _>((self.lower.clone(), self.upper.clone()));
+        let (key, value) = if self.reverse {
+            range.next_back()?
+        } else {
+            range.next()?
+        };
+        let entry = (key.clone(), value.clone());
+        if self.reverse {
+            self.upper = Bound::Excluded(entry.0.clone());
+        } else {
+            self.lower = Bound::Excluded(entry.0.clone());
+        }
+        Some(entry)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "LOCK")
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn log_path(dir: &Path) -> PathBuf {
+        dir.join(files(dir).pop().unwrap_or_default())
+    }
+
+    #[test]
+    fn what_was_flushed_is_there_after_a_reopen_and_what_was_not_is_not() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        {
+            let j = Journal::open(dir.path())?;
+            let (a, b) = (j.tree("a")?, j.tree("b")?);
+            a.insert_json("k1", &1)?;
+            b.insert_json("k2", &"two")?;
+            a.insert_json("gone", &0)?;
+            a.remove(b"gone")?;
+            j.transaction(&[&a, &b], |tx| {
+                tx[0].insert_json::<_, ()>("k3", &3)?;
+                // A transaction reads its own writes.
+                assert_eq!(tx[0].get_json::<u32, ()>("k3")?, Some(3));
+                tx[1].remove::<()>(b"k2")
+            })
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+            j.flush()?;
+            a.insert_json("unflushed", &9)?;
+            // Dropped without a flush: a crash before the write was
+            // acknowledged.
+        }
+        let j = Journal::open(dir.path())?;
+        let (a, b) = (j.tree("a")?, j.tree("b")?);
+        assert_eq!(a.get_json::<u32>("k1")?, Some(1));
+        assert_eq!(a.get_json::<u32>("k3")?, Some(3));
+        assert_eq!(a.get_json::<u32>("gone")?, None);
+        assert_eq!(a.get_json::<u32>("unflushed")?, None);
+        assert!(b.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn an_aborted_transaction_writes_nothing() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let j = Journal::open(dir.path())?;
+        let a = j.tree("a")?;
+        a.insert_json("balance", &100)?;
+        let refused = j.transaction(&[&a], |tx| {
+            tx[0].insert_json::<_, &str>("balance", &0)?;
+            Err::<(), _>(Abort::with("no"))
+        });
+        assert!(matches!(refused, Err(TxError::Abort("no"))));
+        assert_eq!(a.get_json::<u32>("balance")?, Some(100));
+        j.flush()?;
+        drop((a, j));
+        let j = Journal::open(dir.path())?;
+        assert_eq!(j.tree("a")?.get_json::<u32>("balance")?, Some(100));
+        // A tree of another store is refused, not mixed in.
+        let other = crate::Store::open(&dir.path().join("sled"))?.tree("x")?;
+        assert!(matches!(
+            j.transaction(&[&other], |_| Ok::<(), Abort<()>>(())),
+            Err(TxError::Store(Error::Journal { .. }))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn a_torn_last_record_is_cut_and_damage_before_the_end_refuses_to_open() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        {
+            let j = Journal::open(dir.path())?;
+            let a = j.tree("a")?;
+            for n in 0..10 {
+                a.insert_json(&format!("k{n}"), &n)?;
+                j.flush()?;
+            }
+        }
+        let path = log_path(dir.path());
+        let whole = fs::read(&path)?;
+        // A crash in the middle of the next record's write.
+        let mut torn = whole.clone();
+        torn.extend_from_slice(&seal(b"\x01\x00\x00 partial")[..11]);
+        fs::write(&path, &torn)?;
+        {
+            let j = Journal::open(dir.path())?;
+            assert_eq!(j.tree("a")?.get_json::<u32>("k9")?, Some(9));
+            j.tree("a")?.insert_json("after", &1)?;
+            j.flush()?;
+        }
+        let after = fs::read(&path)?;
+        assert_eq!(
+            &after[..whole.len()],
+            &whole[..],
+            "the torn bytes were cut off"
+        );
+        assert!(
+            Journal::open(dir.path())?
+                .tree("a")?
+                .get_json::<u32>("after")?
+                .is_some()
+        );
+
+        // One flipped bit in the middle: acknowledged records follow it,
+        // so nothing is guessed.
+        let mut damaged = fs::read(&path)?;
+        damaged[HEADER + 3] ^= 0x40;
+        fs::write(&path, &damaged)?;
+        let refused = Journal::open(dir.path()).map(drop);
+        assert!(
+            matches!(&refused, Err(Error::Journal { message, .. }) if message.contains("damaged at byte 0")),
+            "{refused:?}"
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn one_process_at_a_time() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let j = Journal::open(dir.path())?;
+        let again = Journal::open(dir.path()).map(drop);
+        assert!(
+            matches!(&again, Err(Error::Journal { message, .. }) if message.contains("another process")),
+            "{again:?}"
+        );
+        drop(j);
+        Journal::open(dir.path())?;
+        // Nobody but this user reads the books.
+        use std::os::unix::fs::PermissionsExt;
+        for name in files(dir.path()).iter().chain(["LOCK".to_owned()].iter()) {
+            let mode = fs::metadata(dir.path().join(name))?.permissions().mode();
+            assert_eq!(mode & 0o077, 0, "{name}: {mode:o}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn compaction_keeps_the_state_in_one_generation() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        {
+            let j = Journal::open_compacting_at(dir.path(), 4 << 10)?;
+            let (a, b) = (j.tree("a")?, j.tree("b")?);
+            for n in 0..500u32 {
+                a.insert_json(&format!("k{:04}", n % 50), &n)?;
+                if n % 7 == 0 {
+                    b.insert_json(&format!("r{n}"), &n)?;
+                    b.remove(format!("r{}", n.saturating_sub(7)).as_bytes())?;
+                }
+                j.flush()?;
+            }
+            let generation = j.inner.log().generation;
+            assert!(generation > 3, "compacted {generation} times");
+            assert_eq!(files(dir.path()), [file_name(generation)]);
+        }
+        let j = Journal::open(dir.path())?;
+        let (a, b) = (j.tree("a")?, j.tree("b")?);
+        assert_eq!(a.values_json::<u32>()?.len(), 50);
+        assert_eq!(a.get_json::<u32>("k0049")?, Some(499));
+        assert_eq!(
+            b.values_json::<u32>()?,
+            [("r497".to_owned(), 497)],
+            "removals survive compaction"
+        );
+        // A compaction that a crash interrupted leaves its image behind:
+        // the complete generation wins, the partial image goes.
+        let partial = dir.path().join(format!("{}.tmp", file_name(99)));
+        fs::write(&partial, b"half an image")?;
+        drop((a, b, j));
+        let j = Journal::open(dir.path())?;
+        assert!(!partial.exists());
+        assert_eq!(j.tree("a")?.get_json::<u32>("k0049")?, Some(499));
+        Ok(())
+    }
+
+    #[test]
+    fn ranges_prefixes_and_reverse_read_one_entry_at_a_time() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let j = Journal::open(dir.path())?;
+        let t = j.tree("t")?;
+        for k in ["a/1", "a/2", "a/3", "a\u{ff}", "b/1", "c"] {
+            t.insert_json(k, &k)?;
+        }
+        let keys = |it: &mut dyn Iterator<Item = Result<(String, String)>>| -> Result<Vec<String>> {
+            it.map(|e| e.map(|(k, _)| k)).collect()
+        };
+        assert_eq!(keys(&mut t.prefix_json("a/"))?, ["a/1", "a/2", "a/3"]);
+        assert_eq!(
+            keys(&mut t.range_json(b"a/2", Some(b"b"), false))?,
+            ["a/2", "a/3", "a\u{ff}"]
+        );
+        assert_eq!(
+            keys(&mut t.range_json(b"a/2", Some(b"b/1"), true))?,
+            ["a\u{ff}", "a/3", "a/2"]
+        );
+        assert_eq!(
+            keys(&mut t.range_json(b"b", Some(b"a"), false))?,
+            Vec::<String>::new()
+        );
+        assert_eq!(
+            keys(&mut t.range_json(b"c", Some(b"c"), true))?,
+            Vec::<String>::new()
+        );
+        // Changes made while iterating show as in sled: the cursor moves on
+        // from the last key it gave.
+        let mut it = t.prefix_json::<String>("");
+        assert_eq!(
+            it.next().transpose()?.map(|(k, _)| k).as_deref(),
+            Some("a/1")
+        );
+        t.remove(b"a/2")?;
+        assert_eq!(
+            it.next().transpose()?.map(|(k, _)| k).as_deref(),
+            Some("a/3")
+        );
+        assert_eq!(prefix_end(b"a\xff\xff"), Bound::Excluded(b"b".to_vec()));
+        assert_eq!(prefix_end(b"\xff"), Bound::Unbounded);
+        Ok(())
+    }
+
+    #[test]
+    fn a_store_moves_its_sled_trees_into_its_journal_once() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        {
+            let store = crate::Store::open(dir.path())?;
+            store.tree("bank.accounts")?.insert_json("097/1", &5_000)?;
+            store.tree("bank.meta")?.insert_json("seq", &7)?;
+            store.tree("other")?.insert_json("stays", &1)?;
+            let j = store.journal("bank")?;
+            assert_eq!(j.tree("accounts")?.get_json::<u64>("097/1")?, Some(5_000));
+            j.tree("meta")?.insert_json("seq", &8)?;
+            j.flush()?;
+            // Every clone shares the one journal.
+            assert_eq!(
+                store
+                    .clone()
+                    .journal("bank")?
+                    .tree("meta")?
+                    .get_json::<u64>("seq")?,
+                Some(8)
+            );
+            store.flush()?;
+        }
+        let store = crate::Store::open(dir.path())?;
+        let names: Vec<String> = store
+            .db
+            .tree_names()
+            .iter()
+            .map(|n| String::from_utf8_lossy(n).into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.starts_with("bank.")), "{names:?}");
+        assert_eq!(store.tree("other")?.get_json::<u64>("stays")?, Some(1));
+        let j = store.journal("bank")?;
+        assert_eq!(
+            j.tree("meta")?.get_json::<u64>("seq")?,
+            Some(8),
+            "not moved twice"
+        );
+        Ok(())
+    }
+}
