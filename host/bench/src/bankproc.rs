@@ -1,5 +1,5 @@
 //! The participant bank of B3r/B4r: `sfop bank serve` as a child process
-//! (HTTPS with its self-signed certificate, its own sled data dir, an
+//! (HTTPS with its self-signed certificate, its own data dir, an
 //! ephemeral port), which the gateway reaches through the REST connector
 //! (`[bank] mode = "rest"`, docs/bank-connector.md).
 

@@ -65,7 +65,7 @@ enum Command {
 #[derive(Subcommand)]
 enum BankCommand {
     /// Serve the virtual bank behind the connector contract: HTTPS with a
-    /// self-signed certificate unless told otherwise, its own sled data dir.
+    /// self-signed certificate unless told otherwise, its own data dir.
     /// Prints `sfop bank listening on <scheme>://<addr>` when ready.
     Serve(BankServeArgs),
 }

@@ -921,4 +921,32 @@ mod tests {
         );
         Ok(())
     }
+
+    #[test]
+    fn a_move_from_sled_torn_by_a_crash_runs_again() -> anyhow::Result<()> {
+        let seeded = |dir: &Path| -> anyhow::Result<crate::Store> {
+            let store = crate::Store::open(dir)?;
+            for n in 0..100 {
+                store.tree("bank.accounts")?.insert_json(&format!("097/{n}"), &n)?;
+            }
+            store.tree("bank.meta")?.insert_json("seq", &7)?;
+            Ok(store)
+        };
+        // The log a whole move writes.
+        let whole = tempfile::tempdir()?;
+        drop(seeded(whole.path())?.journal("bank")?);
+        let log = fs::read(whole.path().join("bank.journal").join(file_name(0)))?;
+        // The same move, the crash cutting its last record short.
+        let torn = tempfile::tempdir()?;
+        let store = seeded(torn.path())?;
+        fs::create_dir_all(torn.path().join("bank.journal"))?;
+        fs::write(
+            torn.path().join("bank.journal").join(file_name(0)),
+            &log[..log.len() - 10],
+        )?;
+        let j = store.journal("bank")?;
+        assert_eq!(j.tree("accounts")?.values_json::<u32>()?.len(), 100);
+        assert_eq!(j.tree("meta")?.get_json::<u32>("seq")?, Some(7));
+        Ok(())
+    }
 }

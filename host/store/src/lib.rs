@@ -103,22 +103,39 @@ impl Store {
             return Ok(());
         }
         if journal.is_empty() {
-            let mut moved = 0u64;
+            // One transaction, so one record: a crash while it is written
+            // leaves a torn record that the next open cuts off, and the
+            // move runs again from the sled trees, still there.
+            let mut targets = Vec::with_capacity(trees.len());
+            let mut entries = Vec::with_capacity(trees.len());
             for name in &trees {
-                let from = self.db.open_tree(name)?;
-                let Tree {
-                    kind: TreeKind::Journal(to),
-                } = journal.tree(name.strip_prefix(&prefix).unwrap_or(name))?
-                else {
-                    continue;
-                };
-                for entry in from.iter() {
-                    let (k, v) = entry?;
-                    to.set(&k, Some(&v));
-                    moved += 1;
-                }
+                targets.push(journal.tree(name.strip_prefix(&prefix).unwrap_or(name))?);
+                entries.push(
+                    self.db
+                        .open_tree(name)?
+                        .iter()
+                        .collect::<sled::Result<Vec<_>>>()?,
+                );
             }
+            let refs: Vec<&Tree> = targets.iter().collect();
+            journal
+                .transaction(&refs, |tx| {
+                    for (tree, entries) in tx.iter().zip(&entries) {
+                        for (k, v) in entries {
+                            tree.insert::<()>(k, v)?;
+                        }
+                    }
+                    Ok(())
+                })
+                .map_err(|e| match e {
+                    TxError::Store(e) => e,
+                    TxError::Abort(()) => Error::Journal {
+                        path: self.path.display().to_string(),
+                        message: "moving the sled trees in was refused".to_owned(),
+                    },
+                })?;
             journal.flush()?;
+            let moved: usize = entries.iter().map(Vec::len).sum();
             tracing::info!(
                 journal = name,
                 entries = moved,

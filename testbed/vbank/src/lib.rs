@@ -1,5 +1,6 @@
-//! The virtual bank: sfop's embedded default bank backend, kept in sled, that
-//! plugins reach through the `ledger` capability.
+//! The virtual bank: sfop's embedded default bank backend, kept in a
+//! journal of its own (trees in memory, an append-only log on disk; ADR
+//! 0031), that plugins reach through the `ledger` capability.
 //!
 //! It behaves like a set of participant banks rather than a fixture table:
 //! users, accounts and products; a double-entry ledger (every transfer books
@@ -9,7 +10,7 @@
 //! client and scope with expiry; fintech numbers per user, account and
 //! institution; an outage switch per bank. `bank_tran_id` is the idempotency
 //! key of every money movement, and a transfer is answered only once it is
-//! durable (sled flush). See `docs/adr/0005-virtual-bank.md`.
+//! durable (the journal's flush). See `docs/adr/0005-virtual-bank.md`.
 //!
 //! A fresh store is seeded (see [`seed`] and the README); after that the
 //! stored state is the truth.
@@ -134,7 +135,7 @@ pub const SEED_BANKS: &[(&str, &str)] = &[
     ("097", "오픈은행"),
 ];
 
-/// The sled trees of the virtual bank.
+/// The trees of the virtual bank, in its journal.
 #[derive(Debug, Clone)]
 pub(crate) struct Trees {
     pub banks: Tree,

@@ -1,4 +1,4 @@
-//! What the virtual bank keeps in sled, and small pure helpers over it.
+//! What the virtual bank keeps in its journal, and small pure helpers over it.
 //!
 //! Stored records are this crate's own serde types, not the `sfop-core`
 //! vocabulary, so that the on-disk format changes only when this file does.

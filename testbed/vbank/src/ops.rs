@@ -482,9 +482,9 @@ impl VirtualBank {
         Ok(party(name, account, print_content, fintech))
     }
 
-    /// Every bank's name by code, read before a transaction: sled's
-    /// transactions hold a process-wide lock that a plain read inside one
-    /// would wait on forever.
+    /// Every bank's name by code, read before a transaction: a transaction
+    /// holds the journal's lock, and a plain read inside one would wait on
+    /// it forever.
     fn bank_names(&self) -> R<BTreeMap<String, String>> {
         Ok(self
             .banks()
@@ -1623,7 +1623,7 @@ impl VirtualBank {
 /// once durable (withdraw, deposit, transfer-result, cancel-account) are
 /// booked on the commit thread, which flushes once for every booking
 /// waiting (group commit, [`crate::commit`]): no async worker waits for a
-/// disk, nor for a booking stuck behind sled's lock during a flush.
+/// disk.
 #[async_trait::async_trait]
 impl BankBackend for VirtualBank {
     async fn bank_status(&self, call: &BankCall<'_>) -> R<Vec<Bank>> {
