@@ -24,7 +24,7 @@ use std::io::{Read, Write};
 use std::ops::Bound;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::{Abort, AbortKind, Error, Result, Tree, TreeKind, TxError, TxKind, TxTree};
 
@@ -63,6 +63,10 @@ struct Inner {
     /// order they were applied (taken under `state`'s write lock).
     pending: Mutex<Vec<u8>>,
     log: Mutex<Log>,
+    /// Notified when a compaction ends.
+    compacted: Condvar,
+    /// Bytes flushed during compactions and copied after their images.
+    tails: std::sync::atomic::AtomicU64,
     /// Held for as long as the journal is open (an exclusive file lock).
     _lock: File,
 }
@@ -80,6 +84,10 @@ struct Log {
     len: u64,
     /// Compact when `len` passes this.
     compact_at: u64,
+    /// The smallest `compact_at`.
+    compact_base: u64,
+    /// A compaction is writing the next generation.
+    compacting: bool,
 }
 
 /// A tree of a [`Journal`].
@@ -194,11 +202,15 @@ impl Journal {
                 dir: dir.to_owned(),
                 state: RwLock::new(state),
                 pending: Mutex::new(Vec::new()),
+                compacted: Condvar::new(),
+                tails: std::sync::atomic::AtomicU64::new(0),
                 log: Mutex::new(Log {
                     file,
                     generation,
                     len: valid as u64,
                     compact_at,
+                    compact_base: compact_at,
+                    compacting: false,
                 }),
                 _lock: lock,
             }),
@@ -245,80 +257,31 @@ impl Journal {
 
     /// Waits until everything written so far is durable on disk: one write
     /// and one `fdatasync` for every change made since the last flush.
+    /// When the log has outgrown its threshold, starts a compaction.
     pub fn flush(&self) -> Result<()> {
-        let dir = &self.inner.dir;
         let mut log = self.inner.log();
-        let pending = std::mem::take(&mut *self.inner.pending());
-        if !pending.is_empty() {
-            log.file
-                .write_all(&pending)
-                .and_then(|()| log.file.sync_data())
-                .map_err(|e| io(dir, "writing the log", e))?;
-            log.len += pending.len() as u64;
-        }
-        if log.len > log.compact_at {
-            self.compact(&mut log)?;
+        self.inner.write_pending(&mut log)?;
+        if log.len > log.compact_at
+            && !log.compacting
+            && let Err(e) = self.inner.compact(&mut log)
+        {
+            // The log stays as it was, whole; try again after as much again.
+            tracing::error!(journal = %self.inner.dir.display(), error = %e, "journal: compaction failed");
+            log.compact_at = log.len.saturating_add(log.compact_base);
         }
         Ok(())
     }
 
-    /// Writes the whole state as the next generation and switches to it.
-    /// Holds the log (no flush) and the state (no change) meanwhile.
-    fn compact(&self, log: &mut MutexGuard<'_, Log>) -> Result<()> {
-        let dir = &self.inner.dir;
-        let state = self.inner.read();
-        // Everything pending is in the state, so in the image.
-        let pending = std::mem::take(&mut *self.inner.pending());
-        drop(pending);
-        let next = log.generation + 1;
-        let tmp = dir.join(format!("{}.tmp", file_name(next)));
-        let mut file = OpenOptions::new()
-            .mode(0o600)
-            .create_new(true)
-            .read(true)
-            .append(true)
-            .open(&tmp)
-            .map_err(|e| io(dir, "creating an image", e))?;
-        let mut len = 0u64;
-        let mut payload = Vec::new();
-        let mut emit = |payload: &mut Vec<u8>, file: &mut File| -> Result<()> {
-            if payload.is_empty() {
-                return Ok(());
-            }
-            let record = seal(payload);
-            file.write_all(&record)
-                .map_err(|e| io(dir, "writing an image", e))?;
-            len += record.len() as u64;
-            payload.clear();
-            Ok(())
-        };
-        let mut names: Vec<(&String, &u16)> = state.names.iter().collect();
-        names.sort_by_key(|(_, id)| **id);
-        for (name, id) in names {
-            put(&mut payload, NAME, *id, name.as_bytes(), None);
+    /// Waits until a compaction in progress has ended.
+    pub fn wait_for_compaction(&self) {
+        let mut log = self.inner.log();
+        while log.compacting {
+            log = self
+                .inner
+                .compacted
+                .wait(log)
+                .unwrap_or_else(|p| p.into_inner());
         }
-        for (id, map) in state.trees.iter().enumerate() {
-            let id = u16::try_from(id).unwrap_or(u16::MAX);
-            for (k, v) in map {
-                put(&mut payload, INSERT, id, k, Some(v));
-                if payload.len() >= IMAGE_RECORD {
-                    emit(&mut payload, &mut file)?;
-                }
-            }
-        }
-        emit(&mut payload, &mut file)?;
-        file.sync_all()
-            .map_err(|e| io(dir, "syncing an image", e))?;
-        fs::rename(&tmp, dir.join(file_name(next))).map_err(|e| io(dir, "renaming an image", e))?;
-        sync_dir(dir)?;
-        fs::remove_file(dir.join(file_name(log.generation)))
-            .map_err(|e| io(dir, "removing the compacted generation", e))?;
-        tracing::info!(journal = %dir.display(), generation = next, bytes = len, "journal: compacted");
-        log.file = file;
-        log.generation = next;
-        log.len = len;
-        log.compact_at = log.compact_at.max(len.saturating_mul(2));
-        Ok(())
     }
 
     /// Runs `f` over `trees` (trees of this journal) as one atomic
@@ -388,6 +351,105 @@ impl Journal {
 }
 
 impl Inner {
+    /// Writes and syncs what is pending; holds the log.
+    fn write_pending(&self, log: &mut Log) -> Result<()> {
+        let pending = std::mem::take(&mut *self.pending());
+        if !pending.is_empty() {
+            log.file
+                .write_all(&pending)
+                .and_then(|()| log.file.sync_data())
+                .map_err(|e| io(&self.dir, "writing the log", e))?;
+            log.len += pending.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Starts writing the state as the next generation. Bookings wait only
+    /// while the image is encoded in memory (the state is held for
+    /// reading); the image is written and synced on a thread of its own
+    /// while flushes go on appending to the current log, and
+    /// [`Inner::switch`] then copies what they appended after the image and
+    /// switches, holding the log. A crash before the rename leaves the
+    /// current generation whole; after it, the next one.
+    fn compact(self: &Arc<Self>, log: &mut Log) -> Result<()> {
+        let image = {
+            let state = self.read();
+            // With the state held nothing more is queued: the image is the
+            // log up to `cut`, every byte synced.
+            self.write_pending(log)?;
+            Arc::new(image_of(&state))
+        };
+        let (cut, next) = (log.len, log.generation + 1);
+        log.compacting = true;
+        let weak = Arc::downgrade(self);
+        let (dir, image_for_thread) = (self.dir.clone(), image.clone());
+        let spawned = std::thread::Builder::new()
+            .name("sfop-journal".into())
+            .spawn(move || {
+                let written = write_image(&dir, next, &image_for_thread);
+                let Some(inner) = weak.upgrade() else {
+                    // The journal was closed: its current generation stands.
+                    let _ = fs::remove_file(tmp_name(&dir, next));
+                    return;
+                };
+                let mut log = inner.log();
+                let switched = written.and_then(|file| inner.switch(&mut log, file, cut, next));
+                inner.compaction_ended(&mut log, switched);
+            });
+        if spawned.is_err() {
+            // No thread: compact here.
+            let switched = write_image(&self.dir, next, &image)
+                .and_then(|file| self.switch(log, file, cut, next));
+            self.compaction_ended(log, switched);
+        }
+        Ok(())
+    }
+
+    /// Appends to the image what the current log holds past `cut`, syncs
+    /// it, renames it into place and makes it the log.
+    fn switch(&self, log: &mut Log, mut file: File, cut: u64, next: u64) -> Result<()> {
+        use std::os::unix::fs::FileExt;
+        let dir = &self.dir;
+        let image_len = file
+            .metadata()
+            .map_err(|e| io(dir, "reading an image's size", e))?
+            .len();
+        let mut tail = vec![0; usize::try_from(log.len - cut).unwrap_or(0)];
+        log.file
+            .read_exact_at(&mut tail, cut)
+            .map_err(|e| io(dir, "reading the log's tail", e))?;
+        file.write_all(&tail)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| io(dir, "writing the log's tail after an image", e))?;
+        fs::rename(tmp_name(dir, next), dir.join(file_name(next)))
+            .map_err(|e| io(dir, "renaming an image", e))?;
+        sync_dir(dir)?;
+        self.tails
+            .fetch_add(tail.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let old = dir.join(file_name(log.generation));
+        log.file = file;
+        log.generation = next;
+        log.len = image_len + tail.len() as u64;
+        log.compact_at = log.compact_base.max(image_len.saturating_mul(2));
+        // The new generation is in place; the old one is only in the way
+        // (and removed at the next open if this fails).
+        if let Err(e) = fs::remove_file(&old) {
+            tracing::warn!(journal = %dir.display(), error = %e, "journal: the compacted generation stays");
+        }
+        tracing::info!(journal = %dir.display(), generation = next, image = image_len, tail = tail.len(), "journal: compacted");
+        Ok(())
+    }
+
+    fn compaction_ended(&self, log: &mut Log, switched: Result<()>) {
+        if let Err(e) = switched {
+            tracing::error!(journal = %self.dir.display(), error = %e, "journal: compaction failed; the log stays as it was");
+            let _ = fs::remove_file(tmp_name(&self.dir, log.generation + 1));
+            log.compact_at = log.len.saturating_add(log.compact_base);
+        }
+        log.compacting = false;
+        self.compacted.notify_all();
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -437,6 +499,51 @@ fn apply(map: &mut Map, key: Vec<u8>, value: Option<Vec<u8>>) -> Option<Vec<u8>>
         Some(value) => map.insert(key, value),
         None => map.remove(&key),
     }
+}
+
+fn tmp_name(dir: &Path, generation: u64) -> PathBuf {
+    dir.join(format!("{}.tmp", file_name(generation)))
+}
+
+/// The whole state as records: the trees' names, then their entries.
+fn image_of(state: &State) -> Vec<u8> {
+    let mut image = Vec::new();
+    let mut payload = Vec::new();
+    let mut names: Vec<(&String, &u16)> = state.names.iter().collect();
+    names.sort_by_key(|(_, id)| **id);
+    for (name, id) in names {
+        put(&mut payload, NAME, *id, name.as_bytes(), None);
+    }
+    for (id, map) in state.trees.iter().enumerate() {
+        let id = u16::try_from(id).unwrap_or(u16::MAX);
+        for (k, v) in map {
+            put(&mut payload, INSERT, id, k, Some(v));
+            if payload.len() >= IMAGE_RECORD {
+                image.extend_from_slice(&seal(&payload));
+                payload.clear();
+            }
+        }
+    }
+    if !payload.is_empty() {
+        image.extend_from_slice(&seal(&payload));
+    }
+    image
+}
+
+/// Writes `image` as generation `next`'s file, still under its temporary
+/// name, synced; open for appending.
+fn write_image(dir: &Path, next: u64, image: &[u8]) -> Result<File> {
+    let mut file = OpenOptions::new()
+        .mode(0o600)
+        .create_new(true)
+        .read(true)
+        .append(true)
+        .open(tmp_name(dir, next))
+        .map_err(|e| io(dir, "creating an image", e))?;
+    file.write_all(image)
+        .and_then(|()| file.sync_data())
+        .map_err(|e| io(dir, "writing an image", e))?;
+    Ok(file)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -811,6 +918,7 @@ mod tests {
                     b.remove(format!("r{}", n.saturating_sub(7)).as_bytes())?;
                 }
                 j.flush()?;
+                j.wait_for_compaction();
             }
             let generation = j.inner.log().generation;
             assert!(generation > 3, "compacted {generation} times");
@@ -832,6 +940,7 @@ mod tests {
         drop((a, b, j));
         let j = Journal::open(dir.path())?;
         assert!(!partial.exists());
+        assert_eq!(files(dir.path()).len(), 1, "one generation");
         assert_eq!(j.tree("a")?.get_json::<u32>("k0049")?, Some(499));
         Ok(())
     }
@@ -927,7 +1036,9 @@ mod tests {
         let seeded = |dir: &Path| -> anyhow::Result<crate::Store> {
             let store = crate::Store::open(dir)?;
             for n in 0..100 {
-                store.tree("bank.accounts")?.insert_json(&format!("097/{n}"), &n)?;
+                store
+                    .tree("bank.accounts")?
+                    .insert_json(&format!("097/{n}"), &n)?;
             }
             store.tree("bank.meta")?.insert_json("seq", &7)?;
             Ok(store)
@@ -947,6 +1058,35 @@ mod tests {
         let j = store.journal("bank")?;
         assert_eq!(j.tree("accounts")?.values_json::<u32>()?.len(), 100);
         assert_eq!(j.tree("meta")?.get_json::<u32>("seq")?, Some(7));
+        Ok(())
+    }
+
+    #[test]
+    fn what_is_flushed_while_a_compaction_writes_its_image_is_kept() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut acknowledged = 0u32;
+        {
+            let j = Journal::open_compacting_at(dir.path(), 64 << 10)?;
+            let t = j.tree("t")?;
+            // Flushes go on while images are written, until some were
+            // copied after an image (bounded: a compaction's image takes a
+            // write and a sync, many flushes' time).
+            while j.inner.tails.load(std::sync::atomic::Ordering::Relaxed) == 0 {
+                anyhow::ensure!(acknowledged < 200_000, "no flush ever met a compaction");
+                t.insert_json(&format!("k{acknowledged:07}"), &acknowledged)?;
+                j.flush()?;
+                acknowledged += 1;
+            }
+            j.wait_for_compaction();
+        }
+        let j = Journal::open(dir.path())?;
+        let entries = j.tree("t")?.values_json::<u32>()?;
+        assert_eq!(
+            entries.len() as u32,
+            acknowledged,
+            "every acknowledged entry"
+        );
+        assert!(entries.iter().all(|(k, v)| *k == format!("k{v:07}")));
         Ok(())
     }
 }

@@ -224,6 +224,9 @@ impl Drop for GroupCommit {
             // It flushes what is waiting and ends; the store closes after.
             let _ = thread.join();
         }
+        // A compaction the last flush started ends before the bank closes,
+        // so that the journal can be opened again at once.
+        self.shared.store.wait_for_compaction();
     }
 }
 
