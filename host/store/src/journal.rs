@@ -90,6 +90,11 @@ struct Log {
     compact_base: u64,
     /// A compaction is writing the next generation.
     compacting: bool,
+    /// Why the log can no longer be trusted to be on disk (a write or a
+    /// sync failed: after a failed `fdatasync` the kernel may have dropped
+    /// the pages it could not write and a later one succeeds regardless).
+    /// Every flush fails from then on; a restart replays what is on disk.
+    broken: Option<String>,
 }
 
 /// A tree of a [`Journal`].
@@ -213,6 +218,7 @@ impl Journal {
                     compact_at,
                     compact_base: compact_at,
                     compacting: false,
+                    broken: None,
                 }),
                 _lock: lock,
             }),
@@ -355,12 +361,23 @@ impl Journal {
 impl Inner {
     /// Writes and syncs what is pending; holds the log.
     fn write_pending(&self, log: &mut Log) -> Result<()> {
+        if let Some(why) = &log.broken {
+            return Err(corrupt(
+                &self.dir,
+                format!("{why}; restart to replay the log"),
+            ));
+        }
         let pending = std::mem::take(&mut *self.pending());
         if !pending.is_empty() {
-            log.file
+            if let Err(e) = log
+                .file
                 .write_all(&pending)
                 .and_then(|()| log.file.sync_data())
-                .map_err(|e| io(&self.dir, "writing the log", e))?;
+            {
+                let e = io(&self.dir, "writing the log", e);
+                log.broken = Some(e.to_string());
+                return Err(e);
+            }
             log.len += pending.len() as u64;
         }
         Ok(())
@@ -425,7 +442,12 @@ impl Inner {
             .map_err(|e| io(dir, "writing the log's tail after an image", e))?;
         fs::rename(tmp_name(dir, next), dir.join(file_name(next)))
             .map_err(|e| io(dir, "renaming an image", e))?;
-        sync_dir(dir)?;
+        if let Err(e) = sync_dir(dir) {
+            // Whether the rename is on disk is not known: neither log can
+            // be appended to safely.
+            log.broken = Some(e.to_string());
+            return Err(e);
+        }
         self.tails
             .fetch_add(tail.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let old = dir.join(file_name(log.generation));
@@ -1101,6 +1123,35 @@ mod tests {
             "every acknowledged entry"
         );
         assert!(entries.iter().all(|(k, v)| *k == format!("k{v:07}")));
+        Ok(())
+    }
+
+    #[test]
+    fn after_a_failed_write_or_sync_no_flush_succeeds() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let j = Journal::open(dir.path())?;
+        let t = j.tree("t")?;
+        t.insert_json("before", &1)?;
+        j.flush()?;
+        // What `write_pending` records when the disk refuses a write or a
+        // sync.
+        j.inner.log().broken = Some("writing the log: Input/output error".into());
+        t.insert_json("after", &2)?;
+        for _ in 0..2 {
+            let refused = j.flush();
+            assert!(
+                matches!(&refused, Err(Error::Journal { message, .. }) if message.contains("restart")),
+                "{refused:?}"
+            );
+        }
+        drop((t, j));
+        let j = Journal::open(dir.path())?;
+        assert_eq!(j.tree("t")?.get_json::<u32>("before")?, Some(1));
+        assert_eq!(
+            j.tree("t")?.get_json::<u32>("after")?,
+            None,
+            "never acknowledged"
+        );
         Ok(())
     }
 }
