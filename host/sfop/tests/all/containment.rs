@@ -39,7 +39,7 @@ async fn hostile_platform() -> Result<TestPlatform> {
         Package::built("test/spin").with_manifest(&manifest(
             "spin",
             "/test/spin",
-            "cpu_ms = 300\ntimeout_ms = 5000",
+            "cpu_ms = 300\ntimeout_ms = 20000",
         )),
         Package::built("test/echo").with_manifest(&manifest(
             "echo",
@@ -125,12 +125,16 @@ async fn an_infinite_loop_hits_the_deadline_while_others_serve() -> Result<()> {
     let elapsed = started.elapsed();
     assert_eq!(reply.status, 504);
     assert_eq!(assert_envelope(&reply)?, "A0007");
-    // The deadline is 300 ms of plugin time; allow a wide margin for a busy CI machine.
+    // The deadline is 300 ms of the plugin's CPU time. On a machine whose
+    // cores are shared (CI, or this suite's other tests) that can take
+    // seconds of wall time, so the wall bound only says the loop did not
+    // run on: the call's own wall-clock limit is 20 s, and the outcome
+    // below says the CPU deadline, not that limit, ended it.
     assert!(
         elapsed >= Duration::from_millis(300),
         "ended early: {elapsed:?}"
     );
-    assert!(elapsed < Duration::from_secs(3), "ended late: {elapsed:?}");
+    assert!(elapsed < Duration::from_secs(15), "ended late: {elapsed:?}");
     assert_eq!(
         t.platform
             .gateway
