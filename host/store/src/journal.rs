@@ -11,9 +11,11 @@
 //! open the log is replayed; a torn record at its end (a crash during a
 //! write that was never acknowledged) is cut off, a bad record before the
 //! end refuses to open (the log was damaged: nothing is guessed). When the
-//! log outgrows its threshold, a flush writes the whole state to the next
-//! generation's file, syncs it, renames it into place and removes the old
-//! one: a crash at any step leaves one complete generation.
+//! log outgrows its threshold, a flush encodes the whole state and a thread
+//! writes it as the next generation's file while flushes go on appending
+//! to the current one; the switch copies what they appended, renames the
+//! new file into place and removes the old one: a crash at any step leaves
+//! one complete generation.
 //!
 //! One process at a time: the directory is locked while it is open.
 
@@ -29,8 +31,8 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLock
 use crate::{Abort, AbortKind, Error, Result, Tree, TreeKind, TxError, TxKind, TxTree};
 
 type Map = BTreeMap<Vec<u8>, Vec<u8>>;
-/// A transaction's writes: `(tree, key)` to the new value, `None` removed.
-type Writes = BTreeMap<(u16, Vec<u8>), Option<Vec<u8>>>;
+/// One tree's writes in a transaction: key to the new value, `None` removed.
+type WriteSet = BTreeMap<Vec<u8>, Option<Vec<u8>>>;
 
 const INSERT: u8 = 1;
 const REMOVE: u8 = 2;
@@ -117,7 +119,8 @@ fn io(dir: &Path, what: &str, e: std::io::Error) -> Error {
     }
 }
 
-fn corrupt(dir: &Path, message: String) -> Error {
+/// A journal error that is not an I/O call's: damage, a lock held, misuse.
+fn failure(dir: &Path, message: String) -> Error {
     Error::Journal {
         path: dir.display().to_string(),
         message,
@@ -152,7 +155,7 @@ impl Journal {
             .open(dir.join("LOCK"))
             .map_err(|e| io(dir, "opening LOCK", e))?;
         lock.try_lock().map_err(|e| {
-            corrupt(
+            failure(
                 dir,
                 format!("another process has this journal open ({e}); stop it first"),
             )
@@ -225,13 +228,9 @@ impl Journal {
         })
     }
 
-    fn state(&self) -> RwLockReadGuard<'_, State> {
-        self.inner.read()
-    }
-
     /// The tree called `name`, created on first use.
     pub fn tree(&self, name: &str) -> Result<Tree> {
-        if let Some(id) = self.state().names.get(name) {
+        if let Some(id) = self.inner.read().names.get(name) {
             return Ok(self.handle(*id));
         }
         let mut state = self.inner.write();
@@ -239,11 +238,11 @@ impl Journal {
             return Ok(self.handle(*id));
         }
         let id = u16::try_from(state.trees.len())
-            .map_err(|_| corrupt(&self.inner.dir, "more than 65,535 trees".to_owned()))?;
+            .map_err(|_| failure(&self.inner.dir, "more than 65,535 trees".to_owned()))?;
         state.names.insert(name.to_owned(), id);
         state.trees.push(Map::new());
         let mut payload = Vec::new();
-        put(&mut payload, NAME, id, name.as_bytes(), None);
+        put_name(&mut payload, id, name);
         self.inner.append_locked(&payload);
         drop(state);
         Ok(self.handle(id))
@@ -260,7 +259,7 @@ impl Journal {
 
     /// Whether no tree holds an entry.
     pub fn is_empty(&self) -> bool {
-        self.state().trees.iter().all(Map::is_empty)
+        self.inner.read().trees.iter().all(Map::is_empty)
     }
 
     /// Waits until everything written so far is durable on disk: one write
@@ -308,7 +307,7 @@ impl Journal {
             match &tree.kind {
                 TreeKind::Journal(t) if Arc::ptr_eq(&t.inner, &self.inner) => ids.push(t.id),
                 _ => {
-                    return Err(TxError::Store(corrupt(
+                    return Err(TxError::Store(failure(
                         &self.inner.dir,
                         "a transaction over a tree of another store".to_owned(),
                     )));
@@ -316,14 +315,15 @@ impl Journal {
             }
         }
         let mut state = self.inner.write();
-        let writes = RefCell::new(Writes::new());
+        // One write set per tree (a tree named twice shares its set).
+        let writes: BTreeMap<u16, RefCell<WriteSet>> =
+            ids.iter().map(|id| (*id, RefCell::default())).collect();
         let views: Vec<TxTree<'_>> = ids
             .iter()
             .map(|id| TxTree {
                 kind: TxKind::Journal(TxView {
-                    state: &state,
-                    id: *id,
-                    writes: &writes,
+                    tree: &state.trees[usize::from(*id)],
+                    writes: &writes[id],
                 }),
             })
             .collect();
@@ -331,26 +331,22 @@ impl Journal {
         drop(views);
         match outcome {
             Ok(value) => {
-                let writes = writes.into_inner();
-                if !writes.is_empty() {
-                    let mut payload = Vec::new();
-                    for ((id, key), value) in writes {
-                        put(
-                            &mut payload,
-                            if value.is_some() { INSERT } else { REMOVE },
-                            id,
-                            &key,
-                            value.as_deref(),
-                        );
-                        apply(&mut state.trees[usize::from(id)], key, value);
+                let mut payload = Vec::new();
+                for (id, set) in writes {
+                    let tree = &mut state.trees[usize::from(id)];
+                    for (key, value) in set.into_inner() {
+                        put_change(&mut payload, id, &key, value.as_deref());
+                        apply(tree, key, value);
                     }
+                }
+                if !payload.is_empty() {
                     self.inner.append_locked(&payload);
                 }
                 Ok(value)
             }
             Err(Abort(AbortKind::User(e))) => Err(TxError::Abort(e)),
             Err(Abort(AbortKind::Store(e))) => Err(TxError::Store(e)),
-            Err(Abort(AbortKind::Sled(e))) => Err(TxError::Store(corrupt(
+            Err(Abort(AbortKind::Sled(e))) => Err(TxError::Store(failure(
                 &self.inner.dir,
                 format!("a sled error inside a journal transaction: {e}"),
             ))),
@@ -362,7 +358,7 @@ impl Inner {
     /// Writes and syncs what is pending; holds the log.
     fn write_pending(&self, log: &mut Log) -> Result<()> {
         if let Some(why) = &log.broken {
-            return Err(corrupt(
+            return Err(failure(
                 &self.dir,
                 format!("{why}; restart to replay the log"),
             ));
@@ -396,16 +392,14 @@ impl Inner {
             // With the state held nothing more is queued: the image is the
             // log up to `cut`, every byte synced.
             self.write_pending(log)?;
-            Arc::new(image_of(&state))
+            image_of(&state)
         };
         let (cut, next) = (log.len, log.generation + 1);
-        log.compacting = true;
-        let weak = Arc::downgrade(self);
-        let (dir, image_for_thread) = (self.dir.clone(), image.clone());
-        let spawned = std::thread::Builder::new()
+        let (weak, dir) = (Arc::downgrade(self), self.dir.clone());
+        std::thread::Builder::new()
             .name("sfop-journal".into())
             .spawn(move || {
-                let written = write_image(&dir, next, &image_for_thread);
+                let written = write_image(&dir, next, &image);
                 let Some(inner) = weak.upgrade() else {
                     // The journal was closed: its current generation stands.
                     let _ = fs::remove_file(tmp_name(&dir, next));
@@ -414,13 +408,10 @@ impl Inner {
                 let mut log = inner.log();
                 let switched = written.and_then(|file| inner.switch(&mut log, file, cut, next));
                 inner.compaction_ended(&mut log, switched);
-            });
-        if spawned.is_err() {
-            // No thread: compact here.
-            let switched = write_image(&self.dir, next, &image)
-                .and_then(|file| self.switch(log, file, cut, next));
-            self.compaction_ended(log, switched);
-        }
+            })
+            .map_err(|e| io(&self.dir, "starting the compaction's thread", e))?;
+        // The thread needs the log to finish, which the caller holds.
+        log.compacting = true;
         Ok(())
     }
 
@@ -433,7 +424,9 @@ impl Inner {
             .metadata()
             .map_err(|e| io(dir, "reading an image's size", e))?
             .len();
-        let mut tail = vec![0; usize::try_from(log.len - cut).unwrap_or(0)];
+        let tail_len = usize::try_from(log.len - cut)
+            .map_err(|_| failure(dir, format!("a log tail of {} bytes", log.len - cut)))?;
+        let mut tail = vec![0; tail_len];
         log.file
             .read_exact_at(&mut tail, cut)
             .map_err(|e| io(dir, "reading the log's tail", e))?;
@@ -501,13 +494,7 @@ impl Inner {
     fn change(&self, id: u16, key: &[u8], value: Option<&[u8]>) -> Option<Vec<u8>> {
         let mut state = self.write();
         let mut payload = Vec::new();
-        put(
-            &mut payload,
-            if value.is_some() { INSERT } else { REMOVE },
-            id,
-            key,
-            value,
-        );
+        put_change(&mut payload, id, key, value);
         let old = apply(
             &mut state.trees[usize::from(id)],
             key.to_vec(),
@@ -541,12 +528,12 @@ fn image_of(state: &State) -> Vec<u8> {
     let mut names: Vec<(&String, &u16)> = state.names.iter().collect();
     names.sort_by_key(|(_, id)| **id);
     for (name, id) in names {
-        put(&mut payload, NAME, *id, name.as_bytes(), None);
+        put_name(&mut payload, *id, name);
     }
     for (id, map) in state.trees.iter().enumerate() {
         let id = u16::try_from(id).unwrap_or(u16::MAX);
         for (k, v) in map {
-            put(&mut payload, INSERT, id, k, Some(v));
+            put_change(&mut payload, id, k, Some(v));
             if payload.len() >= IMAGE_RECORD {
                 image.extend_from_slice(&seal(&payload));
                 payload.clear();
@@ -588,16 +575,31 @@ fn sync_dir(dir: &Path) -> Result<()> {
         .map_err(|e| io(dir, "syncing the directory", e))
 }
 
-/// Appends one operation to `payload`.
-fn put(payload: &mut Vec<u8>, kind: u8, id: u16, key: &[u8], value: Option<&[u8]>) {
-    payload.push(kind);
-    payload.extend_from_slice(&id.to_le_bytes());
-    payload.extend_from_slice(&(key.len() as u32).to_le_bytes());
-    payload.extend_from_slice(key);
+/// Appends "tree `id` is called `name`" to `payload`.
+fn put_name(payload: &mut Vec<u8>, id: u16, name: &str) {
+    put(payload, NAME, id, name.as_bytes());
+}
+
+/// Appends a change to `payload`: `key` set to `value`, or removed.
+fn put_change(payload: &mut Vec<u8>, id: u16, key: &[u8], value: Option<&[u8]>) {
+    put(
+        payload,
+        if value.is_some() { INSERT } else { REMOVE },
+        id,
+        key,
+    );
     if let Some(value) = value {
         payload.extend_from_slice(&(value.len() as u32).to_le_bytes());
         payload.extend_from_slice(value);
     }
+}
+
+/// An operation's head: its kind, its tree, and a length-prefixed key.
+fn put(payload: &mut Vec<u8>, kind: u8, id: u16, key: &[u8]) {
+    payload.push(kind);
+    payload.extend_from_slice(&id.to_le_bytes());
+    payload.extend_from_slice(&(key.len() as u32).to_le_bytes());
+    payload.extend_from_slice(key);
 }
 
 /// `payload` as a record: its length, its checksum, itself.
@@ -631,7 +633,7 @@ fn replay(dir: &Path, bytes: &[u8], state: &mut State) -> Result<usize> {
             if end == bytes.len() {
                 return Ok(at);
             }
-            return Err(corrupt(
+            return Err(failure(
                 dir,
                 format!(
                     "the log is damaged at byte {at} (a record fails its checksum and {} bytes \
@@ -641,7 +643,7 @@ fn replay(dir: &Path, bytes: &[u8], state: &mut State) -> Result<usize> {
             ));
         }
         replay_record(payload, state)
-            .ok_or_else(|| corrupt(dir, format!("the record at byte {at} does not decode")))?;
+            .ok_or_else(|| failure(dir, format!("the record at byte {at} does not decode")))?;
         at = end;
     }
     Ok(at)
@@ -685,25 +687,25 @@ fn replay_record(mut payload: &[u8], state: &mut State) -> Option<()> {
     Some(())
 }
 
-/// One tree inside [`Journal::transaction`].
+/// One tree inside [`Journal::transaction`]: the tree as it was, and the
+/// transaction's writes to it.
 pub(crate) struct TxView<'a> {
-    state: &'a State,
-    id: u16,
-    writes: &'a RefCell<Writes>,
+    tree: &'a Map,
+    writes: &'a RefCell<WriteSet>,
 }
 
 impl TxView<'_> {
     pub(crate) fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        if let Some(written) = self.writes.borrow().get(&(self.id, key.to_vec())) {
-            return written.clone();
+        match self.writes.borrow().get(key) {
+            Some(written) => written.clone(),
+            None => self.tree.get(key).cloned(),
         }
-        self.state.trees[usize::from(self.id)].get(key).cloned()
     }
 
     pub(crate) fn set(&self, key: &[u8], value: Option<&[u8]>) {
         self.writes
             .borrow_mut()
-            .insert((self.id, key.to_vec()), value.map(<[u8]>::to_vec));
+            .insert(key.to_vec(), value.map(<[u8]>::to_vec));
     }
 }
 
@@ -738,18 +740,6 @@ impl JTree {
             reverse,
         }
     }
-}
-
-/// The smallest key above every key that starts with `prefix`, if any.
-pub(crate) fn prefix_end(prefix: &[u8]) -> Bound<Vec<u8>> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return Bound::Excluded(end);
-        }
-    }
-    Bound::Unbounded
 }
 
 pub(crate) struct Cursor {
@@ -860,6 +850,14 @@ mod tests {
         });
         assert!(matches!(refused, Err(TxError::Abort("no"))));
         assert_eq!(a.get_json::<u32>("balance")?, Some(100));
+        // A tree named twice is one tree: each view reads the other's write.
+        j.transaction(&[&a, &a], |tx| {
+            tx[0].insert_json::<_, ()>("balance", &90)?;
+            assert_eq!(tx[1].get_json::<u32, ()>("balance")?, Some(90));
+            Ok(())
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        a.insert_json("balance", &100)?;
         j.flush()?;
         drop((a, j));
         let j = Journal::open(dir.path())?;
@@ -1022,8 +1020,11 @@ mod tests {
             it.next().transpose()?.map(|(k, _)| k).as_deref(),
             Some("a/3")
         );
-        assert_eq!(prefix_end(b"a\xff\xff"), Bound::Excluded(b"b".to_vec()));
-        assert_eq!(prefix_end(b"\xff"), Bound::Unbounded);
+        assert_eq!(
+            crate::prefix_end(b"a\xff\xff"),
+            Bound::Excluded(b"b".to_vec())
+        );
+        assert_eq!(crate::prefix_end(b"\xff"), Bound::Unbounded);
         Ok(())
     }
 

@@ -323,11 +323,27 @@ enum TreeKind {
 /// A tree's raw entries, in the order asked for.
 type Entries = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>)>>>;
 
-/// An entry as a tree's iterators yield it, decoded from JSON.
-fn decoded<T: DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<(String, T)> {
-    let key = String::from_utf8_lossy(k).into_owned();
-    let value = decode(&key, v)?;
-    Ok((key, value))
+/// Raw entries as the JSON iterators yield them: the key as text, the
+/// value decoded.
+fn decoded<T: DeserializeOwned>(entries: Entries) -> impl Iterator<Item = Result<(String, T)>> {
+    entries.map(|entry| {
+        let (k, v) = entry?;
+        let key = String::from_utf8_lossy(&k).into_owned();
+        let value = decode(&key, &v)?;
+        Ok((key, value))
+    })
+}
+
+/// The smallest key above every key that starts with `prefix`, if any.
+fn prefix_end(prefix: &[u8]) -> Bound<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < u8::MAX {
+            end.push(last + 1);
+            return Bound::Excluded(end);
+        }
+    }
+    Bound::Unbounded
 }
 
 impl Tree {
@@ -389,8 +405,7 @@ impl Tree {
             Some(to) => Bound::Excluded(to.to_vec()),
             None => Bound::Unbounded,
         };
-        self.entries(Bound::Included(from.to_vec()), end, reverse)
-            .map(|entry| entry.and_then(|(k, v)| decoded(&k, &v)))
+        decoded(self.entries(Bound::Included(from.to_vec()), end, reverse))
     }
 
     /// Entries whose keys start with `prefix`, in key order, decoded from JSON.
@@ -399,12 +414,7 @@ impl Tree {
         prefix: &str,
     ) -> impl Iterator<Item = Result<(String, T)>> + use<T> {
         let prefix = prefix.as_bytes();
-        self.entries(
-            Bound::Included(prefix.to_vec()),
-            journal::prefix_end(prefix),
-            false,
-        )
-        .map(|entry| entry.and_then(|(k, v)| decoded(&k, &v)))
+        decoded(self.entries(Bound::Included(prefix.to_vec()), prefix_end(prefix), false))
     }
 
     /// The raw entries between two bounds, forwards or backwards.
@@ -442,9 +452,7 @@ impl Tree {
 
     /// All entries in key order, decoded from JSON.
     pub fn values_json<T: DeserializeOwned>(&self) -> Result<Vec<(String, T)>> {
-        self.entries(Bound::Unbounded, Bound::Unbounded, false)
-            .map(|entry| entry.and_then(|(k, v)| decoded(&k, &v)))
-            .collect()
+        decoded(self.entries(Bound::Unbounded, Bound::Unbounded, false)).collect()
     }
 }
 

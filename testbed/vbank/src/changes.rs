@@ -263,15 +263,15 @@ pub(crate) struct Applier {
 }
 
 impl ClusterBank {
-    /// Makes `change` on every node: checked against this node's records,
-    /// brought up to every change the cluster has recorded (so a change
-    /// another node has acknowledged is seen here, not refused as unknown),
-    /// and what they refuse is refused here and recorded nowhere; then
-    /// appended to the cluster's changes, applied here (with every change
-    /// before it), and answered with what applying it came to. The other
-    /// nodes apply it when their feed reaches its version; they meet the
-    /// same records, so they decide the same way. The database away,
-    /// nothing is changed ([`Error::Cluster`]).
+    /// Makes `change` on every node. This node first applies every change
+    /// the cluster has recorded (so that one another node acknowledged is
+    /// known here, not refused as unknown), then checks `change` against
+    /// its records: what they refuse is refused here and recorded nowhere.
+    /// Then the change is appended to the cluster's changes, applied here,
+    /// and answered with what applying it came to. The other nodes apply it
+    /// when their feed reaches its version; they meet the same records, so
+    /// they decide the same way. The database away, nothing is changed
+    /// ([`Error::Cluster`]).
     pub async fn submit(&self, change: &BankChange) -> Result<Applied> {
         self.catch_up(None).await?;
         let (bank, checked) = (self.bank.clone(), change.clone());
