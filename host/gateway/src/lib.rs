@@ -144,7 +144,21 @@ pub struct Gateway {
     authorizer: Arc<dyn Authorizer>,
     config: GatewayConfig,
     ready: std::sync::atomic::AtomicBool,
+    /// What else must hold for this node to take traffic.
+    ready_checks: std::sync::RwLock<Vec<Arc<dyn ReadyCheck>>>,
     admission: Arc<Admission>,
+}
+
+/// A condition outside the gateway that must hold for this node to take
+/// traffic, such as a cluster node's bank having applied the cluster's
+/// changes: while it does not, `/readyz` answers 503 and names it (so a
+/// load balancer sends the traffic to the other nodes), and `/metrics`
+/// shows it as `sfop_ready_check{check="<name>"} 0`.
+pub trait ReadyCheck: Send + Sync + std::fmt::Debug {
+    /// A short, stable name: the metric's label and `/readyz`'s list.
+    fn name(&self) -> &'static str;
+    /// Whether it holds now; read on every `/readyz` and scrape, so cheap.
+    fn holds(&self) -> bool;
 }
 
 impl Gateway {
@@ -158,7 +172,26 @@ impl Gateway {
             admission: Arc::new(Admission::new(config.admission)),
             config,
             ready: std::sync::atomic::AtomicBool::new(false),
+            ready_checks: std::sync::RwLock::default(),
         }
+    }
+
+    /// Adds `check` to what `/readyz` requires.
+    pub fn add_ready_check(&self, check: Arc<dyn ReadyCheck>) {
+        self.ready_checks
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(check);
+    }
+
+    /// Each ready check's name, and whether it holds now.
+    fn ready_checks(&self) -> Vec<(&'static str, bool)> {
+        self.ready_checks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|check| (check.name(), check.holds()))
+            .collect()
     }
 
     /// Marks the gateway ready (packages loaded) or not (starting, draining).
@@ -167,8 +200,11 @@ impl Gateway {
             .store(ready, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether this node takes traffic: its packages are loaded, it is not
+    /// draining, and every [`ReadyCheck`] holds.
     pub fn is_ready(&self) -> bool {
         self.ready.load(std::sync::atomic::Ordering::Relaxed)
+            && self.ready_checks().iter().all(|(_, holds)| *holds)
     }
 
     /// A loaded release of `api`, counted under its name and version, with
@@ -233,6 +269,7 @@ impl Gateway {
             .with_releases(routes.releases())
             .with_admission(self.admission.clone())
             .with_telemetry(self.config.telemetry.stats())
+            .with_ready_checks(self.ready_checks())
             .render()
     }
 
@@ -1355,6 +1392,21 @@ pub async fn serve_ops(
     .await
 }
 
+/// `/readyz`: 200 when the node takes traffic; 503 otherwise, naming the
+/// ready checks that fail (none named: starting or draining).
+fn readyz(gateway: &Gateway) -> (StatusCode, &'static str, String) {
+    if gateway.is_ready() {
+        return (StatusCode::OK, JSON, r#"{"status":"ready"}"#.to_owned());
+    }
+    let failing: Vec<&str> = gateway
+        .ready_checks()
+        .into_iter()
+        .filter_map(|(name, holds)| (!holds).then_some(name))
+        .collect();
+    let body = serde_json::json!({ "status": "not ready", "failing": failing });
+    (StatusCode::SERVICE_UNAVAILABLE, JSON, body.to_string())
+}
+
 fn ops_response(gateway: &Gateway, path: &str) -> Response<Full<Bytes>> {
     let (status, content_type, body) = match path {
         "/metrics" => (
@@ -1363,14 +1415,7 @@ fn ops_response(gateway: &Gateway, path: &str) -> Response<Full<Bytes>> {
             gateway.render_metrics(),
         ),
         "/healthz" => (StatusCode::OK, JSON, r#"{"status":"ok"}"#.to_owned()),
-        "/readyz" if gateway.is_ready() => {
-            (StatusCode::OK, JSON, r#"{"status":"ready"}"#.to_owned())
-        }
-        "/readyz" => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            JSON,
-            r#"{"status":"not ready"}"#.to_owned(),
-        ),
+        "/readyz" => readyz(gateway),
         _ => (
             StatusCode::NOT_FOUND,
             JSON,
@@ -1416,6 +1461,59 @@ mod tests {
         assert!(lines.contains(&format!("retry-after: {RETRY_AFTER_SECS}").as_str()));
         let body: serde_json::Value = serde_json::from_str(body)?;
         assert_eq!(body["rsp_code"], "A0013");
+        Ok(())
+    }
+
+    /// A check that holds while its flag is set.
+    #[derive(Debug, Default)]
+    struct Flag(AtomicBool);
+
+    impl ReadyCheck for Flag {
+        fn name(&self) -> &'static str {
+            "bank_changes"
+        }
+        fn holds(&self) -> bool {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    /// `/readyz` needs every ready check to hold, names the ones that do
+    /// not, and says ready again once they hold; `/metrics` shows each.
+    #[test]
+    fn a_failing_ready_check_takes_the_node_out_and_is_named()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let gateway = Gateway::new(GatewayConfig::default(), Arc::new(NoAuth));
+        let applied = Arc::new(Flag(AtomicBool::new(true)));
+        gateway.add_ready_check(applied.clone());
+        let readyz = |gateway: &Gateway| {
+            let (status, _, body) = readyz(gateway);
+            serde_json::from_str::<serde_json::Value>(&body).map(|body| (status, body))
+        };
+        // Starting: not ready, and no check to blame.
+        let (status, body) = readyz(&gateway)?;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["failing"], serde_json::json!([]));
+        gateway.set_ready(true);
+        assert_eq!(readyz(&gateway)?.0, StatusCode::OK);
+        assert!(
+            gateway
+                .render_metrics()
+                .contains("sfop_ready_check{check=\"bank_changes\"} 1"),
+            "{}",
+            gateway.render_metrics()
+        );
+        applied.0.store(false, Ordering::Relaxed);
+        let (status, body) = readyz(&gateway)?;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["failing"], serde_json::json!(["bank_changes"]));
+        assert!(!gateway.is_ready());
+        assert!(
+            gateway
+                .render_metrics()
+                .contains("sfop_ready_check{check=\"bank_changes\"} 0")
+        );
+        applied.0.store(true, Ordering::Relaxed);
+        assert_eq!(readyz(&gateway)?.0, StatusCode::OK);
         Ok(())
     }
 

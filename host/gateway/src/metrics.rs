@@ -181,6 +181,7 @@ impl Metrics {
             releases: Vec::new(),
             admission: None,
             telemetry: None,
+            ready_checks: Vec::new(),
         }
     }
 
@@ -201,6 +202,8 @@ pub(crate) struct Scrape {
     admission: Option<Arc<crate::admission::Admission>>,
     /// What became of the spans of the platform's traces (tracing on).
     telemetry: Option<sfop_telemetry::ExportStats>,
+    /// Each ready check's name and whether it holds.
+    ready_checks: Vec<(&'static str, bool)>,
 }
 
 impl std::fmt::Debug for Scrape {
@@ -228,6 +231,12 @@ impl Scrape {
     /// Adds the trace exporter's counts (none when tracing is off).
     pub(crate) fn with_telemetry(mut self, stats: Option<sfop_telemetry::ExportStats>) -> Self {
         self.telemetry = stats;
+        self
+    }
+
+    /// Adds the ready checks (`crate::ReadyCheck`) and whether each holds.
+    pub(crate) fn with_ready_checks(mut self, checks: Vec<(&'static str, bool)>) -> Self {
+        self.ready_checks = checks;
         self
     }
 
@@ -310,6 +319,17 @@ impl Collector for Scrape {
                     ("failed", stats.failed),
                 ]
                 .map(|(outcome, n)| ([("outcome", outcome)], count(n))),
+            )?;
+        }
+        if !self.ready_checks.is_empty() {
+            family(
+                e,
+                "sfop_ready_check",
+                "Conditions this node needs to take traffic, 1 while each holds; while one is 0, /readyz answers 503 and names it.",
+                MetricType::Gauge,
+                self.ready_checks
+                    .iter()
+                    .map(|(check, holds)| ([("check", *check)], gauge(u64::from(*holds)))),
             )?;
         }
         self.encode_isolation(e)

@@ -128,3 +128,19 @@ impl sfop_auth::SharedRevocations for FeedRevocations {
         }
     }
 }
+
+/// `/readyz`'s check on a cluster node: its bank applied every change the
+/// cluster recorded (ADR 0030). While one cannot be applied here the node
+/// refuses to move money, so it asks to be taken out of rotation.
+#[derive(Debug)]
+pub struct BankChangesApplied(pub sfop_vbank::ClusterBank);
+
+impl sfop_gateway::ReadyCheck for BankChangesApplied {
+    fn name(&self) -> &'static str {
+        "bank_changes"
+    }
+
+    fn holds(&self) -> bool {
+        self.0.is_current()
+    }
+}

@@ -333,6 +333,8 @@ pub async fn start_with(config: Config, overrides: Overrides) -> anyhow::Result<
     tokio::spawn(management.clone().follow(stopping.clone()));
     if let (Some(clustered), Some(node)) = (&cluster_bank, &node) {
         tokio::spawn(clustered.clone().follow(node.feed.snapshots()));
+        // A node that cannot apply them moves no money: out of rotation.
+        gateway.add_ready_check(Arc::new(cluster::BankChangesApplied(clustered.clone())));
     }
     let watchdog = tokio::spawn(
         management

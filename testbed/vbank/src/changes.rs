@@ -309,6 +309,14 @@ impl ClusterBank {
         caught_up
     }
 
+    /// Whether this node applied every cluster change it has read so far:
+    /// false while one cannot be applied here (and this node refuses to
+    /// move money, [`ClusterBank::ensure_current`]), for an operator's
+    /// readiness check.
+    pub fn is_current(&self) -> bool {
+        !self.changes.stalled.load(Ordering::Acquire)
+    }
+
     /// Refused (`A0002`, the platform's failure) while this node could not
     /// apply the cluster's changes: its institutions may be out of date,
     /// and a suspended one must not move money here. Nothing was done.

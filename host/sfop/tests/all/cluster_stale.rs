@@ -166,3 +166,86 @@ async fn a_node_cut_off_refuses_tokens_as_unavailable_and_never_lets_one_through
     );
     served.stop()
 }
+
+/// `/readyz` from the node's operator listener: status and body.
+async fn readyz(node: &Served) -> Result<(u16, serde_json::Value)> {
+    let ops = node.ops.context("no ops address in the listening line")?;
+    let reply = tokio::time::timeout(
+        BOUND,
+        crate::harness::send(ops, "GET", "/readyz", &[], Vec::new()),
+    )
+    .await
+    .context("/readyz hung")??;
+    Ok((reply.status, reply.json()?))
+}
+
+/// Asks `/readyz` until its status is `want`, within [`BOUND`].
+async fn ready_until(node: &Served, want: u16) -> Result<serde_json::Value> {
+    let start = Instant::now();
+    loop {
+        let (status, body) = readyz(node).await?;
+        if status == want {
+            return Ok(body);
+        }
+        if start.elapsed() > BOUND {
+            bail!("/readyz still {status} after {BOUND:?}: {body}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The value of `sfop_ready_check{check="bank_changes"}` on `/metrics`.
+async fn bank_changes_check(node: &Served) -> Result<String> {
+    let metrics = node.metrics().await?;
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"sfop_ready_check{check="bank_changes"} "#))
+        .map(str::to_owned)
+        .with_context(|| format!("no bank_changes check on /metrics: {metrics}"))
+}
+
+/// A node whose bank cannot apply a change the cluster recorded (one a
+/// newer build wrote, say) moves no money, so it takes itself out of
+/// rotation: `/readyz` answers 503 naming `bank_changes`, `/metrics` shows
+/// the check at 0 for an operator to alert on, and the process stays
+/// healthy. Once it can apply the cluster's changes again (here the change
+/// is removed; an operator would upgrade the node) it is ready again,
+/// without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_cannot_apply_a_bank_change_leaves_rotation_until_it_can() -> Result<()> {
+    let Some(url) = database("ready_bank_changes").await? else {
+        return Ok(());
+    };
+    let dir = tempfile::tempdir()?;
+    let (data, log, node_url) = (dir.path().join("a"), dir.path().join("a.log"), url.clone());
+    let served = tokio::task::spawn_blocking(move || node(&data, &log, &node_url, None)).await??;
+    ready_until(&served, 200).await?;
+    ensure!(bank_changes_check(&served).await? == "1");
+
+    let cluster = sfop_store_pg::Cluster::connect(&url, 1).await?;
+    let version = cluster
+        .append_bank_change(&serde_json::json!({ "op": "from_a_newer_build" }))
+        .await?;
+    let body = ready_until(&served, 503).await?;
+    ensure!(
+        body["failing"] == serde_json::json!(["bank_changes"]),
+        "{body}"
+    );
+    ensure!(bank_changes_check(&served).await? == "0");
+    let ops = served.ops.context("no ops address")?;
+    let health = crate::harness::send(ops, "GET", "/healthz", &[], Vec::new()).await?;
+    ensure!(health.status == 200, "the process itself is healthy");
+
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let removed = client
+        .execute(
+            "DELETE FROM vbank_changes WHERE version = $1",
+            &[&i64::try_from(version)?],
+        )
+        .await?;
+    ensure!(removed == 1, "{removed} rows removed");
+    ready_until(&served, 200).await?;
+    ensure!(bank_changes_check(&served).await? == "1");
+    Ok(())
+}
