@@ -11,11 +11,12 @@
 //! open the log is replayed; a torn record at its end (a crash during a
 //! write that was never acknowledged) is cut off, a bad record before the
 //! end refuses to open (the log was damaged: nothing is guessed). When the
-//! log outgrows its threshold, a flush encodes the whole state and a thread
-//! writes it as the next generation's file while flushes go on appending
-//! to the current one; the switch copies what they appended, renames the
-//! new file into place and removes the old one: a crash at any step leaves
-//! one complete generation.
+//! log outgrows its threshold, a thread reads the state a small chunk at a
+//! time (a fuzzy image: see [`image_of`]) and writes it as the next
+//! generation's file while flushes go on appending to the current one; it
+//! copies what they appended after the image, the last few hundred
+//! kilobytes while they wait, renames the new file into place and removes
+//! the old one: a crash at any step leaves one complete generation.
 //!
 //! One process at a time: the directory is locked while it is open.
 
@@ -43,6 +44,14 @@ const HEADER: usize = 8;
 const COMPACT_AT: u64 = 64 << 20;
 /// Records of a compacted image are cut at about this size.
 const IMAGE_RECORD: usize = 1 << 20;
+/// An image reads about this many bytes of entries at a time under the
+/// state's lock.
+const IMAGE_CHUNK: usize = if cfg!(test) { 256 } else { 64 << 10 };
+/// At most this much of the log's tail is copied after an image while
+/// flushes wait ([`copy_tail_ahead`] copies the rest before).
+const TAIL_UNDER_LOCK: u64 = 256 << 10;
+/// Rounds of copying the tail ahead before the rest is copied under the log.
+const TAIL_ROUNDS: usize = 8;
 /// An image is written and synced this much at a time.
 const IMAGE_SLICE: usize = 2 << 20;
 
@@ -69,6 +78,9 @@ struct Inner {
     log: Mutex<Log>,
     /// Notified when a compaction ends.
     compacted: Condvar,
+    /// The last compaction's thread, joined by [`Journal::wait_for_compaction`]
+    /// so that the journal is closed once its last handle goes.
+    compactor: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Bytes flushed during compactions and copied after their images.
     tails: std::sync::atomic::AtomicU64,
     /// Held for as long as the journal is open (an exclusive file lock).
@@ -213,6 +225,7 @@ impl Journal {
                 state: RwLock::new(state),
                 pending: Mutex::new(Vec::new()),
                 compacted: Condvar::new(),
+                compactor: Mutex::new(None),
                 tails: std::sync::atomic::AtomicU64::new(0),
                 log: Mutex::new(Log {
                     file,
@@ -279,7 +292,8 @@ impl Journal {
         Ok(())
     }
 
-    /// Waits until a compaction in progress has ended.
+    /// Waits until a compaction in progress has ended, and its thread with
+    /// it (which lets go of the journal last).
     pub fn wait_for_compaction(&self) {
         let mut log = self.inner.log();
         while log.compacting {
@@ -288,6 +302,16 @@ impl Journal {
                 .compacted
                 .wait(log)
                 .unwrap_or_else(|p| p.into_inner());
+        }
+        drop(log);
+        let thread = self
+            .inner
+            .compactor
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
         }
     }
 
@@ -379,37 +403,55 @@ impl Inner {
         Ok(())
     }
 
-    /// Starts writing the state as the next generation. Bookings wait only
-    /// while the image is encoded in memory (the state is held for
-    /// reading); the image is written and synced on a thread of its own
-    /// while flushes go on appending to the current log, and
-    /// [`Inner::switch`] then copies what they appended after the image and
-    /// switches, holding the log. A crash before the rename leaves the
-    /// current generation whole; after it, the next one.
+    /// Starts writing the state as the next generation, on a thread of
+    /// its own while flushes go on appending to the current log. The
+    /// thread encodes the trees a chunk at a time (bookings wait for one
+    /// chunk at most; [`image_of`]), writes and syncs the image, and
+    /// [`Inner::switch`] then copies what the flushes appended after the
+    /// image and switches, holding the log. A crash before the rename
+    /// leaves the current generation whole; after it, the next one.
     fn compact(self: &Arc<Self>, log: &mut Log) -> Result<()> {
-        let image = {
+        let names = {
             let state = self.read();
-            // With the state held nothing more is queued: the image is the
-            // log up to `cut`, every byte synced.
+            // With the state held nothing more is queued: every change
+            // applied so far is in the log up to `cut`, synced.
             self.write_pending(log)?;
-            image_of(&state)
+            let mut names: Vec<(String, u16)> =
+                state.names.iter().map(|(n, id)| (n.clone(), *id)).collect();
+            names.sort_by_key(|(_, id)| *id);
+            names
         };
         let (cut, next) = (log.len, log.generation + 1);
+        let old = log
+            .file
+            .try_clone()
+            .map_err(|e| io(&self.dir, "opening the log for its tail", e))?;
         let (weak, dir) = (Arc::downgrade(self), self.dir.clone());
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("sfop-journal".into())
             .spawn(move || {
-                let written = write_image(&dir, next, &image);
-                let Some(inner) = weak.upgrade() else {
-                    // The journal was closed: its current generation stands.
+                // The journal was closed meanwhile: its current generation stands.
+                let closed = || {
                     let _ = fs::remove_file(tmp_name(&dir, next));
-                    return;
+                };
+                let Some(image) = image_of(&weak, &names) else {
+                    return closed();
+                };
+                let written = write_image(&dir, next, &image).and_then(|mut file| {
+                    let copied = copy_tail_ahead(&weak, &old, &mut file, cut, &dir)?;
+                    Ok((file, copied))
+                });
+                drop(image);
+                let Some(inner) = weak.upgrade() else {
+                    return closed();
                 };
                 let mut log = inner.log();
-                let switched = written.and_then(|file| inner.switch(&mut log, file, cut, next));
+                let switched =
+                    written.and_then(|(file, copied)| inner.switch(&mut log, file, copied, next));
                 inner.compaction_ended(&mut log, switched);
             })
             .map_err(|e| io(&self.dir, "starting the compaction's thread", e))?;
+        *self.compactor.lock().unwrap_or_else(|p| p.into_inner()) = Some(thread);
         // The thread needs the log to finish, which the caller holds.
         log.compacting = true;
         Ok(())
@@ -516,39 +558,109 @@ fn tmp_name(dir: &Path, generation: u64) -> PathBuf {
     dir.join(format!("{}.tmp", file_name(generation)))
 }
 
-/// The whole state as records: the trees' names, then their entries.
-fn image_of(state: &State) -> Vec<u8> {
-    let size: usize = state
-        .trees
-        .iter()
-        .flat_map(|map| map.iter().map(|(k, v)| k.len() + v.len() + 11))
-        .sum();
-    let mut image = Vec::with_capacity(size + size / IMAGE_RECORD * HEADER + 4096);
+/// The trees `names` as records: their names, then their entries, read
+/// [`IMAGE_CHUNK`] bytes at a time under the state's read lock, so that a
+/// booking waits for one chunk at most (well under a millisecond), not for
+/// the whole image.
+/// `None` if the journal was closed meanwhile.
+///
+/// The image is therefore fuzzy: an entry changed while it is read may be
+/// caught before or after the change. That is sound because every change
+/// made since the cut is in the log past it, and the switch copies that
+/// tail after the image: replayed in order over the image, whole values
+/// set or removed, the tail brings every entry to its last value, and an
+/// entry it does not touch was not changed during the read, so the image
+/// holds it as it is (a tree made meanwhile is named in the tail, before
+/// its entries). A transaction is one record of the tail, so it is whole
+/// after replay, whichever of its writes the image caught.
+///
+/// The image is a list of records rather than one buffer: growing a buffer
+/// of a hundred megabytes copies it, which under the lock held bookings for
+/// hundreds of milliseconds.
+fn image_of(inner: &std::sync::Weak<Inner>, names: &[(String, u16)]) -> Option<Vec<Vec<u8>>> {
+    let mut image = Vec::new();
     let mut payload = Vec::new();
-    let mut names: Vec<(&String, &u16)> = state.names.iter().collect();
-    names.sort_by_key(|(_, id)| **id);
     for (name, id) in names {
         put_name(&mut payload, *id, name);
     }
-    for (id, map) in state.trees.iter().enumerate() {
-        let id = u16::try_from(id).unwrap_or(u16::MAX);
-        for (k, v) in map {
-            put_change(&mut payload, id, k, Some(v));
+    for (_, id) in names {
+        let mut after: Option<Vec<u8>> = None;
+        loop {
+            let inner = inner.upgrade()?;
+            let state = inner.read();
+            let Some(map) = state.trees.get(usize::from(*id)) else {
+                break;
+            };
+            let lower = match &after {
+                Some(key) => Bound::Excluded(key.as_slice()),
+                None => Bound::Unbounded,
+            };
+            let (start, mut last, mut done) = (payload.len(), None, true);
+            for (k, v) in map.range::<[u8], _>((lower, Bound::Unbounded)) {
+                if payload.len() - start >= IMAGE_CHUNK {
+                    done = false;
+                    break;
+                }
+                put_change(&mut payload, *id, k, Some(v));
+                last = Some(k);
+            }
+            after = last.cloned();
+            drop(state);
             if payload.len() >= IMAGE_RECORD {
-                image.extend_from_slice(&seal(&payload));
+                image.push(seal(&payload));
                 payload.clear();
+            }
+            if done {
+                break;
             }
         }
     }
     if !payload.is_empty() {
-        image.extend_from_slice(&seal(&payload));
+        image.push(seal(&payload));
     }
-    image
+    Some(image)
+}
+
+/// Copies the log past `from` after an image in rounds, without holding
+/// the log, until at most [`TAIL_UNDER_LOCK`] bytes are left for
+/// [`Inner::switch`] to copy while flushes wait; where the copy ended.
+/// What it reads was written and synced by flushes (the log's length
+/// moves only after), and during a compaction the log only grows.
+fn copy_tail_ahead(
+    inner: &std::sync::Weak<Inner>,
+    old: &File,
+    image: &mut File,
+    mut from: u64,
+    dir: &Path,
+) -> Result<u64> {
+    use std::os::unix::fs::FileExt;
+    for _ in 0..TAIL_ROUNDS {
+        let Some(len) = inner.upgrade().map(|inner| inner.log().len) else {
+            return Ok(from); // closed: nothing will be switched
+        };
+        if len.saturating_sub(from) <= TAIL_UNDER_LOCK {
+            break;
+        }
+        let n = usize::try_from(len - from)
+            .map_err(|_| failure(dir, format!("a log tail of {} bytes", len - from)))?;
+        let mut tail = vec![0; n];
+        old.read_exact_at(&mut tail, from)
+            .map_err(|e| io(dir, "reading the log's tail", e))?;
+        write_synced(image, &tail)
+            .map_err(|e| io(dir, "writing the log's tail after an image", e))?;
+        if let Some(inner) = inner.upgrade() {
+            inner
+                .tails
+                .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        }
+        from = len;
+    }
+    Ok(from)
 }
 
 /// Writes `image` as generation `next`'s file, still under its temporary
 /// name, synced; open for appending.
-fn write_image(dir: &Path, next: u64, image: &[u8]) -> Result<File> {
+fn write_image(dir: &Path, next: u64, image: &[Vec<u8>]) -> Result<File> {
     let mut file = OpenOptions::new()
         .mode(0o600)
         .create_new(true)
@@ -556,17 +668,29 @@ fn write_image(dir: &Path, next: u64, image: &[u8]) -> Result<File> {
         .append(true)
         .open(tmp_name(dir, next))
         .map_err(|e| io(dir, "creating an image", e))?;
-    // In slices, each synced: on ext4 (data=ordered) the log's own
-    // `fdatasync` commits the file system's journal, which first writes
-    // every dirty page of this file too; unsynced, a whole image of tens
-    // of megabytes would stall the bookings' flushes for as long as it
-    // takes the disk to write it.
-    for slice in image.chunks(IMAGE_SLICE) {
-        file.write_all(slice)
-            .and_then(|()| file.sync_data())
-            .map_err(|e| io(dir, "writing an image", e))?;
+    let mut slice = Vec::with_capacity(IMAGE_SLICE + IMAGE_RECORD);
+    for record in image {
+        slice.extend_from_slice(record);
+        if slice.len() >= IMAGE_SLICE {
+            write_synced(&mut file, &slice).map_err(|e| io(dir, "writing an image", e))?;
+            slice.clear();
+        }
     }
+    write_synced(&mut file, &slice).map_err(|e| io(dir, "writing an image", e))?;
     Ok(file)
+}
+
+/// Appends `bytes` to `file` in slices, each synced: on ext4
+/// (data=ordered) the log's own `fdatasync` commits the file system's
+/// journal, which first writes every dirty page of this file too; unsynced,
+/// tens of megabytes would stall the bookings' flushes for as long as it
+/// takes the disk to write them.
+fn write_synced(file: &mut File, bytes: &[u8]) -> std::io::Result<()> {
+    for slice in bytes.chunks(IMAGE_SLICE) {
+        file.write_all(slice)?;
+        file.sync_data()?;
+    }
+    Ok(())
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -1125,6 +1249,67 @@ mod tests {
             "every acknowledged entry"
         );
         assert!(entries.iter().all(|(k, v)| *k == format!("k{v:07}")));
+        Ok(())
+    }
+
+    /// Entries overwritten, removed and added while images are read a
+    /// chunk at a time, and trees made meanwhile, end as last written: the
+    /// tail copied after each fuzzy image replays every change made since
+    /// its cut.
+    #[test]
+    fn an_image_read_while_writes_change_it_replays_to_their_last_values() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut model: BTreeMap<(String, String), Option<u64>> = BTreeMap::new();
+        {
+            let j = Journal::open_compacting_at(dir.path(), 32 << 10)?;
+            let mut trees = vec![("a".to_owned(), j.tree("a")?)];
+            let mut n = 0u64;
+            // Flushes go on while images are read and written (the writes
+            // never wait for a compaction), until several generations were
+            // made and some flushes met an image.
+            while j.inner.log().generation < 6
+                || j.inner.tails.load(std::sync::atomic::Ordering::Relaxed) == 0
+            {
+                anyhow::ensure!(n < 400_000, "compactions did not run");
+                let (name, tree) = &trees[usize::try_from(n)? % trees.len()];
+                // 600 keys a tree: an image reads each in many chunks.
+                let key = format!("k{:04}", (n * 7919) % 600);
+                let value = (!n.is_multiple_of(5)).then_some(n);
+                match value {
+                    Some(v) => tree.insert_json(&key, &v)?,
+                    None => {
+                        tree.remove(key.as_bytes())?;
+                    }
+                }
+                model.insert((name.clone(), key), value);
+                if n % 1500 == 1499 {
+                    let name = format!("t{n}");
+                    trees.push((name.clone(), j.tree(&name)?));
+                }
+                j.flush()?;
+                n += 1;
+            }
+            j.wait_for_compaction();
+        }
+        let j = Journal::open(dir.path())?;
+        let mut on_disk = BTreeMap::new();
+        for name in model
+            .keys()
+            .map(|(name, _)| name.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+        {
+            for (key, value) in j.tree(&name)?.values_json::<u64>()? {
+                on_disk.insert((name.clone(), key), value);
+            }
+        }
+        let expected: BTreeMap<(String, String), u64> = model
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, v?)))
+            .collect();
+        assert_eq!(on_disk.len(), expected.len());
+        for (k, v) in &expected {
+            assert_eq!(on_disk.get(k), Some(v), "{k:?}");
+        }
         Ok(())
     }
 
