@@ -265,12 +265,10 @@ impl Reply {
     }
 }
 
+/// Text of the page as its reader sees it: every character reference
+/// decoded (maud writes `&amp;`, `&lt;`, `&gt;` and `&quot;`).
 fn unescape(s: &str) -> String {
-    s.replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&")
+    html_escape::decode_html_entities(s).into_owned()
 }
 
 /// The platform's OAuth pages and token endpoint, through the CLI's one
@@ -319,5 +317,20 @@ impl Pages {
             location,
             body,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::unescape;
+
+    /// What maud escapes (`&`, `<`, `>`, `"`) comes back as written,
+    /// decoded once: an escaped entity stays an entity, numeric references
+    /// decode too.
+    #[test]
+    fn page_text_is_decoded_once() {
+        let page = "&lt;b&gt;&quot;Tom &amp; Jerry's&quot; &amp;lt;tag&amp;gt;&lt;/b&gt;";
+        assert_eq!(unescape(page), r#"<b>"Tom & Jerry's" &lt;tag&gt;</b>"#);
+        assert_eq!(unescape("&#39;&#x41;&amp;amp;"), "'A&amp;");
     }
 }
