@@ -421,30 +421,27 @@ impl ClusterBank {
     }
 
     /// Applies the cluster's changes whenever the feed publishes a newer
-    /// version, until the feed stops; a failure is logged and tried again
-    /// after [`RETRY`] (or at the next version, if sooner).
+    /// version, until the feed stops; and, while this node is behind (an
+    /// applying failed, here or in a [`ClusterBank::submit`] that met the
+    /// database away), again every [`RETRY`]: a node that recovers without
+    /// a new version (the database back, nothing changed meanwhile) must
+    /// not stay behind, refusing money and out of rotation.
     pub async fn follow(self, mut snapshots: watch::Receiver<Arc<Snapshot>>) {
-        let mut failing = false;
         loop {
-            let next = snapshots.changed();
-            let woke = if failing {
-                tokio::time::timeout(RETRY, next).await.unwrap_or(Ok(()))
-            } else {
-                next.await
-            };
-            if woke.is_err() {
-                return;
+            // `changed` is cancel-safe: a version published during the
+            // wait is seen at the next turn.
+            match tokio::time::timeout(RETRY, snapshots.changed()).await {
+                Ok(Err(_)) => return, // the feed stopped
+                Ok(Ok(())) => {}
+                Err(_) if self.is_current() => continue,
+                Err(_) => {}
             }
-            failing = match self.catch_up(None).await {
-                Ok(_) => false,
-                Err(e) => {
-                    tracing::error!(
-                        error = %e,
-                        "virtual bank: applying the cluster's changes failed; trying again"
-                    );
-                    true
-                }
-            };
+            if let Err(e) = self.catch_up(None).await {
+                tracing::error!(
+                    error = %e,
+                    "virtual bank: applying the cluster's changes failed; trying again"
+                );
+            }
         }
     }
 }

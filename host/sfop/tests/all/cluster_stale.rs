@@ -249,3 +249,52 @@ async fn a_node_that_cannot_apply_a_bank_change_leaves_rotation_until_it_can() -
     ensure!(bank_changes_check(&served).await? == "1");
     Ok(())
 }
+
+/// A bank change sent through a node cut off from its database is refused
+/// 503 `A0013` and leaves that node behind (it could not read the
+/// cluster's changes first), so the node is out of rotation while cut off;
+/// back in touch it rejoins by itself, although no version changed
+/// meanwhile (nothing would wake it on the feed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_back_in_touch_rejoins_rotation_without_a_new_version() -> Result<()> {
+    let Some(url) = database("ready_after_cut").await? else {
+        return Ok(());
+    };
+    let (proxy, through) = proxy::Proxy::to_database(&url).await?;
+    let dir = tempfile::tempdir()?;
+    let (data, log) = (dir.path().join("a"), dir.path().join("a.log"));
+    // The admin token must stay provable while cut off, so that the
+    // change reaches the bank.
+    let served = tokio::task::spawn_blocking(move || {
+        node(
+            &data,
+            &log,
+            &through,
+            Some("[auth]\nrevocation_max_lag_ms = 600000\n"),
+        )
+    })
+    .await??;
+    ready_until(&served, 200).await?;
+
+    proxy.cut();
+    let (code, answer) = crate::cluster::admin(
+        &served,
+        sfop_admin_api::institutions::SUSPEND,
+        serde_json::json!({ "client_use_code": sfop_vbank::seed::DEMO_CLIENT_USE_CODE }),
+    )
+    .await?;
+    ensure!(
+        code == 503 && answer["rsp_code"] == "A0013",
+        "a suspension on a node cut off: {code} {answer}"
+    );
+    let body = ready_until(&served, 503).await?;
+    ensure!(
+        body["failing"] == serde_json::json!(["bank_changes"]),
+        "{body}"
+    );
+
+    proxy.restore();
+    ready_until(&served, 200).await?;
+    ensure!(bank_changes_check(&served).await? == "1");
+    Ok(())
+}
