@@ -203,8 +203,22 @@ impl Gateway {
     /// Whether this node takes traffic: its packages are loaded, it is not
     /// draining, and every [`ReadyCheck`] holds.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(std::sync::atomic::Ordering::Relaxed)
-            && self.ready_checks().iter().all(|(_, holds)| *holds)
+        self.readiness().is_ok()
+    }
+
+    /// [`Self::is_ready`], with the names of the ready checks that fail
+    /// when not (none: starting or draining). Each check is read once.
+    fn readiness(&self) -> Result<(), Vec<&'static str>> {
+        let failing: Vec<&'static str> = self
+            .ready_checks()
+            .into_iter()
+            .filter_map(|(name, holds)| (!holds).then_some(name))
+            .collect();
+        if self.ready.load(std::sync::atomic::Ordering::Relaxed) && failing.is_empty() {
+            Ok(())
+        } else {
+            Err(failing)
+        }
     }
 
     /// A loaded release of `api`, counted under its name and version, with
@@ -1395,16 +1409,13 @@ pub async fn serve_ops(
 /// `/readyz`: 200 when the node takes traffic; 503 otherwise, naming the
 /// ready checks that fail (none named: starting or draining).
 fn readyz(gateway: &Gateway) -> (StatusCode, &'static str, String) {
-    if gateway.is_ready() {
-        return (StatusCode::OK, JSON, r#"{"status":"ready"}"#.to_owned());
+    match gateway.readiness() {
+        Ok(()) => (StatusCode::OK, JSON, r#"{"status":"ready"}"#.to_owned()),
+        Err(failing) => {
+            let body = serde_json::json!({ "status": "not ready", "failing": failing });
+            (StatusCode::SERVICE_UNAVAILABLE, JSON, body.to_string())
+        }
     }
-    let failing: Vec<&str> = gateway
-        .ready_checks()
-        .into_iter()
-        .filter_map(|(name, holds)| (!holds).then_some(name))
-        .collect();
-    let body = serde_json::json!({ "status": "not ready", "failing": failing });
-    (StatusCode::SERVICE_UNAVAILABLE, JSON, body.to_string())
 }
 
 fn ops_response(gateway: &Gateway, path: &str) -> Response<Full<Bytes>> {

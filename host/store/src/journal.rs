@@ -1306,10 +1306,7 @@ mod tests {
             .into_iter()
             .filter_map(|(k, v)| Some((k, v?)))
             .collect();
-        assert_eq!(on_disk.len(), expected.len());
-        for (k, v) in &expected {
-            assert_eq!(on_disk.get(k), Some(v), "{k:?}");
-        }
+        assert_eq!(on_disk, expected);
         Ok(())
     }
 

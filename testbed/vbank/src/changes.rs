@@ -321,7 +321,7 @@ impl ClusterBank {
     /// apply the cluster's changes: its institutions may be out of date,
     /// and a suspended one must not move money here. Nothing was done.
     pub(crate) fn ensure_current(&self) -> std::result::Result<(), BankError> {
-        if self.changes.stalled.load(Ordering::Acquire) {
+        if !self.is_current() {
             tracing::warn!("virtual bank: refused while the cluster's changes cannot be applied");
             return Err(BankError::Backend(
                 "this node's bank records are behind the cluster's (a change could not be \

@@ -117,7 +117,18 @@ pub(crate) async fn three_nodes_serving(
 /// `sfop serve` as a node of the cluster at `url`, started (off the
 /// runtime: the launcher waits for the process to listen).
 pub(crate) async fn start(data: PathBuf, log: PathBuf, url: String) -> Result<Served> {
-    tokio::task::spawn_blocking(move || node(&data, &log, &url, None)).await?
+    start_configured(data, log, url, None).await
+}
+
+/// [`start`] with `config` (a TOML file's text) over the defaults.
+pub(crate) async fn start_configured(
+    data: PathBuf,
+    log: PathBuf,
+    url: String,
+    config: Option<&str>,
+) -> Result<Served> {
+    let config = config.map(str::to_owned);
+    tokio::task::spawn_blocking(move || node(&data, &log, &url, config.as_deref())).await?
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -600,16 +611,13 @@ async fn an_admin_change_the_database_cannot_take_is_503_and_writes_nothing() ->
     };
     let (proxy, through) = Proxy::to_database(&url).await?;
     let dir = tempfile::tempdir()?;
-    let (data, log) = (dir.path().join("a"), dir.path().join("a.log"));
-    let served = tokio::task::spawn_blocking(move || {
-        node(
-            &data,
-            &log,
-            &through,
-            Some("[auth]\nrevocation_max_lag_ms = 600000\n"),
-        )
-    })
-    .await??;
+    let served = start_configured(
+        dir.path().join("a"),
+        dir.path().join("a.log"),
+        through,
+        Some("[auth]\nrevocation_max_lag_ms = 600000\n"),
+    )
+    .await?;
     let direct = sfop_store_pg::Cluster::connect(&url, 1).await?;
     let written = || async {
         Ok::<_, anyhow::Error>((
